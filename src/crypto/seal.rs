@@ -1,0 +1,171 @@
+//! The sealing construction used for every stored byte (chunks, metadata, heads, wrapped
+//! keys): fresh random nonce → BLAKE3 derives (XTS key pair, MAC key) from key and nonce →
+//! AES-256-XTS over 4 KiB sectors → BLAKE3 keyed MAC over (context, header, ciphertext).
+//! Layout and rationale: docs/FORMAT.md, "Sealed blob".
+
+use super::xts::{SECTOR, Xts};
+use super::{CryptoError, SecretKey, random_bytes};
+use zeroize::Zeroizing;
+
+/// Which protection a sealed blob carries. The byte is authenticated and the opener states
+/// the suite it expects, so a blob cannot be downgraded to MAC-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// AES-256-XTS confidentiality + BLAKE3 MAC (`standard` and `e2e` classes, local state).
+    XtsBlake3 = 1,
+    /// BLAKE3 MAC only, body stored as plaintext (`transit` class: the server reads it).
+    MacOnly = 2,
+}
+
+const NONCE: usize = 16;
+const HEADER: usize = 1 + NONCE + 4;
+const TAG: usize = 32;
+/// Bytes a sealed blob adds to its plaintext (excluding XTS padding of tiny tails).
+pub const SEAL_OVERHEAD: usize = HEADER + TAG;
+
+/// Length of the XTS body for a plaintext of `len` bytes. XTS needs every sector to hold at
+/// least one 16-byte block, so a short blob or a short last sector is zero-padded; the true
+/// length is in the authenticated header.
+pub fn padded_len(len: usize) -> usize {
+    if len < 16 {
+        return 16;
+    }
+    let tail = len % SECTOR;
+    if tail != 0 && tail < 16 {
+        len + (16 - tail)
+    } else {
+        len
+    }
+}
+
+struct SubKeys {
+    k1: Zeroizing<[u8; 32]>,
+    k2: Zeroizing<[u8; 32]>,
+    mac: Zeroizing<[u8; 32]>,
+}
+
+fn subkeys(key: &SecretKey, suite: Suite, nonce: &[u8; NONCE]) -> SubKeys {
+    let mut h = blake3::Hasher::new_derive_key("cirrus 2026-11-28 seal v1 subkeys");
+    h.update(&[suite as u8]);
+    h.update(key.expose());
+    h.update(nonce);
+    let mut out = Zeroizing::new([0u8; 96]);
+    h.finalize_xof().fill(&mut out[..]);
+    let mut k = SubKeys {
+        k1: Zeroizing::new([0; 32]),
+        k2: Zeroizing::new([0; 32]),
+        mac: Zeroizing::new([0; 32]),
+    };
+    k.k1.copy_from_slice(&out[..32]);
+    k.k2.copy_from_slice(&out[32..64]);
+    k.mac.copy_from_slice(&out[64..]);
+    k
+}
+
+fn mac(mac_key: &[u8; 32], context: &[u8], header_and_body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(mac_key);
+    h.update(&(context.len() as u64).to_le_bytes());
+    h.update(context);
+    h.update(header_and_body);
+    *h.finalize().as_bytes()
+}
+
+/// Seals `plaintext` under `key`, bound to `context` (which the opener must supply again).
+pub fn seal(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE];
+    random_bytes(&mut nonce)?;
+    Ok(seal_with_nonce(key, suite, context, plaintext, &nonce))
+}
+
+/// [`seal`] with a caller-chosen nonce. Only for known-answer tests: a nonce must never be
+/// reused under one key.
+pub fn seal_with_nonce(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+    nonce: &[u8; NONCE],
+) -> Vec<u8> {
+    assert!(
+        plaintext.len() <= u32::MAX as usize,
+        "sealed blobs are limited to 4 GiB"
+    );
+    let body_len = match suite {
+        Suite::XtsBlake3 => padded_len(plaintext.len()),
+        Suite::MacOnly => plaintext.len(),
+    };
+    let mut out = Vec::with_capacity(HEADER + body_len + TAG);
+    out.push(suite as u8);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&(plaintext.len() as u32).to_le_bytes());
+    out.extend_from_slice(plaintext);
+    out.resize(HEADER + body_len, 0);
+    let k = subkeys(key, suite, nonce);
+    if suite == Suite::XtsBlake3 {
+        Xts::new(&k.k1, &k.k2).encrypt_area(&mut out[HEADER..], 0);
+    }
+    let tag = mac(&k.mac, context, &out);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// The authentication tag of a sealed blob (its last 32 bytes): what parents record to pin
+/// one exact version of a child.
+pub fn peek_tag(sealed: &[u8]) -> Option<[u8; 32]> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    sealed[sealed.len() - TAG..].try_into().ok()
+}
+
+/// Checks the tag in constant time and only then decrypts. Never returns unauthenticated
+/// bytes.
+pub fn open(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(CryptoError::Malformed);
+    }
+    if sealed[0] != suite as u8 {
+        return Err(CryptoError::WrongSuite {
+            expected: suite as u8,
+            found: sealed[0],
+        });
+    }
+    let nonce: [u8; NONCE] = sealed[1..1 + NONCE]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed)?;
+    let len_bytes: [u8; 4] = sealed[1 + NONCE..HEADER]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed)?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let body_len = match suite {
+        Suite::XtsBlake3 => padded_len(len),
+        Suite::MacOnly => len,
+    };
+    if sealed.len() != HEADER + body_len + TAG {
+        return Err(CryptoError::Malformed);
+    }
+    let (authed, tag) = sealed.split_at(HEADER + body_len);
+    let k = subkeys(key, suite, &nonce);
+    let expect = blake3::Hash::from(mac(&k.mac, context, authed));
+    // blake3::Hash compares in constant time.
+    let got = blake3::Hash::from_slice(tag).map_err(|_| CryptoError::Malformed)?;
+    if expect != got {
+        return Err(CryptoError::BadTag);
+    }
+    let mut body = authed[HEADER..].to_vec();
+    if suite == Suite::XtsBlake3 {
+        Xts::new(&k.k1, &k.k2).decrypt_area(&mut body, 0);
+    }
+    body.truncate(len);
+    Ok(body)
+}
