@@ -2,3 +2,11 @@
 //! cli → fs → volume → (format, keys, store, cache) → crypto.
 
 pub mod crypto;
+pub mod cache;
+pub mod format;
+pub mod keys;
+pub mod store;
+pub mod volume;
+pub mod account;
+pub mod home;
+pub mod server;

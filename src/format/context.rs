@@ -1,0 +1,55 @@
+//! What a sealed blob is, bound into its MAC so a blob cannot be replayed as another.
+
+use super::FORMAT_VERSION;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ObjKind {
+    Chunk = 1,
+    Leaf = 2,
+    Head = 3,
+    CategoryKey = 4,
+    CategoryTable = 5,
+    AccountKey = 6,
+    DeviceState = 7,
+}
+
+/// The sealing context: format version, object kind, category, inode and index. Fields that
+/// do not apply to a kind are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub kind: ObjKind,
+    pub version: u16,
+    pub category: u32,
+    pub ino: u64,
+    pub index: u64,
+}
+
+impl Context {
+    pub fn new(kind: ObjKind, category: u32, ino: u64, index: u64) -> Self {
+        Context {
+            kind,
+            version: FORMAT_VERSION,
+            category,
+            ino,
+            index,
+        }
+    }
+
+    pub fn chunk(category: u32, ino: u64, index: u64) -> Self {
+        Self::new(ObjKind::Chunk, category, ino, index)
+    }
+
+    /// 31 bytes: "cirrus" | version u16 | kind u8 | category u32 | ino u64 | index u64.
+    pub fn to_bytes(&self) -> [u8; 31] {
+        let mut b = [0u8; 31];
+        b[..6].copy_from_slice(b"cirrus");
+        b[6..8].copy_from_slice(&self.version.to_le_bytes());
+        b[8] = self.kind as u8;
+        b[9..13].copy_from_slice(&self.category.to_le_bytes());
+        b[13..21].copy_from_slice(&self.ino.to_le_bytes());
+        b[21..29].copy_from_slice(&self.index.to_le_bytes());
+        // two reserved bytes, zero
+        b
+    }
+}

@@ -1,0 +1,267 @@
+//! The device's home directory: config, device secret, the wrapped account key and the
+//! record of heads seen. Everything secret in it is sealed; see docs/FORMAT.md "Home".
+
+use crate::crypto::{self, SecretKey, Suite};
+use crate::format::codec::{Reader, Writer};
+use crate::format::{Context, ObjKind};
+use crate::keys::KdfParams;
+use crate::volume::HeadWitness;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error("no Cirrus account in {0} (run `cirrus init` first, or pass --home)")]
+    NoAccount(PathBuf),
+    #[error("an account already exists in {0} (use another --home, or remove it)")]
+    Exists(PathBuf),
+    #[error("config file {path} is malformed: {why} (fix or restore it)")]
+    BadConfig { path: PathBuf, why: String },
+    #[error("device file {path} is damaged: {why}")]
+    Damaged { path: PathBuf, why: String },
+    #[error("cannot access {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    /// URL of the store holding the account's objects.
+    pub store: String,
+    pub device_name: String,
+    /// Hex salt of the passcode KDF.
+    pub kdf_salt: String,
+    pub kdf: KdfParams,
+}
+
+pub struct Home {
+    pub root: PathBuf,
+}
+
+/// Writes a file atomically (temp + fsync + rename), mode 0600.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HomeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(data).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Home {
+    pub fn new(root: PathBuf) -> Self {
+        Home { root }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn device_dir(&self) -> PathBuf {
+        self.root.join("device")
+    }
+    pub fn keyservice_dir(&self) -> PathBuf {
+        self.root.join("keyservice")
+    }
+    pub fn default_store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("cirrus.log")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.config_path().exists()
+    }
+
+    pub fn load_config(&self) -> Result<Config, HomeError> {
+        let p = self.config_path();
+        let text = match fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HomeError::NoAccount(self.root.clone()));
+            }
+            Err(e) => return Err(io(&p)(e)),
+        };
+        let c: Config = toml::from_str(&text).map_err(|e| HomeError::BadConfig {
+            path: p.clone(),
+            why: e.to_string().lines().next().unwrap_or("").to_string(),
+        })?;
+        if c.version != 1 {
+            return Err(HomeError::BadConfig {
+                path: p,
+                why: format!("unsupported config version {}", c.version),
+            });
+        }
+        Ok(c)
+    }
+
+    pub fn save_config(&self, c: &Config) -> Result<(), HomeError> {
+        let text = toml::to_string_pretty(c).map_err(|e| HomeError::BadConfig {
+            path: self.config_path(),
+            why: e.to_string(),
+        })?;
+        write_atomic(&self.config_path(), text.as_bytes())
+    }
+
+    pub fn create_dirs(&self) -> Result<(), HomeError> {
+        for d in [self.root.clone(), self.device_dir(), self.run_dir()] {
+            fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        for d in [self.root.clone(), self.device_dir()] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
+        }
+        Ok(())
+    }
+
+    pub fn read_secret_file(&self, path: &Path) -> Result<SecretKey, HomeError> {
+        let v = zeroize::Zeroizing::new(fs::read(path).map_err(io(path))?);
+        SecretKey::from_slice(&v).ok_or_else(|| HomeError::Damaged {
+            path: path.to_path_buf(),
+            why: "expected 32 bytes".into(),
+        })
+    }
+
+    pub fn write_secret_file(&self, path: &Path, key: &SecretKey) -> Result<(), HomeError> {
+        write_atomic(path, key.expose())
+    }
+
+    pub fn device_secret_path(&self) -> PathBuf {
+        self.device_dir().join("secret")
+    }
+    pub fn account_key_path(&self) -> PathBuf {
+        self.device_dir().join("account.key")
+    }
+    pub fn seen_path(&self) -> PathBuf {
+        self.device_dir().join("seen")
+    }
+}
+
+/// Highest heads seen, sealed under a key derived from the account key and persisted in
+/// the home, so rollback is detected across restarts.
+pub struct SeenHeads {
+    path: PathBuf,
+    key: SecretKey,
+    state: Mutex<Seen>,
+}
+
+#[derive(Default, Clone)]
+struct Seen {
+    table: u64,
+    heads: BTreeMap<u32, (u64, [u8; 32])>,
+}
+
+impl SeenHeads {
+    pub fn load(path: PathBuf, key: SecretKey) -> Result<Self, HomeError> {
+        let state = match fs::read(&path) {
+            Ok(bytes) => {
+                let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
+                let plain = crypto::open(&key, Suite::XtsBlake3, &ctx.to_bytes(), &bytes)
+                    .map_err(|e| HomeError::Damaged {
+                        path: path.clone(),
+                        why: e.to_string(),
+                    })?;
+                Self::decode(&plain).map_err(|why| HomeError::Damaged {
+                    path: path.clone(),
+                    why,
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::default(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(SeenHeads {
+            path,
+            key,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn decode(b: &[u8]) -> Result<Seen, String> {
+        let mut r = Reader::new(b);
+        let f = |e: crate::format::FormatError| e.to_string();
+        let table = r.u64().map_err(f)?;
+        let n = r.count(44).map_err(f)?;
+        let mut heads = BTreeMap::new();
+        for _ in 0..n {
+            let c = r.u32().map_err(f)?;
+            let counter = r.u64().map_err(f)?;
+            let h = r.hash().map_err(f)?;
+            heads.insert(c, (counter, h));
+        }
+        Ok(Seen { table, heads })
+    }
+
+    fn save(&self, s: &Seen) -> Result<(), String> {
+        let mut w = Writer::new();
+        w.u64(s.table).u32(s.heads.len() as u32);
+        for (c, (n, h)) in &s.heads {
+            w.u32(*c).u64(*n).raw(h);
+        }
+        let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
+        let sealed = crypto::seal(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), &w.finish())
+            .map_err(|e| e.to_string())?;
+        write_atomic(&self.path, &sealed).map_err(|e| e.to_string())
+    }
+
+    pub fn table_seen(&self) -> u64 {
+        self.state.lock().map(|s| s.table).unwrap_or(0)
+    }
+
+    pub fn record_table(&self, counter: u64) -> Result<(), String> {
+        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        if counter > s.table {
+            s.table = counter;
+            let snapshot = s.clone();
+            self.save(&snapshot)?;
+        }
+        Ok(())
+    }
+}
+
+impl HeadWitness for SeenHeads {
+    fn seen(&self, category: u32) -> Option<(u64, [u8; 32])> {
+        self.state.lock().ok()?.heads.get(&category).copied()
+    }
+
+    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String> {
+        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        let cur = s.heads.get(&category).copied();
+        if cur.is_none_or(|(n, _)| counter > n) {
+            s.heads.insert(category, (counter, hash));
+            let snapshot = s.clone();
+            self.save(&snapshot)?;
+        }
+        Ok(())
+    }
+}

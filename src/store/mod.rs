@@ -1,0 +1,107 @@
+//! Where ciphertext lives: a `Store` holds opaque named objects and knows nothing of crypto.
+//! Backends are chosen by URL; every backend passes the same conformance suite.
+
+mod local;
+mod mem;
+#[cfg(test)]
+mod conformance;
+
+pub use local::LocalStore;
+pub use mem::MemStore;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Errors of the store layer. Not-found, precondition and integrity problems are kept apart
+/// because callers react differently to each.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {0} not found in the store")]
+    NotFound(String),
+    #[error("object {0} changed concurrently (compare-and-swap lost)")]
+    PreconditionFailed(String),
+    #[error("invalid object name {0:?}")]
+    InvalidName(String),
+    #[error("the store is full (no space left) while writing {0}")]
+    Full(String),
+    #[error("store I/O error on {name}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unsupported store URL {0:?}: {1}")]
+    BadUrl(String, String),
+}
+
+/// A version tag of a mutable object, for compare-and-swap (BLAKE3 of its content).
+pub type Etag = [u8; 32];
+
+/// Contract of every backend:
+/// - `put` is atomic (readers see the old or the new object, never a mix) and durable when
+///   it returns.
+/// - `get`/`get_range` return exactly the stored bytes or an error; `get_range` past the end
+///   returns the bytes that exist (possibly fewer).
+/// - `put_if` replaces only when the current version matches `expected` (`None`: the object
+///   must not exist) and is atomic with respect to other `put_if` calls on the same name.
+/// - `list(prefix)` returns every object name starting with `prefix`, in no particular order.
+/// - Names are `[a-z0-9._-]` segments separated by `/`; anything else is `InvalidName`.
+pub trait Store: Send + Sync {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError>;
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>)
+    -> Result<Etag, StoreError>;
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Size of an object in bytes.
+    fn size(&self, name: &str) -> Result<u64, StoreError>;
+    /// Bytes used and available where the backend can tell (for `statfs`).
+    fn usage(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// Checks an object name against the naming rule of the contract.
+pub fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 512
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.to_string()))
+    }
+}
+
+/// The version tag of some content.
+pub fn etag_of(data: &[u8]) -> Etag {
+    *blake3::hash(data).as_bytes()
+}
+
+/// Opens the store a URL names: `file:///abs/path` or a plain absolute path.
+pub fn open_url(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let path = if let Some(p) = url.strip_prefix("file://") {
+        PathBuf::from(p)
+    } else if url.starts_with('/') {
+        PathBuf::from(url)
+    } else if url.starts_with("s3://") {
+        return Err(StoreError::BadUrl(
+            url.into(),
+            "S3 stores are not supported by this build yet".into(),
+        ));
+    } else {
+        return Err(StoreError::BadUrl(
+            url.into(),
+            "expected file:///ABSOLUTE/PATH".into(),
+        ));
+    };
+    Ok(Arc::new(LocalStore::open(path)?))
+}

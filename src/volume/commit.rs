@@ -1,0 +1,225 @@
+//! Writing a category back: seal dirty chunks into the open pack, close packs (named by
+//! their hash), seal changed leaves, then publish a new head (counter + 1, chained to the
+//! previous one) with compare-and-swap. Ordering rule: a head is written only after every
+//! object it references is durable in the store.
+
+use super::*;
+use crate::crypto;
+use crate::format::head::Head;
+use crate::format::pack::pack_header;
+use crate::format::record::encode_leaf;
+use crate::format::{Context, ObjKind, PACK_TARGET, names};
+use log::{debug, error};
+
+impl Category {
+    /// Seals every dirty chunk of the category into the open pack.
+    pub(super) fn seal_dirty(&self, s: &mut State) -> VolResult<()> {
+        let mut keys: Vec<(u64, u64)> = s.dirty.keys().copied().collect();
+        keys.sort_unstable();
+        for k in keys {
+            if let Some(data) = s.dirty.remove(&k) {
+                s.dirty_bytes -= data.len();
+                self.seal_chunk(s, k.0, k.1, data)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_chunk(&self, s: &mut State, ino: u64, idx: u64, data: Vec<u8>) -> VolResult<()> {
+        let ctx = Context::chunk(self.id, ino, idx);
+        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &data).map_err(|e| {
+            VolError::Integrity {
+                what: "sealing".into(),
+                why: e.to_string(),
+            }
+        })?;
+        let tag = crypto::peek_tag(&sealed).unwrap_or_default();
+        if s.pack.is_empty() {
+            s.pack.extend_from_slice(&pack_header());
+        }
+        let offset = s.pack.len() as u32;
+        s.pack.extend_from_slice(&sealed);
+        s.pending.insert(
+            (ino, idx),
+            Pending {
+                offset,
+                len: sealed.len() as u32,
+                tag,
+            },
+        );
+        self.cache.insert(tag, Arc::new(data));
+        if s.pack.len() >= PACK_TARGET {
+            self.flush_pack(s)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the open pack to the store and turns its pending chunks into stored refs.
+    pub(super) fn flush_pack(&self, s: &mut State) -> VolResult<()> {
+        if s.pack.is_empty() {
+            return Ok(());
+        }
+        let id = crypto::hash(&s.pack);
+        let name = names::pack(&id);
+        self.store.put(&name, &s.pack).map_err(|e| {
+            error!("category {}: cannot write pack {name}: {e}", self.name);
+            VolError::from_store(e)
+        })?;
+        debug!("category {}: wrote {name} ({} bytes)", self.name, s.pack.len());
+        s.pack.clear();
+        let pending: Vec<((u64, u64), Pending)> = s.pending.drain().collect();
+        for ((ino, idx), p) in pending {
+            let r = BlobRef {
+                pack: id,
+                offset: p.offset,
+                len: p.len,
+                tag: p.tag,
+            };
+            if let Some(Record {
+                payload: crate::format::record::Payload::File { chunks, .. },
+                ..
+            }) = s.records.get_mut(&ino)
+            {
+                let i = idx as usize;
+                if i < chunks.len() {
+                    chunks[i] = Some(r);
+                    s.dirty_leaves.insert(Self::leaf_of(ino));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals a small metadata blob into the pack and returns where it will live once the
+    /// pack is flushed (the caller flushes and fills in the pack id).
+    fn seal_meta(&self, s: &mut State, ctx: Context, plain: &[u8]) -> VolResult<(u32, u32, [u8; 32])> {
+        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), plain).map_err(|e| {
+            VolError::Integrity {
+                what: "sealing".into(),
+                why: e.to_string(),
+            }
+        })?;
+        let tag = crypto::peek_tag(&sealed).unwrap_or_default();
+        if s.pack.is_empty() {
+            s.pack.extend_from_slice(&pack_header());
+        }
+        let offset = s.pack.len() as u32;
+        s.pack.extend_from_slice(&sealed);
+        Ok((offset, sealed.len() as u32, tag))
+    }
+
+    /// Whether anything awaits a commit.
+    pub fn is_dirty(&self) -> bool {
+        let s = self.lock();
+        !s.dirty.is_empty() || !s.pending.is_empty() || !s.dirty_leaves.is_empty()
+    }
+
+    /// Commits everything written so far under a new head. Durable when it returns.
+    pub fn commit(&self) -> VolResult<()> {
+        let mut s = self.lock();
+        self.commit_locked(&mut s)
+    }
+
+    pub(super) fn commit_locked(&self, s: &mut State) -> VolResult<()> {
+        if s.unavailable.is_some() {
+            return Ok(());
+        }
+        if s.dirty.is_empty() && s.pending.is_empty() && s.dirty_leaves.is_empty() {
+            return Ok(());
+        }
+        // 1. data: seal and flush so chunk refs get their pack ids
+        self.seal_dirty(s)?;
+        self.flush_pack(s)?;
+        // 2. metadata leaves, into a pack of their own
+        let leaves: Vec<u64> = s.dirty_leaves.iter().copied().collect();
+        let mut sealed_leaves = Vec::new();
+        for leaf in &leaves {
+            let lo = leaf * crate::format::LEAF_SPAN;
+            let hi = lo + crate::format::LEAF_SPAN;
+            let recs: BTreeMap<u64, &Record> = s
+                .records
+                .iter()
+                .filter(|(ino, _)| **ino >= lo && **ino < hi)
+                .map(|(i, r)| (*i, r))
+                .collect();
+            if recs.is_empty() {
+                sealed_leaves.push((*leaf, None));
+                continue;
+            }
+            let plain = encode_leaf(&recs);
+            let loc = self.seal_meta(s, Context::new(ObjKind::Leaf, self.id, 0, *leaf), &plain)?;
+            sealed_leaves.push((*leaf, Some(loc)));
+        }
+        let meta_pack_id = if s.pack.is_empty() {
+            None
+        } else {
+            Some(crypto::hash(&s.pack))
+        };
+        if let Some(id) = meta_pack_id {
+            let name = names::pack(&id);
+            self.store
+                .put(&name, &s.pack)
+                .map_err(VolError::from_store)?;
+            s.pack.clear();
+        }
+        let mut new_leaves = s.head.leaves.clone();
+        for (leaf, loc) in sealed_leaves {
+            match (loc, meta_pack_id) {
+                (Some((offset, len, tag)), Some(pack)) => {
+                    new_leaves.insert(
+                        leaf,
+                        BlobRef {
+                            pack,
+                            offset,
+                            len,
+                            tag,
+                        },
+                    );
+                }
+                _ => {
+                    new_leaves.remove(&leaf);
+                }
+            }
+        }
+        // 3. the head
+        let head = Head {
+            category: self.id,
+            counter: s.head.counter + 1,
+            prev: s.head.hash,
+            key_version: self.key_version,
+            next_ino: s.head.next_ino,
+            leaves: new_leaves.iter().map(|(k, v)| (*k, *v)).collect(),
+            bytes: s.bytes,
+            inodes: s.inodes,
+        };
+        let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
+        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &head.encode()).map_err(
+            |e| VolError::Integrity {
+                what: "sealing head".into(),
+                why: e.to_string(),
+            },
+        )?;
+        let mut obj = Vec::with_capacity(4 + sealed.len());
+        obj.extend_from_slice(&self.key_version.to_le_bytes());
+        obj.extend_from_slice(&sealed);
+        let name = names::head(self.id);
+        let etag = self
+            .store
+            .put_if(&name, &obj, s.head.etag.as_ref())
+            .map_err(|e| {
+                error!("category {}: cannot publish head #{}: {e}", self.name, head.counter);
+                VolError::from_store(e)
+            })?;
+        let hash = crypto::hash(&obj);
+        s.head.counter = head.counter;
+        s.head.hash = hash;
+        s.head.etag = Some(etag);
+        s.head.leaves = new_leaves;
+        s.dirty_leaves.clear();
+        if let Err(e) = self.witness.record(self.id, head.counter, hash) {
+            error!("category {}: cannot record head #{}: {e}", self.name, head.counter);
+        }
+        debug!("category {}: committed head #{}", self.name, head.counter);
+        Ok(())
+    }
+}

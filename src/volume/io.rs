@@ -1,0 +1,225 @@
+//! File content: reads and writes in chunk units, truncation with holes. Invariant: a
+//! chunk's plaintext never extends past the file size, so bytes beyond it read as zeros.
+
+use super::*;
+use crate::format::CHUNK_SIZE;
+use crate::format::record::{Payload, Time};
+
+/// Largest file size accepted (EFBIG beyond): 16 TiB.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
+
+enum Source {
+    Dirty,
+    Pending(Pending),
+    Stored(BlobRef),
+    Hole,
+}
+
+impl Category {
+    fn chunk_source(s: &State, ino: u64, idx: u64) -> Source {
+        if s.dirty.contains_key(&(ino, idx)) {
+            return Source::Dirty;
+        }
+        if let Some(p) = s.pending.get(&(ino, idx)) {
+            return Source::Pending(*p);
+        }
+        if let Some(Record {
+            payload: Payload::File { chunks, .. },
+            ..
+        }) = s.records.get(&ino)
+        {
+            if let Some(Some(r)) = chunks.get(idx as usize) {
+                return Source::Stored(*r);
+            }
+        }
+        Source::Hole
+    }
+
+    /// Current plaintext of a chunk, as an owned buffer for modification.
+    fn chunk_owned(&self, s: &mut State, ino: u64, idx: u64) -> VolResult<Vec<u8>> {
+        Ok(match Self::chunk_source(s, ino, idx) {
+            Source::Dirty => {
+                let v = s.dirty.remove(&(ino, idx)).unwrap_or_default();
+                s.dirty_bytes -= v.len();
+                v
+            }
+            Source::Pending(p) => self.load_pending(s, ino, idx, p)?.as_ref().clone(),
+            Source::Stored(r) => self.load_chunk(ino, idx, &r)?.as_ref().clone(),
+            Source::Hole => Vec::new(),
+        })
+    }
+
+    fn file_size(s: &State, ino: u64) -> VolResult<u64> {
+        match s.records.get(&ino) {
+            Some(Record {
+                payload: Payload::File { size, .. },
+                ..
+            }) => Ok(*size),
+            Some(Record {
+                payload: Payload::Dir { .. },
+                ..
+            }) => Err(VolError::IsDir),
+            Some(_) => Err(VolError::Invalid("not a regular file")),
+            None => Err(VolError::NotFound),
+        }
+    }
+
+    pub fn read(&self, ino: u64, offset: u64, len: u32) -> VolResult<Vec<u8>> {
+        let mut s = self.lock();
+        self.ensure_leaf(&mut s, ino)?;
+        let size = Self::file_size(&s, ino)?;
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + len as u64);
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / CHUNK_SIZE;
+            let in_chunk = (pos % CHUNK_SIZE) as usize;
+            let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
+            let dst = &mut out[(pos - offset) as usize..(pos - offset) as usize + take];
+            let copy_from = |src: &[u8], dst: &mut [u8]| {
+                if in_chunk < src.len() {
+                    let n = (src.len() - in_chunk).min(take);
+                    dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
+                }
+            };
+            match Self::chunk_source(&s, ino, idx) {
+                Source::Dirty => {
+                    if let Some(src) = s.dirty.get(&(ino, idx)) {
+                        copy_from(src, dst);
+                    }
+                }
+                Source::Pending(p) => copy_from(&self.load_pending(&s, ino, idx, p)?, dst),
+                Source::Stored(r) => copy_from(&self.load_chunk(ino, idx, &r)?, dst),
+                Source::Hole => {}
+            }
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> VolResult<u32> {
+        let mut s = self.lock();
+        self.ensure_leaf(&mut s, ino)?;
+        let old_size = Self::file_size(&s, ino)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(VolError::TooBig)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / CHUNK_SIZE;
+            let in_chunk = (pos % CHUNK_SIZE) as usize;
+            let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
+            let mut chunk = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
+                // full overwrite: no need to read the old content
+                if let Some(v) = s.dirty.remove(&(ino, idx)) {
+                    s.dirty_bytes -= v.len();
+                }
+                Vec::with_capacity(CHUNK_SIZE as usize)
+            } else {
+                self.chunk_owned(&mut s, ino, idx)?
+            };
+            if chunk.len() < in_chunk + take {
+                chunk.resize(in_chunk + take, 0);
+            }
+            chunk[in_chunk..in_chunk + take].copy_from_slice(src);
+            s.dirty_bytes += chunk.len();
+            s.dirty.insert((ino, idx), chunk);
+            pos += take as u64;
+        }
+        let new_size = old_size.max(end);
+        let now = Time::now();
+        if let Some(rec) = s.records.get_mut(&ino) {
+            if let Payload::File { size, chunks } = &mut rec.payload {
+                *size = new_size;
+                let n = new_size.div_ceil(CHUNK_SIZE) as usize;
+                if chunks.len() < n {
+                    chunks.resize(n, None);
+                }
+            }
+            rec.attr.mtime = now;
+            rec.attr.ctime = now;
+        }
+        s.bytes = (s.bytes + new_size).saturating_sub(old_size);
+        s.dirty_leaves.insert(Self::leaf_of(ino));
+        if s.dirty_bytes > self.opts.dirty_limit {
+            self.seal_dirty(&mut s)?;
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Sets the size of a file; the caller holds the lock and has loaded the leaf.
+    pub(super) fn truncate_locked(&self, s: &mut State, ino: u64, new_size: u64) -> VolResult<()> {
+        let old_size = Self::file_size(s, ino)?;
+        if new_size > MAX_FILE_SIZE {
+            return Err(VolError::TooBig);
+        }
+        if new_size < old_size {
+            let keep = new_size.div_ceil(CHUNK_SIZE);
+            let old_n = old_size.div_ceil(CHUNK_SIZE);
+            for idx in keep..old_n {
+                if let Some(v) = s.dirty.remove(&(ino, idx)) {
+                    s.dirty_bytes -= v.len();
+                }
+                s.pending.remove(&(ino, idx));
+            }
+            let tail = (new_size % CHUNK_SIZE) as usize;
+            if tail != 0 {
+                let idx = new_size / CHUNK_SIZE;
+                let mut chunk = self.chunk_owned(s, ino, idx)?;
+                let was_hole = chunk.is_empty();
+                if chunk.len() > tail {
+                    chunk.truncate(tail);
+                }
+                if !was_hole {
+                    s.dirty_bytes += chunk.len();
+                    s.dirty.insert((ino, idx), chunk);
+                }
+            }
+        }
+        if let Some(Record {
+            payload: Payload::File { size, chunks },
+            ..
+        }) = s.records.get_mut(&ino)
+        {
+            *size = new_size;
+            chunks.resize(new_size.div_ceil(CHUNK_SIZE) as usize, None);
+        }
+        s.bytes = (s.bytes + new_size).saturating_sub(old_size);
+        s.dirty_leaves.insert(Self::leaf_of(ino));
+        Ok(())
+    }
+
+    /// Bytes of storage a file occupies (for st_blocks).
+    pub(super) fn allocated(s: &State, ino: u64) -> u64 {
+        let Some(Record {
+            payload: Payload::File { chunks, .. },
+            ..
+        }) = s.records.get(&ino)
+        else {
+            return 0;
+        };
+        let overhead = crate::crypto::SEAL_OVERHEAD as u64;
+        let mut total = 0u64;
+        for (i, c) in chunks.iter().enumerate() {
+            let k = (ino, i as u64);
+            total += if let Some(d) = s.dirty.get(&k) {
+                d.len() as u64
+            } else if let Some(p) = s.pending.get(&k) {
+                (p.len as u64).saturating_sub(overhead)
+            } else if let Some(r) = c {
+                (r.len as u64).saturating_sub(overhead)
+            } else {
+                0
+            };
+        }
+        total
+    }
+}

@@ -1,0 +1,284 @@
+//! Reading a category from the store: head verification (authenticity, rollback, fork),
+//! lazy leaf loading, and fetching + opening chunks.
+
+use super::*;
+use crate::crypto;
+use crate::format::head::{Head, split_head_object};
+use crate::format::record::{Attr, Payload, Time, decode_leaf};
+use crate::format::{Context, ObjKind, names};
+use log::{error, info, warn};
+
+impl Category {
+    /// Opens a category: reads and verifies its head, or starts an empty tree if the store
+    /// has none yet. A bad head makes the category unavailable, not the whole drive.
+    pub fn open(
+        setup: CategorySetup,
+        store: Arc<dyn Store>,
+        cache: Arc<ChunkCache>,
+        witness: Arc<dyn HeadWitness>,
+        opts: VolumeOptions,
+    ) -> Arc<Category> {
+        let suite = match setup.entry.class {
+            Class::Transit => Suite::MacOnly,
+            _ => Suite::XtsBlake3,
+        };
+        let cat = Category {
+            id: setup.entry.id,
+            name: setup.entry.name.clone(),
+            class: setup.entry.class,
+            key: setup.key,
+            key_version: setup.key_version,
+            suite,
+            store,
+            cache,
+            witness,
+            opts,
+            state: Mutex::new(State::default()),
+        };
+        {
+            let mut s = cat.lock();
+            match cat.read_head() {
+                Ok(Some((head, hash, etag))) => {
+                    s.head = HeadInfo {
+                        counter: head.counter,
+                        hash,
+                        etag: Some(etag),
+                        next_ino: head.next_ino,
+                        leaves: head.leaves.into_iter().collect(),
+                    };
+                    s.bytes = head.bytes;
+                    s.inodes = head.inodes;
+                    if let Err(e) = cat.witness.record(cat.id, head.counter, hash) {
+                        warn!("category {}: cannot record seen head: {e}", cat.name);
+                    }
+                }
+                Ok(None) => {
+                    if let Some((n, _)) = cat.witness.seen(cat.id) {
+                        let why = format!(
+                            "its head object is missing from the store, but this device has seen head #{n}"
+                        );
+                        error!("category {}: {why}", cat.name);
+                        s.unavailable = Some(why);
+                    } else {
+                        cat.init_empty(&mut s);
+                    }
+                }
+                Err(why) => {
+                    error!("category {}: {why}; serving it as unavailable (EIO)", cat.name);
+                    s.unavailable = Some(why);
+                }
+            }
+        }
+        Arc::new(cat)
+    }
+
+    fn init_empty(&self, s: &mut State) {
+        let now = Time::now();
+        let root = Record {
+            attr: Attr {
+                mode: libc::S_IFDIR | 0o755,
+                uid: self.opts.owner.0,
+                gid: self.opts.owner.1,
+                nlink: 2,
+                rdev: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                btime: now,
+            },
+            xattrs: Default::default(),
+            payload: Payload::Dir {
+                parent: ROOT_INO,
+                entries: Default::default(),
+            },
+        };
+        s.head.next_ino = ROOT_INO + 1;
+        s.records.insert(ROOT_INO, root);
+        s.loaded_leaves.insert(Self::leaf_of(ROOT_INO));
+        s.dirty_leaves.insert(Self::leaf_of(ROOT_INO));
+        s.inodes = 1;
+        info!("category {}: new empty tree", self.name);
+    }
+
+    /// Reads and verifies the head. `Ok(None)`: no head stored yet.
+    fn read_head(&self) -> Result<Option<(Head, [u8; 32], Etag)>, String> {
+        let name = names::head(self.id);
+        let obj = match self.store.get(&name) {
+            Ok(o) => o,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(format!("cannot read head {name}: {e}")),
+        };
+        let hash = crypto::hash(&obj);
+        let (kv, sealed) =
+            split_head_object(&obj).map_err(|e| format!("head {name} is malformed: {e}"))?;
+        if kv != self.key_version {
+            return Err(format!(
+                "head {name} claims key version {kv}, this device holds version {}",
+                self.key_version
+            ));
+        }
+        let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
+        let plain = crypto::open(&self.key, self.suite, &ctx.to_bytes(), sealed)
+            .map_err(|e| format!("head {name} failed authentication: {e}"))?;
+        let head = Head::decode(&plain).map_err(|e| format!("head {name} is malformed: {e}"))?;
+        if head.category != self.id {
+            return Err(format!("head {name} belongs to category {}", head.category));
+        }
+        if let Some((seen, seen_hash)) = self.witness.seen(self.id) {
+            if head.counter < seen {
+                return Err(format!(
+                    "rollback detected: the store serves head #{} but this device has seen head #{seen}",
+                    head.counter
+                ));
+            }
+            if head.counter == seen && seen_hash != hash {
+                return Err(format!(
+                    "fork detected: the store serves a different head #{seen} than this device saw"
+                ));
+            }
+        }
+        Ok(Some((head, hash, crate::store::etag_of(&obj))))
+    }
+
+    /// Fetches a sealed blob by reference and checks it is exactly the referenced version.
+    pub(super) fn fetch_blob(&self, r: &BlobRef, what: &dyn Fn() -> String) -> VolResult<Vec<u8>> {
+        let pack = names::pack(&r.pack);
+        let bytes = self
+            .store
+            .get_range(&pack, r.offset as u64, r.len as u64)
+            .map_err(|e| {
+                let err = VolError::Integrity {
+                    what: what(),
+                    why: format!("cannot read {pack}@{}: {e}", r.offset),
+                };
+                error!("category {}: {err}", self.name);
+                err
+            })?;
+        if bytes.len() != r.len as usize || crypto::peek_tag(&bytes) != Some(r.tag) {
+            let err = VolError::Integrity {
+                what: what(),
+                why: format!(
+                    "{pack}@{} does not hold the referenced blob (swapped, truncated or corrupted)",
+                    r.offset
+                ),
+            };
+            error!("category {}: {err}", self.name);
+            return Err(err);
+        }
+        Ok(bytes)
+    }
+
+    pub(super) fn open_blob(&self, ctx: Context, sealed: &[u8], what: &dyn Fn() -> String) -> VolResult<Vec<u8>> {
+        crypto::open(&self.key, self.suite, &ctx.to_bytes(), sealed).map_err(|e| {
+            let err = VolError::Integrity {
+                what: what(),
+                why: e.to_string(),
+            };
+            error!("category {}: {err}", self.name);
+            err
+        })
+    }
+
+    pub(super) fn check_available(&self, s: &State) -> VolResult<()> {
+        match &s.unavailable {
+            Some(why) => Err(VolError::Unavailable {
+                name: self.name.clone(),
+                why: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure the leaf holding `ino` is in memory.
+    pub(super) fn ensure_leaf(&self, s: &mut State, ino: u64) -> VolResult<()> {
+        self.check_available(s)?;
+        let leaf = Self::leaf_of(ino);
+        if s.loaded_leaves.contains(&leaf) {
+            return Ok(());
+        }
+        if let Some(why) = s.bad_leaves.get(&leaf) {
+            return Err(VolError::Integrity {
+                what: format!("metadata leaf {leaf}"),
+                why: why.clone(),
+            });
+        }
+        let Some(r) = s.head.leaves.get(&leaf).copied() else {
+            s.loaded_leaves.insert(leaf);
+            return Ok(());
+        };
+        let what = || format!("metadata leaf {leaf}");
+        let res = self.fetch_blob(&r, &what).and_then(|sealed| {
+            let plain = self.open_blob(Context::new(ObjKind::Leaf, self.id, 0, leaf), &sealed, &what)?;
+            decode_leaf(&plain).map_err(|e| VolError::Integrity {
+                what: what(),
+                why: e.to_string(),
+            })
+        });
+        match res {
+            Ok(recs) => {
+                for (ino, rec) in recs {
+                    if Self::leaf_of(ino) != leaf {
+                        warn!("category {}: leaf {leaf} holds foreign inode {ino}; ignored", self.name);
+                        continue;
+                    }
+                    if rec.attr.nlink == 0 && !matches!(rec.payload, Payload::Dir { .. }) {
+                        // Unlinked while open when the daemon stopped: reclaim now.
+                        s.dirty_leaves.insert(leaf);
+                        continue;
+                    }
+                    s.records.insert(ino, rec);
+                }
+                s.loaded_leaves.insert(leaf);
+                Ok(())
+            }
+            Err(e) => {
+                s.bad_leaves.insert(leaf, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads every leaf (fsck, status). Returns the errors met.
+    pub fn load_all(&self) -> Vec<String> {
+        let mut s = self.lock();
+        if let Some(why) = &s.unavailable {
+            return vec![why.clone()];
+        }
+        let leaves: Vec<u64> = s.head.leaves.keys().copied().collect();
+        let mut errs = Vec::new();
+        for leaf in leaves {
+            if let Err(e) = self.ensure_leaf(&mut s, leaf * crate::format::LEAF_SPAN) {
+                errs.push(e.to_string());
+            }
+        }
+        errs
+    }
+
+    /// Decrypted content of a stored chunk, through the RAM cache.
+    pub(super) fn load_chunk(&self, ino: u64, idx: u64, r: &BlobRef) -> VolResult<Arc<Vec<u8>>> {
+        if let Some(c) = self.cache.get(&r.tag) {
+            return Ok(c);
+        }
+        let what = || format!("chunk {idx} of inode {ino}");
+        let sealed = self.fetch_blob(r, &what)?;
+        let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), &sealed, &what)?);
+        self.cache.insert(r.tag, plain.clone());
+        Ok(plain)
+    }
+
+    /// Opens a chunk that is still in the open pack buffer.
+    pub(super) fn load_pending(&self, s: &State, ino: u64, idx: u64, p: Pending) -> VolResult<Arc<Vec<u8>>> {
+        if let Some(c) = self.cache.get(&p.tag) {
+            return Ok(c);
+        }
+        let what = || format!("chunk {idx} of inode {ino} (unsynced)");
+        let start = p.offset as usize;
+        let sealed = s.pack.get(start..start + p.len as usize).ok_or_else(|| VolError::Integrity {
+            what: what(),
+            why: "pending blob outside the pack buffer".into(),
+        })?;
+        let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), sealed, &what)?);
+        self.cache.insert(p.tag, plain.clone());
+        Ok(plain)
+    }
+}

@@ -1,0 +1,167 @@
+//! A category's encrypted file tree over any `Store`: inodes, directories and file chunks,
+//! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
+
+mod commit;
+mod io;
+mod load;
+mod tree;
+
+use crate::cache::ChunkCache;
+use crate::crypto::{SecretKey, Suite};
+use crate::format::pack::BlobRef;
+use crate::format::record::Record;
+use crate::format::table::{CategoryEntry, Class};
+use crate::store::{Etag, Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use tree::{NodeInfo, SetAttr, TimeSet};
+
+/// Local inode number of a category's root directory.
+pub const ROOT_INO: u64 = 1;
+
+/// Errors of the volume layer. `fs` maps them to errno in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum VolError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("operation not permitted: {0}")]
+    NotPermitted(&'static str),
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("attribute value too large")]
+    AttrTooBig,
+    #[error("operation not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("file too large")]
+    TooBig,
+    #[error("integrity violation in {what}: {why}")]
+    Integrity { what: String, why: String },
+    #[error("category {name} is unavailable: {why}")]
+    Unavailable { name: String, why: String },
+    #[error("no space left in the store ({0})")]
+    NoSpace(String),
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl VolError {
+    pub(crate) fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::Full(n) => VolError::NoSpace(n),
+            e => VolError::Store(e),
+        }
+    }
+}
+
+pub type VolResult<T> = Result<T, VolError>;
+
+/// What the device remembers about heads it has seen, so a store serving an older head
+/// (rollback) or a different head with the same counter (fork) is detected.
+pub trait HeadWitness: Send + Sync {
+    /// Highest (counter, head object hash) seen for `category`, if any.
+    fn seen(&self, category: u32) -> Option<(u64, [u8; 32])>;
+    /// Records a head this device has read or written. Must be durable before returning.
+    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String>;
+}
+
+/// Tuning knobs for a mounted volume.
+#[derive(Debug, Clone)]
+pub struct VolumeOptions {
+    /// Bytes of decrypted, clean chunks kept in RAM.
+    pub chunk_cache: usize,
+    /// Bytes of written-but-unsealed chunk data per category before it is sealed into a pack.
+    pub dirty_limit: usize,
+    /// uid/gid that own a new category's root directory.
+    pub owner: (u32, u32),
+}
+
+/// One category's unlocked key and identity.
+pub struct CategorySetup {
+    pub entry: CategoryEntry,
+    pub key: SecretKey,
+    pub key_version: u32,
+}
+
+/// An open category: its tree, guarded by one lock.
+pub struct Category {
+    pub id: u32,
+    pub name: String,
+    pub class: Class,
+    key: SecretKey,
+    key_version: u32,
+    suite: Suite,
+    store: Arc<dyn Store>,
+    cache: Arc<ChunkCache>,
+    witness: Arc<dyn HeadWitness>,
+    opts: VolumeOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct HeadInfo {
+    counter: u64,
+    /// Hash of the stored head object (chained into the next head).
+    hash: [u8; 32],
+    etag: Option<Etag>,
+    next_ino: u64,
+    leaves: BTreeMap<u64, BlobRef>,
+}
+
+/// A sealed chunk waiting in the open pack buffer.
+#[derive(Clone, Copy)]
+struct Pending {
+    offset: u32,
+    len: u32,
+    tag: [u8; 32],
+}
+
+#[derive(Default)]
+struct State {
+    head: HeadInfo,
+    /// Unavailable categories answer EIO for everything (and the reason is logged).
+    unavailable: Option<String>,
+    records: HashMap<u64, Record>,
+    loaded_leaves: HashSet<u64>,
+    bad_leaves: HashMap<u64, String>,
+    dirty_leaves: BTreeSet<u64>,
+    /// Written chunk plaintext not yet sealed, keyed by (ino, chunk index).
+    dirty: HashMap<(u64, u64), Vec<u8>>,
+    dirty_bytes: usize,
+    /// The pack being filled: header + sealed blobs.
+    pack: Vec<u8>,
+    pending: HashMap<(u64, u64), Pending>,
+    /// Open file handles per inode (unlink-while-open keeps the inode alive).
+    open: HashMap<u64, u32>,
+    /// Plaintext bytes and inode count, maintained for `status`.
+    bytes: u64,
+    inodes: u64,
+}
+
+impl Category {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn leaf_of(ino: u64) -> u64 {
+        ino / crate::format::LEAF_SPAN
+    }
+
+    /// Plaintext bytes, inode count, head counter, and whether it is available (for status).
+    pub fn stats(&self) -> (u64, u64, u64, Option<String>) {
+        let s = self.lock();
+        (s.bytes, s.inodes, s.head.counter, s.unavailable.clone())
+    }
+}
