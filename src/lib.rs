@@ -10,3 +10,5 @@ pub mod volume;
 pub mod account;
 pub mod home;
 pub mod server;
+pub mod fs;
+pub mod cli;

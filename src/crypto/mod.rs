@@ -1,8 +1,8 @@
 //! Stateless cryptographic primitives: one sealing construction (AES-256-XTS + BLAKE3 MAC),
 //! key derivation and randomness. No I/O, no knowledge of files or stores.
 
-mod secret;
 mod seal;
+mod secret;
 pub mod xts;
 
 pub use seal::{SEAL_OVERHEAD, Suite, open, padded_len, peek_tag, seal, seal_with_nonce};

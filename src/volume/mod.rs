@@ -5,6 +5,7 @@ mod commit;
 mod io;
 mod load;
 mod tree;
+mod verify;
 
 use crate::cache::ChunkCache;
 use crate::crypto::{SecretKey, Suite};
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use tree::{NodeInfo, SetAttr, TimeSet};
+pub use verify::VerifyReport;
 
 /// Local inode number of a category's root directory.
 pub const ROOT_INO: u64 = 1;

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Turn scripts/bench's results.tsv into the report (markdown table + notes).
+
+results.tsv lines: fs <TAB> run <TAB> key <TAB> value, where key is one of the
+metric keys below, "ok" (the run completed) or "failed" (value = reason).
+Medians are taken over the completed runs only.
+"""
+import argparse
+import statistics
+import sys
+
+# (key, column title, higher is better)
+METRICS = [
+    ("write_mbs", "write MB/s", True),
+    ("read_mbs", "read MB/s (drop_caches)", True),
+    ("cold_mbs", "read MB/s (cold)", True),
+    ("untar_s", "untar s", False),
+    ("md5_s", "md5 s", False),
+    ("ls_s", "ls -lR s", False),
+    ("rm_s", "rm s", False),
+]
+PEERS = ("gocryptfs", "cryfs", "securefs")
+
+
+def fmt(key, v):
+    if v is None:
+        return "-"
+    if key.endswith("_mbs"):
+        return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+    return f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--runs", type=int, required=True)
+    ap.add_argument("--size-mib", type=int, required=True)
+    ap.add_argument("--tree", default="")
+    ap.add_argument("--versions", default="")
+    ap.add_argument("--fs", required=True, help="space-separated, in row order")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+
+    fss = a.fs.split()
+    rows = {}  # fs -> {run -> {key: value}}
+    for line in open(a.results, encoding="utf-8", errors="replace"):
+        parts = line.rstrip("\n").split("\t", 3)
+        if len(parts) != 4:
+            continue
+        fs, run, key, val = parts
+        rows.setdefault(fs, {}).setdefault(run, {})[key] = val
+
+    med = {}       # fs -> {key: median}
+    status = {}    # fs -> (ok runs, [failure reasons])
+    for fs in fss:
+        runs = rows.get(fs, {})
+        ok = [r for r in runs.values() if "ok" in r]
+        fails = [r["failed"] for r in runs.values() if "failed" in r]
+        status[fs] = (len(ok), fails)
+        med[fs] = {}
+        for key, _, _ in METRICS:
+            vals = [float(r[key]) for r in ok if key in r]
+            med[fs][key] = statistics.median(vals) if vals else None
+
+    header = ["filesystem"] + [t for _, t, _ in METRICS] + ["runs ok"]
+    table = []
+    for fs in fss:
+        nok, fails = status[fs]
+        if nok == 0:
+            reason = fails[0] if fails else "no result"
+            table.append([fs, f"failed: {reason}"] + [""] * (len(METRICS) - 1)
+                         + [f"0/{a.runs}"])
+        else:
+            table.append([fs] + [fmt(k, med[fs][k]) for k, _, _ in METRICS]
+                         + [f"{nok}/{a.runs}"])
+
+    notes = []
+    if "cirrus" in fss:
+        peers = [p for p in PEERS if p in fss and status[p][0] > 0]
+        ratio = ["cirrus / best peer"]
+        if status["cirrus"][0] == 0:
+            ratio += ["n/a (cirrus failed)"] + [""] * (len(METRICS) - 1)
+        elif not peers:
+            ratio += ["n/a (no peer completed)"] + [""] * (len(METRICS) - 1)
+        else:
+            for key, _, higher in METRICS:
+                c = med["cirrus"][key]
+                vals = [(med[p][key], p) for p in peers if med[p][key] is not None]
+                if c is None or not vals:
+                    ratio.append("-")
+                    continue
+                if higher:
+                    best, who = max(vals)
+                    r = c / best if best > 0 else float("inf")
+                else:
+                    best, who = min(vals)
+                    r = best / c if c > 0 else float("inf")
+                ratio.append(f"{r:.2f} ({who})")
+        ratio.append("")
+        table.append(ratio)
+        notes.append("Ratio row: throughput columns are cirrus / best peer, time "
+                     "columns are best peer / cirrus, so > 1 always means Cirrus "
+                     "is better; the best peer of each column is named in "
+                     "parentheses. Peers are gocryptfs, cryfs and securefs (the "
+                     "plain directory is not a peer).")
+
+    for fs in fss:
+        nok, fails = status[fs]
+        if fails and nok > 0:
+            notes.append(f"{fs}: {len(fails)} run(s) failed and are excluded: "
+                         + "; ".join(sorted(set(fails))))
+
+    # a failure message spans the row: keep it out of the column widths
+    def width_rows(i):
+        for r in [header] + table:
+            if i == 1 and (r[1].startswith("failed") or r[1].startswith("n/a")):
+                continue
+            yield len(str(r[i]))
+    widths = [max(width_rows(i)) for i in range(len(header))]
+
+    def mdrow(r):
+        cells = []
+        for i, c in enumerate(r):
+            c = str(c).replace("|", "\\|")
+            cells.append(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]))
+        return "| " + " | ".join(cells) + " |"
+
+    lines = []
+    lines.append(f"Medians of {a.runs} run(s) per filesystem, runs interleaved; "
+                 f"dd file {a.size_mib} MiB; MB = 10^6 bytes; times in seconds.")
+    if a.tree:
+        lines.append(f"Tree: {a.tree}.")
+    lines.append("")
+    lines.append(mdrow(header))
+    lines.append("|" + "|".join(
+        "-" * (w + 1) + ":" if i else ":" + "-" * (w + 1)
+        for i, w in enumerate(widths)) + "|")
+    for r in table:
+        lines.append(mdrow(r))
+    lines.append("")
+    for n in notes:
+        lines.append(n)
+        lines.append("")
+    if a.versions:
+        lines.append("Versions:")
+        lines.append("")
+        lines.append(a.versions)
+    text = "\n".join(lines).rstrip() + "\n"
+
+    # every run's values, for the --out file (to judge the noise)
+    raw = ["", "Per-run values (run: " + ", ".join(t for _, t, _ in METRICS) + "):", ""]
+    for fs in fss:
+        for run in sorted(rows.get(fs, {}), key=int):
+            r = rows[fs][run]
+            if "failed" in r:
+                raw.append(f"- {fs} run {run}: failed: {r['failed']}")
+            else:
+                raw.append(f"- {fs} run {run}: " + ", ".join(
+                    fmt(k, float(r[k])) if k in r else "-" for k, _, _ in METRICS))
+
+    sys.stdout.write(text)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            f.write("# Cirrus benchmark results\n\n" + text + "\n".join(raw) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+//! The mount daemon's life: build the stack, mount, commit periodically, and on a signal or
+//! unmount flush everything and exit. Also `cirrus umount`, which drives that from outside.
+
+use super::mount::{MountArgs, absolute, is_mounted};
+use crate::account::Unlocked;
+use crate::cache::ChunkCache;
+use crate::fs::{CirrusFs, FsOptions};
+use crate::home::Home;
+use crate::volume::{Category, HeadWitness, VolumeOptions};
+use log::{error, info, warn};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn pidfile(home: &Home, mp: &Path) -> PathBuf {
+    let h = blake3::hash(mp.as_os_str().as_encoded_bytes());
+    home.run_dir()
+        .join(format!("mount-{}.pid", &h.to_hex()[..16]))
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Keeps secrets out of core dumps and, where allowed, out of swap.
+fn harden_process() {
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if libc::geteuid() == 0 {
+            let inf = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf);
+            if libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) != 0 {
+                warn!(
+                    "mlockall failed ({}); keys may reach swap",
+                    std::io::Error::last_os_error()
+                );
+            }
+        } else {
+            info!("not root: memory is not locked, keys may reach swap if swap is enabled");
+        }
+    }
+}
+
+/// Unmounts with the kernel (root) or fusermount3 (users). `lazy` detaches a dead mount.
+pub fn unmount_path(mp: &Path, lazy: bool) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
+            .map_err(|_| "mountpoint contains NUL".to_string())?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EBUSY) {
+                format!(
+                    "{} is busy: close the programs using it (see `fuser -vm {}`) and retry",
+                    mp.display(),
+                    mp.display()
+                )
+            } else {
+                format!("cannot unmount {}: {e}", mp.display())
+            });
+        }
+        Ok(())
+    } else {
+        let flag = if lazy { "-uz" } else { "-u" };
+        let out = std::process::Command::new("fusermount3")
+            .arg(flag)
+            .arg(mp)
+            .output()
+            .map_err(|e| format!("cannot run fusermount3 (install fuse3): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot unmount {}: {}",
+                mp.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+pub fn serve(
+    acct: Unlocked,
+    mp: &Path,
+    args: &MountArgs,
+    notify: &mut Option<std::fs::File>,
+) -> super::CliResult {
+    harden_process();
+    let mem = args.memory_cache as usize;
+    let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
+    let cache = Arc::new(ChunkCache::new(mem - dirty_limit));
+    // SAFETY: getuid/getgid have no preconditions.
+    let owner = unsafe { (libc::getuid(), libc::getgid()) };
+    let vopts = VolumeOptions {
+        chunk_cache: mem - dirty_limit,
+        dirty_limit,
+        owner,
+    };
+    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
+    let mut cats: Vec<Arc<Category>> = Vec::new();
+    for (entry, setup) in acct.category_setups() {
+        match setup {
+            Ok(setup) => cats.push(Category::open(
+                setup,
+                acct.store.clone(),
+                cache.clone(),
+                witness.clone(),
+                vopts.clone(),
+            )),
+            Err(e) => error!("category {} cannot be unlocked and is not shown: {e}", entry.name),
+        }
+    }
+    for c in &cats {
+        if let (_, _, _, Some(why)) = c.stats() {
+            warn!("category {} is unavailable: {why}", c.name);
+        }
+    }
+    let store = acct.store.clone();
+    let fs = CirrusFs::new(
+        cats.clone(),
+        FsOptions {
+            ttl: Duration::from_secs(1),
+            owner,
+            max_write: 1 << 20,
+        },
+        Box::new(move || store.usage()),
+    );
+    let mut options = vec![
+        fuser::MountOption::FSName("cirrus".into()),
+        fuser::MountOption::Subtype("cirrus".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    let acl = if args.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    if args.allow_other {
+        options.push(fuser::MountOption::CUSTOM("allow_other".into()));
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = acl;
+    config.n_threads = Some(args.threads);
+    config.clone_fd = true;
+    let session = fuser::Session::new(fs, mp, &config)
+        .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let bg = session
+        .spawn()
+        .map_err(|e| format!("cannot start serving {}: {e}", mp.display()))?;
+    let pf = pidfile(&acct.home, mp);
+    let _ = std::fs::write(&pf, format!("{}\n{}\n", std::process::id(), mp.display()));
+    info!(
+        "mounted {} with {} categories (memory cache {} MiB)",
+        mp.display(),
+        cats.len(),
+        mem >> 20
+    );
+    // Dropping the pipe's write end tells the waiting parent we are mounted.
+    if let Some(mut n) = notify.take() {
+        let _ = n.write_all(b"OK");
+    }
+
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(sig, term.clone()) {
+            warn!("cannot install handler for signal {sig}: {e}");
+        }
+    }
+    let interval = Duration::from_secs(args.commit_interval.max(1));
+    let mut last_commit = Instant::now();
+    let mut unmount_requested = false;
+    while !bg.guard.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        if term.load(Ordering::Relaxed) && !unmount_requested {
+            info!("signal received: flushing and unmounting");
+            for c in &cats {
+                if let Err(e) = c.commit() {
+                    error!("category {}: commit failed: {e}", c.name);
+                }
+            }
+            match unmount_path(mp, false) {
+                Ok(()) => unmount_requested = true,
+                Err(e) => {
+                    error!("{e}; still serving");
+                    term.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        if last_commit.elapsed() >= interval {
+            last_commit = Instant::now();
+            for c in &cats {
+                if c.is_dirty() {
+                    if let Err(e) = c.commit() {
+                        error!("category {}: periodic commit failed: {e}", c.name);
+                    }
+                }
+            }
+        }
+    }
+    // The session ended (unmounted): fuser has called destroy(), which committed.
+    if let Err(e) = bg.join() {
+        warn!("session ended with: {e}");
+    }
+    let mut clean = true;
+    for c in &cats {
+        if c.is_dirty() {
+            if let Err(e) = c.commit() {
+                error!("category {}: final commit failed: {e}", c.name);
+                clean = false;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&pf);
+    if clean {
+        info!("unmounted {} cleanly", mp.display());
+        Ok(0)
+    } else {
+        Err("unmounted, but some data could not be committed (see the log)".into())
+    }
+}
+
+pub fn umount(home: &Home, mp: PathBuf, timeout: u64) -> super::CliResult {
+    let mp = absolute(&mp);
+    let pf = pidfile(home, &mp);
+    let pid = read_pid(&pf).filter(|p| alive(*p));
+    let mounted = is_mounted(&mp);
+    if !mounted && pid.is_none() {
+        let _ = std::fs::remove_file(&pf);
+        return Err(format!("{} is not mounted", mp.display()));
+    }
+    if mounted {
+        if pid.is_none() {
+            unmount_path(&mp, true)?;
+            let _ = std::fs::remove_file(&pf);
+            println!(
+                "Cleaned up a stale mount at {} (its daemon was not running). Run `cirrus fsck` to check the store.",
+                mp.display()
+            );
+            return Ok(0);
+        }
+        unmount_path(&mp, false)?;
+    } else if let Some(p) = pid {
+        // Mount already gone but the daemon is still finishing: ask it to stop.
+        // SAFETY: plain signal to a pid we read from our own pidfile.
+        unsafe {
+            libc::kill(p, libc::SIGTERM);
+        }
+    }
+    if let Some(p) = pid {
+        let start = Instant::now();
+        let mut said = false;
+        while alive(p) {
+            if start.elapsed() > Duration::from_secs(timeout) {
+                return Err(format!(
+                    "unmounted, but the daemon (pid {p}) is still flushing after {timeout}s; see {}",
+                    home.log_path().display()
+                ));
+            }
+            if !said && start.elapsed() > Duration::from_secs(2) {
+                eprintln!("Waiting for Cirrus to finish writing...");
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    println!("Unmounted {}", mp.display());
+    Ok(0)
+}

@@ -1,0 +1,86 @@
+//! `cirrus fsck`: authenticate every head, leaf and chunk; report damage with exit code 1.
+
+use super::{PasscodeArgs, unlock};
+use crate::cache::ChunkCache;
+use crate::format::names;
+use crate::home::Home;
+use crate::volume::{Category, HeadWitness, VolumeOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
+    let acct = unlock(home, pass)?;
+    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
+    let cache = Arc::new(ChunkCache::new(1 << 20));
+    let mut problems: Vec<String> = Vec::new();
+    let mut referenced: HashSet<[u8; 32]> = HashSet::new();
+    let (mut files, mut chunks) = (0u64, 0u64);
+    for (entry, setup) in acct.category_setups() {
+        let setup = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("{}: key cannot be unlocked: {e}", entry.name));
+                continue;
+            }
+        };
+        let c = Category::open(
+            setup,
+            acct.store.clone(),
+            cache.clone(),
+            witness.clone(),
+            VolumeOptions {
+                chunk_cache: 1 << 20,
+                dirty_limit: 1 << 20,
+                owner: (0, 0),
+            },
+        );
+        let total = c.chunk_count();
+        let pb = if std::io::stderr().is_terminal() {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        pb.set_style(
+            ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} chunks {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_message(entry.name.clone());
+        let rep = c.verify(&|n| pb.inc(n));
+        pb.finish_and_clear();
+        files += rep.inodes;
+        chunks += rep.chunks;
+        referenced.extend(rep.packs.iter().copied());
+        for p in rep.problems {
+            problems.push(format!("{}: {p}", entry.name));
+        }
+    }
+    let mut unreferenced = 0;
+    match acct.store.list("packs/") {
+        Ok(list) => {
+            for name in list {
+                match names::parse_pack(&name) {
+                    Some(id) if !referenced.contains(&id) => unreferenced += 1,
+                    Some(_) => {}
+                    None => problems.push(format!("unexpected object {name} in packs/")),
+                }
+            }
+        }
+        Err(e) => problems.push(format!("cannot list the store: {e}")),
+    }
+    println!("checked {files} inodes and {chunks} chunks");
+    if unreferenced > 0 {
+        println!("{unreferenced} packs are not referenced by any head (left by an interrupted write; harmless)");
+    }
+    if problems.is_empty() {
+        println!("no damage found");
+        Ok(0)
+    } else {
+        println!("{} problems found:", problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+        Ok(1)
+    }
+}

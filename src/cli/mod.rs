@@ -1,0 +1,259 @@
+//! The `cirrus` command line: argument parsing, and one function per command that builds
+//! the stack it needs. Errors are reported as one line naming the problem and the fix.
+
+mod daemon;
+mod fsck;
+mod mount;
+mod passcode;
+mod status;
+
+use crate::account::{self, InitOptions};
+use crate::format::table::Class;
+use crate::home::Home;
+use crate::keys::KdfParams;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cirrus",
+    version,
+    about = "Cirrus: an encrypted cloud drive. Each top-level folder is a data category \
+             (Photos, Notes, Health, ...) whose files are encrypted with its own key.",
+    long_about = "Cirrus: an encrypted cloud drive.\n\n\
+        Set up once with `cirrus init`, then `cirrus mount` the drive and use it with any \
+        program. Each top-level folder is a data category with a protection class:\n  \
+        e2e       keys only on your devices (Health, Keychain, Messages, ...)\n  \
+        standard  keys also held by the key service, so data can be recovered\n  \
+        transit   stored readable by the server (Mail), still integrity-protected\n\n\
+        The passcode is asked on the terminal, or read from --passcode-file / \
+        CIRRUS_PASSCODE_FILE."
+)]
+pub struct Cli {
+    /// Directory holding this device's account, keys, store and log.
+    #[arg(long, global = true, env = "CIRRUS_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct PasscodeArgs {
+    /// Read the passcode from this file (first line) instead of the terminal.
+    #[arg(long, env = "CIRRUS_PASSCODE_FILE")]
+    passcode_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an account on this device: keys, the category table and the store.
+    Init {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+        /// Store URL (default: a local store inside the home, file://HOME/store).
+        #[arg(long)]
+        store: Option<String>,
+        /// Argon2id memory cost in KiB for the passcode (default 262144).
+        #[arg(long, default_value_t = KdfParams::default().memory_kib)]
+        kdf_memory: u32,
+        /// Argon2id time cost (iterations).
+        #[arg(long, default_value_t = KdfParams::default().time)]
+        kdf_time: u32,
+        /// Name of this device.
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Mount the drive and serve it in the background (logs to HOME/cirrus.log).
+    Mount(mount::MountArgs),
+    /// Flush everything and unmount; also cleans up a mount left by a killed daemon.
+    Umount {
+        /// The mountpoint (default: ~/Cirrus).
+        mountpoint: Option<PathBuf>,
+        /// Seconds to wait for the daemon to flush and exit.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show each category, its protection class, sizes, object counts and cache use.
+    Status {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Verify every object and tree in the store; exit code 1 when anything is damaged.
+    Fsck {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// List, add or retire data categories (top-level folders).
+    Category {
+        #[command(subcommand)]
+        cmd: CategoryCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CategoryCmd {
+    /// List the categories and their protection classes.
+    List {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Add a category (appears as a folder at the next mount).
+    Add {
+        name: String,
+        /// Protection class: e2e, standard or transit.
+        #[arg(long, default_value = "e2e")]
+        class: String,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Retire a category: its folder disappears; its data stays in the store.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+pub(crate) fn default_home() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home_dir().join(".local/share"));
+    base.join("cirrus")
+}
+
+pub(crate) fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+pub(crate) fn default_mountpoint() -> PathBuf {
+    home_dir().join("Cirrus")
+}
+
+type CliResult = Result<i32, String>;
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Mount(_)) {
+        init_stderr_logging();
+    }
+    let home = Home::new(cli.home.clone().unwrap_or_else(default_home));
+    let res = run(cli.cmd, home);
+    match res {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("cirrus: {msg}");
+            1
+        }
+    }
+}
+
+pub(crate) fn init_stderr_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+}
+
+fn run(cmd: Cmd, home: Home) -> CliResult {
+    match cmd {
+        Cmd::Init {
+            pass,
+            store,
+            kdf_memory,
+            kdf_time,
+            device_name,
+        } => {
+            let passcode = passcode::read(&pass, true)?;
+            let device_name = device_name.unwrap_or_else(hostname);
+            let kdf = KdfParams {
+                memory_kib: kdf_memory,
+                time: kdf_time,
+                lanes: 1,
+            };
+            account::init(
+                &home,
+                &passcode,
+                InitOptions {
+                    store_url: store,
+                    kdf,
+                    device_name,
+                },
+            )
+            .map_err(|e| format!("init failed: {e}"))?;
+            println!(
+                "Created a Cirrus account in {} (store: {}).\nMount it with: cirrus mount",
+                home.root.display(),
+                home.load_config().map(|c| c.store).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Cmd::Mount(args) => mount::run(home, args),
+        Cmd::Umount {
+            mountpoint,
+            timeout,
+        } => daemon::umount(&home, mountpoint.unwrap_or_else(default_mountpoint), timeout),
+        Cmd::Status { pass } => status::run(home, &pass),
+        Cmd::Fsck { pass } => fsck::run(home, &pass),
+        Cmd::Category { cmd } => category(home, cmd),
+    }
+}
+
+fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
+    if !home.exists() {
+        return Err(format!(
+            "no Cirrus account in {} (run `cirrus init`, or pass --home)",
+            home.root.display()
+        ));
+    }
+    let passcode = passcode::read(pass, false)?;
+    account::unlock(home, &passcode).map_err(|e| e.to_string())
+}
+
+fn category(home: Home, cmd: CategoryCmd) -> CliResult {
+    match cmd {
+        CategoryCmd::List { pass } => {
+            let acct = unlock(home, &pass)?;
+            println!("{:<24} {:<9} id", "category", "class");
+            for e in acct.table.active() {
+                println!("{:<24} {:<9} {}", e.name, e.class.name(), e.id);
+            }
+            Ok(0)
+        }
+        CategoryCmd::Add { name, class, pass } => {
+            let class = Class::parse(&class).ok_or_else(|| {
+                format!("unknown protection class {class:?}: use e2e, standard or transit")
+            })?;
+            let mut acct = unlock(home, &pass)?;
+            acct.add_category(&name, class).map_err(|e| e.to_string())?;
+            println!("Added category {name} ({}). It appears at the next mount.", class.name());
+            Ok(0)
+        }
+        CategoryCmd::Remove { name, pass } => {
+            let mut acct = unlock(home, &pass)?;
+            acct.remove_category(&name).map_err(|e| e.to_string())?;
+            println!("Retired category {name}; its data stays in the store.");
+            Ok(0)
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "device".into())
+}
+
+pub(crate) fn init_stderr_logging_level(level: &str) {
+    let filter = format!("{level},fuser=error");
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+        .try_init();
+}
+
+/// Daemon logging: to the log file, info by default (RUST_LOG overrides).
+pub(crate) fn init_file_logging(file: std::fs::File) {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error"))
+        .target(env_logger::Target::Pipe(Box::new(file)))
+        .try_init();
+}

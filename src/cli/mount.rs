@@ -1,0 +1,235 @@
+//! `cirrus mount`: checks, unlocks, then detaches a daemon that serves the drive. The
+//! parent returns only once the drive is mounted (or prints why it is not).
+
+use super::{PasscodeArgs, daemon, default_mountpoint, unlock};
+use crate::home::Home;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct MountArgs {
+    /// Where to mount the drive (default: ~/Cirrus, created if missing).
+    pub mountpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub pass: PasscodeArgs,
+    /// Stay in the foreground and log to stderr (for systemd and debugging).
+    #[arg(long)]
+    pub foreground: bool,
+    /// RAM for decrypted data (chunk cache and unsealed writes), e.g. 256M, 1G.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub memory_cache: u64,
+    /// Let other users access the drive (permission checks still apply).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Seconds between automatic commits of written data.
+    #[arg(long, default_value_t = 5)]
+    pub commit_interval: u64,
+    /// Threads serving kernel requests.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// Parses sizes like 65536, 64K, 256M, 1G (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let unit = t[i..].trim_end_matches("iB").trim_end_matches('B');
+            let m = match unit.to_ascii_uppercase().as_str() {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G)")),
+            };
+            (&t[..i], m)
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 256M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
+}
+
+/// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..(i + 4).min(s.len())], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Absolute form of a mountpoint path, even when it is a dead FUSE mount (ENOTCONN).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    })
+}
+
+fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mountpoint {} is not a directory", mp.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(format!(
+                "{} is a stale mount left by a stopped daemon: run `cirrus umount {}` first",
+                mp.display(),
+                mp.display()
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_default => {
+            std::fs::create_dir_all(mp)
+                .map_err(|e| format!("cannot create mountpoint {}: {e}", mp.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "mountpoint {} does not exist (create it with `mkdir -p {}`)",
+                mp.display(),
+                mp.display()
+            ));
+        }
+        Err(e) => return Err(format!("cannot use mountpoint {}: {e}", mp.display())),
+    }
+    let abs = absolute(mp);
+    if is_mounted(&abs) {
+        return Err(format!(
+            "{} is already mounted (unmount it first with `cirrus umount {}`)",
+            abs.display(),
+            abs.display()
+        ));
+    }
+    Ok(abs)
+}
+
+pub fn run(home: Home, args: MountArgs) -> super::CliResult {
+    let is_default = args.mountpoint.is_none();
+    let mp = args.mountpoint.clone().unwrap_or_else(default_mountpoint);
+    if args.foreground {
+        super::init_stderr_logging_level("info");
+    }
+    let mp = check_mountpoint(&mp, is_default)?;
+    if args.threads == 0 || args.threads > 64 {
+        return Err("--threads must be between 1 and 64".into());
+    }
+    if args.memory_cache < 16 << 20 {
+        return Err("--memory-cache must be at least 16M".into());
+    }
+    let acct = unlock(home, &args.pass)?;
+    if args.foreground {
+        return daemon::serve(acct, &mp, &args, &mut None);
+    }
+    let log_path = acct.home.log_path();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open log file {}: {e}", log_path.display()))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two fds into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here only.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other threads exist yet in this process (nothing spawned before here), so
+    // the child may continue running Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid > 0 {
+        drop(wr);
+        let mut msg = String::new();
+        let _ = std::fs::File::from(rd).read_to_string(&mut msg);
+        return if msg == "OK" {
+            println!("Cirrus drive mounted at {} (log: {})", mp.display(), log_path.display());
+            Ok(0)
+        } else if msg.is_empty() {
+            Err(format!(
+                "the daemon exited before mounting; see {}",
+                log_path.display()
+            ))
+        } else {
+            Err(msg)
+        };
+    }
+    drop(rd);
+    // Child: detach from the terminal; stdout/stderr go to the log.
+    // SAFETY: plain syscalls on fds we own.
+    unsafe {
+        libc::setsid();
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if devnull >= 0 {
+            libc::dup2(devnull, 0);
+        }
+        use std::os::fd::AsRawFd;
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    let mut notify = Some(std::fs::File::from(wr));
+    super::init_file_logging(log);
+    let code = match daemon::serve(acct, &mp, &args, &mut notify) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            if let Some(mut n) = notify.take() {
+                let _ = n.write_all(e.as_bytes());
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn mountinfo_unescapes_spaces() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}

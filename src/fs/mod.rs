@@ -1,0 +1,679 @@
+//! The FUSE adapter: maps kernel requests onto categories. The root lists the categories
+//! and is read-only; inode numbers carry the category in their top bits.
+
+mod errno;
+
+use crate::format::record::{Attr, Time};
+use crate::volume::{Category, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use log::{info, warn};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use errno::errno;
+
+const CAT_SHIFT: u32 = 40;
+const LOCAL_MASK: u64 = (1 << CAT_SHIFT) - 1;
+const FS_ROOT: u64 = 1;
+
+/// Mount-time options of the adapter.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    pub ttl: Duration,
+    pub owner: (u32, u32),
+    pub max_write: u32,
+}
+
+pub struct CirrusFs {
+    cats: BTreeMap<u32, Arc<Category>>,
+    opts: FsOptions,
+    mounted_at: Time,
+    usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
+}
+
+fn to_system(t: Time) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::new((-t.sec) as u64, 0) + Duration::new(0, t.nsec)
+    }
+}
+
+fn from_system(t: SystemTime) -> Time {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Time {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let mut sec = -(d.as_secs() as i64);
+            let mut nsec = d.subsec_nanos();
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Time { sec, nsec }
+        }
+    }
+}
+
+fn file_type(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn kind_type(kind: u8) -> FileType {
+    file_type((kind as u32) << 12)
+}
+
+impl CirrusFs {
+    pub fn new(
+        cats: Vec<Arc<Category>>,
+        opts: FsOptions,
+        usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
+    ) -> Self {
+        CirrusFs {
+            cats: cats.into_iter().map(|c| (c.id, c)).collect(),
+            opts,
+            mounted_at: Time::now(),
+            usage,
+        }
+    }
+
+    pub fn categories(&self) -> Vec<Arc<Category>> {
+        self.cats.values().cloned().collect()
+    }
+
+    fn split(&self, ino: INodeNo) -> Option<(&Arc<Category>, u64)> {
+        let cat = (ino.0 >> CAT_SHIFT) as u32;
+        self.cats.get(&cat).map(|c| (c, ino.0 & LOCAL_MASK))
+    }
+
+    fn global(cat: u32, local: u64) -> INodeNo {
+        INodeNo(((cat as u64) << CAT_SHIFT) | local)
+    }
+
+    fn attr_of(&self, cat: u32, n: &NodeInfo) -> FileAttr {
+        let a: &Attr = &n.attr;
+        FileAttr {
+            ino: Self::global(cat, n.ino),
+            size: n.size,
+            blocks: n.blocks,
+            atime: to_system(a.atime),
+            mtime: to_system(a.mtime),
+            ctime: to_system(a.ctime),
+            crtime: to_system(a.btime),
+            kind: file_type(a.mode),
+            perm: (a.mode & 0o7777) as u16,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev as u32,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn root_attr(&self) -> FileAttr {
+        let t = to_system(self.mounted_at);
+        FileAttr {
+            ino: INodeNo(FS_ROOT),
+            size: 4096,
+            blocks: 8,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2 + self.cats.len() as u32,
+            uid: self.opts.owner.0,
+            gid: self.opts.owner.1,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn root_refusal(op: &str) -> Errno {
+        warn!(
+            "{op} in the drive's root refused: the root holds only categories (use `cirrus category add`)"
+        );
+        Errno::EPERM
+    }
+
+    fn cat_by_name(&self, name: &OsStr) -> Option<&Arc<Category>> {
+        self.cats
+            .values()
+            .find(|c| c.name.as_bytes() == name.as_bytes())
+    }
+
+    /// Commits every category (unmount, shutdown).
+    pub fn commit_all(&self) {
+        for c in self.cats.values() {
+            if let Err(e) = c.commit() {
+                log::error!("category {}: final commit failed: {e}", c.name);
+            }
+        }
+    }
+}
+
+fn reply_entry(fs: &CirrusFs, cat: u32, r: Result<NodeInfo, VolError>, op: &str, reply: ReplyEntry) {
+    match r {
+        Ok(n) => reply.entry(&fs.opts.ttl, &fs.attr_of(cat, &n), Generation(0)),
+        Err(e) => reply.error(errno(&e, op)),
+    }
+}
+
+fn reply_empty(r: Result<(), VolError>, op: &str, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e, op)),
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(from_system(s)),
+    }
+}
+
+impl fuser::Filesystem for CirrusFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_write(self.opts.max_write) {
+            let _ = config.set_max_write(max);
+        }
+        info!("FUSE session initialised");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.commit_all();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent.0 == FS_ROOT {
+            match self.cat_by_name(name) {
+                Some(c) => reply_entry(self, c.id, c.getattr(ROOT_INO), "lookup", reply),
+                None => reply.error(Errno::ENOENT),
+            }
+            return;
+        }
+        match self.split(parent) {
+            Some((c, p)) => reply_entry(self, c.id, c.lookup(p, name.as_bytes()), "lookup", reply),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino.0 == FS_ROOT {
+            reply.attr(&self.opts.ttl, &self.root_attr());
+            return;
+        }
+        match self.split(ino) {
+            Some((c, i)) => match c.getattr(i) {
+                Ok(n) => reply.attr(&self.opts.ttl, &self.attr_of(c.id, &n)),
+                Err(e) => reply.error(errno(&e, "getattr")),
+            },
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        if ino.0 == FS_ROOT {
+            reply.error(Self::root_refusal("setattr"));
+            return;
+        }
+        let Some((c, i)) = self.split(ino) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(from_system),
+        };
+        match c.setattr(i, a) {
+            Ok(n) => reply.attr(&self.opts.ttl, &self.attr_of(c.id, &n)),
+            Err(e) => reply.error(errno(&e, "setattr")),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.split(ino) {
+            Some((c, i)) => match c.readlink(i) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(&e, "readlink")),
+            },
+            None => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal("mknod"));
+            return;
+        };
+        let r = c.create_node(p, name.as_bytes(), mode, rdev as u64, req.uid(), req.gid(), None);
+        reply_entry(self, c.id, r, "mknod", reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal("mkdir"));
+            return;
+        };
+        let mode = libc::S_IFDIR | (mode & 0o7777);
+        let r = c.create_node(p, name.as_bytes(), mode, 0, req.uid(), req.gid(), None);
+        reply_entry(self, c.id, r, "mkdir", reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(parent) {
+            Some((c, p)) => reply_empty(c.unlink(p, name.as_bytes()), "unlink", reply),
+            None => reply.error(Self::root_refusal("unlink")),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(parent) {
+            Some((c, p)) => reply_empty(c.rmdir(p, name.as_bytes()), "rmdir", reply),
+            None => reply.error(Self::root_refusal("rmdir")),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal("symlink"));
+            return;
+        };
+        let r = c.create_node(
+            p,
+            link_name.as_bytes(),
+            libc::S_IFLNK | 0o777,
+            0,
+            req.uid(),
+            req.gid(),
+            Some(target.as_os_str().as_bytes()),
+        );
+        reply_entry(self, c.id, r, "symlink", reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (Some((c1, p1)), Some((c2, p2))) = (self.split(parent), self.split(newparent)) else {
+            reply.error(Self::root_refusal("rename"));
+            return;
+        };
+        if c1.id != c2.id {
+            info!(
+                "rename from category {} to {} refused with EXDEV (categories have separate keys)",
+                c1.name, c2.name
+            );
+            reply.error(Errno::EXDEV);
+            return;
+        }
+        let r = c1.rename(p1, name.as_bytes(), p2, newname.as_bytes(), flags.bits());
+        reply_empty(r, "rename", reply);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (Some((c1, i)), Some((c2, p))) = (self.split(ino), self.split(newparent)) else {
+            reply.error(Self::root_refusal("link"));
+            return;
+        };
+        if c1.id != c2.id {
+            reply.error(Errno::EXDEV);
+            return;
+        }
+        reply_entry(self, c1.id, c1.link(i, p, newname.as_bytes()), "link", reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.split(ino) {
+            Some((c, i)) => match c.open_handle(i) {
+                Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e, "open")),
+            },
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.split(ino) {
+            Some((c, i)) => match c.read(i, offset, size) {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(errno(&e, "read")),
+            },
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.split(ino) {
+            Some((c, i)) => match c.write(i, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e, "write")),
+            },
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some((c, i)) = self.split(ino) {
+            c.release_handle(i);
+        }
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.split(ino) {
+            Some((c, _)) => reply_empty(c.commit(), "fsync", reply),
+            None => reply.ok(),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.split(ino) {
+            Some((c, _)) => reply_empty(c.commit(), "fsyncdir", reply),
+            None => reply.ok(),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut list: Vec<(INodeNo, FileType, Vec<u8>)> = Vec::new();
+        if ino.0 == FS_ROOT {
+            list.push((INodeNo(FS_ROOT), FileType::Directory, b".".to_vec()));
+            list.push((INodeNo(FS_ROOT), FileType::Directory, b"..".to_vec()));
+            for c in self.cats.values() {
+                list.push((
+                    Self::global(c.id, ROOT_INO),
+                    FileType::Directory,
+                    c.name.as_bytes().to_vec(),
+                ));
+            }
+        } else {
+            let Some((c, i)) = self.split(ino) else {
+                reply.error(Errno::ENOENT);
+                return;
+            };
+            match c.readdir(i) {
+                Ok((parent, entries)) => {
+                    let up = if i == ROOT_INO {
+                        INodeNo(FS_ROOT)
+                    } else {
+                        Self::global(c.id, parent)
+                    };
+                    list.push((ino, FileType::Directory, b".".to_vec()));
+                    list.push((up, FileType::Directory, b"..".to_vec()));
+                    for (name, child, kind) in entries {
+                        list.push((Self::global(c.id, child), kind_type(kind), name));
+                    }
+                }
+                Err(e) => {
+                    reply.error(errno(&e, "readdir"));
+                    return;
+                }
+            }
+        }
+        for (i, (ino, kind, name)) in list.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(ino, (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (used, avail) = (self.usage)().unwrap_or((0, 1 << 40));
+        let files: u64 = self.cats.values().map(|c| c.stats().1).sum();
+        let bs = 4096u64;
+        reply.statfs(
+            (used + avail) / bs,
+            avail / bs,
+            avail / bs,
+            files,
+            u32::MAX as u64,
+            bs as u32,
+            255,
+            bs as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.split(ino) {
+            Some((c, i)) => reply_empty(c.setxattr(i, name.as_bytes(), value, flags), "setxattr", reply),
+            None => reply.error(Errno::EPERM),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some((c, i)) = self.split(ino) else {
+            reply.error(Errno::NO_XATTR);
+            return;
+        };
+        match c.getxattr(i, name.as_bytes()) {
+            Ok(v) => {
+                if size == 0 {
+                    reply.size(v.len() as u32);
+                } else if v.len() > size as usize {
+                    reply.error(Errno::ERANGE);
+                } else {
+                    reply.data(&v);
+                }
+            }
+            Err(e) => reply.error(errno(&e, "getxattr")),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = match self.split(ino) {
+            Some((c, i)) => match c.listxattr(i) {
+                Ok(n) => n,
+                Err(e) => {
+                    reply.error(errno(&e, "listxattr"));
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut buf = Vec::new();
+        for n in names {
+            buf.extend_from_slice(&n);
+            buf.push(0);
+        }
+        if size == 0 {
+            reply.size(buf.len() as u32);
+        } else if buf.len() > size as usize {
+            reply.error(Errno::ERANGE);
+        } else {
+            reply.data(&buf);
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(ino) {
+            Some((c, i)) => reply_empty(c.removexattr(i, name.as_bytes()), "removexattr", reply),
+            None => reply.error(Errno::NO_XATTR),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal("create"));
+            return;
+        };
+        let mode = libc::S_IFREG | (mode & 0o7777);
+        match c
+            .create_node(p, name.as_bytes(), mode, 0, req.uid(), req.gid(), None)
+            .and_then(|n| c.open_handle(n.ino).map(|_| n))
+        {
+            Ok(n) => reply.created(
+                &self.opts.ttl,
+                &self.attr_of(c.id, &n),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(&e, "create")),
+        }
+    }
+}
