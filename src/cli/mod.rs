@@ -136,9 +136,20 @@ type CliResult = Result<i32, String>;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Mount(_)) {
+        // Short-lived commands die quietly on a closed pipe (`cirrus status | head`)
+        // instead of panicking in println!.
+        // SAFETY: resetting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         init_stderr_logging();
     }
-    let home = Home::new(cli.home.clone().unwrap_or_else(default_home));
+    let mut root = cli.home.clone().unwrap_or_else(default_home);
+    if root.is_relative() {
+        // The daemon changes directory to /, so every path it keeps must be absolute.
+        root = std::env::current_dir().unwrap_or_default().join(root);
+    }
+    let home = Home::new(root);
     let res = run(cli.cmd, home);
     match res {
         Ok(code) => code,

@@ -189,6 +189,8 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     // SAFETY: plain syscalls on fds we own.
     unsafe {
         libc::setsid();
+        // Do not keep any directory busy (it would block unmounting that filesystem).
+        libc::chdir(c"/".as_ptr());
         let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if devnull >= 0 {
             libc::dup2(devnull, 0);

@@ -34,7 +34,13 @@ impl LocalStore {
     /// Opens an existing store directory. A missing directory is an error (not silently
     /// created) so that a typo or an unmounted disk is noticed.
     pub fn open(root: PathBuf) -> Result<Self, StoreError> {
-        let md = fs::metadata(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
+        let md = fs::metadata(&root).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                StoreError::Missing(root.display().to_string())
+            } else {
+                io_err(&root.display().to_string(), e)
+            }
+        })?;
         if !md.is_dir() {
             return Err(StoreError::BadUrl(
                 root.display().to_string(),

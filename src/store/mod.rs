@@ -32,6 +32,8 @@ pub enum StoreError {
     },
     #[error("unsupported store URL {0:?}: {1}")]
     BadUrl(String, String),
+    #[error("the store {0} is missing (is its disk mounted? check `store` in config.toml)")]
+    Missing(String),
 }
 
 /// A version tag of a mutable object, for compare-and-swap (BLAKE3 of its content).

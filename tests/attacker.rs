@@ -1,0 +1,98 @@
+//! An attacker who holds the store and the key service's directory (the server side) but
+//! not the device: standard categories decrypt (that is what makes data recovery
+//! possible), e2e categories do not.
+
+mod common;
+
+use cirrus::cache::ChunkCache;
+use cirrus::format::names;
+use cirrus::format::table::{CategoryTable, Class};
+use cirrus::keys::category_key_context;
+use cirrus::server::EmbeddedKeyService;
+use cirrus::store::{LocalStore, Store};
+use cirrus::volume::{Category, CategorySetup, HeadWitness, ROOT_INO, VolumeOptions};
+use common::*;
+use std::fs;
+use std::sync::Arc;
+
+struct Forgetful;
+impl HeadWitness for Forgetful {
+    fn seen(&self, _c: u32) -> Option<(u64, [u8; 32])> {
+        None
+    }
+    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn server_side_reads_standard_categories_but_not_e2e() {
+    let mut d = Drive::mount();
+    fs::write(d.notes().join("standard.txt"), b"recoverable by the service").unwrap();
+    fs::write(d.health().join("e2e.txt"), b"only my devices").unwrap();
+    d.unmount();
+
+    // What the attacker has: the store and the key service's state, nothing of the device.
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(d.home.join("store")).unwrap());
+    let service = EmbeddedKeyService::open(&d.home.join("keyservice")).unwrap();
+    // The category table is MAC-only (readable, not forgeable): skip the 21-byte seal
+    // header and the 32-byte tag to read it without the account key.
+    let sealed = store.get(names::CATEGORY_TABLE).unwrap();
+    let table = CategoryTable::decode(&sealed[21..sealed.len() - 32]).unwrap();
+
+    let mut standard_read = 0;
+    for e in table.active() {
+        let obj = store.get(&names::category_key(e.id, e.key_version)).unwrap();
+        let key = service.unwrap(category_key_context(e.id, e.key_version), &obj[1..], &e.name);
+        match e.class {
+            Class::E2e => assert!(key.is_err(), "the server unwrapped e2e key of {}", e.name),
+            Class::Standard | Class::Transit => {
+                let key = key.unwrap_or_else(|err| panic!("{}: {err}", e.name));
+                if e.name != "Notes" {
+                    continue;
+                }
+                let cat = Category::open(
+                    CategorySetup {
+                        entry: e.clone(),
+                        key,
+                        key_version: e.key_version,
+                    },
+                    store.clone(),
+                    Arc::new(ChunkCache::new(1 << 20)),
+                    Arc::new(Forgetful),
+                    VolumeOptions {
+                        chunk_cache: 1 << 20,
+                        dirty_limit: 1 << 20,
+                        owner: (0, 0),
+                    },
+                );
+                let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();
+                let data = cat.read(n.ino, 0, 4096).unwrap();
+                assert_eq!(data, b"recoverable by the service");
+                standard_read += 1;
+            }
+        }
+    }
+    assert_eq!(standard_read, 1, "the Notes category must have been read");
+    // Without the device, the e2e bytes appear nowhere in the clear either.
+    for p in walk(&d.home.join("store")) {
+        let b = fs::read(&p).unwrap();
+        assert!(!b.windows(15).any(|w| w == b"only my devices"));
+    }
+}
+
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

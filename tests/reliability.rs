@@ -1,0 +1,470 @@
+//! Damage, crash and bad-input behaviour of a real mounted drive: tampered, swapped,
+//! deleted and rolled-back objects give EIO (never wrong bytes) and `fsck` reports them;
+//! fsync'd data survives kill -9; bad input gives a one-line error and changes nothing.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Category ids follow the default table order: Notes is 5, Photos 6, Health 14.
+const NOTES_HEAD: &str = "heads/00000005";
+
+fn store(d: &Drive) -> PathBuf {
+    d.home.join("store")
+}
+
+fn packs(d: &Drive) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = store(d).join("packs");
+    for sub in fs::read_dir(&root).expect("list packs") {
+        for f in fs::read_dir(sub.expect("entry").path()).expect("list pack dir") {
+            out.push(f.expect("entry").path());
+        }
+    }
+    out
+}
+
+fn newest_pack_over(d: &Drive, min_size: u64, before: &[PathBuf]) -> PathBuf {
+    let mut cands: Vec<(u64, PathBuf)> = packs(d)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(|p| (fs::metadata(&p).expect("stat pack").len(), p))
+        .filter(|(len, _)| *len >= min_size)
+        .collect();
+    cands.sort();
+    cands
+        .pop()
+        .unwrap_or_else(|| panic!("no new pack of at least {min_size} bytes"))
+        .1
+}
+
+fn write_synced(path: &Path, data: &[u8]) {
+    let mut f = fs::File::create(path).expect("create");
+    f.write_all(data).expect("write");
+    f.sync_all().expect("fsync");
+}
+
+fn read_err(path: &Path) -> i32 {
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return e.raw_os_error().unwrap_or(-1),
+    };
+    let mut v = Vec::new();
+    match f.read_to_end(&mut v) {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+fn log_text(d: &Drive) -> String {
+    fs::read_to_string(d.home.join("cirrus.log")).unwrap_or_default()
+}
+
+fn fsck(d: &Drive) -> (i32, String) {
+    let out = d
+        .cirrus_cmd()
+        .args(["fsck", "--passcode-file"])
+        .arg(&d.passcode_file)
+        .output()
+        .expect("run fsck");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Writes `keep` and then `victim` in separate commits, so they land in different packs;
+/// returns the pack that holds `victim`'s content.
+fn two_files(d: &Drive) -> (PathBuf, PathBuf, Vec<u8>, PathBuf) {
+    let notes = d.notes();
+    let keep = notes.join("keep.txt");
+    write_synced(&keep, b"this file must stay readable");
+    let before = packs(d);
+    let victim = notes.join("victim.bin");
+    let data = pseudo_random(600_000, 7);
+    write_synced(&victim, &data);
+    let pack = newest_pack_over(d, 500_000, &before);
+    (keep, victim, data, pack)
+}
+
+#[test]
+fn flipped_byte_in_a_pack_gives_eio_and_fsck_reports_it() {
+    let mut d = Drive::mount();
+    let (keep, victim, _data, pack) = two_files(&d);
+    fs::write(d.health().join("other.txt"), b"other category").unwrap();
+    d.unmount();
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&pack, &bytes).unwrap();
+    d.mount_again();
+    assert_eq!(read_err(&victim), libc::EIO, "tampered content must give EIO");
+    assert_eq!(fs::read(&keep).unwrap(), b"this file must stay readable");
+    assert_eq!(fs::read(d.health().join("other.txt")).unwrap(), b"other category");
+    let log = log_text(&d);
+    assert!(
+        log.contains("chunk") && log.contains("inode"),
+        "log must say which object failed:\n{log}"
+    );
+    let (code, out) = fsck(&d);
+    assert_eq!(code, 1, "fsck must fail:\n{out}");
+    assert!(out.contains("Notes"), "fsck must name the category:\n{out}");
+}
+
+#[test]
+fn deleted_pack_gives_eio_and_fsck_reports_it() {
+    let mut d = Drive::mount();
+    let (keep, victim, _data, pack) = two_files(&d);
+    d.unmount();
+    fs::remove_file(&pack).unwrap();
+    d.mount_again();
+    assert_eq!(read_err(&victim), libc::EIO);
+    assert_eq!(fs::read(&keep).unwrap(), b"this file must stay readable");
+    let (code, out) = fsck(&d);
+    assert_eq!(code, 1, "fsck must fail:\n{out}");
+}
+
+#[test]
+fn swapped_pack_gives_eio() {
+    let mut d = Drive::mount();
+    let (_keep, victim, _data, pack) = two_files(&d);
+    // a second large pack with other content of the same category
+    let before = packs(&d);
+    write_synced(&d.notes().join("decoy.bin"), &pseudo_random(600_000, 9));
+    let decoy = newest_pack_over(&d, 500_000, &before);
+    d.unmount();
+    fs::copy(&decoy, &pack).unwrap();
+    d.mount_again();
+    assert_eq!(read_err(&victim), libc::EIO, "a swapped object must give EIO");
+    let (code, _) = fsck(&d);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn rolled_back_head_is_refused_and_other_categories_work() {
+    let mut d = Drive::mount();
+    let notes = d.notes();
+    write_synced(&notes.join("v1.txt"), b"version one");
+    let head = store(&d).join(NOTES_HEAD);
+    let old = fs::read(&head).expect("Notes head exists after fsync");
+    write_synced(&notes.join("v2.txt"), b"version two");
+    fs::write(d.health().join("h.txt"), b"health data").unwrap();
+    d.unmount();
+    fs::write(&head, &old).unwrap();
+    d.mount_again();
+    let e = fs::read_dir(d.notes()).map(|_| 0).unwrap_or_else(|e| e.raw_os_error().unwrap_or(-1));
+    assert_eq!(e, libc::EIO, "a rolled-back category must answer EIO");
+    assert_eq!(fs::read(d.health().join("h.txt")).unwrap(), b"health data");
+    let log = log_text(&d);
+    assert!(log.contains("rollback"), "log must explain the refusal:\n{log}");
+    let (code, out) = fsck(&d);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rollback"), "{out}");
+}
+
+#[test]
+fn corrupted_head_makes_only_that_category_unavailable() {
+    let mut d = Drive::mount();
+    write_synced(&d.notes().join("a.txt"), b"a");
+    write_synced(&d.health().join("b.txt"), b"b");
+    d.unmount();
+    let head = store(&d).join(NOTES_HEAD);
+    let mut bytes = fs::read(&head).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x80;
+    fs::write(&head, &bytes).unwrap();
+    d.mount_again();
+    assert_eq!(read_err(&d.notes().join("a.txt")), libc::EIO);
+    assert_eq!(fs::read(d.health().join("b.txt")).unwrap(), b"b");
+}
+
+#[test]
+fn no_plaintext_name_or_content_reaches_the_disk() {
+    let mut d = Drive::mount();
+    let name = "zq-secret-filename-4711.txt";
+    let content = "ZQ-SECRET-CONTENT-0815 ".repeat(200);
+    for cat in ["Notes", "Health"] {
+        let dir = d.category_path(cat).join("zq-secret-dirname-42");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(name), &content).unwrap();
+    }
+    fs::write(d.category_path("Mail").join("zq-transit-name.txt"), "ZQ-TRANSIT-CONTENT").unwrap();
+    d.unmount();
+    let mut found_transit = false;
+    let mut stack = vec![d.home.clone()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = fs::read(&path).unwrap();
+            for needle in [name.as_bytes(), b"ZQ-SECRET-CONTENT", b"zq-secret-dirname"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} contains plaintext {:?}",
+                    path.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+            found_transit |= bytes.windows(18).any(|w| w == b"ZQ-TRANSIT-CONTENT");
+        }
+    }
+    assert!(
+        found_transit,
+        "the transit class is stored readable by design; the test must see it"
+    );
+}
+
+fn daemon_pid(d: &Drive) -> i32 {
+    let run = d.home.join("run");
+    for e in fs::read_dir(&run).expect("run dir") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "pid") {
+            let text = fs::read_to_string(&p).unwrap();
+            return text.lines().next().unwrap().trim().parse().unwrap();
+        }
+    }
+    panic!("no pidfile in {}", run.display());
+}
+
+fn kill9(d: &mut Drive) {
+    let pid = daemon_pid(d);
+    // SAFETY: sending a signal to the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    for _ in 0..200 {
+        // SAFETY: existence check only.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The stale mount must be cleaned by `cirrus umount`.
+    let out = d
+        .cirrus_cmd()
+        .arg("umount")
+        .arg(&d.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "umount of a stale mount failed: {out:?}");
+    assert!(text.contains("stale"), "{text}");
+    d.mark_unmounted();
+}
+
+#[test]
+fn fsynced_data_survives_kill_9_and_unsynced_data_is_old_or_new_per_chunk() {
+    let mut d = Drive::mount_with(MountOptions {
+        commit_interval: Some(3600),
+        ..Default::default()
+    });
+    let notes = d.notes();
+    let synced = pseudo_random(3 * CHUNK + 123, 1);
+    write_synced(&notes.join("synced.bin"), &synced);
+    let old = pseudo_random(4 * CHUNK, 2);
+    write_synced(&notes.join("rewritten.bin"), &old);
+    let new = pseudo_random(4 * CHUNK, 3);
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(notes.join("rewritten.bin"))
+            .unwrap();
+        f.write_all(&new).unwrap();
+    }
+    fs::write(notes.join("unsynced.txt"), b"maybe").unwrap();
+    kill9(&mut d);
+    d.mount_again();
+    let notes = d.notes();
+    assert_bytes_eq(&fs::read(notes.join("synced.bin")).unwrap(), &synced, "fsync'd file");
+    let got = fs::read(notes.join("rewritten.bin")).unwrap();
+    assert_eq!(got.len(), old.len());
+    for (i, c) in got.chunks(CHUNK).enumerate() {
+        let o = &old[i * CHUNK..(i + 1) * CHUNK];
+        let n = &new[i * CHUNK..(i + 1) * CHUNK];
+        assert!(c == o || c == n, "chunk {i} is neither old nor new content");
+    }
+    match fs::read(notes.join("unsynced.txt")) {
+        Ok(v) => assert!(v == b"maybe" || v.is_empty(), "garbage: {v:?}"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+    }
+    let (code, out) = fsck(&d);
+    assert_eq!(code, 0, "fsck after a crash must be clean:\n{out}");
+}
+
+fn cirrus_in(home: &Path) -> Command {
+    let mut c = Command::new(cirrus_bin());
+    c.arg("--home").arg(home);
+    c
+}
+
+fn fails_with(cmd: &mut Command, needle: &str) {
+    let out = cmd.output().expect("run cirrus");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got {out:?}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "no panic allowed: {err}");
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_changes_nothing() {
+    let mut d = Drive::mount();
+    fs::write(d.notes().join("keep.txt"), b"kept").unwrap();
+    // already mounted
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .arg("--passcode-file")
+            .arg(&d.passcode_file),
+        "already mounted",
+    );
+    d.unmount();
+    let wrong = d.root.join("wrong-passcode");
+    fs::write(&wrong, "not the passcode").unwrap();
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .arg("--passcode-file")
+            .arg(&wrong),
+        "wrong passcode",
+    );
+    assert!(!is_fuse_mount(&d.mnt), "a wrong passcode must not mount");
+    // missing mountpoint
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(d.root.join("nope"))
+            .arg("--passcode-file")
+            .arg(&d.passcode_file),
+        "does not exist",
+    );
+    // unknown category, bad class, bad size
+    fails_with(
+        d.cirrus_cmd()
+            .args(["category", "remove", "NoSuchCategory", "--passcode-file"])
+            .arg(&d.passcode_file),
+        "unknown category",
+    );
+    fails_with(
+        d.cirrus_cmd()
+            .args(["category", "add", "X", "--class", "secret", "--passcode-file"])
+            .arg(&d.passcode_file),
+        "unknown protection class",
+    );
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .args(["--memory-cache", "12X", "--passcode-file"])
+            .arg(&d.passcode_file),
+        "12X",
+    );
+    // init over an existing account
+    fails_with(
+        d.cirrus_cmd()
+            .args(["init", "--kdf-memory", "8192", "--kdf-time", "1", "--passcode-file"])
+            .arg(&d.passcode_file),
+        "already exists",
+    );
+    // missing store
+    let st = store(&d);
+    let moved = d.root.join("store-moved");
+    fs::rename(&st, &moved).unwrap();
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .arg("--passcode-file")
+            .arg(&d.passcode_file),
+        "store",
+    );
+    fs::rename(&moved, &st).unwrap();
+    // malformed config
+    let cfg = d.home.join("config.toml");
+    let good = fs::read(&cfg).unwrap();
+    fs::write(&cfg, "version = [").unwrap();
+    fails_with(
+        d.cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .arg("--passcode-file")
+            .arg(&d.passcode_file),
+        "malformed",
+    );
+    fs::write(&cfg, &good).unwrap();
+    // and the account still works, data intact
+    d.mount_again();
+    assert_eq!(fs::read(d.notes().join("keep.txt")).unwrap(), b"kept");
+    // no account at all
+    let empty = d.root.join("empty-home");
+    fails_with(cirrus_in(&empty).arg("status").arg("--passcode-file").arg(&d.passcode_file), "no Cirrus account");
+    assert!(!empty.exists(), "a failed command must not create a home");
+}
+
+#[test]
+fn full_disk_gives_enospc_and_keeps_earlier_data() {
+    let base = tempfile::tempdir().unwrap();
+    let small = base.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a small tmpfs failed");
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Umount(small.clone());
+    let home = small.join("home");
+    let mnt = base.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let pass = base.path().join("pass");
+    fs::write(&pass, PASSCODE).unwrap();
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
+    let ok = |c: &mut Command| {
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    ok(cirrus_in(&home)
+        .args(["init", "--kdf-memory", "8192", "--kdf-time", "1", "--passcode-file"])
+        .arg(&pass));
+    ok(cirrus_in(&home).arg("mount").arg(&mnt).arg("--passcode-file").arg(&pass));
+    let notes = mnt.join("Notes");
+    write_synced(&notes.join("early.txt"), b"written before the disk filled");
+    let mut got_enospc = false;
+    for i in 0..40 {
+        let r = (|| -> std::io::Result<()> {
+            let mut f = fs::File::create(notes.join(format!("fill{i}.bin")))?;
+            f.write_all(&pseudo_random(1 << 20, i))?;
+            f.sync_all()
+        })();
+        if let Err(e) = r {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "full disk must be ENOSPC: {e}");
+            got_enospc = true;
+            break;
+        }
+    }
+    assert!(got_enospc, "filling a 24 MiB disk with 40 MiB must hit ENOSPC");
+    assert_eq!(
+        fs::read(notes.join("early.txt")).unwrap(),
+        b"written before the disk filled"
+    );
+    let log = fs::read_to_string(home.join("cirrus.log")).unwrap();
+    assert!(log.contains("no space") || log.contains("full"), "{log}");
+    ok(cirrus_in(&home).arg("umount").arg(&mnt));
+}
