@@ -157,7 +157,10 @@ fn rolled_back_head_is_refused_and_other_categories_work() {
     d.unmount();
     fs::write(&head, &old).unwrap();
     d.mount_again();
-    let e = fs::read_dir(d.notes()).map(|_| 0).unwrap_or_else(|e| e.raw_os_error().unwrap_or(-1));
+    // The folder is listed but answers EIO (category_path would insist on a directory).
+    let e = fs::read_dir(d.mnt.join("Notes"))
+        .map(|_| 0)
+        .unwrap_or_else(|e| e.raw_os_error().unwrap_or(-1));
     assert_eq!(e, libc::EIO, "a rolled-back category must answer EIO");
     assert_eq!(fs::read(d.health().join("h.txt")).unwrap(), b"health data");
     let log = log_text(&d);
@@ -179,7 +182,7 @@ fn corrupted_head_makes_only_that_category_unavailable() {
     bytes[n - 5] ^= 0x80;
     fs::write(&head, &bytes).unwrap();
     d.mount_again();
-    assert_eq!(read_err(&d.notes().join("a.txt")), libc::EIO);
+    assert_eq!(read_err(&d.mnt.join("Notes").join("a.txt")), libc::EIO);
     assert_eq!(fs::read(d.health().join("b.txt")).unwrap(), b"b");
 }
 

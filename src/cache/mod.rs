@@ -4,12 +4,23 @@
 use lru::LruCache;
 use std::sync::{Arc, Mutex};
 
+/// Where a decrypted chunk belongs and which sealed version it came from. The position is
+/// part of the key so a forged reference to another file's (or category's) tag can never
+/// be served from the cache: the blob must be fetched and opened under its own context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkKey {
+    pub category: u32,
+    pub ino: u64,
+    pub index: u64,
+    pub tag: [u8; 32],
+}
+
 pub struct ChunkCache {
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    lru: LruCache<[u8; 32], Arc<Vec<u8>>>,
+    lru: LruCache<ChunkKey, Arc<Vec<u8>>>,
     bytes: usize,
     cap: usize,
 }
@@ -29,17 +40,17 @@ impl ChunkCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, tag: &[u8; 32]) -> Option<Arc<Vec<u8>>> {
-        self.lock().lru.get(tag).cloned()
+    pub fn get(&self, key: &ChunkKey) -> Option<Arc<Vec<u8>>> {
+        self.lock().lru.get(key).cloned()
     }
 
-    pub fn insert(&self, tag: [u8; 32], data: Arc<Vec<u8>>) {
+    pub fn insert(&self, key: ChunkKey, data: Arc<Vec<u8>>) {
         let mut g = self.lock();
         if data.len() > g.cap {
             return;
         }
         g.bytes += data.len();
-        if let Some(old) = g.lru.put(tag, data) {
+        if let Some(old) = g.lru.put(key, data) {
             g.bytes -= old.len();
         }
         while g.bytes > g.cap {
@@ -63,15 +74,23 @@ mod tests {
 
     #[test]
     fn stays_within_its_byte_bound() {
+        let k = |i: u8| ChunkKey {
+            category: 1,
+            ino: 2,
+            index: i as u64,
+            tag: [i; 32],
+        };
         let c = ChunkCache::new(1000);
         for i in 0..100u8 {
-            c.insert([i; 32], Arc::new(vec![i; 300]));
+            c.insert(k(i), Arc::new(vec![i; 300]));
             assert!(c.usage().0 <= 1000);
         }
-        assert!(c.get(&[99; 32]).is_some());
-        assert!(c.get(&[0; 32]).is_none());
+        assert!(c.get(&k(99)).is_some());
+        assert!(c.get(&k(0)).is_none());
+        // the same tag at another position is a miss
+        assert!(c.get(&ChunkKey { ino: 3, ..k(99) }).is_none());
         // replacing an entry does not double-count
-        c.insert([99; 32], Arc::new(vec![1; 100]));
+        c.insert(k(99), Arc::new(vec![1; 100]));
         assert_eq!(c.usage().0, 700);
     }
 }

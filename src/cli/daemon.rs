@@ -35,16 +35,31 @@ fn alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// One daemon per home: two would race on the same heads and lose each other's commits.
+fn lock_home(home: &Home) -> Result<std::fs::File, String> {
+    let p = home.run_dir().join("daemon.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+    // SAFETY: flock on an fd we own; held for the daemon's lifetime.
+    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(format!(
+            "this account ({}) is already mounted by another cirrus daemon; unmount it first",
+            home.root.display()
+        ));
+    }
+    Ok(f)
+}
+
 /// Keeps secrets out of core dumps and, where allowed, out of swap.
 fn harden_process() {
+    super::no_core_dumps();
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         if libc::geteuid() == 0 {
             let inf = libc::rlimit {
                 rlim_cur: libc::RLIM_INFINITY,
@@ -110,6 +125,7 @@ pub fn serve(
     notify: &mut Option<std::fs::File>,
 ) -> super::CliResult {
     harden_process();
+    let _home_lock = lock_home(&acct.home)?;
     let mem = args.memory_cache as usize;
     let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
     let cache = Arc::new(ChunkCache::new(mem - dirty_limit));

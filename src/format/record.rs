@@ -224,7 +224,8 @@ pub fn encode_leaf(records: &BTreeMap<u64, &Record>) -> Vec<u8> {
 
 pub fn decode_leaf(bytes: &[u8]) -> Result<BTreeMap<u64, Record>, FormatError> {
     let mut r = Reader::new(bytes);
-    let n = r.count(8 + 80)?;
+    // smallest record: ino 8 + attrs 72 + xattr count 4 + payload kind 1
+    let n = r.count(8 + 77)?;
     let mut out = BTreeMap::new();
     for _ in 0..n {
         let ino = r.u64()?;

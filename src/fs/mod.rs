@@ -12,7 +12,9 @@ use fuser::{
     WriteFlags,
 };
 use log::{info, warn};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -33,8 +35,14 @@ pub struct FsOptions {
     pub max_write: u32,
 }
 
+type Listing = Vec<(INodeNo, FileType, Vec<u8>)>;
+
 pub struct CirrusFs {
     cats: BTreeMap<u32, Arc<Category>>,
+    /// Directory listings per open directory handle: offsets index a snapshot taken at
+    /// opendir (and at rewind), so entries unlinked mid-listing never shift the others.
+    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    next_fh: AtomicU64,
     opts: FsOptions,
     mounted_at: Time,
     usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
@@ -48,6 +56,9 @@ fn to_system(t: Time) -> SystemTime {
     }
 }
 
+/// Inverse of fuser's conversion of kernel times: fuser turns (sec < 0, nsec) into
+/// `UNIX_EPOCH - Duration::new(-sec, nsec)`, so that is what we undo (a plain
+/// before-epoch subtraction would be off by up to 2 ns · 10^9 for pre-1970 times).
 fn from_system(t: SystemTime) -> Time {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => Time {
@@ -56,13 +67,10 @@ fn from_system(t: SystemTime) -> Time {
         },
         Err(e) => {
             let d = e.duration();
-            let mut sec = -(d.as_secs() as i64);
-            let mut nsec = d.subsec_nanos();
-            if nsec > 0 {
-                sec -= 1;
-                nsec = 1_000_000_000 - nsec;
+            Time {
+                sec: -(d.as_secs() as i64),
+                nsec: d.subsec_nanos(),
             }
-            Time { sec, nsec }
         }
     }
 }
@@ -91,6 +99,8 @@ impl CirrusFs {
     ) -> Self {
         CirrusFs {
             cats: cats.into_iter().map(|c| (c.id, c)).collect(),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
             opts,
             mounted_at: Time::now(),
             usage,
@@ -163,6 +173,35 @@ impl CirrusFs {
         self.cats
             .values()
             .find(|c| c.name.as_bytes() == name.as_bytes())
+    }
+
+    fn listing(&self, ino: INodeNo) -> Result<Listing, Errno> {
+        let mut list: Listing = Vec::new();
+        if ino.0 == FS_ROOT {
+            list.push((INodeNo(FS_ROOT), FileType::Directory, b".".to_vec()));
+            list.push((INodeNo(FS_ROOT), FileType::Directory, b"..".to_vec()));
+            for c in self.cats.values() {
+                list.push((
+                    Self::global(c.id, ROOT_INO),
+                    FileType::Directory,
+                    c.name.as_bytes().to_vec(),
+                ));
+            }
+            return Ok(list);
+        }
+        let (c, i) = self.split(ino).ok_or(Errno::ENOENT)?;
+        let (parent, entries) = c.readdir(i).map_err(|e| errno(&e, "readdir"))?;
+        let up = if i == ROOT_INO {
+            INodeNo(FS_ROOT)
+        } else {
+            Self::global(c.id, parent)
+        };
+        list.push((ino, FileType::Directory, b".".to_vec()));
+        list.push((up, FileType::Directory, b"..".to_vec()));
+        for (name, child, kind) in entries {
+            list.push((Self::global(c.id, child), kind_type(kind), name));
+        }
+        Ok(list)
     }
 
     /// Commits every category (unmount, shutdown).
@@ -513,51 +552,68 @@ impl fuser::Filesystem for CirrusFs {
         }
     }
 
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.listing(ino) {
+            Ok(l) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(fh, Arc::new(l));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let mut list: Vec<(INodeNo, FileType, Vec<u8>)> = Vec::new();
-        if ino.0 == FS_ROOT {
-            list.push((INodeNo(FS_ROOT), FileType::Directory, b".".to_vec()));
-            list.push((INodeNo(FS_ROOT), FileType::Directory, b"..".to_vec()));
-            for c in self.cats.values() {
-                list.push((
-                    Self::global(c.id, ROOT_INO),
-                    FileType::Directory,
-                    c.name.as_bytes().to_vec(),
-                ));
-            }
-        } else {
-            let Some((c, i)) = self.split(ino) else {
-                reply.error(Errno::ENOENT);
-                return;
-            };
-            match c.readdir(i) {
-                Ok((parent, entries)) => {
-                    let up = if i == ROOT_INO {
-                        INodeNo(FS_ROOT)
-                    } else {
-                        Self::global(c.id, parent)
-                    };
-                    list.push((ino, FileType::Directory, b".".to_vec()));
-                    list.push((up, FileType::Directory, b"..".to_vec()));
-                    for (name, child, kind) in entries {
-                        list.push((Self::global(c.id, child), kind_type(kind), name));
-                    }
+        let cached = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let list = match cached {
+            Some(l) if offset != 0 => l,
+            _ => match self.listing(ino) {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    self.dirs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(fh.0, l.clone());
+                    l
                 }
                 Err(e) => {
-                    reply.error(errno(&e, "readdir"));
+                    reply.error(e);
                     return;
                 }
-            }
-        }
-        for (i, (ino, kind, name)) in list.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(ino, (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
+            },
+        };
+        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(*ino, (i + 1) as u64, *kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -566,14 +622,15 @@ impl fuser::Filesystem for CirrusFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let (used, avail) = (self.usage)().unwrap_or((0, 1 << 40));
-        let files: u64 = self.cats.values().map(|c| c.stats().1).sum();
+        let used_inodes: u64 = self.cats.values().map(|c| c.stats().1).sum();
+        let free_inodes = 1u64 << 32;
         let bs = 4096u64;
         reply.statfs(
             (used + avail) / bs,
             avail / bs,
             avail / bs,
-            files,
-            u32::MAX as u64,
+            used_inodes + free_inodes,
+            free_inodes,
             bs as u32,
             255,
             bs as u32,

@@ -186,16 +186,19 @@ impl SeenHeads {
     pub fn load(path: PathBuf, key: SecretKey) -> Result<Self, HomeError> {
         let state = match fs::read(&path) {
             Ok(bytes) => {
-                let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
-                let plain = crypto::open(&key, Suite::XtsBlake3, &ctx.to_bytes(), &bytes)
-                    .map_err(|e| HomeError::Damaged {
-                        path: path.clone(),
-                        why: e.to_string(),
-                    })?;
-                Self::decode(&plain).map_err(|why| HomeError::Damaged {
+                let probe = SeenHeads {
+                    path: path.clone(),
+                    key,
+                    state: Mutex::new(Seen::default()),
+                };
+                let seen = probe.open_file(&bytes).map_err(|why| HomeError::Damaged {
                     path: path.clone(),
                     why,
-                })?
+                })?;
+                return Ok(SeenHeads {
+                    state: Mutex::new(seen),
+                    ..probe
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::default(),
             Err(e) => return Err(io(&path)(e)),
@@ -222,7 +225,38 @@ impl SeenHeads {
         Ok(Seen { table, heads })
     }
 
-    fn save(&self, s: &Seen) -> Result<(), String> {
+    fn open_file(&self, bytes: &[u8]) -> Result<Seen, String> {
+        let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
+        let plain = crypto::open(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), bytes)
+            .map_err(|e| e.to_string())?;
+        Self::decode(&plain)
+    }
+
+    /// Writes the record, first merging what another process of this device (a mounted
+    /// daemon next to `cirrus status`, say) wrote meanwhile: counters only ever go up.
+    fn save(&self, s: &mut Seen) -> Result<(), String> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        // SAFETY: flock on an fd we own; released when `lock` is dropped.
+        unsafe {
+            libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
+        }
+        if let Ok(bytes) = fs::read(&self.path) {
+            if let Ok(disk) = self.open_file(&bytes) {
+                s.table = s.table.max(disk.table);
+                for (c, (n, h)) in disk.heads {
+                    if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
+                        s.heads.insert(c, (n, h));
+                    }
+                }
+            }
+        }
         let mut w = Writer::new();
         w.u64(s.table).u32(s.heads.len() as u32);
         for (c, (n, h)) in &s.heads {
@@ -242,8 +276,9 @@ impl SeenHeads {
         let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
         if counter > s.table {
             s.table = counter;
-            let snapshot = s.clone();
-            self.save(&snapshot)?;
+            let mut snapshot = s.clone();
+            self.save(&mut snapshot)?;
+            *s = snapshot;
         }
         Ok(())
     }
@@ -259,8 +294,9 @@ impl HeadWitness for SeenHeads {
         let cur = s.heads.get(&category).copied();
         if cur.is_none_or(|(n, _)| counter > n) {
             s.heads.insert(category, (counter, hash));
-            let snapshot = s.clone();
-            self.save(&snapshot)?;
+            let mut snapshot = s.clone();
+            self.save(&mut snapshot)?;
+            *s = snapshot;
         }
         Ok(())
     }

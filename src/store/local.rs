@@ -73,8 +73,9 @@ impl LocalStore {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_err(name, e))?;
+        // Upper case is outside the object-name alphabet, so `list` never returns it.
         let tmp = dir.join(format!(
-            ".tmp.{}.{}",
+            "TMP.{}.{}",
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));

@@ -47,7 +47,7 @@ impl Category {
                 tag,
             },
         );
-        self.cache.insert(tag, Arc::new(data));
+        self.cache.insert(self.ckey(ino, idx, tag), Arc::new(data));
         if s.pack.len() >= PACK_TARGET {
             self.flush_pack(s)?;
         }

@@ -8,6 +8,15 @@ use crate::format::record::{Payload, Time};
 /// Largest file size accepted (EFBIG beyond): 16 TiB.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
+/// Copies the part of a chunk starting at `in_chunk` into `dst`; bytes past the chunk's
+/// end stay zero (holes and the sparse tail).
+fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
+    if in_chunk < src.len() {
+        let n = (src.len() - in_chunk).min(dst.len());
+        dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
+    }
+}
+
 enum Source {
     Dirty,
     Pending(Pending),
@@ -64,38 +73,73 @@ impl Category {
         }
     }
 
+    /// Reads file content. Chunks that must come from the store are fetched and opened
+    /// after the category lock is released, so concurrent reads decrypt in parallel.
     pub fn read(&self, ino: u64, offset: u64, len: u32) -> VolResult<Vec<u8>> {
-        let mut s = self.lock();
-        self.ensure_leaf(&mut s, ino)?;
-        let size = Self::file_size(&s, ino)?;
-        if offset >= size {
-            return Ok(Vec::new());
+        enum Fill {
+            Stored(BlobRef),
+            Sealed(Vec<u8>, [u8; 32]),
         }
-        let end = size.min(offset + len as u64);
-        let mut out = vec![0u8; (end - offset) as usize];
-        let mut pos = offset;
-        while pos < end {
-            let idx = pos / CHUNK_SIZE;
-            let in_chunk = (pos % CHUNK_SIZE) as usize;
-            let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
-            let dst = &mut out[(pos - offset) as usize..(pos - offset) as usize + take];
-            let copy_from = |src: &[u8], dst: &mut [u8]| {
-                if in_chunk < src.len() {
-                    let n = (src.len() - in_chunk).min(take);
-                    dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
+        let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
+        let mut out;
+        {
+            let mut s = self.lock();
+            self.ensure_leaf(&mut s, ino)?;
+            let size = Self::file_size(&s, ino)?;
+            if offset >= size {
+                return Ok(Vec::new());
+            }
+            let end = size.min(offset + len as u64);
+            out = vec![0u8; (end - offset) as usize];
+            let mut pos = offset;
+            while pos < end {
+                let idx = pos / CHUNK_SIZE;
+                let in_chunk = (pos % CHUNK_SIZE) as usize;
+                let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
+                let at = (pos - offset) as usize;
+                match Self::chunk_source(&s, ino, idx) {
+                    Source::Dirty => {
+                        if let Some(src) = s.dirty.get(&(ino, idx)) {
+                            copy_part(src, in_chunk, &mut out[at..at + take]);
+                        }
+                    }
+                    Source::Pending(p) => {
+                        if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
+                            copy_part(&c, in_chunk, &mut out[at..at + take]);
+                        } else {
+                            let start = p.offset as usize;
+                            let sealed = s
+                                .pack
+                                .get(start..start + p.len as usize)
+                                .ok_or_else(|| VolError::Integrity {
+                                    what: format!("chunk {idx} of inode {ino} (unsynced)"),
+                                    why: "pending blob outside the pack buffer".into(),
+                                })?
+                                .to_vec();
+                            later.push((idx, in_chunk, at, take as u64, Fill::Sealed(sealed, p.tag)));
+                        }
+                    }
+                    Source::Stored(r) => later.push((idx, in_chunk, at, take as u64, Fill::Stored(r))),
+                    Source::Hole => {}
+                }
+                pos += take as u64;
+            }
+        }
+        for (idx, in_chunk, at, take, fill) in later {
+            let plain = match fill {
+                Fill::Stored(r) => self.load_chunk(ino, idx, &r)?,
+                Fill::Sealed(sealed, tag) => {
+                    let what = || format!("chunk {idx} of inode {ino} (unsynced)");
+                    let p = Arc::new(self.open_blob(
+                        crate::format::Context::chunk(self.id, ino, idx),
+                        &sealed,
+                        &what,
+                    )?);
+                    self.cache.insert(self.ckey(ino, idx, tag), p.clone());
+                    p
                 }
             };
-            match Self::chunk_source(&s, ino, idx) {
-                Source::Dirty => {
-                    if let Some(src) = s.dirty.get(&(ino, idx)) {
-                        copy_from(src, dst);
-                    }
-                }
-                Source::Pending(p) => copy_from(&self.load_pending(&s, ino, idx, p)?, dst),
-                Source::Stored(r) => copy_from(&self.load_chunk(ino, idx, &r)?, dst),
-                Source::Hole => {}
-            }
-            pos += take as u64;
+            copy_part(&plain, in_chunk, &mut out[at..at + take as usize]);
         }
         Ok(out)
     }

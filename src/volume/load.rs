@@ -223,6 +223,10 @@ impl Category {
                     }
                     if rec.attr.nlink == 0 && !matches!(rec.payload, Payload::Dir { .. }) {
                         // Unlinked while open when the daemon stopped: reclaim now.
+                        if let Payload::File { size, .. } = &rec.payload {
+                            s.bytes = s.bytes.saturating_sub(*size);
+                        }
+                        s.inodes = s.inodes.saturating_sub(1);
                         s.dirty_leaves.insert(leaf);
                         continue;
                     }
@@ -256,19 +260,19 @@ impl Category {
 
     /// Decrypted content of a stored chunk, through the RAM cache.
     pub(super) fn load_chunk(&self, ino: u64, idx: u64, r: &BlobRef) -> VolResult<Arc<Vec<u8>>> {
-        if let Some(c) = self.cache.get(&r.tag) {
+        if let Some(c) = self.cache.get(&self.ckey(ino, idx, r.tag)) {
             return Ok(c);
         }
         let what = || format!("chunk {idx} of inode {ino}");
         let sealed = self.fetch_blob(r, &what)?;
         let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), &sealed, &what)?);
-        self.cache.insert(r.tag, plain.clone());
+        self.cache.insert(self.ckey(ino, idx, r.tag), plain.clone());
         Ok(plain)
     }
 
     /// Opens a chunk that is still in the open pack buffer.
     pub(super) fn load_pending(&self, s: &State, ino: u64, idx: u64, p: Pending) -> VolResult<Arc<Vec<u8>>> {
-        if let Some(c) = self.cache.get(&p.tag) {
+        if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
             return Ok(c);
         }
         let what = || format!("chunk {idx} of inode {ino} (unsynced)");
@@ -278,7 +282,7 @@ impl Category {
             why: "pending blob outside the pack buffer".into(),
         })?;
         let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), sealed, &what)?);
-        self.cache.insert(p.tag, plain.clone());
+        self.cache.insert(self.ckey(ino, idx, p.tag), plain.clone());
         Ok(plain)
     }
 }

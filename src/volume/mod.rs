@@ -157,6 +157,15 @@ impl Category {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn ckey(&self, ino: u64, index: u64, tag: [u8; 32]) -> crate::cache::ChunkKey {
+        crate::cache::ChunkKey {
+            category: self.id,
+            ino,
+            index,
+            tag,
+        }
+    }
+
     fn leaf_of(ino: u64) -> u64 {
         ino / crate::format::LEAF_SPAN
     }

@@ -1,0 +1,268 @@
+//! rename(2) and renameat2(2): replacement rules, error cases, flags, moving directories.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn rename_file_over_file_replaces_target() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    let (a, b, b2) = (dir.join("a"), dir.join("b"), dir.join("b-other-link"));
+    fs::write(&a, b"content A").expect("write a");
+    fs::write(&b, b"content B, longer").expect("write b");
+    fs::hard_link(&b, &b2).expect("link b");
+    let ino_a = lstat(&a).ino();
+    let ino_b = lstat(&b).ino();
+    assert_eq!(lstat(&b).nlink(), 2);
+    fs::rename(&a, &b).expect("rename a -> b");
+    assert_errno(
+        fs::symlink_metadata(&a),
+        libc::ENOENT,
+        "source name after rename",
+    );
+    assert_eq!(read_all(&b), b"content A");
+    assert_eq!(
+        lstat(&b).ino(),
+        ino_a,
+        "target name now refers to the source inode"
+    );
+    assert_eq!(lstat(&b).nlink(), 1);
+    // The replaced inode survives through its other hard link.
+    assert_eq!(read_all(&b2), b"content B, longer");
+    assert_eq!(lstat(&b2).ino(), ino_b);
+    assert_eq!(lstat(&b2).nlink(), 1, "replaced inode lost one link");
+    assert_eq!(
+        list_names(&dir),
+        vec!["b".to_string(), "b-other-link".to_string()]
+    );
+}
+
+#[test]
+fn rename_dir_over_empty_dir() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::create_dir_all(dir.join("src/inner")).expect("mkdir");
+    fs::write(dir.join("src/file"), b"moved along").expect("write");
+    fs::create_dir(dir.join("dst")).expect("mkdir dst");
+    let ino = lstat(&dir.join("src")).ino();
+    fs::rename(dir.join("src"), dir.join("dst")).expect("rename dir over empty dir");
+    assert_errno(
+        fs::symlink_metadata(dir.join("src")),
+        libc::ENOENT,
+        "old dir name",
+    );
+    assert_eq!(lstat(&dir.join("dst")).ino(), ino);
+    assert_eq!(read_all(&dir.join("dst/file")), b"moved along");
+    assert!(lstat(&dir.join("dst/inner")).is_dir());
+    assert_eq!(lstat(&dir.join("dst")).nlink(), 3);
+}
+
+#[test]
+fn rename_dir_over_non_empty_dir_is_enotempty() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::create_dir(dir.join("src")).expect("mkdir");
+    fs::create_dir(dir.join("dst")).expect("mkdir");
+    fs::write(dir.join("dst/keep"), b"keep").expect("write");
+    assert_errno(
+        fs::rename(dir.join("src"), dir.join("dst")),
+        libc::ENOTEMPTY,
+        "rename over non-empty dir",
+    );
+    assert!(lstat(&dir.join("src")).is_dir());
+    assert_eq!(read_all(&dir.join("dst/keep")), b"keep");
+}
+
+#[test]
+fn rename_file_over_dir_is_eisdir() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::write(dir.join("f"), b"f").expect("write");
+    fs::create_dir(dir.join("d")).expect("mkdir");
+    assert_errno(
+        fs::rename(dir.join("f"), dir.join("d")),
+        libc::EISDIR,
+        "rename file over dir",
+    );
+    assert!(lstat(&dir.join("d")).is_dir());
+    assert_eq!(read_all(&dir.join("f")), b"f");
+}
+
+#[test]
+fn rename_dir_over_file_is_enotdir() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::write(dir.join("f"), b"f").expect("write");
+    fs::create_dir(dir.join("d")).expect("mkdir");
+    assert_errno(
+        fs::rename(dir.join("d"), dir.join("f")),
+        libc::ENOTDIR,
+        "rename dir over file",
+    );
+    assert!(lstat(&dir.join("d")).is_dir());
+    assert_eq!(read_all(&dir.join("f")), b"f");
+}
+
+#[test]
+fn rename_across_directories() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::create_dir_all(dir.join("one/deeper")).expect("mkdir");
+    fs::create_dir(dir.join("two")).expect("mkdir");
+    let data = pseudo_random(CHUNK + 5, 1);
+    fs::write(dir.join("one/deeper/f"), &data).expect("write");
+    let ino = lstat(&dir.join("one/deeper/f")).ino();
+    fs::rename(dir.join("one/deeper/f"), dir.join("two/g")).expect("rename across dirs");
+    assert_eq!(list_names(&dir.join("one/deeper")), Vec::<String>::new());
+    assert_eq!(list_names(&dir.join("two")), vec!["g".to_string()]);
+    assert_eq!(lstat(&dir.join("two/g")).ino(), ino);
+    assert_bytes_eq(&read_all(&dir.join("two/g")), &data, "moved file");
+    // Replace across directories too.
+    fs::write(dir.join("one/h"), b"replacement").expect("write");
+    fs::rename(dir.join("one/h"), dir.join("two/g")).expect("rename over across dirs");
+    assert_eq!(read_all(&dir.join("two/g")), b"replacement");
+    // Across categories (standard -> e2e) inside one drive.
+    let health = d.health();
+    fs::write(dir.join("to-health"), b"crossing classes").expect("write");
+    match fs::rename(dir.join("to-health"), health.join("moved")) {
+        Ok(()) => assert_eq!(read_all(&health.join("moved")), b"crossing classes"),
+        // Different encryption classes may be separate file systems: then EXDEV is the
+        // only acceptable refusal, and the source must be intact (mv falls back to copy).
+        Err(e) => {
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EXDEV),
+                "cross-category rename: {e:?}"
+            );
+            assert_eq!(read_all(&dir.join("to-health")), b"crossing classes");
+        }
+    }
+}
+
+#[test]
+fn rename_into_own_subdirectory_is_einval() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    fs::create_dir_all(dir.join("a/b/c")).expect("mkdir");
+    assert_errno(
+        fs::rename(dir.join("a"), dir.join("a/b/c/a")),
+        libc::EINVAL,
+        "rename dir into its own subdir",
+    );
+    assert_errno(
+        fs::rename(dir.join("a"), dir.join("a/x")),
+        libc::EINVAL,
+        "rename dir into itself",
+    );
+    assert!(lstat(&dir.join("a/b/c")).is_dir());
+}
+
+#[test]
+fn rename_to_itself_is_a_noop() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    let f = dir.join("f");
+    fs::write(&f, b"same").expect("write");
+    let ino = lstat(&f).ino();
+    fs::rename(&f, &f).expect("rename to itself");
+    assert_eq!(read_all(&f), b"same");
+    assert_eq!(lstat(&f).ino(), ino);
+    fs::create_dir(dir.join("d")).expect("mkdir");
+    fs::rename(dir.join("d"), dir.join("d")).expect("rename dir to itself");
+    assert!(lstat(&dir.join("d")).is_dir());
+    // Two hard links to the same inode: rename does nothing, both names stay.
+    fs::hard_link(&f, dir.join("f2")).expect("link");
+    fs::rename(&f, dir.join("f2")).expect("rename onto own hard link");
+    assert_eq!(read_all(&f), b"same");
+    assert_eq!(read_all(&dir.join("f2")), b"same");
+    assert_eq!(lstat(&f).nlink(), 2);
+}
+
+#[test]
+fn renameat2_noreplace() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    fs::write(&a, b"A").expect("write");
+    fs::write(&b, b"B").expect("write");
+    assert_errno(
+        renameat2(&a, &b, libc::RENAME_NOREPLACE),
+        libc::EEXIST,
+        "RENAME_NOREPLACE onto existing",
+    );
+    assert_eq!(read_all(&a), b"A");
+    assert_eq!(read_all(&b), b"B");
+    renameat2(&a, &c, libc::RENAME_NOREPLACE).expect("RENAME_NOREPLACE to a free name");
+    assert_errno(
+        fs::symlink_metadata(&a),
+        libc::ENOENT,
+        "source after NOREPLACE",
+    );
+    assert_eq!(read_all(&c), b"A");
+    fs::create_dir(dir.join("d")).expect("mkdir");
+    assert_errno(
+        renameat2(&c, &dir.join("d"), libc::RENAME_NOREPLACE),
+        libc::EEXIST,
+        "NOREPLACE onto dir",
+    );
+}
+
+#[test]
+fn renameat2_exchange() {
+    let d = Drive::mount();
+    let dir = d.notes();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    fs::write(&a, b"content of a").expect("write");
+    fs::write(&b, b"B").expect("write");
+    let (ia, ib) = (lstat(&a).ino(), lstat(&b).ino());
+    renameat2(&a, &b, libc::RENAME_EXCHANGE).expect("RENAME_EXCHANGE files");
+    assert_eq!(read_all(&a), b"B");
+    assert_eq!(read_all(&b), b"content of a");
+    assert_eq!((lstat(&a).ino(), lstat(&b).ino()), (ib, ia));
+    // File <-> directory, across parents.
+    fs::create_dir_all(dir.join("p/dir")).expect("mkdir");
+    fs::write(dir.join("p/dir/inside"), b"in").expect("write");
+    renameat2(&a, &dir.join("p/dir"), libc::RENAME_EXCHANGE).expect("exchange file and dir");
+    assert!(lstat(&a).is_dir());
+    assert_eq!(read_all(&a.join("inside")), b"in");
+    assert_eq!(read_all(&dir.join("p/dir")), b"B");
+    assert_eq!(lstat(&dir.join("p")).nlink(), 2, "p lost its subdir");
+    assert_errno(
+        renameat2(&b, &dir.join("nope"), libc::RENAME_EXCHANGE),
+        libc::ENOENT,
+        "RENAME_EXCHANGE with a missing target",
+    );
+    assert_eq!(read_all(&b), b"content of a");
+}
+
+#[test]
+fn directory_move_updates_dotdot() {
+    let mut d = Drive::mount();
+    let dir = d.notes();
+    fs::create_dir_all(dir.join("one/moving/child")).expect("mkdir");
+    fs::create_dir(dir.join("two")).expect("mkdir");
+    fs::rename(dir.join("one/moving"), dir.join("two/moved")).expect("move dir");
+    let check = |dir: &std::path::Path| {
+        let two = lstat(&dir.join("two")).ino();
+        let moved = lstat(&dir.join("two/moved")).ino();
+        assert_eq!(lstat(&dir.join("two/moved/..")).ino(), two, "stat moved/..");
+        assert_eq!(lstat(&dir.join("two/moved/child/..")).ino(), moved);
+        let entries = raw_readdir(&dir.join("two/moved")).expect("readdir");
+        let dotdot = entries
+            .iter()
+            .find(|(n, _, _)| n == b"..")
+            .expect("`..` entry");
+        assert_eq!(
+            dotdot.1, two,
+            "d_ino of `..` in the moved dir must be the new parent"
+        );
+        assert_eq!(lstat(&dir.join("one")).nlink(), 2);
+        assert_eq!(lstat(&dir.join("two")).nlink(), 3);
+    };
+    check(&dir);
+    d.remount();
+    check(&d.notes());
+}

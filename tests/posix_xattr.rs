@@ -1,0 +1,219 @@
+//! Extended attributes in the `user.` namespace.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::symlink;
+
+#[test]
+fn xattr_set_get_list_remove() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    assert_eq!(
+        user_xattrs(&f),
+        Vec::<String>::new(),
+        "new file has no user xattrs"
+    );
+    set_xattr(&f, "user.a", b"1", 0).expect("set user.a");
+    set_xattr(&f, "user.empty", b"", 0).expect("set empty value");
+    let binary = [0u8, 1, 2, 0, 255, 254, 10, 13];
+    set_xattr(&f, "user.bin", &binary, 0).expect("set binary value");
+    set_xattr(&f, "user.with.dots and space", b"odd name", 0).expect("set odd name");
+    assert_eq!(get_xattr(&f, "user.a").expect("get"), b"1");
+    assert_eq!(get_xattr(&f, "user.empty").expect("get empty"), b"");
+    assert_eq!(get_xattr(&f, "user.bin").expect("get bin"), binary);
+    assert_eq!(
+        get_xattr(&f, "user.with.dots and space").expect("get"),
+        b"odd name"
+    );
+    assert_eq!(
+        user_xattrs(&f),
+        vec![
+            "user.a",
+            "user.bin",
+            "user.empty",
+            "user.with.dots and space"
+        ],
+        "listxattr"
+    );
+    // Size query, then ERANGE for a too-small buffer.
+    let (size, _) = get_xattr_sized(&f, "user.bin", 0).expect("size query");
+    assert_eq!(size, binary.len());
+    assert_errno(
+        get_xattr_sized(&f, "user.bin", 3),
+        libc::ERANGE,
+        "getxattr with small buffer",
+    );
+    // Overwrite with a shorter, then longer value.
+    set_xattr(&f, "user.a", b"", 0).expect("overwrite empty");
+    assert_eq!(get_xattr(&f, "user.a").expect("get"), b"");
+    set_xattr(&f, "user.a", &[7u8; 1000], 0).expect("overwrite longer");
+    assert_eq!(get_xattr(&f, "user.a").expect("get"), vec![7u8; 1000]);
+    remove_xattr(&f, "user.a").expect("remove");
+    assert_errno(get_xattr(&f, "user.a"), libc::ENODATA, "get removed xattr");
+    assert_eq!(
+        user_xattrs(&f),
+        vec!["user.bin", "user.empty", "user.with.dots and space"]
+    );
+    // Content and other attributes are unaffected.
+    assert_eq!(read_all(&f), b"x");
+}
+
+#[test]
+fn xattr_missing_is_enodata() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    assert_errno(
+        get_xattr(&f, "user.missing"),
+        libc::ENODATA,
+        "getxattr missing",
+    );
+    assert_errno(
+        remove_xattr(&f, "user.missing"),
+        libc::ENODATA,
+        "removexattr missing",
+    );
+    assert_errno(
+        get_xattr(&d.notes().join("nofile"), "user.x"),
+        libc::ENOENT,
+        "getxattr on missing file",
+    );
+}
+
+#[test]
+fn xattr_create_and_replace_flags() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    assert_errno(
+        set_xattr(&f, "user.k", b"v", libc::XATTR_REPLACE),
+        libc::ENODATA,
+        "XATTR_REPLACE on missing",
+    );
+    assert_errno(
+        get_xattr(&f, "user.k"),
+        libc::ENODATA,
+        "failed REPLACE must not create",
+    );
+    set_xattr(&f, "user.k", b"v1", libc::XATTR_CREATE).expect("XATTR_CREATE new");
+    assert_errno(
+        set_xattr(&f, "user.k", b"v2", libc::XATTR_CREATE),
+        libc::EEXIST,
+        "XATTR_CREATE on existing",
+    );
+    assert_eq!(
+        get_xattr(&f, "user.k").expect("get"),
+        b"v1",
+        "failed CREATE must not overwrite"
+    );
+    set_xattr(&f, "user.k", b"v3", libc::XATTR_REPLACE).expect("XATTR_REPLACE existing");
+    assert_eq!(get_xattr(&f, "user.k").expect("get"), b"v3");
+}
+
+#[test]
+fn xattr_values_up_to_64k() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    for (i, size) in [1usize, 255, 4096, 4097, 32_768, 65_536]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("user.v{i}");
+        let v = pseudo_random(size, i as u64);
+        set_xattr(&f, &name, &v, 0).unwrap_or_else(|e| panic!("setxattr {size} bytes: {e}"));
+        assert_eq!(get_xattr(&f, &name).expect("get"), v, "{size}-byte value");
+        // Only one large value at a time (file systems may cap the total).
+        remove_xattr(&f, &name).expect("remove");
+    }
+    let v = pseudo_random(65_536, 77);
+    set_xattr(&f, "user.big", &v, 0).expect("set 64 KiB");
+    assert_errno(
+        set_xattr(&f, "user.bigger", &[0u8; 65_537], 0),
+        libc::E2BIG,
+        "value over XATTR_SIZE_MAX",
+    );
+    assert_eq!(get_xattr(&f, "user.big").expect("get"), v);
+    // Name length limit: 255 bytes in total is the kernel maximum.
+    let long_name = format!("user.{}", "n".repeat(250));
+    set_xattr(&f, &long_name, b"v", 0).expect("255-byte xattr name");
+    assert_eq!(get_xattr(&f, &long_name).expect("get"), b"v");
+    let too_long = format!("user.{}", "n".repeat(251));
+    assert_errno(
+        set_xattr(&f, &too_long, b"v", 0),
+        libc::ERANGE,
+        "256-byte xattr name",
+    );
+}
+
+#[test]
+fn xattr_many_names() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    let mut want = Vec::new();
+    for i in 0..100 {
+        let name = format!("user.attr-{i:03}");
+        set_xattr(&f, &name, format!("value {i}").as_bytes(), 0).expect("set");
+        want.push(name);
+    }
+    assert_eq!(user_xattrs(&f), want);
+    for (i, name) in want.iter().enumerate() {
+        assert_eq!(
+            get_xattr(&f, name).expect("get"),
+            format!("value {i}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn xattr_on_directories_and_symlinks() {
+    let d = Drive::mount();
+    let dir = d.notes().join("d");
+    fs::create_dir(&dir).expect("mkdir");
+    set_xattr(&dir, "user.dir", b"on a dir", 0).expect("setxattr dir");
+    assert_eq!(get_xattr(&dir, "user.dir").expect("get"), b"on a dir");
+    assert_eq!(user_xattrs(&dir), vec!["user.dir"]);
+    // Through a symlink (following) reaches the target ...
+    fs::write(d.notes().join("t"), b"t").expect("write");
+    let l = d.notes().join("l");
+    symlink("t", &l).expect("symlink");
+    set_xattr(&l, "user.via-link", b"v", 0).expect("setxattr through link");
+    assert_eq!(
+        get_xattr(&d.notes().join("t"), "user.via-link").expect("get"),
+        b"v"
+    );
+    // ... while user.* on the symlink itself is not permitted.
+    assert_errno(
+        lset_xattr(&l, "user.on-link", b"v", 0),
+        libc::EPERM,
+        "lsetxattr user.* on a symlink",
+    );
+}
+
+#[test]
+fn xattr_survives_rename_and_hard_link() {
+    let mut d = Drive::mount();
+    let dir = d.notes();
+    let f = dir.join("f");
+    fs::write(&f, b"x").expect("write");
+    set_xattr(&f, "user.keep", b"kept", 0).expect("set");
+    fs::rename(&f, dir.join("g")).expect("rename");
+    fs::hard_link(dir.join("g"), dir.join("h")).expect("link");
+    assert_eq!(
+        get_xattr(&dir.join("g"), "user.keep").expect("get"),
+        b"kept"
+    );
+    assert_eq!(
+        get_xattr(&dir.join("h"), "user.keep").expect("get via link"),
+        b"kept"
+    );
+    set_xattr(&dir.join("h"), "user.more", b"m", 0).expect("set via link");
+    d.remount();
+    let dir = d.notes();
+    assert_eq!(user_xattrs(&dir.join("g")), vec!["user.keep", "user.more"]);
+    assert_eq!(get_xattr(&dir.join("g"), "user.more").expect("get"), b"m");
+}
