@@ -1,14 +1,14 @@
 //! Cirrus: an encrypted cloud drive mounted with FUSE. Layers point down only:
 //! cli → fs → volume → (format, keys, store, cache) → crypto.
 
-pub mod crypto;
+pub mod account;
 pub mod cache;
+pub mod cli;
+pub mod crypto;
 pub mod format;
+pub mod fs;
+pub mod home;
 pub mod keys;
+pub mod server;
 pub mod store;
 pub mod volume;
-pub mod account;
-pub mod home;
-pub mod server;
-pub mod fs;
-pub mod cli;

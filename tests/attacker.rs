@@ -28,7 +28,11 @@ impl HeadWitness for Forgetful {
 #[test]
 fn server_side_reads_standard_categories_but_not_e2e() {
     let mut d = Drive::mount();
-    fs::write(d.notes().join("standard.txt"), b"recoverable by the service").unwrap();
+    fs::write(
+        d.notes().join("standard.txt"),
+        b"recoverable by the service",
+    )
+    .unwrap();
     fs::write(d.health().join("e2e.txt"), b"only my devices").unwrap();
     d.unmount();
 
@@ -42,8 +46,14 @@ fn server_side_reads_standard_categories_but_not_e2e() {
 
     let mut standard_read = 0;
     for e in table.active() {
-        let obj = store.get(&names::category_key(e.id, e.key_version)).unwrap();
-        let key = service.unwrap(category_key_context(e.id, e.key_version), &obj[1..], &e.name);
+        let obj = store
+            .get(&names::category_key(e.id, e.key_version))
+            .unwrap();
+        let key = service.unwrap(
+            category_key_context(e.id, e.key_version),
+            &obj[1..],
+            &e.name,
+        );
         match e.class {
             Class::E2e => assert!(key.is_err(), "the server unwrapped e2e key of {}", e.name),
             Class::Standard | Class::Transit => {

@@ -103,9 +103,16 @@ fn flipped_byte_in_a_pack_gives_eio_and_fsck_reports_it() {
     bytes[mid] ^= 0x01;
     fs::write(&pack, &bytes).unwrap();
     d.mount_again();
-    assert_eq!(read_err(&victim), libc::EIO, "tampered content must give EIO");
+    assert_eq!(
+        read_err(&victim),
+        libc::EIO,
+        "tampered content must give EIO"
+    );
     assert_eq!(fs::read(&keep).unwrap(), b"this file must stay readable");
-    assert_eq!(fs::read(d.health().join("other.txt")).unwrap(), b"other category");
+    assert_eq!(
+        fs::read(d.health().join("other.txt")).unwrap(),
+        b"other category"
+    );
     let log = log_text(&d);
     assert!(
         log.contains("chunk") && log.contains("inode"),
@@ -140,7 +147,11 @@ fn swapped_pack_gives_eio() {
     d.unmount();
     fs::copy(&decoy, &pack).unwrap();
     d.mount_again();
-    assert_eq!(read_err(&victim), libc::EIO, "a swapped object must give EIO");
+    assert_eq!(
+        read_err(&victim),
+        libc::EIO,
+        "a swapped object must give EIO"
+    );
     let (code, _) = fsck(&d);
     assert_eq!(code, 1);
 }
@@ -164,7 +175,10 @@ fn rolled_back_head_is_refused_and_other_categories_work() {
     assert_eq!(e, libc::EIO, "a rolled-back category must answer EIO");
     assert_eq!(fs::read(d.health().join("h.txt")).unwrap(), b"health data");
     let log = log_text(&d);
-    assert!(log.contains("rollback"), "log must explain the refusal:\n{log}");
+    assert!(
+        log.contains("rollback"),
+        "log must explain the refusal:\n{log}"
+    );
     let (code, out) = fsck(&d);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rollback"), "{out}");
@@ -196,7 +210,11 @@ fn no_plaintext_name_or_content_reaches_the_disk() {
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join(name), &content).unwrap();
     }
-    fs::write(d.category_path("Mail").join("zq-transit-name.txt"), "ZQ-TRANSIT-CONTENT").unwrap();
+    fs::write(
+        d.category_path("Mail").join("zq-transit-name.txt"),
+        "ZQ-TRANSIT-CONTENT",
+    )
+    .unwrap();
     d.unmount();
     let mut found_transit = false;
     let mut stack = vec![d.home.clone()];
@@ -250,14 +268,12 @@ fn kill9(d: &mut Drive) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // The stale mount must be cleaned by `cirrus umount`.
-    let out = d
-        .cirrus_cmd()
-        .arg("umount")
-        .arg(&d.mnt)
-        .output()
-        .unwrap();
+    let out = d.cirrus_cmd().arg("umount").arg(&d.mnt).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "umount of a stale mount failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "umount of a stale mount failed: {out:?}"
+    );
     assert!(text.contains("stale"), "{text}");
     d.mark_unmounted();
 }
@@ -285,7 +301,11 @@ fn fsynced_data_survives_kill_9_and_unsynced_data_is_old_or_new_per_chunk() {
     kill9(&mut d);
     d.mount_again();
     let notes = d.notes();
-    assert_bytes_eq(&fs::read(notes.join("synced.bin")).unwrap(), &synced, "fsync'd file");
+    assert_bytes_eq(
+        &fs::read(notes.join("synced.bin")).unwrap(),
+        &synced,
+        "fsync'd file",
+    );
     let got = fs::read(notes.join("rewritten.bin")).unwrap();
     assert_eq!(got.len(), old.len());
     for (i, c) in got.chunks(CHUNK).enumerate() {
@@ -361,7 +381,14 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     );
     fails_with(
         d.cirrus_cmd()
-            .args(["category", "add", "X", "--class", "secret", "--passcode-file"])
+            .args([
+                "category",
+                "add",
+                "X",
+                "--class",
+                "secret",
+                "--passcode-file",
+            ])
             .arg(&d.passcode_file),
         "unknown protection class",
     );
@@ -376,7 +403,14 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     // init over an existing account
     fails_with(
         d.cirrus_cmd()
-            .args(["init", "--kdf-memory", "8192", "--kdf-time", "1", "--passcode-file"])
+            .args([
+                "init",
+                "--kdf-memory",
+                "8192",
+                "--kdf-time",
+                "1",
+                "--passcode-file",
+            ])
             .arg(&d.passcode_file),
         "already exists",
     );
@@ -411,7 +445,13 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     assert_eq!(fs::read(d.notes().join("keep.txt")).unwrap(), b"kept");
     // no account at all
     let empty = d.root.join("empty-home");
-    fails_with(cirrus_in(&empty).arg("status").arg("--passcode-file").arg(&d.passcode_file), "no Cirrus account");
+    fails_with(
+        cirrus_in(&empty)
+            .arg("status")
+            .arg("--passcode-file")
+            .arg(&d.passcode_file),
+        "no Cirrus account",
+    );
     assert!(!empty.exists(), "a failed command must not create a home");
 }
 
@@ -444,9 +484,20 @@ fn full_disk_gives_enospc_and_keeps_earlier_data() {
         assert!(o.status.success(), "{o:?}");
     };
     ok(cirrus_in(&home)
-        .args(["init", "--kdf-memory", "8192", "--kdf-time", "1", "--passcode-file"])
+        .args([
+            "init",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+            "--passcode-file",
+        ])
         .arg(&pass));
-    ok(cirrus_in(&home).arg("mount").arg(&mnt).arg("--passcode-file").arg(&pass));
+    ok(cirrus_in(&home)
+        .arg("mount")
+        .arg(&mnt)
+        .arg("--passcode-file")
+        .arg(&pass));
     let notes = mnt.join("Notes");
     write_synced(&notes.join("early.txt"), b"written before the disk filled");
     let mut got_enospc = false;
@@ -457,12 +508,19 @@ fn full_disk_gives_enospc_and_keeps_earlier_data() {
             f.sync_all()
         })();
         if let Err(e) = r {
-            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "full disk must be ENOSPC: {e}");
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::ENOSPC),
+                "full disk must be ENOSPC: {e}"
+            );
             got_enospc = true;
             break;
         }
     }
-    assert!(got_enospc, "filling a 24 MiB disk with 40 MiB must hit ENOSPC");
+    assert!(
+        got_enospc,
+        "filling a 24 MiB disk with 40 MiB must hit ENOSPC"
+    );
     assert_eq!(
         fs::read(notes.join("early.txt")).unwrap(),
         b"written before the disk filled"

@@ -45,7 +45,12 @@ fn lock_home(home: &Home) -> Result<std::fs::File, String> {
         .open(&p)
         .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
     // SAFETY: flock on an fd we own; held for the daemon's lifetime.
-    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) };
+    let r = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
     if r != 0 {
         return Err(format!(
             "this account ({}) is already mounted by another cirrus daemon; unmount it first",
@@ -147,7 +152,10 @@ pub fn serve(
                 witness.clone(),
                 vopts.clone(),
             )),
-            Err(e) => error!("category {} cannot be unlocked and is not shown: {e}", entry.name),
+            Err(e) => error!(
+                "category {} cannot be unlocked and is not shown: {e}",
+                entry.name
+            ),
         }
     }
     for c in &cats {
@@ -202,7 +210,11 @@ pub fn serve(
     }
 
     let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         if let Err(e) = signal_hook::flag::register(sig, term.clone()) {
             warn!("cannot install handler for signal {sig}: {e}");
         }
@@ -230,10 +242,10 @@ pub fn serve(
         if last_commit.elapsed() >= interval {
             last_commit = Instant::now();
             for c in &cats {
-                if c.is_dirty() {
-                    if let Err(e) = c.commit() {
-                        error!("category {}: periodic commit failed: {e}", c.name);
-                    }
+                if c.is_dirty()
+                    && let Err(e) = c.commit()
+                {
+                    error!("category {}: periodic commit failed: {e}", c.name);
                 }
             }
         }
@@ -244,11 +256,11 @@ pub fn serve(
     }
     let mut clean = true;
     for c in &cats {
-        if c.is_dirty() {
-            if let Err(e) = c.commit() {
-                error!("category {}: final commit failed: {e}", c.name);
-                clean = false;
-            }
+        if c.is_dirty()
+            && let Err(e) = c.commit()
+        {
+            error!("category {}: final commit failed: {e}", c.name);
+            clean = false;
         }
     }
     let _ = std::fs::remove_file(&pf);

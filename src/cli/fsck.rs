@@ -71,7 +71,9 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     }
     println!("checked {files} inodes and {chunks} chunks");
     if unreferenced > 0 {
-        println!("{unreferenced} packs are not referenced by any head (garbage from deleted or rewritten data, or an interrupted write; harmless, reclaimed by a future garbage collector)");
+        println!(
+            "{unreferenced} packs are not referenced by any head (garbage from deleted or rewritten data, or an interrupted write; harmless, reclaimed by a future garbage collector)"
+        );
     }
     if problems.is_empty() {
         println!("no damage found");

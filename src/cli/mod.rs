@@ -203,7 +203,11 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Umount {
             mountpoint,
             timeout,
-        } => daemon::umount(&home, mountpoint.unwrap_or_else(default_mountpoint), timeout),
+        } => daemon::umount(
+            &home,
+            mountpoint.unwrap_or_else(default_mountpoint),
+            timeout,
+        ),
         Cmd::Status { pass } => status::run(home, &pass),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Category { cmd } => category(home, cmd),
@@ -237,7 +241,10 @@ fn category(home: Home, cmd: CategoryCmd) -> CliResult {
             })?;
             let mut acct = unlock(home, &pass)?;
             acct.add_category(&name, class).map_err(|e| e.to_string())?;
-            println!("Added category {name} ({}). It appears at the next mount.", class.name());
+            println!(
+                "Added category {name} ({}). It appears at the next mount.",
+                class.name()
+            );
             Ok(0)
         }
         CategoryCmd::Remove { name, pass } => {
@@ -278,7 +285,9 @@ pub(crate) fn init_stderr_logging_level(level: &str) {
 
 /// Daemon logging: to the log file, info by default (RUST_LOG overrides).
 pub(crate) fn init_file_logging(file: std::fs::File) {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error"))
-        .target(env_logger::Target::Pipe(Box::new(file)))
-        .try_init();
+    let _ = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,fuser=error"),
+    )
+    .target(env_logger::Target::Pipe(Box::new(file)))
+    .try_init();
 }

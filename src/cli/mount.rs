@@ -73,12 +73,13 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..(i + 4).min(s.len())], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -173,7 +174,11 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         let mut msg = String::new();
         let _ = std::fs::File::from(rd).read_to_string(&mut msg);
         return if msg == "OK" {
-            println!("Cirrus drive mounted at {} (log: {})", mp.display(), log_path.display());
+            println!(
+                "Cirrus drive mounted at {} (log: {})",
+                mp.display(),
+                log_path.display()
+            );
             Ok(0)
         } else if msg.is_empty() {
             Err(format!(

@@ -35,7 +35,14 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         let setup = match setup {
             Ok(s) => s,
             Err(e) => {
-                println!("{:<22} {:<9} {:>10} {:>8} {:>7}  locked: {e}", entry.name, entry.class.name(), "-", "-", "-");
+                println!(
+                    "{:<22} {:<9} {:>10} {:>8} {:>7}  locked: {e}",
+                    entry.name,
+                    entry.class.name(),
+                    "-",
+                    "-",
+                    "-"
+                );
                 continue;
             }
         };
@@ -53,7 +60,9 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         let (bytes, inodes, counter, bad) = c.stats();
         let state = match bad {
             Some(why) => format!("UNAVAILABLE: {why}"),
-            None if entry.class == Class::Transit => "ok (stored UNENCRYPTED at rest, by design)".into(),
+            None if entry.class == Class::Transit => {
+                "ok (stored UNENCRYPTED at rest, by design)".into()
+            }
             None => "ok".into(),
         };
         println!(

@@ -20,7 +20,10 @@ pub const BLOB_REF_LEN: usize = 72;
 
 impl BlobRef {
     pub fn write(&self, w: &mut Writer) {
-        w.raw(&self.pack).u32(self.offset).u32(self.len).raw(&self.tag);
+        w.raw(&self.pack)
+            .u32(self.offset)
+            .u32(self.len)
+            .raw(&self.tag);
     }
     pub fn read(r: &mut Reader) -> Result<Self, FormatError> {
         Ok(BlobRef {

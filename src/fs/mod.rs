@@ -4,7 +4,7 @@
 mod errno;
 
 use crate::format::record::{Attr, Time};
-use crate::volume::{Category, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError};
+use crate::volume::{Category, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
@@ -13,12 +13,12 @@ use fuser::{
 };
 use log::{info, warn};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use errno::errno;
@@ -214,7 +214,13 @@ impl CirrusFs {
     }
 }
 
-fn reply_entry(fs: &CirrusFs, cat: u32, r: Result<NodeInfo, VolError>, op: &str, reply: ReplyEntry) {
+fn reply_entry(
+    fs: &CirrusFs,
+    cat: u32,
+    r: Result<NodeInfo, VolError>,
+    op: &str,
+    reply: ReplyEntry,
+) {
     match r {
         Ok(n) => reply.entry(&fs.opts.ttl, &fs.attr_of(cat, &n), Generation(0)),
         Err(e) => reply.error(errno(&e, op)),
@@ -341,7 +347,17 @@ impl fuser::Filesystem for CirrusFs {
             reply.error(Self::root_refusal("mknod"));
             return;
         };
-        let r = c.create_node(p, name.as_bytes(), mode, rdev as u64, req.uid(), req.gid(), None);
+        let r = c.create_node(
+            p,
+            name.as_bytes(),
+            NewNode {
+                mode,
+                rdev: rdev as u64,
+                uid: req.uid(),
+                gid: req.gid(),
+                target: None,
+            },
+        );
         reply_entry(self, c.id, r, "mknod", reply);
     }
 
@@ -359,7 +375,17 @@ impl fuser::Filesystem for CirrusFs {
             return;
         };
         let mode = libc::S_IFDIR | (mode & 0o7777);
-        let r = c.create_node(p, name.as_bytes(), mode, 0, req.uid(), req.gid(), None);
+        let r = c.create_node(
+            p,
+            name.as_bytes(),
+            NewNode {
+                mode,
+                rdev: 0,
+                uid: req.uid(),
+                gid: req.gid(),
+                target: None,
+            },
+        );
         reply_entry(self, c.id, r, "mkdir", reply);
     }
 
@@ -392,11 +418,13 @@ impl fuser::Filesystem for CirrusFs {
         let r = c.create_node(
             p,
             link_name.as_bytes(),
-            libc::S_IFLNK | 0o777,
-            0,
-            req.uid(),
-            req.gid(),
-            Some(target.as_os_str().as_bytes()),
+            NewNode {
+                mode: libc::S_IFLNK | 0o777,
+                rdev: 0,
+                uid: req.uid(),
+                gid: req.gid(),
+                target: Some(target.as_os_str().as_bytes()),
+            },
         );
         reply_entry(self, c.id, r, "symlink", reply);
     }
@@ -443,7 +471,13 @@ impl fuser::Filesystem for CirrusFs {
             reply.error(Errno::EXDEV);
             return;
         }
-        reply_entry(self, c1.id, c1.link(i, p, newname.as_bytes()), "link", reply);
+        reply_entry(
+            self,
+            c1.id,
+            c1.link(i, p, newname.as_bytes()),
+            "link",
+            reply,
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -648,7 +682,11 @@ impl fuser::Filesystem for CirrusFs {
         reply: ReplyEmpty,
     ) {
         match self.split(ino) {
-            Some((c, i)) => reply_empty(c.setxattr(i, name.as_bytes(), value, flags), "setxattr", reply),
+            Some((c, i)) => reply_empty(
+                c.setxattr(i, name.as_bytes(), value, flags),
+                "setxattr",
+                reply,
+            ),
             None => reply.error(Errno::EPERM),
         }
     }
@@ -720,7 +758,17 @@ impl fuser::Filesystem for CirrusFs {
         };
         let mode = libc::S_IFREG | (mode & 0o7777);
         match c
-            .create_node(p, name.as_bytes(), mode, 0, req.uid(), req.gid(), None)
+            .create_node(
+                p,
+                name.as_bytes(),
+                NewNode {
+                    mode,
+                    rdev: 0,
+                    uid: req.uid(),
+                    gid: req.gid(),
+                    target: None,
+                },
+            )
             .and_then(|n| c.open_handle(n.ino).map(|_| n))
         {
             Ok(n) => reply.created(

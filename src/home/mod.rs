@@ -247,13 +247,13 @@ impl SeenHeads {
         unsafe {
             libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
         }
-        if let Ok(bytes) = fs::read(&self.path) {
-            if let Ok(disk) = self.open_file(&bytes) {
-                s.table = s.table.max(disk.table);
-                for (c, (n, h)) in disk.heads {
-                    if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
-                        s.heads.insert(c, (n, h));
-                    }
+        if let Ok(bytes) = fs::read(&self.path)
+            && let Ok(disk) = self.open_file(&bytes)
+        {
+            s.table = s.table.max(disk.table);
+            for (c, (n, h)) in disk.heads {
+                if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
+                    s.heads.insert(c, (n, h));
                 }
             }
         }

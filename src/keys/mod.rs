@@ -130,7 +130,13 @@ mod tests {
             time: 1,
             lanes: 1,
         };
-        let k1 = device_key(&Passcode::new("right\n".into()), b"saltsaltsalt", p, &secret).unwrap();
+        let k1 = device_key(
+            &Passcode::new("right\n".into()),
+            b"saltsaltsalt",
+            p,
+            &secret,
+        )
+        .unwrap();
         let k2 = device_key(&Passcode::new("right".into()), b"saltsaltsalt", p, &secret).unwrap();
         let k3 = device_key(&Passcode::new("wrong".into()), b"saltsaltsalt", p, &secret).unwrap();
         assert_eq!(k1.expose(), k2.expose());

@@ -47,7 +47,12 @@ impl EmbeddedKeyService {
         Ok(keys::wrap(&self.service_key, ctx, key)?)
     }
 
-    pub fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError> {
+    pub fn unwrap(
+        &self,
+        ctx: Context,
+        wrapped: &[u8],
+        what: &str,
+    ) -> Result<SecretKey, ServiceError> {
         Ok(keys::unwrap(&self.service_key, ctx, wrapped, what)?)
     }
 }

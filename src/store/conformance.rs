@@ -70,7 +70,10 @@ fn local_store_concurrent_cas_has_one_winner() {
     let wins: usize = (0..8)
         .map(|i| {
             let s = s.clone();
-            std::thread::spawn(move || s.put_if("heads/x", format!("w{i}").as_bytes(), Some(&base)).is_ok())
+            std::thread::spawn(move || {
+                s.put_if("heads/x", format!("w{i}").as_bytes(), Some(&base))
+                    .is_ok()
+            })
         })
         .collect::<Vec<_>>()
         .into_iter()

@@ -80,10 +80,7 @@ impl LocalStore {
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
         let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_data()?;
             fs::rename(&tmp, &path)?;
@@ -126,12 +123,7 @@ impl Store for LocalStore {
         Ok(buf)
     }
 
-    fn put_if(
-        &self,
-        name: &str,
-        data: &[u8],
-        expected: Option<&Etag>,
-    ) -> Result<Etag, StoreError> {
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>) -> Result<Etag, StoreError> {
         let _g = self.cas.lock().unwrap_or_else(|p| p.into_inner());
         let current = match self.get(name) {
             Ok(v) => Some(etag_of(&v)),

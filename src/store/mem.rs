@@ -41,12 +41,7 @@ impl Store for MemStore {
         Ok(v[start..end].to_vec())
     }
 
-    fn put_if(
-        &self,
-        name: &str,
-        data: &[u8],
-        expected: Option<&Etag>,
-    ) -> Result<Etag, StoreError> {
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>) -> Result<Etag, StoreError> {
         check_name(name)?;
         let mut m = self.map();
         let current = m.get(name).map(|v| etag_of(v));

@@ -1,10 +1,10 @@
 //! Where ciphertext lives: a `Store` holds opaque named objects and knows nothing of crypto.
 //! Backends are chosen by URL; every backend passes the same conformance suite.
 
-mod local;
-mod mem;
 #[cfg(test)]
 mod conformance;
+mod local;
+mod mem;
 
 pub use local::LocalStore;
 pub use mem::MemStore;
@@ -52,8 +52,7 @@ pub trait Store: Send + Sync {
     fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError>;
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
-    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>)
-    -> Result<Etag, StoreError>;
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>) -> Result<Etag, StoreError>;
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Size of an object in bytes.

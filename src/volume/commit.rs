@@ -65,7 +65,11 @@ impl Category {
             error!("category {}: cannot write pack {name}: {e}", self.name);
             VolError::from_store(e)
         })?;
-        debug!("category {}: wrote {name} ({} bytes)", self.name, s.pack.len());
+        debug!(
+            "category {}: wrote {name} ({} bytes)",
+            self.name,
+            s.pack.len()
+        );
         s.pack.clear();
         let pending: Vec<((u64, u64), Pending)> = s.pending.drain().collect();
         for ((ino, idx), p) in pending {
@@ -92,7 +96,12 @@ impl Category {
 
     /// Seals a small metadata blob into the pack and returns where it will live once the
     /// pack is flushed (the caller flushes and fills in the pack id).
-    fn seal_meta(&self, s: &mut State, ctx: Context, plain: &[u8]) -> VolResult<(u32, u32, [u8; 32])> {
+    fn seal_meta(
+        &self,
+        s: &mut State,
+        ctx: Context,
+        plain: &[u8],
+    ) -> VolResult<(u32, u32, [u8; 32])> {
         let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), plain).map_err(|e| {
             VolError::Integrity {
                 what: "sealing".into(),
@@ -193,12 +202,13 @@ impl Category {
             inodes: s.inodes,
         };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
-        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &head.encode()).map_err(
-            |e| VolError::Integrity {
-                what: "sealing head".into(),
-                why: e.to_string(),
-            },
-        )?;
+        let sealed =
+            crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &head.encode()).map_err(|e| {
+                VolError::Integrity {
+                    what: "sealing head".into(),
+                    why: e.to_string(),
+                }
+            })?;
         let mut obj = Vec::with_capacity(4 + sealed.len());
         obj.extend_from_slice(&self.key_version.to_le_bytes());
         obj.extend_from_slice(&sealed);
@@ -207,7 +217,10 @@ impl Category {
             .store
             .put_if(&name, &obj, s.head.etag.as_ref())
             .map_err(|e| {
-                error!("category {}: cannot publish head #{}: {e}", self.name, head.counter);
+                error!(
+                    "category {}: cannot publish head #{}: {e}",
+                    self.name, head.counter
+                );
                 VolError::from_store(e)
             })?;
         let hash = crypto::hash(&obj);
@@ -217,7 +230,10 @@ impl Category {
         s.head.leaves = new_leaves;
         s.dirty_leaves.clear();
         if let Err(e) = self.witness.record(self.id, head.counter, hash) {
-            error!("category {}: cannot record head #{}: {e}", self.name, head.counter);
+            error!(
+                "category {}: cannot record head #{}: {e}",
+                self.name, head.counter
+            );
         }
         debug!("category {}: committed head #{}", self.name, head.counter);
         Ok(())

@@ -36,10 +36,9 @@ impl Category {
             payload: Payload::File { chunks, .. },
             ..
         }) = s.records.get(&ino)
+            && let Some(Some(r)) = chunks.get(idx as usize)
         {
-            if let Some(Some(r)) = chunks.get(idx as usize) {
-                return Source::Stored(*r);
-            }
+            return Source::Stored(*r);
         }
         Source::Hole
     }
@@ -116,10 +115,18 @@ impl Category {
                                     why: "pending blob outside the pack buffer".into(),
                                 })?
                                 .to_vec();
-                            later.push((idx, in_chunk, at, take as u64, Fill::Sealed(sealed, p.tag)));
+                            later.push((
+                                idx,
+                                in_chunk,
+                                at,
+                                take as u64,
+                                Fill::Sealed(sealed, p.tag),
+                            ));
                         }
                     }
-                    Source::Stored(r) => later.push((idx, in_chunk, at, take as u64, Fill::Stored(r))),
+                    Source::Stored(r) => {
+                        later.push((idx, in_chunk, at, take as u64, Fill::Stored(r)))
+                    }
                     Source::Hole => {}
                 }
                 pos += take as u64;

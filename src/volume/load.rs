@@ -64,7 +64,10 @@ impl Category {
                     }
                 }
                 Err(why) => {
-                    error!("category {}: {why}; serving it as unavailable (EIO)", cat.name);
+                    error!(
+                        "category {}: {why}; serving it as unavailable (EIO)",
+                        cat.name
+                    );
                     s.unavailable = Some(why);
                 }
             }
@@ -168,7 +171,12 @@ impl Category {
         Ok(bytes)
     }
 
-    pub(super) fn open_blob(&self, ctx: Context, sealed: &[u8], what: &dyn Fn() -> String) -> VolResult<Vec<u8>> {
+    pub(super) fn open_blob(
+        &self,
+        ctx: Context,
+        sealed: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> VolResult<Vec<u8>> {
         crypto::open(&self.key, self.suite, &ctx.to_bytes(), sealed).map_err(|e| {
             let err = VolError::Integrity {
                 what: what(),
@@ -208,7 +216,11 @@ impl Category {
         };
         let what = || format!("metadata leaf {leaf}");
         let res = self.fetch_blob(&r, &what).and_then(|sealed| {
-            let plain = self.open_blob(Context::new(ObjKind::Leaf, self.id, 0, leaf), &sealed, &what)?;
+            let plain = self.open_blob(
+                Context::new(ObjKind::Leaf, self.id, 0, leaf),
+                &sealed,
+                &what,
+            )?;
             decode_leaf(&plain).map_err(|e| VolError::Integrity {
                 what: what(),
                 why: e.to_string(),
@@ -218,7 +230,10 @@ impl Category {
             Ok(recs) => {
                 for (ino, rec) in recs {
                     if Self::leaf_of(ino) != leaf {
-                        warn!("category {}: leaf {leaf} holds foreign inode {ino}; ignored", self.name);
+                        warn!(
+                            "category {}: leaf {leaf} holds foreign inode {ino}; ignored",
+                            self.name
+                        );
                         continue;
                     }
                     if rec.attr.nlink == 0 && !matches!(rec.payload, Payload::Dir { .. }) {
@@ -271,16 +286,25 @@ impl Category {
     }
 
     /// Opens a chunk that is still in the open pack buffer.
-    pub(super) fn load_pending(&self, s: &State, ino: u64, idx: u64, p: Pending) -> VolResult<Arc<Vec<u8>>> {
+    pub(super) fn load_pending(
+        &self,
+        s: &State,
+        ino: u64,
+        idx: u64,
+        p: Pending,
+    ) -> VolResult<Arc<Vec<u8>>> {
         if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
             return Ok(c);
         }
         let what = || format!("chunk {idx} of inode {ino} (unsynced)");
         let start = p.offset as usize;
-        let sealed = s.pack.get(start..start + p.len as usize).ok_or_else(|| VolError::Integrity {
-            what: what(),
-            why: "pending blob outside the pack buffer".into(),
-        })?;
+        let sealed =
+            s.pack
+                .get(start..start + p.len as usize)
+                .ok_or_else(|| VolError::Integrity {
+                    what: what(),
+                    why: "pending blob outside the pack buffer".into(),
+                })?;
         let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), sealed, &what)?);
         self.cache.insert(self.ckey(ino, idx, p.tag), plain.clone());
         Ok(plain)

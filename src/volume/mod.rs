@@ -16,7 +16,7 @@ use crate::store::{Etag, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use tree::{NodeInfo, SetAttr, TimeSet};
+pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::VerifyReport;
 
 /// Local inode number of a category's root directory.

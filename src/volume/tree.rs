@@ -13,6 +13,19 @@ pub struct NodeInfo {
     pub blocks: u64,
 }
 
+/// A directory entry as listed: name, inode, file-type bits (S_IFMT >> 12).
+pub type Listed = (Vec<u8>, u64, u8);
+
+/// What to create: type and permission bits, device number, owner, symlink target.
+#[derive(Debug, Clone, Copy)]
+pub struct NewNode<'a> {
+    pub mode: u32,
+    pub rdev: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub target: Option<&'a [u8]>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum TimeSet {
     Now,
@@ -132,16 +145,14 @@ impl Category {
     }
 
     /// Creates a node of any type (`mode` carries S_IFMT). `target` is a symlink's target.
-    pub fn create_node(
-        &self,
-        parent: u64,
-        name: &[u8],
-        mode: u32,
-        rdev: u64,
-        uid: u32,
-        gid: u32,
-        target: Option<&[u8]>,
-    ) -> VolResult<NodeInfo> {
+    pub fn create_node(&self, parent: u64, name: &[u8], n: NewNode) -> VolResult<NodeInfo> {
+        let NewNode {
+            mode,
+            rdev,
+            uid,
+            gid,
+            target,
+        } = n;
         check_name(name)?;
         let mut s = self.lock();
         self.ensure_leaf(&mut s, parent)?;
@@ -184,7 +195,11 @@ impl Category {
                 uid,
                 gid,
                 nlink: if fmt == libc::S_IFDIR { 2 } else { 1 },
-                rdev: if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) { rdev } else { 0 },
+                rdev: if matches!(fmt, libc::S_IFCHR | libc::S_IFBLK) {
+                    rdev
+                } else {
+                    0
+                },
                 atime: now,
                 mtime: now,
                 ctime: now,
@@ -461,7 +476,7 @@ impl Category {
     }
 
     /// Directory listing: (name, ino, kind) plus the parent inode.
-    pub fn readdir(&self, ino: u64) -> VolResult<(u64, Vec<(Vec<u8>, u64, u8)>)> {
+    pub fn readdir(&self, ino: u64) -> VolResult<(u64, Vec<Listed>)> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         match &Self::rec(&s, ino)?.payload {

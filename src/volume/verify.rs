@@ -24,7 +24,9 @@ impl Category {
         s.records
             .values()
             .map(|r| match &r.payload {
-                Payload::File { chunks, .. } => chunks.iter().filter(|c| c.is_some()).count() as u64,
+                Payload::File { chunks, .. } => {
+                    chunks.iter().filter(|c| c.is_some()).count() as u64
+                }
                 _ => 0,
             })
             .sum()
