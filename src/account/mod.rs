@@ -53,8 +53,16 @@ pub struct Unlocked {
     pub table: CategoryTable,
 }
 
-fn store_url_for(home: &Home, url: Option<String>) -> String {
-    url.unwrap_or_else(|| format!("file://{}", home.default_store_dir().display()))
+/// The store URL recorded in the config. The default is `embedded`: the local store
+/// inside the home, named relative to it so a home can be moved or restored elsewhere.
+pub const EMBEDDED_STORE: &str = "embedded";
+
+fn open_store(home: &Home, url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url == EMBEDDED_STORE {
+        Ok(Arc::new(store::LocalStore::open(home.default_store_dir())?))
+    } else {
+        store::open_url(url)
+    }
 }
 
 /// Creates a new account in `home` with the default category table. On failure nothing
@@ -83,7 +91,10 @@ pub fn init(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(), A
 
 fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(), AccountError> {
     home.create_dirs()?;
-    let url = store_url_for(home, opts.store_url.clone());
+    let url = opts
+        .store_url
+        .clone()
+        .unwrap_or_else(|| EMBEDDED_STORE.to_string());
     let store: Arc<dyn Store> = if opts.store_url.is_none() {
         Arc::new(store::LocalStore::create(home.default_store_dir())?)
     } else {
@@ -161,7 +172,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
     )
     .map_err(|_| KeyError::WrongPasscode)?;
     let service = EmbeddedKeyService::open(&home.keyservice_dir())?;
-    let store = store::open_url(&config.store)?;
+    let store = open_store(&home, &config.store)?;
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&account_key),
@@ -323,6 +334,9 @@ impl Unlocked {
     }
 
     pub fn store_dir(&self) -> Option<PathBuf> {
+        if self.config.store == EMBEDDED_STORE {
+            return Some(self.home.default_store_dir());
+        }
         self.config.store.strip_prefix("file://").map(PathBuf::from)
     }
 }

@@ -37,7 +37,9 @@ fn alive(pid: i32) -> bool {
 
 /// One daemon per home: two would race on the same heads and lose each other's commits.
 fn lock_home(home: &Home) -> Result<std::fs::File, String> {
-    let p = home.run_dir().join("daemon.lock");
+    let run = home.run_dir();
+    std::fs::create_dir_all(&run).map_err(|e| format!("cannot create {}: {e}", run.display()))?;
+    let p = run.join("daemon.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -65,6 +67,14 @@ fn harden_process() {
     super::no_core_dumps();
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
+        // Few malloc arenas: per-thread arenas each keep freed chunk buffers around,
+        // which would let RSS drift above the configured cache size.
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        // Chunk buffers (256 KiB) get their own mappings and go back to the kernel when
+        // freed; a fixed threshold stops glibc from raising it and moving them into the
+        // heap, where freed chunks fragment and stay resident.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
         if libc::geteuid() == 0 {
             let inf = libc::rlimit {
                 rlim_cur: libc::RLIM_INFINITY,
@@ -131,13 +141,17 @@ pub fn serve(
 ) -> super::CliResult {
     harden_process();
     let _home_lock = lock_home(&acct.home)?;
+    // The budget: unsealed writes, one pack buffer being filled and the clean-chunk cache
+    // together stay within --memory-cache.
     let mem = args.memory_cache as usize;
     let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
-    let cache = Arc::new(ChunkCache::new(mem - dirty_limit));
+    let pack_buf = crate::format::PACK_TARGET + crate::format::CHUNK_SIZE as usize;
+    let cache_bytes = mem.saturating_sub(dirty_limit + pack_buf).max(4 << 20);
+    let cache = Arc::new(ChunkCache::new(cache_bytes));
     // SAFETY: getuid/getgid have no preconditions.
     let owner = unsafe { (libc::getuid(), libc::getgid()) };
     let vopts = VolumeOptions {
-        chunk_cache: mem - dirty_limit,
+        chunk_cache: cache_bytes,
         dirty_limit,
         owner,
     };

@@ -26,7 +26,10 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let cache = Arc::new(ChunkCache::new(1 << 20));
-    println!("store: {}", acct.config.store);
+    match acct.store_dir() {
+        Some(d) => println!("store: {} ({})", acct.config.store, d.display()),
+        None => println!("store: {}", acct.config.store),
+    }
     println!(
         "{:<22} {:<9} {:>10} {:>8} {:>7}  state",
         "category", "class", "size", "files", "head"

@@ -11,6 +11,13 @@ use crate::format::record::encode_leaf;
 use crate::format::{Context, ObjKind, PACK_TARGET, names};
 use log::{debug, error};
 
+/// Starts a pack buffer with its capacity reserved once, so growing it never doubles
+/// past the budget (`PACK_TARGET` plus one chunk).
+fn start_pack(pack: &mut Vec<u8>) {
+    pack.reserve_exact(PACK_TARGET + crate::format::CHUNK_SIZE as usize + 4096);
+    pack.extend_from_slice(&pack_header());
+}
+
 impl Category {
     /// Seals every dirty chunk of the category into the open pack.
     pub(super) fn seal_dirty(&self, s: &mut State) -> VolResult<()> {
@@ -35,7 +42,7 @@ impl Category {
         })?;
         let tag = crypto::peek_tag(&sealed).unwrap_or_default();
         if s.pack.is_empty() {
-            s.pack.extend_from_slice(&pack_header());
+            start_pack(&mut s.pack);
         }
         let offset = s.pack.len() as u32;
         s.pack.extend_from_slice(&sealed);
@@ -110,7 +117,7 @@ impl Category {
         })?;
         let tag = crypto::peek_tag(&sealed).unwrap_or_default();
         if s.pack.is_empty() {
-            s.pack.extend_from_slice(&pack_header());
+            start_pack(&mut s.pack);
         }
         let offset = s.pack.len() as u32;
         s.pack.extend_from_slice(&sealed);

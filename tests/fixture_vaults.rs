@@ -1,0 +1,135 @@
+//! Frozen fixture vaults (tests/fixtures/vN, made once by scripts/make-fixture and never
+//! regenerated): every later build must still mount and read them exactly.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success(), "copying the fixture failed");
+}
+
+struct Mounted {
+    home: PathBuf,
+    mnt: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_fuse_mount(&self.mnt) {
+            let _ = Command::new(cirrus_bin())
+                .arg("--home")
+                .arg(&self.home)
+                .arg("umount")
+                .arg(&self.mnt)
+                .status();
+        }
+        if is_fuse_mount(&self.mnt) {
+            force_unmount(&self.mnt);
+        }
+    }
+}
+
+fn mount_fixture(version: &str) -> Mounted {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    copy_tree(&src, &home);
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let out = Command::new(cirrus_bin())
+        .arg("--home")
+        .arg(&home)
+        .arg("mount")
+        .arg(&mnt)
+        .arg("--passcode-file")
+        .arg(home.join("PASSCODE"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mounting fixture {version} failed: {out:?}");
+    Mounted {
+        home,
+        mnt,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn format_v1_fixture_reads_back_exactly() {
+    let m = mount_fixture("v1");
+    let notes = m.mnt.join("Notes");
+    let hello = notes.join("hello.txt");
+    assert_eq!(fs::read(&hello).unwrap(), b"Hello, format v1!\n");
+    let md = fs::metadata(&hello).unwrap();
+    assert_eq!((md.mtime(), md.mtime_nsec()), (981_173_106, 123_456_789));
+    assert_eq!(md.nlink(), 2);
+    assert_eq!(md.mode() & 0o7777, 0o644);
+    let hard = fs::metadata(notes.join("dir/sub/hardlink")).unwrap();
+    assert_eq!(hard.ino(), md.ino(), "hard link must share the inode");
+    assert_eq!(get_xattr(&hello, "user.color").unwrap(), b"blue");
+    assert_eq!(
+        fs::read_link(notes.join("dir/link")).unwrap(),
+        Path::new("../hello.txt")
+    );
+    assert_eq!(fs::metadata(notes.join("dir")).unwrap().mode() & 0o7777, 0o750);
+    let three = fs::read(notes.join("dir/three-chunks.txt")).unwrap();
+    assert_eq!(three.len(), 700_000);
+    assert!(three.iter().all(|b| *b == b'a'));
+    let sparse = fs::read(notes.join("dir/sparse.bin")).unwrap();
+    assert_eq!(sparse.len(), 1 << 20);
+    assert_eq!(&sparse[300_000..300_006], b"island");
+    assert!(sparse[..300_000].iter().all(|b| *b == 0));
+    assert!(sparse[300_006..].iter().all(|b| *b == 0));
+    assert_eq!(
+        fs::read(m.mnt.join("Health/steps.txt")).unwrap(),
+        b"end-to-end secret\n"
+    );
+    assert_eq!(fs::read(m.mnt.join("Mail/inbox.eml")).unwrap(), b"transit mail\n");
+    // The old format stays writable too.
+    fs::write(notes.join("new.txt"), b"written by a newer build").unwrap();
+    assert_eq!(fs::read(notes.join("new.txt")).unwrap(), b"written by a newer build");
+}
+
+#[test]
+fn corrupted_fixture_copy_is_detected_by_fsck() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    copy_tree(&src, &home);
+    let fsck = || {
+        Command::new(cirrus_bin())
+            .arg("--home")
+            .arg(&home)
+            .arg("fsck")
+            .arg("--passcode-file")
+            .arg(home.join("PASSCODE"))
+            .output()
+            .unwrap()
+    };
+    let clean = fsck();
+    assert_eq!(clean.status.code(), Some(0), "{clean:?}");
+    // Flip one byte in the middle of the largest pack (the three-chunk file's data).
+    let mut packs: Vec<(u64, PathBuf)> = Vec::new();
+    for sub in fs::read_dir(home.join("store/packs")).unwrap() {
+        for f in fs::read_dir(sub.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            packs.push((fs::metadata(&p).unwrap().len(), p));
+        }
+    }
+    packs.sort();
+    let (_, big) = packs.pop().unwrap();
+    let mut b = fs::read(&big).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x40;
+    fs::write(&big, &b).unwrap();
+    let bad = fsck();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("Notes") && text.contains("chunk"), "{text}");
+}
