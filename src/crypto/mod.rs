@@ -5,7 +5,9 @@ mod seal;
 mod secret;
 pub mod xts;
 
-pub use seal::{SEAL_OVERHEAD, Suite, open, padded_len, peek_tag, seal, seal_with_nonce};
+pub use seal::{
+    SEAL_OVERHEAD, Suite, open, padded_len, peek_tag, seal, seal_append, seal_with_nonce,
+};
 pub use secret::SecretKey;
 
 /// Errors of the crypto layer. Deliberately coarse: an attacker learns nothing from which

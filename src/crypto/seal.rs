@@ -91,6 +91,39 @@ pub fn seal_with_nonce(
     plaintext: &[u8],
     nonce: &[u8; NONCE],
 ) -> Vec<u8> {
+    let body_len = match suite {
+        Suite::XtsBlake3 => padded_len(plaintext.len()),
+        Suite::MacOnly => plaintext.len(),
+    };
+    let mut out = Vec::with_capacity(HEADER + body_len + TAG);
+    append_sealed(key, suite, context, plaintext, nonce, &mut out);
+    out
+}
+
+/// Seals with a fresh nonce straight onto the end of `out` (a pack being filled), saving
+/// an allocation and a copy per blob. Returns the blob's offset in `out`.
+pub fn seal_append(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, CryptoError> {
+    let mut nonce = [0u8; NONCE];
+    random_bytes(&mut nonce)?;
+    let start = out.len();
+    append_sealed(key, suite, context, plaintext, &nonce, out);
+    Ok(start)
+}
+
+fn append_sealed(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+    nonce: &[u8; NONCE],
+    out: &mut Vec<u8>,
+) {
     assert!(
         plaintext.len() <= u32::MAX as usize,
         "sealed blobs are limited to 4 GiB"
@@ -99,19 +132,19 @@ pub fn seal_with_nonce(
         Suite::XtsBlake3 => padded_len(plaintext.len()),
         Suite::MacOnly => plaintext.len(),
     };
-    let mut out = Vec::with_capacity(HEADER + body_len + TAG);
+    let start = out.len();
+    out.reserve(HEADER + body_len + TAG);
     out.push(suite as u8);
     out.extend_from_slice(nonce);
     out.extend_from_slice(&(plaintext.len() as u32).to_le_bytes());
     out.extend_from_slice(plaintext);
-    out.resize(HEADER + body_len, 0);
+    out.resize(start + HEADER + body_len, 0);
     let k = subkeys(key, suite, nonce);
     if suite == Suite::XtsBlake3 {
-        Xts::new(&k.k1, &k.k2).encrypt_area(&mut out[HEADER..], 0);
+        Xts::new(&k.k1, &k.k2).encrypt_area(&mut out[start + HEADER..], 0);
     }
-    let tag = mac(&k.mac, context, &out);
+    let tag = mac(&k.mac, context, &out[start..]);
     out.extend_from_slice(&tag);
-    out
 }
 
 /// The authentication tag of a sealed blob (its last 32 bytes): what parents record to pin

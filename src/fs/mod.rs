@@ -501,11 +501,17 @@ impl fuser::Filesystem for CirrusFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         match self.split(ino) {
-            Some((c, i)) => match c.read(i, offset, size) {
-                Ok(d) => reply.data(&d),
-                Err(e) => reply.error(errno(&e, "read")),
-            },
+            Some((c, i)) => BUF.with(|b| {
+                let mut buf = b.borrow_mut();
+                match c.read_into(i, offset, size, &mut buf) {
+                    Ok(()) => reply.data(&buf),
+                    Err(e) => reply.error(errno(&e, "read")),
+                }
+            }),
             None => reply.error(Errno::EISDIR),
         }
     }

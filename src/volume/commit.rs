@@ -34,23 +34,20 @@ impl Category {
 
     fn seal_chunk(&self, s: &mut State, ino: u64, idx: u64, data: Vec<u8>) -> VolResult<()> {
         let ctx = Context::chunk(self.id, ino, idx);
-        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &data).map_err(|e| {
-            VolError::Integrity {
-                what: "sealing".into(),
-                why: e.to_string(),
-            }
-        })?;
-        let tag = crypto::peek_tag(&sealed).unwrap_or_default();
         if s.pack.is_empty() {
             start_pack(&mut s.pack);
         }
-        let offset = s.pack.len() as u32;
-        s.pack.extend_from_slice(&sealed);
+        let offset = crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), &data, &mut s.pack)
+            .map_err(|e| VolError::Integrity {
+                what: "sealing".into(),
+                why: e.to_string(),
+            })?;
+        let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
         s.pending.insert(
             (ino, idx),
             Pending {
-                offset,
-                len: sealed.len() as u32,
+                offset: offset as u32,
+                len: (s.pack.len() - offset) as u32,
                 tag,
             },
         );

@@ -75,21 +75,29 @@ impl Category {
     /// Reads file content. Chunks that must come from the store are fetched and opened
     /// after the category lock is released, so concurrent reads decrypt in parallel.
     pub fn read(&self, ino: u64, offset: u64, len: u32) -> VolResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(ino, offset, len, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Category::read`] into a reusable buffer (the FUSE layer keeps one per thread, so
+    /// a stream of reads allocates nothing).
+    pub fn read_into(&self, ino: u64, offset: u64, len: u32, out: &mut Vec<u8>) -> VolResult<()> {
         enum Fill {
             Stored(BlobRef),
             Sealed(Vec<u8>, [u8; 32]),
         }
         let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
-        let mut out;
+        out.clear();
         {
             let mut s = self.lock();
             self.ensure_leaf(&mut s, ino)?;
             let size = Self::file_size(&s, ino)?;
             if offset >= size {
-                return Ok(Vec::new());
+                return Ok(());
             }
             let end = size.min(offset + len as u64);
-            out = vec![0u8; (end - offset) as usize];
+            out.resize((end - offset) as usize, 0);
             let mut pos = offset;
             while pos < end {
                 let idx = pos / CHUNK_SIZE;
@@ -148,7 +156,7 @@ impl Category {
             };
             copy_part(&plain, in_chunk, &mut out[at..at + take as usize]);
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> VolResult<u32> {
