@@ -35,6 +35,25 @@ fn alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// FUSE capabilities to request. Default from measurements (docs/BENCH.md): readdirplus
+/// and parallel directory operations help `ls -lR` and untar; writeback caching and
+/// kernel POSIX ACLs did not pay for their semantic risk.
+fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
+    use fuser::InitFlags as F;
+    let mut v = Vec::new();
+    for name in spec.split(',').map(str::trim) {
+        match name {
+            "readdirplus" => v.push(F::FUSE_DO_READDIRPLUS | F::FUSE_READDIRPLUS_AUTO),
+            "parallel-dirops" => v.push(F::FUSE_PARALLEL_DIROPS),
+            "writeback" => v.push(F::FUSE_WRITEBACK_CACHE),
+            "posix-acl" => v.push(F::FUSE_POSIX_ACL),
+            "" | "none" => {}
+            other => warn!("--fuse-caps: unknown capability {other:?} ignored"),
+        }
+    }
+    v
+}
+
 /// One daemon per home: two would race on the same heads and lose each other's commits.
 fn lock_home(home: &Home) -> Result<std::fs::File, String> {
     let run = home.run_dir();
@@ -181,9 +200,10 @@ pub fn serve(
     let fs = CirrusFs::new(
         cats.clone(),
         FsOptions {
-            ttl: Duration::from_secs(1),
+            ttl: Duration::from_secs_f64(args.attr_timeout),
             owner,
             max_write: 1 << 20,
+            capabilities: capabilities(&args.fuse_caps),
         },
         Box::new(move || store.usage()),
     );

@@ -25,6 +25,14 @@ pub struct MountArgs {
     /// Seconds between automatic commits of written data.
     #[arg(long, default_value_t = 5)]
     pub commit_interval: u64,
+    /// Seconds the kernel may cache names and attributes. Every change goes through this
+    /// daemon, so long timeouts are safe on one device.
+    #[arg(long, default_value_t = 1.0)]
+    pub attr_timeout: f64,
+    /// FUSE capabilities to request (comma list of readdirplus, parallel-dirops,
+    /// writeback, posix-acl; or none). For benchmarking.
+    #[arg(long, default_value = "readdirplus,parallel-dirops", hide = true)]
+    pub fuse_caps: String,
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -140,6 +148,9 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         super::init_stderr_logging_level("info");
     }
     let mp = check_mountpoint(&mp, is_default)?;
+    if !(args.attr_timeout.is_finite() && (0.0..=3600.0).contains(&args.attr_timeout)) {
+        return Err("--attr-timeout must be between 0 and 3600 seconds".into());
+    }
     if args.threads == 0 || args.threads > 64 {
         return Err("--threads must be between 1 and 64".into());
     }

@@ -8,7 +8,7 @@ use crate::volume::{Category, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, Vol
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
 use log::{info, warn};
@@ -33,6 +33,8 @@ pub struct FsOptions {
     pub ttl: Duration,
     pub owner: (u32, u32),
     pub max_write: u32,
+    /// FUSE capabilities to request when the kernel offers them.
+    pub capabilities: Vec<fuser::InitFlags>,
 }
 
 type Listing = Vec<(INodeNo, FileType, Vec<u8>)>;
@@ -175,6 +177,37 @@ impl CirrusFs {
             .find(|c| c.name.as_bytes() == name.as_bytes())
     }
 
+    /// Attributes of any inode, or `None` when they cannot be read (the caller then gives
+    /// the kernel nothing to cache).
+    fn node_attr(&self, ino: INodeNo) -> Option<FileAttr> {
+        if ino.0 == FS_ROOT {
+            return Some(self.root_attr());
+        }
+        let (c, i) = self.split(ino)?;
+        c.getattr(i).ok().map(|n| self.attr_of(c.id, &n))
+    }
+
+    /// The listing snapshot of an open directory handle; offset 0 (a rewind) refreshes it.
+    fn snapshot(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> Result<Arc<Listing>, Errno> {
+        let cached = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        match cached {
+            Some(l) if offset != 0 => Ok(l),
+            _ => {
+                let l = Arc::new(self.listing(ino)?);
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(fh.0, l.clone());
+                Ok(l)
+            }
+        }
+    }
+
     fn listing(&self, ino: INodeNo) -> Result<Listing, Errno> {
         let mut list: Listing = Vec::new();
         if ino.0 == FS_ROOT {
@@ -245,6 +278,11 @@ impl fuser::Filesystem for CirrusFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(max) = config.set_max_write(self.opts.max_write) {
             let _ = config.set_max_write(max);
+        }
+        for cap in self.opts.capabilities.iter().copied() {
+            if let Err(missing) = config.add_capabilities(cap) {
+                info!("kernel lacks FUSE capability {missing:?}; continuing without it");
+            }
         }
         info!("FUSE session initialised");
         Ok(())
@@ -339,10 +377,12 @@ impl fuser::Filesystem for CirrusFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        // Masking again is harmless when the kernel already applied the umask.
+        let mode = mode & !(umask & 0o777);
         let Some((c, p)) = self.split(parent) else {
             reply.error(Self::root_refusal("mknod"));
             return;
@@ -367,9 +407,10 @@ impl fuser::Filesystem for CirrusFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
+        let mode = mode & !(umask & 0o777);
         let Some((c, p)) = self.split(parent) else {
             reply.error(Self::root_refusal("mkdir"));
             return;
@@ -629,31 +670,49 @@ impl fuser::Filesystem for CirrusFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let cached = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let list = match cached {
-            Some(l) if offset != 0 => l,
-            _ => match self.listing(ino) {
-                Ok(l) => {
-                    let l = Arc::new(l);
-                    self.dirs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(fh.0, l.clone());
-                    l
-                }
-                Err(e) => {
-                    reply.error(e);
-                    return;
-                }
-            },
+        let list = match self.snapshot(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => {
+                reply.error(e);
+                return;
+            }
         };
         for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, (i + 1) as u64, *kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let list = match self.snapshot(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => {
+                reply.error(e);
+                return;
+            }
+        };
+        for (i, (child, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            let is_dot = name.as_slice() == b"." || name.as_slice() == b"..";
+            // The kernel makes no dentry for . and ..; their attributes are not used.
+            let (attr, ttl) = match (is_dot, self.node_attr(*child)) {
+                (false, Some(a)) => (a, self.opts.ttl),
+                _ => {
+                    let mut a = self.root_attr();
+                    a.ino = *child;
+                    a.kind = *kind;
+                    (a, Duration::ZERO)
+                }
+            };
+            if reply.add(*child, (i + 1) as u64, OsStr::from_bytes(name), &ttl, &attr, Generation(0)) {
                 break;
             }
         }
@@ -754,10 +813,11 @@ impl fuser::Filesystem for CirrusFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let mode = mode & !(umask & 0o777);
         let Some((c, p)) = self.split(parent) else {
             reply.error(Self::root_refusal("create"));
             return;
