@@ -185,10 +185,15 @@ impl Category {
             } else {
                 self.chunk_owned(&mut s, ino, idx)?
             };
-            if chunk.len() < in_chunk + take {
-                chunk.resize(in_chunk + take, 0);
+            if chunk.len() == in_chunk {
+                // appending (the streaming case): no zero-fill before the copy
+                chunk.extend_from_slice(src);
+            } else {
+                if chunk.len() < in_chunk + take {
+                    chunk.resize(in_chunk + take, 0);
+                }
+                chunk[in_chunk..in_chunk + take].copy_from_slice(src);
             }
-            chunk[in_chunk..in_chunk + take].copy_from_slice(src);
             s.dirty_bytes += chunk.len();
             s.dirty.insert((ino, idx), chunk);
             pos += take as u64;
