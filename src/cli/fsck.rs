@@ -10,6 +10,18 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+/// A progress bar on a terminal, nothing otherwise (scripts, logs).
+fn bar(total: u64, unit: &str) -> ProgressBar {
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    let template = format!("{{msg:>22}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{eta}}");
+    pb.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb
+}
+
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
@@ -36,16 +48,7 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
                 owner: (0, 0),
             },
         );
-        let total = c.chunk_count();
-        let pb = if std::io::stderr().is_terminal() {
-            ProgressBar::new(total)
-        } else {
-            ProgressBar::hidden()
-        };
-        pb.set_style(
-            ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} chunks {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let pb = bar(c.chunk_count(), "chunks");
         pb.set_message(entry.name.clone());
         let rep = c.verify(&|n| pb.inc(n));
         pb.finish_and_clear();
@@ -59,13 +62,31 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let mut unreferenced = 0;
     match acct.store.list("packs/") {
         Ok(list) => {
+            let pb = bar(list.len() as u64, "packs");
             for name in list {
-                match names::parse_pack(&name) {
-                    Some(id) if !referenced.contains(&id) => unreferenced += 1,
-                    Some(_) => {}
-                    None => problems.push(format!("unexpected object {name} in packs/")),
+                pb.inc(1);
+                let Some(id) = names::parse_pack(&name) else {
+                    problems.push(format!("unexpected object {name} in packs/"));
+                    continue;
+                };
+                if !referenced.contains(&id) {
+                    unreferenced += 1;
+                }
+                // Every pack, referenced or not: its name is the hash of its content.
+                match acct.store.get(&name) {
+                    Ok(bytes) => {
+                        if crate::crypto::hash(&bytes) != id {
+                            problems.push(format!(
+                                "pack {name}: content does not match its name (corrupted or replaced)"
+                            ));
+                        } else if let Err(e) = crate::format::pack::check_header(&bytes) {
+                            problems.push(format!("pack {name}: {e}"));
+                        }
+                    }
+                    Err(e) => problems.push(format!("pack {name}: {e}")),
                 }
             }
+            pb.finish_and_clear();
         }
         Err(e) => problems.push(format!("cannot list the store: {e}")),
     }
