@@ -30,9 +30,20 @@ fn read_pid(path: &Path) -> Option<i32> {
         .ok()
 }
 
+/// Whether the daemon still runs. A zombie (exited, not yet reaped by whoever inherited
+/// it) counts as gone.
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => true,
+    }
 }
 
 /// FUSE capabilities to request. Default from measurements (docs/BENCH.md): readdirplus
