@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success(), "copying the fixture failed");
 }
 
@@ -37,7 +42,9 @@ impl Drop for Mounted {
 }
 
 fn mount_fixture(version: &str) -> Mounted {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(version);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     copy_tree(&src, &home);
@@ -52,7 +59,10 @@ fn mount_fixture(version: &str) -> Mounted {
         .arg(home.join("PASSCODE"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "mounting fixture {version} failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "mounting fixture {version} failed: {out:?}"
+    );
     Mounted {
         home,
         mnt,
@@ -77,7 +87,10 @@ fn format_v1_fixture_reads_back_exactly() {
         fs::read_link(notes.join("dir/link")).unwrap(),
         Path::new("../hello.txt")
     );
-    assert_eq!(fs::metadata(notes.join("dir")).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        fs::metadata(notes.join("dir")).unwrap().mode() & 0o7777,
+        0o750
+    );
     let three = fs::read(notes.join("dir/three-chunks.txt")).unwrap();
     assert_eq!(three.len(), 700_000);
     assert!(three.iter().all(|b| *b == b'a'));
@@ -90,10 +103,16 @@ fn format_v1_fixture_reads_back_exactly() {
         fs::read(m.mnt.join("Health/steps.txt")).unwrap(),
         b"end-to-end secret\n"
     );
-    assert_eq!(fs::read(m.mnt.join("Mail/inbox.eml")).unwrap(), b"transit mail\n");
+    assert_eq!(
+        fs::read(m.mnt.join("Mail/inbox.eml")).unwrap(),
+        b"transit mail\n"
+    );
     // The old format stays writable too.
     fs::write(notes.join("new.txt"), b"written by a newer build").unwrap();
-    assert_eq!(fs::read(notes.join("new.txt")).unwrap(), b"written by a newer build");
+    assert_eq!(
+        fs::read(notes.join("new.txt")).unwrap(),
+        b"written by a newer build"
+    );
 }
 
 #[test]

@@ -23,7 +23,14 @@ fn daemon_pid(d: &Drive) -> i32 {
     for e in fs::read_dir(d.home.join("run")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "pid") {
-            return fs::read_to_string(&p).unwrap().lines().next().unwrap().trim().parse().unwrap();
+            return fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
         }
     }
     panic!("no daemon pidfile");

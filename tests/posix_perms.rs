@@ -616,3 +616,63 @@ fn non_root_user_can_mount_own_drive() {
         );
     }
 }
+
+#[test]
+fn setuid_and_setgid_bits_are_cleared_like_a_local_filesystem() {
+    let s = setup();
+    let f = s.base.join("suid-prog");
+    fs::write(&f, b"#!/bin/sh\n").expect("create");
+    lchown(&f, s.user.uid, s.user.gid);
+    // chmod after chown: chown itself clears the bits (checked below)
+    chmod(&f, 0o6775);
+    assert_eq!(perm_bits(&stat(&f)), 0o6775);
+    // A write by an unprivileged writer clears set-user-ID and (group-executable)
+    // set-group-ID.
+    let c = cpath(&f);
+    let code = as_user(&s.user, || {
+        // SAFETY: raw syscalls on a prepared C string and a local buffer.
+        unsafe {
+            let fd = libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_APPEND);
+            if fd < 0 {
+                return errno();
+            }
+            let r = libc::write(fd, b"echo hi\n".as_ptr().cast(), 8);
+            libc::close(fd);
+            if r != 8 { errno() } else { 0 }
+        }
+    });
+    assert_code(code, 0, "owner appends to its setuid file");
+    assert_eq!(
+        perm_bits(&stat(&f)),
+        0o0775,
+        "write must clear S_ISUID and S_ISGID"
+    );
+    // A write by root (CAP_FSETID) keeps them.
+    chmod(&f, 0o6775);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .and_then(|mut h| std::io::Write::write_all(&mut h, b"# root\n"))
+        .expect("root appends");
+    assert_eq!(perm_bits(&stat(&f)), 0o6775, "root's write keeps the bits");
+    // chown clears them even when root does it.
+    lchown(&f, 0, 0);
+    assert_eq!(
+        perm_bits(&stat(&f)),
+        0o0775,
+        "chown must clear S_ISUID and S_ISGID"
+    );
+    // A setgid file without group-execute keeps S_ISGID on chown (mandatory-locking mark).
+    chmod(&f, 0o2664);
+    lchown(&f, s.user.uid, s.user.gid);
+    assert_eq!(perm_bits(&stat(&f)), 0o2664);
+    // Truncation by an unprivileged owner clears set-user-ID.
+    chmod(&f, 0o4755);
+    let code = as_user(&s.user, || {
+        // SAFETY: raw syscall on a prepared C string.
+        rc(unsafe { libc::truncate(c.as_ptr(), 3) })
+    });
+    assert_code(code, 0, "owner truncates its setuid file");
+    assert_eq!(perm_bits(&stat(&f)), 0o0755, "truncate must clear S_ISUID");
+    assert_eq!(stat(&f).len(), 3);
+}

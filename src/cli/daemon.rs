@@ -46,9 +46,11 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// FUSE capabilities to request. Default from measurements (docs/BENCH.md): readdirplus
-/// and parallel directory operations help `ls -lR` and untar; writeback caching and
-/// kernel POSIX ACLs did not pay for their semantic risk.
+/// FUSE capabilities to request. Defaults from measurements (docs/BENCH.md): readdirplus
+/// and parallel directory operations help `ls -lR` and untar; KILLPRIV_V2 (we clear
+/// set-user/group-ID bits ourselves) spares the kernel's getxattr("security.capability")
+/// round trip before every write; writeback caching and kernel POSIX ACLs did not pay
+/// for their semantic risk.
 fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
     use fuser::InitFlags as F;
     let mut v = Vec::new();
@@ -58,6 +60,7 @@ fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
             "parallel-dirops" => v.push(F::FUSE_PARALLEL_DIROPS),
             "writeback" => v.push(F::FUSE_WRITEBACK_CACHE),
             "posix-acl" => v.push(F::FUSE_POSIX_ACL),
+            "killpriv" => v.push(F::FUSE_HANDLE_KILLPRIV_V2),
             "" | "none" => {}
             other => warn!("--fuse-caps: unknown capability {other:?} ignored"),
         }

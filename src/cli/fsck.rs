@@ -18,7 +18,9 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
         ProgressBar::hidden()
     };
     let template = format!("{{msg:>22}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{eta}}");
-    pb.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     pb
 }
 

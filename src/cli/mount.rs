@@ -30,8 +30,12 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 1.0)]
     pub attr_timeout: f64,
     /// FUSE capabilities to request (comma list of readdirplus, parallel-dirops,
-    /// writeback, posix-acl; or none). For benchmarking.
-    #[arg(long, default_value = "readdirplus,parallel-dirops", hide = true)]
+    /// killpriv, writeback, posix-acl; or none). For benchmarking.
+    #[arg(
+        long,
+        default_value = "readdirplus,parallel-dirops,killpriv",
+        hide = true
+    )]
     pub fuse_caps: String,
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 2)]

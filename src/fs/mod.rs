@@ -8,8 +8,8 @@ use crate::volume::{Category, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, Vol
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use log::{info, warn};
 use std::collections::{BTreeMap, HashMap};
@@ -322,7 +322,7 @@ impl fuser::Filesystem for CirrusFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -354,6 +354,7 @@ impl fuser::Filesystem for CirrusFs {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
             ctime: ctime.map(from_system),
+            unprivileged: req.uid() != 0,
         };
         match c.setattr(i, a) {
             Ok(n) => reply.attr(&self.opts.ttl, &self.attr_of(c.id, &n)),
@@ -564,13 +565,18 @@ impl fuser::Filesystem for CirrusFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         match self.split(ino) {
-            Some((c, i)) => match c.write(i, offset, data) {
+            Some((c, i)) => match c.write_killing(
+                i,
+                offset,
+                data,
+                write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
+            ) {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e, "write")),
             },
@@ -637,17 +643,17 @@ impl fuser::Filesystem for CirrusFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.listing(ino) {
-            Ok(l) => {
-                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.dirs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(fh, Arc::new(l));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
-            }
-            Err(e) => reply.error(e),
+        // The listing itself is taken by the first readdir (offset 0), not here, so it is
+        // built once per pass.
+        if ino.0 != FS_ROOT
+            && let Some((c, i)) = self.split(ino)
+            && let Err(e) = c.readdir(i).map(|_| ())
+        {
+            reply.error(errno(&e, "opendir"));
+            return;
         }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
     fn releasedir(
@@ -715,7 +721,14 @@ impl fuser::Filesystem for CirrusFs {
                     (a, Duration::ZERO)
                 }
             };
-            if reply.add(*child, (i + 1) as u64, OsStr::from_bytes(name), &ttl, &attr, Generation(0)) {
+            if reply.add(
+                *child,
+                (i + 1) as u64,
+                OsStr::from_bytes(name),
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }

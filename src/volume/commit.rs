@@ -37,11 +37,12 @@ impl Category {
         if s.pack.is_empty() {
             start_pack(&mut s.pack);
         }
-        let offset = crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), &data, &mut s.pack)
-            .map_err(|e| VolError::Integrity {
-                what: "sealing".into(),
-                why: e.to_string(),
-            })?;
+        let offset =
+            crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), &data, &mut s.pack)
+                .map_err(|e| VolError::Integrity {
+                    what: "sealing".into(),
+                    why: e.to_string(),
+                })?;
         let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
         s.pending.insert(
             (ino, idx),

@@ -17,6 +17,16 @@ fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
     }
 }
 
+/// A mode with set-user-ID removed, and set-group-ID removed when group-executable (a
+/// non-executable setgid file marks mandatory locking and is kept), as Linux does.
+pub(super) fn killed_mode(mode: u32) -> u32 {
+    let mut m = mode & !libc::S_ISUID;
+    if m & libc::S_IXGRP != 0 {
+        m &= !libc::S_ISGID;
+    }
+    m
+}
+
 enum Source {
     Dirty,
     Pending(Pending),
@@ -160,6 +170,19 @@ impl Category {
     }
 
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> VolResult<u32> {
+        self.write_killing(ino, offset, data, false)
+    }
+
+    /// [`Category::write`]; with `kill_suidgid` (the kernel says the writer lacks
+    /// CAP_FSETID) the set-user-ID bit and an executable set-group-ID bit are cleared, as
+    /// a local filesystem does on write.
+    pub fn write_killing(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+    ) -> VolResult<u32> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         let old_size = Self::file_size(&s, ino)?;
@@ -210,6 +233,9 @@ impl Category {
             }
             rec.attr.mtime = now;
             rec.attr.ctime = now;
+            if kill_suidgid {
+                rec.attr.mode = killed_mode(rec.attr.mode);
+            }
         }
         s.bytes = (s.bytes + new_size).saturating_sub(old_size);
         s.dirty_leaves.insert(Self::leaf_of(ino));

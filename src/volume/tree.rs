@@ -42,6 +42,8 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub ctime: Option<Time>,
+    /// The caller lacks CAP_FSETID: a truncation clears set-user/group-ID bits.
+    pub unprivileged: bool,
 }
 
 pub const NAME_MAX: usize = 255;
@@ -499,6 +501,16 @@ impl Category {
             self.truncate_locked(&mut s, ino, size)?;
             let r = Self::rec_mut(&mut s, ino)?;
             r.attr.mtime = now;
+            if a.unprivileged && a.mode.is_none() {
+                r.attr.mode = super::io::killed_mode(r.attr.mode);
+            }
+        }
+        // chown of anything but a directory clears set-user/group-ID, even for root (the
+        // kernel leaves this to us once the filesystem handles it, KILLPRIV_V2).
+        let is_dir = matches!(Self::rec(&s, ino)?.payload, Payload::Dir { .. });
+        if (a.uid.is_some() || a.gid.is_some()) && a.mode.is_none() && !is_dir {
+            let r = Self::rec_mut(&mut s, ino)?;
+            r.attr.mode = super::io::killed_mode(r.attr.mode);
         }
         let r = Self::rec_mut(&mut s, ino)?;
         if let Some(m) = a.mode {
