@@ -37,6 +37,11 @@ pub struct MountArgs {
         hide = true
     )]
     pub fuse_caps: String,
+    /// Kernel read-ahead for the drive in KiB (set through sysfs when running as root):
+    /// larger windows let the kernel ask for the next chunks while the current ones are
+    /// being decrypted. 0 keeps the kernel default.
+    #[arg(long, default_value_t = 4096)]
+    pub readahead_kib: u32,
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -69,14 +74,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
+    mount_device(path).is_some()
+}
+
+/// The "major:minor" device of the filesystem mounted at `path`, read from
+/// /proc/self/mountinfo (no stat, so it never waits on the filesystem itself).
+pub fn mount_device(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    info.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        let mp = f.nth(1)?;
+        (unescape_mountinfo(mp) == want).then(|| dev.to_string())
     })
 }
 
