@@ -73,7 +73,10 @@ fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
 /// users keep the default.
 fn set_readahead(mp: &Path, kib: u32) {
     let Some(dev) = super::mount::mount_device(mp) else {
-        warn!("cannot find the device of {} to tune read-ahead", mp.display());
+        warn!(
+            "cannot find the device of {} to tune read-ahead",
+            mp.display()
+        );
         return;
     };
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
@@ -81,6 +84,21 @@ fn set_readahead(mp: &Path, kib: u32) {
         Ok(()) => info!("read-ahead set to {kib} KiB ({knob})"),
         Err(e) => info!("read-ahead left at the kernel default ({knob}: {e})"),
     }
+}
+
+/// A small plaintext report for `cirrus status` (no names, no keys: counts only).
+fn write_status(path: &Path, mp: &Path, cache: &ChunkCache, cats: &[Arc<Category>]) {
+    let (used, cap) = cache.usage();
+    let unsynced = cats.iter().filter(|c| c.is_dirty()).count();
+    let text = format!(
+        "{}\nat {}\nmemory cache {} of {} MiB\n{} categories with uncommitted changes\n",
+        std::process::id(),
+        mp.display(),
+        used >> 20,
+        cap >> 20,
+        unsynced
+    );
+    let _ = crate::home::write_atomic(path, text.as_bytes());
 }
 
 /// One daemon per home: two would race on the same heads and lose each other's commits.
@@ -278,6 +296,8 @@ pub fn serve(
         let _ = n.write_all(b"OK");
     }
 
+    let status_path = acct.home.run_dir().join("status");
+    write_status(&status_path, mp, &cache, &cats);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -310,6 +330,7 @@ pub fn serve(
         }
         if last_commit.elapsed() >= interval {
             last_commit = Instant::now();
+            write_status(&status_path, mp, &cache, &cats);
             for c in &cats {
                 if c.is_dirty()
                     && let Err(e) = c.commit()
@@ -333,6 +354,7 @@ pub fn serve(
         }
     }
     let _ = std::fs::remove_file(&pf);
+    let _ = std::fs::remove_file(&status_path);
     if clean {
         info!("unmounted {} cleanly", mp.display());
         Ok(0)

@@ -22,6 +22,18 @@ fn human(n: u64) -> String {
     }
 }
 
+/// The running daemon's own report (mountpoint, cache use), if one is running.
+fn read_daemon_status(home: &Home) -> Option<String> {
+    let text = std::fs::read_to_string(home.run_dir().join("status")).ok()?;
+    let mut lines = text.lines();
+    let pid: i32 = lines.next()?.trim().parse().ok()?;
+    // SAFETY: existence check only.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return None;
+    }
+    Some(lines.collect::<Vec<_>>().join("; "))
+}
+
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
@@ -31,8 +43,8 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         None => println!("store: {}", acct.config.store),
     }
     println!(
-        "{:<22} {:<9} {:>10} {:>8} {:>7}  state",
-        "category", "class", "size", "files", "head"
+        "{:<22} {:<9} {:>10} {:>10} {:>6} {:>8} {:>6}  state",
+        "category", "class", "size", "stored", "packs", "files", "head"
     );
     for (entry, setup) in acct.category_setups() {
         let setup = match setup {
@@ -61,6 +73,7 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
             },
         );
         let (bytes, inodes, counter, bad) = c.stats();
+        let usage = c.usage();
         let state = match bad {
             Some(why) => format!("UNAVAILABLE: {why}"),
             None if entry.class == Class::Transit => {
@@ -69,10 +82,12 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
             None => "ok".into(),
         };
         println!(
-            "{:<22} {:<9} {:>10} {:>8} {:>7}  {state}",
+            "{:<22} {:<9} {:>10} {:>10} {:>6} {:>8} {:>6}  {state}",
             entry.name,
             entry.class.name(),
             human(bytes),
+            human(usage.stored),
+            usage.packs,
             inodes.saturating_sub(1),
             counter
         );
@@ -84,6 +99,11 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         }
         Err(e) => println!("store objects: cannot list ({e})"),
     }
-    println!("memory cache: bounded by `cirrus mount --memory-cache` (default 256M)");
+    match read_daemon_status(&acct.home) {
+        Some(line) => println!("mounted: {line}"),
+        None => {
+            println!("not mounted (the memory cache is bounded by `cirrus mount --memory-cache`)")
+        }
+    }
     Ok(0)
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
-pub use verify::VerifyReport;
+pub use verify::{Usage, VerifyReport};
 
 /// Local inode number of a category's root directory.
 pub const ROOT_INO: u64 = 1;

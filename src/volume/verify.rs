@@ -16,7 +16,41 @@ pub struct VerifyReport {
     pub packs: HashSet<[u8; 32]>,
 }
 
+/// Storage a category uses, from its metadata alone (no chunk is fetched).
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// Distinct pack objects holding its live blobs.
+    pub packs: usize,
+    /// Bytes of live sealed blobs (chunks and leaves).
+    pub stored: u64,
+    /// Plaintext bytes of file content.
+    pub plaintext: u64,
+}
+
 impl Category {
+    /// What the category's current tree occupies in the store.
+    pub fn usage(&self) -> Usage {
+        let _ = self.load_all();
+        let s = self.lock();
+        let mut packs = HashSet::new();
+        let mut u = Usage::default();
+        for r in s.head.leaves.values() {
+            packs.insert(r.pack);
+            u.stored += r.len as u64;
+        }
+        for rec in s.records.values() {
+            if let Payload::File { chunks, size } = &rec.payload {
+                u.plaintext += size;
+                for r in chunks.iter().flatten() {
+                    packs.insert(r.pack);
+                    u.stored += r.len as u64;
+                }
+            }
+        }
+        u.packs = packs.len();
+        u
+    }
+
     /// Number of chunk references, for progress bars.
     pub fn chunk_count(&self) -> u64 {
         let _ = self.load_all();
