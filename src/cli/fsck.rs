@@ -4,7 +4,6 @@ use super::{PasscodeArgs, unlock};
 use crate::cache::ChunkCache;
 use crate::format::names;
 use crate::home::Home;
-use crate::volume::{Category, HeadWitness, VolumeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -26,7 +25,6 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
 
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
-    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let cache = Arc::new(ChunkCache::new(1 << 20));
     let mut problems: Vec<String> = Vec::new();
     let mut referenced: HashSet<[u8; 32]> = HashSet::new();
@@ -39,17 +37,7 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
                 continue;
             }
         };
-        let c = Category::open(
-            setup,
-            acct.store.clone(),
-            cache.clone(),
-            witness.clone(),
-            VolumeOptions {
-                chunk_cache: 1 << 20,
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-            },
-        );
+        let c = super::open_for_inspection(&acct, setup, &cache);
         let pb = bar(c.chunk_count(), "chunks");
         pb.set_message(entry.name.clone());
         let rep = c.verify(&|n| pb.inc(n));

@@ -256,6 +256,26 @@ fn category(home: Home, cmd: CategoryCmd) -> CliResult {
     }
 }
 
+/// Opens one category read-mostly for an admin command (status, fsck): small caches.
+pub(crate) fn open_for_inspection(
+    acct: &account::Unlocked,
+    setup: crate::volume::CategorySetup,
+    cache: &std::sync::Arc<crate::cache::ChunkCache>,
+) -> std::sync::Arc<crate::volume::Category> {
+    let witness: std::sync::Arc<dyn crate::volume::HeadWitness> = acct.seen.clone();
+    crate::volume::Category::open(
+        setup,
+        acct.store.clone(),
+        cache.clone(),
+        witness,
+        crate::volume::VolumeOptions {
+            chunk_cache: 1 << 20,
+            dirty_limit: 1 << 20,
+            owner: (0, 0),
+        },
+    )
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

@@ -4,7 +4,6 @@ use super::{PasscodeArgs, unlock};
 use crate::cache::ChunkCache;
 use crate::format::table::Class;
 use crate::home::Home;
-use crate::volume::{Category, HeadWitness, VolumeOptions};
 use std::sync::Arc;
 
 fn human(n: u64) -> String {
@@ -36,7 +35,6 @@ fn read_daemon_status(home: &Home) -> Option<String> {
 
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
-    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let cache = Arc::new(ChunkCache::new(1 << 20));
     match acct.store_dir() {
         Some(d) => println!("store: {} ({})", acct.config.store, d.display()),
@@ -61,17 +59,7 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
                 continue;
             }
         };
-        let c = Category::open(
-            setup,
-            acct.store.clone(),
-            cache.clone(),
-            witness.clone(),
-            VolumeOptions {
-                chunk_cache: 1 << 20,
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-            },
-        );
+        let c = super::open_for_inspection(&acct, setup, &cache);
         let (bytes, inodes, counter, bad) = c.stats();
         let usage = c.usage();
         let state = match bad {

@@ -247,6 +247,17 @@ impl CirrusFs {
     }
 }
 
+/// What a create-type request asks for, owned by the caller.
+fn node<'a>(req: &Request, mode: u32, rdev: u64, target: Option<&'a [u8]>) -> NewNode<'a> {
+    NewNode {
+        mode,
+        rdev,
+        uid: req.uid(),
+        gid: req.gid(),
+        target,
+    }
+}
+
 fn reply_entry(
     fs: &CirrusFs,
     cat: u32,
@@ -388,17 +399,7 @@ impl fuser::Filesystem for CirrusFs {
             reply.error(Self::root_refusal("mknod"));
             return;
         };
-        let r = c.create_node(
-            p,
-            name.as_bytes(),
-            NewNode {
-                mode,
-                rdev: rdev as u64,
-                uid: req.uid(),
-                gid: req.gid(),
-                target: None,
-            },
-        );
+        let r = c.create_node(p, name.as_bytes(), node(req, mode, rdev as u64, None));
         reply_entry(self, c.id, r, "mknod", reply);
     }
 
@@ -417,17 +418,7 @@ impl fuser::Filesystem for CirrusFs {
             return;
         };
         let mode = libc::S_IFDIR | (mode & 0o7777);
-        let r = c.create_node(
-            p,
-            name.as_bytes(),
-            NewNode {
-                mode,
-                rdev: 0,
-                uid: req.uid(),
-                gid: req.gid(),
-                target: None,
-            },
-        );
+        let r = c.create_node(p, name.as_bytes(), node(req, mode, 0, None));
         reply_entry(self, c.id, r, "mkdir", reply);
     }
 
@@ -460,13 +451,12 @@ impl fuser::Filesystem for CirrusFs {
         let r = c.create_node(
             p,
             link_name.as_bytes(),
-            NewNode {
-                mode: libc::S_IFLNK | 0o777,
-                rdev: 0,
-                uid: req.uid(),
-                gid: req.gid(),
-                target: Some(target.as_os_str().as_bytes()),
-            },
+            node(
+                req,
+                libc::S_IFLNK | 0o777,
+                0,
+                Some(target.as_os_str().as_bytes()),
+            ),
         );
         reply_entry(self, c.id, r, "symlink", reply);
     }
@@ -840,17 +830,7 @@ impl fuser::Filesystem for CirrusFs {
         };
         let mode = libc::S_IFREG | (mode & 0o7777);
         match c
-            .create_node(
-                p,
-                name.as_bytes(),
-                NewNode {
-                    mode,
-                    rdev: 0,
-                    uid: req.uid(),
-                    gid: req.gid(),
-                    target: None,
-                },
-            )
+            .create_node(p, name.as_bytes(), node(req, mode, 0, None))
             .and_then(|n| c.open_handle(n.ino).map(|_| n))
         {
             Ok(n) => reply.created(
