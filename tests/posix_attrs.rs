@@ -543,3 +543,29 @@ fn statvfs_reports_sane_values() {
     );
     assert!(out.lines().count() >= 2, "df output: {out}");
 }
+
+#[test]
+fn read_updates_a_stale_access_time_like_relatime() {
+    let d = Drive::mount();
+    let f = d.notes().join("atime.txt");
+    fs::write(&f, b"read me").expect("write");
+    // An access time older than the modification time is stale: a read refreshes it.
+    set_times(&f, Ts::At(1_000_000_000, 0), Ts::Now, true).expect("utimensat");
+    let before = atime(&stat(&f));
+    assert_eq!(before, (1_000_000_000, 0));
+    assert_eq!(fs::read(&f).expect("read"), b"read me");
+    let after = atime(&stat(&f));
+    assert!(after > before, "read must update a stale atime: {after:?}");
+    assert!(
+        after >= mtime(&stat(&f)),
+        "refreshed atime is not before mtime"
+    );
+    // A fresh access time is left alone by the next read (relatime).
+    tick();
+    let _ = fs::read(&f).expect("read again");
+    assert_eq!(
+        atime(&stat(&f)),
+        after,
+        "relatime: a fresh atime is not rewritten"
+    );
+}

@@ -18,6 +18,7 @@ pub fn errno(e: &VolError, op: &str) -> Errno {
         VolError::AttrTooBig => Errno::E2BIG,
         VolError::Unsupported(_) => Errno::EOPNOTSUPP,
         VolError::TooBig => Errno::EFBIG,
+        VolError::TooManyLinks => Errno::EMLINK,
         VolError::NoSpace(_) => {
             warn!("{op}: {e}");
             Errno::ENOSPC

@@ -108,6 +108,7 @@ impl Category {
             }
             let end = size.min(offset + len as u64);
             out.resize((end - offset) as usize, 0);
+            Self::touch_atime(&mut s, ino);
             let mut pos = offset;
             while pos < end {
                 let idx = pos / CHUNK_SIZE;
@@ -167,6 +168,24 @@ impl Category {
             copy_part(&plain, in_chunk, &mut out[at..at + take as usize]);
         }
         Ok(())
+    }
+
+    /// relatime, as Linux mounts by default: a read updates the access time when it is not
+    /// newer than the last change or modification, or is a day old. So `ls -lu` and mail
+    /// readers work, without a metadata write on every read.
+    fn touch_atime(s: &mut State, ino: u64) {
+        let Some(r) = s.records.get_mut(&ino) else {
+            return;
+        };
+        let now = Time::now();
+        let a = (r.attr.atime.sec, r.attr.atime.nsec);
+        let stale = a <= (r.attr.mtime.sec, r.attr.mtime.nsec)
+            || a <= (r.attr.ctime.sec, r.attr.ctime.nsec)
+            || now.sec - r.attr.atime.sec >= 24 * 3600;
+        if stale {
+            r.attr.atime = now;
+            s.dirty_leaves.insert(Self::leaf_of(ino));
+        }
     }
 
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> VolResult<u32> {

@@ -49,6 +49,8 @@ pub enum VolError {
     Unsupported(&'static str),
     #[error("file too large")]
     TooBig,
+    #[error("too many links")]
+    TooManyLinks,
     #[error("integrity violation in {what}: {why}")]
     Integrity { what: String, why: String },
     #[error("category {name} is unavailable: {why}")]

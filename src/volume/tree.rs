@@ -239,7 +239,7 @@ impl Category {
         }
         let kind = kind_of(rec.attr.mode);
         if rec.attr.nlink >= u32::MAX - 1 {
-            return Err(VolError::Invalid("too many links"));
+            return Err(VolError::TooManyLinks);
         }
         if Self::entries(&s, newparent)?.contains_key(newname) {
             return Err(VolError::Exists);
