@@ -237,6 +237,15 @@ impl CirrusFs {
         Ok(list)
     }
 
+    /// Creates a node under `parent` (refused in the root) and replies with its entry.
+    fn create_entry(&self, parent: INodeNo, name: &OsStr, n: NewNode, op: &str, reply: ReplyEntry) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal(op));
+            return;
+        };
+        reply_entry(self, c.id, c.create_node(p, name.as_bytes(), n), op, reply);
+    }
+
     /// Commits every category (unmount, shutdown).
     pub fn commit_all(&self) {
         for c in self.cats.values() {
@@ -394,13 +403,8 @@ impl fuser::Filesystem for CirrusFs {
         reply: ReplyEntry,
     ) {
         // Masking again is harmless when the kernel already applied the umask.
-        let mode = mode & !(umask & 0o777);
-        let Some((c, p)) = self.split(parent) else {
-            reply.error(Self::root_refusal("mknod"));
-            return;
-        };
-        let r = c.create_node(p, name.as_bytes(), node(req, mode, rdev as u64, None));
-        reply_entry(self, c.id, r, "mknod", reply);
+        let n = node(req, mode & !(umask & 0o777), rdev as u64, None);
+        self.create_entry(parent, name, n, "mknod", reply);
     }
 
     fn mkdir(
@@ -412,14 +416,8 @@ impl fuser::Filesystem for CirrusFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mode = mode & !(umask & 0o777);
-        let Some((c, p)) = self.split(parent) else {
-            reply.error(Self::root_refusal("mkdir"));
-            return;
-        };
-        let mode = libc::S_IFDIR | (mode & 0o7777);
-        let r = c.create_node(p, name.as_bytes(), node(req, mode, 0, None));
-        reply_entry(self, c.id, r, "mkdir", reply);
+        let mode = libc::S_IFDIR | (mode & !(umask & 0o777) & 0o7777);
+        self.create_entry(parent, name, node(req, mode, 0, None), "mkdir", reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -444,21 +442,9 @@ impl fuser::Filesystem for CirrusFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let Some((c, p)) = self.split(parent) else {
-            reply.error(Self::root_refusal("symlink"));
-            return;
-        };
-        let r = c.create_node(
-            p,
-            link_name.as_bytes(),
-            node(
-                req,
-                libc::S_IFLNK | 0o777,
-                0,
-                Some(target.as_os_str().as_bytes()),
-            ),
-        );
-        reply_entry(self, c.id, r, "symlink", reply);
+        let target = Some(target.as_os_str().as_bytes());
+        let n = node(req, libc::S_IFLNK | 0o777, 0, target);
+        self.create_entry(parent, link_name, n, "symlink", reply);
     }
 
     fn rename(
