@@ -200,7 +200,21 @@ impl SeenHeads {
                     ..probe
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Normal for a new account; for an old one it means rollback detection
+                // restarts from whatever the store serves now.
+                if path
+                    .parent()
+                    .is_some_and(|d| d.join("account.key").exists())
+                {
+                    log::warn!(
+                        "{} is missing: this device no longer remembers which heads it has \
+                         seen, so a rollback of the store right now would go unnoticed",
+                        path.display()
+                    );
+                }
+                Seen::default()
+            }
             Err(e) => return Err(io(&path)(e)),
         };
         Ok(SeenHeads {
