@@ -121,6 +121,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&account_key),
+        false,
     )?);
     let config = Config {
         version: 1,
@@ -176,6 +177,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&account_key),
+        true,
     )?);
     let mut acct = Unlocked {
         home,

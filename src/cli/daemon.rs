@@ -252,7 +252,7 @@ pub fn serve(
         FsOptions {
             ttl: Duration::from_secs_f64(args.attr_timeout),
             owner,
-            max_write: 1 << 20,
+            max_write: args.max_write_kib.clamp(4, 16 * 1024) * 1024,
             capabilities: capabilities(&args.fuse_caps),
         },
         Box::new(move || store.usage()),

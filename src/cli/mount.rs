@@ -42,6 +42,9 @@ pub struct MountArgs {
     /// being decrypted. 0 keeps the kernel default.
     #[arg(long, default_value_t = 4096)]
     pub readahead_kib: u32,
+    /// Largest write request the kernel may send, in KiB (for benchmarking).
+    #[arg(long, default_value_t = 1024, hide = true)]
+    pub max_write_kib: u32,
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

@@ -183,7 +183,9 @@ struct Seen {
 }
 
 impl SeenHeads {
-    pub fn load(path: PathBuf, key: SecretKey) -> Result<Self, HomeError> {
+    /// Loads the record. `expect_existing`: the account is not new, so a missing file is
+    /// worth a warning.
+    pub fn load(path: PathBuf, key: SecretKey, expect_existing: bool) -> Result<Self, HomeError> {
         let state = match fs::read(&path) {
             Ok(bytes) => {
                 let probe = SeenHeads {
@@ -203,10 +205,7 @@ impl SeenHeads {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Normal for a new account; for an old one it means rollback detection
                 // restarts from whatever the store serves now.
-                if path
-                    .parent()
-                    .is_some_and(|d| d.join("account.key").exists())
-                {
+                if expect_existing {
                     log::warn!(
                         "{} is missing: this device no longer remembers which heads it has \
                          seen, so a rollback of the store right now would go unnoticed",
