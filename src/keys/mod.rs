@@ -1,6 +1,8 @@
 //! Key material handling: passcode-based device keys (Argon2id), and wrapping keys under
 //! other keys with the sealing construction. No files, no network.
 
+pub mod recovery;
+
 use crate::crypto::{self, CryptoError, SecretKey, Suite};
 use crate::format::{Context, ObjKind};
 use zeroize::Zeroizing;
