@@ -2,6 +2,8 @@
 //! whose state lives in its own directory (modelling the server's disk): it holds the
 //! service key that wraps `standard` and `transit` category keys.
 
+pub mod totp;
+
 use crate::crypto::{self, SecretKey};
 use crate::format::Context;
 use crate::keys::{self, KeyError};
