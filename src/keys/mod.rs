@@ -1,6 +1,7 @@
 //! Key material handling: passcode-based device keys (Argon2id), and wrapping keys under
 //! other keys with the sealing construction. No files, no network.
 
+pub mod device;
 pub mod recovery;
 
 use crate::crypto::{self, CryptoError, SecretKey, Suite};
