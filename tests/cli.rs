@@ -126,3 +126,53 @@ fn categories_can_be_added_and_retired() {
     let e = fs::rename(d.notes().join("m.txt"), d.health().join("m.txt")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
 }
+
+#[test]
+fn gc_deletes_only_unreferenced_packs_and_only_while_unmounted() {
+    let mut d = Drive::mount();
+    let keep = pseudo_random(700_000, 1);
+    let f = d.notes().join("rewritten.bin");
+    fs::write(&f, pseudo_random(700_000, 2)).unwrap();
+    fs::File::open(&f).unwrap().sync_all().unwrap();
+    fs::write(&f, &keep).unwrap();
+    fs::File::open(&f).unwrap().sync_all().unwrap();
+    fs::write(d.health().join("stays.txt"), b"e2e data").unwrap();
+    // refused while mounted
+    let (ok, text) = out(d
+        .cirrus_cmd()
+        .args(["gc", "--passcode-file"])
+        .arg(&d.passcode_file));
+    assert!(!ok && text.contains("unmounted"), "{text}");
+    d.unmount();
+    let (ok, text) = out(d
+        .cirrus_cmd()
+        .args(["gc", "--dry-run", "--passcode-file"])
+        .arg(&d.passcode_file));
+    assert!(ok, "{text}");
+    let would: usize = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(would >= 1, "the rewritten data must leave garbage: {text}");
+    let (ok, text) = out(d
+        .cirrus_cmd()
+        .args(["gc", "--passcode-file"])
+        .arg(&d.passcode_file));
+    assert!(ok && text.contains(&format!("deleted {would} ")), "{text}");
+    let (ok, text) = out(d
+        .cirrus_cmd()
+        .args(["fsck", "--passcode-file"])
+        .arg(&d.passcode_file));
+    assert!(
+        ok && text.contains("no damage") && !text.contains("not referenced"),
+        "{text}"
+    );
+    d.mount_again();
+    assert_bytes_eq(
+        &fs::read(d.notes().join("rewritten.bin")).unwrap(),
+        &keep,
+        "after gc",
+    );
+    assert_eq!(fs::read(d.health().join("stays.txt")).unwrap(), b"e2e data");
+}

@@ -102,7 +102,7 @@ fn write_status(path: &Path, mp: &Path, cache: &ChunkCache, cats: &[Arc<Category
 }
 
 /// One daemon per home: two would race on the same heads and lose each other's commits.
-fn lock_home(home: &Home) -> Result<std::fs::File, String> {
+pub(crate) fn lock_home(home: &Home) -> Result<std::fs::File, String> {
     let run = home.run_dir();
     std::fs::create_dir_all(&run).map_err(|e| format!("cannot create {}: {e}", run.display()))?;
     let p = run.join("daemon.lock");

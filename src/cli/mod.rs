@@ -3,6 +3,7 @@
 
 mod daemon;
 mod fsck;
+mod gc;
 mod mount;
 mod passcode;
 mod status;
@@ -82,6 +83,15 @@ enum Cmd {
     Fsck {
         #[command(flatten)]
         pass: PasscodeArgs,
+    },
+    /// Delete pack objects no category references any more (rewritten or deleted data).
+    /// Runs only while the drive is not mounted, and refuses if any tree cannot be read.
+    Gc {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List, add or retire data categories (top-level folders).
     Category {
@@ -210,6 +220,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         ),
         Cmd::Status { pass } => status::run(home, &pass),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
+        Cmd::Gc { pass, dry_run } => gc::run(home, &pass, dry_run),
         Cmd::Category { cmd } => category(home, cmd),
     }
 }

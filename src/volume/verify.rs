@@ -28,6 +28,24 @@ pub struct Usage {
 }
 
 impl Category {
+    /// Every pack the current tree references (head, leaves, chunks, including chunks of
+    /// files unlinked while open). Fails if any part of the tree cannot be read: a garbage
+    /// collector must never decide from an incomplete picture.
+    pub fn referenced_packs(&self) -> Result<HashSet<[u8; 32]>, String> {
+        let errs = self.load_all();
+        if let Some(e) = errs.into_iter().next() {
+            return Err(e);
+        }
+        let s = self.lock();
+        let mut packs: HashSet<[u8; 32]> = s.head.leaves.values().map(|r| r.pack).collect();
+        for rec in s.records.values() {
+            if let Payload::File { chunks, .. } = &rec.payload {
+                packs.extend(chunks.iter().flatten().map(|r| r.pack));
+            }
+        }
+        Ok(packs)
+    }
+
     /// What the category's current tree occupies in the store.
     pub fn usage(&self) -> Usage {
         let _ = self.load_all();
