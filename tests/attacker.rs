@@ -74,6 +74,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         chunk_cache: 1 << 20,
                         dirty_limit: 1 << 20,
                         owner: (0, 0),
+                        dirty_total: Default::default(),
                     },
                 );
                 let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();

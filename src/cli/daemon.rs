@@ -223,6 +223,7 @@ pub fn serve(
         chunk_cache: cache_bytes,
         dirty_limit,
         owner,
+        dirty_total: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let mut cats: Vec<Arc<Category>> = Vec::new();

@@ -283,6 +283,7 @@ pub(crate) fn open_for_inspection(
             chunk_cache: 1 << 20,
             dirty_limit: 1 << 20,
             owner: (0, 0),
+            dirty_total: Default::default(),
         },
     )
 }

@@ -25,7 +25,7 @@ impl Category {
         keys.sort_unstable();
         for k in keys {
             if let Some(data) = s.dirty.remove(&k) {
-                s.dirty_bytes -= data.len();
+                self.sub_dirty(s, data.len());
                 self.seal_chunk(s, k.0, k.1, data)?;
             }
         }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::format::CHUNK_SIZE;
 use crate::format::record::{Payload, Time};
+use std::sync::atomic::Ordering;
 
 /// Largest file size accepted (EFBIG beyond): 16 TiB.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
@@ -58,7 +59,7 @@ impl Category {
         Ok(match Self::chunk_source(s, ino, idx) {
             Source::Dirty => {
                 let v = s.dirty.remove(&(ino, idx)).unwrap_or_default();
-                s.dirty_bytes -= v.len();
+                self.sub_dirty(s, v.len());
                 v
             }
             Source::Pending(p) => self.load_pending(s, ino, idx, p)?.as_ref().clone(),
@@ -221,7 +222,7 @@ impl Category {
             let mut chunk = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
                 // full overwrite: no need to read the old content
                 if let Some(v) = s.dirty.remove(&(ino, idx)) {
-                    s.dirty_bytes -= v.len();
+                    self.sub_dirty(&mut s, v.len());
                 }
                 Vec::with_capacity(CHUNK_SIZE as usize)
             } else {
@@ -236,7 +237,7 @@ impl Category {
                 }
                 chunk[in_chunk..in_chunk + take].copy_from_slice(src);
             }
-            s.dirty_bytes += chunk.len();
+            self.add_dirty(&mut s, chunk.len());
             s.dirty.insert((ino, idx), chunk);
             pos += take as u64;
         }
@@ -258,7 +259,9 @@ impl Category {
         }
         s.bytes = (s.bytes + new_size).saturating_sub(old_size);
         s.dirty_leaves.insert(Self::leaf_of(ino));
-        if s.dirty_bytes > self.opts.dirty_limit {
+        if s.dirty_bytes > self.opts.dirty_limit
+            || self.opts.dirty_total.load(Ordering::Relaxed) > self.opts.dirty_limit
+        {
             self.seal_dirty(&mut s)?;
         }
         Ok(data.len() as u32)
@@ -275,7 +278,7 @@ impl Category {
             let old_n = old_size.div_ceil(CHUNK_SIZE);
             for idx in keep..old_n {
                 if let Some(v) = s.dirty.remove(&(ino, idx)) {
-                    s.dirty_bytes -= v.len();
+                    self.sub_dirty(s, v.len());
                 }
                 s.pending.remove(&(ino, idx));
             }
@@ -288,7 +291,7 @@ impl Category {
                     chunk.truncate(tail);
                 }
                 if !was_hole {
-                    s.dirty_bytes += chunk.len();
+                    self.add_dirty(s, chunk.len());
                     s.dirty.insert((ino, idx), chunk);
                 }
             }

@@ -14,6 +14,7 @@ use crate::format::record::Record;
 use crate::format::table::{CategoryEntry, Class};
 use crate::store::{Etag, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
@@ -90,6 +91,10 @@ pub struct VolumeOptions {
     pub dirty_limit: usize,
     /// uid/gid that own a new category's root directory.
     pub owner: (u32, u32),
+    /// Unsealed bytes across all categories of the mount, shared: a category seals its own
+    /// dirty chunks once either its share or the total passes `dirty_limit`, so writing
+    /// many categories at once stays within the budget too.
+    pub dirty_total: Arc<AtomicUsize>,
 }
 
 /// One category's unlocked key and identity.
@@ -157,6 +162,16 @@ struct State {
 impl Category {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add_dirty(&self, s: &mut State, n: usize) {
+        s.dirty_bytes += n;
+        self.opts.dirty_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub_dirty(&self, s: &mut State, n: usize) {
+        s.dirty_bytes -= n;
+        self.opts.dirty_total.fetch_sub(n, Ordering::Relaxed);
     }
 
     fn ckey(&self, ino: u64, index: u64, tag: [u8; 32]) -> crate::cache::ChunkKey {

@@ -278,7 +278,7 @@ impl Category {
                 s.bytes = s.bytes.saturating_sub(*size);
                 for idx in 0..chunks.len() as u64 {
                     if let Some(v) = s.dirty.remove(&(ino, idx)) {
-                        s.dirty_bytes -= v.len();
+                        self.sub_dirty(s, v.len());
                     }
                     s.pending.remove(&(ino, idx));
                 }
