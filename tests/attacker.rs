@@ -71,7 +71,6 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                     Arc::new(ChunkCache::new(1 << 20)),
                     Arc::new(Forgetful),
                     VolumeOptions {
-                        chunk_cache: 1 << 20,
                         dirty_limit: 1 << 20,
                         owner: (0, 0),
                         dirty_total: Default::default(),

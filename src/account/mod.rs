@@ -320,27 +320,19 @@ impl Unlocked {
     /// Every category, retired ones too, with its unlocked key (garbage collection must
     /// keep what retired categories still reference).
     pub fn all_category_setups(&self) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
-        self.table
-            .entries
-            .iter()
-            .map(|e| {
-                let r = self
-                    .category_key(e)
-                    .map(|key| CategorySetup {
-                        entry: e.clone(),
-                        key,
-                        key_version: e.key_version,
-                    })
-                    .map_err(|err| err.to_string());
-                (e.clone(), r)
-            })
-            .collect()
+        self.setups(self.table.entries.iter())
     }
 
     /// Every active category with its unlocked key, or why it could not be unlocked.
     pub fn category_setups(&self) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
-        self.table
-            .active()
+        self.setups(self.table.active())
+    }
+
+    fn setups<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a CategoryEntry>,
+    ) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
+        entries
             .map(|e| {
                 let r = self
                     .category_key(e)

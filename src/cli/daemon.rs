@@ -220,7 +220,6 @@ pub fn serve(
     // SAFETY: getuid/getgid have no preconditions.
     let owner = unsafe { (libc::getuid(), libc::getgid()) };
     let vopts = VolumeOptions {
-        chunk_cache: cache_bytes,
         dirty_limit,
         owner,
         dirty_total: Arc::new(std::sync::atomic::AtomicUsize::new(0)),

@@ -280,7 +280,6 @@ pub(crate) fn open_for_inspection(
         cache.clone(),
         witness,
         crate::volume::VolumeOptions {
-            chunk_cache: 1 << 20,
             dirty_limit: 1 << 20,
             owner: (0, 0),
             dirty_total: Default::default(),

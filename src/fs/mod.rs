@@ -246,6 +246,14 @@ impl CirrusFs {
         reply_entry(self, c.id, c.create_node(p, name.as_bytes(), n), op, reply);
     }
 
+    /// fsync of anything in a category commits that category (the root has nothing to do).
+    fn commit_of(&self, ino: INodeNo, op: &str, reply: ReplyEmpty) {
+        match self.split(ino) {
+            Some((c, _)) => reply_empty(c.commit(), op, reply),
+            None => reply.ok(),
+        }
+    }
+
     /// Commits every category (unmount, shutdown).
     pub fn commit_all(&self) {
         for c in self.cats.values() {
@@ -547,7 +555,7 @@ impl fuser::Filesystem for CirrusFs {
         reply: ReplyWrite,
     ) {
         match self.split(ino) {
-            Some((c, i)) => match c.write_killing(
+            Some((c, i)) => match c.write(
                 i,
                 offset,
                 data,
@@ -598,10 +606,7 @@ impl fuser::Filesystem for CirrusFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.split(ino) {
-            Some((c, _)) => reply_empty(c.commit(), "fsync", reply),
-            None => reply.ok(),
-        }
+        self.commit_of(ino, "fsync", reply);
     }
 
     fn fsyncdir(
@@ -612,18 +617,15 @@ impl fuser::Filesystem for CirrusFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.split(ino) {
-            Some((c, _)) => reply_empty(c.commit(), "fsyncdir", reply),
-            None => reply.ok(),
-        }
+        self.commit_of(ino, "fsyncdir", reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // The listing itself is taken by the first readdir (offset 0), not here, so it is
-        // built once per pass.
+        // built once per pass; this only surfaces an unreadable directory early (EIO).
         if ino.0 != FS_ROOT
             && let Some((c, i)) = self.split(ino)
-            && let Err(e) = c.readdir(i).map(|_| ())
+            && let Err(e) = c.getattr(i).map(|_| ())
         {
             reply.error(errno(&e, "opendir"));
             return;

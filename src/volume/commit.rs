@@ -33,30 +33,35 @@ impl Category {
     }
 
     fn seal_chunk(&self, s: &mut State, ino: u64, idx: u64, data: Vec<u8>) -> VolResult<()> {
-        let ctx = Context::chunk(self.id, ino, idx);
-        if s.pack.is_empty() {
-            start_pack(&mut s.pack);
-        }
-        let offset =
-            crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), &data, &mut s.pack)
-                .map_err(|e| VolError::Integrity {
-                    what: "sealing".into(),
-                    why: e.to_string(),
-                })?;
-        let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
-        s.pending.insert(
-            (ino, idx),
-            Pending {
-                offset: offset as u32,
-                len: (s.pack.len() - offset) as u32,
-                tag,
-            },
-        );
+        let (offset, len, tag) =
+            self.seal_into_pack(s, Context::chunk(self.id, ino, idx), &data)?;
+        s.pending.insert((ino, idx), Pending { offset, len, tag });
         self.cache.insert(self.ckey(ino, idx, tag), Arc::new(data));
         if s.pack.len() >= PACK_TARGET {
             self.flush_pack(s)?;
         }
         Ok(())
+    }
+
+    /// Seals `plain` straight onto the end of the open pack; returns (offset, length, tag)
+    /// of the blob there. The caller records where it lives once the pack is flushed.
+    fn seal_into_pack(
+        &self,
+        s: &mut State,
+        ctx: Context,
+        plain: &[u8],
+    ) -> VolResult<(u32, u32, [u8; 32])> {
+        if s.pack.is_empty() {
+            start_pack(&mut s.pack);
+        }
+        let offset =
+            crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), plain, &mut s.pack)
+                .map_err(|e| VolError::Integrity {
+                    what: "sealing".into(),
+                    why: e.to_string(),
+                })?;
+        let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
+        Ok((offset as u32, (s.pack.len() - offset) as u32, tag))
     }
 
     /// Writes the open pack to the store and turns its pending chunks into stored refs.
@@ -99,29 +104,6 @@ impl Category {
         Ok(())
     }
 
-    /// Seals a small metadata blob into the pack and returns where it will live once the
-    /// pack is flushed (the caller flushes and fills in the pack id).
-    fn seal_meta(
-        &self,
-        s: &mut State,
-        ctx: Context,
-        plain: &[u8],
-    ) -> VolResult<(u32, u32, [u8; 32])> {
-        let sealed = crypto::seal(&self.key, self.suite, &ctx.to_bytes(), plain).map_err(|e| {
-            VolError::Integrity {
-                what: "sealing".into(),
-                why: e.to_string(),
-            }
-        })?;
-        let tag = crypto::peek_tag(&sealed).unwrap_or_default();
-        if s.pack.is_empty() {
-            start_pack(&mut s.pack);
-        }
-        let offset = s.pack.len() as u32;
-        s.pack.extend_from_slice(&sealed);
-        Ok((offset, sealed.len() as u32, tag))
-    }
-
     /// Whether anything awaits a commit.
     pub fn is_dirty(&self) -> bool {
         let s = self.lock();
@@ -161,7 +143,8 @@ impl Category {
                 continue;
             }
             let plain = encode_leaf(&recs);
-            let loc = self.seal_meta(s, Context::new(ObjKind::Leaf, self.id, 0, *leaf), &plain)?;
+            let loc =
+                self.seal_into_pack(s, Context::new(ObjKind::Leaf, self.id, 0, *leaf), &plain)?;
             sealed_leaves.push((*leaf, Some(loc)));
         }
         let meta_pack_id = if s.pack.is_empty() {

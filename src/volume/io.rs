@@ -189,20 +189,10 @@ impl Category {
         }
     }
 
-    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> VolResult<u32> {
-        self.write_killing(ino, offset, data, false)
-    }
-
-    /// [`Category::write`]; with `kill_suidgid` (the kernel says the writer lacks
+    /// Writes file content; with `kill_suidgid` (the kernel says the writer lacks
     /// CAP_FSETID) the set-user-ID bit and an executable set-group-ID bit are cleared, as
     /// a local filesystem does on write.
-    pub fn write_killing(
-        &self,
-        ino: u64,
-        offset: u64,
-        data: &[u8],
-        kill_suidgid: bool,
-    ) -> VolResult<u32> {
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> VolResult<u32> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         let old_size = Self::file_size(&s, ino)?;

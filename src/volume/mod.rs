@@ -85,8 +85,6 @@ pub trait HeadWitness: Send + Sync {
 /// Tuning knobs for a mounted volume.
 #[derive(Debug, Clone)]
 pub struct VolumeOptions {
-    /// Bytes of decrypted, clean chunks kept in RAM.
-    pub chunk_cache: usize,
     /// Bytes of written-but-unsealed chunk data per category before it is sealed into a pack.
     pub dirty_limit: usize,
     /// uid/gid that own a new category's root directory.
