@@ -98,6 +98,14 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self) -> Result<i64, FormatError> {
         Ok(i64::from_le_bytes(self.arr()?))
     }
+    /// A format version this build can read (1 ..= FORMAT_VERSION).
+    pub fn version(&mut self) -> Result<u16, FormatError> {
+        let v = self.u16()?;
+        if v == 0 || v > super::FORMAT_VERSION {
+            return Err(FormatError::Version(v));
+        }
+        Ok(v)
+    }
     pub fn hash(&mut self) -> Result<[u8; 32], FormatError> {
         self.arr()
     }

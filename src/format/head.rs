@@ -40,10 +40,7 @@ impl Head {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
-        let v = r.u16()?;
-        if v == 0 || v > super::FORMAT_VERSION {
-            return Err(FormatError::Version(v));
-        }
+        r.version()?;
         let category = r.u32()?;
         let counter = r.u64()?;
         let prev = r.hash()?;

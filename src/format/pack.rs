@@ -48,9 +48,6 @@ pub fn check_header(bytes: &[u8]) -> Result<u16, FormatError> {
     if r.take(4)? != PACK_MAGIC {
         return Err(FormatError::Invalid("not a pack (bad magic)"));
     }
-    let v = r.u16()?;
-    if v == 0 || v > super::FORMAT_VERSION {
-        return Err(FormatError::Version(v));
-    }
+    let v = r.version()?;
     Ok(v)
 }

@@ -75,10 +75,7 @@ impl CategoryTable {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
-        let v = r.u16()?;
-        if v == 0 || v > super::FORMAT_VERSION {
-            return Err(FormatError::Version(v));
-        }
+        r.version()?;
         let counter = r.u64()?;
         let next_id = r.u32()?;
         let n = r.count(14)?;
