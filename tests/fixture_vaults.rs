@@ -113,6 +113,51 @@ fn format_v1_fixture_reads_back_exactly() {
         fs::read(notes.join("new.txt")).unwrap(),
         b"written by a newer build"
     );
+    // The first unlock upgraded the account: a signed manifest replaced the MAC'd table,
+    // and every head is now signed (layout "CRH2").
+    let store = m.home.join("store");
+    assert!(store.join("account/manifest").exists());
+    assert!(!store.join("account/categories").exists());
+    assert!(m.home.join("device/identity").exists());
+    let mut heads = 0;
+    for h in fs::read_dir(store.join("heads")).unwrap() {
+        let b = fs::read(h.unwrap().path()).unwrap();
+        assert_eq!(&b[..4], b"CRH2", "an unsigned head survived the upgrade");
+        heads += 1;
+    }
+    assert!(heads >= 3);
+}
+
+#[test]
+fn upgraded_fixture_mounts_again_and_refuses_a_downgraded_head() {
+    let m = mount_fixture("v1");
+    let out = Command::new(cirrus_bin())
+        .arg("umount")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Put the fixture's original, unsigned Notes head back: a server downgrading the
+    // format to bypass signatures.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/store/heads");
+    let notes_head = fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap() == "00000005")
+        .expect("Notes head in the fixture");
+    fs::copy(&notes_head, m.home.join("store/heads/00000005")).unwrap();
+    let out = Command::new(cirrus_bin())
+        .arg("--home")
+        .arg(&m.home)
+        .arg("fsck")
+        .arg("--passcode-file")
+        .arg(m.home.join("PASSCODE"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("unsigned head"), "{text}");
 }
 
 #[test]

@@ -1,16 +1,26 @@
 //! An account on this device: creating it (`init`), unlocking it with the passcode, and
 //! reading or changing its category table and category keys in the store.
 
-use crate::crypto::{self, SecretKey, Suite};
+mod local;
+pub mod manifest;
+mod migrate;
+
+use crate::crypto::{self, SecretKey};
+use crate::format::manifest::{
+    DeviceEntry, DeviceState, FLAG_SECOND_FACTOR, Manifest, SignedManifest,
+};
 use crate::format::table::{CategoryEntry, CategoryTable, Class, DEFAULT_CATEGORIES};
 use crate::format::{Context, ObjKind, names};
 use crate::home::{Config, Home, HomeError, SeenHeads};
+use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::keys::{self, KdfParams, KeyError, Passcode};
-use crate::server::{EmbeddedKeyService, ServiceError};
+use crate::server::{EmbeddedKeyService, ServiceError, ServiceKeys};
 use crate::store::{self, Store, StoreError};
 use crate::volume::CategorySetup;
+use local::Keyring;
+use manifest::key_commitment;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -34,6 +44,15 @@ pub enum AccountError {
     BadCategoryName(String, &'static str),
     #[error("randomness: {0}")]
     Random(#[from] crypto::CryptoError),
+    #[error("account manifest: {0}")]
+    BadManifest(String),
+    #[error("this device was removed from the account; it can no longer read new data")]
+    DeviceRemoved,
+    #[error(
+        "this needs the key service, which this device cannot reach now \
+         (log in with `cirrus account login`)"
+    )]
+    NoKeyService,
 }
 
 pub struct InitOptions {
@@ -47,10 +66,19 @@ pub struct Unlocked {
     pub home: Home,
     pub config: Config,
     pub store: Arc<dyn Store>,
+    device_key: SecretKey,
     account_key: SecretKey,
-    service: EmbeddedKeyService,
+    account_key_version: u32,
+    identity: Arc<DeviceIdentity>,
+    /// None when this device cannot reach its key service right now (standard keys then
+    /// come from the keyring only).
+    service: Option<Box<dyn ServiceKeys>>,
+    keyring: Mutex<Keyring>,
     pub seen: Arc<SeenHeads>,
-    pub table: CategoryTable,
+    manifest: Manifest,
+    manifest_etag: Option<crate::store::Etag>,
+    /// Ed25519 keys allowed to sign heads, shared with the volumes' head signer.
+    signers: Arc<RwLock<Vec<[u8; 32]>>>,
 }
 
 /// The store URL recorded in the config. The default is `embedded`: the local store
@@ -63,6 +91,28 @@ fn open_store(home: &Home, url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else {
         store::open_url(url)
     }
+}
+
+fn device_key_of(
+    home: &Home,
+    config: &Config,
+    passcode: &Passcode,
+) -> Result<SecretKey, AccountError> {
+    let device_secret = home.read_secret_file(&home.device_secret_path())?;
+    let salt = hex::decode(&config.kdf_salt).map_err(|_| HomeError::BadConfig {
+        path: home.config_path(),
+        why: "kdf_salt is not hex".into(),
+    })?;
+    Ok(keys::device_key(
+        passcode,
+        &salt,
+        config.kdf,
+        &device_secret,
+    )?)
+}
+
+fn grant_ctx(version: u32) -> Context {
+    Context::new(ObjKind::AccountKeyGrant, 0, 0, version as u64)
 }
 
 /// Creates a new account in `home` with the default category table. On failure nothing
@@ -100,10 +150,12 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
     } else {
         store::open_url(&url)?
     };
-    match store.get(names::CATEGORY_TABLE) {
-        Ok(_) => return Err(AccountError::StoreInUse(url)),
-        Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+    for name in [names::MANIFEST, names::CATEGORY_TABLE] {
+        match store.get(name) {
+            Ok(_) => return Err(AccountError::StoreInUse(url)),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let device_secret = crypto::random_key()?;
     home.write_secret_file(&home.device_secret_path(), &device_secret)?;
@@ -111,42 +163,70 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
     crypto::random_bytes(&mut salt)?;
     let device_key = keys::device_key(passcode, &salt, opts.kdf, &device_secret)?;
     let account_key = crypto::random_key()?;
-    let wrapped = keys::wrap(
-        &device_key,
-        Context::new(ObjKind::AccountKey, 0, 0, 0),
-        &account_key,
-    )?;
-    crate::home::write_atomic(&home.account_key_path(), &wrapped)?;
+    local::save_account_key(home, &device_key, 1, &account_key)?;
+    let identity = Arc::new(DeviceIdentity::generate()?);
+    local::save_identity(home, &device_key, &identity)?;
     let service = EmbeddedKeyService::create(&home.keyservice_dir())?;
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
-        keys::device_state_key(&account_key),
+        keys::device_state_key(&device_key),
+        None,
         false,
     )?);
+    let mut account_id = [0u8; 16];
+    crypto::random_bytes(&mut account_id)?;
     let config = Config {
         version: 1,
         store: url,
-        device_name: opts.device_name,
+        device_name: opts.device_name.clone(),
         kdf_salt: hex::encode(salt),
         kdf: opts.kdf,
+        account_id: Some(hex::encode(account_id)),
+        server: None,
     };
+    let me = identity.public();
     let mut acct = Unlocked {
         home: Home::new(home.root.clone()),
         config,
         store,
+        device_key,
         account_key,
-        service,
+        account_key_version: 1,
+        identity,
+        service: Some(Box::new(service)),
+        keyring: Mutex::new(Keyring::default()),
         seen,
-        table: CategoryTable {
+        manifest: Manifest {
+            account_id,
             counter: 0,
-            next_id: 1,
-            entries: Vec::new(),
+            account_key_version: 1,
+            // With the embedded key service this single device is the second factor.
+            flags: FLAG_SECOND_FACTOR,
+            devices: vec![DeviceEntry {
+                name: opts.device_name,
+                sign: me.sign,
+                kx: me.kx,
+                state: DeviceState::Active,
+            }],
+            recovery: Vec::new(),
+            key_commitments: Vec::new(),
+            table: CategoryTable {
+                counter: 0,
+                next_id: 1,
+                entries: Vec::new(),
+            },
         },
+        manifest_etag: None,
+        signers: Arc::new(RwLock::new(Vec::new())),
     };
+    let mut next = acct.manifest.clone();
+    next.set_commitment(0, 1, key_commitment(&acct.account_key));
     for (name, class) in DEFAULT_CATEGORIES {
-        acct.add_entry(name, *class)?;
+        acct.add_entry(&mut next, name, *class)?;
     }
-    acct.publish_table()?;
+    acct.publish_manifest(next)?;
+    acct.grant_account_key(&me)?;
+    acct.save_keyring()?;
     // The config goes last: its presence is what marks the account as complete.
     home.save_config(&acct.config)?;
     Ok(())
@@ -155,44 +235,68 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
 /// Unlocks the account in `home` with the passcode.
 pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
     let config = home.load_config()?;
-    let device_secret = home.read_secret_file(&home.device_secret_path())?;
-    let salt = hex::decode(&config.kdf_salt).map_err(|_| HomeError::BadConfig {
-        path: home.config_path(),
-        why: "kdf_salt is not hex".into(),
-    })?;
-    let device_key = keys::device_key(passcode, &salt, config.kdf, &device_secret)?;
-    let wrapped = std::fs::read(home.account_key_path()).map_err(|source| HomeError::Io {
-        path: home.account_key_path(),
-        source,
-    })?;
-    let account_key = keys::unwrap(
-        &device_key,
-        Context::new(ObjKind::AccountKey, 0, 0, 0),
-        &wrapped,
-        "account key",
-    )
-    .map_err(|_| KeyError::WrongPasscode)?;
-    let service = EmbeddedKeyService::open(&home.keyservice_dir())?;
+    let device_key = device_key_of(&home, &config, passcode)?;
+    let (account_key_version, account_key) = local::load_account_key(&home, &device_key)?;
+    let service: Option<Box<dyn ServiceKeys>> = match &config.server {
+        None => Some(Box::new(EmbeddedKeyService::open(&home.keyservice_dir())?)),
+        Some(_) => None,
+    };
     let store = open_store(&home, &config.store)?;
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
-        keys::device_state_key(&account_key),
+        keys::device_state_key(&device_key),
+        Some(keys::legacy_device_state_key(&account_key)),
         true,
     )?);
+    let keyring = Keyring::load(&home, &device_key)?;
+    let identity = match local::load_identity(&home, &device_key)? {
+        Some(i) => i,
+        None if config.account_id.is_none() => {
+            let i = DeviceIdentity::generate()?;
+            local::save_identity(&home, &device_key, &i)?;
+            i
+        }
+        None => {
+            return Err(HomeError::Damaged {
+                path: home.identity_path(),
+                why: "missing".into(),
+            }
+            .into());
+        }
+    };
     let mut acct = Unlocked {
         home,
         config,
         store,
+        device_key,
         account_key,
+        account_key_version,
+        identity: Arc::new(identity),
         service,
+        keyring: Mutex::new(keyring),
         seen,
-        table: CategoryTable {
+        manifest: Manifest {
+            account_id: [0; 16],
             counter: 0,
-            next_id: 1,
-            entries: Vec::new(),
+            account_key_version: 0,
+            flags: 0,
+            devices: Vec::new(),
+            recovery: Vec::new(),
+            key_commitments: Vec::new(),
+            table: CategoryTable {
+                counter: 0,
+                next_id: 1,
+                entries: Vec::new(),
+            },
         },
+        manifest_etag: None,
+        signers: Arc::new(RwLock::new(Vec::new())),
     };
-    acct.table = acct.load_table()?;
+    if acct.config.account_id.is_none() {
+        migrate::run(&mut acct)?;
+    } else {
+        acct.refresh_manifest()?;
+    }
     Ok(acct)
 }
 
@@ -208,65 +312,122 @@ fn validate_category_name(name: &str) -> Result<(), AccountError> {
 }
 
 impl Unlocked {
-    fn table_ctx() -> Context {
-        Context::new(ObjKind::CategoryTable, 0, 0, 0)
+    pub fn table(&self) -> &CategoryTable {
+        &self.manifest.table
     }
 
-    fn load_table(&self) -> Result<CategoryTable, AccountError> {
-        let obj = self.store.get(names::CATEGORY_TABLE)?;
-        let plain = crypto::open(
-            &keys::table_key(&self.account_key),
-            Suite::MacOnly,
-            &Self::table_ctx().to_bytes(),
-            &obj,
-        )
-        .map_err(|e| AccountError::BadTable(format!("authentication failed: {e}")))?;
-        let t = CategoryTable::decode(&plain).map_err(|e| AccountError::BadTable(e.to_string()))?;
-        let seen = self.seen.table_seen();
-        if t.counter < seen {
-            return Err(AccountError::BadTable(format!(
-                "rollback: the store serves table #{} but this device has seen #{seen}",
-                t.counter
-            )));
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Loads the manifest this device trusts and follows the signed chain to the newest
+    /// one in the store; picks up a new account key if one was granted to this device.
+    fn refresh_manifest(&mut self) -> Result<(), AccountError> {
+        let path = self.home.manifest_path();
+        let local = std::fs::read(&path).map_err(|source| HomeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let sm = SignedManifest::decode(&local).map_err(|e| HomeError::Damaged {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let trusted = Manifest::decode(&sm.body).map_err(|e| HomeError::Damaged {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let hash = crypto::hash(&sm.body);
+        let (seen_counter, seen_hash) = self.seen.manifest_seen();
+        if seen_hash != [0; 32] && (seen_counter != trusted.counter || seen_hash != hash) {
+            return Err(HomeError::Damaged {
+                path,
+                why: "does not match the manifest this device recorded as seen".into(),
+            }
+            .into());
         }
-        self.seen
-            .record_table(t.counter)
-            .map_err(AccountError::BadTable)?;
-        Ok(t)
-    }
-
-    fn publish_table(&mut self) -> Result<(), AccountError> {
-        self.table.counter += 1;
-        let sealed = crypto::seal(
-            &keys::table_key(&self.account_key),
-            Suite::MacOnly,
-            &Self::table_ctx().to_bytes(),
-            &self.table.encode(),
-        )?;
-        self.store.put(names::CATEGORY_TABLE, &sealed)?;
-        self.seen
-            .record_table(self.table.counter)
-            .map_err(AccountError::BadTable)?;
+        if self.config.account_id.as_deref() != Some(&hex::encode(trusted.account_id)) {
+            return Err(AccountError::BadManifest(
+                "the trusted manifest belongs to another account".into(),
+            ));
+        }
+        let (newest, nhash, etag) = manifest::fetch_chain(&*self.store, &trusted, &hash)?;
+        let changed = newest.counter != trusted.counter;
+        if let Ok(mut s) = self.signers.write() {
+            *s = manifest::signers_of(&trusted);
+        }
+        self.manifest = trusted;
+        if changed {
+            let obj = self.store.get(names::MANIFEST)?;
+            self.accept_manifest(newest, nhash, &obj, Some(etag))?;
+        } else {
+            self.accept_manifest(newest, nhash, &local, Some(etag))?;
+        }
+        let me = self.identity.public().sign;
+        if !self.manifest.active_devices().any(|d| d.sign == me) {
+            return Err(AccountError::DeviceRemoved);
+        }
+        if self.manifest.account_key_version != self.account_key_version {
+            self.take_account_key_grant()?;
+        }
         Ok(())
     }
 
-    fn add_entry(&mut self, name: &str, class: Class) -> Result<(), AccountError> {
+    /// Opens the account key version the manifest names from its grant to this device.
+    fn take_account_key_grant(&mut self) -> Result<(), AccountError> {
+        let v = self.manifest.account_key_version;
+        let me = self.identity.public();
+        let obj = self.store.get(&names::account_key_grant(v, &me.sign))?;
+        let key = self.identity.open_sealed(grant_ctx(v), &obj).map_err(|_| {
+            KeyError::BadWrappedKey(format!("account key v{v} granted to this device"))
+        })?;
+        if self.manifest.commitment(0, v) != Some(key_commitment(&key)) {
+            return Err(KeyError::BadWrappedKey(format!(
+                "account key v{v}: it is not the key the signed manifest commits to"
+            ))
+            .into());
+        }
+        local::save_account_key(&self.home, &self.device_key, v, &key)?;
+        self.account_key = key;
+        self.account_key_version = v;
+        Ok(())
+    }
+
+    /// Seals the current account key to a device's X25519 key, in the store.
+    pub(crate) fn grant_account_key(&self, to: &DevicePublic) -> Result<(), AccountError> {
+        let v = self.account_key_version;
+        let sealed = device::seal_to(to, grant_ctx(v), &self.account_key)
+            .map_err(|e| KeyError::BadWrappedKey(format!("granting the account key: {e}")))?;
+        self.store
+            .put(&names::account_key_grant(v, &to.sign), &sealed)?;
+        Ok(())
+    }
+
+    fn save_keyring(&self) -> Result<(), AccountError> {
+        let k = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+        k.save(&self.home, &self.device_key)
+    }
+
+    /// Creates a category's key (version 1) and its key object, and adds it to `next`.
+    fn add_entry(
+        &mut self,
+        next: &mut Manifest,
+        name: &str,
+        class: Class,
+    ) -> Result<(), AccountError> {
         validate_category_name(name)?;
-        if self.table.find(name).is_some() {
+        if next.table.find(name).is_some() {
             return Err(AccountError::CategoryExists(name.to_string()));
         }
-        let id = self.table.next_id;
+        let id = next.table.next_id;
         let key = crypto::random_key()?;
-        let ctx = keys::category_key_context(id, 1);
-        let wrapped = match class {
-            Class::E2e => keys::wrap(&self.account_key, ctx, &key)?,
-            Class::Standard | Class::Transit => self.service.wrap(ctx, &key)?,
-        };
-        let mut obj = vec![class as u8];
-        obj.extend_from_slice(&wrapped);
-        self.store.put(&names::category_key(id, 1), &obj)?;
-        self.table.next_id += 1;
-        self.table.entries.push(CategoryEntry {
+        self.store_category_key(id, 1, class, &key)?;
+        next.set_commitment(id, 1, key_commitment(&key));
+        self.keyring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, 1, key);
+        next.table.next_id += 1;
+        next.table.entries.push(CategoryEntry {
             id,
             name: name.to_string(),
             class,
@@ -276,31 +437,77 @@ impl Unlocked {
         Ok(())
     }
 
+    /// Writes `keys/<id>/<version>`: class byte, then the key wrapped under the account
+    /// key (e2e) or by the key service (standard, transit).
+    pub(crate) fn store_category_key(
+        &self,
+        id: u32,
+        version: u32,
+        class: Class,
+        key: &SecretKey,
+    ) -> Result<(), AccountError> {
+        let ctx = keys::category_key_context(id, version);
+        let wrapped = match class {
+            Class::E2e => keys::wrap(&self.account_key, ctx, key)?,
+            Class::Standard | Class::Transit => self.service()?.wrap(ctx, key)?,
+        };
+        let mut obj = vec![class as u8];
+        obj.extend_from_slice(&wrapped);
+        self.store.put(&names::category_key(id, version), &obj)?;
+        Ok(())
+    }
+
+    fn service(&self) -> Result<&dyn ServiceKeys, AccountError> {
+        self.service.as_deref().ok_or(AccountError::NoKeyService)
+    }
+
     pub fn add_category(&mut self, name: &str, class: Class) -> Result<(), AccountError> {
-        self.add_entry(name, class)?;
-        self.publish_table()
+        let mut next = self.manifest.clone();
+        self.add_entry(&mut next, name, class)?;
+        self.publish_manifest(next)?;
+        self.save_keyring()
     }
 
     /// Retires a category: it disappears from the drive; its objects stay in the store.
     pub fn remove_category(&mut self, name: &str) -> Result<(), AccountError> {
         let id = self
-            .table
+            .table()
             .find(name)
             .ok_or_else(|| AccountError::UnknownCategory(name.to_string()))?
             .id;
-        for e in &mut self.table.entries {
+        let mut next = self.manifest.clone();
+        for e in &mut next.table.entries {
             if e.id == id {
                 e.retired = true;
             }
         }
-        self.publish_table()
+        self.publish_manifest(next)
     }
 
-    /// Unwraps the key of one category: e2e keys with the account key (device-held),
-    /// others through the key service.
+    /// The key of one category: from this device's keyring, else unwrapped (e2e keys
+    /// with the account key, others through the key service) and checked against the
+    /// commitment in the signed manifest.
     pub fn category_key(&self, e: &CategoryEntry) -> Result<SecretKey, AccountError> {
-        let obj = self.store.get(&names::category_key(e.id, e.key_version))?;
-        let what = format!("category {}", e.name);
+        self.category_key_version(e, e.key_version)
+    }
+
+    pub fn category_key_version(
+        &self,
+        e: &CategoryEntry,
+        version: u32,
+    ) -> Result<SecretKey, AccountError> {
+        let what = format!("category {} key v{version}", e.name);
+        let commitment = self.manifest.commitment(e.id, version);
+        if let Some(k) = self
+            .keyring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(e.id, version)
+            && commitment == Some(key_commitment(k))
+        {
+            return Ok(k.duplicate());
+        }
+        let obj = self.store.get(&names::category_key(e.id, version))?;
         let (class, wrapped) = obj
             .split_first()
             .ok_or_else(|| KeyError::BadWrappedKey(what.clone()))?;
@@ -310,22 +517,36 @@ impl Unlocked {
             ))
             .into());
         }
-        let ctx = keys::category_key_context(e.id, e.key_version);
-        Ok(match e.class {
+        let ctx = keys::category_key_context(e.id, version);
+        let key = match e.class {
             Class::E2e => keys::unwrap(&self.account_key, ctx, wrapped, &what)?,
-            Class::Standard | Class::Transit => self.service.unwrap(ctx, wrapped, &what)?,
-        })
+            Class::Standard | Class::Transit => self.service()?.unwrap(ctx, wrapped, &what)?,
+        };
+        if commitment != Some(key_commitment(&key)) {
+            return Err(KeyError::BadWrappedKey(format!(
+                "{what}: it is not the key the signed manifest commits to (substituted?)"
+            ))
+            .into());
+        }
+        self.keyring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.id, version, key.duplicate());
+        if let Err(err) = self.save_keyring() {
+            log::warn!("cannot save the keyring: {err}");
+        }
+        Ok(key)
     }
 
     /// Every category, retired ones too, with its unlocked key (garbage collection must
     /// keep what retired categories still reference).
     pub fn all_category_setups(&self) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
-        self.setups(self.table.entries.iter())
+        self.setups(self.manifest.table.entries.iter())
     }
 
     /// Every active category with its unlocked key, or why it could not be unlocked.
     pub fn category_setups(&self) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
-        self.setups(self.table.active())
+        self.setups(self.manifest.table.active())
     }
 
     fn setups<'a>(
@@ -334,6 +555,13 @@ impl Unlocked {
     ) -> Vec<(CategoryEntry, Result<CategorySetup, String>)> {
         entries
             .map(|e| {
+                if e.class == Class::E2e && !self.manifest.has(FLAG_SECOND_FACTOR) {
+                    return (
+                        e.clone(),
+                        Err("end-to-end categories need two-factor authentication on the                              account: run `cirrus account totp enroll` (the rest of the drive                              works without it)"
+                            .to_string()),
+                    );
+                }
                 let r = self
                     .category_key(e)
                     .map(|key| CategorySetup {

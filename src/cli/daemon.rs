@@ -223,6 +223,7 @@ pub fn serve(
         dirty_limit,
         owner,
         dirty_total: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        heads: acct.head_signer(),
     };
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let mut cats: Vec<Arc<Category>> = Vec::new();

@@ -241,7 +241,7 @@ fn category(home: Home, cmd: CategoryCmd) -> CliResult {
         CategoryCmd::List { pass } => {
             let acct = unlock(home, &pass)?;
             println!("{:<24} {:<9} id", "category", "class");
-            for e in acct.table.active() {
+            for e in acct.table().active() {
                 println!("{:<24} {:<9} {}", e.name, e.class.name(), e.id);
             }
             Ok(0)
@@ -283,6 +283,7 @@ pub(crate) fn open_for_inspection(
             dirty_limit: 1 << 20,
             owner: (0, 0),
             dirty_total: Default::default(),
+            heads: acct.head_signer(),
         },
     )
 }

@@ -122,6 +122,9 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
     pub fn end(&self) -> Result<(), FormatError> {
         if self.pos == self.buf.len() {
             Ok(())

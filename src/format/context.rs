@@ -12,6 +12,12 @@ pub enum ObjKind {
     CategoryTable = 5,
     AccountKey = 6,
     DeviceState = 7,
+    /// A device's own key pairs, sealed under its device key.
+    DeviceIdentity = 8,
+    /// The device's keyring of category keys.
+    Keyring = 9,
+    /// The account key sealed to a device or a recovery method (index = key version).
+    AccountKeyGrant = 10,
 }
 
 /// The sealing context: format version, object kind, category, inode and index. Fields that

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod context;
 pub mod head;
+pub mod manifest;
 pub mod names;
 pub mod pack;
 pub mod record;

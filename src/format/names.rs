@@ -13,7 +13,31 @@ pub fn category_key(category: u32, version: u32) -> String {
     format!("keys/{category:08x}/{version:08x}")
 }
 
+/// The MAC'd category table of accounts made before manifests (read once, to migrate).
 pub const CATEGORY_TABLE: &str = "account/categories";
+
+/// The newest signed account manifest (replaced with compare-and-swap).
+pub const MANIFEST: &str = "account/manifest";
+
+/// Every manifest ever published, so a device can verify the chain of signers from the
+/// one it trusts to the newest.
+pub fn manifest_version(counter: u64) -> String {
+    format!("account/manifests/{counter:016x}")
+}
+
+/// The account key of `version` sealed to one device or recovery method (by the first
+/// 16 bytes of its Ed25519 public key, in hex).
+pub fn account_key_grant(version: u32, holder: &[u8; 32]) -> String {
+    format!(
+        "account/grants/{version:08x}/{}",
+        hex::encode(&holder[..16])
+    )
+}
+
+/// A device asking to join: its name and public keys, until approved.
+pub fn join_request(holder: &[u8; 32]) -> String {
+    format!("account/requests/{}", hex::encode(&holder[..16]))
+}
 
 /// Parses a pack object name back into its id.
 pub fn parse_pack(name: &str) -> Option<[u8; 32]> {

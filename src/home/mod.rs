@@ -48,6 +48,22 @@ pub struct Config {
     /// Hex salt of the passcode KDF.
     pub kdf_salt: String,
     pub kdf: KdfParams,
+    /// Hex of the account id in the manifest (absent in homes made before manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The key service this account uses; absent: the embedded one in HOME/keyservice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
+}
+
+/// Where the account's key service is and the certificate fingerprint pinned at `init`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub url: String,
+    /// `SHA256:<hex>` of the server's certificate, like an SSH host key.
+    pub fingerprint: String,
+    pub account: String,
 }
 
 pub struct Home {
@@ -163,6 +179,19 @@ impl Home {
     pub fn account_key_path(&self) -> PathBuf {
         self.device_dir().join("account.key")
     }
+    /// This device's key pairs, sealed under the device key.
+    pub fn identity_path(&self) -> PathBuf {
+        self.device_dir().join("identity")
+    }
+    /// Category keys this device may use, sealed under the device key (mounts need no
+    /// key-service round trip and work offline).
+    pub fn keyring_path(&self) -> PathBuf {
+        self.device_dir().join("keyring")
+    }
+    /// The last account manifest this device accepted (its hash is in `seen`).
+    pub fn manifest_path(&self) -> PathBuf {
+        self.device_dir().join("manifest")
+    }
     pub fn seen_path(&self) -> PathBuf {
         self.device_dir().join("seen")
     }
@@ -178,29 +207,58 @@ pub struct SeenHeads {
 
 #[derive(Default, Clone)]
 struct Seen {
+    /// Counter of the highest category table / account manifest seen.
     table: u64,
     heads: BTreeMap<u32, (u64, [u8; 32])>,
+    /// BLAKE3 of the manifest body accepted at `table`; zero until the account has a
+    /// manifest. Once set, an account without a manifest is a downgrade.
+    manifest: [u8; 32],
 }
 
 impl SeenHeads {
     /// Loads the record. `expect_existing`: the account is not new, so a missing file is
     /// worth a warning.
-    pub fn load(path: PathBuf, key: SecretKey, expect_existing: bool) -> Result<Self, HomeError> {
-        let state = match fs::read(&path) {
+    /// Loads the record. `expect_existing`: the account is not new, so a missing file is
+    /// worth a warning. `legacy`: the key older homes sealed it with; a record sealed
+    /// under it is read and re-sealed under `key`.
+    pub fn load(
+        path: PathBuf,
+        key: SecretKey,
+        legacy: Option<SecretKey>,
+        expect_existing: bool,
+    ) -> Result<Self, HomeError> {
+        let mut this = SeenHeads {
+            path: path.clone(),
+            key,
+            state: Mutex::new(Seen::default()),
+        };
+        match fs::read(&path) {
             Ok(bytes) => {
-                let probe = SeenHeads {
-                    path: path.clone(),
-                    key,
-                    state: Mutex::new(Seen::default()),
+                let seen = match this.open_file(&bytes) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let Some(old) = legacy else {
+                            return Err(HomeError::Damaged { path, why });
+                        };
+                        let probe = SeenHeads {
+                            path: path.clone(),
+                            key: old,
+                            state: Mutex::new(Seen::default()),
+                        };
+                        let mut s = probe
+                            .open_file(&bytes)
+                            .map_err(|why| HomeError::Damaged { path, why })?;
+                        // Re-seal under the new key; the merge in save() must not try
+                        // (and fail) to read the old file, so remove it first.
+                        let _ = fs::remove_file(&this.path);
+                        this.save(&mut s).map_err(|why| HomeError::Damaged {
+                            path: this.path.clone(),
+                            why,
+                        })?;
+                        s
+                    }
                 };
-                let seen = probe.open_file(&bytes).map_err(|why| HomeError::Damaged {
-                    path: path.clone(),
-                    why,
-                })?;
-                return Ok(SeenHeads {
-                    state: Mutex::new(seen),
-                    ..probe
-                });
+                this.state = Mutex::new(seen);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Normal for a new account; for an old one it means rollback detection
@@ -212,15 +270,10 @@ impl SeenHeads {
                         path.display()
                     );
                 }
-                Seen::default()
             }
             Err(e) => return Err(io(&path)(e)),
-        };
-        Ok(SeenHeads {
-            path,
-            key,
-            state: Mutex::new(state),
-        })
+        }
+        Ok(this)
     }
 
     fn decode(b: &[u8]) -> Result<Seen, String> {
@@ -235,7 +288,17 @@ impl SeenHeads {
             let h = r.hash().map_err(f)?;
             heads.insert(c, (counter, h));
         }
-        Ok(Seen { table, heads })
+        // Written since manifests exist; older records end here.
+        let manifest = if r.remaining() >= 32 {
+            r.hash().map_err(f)?
+        } else {
+            [0; 32]
+        };
+        Ok(Seen {
+            table,
+            heads,
+            manifest,
+        })
     }
 
     fn open_file(&self, bytes: &[u8]) -> Result<Seen, String> {
@@ -263,7 +326,10 @@ impl SeenHeads {
         if let Ok(bytes) = fs::read(&self.path)
             && let Ok(disk) = self.open_file(&bytes)
         {
-            s.table = s.table.max(disk.table);
+            if disk.table > s.table {
+                s.table = disk.table;
+                s.manifest = disk.manifest;
+            }
             for (c, (n, h)) in disk.heads {
                 if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
                     s.heads.insert(c, (n, h));
@@ -275,6 +341,7 @@ impl SeenHeads {
         for (c, (n, h)) in &s.heads {
             w.u32(*c).u64(*n).raw(h);
         }
+        w.raw(&s.manifest);
         let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
         let sealed = crypto::seal(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), &w.finish())
             .map_err(|e| e.to_string())?;
@@ -283,6 +350,26 @@ impl SeenHeads {
 
     pub fn table_seen(&self) -> u64 {
         self.state.lock().map(|s| s.table).unwrap_or(0)
+    }
+
+    /// Counter and body hash of the newest manifest seen (hash zero: none yet).
+    pub fn manifest_seen(&self) -> (u64, [u8; 32]) {
+        self.state
+            .lock()
+            .map(|s| (s.table, s.manifest))
+            .unwrap_or((0, [0; 32]))
+    }
+
+    pub fn record_manifest(&self, counter: u64, hash: [u8; 32]) -> Result<(), String> {
+        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        if counter > s.table || (counter == s.table && s.manifest == [0; 32]) {
+            s.table = counter;
+            s.manifest = hash;
+            let mut snapshot = s.clone();
+            self.save(&mut snapshot)?;
+            *s = snapshot;
+        }
+        Ok(())
     }
 
     pub fn record_table(&self, counter: u64) -> Result<(), String> {

@@ -116,9 +116,16 @@ pub fn table_key(account: &SecretKey) -> SecretKey {
     crypto::derive_key("cirrus 2026-11-28 category table v1", &[account.expose()])
 }
 
-/// The key that seals this device's local state (highest head counters seen).
-pub fn device_state_key(account: &SecretKey) -> SecretKey {
+/// The key that sealed this device's local state (highest head counters seen) in homes
+/// made before device identities; read once and re-sealed under [`device_state_key`].
+pub fn legacy_device_state_key(account: &SecretKey) -> SecretKey {
     crypto::derive_key("cirrus 2026-11-28 device state v1", &[account.expose()])
+}
+
+/// The key that seals this device's local state. From the device key, not the account
+/// key, because the account key rotates when a device is removed.
+pub fn device_state_key(device_key: &SecretKey) -> SecretKey {
+    crypto::derive_key("cirrus 2026-11-28 device state v2", &[device_key.expose()])
 }
 
 #[cfg(test)]

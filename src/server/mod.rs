@@ -17,6 +17,13 @@ pub enum ServiceError {
     Key(#[from] KeyError),
 }
 
+/// What the account layer needs from a key service: wrapping and unwrapping the keys of
+/// `standard` and `transit` categories under the service key it never hands out.
+pub trait ServiceKeys {
+    fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError>;
+    fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError>;
+}
+
 pub struct EmbeddedKeyService {
     service_key: SecretKey,
 }
@@ -44,17 +51,14 @@ impl EmbeddedKeyService {
             .ok_or_else(|| ServiceError::State(dir.to_path_buf(), "bad service key".into()))?;
         Ok(EmbeddedKeyService { service_key: key })
     }
+}
 
-    pub fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError> {
+impl ServiceKeys for EmbeddedKeyService {
+    fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError> {
         Ok(keys::wrap(&self.service_key, ctx, key)?)
     }
 
-    pub fn unwrap(
-        &self,
-        ctx: Context,
-        wrapped: &[u8],
-        what: &str,
-    ) -> Result<SecretKey, ServiceError> {
+    fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError> {
         Ok(keys::unwrap(&self.service_key, ctx, wrapped, what)?)
     }
 }

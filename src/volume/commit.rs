@@ -116,11 +116,28 @@ impl Category {
         self.commit_locked(&mut s)
     }
 
+    /// Publishes a new head for the same tree, signed by this device: re-signs a head
+    /// written by another signer or in an older layout. Fails on an unavailable category.
+    pub fn republish_head(&self) -> VolResult<()> {
+        let mut s = self.lock();
+        if let Some(why) = &s.unavailable {
+            return Err(VolError::Unavailable {
+                name: self.name.clone(),
+                why: why.clone(),
+            });
+        }
+        self.commit_inner(&mut s, true)
+    }
+
     pub(super) fn commit_locked(&self, s: &mut State) -> VolResult<()> {
+        self.commit_inner(s, false)
+    }
+
+    fn commit_inner(&self, s: &mut State, force: bool) -> VolResult<()> {
         if s.unavailable.is_some() {
             return Ok(());
         }
-        if s.dirty.is_empty() && s.pending.is_empty() && s.dirty_leaves.is_empty() {
+        if !force && s.dirty.is_empty() && s.pending.is_empty() && s.dirty_leaves.is_empty() {
             return Ok(());
         }
         // 1. data: seal and flush so chunk refs get their pack ids
@@ -197,9 +214,14 @@ impl Category {
                     why: e.to_string(),
                 }
             })?;
-        let mut obj = Vec::with_capacity(4 + sealed.len());
-        obj.extend_from_slice(&self.key_version.to_le_bytes());
-        obj.extend_from_slice(&sealed);
+        let obj = self
+            .opts
+            .heads
+            .envelope(self.id, self.key_version, &sealed)
+            .map_err(|why| VolError::Integrity {
+                what: "signing head".into(),
+                why,
+            })?;
         let name = names::head(self.id);
         let etag = self
             .store

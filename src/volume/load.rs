@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::crypto;
-use crate::format::head::{Head, split_head_object};
+use crate::format::head::Head;
 use crate::format::record::{Attr, Payload, Time, decode_leaf};
 use crate::format::{Context, ObjKind, names};
 use log::{error, info, warn};
@@ -112,8 +112,11 @@ impl Category {
             Err(e) => return Err(format!("cannot read head {name}: {e}")),
         };
         let hash = crypto::hash(&obj);
-        let (kv, sealed) =
-            split_head_object(&obj).map_err(|e| format!("head {name} is malformed: {e}"))?;
+        let (kv, sealed) = self
+            .opts
+            .heads
+            .check(self.id, &obj)
+            .map_err(|e| format!("head {name}: {e}"))?;
         if kv != self.key_version {
             return Err(format!(
                 "head {name} claims key version {kv}, this device holds version {}",

@@ -82,8 +82,36 @@ pub trait HeadWitness: Send + Sync {
     fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String>;
 }
 
+/// Who may publish heads: wraps a sealed head into the stored object (signing it) and
+/// checks a stored one. The account layer implements it with device signatures;
+/// [`UnsignedHeads`] is the layout-1 form of accounts that predate signatures.
+pub trait HeadSigner: Send + Sync {
+    fn envelope(&self, category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String>;
+    /// Returns the key version and the sealed head, or why the object is not acceptable.
+    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String>;
+}
+
+/// Layout-1 heads: no signature, only the category key's MAC.
+pub struct UnsignedHeads;
+
+impl HeadSigner for UnsignedHeads {
+    fn envelope(&self, _category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        let mut obj = Vec::with_capacity(4 + sealed.len());
+        obj.extend_from_slice(&key_version.to_le_bytes());
+        obj.extend_from_slice(sealed);
+        Ok(obj)
+    }
+    fn check<'a>(&self, _category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
+        let e = crate::format::manifest::decode_head_envelope(obj).map_err(|e| e.to_string())?;
+        if e.signature.is_some() {
+            return Err("signed head in an account without a manifest".into());
+        }
+        Ok((e.key_version, e.sealed))
+    }
+}
+
 /// Tuning knobs for a mounted volume.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VolumeOptions {
     /// Bytes of written-but-unsealed chunk data per category before it is sealed into a pack.
     pub dirty_limit: usize,
@@ -93,6 +121,8 @@ pub struct VolumeOptions {
     /// dirty chunks once either its share or the total passes `dirty_limit`, so writing
     /// many categories at once stays within the budget too.
     pub dirty_total: Arc<AtomicUsize>,
+    /// Signs heads this volume publishes and checks the ones it reads.
+    pub heads: Arc<dyn HeadSigner>,
 }
 
 /// One category's unlocked key and identity.

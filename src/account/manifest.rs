@@ -1,0 +1,265 @@
+//! Trusting the account manifest: verifying the chain of signed manifests from the one
+//! this device last accepted to the newest the store serves, publishing a new one, and
+//! signing and checking category heads with device keys. This is what stops a store or
+//! key service from inserting a device, flipping ADP, moving Health to `transit`,
+//! substituting a key or rolling anything back.
+
+use super::{AccountError, Unlocked};
+use crate::crypto::{self, SecretKey};
+use crate::format::manifest::{
+    HEAD_SIGN_DOMAIN, Manifest, SIGN_DOMAIN, SignedManifest, decode_head_envelope,
+    encode_head_envelope, head_signed_message,
+};
+use crate::format::names;
+use crate::keys::device::{self, DeviceIdentity, DevicePublic};
+use crate::store::{Store, StoreError};
+use crate::volume::HeadSigner;
+use std::sync::{Arc, RwLock};
+
+/// Commitment to a category key, recorded in the signed manifest.
+pub fn key_commitment(key: &SecretKey) -> [u8; 32] {
+    *crypto::derive_key("cirrus 2026-11-28 key commitment v1", &[key.expose()]).expose()
+}
+
+fn bad(why: impl Into<String>) -> AccountError {
+    AccountError::BadManifest(why.into())
+}
+
+/// Decodes a stored manifest and checks its signature against `signer_ok`.
+fn open_signed(
+    obj: &[u8],
+    signer_ok: impl Fn(&Manifest, &[u8; 32]) -> bool,
+    prev: Option<&Manifest>,
+) -> Result<(Manifest, [u8; 32]), AccountError> {
+    let sm = SignedManifest::decode(obj).map_err(|e| bad(format!("malformed: {e}")))?;
+    let m = Manifest::decode(&sm.body).map_err(|e| bad(format!("malformed: {e}")))?;
+    let trust_in = prev.unwrap_or(&m);
+    if !signer_ok(trust_in, &sm.signer) {
+        return Err(bad(format!(
+            "manifest #{} is signed by a key that is not a trusted device of this account",
+            m.counter
+        )));
+    }
+    let pk = DevicePublic {
+        sign: sm.signer,
+        kx: [0; 32],
+    };
+    device::verify(&pk, SIGN_DOMAIN, &sm.body, &sm.sig).map_err(|_| {
+        bad(format!(
+            "manifest #{}: the signature does not verify",
+            m.counter
+        ))
+    })?;
+    Ok((m, crypto::hash(&sm.body)))
+}
+
+/// Checks that `obj` is the direct successor of `prev`: same account, counter + 1,
+/// signed by a device (or recovery method) that `prev` trusts.
+pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 32]), AccountError> {
+    let (m, h) = open_signed(obj, |t, s| t.is_signer(s), Some(prev))?;
+    if m.account_id != prev.account_id {
+        return Err(bad("the store serves another account's manifest"));
+    }
+    if m.counter != prev.counter + 1 {
+        return Err(bad(format!(
+            "manifest #{} does not follow #{}",
+            m.counter, prev.counter
+        )));
+    }
+    check_table(&m)?;
+    Ok((m, h))
+}
+
+/// A manifest taken as the first trust anchor of a joining or recovering device: it must
+/// be signed by one of its own signers and list `own` as an active device. (A server that
+/// fakes a whole account to a new device gains nothing from the real one: see
+/// THREAT-MODEL.md.)
+pub fn verify_anchor(obj: &[u8], own: &[u8; 32]) -> Result<(Manifest, [u8; 32]), AccountError> {
+    let (m, h) = open_signed(obj, |t, s| t.is_signer(s), None)?;
+    if !m.active_devices().any(|d| &d.sign == own) {
+        return Err(bad("the manifest does not list this device"));
+    }
+    check_table(&m)?;
+    Ok((m, h))
+}
+
+fn check_table(m: &Manifest) -> Result<(), AccountError> {
+    if m.table.counter != m.counter {
+        return Err(bad(
+            "the category table counter does not match the manifest",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the newest manifest and walks the chain from `trusted` to it. Returns the
+/// newest (or `trusted` itself when nothing changed) and the etag for the next CAS.
+pub fn fetch_chain(
+    store: &dyn Store,
+    trusted: &Manifest,
+    trusted_hash: &[u8; 32],
+) -> Result<(Manifest, [u8; 32], crate::store::Etag), AccountError> {
+    let latest = match store.get(names::MANIFEST) {
+        Ok(o) => o,
+        Err(StoreError::NotFound(_)) => {
+            return Err(bad(format!(
+                "the store has no account manifest, but this device has seen manifest #{} \
+                 (rolled back or replaced store?)",
+                trusted.counter
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let etag = crate::store::etag_of(&latest);
+    let sm = SignedManifest::decode(&latest).map_err(|e| bad(format!("malformed: {e}")))?;
+    let head = Manifest::decode(&sm.body).map_err(|e| bad(format!("malformed: {e}")))?;
+    if head.counter < trusted.counter {
+        return Err(bad(format!(
+            "rollback detected: the store serves manifest #{} but this device has seen #{}",
+            head.counter, trusted.counter
+        )));
+    }
+    if head.counter == trusted.counter {
+        if crypto::hash(&sm.body) != *trusted_hash {
+            return Err(bad(format!(
+                "fork detected: the store serves a different manifest #{} than this device saw",
+                head.counter
+            )));
+        }
+        return Ok((trusted.clone(), *trusted_hash, etag));
+    }
+    let mut cur = trusted.clone();
+    let mut cur_hash = *trusted_hash;
+    for c in trusted.counter + 1..head.counter {
+        let obj = store
+            .get(&names::manifest_version(c))
+            .map_err(|e| bad(format!("manifest #{c} of the chain is unreadable: {e}")))?;
+        (cur, cur_hash) = verify_successor(&cur, &obj)?;
+    }
+    let _ = cur_hash;
+    let (m, h) = verify_successor(&cur, &latest)?;
+    Ok((m, h, etag))
+}
+
+impl Unlocked {
+    /// Publishes `next` as the successor of the current manifest: signed by this device,
+    /// kept in the history, then swapped in with compare-and-swap.
+    pub(crate) fn publish_manifest(&mut self, mut next: Manifest) -> Result<(), AccountError> {
+        next.counter = self.manifest.counter + 1;
+        next.table.counter = next.counter;
+        let body = next.encode();
+        let sig = self.identity.sign(SIGN_DOMAIN, &body);
+        let obj = SignedManifest {
+            body: body.clone(),
+            signer: self.identity.public().sign,
+            sig,
+        }
+        .encode();
+        self.store
+            .put(&names::manifest_version(next.counter), &obj)?;
+        let etag = self
+            .store
+            .put_if(names::MANIFEST, &obj, self.manifest_etag.as_ref())
+            .map_err(|e| match e {
+                StoreError::PreconditionFailed(_) => {
+                    bad("another device changed the account meanwhile; run the command again")
+                }
+                e => e.into(),
+            })?;
+        self.accept_manifest(next, crypto::hash(&body), &obj, Some(etag))
+    }
+
+    /// Makes `m` the manifest this device trusts from now on.
+    pub(crate) fn accept_manifest(
+        &mut self,
+        m: Manifest,
+        hash: [u8; 32],
+        obj: &[u8],
+        etag: Option<crate::store::Etag>,
+    ) -> Result<(), AccountError> {
+        crate::home::write_atomic(&self.home.manifest_path(), obj)?;
+        self.seen
+            .record_manifest(m.counter, hash)
+            .map_err(AccountError::BadManifest)?;
+        if let Ok(mut s) = self.signers.write() {
+            *s = signers_of(&m);
+        }
+        self.manifest = m;
+        self.manifest_etag = etag;
+        Ok(())
+    }
+
+    /// The head signer for volumes of this account.
+    pub fn head_signer(&self) -> Arc<dyn HeadSigner> {
+        Arc::new(SignedHeads {
+            account_id: self.manifest.account_id,
+            identity: self.identity.clone(),
+            signers: self.signers.clone(),
+            accept_unsigned: false,
+        })
+    }
+
+    /// Like [`head_signer`], but also reads layout-1 (unsigned) heads: used once, when an
+    /// account made before manifests is migrated and its heads are re-signed.
+    pub(crate) fn migrating_head_signer(&self) -> Arc<dyn HeadSigner> {
+        Arc::new(SignedHeads {
+            account_id: self.manifest.account_id,
+            identity: self.identity.clone(),
+            signers: self.signers.clone(),
+            accept_unsigned: true,
+        })
+    }
+}
+
+pub(crate) fn signers_of(m: &Manifest) -> Vec<[u8; 32]> {
+    m.active_devices().map(|d| d.sign).collect()
+}
+
+/// Heads signed by this device, checked against the trusted devices of the manifest.
+struct SignedHeads {
+    account_id: [u8; 16],
+    identity: Arc<DeviceIdentity>,
+    signers: Arc<RwLock<Vec<[u8; 32]>>>,
+    accept_unsigned: bool,
+}
+
+impl HeadSigner for SignedHeads {
+    fn envelope(&self, category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        let msg = head_signed_message(&self.account_id, category, key_version, sealed);
+        let sig = self.identity.sign(HEAD_SIGN_DOMAIN, &msg);
+        Ok(encode_head_envelope(
+            key_version,
+            &self.identity.public().sign,
+            &sig,
+            sealed,
+        ))
+    }
+
+    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
+        let e = decode_head_envelope(obj).map_err(|e| format!("malformed: {e}"))?;
+        let Some((signer, sig)) = e.signature else {
+            if self.accept_unsigned {
+                return Ok((e.key_version, e.sealed));
+            }
+            return Err(
+                "unsigned head (format downgrade?) in an account whose heads are signed".into(),
+            );
+        };
+        let trusted = self
+            .signers
+            .read()
+            .map(|s| s.contains(&signer))
+            .unwrap_or(false);
+        if !trusted {
+            return Err("signed by a key that is not a trusted device of this account".into());
+        }
+        let msg = head_signed_message(&self.account_id, category, e.key_version, e.sealed);
+        let pk = DevicePublic {
+            sign: signer,
+            kx: [0; 32],
+        };
+        device::verify(&pk, HEAD_SIGN_DOMAIN, &msg, &sig)
+            .map_err(|_| "the device signature does not verify".to_string())?;
+        Ok((e.key_version, e.sealed))
+    }
+}
