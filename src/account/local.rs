@@ -123,6 +123,33 @@ impl Keyring {
         self.keys.insert((category, version), key);
     }
 
+    /// Plaintext layout: count u32, then (category u32, version u32, key 32) each.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new();
+        w.u32(self.keys.len() as u32);
+        for ((c, v), k) in &self.keys {
+            w.u32(*c).u32(*v).raw(k.expose());
+        }
+        Zeroizing::new(w.finish())
+    }
+
+    pub fn decode(plain: &[u8]) -> Result<Self, crate::format::FormatError> {
+        let mut r = Reader::new(plain);
+        let n = r.count(40)?;
+        let mut keys = BTreeMap::new();
+        for _ in 0..n {
+            let c = r.u32()?;
+            let v = r.u32()?;
+            keys.insert((c, v), SecretKey::from_bytes(r.hash()?));
+        }
+        r.end()?;
+        Ok(Keyring { keys })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32, &SecretKey)> {
+        self.keys.iter().map(|((c, v), k)| (*c, *v, k))
+    }
+
     fn key(device_key: &SecretKey) -> SecretKey {
         crypto::derive_key("cirrus 2026-11-28 keyring v1", &[device_key.expose()])
     }
@@ -142,27 +169,11 @@ impl Keyring {
             )
             .map_err(|e| damaged(path.clone(), e.to_string()))?,
         );
-        let mut r = Reader::new(&plain);
-        let bad = |e: crate::format::FormatError| damaged(path.clone(), e.to_string());
-        let n = r.count(40).map_err(bad)?;
-        let mut keys = BTreeMap::new();
-        for _ in 0..n {
-            let c = r.u32().map_err(bad)?;
-            let v = r.u32().map_err(bad)?;
-            let k = SecretKey::from_bytes(r.hash().map_err(bad)?);
-            keys.insert((c, v), k);
-        }
-        r.end().map_err(bad)?;
-        Ok(Keyring { keys })
+        Self::decode(&plain).map_err(|e| damaged(path.clone(), e.to_string()))
     }
 
     pub fn save(&self, home: &Home, device_key: &SecretKey) -> Result<(), AccountError> {
-        let mut w = Writer::new();
-        w.u32(self.keys.len() as u32);
-        for ((c, v), k) in &self.keys {
-            w.u32(*c).u32(*v).raw(k.expose());
-        }
-        let plain = Zeroizing::new(w.finish());
+        let plain = self.encode();
         let ctx = Context::new(ObjKind::Keyring, 0, 0, 0);
         let sealed = crypto::seal(
             &Self::key(device_key),

@@ -26,7 +26,7 @@ fn bad(why: impl Into<String>) -> AccountError {
 }
 
 /// Decodes a stored manifest and checks its signature against `signer_ok`.
-fn open_signed(
+pub(crate) fn open_signed(
     obj: &[u8],
     signer_ok: impl Fn(&Manifest, &[u8; 32]) -> bool,
     prev: Option<&Manifest>,
@@ -144,14 +144,25 @@ pub fn fetch_chain(
 impl Unlocked {
     /// Publishes `next` as the successor of the current manifest: signed by this device,
     /// kept in the history, then swapped in with compare-and-swap.
-    pub(crate) fn publish_manifest(&mut self, mut next: Manifest) -> Result<(), AccountError> {
+    pub(crate) fn publish_manifest(&mut self, next: Manifest) -> Result<(), AccountError> {
+        let id = self.identity.clone();
+        self.publish_manifest_as(next, &id)
+    }
+
+    /// Like [`publish_manifest`], signed by `signer` (a recovery method adding the device
+    /// being recovered, which the current manifest does not list yet).
+    pub(crate) fn publish_manifest_as(
+        &mut self,
+        mut next: Manifest,
+        signer: &DeviceIdentity,
+    ) -> Result<(), AccountError> {
         next.counter = self.manifest.counter + 1;
         next.table.counter = next.counter;
         let body = next.encode();
-        let sig = self.identity.sign(SIGN_DOMAIN, &body);
+        let sig = signer.sign(SIGN_DOMAIN, &body);
         let obj = SignedManifest {
             body: body.clone(),
-            signer: self.identity.public().sign,
+            signer: signer.public().sign,
             sig,
         }
         .encode();

@@ -1,6 +1,7 @@
 //! An account on this device: creating it (`init`), unlocking it with the passcode, and
 //! reading or changing its category table and category keys in the store.
 
+pub mod devices;
 mod local;
 pub mod manifest;
 mod migrate;
@@ -46,6 +47,10 @@ pub enum AccountError {
     Random(#[from] crypto::CryptoError),
     #[error("account manifest: {0}")]
     BadManifest(String),
+    #[error("wrong recovery key (it does not match the one this account has)")]
+    WrongRecoveryKey,
+    #[error("{0}")]
+    BadCode(String),
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
     #[error(
@@ -238,6 +243,9 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
     let device_key = device_key_of(&home, &config, passcode)?;
     let (account_key_version, account_key) = local::load_account_key(&home, &device_key)?;
     let service: Option<Box<dyn ServiceKeys>> = match &config.server {
+        // A device that joined an embedded account has no key service of its own: its
+        // standard keys came in the key bundle of its approval.
+        None if !home.keyservice_dir().exists() => None,
         None => Some(Box::new(EmbeddedKeyService::open(&home.keyservice_dir())?)),
         Some(_) => None,
     };

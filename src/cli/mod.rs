@@ -2,6 +2,7 @@
 //! the stack it needs. Errors are reported as one line naming the problem and the fix.
 
 mod daemon;
+mod device;
 mod fsck;
 mod gc;
 mod mount;
@@ -98,6 +99,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CategoryCmd,
     },
+    /// Trusted devices: add a new device (it shows a code), approve it from a device you
+    /// already use, list them.
+    Device {
+        #[command(subcommand)]
+        cmd: device::DeviceCmd,
+    },
+    /// Create a recovery key: a 28-character code that gets you back into your account,
+    /// end-to-end data included, if you lose all your devices.
+    RecoveryKey {
+        #[command(subcommand)]
+        cmd: device::RecoveryKeyCmd,
+    },
+    /// Set up this (new) device from the account's store with your recovery key.
+    Recover(device::RecoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -222,6 +237,9 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Gc { pass, dry_run } => gc::run(home, &pass, dry_run),
         Cmd::Category { cmd } => category(home, cmd),
+        Cmd::Device { cmd } => device::run(home, cmd),
+        Cmd::RecoveryKey { cmd } => device::recovery_key(home, cmd),
+        Cmd::Recover(args) => device::recover(home, args),
     }
 }
 
@@ -288,7 +306,7 @@ pub(crate) fn open_for_inspection(
     )
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

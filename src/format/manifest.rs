@@ -44,8 +44,11 @@ pub enum RecoveryKind {
 pub struct RecoveryEntry {
     pub kind: RecoveryKind,
     pub label: String,
-    /// Argon2id salt for deriving the method's key pairs from its secret.
+    /// Argon2id salt and costs (memory KiB, passes) for deriving the method's key pairs
+    /// from its secret.
     pub salt: [u8; 16],
+    pub kdf_memory_kib: u32,
+    pub kdf_time: u32,
     pub sign: [u8; 32],
     pub kx: [u8; 32],
 }
@@ -97,6 +100,8 @@ impl Manifest {
             w.u8(r.kind as u8)
                 .bytes(r.label.as_bytes())
                 .raw(&r.salt)
+                .u32(r.kdf_memory_kib)
+                .u32(r.kdf_time)
                 .raw(&r.sign)
                 .raw(&r.kx);
         }
@@ -147,7 +152,7 @@ impl Manifest {
                 state,
             });
         }
-        let n = r.count(85)?;
+        let n = r.count(93)?;
         let mut recovery = Vec::with_capacity(n);
         for _ in 0..n {
             let kind = match r.u8()? {
@@ -166,12 +171,16 @@ impl Manifest {
                 .take(16)?
                 .try_into()
                 .map_err(|_| FormatError::Invalid("salt"))?;
+            let kdf_memory_kib = r.u32()?;
+            let kdf_time = r.u32()?;
             let sign = r.hash()?;
             let kx = r.hash()?;
             recovery.push(RecoveryEntry {
                 kind,
                 label,
                 salt,
+                kdf_memory_kib,
+                kdf_time,
                 sign,
                 kx,
             });
@@ -252,6 +261,56 @@ impl SignedManifest {
             .map_err(|_| FormatError::Invalid("signature"))?;
         r.end()?;
         Ok(SignedManifest { body, signer, sig })
+    }
+}
+
+/// A device asking to join, as it puts it in the store: name and public keys, signed
+/// with its own key (proof of possession). The person approving compares the short
+/// code of these keys, which is what stops a substituted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub name: String,
+    pub sign: [u8; 32],
+    pub kx: [u8; 32],
+    pub sig: [u8; 64],
+}
+
+pub const JOIN_MAGIC: &[u8; 4] = b"CRJR";
+pub const JOIN_SIGN_DOMAIN: &str = "join request";
+
+impl JoinRequest {
+    /// The bytes the requesting device signs.
+    pub fn signed_part(name: &str, sign: &[u8; 32], kx: &[u8; 32]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(JOIN_MAGIC).bytes(name.as_bytes()).raw(sign).raw(kx);
+        w.finish()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Self::signed_part(&self.name, &self.sign, &self.kx);
+        v.extend_from_slice(&self.sig);
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(bytes);
+        if r.take(4)? != JOIN_MAGIC {
+            return Err(FormatError::Invalid("not a join request"));
+        }
+        let name = utf8(r.bytes()?, "device name")?;
+        let sign = r.hash()?;
+        let kx = r.hash()?;
+        let sig: [u8; 64] = r
+            .take(64)?
+            .try_into()
+            .map_err(|_| FormatError::Invalid("signature"))?;
+        r.end()?;
+        Ok(JoinRequest {
+            name,
+            sign,
+            kx,
+            sig,
+        })
     }
 }
 
@@ -358,6 +417,8 @@ mod tests {
                 kind: RecoveryKind::RecoveryKey,
                 label: "recovery key".into(),
                 salt: [5; 16],
+                kdf_memory_kib: 64,
+                kdf_time: 1,
                 sign: [6; 32],
                 kx: [8; 32],
             }],

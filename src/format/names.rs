@@ -34,6 +34,11 @@ pub fn account_key_grant(version: u32, holder: &[u8; 32]) -> String {
     )
 }
 
+/// The category keys handed to a newly approved device, sealed to it.
+pub fn key_bundle(holder: &[u8; 32]) -> String {
+    format!("account/bundles/{}", hex::encode(&holder[..16]))
+}
+
 /// A device asking to join: its name and public keys, until approved.
 pub fn join_request(holder: &[u8; 32]) -> String {
     format!("account/requests/{}", hex::encode(&holder[..16]))

@@ -144,11 +144,30 @@ impl Home {
     }
 
     pub fn save_config(&self, c: &Config) -> Result<(), HomeError> {
+        self.save_config_to(&self.config_path(), c)
+    }
+
+    pub fn save_config_to(&self, path: &Path, c: &Config) -> Result<(), HomeError> {
         let text = toml::to_string_pretty(c).map_err(|e| HomeError::BadConfig {
-            path: self.config_path(),
+            path: path.to_path_buf(),
             why: e.to_string(),
         })?;
-        write_atomic(&self.config_path(), text.as_bytes())
+        write_atomic(path, text.as_bytes())
+    }
+
+    /// The settings of an unfinished join or recovery, if any.
+    pub fn load_join(&self) -> Result<Option<Config>, HomeError> {
+        let p = self.join_path();
+        match fs::read_to_string(&p) {
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| HomeError::BadConfig {
+                    path: p,
+                    why: e.to_string().lines().next().unwrap_or("").to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&p)(e)),
+        }
     }
 
     pub fn create_dirs(&self) -> Result<(), HomeError> {
@@ -187,6 +206,10 @@ impl Home {
     /// key-service round trip and work offline).
     pub fn keyring_path(&self) -> PathBuf {
         self.device_dir().join("keyring")
+    }
+    /// Settings of a device that is joining or recovering an account, until it has one.
+    pub fn join_path(&self) -> PathBuf {
+        self.root.join("join.toml")
     }
     /// The last account manifest this device accepted (its hash is in `seen`).
     pub fn manifest_path(&self) -> PathBuf {

@@ -70,16 +70,40 @@ pub fn device_key(
     if passcode.expose().is_empty() {
         return Err(KeyError::EmptyPasscode);
     }
-    let p = argon2::Params::new(params.memory_kib, params.time, params.lanes, Some(32))
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(passcode.expose().as_bytes(), salt, &mut out[..])
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let out = argon2id(passcode.expose().as_bytes(), salt, params)?;
     Ok(crypto::derive_key(
         "cirrus 2026-11-28 device key v1",
         &[&out[..], device_secret.expose()],
     ))
+}
+
+/// Argon2id of a secret the user holds (passcode, recovery key, contact code).
+pub fn argon2id(
+    secret: &[u8],
+    salt: &[u8],
+    params: KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let p = argon2::Params::new(params.memory_kib, params.time, params.lanes, Some(32))
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = Zeroizing::new([0u8; 32]);
+    a.hash_password_into(secret, salt, &mut out[..])
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// The key pairs of a recovery method, derived from its secret: the account key is
+/// sealed to the public half, so whoever holds the secret (and only they) can open it,
+/// and re-wrapping after a rotation needs only the public half.
+pub fn recovery_identity(
+    secret: &[u8],
+    salt: &[u8],
+    params: KdfParams,
+) -> Result<device::DeviceIdentity, KeyError> {
+    let seed = argon2id(secret, salt, params)?;
+    let s = crypto::derive_key("cirrus 2026-11-28 recovery sign v1", &[&seed[..]]);
+    let x = crypto::derive_key("cirrus 2026-11-28 recovery kx v1", &[&seed[..]]);
+    Ok(device::DeviceIdentity::from_secrets(s.expose(), x.expose()))
 }
 
 /// Seals `key` under `kek`, bound to `ctx`.

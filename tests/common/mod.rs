@@ -117,6 +117,21 @@ impl Drive {
 
     /// A fresh drive mounted with `opts`.
     pub fn mount_with(opts: MountOptions) -> Drive {
+        let mut d = Drive::blank_with(opts);
+        if !d.plain {
+            d.init();
+            d.mount_now();
+        }
+        d
+    }
+
+    /// Fresh directories (home, mount point, passcode file) and no account: for a device
+    /// that joins or recovers an account. Mount it with [`Drive::mount_again`].
+    pub fn blank() -> Drive {
+        Drive::blank_with(MountOptions::default())
+    }
+
+    fn blank_with(opts: MountOptions) -> Drive {
         let plain = is_plain();
         let base = if plain { plain_base() } else { env::temp_dir() };
         let tmp = tempfile::Builder::new()
@@ -133,7 +148,7 @@ impl Drive {
         fs::create_dir(&mnt).expect("mkdir mnt");
         fs::set_permissions(&mnt, fs::Permissions::from_mode(0o755)).expect("chmod mnt");
         write_passcode_file(&passcode_file);
-        let mut d = Drive {
+        Drive {
             home,
             mnt,
             passcode_file,
@@ -144,12 +159,7 @@ impl Drive {
             mounts: 0,
             watchdog: None,
             tmp: Some(tmp),
-        };
-        if !plain {
-            d.init();
-            d.mount_now();
         }
-        d
     }
 
     /// True in plain mode (no Cirrus involved).

@@ -1,0 +1,456 @@
+//! Trusted devices: a new device asks to join and shows a short code over its public
+//! keys; a trusted device approves the request whose keys give the same code, grants it
+//! the account key and the category keys, and signs the new device list. Recovery (with
+//! the recovery key) takes the approving device's place. Also the setup both share: a
+//! device home that exists before it belongs to an account.
+
+use super::*;
+use crate::crypto::Suite;
+use crate::format::manifest::{JOIN_SIGN_DOMAIN, JoinRequest, RecoveryEntry, RecoveryKind};
+use crate::keys::recovery::RecoveryKey;
+
+/// A device home being set up to join or recover an account.
+pub struct NewDevice {
+    pub home: Home,
+    config: Config,
+    device_key: SecretKey,
+    identity: Arc<DeviceIdentity>,
+    store: Arc<dyn Store>,
+}
+
+pub struct NewDeviceOptions {
+    pub store_url: String,
+    pub device_name: String,
+    pub kdf: KdfParams,
+}
+
+fn bundle_ctx() -> Context {
+    Context::new(ObjKind::Keyring, 0, 0, 1)
+}
+
+impl NewDevice {
+    /// Creates the device's secrets in `home`, or takes up those of an unfinished join.
+    pub fn prepare(
+        home: Home,
+        passcode: &Passcode,
+        opts: NewDeviceOptions,
+    ) -> Result<NewDevice, AccountError> {
+        if home.exists() {
+            return Err(HomeError::Exists(home.root.clone()).into());
+        }
+        if passcode.expose().is_empty() {
+            return Err(KeyError::EmptyPasscode.into());
+        }
+        if let Some(config) = home.load_join()? {
+            if config.store != opts.store_url {
+                return Err(AccountError::BadManifest(format!(
+                    "an unfinished join of {} is in this home; finish it or remove {}",
+                    config.store,
+                    home.join_path().display()
+                )));
+            }
+            let device_key = device_key_of(&home, &config, passcode)?;
+            let identity =
+                local::load_identity(&home, &device_key)?.ok_or_else(|| HomeError::Damaged {
+                    path: home.identity_path(),
+                    why: "missing".into(),
+                })?;
+            let store = open_store(&home, &config.store)?;
+            return Ok(NewDevice {
+                home,
+                config,
+                device_key,
+                identity: Arc::new(identity),
+                store,
+            });
+        }
+        if opts.store_url == EMBEDDED_STORE {
+            return Err(AccountError::BadManifest(
+                "give the account's store URL (for example file:///path/to/store)".into(),
+            ));
+        }
+        let store = store::open_url(&opts.store_url)?;
+        if let Err(e) = store.get(names::MANIFEST) {
+            return Err(match e {
+                StoreError::NotFound(_) => AccountError::BadManifest(format!(
+                    "the store at {} holds no account",
+                    opts.store_url
+                )),
+                e => e.into(),
+            });
+        }
+        home.create_dirs()?;
+        let device_secret = crypto::random_key()?;
+        home.write_secret_file(&home.device_secret_path(), &device_secret)?;
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt)?;
+        let device_key = keys::device_key(passcode, &salt, opts.kdf, &device_secret)?;
+        let identity = DeviceIdentity::generate()?;
+        local::save_identity(&home, &device_key, &identity)?;
+        let config = Config {
+            version: 1,
+            store: opts.store_url,
+            device_name: opts.device_name,
+            kdf_salt: hex::encode(salt),
+            kdf: opts.kdf,
+            account_id: None,
+            server: None,
+        };
+        home.save_config_to(&home.join_path(), &config)?;
+        Ok(NewDevice {
+            home,
+            config,
+            device_key,
+            identity: Arc::new(identity),
+            store,
+        })
+    }
+
+    /// Puts the join request in the store; returns the code to compare on a trusted device.
+    pub fn request_join(&self) -> Result<String, AccountError> {
+        let me = self.identity.public();
+        let part = JoinRequest::signed_part(&self.config.device_name, &me.sign, &me.kx);
+        let req = JoinRequest {
+            name: self.config.device_name.clone(),
+            sign: me.sign,
+            kx: me.kx,
+            sig: self.identity.sign(JOIN_SIGN_DOMAIN, &part),
+        };
+        self.store
+            .put(&names::join_request(&me.sign), &req.encode())?;
+        Ok(device::sas(&me))
+    }
+
+    /// Completes the join once a trusted device has approved it: `Ok(Err(self))` while
+    /// it has not been approved yet.
+    pub fn try_finish_join(self) -> Result<Result<Unlocked, NewDevice>, AccountError> {
+        let me = self.identity.public();
+        let obj = self.store.get(names::MANIFEST)?;
+        let listed = SignedManifest::decode(&obj)
+            .ok()
+            .and_then(|sm| Manifest::decode(&sm.body).ok())
+            .is_some_and(|m| m.active_devices().any(|d| d.sign == me.sign));
+        if !listed {
+            return Ok(Err(self));
+        }
+        let (m, hash, v, ak, keyring) = {
+            let (m, hash) = manifest::verify_anchor(&obj, &me.sign)?;
+            let v = m.account_key_version;
+            let sealed = self.store.get(&names::account_key_grant(v, &me.sign))?;
+            let ak = self
+                .identity
+                .open_sealed(grant_ctx(v), &sealed)
+                .map_err(|_| {
+                    KeyError::BadWrappedKey("the account key granted to this device".into())
+                })?;
+            if m.commitment(0, v) != Some(key_commitment(&ak)) {
+                return Err(AccountError::BadManifest(
+                    "the granted account key is not the one the manifest commits to".into(),
+                ));
+            }
+            let bundle = self.store.get(&names::key_bundle(&me.sign))?;
+            let keyring = open_bundle(&self.identity, &bundle)?;
+            for (c, v, k) in keyring.iter() {
+                if m.commitment(c, v) != Some(key_commitment(k)) {
+                    return Err(AccountError::BadManifest(format!(
+                        "category {c} key v{v} handed to this device is not the committed one"
+                    )));
+                }
+            }
+            (m, hash, v, ak, keyring)
+        };
+        let etag = crate::store::etag_of(&obj);
+        self.finish(m, hash, &obj, etag, v, ak, keyring).map(Ok)
+    }
+
+    /// Writes the device's account state and config: from here on it is a trusted device.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self,
+        m: Manifest,
+        hash: [u8; 32],
+        obj: &[u8],
+        etag: crate::store::Etag,
+        akv: u32,
+        ak: SecretKey,
+        keyring: Keyring,
+    ) -> Result<Unlocked, AccountError> {
+        let NewDevice {
+            home,
+            mut config,
+            device_key,
+            identity,
+            store,
+        } = self;
+        local::save_account_key(&home, &device_key, akv, &ak)?;
+        keyring.save(&home, &device_key)?;
+        let seen = Arc::new(SeenHeads::load(
+            home.seen_path(),
+            keys::device_state_key(&device_key),
+            None,
+            false,
+        )?);
+        config.account_id = Some(hex::encode(m.account_id));
+        let mut acct = Unlocked {
+            home,
+            config,
+            store,
+            device_key,
+            account_key: ak,
+            account_key_version: akv,
+            identity,
+            service: None,
+            keyring: Mutex::new(keyring),
+            seen,
+            manifest: m.clone(),
+            manifest_etag: None,
+            signers: Arc::new(RwLock::new(Vec::new())),
+        };
+        acct.accept_manifest(m, hash, obj, Some(etag))?;
+        acct.home.save_config(&acct.config)?;
+        let _ = std::fs::remove_file(acct.home.join_path());
+        Ok(acct)
+    }
+
+    /// Recovers the account on this new device with the recovery key: opens the account
+    /// key sealed to the recovery key's public half, then adds this device to the
+    /// account, signed by the recovery key.
+    pub fn recover_with_key(self, code: &RecoveryKey) -> Result<Unlocked, AccountError> {
+        let obj = self.store.get(names::MANIFEST)?;
+        let (m, hash) = manifest::open_signed(&obj, |t, s| t.is_signer(s), None)?;
+        let entry = m
+            .recovery
+            .iter()
+            .find(|r| r.kind == RecoveryKind::RecoveryKey)
+            .ok_or_else(|| AccountError::BadManifest("this account has no recovery key".into()))?
+            .clone();
+        let rid = keys::recovery_identity(
+            code.secret(),
+            &entry.salt,
+            KdfParams {
+                memory_kib: entry.kdf_memory_kib,
+                time: entry.kdf_time,
+                lanes: 1,
+            },
+        )?;
+        if rid.public().sign != entry.sign {
+            return Err(AccountError::WrongRecoveryKey);
+        }
+        let v = m.account_key_version;
+        let sealed = self.store.get(&names::account_key_grant(v, &entry.sign))?;
+        let ak = rid.open_sealed(grant_ctx(v), &sealed).map_err(|_| {
+            KeyError::BadWrappedKey("the account key sealed to the recovery key".into())
+        })?;
+        if m.commitment(0, v) != Some(key_commitment(&ak)) {
+            return Err(AccountError::BadManifest(
+                "the account key sealed to the recovery key is not the committed one".into(),
+            ));
+        }
+        let etag = crate::store::etag_of(&obj);
+        let name = self.config.device_name.clone();
+        let me = self.identity.public();
+        let mut acct = self.finish(m, hash, &obj, etag, v, ak, Keyring::default())?;
+        let mut next = acct.manifest.clone();
+        next.devices.push(DeviceEntry {
+            name: unique_name(&next, &name),
+            sign: me.sign,
+            kx: me.kx,
+            state: DeviceState::Active,
+        });
+        acct.publish_manifest_as(next, &rid)?;
+        acct.grant_account_key(&me)?;
+        Ok(acct)
+    }
+}
+
+fn unique_name(m: &Manifest, want: &str) -> String {
+    let taken = |n: &str| m.active_devices().any(|d| d.name == n);
+    if !taken(want) {
+        return want.to_string();
+    }
+    (2..)
+        .map(|i| format!("{want} ({i})"))
+        .find(|n| !taken(n))
+        .unwrap_or_default()
+}
+
+fn open_bundle(id: &DeviceIdentity, obj: &[u8]) -> Result<Keyring, AccountError> {
+    let bad = || KeyError::BadWrappedKey("the key bundle handed to this device".into());
+    let mut r = crate::format::codec::Reader::new(obj);
+    let head = r.bytes().map_err(|_| bad())?;
+    let body = r.bytes().map_err(|_| bad())?;
+    let k = id.open_sealed(bundle_ctx(), head).map_err(|_| bad())?;
+    let plain = zeroize::Zeroizing::new(
+        crypto::open(&k, Suite::XtsBlake3, &bundle_ctx().to_bytes(), body).map_err(|_| bad())?,
+    );
+    Ok(Keyring::decode(&plain).map_err(|_| bad())?)
+}
+
+/// A device's row in `device list`.
+pub struct DeviceRow {
+    pub name: String,
+    pub active: bool,
+    pub this_device: bool,
+    /// The device's approval code (the short code over its public keys).
+    pub code: String,
+}
+
+impl Unlocked {
+    pub fn devices(&self) -> Vec<DeviceRow> {
+        let me = self.identity.public().sign;
+        self.manifest
+            .devices
+            .iter()
+            .map(|d| DeviceRow {
+                name: d.name.clone(),
+                active: d.state == DeviceState::Active,
+                this_device: d.sign == me,
+                code: device::sas(&DevicePublic {
+                    sign: d.sign,
+                    kx: d.kx,
+                }),
+            })
+            .collect()
+    }
+
+    /// Join requests waiting in the store whose self-signature holds.
+    fn join_requests(&self) -> Result<Vec<JoinRequest>, AccountError> {
+        let mut out = Vec::new();
+        for name in self.store.list("account/requests/")? {
+            let Ok(obj) = self.store.get(&name) else {
+                continue;
+            };
+            let Ok(req) = JoinRequest::decode(&obj) else {
+                log::warn!("ignoring malformed join request {name}");
+                continue;
+            };
+            let part = JoinRequest::signed_part(&req.name, &req.sign, &req.kx);
+            let pk = DevicePublic {
+                sign: req.sign,
+                kx: req.kx,
+            };
+            if device::verify(&pk, JOIN_SIGN_DOMAIN, &part, &req.sig).is_err() {
+                log::warn!("ignoring join request {name}: bad signature");
+                continue;
+            }
+            out.push(req);
+        }
+        Ok(out)
+    }
+
+    /// Approves the waiting device whose public keys give `code`: adds it to the signed
+    /// device list and grants it the account key and the category keys. Returns its name.
+    pub fn approve_device(&mut self, code: &str) -> Result<String, AccountError> {
+        let want: String = code.chars().filter(|c| c.is_ascii_digit()).collect();
+        if want.len() != 8 {
+            return Err(AccountError::BadCode(
+                "an approval code has 8 digits, as `1234 5678`".into(),
+            ));
+        }
+        let reqs = self.join_requests()?;
+        let found = reqs.into_iter().find(|r| {
+            let got: String = device::sas(&DevicePublic {
+                sign: r.sign,
+                kx: r.kx,
+            })
+            .chars()
+            .filter(|c| c.is_ascii_digit())
+            .collect();
+            crypto::ct_eq(got.as_bytes(), want.as_bytes())
+        });
+        let Some(req) = found else {
+            return Err(AccountError::BadCode(
+                "no waiting device shows this code. Check the code on the new device; if it \
+                 is right, someone (possibly the server) has replaced its request: do not \
+                 approve anything and start `cirrus device add` again"
+                    .into(),
+            ));
+        };
+        let pk = DevicePublic {
+            sign: req.sign,
+            kx: req.kx,
+        };
+        if self.manifest.devices.iter().any(|d| d.sign == req.sign) {
+            return Err(AccountError::BadCode(
+                "that device already belongs (or belonged) to the account".into(),
+            ));
+        }
+        // Keys first, then the signed list that makes the device trusted.
+        self.grant_account_key(&pk)?;
+        self.hand_keys_to(&pk)?;
+        let mut next = self.manifest.clone();
+        let name = unique_name(&next, &req.name);
+        next.devices.push(DeviceEntry {
+            name: name.clone(),
+            sign: req.sign,
+            kx: req.kx,
+            state: DeviceState::Active,
+        });
+        self.publish_manifest(next)?;
+        let _ = self.store.delete(&names::join_request(&req.sign));
+        Ok(name)
+    }
+
+    /// Seals the current key of every category to a device.
+    fn hand_keys_to(&self, pk: &DevicePublic) -> Result<(), AccountError> {
+        let mut ring = Keyring::default();
+        for e in &self.manifest.table.entries {
+            match self.category_key(e) {
+                Ok(k) => ring.insert(e.id, e.key_version, k),
+                Err(err) => log::warn!("category {}: not handed over: {err}", e.name),
+            }
+        }
+        let k = crypto::random_key()?;
+        let head = device::seal_to(pk, bundle_ctx(), &k)
+            .map_err(|e| KeyError::BadWrappedKey(format!("sealing the key bundle: {e}")))?;
+        let body = crypto::seal(
+            &k,
+            Suite::XtsBlake3,
+            &bundle_ctx().to_bytes(),
+            &ring.encode(),
+        )?;
+        let mut w = crate::format::codec::Writer::new();
+        w.bytes(&head).bytes(&body);
+        self.store.put(&names::key_bundle(&pk.sign), &w.finish())?;
+        Ok(())
+    }
+
+    /// Creates a recovery key (revoking any earlier one): the account key is sealed to a
+    /// key pair derived from it. With a recovery key, the data recovery service is off.
+    pub fn create_recovery_key(&mut self) -> Result<RecoveryKey, AccountError> {
+        let code = RecoveryKey::generate()?;
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt)?;
+        let kdf = self.config.kdf;
+        let rid = keys::recovery_identity(code.secret(), &salt, kdf)?;
+        let pk = rid.public();
+        self.grant_account_key(&pk)?;
+        let mut next = self.manifest.clone();
+        let old: Vec<RecoveryEntry> = next
+            .recovery
+            .iter()
+            .filter(|r| r.kind == RecoveryKind::RecoveryKey)
+            .cloned()
+            .collect();
+        next.recovery
+            .retain(|r| r.kind != RecoveryKind::RecoveryKey);
+        next.recovery.push(RecoveryEntry {
+            kind: RecoveryKind::RecoveryKey,
+            label: "recovery key".into(),
+            salt,
+            kdf_memory_kib: kdf.memory_kib,
+            kdf_time: kdf.time,
+            sign: pk.sign,
+            kx: pk.kx,
+        });
+        next.set(crate::format::manifest::FLAG_NO_DATA_RECOVERY, true);
+        self.publish_manifest(next)?;
+        // The old key can no longer sign (it left the manifest); its grant goes too.
+        for r in old {
+            let _ = self
+                .store
+                .delete(&names::account_key_grant(self.account_key_version, &r.sign));
+        }
+        Ok(code)
+    }
+}

@@ -1,0 +1,199 @@
+//! `cirrus device ...`, `cirrus recovery-key ...` and `cirrus recover`: joining, approving,
+//! listing devices, and getting back into the account with the recovery key.
+
+use super::{CliResult, PasscodeArgs, passcode};
+use crate::account::devices::{NewDevice, NewDeviceOptions};
+use crate::home::Home;
+use crate::keys::KdfParams;
+use crate::keys::recovery::RecoveryKey;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Clone)]
+pub struct NewDeviceArgs {
+    /// URL of the account's store (for example file:///srv/cirrus/store).
+    #[arg(long)]
+    store: String,
+    /// Name of this device, as shown by `cirrus device list`.
+    #[arg(long)]
+    device_name: Option<String>,
+    /// Argon2id memory cost in KiB for this device's passcode.
+    #[arg(long, default_value_t = KdfParams::default().memory_kib)]
+    kdf_memory: u32,
+    /// Argon2id time cost for this device's passcode.
+    #[arg(long, default_value_t = KdfParams::default().time)]
+    kdf_time: u32,
+    #[command(flatten)]
+    pass: PasscodeArgs,
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCmd {
+    /// On a NEW device: ask to join the account. Prints an 8-digit code; on a device that
+    /// is already trusted, run `cirrus device approve CODE` after checking that both
+    /// screens show the same code. Waits for the approval.
+    Add {
+        #[command(flatten)]
+        new: NewDeviceArgs,
+        /// Seconds to wait for the approval (run the command again to keep waiting).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// On a TRUSTED device: approve the new device that shows CODE. It receives the
+    /// account key and the category keys, and joins the signed device list.
+    Approve {
+        /// The code the new device printed, e.g. "1234 5678".
+        code: String,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// List the account's devices with their codes.
+    List {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RecoveryKeyCmd {
+    /// Create a recovery key and show it ONCE. Write it down and keep it safe: with it
+    /// (and your password) you can get back into your account on a new device even if
+    /// you lose every device. Creating a new one revokes the old one. With a recovery key,
+    /// the data recovery service is turned off.
+    Create {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+fn new_device_options(a: &NewDeviceArgs) -> NewDeviceOptions {
+    NewDeviceOptions {
+        store_url: a.store.clone(),
+        device_name: a.device_name.clone().unwrap_or_else(super::hostname),
+        kdf: KdfParams {
+            memory_kib: a.kdf_memory,
+            time: a.kdf_time,
+            lanes: 1,
+        },
+    }
+}
+
+pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
+    match cmd {
+        DeviceCmd::Add { new, timeout } => {
+            let passcode = passcode::read(&new.pass, true)?;
+            let mut nd = NewDevice::prepare(home, &passcode, new_device_options(&new))
+                .map_err(|e| format!("device add: {e}"))?;
+            let code = nd.request_join().map_err(|e| format!("device add: {e}"))?;
+            println!("Approval code: {code}");
+            println!(
+                "On a trusted device run:  cirrus device approve \"{code}\"\n\
+                 Approve only if that device is yours and shows this same code."
+            );
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            loop {
+                match nd
+                    .try_finish_join()
+                    .map_err(|e| format!("device add: {e}"))?
+                {
+                    Ok(acct) => {
+                        println!(
+                            "This device ({}) now belongs to the account. Mount with: cirrus mount",
+                            acct.config.device_name
+                        );
+                        return Ok(0);
+                    }
+                    Err(back) => nd = back,
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "not approved within {timeout} s; run `cirrus device add` again to keep waiting"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        DeviceCmd::Approve { code, pass } => {
+            let mut acct = super::unlock(home, &pass)?;
+            let name = acct
+                .approve_device(&code)
+                .map_err(|e| format!("device approve: {e}"))?;
+            println!("Approved device {name}.");
+            Ok(0)
+        }
+        DeviceCmd::List { pass } => {
+            let acct = super::unlock(home, &pass)?;
+            println!("{:<24} {:<8} code", "device", "state");
+            for d in acct.devices() {
+                println!(
+                    "{:<24} {:<8} {}{}",
+                    d.name,
+                    if d.active { "trusted" } else { "removed" },
+                    d.code,
+                    if d.this_device { "  (this device)" } else { "" }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
+    match cmd {
+        RecoveryKeyCmd::Create { pass } => {
+            let mut acct = super::unlock(home, &pass)?;
+            let code = acct
+                .create_recovery_key()
+                .map_err(|e| format!("recovery-key create: {e}"))?;
+            println!("Your recovery key (shown only now; write it down and keep it safe):\n");
+            println!("    {}\n", code.grouped().as_str());
+            println!(
+                "Any earlier recovery key no longer works. The data recovery service is now off: \
+                 without this key or a trusted device, your end-to-end data cannot be recovered."
+            );
+            Ok(0)
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RecoverArgs {
+    /// Read the recovery key from this file instead of the terminal.
+    #[arg(long)]
+    recovery_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    new: NewDeviceArgs,
+}
+
+pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
+    let text = match &args.recovery_key_file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read recovery key file {}: {e}", p.display()))?,
+        None => rpassword::prompt_password("Recovery key: ")
+            .map_err(|e| format!("cannot read the recovery key: {e}"))?,
+    };
+    let code = RecoveryKey::parse(text.trim()).map_err(|e| format!("recover: {e}"))?;
+    let passcode = passcode::read(&args.new.pass, true)?;
+    let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))
+        .map_err(|e| format!("recover: {e}"))?;
+    let acct = nd
+        .recover_with_key(&code)
+        .map_err(|e| format!("recover: {e}"))?;
+    let blocked: Vec<String> = acct
+        .category_setups()
+        .into_iter()
+        .filter_map(|(e, r)| r.err().map(|_| e.name))
+        .collect();
+    println!(
+        "Recovered: this device ({}) now belongs to the account.",
+        acct.config.device_name
+    );
+    if !blocked.is_empty() {
+        println!(
+            "Not available on this device yet: {} (their keys are held by the key service).",
+            blocked.join(", ")
+        );
+    }
+    Ok(0)
+}
