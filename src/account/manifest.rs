@@ -33,6 +33,9 @@ pub(crate) fn open_signed(
 ) -> Result<(Manifest, [u8; 32]), AccountError> {
     let sm = SignedManifest::decode(obj).map_err(|e| bad(format!("malformed: {e}")))?;
     let m = Manifest::decode(&sm.body).map_err(|e| bad(format!("malformed: {e}")))?;
+    if prev.is_some_and(|p| p.account_id != m.account_id) {
+        return Err(bad("the store serves another account's manifest"));
+    }
     let trust_in = prev.unwrap_or(&m);
     if !signer_ok(trust_in, &sm.signer) {
         return Err(bad(format!(
@@ -57,9 +60,6 @@ pub(crate) fn open_signed(
 /// signed by a device (or recovery method) that `prev` trusts.
 pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 32]), AccountError> {
     let (m, h) = open_signed(obj, |t, s| t.is_signer(s), Some(prev))?;
-    if m.account_id != prev.account_id {
-        return Err(bad("the store serves another account's manifest"));
-    }
     if m.counter != prev.counter + 1 {
         return Err(bad(format!(
             "manifest #{} does not follow #{}",

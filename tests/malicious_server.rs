@@ -1,0 +1,271 @@
+//! A malicious store / key service, in the spirit of the published attacks on cloud
+//! encryption (MEGA 2023, Nextcloud 2024, the five providers at CCS 2024): it edits the
+//! signed manifest (device list, ADP flag, category table), signs with its own key, rolls
+//! back or forks it, substitutes or swaps wrapped keys, signs heads itself, and serves
+//! another account's objects. Every case must be refused with a clear error.
+
+mod common;
+
+use cirrus::crypto::SecretKey;
+use cirrus::format::manifest::{
+    DeviceEntry, DeviceState, FLAG_ADP, HEAD_SIGN_DOMAIN, Manifest, SIGN_DOMAIN, SignedManifest,
+    decode_head_envelope, encode_head_envelope, head_signed_message,
+};
+use cirrus::format::names;
+use cirrus::format::table::Class;
+use cirrus::keys::category_key_context;
+use cirrus::keys::device::DeviceIdentity;
+use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn obj(d: &Drive, name: &str) -> PathBuf {
+    d.home.join("store").join(name)
+}
+
+fn read_manifest(d: &Drive) -> (SignedManifest, Manifest) {
+    let sm = SignedManifest::decode(&fs::read(obj(d, names::MANIFEST)).unwrap()).unwrap();
+    let m = Manifest::decode(&sm.body).unwrap();
+    (sm, m)
+}
+
+/// `cirrus status` output and exit code.
+fn status(d: &Drive) -> (i32, String) {
+    let o = d
+        .cirrus_cmd()
+        .args(["status", "--passcode-file"])
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code().unwrap_or(-1), t)
+}
+
+fn assert_refused(d: &Drive, needle: &str, what: &str) {
+    let (code, t) = status(d);
+    assert_eq!(code, 1, "{what}: must be refused:\n{t}");
+    assert!(t.contains(needle), "{what}: expected {needle:?} in:\n{t}");
+}
+
+fn fresh() -> Drive {
+    let mut d = Drive::mount();
+    fs::write(d.notes().join("n.txt"), b"note").unwrap();
+    fs::write(d.health().join("h.txt"), b"health").unwrap();
+    d.unmount();
+    let (code, t) = status(&d);
+    assert_eq!(code, 0, "{t}");
+    d
+}
+
+/// Runs `attack` on the store, checks the refusal, and restores the store.
+fn attack_manifest(d: &Drive, what: &str, needle: &str, attack: impl FnOnce(&Path)) {
+    let p = obj(d, names::MANIFEST);
+    let saved = fs::read(&p).unwrap();
+    attack(&p);
+    assert_refused(d, needle, what);
+    fs::write(&p, saved).unwrap();
+    let (code, t) = status(d);
+    assert_eq!(code, 0, "after restoring ({what}):\n{t}");
+}
+
+fn resign(m: &Manifest, with: &DeviceIdentity) -> Vec<u8> {
+    let body = m.encode();
+    SignedManifest {
+        sig: with.sign(SIGN_DOMAIN, &body),
+        signer: with.public().sign,
+        body,
+    }
+    .encode()
+}
+
+/// The next version of `m` as a server would present it: counter + 1, edited by `edit`.
+fn next(m: &Manifest, edit: impl FnOnce(&mut Manifest)) -> Manifest {
+    let mut m2 = m.clone();
+    m2.counter += 1;
+    m2.table.counter += 1;
+    edit(&mut m2);
+    m2
+}
+
+#[test]
+fn tampered_forged_rolled_back_or_foreign_manifests_are_refused() {
+    let d = fresh();
+    let (sm, m) = read_manifest(&d);
+    let evil = DeviceIdentity::generate().unwrap();
+
+    // Edits under the device's old signature.
+    let with_old_sig = |m2: Manifest| {
+        let mut s2 = sm.clone();
+        s2.body = m2.encode();
+        s2.encode()
+    };
+    attack_manifest(&d, "ADP flag flipped", "signature does not verify", |p| {
+        fs::write(p, with_old_sig(next(&m, |m2| m2.flags ^= FLAG_ADP))).unwrap();
+    });
+    attack_manifest(
+        &d,
+        "Health moved to transit",
+        "signature does not verify",
+        |p| {
+            let m2 = next(&m, |m2| {
+                for e in &mut m2.table.entries {
+                    if e.name == "Health" {
+                        e.class = Class::Transit;
+                    }
+                }
+            });
+            fs::write(p, with_old_sig(m2)).unwrap();
+        },
+    );
+    attack_manifest(
+        &d,
+        "device list edited (server's key swapped in for the device's)",
+        "signature does not verify",
+        |p| {
+            let m2 = next(&m, |m2| m2.devices[0].kx = evil.public().kx);
+            fs::write(p, with_old_sig(m2)).unwrap();
+        },
+    );
+    attack_manifest(
+        &d,
+        "device inserted, signed by the server",
+        "not a trusted device",
+        |p| {
+            let m2 = next(&m, |m2| {
+                m2.devices.push(DeviceEntry {
+                    name: "server".into(),
+                    sign: evil.public().sign,
+                    kx: evil.public().kx,
+                    state: DeviceState::Active,
+                })
+            });
+            fs::write(p, resign(&m2, &evil)).unwrap();
+        },
+    );
+    attack_manifest(
+        &d,
+        "a different manifest at the same counter",
+        "fork detected",
+        |p| {
+            let mut m2 = m.clone();
+            m2.devices[0].name = "renamed".into();
+            fs::write(p, resign(&m2, &evil)).unwrap();
+        },
+    );
+    attack_manifest(&d, "unsupported manifest layout", "malformed", |p| {
+        let mut s2 = sm.clone();
+        s2.body[4] = 9;
+        fs::write(p, s2.encode()).unwrap();
+    });
+
+    // Rollback: keep the current manifest, change the account, serve the old one again.
+    let old = fs::read(obj(&d, names::MANIFEST)).unwrap();
+    let o = d
+        .cirrus_cmd()
+        .args(["category", "add", "Projects", "--passcode-file"])
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    fs::write(obj(&d, names::MANIFEST), &old).unwrap();
+    assert_refused(&d, "rollback detected", "manifest rollback");
+    // Deleting it outright is no better.
+    fs::remove_file(obj(&d, names::MANIFEST)).unwrap();
+    assert_refused(&d, "has no account manifest", "manifest deleted");
+}
+
+#[test]
+fn another_accounts_objects_are_refused() {
+    let d = fresh();
+    let other = fresh();
+    // Its manifest (validly signed by its own device), at the same counter...
+    fs::copy(obj(&other, names::MANIFEST), obj(&d, names::MANIFEST)).unwrap();
+    let (code, t) = status(&d);
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("fork detected"), "{t}");
+    // ... and after it moved on (a higher counter): its signer is not ours.
+    let o = other
+        .cirrus_cmd()
+        .args(["category", "add", "Projects", "--passcode-file"])
+        .arg(&other.passcode_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    fs::copy(obj(&other, names::MANIFEST), obj(&d, names::MANIFEST)).unwrap();
+    let (code, t) = status(&d);
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("another account's manifest"), "{t}");
+}
+
+#[test]
+fn substituted_or_swapped_keys_and_server_signed_heads_are_refused() {
+    let d = fresh();
+    let (_, m) = read_manifest(&d);
+    let notes = m.table.find("Notes").unwrap().clone();
+    let photos = m.table.find("Photos").unwrap().clone();
+    // The keyring would hide a substituted key object: a device that has to fetch keys
+    // (a new or reset device) is what the server would target.
+    fs::remove_file(d.home.join("device/keyring")).unwrap();
+
+    // 1. The key service wraps a key of its own choosing for Notes (it can: standard).
+    let service = EmbeddedKeyService::open(&d.home.join("keyservice")).unwrap();
+    let key_path = obj(&d, &names::category_key(notes.id, notes.key_version));
+    let saved = fs::read(&key_path).unwrap();
+    let mut forged = vec![Class::Standard as u8];
+    forged.extend(
+        service
+            .wrap(
+                category_key_context(notes.id, notes.key_version),
+                &SecretKey::from_bytes([0x42; 32]),
+            )
+            .unwrap(),
+    );
+    fs::write(&key_path, &forged).unwrap();
+    let (_, t) = status(&d);
+    assert!(
+        t.contains("Notes") && t.contains("not the key the signed manifest commits to"),
+        "{t}"
+    );
+    // 2. Photos' wrapped key served as Notes' (a swap): bound to its category, it fails.
+    fs::copy(
+        obj(&d, &names::category_key(photos.id, photos.key_version)),
+        &key_path,
+    )
+    .unwrap();
+    let (_, t) = status(&d);
+    assert!(
+        t.contains("Notes") && t.contains("failed authentication"),
+        "{t}"
+    );
+    fs::write(&key_path, &saved).unwrap();
+
+    // 3. A head re-signed by the server (it holds the standard key, so its MAC is fine).
+    let head_path = obj(&d, &names::head(notes.id));
+    let head = fs::read(&head_path).unwrap();
+    let env = decode_head_envelope(&head).unwrap();
+    let evil = DeviceIdentity::generate().unwrap();
+    let msg = head_signed_message(&m.account_id, notes.id, env.key_version, env.sealed);
+    let forged = encode_head_envelope(
+        env.key_version,
+        &evil.public().sign,
+        &evil.sign(HEAD_SIGN_DOMAIN, &msg),
+        env.sealed,
+    );
+    fs::write(&head_path, &forged).unwrap();
+    let (_, t) = status(&d);
+    assert!(
+        t.contains("Notes") && t.contains("not a trusted device of this account"),
+        "{t}"
+    );
+    // 4. The same head moved to another category (signature bound to the category).
+    let photos_head = obj(&d, &names::head(photos.id));
+    fs::copy(&head_path, &photos_head).ok();
+    fs::write(&head_path, &head).unwrap();
+    fs::copy(&head_path, &photos_head).unwrap();
+    let (_, t) = status(&d);
+    assert!(
+        t.contains("Photos") && t.contains("UNAVAILABLE"),
+        "a head moved to another category must be refused:\n{t}"
+    );
+}
