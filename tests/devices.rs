@@ -241,3 +241,32 @@ fn the_recovery_key_restores_end_to_end_data_on_a_new_device_and_a_new_one_revok
     let t = cmd_ok(list);
     assert!(t.contains("new laptop"), "{t}");
 }
+
+#[test]
+fn the_passcode_can_be_changed_and_the_old_one_stops_working() {
+    let mut a = Drive::mount();
+    fs::write(a.health().join("h.txt"), b"kept").unwrap();
+    a.unmount();
+    let newp = a.root.join("new-passcode");
+    fs::write(&newp, "a much better passcode\n").unwrap();
+    let mut c = a.cirrus_cmd();
+    c.args(["passcode", "change", "--passcode-file"])
+        .arg(&a.passcode_file)
+        .arg("--new-passcode-file")
+        .arg(&newp);
+    let t = cmd_ok(c);
+    assert!(t.contains("Passcode changed"), "{t}");
+    // The old passcode is refused, the new one unlocks.
+    let mut old = a.cirrus_cmd();
+    old.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+    let t = cmd_fails(old);
+    assert!(t.contains("wrong passcode"), "{t}");
+    fs::copy(&newp, &a.passcode_file).unwrap();
+    a.mount_again();
+    assert_eq!(fs::read(a.health().join("h.txt")).unwrap(), b"kept");
+    // No staged files are left behind.
+    for f in fs::read_dir(a.home.join("device")).unwrap() {
+        let n = f.unwrap().file_name();
+        assert!(!n.to_string_lossy().ends_with(".new"), "{n:?}");
+    }
+}

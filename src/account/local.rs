@@ -9,6 +9,7 @@ use crate::format::{Context, ObjKind};
 use crate::home::{Home, HomeError, write_atomic};
 use crate::keys::{self, KeyError, device::DeviceIdentity};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 const AK_MAGIC: &[u8; 4] = b"CRAK";
@@ -41,11 +42,20 @@ pub fn save_account_key(
     version: u32,
     key: &SecretKey,
 ) -> Result<(), AccountError> {
+    save_account_key_to(&home.account_key_path(), device_key, version, key)
+}
+
+fn save_account_key_to(
+    path: &Path,
+    device_key: &SecretKey,
+    version: u32,
+    key: &SecretKey,
+) -> Result<(), AccountError> {
     let ctx = Context::new(ObjKind::AccountKey, 0, 0, version as u64);
     let mut out = AK_MAGIC.to_vec();
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&keys::wrap(device_key, ctx, key)?);
-    write_atomic(&home.account_key_path(), &out)?;
+    write_atomic(path, &out)?;
     Ok(())
 }
 
@@ -74,13 +84,21 @@ pub fn save_identity(
     device_key: &SecretKey,
     id: &DeviceIdentity,
 ) -> Result<(), AccountError> {
+    save_identity_to(&home.identity_path(), device_key, id)
+}
+
+fn save_identity_to(
+    path: &Path,
+    device_key: &SecretKey,
+    id: &DeviceIdentity,
+) -> Result<(), AccountError> {
     let (s, x) = id.secrets();
     let mut plain = Zeroizing::new(Vec::with_capacity(64));
     plain.extend_from_slice(&s[..]);
     plain.extend_from_slice(&x[..]);
     let ctx = Context::new(ObjKind::DeviceIdentity, 0, 0, 0);
     let sealed = crypto::seal(device_key, Suite::XtsBlake3, &ctx.to_bytes(), &plain)?;
-    write_atomic(&home.identity_path(), &sealed)?;
+    write_atomic(path, &sealed)?;
     Ok(())
 }
 
@@ -173,6 +191,10 @@ impl Keyring {
     }
 
     pub fn save(&self, home: &Home, device_key: &SecretKey) -> Result<(), AccountError> {
+        self.save_to(&home.keyring_path(), device_key)
+    }
+
+    fn save_to(&self, path: &Path, device_key: &SecretKey) -> Result<(), AccountError> {
         let plain = self.encode();
         let ctx = Context::new(ObjKind::Keyring, 0, 0, 0);
         let sealed = crypto::seal(
@@ -181,7 +203,89 @@ impl Keyring {
             &ctx.to_bytes(),
             &plain,
         )?;
-        write_atomic(&home.keyring_path(), &sealed)?;
+        write_atomic(path, &sealed)?;
         Ok(())
+    }
+}
+
+fn staged(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".new");
+    PathBuf::from(s)
+}
+
+/// The device files sealed under the device key, which a passcode change re-seals.
+fn sealed_files(home: &Home) -> [PathBuf; 4] {
+    [
+        home.account_key_path(),
+        home.identity_path(),
+        home.keyring_path(),
+        home.seen_path(),
+    ]
+}
+
+/// Everything the device seals under its device key, for re-sealing under a new one.
+pub struct Resealable<'a> {
+    pub account_key: (u32, &'a SecretKey),
+    pub identity: &'a DeviceIdentity,
+    pub keyring: &'a Keyring,
+    pub seen: &'a crate::home::SeenHeads,
+}
+
+/// Changes the passcode: every device file is re-sealed under the new device key as
+/// `NAME.new`, then the config with the new salt is written (the commit point), then the
+/// staged files replace the old ones. [`finish_passcode_change`] completes or undoes an
+/// interrupted change at the next unlock.
+pub fn change_passcode(
+    home: &Home,
+    config: &mut crate::home::Config,
+    new_salt: [u8; 16],
+    new_key: &SecretKey,
+    r: Resealable<'_>,
+) -> Result<(), AccountError> {
+    let [ak, id, ring, seen] = sealed_files(home);
+    save_account_key_to(&staged(&ak), new_key, r.account_key.0, r.account_key.1)?;
+    save_identity_to(&staged(&id), new_key, r.identity)?;
+    r.keyring.save_to(&staged(&ring), new_key)?;
+    r.seen
+        .write_copy(&staged(&seen), keys::device_state_key(new_key))
+        .map_err(|why| damaged(seen.clone(), why))?;
+    config.kdf_salt = hex::encode(new_salt);
+    home.save_config(config)?;
+    promote(home);
+    Ok(())
+}
+
+fn promote(home: &Home) {
+    for p in sealed_files(home) {
+        let s = staged(&p);
+        if s.exists()
+            && let Err(e) = std::fs::rename(&s, &p)
+        {
+            log::error!("cannot move {} into place: {e}", s.display());
+        }
+    }
+}
+
+/// After a crash during a passcode change: if the staged account key opens under the
+/// device key of the current config, the change was committed and the staged files take
+/// over; otherwise they are left-overs of a change that never committed and go.
+pub fn finish_passcode_change(home: &Home, device_key: &SecretKey) {
+    let staged_ak = staged(&home.account_key_path());
+    let Ok(bytes) = std::fs::read(&staged_ak) else {
+        return;
+    };
+    let committed = bytes.len() > 8 && {
+        let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let ctx = Context::new(ObjKind::AccountKey, 0, 0, v as u64);
+        keys::unwrap(device_key, ctx, &bytes[8..], "account key").is_ok()
+    };
+    if committed {
+        log::warn!("completing an interrupted passcode change");
+        promote(home);
+    } else {
+        for p in sealed_files(home) {
+            let _ = std::fs::remove_file(staged(&p));
+        }
     }
 }

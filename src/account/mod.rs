@@ -241,6 +241,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
 pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
     let config = home.load_config()?;
     let device_key = device_key_of(&home, &config, passcode)?;
+    local::finish_passcode_change(&home, &device_key);
     let (account_key_version, account_key) = local::load_account_key(&home, &device_key)?;
     let service: Option<Box<dyn ServiceKeys>> = match &config.server {
         // A device that joined an embedded account has no key service of its own: its
@@ -320,6 +321,34 @@ fn validate_category_name(name: &str) -> Result<(), AccountError> {
 }
 
 impl Unlocked {
+    /// Changes this device's passcode (re-seals the device's secrets; nothing in the store
+    /// changes).
+    pub fn change_passcode(&mut self, new: &Passcode) -> Result<(), AccountError> {
+        if new.expose().is_empty() {
+            return Err(KeyError::EmptyPasscode.into());
+        }
+        let secret = self.home.read_secret_file(&self.home.device_secret_path())?;
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt)?;
+        let new_key = keys::device_key(new, &salt, self.config.kdf, &secret)?;
+        let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+        local::change_passcode(
+            &self.home,
+            &mut self.config,
+            salt,
+            &new_key,
+            local::Resealable {
+                account_key: (self.account_key_version, &self.account_key),
+                identity: &self.identity,
+                keyring: &keyring,
+                seen: &self.seen,
+            },
+        )?;
+        drop(keyring);
+        self.device_key = new_key;
+        Ok(())
+    }
+
     pub fn table(&self) -> &CategoryTable {
         &self.manifest.table
     }

@@ -113,6 +113,24 @@ enum Cmd {
     },
     /// Set up this (new) device from the account's store with your recovery key.
     Recover(device::RecoverArgs),
+    /// Change this device's passcode (the one `mount` asks for). Only this device's files
+    /// are re-sealed; other devices keep their own passcodes.
+    Passcode {
+        #[command(subcommand)]
+        cmd: PasscodeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PasscodeCmd {
+    /// Change the passcode: asks for the current one, then the new one twice.
+    Change {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+        /// Read the new passcode from this file instead of the terminal.
+        #[arg(long)]
+        new_passcode_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,6 +258,26 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Device { cmd } => device::run(home, cmd),
         Cmd::RecoveryKey { cmd } => device::recovery_key(home, cmd),
         Cmd::Recover(args) => device::recover(home, args),
+        Cmd::Passcode {
+            cmd:
+                PasscodeCmd::Change {
+                    pass,
+                    new_passcode_file,
+                },
+        } => {
+            let mut acct = unlock(home, &pass)?;
+            eprintln!("New passcode:");
+            let new = passcode::read(
+                &PasscodeArgs {
+                    passcode_file: new_passcode_file,
+                },
+                true,
+            )?;
+            acct.change_passcode(&new)
+                .map_err(|e| format!("passcode change: {e}"))?;
+            println!("Passcode changed for this device.");
+            Ok(0)
+        }
     }
 }
 

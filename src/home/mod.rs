@@ -371,6 +371,20 @@ impl SeenHeads {
         write_atomic(&self.path, &sealed).map_err(|e| e.to_string())
     }
 
+    /// Writes the current record sealed under another key to `path` (a passcode change
+    /// stages it there before moving it into place).
+    pub fn write_copy(&self, path: &Path, key: SecretKey) -> Result<(), String> {
+        let s = self.state.lock().map_err(|_| "poisoned".to_string())?.clone();
+        let other = SeenHeads {
+            path: path.to_path_buf(),
+            key,
+            state: Mutex::new(Seen::default()),
+        };
+        let mut s = s;
+        let _ = fs::remove_file(path);
+        other.save(&mut s)
+    }
+
     pub fn table_seen(&self) -> u64 {
         self.state.lock().map(|s| s.table).unwrap_or(0)
     }
