@@ -66,6 +66,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         entry: e.clone(),
                         key,
                         key_version: e.key_version,
+                        old_key: None,
                     },
                     store.clone(),
                     Arc::new(ChunkCache::new(1 << 20)),

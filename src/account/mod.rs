@@ -12,6 +12,9 @@ use crate::volume::CategorySetup;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod rotate;
+pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(transparent)]
@@ -340,6 +343,7 @@ impl Unlocked {
                         entry: e.clone(),
                         key,
                         key_version: e.key_version,
+                        old_key: self.old_category_key(e),
                     })
                     .map_err(|err| err.to_string());
                 (e.clone(), r)
