@@ -258,7 +258,8 @@ fn the_passcode_can_be_changed_and_the_old_one_stops_working() {
     assert!(t.contains("Passcode changed"), "{t}");
     // The old passcode is refused, the new one unlocks.
     let mut old = a.cirrus_cmd();
-    old.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+    old.args(["status", "--passcode-file"])
+        .arg(&a.passcode_file);
     let t = cmd_fails(old);
     assert!(t.contains("wrong passcode"), "{t}");
     fs::copy(&newp, &a.passcode_file).unwrap();

@@ -141,6 +141,10 @@ impl Keyring {
         self.keys.insert((category, version), key);
     }
 
+    pub fn remove(&mut self, category: u32, version: u32) {
+        self.keys.remove(&(category, version));
+    }
+
     /// Plaintext layout: count u32, then (category u32, version u32, key 32) each.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::new();

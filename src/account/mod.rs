@@ -23,6 +23,9 @@ use manifest::key_commitment;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+mod rotate;
+pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(transparent)]
@@ -327,7 +330,9 @@ impl Unlocked {
         if new.expose().is_empty() {
             return Err(KeyError::EmptyPasscode.into());
         }
-        let secret = self.home.read_secret_file(&self.home.device_secret_path())?;
+        let secret = self
+            .home
+            .read_secret_file(&self.home.device_secret_path())?;
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt)?;
         let new_key = keys::device_key(new, &salt, self.config.kdf, &secret)?;
@@ -605,6 +610,7 @@ impl Unlocked {
                         entry: e.clone(),
                         key,
                         key_version: e.key_version,
+                        old_key: self.old_category_key(e),
                     })
                     .map_err(|err| err.to_string());
                 (e.clone(), r)

@@ -1,6 +1,7 @@
 //! The mount daemon's life: build the stack, mount, commit periodically, and on a signal or
 //! unmount flush everything and exit. Also `cirrus umount`, which drives that from outside.
 
+use super::control;
 use super::mount::{MountArgs, absolute, is_mounted};
 use crate::account::Unlocked;
 use crate::cache::ChunkCache;
@@ -248,6 +249,14 @@ pub fn serve(
         }
     }
     let store = acct.store.clone();
+    let home = Home::new(acct.home.root.clone());
+    let ctl_cats = cats.clone();
+    let acct = std::sync::Mutex::new(acct);
+    let busy = std::sync::Mutex::new(());
+    let handler: Arc<control::Handler> = Arc::new(move |req, cancel, send| match req.op.as_str() {
+        "rotate" => super::rotate::serve_request(&acct, &ctl_cats, &busy, req, cancel, send),
+        other => control::Reply::error(format!("unknown request {other:?}")),
+    });
     let fs = CirrusFs::new(
         cats.clone(),
         FsOptions {
@@ -284,7 +293,15 @@ pub fn serve(
     if args.readahead_kib > 0 {
         set_readahead(mp, args.readahead_kib);
     }
-    let pf = pidfile(&acct.home, mp);
+    // Before telling the parent we are mounted, so `cirrus rotate` right after finds it.
+    let control = match control::Server::start(&home, handler) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!("{e}; `cirrus rotate` cannot reach this mount");
+            None
+        }
+    };
+    let pf = pidfile(&home, mp);
     let _ = std::fs::write(&pf, format!("{}\n{}\n", std::process::id(), mp.display()));
     info!(
         "mounted {} with {} categories (memory cache {} MiB)",
@@ -297,7 +314,7 @@ pub fn serve(
         let _ = n.write_all(b"OK");
     }
 
-    let status_path = acct.home.run_dir().join("status");
+    let status_path = home.run_dir().join("status");
     write_status(&status_path, mp, &cache, &cats);
     let term = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -344,6 +361,10 @@ pub fn serve(
     // The session ended (unmounted): fuser has called destroy(), which committed.
     if let Err(e) = bg.join() {
         warn!("session ended with: {e}");
+    }
+    // A running rotation stops after its current batch (committed; resumable).
+    if let Some(c) = control {
+        c.shutdown();
     }
     let mut clean = true;
     for c in &cats {

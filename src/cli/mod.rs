@@ -1,12 +1,14 @@
 //! The `cirrus` command line: argument parsing, and one function per command that builds
 //! the stack it needs. Errors are reported as one line naming the problem and the fix.
 
+pub mod control;
 mod daemon;
 mod device;
 mod fsck;
 mod gc;
 mod mount;
 mod passcode;
+mod rotate;
 mod status;
 
 use crate::account::{self, InitOptions};
@@ -94,6 +96,11 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-encrypt a category under a new key and destroy the old key.
+    ///
+    /// The drive may stay mounted and in use. If the rotation is interrupted, run the
+    /// same command again: it continues where it stopped.
+    Rotate(rotate::RotateArgs),
     /// List, add or retire data categories (top-level folders).
     Category {
         #[command(subcommand)]
@@ -254,6 +261,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Status { pass } => status::run(home, &pass),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Gc { pass, dry_run } => gc::run(home, &pass, dry_run),
+        Cmd::Rotate(args) => rotate::run(home, args),
         Cmd::Category { cmd } => category(home, cmd),
         Cmd::Device { cmd } => device::run(home, cmd),
         Cmd::RecoveryKey { cmd } => device::recovery_key(home, cmd),

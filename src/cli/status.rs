@@ -62,13 +62,20 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         let c = super::open_for_inspection(&acct, setup, &cache);
         let (bytes, inodes, counter, bad) = c.stats();
         let usage = c.usage();
-        let state = match bad {
+        let mut state = match bad {
             Some(why) => format!("UNAVAILABLE: {why}"),
             None if entry.class == Class::Transit => {
                 "ok (stored UNENCRYPTED at rest, by design)".into()
             }
             None => "ok".into(),
         };
+        if let Some(r) = c.rotation() {
+            let pct = (r.done * 100).checked_div(r.total).unwrap_or(0);
+            state.push_str(&format!(
+                "; rotating key v{} \u{2192} v{}, {pct}%",
+                r.from, r.to
+            ));
+        }
         println!(
             "{:<22} {:<9} {:>10} {:>10} {:>6} {:>8} {:>6}  {state}",
             entry.name,

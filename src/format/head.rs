@@ -4,6 +4,11 @@
 use super::codec::{FormatError, Reader, Writer};
 use super::pack::BlobRef;
 
+/// Layout of the sealed head written by this build (its leading u16). Kept apart from
+/// `FORMAT_VERSION`, which also goes into every sealing context and must stay 1 so old
+/// blobs keep opening. Layout 1 lacks the two rotation fields; decode reads both.
+pub const HEAD_LAYOUT: u16 = 2;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub category: u32,
@@ -17,12 +22,17 @@ pub struct Head {
     /// Plaintext bytes of file content and number of inodes (for `status`).
     pub bytes: u64,
     pub inodes: u64,
+    /// Key version a rotation is moving away from: blobs may still be sealed under it.
+    /// 0 = no rotation in progress (always 0 in layout 1).
+    pub rotating_from: u32,
+    /// Rotation progress: every inode below it is fully re-encrypted under `key_version`.
+    pub rotate_cursor: u64,
 }
 
 impl Head {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u16(super::FORMAT_VERSION)
+        w.u16(HEAD_LAYOUT)
             .u32(self.category)
             .u64(self.counter)
             .raw(&self.prev)
@@ -30,6 +40,8 @@ impl Head {
             .u64(self.next_ino)
             .u64(self.bytes)
             .u64(self.inodes)
+            .u32(self.rotating_from)
+            .u64(self.rotate_cursor)
             .u32(self.leaves.len() as u32);
         for (no, r) in &self.leaves {
             w.u64(*no);
@@ -40,7 +52,10 @@ impl Head {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes);
-        r.version()?;
+        let layout = r.u16()?;
+        if layout == 0 || layout > HEAD_LAYOUT {
+            return Err(FormatError::Version(layout));
+        }
         let category = r.u32()?;
         let counter = r.u64()?;
         let prev = r.hash()?;
@@ -48,6 +63,11 @@ impl Head {
         let next_ino = r.u64()?;
         let bytes_ = r.u64()?;
         let inodes = r.u64()?;
+        let (rotating_from, rotate_cursor) = if layout >= 2 {
+            (r.u32()?, r.u64()?)
+        } else {
+            (0, 0)
+        };
         let n = r.count(80)?;
         let mut leaves = Vec::with_capacity(n);
         for _ in 0..n {
@@ -64,6 +84,8 @@ impl Head {
             leaves,
             bytes: bytes_,
             inodes,
+            rotating_from,
+            rotate_cursor,
         })
     }
 }
@@ -74,4 +96,81 @@ pub fn split_head_object(obj: &[u8]) -> Result<(u32, &[u8]), FormatError> {
     let mut r = Reader::new(obj);
     let kv = r.u32()?;
     Ok((kv, &obj[4..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Head {
+        Head {
+            category: 7,
+            counter: 42,
+            prev: [9; 32],
+            key_version: 3,
+            next_ino: 1000,
+            leaves: vec![(
+                0,
+                BlobRef {
+                    pack: [1; 32],
+                    offset: 8,
+                    len: 300,
+                    tag: [2; 32],
+                },
+            )],
+            bytes: 12345,
+            inodes: 17,
+            rotating_from: 2,
+            rotate_cursor: 513,
+        }
+    }
+
+    #[test]
+    fn layout_2_round_trips_with_rotation_fields() {
+        let h = sample();
+        let b = h.encode();
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), HEAD_LAYOUT);
+        assert_eq!(Head::decode(&b).unwrap(), h);
+    }
+
+    #[test]
+    fn layout_1_decodes_with_no_rotation() {
+        // Layout 1, byte for byte as FORMAT.md §5.3 specified it before rotation existed.
+        let h = sample();
+        let mut w = Writer::new();
+        w.u16(1)
+            .u32(h.category)
+            .u64(h.counter)
+            .raw(&h.prev)
+            .u32(h.key_version)
+            .u64(h.next_ino)
+            .u64(h.bytes)
+            .u64(h.inodes)
+            .u32(1)
+            .u64(0);
+        h.leaves[0].1.write(&mut w);
+        let got = Head::decode(&w.finish()).unwrap();
+        assert_eq!(got.rotating_from, 0);
+        assert_eq!(got.rotate_cursor, 0);
+        assert_eq!(
+            got,
+            Head {
+                rotating_from: 0,
+                rotate_cursor: 0,
+                ..h
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_layouts_are_refused() {
+        for v in [0u16, 3, 0xffff] {
+            let mut b = sample().encode();
+            b[..2].copy_from_slice(&v.to_le_bytes());
+            assert_eq!(Head::decode(&b), Err(FormatError::Version(v)));
+        }
+        // A layout-2 head cut short inside the rotation fields is truncated, not misread.
+        let b = sample().encode();
+        assert!(Head::decode(&b[..80]).is_err());
+    }
 }

@@ -374,7 +374,11 @@ impl SeenHeads {
     /// Writes the current record sealed under another key to `path` (a passcode change
     /// stages it there before moving it into place).
     pub fn write_copy(&self, path: &Path, key: SecretKey) -> Result<(), String> {
-        let s = self.state.lock().map_err(|_| "poisoned".to_string())?.clone();
+        let s = self
+            .state
+            .lock()
+            .map_err(|_| "poisoned".to_string())?
+            .clone();
         let other = SeenHeads {
             path: path.to_path_buf(),
             key,

@@ -19,7 +19,7 @@ pub enum ServiceError {
 
 /// What the account layer needs from a key service: wrapping and unwrapping the keys of
 /// `standard` and `transit` categories under the service key it never hands out.
-pub trait ServiceKeys {
+pub trait ServiceKeys: Send + Sync {
     fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError>;
     fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError>;
 }

@@ -54,12 +54,17 @@ impl Category {
         if s.pack.is_empty() {
             start_pack(&mut s.pack);
         }
-        let offset =
-            crypto::seal_append(&self.key, self.suite, &ctx.to_bytes(), plain, &mut s.pack)
-                .map_err(|e| VolError::Integrity {
-                    what: "sealing".into(),
-                    why: e.to_string(),
-                })?;
+        let offset = crypto::seal_append(
+            &self.keys().key,
+            self.suite,
+            &ctx.to_bytes(),
+            plain,
+            &mut s.pack,
+        )
+        .map_err(|e| VolError::Integrity {
+            what: "sealing".into(),
+            why: e.to_string(),
+        })?;
         let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
         Ok((offset as u32, (s.pack.len() - offset) as u32, tag))
     }
@@ -107,7 +112,7 @@ impl Category {
     /// Whether anything awaits a commit.
     pub fn is_dirty(&self) -> bool {
         let s = self.lock();
-        !s.dirty.is_empty() || !s.pending.is_empty() || !s.dirty_leaves.is_empty()
+        !s.dirty.is_empty() || !s.pending.is_empty() || !s.dirty_leaves.is_empty() || s.head_dirty
     }
 
     /// Commits everything written so far under a new head. Durable when it returns.
@@ -137,7 +142,12 @@ impl Category {
         if s.unavailable.is_some() {
             return Ok(());
         }
-        if !force && s.dirty.is_empty() && s.pending.is_empty() && s.dirty_leaves.is_empty() {
+        if !force
+            && s.dirty.is_empty()
+            && s.pending.is_empty()
+            && s.dirty_leaves.is_empty()
+            && !s.head_dirty
+        {
             return Ok(());
         }
         // 1. data: seal and flush so chunk refs get their pack ids
@@ -195,20 +205,23 @@ impl Category {
                 }
             }
         }
-        // 3. the head
+        // 3. the head, always under the current key
+        let keys = self.keys();
         let head = Head {
             category: self.id,
             counter: s.head.counter + 1,
             prev: s.head.hash,
-            key_version: self.key_version,
+            key_version: keys.version,
             next_ino: s.head.next_ino,
             leaves: new_leaves.iter().map(|(k, v)| (*k, *v)).collect(),
             bytes: s.bytes,
             inodes: s.inodes,
+            rotating_from: s.rotating_from,
+            rotate_cursor: s.rotate_cursor,
         };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
         let sealed =
-            crypto::seal(&self.key, self.suite, &ctx.to_bytes(), &head.encode()).map_err(|e| {
+            crypto::seal(&keys.key, self.suite, &ctx.to_bytes(), &head.encode()).map_err(|e| {
                 VolError::Integrity {
                     what: "sealing head".into(),
                     why: e.to_string(),
@@ -217,7 +230,7 @@ impl Category {
         let obj = self
             .opts
             .heads
-            .envelope(self.id, self.key_version, &sealed)
+            .envelope(self.id, keys.version, &sealed)
             .map_err(|why| VolError::Integrity {
                 what: "signing head".into(),
                 why,
@@ -239,6 +252,7 @@ impl Category {
         s.head.etag = Some(etag);
         s.head.leaves = new_leaves;
         s.dirty_leaves.clear();
+        s.head_dirty = false;
         if let Err(e) = self.witness.record(self.id, head.counter, hash) {
             error!(
                 "category {}: cannot record head #{}: {e}",

@@ -28,7 +28,7 @@ pub(super) fn killed_mode(mode: u32) -> u32 {
     m
 }
 
-enum Source {
+pub(super) enum Source {
     Dirty,
     Pending(Pending),
     Stored(BlobRef),
@@ -36,7 +36,7 @@ enum Source {
 }
 
 impl Category {
-    fn chunk_source(s: &State, ino: u64, idx: u64) -> Source {
+    pub(super) fn chunk_source(s: &State, ino: u64, idx: u64) -> Source {
         if s.dirty.contains_key(&(ino, idx)) {
             return Source::Dirty;
         }
@@ -63,7 +63,10 @@ impl Category {
                 v
             }
             Source::Pending(p) => self.load_pending(s, ino, idx, p)?.as_ref().clone(),
-            Source::Stored(r) => self.load_chunk(ino, idx, &r)?.as_ref().clone(),
+            Source::Stored(r) => self
+                .load_chunk(&self.keys(), ino, idx, &r)?
+                .as_ref()
+                .clone(),
             Source::Hole => Vec::new(),
         })
     }
@@ -100,8 +103,11 @@ impl Category {
         }
         let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
         out.clear();
+        let keys;
         {
             let mut s = self.lock();
+            // With the refs: the keys they were sealed under (a rotation may move on).
+            keys = self.keys();
             self.ensure_leaf(&mut s, ino)?;
             let size = Self::file_size(&s, ino)?;
             if offset >= size {
@@ -154,10 +160,11 @@ impl Category {
         }
         for (idx, in_chunk, at, take, fill) in later {
             let plain = match fill {
-                Fill::Stored(r) => self.load_chunk(ino, idx, &r)?,
+                Fill::Stored(r) => self.load_chunk(&keys, ino, idx, &r)?,
                 Fill::Sealed(sealed, tag) => {
                     let what = || format!("chunk {idx} of inode {ino} (unsynced)");
                     let p = Arc::new(self.open_blob(
+                        &keys,
                         crate::format::Context::chunk(self.id, ino, idx),
                         &sealed,
                         &what,

@@ -8,6 +8,15 @@ use crate::format::record::{Attr, Payload, Time, decode_leaf};
 use crate::format::{Context, ObjKind, names};
 use log::{error, info, warn};
 
+/// A head that passed every check, with its object hash and etag.
+struct VerifiedHead {
+    head: Head,
+    hash: [u8; 32],
+    etag: Etag,
+    /// Sealed under the old key version (see `Category::adopt_rotation`).
+    under_old: bool,
+}
+
 impl Category {
     /// Opens a category: reads and verifies its head, or starts an empty tree if the store
     /// has none yet. A bad head makes the category unavailable, not the whole drive.
@@ -26,8 +35,11 @@ impl Category {
             id: setup.entry.id,
             name: setup.entry.name.clone(),
             class: setup.entry.class,
-            key: setup.key,
-            key_version: setup.key_version,
+            keys: RwLock::new(Arc::new(Keys {
+                version: setup.key_version,
+                key: setup.key,
+                old: setup.old_key,
+            })),
             suite,
             store,
             cache,
@@ -38,7 +50,19 @@ impl Category {
         {
             let mut s = cat.lock();
             match cat.read_head() {
-                Ok(Some((head, hash, etag))) => {
+                Ok(Some(VerifiedHead {
+                    head,
+                    hash,
+                    etag,
+                    under_old,
+                })) => {
+                    if let Err(why) = cat.adopt_rotation(&mut s, &head, under_old) {
+                        error!(
+                            "category {}: {why}; serving it as unavailable (EIO)",
+                            cat.name
+                        );
+                        s.unavailable = Some(why);
+                    }
                     s.head = HeadInfo {
                         counter: head.counter,
                         hash,
@@ -53,6 +77,7 @@ impl Category {
                     }
                 }
                 Ok(None) => {
+                    cat.drop_old_key();
                     if let Some((n, _)) = cat.witness.seen(cat.id) {
                         let why = format!(
                             "its head object is missing from the store, but this device has seen head #{n}"
@@ -103,8 +128,10 @@ impl Category {
         info!("category {}: new empty tree", self.name);
     }
 
-    /// Reads and verifies the head. `Ok(None)`: no head stored yet.
-    fn read_head(&self) -> Result<Option<(Head, [u8; 32], Etag)>, String> {
+    /// Reads and verifies the head. `Ok(None)`: no head stored yet. The flag says it was
+    /// sealed under the old key version: the table already names the new one, but the
+    /// rotation's first head was never written (see `adopt_rotation`).
+    fn read_head(&self) -> Result<Option<VerifiedHead>, String> {
         let name = names::head(self.id);
         let obj = match self.store.get(&name) {
             Ok(o) => o,
@@ -117,14 +144,19 @@ impl Category {
             .heads
             .check(self.id, &obj)
             .map_err(|e| format!("head {name}: {e}"))?;
-        if kv != self.key_version {
-            return Err(format!(
-                "head {name} claims key version {kv}, this device holds version {}",
-                self.key_version
-            ));
-        }
+        let keys = self.keys();
+        let (key, under_old) = match &keys.old {
+            _ if kv == keys.version => (&keys.key, false),
+            Some((v, old)) if kv == *v => (old, true),
+            _ => {
+                return Err(format!(
+                    "head {name} claims key version {kv}, this device holds version {}",
+                    keys.version
+                ));
+            }
+        };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
-        let plain = crypto::open(&self.key, self.suite, &ctx.to_bytes(), sealed)
+        let plain = crypto::open(key, self.suite, &ctx.to_bytes(), sealed)
             .map_err(|e| format!("head {name} failed authentication: {e}"))?;
         let head = Head::decode(&plain).map_err(|e| format!("head {name} is malformed: {e}"))?;
         if head.category != self.id {
@@ -143,7 +175,12 @@ impl Category {
                 ));
             }
         }
-        Ok(Some((head, hash, crate::store::etag_of(&obj))))
+        Ok(Some(VerifiedHead {
+            head,
+            hash,
+            etag: crate::store::etag_of(&obj),
+            under_old,
+        }))
     }
 
     /// Fetches a sealed blob by reference and checks it is exactly the referenced version.
@@ -174,13 +211,27 @@ impl Category {
         Ok(bytes)
     }
 
+    /// Opens a blob with `keys` (trying the old key during a rotation, see [`Keys`]).
     pub(super) fn open_blob(
         &self,
+        keys: &Keys,
         ctx: Context,
         sealed: &[u8],
         what: &dyn Fn() -> String,
     ) -> VolResult<Vec<u8>> {
-        crypto::open(&self.key, self.suite, &ctx.to_bytes(), sealed).map_err(|e| {
+        self.open_blob_which(keys, ctx, sealed, what)
+            .map(|(p, _)| p)
+    }
+
+    /// [`Category::open_blob`], also telling whether the old key was needed.
+    pub(super) fn open_blob_which(
+        &self,
+        keys: &Keys,
+        ctx: Context,
+        sealed: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> VolResult<(Vec<u8>, bool)> {
+        keys.open(self.suite, &ctx.to_bytes(), sealed).map_err(|e| {
             let err = VolError::Integrity {
                 what: what(),
                 why: e.to_string(),
@@ -218,8 +269,10 @@ impl Category {
             return Ok(());
         };
         let what = || format!("metadata leaf {leaf}");
+        let keys = self.keys();
         let res = self.fetch_blob(&r, &what).and_then(|sealed| {
             let plain = self.open_blob(
+                &keys,
                 Context::new(ObjKind::Leaf, self.id, 0, leaf),
                 &sealed,
                 &what,
@@ -276,14 +329,22 @@ impl Category {
         errs
     }
 
-    /// Decrypted content of a stored chunk, through the RAM cache.
-    pub(super) fn load_chunk(&self, ino: u64, idx: u64, r: &BlobRef) -> VolResult<Arc<Vec<u8>>> {
+    /// Decrypted content of a stored chunk, through the RAM cache. `keys`: the key set
+    /// taken when the ref was read.
+    pub(super) fn load_chunk(
+        &self,
+        keys: &Keys,
+        ino: u64,
+        idx: u64,
+        r: &BlobRef,
+    ) -> VolResult<Arc<Vec<u8>>> {
         if let Some(c) = self.cache.get(&self.ckey(ino, idx, r.tag)) {
             return Ok(c);
         }
         let what = || format!("chunk {idx} of inode {ino}");
         let sealed = self.fetch_blob(r, &what)?;
-        let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), &sealed, &what)?);
+        let plain =
+            Arc::new(self.open_blob(keys, Context::chunk(self.id, ino, idx), &sealed, &what)?);
         self.cache.insert(self.ckey(ino, idx, r.tag), plain.clone());
         Ok(plain)
     }
@@ -308,7 +369,12 @@ impl Category {
                     what: what(),
                     why: "pending blob outside the pack buffer".into(),
                 })?;
-        let plain = Arc::new(self.open_blob(Context::chunk(self.id, ino, idx), sealed, &what)?);
+        let plain = Arc::new(self.open_blob(
+            &self.keys(),
+            Context::chunk(self.id, ino, idx),
+            sealed,
+            &what,
+        )?);
         self.cache.insert(self.ckey(ino, idx, p.tag), plain.clone());
         Ok(plain)
     }

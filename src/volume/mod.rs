@@ -4,6 +4,7 @@
 mod commit;
 mod io;
 mod load;
+mod rotate;
 mod tree;
 mod verify;
 
@@ -15,8 +16,9 @@ use crate::format::table::{CategoryEntry, Class};
 use crate::store::{Etag, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+pub use rotate::{Rotation, RotationProgress};
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::{Usage, VerifyReport};
 
@@ -130,6 +132,45 @@ pub struct CategorySetup {
     pub entry: CategoryEntry,
     pub key: SecretKey,
     pub key_version: u32,
+    /// The previous key version and key, when its key object still exists: a rotation may
+    /// be in progress (the head says whether it is), so blobs may still be sealed under it.
+    pub old_key: Option<(u32, SecretKey)>,
+}
+
+/// The keys a category opens and seals with. Replaced as a whole, under the category lock,
+/// when a rotation begins or ends. Readers take the `Arc` together with the refs they
+/// collect under the lock, so a blob is always opened with the key set that was current
+/// when its ref was read, even if the rotation has moved on by the time it is fetched.
+pub(crate) struct Keys {
+    /// The version everything new is sealed under.
+    version: u32,
+    key: SecretKey,
+    /// Only while a rotation is in progress: blobs not yet re-encrypted open with it.
+    old: Option<(u32, SecretKey)>,
+}
+
+impl Keys {
+    /// Opens with the current key and, only if authentication fails and a rotation is in
+    /// progress, with the old one: the MAC is what tells the two apart. Returns the
+    /// plaintext and whether the old key was needed.
+    fn open(
+        &self,
+        suite: Suite,
+        ctx: &[u8],
+        sealed: &[u8],
+    ) -> Result<(Vec<u8>, bool), crate::crypto::CryptoError> {
+        match crate::crypto::open(&self.key, suite, ctx, sealed) {
+            Err(crate::crypto::CryptoError::BadTag) => match &self.old {
+                Some((v, old)) => {
+                    let plain = crate::crypto::open(old, suite, ctx, sealed)?;
+                    log::debug!("blob opened with the old key version {v}");
+                    Ok((plain, true))
+                }
+                None => Err(crate::crypto::CryptoError::BadTag),
+            },
+            r => r.map(|p| (p, false)),
+        }
+    }
 }
 
 /// An open category: its tree, guarded by one lock.
@@ -137,8 +178,7 @@ pub struct Category {
     pub id: u32,
     pub name: String,
     pub class: Class,
-    key: SecretKey,
-    key_version: u32,
+    keys: RwLock<Arc<Keys>>,
     suite: Suite,
     store: Arc<dyn Store>,
     cache: Arc<ChunkCache>,
@@ -185,11 +225,37 @@ struct State {
     /// Plaintext bytes and inode count, maintained for `status`.
     bytes: u64,
     inodes: u64,
+    /// Key rotation (see `rotate.rs`), recorded in every head: the version being rotated
+    /// away from (0: none) and the cursor (every inode below it is re-encrypted).
+    rotating_from: u32,
+    rotate_cursor: u64,
+    /// Next chunk of the inode at the cursor to look at. Not recorded: a resumed rotation
+    /// looks at that inode again from chunk 0 (chunks already resealed are skipped).
+    rotate_chunk: u64,
+    /// File bytes the rotation has passed, for progress; `None` until first computed.
+    rotate_done: Option<u64>,
+    /// The next commit writes a head even if nothing else changed (rotation state moved).
+    head_dirty: bool,
 }
 
 impl Category {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current key set. Take it while holding the category lock when the blobs to
+    /// open were found under that lock (see [`Keys`]).
+    fn keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_keys(&self, k: Keys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(k);
+    }
+
+    /// The key version new blobs and heads are sealed under.
+    pub fn key_version(&self) -> u32 {
+        self.keys().version
     }
 
     fn add_dirty(&self, s: &mut State, n: usize) {

@@ -90,6 +90,7 @@ impl Category {
             rep.problems.push(e);
         }
         let s = self.lock();
+        let keys = self.keys();
         for r in s.head.leaves.values() {
             rep.packs.insert(r.pack);
         }
@@ -110,7 +111,12 @@ impl Category {
                         progress(1);
                         let what = || format!("chunk {idx} of inode {ino}");
                         let res = self.fetch_blob(r, &what).and_then(|sealed| {
-                            self.open_blob(Context::chunk(self.id, ino, idx as u64), &sealed, &what)
+                            self.open_blob(
+                                &keys,
+                                Context::chunk(self.id, ino, idx as u64),
+                                &sealed,
+                                &what,
+                            )
                         });
                         if let Err(e) = res {
                             rep.problems.push(e.to_string());

@@ -1587,3 +1587,29 @@ pub fn build_sample_tree(root: &Path, opts: SampleTree) {
     // chmod does not touch mtime, so the read-only dir can be locked down last.
     chmod(&root.join("ro-dir"), 0o555);
 }
+
+// ---------------------------------------------------------------------------------------
+// Reading a store the way the server sees it
+// ---------------------------------------------------------------------------------------
+
+/// The category table as anyone with the store reads it: the signed manifest is public.
+pub fn store_table(home: &Path) -> cirrus::format::table::CategoryTable {
+    use cirrus::format::manifest::{Manifest, SignedManifest};
+    let obj = fs::read(home.join("store").join(cirrus::format::names::MANIFEST))
+        .expect("read the account manifest");
+    let sm = SignedManifest::decode(&obj).expect("signed manifest");
+    Manifest::decode(&sm.body).expect("manifest").table
+}
+
+/// A head checker that ignores signatures: what a server (or a test playing one) uses
+/// to read a tree whose keys it has.
+pub struct UncheckedHeads;
+impl cirrus::volume::HeadSigner for UncheckedHeads {
+    fn envelope(&self, _c: u32, _kv: u32, _s: &[u8]) -> Result<Vec<u8>, String> {
+        Err("read only".into())
+    }
+    fn check<'a>(&self, _c: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
+        let e = cirrus::format::manifest::decode_head_envelope(obj).map_err(|e| e.to_string())?;
+        Ok((e.key_version, e.sealed))
+    }
+}

@@ -1,0 +1,613 @@
+//! Key rotation of one category while it stays in use: every chunk and leaf is resealed
+//! under a new key version. Progress is a cursor over inode numbers, recorded in every
+//! head, so a crash loses at most the work since the last commit and a later run resumes
+//! from there. Until the rotation ends, blobs open with the new key or, failing that, the
+//! old one (see [`Keys`]); only after a head says it ended may the old key be destroyed.
+
+use super::*;
+use crate::format::record::Payload;
+use crate::format::{CHUNK_SIZE, Context, LEAF_SPAN};
+use log::info;
+
+/// Stored chunks fetched and opened per release of the category lock (4 MiB): FUSE
+/// requests wait at most for one such piece's map updates, never for its I/O.
+const PIECE_CHUNKS: usize = 16;
+/// Chunk slots and inodes looked at per lock hold, so a long run of holes, chunks already
+/// resealed or deleted inode numbers does not hold the lock either.
+const SCAN_LIMIT: usize = 4096;
+
+/// Stored chunks of one inode to look at: (chunk index, ref).
+type Batch = Vec<(u64, BlobRef)>;
+/// Chunks that needed the old key: (chunk index, tag of the blob read, plaintext).
+type Stale = Vec<(u64, [u8; 32], Vec<u8>)>;
+
+/// A rotation in progress, for progress bars and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Key version being rotated away from.
+    pub from: u32,
+    /// Key version everything is being resealed under.
+    pub to: u32,
+    /// Every inode below it is re-encrypted (committed or about to be).
+    pub cursor: u64,
+    /// File bytes the rotation has passed, and the category's file bytes.
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What [`Category::rotate_step`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationProgress {
+    pub done: u64,
+    pub total: u64,
+    /// The final head (no rotation) is committed: the old key is no longer needed.
+    pub finished: bool,
+}
+
+/// Plaintext bytes of chunk `idx` of a file of `size` bytes (the range it covers).
+fn chunk_span(size: u64, idx: u64) -> u64 {
+    size.saturating_sub(idx * CHUNK_SIZE).min(CHUNK_SIZE)
+}
+
+impl Category {
+    /// At open, after the head was verified: takes over the rotation state it records.
+    /// `under_old`: the head is sealed under the old key although the table names the new
+    /// one, i.e. the table was published and the rotation's first head never written; the
+    /// rotation then starts here from cursor 0.
+    pub(super) fn adopt_rotation(
+        &self,
+        s: &mut State,
+        head: &crate::format::head::Head,
+        under_old: bool,
+    ) -> Result<(), String> {
+        let keys = self.keys();
+        if under_old {
+            let from = keys.old.as_ref().map(|(v, _)| *v).unwrap_or_default();
+            if head.rotating_from != 0 {
+                return Err(format!(
+                    "its head is sealed under key version {from} and records a rotation from \
+                     version {}, but the table already names version {}",
+                    head.rotating_from, keys.version
+                ));
+            }
+            info!(
+                "category {}: key rotation v{from} -> v{} was begun but not recorded; \
+                 it starts at the next commit",
+                self.name, keys.version
+            );
+            s.rotating_from = from;
+            s.rotate_cursor = 0;
+            s.head_dirty = true;
+            return Ok(());
+        }
+        if head.rotating_from == 0 {
+            self.drop_old_key();
+            return Ok(());
+        }
+        match &keys.old {
+            Some((v, _)) if *v == head.rotating_from => {
+                s.rotating_from = head.rotating_from;
+                s.rotate_cursor = head.rotate_cursor;
+                info!(
+                    "category {}: key rotation v{} -> v{} in progress (inode cursor {})",
+                    self.name, head.rotating_from, keys.version, head.rotate_cursor
+                );
+                Ok(())
+            }
+            _ => Err(format!(
+                "a key rotation from version {} is in progress but that key is not available",
+                head.rotating_from
+            )),
+        }
+    }
+
+    /// Forgets the old key: no blob of the tree needs it (no rotation in progress).
+    pub(super) fn drop_old_key(&self) {
+        let k = self.keys();
+        if k.old.is_some() {
+            self.set_keys(Keys {
+                version: k.version,
+                key: k.key.duplicate(),
+                old: None,
+            });
+        }
+    }
+
+    /// Starts rotating to `version` with `key`: what was written so far is committed under
+    /// the current key, which then becomes the old one, and a head sealed under the new
+    /// key records the rotation at cursor 0. The caller has made the new key durable.
+    pub fn begin_rotation(&self, version: u32, key: SecretKey) -> VolResult<()> {
+        let mut s = self.lock();
+        self.check_available(&s)?;
+        if s.rotating_from != 0 {
+            return Err(VolError::Invalid("a key rotation is already in progress"));
+        }
+        let cur = self.keys();
+        if version <= cur.version {
+            return Err(VolError::Invalid("the new key version must be higher"));
+        }
+        // Commit first: afterwards nothing waits in the pack buffer under the old key, and
+        // the tree the rotation walks is the committed one.
+        self.commit_locked(&mut s)?;
+        self.set_keys(Keys {
+            version,
+            key,
+            old: Some((cur.version, cur.key.duplicate())),
+        });
+        s.rotating_from = cur.version;
+        s.rotate_cursor = 0;
+        s.rotate_chunk = 0;
+        s.rotate_done = Some(0);
+        s.head_dirty = true;
+        info!(
+            "category {}: key rotation v{} -> v{version} begins",
+            self.name, cur.version
+        );
+        // If this commit fails the periodic one retries it; a crash before it is handled
+        // at open (the head is then still sealed under the old key: `adopt_rotation`).
+        self.commit_locked(&mut s)
+    }
+
+    /// The rotation in progress, if any (loads the leaves below the cursor once, to count
+    /// the bytes already passed).
+    pub fn rotation(&self) -> Option<Rotation> {
+        let mut s = self.lock();
+        if s.rotating_from == 0 || s.unavailable.is_some() {
+            return None;
+        }
+        let done = self.rotation_done(&mut s);
+        Some(Rotation {
+            from: s.rotating_from,
+            to: self.keys().version,
+            cursor: s.rotate_cursor,
+            done: done.min(s.bytes),
+            total: s.bytes,
+        })
+    }
+
+    fn rotation_done(&self, s: &mut State) -> u64 {
+        if let Some(d) = s.rotate_done {
+            return d;
+        }
+        let cursor = s.rotate_cursor;
+        let leaves: Vec<u64> = s
+            .head
+            .leaves
+            .keys()
+            .copied()
+            .filter(|l| l * LEAF_SPAN < cursor)
+            .collect();
+        for leaf in leaves {
+            // An unreadable leaf only makes the estimate low; the rotation reports it.
+            let _ = self.ensure_leaf(s, leaf * LEAF_SPAN);
+        }
+        let mut done: u64 = s
+            .records
+            .iter()
+            .filter(|(ino, _)| **ino < cursor)
+            .map(|(_, r)| match &r.payload {
+                Payload::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        if let Some(Record {
+            payload: Payload::File { size, .. },
+            ..
+        }) = s.records.get(&cursor)
+        {
+            done += (s.rotate_chunk * CHUNK_SIZE).min(*size);
+        }
+        s.rotate_done = Some(done);
+        done
+    }
+
+    /// Re-encrypts from the cursor on until about `budget` file bytes were passed, then
+    /// commits (so the cursor is durable). Holds the category lock only in short pieces:
+    /// chunks are fetched and opened without it, and put back as dirty plaintext (sealed
+    /// under the new key like any write, within the mount's dirty budget) only if the file
+    /// still references the exact blob read. Once the cursor passes the last inode, the
+    /// final head (no rotation) is committed and the old key forgotten: `finished`.
+    pub fn rotate_step(&self, budget: u64) -> VolResult<RotationProgress> {
+        let mut passed = 0u64;
+        {
+            let mut s = self.lock();
+            self.check_available(&s)?;
+            if s.rotating_from == 0 {
+                return Ok(RotationProgress {
+                    done: s.bytes,
+                    total: s.bytes,
+                    finished: true,
+                });
+            }
+            self.rotation_done(&mut s);
+            // The leaf at the cursor: resealed even if the cursor came from an older head.
+            let leaf = Self::leaf_of(s.rotate_cursor);
+            s.dirty_leaves.insert(leaf);
+        }
+        while passed < budget {
+            let (ino, batch, keys) = {
+                let mut s = self.lock();
+                match self.rotation_scan(&mut s, &mut passed)? {
+                    Some((ino, batch)) => (ino, batch, self.keys()),
+                    None => return self.finish_rotation(&mut s),
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let stale = match self.open_for_rotation(&keys, ino, batch) {
+                Ok(v) => v,
+                Err(e) => {
+                    // The scan already moved past these chunks: look at the inode again
+                    // from its start next time, or they would be skipped.
+                    let mut s = self.lock();
+                    if s.rotate_cursor == ino {
+                        s.rotate_chunk = 0;
+                    }
+                    return Err(e);
+                }
+            };
+            let mut s = self.lock();
+            for (idx, tag, plain) in stale {
+                // Only if the file still holds the blob we read; otherwise it was rewritten
+                // (under the new key), truncated or freed meanwhile.
+                if let io::Source::Stored(r) = Self::chunk_source(&s, ino, idx)
+                    && r.tag == tag
+                {
+                    self.add_dirty(&mut s, plain.len());
+                    s.dirty.insert((ino, idx), plain);
+                    s.dirty_leaves.insert(Self::leaf_of(ino));
+                }
+            }
+            if s.dirty_bytes > self.opts.dirty_limit
+                || self.opts.dirty_total.load(Ordering::Relaxed) > self.opts.dirty_limit
+            {
+                self.seal_dirty(&mut s)?;
+            }
+        }
+        let mut s = self.lock();
+        self.commit_locked(&mut s)?;
+        Ok(RotationProgress {
+            done: s.rotate_done.unwrap_or(0).min(s.bytes),
+            total: s.bytes,
+            finished: false,
+        })
+    }
+
+    /// Under the lock: moves the cursor over what needs no fetching (holes, chunks already
+    /// dirty or pending, non-files, unused inode numbers) and returns the inode at the
+    /// cursor with up to `PIECE_CHUNKS` stored chunks to look at, or `None` once past the
+    /// last inode. Each leaf the cursor enters is marked dirty, so every leaf is resealed.
+    fn rotation_scan(&self, s: &mut State, passed: &mut u64) -> VolResult<Option<(u64, Batch)>> {
+        let mut batch = Vec::new();
+        for _ in 0..SCAN_LIMIT {
+            let ino = s.rotate_cursor;
+            if ino >= s.head.next_ino {
+                return Ok(None);
+            }
+            if ino.is_multiple_of(LEAF_SPAN) && s.rotate_chunk == 0 {
+                s.dirty_leaves.insert(Self::leaf_of(ino));
+            }
+            self.ensure_leaf(s, ino).map_err(|e| VolError::Integrity {
+                what: format!("key rotation at inode {ino}"),
+                why: format!("{e}; run `cirrus fsck`"),
+            })?;
+            let (size, nchunks) = match s.records.get(&ino) {
+                Some(Record {
+                    payload: Payload::File { size, chunks },
+                    ..
+                }) => (*size, chunks.len() as u64),
+                _ => (0, 0),
+            };
+            while s.rotate_chunk < nchunks && batch.len() < PIECE_CHUNKS {
+                let idx = s.rotate_chunk;
+                if let io::Source::Stored(r) = Self::chunk_source(s, ino, idx) {
+                    batch.push((idx, r));
+                }
+                s.rotate_chunk += 1;
+                let n = chunk_span(size, idx);
+                *passed += n;
+                if let Some(d) = s.rotate_done.as_mut() {
+                    *d += n;
+                }
+            }
+            if !batch.is_empty() {
+                // The cursor stays on this inode until the batch is back under the lock
+                // (the next scan moves it): a commit in between must not record the inode
+                // as done while some of its chunks are still only under the old key.
+                return Ok(Some((ino, batch)));
+            }
+            s.rotate_cursor = ino + 1;
+            s.rotate_chunk = 0;
+        }
+        Ok(Some((s.rotate_cursor, batch)))
+    }
+
+    /// Fetches and opens a batch of chunks (no lock held); keeps those that still needed
+    /// the old key, with the tag of the blob they came from.
+    fn open_for_rotation(&self, keys: &Keys, ino: u64, batch: Batch) -> VolResult<Stale> {
+        let mut stale = Vec::new();
+        for (idx, r) in batch {
+            let what = || format!("chunk {idx} of inode {ino} (key rotation)");
+            let sealed = self.fetch_blob(&r, &what)?;
+            let (plain, old) =
+                self.open_blob_which(keys, Context::chunk(self.id, ino, idx), &sealed, &what)?;
+            // Already under the new key (a resumed rotation): nothing to reseal.
+            if old {
+                stale.push((idx, r.tag, plain));
+            }
+        }
+        Ok(stale)
+    }
+
+    fn finish_rotation(&self, s: &mut State) -> VolResult<RotationProgress> {
+        let from = s.rotating_from;
+        s.rotating_from = 0;
+        s.rotate_cursor = 0;
+        s.rotate_chunk = 0;
+        s.rotate_done = None;
+        s.head_dirty = true;
+        if let Err(e) = self.commit_locked(s) {
+            // Still rotating as far as the store knows: keep the old key.
+            s.rotating_from = from;
+            s.rotate_cursor = s.head.next_ino;
+            return Err(e);
+        }
+        self.drop_old_key();
+        info!(
+            "category {}: key rotation v{from} -> v{} finished",
+            self.name,
+            self.key_version()
+        );
+        Ok(RotationProgress {
+            done: s.bytes,
+            total: s.bytes,
+            finished: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::table::CategoryEntry;
+    use crate::store::MemStore;
+
+    struct Forgetful;
+    impl HeadWitness for Forgetful {
+        fn seen(&self, _c: u32) -> Option<(u64, [u8; 32])> {
+            None
+        }
+        fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn key(b: u8) -> SecretKey {
+        SecretKey::from_bytes([b; 32])
+    }
+
+    fn open(
+        store: &Arc<dyn Store>,
+        version: u32,
+        k: SecretKey,
+        old: Option<(u32, SecretKey)>,
+    ) -> Arc<Category> {
+        Category::open(
+            CategorySetup {
+                entry: CategoryEntry {
+                    id: 3,
+                    name: "Photos".into(),
+                    class: Class::Standard,
+                    retired: false,
+                    key_version: version,
+                },
+                key: k,
+                key_version: version,
+                old_key: old,
+            },
+            store.clone(),
+            Arc::new(ChunkCache::new(4 << 20)),
+            Arc::new(Forgetful),
+            VolumeOptions {
+                // Small, so rotation seals and flushes packs along the way.
+                dirty_limit: 1 << 20,
+                owner: (0, 0),
+                dirty_total: Default::default(),
+                heads: Arc::new(crate::volume::UnsignedHeads),
+            },
+        )
+    }
+
+    fn data(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+            .collect()
+    }
+
+    fn file(c: &Category, name: &str, content: &[u8]) -> u64 {
+        let n = c
+            .create_node(
+                ROOT_INO,
+                name.as_bytes(),
+                NewNode {
+                    mode: libc::S_IFREG | 0o644,
+                    rdev: 0,
+                    uid: 0,
+                    gid: 0,
+                    target: None,
+                },
+            )
+            .unwrap();
+        c.write(n.ino, 0, content, false).unwrap();
+        n.ino
+    }
+
+    fn read_all(c: &Category, ino: u64, len: usize) -> Vec<u8> {
+        c.read(ino, 0, len as u32 + 10).unwrap()
+    }
+
+    /// A tree under key 1 with several multi-chunk files, a sparse one and many inodes.
+    fn populate(c: &Category) -> Vec<(u64, Vec<u8>)> {
+        let mut files = Vec::new();
+        for i in 0..5u8 {
+            let d = data(700_000 + i as usize * 300_000, i);
+            files.push((file(c, &format!("f{i}"), &d), d));
+        }
+        for i in 0..300u32 {
+            let d = format!("small {i}").into_bytes();
+            files.push((file(c, &format!("s{i}"), &d), d));
+        }
+        let sparse = file(c, "sparse", b"start");
+        c.write(sparse, 3 << 20, b"end", false).unwrap();
+        let mut sd = vec![0u8; (3 << 20) + 3];
+        sd[..5].copy_from_slice(b"start");
+        sd[3 << 20..].copy_from_slice(b"end");
+        files.push((sparse, sd));
+        c.commit().unwrap();
+        files
+    }
+
+    #[test]
+    fn trial_open_uses_the_old_key_only_when_the_mac_says_so() {
+        let ctx = Context::chunk(3, 5, 0).to_bytes();
+        let under = |k: &SecretKey| crate::crypto::seal(k, Suite::XtsBlake3, &ctx, b"x").unwrap();
+        let keys = Keys {
+            version: 2,
+            key: key(2),
+            old: Some((1, key(1))),
+        };
+        assert_eq!(
+            keys.open(Suite::XtsBlake3, &ctx, &under(&key(2))).unwrap(),
+            (b"x".to_vec(), false)
+        );
+        assert_eq!(
+            keys.open(Suite::XtsBlake3, &ctx, &under(&key(1))).unwrap(),
+            (b"x".to_vec(), true)
+        );
+        // A third key, or the old key once the rotation ended: authentication fails.
+        assert_eq!(
+            keys.open(Suite::XtsBlake3, &ctx, &under(&key(9))),
+            Err(crate::crypto::CryptoError::BadTag)
+        );
+        let done = Keys {
+            version: 2,
+            key: key(2),
+            old: None,
+        };
+        assert_eq!(
+            done.open(Suite::XtsBlake3, &ctx, &under(&key(1))),
+            Err(crate::crypto::CryptoError::BadTag)
+        );
+        // Other failures are not retried (a downgraded suite stays an error).
+        let mac_only = crate::crypto::seal(&key(1), Suite::MacOnly, &ctx, b"x").unwrap();
+        assert!(matches!(
+            keys.open(Suite::XtsBlake3, &ctx, &mac_only),
+            Err(crate::crypto::CryptoError::WrongSuite { .. })
+        ));
+    }
+
+    #[test]
+    fn rotation_reseals_everything_while_reads_and_writes_go_on() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        let mut files = populate(&c);
+        c.begin_rotation(2, key(2)).unwrap();
+        assert_eq!(c.key_version(), 2);
+        let r = c.rotation().unwrap();
+        assert_eq!((r.from, r.to, r.cursor, r.done), (1, 2, 0, 0));
+        let mut steps = 0;
+        loop {
+            for (ino, d) in &files {
+                assert_eq!(&read_all(&c, *ino, d.len()), d, "inode {ino} mid-rotation");
+            }
+            // A write at each step: to a file behind the cursor, then ahead of it.
+            let (ino, d) = &mut files[steps % 5];
+            d[1000] ^= 0xff;
+            c.write(*ino, 1000, &d[1000..1001], false).unwrap();
+            let p = c.rotate_step(512 << 10).unwrap();
+            steps += 1;
+            assert!(p.done <= p.total);
+            if p.finished {
+                break;
+            }
+        }
+        assert!(steps > 5, "small batches make many steps ({steps})");
+        assert!(c.rotation().is_none());
+        c.commit().unwrap();
+        drop(c);
+        // The new key alone opens every blob of the tree; fsck's full check agrees.
+        let c = open(&store, 2, key(2), None);
+        let rep = c.verify(&|_| {});
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert!(rep.chunks > 20);
+        for (ino, d) in &files {
+            assert_eq!(&read_all(&c, *ino, d.len()), d);
+        }
+        // And the old key alone opens nothing: not even the head.
+        let old = open(&store, 1, key(1), None);
+        assert!(
+            old.stats().3.is_some(),
+            "the old key must not open the head"
+        );
+        let bad = open(&store, 2, key(1), None);
+        assert!(bad.stats().3.is_some());
+    }
+
+    #[test]
+    fn a_crash_resumes_from_the_last_committed_cursor() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        let files = populate(&c);
+        c.begin_rotation(2, key(2)).unwrap();
+        let p = c.rotate_step(1 << 20).unwrap();
+        assert!(!p.finished && p.done > 0);
+        let p2 = c.rotate_step(1 << 20).unwrap();
+        assert!(!p2.finished && p2.done > p.done);
+        // Uncommitted work after the last step is lost with the process.
+        drop(c);
+        let c = open(&store, 2, key(2), Some((1, key(1))));
+        let r = c.rotation().expect("the head records the rotation");
+        assert_eq!((r.from, r.to), (1, 2));
+        assert!(
+            r.cursor > 0 && r.done > 0 && r.done <= p2.done,
+            "{r:?} {p2:?}"
+        );
+        for (ino, d) in &files {
+            assert_eq!(&read_all(&c, *ino, d.len()), d);
+        }
+        while !c.rotate_step(4 << 20).unwrap().finished {}
+        drop(c);
+        let c = open(&store, 2, key(2), None);
+        assert!(c.verify(&|_| {}).problems.is_empty());
+        assert!(c.rotation().is_none());
+        // A head that still needs the old key cannot be opened without it.
+        let store2: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store2, 1, key(1), None);
+        populate(&c);
+        c.begin_rotation(2, key(2)).unwrap();
+        drop(c);
+        let c = open(&store2, 2, key(2), None);
+        assert!(c.stats().3.unwrap().contains("rotation"));
+    }
+
+    #[test]
+    fn a_table_ahead_of_the_head_starts_the_rotation_at_open() {
+        // The account published key version 2, then died before the first head under it.
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        let files = populate(&c);
+        drop(c);
+        let c = open(&store, 2, key(2), Some((1, key(1))));
+        assert!(c.stats().3.is_none());
+        let r = c.rotation().unwrap();
+        assert_eq!((r.from, r.to, r.cursor), (1, 2, 0));
+        for (ino, d) in &files {
+            assert_eq!(&read_all(&c, *ino, d.len()), d);
+        }
+        while !c.rotate_step(8 << 20).unwrap().finished {}
+        drop(c);
+        let c = open(&store, 2, key(2), None);
+        assert!(c.verify(&|_| {}).problems.is_empty());
+    }
+}
