@@ -153,11 +153,12 @@ fn a_join_request_replaced_by_the_server_cannot_be_approved() {
     assert_eq!(entries.len(), 1);
     let evil = DeviceIdentity::generate().unwrap();
     let pk = evil.public();
-    let part = JoinRequest::signed_part("phone", &pk.sign, &pk.kx);
+    let part = JoinRequest::signed_part("phone", &pk.sign, &pk.kx, 1);
     let req = JoinRequest {
         name: "phone".into(),
         sign: pk.sign,
         kx: pk.kx,
+        features: 1,
         sig: evil.sign(JOIN_SIGN_DOMAIN, &part),
     };
     fs::write(&entries[0], req.encode()).unwrap();

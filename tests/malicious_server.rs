@@ -138,6 +138,7 @@ fn tampered_forged_rolled_back_or_foreign_manifests_are_refused() {
                     sign: evil.public().sign,
                     kx: evil.public().kx,
                     state: DeviceState::Active,
+                    features: cirrus::format::manifest::FEATURES,
                 })
             });
             fs::write(p, resign(&m2, &evil)).unwrap();

@@ -6,7 +6,9 @@
 
 use super::*;
 use crate::crypto::Suite;
-use crate::format::manifest::{JOIN_SIGN_DOMAIN, JoinRequest, RecoveryEntry, RecoveryKind};
+use crate::format::manifest::{
+    FEATURES, JOIN_SIGN_DOMAIN, JoinRequest, RecoveryEntry, RecoveryKind,
+};
 use crate::keys::recovery::RecoveryKey;
 
 /// A device home being set up to join or recover an account.
@@ -109,11 +111,12 @@ impl NewDevice {
     /// Puts the join request in the store; returns the code to compare on a trusted device.
     pub fn request_join(&self) -> Result<String, AccountError> {
         let me = self.identity.public();
-        let part = JoinRequest::signed_part(&self.config.device_name, &me.sign, &me.kx);
+        let part = JoinRequest::signed_part(&self.config.device_name, &me.sign, &me.kx, FEATURES);
         let req = JoinRequest {
             name: self.config.device_name.clone(),
             sign: me.sign,
             kx: me.kx,
+            features: FEATURES,
             sig: self.identity.sign(JOIN_SIGN_DOMAIN, &part),
         };
         self.store
@@ -256,6 +259,7 @@ impl NewDevice {
             sign: me.sign,
             kx: me.kx,
             state: DeviceState::Active,
+            features: FEATURES,
         });
         acct.publish_manifest_as(next, &rid)?;
         acct.grant_account_key(&me)?;
@@ -324,7 +328,7 @@ impl Unlocked {
                 log::warn!("ignoring malformed join request {name}");
                 continue;
             };
-            let part = JoinRequest::signed_part(&req.name, &req.sign, &req.kx);
+            let part = JoinRequest::signed_part(&req.name, &req.sign, &req.kx, req.features);
             let pk = DevicePublic {
                 sign: req.sign,
                 kx: req.kx,
@@ -385,6 +389,7 @@ impl Unlocked {
             sign: req.sign,
             kx: req.kx,
             state: DeviceState::Active,
+            features: req.features,
         });
         self.publish_manifest(next)?;
         let _ = self.store.delete(&names::join_request(&req.sign));
@@ -452,5 +457,110 @@ impl Unlocked {
                 .delete(&names::account_key_grant(self.account_key_version, &r.sign));
         }
         Ok(code)
+    }
+}
+
+impl Unlocked {
+    /// Replaces the account key with a new version: granted to every active device and
+    /// recovery method, committed in the manifest (`edit` may change it further, e.g.
+    /// mark a device removed), and every e2e category key object re-wrapped under it.
+    pub(crate) fn rotate_account_key_with(
+        &mut self,
+        edit: impl FnOnce(&mut Manifest),
+    ) -> Result<(), AccountError> {
+        let v = self
+            .account_key_version
+            .checked_add(1)
+            .ok_or_else(|| AccountError::BadManifest("no account key version left".into()))?;
+        let new = crypto::random_key()?;
+        let mut next = self.manifest.clone();
+        edit(&mut next);
+        next.account_key_version = v;
+        next.set_commitment(0, v, key_commitment(&new));
+        // Keys held under the old account key, unwrapped while it is still in hand.
+        let mut e2e = Vec::new();
+        for e in next.table.entries.iter().filter(|e| e.class == Class::E2e) {
+            for ver in [e.key_version.saturating_sub(1), e.key_version] {
+                if ver == 0 || self.store.size(&names::category_key(e.id, ver)).is_err() {
+                    continue;
+                }
+                match self.category_key_version(e, ver) {
+                    Ok(k) => e2e.push((e.id, ver, k)),
+                    Err(err) => log::warn!("category {} key v{ver}: {err}", e.name),
+                }
+            }
+        }
+        let holders: Vec<DevicePublic> = next
+            .active_devices()
+            .map(|d| DevicePublic {
+                sign: d.sign,
+                kx: d.kx,
+            })
+            .chain(next.recovery.iter().map(|r| DevicePublic {
+                sign: r.sign,
+                kx: r.kx,
+            }))
+            .collect();
+        for h in &holders {
+            let sealed = device::seal_to(h, grant_ctx(v), &new)
+                .map_err(|e| KeyError::BadWrappedKey(format!("granting the account key: {e}")))?;
+            self.store
+                .put(&names::account_key_grant(v, &h.sign), &sealed)?;
+        }
+        self.publish_manifest(next)?;
+        local::save_account_key(&self.home, &self.device_key, v, &new)?;
+        let old_v = self.account_key_version;
+        self.account_key = new;
+        self.account_key_version = v;
+        for (id, ver, k) in e2e {
+            self.store_category_key(id, ver, Class::E2e, &k)?;
+        }
+        // Old grants open only the old key; they go, so no copy of it stays in the store.
+        for name in self
+            .store
+            .list(&format!("account/grants/{old_v:08x}/"))
+            .unwrap_or_default()
+        {
+            let _ = self.store.delete(&name);
+        }
+        Ok(())
+    }
+
+    /// `cirrus rotate --account`: a new account key version.
+    pub fn rotate_account_key(&mut self) -> Result<(), AccountError> {
+        self.rotate_account_key_with(|_| {})
+    }
+
+    /// Removes a device from the account: it leaves the signed device list (so its
+    /// signatures stop counting) and the account key rotates. Returns the categories
+    /// whose keys the caller must rotate next, so the removed device cannot read
+    /// anything written afterwards.
+    pub fn remove_device(&mut self, name: &str) -> Result<Vec<String>, AccountError> {
+        let me = self.identity.public().sign;
+        let target = self
+            .manifest
+            .active_devices()
+            .find(|d| d.name == name)
+            .cloned()
+            .ok_or_else(|| AccountError::BadCode(format!("no trusted device named {name:?}")))?;
+        if target.sign == me {
+            return Err(AccountError::BadCode(
+                "a device cannot remove itself; remove it from another trusted device".into(),
+            ));
+        }
+        self.rotate_account_key_with(|m| {
+            for d in &mut m.devices {
+                if d.sign == target.sign {
+                    d.state = DeviceState::Removed;
+                }
+            }
+        })?;
+        let _ = self.store.delete(&names::key_bundle(&target.sign));
+        Ok(self
+            .manifest
+            .table
+            .active()
+            .map(|e| e.name.clone())
+            .collect())
     }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::crypto::Suite;
+use crate::format::manifest::FEATURES;
 
 /// The MAC'd category table of a v1 account, checked against the counter seen.
 fn load_legacy_table(acct: &Unlocked) -> Result<CategoryTable, AccountError> {
@@ -60,6 +61,7 @@ pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
                     sign: me.sign,
                     kx: me.kx,
                     state: DeviceState::Active,
+                    features: FEATURES,
                 }],
                 recovery: Vec::new(),
                 key_commitments: Vec::new(),

@@ -1,6 +1,7 @@
 //! An account on this device: creating it (`init`), unlocking it with the passcode, and
 //! reading or changing its category table and category keys in the store.
 
+pub mod adp;
 pub mod devices;
 mod local;
 pub mod manifest;
@@ -8,7 +9,7 @@ mod migrate;
 
 use crate::crypto::{self, SecretKey};
 use crate::format::manifest::{
-    DeviceEntry, DeviceState, FLAG_SECOND_FACTOR, Manifest, SignedManifest,
+    DeviceEntry, DeviceState, FEATURES, FLAG_SECOND_FACTOR, Manifest, SignedManifest,
 };
 use crate::format::table::{CategoryEntry, CategoryTable, Class, DEFAULT_CATEGORIES};
 use crate::format::{Context, ObjKind, names};
@@ -215,6 +216,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
                 sign: me.sign,
                 kx: me.kx,
                 state: DeviceState::Active,
+                features: FEATURES,
             }],
             recovery: Vec::new(),
             key_commitments: Vec::new(),
@@ -553,14 +555,22 @@ impl Unlocked {
         let (class, wrapped) = obj
             .split_first()
             .ok_or_else(|| KeyError::BadWrappedKey(what.clone()))?;
-        if *class != e.class as u8 {
-            return Err(KeyError::BadWrappedKey(format!(
-                "{what}: key object claims another protection class"
-            ))
-            .into());
-        }
+        // The current version must be wrapped as the signed table says. An older one (kept
+        // until a rotation ends, e.g. the standard key of a category ADP moved to e2e) is
+        // unwrapped as its object says: the commitment check below decides either way.
+        let class = if version == e.key_version {
+            if *class != e.class as u8 {
+                return Err(KeyError::BadWrappedKey(format!(
+                    "{what}: key object claims another protection class"
+                ))
+                .into());
+            }
+            e.class
+        } else {
+            Class::from_u8(*class).map_err(|_| KeyError::BadWrappedKey(what.clone()))?
+        };
         let ctx = keys::category_key_context(e.id, version);
-        let key = match e.class {
+        let key = match class {
             Class::E2e => keys::unwrap(&self.account_key, ctx, wrapped, &what)?,
             Class::Standard | Class::Transit => self.service()?.unwrap(ctx, wrapped, &what)?,
         };

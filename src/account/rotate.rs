@@ -42,6 +42,9 @@ pub struct RotateOptions<'a> {
     pub batch_bytes: u64,
     /// Set by the daemon when it unmounts: stop after the current batch.
     pub stop: Option<&'a AtomicBool>,
+    /// Move the category to this protection class with the new key (ADP). When the
+    /// category already has it and no rotation is pending, nothing is done.
+    pub class: Option<Class>,
 }
 
 /// The default batch: 64 MiB between commits, so an interrupted rotation loses little
@@ -55,6 +58,8 @@ pub struct RotateReport {
     pub to: u32,
     /// An unfinished rotation was continued (no new key version was made).
     pub resumed: bool,
+    /// Nothing to do: the category already had the class asked for.
+    pub unchanged: bool,
 }
 
 impl Unlocked {
@@ -181,11 +186,18 @@ impl Unlocked {
         } else if cur > 1 && old_left(cur - 1)? {
             // The tree is already under the current key; only the destruction is left.
             (cur - 1, true)
+        } else if opts.class.is_some_and(|c| c == e.class) {
+            return Ok(RotateReport {
+                from: cur,
+                to: cur,
+                resumed: false,
+                unchanged: true,
+            });
         } else {
             let to = cur
                 .checked_add(1)
                 .ok_or_else(|| RotateError::Refused("no key version left".into()))?;
-            let key = self.create_key_version(e.id, e.class, to)?;
+            let key = self.create_key_version(e.id, opts.class.unwrap_or(e.class), to)?;
             info!("category {name}: key rotation v{cur} -> v{to} starts");
             cat.begin_rotation(to, key)?;
             (cur, false)
@@ -214,6 +226,7 @@ impl Unlocked {
             from,
             to: cat.key_version(),
             resumed,
+            unchanged: false,
         })
     }
 }

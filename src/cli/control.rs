@@ -28,6 +28,9 @@ pub struct Request {
     /// Rotation: file bytes re-encrypted between two commits (default 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_bytes: Option<u64>,
+    /// Rotation: the protection class the new key version gets (ADP), e.g. "e2e".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// One reply line: progress (`done`, `total`), or the final `ok` / `error`.
@@ -257,6 +260,7 @@ mod tests {
             op: "rotate".into(),
             category: Some("Photos".into()),
             batch_bytes: None,
+            class: None,
         };
         let s = serde_json::to_string(&req).unwrap();
         assert_eq!(s, r#"{"op":"rotate","category":"Photos"}"#);
@@ -292,6 +296,7 @@ mod tests {
             op: "ping".into(),
             category: None,
             batch_bytes: None,
+            class: None,
         };
         let r = request(&home, &req, &mut |d, t| seen.push((d, t)));
         assert_eq!(r, Ok("did ping".into()));

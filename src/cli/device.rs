@@ -53,6 +53,15 @@ pub enum DeviceCmd {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
+    /// Remove a device (lost, sold, retired). It leaves the signed device list, the
+    /// account key is replaced, and every category is re-encrypted under a new key, so
+    /// the removed device can read nothing written afterwards. Works while mounted.
+    Remove {
+        /// The device's name, as `cirrus device list` shows it.
+        name: String,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +129,40 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 .approve_device(&code)
                 .map_err(|e| format!("device approve: {e}"))?;
             println!("Approved device {name}.");
+            Ok(0)
+        }
+        DeviceCmd::Remove { name, pass } => {
+            let lock = super::daemon::lock_home(&home).ok();
+            let mut acct = super::unlock(Home::new(home.root.clone()), &pass)?;
+            let already = acct.devices().iter().any(|d| d.name == name && !d.active);
+            let jobs = if already {
+                let owed = super::rotate::load_pending(&home);
+                if owed.is_empty() {
+                    println!("Device {name} was already removed; nothing left to do.");
+                    return Ok(0);
+                }
+                println!("Resuming: re-encrypting {} more categories...", owed.len());
+                owed
+            } else {
+                let cats = acct
+                    .remove_device(&name)
+                    .map_err(|e| format!("device remove: {e}"))?;
+                println!(
+                    "Removed device {name}; the account key is replaced. Re-encrypting {} \
+                     categories under new keys (run this again to resume if interrupted)...",
+                    cats.len()
+                );
+                cats.into_iter()
+                    .map(|category| super::rotate::Job {
+                        category,
+                        class: None,
+                    })
+                    .collect()
+            };
+            let lines = super::rotate::rotate_owed(&home, &pass, jobs, lock.map(|l| (acct, l)))?;
+            for l in lines {
+                println!("{l}");
+            }
             Ok(0)
         }
         DeviceCmd::List { pass } => {

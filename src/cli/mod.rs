@@ -1,6 +1,7 @@
 //! The `cirrus` command line: argument parsing, and one function per command that builds
 //! the stack it needs. Errors are reported as one line naming the problem and the fix.
 
+mod adp;
 pub mod control;
 mod daemon;
 mod device;
@@ -120,6 +121,12 @@ enum Cmd {
     },
     /// Set up this (new) device from the account's store with your recovery key.
     Recover(device::RecoverArgs),
+    /// Advanced Data Protection: end-to-end encryption for Backup, Drive, Notes, Photos
+    /// and more, so the key service cannot decrypt them.
+    Adp {
+        #[command(subcommand)]
+        cmd: adp::AdpCmd,
+    },
     /// Change this device's passcode (the one `mount` asks for). Only this device's files
     /// are re-sealed; other devices keep their own passcodes.
     Passcode {
@@ -266,6 +273,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Device { cmd } => device::run(home, cmd),
         Cmd::RecoveryKey { cmd } => device::recovery_key(home, cmd),
         Cmd::Recover(args) => device::recover(home, args),
+        Cmd::Adp { cmd } => adp::run(home, cmd),
         Cmd::Passcode {
             cmd:
                 PasscodeCmd::Change {

@@ -6,6 +6,7 @@
 use super::{PasscodeArgs, control, daemon, mount::parse_size, unlock};
 use crate::account::{RotateOptions, RotateReport};
 use crate::cache::ChunkCache;
+use crate::format::table::Class;
 use crate::home::Home;
 use crate::volume::{Category, HeadWitness, VolumeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,10 +14,16 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["category", "account"])))]
 pub struct RotateArgs {
-    /// The category whose key to replace (e.g. Photos).
+    /// The category whose key to replace (e.g. Photos): every block is re-encrypted
+    /// under a new key version, online if mounted, then the old version is destroyed.
     #[arg(long)]
-    pub category: String,
+    pub category: Option<String>,
+    /// Replace the account key (the key that wraps end-to-end category keys): granted
+    /// anew to every trusted device and recovery method.
+    #[arg(long)]
+    pub account: bool,
     #[command(flatten)]
     pub pass: PasscodeArgs,
     /// File bytes re-encrypted between two commits; each commit makes progress durable.
@@ -29,10 +36,11 @@ pub struct RotateArgs {
 struct Progress {
     bar: Option<ProgressBar>,
     started: bool,
+    what: String,
 }
 
 impl Progress {
-    fn new() -> Self {
+    fn new(what: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let pb = ProgressBar::new(0);
             pb.set_style(
@@ -41,12 +49,13 @@ impl Progress {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            pb.set_message("rotating");
+            pb.set_message(format!("rotating {what}"));
             pb
         });
         Progress {
             bar,
             started: false,
+            what: what.to_string(),
         }
     }
 
@@ -63,7 +72,7 @@ impl Progress {
             None => {
                 // One line per committed batch (64 MiB by default): few enough for a log.
                 let pct = (done * 100).checked_div(total).unwrap_or(100);
-                eprintln!("progress: {done} of {total} bytes ({pct}%)");
+                eprintln!("progress: {done} of {total} bytes ({pct}%) {}", self.what);
             }
         }
         self.started = true;
@@ -77,6 +86,9 @@ impl Progress {
 }
 
 fn describe(name: &str, r: &RotateReport) -> String {
+    if r.unchanged {
+        return format!("{name}: nothing to do (already protected as asked).");
+    }
     format!(
         "{} the key of {name}: everything is now sealed under key version {}; key version {} \
          is destroyed.",
@@ -91,75 +103,199 @@ fn describe(name: &str, r: &RotateReport) -> String {
 }
 
 pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
+    let Some(category) = args.category.clone() else {
+        let mut acct = unlock(home, &args.pass)?;
+        acct.rotate_account_key()
+            .map_err(|e| format!("rotate --account: {e}"))?;
+        println!(
+            "Rotated the account key: every trusted device and recovery method holds the new \
+             version; the old one is destroyed."
+        );
+        return Ok(0);
+    };
+    let jobs = [Job {
+        category,
+        class: None,
+    }];
+    for line in rotate_many(&home, &args.pass, &jobs, args.batch, None)? {
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+/// One category to rotate, optionally into another protection class.
+pub struct Job {
+    pub category: String,
+    pub class: Option<Class>,
+}
+
+/// Rotations a command still owes (one category name per line), so running the command
+/// again after a crash finishes them instead of forgetting them.
+pub fn pending_path(home: &Home) -> std::path::PathBuf {
+    home.device_dir().join("pending-rotations")
+}
+
+pub fn save_pending(home: &Home, jobs: &[Job]) -> Result<(), String> {
+    let text: String = jobs.iter().map(|j| format!("{}\n", j.category)).collect();
+    crate::home::write_atomic(&pending_path(home), text.as_bytes()).map_err(|e| e.to_string())
+}
+
+pub fn load_pending(home: &Home) -> Vec<Job> {
+    std::fs::read_to_string(pending_path(home))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| Job {
+            category: l.to_string(),
+            class: None,
+        })
+        .collect()
+}
+
+/// [`rotate_many`] that records what is left in [`pending_path`] as it goes.
+pub fn rotate_owed(
+    home: &Home,
+    pass: &PasscodeArgs,
+    jobs: Vec<Job>,
+    acct: Option<(crate::account::Unlocked, std::fs::File)>,
+) -> Result<Vec<String>, String> {
+    save_pending(home, &jobs)?;
+    let mut out = Vec::new();
+    let mut acct = acct;
+    for (i, job) in jobs.iter().enumerate() {
+        let one = [Job {
+            category: job.category.clone(),
+            class: job.class,
+        }];
+        let (lines, back) = match acct.take() {
+            Some((a, lock)) => rotate_offline_keep(a, &one, crate::account::DEFAULT_BATCH, lock)?,
+            None => (
+                rotate_many(home, pass, &one, crate::account::DEFAULT_BATCH, None)?,
+                None,
+            ),
+        };
+        acct = back;
+        out.extend(lines);
+        save_pending(home, &jobs[i + 1..])?;
+    }
+    let _ = std::fs::remove_file(pending_path(home));
+    Ok(out)
+}
+
+type Held = (crate::account::Unlocked, std::fs::File);
+
+fn rotate_offline_keep(
+    acct: crate::account::Unlocked,
+    jobs: &[Job],
+    batch: u64,
+    lock: std::fs::File,
+) -> Result<(Vec<String>, Option<Held>), String> {
+    let mut acct = acct;
+    let lines = offline_with(&mut acct, jobs, batch)?;
+    Ok((lines, Some((acct, lock))))
+}
+
+/// Rotates each category in turn: through the daemon when the drive is mounted (it is
+/// the only writer of heads), else here. `acct`: an account already unlocked by the
+/// caller (offline only; it must hold the daemon lock). Returns one line per category.
+pub fn rotate_many(
+    home: &Home,
+    pass: &PasscodeArgs,
+    jobs: &[Job],
+    batch: u64,
+    acct: Option<(crate::account::Unlocked, std::fs::File)>,
+) -> Result<Vec<String>, String> {
     if !home.exists() {
         return Err(format!(
             "no Cirrus account in {} (run `cirrus init`, or pass --home)",
             home.root.display()
         ));
     }
-    match daemon::lock_home(&home) {
+    if let Some((acct, _lock)) = acct {
+        return offline(acct, jobs, batch);
+    }
+    match daemon::lock_home(home) {
         // Not mounted: nobody else can write heads while we hold the lock.
-        Ok(lock) => offline(home, args, lock),
-        Err(_) if control::socket_exists(&home) => online(&home, &args),
+        Ok(_lock) => {
+            let acct = unlock(Home::new(home.root.clone()), pass)?;
+            offline(acct, jobs, batch)
+        }
+        Err(_) if control::socket_exists(home) => {
+            jobs.iter().map(|j| online(home, j, batch)).collect()
+        }
         Err(e) => Err(e),
     }
 }
 
-fn online(home: &Home, args: &RotateArgs) -> super::CliResult {
+fn online(home: &Home, job: &Job, batch: u64) -> Result<String, String> {
     let req = control::Request {
         op: "rotate".into(),
-        category: Some(args.category.clone()),
-        batch_bytes: Some(args.batch),
+        category: Some(job.category.clone()),
+        batch_bytes: Some(batch),
+        class: job.class.map(|c| c.name().to_string()),
     };
-    let mut p = Progress::new();
+    let mut p = Progress::new(&job.category);
     let res = control::request(home, &req, &mut |d, t| p.update(d, t));
     p.finish();
-    let msg = res?;
-    println!("{msg}");
-    Ok(0)
+    res
 }
 
-fn offline(home: Home, args: RotateArgs, _lock: std::fs::File) -> super::CliResult {
-    let mut acct = unlock(home, &args.pass)?;
-    let setup = acct
-        .category_setups()
-        .into_iter()
-        .find(|(e, _)| e.name == args.category)
-        .ok_or_else(|| {
-            format!(
-                "unknown category {:?} (see `cirrus category list`)",
-                args.category
-            )
-        })?
-        .1
-        .map_err(|e| format!("category {}: {e}", args.category))?;
-    // SAFETY: getuid/getgid have no preconditions.
-    let owner = unsafe { (libc::getuid(), libc::getgid()) };
-    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
-    let cat = Category::open(
-        setup,
-        acct.store.clone(),
-        Arc::new(ChunkCache::new(8 << 20)),
-        witness,
-        VolumeOptions {
-            dirty_limit: 32 << 20,
-            owner,
-            dirty_total: Default::default(),
-            heads: acct.head_signer(),
-        },
-    );
-    let mut p = Progress::new();
-    let opts = RotateOptions {
-        batch_bytes: args.batch,
-        stop: None,
-    };
-    let res = acct.rotate_category(&args.category, &cat, &opts, &mut |r| {
-        p.update(r.done, r.total)
-    });
-    p.finish();
-    let report = res.map_err(|e| e.to_string())?;
-    println!("{}", describe(&args.category, &report));
-    Ok(0)
+fn offline(
+    mut acct: crate::account::Unlocked,
+    jobs: &[Job],
+    batch: u64,
+) -> Result<Vec<String>, String> {
+    offline_with(&mut acct, jobs, batch)
+}
+
+fn offline_with(
+    acct: &mut crate::account::Unlocked,
+    jobs: &[Job],
+    batch: u64,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for job in jobs {
+        let setup = acct
+            .category_setups()
+            .into_iter()
+            .find(|(e, _)| e.name == job.category)
+            .ok_or_else(|| {
+                format!(
+                    "unknown category {:?} (see `cirrus category list`)",
+                    job.category
+                )
+            })?
+            .1
+            .map_err(|e| format!("category {}: {e}", job.category))?;
+        // SAFETY: getuid/getgid have no preconditions.
+        let owner = unsafe { (libc::getuid(), libc::getgid()) };
+        let witness: Arc<dyn HeadWitness> = acct.seen.clone();
+        let cat = Category::open(
+            setup,
+            acct.store.clone(),
+            Arc::new(ChunkCache::new(8 << 20)),
+            witness,
+            VolumeOptions {
+                dirty_limit: 32 << 20,
+                owner,
+                dirty_total: Default::default(),
+                heads: acct.head_signer(),
+            },
+        );
+        let mut p = Progress::new(&job.category);
+        let opts = RotateOptions {
+            batch_bytes: batch,
+            stop: None,
+            class: job.class,
+        };
+        let res = acct.rotate_category(&job.category, &cat, &opts, &mut |r| {
+            p.update(r.done, r.total)
+        });
+        p.finish();
+        let report = res.map_err(|e| e.to_string())?;
+        out.push(describe(&job.category, &report));
+    }
+    Ok(out)
 }
 
 /// The daemon's side of a `rotate` request.
@@ -184,10 +320,16 @@ pub(crate) fn serve_request(
     let Ok(_one) = busy.try_lock() else {
         return control::Reply::error("another key rotation is running on this drive".into());
     };
+    let class = match req.class.as_deref().map(Class::parse) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => return control::Reply::error("rotate: unknown protection class".into()),
+    };
     let mut acct = acct.lock().unwrap_or_else(|p| p.into_inner());
     let opts = RotateOptions {
         batch_bytes: req.batch_bytes.unwrap_or(crate::account::DEFAULT_BATCH),
         stop: Some(cancel),
+        class,
     };
     match acct.rotate_category(name, cat, &opts, &mut |p| {
         send(&control::Reply::progress(p.done, p.total))

@@ -29,7 +29,15 @@ pub struct DeviceEntry {
     pub sign: [u8; 32],
     pub kx: [u8; 32],
     pub state: DeviceState,
+    /// What the device's build supports (`FEATURE_*` bits), so the account never turns
+    /// on something a trusted device could not follow.
+    pub features: u32,
 }
+
+/// The device can read categories moved to e2e by Advanced Data Protection.
+pub const FEATURE_ADP: u32 = 1;
+/// What this build supports.
+pub const FEATURES: u32 = FEATURE_ADP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryKind {
@@ -93,7 +101,8 @@ impl Manifest {
             w.bytes(d.name.as_bytes())
                 .raw(&d.sign)
                 .raw(&d.kx)
-                .u8(d.state as u8);
+                .u8(d.state as u8)
+                .u32(d.features);
         }
         w.u32(self.recovery.len() as u32);
         for r in &self.recovery {
@@ -129,7 +138,7 @@ impl Manifest {
         let counter = r.u64()?;
         let account_key_version = r.u32()?;
         let flags = r.u8()?;
-        let n = r.count(69)?;
+        let n = r.count(73)?;
         let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
             let name = utf8(r.bytes()?, "device name")?;
@@ -145,11 +154,13 @@ impl Manifest {
                     });
                 }
             };
+            let features = r.u32()?;
             devices.push(DeviceEntry {
                 name,
                 sign,
                 kx,
                 state,
+                features,
             });
         }
         let n = r.count(93)?;
@@ -272,6 +283,7 @@ pub struct JoinRequest {
     pub name: String,
     pub sign: [u8; 32],
     pub kx: [u8; 32],
+    pub features: u32,
     pub sig: [u8; 64],
 }
 
@@ -280,14 +292,18 @@ pub const JOIN_SIGN_DOMAIN: &str = "join request";
 
 impl JoinRequest {
     /// The bytes the requesting device signs.
-    pub fn signed_part(name: &str, sign: &[u8; 32], kx: &[u8; 32]) -> Vec<u8> {
+    pub fn signed_part(name: &str, sign: &[u8; 32], kx: &[u8; 32], features: u32) -> Vec<u8> {
         let mut w = Writer::new();
-        w.raw(JOIN_MAGIC).bytes(name.as_bytes()).raw(sign).raw(kx);
+        w.raw(JOIN_MAGIC)
+            .bytes(name.as_bytes())
+            .raw(sign)
+            .raw(kx)
+            .u32(features);
         w.finish()
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Self::signed_part(&self.name, &self.sign, &self.kx);
+        let mut v = Self::signed_part(&self.name, &self.sign, &self.kx, self.features);
         v.extend_from_slice(&self.sig);
         v
     }
@@ -300,6 +316,7 @@ impl JoinRequest {
         let name = utf8(r.bytes()?, "device name")?;
         let sign = r.hash()?;
         let kx = r.hash()?;
+        let features = r.u32()?;
         let sig: [u8; 64] = r
             .take(64)?
             .try_into()
@@ -309,6 +326,7 @@ impl JoinRequest {
             name,
             sign,
             kx,
+            features,
             sig,
         })
     }
@@ -405,12 +423,14 @@ mod tests {
                     sign: [1; 32],
                     kx: [2; 32],
                     state: DeviceState::Active,
+                    features: FEATURES,
                 },
                 DeviceEntry {
                     name: "old phone".into(),
                     sign: [3; 32],
                     kx: [4; 32],
                     state: DeviceState::Removed,
+                    features: 0,
                 },
             ],
             recovery: vec![RecoveryEntry {

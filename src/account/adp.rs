@@ -1,0 +1,144 @@
+//! Advanced Data Protection: moving the categories iCloud moves (Backup, Drive, Notes,
+//! Photos, ...) from `standard` to `e2e`, so the key service no longer holds their keys,
+//! and back. Turning it on needs a recovery method and every trusted device able to
+//! follow; the flag lives in the signed manifest so no server can flip it.
+
+use super::*;
+use crate::format::manifest::{FEATURE_ADP, FLAG_ADP};
+
+/// The categories ADP moves to e2e (after the public iCloud description). Mail,
+/// Contacts and Calendars stay as they are.
+pub const ADP_CATEGORIES: &[&str] = &[
+    "Backup",
+    "Drive",
+    "Notes",
+    "Photos",
+    "Reminders",
+    "Bookmarks",
+    "Shortcuts",
+    "Voice Memos",
+    "Passes",
+];
+
+/// Why ADP cannot be turned on for this manifest (empty: it can).
+pub fn adp_blockers(m: &Manifest) -> Vec<String> {
+    let mut why = Vec::new();
+    if m.recovery.is_empty() {
+        why.push(
+            "set up a recovery method first (`cirrus recovery-key create`): with ADP on, \
+             nobody else can recover your data"
+                .to_string(),
+        );
+    }
+    for d in m.active_devices() {
+        if d.features & FEATURE_ADP == 0 {
+            why.push(format!(
+                "device {} does not support Advanced Data Protection (update it or remove it)",
+                d.name
+            ));
+        }
+    }
+    why
+}
+
+impl Unlocked {
+    pub fn adp_on(&self) -> bool {
+        self.manifest.has(FLAG_ADP)
+    }
+
+    /// Turns the ADP flag on (signed) and returns the categories to move to e2e, each
+    /// with a new key so the key service's copies of the old keys open nothing new. Safe
+    /// to call again to resume.
+    pub fn begin_adp(&mut self) -> Result<Vec<String>, AccountError> {
+        let why = adp_blockers(&self.manifest);
+        if !why.is_empty() {
+            return Err(AccountError::BadCode(format!(
+                "cannot turn on Advanced Data Protection: {}",
+                why.join("; ")
+            )));
+        }
+        if !self.manifest.has(FLAG_ADP) {
+            let mut next = self.manifest.clone();
+            next.set(FLAG_ADP, true);
+            self.publish_manifest(next)?;
+        }
+        Ok(self.adp_targets())
+    }
+
+    fn adp_targets(&self) -> Vec<String> {
+        self.manifest
+            .table
+            .active()
+            .filter(|e| ADP_CATEGORIES.contains(&e.name.as_str()))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// Turns ADP off: the current keys of the ADP categories are wrapped by the key
+    /// service again and the categories become `standard`. No data is re-encrypted.
+    pub fn adp_off(&mut self) -> Result<Vec<String>, AccountError> {
+        let mut next = self.manifest.clone();
+        let mut moved = Vec::new();
+        for e in self.manifest.table.active() {
+            if !ADP_CATEGORIES.contains(&e.name.as_str()) || e.class != Class::E2e {
+                continue;
+            }
+            let key = self.category_key(e)?;
+            self.store_category_key(e.id, e.key_version, Class::Standard, &key)?;
+            for x in &mut next.table.entries {
+                if x.id == e.id {
+                    x.class = Class::Standard;
+                }
+            }
+            moved.push(e.name.clone());
+        }
+        next.set(FLAG_ADP, false);
+        self.publish_manifest(next)?;
+        Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::{RecoveryEntry, RecoveryKind};
+
+    #[test]
+    fn adp_needs_a_recovery_method_and_every_device_able_to_follow() {
+        let dev = |name: &str, features| DeviceEntry {
+            name: name.into(),
+            sign: [name.len() as u8; 32],
+            kx: [0; 32],
+            state: DeviceState::Active,
+            features,
+        };
+        let mut m = Manifest {
+            account_id: [0; 16],
+            counter: 1,
+            account_key_version: 1,
+            flags: 0,
+            devices: vec![dev("laptop", FEATURES), dev("old phone", 0)],
+            recovery: vec![],
+            key_commitments: vec![],
+            table: CategoryTable {
+                counter: 1,
+                next_id: 1,
+                entries: vec![],
+            },
+        };
+        let why = adp_blockers(&m);
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].contains("recovery method") && why[1].contains("old phone"));
+        m.recovery.push(RecoveryEntry {
+            kind: RecoveryKind::RecoveryKey,
+            label: "recovery key".into(),
+            salt: [0; 16],
+            kdf_memory_kib: 8,
+            kdf_time: 1,
+            sign: [9; 32],
+            kx: [9; 32],
+        });
+        m.devices[1].state = DeviceState::Removed;
+        assert!(adp_blockers(&m).is_empty());
+    }
+}
