@@ -10,6 +10,7 @@ mod gc;
 mod mount;
 mod passcode;
 mod rotate;
+mod serve;
 mod status;
 
 use crate::account::{self, InitOptions};
@@ -133,6 +134,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PasscodeCmd,
     },
+    /// Run the key service: the server that keeps, for each account, the keys that let
+    /// `standard` categories be recovered, the password check and second factor (TOTP),
+    /// and small records such as an escrowed key. It speaks HTTPS; clients trust it by the
+    /// certificate fingerprint it prints at start. Runs in the foreground (use a service
+    /// manager) until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -193,7 +200,9 @@ type CliResult = Result<i32, String>;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     no_core_dumps();
-    if !matches!(cli.cmd, Cmd::Mount(_)) {
+    // Long-running commands set up their own logging, and keep Rust's ignored SIGPIPE so
+    // a closed log pipe cannot kill them.
+    if !matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_)) {
         // Short-lived commands die quietly on a closed pipe (`cirrus status | head`)
         // instead of panicking in println!.
         // SAFETY: resetting a signal disposition before any thread exists.
@@ -294,6 +303,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             println!("Passcode changed for this device.");
             Ok(0)
         }
+        Cmd::Serve(args) => serve::run(args),
     }
 }
 

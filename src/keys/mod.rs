@@ -2,7 +2,10 @@
 //! other keys with the sealing construction. No files, no network.
 
 pub mod device;
+mod password;
 pub mod recovery;
+
+pub use password::{PasswordKeys, password_keys};
 
 use crate::crypto::{self, CryptoError, SecretKey, Suite};
 use crate::format::{Context, ObjKind};

@@ -1,64 +1,32 @@
-//! The key service: the server side of key management. This build has the embedded one,
-//! whose state lives in its own directory (modelling the server's disk): it holds the
-//! service key that wraps `standard` and `transit` category keys.
+//! The key service: the server side of key management. Two forms: the embedded one (one
+//! machine, state in the device home) and `cirrus serve`, the same duties over HTTPS for
+//! many devices and accounts (issue 3), with its blocking client.
 
+pub mod api;
+pub mod client;
+mod embedded;
+mod http;
+mod limit;
+mod pin;
+mod service;
+mod session;
+mod state;
+mod tls;
 pub mod totp;
 
-use crate::crypto::{self, SecretKey};
-use crate::format::Context;
-use crate::keys::{self, KeyError};
-use std::path::{Path, PathBuf};
+pub use embedded::{EmbeddedKeyService, ServiceError};
+pub use http::{ServeError, ServeOptions, serve};
+pub use pin::{Fingerprint, FingerprintParseError};
+pub use service::ServiceConfig;
+pub use state::StateError;
+pub use tls::TlsError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("key service state in {0} is missing or damaged: {1}")]
-    State(PathBuf, String),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-}
+use crate::crypto::SecretKey;
+use crate::format::Context;
 
 /// What the account layer needs from a key service: wrapping and unwrapping the keys of
 /// `standard` and `transit` categories under the service key it never hands out.
 pub trait ServiceKeys: Send + Sync {
     fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError>;
     fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError>;
-}
-
-pub struct EmbeddedKeyService {
-    service_key: SecretKey,
-}
-
-fn key_path(dir: &Path) -> PathBuf {
-    dir.join("service.key")
-}
-
-impl EmbeddedKeyService {
-    /// Creates the service's directory and a fresh service key.
-    pub fn create(dir: &Path) -> Result<Self, ServiceError> {
-        let st = |e: String| ServiceError::State(dir.to_path_buf(), e);
-        std::fs::create_dir_all(dir).map_err(|e| st(e.to_string()))?;
-        let key = crypto::random_key().map_err(|e| st(e.to_string()))?;
-        crate::home::write_atomic(&key_path(dir), key.expose()).map_err(|e| st(e.to_string()))?;
-        Ok(EmbeddedKeyService { service_key: key })
-    }
-
-    pub fn open(dir: &Path) -> Result<Self, ServiceError> {
-        let p = key_path(dir);
-        let v = zeroize::Zeroizing::new(
-            std::fs::read(&p).map_err(|e| ServiceError::State(dir.to_path_buf(), e.to_string()))?,
-        );
-        let key = SecretKey::from_slice(&v)
-            .ok_or_else(|| ServiceError::State(dir.to_path_buf(), "bad service key".into()))?;
-        Ok(EmbeddedKeyService { service_key: key })
-    }
-}
-
-impl ServiceKeys for EmbeddedKeyService {
-    fn wrap(&self, ctx: Context, key: &SecretKey) -> Result<Vec<u8>, ServiceError> {
-        Ok(keys::wrap(&self.service_key, ctx, key)?)
-    }
-
-    fn unwrap(&self, ctx: Context, wrapped: &[u8], what: &str) -> Result<SecretKey, ServiceError> {
-        Ok(keys::unwrap(&self.service_key, ctx, wrapped, what)?)
-    }
 }

@@ -25,6 +25,9 @@ pub enum TotpSetupError {
 /// One account's TOTP factor: its secret and the last step it accepted.
 pub struct TotpFactor {
     totp: Totp,
+    /// Kept beside `totp` because the crate does not hand its secret back, and the key
+    /// service must persist it (sealed) to rebuild the factor after a restart.
+    secret: zeroize::Zeroizing<Vec<u8>>,
     last_step: Option<u64>,
 }
 
@@ -53,10 +56,7 @@ impl TotpFactor {
         let mut secret = zeroize::Zeroizing::new(vec![0u8; 20]);
         random_bytes(&mut secret)?;
         let f = Self::from_secret(secret.to_vec(), 6, account, None)?;
-        let uri = f
-            .totp
-            .to_url()
-            .map_err(|e| TotpSetupError::Totp(e.to_string()))?;
+        let uri = f.uri()?;
         Ok((f, uri))
     }
 
@@ -67,10 +67,24 @@ impl TotpFactor {
         account: &str,
         last_step: Option<u64>,
     ) -> Result<Self, TotpSetupError> {
+        let kept = zeroize::Zeroizing::new(secret.clone());
         Ok(TotpFactor {
             totp: build(secret, digits, account)?,
+            secret: kept,
             last_step,
         })
+    }
+
+    /// The raw secret, to persist (sealed) with the account. Never log it.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// The `otpauth://` URI that carries the secret to an authenticator app.
+    pub fn uri(&self) -> Result<String, TotpSetupError> {
+        self.totp
+            .to_url()
+            .map_err(|e| TotpSetupError::Totp(e.to_string()))
     }
 
     /// The last accepted step, to persist with the secret.
@@ -157,5 +171,9 @@ mod tests {
         let code = f.code_at(now);
         assert_eq!(f.verify(&code, now), Ok(()));
         assert_eq!(format!("{f:?}"), "TotpFactor(<redacted>)");
+        // the kept secret rebuilds the same factor (what the key service persists)
+        let g = TotpFactor::from_secret(f.secret().to_vec(), 6, "alice@example", None).unwrap();
+        assert_eq!(f.secret().len(), 20);
+        assert_eq!(g.code_at(now + 30), f.code_at(now + 30));
     }
 }

@@ -1,0 +1,82 @@
+//! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
+//! running) and prints the one line a client needs: its URL and certificate fingerprint.
+
+use crate::server::{ServeOptions, ServiceConfig};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on, e.g. 0.0.0.0:8443 (port 0: the system picks one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Directory of the service's state: master key, accounts, records, TLS certificate.
+    #[arg(long)]
+    data: PathBuf,
+    /// PEM certificate (chain) to present instead of the self-signed one made in DATA/tls.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Memory cost in KiB of the Argon2id verifier the server keeps per account.
+    #[arg(long, default_value_t = ServiceConfig::default().verifier_memory_kib)]
+    verifier_memory_kib: u32,
+    /// Time cost (iterations) of that verifier.
+    #[arg(long, default_value_t = ServiceConfig::default().verifier_time)]
+    verifier_time: u32,
+    /// Seconds a login session stays valid.
+    #[arg(long, default_value_t = ServiceConfig::default().session_ttl.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    session_ttl: u64,
+    /// Failed logins (or password resets) allowed per account within --login-window;
+    /// more get HTTP 429.
+    #[arg(long, default_value_t = ServiceConfig::default().login_attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_attempts: u32,
+    /// Failed logins, resets and escrow proofs allowed per source address within
+    /// --login-window.
+    #[arg(long, default_value_t = ServiceConfig::default().ip_attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    ip_attempts: u32,
+    /// Length of the rate-limit window, in seconds.
+    #[arg(long, default_value_t = ServiceConfig::default().login_window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    login_window: u64,
+    /// Wrong escrow proofs after which an account's escrow record is destroyed.
+    #[arg(long, default_value_t = ServiceConfig::default().escrow_attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    escrow_attempts: u32,
+}
+
+pub fn run(args: ServeArgs) -> super::CliResult {
+    // A server's log is its record of logins and key changes: info by default.
+    super::init_stderr_logging_level("info,rustls=warn");
+    let opts = ServeOptions {
+        listen: args.listen,
+        data: args.data,
+        cert: args.cert.zip(args.key),
+        config: ServiceConfig {
+            verifier_memory_kib: args.verifier_memory_kib,
+            verifier_time: args.verifier_time,
+            session_ttl: Duration::from_secs(args.session_ttl),
+            login_attempts: args.login_attempts,
+            ip_attempts: args.ip_attempts,
+            login_window: Duration::from_secs(args.login_window),
+            escrow_attempts: args.escrow_attempts,
+        },
+    };
+    crate::server::serve(opts, |addr, fingerprint| {
+        // The one line on stdout: scripts and the first-contact prompt read it.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "cirrus key service listening on https://{addr} fingerprint {fingerprint}"
+        );
+        let _ = out.flush();
+    })
+    .map_err(|e| format!("serve: {e}"))?;
+    Ok(0)
+}

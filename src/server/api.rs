@@ -1,0 +1,206 @@
+//! The wire format of the key service API v1: one request and one response type per
+//! endpoint, shared by the server and the client so the two cannot drift apart. Binary
+//! fields travel as lowercase hex strings. The reference is docs/FORMAT.md "Key service API".
+
+use crate::keys::KdfParams;
+use serde::{Deserialize, Serialize};
+
+/// Every endpoint is `POST /v1/<name>` with a JSON body (possibly `{}`).
+pub const PREFIX: &str = "/v1/";
+
+/// Largest request body the server reads: a 64 KiB record in hex is 128 KiB, plus JSON.
+pub const MAX_BODY: usize = 192 * 1024;
+/// Largest record value and escrow blob.
+pub const MAX_VALUE: usize = 64 * 1024;
+/// Records per account.
+pub const MAX_RECORDS: usize = 256;
+/// Longest wrapping context (`ctx`) a client may bind a wrapped key to.
+pub const MAX_CTX: usize = 256;
+
+/// The `code` of an error body; the client maps it to a `ClientError` variant.
+pub mod code {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const SECOND_FACTOR: &str = "second_factor_required";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const CONFLICT: &str = "conflict";
+    pub const GONE: &str = "gone";
+    pub const ESCROW_WRONG: &str = "escrow_wrong";
+    pub const ESCROW_DESTROYED: &str = "escrow_destroyed";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Body of every error response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One plain sentence for the user.
+    pub error: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateReq {
+    pub account: String,
+    pub salt: String,
+    pub kdf: KdfParams,
+    pub auth: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SaltReq {
+    pub account: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SaltResp {
+    pub salt: String,
+    pub kdf: KdfParams,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginReq {
+    pub account: String,
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+    #[serde(default)]
+    pub remember_device: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionResp {
+    pub token: String,
+    /// Seconds until the session expires.
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountStatus {
+    pub totp_enrolled: bool,
+    pub drs: bool,
+    pub escrow: bool,
+    /// An escrow record was destroyed after too many wrong proofs (and none was put since).
+    pub escrow_destroyed: bool,
+    pub service_version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlagsReq {
+    pub drs: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordChangeReq {
+    pub new_salt: String,
+    pub new_kdf: KdfParams,
+    pub new_auth: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResetReq {
+    pub account: String,
+    pub totp: String,
+    pub new_salt: String,
+    pub new_kdf: KdfParams,
+    pub new_auth: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TotpEnrollResp {
+    pub uri: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TotpConfirmReq {
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RevokedResp {
+    pub revoked: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WrapReq {
+    pub ctx: String,
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WrappedReq {
+    pub ctx: String,
+    pub wrapped: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WrappedResp {
+    pub wrapped: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyResp {
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RetireReq {
+    pub below: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub current: u32,
+    /// Versions that still exist, ascending (the current one included).
+    pub live: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordPutReq {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordNameReq {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordValueResp {
+    pub value: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordListResp {
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EscrowPutReq {
+    pub verifier: String,
+    pub blob: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EscrowOpenReq {
+    pub proof: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EscrowOpenResp {
+    pub blob: String,
+}

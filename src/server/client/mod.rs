@@ -1,0 +1,492 @@
+//! The blocking client of `cirrus serve`, for the CLI and the account code: HTTPS with the
+//! server's certificate pinned by fingerprint, and the client half of the password scheme
+//! (the server sees an Argon2id-derived `auth` value, never the password).
+
+mod session;
+
+use super::api::{self, *};
+use super::pin::{Fingerprint, PinMode, PinVerifier};
+use crate::crypto::{self, SecretKey};
+use crate::keys::{self, KdfParams, KeyError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The account password: the same zeroizing, never-printed type as the device passcode.
+pub use crate::keys::Passcode as Password;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the key service at {url}: {cause}")]
+    Connect { url: String, cause: String },
+    #[error(
+        "the key service presented certificate {got}, but this device trusts {expected}: the \
+         server's identity has changed. Do not continue unless you know why (for example a \
+         planned certificate change): someone may be intercepting the connection"
+    )]
+    FingerprintMismatch {
+        expected: Fingerprint,
+        got: Fingerprint,
+    },
+    #[error("{0:?} is not a key service URL (expected https://HOST:PORT)")]
+    BadUrl(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    SecondFactorRequired(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed attempts; try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    #[error("wrong escrow proof; {remaining} more wrong tries destroy the escrow record")]
+    EscrowWrong { remaining: u32 },
+    #[error("the escrow record was destroyed after too many wrong proofs")]
+    EscrowDestroyed,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("the key service refused the request: {0}")]
+    BadRequest(String),
+    #[error("the key service failed: {0}")]
+    Server(String),
+    #[error("unexpected answer from the key service: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What proves the second factor at login, when the account has TOTP enrolled.
+pub enum SecondFactor {
+    None,
+    /// A 6-digit code from the authenticator app.
+    Totp(String),
+    /// The token a previous login with `remember_device` returned.
+    DeviceToken(Zeroizing<String>),
+}
+
+/// The URL's origin (`https://host:port`), host and port.
+fn parse_url(url: &str) -> Result<(String, String, u16), ClientError> {
+    let bad = || ClientError::BadUrl(url.to_string());
+    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => 443,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad)?,
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad())?),
+            None => (authority.to_string(), 443),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((format!("https://{authority}"), host, port))
+}
+
+/// Connects to `url` and returns the fingerprint of the certificate it presents, without
+/// trusting it: for the first-contact prompt ("is this the server's fingerprint?"), like
+/// ssh's unknown-host question.
+pub fn probe(url: &str) -> Result<Fingerprint, ClientError> {
+    let (origin, host, port) = parse_url(url)?;
+    let connect = |cause: String| ClientError::Connect {
+        url: origin.clone(),
+        cause,
+    };
+    let verifier = PinVerifier::new(PinMode::Probe);
+    let config = verifier
+        .client_config()
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    // The name only goes into SNI: the verifier ignores it.
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|_| ClientError::BadUrl(url.to_string()))?;
+    let addrs = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| connect(e.to_string()))?;
+    let mut last = String::from("no address found");
+    for addr in addrs {
+        let mut tcp = match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(t) => t,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        tcp.set_read_timeout(Some(REQUEST_TIMEOUT))
+            .and_then(|()| tcp.set_write_timeout(Some(REQUEST_TIMEOUT)))
+            .map_err(|e| connect(e.to_string()))?;
+        let mut conn = rustls::ClientConnection::new(Arc::new(config.clone()), name.clone())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // The verifier aborts the handshake as soon as it has seen the certificate.
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                last = e.to_string();
+                break;
+            }
+        }
+        if let Some(fp) = verifier.seen() {
+            return Ok(fp);
+        }
+    }
+    Err(connect(last))
+}
+
+/// The hash a client stores as an escrow verifier for `proof` (`escrow/put`).
+pub fn escrow_verifier(proof: &[u8]) -> [u8; 32] {
+    crypto::hash(proof)
+}
+
+/// A connection to one key service, trusted by its pinned certificate fingerprint.
+#[derive(Clone)]
+pub struct KeyClient {
+    origin: String,
+    agent: ureq::Agent,
+    pin: Fingerprint,
+    verifier: Arc<PinVerifier>,
+    min_kdf: KdfParams,
+}
+
+/// A logged-in account. Dropping it does not end the session on the server (it expires);
+/// [`Session::logout`] does.
+pub struct Session {
+    client: KeyClient,
+    account: String,
+    token: Zeroizing<String>,
+    wrap_key: SecretKey,
+}
+
+fn key_error(status: u16, body: &str, retry_header: Option<u64>) -> ClientError {
+    let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+    let msg = parsed
+        .as_ref()
+        .map(|b| b.error.clone())
+        .unwrap_or_else(|| format!("HTTP status {status}"));
+    let code = parsed.as_ref().map(|b| b.code.as_str()).unwrap_or("");
+    match (status, code) {
+        (_, api::code::SECOND_FACTOR) => ClientError::SecondFactorRequired(msg),
+        (_, api::code::ESCROW_WRONG) => ClientError::EscrowWrong {
+            remaining: parsed.and_then(|b| b.remaining).unwrap_or(0),
+        },
+        (_, api::code::ESCROW_DESTROYED) => ClientError::EscrowDestroyed,
+        (429, _) => ClientError::RateLimited {
+            retry_after: parsed
+                .and_then(|b| b.retry_after)
+                .or(retry_header)
+                .unwrap_or(60),
+        },
+        (401, _) => ClientError::Unauthorized(msg),
+        (403, _) => ClientError::Forbidden(msg),
+        (404, _) => ClientError::NotFound(msg),
+        (409, _) => ClientError::Conflict(msg),
+        (410, _) => ClientError::Gone(msg),
+        (400 | 413, _) => ClientError::BadRequest(msg),
+        (500..=599, _) => ClientError::Server(msg),
+        _ => ClientError::Protocol(format!("HTTP status {status}: {msg}")),
+    }
+}
+
+fn unhex(what: &str, s: &str) -> Result<Vec<u8>, ClientError> {
+    hex::decode(s).map_err(|_| ClientError::Protocol(format!("{what} is not hex")))
+}
+
+impl KeyClient {
+    /// A client for the service at `url` (`https://host:port`) whose leaf certificate has
+    /// fingerprint `pin`. Nothing is sent until the first call.
+    pub fn new(url: &str, pin: Fingerprint) -> Result<Self, ClientError> {
+        let (origin, _, _) = parse_url(url)?;
+        let verifier = PinVerifier::new(PinMode::Pin(pin));
+        let tls = verifier
+            .client_config()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirects(0)
+            .user_agent(concat!("cirrus/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(KeyClient {
+            origin,
+            agent,
+            pin,
+            verifier,
+            // A server that asks for a cheaper password KDF than this makes the password
+            // easy to guess from `auth`, which it receives: refuse (OWASP's minimum).
+            min_kdf: KdfParams {
+                memory_kib: 19456,
+                time: 2,
+                lanes: 1,
+            },
+        })
+    }
+
+    /// Lowers (or raises) the weakest password KDF this client accepts from the server.
+    pub fn with_min_kdf(mut self, floor: KdfParams) -> Self {
+        self.min_kdf = floor;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn pin(&self) -> Fingerprint {
+        self.pin
+    }
+
+    fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        token: Option<&str>,
+        req: &Req,
+    ) -> Result<Resp, ClientError> {
+        let url = format!("{}{}{endpoint}", self.origin, api::PREFIX);
+        let body = Zeroizing::new(
+            serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?,
+        );
+        let mut r = self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json");
+        let auth;
+        if let Some(t) = token {
+            auth = Zeroizing::new(format!("Bearer {t}"));
+            r = r.set("Authorization", &auth);
+        }
+        match r.send_string(&body) {
+            Ok(resp) => {
+                let text = Zeroizing::new(
+                    resp.into_string()
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                );
+                serde_json::from_str(&text)
+                    .map_err(|e| ClientError::Protocol(format!("{endpoint}: {e}")))
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let retry = resp.header("Retry-After").and_then(|v| v.parse().ok());
+                let text = resp.into_string().unwrap_or_default();
+                Err(key_error(status, &text, retry))
+            }
+            Err(ureq::Error::Transport(t)) => {
+                if let Some(got) = self.verifier.take_seen() {
+                    return Err(ClientError::FingerprintMismatch {
+                        expected: self.pin,
+                        got,
+                    });
+                }
+                Err(ClientError::Connect {
+                    url: self.origin.clone(),
+                    cause: t.to_string(),
+                })
+            }
+        }
+    }
+
+    fn session(&self, account: &str, resp: SessionResp, wrap_key: SecretKey) -> Session {
+        Session {
+            client: self.clone(),
+            account: account.to_string(),
+            token: Zeroizing::new(resp.token),
+            wrap_key,
+        }
+    }
+
+    /// Creates `account` with `password`, derived on this side with `kdf` (stored on the
+    /// server so every device derives the same keys), and logs it in.
+    pub fn create_account(
+        &self,
+        account: &str,
+        password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Session, ClientError> {
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
+        let k = keys::password_keys(password, &salt, kdf)?;
+        let resp: SessionResp = self.post(
+            "account/create",
+            None,
+            &CreateReq {
+                account: account.to_string(),
+                salt: hex::encode(salt),
+                kdf,
+                auth: hex::encode(k.auth.expose()),
+            },
+        )?;
+        Ok(self.session(account, resp, k.wrap))
+    }
+
+    /// The account's salt and KDF cost, refused when weaker than this client's floor.
+    fn salt(&self, account: &str) -> Result<(Vec<u8>, KdfParams), ClientError> {
+        let r: SaltResp = self.post(
+            "salt",
+            None,
+            &SaltReq {
+                account: account.to_string(),
+            },
+        )?;
+        let kdf = r.kdf;
+        if kdf.memory_kib < self.min_kdf.memory_kib || kdf.time < self.min_kdf.time {
+            return Err(ClientError::Protocol(format!(
+                "the key service asks for a password KDF of {} KiB, t={}, weaker than the \
+                 {} KiB, t={} this client accepts",
+                kdf.memory_kib, kdf.time, self.min_kdf.memory_kib, self.min_kdf.time
+            )));
+        }
+        if kdf.memory_kib > 4 * 1024 * 1024 || kdf.time > 64 || kdf.lanes > 16 {
+            return Err(ClientError::Protocol(
+                "the key service asks for an unreasonably expensive password KDF".into(),
+            ));
+        }
+        Ok((unhex("salt", &r.salt)?, kdf))
+    }
+
+    /// Logs in. With TOTP enrolled, `second` must be a current code or a remembered
+    /// device's token; `remember_device` (honoured with a code, or without TOTP) returns a
+    /// device token for later logins.
+    pub fn login(
+        &self,
+        account: &str,
+        password: &Password,
+        second: SecondFactor,
+        remember_device: bool,
+    ) -> Result<(Session, Option<Zeroizing<String>>), ClientError> {
+        let (salt, kdf) = self.salt(account)?;
+        let k = keys::password_keys(password, &salt, kdf)?;
+        let (totp, device_token) = match second {
+            SecondFactor::None => (None, None),
+            SecondFactor::Totp(c) => (Some(c), None),
+            SecondFactor::DeviceToken(t) => (None, Some(t.to_string())),
+        };
+        let resp: SessionResp = self.post(
+            "login",
+            None,
+            &LoginReq {
+                account: account.to_string(),
+                auth: hex::encode(k.auth.expose()),
+                totp,
+                device_token,
+                remember_device,
+            },
+        )?;
+        let device = resp.device_token.clone().map(Zeroizing::new);
+        Ok((self.session(account, resp, k.wrap), device))
+    }
+
+    /// Data recovery: sets a new password with a TOTP code alone (the account must have
+    /// TOTP enrolled and data recovery on). Ends the account's other sessions and forgets
+    /// its remembered devices.
+    pub fn reset_password(
+        &self,
+        account: &str,
+        totp: &str,
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<Session, ClientError> {
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
+        let k = keys::password_keys(new_password, &salt, kdf)?;
+        let resp: SessionResp = self.post(
+            "account/reset",
+            None,
+            &ResetReq {
+                account: account.to_string(),
+                totp: totp.to_string(),
+                new_salt: hex::encode(salt),
+                new_kdf: kdf,
+                new_auth: hex::encode(k.auth.expose()),
+            },
+        )?;
+        Ok(self.session(account, resp, k.wrap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("https://127.0.0.1:8443").unwrap(),
+            ("https://127.0.0.1:8443".into(), "127.0.0.1".into(), 8443)
+        );
+        assert_eq!(
+            parse_url("https://[::1]:9/v1/x").unwrap(),
+            ("https://[::1]:9".into(), "::1".into(), 9)
+        );
+        assert_eq!(parse_url("https://keys.example").unwrap().2, 443);
+        for bad in [
+            "http://x:1",
+            "https://",
+            "https://u@x:1",
+            "https://x:port",
+            "x:1",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ClientError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_bodies_map_to_variants() {
+        let e = |status, code: &str| {
+            key_error(
+                status,
+                &format!(r#"{{"error":"msg","code":"{code}","retry_after":7,"remaining":3}}"#),
+                None,
+            )
+        };
+        assert!(matches!(
+            e(401, "unauthorized"),
+            ClientError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            e(401, "second_factor_required"),
+            ClientError::SecondFactorRequired(_)
+        ));
+        assert!(matches!(
+            e(429, "rate_limited"),
+            ClientError::RateLimited { retry_after: 7 }
+        ));
+        assert!(matches!(
+            e(403, "escrow_wrong"),
+            ClientError::EscrowWrong { remaining: 3 }
+        ));
+        assert!(matches!(
+            e(410, "escrow_destroyed"),
+            ClientError::EscrowDestroyed
+        ));
+        assert!(matches!(e(410, "gone"), ClientError::Gone(_)));
+        assert!(matches!(e(404, "not_found"), ClientError::NotFound(_)));
+        assert!(matches!(e(409, "conflict"), ClientError::Conflict(_)));
+        assert!(matches!(e(403, "forbidden"), ClientError::Forbidden(_)));
+        assert!(matches!(e(500, "internal"), ClientError::Server(_)));
+        // a body that is not ours still maps by status
+        assert!(matches!(
+            key_error(429, "<html>", Some(5)),
+            ClientError::RateLimited { retry_after: 5 }
+        ));
+        assert!(matches!(key_error(502, "", None), ClientError::Server(_)));
+    }
+}

@@ -1,0 +1,202 @@
+//! What a logged-in [`Session`] can do: one method per session endpoint of the API.
+
+use super::*;
+
+impl Session {
+    fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        req: &Req,
+    ) -> Result<Resp, ClientError> {
+        self.client.post(endpoint, Some(&self.token), req)
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The password-derived key the server never sees (for the caller's own wrapping).
+    pub fn wrap_key(&self) -> &SecretKey {
+        &self.wrap_key
+    }
+
+    /// Ends the session on the server.
+    pub fn logout(self) -> Result<(), ClientError> {
+        let _: Empty = self.post("logout", &Empty {})?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> Result<AccountStatus, ClientError> {
+        self.post("account/status", &Empty {})
+    }
+
+    /// Turns the data recovery service (password reset with TOTP) on or off.
+    pub fn set_drs(&self, on: bool) -> Result<AccountStatus, ClientError> {
+        self.post("account/flags", &FlagsReq { drs: on })
+    }
+
+    /// Sets a new password; [`Session::wrap_key`] then returns the new password's key
+    /// (take the old one first to rewrap what it protects).
+    pub fn change_password(
+        &mut self,
+        new_password: &Password,
+        kdf: KdfParams,
+    ) -> Result<(), ClientError> {
+        let mut salt = [0u8; 16];
+        crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
+        let k = keys::password_keys(new_password, &salt, kdf)?;
+        let _: Empty = self.post(
+            "password/change",
+            &PasswordChangeReq {
+                new_salt: hex::encode(salt),
+                new_kdf: kdf,
+                new_auth: hex::encode(k.auth.expose()),
+            },
+        )?;
+        self.wrap_key = k.wrap;
+        Ok(())
+    }
+
+    /// Starts TOTP enrolment: the `otpauth://` URI (it holds the secret: show it once).
+    pub fn totp_enroll(&self) -> Result<Zeroizing<String>, ClientError> {
+        let r: TotpEnrollResp = self.post("totp/enroll", &Empty {})?;
+        Ok(Zeroizing::new(r.uri))
+    }
+
+    /// Finishes enrolment with a code from the app; from then on logins need a code.
+    pub fn totp_confirm(&self, code: &str) -> Result<(), ClientError> {
+        let _: Empty = self.post(
+            "totp/confirm",
+            &TotpConfirmReq {
+                code: code.to_string(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Forgets every remembered device; returns how many there were.
+    pub fn revoke_device_tokens(&self) -> Result<u32, ClientError> {
+        let r: RevokedResp = self.post("device-token/revoke-all", &Empty {})?;
+        Ok(r.revoked)
+    }
+
+    /// Wraps `key` under the account's current service key, bound to `ctx`.
+    pub fn service_wrap(&self, ctx: &[u8], key: &SecretKey) -> Result<Vec<u8>, ClientError> {
+        let r: WrappedResp = self.post(
+            "service/wrap",
+            &WrapReq {
+                ctx: hex::encode(ctx),
+                key: hex::encode(key.expose()),
+            },
+        )?;
+        unhex("wrapped", &r.wrapped)
+    }
+
+    pub fn service_unwrap(&self, ctx: &[u8], wrapped: &[u8]) -> Result<SecretKey, ClientError> {
+        let r: KeyResp = self.post(
+            "service/unwrap",
+            &WrappedReq {
+                ctx: hex::encode(ctx),
+                wrapped: hex::encode(wrapped),
+            },
+        )?;
+        let hex_key = Zeroizing::new(r.key);
+        let mut raw = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_key.as_str(), &mut raw[..])
+            .map_err(|_| ClientError::Protocol("key is not 32 bytes of hex".into()))?;
+        Ok(SecretKey::from_bytes(*raw))
+    }
+
+    /// Re-wraps a wrapped key under the current service key version.
+    pub fn service_rewrap(&self, ctx: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let r: WrappedResp = self.post(
+            "service/rewrap",
+            &WrappedReq {
+                ctx: hex::encode(ctx),
+                wrapped: hex::encode(wrapped),
+            },
+        )?;
+        unhex("wrapped", &r.wrapped)
+    }
+
+    /// Makes a new service key version the current one.
+    pub fn service_rotate(&self) -> Result<ServiceStatus, ClientError> {
+        self.post("service/rotate", &Empty {})
+    }
+
+    /// Destroys service key versions below `below`: what they wrapped is gone for good.
+    pub fn service_retire(&self, below: u32) -> Result<ServiceStatus, ClientError> {
+        self.post("service/retire", &RetireReq { below })
+    }
+
+    pub fn service_status(&self) -> Result<ServiceStatus, ClientError> {
+        self.post("service/status", &Empty {})
+    }
+
+    pub fn record_put(&self, name: &str, value: &[u8]) -> Result<(), ClientError> {
+        let _: Empty = self.post(
+            "record/put",
+            &RecordPutReq {
+                name: name.to_string(),
+                value: hex::encode(value),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A record's value; `NotFound` when there is none.
+    pub fn record_get(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        let r: RecordValueResp = self.post(
+            "record/get",
+            &RecordNameReq {
+                name: name.to_string(),
+            },
+        )?;
+        unhex("value", &r.value)
+    }
+
+    pub fn record_delete(&self, name: &str) -> Result<(), ClientError> {
+        let _: Empty = self.post(
+            "record/delete",
+            &RecordNameReq {
+                name: name.to_string(),
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn record_list(&self) -> Result<Vec<String>, ClientError> {
+        let r: RecordListResp = self.post("record/list", &Empty {})?;
+        Ok(r.names)
+    }
+
+    /// Stores (or replaces) the account's escrow blob, released only to `proof` with
+    /// `escrow_verifier(proof) == verifier`.
+    pub fn escrow_put(&self, verifier: &[u8; 32], blob: &[u8]) -> Result<(), ClientError> {
+        let _: Empty = self.post(
+            "escrow/put",
+            &EscrowPutReq {
+                verifier: hex::encode(verifier),
+                blob: hex::encode(blob),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The escrow blob, for the right proof. `EscrowWrong { remaining }` otherwise;
+    /// `EscrowDestroyed` once too many wrong proofs destroyed it.
+    pub fn escrow_open(&self, proof: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let r: EscrowOpenResp = self.post(
+            "escrow/open",
+            &EscrowOpenReq {
+                proof: hex::encode(proof),
+            },
+        )?;
+        unhex("blob", &r.blob)
+    }
+
+    pub fn escrow_delete(&self) -> Result<(), ClientError> {
+        let _: Empty = self.post("escrow/delete", &Empty {})?;
+        Ok(())
+    }
+}

@@ -1,0 +1,353 @@
+//! `cirrus serve`'s HTTPS front: binds the socket, terminates TLS, turns each `POST /v1/...`
+//! into one call of `service/` on a blocking thread, and stops cleanly on SIGTERM/SIGINT.
+
+use super::api::{self, ErrorBody};
+use super::pin::Fingerprint;
+use super::service::{ApiError, Caller, KeyService, ServiceConfig};
+use super::state::StateError;
+use super::tls::{self, TlsError};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{MethodRouter, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// What `cirrus serve` was asked to run.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    /// `--cert` and `--key`; `None` means DATA/tls, made on first start.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    pub config: ServiceConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("key service data: {0}")]
+    State(#[from] StateError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the server runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How long a client may take to finish the TLS handshake (slow-loris guard).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish after SIGTERM/SIGINT.
+const GRACE: Duration = Duration::from_secs(10);
+
+type Svc = Arc<KeyService>;
+type Endpoint<Req, Resp> = fn(&KeyService, &Caller, Req) -> Result<Resp, ApiError>;
+
+/// Runs the key service in the foreground until SIGTERM or SIGINT. `ready` is called once
+/// the socket listens, with its address and the certificate fingerprint clients must pin.
+pub fn serve(
+    opts: ServeOptions,
+    ready: impl FnOnce(SocketAddr, Fingerprint),
+) -> Result<(), ServeError> {
+    let svc = Arc::new(KeyService::open(&opts.data, opts.config)?);
+    let given = opts.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let id = tls::identity(&opts.data, given, opts.listen.ip())?;
+    let fingerprint = id.fingerprint;
+    let tls_config = tls::server_config(id)?;
+    let listen_err = |source| ServeError::Listen {
+        addr: opts.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(opts.listen).map_err(listen_err)?;
+    let addr = listener.local_addr().map_err(listen_err)?;
+
+    // Two workers are plenty for a key service; Argon2 runs on the blocking pool, which
+    // is capped so a burst of logins cannot take unbounded memory (each verify uses
+    // --verifier-memory-kib).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered before `ready`, so a signal sent as soon as the address is printed
+        // is not lost.
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM: stopping"),
+                _ = int.recv() => log::info!("SIGINT: stopping"),
+            }
+            stopper.graceful_shutdown(Some(GRACE));
+        });
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+            axum_server::tls_rustls::RustlsConfig::from_config(tls_config),
+        )
+        .handshake_timeout(HANDSHAKE_TIMEOUT);
+        let server = axum_server::from_tcp(listener)
+            .map_err(listen_err)?
+            .acceptor(acceptor)
+            .handle(handle)
+            .http1_only();
+        ready(addr, fingerprint);
+        server
+            .serve(router(svc).into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .map_err(ServeError::Serve)?;
+        log::info!("key service stopped");
+        Ok(())
+    })
+}
+
+fn router(svc: Svc) -> Router {
+    Router::new()
+        .route(
+            "/v1/account/create",
+            route("account/create", |s, _, r| s.create(r)),
+        )
+        .route("/v1/salt", route("salt", |s, _, r| s.salt(r)))
+        .route("/v1/login", route("login", |s, c, r| s.login(c, r)))
+        .route(
+            "/v1/logout",
+            route("logout", |s, c, _: api::Empty| s.logout(c)),
+        )
+        .route(
+            "/v1/account/status",
+            route("account/status", |s, c, _: api::Empty| s.account_status(c)),
+        )
+        .route(
+            "/v1/account/flags",
+            route("account/flags", |s, c, r| s.account_flags(c, r)),
+        )
+        .route(
+            "/v1/account/reset",
+            route("account/reset", |s, c, r| s.reset(c, r)),
+        )
+        .route(
+            "/v1/password/change",
+            route("password/change", |s, c, r| s.password_change(c, r)),
+        )
+        .route(
+            "/v1/totp/enroll",
+            route("totp/enroll", |s, c, _: api::Empty| s.totp_enroll(c)),
+        )
+        .route(
+            "/v1/totp/confirm",
+            route("totp/confirm", |s, c, r| s.totp_confirm(c, r)),
+        )
+        .route(
+            "/v1/device-token/revoke-all",
+            route("device-token/revoke-all", |s, c, _: api::Empty| {
+                s.revoke_devices(c)
+            }),
+        )
+        .route(
+            "/v1/service/wrap",
+            route("service/wrap", |s, c, r| s.service_wrap(c, r)),
+        )
+        .route(
+            "/v1/service/unwrap",
+            route("service/unwrap", |s, c, r| s.service_unwrap(c, r)),
+        )
+        .route(
+            "/v1/service/rewrap",
+            route("service/rewrap", |s, c, r| s.service_rewrap(c, r)),
+        )
+        .route(
+            "/v1/service/rotate",
+            route("service/rotate", |s, c, _: api::Empty| s.service_rotate(c)),
+        )
+        .route(
+            "/v1/service/retire",
+            route("service/retire", |s, c, r| s.service_retire(c, r)),
+        )
+        .route(
+            "/v1/service/status",
+            route("service/status", |s, c, _: api::Empty| s.service_status(c)),
+        )
+        .route(
+            "/v1/record/put",
+            route("record/put", |s, c, r| s.record_put(c, r)),
+        )
+        .route(
+            "/v1/record/get",
+            route("record/get", |s, c, r| s.record_get(c, r)),
+        )
+        .route(
+            "/v1/record/delete",
+            route("record/delete", |s, c, r| s.record_delete(c, r)),
+        )
+        .route(
+            "/v1/record/list",
+            route("record/list", |s, c, _: api::Empty| s.record_list(c)),
+        )
+        .route(
+            "/v1/escrow/put",
+            route("escrow/put", |s, c, r| s.escrow_put(c, r)),
+        )
+        .route(
+            "/v1/escrow/open",
+            route("escrow/open", |s, c, r| s.escrow_open(c, r)),
+        )
+        .route(
+            "/v1/escrow/delete",
+            route("escrow/delete", |s, c, _: api::Empty| s.escrow_delete(c)),
+        )
+        .fallback(|| async {
+            error_response(&ApiError::NotFound(
+                "no such endpoint (the API is POST /v1/...)".into(),
+            ))
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(&ApiError::BadRequest(
+                "every endpoint takes POST with a JSON body".into(),
+            ))
+        })
+        .with_state(svc)
+}
+
+fn route<Req, Resp>(name: &'static str, f: Endpoint<Req, Resp>) -> MethodRouter<Svc>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    post(
+        move |State(svc): State<Svc>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              headers: HeaderMap,
+              body: Body| async move {
+            let res = call(svc, peer, &headers, body, f).await;
+            let status = res.as_ref().map(|_| 200).unwrap_or_else(|e| e.status());
+            log::debug!("{} {name} -> {status}", peer.ip().to_canonical());
+            match res {
+                Ok(bytes) => json_response(StatusCode::OK, bytes),
+                Err(e) => error_response(&e),
+            }
+        },
+    )
+}
+
+/// Reads the body (capped), decodes it, and runs the endpoint on a blocking thread:
+/// Argon2 and file writes must not stall the async workers.
+async fn call<Req, Resp>(
+    svc: Svc,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+    f: Endpoint<Req, Resp>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let bytes = axum::body::to_bytes(body, api::MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    let req: Req = serde_json::from_slice(text).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the request body is not what this endpoint takes: {e}"
+        ))
+    })?;
+    let caller = Caller {
+        ip: peer.ip().to_canonical(),
+        bearer: bearer(headers),
+    };
+    let resp = tokio::task::spawn_blocking(move || f(&svc, &caller, req))
+        .await
+        .map_err(|e| ApiError::Internal(format!("request task failed: {e}")))??;
+    serde_json::to_vec(&resp).map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| Zeroizing::new(token.trim().to_string()))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Answers carry keys and tokens: no cache anywhere may keep them.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response {
+    if let ApiError::Internal(detail) = e {
+        log::error!("internal error: {detail}");
+    }
+    let body: ErrorBody = e.body();
+    let bytes =
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_response(status, bytes);
+    if let Some(secs) = body.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(bearer(&h).is_none());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&h).as_deref().map(String::as_str), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(bearer(&h).is_none());
+    }
+
+    #[test]
+    fn errors_are_json_with_status_and_retry_after() {
+        let r = error_response(&ApiError::RateLimited { retry_after: 42 });
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "42");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = error_response(&ApiError::EscrowWrong { remaining: 3 });
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let internal = ApiError::Internal("secret detail".into());
+        assert_eq!(
+            error_response(&internal).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // the detail stays in the server log
+        assert!(!internal.body().error.contains("secret detail"));
+    }
+}

@@ -1,0 +1,310 @@
+//! Account endpoints: creation, salt, login (password, TOTP, device tokens), logout,
+//! status and flags, password change, data-recovery reset, TOTP enrolment.
+
+use super::*;
+
+impl KeyService {
+    pub(crate) fn create(&self, req: CreateReq) -> Result<SessionResp, ApiError> {
+        check_account_name(&req.account)?;
+        let salt = unhex_exact::<16>("salt", &req.salt)?;
+        check_kdf(req.kdf)?;
+        let auth = unhex_exact::<32>("auth", &req.auth)?;
+        let verifier = self.make_verifier(&auth[..])?;
+        self.locked(&req.account, || {
+            if self.data.load_account(&req.account)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "an account named {} already exists",
+                    req.account
+                )));
+            }
+            let key = crypto::random_key()?;
+            let sealed = self
+                .data
+                .seal(&req.account, "service-key/1", key.expose())?;
+            let a = Account {
+                format: ACCOUNT_FORMAT,
+                name: req.account.clone(),
+                salt: hex::encode(&salt[..]),
+                kdf: req.kdf,
+                verifier,
+                drs: true,
+                totp: None,
+                device_tokens: Vec::new(),
+                service: ServiceKeys {
+                    current: 1,
+                    keys: BTreeMap::from([(1, sealed)]),
+                },
+                escrow_destroyed: false,
+            };
+            self.data.save_account(&a)?;
+            log::info!("created account {}", req.account);
+            self.open_session(&req.account, None)
+        })
+    }
+
+    /// The public salt and KDF cost of an account. For a name with no account, a made-up
+    /// salt that is stable per name, so this endpoint does not tell who has an account.
+    pub(crate) fn salt(&self, req: SaltReq) -> Result<SaltResp, ApiError> {
+        check_account_name(&req.account)?;
+        if let Some(a) = self.data.load_account(&req.account)? {
+            return Ok(SaltResp {
+                salt: a.salt,
+                kdf: a.kdf,
+            });
+        }
+        let fake = self.data.fake_salt_key();
+        let h = blake3::keyed_hash(fake.expose(), req.account.as_bytes());
+        Ok(SaltResp {
+            salt: hex::encode(&h.as_bytes()[..16]),
+            kdf: KdfParams::default(),
+        })
+    }
+
+    pub(crate) fn login(&self, c: &Caller, req: LoginReq) -> Result<SessionResp, ApiError> {
+        check_account_name(&req.account)?;
+        let auth = unhex_exact::<32>("auth", &req.auth)?;
+        let key = format!("login:{}", req.account);
+        self.locked(&req.account, || {
+            // Checked under the account lock, so parallel guesses cannot all pass the
+            // check before the first failure is counted.
+            self.limit_check(&key, c.ip)?;
+            let Some(mut a) = self.data.load_account(&req.account)? else {
+                let _ = self.verify(&self.dummy_verifier, &auth[..]);
+                self.limit_fail(&key, c.ip);
+                return Err(wrong_login());
+            };
+            if !self.verify(&a.verifier, &auth[..]) {
+                self.limit_fail(&key, c.ip);
+                log::info!("failed login for {} from {}", a.name, c.ip);
+                return Err(wrong_login());
+            }
+            let mut changed = false;
+            // Remembering a device needs a fresh second factor, not a remembered one.
+            let mut may_remember = true;
+            if Self::totp_enrolled(&a) {
+                let by_device = req.device_token.as_deref().is_some_and(|t| {
+                    let h = token_hash(t);
+                    a.device_tokens
+                        .iter()
+                        .filter_map(|s| hex::decode(s).ok())
+                        .any(|stored| crypto::ct_eq(&stored, &h))
+                });
+                if by_device {
+                    may_remember = false;
+                } else {
+                    match req.totp.as_deref() {
+                        Some(code) => {
+                            self.check_totp(&mut a, code, &key, c.ip)?;
+                            changed = true;
+                        }
+                        None if req.device_token.is_some() => {
+                            self.limit_fail(&key, c.ip);
+                            return Err(ApiError::SecondFactor(
+                                "this device is not remembered (its token was revoked or is \
+                                 wrong): a TOTP code is needed"
+                                    .into(),
+                            ));
+                        }
+                        None => {
+                            return Err(ApiError::SecondFactor(
+                                "this account needs a TOTP code (or a remembered device) to log in"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            let mut device_token = None;
+            if req.remember_device && may_remember {
+                let t = new_token()?;
+                a.device_tokens.push(hex::encode(token_hash(&t)));
+                if a.device_tokens.len() > MAX_DEVICE_TOKENS {
+                    a.device_tokens.remove(0);
+                }
+                device_token = Some(t.to_string());
+                changed = true;
+            }
+            if changed {
+                self.data.save_account(&a)?;
+            }
+            self.limit_success(&key);
+            log::info!("login for {} from {}", a.name, c.ip);
+            self.open_session(&a.name, device_token)
+        })
+    }
+
+    pub(crate) fn logout(&self, c: &Caller) -> Result<Empty, ApiError> {
+        self.session(c)?;
+        if let Some(t) = &c.bearer {
+            self.sessions.close(t);
+        }
+        Ok(Empty {})
+    }
+
+    fn status_of(&self, a: &Account) -> Result<AccountStatus, ApiError> {
+        Ok(AccountStatus {
+            totp_enrolled: Self::totp_enrolled(a),
+            drs: a.drs,
+            escrow: self.data.load_escrow(&a.name)?.is_some() && !a.escrow_destroyed,
+            escrow_destroyed: a.escrow_destroyed,
+            service_version: a.service.current,
+        })
+    }
+
+    pub(crate) fn account_status(&self, c: &Caller) -> Result<AccountStatus, ApiError> {
+        let name = self.session(c)?;
+        self.locked(&name, || self.status_of(&self.load(&name)?))
+    }
+
+    pub(crate) fn account_flags(
+        &self,
+        c: &Caller,
+        req: FlagsReq,
+    ) -> Result<AccountStatus, ApiError> {
+        let name = self.session(c)?;
+        self.locked(&name, || {
+            let mut a = self.load(&name)?;
+            a.drs = req.drs;
+            self.data.save_account(&a)?;
+            log::info!(
+                "account {name}: data recovery service {}",
+                if req.drs { "on" } else { "off" }
+            );
+            self.status_of(&a)
+        })
+    }
+
+    pub(crate) fn password_change(
+        &self,
+        c: &Caller,
+        req: PasswordChangeReq,
+    ) -> Result<Empty, ApiError> {
+        let name = self.session(c)?;
+        let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
+        check_kdf(req.new_kdf)?;
+        let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
+        let verifier = self.make_verifier(&auth[..])?;
+        self.locked(&name, || {
+            let mut a = self.load(&name)?;
+            a.salt = hex::encode(&salt[..]);
+            a.kdf = req.new_kdf;
+            a.verifier = verifier;
+            self.data.save_account(&a)?;
+            log::info!("account {name}: password changed");
+            Ok(Empty {})
+        })
+    }
+
+    /// Data recovery: a new password with a TOTP code and no session. Ends every session
+    /// and forgets every remembered device of the account, since whoever had them may be
+    /// the reason for the reset.
+    pub(crate) fn reset(&self, c: &Caller, req: ResetReq) -> Result<SessionResp, ApiError> {
+        check_account_name(&req.account)?;
+        let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
+        check_kdf(req.new_kdf)?;
+        let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
+        let key = format!("login:{}", req.account);
+        let verifier = self.make_verifier(&auth[..])?;
+        self.locked(&req.account, || {
+            self.limit_check(&key, c.ip)?;
+            let Some(mut a) = self.data.load_account(&req.account)? else {
+                self.limit_fail(&key, c.ip);
+                return Err(ApiError::Unauthorized(
+                    "wrong account name or TOTP code".into(),
+                ));
+            };
+            if !a.drs {
+                return Err(ApiError::Forbidden(
+                    "data recovery is turned off for this account, so the key service cannot \
+                     reset its password"
+                        .into(),
+                ));
+            }
+            if !Self::totp_enrolled(&a) {
+                return Err(ApiError::Forbidden(
+                    "this account has no TOTP factor, so the key service cannot check who asks \
+                     for a password reset"
+                        .into(),
+                ));
+            }
+            self.check_totp(&mut a, &req.totp, &key, c.ip)?;
+            a.salt = hex::encode(&salt[..]);
+            a.kdf = req.new_kdf;
+            a.verifier = verifier;
+            a.device_tokens.clear();
+            self.data.save_account(&a)?;
+            self.sessions.close_all(&a.name);
+            self.limit_success(&key);
+            log::warn!(
+                "account {}: password reset through data recovery from {}",
+                a.name,
+                c.ip
+            );
+            self.open_session(&a.name, None)
+        })
+    }
+
+    pub(crate) fn totp_enroll(&self, c: &Caller) -> Result<TotpEnrollResp, ApiError> {
+        let name = self.session(c)?;
+        self.locked(&name, || {
+            let mut a = self.load(&name)?;
+            if Self::totp_enrolled(&a) {
+                return Err(ApiError::Conflict(
+                    "TOTP is already enrolled for this account".into(),
+                ));
+            }
+            let (f, uri) =
+                TotpFactor::enroll(&name).map_err(|e| ApiError::Internal(e.to_string()))?;
+            a.totp = Some(TotpState {
+                secret: self.data.seal(&name, "totp-secret", f.secret())?,
+                confirmed: false,
+                last_step: None,
+            });
+            self.data.save_account(&a)?;
+            Ok(TotpEnrollResp { uri })
+        })
+    }
+
+    pub(crate) fn totp_confirm(&self, c: &Caller, req: TotpConfirmReq) -> Result<Empty, ApiError> {
+        let name = self.session(c)?;
+        self.locked(&name, || {
+            let mut a = self.load(&name)?;
+            match &a.totp {
+                None => return Err(bad("no TOTP enrolment is pending: call totp/enroll first")),
+                Some(t) if t.confirmed => {
+                    return Err(ApiError::Conflict(
+                        "TOTP is already enrolled for this account".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+            let mut f = self
+                .totp_factor(&a)?
+                .ok_or_else(|| ApiError::Internal("TOTP state vanished".into()))?;
+            f.verify(&req.code, now_secs())
+                .map_err(|e| bad(format!("the confirmation code was refused: {e}")))?;
+            if let Some(t) = &mut a.totp {
+                t.confirmed = true;
+                t.last_step = f.last_step();
+            }
+            // Tokens remembered before there was a second factor were never proven by
+            // one: they must not stand in for it now.
+            a.device_tokens.clear();
+            self.data.save_account(&a)?;
+            log::info!("account {name}: TOTP enrolled");
+            Ok(Empty {})
+        })
+    }
+
+    pub(crate) fn revoke_devices(&self, c: &Caller) -> Result<RevokedResp, ApiError> {
+        let name = self.session(c)?;
+        self.locked(&name, || {
+            let mut a = self.load(&name)?;
+            let revoked = a.device_tokens.len() as u32;
+            a.device_tokens.clear();
+            self.data.save_account(&a)?;
+            log::info!("account {name}: {revoked} device tokens revoked");
+            Ok(RevokedResp { revoked })
+        })
+    }
+}

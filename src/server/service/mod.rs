@@ -1,0 +1,626 @@
+//! What each endpoint of the key service does, as plain synchronous functions over the
+//! DATA directory; the HTTP layer (`http.rs`) only decodes requests and encodes answers.
+//! This file has the shared machinery (errors, locks, verifier, sessions, limits); the
+//! endpoints are in `accounts.rs`, `service_keys.rs` and `blobs.rs`.
+
+mod accounts;
+mod blobs;
+mod service_keys;
+
+use super::api::{self, *};
+use super::limit::RateLimiter;
+use super::session::{Sessions, new_token, token_hash};
+use super::state::{ACCOUNT_FORMAT, Account, DataDir, Escrow, ServiceKeys, StateError, TotpState};
+use super::totp::{TotpCheck, TotpFactor};
+use crate::crypto::{self, SecretKey, Suite};
+use crate::keys::KdfParams;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use zeroize::Zeroizing;
+
+/// Server-side settings (`cirrus serve` flags).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Argon2id memory (KiB) of the server's verifier over the client's `auth`.
+    pub verifier_memory_kib: u32,
+    pub verifier_time: u32,
+    pub session_ttl: Duration,
+    /// Failed logins (or resets) allowed per account per window.
+    pub login_attempts: u32,
+    /// Failed logins, resets and escrow opens allowed per source IP per window.
+    pub ip_attempts: u32,
+    pub login_window: Duration,
+    /// Wrong escrow proofs after which the escrow record is destroyed.
+    pub escrow_attempts: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        // The verifier cost is OWASP's Argon2id minimum: the client already spent its own
+        // (larger) Argon2id on the password, this one only slows offline guessing of
+        // `auth` values by someone who stole DATA.
+        ServiceConfig {
+            verifier_memory_kib: 19456,
+            verifier_time: 2,
+            session_ttl: Duration::from_secs(3600),
+            login_attempts: 5,
+            ip_attempts: 20,
+            login_window: Duration::from_secs(300),
+            escrow_attempts: 10,
+        }
+    }
+}
+
+/// Most device tokens kept per account; the oldest is forgotten first.
+const MAX_DEVICE_TOKENS: usize = 64;
+/// Longest escrow proof accepted.
+const MAX_PROOF: usize = 1024;
+
+/// An endpoint's failure, as the client will see it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    SecondFactor(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error(
+        "wrong escrow proof; {remaining} more wrong tries destroy the escrow record{}",
+        if *remaining == 0 { " (it has now been destroyed)" } else { "" }
+    )]
+    EscrowWrong { remaining: u32 },
+    #[error("the escrow record was destroyed after too many wrong proofs")]
+    EscrowDestroyed,
+    #[error("too many failed attempts; try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    #[error("the request body is larger than {} bytes", api::MAX_BODY)]
+    TooLarge,
+    /// The detail goes to the server log, not to the client.
+    #[error("internal error in the key service (see its log)")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized(_) | ApiError::SecondFactor(_) => 401,
+            ApiError::Forbidden(_) | ApiError::EscrowWrong { .. } => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
+            ApiError::Gone(_) | ApiError::EscrowDestroyed => 410,
+            ApiError::TooLarge => 413,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub(crate) fn body(&self) -> ErrorBody {
+        let code = match self {
+            ApiError::BadRequest(_) => code::BAD_REQUEST,
+            ApiError::Unauthorized(_) => code::UNAUTHORIZED,
+            ApiError::SecondFactor(_) => code::SECOND_FACTOR,
+            ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::NotFound(_) => code::NOT_FOUND,
+            ApiError::Conflict(_) => code::CONFLICT,
+            ApiError::Gone(_) => code::GONE,
+            ApiError::EscrowWrong { .. } => code::ESCROW_WRONG,
+            ApiError::EscrowDestroyed => code::ESCROW_DESTROYED,
+            ApiError::TooLarge => code::TOO_LARGE,
+            ApiError::RateLimited { .. } => code::RATE_LIMITED,
+            ApiError::Internal(_) => code::INTERNAL,
+        };
+        ErrorBody {
+            error: self.to_string(),
+            code: code.to_string(),
+            retry_after: match self {
+                ApiError::RateLimited { retry_after } => Some(*retry_after),
+                _ => None,
+            },
+            remaining: match self {
+                ApiError::EscrowWrong { remaining } => Some(*remaining),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crypto::CryptoError> for ApiError {
+    fn from(e: crypto::CryptoError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// Who is calling: the peer address (for rate limits) and the bearer token, if any.
+pub(crate) struct Caller {
+    pub ip: IpAddr,
+    pub bearer: Option<Zeroizing<String>>,
+}
+
+pub(crate) struct KeyService {
+    data: DataDir,
+    cfg: ServiceConfig,
+    sessions: Sessions,
+    acct_limit: RateLimiter,
+    ip_limit: RateLimiter,
+    /// One lock per account name: serialises read-modify-write of its files.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// A verifier for no account, checked when the account does not exist so that a
+    /// missing account costs the same time as a wrong password.
+    dummy_verifier: String,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+/// Account names: 1..=64 of `[A-Za-z0-9._@-]`.
+pub(crate) fn check_account_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "an account name is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '@' and '-'",
+        ))
+    }
+}
+
+/// Record names: 1..=128 of `[A-Za-z0-9._@/-]`.
+fn check_record_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@/-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "a record name is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '@', '/' and '-'",
+        ))
+    }
+}
+
+/// Decodes a hex field of at most `max` bytes (length checked before decoding).
+fn unhex(what: &str, s: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    if s.len() > max * 2 {
+        return Err(bad(format!("{what} is longer than {max} bytes")));
+    }
+    hex::decode(s).map_err(|_| bad(format!("{what} must be hex")))
+}
+
+fn unhex_exact<const N: usize>(what: &str, s: &str) -> Result<Zeroizing<[u8; N]>, ApiError> {
+    let mut out = Zeroizing::new([0u8; N]);
+    hex::decode_to_slice(s, &mut out[..])
+        .map_err(|_| bad(format!("{what} must be {N} bytes in hex")))?;
+    Ok(out)
+}
+
+/// Client KDF parameters the server agrees to store (and later hand to every device).
+fn check_kdf(k: KdfParams) -> Result<(), ApiError> {
+    let sane = (1..=16).contains(&k.lanes)
+        && (1..=64).contains(&k.time)
+        && k.memory_kib <= 4 * 1024 * 1024
+        && argon2::Params::new(k.memory_kib, k.time, k.lanes, Some(32)).is_ok();
+    if sane {
+        Ok(())
+    } else {
+        Err(bad(
+            "kdf parameters out of range (lanes 1-16, time 1-64, memory 8*lanes KiB to 4 GiB)",
+        ))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn wrong_login() -> ApiError {
+    ApiError::Unauthorized("wrong account name or password".into())
+}
+
+impl KeyService {
+    pub(crate) fn open(data: &Path, cfg: ServiceConfig) -> Result<Self, StateError> {
+        let data = DataDir::open(data)?;
+        let mut svc = KeyService {
+            data,
+            sessions: Sessions::new(cfg.session_ttl),
+            acct_limit: RateLimiter::new(cfg.login_attempts, cfg.login_window),
+            ip_limit: RateLimiter::new(cfg.ip_attempts, cfg.login_window),
+            cfg,
+            locks: Mutex::new(HashMap::new()),
+            dummy_verifier: String::new(),
+        };
+        svc.dummy_verifier = svc
+            .make_verifier(&[0u8; 32])
+            .map_err(|e| StateError::Damaged {
+                path: svc.data.root().to_path_buf(),
+                why: e.to_string(),
+            })?;
+        Ok(svc)
+    }
+
+    fn lock_account(&self, account: &str) -> Arc<Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account.to_string()).or_default().clone()
+    }
+
+    /// Runs `f` holding `account`'s lock.
+    fn locked<T>(
+        &self,
+        account: &str,
+        f: impl FnOnce() -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let lock = self.lock_account(account);
+        let result = {
+            // A panic in another request for this account left its files as they were
+            // (every write is atomic), so the poisoned lock is safe to take over.
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            f()
+        };
+        // Drop the entry when no other request holds it, so guessed names (logins to
+        // accounts that do not exist) do not grow the table. Clones are only made under
+        // the map's lock, so the count cannot rise while we look at it.
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(account);
+        }
+        result
+    }
+
+    fn load(&self, account: &str) -> Result<Account, ApiError> {
+        self.data
+            .load_account(account)?
+            .ok_or_else(|| ApiError::NotFound(format!("no account named {account}")))
+    }
+
+    fn argon2(&self) -> Result<argon2::Argon2<'static>, ApiError> {
+        let p = argon2::Params::new(
+            self.cfg.verifier_memory_kib,
+            self.cfg.verifier_time,
+            1,
+            None,
+        )
+        .map_err(|e| ApiError::Internal(format!("verifier parameters: {e}")))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            p,
+        ))
+    }
+
+    /// Argon2id PHC string over `auth` with a fresh random salt and the configured cost.
+    fn make_verifier(&self, auth: &[u8]) -> Result<String, ApiError> {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let mut raw = [0u8; 16];
+        crypto::random_bytes(&mut raw)?;
+        let salt = SaltString::encode_b64(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(self
+            .argon2()?
+            .hash_password(auth, &salt)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .to_string())
+    }
+
+    /// Checks `auth` against a stored verifier, with the cost recorded in it (so changing
+    /// `--verifier-*` does not lock out existing accounts).
+    fn verify(&self, verifier: &str, auth: &[u8]) -> bool {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        match PasswordHash::new(verifier) {
+            Ok(h) => argon2::Argon2::default().verify_password(auth, &h).is_ok(),
+            Err(e) => {
+                log::error!("an account verifier is not a PHC string: {e}");
+                false
+            }
+        }
+    }
+
+    /// The caller's account, from its bearer token.
+    fn session(&self, c: &Caller) -> Result<String, ApiError> {
+        let token = c.bearer.as_ref().ok_or_else(|| {
+            ApiError::Unauthorized("this request needs a session: log in first".into())
+        })?;
+        self.sessions.account(token, Instant::now()).ok_or_else(|| {
+            ApiError::Unauthorized("the session is unknown or expired: log in again".into())
+        })
+    }
+
+    fn open_session(
+        &self,
+        account: &str,
+        device_token: Option<String>,
+    ) -> Result<SessionResp, ApiError> {
+        let token = self.sessions.open(account, Instant::now())?;
+        Ok(SessionResp {
+            token: token.to_string(),
+            expires_in: self.sessions.ttl().as_secs(),
+            device_token,
+        })
+    }
+
+    fn limit_check(&self, key: &str, ip: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let a = self.acct_limit.check(key, now);
+        let i = self.ip_limit.check(&ip.to_string(), now);
+        match (a, i) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::RateLimited { retry_after: x }),
+            (Err(x), Err(y)) => Err(ApiError::RateLimited {
+                retry_after: x.max(y),
+            }),
+        }
+    }
+
+    fn limit_fail(&self, key: &str, ip: IpAddr) {
+        let now = Instant::now();
+        self.acct_limit.fail(key, now);
+        self.ip_limit.fail(&ip.to_string(), now);
+    }
+
+    /// A success forgets the account's failures. The source address's failures are kept
+    /// until they age out: otherwise a guesser could clear its address's count with
+    /// logins to an account of its own between guesses at others.
+    fn limit_success(&self, key: &str) {
+        self.acct_limit.reset(key);
+    }
+
+    fn totp_factor(&self, a: &Account) -> Result<Option<TotpFactor>, ApiError> {
+        let Some(t) = &a.totp else { return Ok(None) };
+        let secret = self.data.unseal(&a.name, "totp-secret", &t.secret)?;
+        let f = TotpFactor::from_secret(secret.to_vec(), 6, &a.name, t.last_step)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Some(f))
+    }
+
+    /// Checks a TOTP code of an enrolled account and records its step (so it is never
+    /// accepted again); counts a failure against `limit_key`.
+    fn check_totp(
+        &self,
+        a: &mut Account,
+        code: &str,
+        limit_key: &str,
+        ip: IpAddr,
+    ) -> Result<(), ApiError> {
+        let mut f = self
+            .totp_factor(a)?
+            .ok_or_else(|| ApiError::Internal("TOTP state vanished".into()))?;
+        match f.verify(code, now_secs()) {
+            Ok(()) => {
+                if let Some(t) = &mut a.totp {
+                    t.last_step = f.last_step();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.limit_fail(limit_key, ip);
+                Err(ApiError::Unauthorized(match e {
+                    TotpCheck::Invalid => "wrong or expired TOTP code".into(),
+                    TotpCheck::Reused => {
+                        "that TOTP code was already used; wait for the next one".into()
+                    }
+                }))
+            }
+        }
+    }
+
+    fn totp_enrolled(a: &Account) -> bool {
+        a.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ServiceConfig {
+        ServiceConfig {
+            verifier_memory_kib: 8,
+            verifier_time: 1,
+            escrow_attempts: 3,
+            login_attempts: 100,
+            ip_attempts: 100,
+            ..ServiceConfig::default()
+        }
+    }
+
+    fn caller(token: Option<&str>) -> Caller {
+        Caller {
+            ip: "127.0.0.1".parse().unwrap(),
+            bearer: token.map(|t| Zeroizing::new(t.to_string())),
+        }
+    }
+
+    fn create(svc: &KeyService, name: &str, auth: [u8; 32]) -> String {
+        svc.create(CreateReq {
+            account: name.into(),
+            salt: hex::encode([1u8; 16]),
+            kdf: KdfParams {
+                memory_kib: 8,
+                time: 1,
+                lanes: 1,
+            },
+            auth: hex::encode(auth),
+        })
+        .unwrap()
+        .token
+    }
+
+    #[test]
+    fn verifier_accepts_only_the_right_auth_and_is_a_phc_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        let v = svc.make_verifier(&[7u8; 32]).unwrap();
+        assert!(v.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{v}");
+        assert!(svc.verify(&v, &[7u8; 32]));
+        assert!(!svc.verify(&v, &[8u8; 32]));
+        assert!(!svc.verify("not a phc string", &[7u8; 32]));
+        // a fresh salt each time
+        assert_ne!(v, svc.make_verifier(&[7u8; 32]).unwrap());
+    }
+
+    #[test]
+    fn escrow_counter_resets_on_success_and_destroys_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        let t = create(&svc, "alice", [1; 32]);
+        let c = caller(Some(&t));
+        let proof = b"the right proof";
+        svc.escrow_put(
+            &c,
+            EscrowPutReq {
+                verifier: hex::encode(crypto::hash(proof)),
+                blob: hex::encode(b"blob"),
+            },
+        )
+        .unwrap();
+        let open = |p: &[u8]| {
+            svc.escrow_open(
+                &c,
+                EscrowOpenReq {
+                    proof: hex::encode(p),
+                },
+            )
+        };
+        for left in [2, 1] {
+            match open(b"wrong") {
+                Err(ApiError::EscrowWrong { remaining }) => assert_eq!(remaining, left),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(open(proof).unwrap().blob, hex::encode(b"blob"));
+        // the count started again: two more wrong tries still leave one
+        for left in [2, 1] {
+            assert!(
+                matches!(open(b"wrong"), Err(ApiError::EscrowWrong { remaining }) if remaining == left)
+            );
+        }
+        assert!(matches!(
+            open(b"wrong"),
+            Err(ApiError::EscrowWrong { remaining: 0 })
+        ));
+        assert!(matches!(open(proof), Err(ApiError::EscrowDestroyed)));
+        assert!(
+            std::fs::read_dir(dir.path().join("escrow"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert!(svc.account_status(&c).unwrap().escrow_destroyed);
+    }
+
+    #[test]
+    fn source_address_limit_spans_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(
+            dir.path(),
+            ServiceConfig {
+                ip_attempts: 3,
+                ..tiny()
+            },
+        )
+        .unwrap();
+        let login = |account: &str, ip: &str| {
+            svc.login(
+                &Caller {
+                    ip: ip.parse().unwrap(),
+                    bearer: None,
+                },
+                LoginReq {
+                    account: account.into(),
+                    auth: hex::encode([0u8; 32]),
+                    totp: None,
+                    device_token: None,
+                    remember_device: false,
+                },
+            )
+        };
+        for name in ["a", "b", "c"] {
+            assert!(matches!(
+                login(name, "10.0.0.1"),
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        // a fourth account from the same address: limited; from another address: not
+        assert!(matches!(
+            login("d", "10.0.0.1"),
+            Err(ApiError::RateLimited { .. })
+        ));
+        assert!(matches!(
+            login("d", "10.0.0.2"),
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn sessions_are_needed_and_names_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        assert!(matches!(
+            svc.account_status(&caller(None)),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            svc.account_status(&caller(Some("00"))),
+            Err(ApiError::Unauthorized(_))
+        ));
+        for name in ["", "a/b", "a b", "ä", &"x".repeat(65)] {
+            assert!(check_account_name(name).is_err(), "{name:?}");
+        }
+        for name in [".", "..", "a.b@c-d_e", &"x".repeat(64)] {
+            assert!(check_account_name(name).is_ok(), "{name:?}");
+        }
+        // an unknown account gets a stable, made-up salt
+        let s1 = svc
+            .salt(SaltReq {
+                account: "nobody".into(),
+            })
+            .unwrap();
+        let s2 = svc
+            .salt(SaltReq {
+                account: "nobody".into(),
+            })
+            .unwrap();
+        assert_eq!(s1.salt, s2.salt);
+        assert_eq!(s1.salt.len(), 32);
+        // logins to names with no account are refused like wrong passwords, and leave
+        // no per-name lock behind
+        for i in 0..5 {
+            let r = svc.login(
+                &caller(None),
+                LoginReq {
+                    account: format!("ghost{i}"),
+                    auth: hex::encode([0u8; 32]),
+                    totp: None,
+                    device_token: None,
+                    remember_device: false,
+                },
+            );
+            assert!(matches!(r, Err(ApiError::Unauthorized(_))));
+        }
+        assert!(svc.locks.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,995 @@
+//! `cirrus serve` end to end: the real binary on 127.0.0.1, driven over real TLS through
+//! the client library (`cirrus::server::client`), with tiny Argon2 costs.
+
+use cirrus::crypto::SecretKey;
+use cirrus::keys::{KdfParams, category_key_context};
+use cirrus::server::Fingerprint;
+use cirrus::server::client::{
+    ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
+};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TINY: KdfParams = KdfParams {
+    memory_kib: 8,
+    time: 1,
+    lanes: 1,
+};
+
+/// A running `cirrus serve`; SIGTERM on drop.
+struct Server {
+    child: Option<Child>,
+    url: String,
+    addr: String,
+    fingerprint: Fingerprint,
+    data: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on DATA = `dir/data`, its log in `dir/server.log` (outside DATA, so
+    /// the plaintext scan of DATA does not read it).
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let data = dir.join("data");
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
+            .args(["--ip-attempts", "1000"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed no line within 60 s");
+        // cirrus key service listening on https://IP:PORT fingerprint SHA256:<hex>
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 8, "unexpected start line: {line:?}");
+        assert_eq!(
+            &words[..5],
+            ["cirrus", "key", "service", "listening", "on"],
+            "{line:?}"
+        );
+        assert_eq!(words[6], "fingerprint", "{line:?}");
+        let url = words[5].to_string();
+        let fp_text = words[7];
+        assert!(
+            fp_text.starts_with("SHA256:")
+                && fp_text.len() == 71
+                && fp_text[7..]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{fp_text}"
+        );
+        let addr = url.strip_prefix("https://").unwrap().to_string();
+        assert!(
+            addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+            "{addr}"
+        );
+        Server {
+            child: Some(child),
+            url,
+            addr,
+            fingerprint: fp_text.parse().unwrap(),
+            data,
+        }
+    }
+
+    fn client(&self) -> KeyClient {
+        KeyClient::new(&self.url, self.fingerprint)
+            .unwrap()
+            .with_min_kdf(TINY)
+    }
+
+    /// SIGTERM, then the exit status (the server must stop by itself, and cleanly).
+    fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        for _ in 0..300 {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("the server did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn pw(s: &str) -> Password {
+    Password::new(s.to_string())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits, if needed, so that at least `need` seconds remain in the current 30 s TOTP
+/// step: the test's idea of "previous, current, next step" must not shift mid-test.
+fn settle_in_step(need: u64) {
+    let left = 30 - now() % 30;
+    if left < need {
+        std::thread::sleep(Duration::from_secs(left + 1));
+    }
+}
+
+fn totp(uri: &str) -> totp_rs::Totp {
+    totp_rs::Totp::from_url(uri).unwrap()
+}
+
+fn code(t: &totp_rs::Totp, time: u64) -> String {
+    t.generate(time).to_string()
+}
+
+fn random_key(byte: u8) -> SecretKey {
+    let mut k = [byte; 32];
+    cirrus::crypto::random_bytes(&mut k).unwrap();
+    SecretKey::from_bytes(k)
+}
+
+/// Every file under `dir`, with its bytes.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn openssl_available() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// SHA-256 of the first certificate in a PEM file, the way an admin would compute it.
+fn pem_fingerprint(pem: &Path) -> Fingerprint {
+    if openssl_available() {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(pem)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // "sha256 Fingerprint=AB:CD:..." (the client parses OpenSSL's form too)
+        return String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    }
+    use sha2::Digest;
+    let text = std::fs::read_to_string(pem).unwrap();
+    let b64: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64_decode(&b64);
+    Fingerprint::from_bytes(sha2::Sha256::digest(&der).into())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').map(val).collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, v) in chunk.iter().enumerate() {
+            n |= u32::from(*v) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn pinning_probe_and_fingerprint_match_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    // the printed fingerprint is the certificate's, as openssl computes it
+    assert_eq!(pem_fingerprint(&s.data.join("tls/cert.pem")), s.fingerprint);
+    // probe sees the same certificate without trusting it
+    assert_eq!(probe(&s.url).unwrap(), s.fingerprint);
+
+    // a client pinned to another certificate refuses to talk, and says which one it got
+    let other = Fingerprint::from_bytes([0xab; 32]);
+    let wrong = KeyClient::new(&s.url, other).unwrap().with_min_kdf(TINY);
+    match wrong.create_account("alice", &pw("pw"), TINY) {
+        Err(ClientError::FingerprintMismatch { expected, got }) => {
+            assert_eq!(expected, other);
+            assert_eq!(got, s.fingerprint);
+        }
+        Err(e) => panic!("expected a fingerprint mismatch, got {e}"),
+        Ok(_) => panic!("a wrongly pinned client created an account"),
+    }
+    let msg = ClientError::FingerprintMismatch {
+        expected: other,
+        got: s.fingerprint,
+    }
+    .to_string();
+    assert!(
+        msg.contains("identity has changed") && msg.contains("Do not continue"),
+        "{msg}"
+    );
+    // ...and nothing reached the server: the right client can still create that account
+    s.client().create_account("alice", &pw("pw"), TINY).unwrap();
+
+    // a closed port is a connection error naming the URL
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("https://{closed}");
+    match KeyClient::new(&url, s.fingerprint)
+        .unwrap()
+        .with_min_kdf(TINY)
+        .login("alice", &pw("pw"), SecondFactor::None, false)
+    {
+        Err(ClientError::Connect { url: u, .. }) => assert_eq!(u, url),
+        Err(e) => panic!("expected Connect, got {e}"),
+        Ok(_) => panic!("logged in through a closed port"),
+    }
+    assert!(matches!(probe(&url), Err(ClientError::Connect { .. })));
+    assert!(matches!(
+        KeyClient::new("http://127.0.0.1:1", s.fingerprint),
+        Err(ClientError::BadUrl(_))
+    ));
+}
+
+#[test]
+fn accounts_passwords_and_login_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--login-attempts", "3"]);
+    let c = s.client();
+    let created = c
+        .create_account("alice", &pw("correct horse"), TINY)
+        .unwrap();
+    assert!(matches!(
+        c.create_account("alice", &pw("other"), TINY),
+        Err(ClientError::Conflict(_))
+    ));
+    assert!(matches!(
+        c.create_account("no/slash", &pw("x"), TINY),
+        Err(ClientError::BadRequest(_))
+    ));
+    let st = created.status().unwrap();
+    assert!(!st.totp_enrolled && st.drs && !st.escrow && st.service_version == 1);
+
+    // the password-derived wrap key is the same at every login, and differs per password
+    let (s1, dev) = c
+        .login("alice", &pw("correct horse"), SecondFactor::None, false)
+        .unwrap();
+    assert!(dev.is_none());
+    assert_eq!(s1.wrap_key().expose(), created.wrap_key().expose());
+    // a client that insists on a stronger KDF than the account's refuses to log in
+    let strict = KeyClient::new(&s.url, s.fingerprint).unwrap();
+    assert!(matches!(
+        strict.login("alice", &pw("correct horse"), SecondFactor::None, false),
+        Err(ClientError::Protocol(_))
+    ));
+
+    // wrong password: 401, three times; the fourth try is rate limited even with the
+    // right password; another account is not affected
+    for _ in 0..3 {
+        assert!(matches!(
+            c.login("alice", &pw("wrong"), SecondFactor::None, false),
+            Err(ClientError::Unauthorized(_))
+        ));
+    }
+    match c.login("alice", &pw("correct horse"), SecondFactor::None, false) {
+        Err(ClientError::RateLimited { retry_after }) => {
+            assert!((1..=300).contains(&retry_after), "{retry_after}")
+        }
+        Err(e) => panic!("expected 429, got {e}"),
+        Ok(_) => panic!("logged in past the rate limit"),
+    }
+    c.create_account("bob", &pw("b"), TINY).unwrap();
+    c.login("bob", &pw("b"), SecondFactor::None, false).unwrap();
+
+    // successes reset the count: 2 failures, a success, 2 failures, still not limited
+    for _ in 0..2 {
+        assert!(c.login("bob", &pw("x"), SecondFactor::None, false).is_err());
+    }
+    c.login("bob", &pw("b"), SecondFactor::None, false).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            c.login("bob", &pw("x"), SecondFactor::None, false),
+            Err(ClientError::Unauthorized(_))
+        ));
+    }
+    let (mut bob, _) = c.login("bob", &pw("b"), SecondFactor::None, false).unwrap();
+
+    // unknown accounts look like wrong passwords
+    assert!(matches!(
+        c.login("nobody", &pw("x"), SecondFactor::None, false),
+        Err(ClientError::Unauthorized(_))
+    ));
+
+    // password change: old password refused, new one accepted, new wrap key
+    let old_wrap = *bob.wrap_key().expose();
+    bob.change_password(&pw("b2"), TINY).unwrap();
+    assert_ne!(*bob.wrap_key().expose(), old_wrap);
+    assert!(matches!(
+        c.login("bob", &pw("b"), SecondFactor::None, false),
+        Err(ClientError::Unauthorized(_))
+    ));
+    let (bob2, _) = c
+        .login("bob", &pw("b2"), SecondFactor::None, false)
+        .unwrap();
+    assert_eq!(bob2.wrap_key().expose(), bob.wrap_key().expose());
+
+    // logging out one session leaves the others alone
+    bob2.logout().unwrap();
+    bob.status().unwrap();
+}
+
+#[test]
+fn totp_device_tokens_and_data_recovery_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--login-attempts", "20"]);
+    let c = s.client();
+    let alice = c.create_account("alice", &pw("pw"), TINY).unwrap();
+    // no TOTP yet: a reset is refused (nothing to check the caller with)
+    assert!(matches!(
+        c.reset_password("alice", "123456", &pw("new"), TINY),
+        Err(ClientError::Forbidden(_))
+    ));
+
+    let uri = alice.totp_enroll().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{}", *uri);
+    let t = totp(&uri);
+    // not enrolled until confirmed: login still needs no code (and may remember a device)
+    let (_, early) = c
+        .login("alice", &pw("pw"), SecondFactor::None, true)
+        .unwrap();
+    let early = early.expect("a device token without TOTP");
+    settle_in_step(12);
+    let t0 = now();
+    assert!(alice.totp_confirm("000000x").is_err());
+    // the previous step's code is accepted
+    alice.totp_confirm(&code(&t, t0 - 30)).unwrap();
+    assert!(alice.status().unwrap().totp_enrolled);
+    assert!(matches!(alice.totp_enroll(), Err(ClientError::Conflict(_))));
+
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::None, false),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    // a device remembered before TOTP existed does not stand in for it
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::DeviceToken(early), false),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    let wrong = if code(&t, t0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::Totp(wrong.into()), false),
+        Err(ClientError::Unauthorized(_))
+    ));
+    // the right code with the wrong password is still a wrong password
+    assert!(matches!(
+        c.login(
+            "alice",
+            &pw("nope"),
+            SecondFactor::Totp(code(&t, t0)),
+            false
+        ),
+        Err(ClientError::Unauthorized(_))
+    ));
+    let (_, device) = c
+        .login("alice", &pw("pw"), SecondFactor::Totp(code(&t, t0)), true)
+        .unwrap();
+    let device = device.expect("remember_device gives a device token");
+    // the same code again is refused
+    match c.login("alice", &pw("pw"), SecondFactor::Totp(code(&t, t0)), false) {
+        Err(ClientError::Unauthorized(m)) => assert!(m.contains("already used"), "{m}"),
+        Err(e) => panic!("expected a reuse refusal, got {e}"),
+        Ok(_) => panic!("a TOTP code was accepted twice"),
+    }
+    // the remembered device logs in without a code, and cannot mint another token
+    let (dev_session, none) = c
+        .login(
+            "alice",
+            &pw("pw"),
+            SecondFactor::DeviceToken(device.clone()),
+            true,
+        )
+        .unwrap();
+    assert!(none.is_none());
+    // a device token is no substitute for the password
+    assert!(matches!(
+        c.login(
+            "alice",
+            &pw("bad"),
+            SecondFactor::DeviceToken(device.clone()),
+            false
+        ),
+        Err(ClientError::Unauthorized(_))
+    ));
+    assert_eq!(dev_session.revoke_device_tokens().unwrap(), 1);
+    assert!(matches!(
+        c.login(
+            "alice",
+            &pw("pw"),
+            SecondFactor::DeviceToken(device.clone()),
+            false
+        ),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+
+    // data recovery: a new password with the next step's code, no session needed
+    let reset = c
+        .reset_password("alice", &code(&t, t0 + 30), &pw("fresh"), TINY)
+        .unwrap();
+    // every earlier session of the account ended
+    assert!(matches!(alice.status(), Err(ClientError::Unauthorized(_))));
+    // the old password is refused; the new one is accepted (then a code is needed)
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::None, false),
+        Err(ClientError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        c.login("alice", &pw("fresh"), SecondFactor::None, false),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    // with data recovery off, no reset
+    assert!(!reset.set_drs(false).unwrap().drs);
+    match c.reset_password("alice", &code(&t, t0 + 30), &pw("x"), TINY) {
+        Err(ClientError::Forbidden(m)) => assert!(m.contains("data recovery"), "{m}"),
+        Err(e) => panic!("expected 403, got {e}"),
+        Ok(_) => panic!("reset with data recovery off"),
+    }
+}
+
+#[test]
+fn service_keys_wrap_rotate_rewrap_retire() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client();
+    let alice = c.create_account("alice", &pw("a"), TINY).unwrap();
+    let bob = c.create_account("bob", &pw("b"), TINY).unwrap();
+    let ctx = category_key_context(3, 1).to_bytes();
+    let key = random_key(1);
+
+    let w1 = alice.service_wrap(&ctx, &key).unwrap();
+    assert_eq!(w1[..4], 1u32.to_le_bytes());
+    assert_eq!(
+        alice.service_unwrap(&ctx, &w1).unwrap().expose(),
+        key.expose()
+    );
+    // another account's session cannot unwrap it, nor can another context
+    assert!(matches!(
+        bob.service_unwrap(&ctx, &w1),
+        Err(ClientError::BadRequest(_))
+    ));
+    let other_ctx = category_key_context(4, 1).to_bytes();
+    assert!(matches!(
+        alice.service_unwrap(&other_ctx, &w1),
+        Err(ClientError::BadRequest(_))
+    ));
+    let mut tampered = w1.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(alice.service_unwrap(&ctx, &tampered).is_err());
+
+    let st = alice.service_rotate().unwrap();
+    assert_eq!((st.current, st.live.clone()), (2, vec![1, 2]));
+    assert_eq!(alice.status().unwrap().service_version, 2);
+    // new wraps use version 2; the old blob still opens until its version is retired
+    assert_eq!(
+        alice.service_wrap(&ctx, &key).unwrap()[..4],
+        2u32.to_le_bytes()
+    );
+    assert_eq!(
+        alice.service_unwrap(&ctx, &w1).unwrap().expose(),
+        key.expose()
+    );
+    let w2 = alice.service_rewrap(&ctx, &w1).unwrap();
+    assert_eq!(w2[..4], 2u32.to_le_bytes());
+    assert_eq!(
+        alice.service_unwrap(&ctx, &w2).unwrap().expose(),
+        key.expose()
+    );
+
+    assert!(matches!(
+        alice.service_retire(3),
+        Err(ClientError::BadRequest(_))
+    ));
+    let st = alice.service_retire(2).unwrap();
+    assert_eq!((st.current, st.live), (2, vec![2]));
+    match alice.service_unwrap(&ctx, &w1) {
+        Err(ClientError::Gone(m)) => assert!(m.contains("retired"), "{m}"),
+        Err(e) => panic!("expected 410 for a retired version, got {e}"),
+        Ok(_) => panic!("a key wrapped under a retired version still opened"),
+    }
+    assert!(matches!(
+        alice.service_rewrap(&ctx, &w1),
+        Err(ClientError::Gone(_))
+    ));
+    assert_eq!(
+        alice.service_unwrap(&ctx, &w2).unwrap().expose(),
+        key.expose()
+    );
+    assert_eq!(alice.service_status().unwrap().live, vec![2]);
+    // bob's versions are his own
+    assert_eq!(bob.service_status().unwrap().current, 1);
+}
+
+#[test]
+fn records_per_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client();
+    let alice = c.create_account("alice", &pw("a"), TINY).unwrap();
+    let bob = c.create_account("bob", &pw("b"), TINY).unwrap();
+    alice
+        .record_put("recovery/contact-half", b"half one")
+        .unwrap();
+    alice.record_put("adp", &[0u8; 64 * 1024]).unwrap();
+    assert_eq!(
+        alice.record_get("recovery/contact-half").unwrap(),
+        b"half one"
+    );
+    assert_eq!(alice.record_get("adp").unwrap().len(), 64 * 1024);
+    assert_eq!(
+        alice.record_list().unwrap(),
+        vec!["adp".to_string(), "recovery/contact-half".to_string()]
+    );
+    alice.record_put("adp", b"v2").unwrap();
+    assert_eq!(alice.record_get("adp").unwrap(), b"v2");
+    assert!(matches!(
+        alice.record_put("big", &vec![1u8; 64 * 1024 + 1]),
+        Err(ClientError::BadRequest(_))
+    ));
+    for bad in ["", "has space", "ünï"] {
+        assert!(
+            matches!(alice.record_put(bad, b"v"), Err(ClientError::BadRequest(_))),
+            "{bad:?}"
+        );
+    }
+    // names are opaque (hex on disk): one that looks like a path is just a name
+    alice.record_put("../x", b"v").unwrap();
+    alice.record_delete("../x").unwrap();
+    assert!(matches!(
+        alice.record_get("missing"),
+        Err(ClientError::NotFound(_))
+    ));
+    // bob sees none of alice's records
+    assert!(bob.record_list().unwrap().is_empty());
+    assert!(matches!(
+        bob.record_get("adp"),
+        Err(ClientError::NotFound(_))
+    ));
+    alice.record_delete("adp").unwrap();
+    assert!(matches!(
+        alice.record_get("adp"),
+        Err(ClientError::NotFound(_))
+    ));
+    assert!(matches!(
+        alice.record_delete("adp"),
+        Err(ClientError::NotFound(_))
+    ));
+    assert_eq!(
+        alice.record_list().unwrap(),
+        vec!["recovery/contact-half".to_string()]
+    );
+}
+
+#[test]
+fn escrow_attempt_counter_and_destruction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--escrow-attempts", "10", "--login-attempts", "12"],
+    );
+    let c = s.client();
+    let alice = c.create_account("alice", &pw("a"), TINY).unwrap();
+    assert!(matches!(
+        alice.escrow_open(b"x"),
+        Err(ClientError::NotFound(_))
+    ));
+    let proof = b"proof derived from the escrow passcode";
+    alice
+        .escrow_put(&escrow_verifier(proof), b"wrapped account key")
+        .unwrap();
+    assert!(alice.status().unwrap().escrow);
+
+    // 9 wrong, then right: opens, and the count starts again
+    for i in 1..=9u32 {
+        match alice.escrow_open(b"wrong") {
+            Err(ClientError::EscrowWrong { remaining }) => assert_eq!(remaining, 10 - i),
+            Err(e) => panic!("try {i}: expected 403, got {e}"),
+            Ok(_) => panic!("a wrong proof opened the escrow"),
+        }
+    }
+    assert_eq!(alice.escrow_open(proof).unwrap(), b"wrapped account key");
+    let escrow_file = s
+        .data
+        .join("escrow")
+        .join(format!("{}.json", hex::encode("alice")));
+    assert!(escrow_file.exists());
+
+    // 10 wrong: destroyed, deleted from DATA, and then 410 even for the right proof
+    for i in 1..=10u32 {
+        match alice.escrow_open(b"wrong") {
+            Err(ClientError::EscrowWrong { remaining }) => assert_eq!(remaining, 10 - i),
+            Err(e) => panic!("try {i}: expected 403, got {e}"),
+            Ok(_) => panic!("a wrong proof opened the escrow"),
+        }
+    }
+    assert!(
+        !escrow_file.exists(),
+        "the destroyed escrow record is still on disk"
+    );
+    assert!(matches!(
+        alice.escrow_open(proof),
+        Err(ClientError::EscrowDestroyed)
+    ));
+    let st = alice.status().unwrap();
+    assert!(!st.escrow && st.escrow_destroyed);
+    // a new escrow can be put afterwards, and deleted
+    alice.escrow_put(&escrow_verifier(b"p2"), b"b2").unwrap();
+    assert_eq!(alice.escrow_open(b"p2").unwrap(), b"b2");
+    alice.escrow_delete().unwrap();
+    assert!(matches!(
+        alice.escrow_open(b"p2"),
+        Err(ClientError::NotFound(_))
+    ));
+    assert!(matches!(
+        alice.escrow_delete(),
+        Err(ClientError::NotFound(_))
+    ));
+}
+
+#[test]
+fn restart_keeps_state_and_data_holds_no_secret_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let fp = s.fingerprint;
+    let c = s.client();
+    let alice = c.create_account("alice", &pw("a"), TINY).unwrap();
+    let uri = alice.totp_enroll().unwrap();
+    let t = totp(&uri);
+    settle_in_step(15);
+    let t0 = now();
+    alice.totp_confirm(&code(&t, t0)).unwrap();
+    let ctx = category_key_context(7, 1).to_bytes();
+    let key = random_key(2);
+    let wrapped = alice.service_wrap(&ctx, &key).unwrap();
+    let record = b"recovery contact half: 7f3a9c";
+    alice.record_put("contact", record).unwrap();
+    let blob = b"escrowed account key blob 0123456789";
+    alice.escrow_put(&escrow_verifier(b"proof"), blob).unwrap();
+
+    // the server stops on SIGTERM, cleanly
+    let status = s.stop();
+    assert!(status.success(), "{status:?}");
+
+    // nothing in DATA holds a secret in clear
+    let secret_b32 = uri
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap()
+        .to_string();
+    let secret = totp_rs::Secret::try_from_base32(&secret_b32)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    assert_eq!(secret.len(), 20);
+    let files = all_files(&dir.path().join("data"));
+    assert!(
+        files.len() >= 6,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (path, bytes) in &files {
+        for (what, needle) in [
+            ("TOTP secret", secret.clone()),
+            ("TOTP secret (base32)", secret_b32.as_bytes().to_vec()),
+            ("TOTP secret (hex)", hex::encode(&secret).into_bytes()),
+            ("wrapped key", key.expose().to_vec()),
+            ("wrapped key (hex)", hex::encode(key.expose()).into_bytes()),
+            ("record", record.to_vec()),
+            ("record (hex)", hex::encode(record).into_bytes()),
+            ("escrow blob", blob.to_vec()),
+            ("escrow blob (hex)", hex::encode(blob).into_bytes()),
+        ] {
+            assert!(
+                !contains(bytes, &needle),
+                "{what} found in clear in {}",
+                path.display()
+            );
+        }
+    }
+
+    // same DATA: same certificate, accounts, TOTP state, keys, records and escrow
+    let s = Server::start(dir.path(), &[]);
+    assert_eq!(s.fingerprint, fp);
+    let c = s.client();
+    // the code used before the restart stays used
+    assert!(matches!(
+        c.login("alice", &pw("a"), SecondFactor::Totp(code(&t, t0)), false),
+        Err(ClientError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        c.login("alice", &pw("a"), SecondFactor::None, false),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    let (alice, _) = c
+        .login(
+            "alice",
+            &pw("a"),
+            SecondFactor::Totp(code(&t, t0 + 30)),
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        alice.service_unwrap(&ctx, &wrapped).unwrap().expose(),
+        key.expose()
+    );
+    assert_eq!(alice.record_get("contact").unwrap(), record);
+    assert_eq!(alice.escrow_open(b"proof").unwrap(), blob);
+    assert!(alice.status().unwrap().totp_enrolled);
+}
+
+/// Accepts any certificate but checks handshake signatures: enough to see which TLS
+/// version the server negotiates.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn test_tls_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
+    let p = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(p)))
+        .with_no_client_auth()
+}
+
+fn negotiated(
+    addr: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ProtocolVersion {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(test_tls_config(versions)), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    conn.protocol_version().unwrap()
+}
+
+#[test]
+fn tls_1_3_preferred_and_1_2_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    use rustls::version::{TLS12, TLS13};
+    assert_eq!(
+        negotiated(&s.addr, &[&TLS13, &TLS12]),
+        rustls::ProtocolVersion::TLSv1_3
+    );
+    assert_eq!(
+        negotiated(&s.addr, &[&TLS12, &TLS13]),
+        rustls::ProtocolVersion::TLSv1_3
+    );
+    assert_eq!(
+        negotiated(&s.addr, &[&TLS12]),
+        rustls::ProtocolVersion::TLSv1_2
+    );
+    if openssl_available() {
+        let run = |extra: &[&str]| {
+            let out = Command::new("openssl")
+                .args(["s_client", "-connect", &s.addr])
+                .args(extra)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        assert!(
+            run(&[]).contains("TLSv1.3"),
+            "default handshake is not TLS 1.3"
+        );
+        let v12 = run(&["-tls1_2"]);
+        assert!(
+            v12.contains("TLSv1.2") && !v12.contains("TLSv1.3"),
+            "{v12}\n{}",
+            std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+        );
+        // nothing older than 1.2: the handshake fails ("New, (NONE)")
+        let v11 = run(&["-tls1_1"]);
+        assert!(!v11.contains("New, TLSv1"), "{v11}");
+    }
+}
+
+#[test]
+fn malformed_requests_get_json_errors_and_never_kill_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(Arc::new(test_tls_config(&[&rustls::version::TLS13])))
+        .timeout(Duration::from_secs(30))
+        .build();
+    let post = |path: &str, body: &str| -> (u16, serde_json::Value) {
+        let r = agent
+            .post(&format!("{}{path}", s.url))
+            .set("Authorization", "Bearer 00");
+        let resp = match r.send_string(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{path}: transport error {e}"),
+        };
+        let status = resp.status();
+        assert_eq!(
+            resp.header("Content-Type"),
+            Some("application/json"),
+            "{path}"
+        );
+        (
+            status,
+            serde_json::from_str(&resp.into_string().unwrap()).unwrap(),
+        )
+    };
+    let big = format!(r#"{{"account":"{}"}}"#, "a".repeat(200 * 1024));
+    let create = |auth: &str, salt: &str| {
+        format!(
+            r#"{{"account":"x","salt":"{salt}","kdf":{{"memory_kib":8,"time":1,"lanes":1}},"auth":"{auth}"}}"#
+        )
+    };
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("/v1/login", "{not json".into(), 400),
+        ("/v1/login", r#"{"account":5}"#.into(), 400),
+        ("/v1/login", r#"{"account":"a","auth":"zz"}"#.into(), 400),
+        ("/v1/login", r#"{"account":"a","auth":"00"}"#.into(), 400),
+        ("/v1/account/create", create(&"0".repeat(64), "00"), 400),
+        (
+            "/v1/account/create",
+            create(&"g".repeat(64), &"0".repeat(32)),
+            400,
+        ),
+        (
+            "/v1/account/create",
+            create(&"0".repeat(64), &"0".repeat(32)).replace("\"time\":1", "\"time\":0"),
+            400,
+        ),
+        ("/v1/salt", big, 413),
+        ("/v1/salt", "[]".into(), 400),
+        ("/v1/nothing", "{}".into(), 404),
+        ("/v1/service/status", "{}".into(), 401),
+        (
+            "/v1/service/unwrap",
+            r#"{"ctx":"00","wrapped":"00"}"#.into(),
+            401,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (status, json) = post(path, &body);
+        assert_eq!(
+            status,
+            want,
+            "{path} {}: {json}",
+            &body[..body.len().min(80)]
+        );
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{json}"
+        );
+    }
+    // still alive, and a GET is a JSON 400 too
+    let (status, _) = post("/v1/salt", r#"{"account":"x"}"#);
+    assert_eq!(status, 200);
+    let get = match agent.get(&format!("{}/v1/salt", s.url)).call() {
+        Err(ureq::Error::Status(code, _)) => code,
+        other => panic!("{:?}", other.map(|r| r.status())),
+    };
+    assert_eq!(get, 400);
+}
+
+#[test]
+fn certificate_given_with_cert_and_key_is_used() {
+    let first = tempfile::tempdir().unwrap();
+    let a = Server::start(first.path(), &[]);
+    let (cert, key) = (a.data.join("tls/cert.pem"), a.data.join("tls/key.pem"));
+    let second = tempfile::tempdir().unwrap();
+    let b = Server::start(
+        second.path(),
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(b.fingerprint, a.fingerprint);
+    assert!(
+        !b.data.join("tls").exists(),
+        "made its own certificate anyway"
+    );
+    assert_eq!(probe(&b.url).unwrap(), a.fingerprint);
+    b.client().create_account("alice", &pw("a"), TINY).unwrap();
+}
