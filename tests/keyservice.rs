@@ -1,15 +1,17 @@
 //! `cirrus serve` end to end: the real binary on 127.0.0.1, driven over real TLS through
 //! the client library (`cirrus::server::client`), with tiny Argon2 costs.
 
+mod common;
+
 use cirrus::crypto::SecretKey;
 use cirrus::keys::{KdfParams, category_key_context};
 use cirrus::server::Fingerprint;
 use cirrus::server::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
-use std::io::{BufRead, BufReader};
+use common::keyserver::Server;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,110 +20,6 @@ const TINY: KdfParams = KdfParams {
     time: 1,
     lanes: 1,
 };
-
-/// A running `cirrus serve`; SIGTERM on drop.
-struct Server {
-    child: Option<Child>,
-    url: String,
-    addr: String,
-    fingerprint: Fingerprint,
-    data: PathBuf,
-}
-
-impl Server {
-    /// Starts the server on DATA = `dir/data`, its log in `dir/server.log` (outside DATA, so
-    /// the plaintext scan of DATA does not read it).
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let data = dir.join("data");
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
-            .args(["--ip-attempts", "1000"])
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed no line within 60 s");
-        // cirrus key service listening on https://IP:PORT fingerprint SHA256:<hex>
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words.len(), 8, "unexpected start line: {line:?}");
-        assert_eq!(
-            &words[..5],
-            ["cirrus", "key", "service", "listening", "on"],
-            "{line:?}"
-        );
-        assert_eq!(words[6], "fingerprint", "{line:?}");
-        let url = words[5].to_string();
-        let fp_text = words[7];
-        assert!(
-            fp_text.starts_with("SHA256:")
-                && fp_text.len() == 71
-                && fp_text[7..]
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-            "{fp_text}"
-        );
-        let addr = url.strip_prefix("https://").unwrap().to_string();
-        assert!(
-            addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
-            "{addr}"
-        );
-        Server {
-            child: Some(child),
-            url,
-            addr,
-            fingerprint: fp_text.parse().unwrap(),
-            data,
-        }
-    }
-
-    fn client(&self) -> KeyClient {
-        KeyClient::new(&self.url, self.fingerprint)
-            .unwrap()
-            .with_min_kdf(TINY)
-    }
-
-    /// SIGTERM, then the exit status (the server must stop by itself, and cleanly).
-    fn stop(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        for _ in 0..300 {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        panic!("the server did not stop within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            std::thread::sleep(Duration::from_millis(200));
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn pw(s: &str) -> Password {
     Password::new(s.to_string())
@@ -392,9 +290,9 @@ fn totp_device_tokens_and_data_recovery_reset() {
     let early = early.expect("a device token without TOTP");
     settle_in_step(12);
     let t0 = now();
-    assert!(alice.totp_confirm("000000x").is_err());
+    assert!(alice.totp_confirm("000000x", false).is_err());
     // the previous step's code is accepted
-    alice.totp_confirm(&code(&t, t0 - 30)).unwrap();
+    alice.totp_confirm(&code(&t, t0 - 30), false).unwrap();
     assert!(alice.status().unwrap().totp_enrolled);
     assert!(matches!(alice.totp_enroll(), Err(ClientError::Conflict(_))));
 
@@ -702,7 +600,7 @@ fn restart_keeps_state_and_data_holds_no_secret_in_clear() {
     let t = totp(&uri);
     settle_in_step(15);
     let t0 = now();
-    alice.totp_confirm(&code(&t, t0)).unwrap();
+    alice.totp_confirm(&code(&t, t0), false).unwrap();
     let ctx = category_key_context(7, 1).to_bytes();
     let key = random_key(2);
     let wrapped = alice.service_wrap(&ctx, &key).unwrap();

@@ -195,6 +195,7 @@ impl NewDevice {
         )?);
         config.account_id = Some(hex::encode(m.account_id));
         let mut acct = Unlocked {
+            session: None,
             home,
             config,
             store,

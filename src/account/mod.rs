@@ -6,6 +6,7 @@ pub mod devices;
 mod local;
 pub mod manifest;
 mod migrate;
+pub mod remote;
 
 use crate::crypto::{self, SecretKey};
 use crate::format::manifest::{
@@ -68,6 +69,8 @@ pub struct InitOptions {
     pub store_url: Option<String>,
     pub kdf: KdfParams,
     pub device_name: String,
+    /// A remote key service (`cirrus serve`); None: the embedded one in the home.
+    pub server: Option<remote::ServerInit>,
 }
 
 /// An unlocked account: what a mount, fsck or admin command needs.
@@ -82,6 +85,8 @@ pub struct Unlocked {
     /// None when this device cannot reach its key service right now (standard keys then
     /// come from the keyring only).
     service: Option<Box<dyn ServiceKeys>>,
+    /// A session with the remote key service, once [`Unlocked::connect`] logged in.
+    session: Option<Arc<crate::server::client::Session>>,
     keyring: Mutex<Keyring>,
     pub seen: Arc<SeenHeads>,
     manifest: Manifest,
@@ -175,7 +180,39 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
     local::save_account_key(home, &device_key, 1, &account_key)?;
     let identity = Arc::new(DeviceIdentity::generate()?);
     local::save_identity(home, &device_key, &identity)?;
-    let service = EmbeddedKeyService::create(&home.keyservice_dir())?;
+    let (service, session, server_cfg): (Box<dyn ServiceKeys>, _, _) = match &opts.server {
+        None => (
+            Box::new(EmbeddedKeyService::create(&home.keyservice_dir())?),
+            None,
+            None,
+        ),
+        Some(srv) => {
+            let cfg = crate::home::ServerConfig {
+                url: srv.url.clone(),
+                fingerprint: srv.fingerprint.to_string(),
+                account: srv.account.clone(),
+            };
+            let client = remote::client_for(&cfg, opts.kdf)?;
+            client.create_account(&srv.account, &srv.password, opts.kdf)?;
+            // Logging in again remembers this device (no second factor exists yet).
+            let (session, token) = client.login(
+                &srv.account,
+                &srv.password,
+                crate::server::client::SecondFactor::None,
+                true,
+            )?;
+            if let Some(t) = token {
+                remote::save_token(home, &device_key, &t)?;
+            }
+            let session = Arc::new(session);
+            (
+                Box::new(remote::RemoteService(session.clone())) as Box<dyn ServiceKeys>,
+                Some(session),
+                Some(cfg),
+            )
+        }
+    };
+    let service = Some(service);
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&device_key),
@@ -191,9 +228,16 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         kdf_salt: hex::encode(salt),
         kdf: opts.kdf,
         account_id: Some(hex::encode(account_id)),
-        server: None,
+        server: server_cfg,
     };
     let me = identity.public();
+    // With the embedded key service this single device is the second factor; with a
+    // remote one, TOTP must be enrolled first (`cirrus account totp`).
+    let second_factor = if opts.server.is_none() {
+        FLAG_SECOND_FACTOR
+    } else {
+        0
+    };
     let mut acct = Unlocked {
         home: Home::new(home.root.clone()),
         config,
@@ -202,15 +246,15 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         account_key,
         account_key_version: 1,
         identity,
-        service: Some(Box::new(service)),
+        service,
+        session,
         keyring: Mutex::new(Keyring::default()),
         seen,
         manifest: Manifest {
             account_id,
             counter: 0,
             account_key_version: 1,
-            // With the embedded key service this single device is the second factor.
-            flags: FLAG_SECOND_FACTOR,
+            flags: second_factor,
             devices: vec![DeviceEntry {
                 name: opts.device_name,
                 sign: me.sign,
@@ -287,6 +331,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         account_key_version,
         identity: Arc::new(identity),
         service,
+        session: None,
         keyring: Mutex::new(keyring),
         seen,
         manifest: Manifest {

@@ -228,6 +228,7 @@ pub fn serve(
     };
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let mut cats: Vec<Arc<Category>> = Vec::new();
+    let mut locked = Vec::new();
     for (entry, setup) in acct.category_setups() {
         match setup {
             Ok(setup) => cats.push(Category::open(
@@ -237,10 +238,13 @@ pub fn serve(
                 witness.clone(),
                 vopts.clone(),
             )),
-            Err(e) => error!(
-                "category {} cannot be unlocked and is not shown: {e}",
-                entry.name
-            ),
+            Err(e) => {
+                error!(
+                    "category {} cannot be unlocked and is not shown: {e}",
+                    entry.name
+                );
+                locked.push(format!("{}: {e}", entry.name));
+            }
         }
     }
     for c in &cats {
@@ -311,7 +315,12 @@ pub fn serve(
     );
     // Dropping the pipe's write end tells the waiting parent we are mounted.
     if let Some(mut n) = notify.take() {
-        let _ = n.write_all(b"OK");
+        let mut msg = String::from("OK");
+        for l in &locked {
+            msg.push_str("\nnot shown: ");
+            msg.push_str(l);
+        }
+        let _ = n.write_all(msg.as_bytes());
     }
 
     let status_path = home.run_dir().join("status");

@@ -1,6 +1,7 @@
 //! The `cirrus` command line: argument parsing, and one function per command that builds
 //! the stack it needs. Errors are reported as one line naming the problem and the fix.
 
+mod account_cmd;
 mod adp;
 pub mod control;
 mod daemon;
@@ -48,6 +49,76 @@ pub struct PasscodeArgs {
     /// Read the passcode from this file (first line) instead of the terminal.
     #[arg(long, env = "CIRRUS_PASSCODE_FILE")]
     passcode_file: Option<PathBuf>,
+    /// Accounts on a key service (`cirrus serve`): read the account password from this
+    /// file, to log in for commands that need the service (new standard keys, ADP off,
+    /// rotation of the service key, TOTP).
+    #[arg(long, env = "CIRRUS_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+}
+
+/// Where the key service is, for commands that set up a device.
+#[derive(clap::Args, Clone, Default)]
+pub struct ServerArgs {
+    /// URL of the key service (`cirrus serve`), e.g. https://keys.example.org:8443. Without
+    /// it, this device runs an embedded key service of its own (one device only).
+    #[arg(long)]
+    server: Option<String>,
+    /// The key service's certificate fingerprint (`SHA256:...`, printed by `cirrus serve`
+    /// at start), checked like an SSH host key. Without it you are asked on the terminal.
+    #[arg(long, requires = "server")]
+    fingerprint: Option<String>,
+    /// The account's name on the key service.
+    #[arg(long, requires = "server")]
+    account: Option<String>,
+}
+
+impl ServerArgs {
+    /// The server to use, with its fingerprint confirmed, or None for the embedded one.
+    fn resolve(
+        &self,
+        pass: &PasscodeArgs,
+    ) -> Result<Option<crate::account::remote::ServerInit>, String> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let account = self
+            .account
+            .clone()
+            .ok_or("--server needs --account NAME (your account on the key service)")?;
+        let fingerprint: crate::server::Fingerprint = match &self.fingerprint {
+            Some(f) => f
+                .parse()
+                .map_err(|_| format!("--fingerprint {f:?} is not SHA256:<64 hex digits>"))?,
+            None => {
+                let seen = crate::server::client::probe(url).map_err(|e| e.to_string())?;
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    return Err(format!(
+                        "the key service at {url} presents {seen}; check it with its admin, \
+                         then pass --fingerprint {seen}"
+                    ));
+                }
+                eprintln!(
+                    "The key service at {url} presents the certificate fingerprint\n  {seen}"
+                );
+                eprint!("Is this the fingerprint its admin gave you? [y/N] ");
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
+                if !line.trim().eq_ignore_ascii_case("y") {
+                    return Err("not trusted; nothing was changed".into());
+                }
+                seen
+            }
+        };
+        let password = passcode::read_password(pass, true)?;
+        Ok(Some(crate::account::remote::ServerInit {
+            url: url.clone(),
+            fingerprint,
+            account,
+            password,
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -68,6 +139,8 @@ enum Cmd {
         /// Name of this device.
         #[arg(long)]
         device_name: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Mount the drive and serve it in the background (logs to HOME/cirrus.log).
     Mount(mount::MountArgs),
@@ -122,6 +195,11 @@ enum Cmd {
     },
     /// Set up this (new) device from the account's store with your recovery key.
     Recover(device::RecoverArgs),
+    /// The account on its key service: two-factor authentication (TOTP), status.
+    Account {
+        #[command(subcommand)]
+        cmd: account_cmd::AccountCmd,
+    },
     /// Advanced Data Protection: end-to-end encryption for Backup, Drive, Notes, Photos
     /// and more, so the key service cannot decrypt them.
     Adp {
@@ -240,8 +318,11 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             kdf_memory,
             kdf_time,
             device_name,
+            server,
         } => {
             let passcode = passcode::read(&pass, true)?;
+            let server = server.resolve(&pass)?;
+            let remote = server.is_some();
             let device_name = device_name.unwrap_or_else(hostname);
             let kdf = KdfParams {
                 memory_kib: kdf_memory,
@@ -255,6 +336,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                     store_url: store,
                     kdf,
                     device_name,
+                    server,
                 },
             )
             .map_err(|e| format!("init failed: {e}"))?;
@@ -263,6 +345,12 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                 home.root.display(),
                 home.load_config().map(|c| c.store).unwrap_or_default()
             );
+            if remote {
+                println!(
+                    "End-to-end categories (Health, Keychain, ...) stay locked until the account \
+                     has a second factor: run `cirrus account totp enroll`."
+                );
+            }
             Ok(0)
         }
         Cmd::Mount(args) => mount::run(home, args),
@@ -283,6 +371,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::RecoveryKey { cmd } => device::recovery_key(home, cmd),
         Cmd::Recover(args) => device::recover(home, args),
         Cmd::Adp { cmd } => adp::run(home, cmd),
+        Cmd::Account { cmd } => account_cmd::run(home, cmd),
         Cmd::Passcode {
             cmd:
                 PasscodeCmd::Change {
@@ -295,6 +384,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             let new = passcode::read(
                 &PasscodeArgs {
                     passcode_file: new_passcode_file,
+                    password_file: None,
                 },
                 true,
             )?;
@@ -315,7 +405,13 @@ fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> 
         ));
     }
     let passcode = passcode::read(pass, false)?;
-    account::unlock(home, &passcode).map_err(|e| e.to_string())
+    let mut acct = account::unlock(home, &passcode).map_err(|e| e.to_string())?;
+    if acct.config.server.is_some() && pass.password_file.is_some() {
+        let password = passcode::read_password(pass, false)?;
+        acct.connect(&password, None)
+            .map_err(|e| format!("logging in to the key service: {e}"))?;
+    }
+    Ok(acct)
 }
 
 fn category(home: Home, cmd: CategoryCmd) -> CliResult {

@@ -201,12 +201,15 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         drop(wr);
         let mut msg = String::new();
         let _ = std::fs::File::from(rd).read_to_string(&mut msg);
-        return if msg == "OK" {
+        return if let Some(rest) = msg.strip_prefix("OK") {
             println!(
                 "Cirrus drive mounted at {} (log: {})",
                 mp.display(),
                 log_path.display()
             );
+            for l in rest.lines().filter(|l| !l.is_empty()) {
+                println!("{l}");
+            }
             Ok(0)
         } else if msg.is_empty() {
             Err(format!(

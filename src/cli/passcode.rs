@@ -36,3 +36,31 @@ pub fn read(args: &PasscodeArgs, confirm: bool) -> Result<Passcode, String> {
     }
     Ok(pc)
 }
+
+/// The account password of a key service account: from `--password-file`, else asked.
+pub fn read_password(args: &PasscodeArgs, confirm: bool) -> Result<Passcode, String> {
+    if let Some(p) = &args.password_file {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?;
+        let pw = Passcode::new(text.lines().next().unwrap_or("").to_string());
+        if pw.expose().is_empty() {
+            return Err(format!("password file {} is empty", p.display()));
+        }
+        return Ok(pw);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            "no account password: pass --password-file FILE (or CIRRUS_PASSWORD_FILE)".into(),
+        );
+    }
+    let a = rpassword::prompt_password("Account password: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    if confirm {
+        let b = rpassword::prompt_password("Repeat password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if a != b {
+            return Err("the passwords differ".into());
+        }
+    }
+    Ok(Passcode::new(a))
+}

@@ -14,7 +14,11 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["category", "account"])))]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .args(["category", "account", "service"])
+))]
 pub struct RotateArgs {
     /// The category whose key to replace (e.g. Photos): every block is re-encrypted
     /// under a new key version, online if mounted, then the old version is destroyed.
@@ -24,6 +28,11 @@ pub struct RotateArgs {
     /// anew to every trusted device and recovery method.
     #[arg(long)]
     pub account: bool,
+    /// Replace the key service's service key for this account (needs `cirrus serve` and
+    /// --password-file): every standard and transit key is re-wrapped under the new one,
+    /// then the old one is destroyed on the server.
+    #[arg(long)]
+    pub service: bool,
     #[command(flatten)]
     pub pass: PasscodeArgs,
     /// File bytes re-encrypted between two commits; each commit makes progress durable.
@@ -103,6 +112,24 @@ fn describe(name: &str, r: &RotateReport) -> String {
 }
 
 pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
+    if args.service {
+        let acct = unlock(home, &args.pass)?;
+        if acct.config.server.is_none() {
+            return Err(
+                "rotate --service needs an account on a key service (`cirrus serve`); the \
+                 embedded key service lives on this device"
+                    .into(),
+            );
+        }
+        let (v, n) = acct
+            .rotate_service_key()
+            .map_err(|e| format!("rotate --service: {e} (pass --password-file?)"))?;
+        println!(
+            "Rotated the service key: version {v} now wraps {n} standard and transit keys; \
+             older versions are destroyed on the server."
+        );
+        return Ok(0);
+    }
     let Some(category) = args.category.clone() else {
         let mut acct = unlock(home, &args.pass)?;
         acct.rotate_account_key()

@@ -18,6 +18,8 @@ pub enum ObjKind {
     Keyring = 9,
     /// The account key sealed to a device or a recovery method (index = key version).
     AccountKeyGrant = 10,
+    /// This device's remembered-device token for the key service.
+    ServerToken = 12,
 }
 
 /// The sealing context: format version, object kind, category, inode and index. Fields that

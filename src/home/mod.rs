@@ -211,6 +211,10 @@ impl Home {
     pub fn join_path(&self) -> PathBuf {
         self.root.join("join.toml")
     }
+    /// The key service's remembered-device token, sealed under the device key.
+    pub fn server_token_path(&self) -> PathBuf {
+        self.device_dir().join("server-token")
+    }
     /// The last account manifest this device accepted (its hash is in `seen`).
     pub fn manifest_path(&self) -> PathBuf {
         self.device_dir().join("manifest")

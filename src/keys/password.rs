@@ -4,7 +4,6 @@
 
 use super::{KdfParams, KeyError, Passcode};
 use crate::crypto::{self, SecretKey};
-use zeroize::Zeroizing;
 
 /// The keys derived from an account password.
 pub struct PasswordKeys {
@@ -24,12 +23,7 @@ pub fn password_keys(
     if password.expose().is_empty() {
         return Err(KeyError::EmptyPasscode);
     }
-    let p = argon2::Params::new(params.memory_kib, params.time, params.lanes, Some(32))
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
-    let mut root = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(password.expose().as_bytes(), salt, &mut root[..])
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let root = super::argon2id(password.expose().as_bytes(), salt, params)?;
     Ok(PasswordKeys {
         auth: crypto::derive_key("cirrus 2026-11-28 password auth v1", &[&root[..]]),
         wrap: crypto::derive_key("cirrus 2026-11-28 password wrap v1", &[&root[..]]),

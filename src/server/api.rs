@@ -127,6 +127,15 @@ pub struct TotpEnrollResp {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TotpConfirmReq {
     pub code: String,
+    /// Remember the confirming device: the code just proved the second factor.
+    #[serde(default)]
+    pub remember_device: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TotpConfirmResp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -44,7 +44,6 @@ impl EmbeddedKeyService {
             .ok_or_else(|| ServiceError::State(dir.to_path_buf(), "bad service key".into()))?;
         Ok(EmbeddedKeyService { service_key: key })
     }
-
 }
 
 impl super::ServiceKeys for EmbeddedKeyService {

@@ -15,6 +15,8 @@
 //! `scripts/setup-test-deps` installs it).
 #![allow(dead_code)]
 
+pub mod keyserver;
+
 use std::collections::{BTreeMap, HashMap};
 use std::env;
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -262,6 +264,13 @@ impl Drive {
             return;
         }
         self.mount_now();
+    }
+
+    /// The drive was mounted by the test itself (a `cirrus mount` it ran): the harness
+    /// unmounts it at the end.
+    pub fn mark_mounted(&mut self) {
+        self.mounted = is_fuse_mount(&self.mnt);
+        assert!(self.mounted, "{} is not mounted", self.mnt.display());
     }
 
     /// The drive was unmounted behind the harness' back (kill -9 + stale cleanup).

@@ -63,15 +63,21 @@ impl Session {
         Ok(Zeroizing::new(r.uri))
     }
 
-    /// Finishes enrolment with a code from the app; from then on logins need a code.
-    pub fn totp_confirm(&self, code: &str) -> Result<(), ClientError> {
-        let _: Empty = self.post(
+    /// Finishes enrolment with a code from the app; from then on logins need a code
+    /// (or the device token returned here when `remember_device`).
+    pub fn totp_confirm(
+        &self,
+        code: &str,
+        remember_device: bool,
+    ) -> Result<Option<Zeroizing<String>>, ClientError> {
+        let r: TotpConfirmResp = self.post(
             "totp/confirm",
             &TotpConfirmReq {
                 code: code.to_string(),
+                remember_device,
             },
         )?;
-        Ok(())
+        Ok(r.device_token.map(Zeroizing::new))
     }
 
     /// Forgets every remembered device; returns how many there were.

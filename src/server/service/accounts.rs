@@ -265,7 +265,11 @@ impl KeyService {
         })
     }
 
-    pub(crate) fn totp_confirm(&self, c: &Caller, req: TotpConfirmReq) -> Result<Empty, ApiError> {
+    pub(crate) fn totp_confirm(
+        &self,
+        c: &Caller,
+        req: TotpConfirmReq,
+    ) -> Result<TotpConfirmResp, ApiError> {
         let name = self.session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
@@ -290,9 +294,15 @@ impl KeyService {
             // Tokens remembered before there was a second factor were never proven by
             // one: they must not stand in for it now.
             a.device_tokens.clear();
+            let mut device_token = None;
+            if req.remember_device {
+                let t = new_token()?;
+                a.device_tokens.push(hex::encode(token_hash(&t)));
+                device_token = Some(t.to_string());
+            }
             self.data.save_account(&a)?;
             log::info!("account {name}: TOTP enrolled");
-            Ok(Empty {})
+            Ok(TotpConfirmResp { device_token })
         })
     }
 

@@ -1,0 +1,108 @@
+//! `cirrus account ...`: the account on its key service — second factor (TOTP) and the
+//! service's view of the account.
+
+use super::{PasscodeArgs, unlock};
+use crate::home::Home;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum AccountCmd {
+    /// Two-factor authentication with an authenticator app (TOTP, RFC 6238). Required
+    /// before end-to-end categories can be used with a key service.
+    Totp {
+        #[command(subcommand)]
+        cmd: TotpCmd,
+    },
+    /// What the key service knows about the account: second factor, data recovery,
+    /// escrow, service-key version.
+    Status {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TotpCmd {
+    /// Start enrolment: prints an otpauth:// URI to add to your authenticator app (most
+    /// apps scan it as a QR code; `qrencode -t ansiutf8 URI` draws one).
+    Enroll {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Finish enrolment with the 6-digit code the app shows now. From then on a new
+    /// device needs a code to log in, and end-to-end categories unlock.
+    Confirm {
+        code: String,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+fn need_server(acct: &crate::account::Unlocked) -> Result<(), String> {
+    if acct.config.server.is_none() {
+        return Err(
+            "this account uses the embedded key service of this device (no `cirrus \
+                    serve`): this device is its second factor, there is nothing to set up"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
+    match cmd {
+        AccountCmd::Totp {
+            cmd: TotpCmd::Enroll { pass },
+        } => {
+            let acct = unlock(home, &pass)?;
+            need_server(&acct)?;
+            let uri = acct
+                .totp_enroll()
+                .map_err(|e| format!("totp enroll: {e} (pass --password-file?)"))?;
+            println!(
+                "Add this to your authenticator app, then run `cirrus account totp confirm CODE`:"
+            );
+            println!("{}", uri.as_str());
+            Ok(0)
+        }
+        AccountCmd::Totp {
+            cmd: TotpCmd::Confirm { code, pass },
+        } => {
+            let mut acct = unlock(home, &pass)?;
+            need_server(&acct)?;
+            acct.totp_confirm(&code)
+                .map_err(|e| format!("totp confirm: {e}"))?;
+            println!(
+                "Two-factor authentication is on. End-to-end categories are available from the \
+                 next mount."
+            );
+            Ok(0)
+        }
+        AccountCmd::Status { pass } => {
+            let acct = unlock(home, &pass)?;
+            need_server(&acct)?;
+            let st = acct
+                .session()
+                .and_then(|s| Ok(s.status()?))
+                .map_err(|e| format!("account status: {e} (pass --password-file?)"))?;
+            let server = acct
+                .config
+                .server
+                .as_ref()
+                .map(|s| s.url.as_str())
+                .unwrap_or("");
+            println!("key service: {server}");
+            println!(
+                "two-factor (TOTP): {}",
+                if st.totp_enrolled { "on" } else { "off" }
+            );
+            println!(
+                "data recovery service: {}",
+                if st.drs { "on" } else { "off" }
+            );
+            println!("passcode escrow: {}", if st.escrow { "on" } else { "off" });
+            println!("service key version: {}", st.service_version);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! An account on a real `cirrus serve` (TLS on 127.0.0.1), through the command line and
+//! real mounts: init pins the server, standard keys are wrapped by the service, e2e
+//! categories stay locked until TOTP is enrolled, a wrong fingerprint is refused, and the
+//! service key rotates.
+
+mod common;
+
+use common::keyserver::Server;
+use common::*;
+use std::fs;
+use std::process::Command;
+
+fn out(mut c: Command) -> (bool, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// A blank drive with an account on `srv` (alice, password in `pw`).
+fn init_on_server(srv: &Server, fingerprint: &str) -> (Drive, std::path::PathBuf, bool, String) {
+    let d = Drive::blank();
+    let pw = d.root.join("password");
+    fs::write(&pw, "alice's account password\n").unwrap();
+    let mut c = d.cirrus_cmd();
+    c.arg("init")
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .args(["--kdf-memory", "8192", "--kdf-time", "1"])
+        .args(["--server", &srv.url, "--fingerprint", fingerprint])
+        .args(["--account", "alice", "--password-file"])
+        .arg(&pw);
+    let (ok, t) = out(c);
+    (d, pw, ok, t)
+}
+
+fn with_pw(d: &Drive, pw: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = d.cirrus_cmd();
+    c.args(args)
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .arg("--password-file")
+        .arg(pw);
+    c
+}
+
+#[test]
+fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let other = format!("SHA256:{}", "ab".repeat(32));
+    let (d, _, ok, t) = init_on_server(&srv, &other);
+    assert!(!ok, "{t}");
+    assert!(t.contains("identity has changed"), "{t}");
+    assert!(!d.home.join("config.toml").exists());
+    // The server holds no account.
+    let accounts: Vec<_> = fs::read_dir(&srv.data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("acc"))
+        .collect();
+    let n: usize = accounts
+        .iter()
+        .map(|a| fs::read_dir(a.path()).map(|r| r.count()).unwrap_or(0))
+        .sum();
+    assert_eq!(n, 0, "an account was created despite the wrong fingerprint");
+}
+
+#[test]
+fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut d, pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
+    assert!(ok, "{t}");
+    assert!(t.contains("cirrus account totp enroll"), "{t}");
+    assert!(
+        !d.home.join("keyservice").exists(),
+        "no embedded key service"
+    );
+
+    // Before TOTP: standard works; e2e categories are not mounted, and mount says why.
+    let (ok, t) = out({
+        let mut c = d.cirrus_cmd();
+        c.arg("mount")
+            .arg(&d.mnt)
+            .arg("--passcode-file")
+            .arg(&d.passcode_file);
+        c
+    });
+    assert!(ok, "{t}");
+    assert!(
+        t.contains("not shown: Health") && t.contains("two-factor"),
+        "{t}"
+    );
+    d.mark_mounted();
+    fs::write(d.notes().join("n.txt"), b"standard").unwrap();
+    assert!(!d.mnt.join("Health").exists());
+    d.unmount();
+    let (_, t) = out(with_pw(&d, &pw, &["status"]));
+    assert!(t.contains("Health") && t.contains("two-factor"), "{t}");
+
+    // Enrol TOTP with a code computed from the URI, as an authenticator app would.
+    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "enroll"]));
+    assert!(ok, "{t}");
+    let uri = t
+        .lines()
+        .find(|l| l.starts_with("otpauth://totp/"))
+        .unwrap_or_else(|| panic!("no otpauth URI in:\n{t}"))
+        .to_string();
+    let totp = totp_rs::Totp::from_url(&uri).unwrap();
+    let code = totp.generate_current().to_string();
+    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "confirm", &code]));
+    assert!(ok, "{t}");
+    d.mount_again();
+    fs::write(d.health().join("h.txt"), b"e2e").unwrap();
+    assert_eq!(fs::read(d.notes().join("n.txt")).unwrap(), b"standard");
+    d.unmount();
+
+    // The standard keys come from the key service: without this device's keyring and
+    // without a session, Notes cannot be unlocked; with the password it can.
+    fs::remove_file(d.home.join("device/keyring")).unwrap();
+    let mut plain = d.cirrus_cmd();
+    plain
+        .arg("status")
+        .arg("--passcode-file")
+        .arg(&d.passcode_file);
+    let (_, t) = out(plain);
+    assert!(
+        t.contains("Notes") && t.contains("needs the key service"),
+        "{t}"
+    );
+
+    // Service-key rotation re-wraps every standard key on the server.
+    let (ok, t) = out(with_pw(&d, &pw, &["rotate", "--service"]));
+    assert!(ok, "{t}");
+    assert!(t.contains("Rotated the service key"), "{t}");
+    fs::remove_file(d.home.join("device/keyring")).unwrap();
+    let (ok, t) = out(with_pw(&d, &pw, &["status"]));
+    assert!(ok, "{t}");
+    let notes = t
+        .lines()
+        .find(|l| l.starts_with("Notes"))
+        .unwrap()
+        .to_string();
+    assert!(notes.contains(" ok"), "{notes}");
+    let health = t
+        .lines()
+        .find(|l| l.starts_with("Health"))
+        .unwrap()
+        .to_string();
+    assert!(health.contains(" ok"), "{health}");
+}
