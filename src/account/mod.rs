@@ -3,7 +3,7 @@
 
 pub mod adp;
 pub mod devices;
-mod local;
+pub mod local;
 pub mod manifest;
 mod migrate;
 pub mod remote;
@@ -426,6 +426,7 @@ impl Unlocked {
             why: e.to_string(),
         })?;
         let hash = crypto::hash(&sm.body);
+        self.seen.refresh();
         let (seen_counter, seen_hash) = self.seen.manifest_seen();
         if seen_hash != [0; 32] && (seen_counter != trusted.counter || seen_hash != hash) {
             return Err(HomeError::Damaged {

@@ -397,6 +397,28 @@ impl SeenHeads {
         self.state.lock().map(|s| s.table).unwrap_or(0)
     }
 
+    /// Takes in what another process of this device (the CLI next to a mounted daemon)
+    /// recorded meanwhile: counters only go up.
+    pub fn refresh(&self) {
+        let Ok(bytes) = fs::read(&self.path) else {
+            return;
+        };
+        let Ok(disk) = self.open_file(&bytes) else {
+            return;
+        };
+        if let Ok(mut s) = self.state.lock() {
+            if disk.table > s.table {
+                s.table = disk.table;
+                s.manifest = disk.manifest;
+            }
+            for (c, (n, h)) in disk.heads {
+                if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
+                    s.heads.insert(c, (n, h));
+                }
+            }
+        }
+    }
+
     /// Counter and body hash of the newest manifest seen (hash zero: none yet).
     pub fn manifest_seen(&self) -> (u64, [u8; 32]) {
         self.state

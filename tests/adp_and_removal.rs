@@ -1,0 +1,292 @@
+//! Advanced Data Protection, device removal and account-key rotation, on real mounts:
+//! ADP needs a recovery method and moves the ADP categories to e2e under new keys while
+//! mounted (the key service can no longer unwrap them); `adp off` hands them back; a
+//! removed device can open nothing written afterwards; the recovery key survives an
+//! account-key rotation.
+
+mod common;
+
+use cirrus::account::local::Keyring;
+use cirrus::crypto::{self, SecretKey, Suite};
+use cirrus::format::manifest::{Manifest, SignedManifest, decode_head_envelope};
+use cirrus::format::table::Class;
+use cirrus::format::{Context, ObjKind, names};
+use cirrus::home::Home;
+use cirrus::keys::{self, Passcode, category_key_context};
+use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use common::*;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn out(mut c: Command) -> (bool, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn cmd(d: &Drive, args: &[&str]) -> Command {
+    let mut c = d.cirrus_cmd();
+    c.args(args).arg("--passcode-file").arg(&d.passcode_file);
+    c
+}
+
+fn manifest(d: &Drive) -> Manifest {
+    let obj = fs::read(d.home.join("store").join(names::MANIFEST)).unwrap();
+    Manifest::decode(&SignedManifest::decode(&obj).unwrap().body).unwrap()
+}
+
+fn recovery_key(d: &Drive) -> String {
+    let (ok, t) = out(cmd(d, &["recovery-key", "create"]));
+    assert!(ok, "{t}");
+    t.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
+        .unwrap()
+        .to_string()
+}
+
+/// What the server side can do with the store and the embedded key service: unwrap the
+/// current key of `category` (only if it is wrapped by the service).
+fn server_unwraps(d: &Drive, category: &str) -> bool {
+    let m = manifest(d);
+    let e = m.table.find(category).unwrap();
+    let obj = fs::read(
+        d.home
+            .join("store")
+            .join(names::category_key(e.id, e.key_version)),
+    )
+    .unwrap();
+    let svc = EmbeddedKeyService::open(&d.home.join("keyservice")).unwrap();
+    svc.unwrap(
+        category_key_context(e.id, e.key_version),
+        &obj[1..],
+        category,
+    )
+    .is_ok()
+}
+
+#[test]
+fn adp_needs_a_recovery_method_then_moves_categories_to_e2e_online_and_back() {
+    let mut d = Drive::mount();
+    fs::write(d.notes().join("note.txt"), b"a note").unwrap();
+    fs::write(d.mnt.join("Photos/p.jpg"), pseudo_random(600_000, 3)).unwrap();
+    assert!(server_unwraps(&d, "Notes"));
+
+    let (ok, t) = out(cmd(&d, &["adp", "on"]));
+    assert!(!ok, "{t}");
+    assert!(t.contains("recovery method"), "{t}");
+    recovery_key(&d);
+
+    // While mounted: the daemon re-encrypts.
+    let (ok, t) = out(cmd(&d, &["adp", "on"]));
+    assert!(ok, "{t}");
+    assert!(t.contains("Advanced Data Protection is on"), "{t}");
+    let m = manifest(&d);
+    for name in ["Notes", "Photos", "Backup", "Drive", "Passes"] {
+        assert_eq!(m.table.find(name).unwrap().class, Class::E2e, "{name}");
+        assert!(
+            !server_unwraps(&d, name),
+            "the service still unwraps {name}"
+        );
+    }
+    for name in ["Mail", "Contacts", "Calendars"] {
+        assert_ne!(
+            m.table.find(name).unwrap().class,
+            Class::E2e,
+            "{name} must stay"
+        );
+    }
+    // The old, service-wrapped key version is destroyed.
+    let notes = m.table.find("Notes").unwrap();
+    assert_eq!(notes.key_version, 2);
+    assert!(
+        !d.home
+            .join("store")
+            .join(names::category_key(notes.id, 1))
+            .exists()
+    );
+    assert_eq!(fs::read(d.notes().join("note.txt")).unwrap(), b"a note");
+    // Running it again has nothing left to do.
+    let (ok, t) = out(cmd(&d, &["adp", "on"]));
+    assert!(ok && t.contains("nothing to do"), "{t}");
+    d.remount();
+    assert_eq!(
+        fs::read(d.mnt.join("Photos/p.jpg")).unwrap(),
+        pseudo_random(600_000, 3)
+    );
+
+    let (ok, t) = out(cmd(&d, &["adp", "off"]));
+    assert!(ok, "{t}");
+    assert!(server_unwraps(&d, "Notes"), "adp off hands the key back");
+    assert_eq!(
+        manifest(&d).table.find("Notes").unwrap().class,
+        Class::Standard
+    );
+    d.remount();
+    assert_eq!(fs::read(d.notes().join("note.txt")).unwrap(), b"a note");
+}
+
+/// Every key this device holds: its keyring and account key, as a thief of the removed
+/// device (with its passcode) would have them.
+fn keys_of(d: &Drive) -> Vec<SecretKey> {
+    let cfg: toml::Table = fs::read_to_string(d.home.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let salt = hex::decode(cfg["kdf_salt"].as_str().unwrap()).unwrap();
+    let kdf = keys::KdfParams {
+        memory_kib: 8192,
+        time: 1,
+        lanes: 1,
+    };
+    let secret = SecretKey::from_slice(&fs::read(d.home.join("device/secret")).unwrap()).unwrap();
+    let dk = keys::device_key(&Passcode::new(PASSCODE.into()), &salt, kdf, &secret).unwrap();
+    let home = Home::new(d.home.clone());
+    let ring = Keyring::load(&home, &dk).unwrap();
+    let mut out: Vec<SecretKey> = ring.iter().map(|(_, _, k)| k.duplicate()).collect();
+    let (_, ak) = cirrus::account::local::load_account_key(&home, &dk).unwrap();
+    out.push(ak);
+    assert!(out.len() > 20, "the device held its keys");
+    out
+}
+
+#[test]
+fn a_removed_device_opens_nothing_written_afterwards() {
+    let mut a = Drive::mount();
+    fs::write(a.notes().join("before.txt"), b"old").unwrap();
+    a.unmount();
+    // B joins.
+    let b = Drive::blank();
+    let mut c = b.cirrus_cmd();
+    c.args(["device", "add", "--timeout", "60"])
+        .args([
+            "--store",
+            &format!("file://{}", a.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "phone",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .arg("--passcode-file")
+        .arg(&b.passcode_file);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let code = line
+        .trim()
+        .strip_prefix("Approval code: ")
+        .unwrap()
+        .to_string();
+    let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
+    assert!(ok, "{t}");
+    assert!(child.wait().unwrap().success());
+    let stolen = keys_of(&b);
+
+    // A removes B while mounted and in use.
+    a.mount_again();
+    let (ok, t) = out(cmd(&a, &["device", "remove", "phone"]));
+    assert!(ok, "{t}");
+    assert!(t.contains("Removed device phone"), "{t}");
+    fs::write(a.notes().join("after.txt"), b"written after the removal").unwrap();
+    fs::write(a.health().join("after.txt"), b"e2e after the removal").unwrap();
+    a.unmount();
+    let m = manifest(&a);
+    assert_eq!(m.account_key_version, 2);
+    assert!(m.devices.iter().any(|d| d.name == "phone"
+        && d.state == cirrus::format::manifest::DeviceState::Removed));
+
+    // None of B's keys opens the head of any category now.
+    let store = a.home.join("store");
+    for e in m.table.active() {
+        let Ok(obj) = fs::read(store.join(names::head(e.id))) else {
+            continue;
+        };
+        let env = decode_head_envelope(&obj).unwrap();
+        assert_eq!(env.key_version, e.key_version, "{} is rotated", e.name);
+        assert!(e.key_version >= 2, "{}", e.name);
+        let ctx = Context::new(ObjKind::Head, e.id, 0, 0).to_bytes();
+        let suite = if e.class == Class::Transit {
+            Suite::MacOnly
+        } else {
+            Suite::XtsBlake3
+        };
+        for k in &stolen {
+            assert!(
+                crypto::open(k, suite, &ctx, env.sealed).is_err(),
+                "a key of the removed device opens the head of {}",
+                e.name
+            );
+        }
+    }
+    // And B itself is told plainly.
+    let (ok, t) = out(cmd(&b, &["status"]));
+    assert!(!ok && t.contains("removed from the account"), "{t}");
+    // A reads everything, old and new.
+    a.mount_again();
+    assert_eq!(fs::read(a.notes().join("before.txt")).unwrap(), b"old");
+    assert_eq!(
+        fs::read(a.health().join("after.txt")).unwrap(),
+        b"e2e after the removal"
+    );
+}
+
+#[test]
+fn the_recovery_key_survives_an_account_key_rotation() {
+    let mut a = Drive::mount();
+    fs::write(a.health().join("h.txt"), b"health").unwrap();
+    a.unmount();
+    let rk = recovery_key(&a);
+    let (ok, t) = out(cmd(&a, &["rotate", "--account"]));
+    assert!(ok, "{t}");
+    assert_eq!(manifest(&a).account_key_version, 2);
+    assert!(
+        !a.home.join("store/account/grants/00000001").exists()
+            || fs::read_dir(a.home.join("store/account/grants/00000001"))
+                .unwrap()
+                .count()
+                == 0,
+        "grants of the old account key are gone"
+    );
+    a.mount_again();
+    assert_eq!(fs::read(a.health().join("h.txt")).unwrap(), b"health");
+    a.unmount();
+    // Recover on a new device with the (unchanged) recovery key.
+    let mut c = Drive::blank();
+    let f = c.root.join("rk");
+    fs::write(&f, &rk).unwrap();
+    let mut r = c.cirrus_cmd();
+    r.arg("recover")
+        .arg("--recovery-key-file")
+        .arg(&f)
+        .args([
+            "--store",
+            &format!("file://{}", a.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "new",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(r);
+    assert!(ok, "{t}");
+    c.mount_again();
+    assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"health");
+}
