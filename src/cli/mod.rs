@@ -6,6 +6,7 @@ mod adp;
 pub mod control;
 mod daemon;
 mod device;
+mod export;
 mod fsck;
 mod gc;
 mod mount;
@@ -218,6 +219,15 @@ enum Cmd {
     /// certificate fingerprint it prints at start. Runs in the foreground (use a service
     /// manager) until SIGTERM or Ctrl-C.
     Serve(serve::ServeArgs),
+    /// Back up the drive to a local archive file (a tar stream), e.g. on a USB disk.
+    /// End-to-end categories (Health, Keychain, Messages, ...) go only into an encrypted
+    /// export (--password-file); an --unencrypted export is a plain tar that leaves them
+    /// out and names them. Works while mounted (it reads what was last committed).
+    Export(export::ExportArgs),
+    /// List or extract an archive made by `cirrus export`. An encrypted one is checked
+    /// segment by segment with its password, and damage stops it with an error. Needs no
+    /// account on this device.
+    ExportRead(export::ExportReadArgs),
 }
 
 #[derive(Subcommand)]
@@ -394,6 +404,8 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             Ok(0)
         }
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Export(args) => export::run(home, args),
+        Cmd::ExportRead(args) => export::run_read(args),
     }
 }
 

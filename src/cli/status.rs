@@ -22,7 +22,7 @@ fn human(n: u64) -> String {
 }
 
 /// The running daemon's own report (mountpoint, cache use), if one is running.
-fn read_daemon_status(home: &Home) -> Option<String> {
+pub(super) fn read_daemon_status(home: &Home) -> Option<String> {
     let text = std::fs::read_to_string(home.run_dir().join("status")).ok()?;
     let mut lines = text.lines();
     let pid: i32 = lines.next()?.trim().parse().ok()?;

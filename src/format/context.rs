@@ -18,6 +18,9 @@ pub enum ObjKind {
     Keyring = 9,
     /// The account key sealed to a device or a recovery method (index = key version).
     AccountKeyGrant = 10,
+    /// One segment of an encrypted export archive (index = segment number, inode = 1 on
+    /// the final segment, else 0; see `format::export`).
+    ExportSegment = 11,
     /// This device's remembered-device token for the key service.
     ServerToken = 12,
 }

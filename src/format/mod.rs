@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod context;
+pub mod export;
 pub mod head;
 pub mod manifest;
 pub mod names;

@@ -1,0 +1,659 @@
+//! `cirrus export` and `cirrus export-read`: a local backup archive of the drive, and
+//! reading one back. Here: arguments, passwords, choosing the categories (end-to-end ones
+//! only into an encrypted archive), the `.partial` file and directory dance, progress and
+//! the report. The streaming itself is `crate::export`.
+
+use super::{CliResult, PasscodeArgs, unlock};
+use crate::cache::ChunkCache;
+use crate::crypto;
+use crate::export::{self, ExportError, Listed, OpeningReader, SealingWriter, Source, WriteReport};
+use crate::format::export::{
+    ArchiveKind, EXPORT_HEADER_LEN, ExportHeader, SALT_LEN, TAR_BLOCK, check_costs, detect,
+};
+use crate::format::table::{CategoryEntry, Class};
+use crate::home::Home;
+use crate::keys::{KdfParams, Passcode};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
+use std::ffi::{CString, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Cursor, IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The archive file to write. It appears only once complete (it is written as
+    /// FILE.partial, synced, then renamed).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Encrypt the archive with the password in this file (first line). This is the
+    /// archive's own password, not your Cirrus passcode. Needed for end-to-end categories.
+    #[arg(long, value_name = "FILE", conflicts_with = "unencrypted")]
+    password_file: Option<PathBuf>,
+    /// Write a plain tar archive that any tar can read. End-to-end categories (Health,
+    /// Keychain, Messages, ...) are then left out.
+    #[arg(long)]
+    unencrypted: bool,
+    /// Export only this category (repeat for several). Default: every category.
+    #[arg(long = "category", value_name = "NAME")]
+    categories: Vec<String>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Argon2id memory cost in KiB for the archive password.
+    #[arg(long, default_value_t = KdfParams::default().memory_kib)]
+    kdf_memory: u32,
+    /// Argon2id time cost (iterations) for the archive password.
+    #[arg(long, default_value_t = KdfParams::default().time)]
+    kdf_time: u32,
+    #[command(flatten)]
+    pass: PasscodeArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ExportReadArgs {
+    /// An archive written by `cirrus export`.
+    archive: PathBuf,
+    /// The archive's password, from this file (first line); asked on a terminal otherwise.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// List the entries (verifying every segment of an encrypted archive).
+    #[arg(long, conflicts_with = "extract", required_unless_present = "extract")]
+    list: bool,
+    /// Extract into this new directory. It is built as DIR.partial and renamed to DIR only
+    /// when the whole archive was read and verified.
+    #[arg(long, value_name = "DIR")]
+    extract: Option<PathBuf>,
+}
+
+/// The archive password: from a file (first line) or the terminal, never echoed.
+fn read_password(file: Option<&Path>, confirm: bool, missing: &str) -> Result<Passcode, String> {
+    if let Some(p) = file {
+        let text = fs::read_to_string(p)
+            .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?;
+        let pw = Passcode::new(text.lines().next().unwrap_or("").to_string());
+        if pw.expose().is_empty() {
+            return Err(format!("password file {} is empty", p.display()));
+        }
+        return Ok(pw);
+    }
+    if !io::stdin().is_terminal() {
+        return Err(missing.to_string());
+    }
+    let a = rpassword::prompt_password("Archive password: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let a = Passcode::new(a);
+    if confirm {
+        let b = Passcode::new(
+            rpassword::prompt_password("Repeat archive password: ")
+                .map_err(|e| format!("cannot read the password: {e}"))?,
+        );
+        if a.expose() != b.expose() {
+            return Err("the passwords differ; nothing was written".into());
+        }
+    }
+    if a.expose().is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(a)
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s: OsString = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Renames `from` to `to`, failing if `to` exists (renameat2 RENAME_NOREPLACE; a check
+/// and rename on file systems without it).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let a = CString::new(from.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let b = CString::new(to.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: two valid C strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        return fs::rename(from, to);
+    }
+    Err(e)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// A byte progress bar on a terminal, nothing otherwise (scripts, logs).
+fn bytes_bar(total: u64) -> ProgressBar {
+    let pb = if io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// Which categories go in, and why the others do not.
+struct Selection {
+    entries: Vec<CategoryEntry>,
+    /// End-to-end categories an unencrypted export leaves out.
+    left_out: Vec<String>,
+}
+
+fn select(
+    table: &crate::format::table::CategoryTable,
+    names: &[String],
+    encrypted: bool,
+) -> Result<Selection, String> {
+    let mut sel = Selection {
+        entries: Vec::new(),
+        left_out: Vec::new(),
+    };
+    let wanted: Vec<&CategoryEntry> = if names.is_empty() {
+        table.active().collect()
+    } else {
+        let mut seen = HashSet::new();
+        let mut v = Vec::new();
+        for n in names {
+            let e = table
+                .find(n)
+                .ok_or_else(|| format!("unknown category {n:?} (see `cirrus category list`)"))?;
+            if seen.insert(e.id) {
+                v.push(e);
+            }
+        }
+        v
+    };
+    for e in wanted {
+        if e.class == Class::E2e && !encrypted {
+            if !names.is_empty() {
+                return Err(format!(
+                    "{} is end-to-end encrypted: it goes only into an encrypted export \
+                     (pass --password-file instead of --unencrypted)",
+                    e.name
+                ));
+            }
+            sel.left_out.push(e.name.clone());
+        } else {
+            sel.entries.push(e.clone());
+        }
+    }
+    Ok(sel)
+}
+
+pub fn run(home: Home, a: ExportArgs) -> CliResult {
+    let out = a.out.clone();
+    if let Ok(m) = fs::symlink_metadata(&out) {
+        if m.is_dir() {
+            return Err(format!(
+                "{} is a directory; --out names the archive file",
+                out.display()
+            ));
+        }
+        if !a.force {
+            return Err(format!(
+                "{} exists; pass --force to replace it",
+                out.display()
+            ));
+        }
+    }
+    let partial = with_suffix(&out, ".partial");
+    check_costs(a.kdf_memory, a.kdf_time).map_err(|e| format!("--kdf-memory/--kdf-time: {e}"))?;
+    let password = if a.unencrypted {
+        None
+    } else {
+        Some(read_password(
+            a.password_file.as_deref(),
+            true,
+            "no archive password: pass --password-file FILE for an encrypted export, or \
+             --unencrypted for a plain tar (end-to-end categories are then left out)",
+        )?)
+    };
+    let acct = unlock(home, &a.pass)?;
+    let sel = select(acct.table(), &a.categories, password.is_some())?;
+    let ids: HashSet<u32> = sel.entries.iter().map(|e| e.id).collect();
+
+    // Category::open verifies each head; a category that fails stays out, and says why.
+    let cache = Arc::new(ChunkCache::new(4 << 20));
+    let mut open = Vec::new();
+    let mut locked = Vec::new();
+    let mut unavailable = Vec::new();
+    for (entry, setup) in acct.category_setups() {
+        if !ids.contains(&entry.id) {
+            continue;
+        }
+        match setup {
+            Err(why) => locked.push((entry.name, why)),
+            Ok(s) => {
+                let c = super::open_for_inspection(&acct, s, &cache);
+                match c.stats().3 {
+                    Some(why) => unavailable.push((entry.name, why)),
+                    None => open.push((entry.name, c)),
+                }
+            }
+        }
+    }
+    if open.is_empty() {
+        let mut why = String::from("nothing to export");
+        for (n, w) in locked.iter().chain(&unavailable) {
+            why.push_str(&format!("\n  {n}: {w}"));
+        }
+        return Err(why);
+    }
+    let sources: Vec<Source> = open
+        .iter()
+        .map(|(n, c)| Source {
+            name: n,
+            category: c,
+        })
+        .collect();
+    let total: u64 = open.iter().map(|(_, c)| c.stats().0).sum();
+
+    if a.force {
+        let _ = fs::remove_file(&partial);
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                format!(
+                    "{} exists (left by an interrupted export?); remove it or pass --force",
+                    partial.display()
+                )
+            } else {
+                format!("cannot create {}: {e}", partial.display())
+            }
+        })?;
+    let encrypted = password.is_some();
+    let pb = bytes_bar(total);
+    pb.set_message("exporting");
+    let kdf = (a.kdf_memory, a.kdf_time);
+    let written = write_archive(file, &sources, password.as_ref(), kdf, &pb);
+    pb.finish_and_clear();
+    drop(password);
+    let finish =
+        |r: Result<(File, WriteReport), ExportError>| -> Result<(u64, WriteReport), String> {
+            let (file, report) = r.map_err(|e| e.to_string())?;
+            file.sync_all()
+                .map_err(|e| format!("syncing {}: {e}", partial.display()))?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            drop(file);
+            if a.force {
+                fs::rename(&partial, &out)
+            } else {
+                rename_noreplace(&partial, &out)
+            }
+            .map_err(|e| format!("renaming {} to {}: {e}", partial.display(), out.display()))?;
+            sync_dir(&parent_dir(&out))
+                .map_err(|e| format!("syncing the directory of {}: {e}", out.display()))?;
+            Ok((size, report))
+        };
+    let (size, report) = match finish(written) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            return Err(format!("export failed: {e}\nNo archive was written."));
+        }
+    };
+
+    let names: Vec<&str> = open.iter().map(|(n, _)| n.as_str()).collect();
+    println!(
+        "Wrote {} ({}): {} categories ({}), {} files ({} of content), {} directories, \
+         {} symlinks, {} hard links, {} special files.",
+        out.display(),
+        human(size),
+        names.len(),
+        names.join(", "),
+        report.files,
+        human(report.bytes),
+        report.directories,
+        report.symlinks,
+        report.hard_links,
+        report.specials
+    );
+    if !encrypted {
+        if !sel.left_out.is_empty() {
+            println!(
+                "Left out: {} (end-to-end encrypted: they go only into an encrypted export, \
+                 made with --password-file).",
+                sel.left_out.join(", ")
+            );
+        }
+        println!(
+            "This archive is NOT encrypted: anyone who can read {} can read every file in it.",
+            out.display()
+        );
+    } else {
+        println!(
+            "Encrypted with the archive password (Argon2id, {} KiB, time cost {}). Without \
+             that password nobody can read it, you included.",
+            kdf.0, kdf.1
+        );
+    }
+    for (n, why) in &locked {
+        println!("Not exported, locked on this device: {n}: {why}");
+    }
+    for (n, why) in &unavailable {
+        println!("Not exported, unavailable: {n}: {why} (run `cirrus fsck`)");
+    }
+    for s in &report.skipped {
+        println!("Not in the archive: {s}");
+    }
+    if super::status::read_daemon_status(&acct.home).is_some() {
+        println!(
+            "The drive is mounted: the archive holds what each category had committed when \
+             it was read (writes of the last few seconds may be missing)."
+        );
+    }
+    Ok(0)
+}
+
+fn write_archive(
+    file: File,
+    sources: &[Source],
+    password: Option<&Passcode>,
+    (memory_kib, time): (u32, u32),
+    pb: &ProgressBar,
+) -> Result<(File, WriteReport), ExportError> {
+    let progress = |n: u64| pb.inc(n);
+    match password {
+        Some(pw) => {
+            let mut salt = [0u8; SALT_LEN];
+            crypto::random_bytes(&mut salt)?;
+            let header = ExportHeader {
+                salt,
+                memory_kib,
+                time,
+            };
+            let key = export::archive_key(pw, &header)?;
+            let mut file = file;
+            file.write_all(&header.encode())
+                .map_err(ExportError::Write)?;
+            // Each sealed segment goes to the file in one write: no buffer needed.
+            let w = SealingWriter::new(file, key);
+            let (w, report) = export::write_tar(w, sources, &progress)?;
+            let (file, _) = w.finish().map_err(ExportError::Write)?;
+            Ok((file, report))
+        }
+        None => {
+            let w = BufWriter::with_capacity(1 << 20, file);
+            let (w, report) = export::write_tar(w, sources, &progress)?;
+            let file = w
+                .into_inner()
+                .map_err(|e| ExportError::Write(e.into_error()))?;
+            Ok((file, report))
+        }
+    }
+}
+
+pub fn run_read(a: ExportReadArgs) -> CliResult {
+    let mut f =
+        File::open(&a.archive).map_err(|e| format!("cannot open {}: {e}", a.archive.display()))?;
+    let mut prefix = Vec::with_capacity(TAR_BLOCK);
+    (&mut f)
+        .take(TAR_BLOCK as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| format!("cannot read {}: {e}", a.archive.display()))?;
+    match detect(&prefix) {
+        ArchiveKind::Encrypted => {
+            let header = ExportHeader::decode(&prefix[..prefix.len().min(EXPORT_HEADER_LEN)])
+                .map_err(|e| ExportError::Header(e).to_string())?;
+            let pw = read_password(
+                a.password_file.as_deref(),
+                false,
+                "this archive is encrypted: pass --password-file FILE (or run in a terminal)",
+            )?;
+            let key = export::archive_key(&pw, &header).map_err(|e| e.to_string())?;
+            drop(pw);
+            let rest = Cursor::new(prefix[EXPORT_HEADER_LEN..].to_vec()).chain(f);
+            let mut r = OpeningReader::new(BufReader::with_capacity(1 << 16, rest), key);
+            let res = act(&mut r, &a, true);
+            if res.is_ok() {
+                eprintln!("Verified all {} segment(s) of the archive.", r.segments());
+            }
+            res
+        }
+        ArchiveKind::Tar => {
+            if a.password_file.is_some() {
+                return Err(format!(
+                    "{} is not encrypted (a plain tar archive), but --password-file was given: \
+                     refusing it, since an encrypted export may have been swapped for a plain \
+                     one. Drop --password-file to read it anyway.",
+                    a.archive.display()
+                ));
+            }
+            act(
+                BufReader::with_capacity(1 << 16, Cursor::new(prefix).chain(f)),
+                &a,
+                false,
+            )
+        }
+        ArchiveKind::Unknown => Err(format!(
+            "{}: {}",
+            a.archive.display(),
+            ExportError::NotAnArchive
+        )),
+    }
+}
+
+fn act<R: Read>(reader: R, a: &ExportReadArgs, encrypted: bool) -> CliResult {
+    let Some(dest) = &a.extract else {
+        let mut out = io::stdout().lock();
+        let mut failed = None;
+        let n = export::list(reader, &mut |l| {
+            if failed.is_none()
+                && let Err(e) = writeln!(out, "{}", list_line(l))
+            {
+                failed = Some(e);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        if let Some(e) = failed {
+            return Err(format!("writing the listing: {e}"));
+        }
+        eprintln!("{n} entries.");
+        return Ok(0);
+    };
+    if fs::symlink_metadata(dest).is_ok() {
+        return Err(format!(
+            "{} exists; extract into a new directory",
+            dest.display()
+        ));
+    }
+    let partial = with_suffix(dest, ".partial");
+    if fs::symlink_metadata(&partial).is_ok() {
+        return Err(format!(
+            "{} exists (left by an interrupted extraction?); remove it first",
+            partial.display()
+        ));
+    }
+    // 0700 until the end: extracted files are plaintext.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let report = match export::extract(reader, &partial) {
+        Ok(r) => r,
+        Err(e) => {
+            // Only an empty directory is removed: nothing came out of the archive.
+            if fs::remove_dir(&partial).is_ok() {
+                return Err(format!("{e}\nNothing was extracted."));
+            }
+            return Err(format!(
+                "{e}\n{} was not created. {} holds the entries extracted before the error{}; \
+                 the file being written when it happened was removed.",
+                dest.display(),
+                partial.display(),
+                if encrypted {
+                    " (each from segments that were verified)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    };
+    let synced = File::open(&partial).and_then(|d| {
+        // SAFETY: a valid open descriptor.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    });
+    synced.map_err(|e| format!("syncing {}: {e}", partial.display()))?;
+    rename_noreplace(&partial, dest)
+        .map_err(|e| format!("renaming {} to {}: {e}", partial.display(), dest.display()))?;
+    println!(
+        "Extracted {} entries ({} of file content) into {}.",
+        report.entries,
+        human(report.bytes),
+        dest.display()
+    );
+    for w in &report.warnings {
+        println!("Warning: {w}");
+    }
+    if report.more_warnings > 0 {
+        println!(
+            "... and {} more warnings (see the log with RUST_LOG=warn)",
+            report.more_warnings
+        );
+    }
+    Ok(0)
+}
+
+/// One `tar -tv`-like line: type and permissions, owner, size, mtime (UTC), path.
+fn list_line(l: &Listed) -> String {
+    let size = match l.device {
+        Some((a, b)) => format!("{a},{b}"),
+        None => l.size.to_string(),
+    };
+    let mut s = format!(
+        "{} {}/{} {:>10} {} {}",
+        mode_string(l.kind, l.mode),
+        l.uid,
+        l.gid,
+        size,
+        utc(l.mtime.0),
+        String::from_utf8_lossy(&l.path)
+    );
+    match (l.kind, &l.link) {
+        ('l', Some(t)) => s.push_str(&format!(" -> {}", String::from_utf8_lossy(t))),
+        ('h', Some(t)) => s.push_str(&format!(" link to {}", String::from_utf8_lossy(t))),
+        _ => {}
+    }
+    s
+}
+
+fn mode_string(kind: char, mode: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(kind);
+    let special = [
+        (libc::S_ISUID, 's', 'S'),
+        (libc::S_ISGID, 's', 'S'),
+        (libc::S_ISVTX, 't', 'T'),
+    ];
+    for (i, (bit, on, off)) in special.iter().enumerate() {
+        let shift = 6 - 3 * i as u32;
+        let p = (mode >> shift) & 7;
+        s.push(if p & 4 != 0 { 'r' } else { '-' });
+        s.push(if p & 2 != 0 { 'w' } else { '-' });
+        s.push(match (p & 1 != 0, mode & bit != 0) {
+            (true, true) => *on,
+            (false, true) => *off,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, proleptic
+/// Gregorian; no time-zone database needed).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn mode_strings() {
+        assert_eq!(mode_string('-', 0o644), "-rw-r--r--");
+        assert_eq!(mode_string('d', 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_string('-', 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string('-', 0o2644), "-rw-r-Sr--");
+    }
+}
