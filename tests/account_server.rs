@@ -151,3 +151,116 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
         .to_string();
     assert!(health.contains(" ok"), "{health}");
 }
+
+/// alice on `srv` with TOTP enrolled; returns the drive, password file and TOTP.
+fn alice_with_totp(srv: &Server) -> (Drive, std::path::PathBuf, totp_rs::Totp) {
+    let (d, pw, ok, t) = init_on_server(srv, &srv.fingerprint.to_string());
+    assert!(ok, "{t}");
+    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "enroll"]));
+    assert!(ok, "{t}");
+    let uri = t
+        .lines()
+        .find(|l| l.starts_with("otpauth://"))
+        .unwrap()
+        .to_string();
+    let totp = totp_rs::Totp::from_url(&uri).unwrap();
+    let code = totp.generate_current().to_string();
+    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "confirm", &code]));
+    assert!(ok, "{t}");
+    (d, pw, totp)
+}
+
+/// A TOTP code for a step not used yet (the server refuses a reused one).
+fn fresh_code(totp: &totp_rs::Totp) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The next step is accepted too (±1 step), and was never used.
+    totp.generate(now + 30).to_string()
+}
+
+fn recover_data(srv: &Server, alice: &Drive, totp: &str) -> (Drive, bool, String) {
+    let c = Drive::blank();
+    let newpw = c.root.join("new-password");
+    fs::write(&newpw, "a brand new password\n").unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.args(["recover", "--data-recovery"])
+        .args([
+            "--store",
+            &format!("file://{}", alice.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "new laptop",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", totp])
+        .arg("--new-password-file")
+        .arg(&newpw)
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(cmd);
+    (c, ok, t)
+}
+
+#[test]
+fn data_recovery_brings_back_standard_categories_and_says_e2e_cannot_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, _pw, totp) = alice_with_totp(&srv);
+    a.mount_again();
+    fs::write(a.notes().join("n.txt"), b"recoverable").unwrap();
+    fs::write(a.health().join("h.txt"), b"not recoverable").unwrap();
+    a.unmount();
+
+    // Every device is lost; a wrong code is refused.
+    let (c0, ok, t) = recover_data(&srv, &a, "000000");
+    assert!(!ok, "{t}");
+    drop(c0);
+    let (mut c, ok, t) = recover_data(&srv, &a, &fresh_code(&totp));
+    assert!(ok, "{t}");
+    let rec = t.lines().find(|l| l.starts_with("Recovered")).unwrap();
+    assert!(rec.contains("Notes") && !rec.contains("Health"), "{t}");
+    let lost = t.lines().find(|l| l.starts_with("NOT recovered")).unwrap();
+    assert!(lost.contains("Health") && lost.contains("Keychain"), "{t}");
+    c.mount_again();
+    assert_eq!(fs::read(c.notes().join("n.txt")).unwrap(), b"recoverable");
+    assert!(
+        !c.health().join("h.txt").exists(),
+        "e2e data must not come back"
+    );
+    fs::write(c.health().join("new.txt"), b"new e2e data").unwrap();
+    c.unmount();
+    // The old device is no longer trusted by the new circle.
+    let (ok, t) = out({
+        let mut s = a.cirrus_cmd();
+        s.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+        s
+    });
+    assert!(!ok, "{t}");
+}
+
+#[test]
+fn with_a_recovery_key_the_data_recovery_service_is_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, pw, totp) = alice_with_totp(&srv);
+    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    assert!(ok, "{t}");
+    // The key service itself was told (so it refuses a reset even if the store lied).
+    let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
+    assert!(ok && t.contains("data recovery service: off"), "{t}");
+    let (_c, ok, t) = recover_data(&srv, &a, &fresh_code(&totp));
+    assert!(!ok, "{t}");
+    assert!(t.contains("data recovery service is off"), "{t}");
+}

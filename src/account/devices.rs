@@ -216,6 +216,62 @@ impl NewDevice {
         Ok(acct)
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn identity_public(&self) -> DevicePublic {
+        self.identity.public()
+    }
+
+    /// Turns the device into an account holder of a recovered account whose manifest is
+    /// `old` (to be replaced by the caller), with account key `ak` of version `akv`.
+    pub(crate) fn into_account(
+        self,
+        server: crate::home::ServerConfig,
+        old: &Manifest,
+        akv: u32,
+        ak: &SecretKey,
+        session: Arc<crate::server::client::Session>,
+    ) -> Result<Unlocked, AccountError> {
+        let NewDevice {
+            home,
+            mut config,
+            device_key,
+            identity,
+            store,
+        } = self;
+        local::save_account_key(&home, &device_key, akv, ak)?;
+        let seen = Arc::new(SeenHeads::load(
+            home.seen_path(),
+            keys::device_state_key(&device_key),
+            None,
+            false,
+        )?);
+        config.account_id = Some(hex::encode(old.account_id));
+        config.server = Some(server);
+        Ok(Unlocked {
+            session: Some(session.clone()),
+            home,
+            config,
+            store,
+            device_key,
+            account_key: ak.duplicate(),
+            account_key_version: akv,
+            identity,
+            service: Some(Box::new(super::remote::RemoteService(session))),
+            keyring: Mutex::new(Keyring::default()),
+            seen,
+            manifest: old.clone(),
+            manifest_etag: None,
+            signers: Arc::new(RwLock::new(Vec::new())),
+        })
+    }
+
     /// Recovers the account on this new device with the recovery key: opens the account
     /// key sealed to the recovery key's public half, then adds this device to the
     /// account, signed by the recovery key.

@@ -100,6 +100,13 @@ impl Unlocked {
         Ok(())
     }
 
+    /// Records the key service this account uses (a device that joined or recovered).
+    pub fn set_server(&mut self, server: ServerConfig) -> Result<(), AccountError> {
+        self.config.server = Some(server);
+        self.home.save_config(&self.config)?;
+        Ok(())
+    }
+
     /// The key service session, for commands that need more than wrapping.
     pub fn session(&self) -> Result<&Session, AccountError> {
         self.session.as_deref().ok_or(AccountError::NoKeyService)

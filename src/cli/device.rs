@@ -24,8 +24,40 @@ pub struct NewDeviceArgs {
     /// Argon2id time cost for this device's passcode.
     #[arg(long, default_value_t = KdfParams::default().time)]
     kdf_time: u32,
+    /// URL of the account's key service (`cirrus serve`), if it has one.
+    #[arg(long)]
+    server: Option<String>,
+    /// The key service's certificate fingerprint (SHA256:...).
+    #[arg(long, requires = "server")]
+    fingerprint: Option<String>,
+    /// The account's name on the key service.
+    #[arg(long, requires = "server")]
+    account: Option<String>,
+    /// The current 6-digit code of your authenticator app (a new device must prove the
+    /// second factor to log in).
+    #[arg(long)]
+    totp: Option<String>,
     #[command(flatten)]
     pass: PasscodeArgs,
+}
+
+impl NewDeviceArgs {
+    fn server_config(&self) -> Result<Option<crate::home::ServerConfig>, String> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let (Some(fp), Some(account)) = (&self.fingerprint, &self.account) else {
+            return Err("--server needs --fingerprint and --account".into());
+        };
+        let fingerprint: crate::server::Fingerprint = fp
+            .parse()
+            .map_err(|_| format!("--fingerprint {fp:?} is not SHA256:<64 hex digits>"))?;
+        Ok(Some(crate::home::ServerConfig {
+            url: url.clone(),
+            fingerprint: fingerprint.to_string(),
+            account: account.clone(),
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,6 +106,23 @@ pub enum RecoveryKeyCmd {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
+}
+
+/// After a join or a recovery: record the key service and log in to it (password and
+/// second factor), so standard keys can be fetched from it.
+fn attach_server(
+    acct: &mut crate::account::Unlocked,
+    a: &NewDeviceArgs,
+) -> Result<Option<String>, String> {
+    let Some(server) = a.server_config()? else {
+        return Ok(None);
+    };
+    acct.set_server(server).map_err(|e| e.to_string())?;
+    let password = passcode::read_password(&a.pass, false)?;
+    Ok(acct
+        .connect(&password, a.totp.as_deref())
+        .err()
+        .map(|e| format!("could not log in to the key service: {e}")))
 }
 
 fn new_device_options(a: &NewDeviceArgs) -> NewDeviceOptions {
@@ -186,9 +235,24 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
     match cmd {
         RecoveryKeyCmd::Create { pass } => {
             let mut acct = super::unlock(home, &pass)?;
+            if acct.config.server.is_some() && acct.session().is_err() {
+                return Err(
+                    "recovery-key create: this account is on a key service; pass \
+                     --password-file so the data recovery service can be turned off"
+                        .into(),
+                );
+            }
             let code = acct
                 .create_recovery_key()
                 .map_err(|e| format!("recovery-key create: {e}"))?;
+            if let Ok(s) = acct.session() {
+                s.set_drs(false).map_err(|e| {
+                    format!(
+                        "the recovery key was created, but turning off the data recovery \
+                         service failed ({e}); run the command again"
+                    )
+                })?;
+            }
             println!("Your recovery key (shown only now; write it down and keep it safe):\n");
             println!("    {}\n", code.grouped().as_str());
             println!(
@@ -201,15 +265,27 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("how").args(["recovery_key_file", "data_recovery"])))]
 pub struct RecoverArgs {
     /// Read the recovery key from this file instead of the terminal.
     #[arg(long)]
     recovery_key_file: Option<PathBuf>,
+    /// No recovery key and no trusted device left: reset the account password with your
+    /// second factor (TOTP) and get back the categories under standard protection. The
+    /// end-to-end ones (Health, Keychain, Messages, ...) cannot be recovered this way.
+    #[arg(long)]
+    data_recovery: bool,
+    /// Read the new account password from this file instead of the terminal.
+    #[arg(long)]
+    new_password_file: Option<PathBuf>,
     #[command(flatten)]
     new: NewDeviceArgs,
 }
 
 pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
+    if args.data_recovery {
+        return data_recovery(home, args);
+    }
     let text = match &args.recovery_key_file {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| format!("cannot read recovery key file {}: {e}", p.display()))?,
@@ -220,9 +296,12 @@ pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
     let passcode = passcode::read(&args.new.pass, true)?;
     let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))
         .map_err(|e| format!("recover: {e}"))?;
-    let acct = nd
+    let mut acct = nd
         .recover_with_key(&code)
         .map_err(|e| format!("recover: {e}"))?;
+    if let Some(warn) = attach_server(&mut acct, &args.new)? {
+        println!("{warn}");
+    }
     let blocked: Vec<String> = acct
         .category_setups()
         .into_iter()
@@ -236,6 +315,46 @@ pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
         println!(
             "Not available on this device yet: {} (their keys are held by the key service).",
             blocked.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
+    let (Some(server), Some(totp)) = (args.new.server_config()?, args.new.totp.clone()) else {
+        return Err("--data-recovery needs --server, --fingerprint, --account and --totp".into());
+    };
+    let passcode = passcode::read(&args.new.pass, true)?;
+    eprintln!("New account password:");
+    let new_password = passcode::read_password(
+        &PasscodeArgs {
+            passcode_file: None,
+            password_file: args.new_password_file.clone(),
+        },
+        true,
+    )?;
+    let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))
+        .map_err(|e| format!("recover: {e}"))?;
+    let r = nd
+        .recover_data(server, &totp, &new_password)
+        .map_err(|e| format!("recover: {e}"))?;
+    println!(
+        "Password reset. This device ({}) is now the account's only trusted device.",
+        r.account.config.device_name
+    );
+    println!(
+        "Recovered through the data recovery service: {}",
+        if r.recovered.is_empty() {
+            "(nothing)".to_string()
+        } else {
+            r.recovered.join(", ")
+        }
+    );
+    if !r.lost.is_empty() {
+        println!(
+            "NOT recovered (end-to-end encrypted: only your lost devices, a recovery key or a \
+             recovery contact could open them; their folders start empty): {}",
+            r.lost.join(", ")
         );
     }
     Ok(0)

@@ -1,0 +1,155 @@
+//! The data recovery service: after a password reset with the second factor, a new
+//! device gets back the `standard` categories, whose keys the key service holds. The
+//! `e2e` ones cannot come back — nobody but the lost devices, the recovery key or a
+//! recovery contact could open them — so they start empty under new keys, and the
+//! account starts a new circle of trust with this device as its only member.
+
+use super::devices::NewDevice;
+use super::*;
+use crate::format::manifest::FLAG_NO_DATA_RECOVERY;
+use crate::home::ServerConfig;
+use crate::server::client::Session;
+
+/// What a data recovery brought back and what it could not.
+pub struct DataRecovery {
+    pub account: Unlocked,
+    pub recovered: Vec<String>,
+    pub lost: Vec<String>,
+}
+
+impl NewDevice {
+    /// Resets the account password with the second factor (`totp`) and recovers the
+    /// standard categories on this device.
+    pub fn recover_data(
+        self,
+        server: ServerConfig,
+        totp: &str,
+        new_password: &Passcode,
+    ) -> Result<DataRecovery, AccountError> {
+        let kdf = self.config().kdf;
+        let client = remote::client_for(&server, kdf)?;
+        let obj = self.store().get(names::MANIFEST)?;
+        let (m, _) = manifest::open_signed(&obj, |t, s| t.is_signer(s), None)?;
+        if m.has(FLAG_NO_DATA_RECOVERY) {
+            return Err(AccountError::BadCode(
+                "this account has a recovery key, so the data recovery service is off: use \
+                 `cirrus recover --recovery-key` (or a trusted device)"
+                    .into(),
+            ));
+        }
+        let session = Arc::new(client.reset_password(&server.account, totp, new_password, kdf)?);
+        self.rebuild(server, m, obj, session)
+    }
+
+    fn rebuild(
+        self,
+        server: ServerConfig,
+        old: Manifest,
+        old_obj: Vec<u8>,
+        session: Arc<Session>,
+    ) -> Result<DataRecovery, AccountError> {
+        let old_signers: Vec<[u8; 32]> = old.active_devices().map(|d| d.sign).collect();
+        let ak = crypto::random_key()?;
+        let akv = old.account_key_version + 1;
+        let me = self.identity_public();
+        let mut acct = self.into_account(server, &old, akv, &ak, session.clone())?;
+        // The new circle of trust: this device only; the lost devices are removed and the
+        // recovery methods (which hold the old account key) are dropped.
+        let mut next = old.clone();
+        for d in &mut next.devices {
+            d.state = DeviceState::Removed;
+        }
+        next.devices.push(DeviceEntry {
+            name: acct.config.device_name.clone(),
+            sign: me.sign,
+            kx: me.kx,
+            state: DeviceState::Active,
+            features: FEATURES,
+        });
+        next.recovery.clear();
+        next.account_key_version = akv;
+        next.set_commitment(0, akv, key_commitment(&ak));
+        next.set(crate::format::manifest::FLAG_ADP, false);
+        next.set(FLAG_SECOND_FACTOR, true);
+        let (mut recovered, mut lost) = (Vec::new(), Vec::new());
+        let entries: Vec<CategoryEntry> = old.table.active().cloned().collect();
+        for e in entries {
+            if e.class == Class::E2e {
+                // Retire it and start an empty category of the same name under a new key.
+                for x in &mut next.table.entries {
+                    if x.id == e.id {
+                        x.retired = true;
+                    }
+                }
+                acct.add_entry(&mut next, &e.name, Class::E2e)?;
+                lost.push(e.name.clone());
+                continue;
+            }
+            match acct.category_key(&e) {
+                Ok(k) => {
+                    if old.commitment(e.id, e.key_version) == Some(key_commitment(&k)) {
+                        recovered.push(e.name.clone());
+                    } else {
+                        lost.push(e.name.clone());
+                    }
+                }
+                Err(err) => {
+                    log::warn!("category {}: {err}", e.name);
+                    lost.push(e.name.clone());
+                }
+            }
+        }
+        // Not a successor signed by a trusted device (none is left): a new chain start,
+        // compare-and-swapped against the manifest read.
+        acct.manifest_etag = Some(crate::store::etag_of(&old_obj));
+        acct.publish_manifest(next)?;
+        acct.grant_account_key(&me)?;
+        acct.save_keyring()?;
+        acct.resign_heads_from(&old_signers)?;
+        acct.home.save_config(&acct.config)?;
+        let _ = std::fs::remove_file(acct.home.join_path());
+        let _ = session.set_drs(true);
+        Ok(DataRecovery {
+            account: acct,
+            recovered,
+            lost,
+        })
+    }
+}
+
+impl Unlocked {
+    /// Re-publishes the heads of the readable categories signed by this device, taking
+    /// as valid the signatures of `old` (the devices of the manifest being replaced).
+    fn resign_heads_from(&self, old: &[[u8; 32]]) -> Result<(), AccountError> {
+        if let Ok(mut s) = self.signers.write() {
+            s.extend_from_slice(old);
+        }
+        let cache = Arc::new(crate::cache::ChunkCache::new(1 << 20));
+        let signer = self.head_signer();
+        for (e, setup) in self.category_setups() {
+            let Ok(setup) = setup else { continue };
+            if self.store.get(&names::head(e.id)).is_err() {
+                continue;
+            }
+            let cat = crate::volume::Category::open(
+                setup,
+                self.store.clone(),
+                cache.clone(),
+                self.seen.clone(),
+                crate::volume::VolumeOptions {
+                    dirty_limit: 1 << 20,
+                    owner: (0, 0),
+                    dirty_total: Default::default(),
+                    heads: signer.clone(),
+                },
+            );
+            if let Err(err) = cat.republish_head() {
+                log::warn!("category {}: cannot re-sign its head: {err}", e.name);
+            }
+        }
+        if let Ok(mut s) = self.signers.write() {
+            *s = manifest::signers_of(&self.manifest);
+        }
+        Ok(())
+    }
+}
