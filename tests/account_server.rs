@@ -264,3 +264,246 @@ fn with_a_recovery_key_the_data_recovery_service_is_off() {
     assert!(!ok, "{t}");
     assert!(t.contains("data recovery service is off"), "{t}");
 }
+
+/// TOTP codes that were never used: each call takes the next 30-second step, waiting
+/// until the server accepts it (it takes the previous, current and next step, and never
+/// a step at or before the last one used).
+struct Codes {
+    totp: totp_rs::Totp,
+    next: u64,
+}
+
+impl Codes {
+    fn after_confirm(totp: totp_rs::Totp) -> Codes {
+        let now = now_step();
+        // `alice_with_totp` confirmed with the current step.
+        Codes {
+            totp,
+            next: now + 1,
+        }
+    }
+    fn take(&mut self) -> String {
+        while now_step() + 1 < self.next {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let c = self.totp.generate(self.next * 30).to_string();
+        self.next += 1;
+        c
+    }
+}
+
+fn now_step() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+}
+
+fn recover_via(
+    srv: &Server,
+    alice: &Drive,
+    how: &[&str],
+    passcode: &str,
+    pw: &std::path::Path,
+    code: &str,
+) -> (Drive, bool, String) {
+    let c = Drive::blank();
+    let pc = c.root.join("recovery-passcode");
+    fs::write(&pc, passcode).unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.arg("recover")
+        .args(how)
+        .args([
+            "--store",
+            &format!("file://{}", alice.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "new laptop",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", code])
+        .arg("--password-file")
+        .arg(pw)
+        .arg("--passcode-file")
+        .arg(&pc);
+    let (ok, t) = out(cmd);
+    if ok {
+        fs::copy(&pc, &c.passcode_file).unwrap();
+    }
+    (c, ok, t)
+}
+
+#[test]
+fn passcode_escrow_counts_wrong_passcodes_and_recovers_e2e_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &["--escrow-attempts", "3"]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_again();
+    fs::write(a.health().join("h.txt"), b"escrowed e2e").unwrap();
+    a.unmount();
+    let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
+    assert!(ok, "{t}");
+    assert!(t.contains("offline"), "the limits are said plainly: {t}");
+
+    let (_c, ok, t) = recover_via(
+        &srv,
+        &a,
+        &["--escrow"],
+        "not the passcode",
+        &pw,
+        &codes.take(),
+    );
+    assert!(!ok, "{t}");
+    assert!(t.contains("2 tries left"), "{t}");
+    let (mut c, ok, t) = recover_via(&srv, &a, &["--escrow"], PASSCODE, &pw, &codes.take());
+    assert!(ok, "{t}");
+    c.mount_again();
+    assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"escrowed e2e");
+}
+
+#[test]
+fn a_recovery_contact_and_the_key_service_each_hold_half() {
+    use cirrus::account::methods::{contact_identity, parse_contact_code};
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_again();
+    fs::write(a.health().join("h.txt"), b"contact-recovered e2e").unwrap();
+    a.unmount();
+    let (ok, t) = out(with_pw(&a, &pw, &["recovery-contact", "add", "bob"]));
+    assert!(ok, "{t}");
+    let code = t
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("CRC1-"))
+        .unwrap()
+        .to_string();
+
+    // Bob (a Cirrus user on his own device) keeps it, sealed, and prints it on request.
+    let bob = Drive::mount();
+    let f = bob.root.join("code");
+    fs::write(&f, &code).unwrap();
+    let (ok, t) = out({
+        let mut c = bob.cirrus_cmd();
+        c.args([
+            "recovery-contact",
+            "accept",
+            "--for",
+            "alice",
+            "--code-file",
+        ])
+        .arg(&f)
+        .arg("--passcode-file")
+        .arg(&bob.passcode_file);
+        c
+    });
+    assert!(ok, "{t}");
+    fs::remove_file(&f).unwrap();
+    let half = parse_contact_code(&code).unwrap();
+    for e in walk(&bob.home) {
+        assert!(
+            !contains(&fs::read(&e).unwrap(), &half[..]),
+            "{} holds the contact half in clear",
+            e.display()
+        );
+    }
+    let (ok, t) = out({
+        let mut c = bob.cirrus_cmd();
+        c.args(["recovery-contact", "help", "alice", "--passcode-file"])
+            .arg(&bob.passcode_file);
+        c
+    });
+    assert!(ok && t.contains(&code), "{t}");
+
+    // Neither half alone: the contact's half with anything but the service half, or the
+    // service's half (which only a logged-in owner gets) with anything but the contact's,
+    // derives other key pairs than the one the account key is granted to.
+    let store = a.home.join("store");
+    let m = {
+        use cirrus::format::manifest::{Manifest, SignedManifest};
+        let obj = fs::read(store.join("account/manifest")).unwrap();
+        Manifest::decode(&SignedManifest::decode(&obj).unwrap().body).unwrap()
+    };
+    let entry = m.recovery.iter().find(|r| r.label == "bob").unwrap();
+    let client = srv.client();
+    let (session, _) = client
+        .login(
+            "alice",
+            &cirrus::keys::Passcode::new("alice's account password".into()),
+            cirrus::server::client::SecondFactor::Totp(codes.take()),
+            false,
+        )
+        .unwrap();
+    let service_half = session
+        .record_get(&format!("contact-{}", hex::encode("bob")))
+        .unwrap();
+    assert_eq!(
+        contact_identity(&half[..], &service_half).public().sign,
+        entry.sign,
+        "both halves together are the method"
+    );
+    assert_ne!(
+        contact_identity(&half[..], &[0; 32]).public().sign,
+        entry.sign
+    );
+    assert_ne!(
+        contact_identity(&[0; 32], &service_half).public().sign,
+        entry.sign
+    );
+    // The server's disk never sees the contact's half.
+    for e in walk(&srv.data) {
+        assert!(!contains(&fs::read(&e).unwrap(), &half[..]));
+    }
+
+    // The owner, on a new device, with Bob's code and the account password.
+    fs::write(&f, &code).unwrap();
+    let arg = f.to_string_lossy().to_string();
+    let (mut c, ok, t) = recover_via(
+        &srv,
+        &a,
+        &["--contact-code-file", &arg],
+        PASSCODE,
+        &pw,
+        &codes.take(),
+    );
+    assert!(ok, "{t}");
+    c.mount_again();
+    assert_eq!(
+        fs::read(c.health().join("h.txt")).unwrap(),
+        b"contact-recovered e2e"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

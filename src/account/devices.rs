@@ -276,35 +276,44 @@ impl NewDevice {
     /// key sealed to the recovery key's public half, then adds this device to the
     /// account, signed by the recovery key.
     pub fn recover_with_key(self, code: &RecoveryKey) -> Result<Unlocked, AccountError> {
+        self.recover_with(|m| {
+            let entry = m
+                .recovery
+                .iter()
+                .find(|r| r.kind == RecoveryKind::RecoveryKey)
+                .ok_or_else(|| {
+                    AccountError::BadManifest("this account has no recovery key".into())
+                })?
+                .clone();
+            let rid = keys::recovery_identity(code.secret(), &entry.salt, entry_kdf(&entry))?;
+            if rid.public().sign != entry.sign {
+                return Err(AccountError::WrongRecoveryKey);
+            }
+            Ok((entry, rid))
+        })
+    }
+
+    /// Recovers with a recovery method: `pick` finds the method's entry in the store's
+    /// manifest and derives its key pairs (failing if the secret is wrong); the account
+    /// key sealed to it is opened and checked, and this device is added to the account,
+    /// signed by the method.
+    pub(crate) fn recover_with(
+        self,
+        pick: impl FnOnce(&Manifest) -> Result<(RecoveryEntry, DeviceIdentity), AccountError>,
+    ) -> Result<Unlocked, AccountError> {
         let obj = self.store.get(names::MANIFEST)?;
         let (m, hash) = manifest::open_signed(&obj, |t, s| t.is_signer(s), None)?;
-        let entry = m
-            .recovery
-            .iter()
-            .find(|r| r.kind == RecoveryKind::RecoveryKey)
-            .ok_or_else(|| AccountError::BadManifest("this account has no recovery key".into()))?
-            .clone();
-        let rid = keys::recovery_identity(
-            code.secret(),
-            &entry.salt,
-            KdfParams {
-                memory_kib: entry.kdf_memory_kib,
-                time: entry.kdf_time,
-                lanes: 1,
-            },
-        )?;
-        if rid.public().sign != entry.sign {
-            return Err(AccountError::WrongRecoveryKey);
-        }
+        let (entry, rid) = pick(&m)?;
         let v = m.account_key_version;
         let sealed = self.store.get(&names::account_key_grant(v, &entry.sign))?;
         let ak = rid.open_sealed(grant_ctx(v), &sealed).map_err(|_| {
-            KeyError::BadWrappedKey("the account key sealed to the recovery key".into())
+            KeyError::BadWrappedKey(format!("the account key sealed to the {}", entry.label))
         })?;
         if m.commitment(0, v) != Some(key_commitment(&ak)) {
-            return Err(AccountError::BadManifest(
-                "the account key sealed to the recovery key is not the committed one".into(),
-            ));
+            return Err(AccountError::BadManifest(format!(
+                "the account key sealed to the {} is not the committed one",
+                entry.label
+            )));
         }
         let etag = crate::store::etag_of(&obj);
         let name = self.config.device_name.clone();
@@ -321,6 +330,14 @@ impl NewDevice {
         acct.publish_manifest_as(next, &rid)?;
         acct.grant_account_key(&me)?;
         Ok(acct)
+    }
+}
+
+pub(crate) fn entry_kdf(e: &RecoveryEntry) -> KdfParams {
+    KdfParams {
+        memory_kib: e.kdf_memory_kib,
+        time: e.kdf_time,
+        lanes: 1,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod data_recovery;
 pub mod devices;
 pub mod local;
 pub mod manifest;
+pub mod methods;
 mod migrate;
 pub mod remote;
 

@@ -107,6 +107,14 @@ impl Unlocked {
         Ok(())
     }
 
+    /// Uses a session obtained elsewhere (a recovery that logged in before the device had
+    /// an account).
+    pub fn use_session(&mut self, session: Session) {
+        let session = Arc::new(session);
+        self.service = Some(Box::new(RemoteService(session.clone())));
+        self.session = Some(session);
+    }
+
     /// The key service session, for commands that need more than wrapping.
     pub fn session(&self) -> Result<&Session, AccountError> {
         self.session.as_deref().ok_or(AccountError::NoKeyService)

@@ -265,7 +265,12 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("how").args(["recovery_key_file", "data_recovery"])))]
+#[command(group(clap::ArgGroup::new("how").args([
+    "recovery_key_file",
+    "data_recovery",
+    "escrow",
+    "contact_code_file"
+])))]
 pub struct RecoverArgs {
     /// Read the recovery key from this file instead of the terminal.
     #[arg(long)]
@@ -275,6 +280,14 @@ pub struct RecoverArgs {
     /// end-to-end ones (Health, Keychain, Messages, ...) cannot be recovered this way.
     #[arg(long)]
     data_recovery: bool,
+    /// Recover with the passcode escrowed on the key service (give that passcode as this
+    /// device's passcode). Needs --server ..., --password-file and --totp.
+    #[arg(long)]
+    escrow: bool,
+    /// Recover with the code a recovery contact gave you (from `cirrus recovery-contact
+    /// help`). Needs --server ..., --password-file and --totp.
+    #[arg(long)]
+    contact_code_file: Option<PathBuf>,
     /// Read the new account password from this file instead of the terminal.
     #[arg(long)]
     new_password_file: Option<PathBuf>,
@@ -285,6 +298,9 @@ pub struct RecoverArgs {
 pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
     if args.data_recovery {
         return data_recovery(home, args);
+    }
+    if args.escrow || args.contact_code_file.is_some() {
+        return with_service_method(home, args);
     }
     let text = match &args.recovery_key_file {
         Some(p) => std::fs::read_to_string(p)
@@ -357,5 +373,57 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
             r.lost.join(", ")
         );
     }
+    Ok(0)
+}
+
+/// Recovery through a method that needs the key service (escrow, recovery contact).
+fn with_service_method(home: Home, args: RecoverArgs) -> CliResult {
+    let server = args
+        .new
+        .server_config()?
+        .ok_or("this recovery needs --server, --fingerprint and --account")?;
+    let contact = match &args.contact_code_file {
+        Some(f) => Some(
+            crate::account::methods::parse_contact_code(
+                &std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+            )
+            .ok_or("that is not a recovery contact code")?,
+        ),
+        None => None,
+    };
+    let passcode = passcode::read(&args.new.pass, true)?;
+    let password = passcode::read_password(&args.new.pass, false)?;
+    let opts = new_device_options(&args.new);
+    let client =
+        crate::account::remote::client_for(&server, opts.kdf).map_err(|e| e.to_string())?;
+    let second = match &args.new.totp {
+        Some(c) => crate::server::client::SecondFactor::Totp(c.clone()),
+        None => crate::server::client::SecondFactor::None,
+    };
+    let (session, _) = client
+        .login(&server.account, &password, second, false)
+        .map_err(|e| format!("recover: logging in to the key service: {e}"))?;
+    let nd = NewDevice::prepare(home, &passcode, opts).map_err(|e| format!("recover: {e}"))?;
+    let res = match &contact {
+        Some(code) => nd.recover_with_contact(&session, code),
+        None => nd.recover_with_escrow(&session, &passcode),
+    };
+    let mut acct = res.map_err(|e| format!("recover: {e}"))?;
+    acct.set_server(server).map_err(|e| e.to_string())?;
+    acct.use_session(session);
+    // Fetch the standard keys now, while logged in: later mounts need no key service.
+    let blocked: Vec<String> = acct
+        .category_setups()
+        .into_iter()
+        .filter_map(|(e, r)| r.err().map(|_| e.name))
+        .collect();
+    if !blocked.is_empty() {
+        println!("Not available on this device yet: {}", blocked.join(", "));
+    }
+    println!(
+        "Recovered: this device ({}) now belongs to the account.",
+        acct.config.device_name
+    );
     Ok(0)
 }

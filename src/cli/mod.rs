@@ -9,6 +9,7 @@ mod device;
 mod export;
 mod fsck;
 mod gc;
+mod methods;
 mod mount;
 mod passcode;
 mod rotate;
@@ -196,6 +197,16 @@ enum Cmd {
     },
     /// Set up this (new) device from the account's store with your recovery key.
     Recover(device::RecoverArgs),
+    /// Passcode escrow with the key service (opt-in recovery method).
+    Escrow {
+        #[command(subcommand)]
+        cmd: methods::EscrowCmd,
+    },
+    /// Recovery contacts: people who can help you back into your account (up to 5).
+    RecoveryContact {
+        #[command(subcommand)]
+        cmd: methods::ContactCmd,
+    },
     /// The account on its key service: two-factor authentication (TOTP), status.
     Account {
         #[command(subcommand)]
@@ -382,6 +393,8 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Recover(args) => device::recover(home, args),
         Cmd::Adp { cmd } => adp::run(home, cmd),
         Cmd::Account { cmd } => account_cmd::run(home, cmd),
+        Cmd::Escrow { cmd } => methods::escrow(home, cmd),
+        Cmd::RecoveryContact { cmd } => methods::contact(home, cmd),
         Cmd::Passcode {
             cmd:
                 PasscodeCmd::Change {
