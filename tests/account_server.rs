@@ -507,3 +507,92 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn with_backup_on_data_recovery_restores_messages_and_backup_off_rolls_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_again();
+    fs::write(a.mnt.join("Messages/chat.txt"), b"hello from messages").unwrap();
+    a.unmount();
+    let (ok, t) = out(with_pw(&a, &pw, &["backup", "on"]));
+    assert!(
+        ok && t.contains("data recovery service can restore Messages"),
+        "{t}"
+    );
+
+    // Data recovery (all devices lost) brings Messages back through Backup.
+    let backup_copy = a.home.join("store/keys");
+    let (mut c, ok, t) = recover_data(&srv, &a, &codes.take());
+    assert!(ok, "{t}");
+    let rec = t.lines().find(|l| l.starts_with("Recovered")).unwrap();
+    assert!(rec.contains("Messages"), "{t}");
+    c.mount_again();
+    assert_eq!(
+        fs::read(c.mnt.join("Messages/chat.txt")).unwrap(),
+        b"hello from messages"
+    );
+    c.unmount();
+
+    // On the recovered device: Backup off deletes the copy and rolls a new Messages key.
+    let cpw = c.root.join("new-password");
+    let (ok, t) = out(with_pw(&c, &cpw, &["backup", "off"]));
+    assert!(ok, "{t}");
+    let copies: Vec<_> = walk(&backup_copy)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".in-backup"))
+        .collect();
+    assert!(copies.is_empty(), "copies left: {copies:?}");
+    c.mount_again();
+    assert_eq!(
+        fs::read(c.mnt.join("Messages/chat.txt")).unwrap(),
+        b"hello from messages"
+    );
+    fs::write(c.mnt.join("Messages/after.txt"), b"new key").unwrap();
+    c.unmount();
+    // A second data recovery now cannot bring Messages back.
+    let (_d, ok, t) = recover_data_from(&srv, &a, &codes.take(), "yet another password");
+    assert!(ok, "{t}");
+    let lost = t.lines().find(|l| l.starts_with("NOT recovered")).unwrap();
+    assert!(lost.contains("Messages"), "{t}");
+}
+
+fn recover_data_from(
+    srv: &Server,
+    from: &Drive,
+    totp: &str,
+    newpw_text: &str,
+) -> (Drive, bool, String) {
+    let c = Drive::blank();
+    let newpw = c.root.join("new-password");
+    fs::write(&newpw, format!("{newpw_text}\n")).unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.args(["recover", "--data-recovery"])
+        .args([
+            "--store",
+            &format!("file://{}", from.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "another",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", totp])
+        .arg("--new-password-file")
+        .arg(&newpw)
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(cmd);
+    (c, ok, t)
+}

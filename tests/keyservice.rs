@@ -366,9 +366,10 @@ fn totp_device_tokens_and_data_recovery_reset() {
     ));
 
     // data recovery: a new password with the next step's code, no session needed
-    let reset = c
+    let (reset, token) = c
         .reset_password("alice", &code(&t, t0 + 30), &pw("fresh"), TINY)
         .unwrap();
+    assert!(token.is_some(), "the resetting device is remembered");
     // every earlier session of the account ended
     assert!(matches!(alice.status(), Err(ClientError::Unauthorized(_))));
     // the old password is refused; the new one is accepted (then a code is needed)

@@ -37,8 +37,15 @@ impl NewDevice {
                     .into(),
             ));
         }
-        let session = Arc::new(client.reset_password(&server.account, totp, new_password, kdf)?);
-        self.rebuild(server, m, obj, session)
+        let (session, token) = client.reset_password(&server.account, totp, new_password, kdf)?;
+        let token = token.ok_or_else(|| {
+            AccountError::Service(ServiceError::Remote(
+                "the key service did not remember this device".into(),
+            ))
+        })?;
+        let r = self.rebuild(server, m, obj, Arc::new(session))?;
+        remote::save_token(&r.account.home, &r.account.device_key, &token)?;
+        Ok(r)
     }
 
     fn rebuild(
@@ -73,7 +80,34 @@ impl NewDevice {
         next.set(FLAG_SECOND_FACTOR, true);
         let (mut recovered, mut lost) = (Vec::new(), Vec::new());
         let entries: Vec<CategoryEntry> = old.table.active().cloned().collect();
+        // With Backup on, Messages comes back through its key's copy under Backup.
+        let messages_key = if old.has(super::backup::FLAG_BACKUP) {
+            let m = old.table.find(super::backup::MESSAGES).cloned();
+            let b = old.table.find(super::backup::BACKUP).cloned();
+            match (m, b) {
+                (Some(m), Some(b)) if b.class != Class::E2e => acct
+                    .category_key(&b)
+                    .ok()
+                    .and_then(|bk| acct.messages_key_from_backup(&m, &bk, &b))
+                    .map(|k| (m.id, m.key_version, k)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((id, v, k)) = &messages_key {
+            // Messages stays e2e: its key is now wrapped under the new account key.
+            acct.store_category_key(*id, *v, Class::E2e, k)?;
+            acct.keyring
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*id, *v, k.duplicate());
+        }
         for e in entries {
+            if messages_key.as_ref().is_some_and(|(id, _, _)| *id == e.id) {
+                recovered.push(e.name.clone());
+                continue;
+            }
             if e.class == Class::E2e {
                 // Retire it and start an empty category of the same name under a new key.
                 for x in &mut next.table.entries {

@@ -2,6 +2,7 @@
 //! reading or changing its category table and category keys in the store.
 
 pub mod adp;
+pub mod backup;
 pub mod data_recovery;
 pub mod devices;
 pub mod local;

@@ -89,3 +89,60 @@ pub fn run(home: Home, cmd: AdpCmd) -> super::CliResult {
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Turn Backup on: with Backup under standard protection, the Messages key is also
+    /// kept under the Backup key, so the data recovery service can restore Messages.
+    On {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Turn Backup off: the copy of the Messages key is deleted and Messages gets a new
+    /// key (re-encrypted, online if mounted) that the key service never sees.
+    Off {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+}
+
+pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
+    match cmd {
+        BackupCmd::On { pass } => {
+            let mut acct = unlock(home, &pass)?;
+            acct.enable_backup()
+                .map_err(|e| format!("backup on: {e}"))?;
+            println!(
+                "Backup is on. The Messages key is kept under the Backup key{}.",
+                if acct.adp_on() {
+                    " (end-to-end, as Backup is under Advanced Data Protection)"
+                } else {
+                    ", so the data recovery service can restore Messages"
+                }
+            );
+            Ok(0)
+        }
+        BackupCmd::Off { pass } => {
+            let lock = daemon::lock_home(&home).ok();
+            let mut acct = unlock(Home::new(home.root.clone()), &pass)?;
+            acct.disable_backup()
+                .map_err(|e| format!("backup off: {e}"))?;
+            let jobs = [rotate::Job {
+                category: crate::account::backup::MESSAGES.to_string(),
+                class: None,
+            }];
+            let lines = rotate::rotate_many(
+                &home,
+                &pass,
+                &jobs,
+                crate::account::DEFAULT_BATCH,
+                lock.map(|l| (acct, l)),
+            )?;
+            for l in lines {
+                println!("{l}");
+            }
+            println!("Backup is off; Messages has a new key that the key service never saw.");
+            Ok(0)
+        }
+    }
+}

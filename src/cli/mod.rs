@@ -197,6 +197,11 @@ enum Cmd {
     },
     /// Set up this (new) device from the account's store with your recovery key.
     Recover(device::RecoverArgs),
+    /// Backup on or off (with Backup on, Messages can be restored by data recovery).
+    Backup {
+        #[command(subcommand)]
+        cmd: adp::BackupCmd,
+    },
     /// Passcode escrow with the key service (opt-in recovery method).
     Escrow {
         #[command(subcommand)]
@@ -394,6 +399,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Adp { cmd } => adp::run(home, cmd),
         Cmd::Account { cmd } => account_cmd::run(home, cmd),
         Cmd::Escrow { cmd } => methods::escrow(home, cmd),
+        Cmd::Backup { cmd } => adp::backup(home, cmd),
         Cmd::RecoveryContact { cmd } => methods::contact(home, cmd),
         Cmd::Passcode {
             cmd:

@@ -117,6 +117,9 @@ pub struct ResetReq {
     pub new_salt: String,
     pub new_kdf: KdfParams,
     pub new_auth: String,
+    /// Remember the resetting device (the TOTP code just proved the second factor).
+    #[serde(default)]
+    pub remember_device: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

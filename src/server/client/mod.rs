@@ -400,7 +400,7 @@ impl KeyClient {
         totp: &str,
         new_password: &Password,
         kdf: KdfParams,
-    ) -> Result<Session, ClientError> {
+    ) -> Result<(Session, Option<Zeroizing<String>>), ClientError> {
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
         let k = keys::password_keys(new_password, &salt, kdf)?;
@@ -413,9 +413,11 @@ impl KeyClient {
                 new_salt: hex::encode(salt),
                 new_kdf: kdf,
                 new_auth: hex::encode(k.auth.expose()),
+                remember_device: true,
             },
         )?;
-        Ok(self.session(account, resp, k.wrap))
+        let token = resp.device_token.clone().map(Zeroizing::new);
+        Ok((self.session(account, resp, k.wrap), token))
     }
 }
 

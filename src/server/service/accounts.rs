@@ -232,6 +232,12 @@ impl KeyService {
             a.kdf = req.new_kdf;
             a.verifier = verifier;
             a.device_tokens.clear();
+            let mut device_token = None;
+            if req.remember_device {
+                let t = new_token()?;
+                a.device_tokens.push(hex::encode(token_hash(&t)));
+                device_token = Some(t.to_string());
+            }
             self.data.save_account(&a)?;
             self.sessions.close_all(&a.name);
             self.limit_success(&key);
@@ -240,7 +246,7 @@ impl KeyService {
                 a.name,
                 c.ip
             );
-            self.open_session(&a.name, None)
+            self.open_session(&a.name, device_token)
         })
     }
 
