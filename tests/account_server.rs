@@ -596,3 +596,59 @@ fn recover_data_from(
     let (ok, t) = out(cmd);
     (c, ok, t)
 }
+
+#[test]
+fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let mut a = Drive::mount();
+    fs::write(a.notes().join("n.txt"), b"moved").unwrap();
+    fs::write(a.health().join("h.txt"), b"e2e moved").unwrap();
+    a.unmount();
+    let pw = a.root.join("password");
+    fs::write(&pw, "alice's account password\n").unwrap();
+    let mut c = with_pw(&a, &pw, &["account", "move"]);
+    c.args([
+        "--server",
+        &srv.url,
+        "--fingerprint",
+        &srv.fingerprint.to_string(),
+    ])
+    .args(["--account", "alice"]);
+    let (ok, t) = out(c);
+    assert!(ok, "{t}");
+    assert!(t.contains("totp enroll"), "{t}");
+    assert!(
+        !a.home.join("keyservice").exists(),
+        "the embedded service key is gone"
+    );
+
+    // Standard keys now come from the server (no keyring: fetched with the password).
+    fs::remove_file(a.home.join("device/keyring")).unwrap();
+    let (ok, t) = out(with_pw(&a, &pw, &["status"]));
+    assert!(ok, "{t}");
+    let notes = t
+        .lines()
+        .find(|l| l.starts_with("Notes"))
+        .unwrap()
+        .to_string();
+    assert!(notes.contains(" ok"), "{t}");
+    let health = t
+        .lines()
+        .find(|l| l.starts_with("Health"))
+        .unwrap()
+        .to_string();
+    assert!(health.contains("two-factor"), "e2e waits for TOTP: {t}");
+
+    // A new password works; the old one no longer logs in.
+    let newpw = a.root.join("new-password");
+    fs::write(&newpw, "a better account password\n").unwrap();
+    let mut c = with_pw(&a, &pw, &["account", "password"]);
+    c.arg("--new-password-file").arg(&newpw);
+    let (ok, t) = out(c);
+    assert!(ok, "{t}");
+    let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
+    assert!(!ok, "the old password still works: {t}");
+    let (ok, t) = out(with_pw(&a, &newpw, &["account", "status"]));
+    assert!(ok, "{t}");
+}

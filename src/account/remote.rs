@@ -179,3 +179,77 @@ pub struct ServerInit {
     pub account: String,
     pub password: Passcode,
 }
+
+impl Unlocked {
+    /// Moves an account from the embedded key service to a remote one (a second device is
+    /// coming): creates the account there, re-wraps every standard and transit key under
+    /// the remote service key, then deletes the embedded service's key. The account then
+    /// needs TOTP before its e2e categories unlock again, as every remote account does.
+    pub fn move_to_server(&mut self, srv: ServerInit) -> Result<usize, AccountError> {
+        if self.config.server.is_some() {
+            return Err(AccountError::BadCode(
+                "this account already uses a key service".into(),
+            ));
+        }
+        let cfg = ServerConfig {
+            url: srv.url.clone(),
+            fingerprint: srv.fingerprint.to_string(),
+            account: srv.account.clone(),
+        };
+        let client = client_for(&cfg, self.config.kdf)?;
+        // Resumable: an account created by an interrupted move is logged in to instead.
+        match client.create_account(&srv.account, &srv.password, self.config.kdf) {
+            Ok(_) | Err(ClientError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (session, token) =
+            client.login(&srv.account, &srv.password, SecondFactor::None, true)?;
+        if let Some(t) = token {
+            save_token(&self.home, &self.device_key, &t)?;
+        }
+        let session = Arc::new(session);
+        let remote = RemoteService(session.clone());
+        let mut n = 0;
+        for e in self.manifest.table.entries.clone() {
+            if e.class == Class::E2e {
+                continue;
+            }
+            for v in [e.key_version.saturating_sub(1), e.key_version] {
+                if v == 0 || self.store.size(&names::category_key(e.id, v)).is_err() {
+                    continue;
+                }
+                let key = self.category_key_version(&e, v)?;
+                let ctx = keys::category_key_context(e.id, v);
+                let mut obj = vec![e.class as u8];
+                obj.extend_from_slice(&remote.wrap(ctx, &key)?);
+                self.store.put(&names::category_key(e.id, v), &obj)?;
+                n += 1;
+            }
+        }
+        self.config.server = Some(cfg);
+        self.home.save_config(&self.config)?;
+        let mut next = self.manifest.clone();
+        next.set(FLAG_SECOND_FACTOR, false);
+        self.publish_manifest(next)?;
+        self.service = Some(Box::new(remote));
+        self.session = Some(session);
+        // The embedded service's key would still open the old wraps held in backups of
+        // the store: it goes.
+        let _ = std::fs::remove_dir_all(self.home.keyservice_dir());
+        Ok(n)
+    }
+
+    /// Changes the account password on the key service (the server sees only the new
+    /// verifier, never the password).
+    pub fn change_password(&mut self, new: &Passcode) -> Result<(), AccountError> {
+        let kdf = self.config.kdf;
+        self.service = None;
+        let session = self.session.take().ok_or(AccountError::NoKeyService)?;
+        let mut s = Arc::try_unwrap(session).map_err(|_| AccountError::NoKeyService)?;
+        let res = s.change_password(new, kdf);
+        let s = Arc::new(s);
+        self.service = Some(Box::new(RemoteService(s.clone())));
+        self.session = Some(s);
+        Ok(res?)
+    }
+}

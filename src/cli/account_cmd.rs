@@ -13,6 +13,23 @@ pub enum AccountCmd {
         #[command(subcommand)]
         cmd: TotpCmd,
     },
+    /// Move an account that uses this device's embedded key service to a key service
+    /// (`cirrus serve`), e.g. before adding a second device. Standard keys are re-wrapped
+    /// by the service; afterwards enrol TOTP to unlock the end-to-end categories again.
+    Move {
+        #[command(flatten)]
+        server: super::ServerArgs,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Change the account password on the key service.
+    Password {
+        /// Read the new password from this file instead of the terminal.
+        #[arg(long)]
+        new_password_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
     /// What the key service knows about the account: second factor, data recovery,
     /// escrow, service-key version.
     Status {
@@ -76,6 +93,45 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 "Two-factor authentication is on. End-to-end categories are available from the \
                  next mount."
             );
+            Ok(0)
+        }
+        AccountCmd::Move { server, pass } => {
+            if server.server.is_none() {
+                return Err(
+                    "account move needs --server URL (and --account, --fingerprint)".into(),
+                );
+            }
+            let srv = server
+                .resolve(&pass)?
+                .ok_or("account move needs --server URL")?;
+            let mut acct = unlock(home, &pass)?;
+            let n = acct
+                .move_to_server(srv)
+                .map_err(|e| format!("account move: {e}"))?;
+            println!(
+                "Moved to the key service: {n} standard and transit keys are now wrapped by it, \
+                 and this device's embedded key service is gone.\nEnd-to-end categories stay \
+                 locked until you run `cirrus account totp enroll`."
+            );
+            Ok(0)
+        }
+        AccountCmd::Password {
+            new_password_file,
+            pass,
+        } => {
+            let mut acct = unlock(home, &pass)?;
+            need_server(&acct)?;
+            eprintln!("New account password:");
+            let new = super::passcode::read_password(
+                &PasscodeArgs {
+                    passcode_file: None,
+                    password_file: new_password_file,
+                },
+                true,
+            )?;
+            acct.change_password(&new)
+                .map_err(|e| format!("account password: {e} (pass --password-file?)"))?;
+            println!("Account password changed.");
             Ok(0)
         }
         AccountCmd::Status { pass } => {

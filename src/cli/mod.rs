@@ -64,7 +64,7 @@ pub struct ServerArgs {
     /// URL of the key service (`cirrus serve`), e.g. https://keys.example.org:8443. Without
     /// it, this device runs an embedded key service of its own (one device only).
     #[arg(long)]
-    server: Option<String>,
+    pub server: Option<String>,
     /// The key service's certificate fingerprint (`SHA256:...`, printed by `cirrus serve`
     /// at start), checked like an SSH host key. Without it you are asked on the terminal.
     #[arg(long, requires = "server")]
@@ -76,7 +76,7 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The server to use, with its fingerprint confirmed, or None for the embedded one.
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         pass: &PasscodeArgs,
     ) -> Result<Option<crate::account::remote::ServerInit>, String> {
