@@ -290,3 +290,62 @@ fn the_recovery_key_survives_an_account_key_rotation() {
     c.mount_again();
     assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"health");
 }
+
+#[test]
+fn removing_a_device_offline_keeps_what_it_wrote_last_readable() {
+    let mut a = Drive::mount();
+    a.unmount();
+    let mut b = Drive::blank();
+    let mut c = b.cirrus_cmd();
+    c.args(["device", "add", "--timeout", "60"])
+        .args([
+            "--store",
+            &format!("file://{}", a.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "phone",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .arg("--passcode-file")
+        .arg(&b.passcode_file);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let code = line
+        .trim()
+        .strip_prefix("Approval code: ")
+        .unwrap()
+        .to_string();
+    let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
+    assert!(ok, "{t}");
+    assert!(child.wait().unwrap().success());
+    // B is the last to write Notes and Health: their heads carry only B's signature.
+    b.mount_again();
+    fs::write(b.notes().join("from-b.txt"), b"b wrote this").unwrap();
+    fs::write(b.health().join("from-b.txt"), b"b wrote this too").unwrap();
+    b.unmount();
+    // A removes B while not mounted.
+    let (ok, t) = out(cmd(&a, &["device", "remove", "phone"]));
+    assert!(ok, "{t}");
+    let (ok, t) = out(cmd(&a, &["status"]));
+    assert!(ok && !t.contains("UNAVAILABLE"), "{t}");
+    a.mount_again();
+    assert_eq!(
+        fs::read(a.notes().join("from-b.txt")).unwrap(),
+        b"b wrote this"
+    );
+    assert_eq!(
+        fs::read(a.health().join("from-b.txt")).unwrap(),
+        b"b wrote this too"
+    );
+}

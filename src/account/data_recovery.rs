@@ -152,6 +152,13 @@ impl NewDevice {
 }
 
 impl Unlocked {
+    /// Re-publishes the head of every category this device can read, signed by this
+    /// device: before a device is removed while the drive is not mounted, so no head is
+    /// left that only the removed device vouches for. Only without a running daemon.
+    pub fn resign_heads(&self) -> Result<(), AccountError> {
+        self.resign_heads_from(&[])
+    }
+
     /// Re-publishes the heads of the readable categories signed by this device, taking
     /// as valid the signatures of `old` (the devices of the manifest being replaced).
     fn resign_heads_from(&self, old: &[[u8; 32]]) -> Result<(), AccountError> {

@@ -62,8 +62,8 @@ pub enum AccountError {
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
     #[error(
-        "this needs the key service, which this device cannot reach now \
-         (log in with `cirrus account login`)"
+        "this needs the key service, which this device is not logged in to \
+         (pass --password-file with the account password)"
     )]
     NoKeyService,
 }
@@ -659,8 +659,11 @@ impl Unlocked {
                 if e.class == Class::E2e && !self.manifest.has(FLAG_SECOND_FACTOR) {
                     return (
                         e.clone(),
-                        Err("end-to-end categories need two-factor authentication on the                              account: run `cirrus account totp enroll` (the rest of the drive                              works without it)"
-                            .to_string()),
+                        Err(concat!(
+                            "end-to-end categories need two-factor authentication on the account: ",
+                            "run `cirrus account totp enroll` (the rest of the drive works without it)"
+                        )
+                        .to_string()),
                     );
                 }
                 let r = self

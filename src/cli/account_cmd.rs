@@ -121,7 +121,9 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
         } => {
             let mut acct = unlock(home, &pass)?;
             need_server(&acct)?;
-            eprintln!("New account password:");
+            if new_password_file.is_none() {
+                eprintln!("New account password:");
+            }
             let new = super::passcode::read_password(
                 &PasscodeArgs {
                     passcode_file: None,

@@ -17,8 +17,8 @@ pub enum AdpCmd {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
-    /// Turn it off: the key service holds these categories' keys again (data recovery
-    /// becomes possible for them again).
+    /// Turn it off: the key service holds these categories' keys again (the data recovery
+    /// service can restore them, unless a recovery key turned it off).
     Off {
         #[command(flatten)]
         pass: PasscodeArgs,

@@ -99,8 +99,8 @@ pub enum DeviceCmd {
 #[derive(Subcommand)]
 pub enum RecoveryKeyCmd {
     /// Create a recovery key and show it ONCE. Write it down and keep it safe: with it
-    /// (and your password) you can get back into your account on a new device even if
-    /// you lose every device. Creating a new one revokes the old one. With a recovery key,
+    /// you can get back into your account, end-to-end data included, on a new device even
+    /// if you lose every device. Creating a new one revokes the old one. With a recovery key,
     /// the data recovery service is turned off.
     Create {
         #[command(flatten)]
@@ -155,11 +155,14 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                     .try_finish_join()
                     .map_err(|e| format!("device add: {e}"))?
                 {
-                    Ok(acct) => {
+                    Ok(mut acct) => {
                         println!(
                             "This device ({}) now belongs to the account. Mount with: cirrus mount",
                             acct.config.device_name
                         );
+                        if let Some(warn) = attach_server(&mut acct, &new)? {
+                            println!("{warn}");
+                        }
                         return Ok(0);
                     }
                     Err(back) => nd = back,
@@ -178,6 +181,13 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 .approve_device(&code)
                 .map_err(|e| format!("device approve: {e}"))?;
             println!("Approved device {name}.");
+            if acct.config.server.is_none() {
+                println!(
+                    "Note: this account has no key service, so {name} got today's standard keys \
+                     but cannot fetch new ones (after a rotation, say). Move the account to a key \
+                     service with `cirrus account move --server ...` to share keys between devices."
+                );
+            }
             Ok(0)
         }
         DeviceCmd::Remove { name, pass } => {
@@ -193,6 +203,13 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 println!("Resuming: re-encrypting {} more categories...", owed.len());
                 owed
             } else {
+                if lock.is_some() {
+                    // Not mounted: vouch for every head now, so none is left signed only by
+                    // the device about to be removed (a mounted daemon re-signs as it
+                    // rotates).
+                    acct.resign_heads()
+                        .map_err(|e| format!("device remove: {e}"))?;
+                }
                 let cats = acct
                     .remove_device(&name)
                     .map_err(|e| format!("device remove: {e}"))?;
@@ -255,10 +272,18 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
             }
             println!("Your recovery key (shown only now; write it down and keep it safe):\n");
             println!("    {}\n", code.grouped().as_str());
-            println!(
-                "Any earlier recovery key no longer works. The data recovery service is now off: \
-                 without this key or a trusted device, your end-to-end data cannot be recovered."
-            );
+            if acct.config.server.is_some() {
+                println!(
+                    "Any earlier recovery key no longer works. The data recovery service is now \
+                     off: without this key, a trusted device or another recovery method, your data \
+                     cannot be recovered."
+                );
+            } else {
+                println!(
+                    "Any earlier recovery key no longer works. Without this key or a trusted \
+                     device, your end-to-end data cannot be recovered."
+                );
+            }
             Ok(0)
         }
     }
@@ -296,17 +321,40 @@ pub struct RecoverArgs {
 }
 
 pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
-    if args.data_recovery {
-        return data_recovery(home, args);
+    let root = home.root.clone();
+    let fresh = !Home::new(root.clone()).exists() && !Home::new(root.clone()).join_path().exists();
+    let res = if args.data_recovery {
+        data_recovery(home, args)
+    } else if args.escrow || args.contact_code_file.is_some() {
+        with_service_method(home, args)
+    } else {
+        with_recovery_key(home, args)
+    };
+    if res.is_err() && fresh {
+        // Leave nothing half-made behind: a retry (maybe with another store) starts clean.
+        let h = Home::new(root);
+        if !h.exists() {
+            let _ = std::fs::remove_file(h.join_path());
+            let _ = std::fs::remove_dir_all(h.device_dir());
+            let _ = std::fs::remove_dir_all(h.run_dir());
+        }
     }
-    if args.escrow || args.contact_code_file.is_some() {
-        return with_service_method(home, args);
-    }
+    res
+}
+
+fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
     let text = match &args.recovery_key_file {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| format!("cannot read recovery key file {}: {e}", p.display()))?,
-        None => rpassword::prompt_password("Recovery key: ")
-            .map_err(|e| format!("cannot read the recovery key: {e}"))?,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            rpassword::prompt_password("Recovery key: ")
+                .map_err(|e| format!("cannot read the recovery key: {e}"))?
+        }
+        None => {
+            return Err(
+                "no recovery key: pass --recovery-key-file FILE (or run in a terminal)".into(),
+            );
+        }
     };
     let code = RecoveryKey::parse(text.trim()).map_err(|e| format!("recover: {e}"))?;
     let passcode = passcode::read(&args.new.pass, true)?;
@@ -328,10 +376,19 @@ pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
         acct.config.device_name
     );
     if !blocked.is_empty() {
-        println!(
-            "Not available on this device yet: {} (their keys are held by the key service).",
-            blocked.join(", ")
-        );
+        if acct.config.server.is_some() {
+            println!(
+                "Not available on this device yet: {} (their keys are held by the key service: \
+                 log in with --password-file and --totp).",
+                blocked.join(", ")
+            );
+        } else {
+            println!(
+                "Not recoverable on this device: {} (this account had no key service; their keys \
+                 were held by the lost device's embedded key service).",
+                blocked.join(", ")
+            );
+        }
     }
     Ok(0)
 }
@@ -341,7 +398,9 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
         return Err("--data-recovery needs --server, --fingerprint, --account and --totp".into());
     };
     let passcode = passcode::read(&args.new.pass, true)?;
-    eprintln!("New account password:");
+    if args.new_password_file.is_none() {
+        eprintln!("New account password:");
+    }
     let new_password = passcode::read_password(
         &PasscodeArgs {
             passcode_file: None,

@@ -52,8 +52,7 @@ pub struct PasscodeArgs {
     #[arg(long, env = "CIRRUS_PASSCODE_FILE")]
     passcode_file: Option<PathBuf>,
     /// Accounts on a key service (`cirrus serve`): read the account password from this
-    /// file, to log in for commands that need the service (new standard keys, ADP off,
-    /// rotation of the service key, TOTP).
+    /// file and log in, for what needs the service (its keys, TOTP, escrow, contacts).
     #[arg(long, env = "CIRRUS_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
 }
@@ -132,7 +131,7 @@ enum Cmd {
         /// Store URL (default: a local store inside the home, file://HOME/store).
         #[arg(long)]
         store: Option<String>,
-        /// Argon2id memory cost in KiB for the passcode (default 262144).
+        /// Argon2id memory cost in KiB for the passcode.
         #[arg(long, default_value_t = KdfParams::default().memory_kib)]
         kdf_memory: u32,
         /// Argon2id time cost (iterations).
@@ -184,7 +183,7 @@ enum Cmd {
         cmd: CategoryCmd,
     },
     /// Trusted devices: add a new device (it shows a code), approve it from a device you
-    /// already use, list them.
+    /// already use, list or remove them.
     Device {
         #[command(subcommand)]
         cmd: device::DeviceCmd,
@@ -195,7 +194,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: device::RecoveryKeyCmd,
     },
-    /// Set up this (new) device from the account's store with your recovery key.
+    /// Set up this (new) device when no trusted device is left: with the recovery key, a
+    /// recovery contact's code, the passcode escrow, or the data recovery service.
     Recover(device::RecoverArgs),
     /// Backup on or off (with Backup on, Messages can be restored by data recovery).
     Backup {
@@ -409,7 +409,9 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                 },
         } => {
             let mut acct = unlock(home, &pass)?;
-            eprintln!("New passcode:");
+            if new_passcode_file.is_none() {
+                eprintln!("New passcode:");
+            }
             let new = passcode::read(
                 &PasscodeArgs {
                     passcode_file: new_passcode_file,

@@ -78,6 +78,7 @@ impl Progress {
                     pb.reset_eta();
                 }
             }
+            None if total == 0 => {}
             None => {
                 // One line per committed batch (64 MiB by default): few enough for a log.
                 let pct = (done * 100).checked_div(total).unwrap_or(100);
@@ -189,37 +190,60 @@ pub fn rotate_owed(
     save_pending(home, &jobs)?;
     let mut out = Vec::new();
     let mut acct = acct;
+    let mut failed: Vec<Job> = Vec::new();
+    let mut why = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let one = [Job {
             category: job.category.clone(),
             class: job.class,
         }];
-        let (lines, back) = match acct.take() {
-            Some((a, lock)) => rotate_offline_keep(a, &one, crate::account::DEFAULT_BATCH, lock)?,
-            None => (
-                rotate_many(home, pass, &one, crate::account::DEFAULT_BATCH, None)?,
-                None,
-            ),
+        // One category that cannot be rotated here (locked on this device, say) must not
+        // leave the others unrotated: note it, go on, and keep it owed.
+        let res = match acct.take() {
+            Some((a, lock)) => {
+                let mut a = a;
+                let r = offline_with(&mut a, &one, crate::account::DEFAULT_BATCH);
+                acct = Some((a, lock));
+                r
+            }
+            None => rotate_many(home, pass, &one, crate::account::DEFAULT_BATCH, None),
         };
-        acct = back;
-        out.extend(lines);
-        save_pending(home, &jobs[i + 1..])?;
+        match res {
+            Ok(lines) => out.extend(lines),
+            Err(e) => {
+                why.push(format!("{}: {e}", job.category));
+                failed.push(Job {
+                    category: job.category.clone(),
+                    class: job.class,
+                });
+            }
+        }
+        let mut left: Vec<Job> = failed
+            .iter()
+            .map(|j| Job {
+                category: j.category.clone(),
+                class: j.class,
+            })
+            .collect();
+        left.extend(jobs[i + 1..].iter().map(|j| Job {
+            category: j.category.clone(),
+            class: j.class,
+        }));
+        save_pending(home, &left)?;
+    }
+    if !why.is_empty() {
+        for l in &out {
+            println!("{l}");
+        }
+        return Err(format!(
+            "{} categories could not be re-encrypted here (run the command again on a device \
+             that can read them): {}",
+            why.len(),
+            why.join("; ")
+        ));
     }
     let _ = std::fs::remove_file(pending_path(home));
     Ok(out)
-}
-
-type Held = (crate::account::Unlocked, std::fs::File);
-
-fn rotate_offline_keep(
-    acct: crate::account::Unlocked,
-    jobs: &[Job],
-    batch: u64,
-    lock: std::fs::File,
-) -> Result<(Vec<String>, Option<Held>), String> {
-    let mut acct = acct;
-    let lines = offline_with(&mut acct, jobs, batch)?;
-    Ok((lines, Some((acct, lock))))
 }
 
 /// Rotates each category in turn: through the daemon when the drive is mounted (it is
