@@ -59,7 +59,7 @@ fn start_join(b: &Drive, store: &str, name: &str) -> (Child, String) {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .trim()
         .to_string();
-    assert_eq!(code.len(), 9, "{code:?}");
+    assert_eq!(code.len(), 19, "{code:?}");
     (child, code)
 }
 
@@ -96,9 +96,9 @@ fn a_second_device_joins_with_the_approval_code_and_reads_everything() {
     let (child, code) = start_join(&b, &store_url(&a), "phone");
     // A wrong code approves nothing.
     let wrong = if code.starts_with('0') {
-        "1111 1111"
+        "1111-1111-1111-1111"
     } else {
-        "0000 0000"
+        "0000-0000-0000-0000"
     };
     let t = cmd_fails(approve(&a, wrong));
     assert!(t.contains("no waiting device shows this code"), "{t}");
@@ -111,7 +111,7 @@ fn a_second_device_joins_with_the_approval_code_and_reads_everything() {
     list.args(["device", "list", "--passcode-file"])
         .arg(&a.passcode_file);
     let t = cmd_ok(list);
-    assert!(t.contains("phone") && t.contains(&code), "{t}");
+    assert!(t.contains("phone") && t.contains("trusted"), "{t}");
     assert!(t.contains("(this device)"), "{t}");
 
     // The new device has no key service of its own: the standard keys came with the
@@ -139,7 +139,7 @@ fn a_second_device_joins_with_the_approval_code_and_reads_everything() {
 #[test]
 fn a_join_request_replaced_by_the_server_cannot_be_approved() {
     use cirrus::format::manifest::{JOIN_SIGN_DOMAIN, JoinRequest};
-    use cirrus::keys::device::{DeviceIdentity, sas};
+    use cirrus::keys::device::DeviceIdentity;
     let mut a = Drive::mount();
     a.unmount();
     let b = Drive::blank();
@@ -153,16 +153,18 @@ fn a_join_request_replaced_by_the_server_cannot_be_approved() {
     assert_eq!(entries.len(), 1);
     let evil = DeviceIdentity::generate().unwrap();
     let pk = evil.public();
+    // It cannot make the MAC under the code (it never saw it): it reuses the real one.
+    let real = JoinRequest::decode(&fs::read(&entries[0]).unwrap()).unwrap();
     let part = JoinRequest::signed_part("phone", &pk.sign, &pk.kx, 1);
     let req = JoinRequest {
         name: "phone".into(),
         sign: pk.sign,
         kx: pk.kx,
         features: 1,
+        tag: real.tag,
         sig: evil.sign(JOIN_SIGN_DOMAIN, &part),
     };
     fs::write(&entries[0], req.encode()).unwrap();
-    assert_ne!(sas(&pk), code);
     let t = cmd_fails(approve(&a, &code));
     assert!(t.contains("no waiting device shows this code"), "{t}");
     let _ = child.kill();
@@ -174,6 +176,53 @@ fn a_join_request_replaced_by_the_server_cannot_be_approved() {
         .map(|v| fs::read_dir(v.unwrap().path()).unwrap().count())
         .sum();
     assert_eq!(n, 1, "only the first device holds the account key");
+}
+
+#[test]
+fn a_new_device_refuses_an_approval_the_server_made_up() {
+    use cirrus::format::manifest::Approval;
+    let mut a = Drive::mount();
+    a.unmount();
+    let b = Drive::blank();
+    let (child, _code) = start_join(&b, &store_url(&a), "phone");
+    // The server answers the request itself: an approval naming the current manifest
+    // (signed by the real device) with a MAC it had to guess.
+    let reqs = a.home.join("store/account/requests");
+    let req = fs::read_dir(&reqs).unwrap().next().unwrap().unwrap().path();
+    let holder = req.file_name().unwrap().to_string_lossy().to_string();
+    let mans: Vec<_> = fs::read_dir(a.home.join("store/account/manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let counter = mans
+        .iter()
+        .map(|n| u64::from_str_radix(n, 16).unwrap())
+        .max()
+        .unwrap();
+    let sm = cirrus::format::manifest::SignedManifest::decode(
+        &fs::read(a.home.join("store/account/manifest")).unwrap(),
+    )
+    .unwrap();
+    let fake = Approval {
+        counter,
+        approver: sm.signer,
+        mac: [7; 32],
+    };
+    let dir = a.home.join("store/account/approvals");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(&holder), fake.encode()).unwrap();
+    let mut child = child;
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let o = child.wait_with_output().unwrap();
+    let t = out_text(&o);
+    assert!(!st.success(), "{t}");
+    assert!(t.contains("not made by a device that saw"), "{t}");
+    assert!(!b.home.join("config.toml").exists());
 }
 
 fn create_recovery_key(a: &Drive) -> String {
@@ -226,7 +275,7 @@ fn the_recovery_key_restores_end_to_end_data_on_a_new_device_and_a_new_one_revok
     assert!(t.contains("Recovered"), "{t}");
     // Standard keys live with the (embedded, lost) key service: said plainly.
     assert!(
-        t.contains("Not available on this device yet") && t.contains("Notes"),
+        t.contains("Not recoverable on this device") && t.contains("Notes"),
         "{t}"
     );
     c.mount_again();

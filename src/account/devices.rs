@@ -7,9 +7,11 @@
 use super::*;
 use crate::crypto::Suite;
 use crate::format::manifest::{
-    FEATURES, JOIN_SIGN_DOMAIN, JoinRequest, RecoveryEntry, RecoveryKind,
+    Approval, FEATURES, JOIN_SIGN_DOMAIN, JoinRequest, RecoveryEntry, RecoveryKind,
 };
+use crate::keys::join::{self, JoinCode};
 use crate::keys::recovery::RecoveryKey;
+use zeroize::Zeroizing;
 
 /// A device home being set up to join or recover an account.
 pub struct NewDevice {
@@ -18,6 +20,8 @@ pub struct NewDevice {
     device_key: SecretKey,
     identity: Arc<DeviceIdentity>,
     store: Arc<dyn Store>,
+    /// The code of the join request this run made (shown to the person).
+    code: Option<JoinCode>,
 }
 
 pub struct NewDeviceOptions {
@@ -64,6 +68,7 @@ impl NewDevice {
                 device_key,
                 identity: Arc::new(identity),
                 store,
+                code: None,
             });
         }
         if opts.store_url == EMBEDDED_STORE {
@@ -105,39 +110,73 @@ impl NewDevice {
             device_key,
             identity: Arc::new(identity),
             store,
+            code: None,
         })
     }
 
-    /// Puts the join request in the store; returns the code to compare on a trusted device.
-    pub fn request_join(&self) -> Result<String, AccountError> {
+    /// Puts a join request in the store, MAC'd under a fresh code; returns the code, for
+    /// the person to type on a trusted device.
+    pub fn request_join(&mut self) -> Result<Zeroizing<String>, AccountError> {
         let me = self.identity.public();
+        let code = JoinCode::generate()?;
         let part = JoinRequest::signed_part(&self.config.device_name, &me.sign, &me.kx, FEATURES);
         let req = JoinRequest {
             name: self.config.device_name.clone(),
             sign: me.sign,
             kx: me.kx,
             features: FEATURES,
+            tag: join::mac(&code.key(), "join request", &part),
             sig: self.identity.sign(JOIN_SIGN_DOMAIN, &part),
         };
+        // A stale approval of an earlier run (another code) must not be taken for this one.
+        let _ = self.store.delete(&names::join_approval(&me.sign));
         self.store
             .put(&names::join_request(&me.sign), &req.encode())?;
-        Ok(device::sas(&me))
+        let shown = code.grouped();
+        self.code = Some(code);
+        Ok(shown)
     }
 
     /// Completes the join once a trusted device has approved it: `Ok(Err(self))` while
-    /// it has not been approved yet.
+    /// it has not been approved yet. The approval must carry a MAC under this run's code
+    /// over the manifest it names, which must be signed by the approving device and list
+    /// this one: a manifest the server made up is refused.
     pub fn try_finish_join(self) -> Result<Result<Unlocked, NewDevice>, AccountError> {
         let me = self.identity.public();
-        let obj = self.store.get(names::MANIFEST)?;
-        let listed = SignedManifest::decode(&obj)
-            .ok()
-            .and_then(|sm| Manifest::decode(&sm.body).ok())
-            .is_some_and(|m| m.active_devices().any(|d| d.sign == me.sign));
-        if !listed {
-            return Ok(Err(self));
+        let Some(code) = &self.code else {
+            return Err(AccountError::BadCode("no join request was made".into()));
+        };
+        let approval = match self.store.get(&names::join_approval(&me.sign)) {
+            Ok(o) => o,
+            Err(StoreError::NotFound(_)) => return Ok(Err(self)),
+            Err(e) => return Err(e.into()),
+        };
+        let forged = || {
+            AccountError::BadManifest(
+                "the approval in the store was not made by a device that saw this device's \
+                 code (the server may be attacking); nothing was accepted"
+                    .into(),
+            )
+        };
+        let approval = Approval::decode(&approval).map_err(|_| forged())?;
+        let obj = self.store.get(&names::manifest_version(approval.counter))?;
+        let sm = SignedManifest::decode(&obj).map_err(|_| forged())?;
+        let body_hash = crypto::hash(&sm.body);
+        let want = join::mac(
+            &code.key(),
+            "approval",
+            &Approval::mac_input(&me.sign, approval.counter, &body_hash, &approval.approver),
+        );
+        if !crypto::ct_eq(&want, &approval.mac) || sm.signer != approval.approver {
+            return Err(forged());
         }
         let (m, hash, v, ak, keyring) = {
             let (m, hash) = manifest::verify_anchor(&obj, &me.sign)?;
+            if m.counter != approval.counter
+                || !m.active_devices().any(|d| d.sign == approval.approver)
+            {
+                return Err(forged());
+            }
             let v = m.account_key_version;
             let sealed = self.store.get(&names::account_key_grant(v, &me.sign))?;
             let ak = self
@@ -162,6 +201,7 @@ impl NewDevice {
             }
             (m, hash, v, ak, keyring)
         };
+        let _ = self.store.delete(&names::join_approval(&me.sign));
         let etag = crate::store::etag_of(&obj);
         self.finish(m, hash, &obj, etag, v, ak, keyring).map(Ok)
     }
@@ -184,6 +224,7 @@ impl NewDevice {
             device_key,
             identity,
             store,
+            ..
         } = self;
         local::save_account_key(&home, &device_key, akv, &ak)?;
         keyring.save(&home, &device_key)?;
@@ -244,6 +285,7 @@ impl NewDevice {
             device_key,
             identity,
             store,
+            ..
         } = self;
         local::save_account_key(&home, &device_key, akv, ak)?;
         let seen = Arc::new(SeenHeads::load(
@@ -383,10 +425,7 @@ impl Unlocked {
                 name: d.name.clone(),
                 active: d.state == DeviceState::Active,
                 this_device: d.sign == me,
-                code: device::sas(&DevicePublic {
-                    sign: d.sign,
-                    kx: d.kx,
-                }),
+                code: hex::encode(&d.sign[..8]),
             })
             .collect()
     }
@@ -419,22 +458,12 @@ impl Unlocked {
     /// Approves the waiting device whose public keys give `code`: adds it to the signed
     /// device list and grants it the account key and the category keys. Returns its name.
     pub fn approve_device(&mut self, code: &str) -> Result<String, AccountError> {
-        let want: String = code.chars().filter(|c| c.is_ascii_digit()).collect();
-        if want.len() != 8 {
-            return Err(AccountError::BadCode(
-                "an approval code has 8 digits, as `1234 5678`".into(),
-            ));
-        }
+        let code = JoinCode::parse(code).map_err(|e| AccountError::BadCode(e.to_string()))?;
+        let key = code.key();
         let reqs = self.join_requests()?;
         let found = reqs.into_iter().find(|r| {
-            let got: String = device::sas(&DevicePublic {
-                sign: r.sign,
-                kx: r.kx,
-            })
-            .chars()
-            .filter(|c| c.is_ascii_digit())
-            .collect();
-            crypto::ct_eq(got.as_bytes(), want.as_bytes())
+            let part = JoinRequest::signed_part(&r.name, &r.sign, &r.kx, r.features);
+            crypto::ct_eq(&join::mac(&key, "join request", &part), &r.tag)
         });
         let Some(req) = found else {
             return Err(AccountError::BadCode(
@@ -453,7 +482,8 @@ impl Unlocked {
                 "that device already belongs (or belonged) to the account".into(),
             ));
         }
-        // Keys first, then the signed list that makes the device trusted.
+        // Keys first, then the signed list that makes the device trusted, then the
+        // approval that tells the new device which manifest to anchor on.
         self.grant_account_key(&pk)?;
         self.hand_keys_to(&pk)?;
         let mut next = self.manifest.clone();
@@ -466,6 +496,20 @@ impl Unlocked {
             features: req.features,
         });
         self.publish_manifest(next)?;
+        let me = self.identity.public().sign;
+        let counter = self.manifest.counter;
+        let body_hash = crypto::hash(&self.manifest.encode());
+        let approval = Approval {
+            counter,
+            approver: me,
+            mac: join::mac(
+                &key,
+                "approval",
+                &Approval::mac_input(&req.sign, counter, &body_hash, &me),
+            ),
+        };
+        self.store
+            .put(&names::join_approval(&req.sign), &approval.encode())?;
         let _ = self.store.delete(&names::join_request(&req.sign));
         Ok(name)
     }

@@ -62,9 +62,9 @@ impl NewDeviceArgs {
 
 #[derive(Subcommand)]
 pub enum DeviceCmd {
-    /// On a NEW device: ask to join the account. Prints an 8-digit code; on a device that
-    /// is already trusted, run `cirrus device approve CODE` after checking that both
-    /// screens show the same code. Waits for the approval.
+    /// On a NEW device: ask to join the account. Prints a 16-character code; type it on a
+    /// device that is already trusted: `cirrus device approve CODE`. Waits for the
+    /// approval.
     Add {
         #[command(flatten)]
         new: NewDeviceArgs,
@@ -73,9 +73,10 @@ pub enum DeviceCmd {
         timeout: u64,
     },
     /// On a TRUSTED device: approve the new device that shows CODE. It receives the
-    /// account key and the category keys, and joins the signed device list.
+    /// account key and the category keys, and joins the signed device list. The code
+    /// proves to each device that the other is the one the person is holding.
     Approve {
-        /// The code the new device printed, e.g. "1234 5678".
+        /// The code the new device printed, e.g. 7K2Q-XM4T-0B9D-RW3H.
         code: String,
         #[command(flatten)]
         pass: PasscodeArgs,
@@ -144,11 +145,15 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
             let mut nd = NewDevice::prepare(home, &passcode, new_device_options(&new))
                 .map_err(|e| format!("device add: {e}"))?;
             let code = nd.request_join().map_err(|e| format!("device add: {e}"))?;
+            let code = code.as_str();
             println!("Approval code: {code}");
             println!(
-                "On a trusted device run:  cirrus device approve \"{code}\"\n\
-                 Approve only if that device is yours and shows this same code."
+                "On a trusted device of the account run:  cirrus device approve {code}\n\
+                 The code is a secret between the two devices: type it there yourself; never \
+                 send it through the server or anyone else."
             );
+            // The prompt must reach a reader waiting on a pipe (scripts, tests) now.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {
                 match nd
@@ -233,7 +238,7 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
         }
         DeviceCmd::List { pass } => {
             let acct = super::unlock(home, &pass)?;
-            println!("{:<24} {:<8} code", "device", "state");
+            println!("{:<24} {:<8} key", "device", "state");
             for d in acct.devices() {
                 println!(
                     "{:<24} {:<8} {}{}",

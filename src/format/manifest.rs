@@ -284,6 +284,9 @@ pub struct JoinRequest {
     pub sign: [u8; 32],
     pub kx: [u8; 32],
     pub features: u32,
+    /// MAC under the join code's key over the signed part: only someone who saw the code
+    /// on the new device's screen can make or check it.
+    pub tag: [u8; 32],
     pub sig: [u8; 64],
 }
 
@@ -304,6 +307,7 @@ impl JoinRequest {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Self::signed_part(&self.name, &self.sign, &self.kx, self.features);
+        v.extend_from_slice(&self.tag);
         v.extend_from_slice(&self.sig);
         v
     }
@@ -317,6 +321,7 @@ impl JoinRequest {
         let sign = r.hash()?;
         let kx = r.hash()?;
         let features = r.u32()?;
+        let tag = r.hash()?;
         let sig: [u8; 64] = r
             .take(64)?
             .try_into()
@@ -327,7 +332,63 @@ impl JoinRequest {
             sign,
             kx,
             features,
+            tag,
             sig,
+        })
+    }
+}
+
+/// A trusted device's answer to a join request: which manifest (by counter) it
+/// published with the new device in it, its own signing key, and a MAC under the join
+/// code over both and the manifest's body hash, so the new device can tell this manifest
+/// came from a device that saw its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub counter: u64,
+    pub approver: [u8; 32],
+    pub mac: [u8; 32],
+}
+
+pub const APPROVAL_MAGIC: &[u8; 4] = b"CRAP";
+
+impl Approval {
+    /// What the MAC covers.
+    pub fn mac_input(
+        holder: &[u8; 32],
+        counter: u64,
+        body_hash: &[u8; 32],
+        approver: &[u8; 32],
+    ) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32 + 8 + 64);
+        v.extend_from_slice(holder);
+        v.extend_from_slice(&counter.to_le_bytes());
+        v.extend_from_slice(body_hash);
+        v.extend_from_slice(approver);
+        v
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(APPROVAL_MAGIC)
+            .u64(self.counter)
+            .raw(&self.approver)
+            .raw(&self.mac);
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let mut r = Reader::new(bytes);
+        if r.take(4)? != APPROVAL_MAGIC {
+            return Err(FormatError::Invalid("not an approval"));
+        }
+        let counter = r.u64()?;
+        let approver = r.hash()?;
+        let mac = r.hash()?;
+        r.end()?;
+        Ok(Approval {
+            counter,
+            approver,
+            mac,
         })
     }
 }

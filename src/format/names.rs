@@ -39,6 +39,11 @@ pub fn key_bundle(holder: &[u8; 32]) -> String {
     format!("account/bundles/{}", hex::encode(&holder[..16]))
 }
 
+/// A trusted device's approval of a join request (§11.5).
+pub fn join_approval(holder: &[u8; 32]) -> String {
+    format!("account/approvals/{}", hex::encode(&holder[..16]))
+}
+
 /// A device asking to join: its name and public keys, until approved.
 pub fn join_request(holder: &[u8; 32]) -> String {
     format!("account/requests/{}", hex::encode(&holder[..16]))

@@ -1,7 +1,6 @@
-//! A trusted device's own key pairs (issue 3): Ed25519 to sign what the server must not
-//! forge (heads, the device list, the category table, the ADP state) and X25519 to receive
-//! keys sealed to it. Plus the short authentication string a person compares when a new
-//! device joins, so a server cannot slip in its own public key unnoticed.
+//! A trusted device's own key pairs: Ed25519 to sign what the server must not forge
+//! (heads, the manifest with the device list, the category table and the ADP state) and
+//! X25519 to receive keys sealed to it.
 
 use crate::crypto::{self, CryptoError, SecretKey};
 use crate::format::Context;
@@ -153,18 +152,6 @@ pub fn seal_to(
     Ok(out)
 }
 
-/// The short authentication string shown on both devices when one approves the other:
-/// 8 decimal digits (26.6 bits) from BLAKE3 over both public keys, grouped `1234 5678`. A
-/// server that substitutes its own key changes the string on one side.
-pub fn sas(public: &DevicePublic) -> String {
-    let h = blake3::derive_key(
-        "cirrus 2026-11-28 device approval code v1",
-        &[public.sign.as_slice(), public.kx.as_slice()].concat(),
-    );
-    let n = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8])) % 100_000_000;
-    format!("{:04} {:04}", n / 10_000, n % 10_000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,23 +214,5 @@ mod tests {
         let b = DeviceIdentity::from_secrets(&s, &x);
         assert_eq!(a.public(), b.public());
         assert_eq!(format!("{b:?}"), "DeviceIdentity(<redacted>)");
-    }
-
-    #[test]
-    fn approval_code_is_stable_and_changes_with_the_key() {
-        let a = DeviceIdentity::generate().unwrap();
-        let b = DeviceIdentity::generate().unwrap();
-        let code = sas(&a.public());
-        assert_eq!(code, sas(&a.public()));
-        assert_eq!(code.len(), 9);
-        assert!(code.chars().all(|c| c.is_ascii_digit() || c == ' '));
-        assert_ne!(code, sas(&b.public()));
-        let mut swapped = a.public();
-        swapped.kx = b.public().kx;
-        assert_ne!(
-            code,
-            sas(&swapped),
-            "a substituted X25519 key must change the code"
-        );
     }
 }

@@ -2,6 +2,7 @@
 //! other keys with the sealing construction. No files, no network.
 
 pub mod device;
+pub mod join;
 mod password;
 pub mod recovery;
 

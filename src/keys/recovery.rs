@@ -7,7 +7,7 @@
 use crate::crypto::{CryptoError, random_bytes};
 use zeroize::Zeroizing;
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub(crate) const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const DATA: usize = 25;
 /// Characters in a recovery key, without group separators.
 pub const LEN: usize = 28;
@@ -31,7 +31,7 @@ impl std::fmt::Debug for RecoveryKey {
     }
 }
 
-fn value(c: u8) -> Option<u8> {
+pub(crate) fn value(c: u8) -> Option<u8> {
     let c = c.to_ascii_uppercase();
     // Crockford's decoding aliases: I and L read as 1, O as 0.
     let c = match c {
