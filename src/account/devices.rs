@@ -327,7 +327,7 @@ impl NewDevice {
                     AccountError::BadManifest("this account has no recovery key".into())
                 })?
                 .clone();
-            let rid = keys::recovery_identity(code.secret(), &entry.salt, entry_kdf(&entry))?;
+            let rid = keys::recovery_identity(code.secret(), &entry.salt, entry_kdf(&entry)?)?;
             if rid.public().sign != entry.sign {
                 return Err(AccountError::WrongRecoveryKey);
             }
@@ -375,12 +375,20 @@ impl NewDevice {
     }
 }
 
-pub(crate) fn entry_kdf(e: &RecoveryEntry) -> KdfParams {
-    KdfParams {
+/// The Argon2id costs a recovery entry names, within sane bounds: the entry comes from a
+/// manifest not yet trusted, and must not make this device allocate terabytes.
+pub(crate) fn entry_kdf(e: &RecoveryEntry) -> Result<KdfParams, AccountError> {
+    if e.kdf_memory_kib > 4 << 20 || e.kdf_time > 100 {
+        return Err(AccountError::BadManifest(format!(
+            "the {} asks for implausible key-derivation costs",
+            e.label
+        )));
+    }
+    Ok(KdfParams {
         memory_kib: e.kdf_memory_kib,
         time: e.kdf_time,
         lanes: 1,
-    }
+    })
 }
 
 fn unique_name(m: &Manifest, want: &str) -> String {
@@ -568,11 +576,16 @@ impl Unlocked {
         });
         next.set(crate::format::manifest::FLAG_NO_DATA_RECOVERY, true);
         self.publish_manifest(next)?;
-        // The old key can no longer sign (it left the manifest); its grant goes too.
-        for r in old {
+        // The old key can no longer sign (it left the manifest); its grant goes too. A
+        // copy of that grant kept by the server, with a leaked old code, would still open
+        // the current account key: so a replaced recovery key rotates the account key.
+        for r in &old {
             let _ = self
                 .store
                 .delete(&names::account_key_grant(self.account_key_version, &r.sign));
+        }
+        if !old.is_empty() {
+            self.rotate_account_key()?;
         }
         Ok(code)
     }

@@ -218,13 +218,16 @@ fn staged(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The device files sealed under the device key, which a passcode change re-seals.
-fn sealed_files(home: &Home) -> [PathBuf; 4] {
+/// The device files sealed under the device key, which a passcode change re-seals. The
+/// account key is last: [`finish_passcode_change`] decides by its staged copy whether a
+/// change committed, so it must be the last one moved into place.
+fn sealed_files(home: &Home) -> [PathBuf; 5] {
     [
-        home.account_key_path(),
         home.identity_path(),
         home.keyring_path(),
         home.seen_path(),
+        home.server_token_path(),
+        home.account_key_path(),
     ]
 }
 
@@ -234,6 +237,13 @@ pub struct Resealable<'a> {
     pub identity: &'a DeviceIdentity,
     pub keyring: &'a Keyring,
     pub seen: &'a crate::home::SeenHeads,
+    /// The key service's remembered-device token, if this device has one.
+    pub server_token: Option<&'a [u8]>,
+}
+
+/// Context of the sealed remembered-device token (`device/server-token`).
+pub fn token_ctx() -> Context {
+    Context::new(ObjKind::ServerToken, 0, 0, 0)
 }
 
 /// Changes the passcode: every device file is re-sealed under the new device key as
@@ -247,49 +257,113 @@ pub fn change_passcode(
     new_key: &SecretKey,
     r: Resealable<'_>,
 ) -> Result<(), AccountError> {
-    let [ak, id, ring, seen] = sealed_files(home);
-    save_account_key_to(&staged(&ak), new_key, r.account_key.0, r.account_key.1)?;
+    let [id, ring, seen, token, ak] = sealed_files(home);
     save_identity_to(&staged(&id), new_key, r.identity)?;
     r.keyring.save_to(&staged(&ring), new_key)?;
     r.seen
         .write_copy(&staged(&seen), keys::device_state_key(new_key))
         .map_err(|why| damaged(seen.clone(), why))?;
+    if let Some(t) = r.server_token {
+        let sealed = crypto::seal(new_key, Suite::XtsBlake3, &token_ctx().to_bytes(), t)?;
+        write_atomic(&staged(&token), &sealed)?;
+    }
+    save_account_key_to(&staged(&ak), new_key, r.account_key.0, r.account_key.1)?;
     config.kdf_salt = hex::encode(new_salt);
     home.save_config(config)?;
-    promote(home);
+    promote(home)
+}
+
+fn promote(home: &Home) -> Result<(), AccountError> {
+    for p in sealed_files(home) {
+        let s = staged(&p);
+        if s.exists() {
+            std::fs::rename(&s, &p).map_err(|source| HomeError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
     Ok(())
 }
 
-fn promote(home: &Home) {
-    for p in sealed_files(home) {
-        let s = staged(&p);
-        if s.exists()
-            && let Err(e) = std::fs::rename(&s, &p)
-        {
-            log::error!("cannot move {} into place: {e}", s.display());
-        }
-    }
+fn opens(path: &Path, device_key: &SecretKey) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let (ctx_index, wrapped) = if bytes.starts_with(AK_MAGIC) && bytes.len() > 8 {
+        let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        (v as u64, &bytes[8..])
+    } else {
+        (0, &bytes[..])
+    };
+    let ctx = Context::new(ObjKind::AccountKey, 0, 0, ctx_index);
+    keys::unwrap(device_key, ctx, wrapped, "account key").is_ok()
 }
 
-/// After a crash during a passcode change: if the staged account key opens under the
-/// device key of the current config, the change was committed and the staged files take
-/// over; otherwise they are left-overs of a change that never committed and go.
-pub fn finish_passcode_change(home: &Home, device_key: &SecretKey) {
+/// After a crash during a passcode change. If the staged account key (moved last) opens
+/// under the device key of the current config, the change committed and the staged files
+/// take over. If the live one opens, they are left-overs of a change that never committed
+/// and go. If neither opens, the passcode is wrong: nothing is touched.
+pub fn finish_passcode_change(home: &Home, device_key: &SecretKey) -> Result<(), AccountError> {
     let staged_ak = staged(&home.account_key_path());
-    let Ok(bytes) = std::fs::read(&staged_ak) else {
-        return;
-    };
-    let committed = bytes.len() > 8 && {
-        let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        let ctx = Context::new(ObjKind::AccountKey, 0, 0, v as u64);
-        keys::unwrap(device_key, ctx, &bytes[8..], "account key").is_ok()
-    };
-    if committed {
+    if !staged_ak.exists() {
+        return Ok(());
+    }
+    if opens(&staged_ak, device_key) {
         log::warn!("completing an interrupted passcode change");
-        promote(home);
-    } else {
+        promote(home)
+    } else if opens(&home.account_key_path(), device_key) {
         for p in sealed_files(home) {
             let _ = std::fs::remove_file(staged(&p));
         }
+        Ok(())
+    } else {
+        Err(KeyError::WrongPasscode.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Home, SecretKey, SecretKey, SecretKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().to_path_buf());
+        home.create_dirs().unwrap();
+        let old = SecretKey::from_bytes([1; 32]);
+        let new = SecretKey::from_bytes([2; 32]);
+        let ak = SecretKey::from_bytes([3; 32]);
+        save_account_key(&home, &old, 1, &ak).unwrap();
+        save_account_key_to(&staged(&home.account_key_path()), &new, 1, &ak).unwrap();
+        (dir, home, old, new, ak)
+    }
+
+    #[test]
+    fn an_interrupted_passcode_change_is_finished_undone_or_left_alone() {
+        // Committed (config has the new salt): the staged files take over.
+        let (_d, home, _old, new, ak) = setup();
+        finish_passcode_change(&home, &new).unwrap();
+        assert_eq!(
+            load_account_key(&home, &new).unwrap().1.expose(),
+            ak.expose()
+        );
+        assert!(!staged(&home.account_key_path()).exists());
+
+        // Not committed (config still has the old salt): the staged files go.
+        let (_d, home, old, _new, ak) = setup();
+        finish_passcode_change(&home, &old).unwrap();
+        assert_eq!(
+            load_account_key(&home, &old).unwrap().1.expose(),
+            ak.expose()
+        );
+        assert!(!staged(&home.account_key_path()).exists());
+
+        // A wrong passcode (a typo right after the crash) must not destroy anything.
+        let (_d, home, old, new, _ak) = setup();
+        let wrong = SecretKey::from_bytes([9; 32]);
+        assert!(finish_passcode_change(&home, &wrong).is_err());
+        assert!(staged(&home.account_key_path()).exists());
+        assert!(opens(&home.account_key_path(), &old));
+        assert!(opens(&staged(&home.account_key_path()), &new));
     }
 }

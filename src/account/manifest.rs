@@ -60,7 +60,7 @@ pub(crate) fn open_signed(
 /// signed by a device (or recovery method) that `prev` trusts.
 pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 32]), AccountError> {
     let (m, h) = open_signed(obj, |t, s| t.is_signer(s), Some(prev))?;
-    if m.counter != prev.counter + 1 {
+    if Some(m.counter) != prev.counter.checked_add(1) {
         return Err(bad(format!(
             "manifest #{} does not follow #{}",
             m.counter, prev.counter
@@ -98,7 +98,7 @@ pub fn fetch_chain(
     store: &dyn Store,
     trusted: &Manifest,
     trusted_hash: &[u8; 32],
-) -> Result<(Manifest, [u8; 32], crate::store::Etag), AccountError> {
+) -> Result<(Manifest, [u8; 32], crate::store::Etag, Vec<u8>), AccountError> {
     let latest = match store.get(names::MANIFEST) {
         Ok(o) => o,
         Err(StoreError::NotFound(_)) => {
@@ -126,7 +126,7 @@ pub fn fetch_chain(
                 head.counter
             )));
         }
-        return Ok((trusted.clone(), *trusted_hash, etag));
+        return Ok((trusted.clone(), *trusted_hash, etag, latest));
     }
     let mut cur = trusted.clone();
     let mut cur_hash = *trusted_hash;
@@ -138,7 +138,7 @@ pub fn fetch_chain(
     }
     let _ = cur_hash;
     let (m, h) = verify_successor(&cur, &latest)?;
-    Ok((m, h, etag))
+    Ok((m, h, etag, latest))
 }
 
 impl Unlocked {
@@ -156,7 +156,11 @@ impl Unlocked {
         mut next: Manifest,
         signer: &DeviceIdentity,
     ) -> Result<(), AccountError> {
-        next.counter = self.manifest.counter + 1;
+        next.counter = self
+            .manifest
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| bad("manifest counter exhausted"))?;
         next.table.counter = next.counter;
         let body = next.encode();
         let sig = signer.sign(SIGN_DOMAIN, &body);
@@ -166,8 +170,30 @@ impl Unlocked {
             sig,
         }
         .encode();
-        self.store
-            .put(&names::manifest_version(next.counter), &obj)?;
+        // Create-only: a device that loses a publish race must not overwrite the winner's
+        // history entry (other devices verify the chain through it).
+        let hist = names::manifest_version(next.counter);
+        match self.store.put_if(&hist, &obj, None) {
+            Ok(_) => {}
+            Err(StoreError::PreconditionFailed(_)) => {
+                // Left by a publish that never reached the compare-and-swap (a crash)?
+                // Then the newest manifest is still older, and it may be replaced.
+                let newest = self
+                    .store
+                    .get(names::MANIFEST)
+                    .ok()
+                    .and_then(|o| SignedManifest::decode(&o).ok())
+                    .and_then(|sm| Manifest::decode(&sm.body).ok())
+                    .map(|m| m.counter);
+                if newest.is_some_and(|c| c >= next.counter) {
+                    return Err(bad(
+                        "another device changed the account meanwhile; run the command again",
+                    ));
+                }
+                self.store.put(&hist, &obj)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         let etag = self
             .store
             .put_if(names::MANIFEST, &obj, self.manifest_etag.as_ref())

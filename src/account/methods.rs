@@ -219,7 +219,7 @@ impl NewDevice {
                 .find(|r| r.kind == RecoveryKind::Escrow)
                 .cloned()
                 .ok_or_else(|| AccountError::BadCode("this account has no escrow".into()))?;
-            let sec = escrow_secrets(passcode, &entry.salt, entry_kdf(&entry))?;
+            let sec = escrow_secrets(passcode, &entry.salt, entry_kdf(&entry)?)?;
             let pepper = match session.escrow_open(sec.proof.expose()) {
                 Ok(p) => Zeroizing::new(p),
                 Err(ClientError::EscrowWrong { remaining }) => {

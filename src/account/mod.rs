@@ -293,7 +293,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
 pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
     let config = home.load_config()?;
     let device_key = device_key_of(&home, &config, passcode)?;
-    local::finish_passcode_change(&home, &device_key);
+    local::finish_passcode_change(&home, &device_key)?;
     let (account_key_version, account_key) = local::load_account_key(&home, &device_key)?;
     let service: Option<Box<dyn ServiceKeys>> = match &config.server {
         // A device that joined an embedded account has no key service of its own: its
@@ -387,6 +387,18 @@ impl Unlocked {
         crypto::random_bytes(&mut salt)?;
         let new_key = keys::device_key(new, &salt, self.config.kdf, &secret)?;
         let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+        let token = std::fs::read(self.home.server_token_path())
+            .ok()
+            .and_then(|b| {
+                crypto::open(
+                    &self.device_key,
+                    crypto::Suite::XtsBlake3,
+                    &local::token_ctx().to_bytes(),
+                    &b,
+                )
+                .ok()
+            })
+            .map(zeroize::Zeroizing::new);
         local::change_passcode(
             &self.home,
             &mut self.config,
@@ -397,6 +409,7 @@ impl Unlocked {
                 identity: &self.identity,
                 keyring: &keyring,
                 seen: &self.seen,
+                server_token: token.as_deref().map(|v| v.as_slice()),
             },
         )?;
         drop(keyring);
@@ -416,45 +429,57 @@ impl Unlocked {
     /// one in the store; picks up a new account key if one was granted to this device.
     fn refresh_manifest(&mut self) -> Result<(), AccountError> {
         let path = self.home.manifest_path();
-        let local = std::fs::read(&path).map_err(|source| HomeError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let sm = SignedManifest::decode(&local).map_err(|e| HomeError::Damaged {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        let trusted = Manifest::decode(&sm.body).map_err(|e| HomeError::Damaged {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        let hash = crypto::hash(&sm.body);
         self.seen.refresh();
         let (seen_counter, seen_hash) = self.seen.manifest_seen();
-        if seen_hash != [0; 32] && (seen_counter != trusted.counter || seen_hash != hash) {
-            return Err(HomeError::Damaged {
-                path,
-                why: "does not match the manifest this device recorded as seen".into(),
+        let parse = |bytes: &[u8]| -> Option<(Manifest, [u8; 32])> {
+            let sm = SignedManifest::decode(bytes).ok()?;
+            Some((Manifest::decode(&sm.body).ok()?, crypto::hash(&sm.body)))
+        };
+        let file = std::fs::read(&path).ok();
+        let matches = |m: &Manifest, h: &[u8; 32]| {
+            seen_hash == [0; 32] || (m.counter == seen_counter && *h == seen_hash)
+        };
+        let (local, trusted, hash) = match file.as_deref().and_then(parse) {
+            Some((m, h)) if matches(&m, &h) => (file.unwrap_or_default(), m, h),
+            _ => {
+                // The file and the sealed record are two writes; a crash between them (or
+                // a CLI next to a daemon) can leave them apart. The record decides: the
+                // manifest it names is taken from the store's history, by its hash.
+                let bytes = self
+                    .store
+                    .get(&names::manifest_version(seen_counter))
+                    .or_else(|_| self.store.get(names::MANIFEST))
+                    .map_err(|_| HomeError::Damaged {
+                        path: path.clone(),
+                        why: "missing or not the manifest this device recorded as seen".into(),
+                    })?;
+                match parse(&bytes) {
+                    Some((m, h)) if seen_hash != [0; 32] && matches(&m, &h) => (bytes, m, h),
+                    _ => {
+                        return Err(HomeError::Damaged {
+                            path,
+                            why: "does not match the manifest this device recorded as seen".into(),
+                        }
+                        .into());
+                    }
+                }
             }
-            .into());
-        }
+        };
         if self.config.account_id.as_deref() != Some(&hex::encode(trusted.account_id)) {
             return Err(AccountError::BadManifest(
                 "the trusted manifest belongs to another account".into(),
             ));
         }
-        let (newest, nhash, etag) = manifest::fetch_chain(&*self.store, &trusted, &hash)?;
+        let (newest, nhash, etag, newest_obj) =
+            manifest::fetch_chain(&*self.store, &trusted, &hash)?;
         let changed = newest.counter != trusted.counter;
         if let Ok(mut s) = self.signers.write() {
             *s = manifest::signers_of(&trusted);
         }
         self.manifest = trusted;
-        if changed {
-            let obj = self.store.get(names::MANIFEST)?;
-            self.accept_manifest(newest, nhash, &obj, Some(etag))?;
-        } else {
-            self.accept_manifest(newest, nhash, &local, Some(etag))?;
-        }
+        // The bytes kept are the very bytes verified, never a second fetch.
+        let obj = if changed { newest_obj } else { local };
+        self.accept_manifest(newest, nhash, &obj, Some(etag))?;
         let me = self.identity.public().sign;
         if !self.manifest.active_devices().any(|d| d.sign == me) {
             return Err(AccountError::DeviceRemoved);

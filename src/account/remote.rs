@@ -45,9 +45,7 @@ pub fn client_for(server: &ServerConfig, kdf: KdfParams) -> Result<KeyClient, Ac
     Ok(KeyClient::new(&server.url, pin)?.with_min_kdf(kdf))
 }
 
-fn token_ctx() -> Context {
-    Context::new(ObjKind::ServerToken, 0, 0, 0)
-}
+use super::local::token_ctx;
 
 pub(crate) fn save_token(
     home: &Home,

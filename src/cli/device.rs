@@ -215,6 +215,17 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                     acct.resign_heads()
                         .map_err(|e| format!("device remove: {e}"))?;
                 }
+                // Owed before the removal is published: a crash right after it must not
+                // forget the rotations.
+                let owed: Vec<super::rotate::Job> = acct
+                    .table()
+                    .active()
+                    .map(|e| super::rotate::Job {
+                        category: e.name.clone(),
+                        class: None,
+                    })
+                    .collect();
+                super::rotate::save_pending(&home, &owed)?;
                 let cats = acct
                     .remove_device(&name)
                     .map_err(|e| format!("device remove: {e}"))?;
@@ -267,16 +278,17 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
             let code = acct
                 .create_recovery_key()
                 .map_err(|e| format!("recovery-key create: {e}"))?;
+            // Shown first: it is in force now, whatever fails after.
+            println!("Your recovery key (shown only now; write it down and keep it safe):\n");
+            println!("    {}\n", code.grouped().as_str());
             if let Ok(s) = acct.session() {
                 s.set_drs(false).map_err(|e| {
                     format!(
-                        "the recovery key was created, but turning off the data recovery \
-                         service failed ({e}); run the command again"
+                        "the recovery key above is in force, but turning off the data recovery \
+                         service failed ({e}); run `cirrus recovery-key create` again later"
                     )
                 })?;
             }
-            println!("Your recovery key (shown only now; write it down and keep it safe):\n");
-            println!("    {}\n", code.grouped().as_str());
             if acct.config.server.is_some() {
                 println!(
                     "Any earlier recovery key no longer works. The data recovery service is now \
@@ -348,7 +360,7 @@ pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
 }
 
 fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
-    let text = match &args.recovery_key_file {
+    let text = zeroize::Zeroizing::new(match &args.recovery_key_file {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| format!("cannot read recovery key file {}: {e}", p.display()))?,
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
@@ -360,7 +372,7 @@ fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
                 "no recovery key: pass --recovery-key-file FILE (or run in a terminal)".into(),
             );
         }
-    };
+    });
     let code = RecoveryKey::parse(text.trim()).map_err(|e| format!("recover: {e}"))?;
     let passcode = passcode::read(&args.new.pass, true)?;
     let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))

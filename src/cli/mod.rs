@@ -408,6 +408,13 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                     new_passcode_file,
                 },
         } => {
+            // A mounted daemon keeps the old device key and would re-seal its files under
+            // it: the drive must not be mounted.
+            let _lock = daemon::lock_home(&home).map_err(|_| {
+                "unmount the drive first (`cirrus umount`): a mounted daemon still uses the \
+                 old passcode's key"
+                    .to_string()
+            })?;
             let mut acct = unlock(home, &pass)?;
             if new_passcode_file.is_none() {
                 eprintln!("New passcode:");

@@ -350,9 +350,21 @@ impl SeenHeads {
         unsafe {
             libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
         }
-        if let Ok(bytes) = fs::read(&self.path)
-            && let Ok(disk) = self.open_file(&bytes)
-        {
+        let disk = match fs::read(&self.path) {
+            Ok(bytes) => match self.open_file(&bytes) {
+                Ok(d) => Some(d),
+                // Sealed under another key (a passcode change by another process): never
+                // overwrite what this process cannot read.
+                Err(e) => {
+                    return Err(format!(
+                        "{} is sealed under another key ({e}); not overwriting it",
+                        self.path.display()
+                    ));
+                }
+            },
+            Err(_) => None,
+        };
+        if let Some(disk) = disk {
             if disk.table > s.table {
                 s.table = disk.table;
                 s.manifest = disk.manifest;
