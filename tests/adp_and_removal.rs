@@ -80,6 +80,17 @@ fn adp_needs_a_recovery_method_then_moves_categories_to_e2e_online_and_back() {
     assert!(t.contains("recovery method"), "{t}");
     recovery_key(&d);
 
+    // Notes was rotated once (v2), and the store plants a "left-over" v1 key object: a
+    // run that only finishes an old rotation must still end with Notes under e2e.
+    let (ok, t) = out(cmd(&d, &["rotate", "--category", "Notes"]));
+    assert!(ok, "{t}");
+    let notes_id = manifest(&d).table.find("Notes").unwrap().id;
+    fs::write(
+        d.home.join("store").join(names::category_key(notes_id, 1)),
+        b"\x02planted by the server",
+    )
+    .unwrap();
+
     // While mounted: the daemon re-encrypts.
     let (ok, t) = out(cmd(&d, &["adp", "on"]));
     assert!(ok, "{t}");
@@ -101,11 +112,11 @@ fn adp_needs_a_recovery_method_then_moves_categories_to_e2e_online_and_back() {
     }
     // The old, service-wrapped key version is destroyed.
     let notes = m.table.find("Notes").unwrap();
-    assert_eq!(notes.key_version, 2);
+    assert_eq!(notes.key_version, 3);
     assert!(
         !d.home
             .join("store")
-            .join(names::category_key(notes.id, 1))
+            .join(names::category_key(notes.id, 2))
             .exists()
     );
     assert_eq!(fs::read(d.notes().join("note.txt")).unwrap(), b"a note");

@@ -270,3 +270,44 @@ fn substituted_or_swapped_keys_and_server_signed_heads_are_refused() {
         "a head moved to another category must be refused:\n{t}"
     );
 }
+
+#[test]
+fn a_recovery_method_can_only_add_a_device_not_rewrite_the_account() {
+    use cirrus::keys::{KdfParams, recovery::RecoveryKey, recovery_identity};
+    let d = fresh();
+    let o = d
+        .cirrus_cmd()
+        .args(["recovery-key", "create", "--passcode-file"])
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let code = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
+        .unwrap();
+    let (_, m) = read_manifest(&d);
+    let entry = m.recovery[0].clone();
+    // Whoever holds the recovery key (a thief of the paper, or a server that learned it)
+    // signs a successor that turns ADP off instead of adding a device.
+    let rid = recovery_identity(
+        RecoveryKey::parse(code).unwrap().secret(),
+        &entry.salt,
+        KdfParams {
+            memory_kib: entry.kdf_memory_kib,
+            time: entry.kdf_time,
+            lanes: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(rid.public().sign, entry.sign);
+    let m2 = next(&m, |m2| m2.flags ^= FLAG_ADP);
+    fs::write(obj(&d, names::MANIFEST), resign(&m2, &rid)).unwrap();
+    assert_refused(
+        &d,
+        "does more than add the recovering device",
+        "recovery-signed edit",
+    );
+}

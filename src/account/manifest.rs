@@ -59,6 +59,7 @@ pub(crate) fn open_signed(
 /// Checks that `obj` is the direct successor of `prev`: same account, counter + 1,
 /// signed by a device (or recovery method) that `prev` trusts.
 pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 32]), AccountError> {
+    let sm = SignedManifest::decode(obj).map_err(|e| bad(format!("malformed: {e}")))?;
     let (m, h) = open_signed(obj, |t, s| t.is_signer(s), Some(prev))?;
     if Some(m.counter) != prev.counter.checked_add(1) {
         return Err(bad(format!(
@@ -66,8 +67,29 @@ pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 3
             m.counter, prev.counter
         )));
     }
+    if !prev.active_devices().any(|d| d.sign == sm.signer) && !adds_one_device(prev, &m) {
+        return Err(bad(format!(
+            "manifest #{} is signed by a recovery method but does more than add the \
+             recovering device",
+            m.counter
+        )));
+    }
     check_table(&m)?;
     Ok((m, h))
+}
+
+/// What a recovery method may sign: `prev` plus one new active device, nothing else.
+fn adds_one_device(prev: &Manifest, next: &Manifest) -> bool {
+    let mut expect = prev.clone();
+    expect.counter = next.counter;
+    expect.table.counter = next.table.counter;
+    let Some(added) = next.devices.last() else {
+        return false;
+    };
+    expect.devices.push(added.clone());
+    added.state == crate::format::manifest::DeviceState::Active
+        && !prev.devices.iter().any(|d| d.sign == added.sign)
+        && expect == *next
 }
 
 /// A manifest taken as the first trust anchor of a joining or recovering device: it must
