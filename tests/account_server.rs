@@ -652,3 +652,94 @@ fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
     let (ok, t) = out(with_pw(&a, &newpw, &["account", "status"]));
     assert!(ok, "{t}");
 }
+
+#[test]
+fn a_second_device_joins_through_the_key_service_and_follows_adp() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_again();
+    fs::write(a.notes().join("n.txt"), b"from a").unwrap();
+    fs::write(a.health().join("h.txt"), b"e2e from a").unwrap();
+    a.unmount();
+
+    let mut b = Drive::blank();
+    let mut c = b.cirrus_cmd();
+    c.args(["device", "add", "--timeout", "60"])
+        .args([
+            "--store",
+            &format!("file://{}", a.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "phone",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", &codes.take()])
+        .arg("--password-file")
+        .arg(&pw)
+        .arg("--passcode-file")
+        .arg(&b.passcode_file);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let code = line
+        .trim()
+        .strip_prefix("Approval code: ")
+        .unwrap()
+        .to_string();
+    let mut approve = a.cirrus_cmd();
+    approve
+        .args(["device", "approve", &code, "--passcode-file"])
+        .arg(&a.passcode_file);
+    let (ok, t) = out(approve);
+    assert!(ok, "{t}");
+    let o = child.wait_with_output().unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("could not log in"), "{t}");
+    // B knows the key service and is remembered by it (no TOTP code needed any more).
+    let (ok, t) = out(with_pw(&b, &pw, &["account", "status"]));
+    assert!(ok && t.contains("two-factor (TOTP): on"), "{t}");
+    b.mount_again();
+    assert_eq!(fs::read(b.notes().join("n.txt")).unwrap(), b"from a");
+    assert_eq!(fs::read(b.health().join("h.txt")).unwrap(), b"e2e from a");
+    b.unmount();
+
+    // A turns on ADP; B follows: Notes is now e2e under a key B gets with the account key.
+    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    assert!(ok, "{t}");
+    let (ok, t) = out(with_pw(&a, &pw, &["adp", "on"]));
+    assert!(ok, "{t}");
+    fs::remove_file(b.home.join("device/keyring")).unwrap();
+    let mut st = b.cirrus_cmd();
+    st.args(["status", "--passcode-file"]).arg(&b.passcode_file);
+    let (ok, t) = out(st);
+    assert!(ok, "{t}");
+    let notes = t
+        .lines()
+        .find(|l| l.starts_with("Notes"))
+        .unwrap()
+        .to_string();
+    assert!(notes.contains("e2e") && notes.contains(" ok"), "{t}");
+    b.mount_again();
+    assert_eq!(fs::read(b.notes().join("n.txt")).unwrap(), b"from a");
+}
