@@ -360,3 +360,40 @@ fn removing_a_device_offline_keeps_what_it_wrote_last_readable() {
         b"b wrote this too"
     );
 }
+
+#[test]
+fn e2e_keys_left_under_the_previous_account_key_are_opened_and_rewrapped() {
+    let mut a = Drive::mount();
+    fs::write(a.health().join("h.txt"), b"health").unwrap();
+    a.unmount();
+    let m = manifest(&a);
+    let health = m.table.find("Health").unwrap().clone();
+    let key_obj = a
+        .home
+        .join("store")
+        .join(names::category_key(health.id, health.key_version));
+    let before = fs::read(&key_obj).unwrap();
+    let (ok, t) = out(cmd(&a, &["rotate", "--account"]));
+    assert!(ok, "{t}");
+    let rewrapped = fs::read(&key_obj).unwrap();
+    assert_ne!(before, rewrapped, "the rotation re-wrapped the Health key");
+    // As if the rotation had stopped right after publishing the new account key: the
+    // object is still under the old one, and the keyring does not help.
+    fs::write(&key_obj, &before).unwrap();
+    fs::remove_file(a.home.join("device/keyring")).unwrap();
+    let (ok, t) = out(cmd(&a, &["status"]));
+    assert!(ok, "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("Health"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains(" ok"), "{t}");
+    assert_ne!(
+        fs::read(&key_obj).unwrap(),
+        before,
+        "healed: re-wrapped under the new key"
+    );
+    a.mount_again();
+    assert_eq!(fs::read(a.health().join("h.txt")).unwrap(), b"health");
+}

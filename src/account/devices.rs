@@ -243,6 +243,7 @@ impl NewDevice {
             device_key,
             account_key: ak,
             account_key_version: akv,
+            prev_account_key: None,
             identity,
             service: None,
             keyring: Mutex::new(keyring),
@@ -304,6 +305,7 @@ impl NewDevice {
             device_key,
             account_key: ak.duplicate(),
             account_key_version: akv,
+            prev_account_key: None,
             identity,
             service: Some(Box::new(super::remote::RemoteService(session))),
             keyring: Mutex::new(Keyring::default()),
@@ -530,6 +532,15 @@ impl Unlocked {
                 Ok(k) => ring.insert(e.id, e.key_version, k),
                 Err(err) => log::warn!("category {}: not handed over: {err}", e.name),
             }
+            // The previous version too while a rotation away from it is unfinished: the
+            // new device must read blobs not yet resealed.
+            let prev = e.key_version.saturating_sub(1);
+            if prev > 0
+                && self.store.size(&names::category_key(e.id, prev)).is_ok()
+                && let Ok(k) = self.category_key_version(e, prev)
+            {
+                ring.insert(e.id, prev, k);
+            }
         }
         let k = crypto::random_key()?;
         let head = device::seal_to(pk, bundle_ctx(), &k)
@@ -639,9 +650,15 @@ impl Unlocked {
                 .put(&names::account_key_grant(v, &h.sign), &sealed)?;
         }
         self.publish_manifest(next)?;
+        local::save_previous_account_key(
+            &self.home,
+            &self.device_key,
+            self.account_key_version,
+            &self.account_key,
+        )?;
         local::save_account_key(&self.home, &self.device_key, v, &new)?;
         let old_v = self.account_key_version;
-        self.account_key = new;
+        self.prev_account_key = Some(std::mem::replace(&mut self.account_key, new));
         self.account_key_version = v;
         for (id, ver, k) in e2e {
             self.store_category_key(id, ver, Class::E2e, &k)?;

@@ -59,6 +59,31 @@ fn save_account_key_to(
     Ok(())
 }
 
+/// The account key version before the current one, kept so e2e key objects that an
+/// interrupted account-key rotation left under it can still be opened (and re-wrapped).
+pub fn save_previous_account_key(
+    home: &Home,
+    device_key: &SecretKey,
+    version: u32,
+    key: &SecretKey,
+) -> Result<(), AccountError> {
+    save_account_key_to(&previous_path(home), device_key, version, key)
+}
+
+fn previous_path(home: &Home) -> PathBuf {
+    home.device_dir().join("account.key.prev")
+}
+
+pub fn load_previous_account_key(home: &Home, device_key: &SecretKey) -> Option<SecretKey> {
+    let bytes = std::fs::read(previous_path(home)).ok()?;
+    if !bytes.starts_with(AK_MAGIC) || bytes.len() <= 8 {
+        return None;
+    }
+    let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let ctx = Context::new(ObjKind::AccountKey, 0, 0, v as u64);
+    keys::unwrap(device_key, ctx, &bytes[8..], "previous account key").ok()
+}
+
 /// The account key and its version. Homes made before key versions hold a bare wrap of
 /// version 1. A failure here means the passcode is wrong (or the file is damaged).
 pub fn load_account_key(
@@ -221,12 +246,13 @@ fn staged(p: &Path) -> PathBuf {
 /// The device files sealed under the device key, which a passcode change re-seals. The
 /// account key is last: [`finish_passcode_change`] decides by its staged copy whether a
 /// change committed, so it must be the last one moved into place.
-fn sealed_files(home: &Home) -> [PathBuf; 5] {
+fn sealed_files(home: &Home) -> [PathBuf; 6] {
     [
         home.identity_path(),
         home.keyring_path(),
         home.seen_path(),
         home.server_token_path(),
+        previous_path(home),
         home.account_key_path(),
     ]
 }
@@ -239,6 +265,7 @@ pub struct Resealable<'a> {
     pub seen: &'a crate::home::SeenHeads,
     /// The key service's remembered-device token, if this device has one.
     pub server_token: Option<&'a [u8]>,
+    pub previous_account_key: Option<(u32, &'a SecretKey)>,
 }
 
 /// Context of the sealed remembered-device token (`device/server-token`).
@@ -257,7 +284,10 @@ pub fn change_passcode(
     new_key: &SecretKey,
     r: Resealable<'_>,
 ) -> Result<(), AccountError> {
-    let [id, ring, seen, token, ak] = sealed_files(home);
+    let [id, ring, seen, token, prev, ak] = sealed_files(home);
+    if let Some((v, k)) = r.previous_account_key {
+        save_account_key_to(&staged(&prev), new_key, v, k)?;
+    }
     save_identity_to(&staged(&id), new_key, r.identity)?;
     r.keyring.save_to(&staged(&ring), new_key)?;
     r.seen

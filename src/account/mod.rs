@@ -84,6 +84,8 @@ pub struct Unlocked {
     device_key: SecretKey,
     account_key: SecretKey,
     account_key_version: u32,
+    /// The version before, if this device had it: see `local::save_previous_account_key`.
+    prev_account_key: Option<SecretKey>,
     identity: Arc<DeviceIdentity>,
     /// None when this device cannot reach its key service right now (standard keys then
     /// come from the keyring only).
@@ -248,6 +250,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         device_key,
         account_key,
         account_key_version: 1,
+        prev_account_key: None,
         identity,
         service,
         session,
@@ -325,6 +328,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
             .into());
         }
     };
+    let prev_account_key = local::load_previous_account_key(&home, &device_key);
     let mut acct = Unlocked {
         home,
         config,
@@ -332,6 +336,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         device_key,
         account_key,
         account_key_version,
+        prev_account_key,
         identity: Arc::new(identity),
         service,
         session: None,
@@ -410,6 +415,10 @@ impl Unlocked {
                 keyring: &keyring,
                 seen: &self.seen,
                 server_token: token.as_deref().map(|v| v.as_slice()),
+                previous_account_key: self
+                    .prev_account_key
+                    .as_ref()
+                    .map(|k| (self.account_key_version.saturating_sub(1), k)),
             },
         )?;
         drop(keyring);
@@ -504,8 +513,14 @@ impl Unlocked {
             ))
             .into());
         }
+        local::save_previous_account_key(
+            &self.home,
+            &self.device_key,
+            self.account_key_version,
+            &self.account_key,
+        )?;
         local::save_account_key(&self.home, &self.device_key, v, &key)?;
-        self.account_key = key;
+        self.prev_account_key = Some(std::mem::replace(&mut self.account_key, key));
         self.account_key_version = v;
         Ok(())
     }
@@ -645,7 +660,24 @@ impl Unlocked {
         };
         let ctx = keys::category_key_context(e.id, version);
         let key = match class {
-            Class::E2e => keys::unwrap(&self.account_key, ctx, wrapped, &what)?,
+            Class::E2e => match keys::unwrap(&self.account_key, ctx, wrapped, &what) {
+                Ok(k) => k,
+                Err(err) => {
+                    // Left under the previous account key by an interrupted rotation of
+                    // it: open with that one and re-wrap under the current key.
+                    let Some(prev) = &self.prev_account_key else {
+                        return Err(err.into());
+                    };
+                    let k = keys::unwrap(prev, ctx, wrapped, &what)?;
+                    if commitment == Some(key_commitment(&k)) {
+                        log::info!("{what}: re-wrapping under the current account key");
+                        if let Err(e) = self.store_category_key(e.id, version, Class::E2e, &k) {
+                            log::warn!("{what}: cannot re-wrap: {e}");
+                        }
+                    }
+                    k
+                }
+            },
             Class::Standard | Class::Transit => self.service()?.unwrap(ctx, wrapped, &what)?,
         };
         if commitment != Some(key_commitment(&key)) {
