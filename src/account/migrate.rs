@@ -34,6 +34,16 @@ pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
         // Published by an earlier, interrupted migration from this device.
         Ok(obj) => {
             let (m, h) = manifest::verify_anchor(&obj, &me.sign)?;
+            // Only what this very upgrade would have published: signed by this device,
+            // with this device alone in it.
+            let signer = crate::format::manifest::SignedManifest::decode(&obj)
+                .map(|sm| sm.signer)
+                .unwrap_or([0; 32]);
+            if signer != me.sign || m.devices.len() != 1 {
+                return Err(AccountError::BadManifest(
+                    "the store's manifest is not the one this device's upgrade published".into(),
+                ));
+            }
             if seen_hash != [0; 32] && seen_hash != h {
                 return Err(AccountError::BadManifest(
                     "the store's manifest is not the one this device published".into(),

@@ -36,7 +36,12 @@ use std::path::PathBuf;
         standard  keys also held by the key service, so data can be recovered\n  \
         transit   stored readable by the server (Mail), still integrity-protected\n\n\
         The passcode is asked on the terminal, or read from --passcode-file / \
-        CIRRUS_PASSCODE_FILE."
+        CIRRUS_PASSCODE_FILE.\n\n\
+        Keys in short: one machine alone needs nothing more. With a key service \
+        (`cirrus serve`), create the account with `init --server`, turn on two-factor \
+        authentication (`account totp`), add devices with `device add` + `device approve`, \
+        set a recovery key before turning on Advanced Data Protection (`adp on`), and use \
+        `recover` when no trusted device is left. docs/USER-GUIDE.md walks through each."
 )]
 pub struct Cli {
     /// Directory holding this device's account, keys, store and log.
@@ -164,6 +169,7 @@ enum Cmd {
         pass: PasscodeArgs,
     },
     /// Delete pack objects no category references any more (rewritten or deleted data).
+    ///
     /// Runs only while the drive is not mounted, and refuses if any tree cannot be read.
     Gc {
         #[command(flatten)]
@@ -172,9 +178,9 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Re-encrypt a category under a new key and destroy the old key.
+    /// Replace keys: a category's (re-encrypted online), the account key, or the service key.
     ///
-    /// The drive may stay mounted and in use. If the rotation is interrupted, run the
+    /// With --category the drive may stay mounted and in use. If the rotation is interrupted, run the
     /// same command again: it continues where it stopped.
     Rotate(rotate::RotateArgs),
     /// List, add or retire data categories (top-level folders).
@@ -223,24 +229,30 @@ enum Cmd {
         #[command(subcommand)]
         cmd: adp::AdpCmd,
     },
-    /// Change this device's passcode (the one `mount` asks for). Only this device's files
-    /// are re-sealed; other devices keep their own passcodes.
+    /// Change this device's passcode (the one `mount` asks for).
+    ///
+    /// Only this device's files are re-sealed; other devices keep their own passcodes.
     Passcode {
         #[command(subcommand)]
         cmd: PasscodeCmd,
     },
-    /// Run the key service: the server that keeps, for each account, the keys that let
-    /// `standard` categories be recovered, the password check and second factor (TOTP),
-    /// and small records such as an escrowed key. It speaks HTTPS; clients trust it by the
+    /// Run the key service (the server side): accounts, TOTP, service keys, escrow.
+    ///
+    /// It keeps, for each account, the keys that let `standard` categories be recovered,
+    /// the password check and second factor (TOTP), and small records such as an escrowed
+    /// key. It speaks HTTPS; clients trust it by the
     /// certificate fingerprint it prints at start. Runs in the foreground (use a service
     /// manager) until SIGTERM or Ctrl-C.
     Serve(serve::ServeArgs),
     /// Back up the drive to a local archive file (a tar stream), e.g. on a USB disk.
+    ///
     /// End-to-end categories (Health, Keychain, Messages, ...) go only into an encrypted
     /// export (--password-file); an --unencrypted export is a plain tar that leaves them
     /// out and names them. Works while mounted (it reads what was last committed).
     Export(export::ExportArgs),
-    /// List or extract an archive made by `cirrus export`. An encrypted one is checked
+    /// List or extract an archive made by `cirrus export`.
+    ///
+    /// An encrypted one is checked
     /// segment by segment with its password, and damage stops it with an error. Needs no
     /// account on this device.
     ExportRead(export::ExportReadArgs),
