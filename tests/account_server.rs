@@ -743,3 +743,62 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
     b.mount_again();
     assert_eq!(fs::read(b.notes().join("n.txt")).unwrap(), b"from a");
 }
+
+#[test]
+fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_again();
+    fs::write(a.notes().join("n.txt"), b"standard").unwrap();
+    fs::write(a.health().join("h.txt"), b"e2e").unwrap();
+    a.unmount();
+    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    assert!(ok, "{t}");
+    let rk = t
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
+        .unwrap()
+        .to_string();
+    let mut c = Drive::blank();
+    let f = c.root.join("rk");
+    fs::write(&f, &rk).unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.arg("recover")
+        .arg("--recovery-key-file")
+        .arg(&f)
+        .args([
+            "--store",
+            &format!("file://{}", a.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "new",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", &codes.take()])
+        .arg("--password-file")
+        .arg(&pw)
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(cmd);
+    assert!(ok, "{t}");
+    assert!(
+        !t.contains("Not available") && !t.contains("could not log in"),
+        "{t}"
+    );
+    c.mount_again();
+    assert_eq!(fs::read(c.notes().join("n.txt")).unwrap(), b"standard");
+    assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"e2e");
+}
