@@ -397,3 +397,78 @@ fn e2e_keys_left_under_the_previous_account_key_are_opened_and_rewrapped() {
     a.mount_again();
     assert_eq!(fs::read(a.health().join("h.txt")).unwrap(), b"health");
 }
+
+#[test]
+fn adp_on_killed_half_way_resumes_and_finishes() {
+    let mut d = Drive::mount();
+    let data = pseudo_random(12 * CHUNK + 5, 11);
+    fs::write(d.notes().join("big.bin"), &data).unwrap();
+    fs::File::open(d.notes().join("big.bin"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    recovery_key(&d);
+    // One commit per chunk, so there is a durable point to stop at.
+    let mut child = cmd(&d, &["adp", "on", "--batch", "256K"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let l = lines
+            .next()
+            .expect("adp on ended before reporting progress")
+            .unwrap();
+        let done: u64 = l
+            .strip_prefix("progress: ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if done > 0 {
+            break;
+        }
+    }
+    // The daemon dies mid-way (kill -9).
+    let pid: i32 = fs::read_dir(d.home.join("run"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .and_then(|e| fs::read_to_string(e.path()).ok())
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+        .expect("daemon pid");
+    // SAFETY: SIGKILL to the daemon this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    assert!(!child.wait().unwrap().success());
+    let (ok, t) = out({
+        let mut c = d.cirrus_cmd();
+        c.arg("umount").arg(&d.mnt);
+        c
+    });
+    assert!(ok, "{t}");
+    d.mark_unmounted();
+    // Half-way: Notes is e2e in the signed table with a rotation pending.
+    assert_eq!(manifest(&d).table.find("Notes").unwrap().class, Class::E2e);
+    d.mount_again();
+    assert_eq!(fs::read(d.notes().join("big.bin")).unwrap(), data);
+    let (ok, t) = out(cmd(&d, &["adp", "on"]));
+    assert!(ok, "{t}");
+    let m = manifest(&d);
+    for name in ["Notes", "Photos", "Backup", "Passes"] {
+        assert_eq!(m.table.find(name).unwrap().class, Class::E2e, "{name}");
+        assert!(!server_unwraps(&d, name), "{name}");
+    }
+    let notes = m.table.find("Notes").unwrap();
+    assert!(
+        !d.home
+            .join("store")
+            .join(names::category_key(notes.id, notes.key_version - 1))
+            .exists(),
+        "the old, service-wrapped key is destroyed"
+    );
+    d.remount();
+    assert_eq!(fs::read(d.notes().join("big.bin")).unwrap(), data);
+}

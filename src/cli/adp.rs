@@ -16,6 +16,9 @@ pub enum AdpCmd {
     On {
         #[command(flatten)]
         pass: PasscodeArgs,
+        /// File bytes re-encrypted between two commits (each commit makes progress durable).
+        #[arg(long, default_value = "64M", value_parser = super::mount::parse_size, hide = true)]
+        batch: u64,
     },
     /// Turn it off: the key service holds these categories' keys again (the data recovery
     /// service can restore them, unless a recovery key turned it off).
@@ -32,7 +35,7 @@ pub enum AdpCmd {
 
 pub fn run(home: Home, cmd: AdpCmd) -> super::CliResult {
     match cmd {
-        AdpCmd::On { pass } => {
+        AdpCmd::On { pass, batch } => {
             let lock = daemon::lock_home(&home).ok();
             let mut acct = unlock(Home::new(home.root.clone()), &pass)?;
             let targets = acct.begin_adp().map_err(|e| format!("adp on: {e}"))?;
@@ -48,13 +51,7 @@ pub fn run(home: Home, cmd: AdpCmd) -> super::CliResult {
                     class: Some(Class::E2e),
                 })
                 .collect();
-            let lines = rotate::rotate_many(
-                &home,
-                &pass,
-                &jobs,
-                crate::account::DEFAULT_BATCH,
-                lock.map(|l| (acct, l)),
-            )?;
+            let lines = rotate::rotate_many(&home, &pass, &jobs, batch, lock.map(|l| (acct, l)))?;
             for l in lines {
                 println!("{l}");
             }
