@@ -145,6 +145,26 @@ impl Unlocked {
         opts: &RotateOptions,
         progress: &mut dyn FnMut(RotationProgress),
     ) -> Result<RotateReport, RotateError> {
+        let report = self.rotate_category_inner(name, cat, opts, progress)?;
+        // The copy of the Messages key kept under Backup names key versions: refresh it
+        // when either moves, so Backup keeps restoring Messages.
+        if !report.unchanged
+            && self.backup_on()
+            && (name == super::backup::MESSAGES || name == super::backup::BACKUP)
+            && let Err(e) = self.enable_backup()
+        {
+            warn!("cannot refresh the Messages key kept under Backup: {e}");
+        }
+        Ok(report)
+    }
+
+    fn rotate_category_inner(
+        &mut self,
+        name: &str,
+        cat: &Category,
+        opts: &RotateOptions,
+        progress: &mut dyn FnMut(RotationProgress),
+    ) -> Result<RotateReport, RotateError> {
         let report = self.rotate_category_once(name, cat, opts, progress)?;
         // Finishing an earlier rotation (or only destroying a key object that the store
         // says is left over) does not move the category to the class asked for: go once

@@ -449,6 +449,29 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
             r.lost.join(", ")
         );
     }
+    // The lost devices still hold the recovered keys: new keys for those categories, so
+    // whoever has a lost device reads nothing written from now on.
+    let home = Home::new(r.account.home.root.clone());
+    let lock = super::daemon::lock_home(&home)?;
+    let jobs: Vec<super::rotate::Job> = r
+        .recovered
+        .iter()
+        .map(|c| super::rotate::Job {
+            category: c.clone(),
+            class: None,
+        })
+        .collect();
+    println!(
+        "Re-encrypting the {} recovered categories under new keys (the lost devices held the \
+         old ones)...",
+        jobs.len()
+    );
+    let pass = PasscodeArgs {
+        passcode_file: None,
+        password_file: None,
+    };
+    super::rotate::rotate_owed(&home, &pass, jobs, Some((r.account, lock)))?;
+    println!("Done.");
     Ok(0)
 }
 
