@@ -49,9 +49,11 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
             Ok(s) => s,
             Err(e) => {
                 println!(
-                    "{:<22} {:<9} {:>10} {:>8} {:>7}  locked: {e}",
+                    "{:<22} {:<9} {:>10} {:>10} {:>6} {:>8} {:>6}  locked: {e}",
                     entry.name,
                     entry.class.name(),
+                    "-",
+                    "-",
                     "-",
                     "-",
                     "-"
