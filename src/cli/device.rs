@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Clone)]
 pub struct NewDeviceArgs {
-    /// URL of the account's store (for example file:///srv/cirrus/store).
+    /// URL of the account's store (for example file:///srv/cirrus/store, or
+    /// s3://BUCKET/PREFIX?endpoint=URL&path_style=1 with AWS_* credentials in the environment).
     #[arg(long)]
     store: String,
     /// Name of this device, as shown by `cirrus device list`.

@@ -133,7 +133,9 @@ enum Cmd {
     Init {
         #[command(flatten)]
         pass: PasscodeArgs,
-        /// Store URL (default: a local store inside the home, file://HOME/store).
+        /// Store URL (default: a local store inside the home, file://HOME/store), or
+        /// s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=1&allow_http=1&ca_file=PEM]
+        /// with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment.
         #[arg(long)]
         store: Option<String>,
         /// Argon2id memory cost in KiB for the passcode.

@@ -1,8 +1,12 @@
-//! One conformance suite, run against every backend.
+//! One conformance suite, run against every backend: the unit tests below run it on the
+//! local and memory stores, and `tests/store_s3.rs` on S3 against a real server. Public
+//! (and so compiled into the library) only so integration tests can reach it; it panics
+//! on the first broken rule, as a test should.
 
 use super::*;
 
-fn suite(s: &dyn Store) {
+/// Checks the `Store` contract on an empty store; panics on the first violation.
+pub fn suite(s: &dyn Store) {
     // put/get round trip and overwrite
     s.put("a/b/one", b"hello").unwrap();
     assert_eq!(s.get("a/b/one").unwrap(), b"hello");
@@ -47,43 +51,48 @@ fn suite(s: &dyn Store) {
     assert!(matches!(s.get("a/c"), Err(StoreError::NotFound(_))));
 }
 
-#[test]
-fn mem_store_conforms() {
-    suite(&MemStore::new());
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[test]
-fn local_store_conforms() {
-    let d = tempfile::tempdir().unwrap();
-    let s = LocalStore::create(d.path().join("store")).unwrap();
-    suite(&s);
-    // no temp files left behind
-    let leftovers: Vec<_> = s.list("").unwrap();
-    assert!(leftovers.iter().all(|n| !n.contains(".tmp")));
-}
+    #[test]
+    fn mem_store_conforms() {
+        suite(&MemStore::new());
+    }
 
-#[test]
-fn local_store_concurrent_cas_has_one_winner() {
-    let d = tempfile::tempdir().unwrap();
-    let s = std::sync::Arc::new(LocalStore::create(d.path().join("s")).unwrap());
-    let base = s.put_if("heads/x", b"base", None).unwrap();
-    let wins: usize = (0..8)
-        .map(|i| {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                s.put_if("heads/x", format!("w{i}").as_bytes(), Some(&base))
-                    .is_ok()
+    #[test]
+    fn local_store_conforms() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::create(d.path().join("store")).unwrap();
+        suite(&s);
+        // no temp files left behind
+        let leftovers: Vec<_> = s.list("").unwrap();
+        assert!(leftovers.iter().all(|n| !n.contains(".tmp")));
+    }
+
+    #[test]
+    fn local_store_concurrent_cas_has_one_winner() {
+        let d = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(LocalStore::create(d.path().join("s")).unwrap());
+        let base = s.put_if("heads/x", b"base", None).unwrap();
+        let wins: usize = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    s.put_if("heads/x", format!("w{i}").as_bytes(), Some(&base))
+                        .is_ok()
+                })
             })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().unwrap() as usize)
-        .sum();
-    assert_eq!(wins, 1);
-}
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap() as usize)
+            .sum();
+        assert_eq!(wins, 1);
+    }
 
-#[test]
-fn missing_local_store_is_an_error() {
-    let d = tempfile::tempdir().unwrap();
-    assert!(LocalStore::open(d.path().join("nope")).is_err());
+    #[test]
+    fn missing_local_store_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(LocalStore::open(d.path().join("nope")).is_err());
+    }
 }

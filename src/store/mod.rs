@@ -1,13 +1,15 @@
 //! Where ciphertext lives: a `Store` holds opaque named objects and knows nothing of crypto.
 //! Backends are chosen by URL; every backend passes the same conformance suite.
 
-#[cfg(test)]
-mod conformance;
+pub mod conformance;
 mod local;
 mod mem;
+mod s3;
 
 pub use local::LocalStore;
 pub use mem::MemStore;
+pub use rusty_s3::Credentials as S3Credentials;
+pub use s3::{S3Config, S3Store};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +36,22 @@ pub enum StoreError {
     BadUrl(String, String),
     #[error("the store {0} is missing (is its disk mounted? check `store` in config.toml)")]
     Missing(String),
+    #[error("cannot reach the store endpoint {endpoint}: {cause}")]
+    Unreachable { endpoint: String, cause: String },
+    #[error(
+        "the store refused access to bucket {bucket} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the clock"
+    )]
+    Denied { bucket: String, code: String },
+    #[error("the bucket {0} does not exist")]
+    NoBucket(String),
+    #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    NoCredentials,
+    #[error("the store answered HTTP {status} {code} on {name}")]
+    Remote {
+        name: String,
+        status: u16,
+        code: String,
+    },
 }
 
 /// A version tag of a mutable object, for compare-and-swap (BLAKE3 of its content).
@@ -87,21 +105,24 @@ pub fn etag_of(data: &[u8]) -> Etag {
     *blake3::hash(data).as_bytes()
 }
 
-/// Opens the store a URL names: `file:///abs/path` or a plain absolute path.
+/// Opens the store a URL names: `file:///abs/path`, a plain absolute path, or
+/// `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=1&allow_http=1&ca_file=PATH`
+/// (every option optional; credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
 pub fn open_url(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let path = if let Some(p) = url.strip_prefix("file://") {
         PathBuf::from(p)
     } else if url.starts_with('/') {
         PathBuf::from(url)
     } else if url.starts_with("s3://") {
-        return Err(StoreError::BadUrl(
-            url.into(),
-            "S3 stores are not supported by this build yet".into(),
-        ));
+        let cfg = S3Config::from_url(url)?;
+        if cfg.credentials.is_none() {
+            return Err(StoreError::NoCredentials);
+        }
+        return Ok(Arc::new(S3Store::new(cfg)?));
     } else {
         return Err(StoreError::BadUrl(
             url.into(),
-            "expected file:///ABSOLUTE/PATH".into(),
+            "expected file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX".into(),
         ));
     };
     Ok(Arc::new(LocalStore::open(path)?))

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod keyserver;
+pub mod seaweed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::env;
@@ -109,6 +110,8 @@ pub struct Drive {
     mounts: u32,
     watchdog: Option<Watchdog>,
     tmp: Option<tempfile::TempDir>,
+    /// Extra environment of every `cirrus` command of this drive (e.g. S3 credentials).
+    env: Vec<(String, String)>,
 }
 
 impl Drive {
@@ -161,6 +164,7 @@ impl Drive {
             mounts: 0,
             watchdog: None,
             tmp: Some(tmp),
+            env: Vec::new(),
         }
     }
 
@@ -279,6 +283,11 @@ impl Drive {
         self.mounted = is_fuse_mount(&self.mnt);
     }
 
+    /// Sets `key=value` in the environment of this drive's later `cirrus` commands.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// A `cirrus --home HOME` command for this drive.
     pub fn cirrus_cmd(&self) -> Command {
         self.cirrus()
@@ -288,6 +297,7 @@ impl Drive {
         let mut c = Command::new(cirrus_bin());
         c.arg("--home").arg(&self.home);
         c.env("RUST_BACKTRACE", "1");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

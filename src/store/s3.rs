@@ -1,0 +1,590 @@
+//! The S3 backend: the same object contract over any S3-compatible service (AWS, SeaweedFS,
+//! MinIO, ...), so a drive's ciphertext can live off the machine. Requests are presigned
+//! with `rusty-s3` (SigV4) and sent on a blocking `ureq` agent: no async runtime in the
+//! data path.
+//!
+//! Compare-and-swap (`put_if`) uses S3 conditional writes; see docs/ARCHITECTURE.md,
+//! "S3 store", for the two-step scheme that maps our BLAKE3 etags onto S3 ETags.
+
+use super::{Etag, Store, StoreError, check_name, etag_of};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Time to open a TCP (and TLS) connection to the endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a whole request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lifetime of a presigned request URL (it is used at once; this only absorbs clock skew
+/// between signing and the server's check).
+const SIGN_TTL: Duration = Duration::from_secs(600);
+/// Largest body accepted from a GET (packs and metadata are far smaller).
+const MAX_BODY: u64 = 1 << 30;
+
+/// Where and how to reach a bucket. Built from an `s3://` URL by [`S3Config::from_url`]
+/// (credentials from the environment) or by hand.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix under which the store's objects live (no leading or trailing `/`;
+    /// empty: the bucket root).
+    pub prefix: String,
+    /// `https://host[:port]`; `None`: AWS (`https://s3.REGION.amazonaws.com`).
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    pub path_style: bool,
+    /// Accept a plain-`http://` endpoint. Off by default: credentials and ciphertext
+    /// would travel unprotected (the ciphertext is sealed, but its shape is not).
+    pub allow_http: bool,
+    /// PEM file of the CA(s) that sign the endpoint's certificate, instead of the
+    /// built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// Access key id, secret and optional session token (their `Debug` shows the key id
+    /// only). `None`: unsigned requests (public buckets only).
+    pub credentials: Option<Credentials>,
+}
+
+fn bad(url: &str, why: impl Into<String>) -> StoreError {
+    StoreError::BadUrl(url.to_string(), why.into())
+}
+
+fn truthy(v: &str) -> Option<bool> {
+    match v {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+impl S3Config {
+    /// Parses `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=1&allow_http=1&ca_file=PATH]`.
+    /// Credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
+    /// `AWS_SESSION_TOKEN` if set); AWS profile files are not read yet.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad(url, "expected s3://BUCKET/PREFIX"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        let prefix = prefix.trim_end_matches('/');
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+        if !bucket_ok {
+            return Err(bad(url, format!("invalid bucket name {bucket:?}")));
+        }
+        if !prefix.is_empty() && check_name(prefix).is_err() {
+            return Err(bad(
+                url,
+                "the prefix must be `[a-z0-9._-]` segments separated by `/`",
+            ));
+        }
+        let mut cfg = S3Config {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            path_style: false,
+            allow_http: false,
+            ca_file: None,
+            credentials: None,
+        };
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let flag = |v: &str| truthy(v).ok_or_else(|| bad(url, format!("{k}={v}: not 0 or 1")));
+            match &*k {
+                "endpoint" => cfg.endpoint = Some(v.trim_end_matches('/').to_string()),
+                "region" => cfg.region = v.to_string(),
+                "path_style" => cfg.path_style = flag(&v)?,
+                "allow_http" => cfg.allow_http = flag(&v)?,
+                "ca_file" => cfg.ca_file = Some(PathBuf::from(&*v)),
+                _ => {
+                    return Err(bad(
+                        url,
+                        format!(
+                            "unknown option {k:?} (known: endpoint, region, path_style, allow_http, ca_file)"
+                        ),
+                    ));
+                }
+            }
+        }
+        cfg.credentials = Credentials::from_env();
+        Ok(cfg)
+    }
+}
+
+/// A bucket (and key prefix) seen as a [`Store`].
+pub struct S3Store {
+    bucket: Bucket,
+    credentials: Option<Credentials>,
+    prefix: String,
+    agent: ureq::Agent,
+    /// Endpoint origin, for error messages (never a signed URL: those carry a signature).
+    endpoint: String,
+    /// Keys per ListObjectsV2 page (`None`: the server's default, 1000 on AWS).
+    list_page: Option<usize>,
+}
+
+/// What an HTTP exchange ended with, before it is mapped to a `StoreError` for one call.
+enum Failure {
+    Status { status: u16, code: String },
+    Transport(String),
+}
+
+/// The `<Code>` of an S3 XML error body, if any.
+fn error_code(body: &str) -> String {
+    body.split_once("<Code>")
+        .and_then(|(_, r)| r.split_once("</Code>"))
+        .map(|(c, _)| c.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        let cert = cert.map_err(|e| e.to_string())?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(roots)
+}
+
+impl S3Store {
+    /// Checks the configuration and builds the client. Nothing is sent: an unreachable
+    /// endpoint or a missing bucket shows up on the first request.
+    pub fn new(cfg: S3Config) -> Result<Self, StoreError> {
+        let shown = format!("s3://{}/{}", cfg.bucket, cfg.prefix);
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", cfg.region));
+        let ep: url::Url = endpoint
+            .parse()
+            .map_err(|e| bad(&shown, format!("endpoint {endpoint:?}: {e}")))?;
+        match ep.scheme() {
+            "https" => {}
+            "http" if cfg.allow_http => {}
+            "http" => {
+                return Err(bad(
+                    &shown,
+                    format!(
+                        "endpoint {endpoint} is plain http: add allow_http=1 to accept an unencrypted connection"
+                    ),
+                ));
+            }
+            s => {
+                return Err(bad(
+                    &shown,
+                    format!("endpoint scheme {s:?}: expected https"),
+                ));
+            }
+        }
+        let style = if cfg.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket =
+            Bucket::new(ep, style, cfg.bucket.clone(), cfg.region.clone()).map_err(|e| {
+                bad(
+                    &shown,
+                    format!("{e:?} (an IP-address endpoint needs path_style=1)"),
+                )
+            })?;
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirects(0)
+            .user_agent(concat!("cirrus/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            let roots = load_roots(ca)
+                .map_err(|e| bad(&shown, format!("ca_file {}: {e}", ca.display())))?;
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(&shown, e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder = builder.tls_config(Arc::new(tls));
+        }
+        Ok(S3Store {
+            bucket,
+            credentials: cfg.credentials,
+            prefix: cfg.prefix,
+            agent: builder.build(),
+            endpoint,
+            list_page: None,
+        })
+    }
+
+    /// Asks for at most `n` keys per listing page (tests use it to exercise continuation).
+    pub fn with_list_page_size(mut self, n: usize) -> Self {
+        self.list_page = Some(n);
+        self
+    }
+
+    fn key(&self, name: &str) -> Result<String, StoreError> {
+        check_name(name)?;
+        Ok(if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        })
+    }
+
+    /// Signs `action` with `headers` (lowercase names; they are signed too, so a proxy
+    /// cannot strip a condition) and sends it.
+    fn send<'a, A: S3Action<'a>>(
+        &self,
+        mut action: A,
+        method: &str,
+        headers: &[(&'a str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<ureq::Response, Failure> {
+        for (k, v) in headers {
+            action.headers_mut().insert(*k, v.clone());
+        }
+        let url = action.sign(SIGN_TTL);
+        let mut req = self.agent.request_url(method, &url);
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let res = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let failed = |status: u16, resp: ureq::Response| {
+            let mut text = String::new();
+            let _ = resp.into_reader().take(64 * 1024).read_to_string(&mut text);
+            Failure::Status {
+                status,
+                code: error_code(&text),
+            }
+        };
+        match res {
+            // Redirects are not followed (`redirects(0)`): AWS sends 301 PermanentRedirect
+            // for a bucket in another region, which must not pass for success.
+            Ok(r) if r.status() >= 300 => Err(failed(r.status(), r)),
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(status, resp)) => Err(failed(status, resp)),
+            // Not `t.to_string()`: it starts with the presigned URL.
+            Err(ureq::Error::Transport(t)) => {
+                let mut cause = t.kind().to_string();
+                if let Some(m) = t.message() {
+                    cause = format!("{cause}: {m}");
+                }
+                if let Some(src) = std::error::Error::source(&t) {
+                    cause = format!("{cause}: {src}");
+                }
+                Err(Failure::Transport(cause))
+            }
+        }
+    }
+
+    /// Maps a failure of a request on object `name` to the store's error.
+    fn fail(&self, name: &str, f: Failure) -> StoreError {
+        match f {
+            Failure::Transport(mut cause) => {
+                if cause.contains("certificate") {
+                    cause.push_str(" (for a private CA, add ca_file=PATH to the store URL)");
+                }
+                StoreError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    cause,
+                }
+            }
+            Failure::Status { status: 404, code } if code == "NoSuchBucket" => {
+                StoreError::NoBucket(self.bucket.name().to_string())
+            }
+            Failure::Status { status: 404, .. } => StoreError::NotFound(name.to_string()),
+            Failure::Status { status: 412, .. } => StoreError::PreconditionFailed(name.to_string()),
+            // AWS answers 409 ConditionalRequestConflict when conditional writes race.
+            Failure::Status { status: 409, code } if code == "ConditionalRequestConflict" => {
+                StoreError::PreconditionFailed(name.to_string())
+            }
+            Failure::Status {
+                status: 401 | 403,
+                code,
+            } => StoreError::Denied {
+                bucket: self.bucket.name().to_string(),
+                code: if code.is_empty() {
+                    "AccessDenied".into()
+                } else {
+                    code
+                },
+            },
+            Failure::Status { status, code } if (300..400).contains(&status) => {
+                StoreError::Remote {
+                    name: name.to_string(),
+                    status,
+                    code: format!("{code} (redirected: is `region` the bucket's region?)"),
+                }
+            }
+            Failure::Status { status, code } => StoreError::Remote {
+                name: name.to_string(),
+                status,
+                code,
+            },
+        }
+    }
+
+    fn read_body(&self, name: &str, resp: ureq::Response) -> Result<Vec<u8>, StoreError> {
+        let cap = resp
+            .header("Content-Length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_BODY as usize);
+        let mut v = Vec::with_capacity(cap);
+        resp.into_reader()
+            .take(MAX_BODY)
+            .read_to_end(&mut v)
+            .map_err(|e| StoreError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                cause: format!("reading {name}: {e}"),
+            })?;
+        Ok(v)
+    }
+
+    /// GET of the whole object: its bytes and S3 ETag.
+    fn get_with_etag(&self, name: &str) -> Result<(Vec<u8>, String), StoreError> {
+        let key = self.key(name)?;
+        let act = self.bucket.get_object(self.credentials.as_ref(), &key);
+        let resp = self
+            .send(act, "GET", &[], None)
+            .map_err(|f| self.fail(name, f))?;
+        let s3_etag = resp.header("ETag").unwrap_or_default().to_string();
+        Ok((self.read_body(name, resp)?, s3_etag))
+    }
+
+    fn put_with(
+        &self,
+        name: &str,
+        data: &[u8],
+        headers: &[(&'static str, String)],
+    ) -> Result<(), StoreError> {
+        let key = self.key(name)?;
+        let act = self.bucket.put_object(self.credentials.as_ref(), &key);
+        self.send(act, "PUT", headers, Some(data))
+            .map_err(|f| self.fail(name, f))?;
+        Ok(())
+    }
+
+    /// Creates the bucket (for tests and first setup); an existing bucket we own is fine.
+    pub fn create_bucket(&self) -> Result<(), StoreError> {
+        let Some(creds) = self.credentials.as_ref() else {
+            return Err(StoreError::NoCredentials);
+        };
+        let act = self.bucket.create_bucket(creds);
+        match self.send(act, "PUT", &[], Some(b"")) {
+            Ok(_) => Ok(()),
+            Err(Failure::Status { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
+            Err(f) => Err(self.fail("", f)),
+        }
+    }
+}
+
+impl Store for S3Store {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.put_with(name, data, &[])
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get_with_etag(name)?.0)
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            // No empty Range in HTTP; still report a missing object like other backends.
+            self.size(name)?;
+            return Ok(Vec::new());
+        }
+        let key = self.key(name)?;
+        let act = self.bucket.get_object(self.credentials.as_ref(), &key);
+        let last = offset.saturating_add(len - 1);
+        let range = format!("bytes={offset}-{last}");
+        match self.send(act, "GET", &[("range", range)], None) {
+            Ok(resp) => {
+                // 206, or 200 with the whole object from a server that ignores Range.
+                let whole = resp.status() == 200;
+                let mut v = self.read_body(name, resp)?;
+                if whole {
+                    let start = (offset.min(v.len() as u64)) as usize;
+                    let end = (start as u64).saturating_add(len).min(v.len() as u64) as usize;
+                    v = v[start..end].to_vec();
+                }
+                Ok(v)
+            }
+            // Entirely past the end of an existing object.
+            Err(Failure::Status { status: 416, .. }) => Ok(Vec::new()),
+            Err(f) => Err(self.fail(name, f)),
+        }
+    }
+
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>) -> Result<Etag, StoreError> {
+        match expected {
+            None => self.put_with(name, data, &[("if-none-match", "*".to_string())])?,
+            Some(want) => {
+                let (current, s3_etag) = match self.get_with_etag(name) {
+                    Ok(x) => x,
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(StoreError::PreconditionFailed(name.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                };
+                if etag_of(&current) != *want || s3_etag.is_empty() {
+                    return Err(StoreError::PreconditionFailed(name.to_string()));
+                }
+                self.put_with(name, data, &[("if-match", s3_etag)])?;
+            }
+        }
+        Ok(etag_of(data))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let base = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let full = format!("{base}{prefix}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut act = self.bucket.list_objects_v2(self.credentials.as_ref());
+            act.with_prefix(full.as_str());
+            if let Some(n) = self.list_page {
+                act.with_max_keys(n);
+            }
+            if let Some(t) = &token {
+                act.with_continuation_token(t.clone());
+            }
+            let resp = self
+                .send(act, "GET", &[], None)
+                .map_err(|f| self.fail(prefix, f))?;
+            let body = self.read_body(prefix, resp)?;
+            let text = String::from_utf8_lossy(&body);
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(|e| {
+                StoreError::Remote {
+                    name: prefix.to_string(),
+                    status: 200,
+                    code: format!("unparsable ListObjectsV2 answer: {e}"),
+                }
+            })?;
+            for c in page.contents {
+                if let Some(name) = c.key.strip_prefix(&base)
+                    && name.starts_with(prefix)
+                    && check_name(name).is_ok()
+                {
+                    out.push(name.to_string());
+                }
+            }
+            match page.next_continuation_token {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        // S3 answers 204 whether or not the key existed; the contract wants NotFound for
+        // a missing object, so look first (not atomic with the delete, which only matters
+        // to a concurrent deleter, who then gets Ok too).
+        self.size(name)?;
+        let key = self.key(name)?;
+        let act = self.bucket.delete_object(self.credentials.as_ref(), &key);
+        match self.send(act, "DELETE", &[], None) {
+            Ok(_) => Ok(()),
+            Err(f) => Err(self.fail(name, f)),
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<u64, StoreError> {
+        let key = self.key(name)?;
+        let act = self.bucket.head_object(self.credentials.as_ref(), &key);
+        let resp = self
+            .send(act, "HEAD", &[], None)
+            .map_err(|f| self.fail(name, f))?;
+        resp.header("Content-Length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Remote {
+                name: name.to_string(),
+                status: resp.status(),
+                code: "HEAD answer without Content-Length".into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let c = S3Config::from_url(
+            "s3://my-bucket/some/prefix/?endpoint=http://127.0.0.1:8333&path_style=1&allow_http=1&region=eu-west-3",
+        )
+        .unwrap();
+        assert_eq!(c.bucket, "my-bucket");
+        assert_eq!(c.prefix, "some/prefix");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(c.region, "eu-west-3");
+        assert!(c.path_style && c.allow_http);
+        let c = S3Config::from_url("s3://bkt").unwrap();
+        assert_eq!((c.prefix.as_str(), c.region.as_str()), ("", "us-east-1"));
+        assert!(!c.path_style && !c.allow_http && c.endpoint.is_none());
+        for bad in [
+            "s3://",
+            "s3://B/x",
+            "s3://bkt/Bad",
+            "s3://bkt/a//b",
+            "s3://bkt/x?what=1",
+            "s3://bkt/x?path_style=maybe",
+        ] {
+            assert!(
+                matches!(S3Config::from_url(bad), Err(StoreError::BadUrl(..))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_allow_http() {
+        let mut c =
+            S3Config::from_url("s3://bkt/p?endpoint=http://127.0.0.1:1&path_style=1").unwrap();
+        let err = S3Store::new(c.clone()).err().unwrap().to_string();
+        assert!(err.contains("allow_http"), "{err}");
+        c.allow_http = true;
+        assert!(S3Store::new(c).is_ok());
+        // an IP endpoint cannot be addressed virtual-host style
+        let c = S3Config::from_url("s3://bkt/p?endpoint=https://127.0.0.1:1").unwrap();
+        assert!(matches!(S3Store::new(c), Err(StoreError::BadUrl(..))));
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let mut c = S3Config::from_url("s3://bkt").unwrap();
+        c.credentials = Some(Credentials::new("AKIDEXAMPLE", "very-secret-value"));
+        let s = format!("{c:?}");
+        assert!(
+            s.contains("AKIDEXAMPLE") && !s.contains("very-secret-value"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn error_codes_are_read() {
+        assert_eq!(
+            error_code("<?xml?><Error><Code>NoSuchBucket</Code><Message>x</Message></Error>"),
+            "NoSuchBucket"
+        );
+        assert_eq!(error_code(""), "");
+    }
+}

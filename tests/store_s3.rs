@@ -1,0 +1,276 @@
+//! The S3 store against a real SeaweedFS on 127.0.0.1 (tests/common/seaweed.rs): the
+//! store conformance suite, compare-and-swap races, the errors a user sees for a bad
+//! secret, a missing bucket or a dead server, and a whole drive living on S3.
+
+mod common;
+
+use cirrus::store::{S3Credentials, S3Store, Store, StoreError, conformance, etag_of};
+use common::seaweed::{self, Seaweed};
+use common::*;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+#[test]
+fn s3_store_conforms() {
+    let sw = Seaweed::start();
+    conformance::suite(&sw.store("conf"));
+    // the bucket root works as a store too, and prefixes do not leak into each other
+    let root = sw.store("");
+    conformance::suite(&sw.store("other/deeper"));
+    let mut l = root.list("conf/a/").unwrap();
+    l.sort();
+    assert_eq!(l, ["conf/a/b/one"]);
+    assert!(sw.store("conf").list("other").unwrap().is_empty());
+}
+
+#[test]
+fn s3_list_follows_continuation_tokens() {
+    let sw = Seaweed::start();
+    let s = sw.store("paged").with_list_page_size(2);
+    let mut want: Vec<String> = (0..7).map(|i| format!("packs/p{i}")).collect();
+    for n in &want {
+        s.put(n, n.as_bytes()).unwrap();
+    }
+    s.put("heads/h", b"x").unwrap();
+    let mut got = s.list("packs/").unwrap();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(s.list("").unwrap().len(), 8);
+    // empty objects and ranges on them
+    s.put("empty", b"").unwrap();
+    assert_eq!(s.get("empty").unwrap(), b"");
+    assert_eq!(s.size("empty").unwrap(), 0);
+    assert_eq!(s.get_range("empty", 0, 10).unwrap(), b"");
+    assert!(matches!(
+        s.get_range("nope", 0, 0),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn s3_concurrent_cas_has_one_winner() {
+    let sw = Seaweed::start();
+    let s = Arc::new(sw.store("race"));
+    let race = |expected: Option<[u8; 32]>, round: u32| -> Vec<usize> {
+        let n = 8;
+        let barrier = Arc::new(Barrier::new(n));
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let s = s.clone();
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    match s.put_if(
+                        "heads/x",
+                        format!("r{round}w{i}").as_bytes(),
+                        expected.as_ref(),
+                    ) {
+                        Ok(e) => {
+                            assert_eq!(e, etag_of(format!("r{round}w{i}").as_bytes()));
+                            Some(i)
+                        }
+                        Err(StoreError::PreconditionFailed(_)) => None,
+                        Err(e) => panic!("unexpected error in the race: {e}"),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    };
+    // creation race: exactly one `None` wins
+    let winners = race(None, 0);
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let base = s.get("heads/x").unwrap();
+    assert_eq!(base, format!("r0w{}", winners[0]).as_bytes());
+    // update races from the same version, a few rounds
+    let mut current = etag_of(&base);
+    for round in 1..=3 {
+        let winners = race(Some(current), round);
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let now = s.get("heads/x").unwrap();
+        assert_eq!(now, format!("r{round}w{}", winners[0]).as_bytes());
+        current = etag_of(&now);
+    }
+}
+
+#[test]
+fn s3_errors_are_clear() {
+    let mut sw = Seaweed::start();
+    // wrong secret
+    let mut cfg = sw.config("p");
+    cfg.credentials = Some(S3Credentials::new(seaweed::ACCESS_KEY, "not-the-secret"));
+    let s = S3Store::new(cfg).unwrap();
+    let e = s.put("x", b"1").unwrap_err();
+    assert!(seaweed::is_denied(&e), "{e:?}");
+    let msg = e.to_string();
+    eprintln!("wrong secret: {msg}");
+    assert!(msg.contains("AWS_SECRET_ACCESS_KEY"), "{msg}");
+    assert!(!msg.contains("not-the-secret"), "{msg}");
+    assert!(seaweed::is_denied(&s.get("x").unwrap_err()));
+    // missing bucket
+    let mut cfg = sw.config("p");
+    cfg.bucket = "no-such-bucket".into();
+    let s = S3Store::new(cfg).unwrap();
+    let e = s.get("x").unwrap_err();
+    eprintln!("missing bucket: {e}");
+    assert!(
+        matches!(e, StoreError::NoBucket(ref b) if b == "no-such-bucket"),
+        "{e:?}"
+    );
+    // a server that stops: a prompt, clear error, not a hang
+    let s = sw.store("p");
+    s.put("x", b"1").unwrap();
+    sw.kill();
+    let t = Instant::now();
+    let e = s.get("x").unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    match &e {
+        StoreError::Unreachable { endpoint, .. } => assert_eq!(*endpoint, sw.endpoint),
+        other => panic!("{other:?}"),
+    }
+    let msg = e.to_string();
+    eprintln!("stopped server: {msg}");
+    assert!(
+        msg.contains("cannot reach") && !msg.contains("X-Amz-Signature"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn s3_frozen_server_times_out() {
+    let sw = Seaweed::start();
+    let s = sw.store("frozen");
+    s.put("x", b"1").unwrap();
+    sw.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    let e = s.get("x").unwrap_err();
+    let took = t.elapsed();
+    sw.signal(libc::SIGCONT);
+    eprintln!("frozen server, after {took:?}: {e}");
+    // the whole-request timeout (60 s), not a hang
+    assert!(took < Duration::from_secs(75), "{took:?}");
+    assert!(matches!(e, StoreError::Unreachable { .. }), "{e:?}");
+    // and the store works again once the server does
+    assert_eq!(s.get("x").unwrap(), b"1");
+}
+
+#[test]
+fn s3_open_url_needs_credentials_and_https() {
+    // These need no server: they fail before any request.
+    let e = cirrus::store::open_url("s3://bkt/p?endpoint=http://127.0.0.1:1&path_style=1")
+        .err()
+        .unwrap();
+    // Without credentials in the environment of the test run, or with them: a clear error
+    // either way (no credentials, or plain http refused).
+    assert!(
+        matches!(e, StoreError::NoCredentials | StoreError::BadUrl(..)),
+        "{e:?}"
+    );
+    assert!(matches!(
+        cirrus::store::open_url("s3://bkt/p?bogus=1"),
+        Err(StoreError::BadUrl(..))
+    ));
+}
+
+#[test]
+fn drive_on_s3_survives_a_remount() {
+    let sw = Seaweed::start();
+    let mut d = Drive::blank();
+    d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
+    d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
+    let url = sw.url("drive");
+    let out = run_ok(
+        d.cirrus_cmd()
+            .args(["init", "--store", &url, "--passcode-file"])
+            .arg(&d.passcode_file)
+            .args(["--kdf-memory", "8192", "--kdf-time", "1"]),
+    );
+    assert!(out.contains("Created a Cirrus account"), "{out}");
+    // the secret is not written into the home
+    let config = fs::read_to_string(d.home.join("config.toml")).unwrap();
+    assert!(!config.contains(seaweed::SECRET_KEY), "{config}");
+    d.mount_again();
+    let data = pseudo_random(3 * CHUNK + 123, 7);
+    fs::write(d.notes().join("big.bin"), &data).unwrap();
+    fs::write(d.notes().join("small.txt"), b"hello from s3").unwrap();
+    d.remount();
+    assert_eq!(fs::read(d.notes().join("big.bin")).unwrap(), data);
+    assert_eq!(
+        fs::read(d.notes().join("small.txt")).unwrap(),
+        b"hello from s3"
+    );
+    d.unmount();
+    // the ciphertext really is in the bucket, under the prefix
+    let objects = sw.store("drive").list("").unwrap();
+    assert!(objects.len() >= 3, "{objects:?}");
+    assert!(sw.store("").list("drive/").unwrap().len() == objects.len());
+}
+
+/// A CA and a leaf certificate for 127.0.0.1 signed by it, as PEM files in `dir`:
+/// (ca.pem, cert.pem, key.pem).
+fn private_ca(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cirrus test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, leaf.pem()).unwrap();
+    fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+#[test]
+fn s3_over_https_with_a_private_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(tmp.path());
+    let sw = Seaweed::start_tls(&cert, &key);
+    let https = sw.https_endpoint.clone().unwrap();
+    let mut cfg = sw.config("tls");
+    cfg.endpoint = Some(https.clone());
+    cfg.allow_http = false;
+    // Without the CA: the web PKI roots do not know it, and the error says so.
+    let e = S3Store::new(cfg.clone()).unwrap().get("x").unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Unreachable { endpoint, .. } if *endpoint == https),
+        "{e:?}"
+    );
+    eprintln!("unknown CA: {e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // With it, the store works over TLS.
+    cfg.ca_file = Some(ca.clone());
+    let s = S3Store::new(cfg.clone()).unwrap();
+    s.put("x", b"sealed bytes").unwrap();
+    assert_eq!(s.get("x").unwrap(), b"sealed bytes");
+    conformance::suite(
+        &S3Store::new({
+            let mut c = cfg.clone();
+            c.prefix = "tls-conf".into();
+            c
+        })
+        .unwrap(),
+    );
+    // A file with no certificate in it is refused up front.
+    let empty = tmp.path().join("empty.pem");
+    fs::write(&empty, "").unwrap();
+    cfg.ca_file = Some(empty);
+    assert!(matches!(S3Store::new(cfg), Err(StoreError::BadUrl(..))));
+}
