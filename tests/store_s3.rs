@@ -184,10 +184,16 @@ fn drive_on_s3_survives_a_remount() {
     let mut d = Drive::blank();
     d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
     d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
-    let url = sw.url("drive");
+    // The options as `init` flags (they end up in the store URL's query string).
     let out = run_ok(
         d.cirrus_cmd()
-            .args(["init", "--store", &url, "--passcode-file"])
+            .args([
+                "init",
+                "--store",
+                &format!("s3://{}/drive", seaweed::BUCKET),
+            ])
+            .args(["--endpoint", &sw.endpoint, "--path-style", "--allow-http"])
+            .arg("--passcode-file")
             .arg(&d.passcode_file)
             .args(["--kdf-memory", "8192", "--kdf-time", "1"]),
     );

@@ -62,6 +62,72 @@ pub struct PasscodeArgs {
     password_file: Option<PathBuf>,
 }
 
+/// S3 options of `--store s3://BUCKET/PREFIX`, kept in the store URL's query string.
+#[derive(clap::Args, Clone, Default)]
+pub struct S3Args {
+    /// S3 endpoint URL (SeaweedFS, MinIO, Ceph RGW, Garage, ...); default: AWS.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET (most self-hosted servers) instead of
+    /// BUCKET.ENDPOINT.
+    #[arg(long)]
+    path_style: bool,
+    /// Allow a plain-http endpoint (otherwise refused: keys and metadata are encrypted,
+    /// but object names, sizes and timing would travel in clear).
+    #[arg(long)]
+    allow_http: bool,
+    /// PEM file of the CA that signed the endpoint's certificate (a private CA).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+impl S3Args {
+    fn any(&self) -> bool {
+        self.endpoint.is_some()
+            || self.region.is_some()
+            || self.path_style
+            || self.allow_http
+            || self.ca_file.is_some()
+    }
+
+    /// The store URL with these options in its query string.
+    fn apply(&self, store: Option<String>) -> Result<Option<String>, String> {
+        if !self.any() {
+            return Ok(store);
+        }
+        let Some(url) = store.filter(|u| u.starts_with("s3://")) else {
+            return Err(
+                "--endpoint, --region, --path-style, --allow-http and --ca-file go with \
+                        --store s3://BUCKET/PREFIX"
+                    .into(),
+            );
+        };
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(e) = &self.endpoint {
+            q.append_pair("endpoint", e);
+        }
+        if let Some(r) = &self.region {
+            q.append_pair("region", r);
+        }
+        if self.path_style {
+            q.append_pair("path_style", "1");
+        }
+        if self.allow_http {
+            q.append_pair("allow_http", "1");
+        }
+        if let Some(c) = &self.ca_file {
+            let abs =
+                std::fs::canonicalize(c).map_err(|e| format!("--ca-file {}: {e}", c.display()))?;
+            q.append_pair("ca_file", &abs.to_string_lossy());
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(Some(format!("{url}{sep}{}", q.finish())))
+    }
+}
+
 /// Where the key service is, for commands that set up a device.
 #[derive(clap::Args, Clone, Default)]
 pub struct ServerArgs {
@@ -147,6 +213,8 @@ enum Cmd {
         /// Name of this device.
         #[arg(long)]
         device_name: Option<String>,
+        #[command(flatten)]
+        s3: S3Args,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -358,8 +426,10 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             kdf_memory,
             kdf_time,
             device_name,
+            s3,
             server,
         } => {
+            let store = s3.apply(store)?;
             let passcode = passcode::read(&pass, true)?;
             let server = server.resolve(&pass)?;
             let remote = server.is_some();
