@@ -4,6 +4,7 @@
 pub mod conformance;
 mod local;
 mod mem;
+mod retry;
 mod s3;
 
 pub use local::LocalStore;
@@ -118,7 +119,12 @@ pub fn open_url(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         if cfg.credentials.is_none() {
             return Err(StoreError::NoCredentials);
         }
-        return Ok(Arc::new(S3Store::new(cfg)?));
+        // A remote store fails now and then: retried with backoff (transient errors only).
+        let s3: Arc<dyn Store> = Arc::new(S3Store::new(cfg)?);
+        return Ok(Arc::new(retry::RetryStore::new(
+            s3,
+            retry::RetryPolicy::default(),
+        )));
     } else {
         return Err(StoreError::BadUrl(
             url.into(),
