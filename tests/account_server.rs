@@ -655,8 +655,6 @@ fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
 
 #[test]
 fn a_second_device_joins_through_the_key_service_and_follows_adp() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let srv = Server::start(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
@@ -667,45 +665,25 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
     a.unmount();
 
     let mut b = Drive::blank();
-    let mut c = b.cirrus_cmd();
-    c.args(["device", "add", "--timeout", "60"])
-        .args([
-            "--store",
-            &format!("file://{}", a.home.join("store").display()),
-        ])
-        .args([
-            "--device-name",
-            "phone",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .args([
+    let fp = srv.fingerprint.to_string();
+    let totp_code = codes.take();
+    let pw_arg = pw.to_string_lossy().to_string();
+    let (child, code) = start_join(
+        &b,
+        &a,
+        &[
             "--server",
             &srv.url,
             "--fingerprint",
-            &srv.fingerprint.to_string(),
-        ])
-        .args(["--account", "alice", "--totp", &codes.take()])
-        .arg("--password-file")
-        .arg(&pw)
-        .arg("--passcode-file")
-        .arg(&b.passcode_file);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let code = line
-        .trim()
-        .strip_prefix("Approval code: ")
-        .unwrap()
-        .to_string();
+            &fp,
+            "--account",
+            "alice",
+            "--totp",
+            &totp_code,
+            "--password-file",
+            &pw_arg,
+        ],
+    );
     let mut approve = a.cirrus_cmd();
     approve
         .args(["device", "approve", &code, "--passcode-file"])

@@ -171,36 +171,7 @@ fn a_removed_device_opens_nothing_written_afterwards() {
     a.unmount();
     // B joins.
     let b = Drive::blank();
-    let mut c = b.cirrus_cmd();
-    c.args(["device", "add", "--timeout", "60"])
-        .args([
-            "--store",
-            &format!("file://{}", a.home.join("store").display()),
-        ])
-        .args([
-            "--device-name",
-            "phone",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .arg("--passcode-file")
-        .arg(&b.passcode_file);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let code = line
-        .trim()
-        .strip_prefix("Approval code: ")
-        .unwrap()
-        .to_string();
+    let (mut child, code) = start_join(&b, &a, &[]);
     let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
     assert!(ok, "{t}");
     assert!(child.wait().unwrap().success());
@@ -307,36 +278,7 @@ fn removing_a_device_offline_keeps_what_it_wrote_last_readable() {
     let mut a = Drive::mount();
     a.unmount();
     let mut b = Drive::blank();
-    let mut c = b.cirrus_cmd();
-    c.args(["device", "add", "--timeout", "60"])
-        .args([
-            "--store",
-            &format!("file://{}", a.home.join("store").display()),
-        ])
-        .args([
-            "--device-name",
-            "phone",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .arg("--passcode-file")
-        .arg(&b.passcode_file);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let code = line
-        .trim()
-        .strip_prefix("Approval code: ")
-        .unwrap()
-        .to_string();
+    let (mut child, code) = start_join(&b, &a, &[]);
     let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
     assert!(ok, "{t}");
     assert!(child.wait().unwrap().success());

@@ -7,8 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn store_url(d: &Drive) -> String {
@@ -38,29 +37,6 @@ fn new_device_args(c: &mut Command, d: &Drive, store: &str, name: &str) {
         .arg("--passcode-file")
         .arg(&d.passcode_file)
         .args(["--kdf-memory", "8192", "--kdf-time", "1"]);
-}
-
-/// Starts `device add` on `b` and returns the child and the code it printed.
-fn start_join(b: &Drive, store: &str, name: &str) -> (Child, String) {
-    let mut c = b.cirrus_cmd();
-    c.args(["device", "add", "--timeout", "60"]);
-    new_device_args(&mut c, b, store, name);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let code = line
-        .strip_prefix("Approval code: ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim()
-        .to_string();
-    assert_eq!(code.len(), 19, "{code:?}");
-    (child, code)
 }
 
 fn approve(a: &Drive, code: &str) -> Command {
@@ -93,7 +69,7 @@ fn a_second_device_joins_with_the_approval_code_and_reads_everything() {
     a.unmount();
 
     let mut b = Drive::blank();
-    let (child, code) = start_join(&b, &store_url(&a), "phone");
+    let (child, code) = start_join(&b, &a, &[]);
     // A wrong code approves nothing.
     let wrong = if code.starts_with('0') {
         "1111-1111-1111-1111"
@@ -143,7 +119,7 @@ fn a_join_request_replaced_by_the_server_cannot_be_approved() {
     let mut a = Drive::mount();
     a.unmount();
     let b = Drive::blank();
-    let (mut child, code) = start_join(&b, &store_url(&a), "phone");
+    let (mut child, code) = start_join(&b, &a, &[]);
     // The server swaps the request for one carrying its own keys (validly self-signed).
     let reqs = a.home.join("store/account/requests");
     let entries: Vec<_> = fs::read_dir(&reqs)
@@ -184,7 +160,7 @@ fn a_new_device_refuses_an_approval_the_server_made_up() {
     let mut a = Drive::mount();
     a.unmount();
     let b = Drive::blank();
-    let (child, _code) = start_join(&b, &store_url(&a), "phone");
+    let (child, _code) = start_join(&b, &a, &[]);
     // The server answers the request itself: an approval naming the current manifest
     // (signed by the real device) with a MAC it had to guess.
     let reqs = a.home.join("store/account/requests");

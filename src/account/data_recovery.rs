@@ -150,7 +150,7 @@ impl NewDevice {
         acct.publish_manifest(next)?;
         acct.grant_account_key(&me)?;
         acct.save_keyring()?;
-        acct.resign_heads_from(&old_signers)?;
+        acct.republish_heads(&old_signers, false)?;
         acct.home.save_config(&acct.config)?;
         let _ = std::fs::remove_file(acct.home.join_path());
         let _ = session.set_drs(true);
@@ -159,49 +159,5 @@ impl NewDevice {
             recovered,
             lost,
         })
-    }
-}
-
-impl Unlocked {
-    /// Re-publishes the head of every category this device can read, signed by this
-    /// device: before a device is removed while the drive is not mounted, so no head is
-    /// left that only the removed device vouches for. Only without a running daemon.
-    pub fn resign_heads(&self) -> Result<(), AccountError> {
-        self.resign_heads_from(&[])
-    }
-
-    /// Re-publishes the heads of the readable categories signed by this device, taking
-    /// as valid the signatures of `old` (the devices of the manifest being replaced).
-    fn resign_heads_from(&self, old: &[[u8; 32]]) -> Result<(), AccountError> {
-        if let Ok(mut s) = self.signers.write() {
-            s.extend_from_slice(old);
-        }
-        let cache = Arc::new(crate::cache::ChunkCache::new(1 << 20));
-        let signer = self.head_signer();
-        for (e, setup) in self.category_setups() {
-            let Ok(setup) = setup else { continue };
-            if self.store.get(&names::head(e.id)).is_err() {
-                continue;
-            }
-            let cat = crate::volume::Category::open(
-                setup,
-                self.store.clone(),
-                cache.clone(),
-                self.seen.clone(),
-                crate::volume::VolumeOptions {
-                    dirty_limit: 1 << 20,
-                    owner: (0, 0),
-                    dirty_total: Default::default(),
-                    heads: signer.clone(),
-                },
-            );
-            if let Err(err) = cat.republish_head() {
-                log::warn!("category {}: cannot re-sign its head: {err}", e.name);
-            }
-        }
-        if let Ok(mut s) = self.signers.write() {
-            *s = manifest::signers_of(&self.manifest);
-        }
-        Ok(())
     }
 }

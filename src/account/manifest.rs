@@ -258,15 +258,63 @@ impl Unlocked {
         })
     }
 
-    /// Like [`head_signer`], but also reads layout-1 (unsigned) heads: used once, when an
-    /// account made before manifests is migrated and its heads are re-signed.
-    pub(crate) fn migrating_head_signer(&self) -> Arc<dyn HeadSigner> {
-        Arc::new(SignedHeads {
+    /// Re-publishes the head of every category this device can read (retired ones too:
+    /// gc and fsck read them), signed by this device. While reading, the signatures of
+    /// `extra` (the devices of a manifest being replaced) also count, and with
+    /// `accept_unsigned` layout-1 heads too (the one-time upgrade of an old account).
+    /// Only without a running daemon: it writes heads.
+    pub(crate) fn republish_heads(
+        &self,
+        extra: &[[u8; 32]],
+        accept_unsigned: bool,
+    ) -> Result<(), AccountError> {
+        if let Ok(mut s) = self.signers.write() {
+            s.extend_from_slice(extra);
+        }
+        let signer: Arc<dyn HeadSigner> = Arc::new(SignedHeads {
             account_id: self.manifest.account_id,
             identity: self.identity.clone(),
             signers: self.signers.clone(),
-            accept_unsigned: true,
-        })
+            accept_unsigned,
+        });
+        let cache = Arc::new(crate::cache::ChunkCache::new(1 << 20));
+        for (e, setup) in self.all_category_setups() {
+            let setup = match setup {
+                Ok(s) => s,
+                Err(why) => {
+                    log::warn!("category {}: cannot re-sign its head: {why}", e.name);
+                    continue;
+                }
+            };
+            if self.store.size(&names::head(e.id)).is_err() {
+                continue;
+            }
+            let cat = crate::volume::Category::open(
+                setup,
+                self.store.clone(),
+                cache.clone(),
+                self.seen.clone(),
+                crate::volume::VolumeOptions {
+                    dirty_limit: 1 << 20,
+                    owner: (0, 0),
+                    dirty_total: Default::default(),
+                    heads: signer.clone(),
+                },
+            );
+            if let Err(err) = cat.republish_head() {
+                log::warn!("category {}: cannot re-sign its head: {err}", e.name);
+            }
+        }
+        if let Ok(mut s) = self.signers.write() {
+            *s = signers_of(&self.manifest);
+        }
+        Ok(())
+    }
+
+    /// [`republish_heads`] before a device is removed while the drive is not mounted, so
+    /// no head is left that only the removed device vouches for.
+    pub fn resign_heads(&self) -> Result<(), AccountError> {
+        self.republish_heads(&[], false)
     }
 }
 

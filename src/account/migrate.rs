@@ -98,46 +98,12 @@ pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
         Err(e) => return Err(e.into()),
     }
     acct.grant_account_key(&me)?;
-    resign_heads(acct)?;
+    acct.republish_heads(&[], true)?;
     match acct.store.delete(names::CATEGORY_TABLE) {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     acct.config.account_id = Some(hex::encode(acct.manifest.account_id));
     acct.home.save_config(&acct.config)?;
-    Ok(())
-}
-
-/// Re-publishes every category's head signed by this device.
-fn resign_heads(acct: &Unlocked) -> Result<(), AccountError> {
-    let cache = Arc::new(crate::cache::ChunkCache::new(1 << 20));
-    let signer = acct.migrating_head_signer();
-    for (e, setup) in acct.all_category_setups() {
-        let setup = match setup {
-            Ok(s) => s,
-            Err(why) => {
-                log::warn!("category {}: cannot re-sign its head: {why}", e.name);
-                continue;
-            }
-        };
-        if acct.store.get(&names::head(e.id)).is_err() {
-            continue;
-        }
-        let cat = crate::volume::Category::open(
-            setup,
-            acct.store.clone(),
-            cache.clone(),
-            acct.seen.clone(),
-            crate::volume::VolumeOptions {
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-                dirty_total: Default::default(),
-                heads: signer.clone(),
-            },
-        );
-        if let Err(err) = cat.republish_head() {
-            log::warn!("category {}: cannot re-sign its head: {err}", e.name);
-        }
-    }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! code vouched for). A server sees neither the code nor anything it could search it from
 //! in less than 2^80 work.
 
-use super::recovery::{ALPHABET, value};
+use super::recovery::{canonical_symbols, grouped4, random_symbols};
 use crate::crypto::{self, CryptoError, SecretKey};
 use zeroize::Zeroizing;
 
@@ -24,26 +24,12 @@ pub enum JoinCodeError {
 
 impl JoinCode {
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut raw = Zeroizing::new([0u8; SYMBOLS]);
-        crypto::random_bytes(&mut raw[..])?;
-        Ok(JoinCode(Zeroizing::new(
-            raw.iter().map(|b| ALPHABET[(b & 31) as usize]).collect(),
-        )))
+        Ok(JoinCode(random_symbols(SYMBOLS)?))
     }
 
     /// What the person typed: any case, dashes and spaces ignored, I/L read as 1, O as 0.
     pub fn parse(input: &str) -> Result<Self, JoinCodeError> {
-        let mut s = Zeroizing::new(Vec::with_capacity(SYMBOLS));
-        for c in input.chars() {
-            if c == '-' || c.is_whitespace() {
-                continue;
-            }
-            let v = u8::try_from(c)
-                .ok()
-                .and_then(value)
-                .ok_or(JoinCodeError::BadCharacter(c))?;
-            s.push(ALPHABET[v as usize]);
-        }
+        let s = canonical_symbols(input).map_err(JoinCodeError::BadCharacter)?;
         if s.len() != SYMBOLS {
             return Err(JoinCodeError::WrongLength(s.len()));
         }
@@ -51,14 +37,7 @@ impl JoinCode {
     }
 
     pub fn grouped(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::with_capacity(SYMBOLS + 3));
-        for (i, c) in self.0.iter().enumerate() {
-            if i > 0 && i % 4 == 0 {
-                out.push('-');
-            }
-            out.push(*c as char);
-        }
-        out
+        grouped4(&self.0)
     }
 
     /// The MAC key both sides derive from the code.

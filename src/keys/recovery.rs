@@ -7,7 +7,7 @@
 use crate::crypto::{CryptoError, random_bytes};
 use zeroize::Zeroizing;
 
-pub(crate) const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const DATA: usize = 25;
 /// Characters in a recovery key, without group separators.
 pub const LEN: usize = 28;
@@ -31,7 +31,7 @@ impl std::fmt::Debug for RecoveryKey {
     }
 }
 
-pub(crate) fn value(c: u8) -> Option<u8> {
+fn value(c: u8) -> Option<u8> {
     let c = c.to_ascii_uppercase();
     // Crockford's decoding aliases: I and L read as 1, O as 0.
     let c = match c {
@@ -63,15 +63,45 @@ fn luhn_check(symbols: &[u8]) -> u8 {
     ALPHABET[((32 - sum % 32) % 32) as usize]
 }
 
+/// What a person typed, as canonical upper-case symbols: any case, dashes and spaces
+/// skipped, I/L read as 1 and O as 0. Err: the first character that cannot be a symbol.
+pub(crate) fn canonical_symbols(input: &str) -> Result<Zeroizing<Vec<u8>>, char> {
+    let mut s = Zeroizing::new(Vec::with_capacity(input.len()));
+    for c in input.chars() {
+        if c == '-' || c.is_whitespace() {
+            continue;
+        }
+        let v = u8::try_from(c).ok().and_then(value).ok_or(c)?;
+        s.push(ALPHABET[v as usize]);
+    }
+    Ok(s)
+}
+
+/// Symbols in groups of four joined by dashes, for showing to a person.
+pub(crate) fn grouped4(symbols: &[u8]) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(symbols.len() + symbols.len() / 4));
+    for (i, c) in symbols.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        out.push(*c as char);
+    }
+    out
+}
+
+/// `n` random symbols (one random byte & 31 each: simple and unbiased).
+pub(crate) fn random_symbols(n: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let mut raw = Zeroizing::new(vec![0u8; n]);
+    random_bytes(&mut raw[..])?;
+    Ok(Zeroizing::new(
+        raw.iter().map(|b| ALPHABET[(b & 31) as usize]).collect(),
+    ))
+}
+
 impl RecoveryKey {
     /// A fresh random recovery key.
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut raw = Zeroizing::new([0u8; DATA]);
-        random_bytes(&mut raw[..])?;
-        let mut s = Zeroizing::new(Vec::with_capacity(LEN));
-        // 25 symbols of 5 bits; one random byte per symbol keeps this simple and unbiased.
-        s.extend(raw.iter().map(|b| ALPHABET[(b & 31) as usize]));
-        Ok(Self::finish(s))
+        Ok(Self::finish(random_symbols(DATA)?))
     }
 
     fn finish(mut s: Zeroizing<Vec<u8>>) -> Self {
@@ -84,17 +114,7 @@ impl RecoveryKey {
 
     /// Parses what a user typed: any case, with or without dashes and spaces.
     pub fn parse(input: &str) -> Result<Self, RecoveryKeyError> {
-        let mut s = Zeroizing::new(Vec::with_capacity(LEN));
-        for c in input.chars() {
-            if c == '-' || c.is_whitespace() {
-                continue;
-            }
-            let v = u8::try_from(c)
-                .ok()
-                .and_then(value)
-                .ok_or(RecoveryKeyError::BadCharacter(c))?;
-            s.push(ALPHABET[v as usize]);
-        }
+        let s = canonical_symbols(input).map_err(RecoveryKeyError::BadCharacter)?;
         if s.len() != LEN {
             return Err(RecoveryKeyError::WrongLength(s.len()));
         }
@@ -107,14 +127,7 @@ impl RecoveryKey {
 
     /// For showing once to the user: seven groups of four, e.g. `ABCD-EFGH-...`.
     pub fn grouped(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::with_capacity(LEN + 6));
-        for (i, c) in self.0.iter().enumerate() {
-            if i > 0 && i % 4 == 0 {
-                out.push('-');
-            }
-            out.push(*c as char);
-        }
-        out
+        grouped4(&self.0)
     }
 
     /// The secret part (the 25 random symbols), input to the key derivation.
