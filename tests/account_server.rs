@@ -181,36 +181,7 @@ fn fresh_code(totp: &totp_rs::Totp) -> String {
 }
 
 fn recover_data(srv: &Server, alice: &Drive, totp: &str) -> (Drive, bool, String) {
-    let c = Drive::blank();
-    let newpw = c.root.join("new-password");
-    fs::write(&newpw, "a brand new password\n").unwrap();
-    let mut cmd = c.cirrus_cmd();
-    cmd.args(["recover", "--data-recovery"])
-        .args([
-            "--store",
-            &format!("file://{}", alice.home.join("store").display()),
-        ])
-        .args([
-            "--device-name",
-            "new laptop",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .args([
-            "--server",
-            &srv.url,
-            "--fingerprint",
-            &srv.fingerprint.to_string(),
-        ])
-        .args(["--account", "alice", "--totp", totp])
-        .arg("--new-password-file")
-        .arg(&newpw)
-        .arg("--passcode-file")
-        .arg(&c.passcode_file);
-    let (ok, t) = out(cmd);
-    (c, ok, t)
+    recover_data_from(srv, alice, totp, "a brand new password")
 }
 
 #[test]
