@@ -21,6 +21,7 @@ use crate::home::{Config, Home, HomeError, SeenHeads};
 use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::keys::{self, KdfParams, KeyError, Passcode};
 use crate::server::{EmbeddedKeyService, ServiceError, ServiceKeys};
+use crate::store::writeback::{Policy, WriteBack, WriteBackOptions};
 use crate::store::{self, Store, StoreError};
 use crate::volume::CategorySetup;
 use local::Keyring;
@@ -81,6 +82,8 @@ pub struct Unlocked {
     pub home: Home,
     pub config: Config,
     pub store: Arc<dyn Store>,
+    /// The journal and uploader in front of a remote store (None: a local store).
+    pub sync: Option<Arc<WriteBack>>,
     device_key: SecretKey,
     account_key: SecretKey,
     account_key_version: u32,
@@ -104,12 +107,51 @@ pub struct Unlocked {
 /// inside the home, named relative to it so a home can be moved or restored elsewhere.
 pub const EMBEDDED_STORE: &str = "embedded";
 
-fn open_store(home: &Home, url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url == EMBEDDED_STORE {
-        Ok(Arc::new(store::LocalStore::open(home.default_store_dir())?))
+/// How the account's objects are written to a remote store (`store::writeback`): packs
+/// are content-addressed and heads are compare-and-swapped later, so both can wait in the
+/// journal; the manifest, keys and grants need the remote's answer at once.
+pub fn sync_policy(name: &str) -> Policy {
+    if let Some(id) = names::parse_pack(name) {
+        Policy::Immutable(Some(id))
+    } else if name.starts_with("heads/") {
+        Policy::Head
     } else {
-        store::open_url(url)
+        Policy::Through
     }
+}
+
+/// The account's store, and its write-back layer when the store is remote.
+pub type StoreAndSync = (Arc<dyn Store>, Option<Arc<WriteBack>>);
+
+/// Opens the account's store. A remote (S3) store comes behind the home's journal and
+/// disk cache, returned as well so the caller can start, watch and stop its uploader.
+pub fn open_store_sync(home: &Home, url: &str) -> Result<StoreAndSync, StoreError> {
+    if url == EMBEDDED_STORE {
+        Ok((
+            Arc::new(store::LocalStore::open(home.default_store_dir())?),
+            None,
+        ))
+    } else if url.starts_with("s3://") {
+        let remote = store::open_url(url)?;
+        let wb = WriteBack::open(
+            remote,
+            &home.journal_dir(),
+            &home.cache_dir(),
+            WriteBackOptions::new(sync_policy),
+        )?;
+        Ok((wb.clone(), Some(wb)))
+    } else {
+        Ok((store::open_url(url)?, None))
+    }
+}
+
+/// Objects and bytes in the home's upload journal (see `store::writeback::queued_in`).
+pub fn queued_uploads(home: &Home) -> (u64, u64) {
+    crate::store::writeback::queued_in(&home.journal_dir())
+}
+
+fn open_store(home: &Home, url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_sync(home, url).map(|(s, _)| s)
 }
 
 fn device_key_of(
@@ -247,6 +289,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         home: Home::new(home.root.clone()),
         config,
         store,
+        sync: None,
         device_key,
         account_key,
         account_key_version: 1,
@@ -305,7 +348,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         None => Some(Box::new(EmbeddedKeyService::open(&home.keyservice_dir())?)),
         Some(_) => None,
     };
-    let store = open_store(&home, &config.store)?;
+    let (store, sync) = open_store_sync(&home, &config.store)?;
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&device_key),
@@ -333,6 +376,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         home,
         config,
         store,
+        sync,
         device_key,
         account_key,
         account_key_version,

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// One request, one line of JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Request {
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,6 +31,12 @@ pub struct Request {
     /// Rotation: the protection class the new key version gets (ADP), e.g. "e2e".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// Sync: wait until the upload queue is drained, sending progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+    /// Sync: stop waiting after this many seconds without upload progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_secs: Option<u64>,
 }
 
 /// One reply line: progress (`done`, `total`), or the final `ok` / `error`.
@@ -46,6 +52,9 @@ pub struct Reply {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Sync: the upload queue's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::store::writeback::SyncStatus>,
 }
 
 impl Reply {
@@ -82,6 +91,20 @@ pub fn request(
     req: &Request,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<String, String> {
+    let r = exchange(home, req, &mut |r| {
+        if let (Some(d), Some(t)) = (r.done, r.total) {
+            progress(d, t);
+        }
+    })?;
+    match r.error {
+        Some(e) => Err(e),
+        None => Ok(r.message.unwrap_or_default()),
+    }
+}
+
+/// Sends `req` and returns the final reply (ok or error), handing every other line to
+/// `each`.
+pub fn exchange(home: &Home, req: &Request, each: &mut dyn FnMut(&Reply)) -> Result<Reply, String> {
     let path = socket_path(home);
     let stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -100,15 +123,10 @@ pub fn request(
         let l = l.map_err(|e| format!("lost the daemon: {e}"))?;
         let r: Reply = serde_json::from_str(&l)
             .map_err(|e| format!("unexpected reply from the daemon ({e}): {l}"))?;
-        if let Some(e) = r.error {
-            return Err(e);
+        if r.error.is_some() || r.ok == Some(true) {
+            return Ok(r);
         }
-        if r.ok == Some(true) {
-            return Ok(r.message.unwrap_or_default());
-        }
-        if let (Some(d), Some(t)) = (r.done, r.total) {
-            progress(d, t);
-        }
+        each(&r);
     }
     Err("the daemon closed the connection before finishing (did it exit? see the log)".into())
 }
@@ -259,8 +277,7 @@ mod tests {
         let req = Request {
             op: "rotate".into(),
             category: Some("Photos".into()),
-            batch_bytes: None,
-            class: None,
+            ..Default::default()
         };
         let s = serde_json::to_string(&req).unwrap();
         assert_eq!(s, r#"{"op":"rotate","category":"Photos"}"#);
@@ -295,8 +312,7 @@ mod tests {
         let req = Request {
             op: "ping".into(),
             category: None,
-            batch_bytes: None,
-            class: None,
+            ..Default::default()
         };
         let r = request(&home, &req, &mut |d, t| seen.push((d, t)));
         assert_eq!(r, Ok("did ping".into()));

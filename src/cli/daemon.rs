@@ -7,6 +7,7 @@ use crate::account::Unlocked;
 use crate::cache::ChunkCache;
 use crate::fs::{CirrusFs, FsOptions};
 use crate::home::Home;
+use crate::store::writeback::WriteBack;
 use crate::volume::{Category, HeadWitness, VolumeOptions};
 use log::{error, info, warn};
 use std::io::Write;
@@ -254,11 +255,25 @@ pub fn serve(
     }
     let store = acct.store.clone();
     let home = Home::new(acct.home.root.clone());
+    let wb = acct.sync.clone();
+    if let Some(wb) = &wb {
+        wb.set_limits(args.disk_cache, args.journal_max);
+        wb.start(args.upload_threads as usize);
+    }
+    let no_wait = Arc::new(AtomicBool::new(false));
     let ctl_cats = cats.clone();
+    let ctl_wb = wb.clone();
+    let ctl_no_wait = no_wait.clone();
+    let ctl_home = Home::new(home.root.clone());
     let acct = std::sync::Mutex::new(acct);
     let busy = std::sync::Mutex::new(());
     let handler: Arc<control::Handler> = Arc::new(move |req, cancel, send| match req.op.as_str() {
         "rotate" => super::rotate::serve_request(&acct, &ctl_cats, &busy, req, cancel, send),
+        "sync" => sync_request(&ctl_home, &ctl_cats, ctl_wb.as_deref(), req, cancel, send),
+        "no-wait" => {
+            ctl_no_wait.store(true, Ordering::Relaxed);
+            control::Reply::ok("the daemon will not wait for uploads when it stops".into())
+        }
         other => control::Reply::error(format!("unknown request {other:?}")),
     });
     let fs = CirrusFs::new(
@@ -337,6 +352,7 @@ pub fn serve(
     }
     let interval = Duration::from_secs(args.commit_interval.max(1));
     let mut last_commit = Instant::now();
+    let mut last_sync_status = Instant::now() - Duration::from_secs(10);
     let mut unmount_requested = false;
     while !bg.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -354,6 +370,12 @@ pub fn serve(
                     term.store(false, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(wb) = &wb
+            && last_sync_status.elapsed() >= Duration::from_secs(1)
+        {
+            last_sync_status = Instant::now();
+            super::sync::write_status(&home, &wb.status());
         }
         if last_commit.elapsed() >= interval {
             last_commit = Instant::now();
@@ -384,8 +406,12 @@ pub fn serve(
             clean = false;
         }
     }
+    if let Some(wb) = &wb {
+        finish_uploads(&home, wb, &no_wait);
+    }
     let _ = std::fs::remove_file(&pf);
     let _ = std::fs::remove_file(&status_path);
+    let _ = std::fs::remove_file(super::sync::status_path(&home));
     if clean {
         info!("unmounted {} cleanly", mp.display());
         Ok(0)
@@ -394,7 +420,104 @@ pub fn serve(
     }
 }
 
-pub fn umount(home: &Home, mp: PathBuf, timeout: u64) -> super::CliResult {
+/// Before the daemon exits: sends the upload queue, unless told not to wait, or the store
+/// made no progress for a minute (offline: the journal keeps it for the next mount).
+fn finish_uploads(home: &Home, wb: &WriteBack, no_wait: &AtomicBool) {
+    let mut last_log = Instant::now();
+    let s = wb.wait_drained(
+        Some(Duration::from_secs(60)),
+        &|| no_wait.load(Ordering::Relaxed),
+        &mut |s| {
+            super::sync::write_status(home, s);
+            if s.pending_objects > 0 && last_log.elapsed() > Duration::from_secs(10) {
+                last_log = Instant::now();
+                info!(
+                    "uploading before exit: {} in {} objects left",
+                    super::sync::human(s.pending_bytes),
+                    s.pending_objects
+                );
+            }
+        },
+    );
+    wb.stop();
+    if s.pending_objects > 0 {
+        warn!(
+            "{} in {} objects are not in the store yet; they stay in the journal and are sent at the next mount or `cirrus sync`",
+            super::sync::human(s.pending_bytes),
+            s.pending_objects
+        );
+    } else {
+        info!("upload queue empty: everything is in the store");
+    }
+}
+
+/// `cirrus sync` while mounted: commit every category, then push (and optionally wait).
+fn sync_request(
+    home: &Home,
+    cats: &[Arc<Category>],
+    wb: Option<&WriteBack>,
+    req: &control::Request,
+    cancel: &AtomicBool,
+    send: &mut dyn FnMut(&control::Reply),
+) -> control::Reply {
+    let commit_all = || {
+        let mut failed = Vec::new();
+        for c in cats {
+            if let Err(e) = c.commit() {
+                failed.push(format!("{}: {e}", c.name));
+            }
+        }
+        failed
+    };
+    if let Some(wb) = wb {
+        wb.kick();
+    }
+    let mut failed = commit_all();
+    if let (false, Some(wb)) = (failed.is_empty(), wb) {
+        // A full journal: let the queue drain, then commit what is left.
+        wb.wait_drained(
+            Some(Duration::from_secs(120)),
+            &|| cancel.load(Ordering::Relaxed),
+            &mut |_| {},
+        );
+        failed = commit_all();
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            error!("commit for sync failed: {f}");
+        }
+        return control::Reply::error(format!("commit failed: {}", failed.join("; ")));
+    }
+    let Some(wb) = wb else {
+        return control::Reply::ok("Committed; the store is local, so it is up to date.".into());
+    };
+    if req.wait != Some(true) {
+        let s = wb.status();
+        return control::Reply::ok(format!(
+            "Committed; {} in {} objects queued for upload.",
+            super::sync::human(s.pending_bytes),
+            s.pending_objects
+        ));
+    }
+    let s = wb.wait_drained(
+        Some(Duration::from_secs(req.stall_secs.unwrap_or(120))),
+        &|| cancel.load(Ordering::Relaxed),
+        &mut |s| {
+            send(&control::Reply {
+                sync: Some(s.clone()),
+                ..Default::default()
+            })
+        },
+    );
+    super::sync::write_status(home, &s);
+    control::Reply {
+        ok: Some(true),
+        sync: Some(s),
+        ..Default::default()
+    }
+}
+
+pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::CliResult {
     let mp = absolute(&mp);
     let pf = pidfile(home, &mp);
     let pid = read_pid(&pf).filter(|p| alive(*p));
@@ -413,6 +536,15 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64) -> super::CliResult {
             );
             return Ok(0);
         }
+        if no_wait && control::socket_exists(home) {
+            let req = control::Request {
+                op: "no-wait".into(),
+                ..Default::default()
+            };
+            if let Err(e) = control::request(home, &req, &mut |_, _| {}) {
+                warn!("cannot tell the daemon not to wait for uploads: {e}");
+            }
+        }
         unmount_path(&mp, false)?;
     } else if let Some(p) = pid {
         // Mount already gone but the daemon is still finishing: ask it to stop.
@@ -424,7 +556,14 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64) -> super::CliResult {
     if let Some(p) = pid {
         let start = Instant::now();
         let mut said = false;
+        let mut progress: Option<super::sync::Progress> = None;
         while alive(p) {
+            if let Some(s) = super::sync::read_status(home).filter(|s| s.pending_objects > 0) {
+                progress
+                    .get_or_insert_with(|| super::sync::Progress::new("uploading"))
+                    .update(&s);
+                said = true;
+            }
             if start.elapsed() > Duration::from_secs(timeout) {
                 return Err(format!(
                     "unmounted, but the daemon (pid {p}) is still flushing after {timeout}s; see {}",
@@ -437,7 +576,19 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64) -> super::CliResult {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        if let Some(p) = progress {
+            p.finish();
+        }
     }
     println!("Unmounted {}", mp.display());
+    let journal = crate::account::queued_uploads(home);
+    if journal.0 > 0 {
+        println!(
+            "{} in {} objects are not in the store yet (see `cirrus status`); they are sent at \
+             the next mount or `cirrus sync`.",
+            super::sync::human(journal.1),
+            journal.0
+        );
+    }
     Ok(0)
 }

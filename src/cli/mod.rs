@@ -15,6 +15,7 @@ mod passcode;
 mod rotate;
 mod serve;
 mod status;
+mod sync;
 
 use crate::account::{self, InitOptions};
 use crate::format::table::Class;
@@ -221,13 +222,20 @@ enum Cmd {
     /// Mount the drive and serve it in the background (logs to HOME/cirrus.log).
     Mount(mount::MountArgs),
     /// Flush everything and unmount; also cleans up a mount left by a killed daemon.
+    /// With a remote store, waits until the upload queue has reached the store.
     Umount {
         /// The mountpoint (default: ~/Cirrus).
         mountpoint: Option<PathBuf>,
-        /// Seconds to wait for the daemon to flush and exit.
+        /// Seconds to wait for the daemon to flush, upload and exit.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Do not wait for uploads: what is queued stays in the journal and is sent at the
+        /// next mount or `cirrus sync`.
+        #[arg(long)]
+        no_wait: bool,
     },
+    /// Push queued writes to the store now (and, when mounted, commit open changes first).
+    Sync(sync::SyncArgs),
     /// Show each category, its protection class, sizes, object counts and cache use.
     Status {
         #[command(flatten)]
@@ -403,7 +411,14 @@ pub fn main() -> i32 {
         root = std::env::current_dir().unwrap_or_default().join(root);
     }
     let home = Home::new(root);
-    let res = run(cli.cmd, home);
+    let daemon_like = matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_));
+    let mut res = run(cli.cmd, home);
+    if !daemon_like
+        && let Some(e) = sync::drain_queued()
+        && res.is_ok()
+    {
+        res = Err(e);
+    }
     match res {
         Ok(code) => code,
         Err(msg) => {
@@ -467,11 +482,14 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Umount {
             mountpoint,
             timeout,
+            no_wait,
         } => daemon::umount(
             &home,
             mountpoint.unwrap_or_else(default_mountpoint),
             timeout,
+            no_wait,
         ),
+        Cmd::Sync(args) => sync::run(home, args),
         Cmd::Status { pass } => status::run(home, &pass),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Gc { pass, dry_run } => gc::run(home, &pass, dry_run),
@@ -530,6 +548,9 @@ fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> 
     }
     let passcode = passcode::read(pass, false)?;
     let mut acct = account::unlock(home, &passcode).map_err(|e| e.to_string())?;
+    if let Some(wb) = &acct.sync {
+        sync::remember(wb);
+    }
     if acct.config.server.is_some() && pass.password_file.is_some() {
         let password = passcode::read_password(pass, false)?;
         acct.connect(&password, None)

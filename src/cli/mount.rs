@@ -48,6 +48,17 @@ pub struct MountArgs {
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Remote stores: disk space for clean copies of stored objects (kept across mounts,
+    /// least recently used evicted first), e.g. 2G. 0 turns the disk cache off.
+    #[arg(long, default_value = "2G", value_parser = parse_size)]
+    pub disk_cache: u64,
+    /// Remote stores: disk space for written data not yet uploaded. Never evicted; when
+    /// it is full, writes fail with "no space left" until uploads catch up.
+    #[arg(long, default_value = "8G", value_parser = parse_size)]
+    pub journal_max: u64,
+    /// Remote stores: objects uploaded in parallel.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub upload_threads: u32,
 }
 
 /// Parses sizes like 65536, 64K, 256M, 1G (powers of 1024).
@@ -173,6 +184,9 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     }
     if args.memory_cache < 16 << 20 {
         return Err("--memory-cache must be at least 16M".into());
+    }
+    if args.journal_max < 64 << 20 {
+        return Err("--journal-max must be at least 64M (one pack is 8M)".into());
     }
     let acct = unlock(home, &args.pass)?;
     if args.foreground {

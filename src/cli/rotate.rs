@@ -284,6 +284,7 @@ fn online(home: &Home, job: &Job, batch: u64) -> Result<String, String> {
         category: Some(job.category.clone()),
         batch_bytes: Some(batch),
         class: job.class.map(|c| c.name().to_string()),
+        ..Default::default()
     };
     let mut p = Progress::new(&job.category);
     let res = control::request(home, &req, &mut |d, t| p.update(d, t));

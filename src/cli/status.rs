@@ -96,7 +96,18 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         }
         Err(e) => println!("store objects: cannot list ({e})"),
     }
-    match read_daemon_status(&acct.home) {
+    let mounted = read_daemon_status(&acct.home);
+    if let Some(wb) = &acct.sync {
+        // The daemon owns the uploader while mounted; its report is the live one.
+        let s = mounted
+            .as_ref()
+            .and_then(|_| super::sync::read_status(&acct.home))
+            .unwrap_or_else(|| wb.status());
+        for l in super::sync::describe(&s) {
+            println!("{l}");
+        }
+    }
+    match mounted {
         Some(line) => println!("mounted: {line}"),
         None => {
             println!("not mounted (the memory cache is bounded by `cirrus mount --memory-cache`)")

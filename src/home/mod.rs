@@ -116,6 +116,14 @@ impl Home {
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }
+    /// Objects written but not yet uploaded to a remote store (sealed; see FORMAT.md §13).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+    /// Clean copies of remote objects (sealed), bounded by `--disk-cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
 
     pub fn exists(&self) -> bool {
         self.config_path().exists()

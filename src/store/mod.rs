@@ -6,6 +6,7 @@ mod local;
 mod mem;
 mod retry;
 mod s3;
+pub mod writeback;
 
 pub use local::LocalStore;
 pub use mem::MemStore;
@@ -47,6 +48,8 @@ pub enum StoreError {
     NoBucket(String),
     #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
     NoCredentials,
+    #[error("object {0} in the store does not match its content hash (corrupted or substituted)")]
+    Corrupt(String),
     #[error("the store answered HTTP {status} {code} on {name}")]
     Remote {
         name: String,

@@ -4,7 +4,7 @@
 //! whose first attempt may already have taken effect is checked, not blindly repeated.
 
 use super::{Etag, Store, StoreError, etag_of};
-use log::warn;
+use log::info;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ impl RetryStore {
         loop {
             match op(attempt) {
                 Err(e) if transient(&e) && attempt + 1 < self.policy.attempts => {
-                    warn!("store: {what}: {e}; retrying in {} ms", delay.as_millis());
+                    info!("store: {what}: {e}; retrying in {} ms", delay.as_millis());
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(self.policy.max_delay);
                     attempt += 1;

@@ -95,6 +95,8 @@ pub struct MountOptions {
     pub memory_cache: Option<String>,
     /// `--commit-interval SECS`.
     pub commit_interval: Option<u64>,
+    /// Any other `cirrus mount` arguments.
+    pub extra: Vec<String>,
 }
 
 /// One test drive: its own home, passcode file and mount point.
@@ -283,6 +285,11 @@ impl Drive {
         self.mounted = is_fuse_mount(&self.mnt);
     }
 
+    /// The options of later mounts.
+    pub fn mount_options(&mut self) -> &mut MountOptions {
+        &mut self.opts
+    }
+
     /// Sets `key=value` in the environment of this drive's later `cirrus` commands.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_string(), value.to_string()));
@@ -356,6 +363,7 @@ impl Drive {
             args.push("--commit-interval".into());
             args.push(secs.to_string().into());
         }
+        args.extend(self.opts.extra.iter().map(OsString::from));
         self.mounts += 1;
         let argv: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let (status, out) = self.cirrus_timed(&argv, Duration::from_secs(180), "mount");

@@ -48,6 +48,64 @@ pub struct Seaweed {
     pub https_endpoint: Option<String>,
     pub dir: tempfile::TempDir,
     ports: Vec<u16>,
+    tls: Option<(PathBuf, PathBuf)>,
+    starts: u32,
+}
+
+/// Runs `weed mini` on `ports` with its data under `dir` (see `Seaweed::start`).
+fn spawn_weed(
+    bin: &Path,
+    dir: &Path,
+    p: &[u16],
+    tls: Option<&(PathBuf, PathBuf)>,
+    log_name: &str,
+) -> Result<Child, String> {
+    let data = dir.join("data");
+    let logs = dir.join("logs");
+    let log = std::fs::File::create(dir.join(log_name)).map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-logdir={}", logs.display()))
+        .arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+        .args([
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+        ])
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-master.port={}", p[0]))
+        .arg(format!("-master.port.grpc={}", p[1]))
+        .arg(format!("-volume.port={}", p[2]))
+        .arg(format!("-volume.port.grpc={}", p[3]))
+        .arg(format!("-filer.port={}", p[4]))
+        .arg(format!("-filer.port.grpc={}", p[5]))
+        .arg(format!("-s3.port={}", p[6]))
+        .arg(format!("-s3.port.grpc={}", p[7]))
+        .arg(format!("-admin.port={}", p[8]))
+        .arg(format!("-admin.port.grpc={}", p[9]))
+        .arg(format!(
+            "-filer.localSocket={}",
+            dir.join("filer.sock").display()
+        ))
+        .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
+        .args(tls.iter().flat_map(|(cert, key)| {
+            [
+                format!("-s3.port.https={}", p[10]),
+                format!("-s3.cert.file={}", cert.display()),
+                format!("-s3.key.file={}", key.display()),
+            ]
+        }))
+        // The admin identity of the S3 gateway.
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    cmd.spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))
 }
 
 impl Seaweed {
@@ -84,78 +142,37 @@ impl Seaweed {
         attempt: u32,
         tls: Option<(&Path, &Path)>,
     ) -> Result<Seaweed, String> {
-        let data = dir.path().join("data");
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         let p = free_ports(11);
-        let log = std::fs::File::create(dir.path().join(format!("weed-{attempt}.log"))).unwrap();
-        let log2 = log.try_clone().unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("-logdir={}", logs.display()))
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .args([
-                "-master.telemetry=false",
-                "-admin.ui=false",
-                "-webdav=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-master.port={}", p[0]))
-            .arg(format!("-master.port.grpc={}", p[1]))
-            .arg(format!("-volume.port={}", p[2]))
-            .arg(format!("-volume.port.grpc={}", p[3]))
-            .arg(format!("-filer.port={}", p[4]))
-            .arg(format!("-filer.port.grpc={}", p[5]))
-            .arg(format!("-s3.port={}", p[6]))
-            .arg(format!("-s3.port.grpc={}", p[7]))
-            .arg(format!("-admin.port={}", p[8]))
-            .arg(format!("-admin.port.grpc={}", p[9]))
-            .arg(format!(
-                "-filer.localSocket={}",
-                dir.path().join("filer.sock").display()
-            ))
-            .arg(format!(
-                "-s3.localSocket={}",
-                dir.path().join("s3.sock").display()
-            ))
-            .args(tls.iter().flat_map(|(cert, key)| {
-                [
-                    format!("-s3.port.https={}", p[10]),
-                    format!("-s3.cert.file={}", cert.display()),
-                    format!("-s3.key.file={}", key.display()),
-                ]
-            }))
-            // The admin identity of the S3 gateway.
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let log_name = format!("weed-{attempt}.log");
+        let tls = tls.map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        let child = spawn_weed(bin, dir.path(), &p, tls.as_ref(), &log_name)?;
         let mut sw = Seaweed {
             child: Some(child),
             endpoint: format!("http://127.0.0.1:{}", p[6]),
-            https_endpoint: tls.map(|_| format!("https://127.0.0.1:{}", p[10])),
+            https_endpoint: tls.as_ref().map(|_| format!("https://127.0.0.1:{}", p[10])),
             dir,
             ports: p,
+            tls,
+            starts: 1,
         };
+        sw.wait_ready(&log_name)?;
+        Ok(sw)
+    }
+
+    /// Waits (up to 90 s) until the gateway answers and the bucket exists.
+    fn wait_ready(&mut self, log_name: &str) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(90);
-        let store = sw.store("");
+        let store = self.store("");
         loop {
             match store.create_bucket() {
-                Ok(()) => return Ok(sw),
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    let exited = sw.child.as_mut().unwrap().try_wait().ok().flatten();
+                    let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
                     if exited.is_some() || Instant::now() >= deadline {
-                        let out = std::fs::read_to_string(
-                            sw.dir.path().join(format!("weed-{attempt}.log")),
-                        )
-                        .unwrap_or_default();
+                        let out = std::fs::read_to_string(self.dir.path().join(log_name))
+                            .unwrap_or_default();
                         let tail: String = out
                             .lines()
                             .rev()
@@ -170,6 +187,26 @@ impl Seaweed {
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
+        }
+    }
+
+    /// Starts the server again after [`Seaweed::kill`], on the same ports and data, so
+    /// what was stored before is there again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.starts += 1;
+        let log_name = format!("weed-restart-{}.log", self.starts);
+        let child = spawn_weed(
+            &weed_bin(),
+            self.dir.path(),
+            &self.ports,
+            self.tls.as_ref(),
+            &log_name,
+        )
+        .unwrap_or_else(|e| panic!("restarting SeaweedFS: {e}"));
+        self.child = Some(child);
+        if let Err(e) = self.wait_ready(&log_name) {
+            panic!("SeaweedFS did not come back: {e}");
         }
     }
 

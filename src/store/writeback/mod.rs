@@ -1,0 +1,878 @@
+//! Write-back in front of a remote store: writes of data objects land in a local journal
+//! and return at disk speed, a pool of uploader threads sends them with retries and
+//! backoff, and reads go journal → disk cache → remote. Objects always reach the remote
+//! before the head that references them, and a head is published with the remote's
+//! compare-and-swap against the version it was based on, so two devices can never
+//! silently overwrite each other. Knows no crypto: everything it holds is already sealed.
+//!
+//! What is written back is decided per name by [`Policy`]: content-addressed objects
+//! (immutable) and category heads (deferred compare-and-swap). Everything else (the
+//! account's manifest, keys, grants) is written through, because those changes need the
+//! remote's answer before they count; copies are kept so an offline unlock still works.
+
+mod disk_cache;
+mod journal;
+
+pub use disk_cache::DiskCache;
+
+use super::{Etag, Store, StoreError, etag_of};
+use journal::{Entry, Journal};
+use log::{debug, error, info, warn};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How an object name is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Content-addressed, never changes: journaled, uploaded in the background, and
+    /// served from the disk cache first. `Some(hash)`: the name carries BLAKE3 of the
+    /// content, checked on every fetch.
+    Immutable(Option<[u8; 32]>),
+    /// A mutable head: journaled as one slot per name, published with compare-and-swap
+    /// after every object queued before it.
+    Head,
+    /// Written to the remote before `put` returns; read from the remote first.
+    Through,
+}
+
+/// Limits and policy of a [`WriteBack`].
+#[derive(Clone)]
+pub struct WriteBackOptions {
+    /// Bytes of clean objects kept on disk.
+    pub disk_cache: u64,
+    /// Bytes of unsent objects the journal may hold; a write past it is `Full` (ENOSPC).
+    pub journal_max: u64,
+    /// After the remote was found unreachable, reads that would need it fail at once for
+    /// this long (then one is let through to probe), so an offline mount answers EIO in
+    /// seconds instead of every read waiting for a timeout.
+    pub offline_retry: Duration,
+    pub classify: fn(&str) -> Policy,
+}
+
+impl WriteBackOptions {
+    pub fn new(classify: fn(&str) -> Policy) -> Self {
+        WriteBackOptions {
+            disk_cache: 2 << 30,
+            journal_max: 8 << 30,
+            offline_retry: Duration::from_secs(5),
+            classify,
+        }
+    }
+}
+
+/// A snapshot for `cirrus status` and progress bars.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncStatus {
+    /// Objects and heads waiting in the journal (including those being sent).
+    pub pending_objects: u64,
+    pub pending_bytes: u64,
+    pub uploading: u64,
+    pub uploaded_objects: u64,
+    pub uploaded_bytes: u64,
+    pub journal_max: u64,
+    pub cache_bytes: u64,
+    pub cache_max: u64,
+    pub cache_objects: u64,
+    /// Seconds since the epoch and the message of the last failure, if any.
+    pub last_error: Option<(u64, String)>,
+    pub offline: bool,
+    /// Heads another device published first: `name: why` (kept in the journal).
+    pub conflicts: Vec<String>,
+    /// Journal files that failed their checks (moved to `journal/bad`).
+    pub damaged: Vec<String>,
+}
+
+struct Slot {
+    entry: Entry,
+    etag: Etag,
+}
+
+#[derive(Default)]
+struct St {
+    next_seq: u64,
+    /// Pending objects, by sequence number.
+    objects: BTreeMap<u64, Entry>,
+    by_name: HashMap<String, u64>,
+    in_flight: HashSet<u64>,
+    heads: HashMap<String, Slot>,
+    heads_in_flight: HashSet<String>,
+    /// The remote version of each head as last seen (`None`: absent).
+    known: HashMap<String, Option<Etag>>,
+    pending_bytes: u64,
+    conflicts: BTreeMap<String, String>,
+    damaged: Vec<String>,
+    last_error: Option<(u64, String)>,
+    offline_since: Option<Instant>,
+    last_probe: Option<Instant>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    uploaded_objects: u64,
+    uploaded_bytes: u64,
+    journal_max: u64,
+    stop: bool,
+}
+
+pub struct WriteBack {
+    remote: Arc<dyn Store>,
+    journal: Journal,
+    cache: DiskCache,
+    opts: WriteBackOptions,
+    st: Mutex<St>,
+    changed: Condvar,
+    /// One fetch per object at a time: readers of the same cold pack wait for the first.
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// This process journaled something (so it should send it before exiting).
+    journaled: AtomicBool,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+enum Outcome {
+    Sent(Vec<u8>),
+    Conflict(String),
+    Failed(StoreError),
+    Damaged(String),
+}
+
+impl WriteBack {
+    /// Opens the journal in `journal_dir` (resuming what a previous run left) and the disk
+    /// cache in `cache_dir`. Nothing is uploaded until [`WriteBack::start`].
+    pub fn open(
+        remote: Arc<dyn Store>,
+        journal_dir: &Path,
+        cache_dir: &Path,
+        opts: WriteBackOptions,
+    ) -> Result<Arc<WriteBack>, StoreError> {
+        let (journal, entries, damaged) = Journal::open(journal_dir)?;
+        for d in &damaged {
+            error!("journal: damaged entry moved aside: {d}");
+        }
+        let cache = DiskCache::open(cache_dir, opts.disk_cache)?;
+        let mut st = St {
+            journal_max: opts.journal_max,
+            damaged,
+            ..Default::default()
+        };
+        for e in entries {
+            st.next_seq = st.next_seq.max(e.seq + 1);
+            if e.is_head() {
+                // Two slots of one head: a crash came between writing the newer and
+                // removing the older. The newer carries the older's base.
+                if let Some(old) = st.heads.get(&e.name) {
+                    st.pending_bytes -= old.entry.len;
+                    journal.remove(&old.entry);
+                }
+                let etag = match journal.read(&e) {
+                    Ok(d) => etag_of(&d),
+                    Err(err) => {
+                        error!("journal: {err}");
+                        st.damaged.push(err.to_string());
+                        continue;
+                    }
+                };
+                st.pending_bytes += e.len;
+                st.heads.insert(e.name.clone(), Slot { entry: e, etag });
+            } else {
+                st.pending_bytes += e.len;
+                st.by_name.insert(e.name.clone(), e.seq);
+                st.objects.insert(e.seq, e);
+            }
+        }
+        if st.pending_bytes > 0 {
+            info!(
+                "journal: {} objects, {} bytes still to upload from an earlier run",
+                st.objects.len() + st.heads.len(),
+                st.pending_bytes
+            );
+        }
+        Ok(Arc::new(WriteBack {
+            remote,
+            journal,
+            cache,
+            opts,
+            st: Mutex::new(st),
+            changed: Condvar::new(),
+            fetching: Mutex::new(HashMap::new()),
+            workers: Mutex::new(Vec::new()),
+            journaled: AtomicBool::new(false),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, St> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts `threads` uploader threads.
+    pub fn start(self: &Arc<Self>, threads: usize) {
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..threads.max(1) {
+            let me = self.clone();
+            match std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || me.worker())
+            {
+                Ok(h) => w.push(h),
+                Err(e) => error!("cannot start uploader thread: {e}"),
+            }
+        }
+    }
+
+    /// Stops the uploader threads after their current object (the journal keeps the rest).
+    pub fn stop(&self) {
+        self.lock().stop = true;
+        self.changed.notify_all();
+        let handles: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        self.lock().stop = false;
+    }
+
+    /// Whether this process put anything into the journal.
+    pub fn journaled_here(&self) -> bool {
+        self.journaled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limits(&self, disk_cache: u64, journal_max: u64) {
+        self.cache.set_cap(disk_cache);
+        self.lock().journal_max = journal_max;
+    }
+
+    /// Forgets backoff and past conflicts so the next upload is tried now (`cirrus sync`).
+    pub fn kick(&self) {
+        {
+            let mut st = self.lock();
+            st.retry_at = None;
+            st.backoff = Duration::ZERO;
+            st.last_probe = None;
+            st.conflicts.clear();
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        let (cache_bytes, cache_max, cache_objects) = self.cache.usage();
+        let st = self.lock();
+        SyncStatus {
+            pending_objects: (st.objects.len() + st.heads.len()) as u64,
+            pending_bytes: st.pending_bytes,
+            uploading: (st.in_flight.len() + st.heads_in_flight.len()) as u64,
+            uploaded_objects: st.uploaded_objects,
+            uploaded_bytes: st.uploaded_bytes,
+            journal_max: st.journal_max,
+            cache_bytes,
+            cache_max,
+            cache_objects: cache_objects as u64,
+            last_error: st.last_error.clone(),
+            offline: st.offline_since.is_some(),
+            conflicts: st
+                .conflicts
+                .iter()
+                .map(|(n, w)| format!("{n}: {w}"))
+                .collect(),
+            damaged: st.damaged.clone(),
+        }
+    }
+
+    /// Whether nothing is left to send except heads held back by a conflict.
+    fn drained(st: &St) -> bool {
+        st.objects.is_empty() && st.heads.keys().all(|n| st.conflicts.contains_key(n))
+    }
+
+    /// Waits until the queue is drained, `give_up` says so, or `stall` passes without a
+    /// byte sent. Calls `progress` about every 200 ms. Returns the final status.
+    pub fn wait_drained(
+        &self,
+        stall: Option<Duration>,
+        give_up: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(&SyncStatus),
+    ) -> SyncStatus {
+        let mut last_sent = self.lock().uploaded_bytes;
+        let mut last_move = Instant::now();
+        loop {
+            let s = self.status();
+            progress(&s);
+            {
+                let st = self.lock();
+                if Self::drained(&st) {
+                    break;
+                }
+                if st.uploaded_bytes != last_sent {
+                    last_sent = st.uploaded_bytes;
+                    last_move = Instant::now();
+                }
+                let _ = self
+                    .changed
+                    .wait_timeout(st, Duration::from_millis(200))
+                    .map(|(g, _)| drop(g));
+            }
+            if give_up() || stall.is_some_and(|d| last_move.elapsed() > d) {
+                break;
+            }
+        }
+        self.status()
+    }
+
+    fn worker(self: Arc<Self>) {
+        while let Some(job) = self.next_job() {
+            let out = self.send(&job);
+            self.finish(job, out);
+        }
+    }
+
+    fn next_job(&self) -> Option<Entry> {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return None;
+            }
+            let now = Instant::now();
+            let wait = st.retry_at.filter(|t| *t > now).map(|t| t - now);
+            if wait.is_none()
+                && let Some(e) = Self::pick(&mut st)
+            {
+                return Some(e);
+            }
+            st = self
+                .changed
+                .wait_timeout(st, wait.unwrap_or(Duration::from_secs(1)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// The next thing to send: objects in order, any number at once; a head only when
+    /// every object queued before it has been sent, one upload per head at a time.
+    fn pick(st: &mut St) -> Option<Entry> {
+        let obj = st
+            .objects
+            .iter()
+            .find(|(s, _)| !st.in_flight.contains(s))
+            .map(|(_, e)| e.clone());
+        if let Some(e) = obj {
+            st.in_flight.insert(e.seq);
+            return Some(e);
+        }
+        let first_obj = st.objects.keys().next().copied().unwrap_or(u64::MAX);
+        let head = st
+            .heads
+            .iter()
+            .filter(|(n, s)| {
+                s.entry.seq < first_obj
+                    && !st.heads_in_flight.contains(*n)
+                    && !st.conflicts.contains_key(*n)
+            })
+            .min_by_key(|(_, s)| s.entry.seq)
+            .map(|(_, s)| s.entry.clone());
+        if let Some(e) = &head {
+            st.heads_in_flight.insert(e.name.clone());
+        }
+        head
+    }
+
+    fn send(&self, e: &Entry) -> Outcome {
+        let data = match self.journal.read(e) {
+            Ok(d) => d,
+            Err(err) => return Outcome::Damaged(err.to_string()),
+        };
+        let res = match &e.base {
+            None => self.remote.put(&e.name, &data),
+            Some(base) => match self.remote.put_if(&e.name, &data, base.as_ref()) {
+                Ok(_) => Ok(()),
+                Err(StoreError::PreconditionFailed(_)) => {
+                    // Sent before a crash, with the answer or the journal update lost?
+                    match self.remote.get(&e.name) {
+                        Ok(cur) if etag_of(&cur) == etag_of(&data) => Ok(()),
+                        _ => {
+                            return Outcome::Conflict(
+                                "another device published this head first; the local changes stay in the journal".into(),
+                            );
+                        }
+                    }
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match res {
+            Ok(()) => Outcome::Sent(data),
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    fn finish(&self, e: Entry, out: Outcome) {
+        let mut st = self.lock();
+        if e.is_head() {
+            st.heads_in_flight.remove(&e.name);
+        } else {
+            st.in_flight.remove(&e.seq);
+        }
+        match out {
+            Outcome::Sent(data) => {
+                st.offline_since = None;
+                st.backoff = Duration::ZERO;
+                st.retry_at = None;
+                st.uploaded_objects += 1;
+                st.uploaded_bytes += e.len;
+                self.cache.insert(&e.name, &data);
+                if let Some(base) = &e.base {
+                    let etag = etag_of(&data);
+                    debug!("uploaded head {} (based on {:?})", e.name, base.map(hex8));
+                    st.known.insert(e.name.clone(), Some(etag));
+                    let superseded = match st.heads.get(&e.name) {
+                        Some(slot) if slot.entry.seq == e.seq => false,
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if superseded {
+                        // A newer head was journaled while this one was on its way: it is
+                        // now based on this one.
+                        self.journal.remove(&e);
+                        st.pending_bytes -= e.len;
+                        if let Some(slot) = st.heads.get_mut(&e.name) {
+                            match self.journal.read(&slot.entry).and_then(|d| {
+                                self.journal
+                                    .write(slot.entry.seq, &e.name, Some(Some(&etag)), &d)
+                            }) {
+                                Ok(n) => slot.entry = n,
+                                Err(err) => {
+                                    error!("journal: cannot rebase head {}: {err}", e.name);
+                                    slot.entry.base = Some(Some(etag));
+                                }
+                            }
+                        }
+                    } else if st.heads.remove(&e.name).is_some() {
+                        self.journal.remove(&e);
+                        st.pending_bytes -= e.len;
+                    }
+                } else {
+                    debug!("uploaded {} ({} bytes)", e.name, e.len);
+                    st.objects.remove(&e.seq);
+                    if st.by_name.get(&e.name) == Some(&e.seq) {
+                        st.by_name.remove(&e.name);
+                    }
+                    st.pending_bytes -= e.len;
+                    self.journal.remove(&e);
+                }
+            }
+            Outcome::Conflict(why) => {
+                warn!("upload of {}: {why}", e.name);
+                st.last_error = Some((now_secs(), format!("{}: {why}", e.name)));
+                st.conflicts.insert(e.name.clone(), why);
+            }
+            Outcome::Failed(err) => {
+                let offline = matches!(err, StoreError::Unreachable { .. });
+                if offline && st.offline_since.is_none() {
+                    st.offline_since = Some(Instant::now());
+                }
+                // One warning per failing spell; the rest at debug (status shows the last).
+                let first = st.backoff.is_zero();
+                st.backoff =
+                    (st.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                st.retry_at = Some(Instant::now() + st.backoff);
+                if first {
+                    warn!(
+                        "upload of {} failed: {err}; queued writes stay in the journal and are retried with backoff",
+                        e.name
+                    );
+                } else {
+                    debug!(
+                        "upload of {} failed: {err}; retrying in {} s",
+                        e.name,
+                        st.backoff.as_secs()
+                    );
+                }
+                st.last_error = Some((now_secs(), format!("{}: {err}", e.name)));
+            }
+            Outcome::Damaged(why) => {
+                error!("upload of {}: {why}", e.name);
+                st.damaged.push(why.clone());
+                st.last_error = Some((now_secs(), why));
+                st.pending_bytes -= e.len;
+                if e.is_head() {
+                    st.heads.remove(&e.name);
+                } else {
+                    st.objects.remove(&e.seq);
+                    st.by_name.remove(&e.name);
+                }
+            }
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Runs a read that needs the remote, failing fast while it is known to be offline.
+    fn remote_read<T>(&self, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        {
+            let mut st = self.lock();
+            if let Some(since) = st.offline_since {
+                let recent = st
+                    .last_probe
+                    .is_some_and(|p| p.elapsed() < self.opts.offline_retry);
+                if recent {
+                    return Err(StoreError::Unreachable {
+                        endpoint: "the store".into(),
+                        cause: format!(
+                            "offline for {} s (retried every {} s)",
+                            since.elapsed().as_secs(),
+                            self.opts.offline_retry.as_secs()
+                        ),
+                    });
+                }
+                st.last_probe = Some(Instant::now());
+            }
+        }
+        let r = op();
+        let mut st = self.lock();
+        match &r {
+            Err(StoreError::Unreachable { .. }) => {
+                if st.offline_since.is_none() {
+                    warn!("store unreachable; serving from the local cache");
+                    st.offline_since = Some(Instant::now());
+                }
+                st.last_probe = Some(Instant::now());
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {
+                if st.offline_since.take().is_some() {
+                    info!("store reachable again");
+                    st.retry_at = None;
+                    self.changed.notify_all();
+                }
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// A whole immutable object through the disk cache, fetched once however many readers
+    /// want it, and checked against the hash its name carries.
+    fn fetch_immutable(&self, name: &str, hash: Option<[u8; 32]>) -> Result<Vec<u8>, StoreError> {
+        if let Some(d) = self.cache.get(name) {
+            return Ok(d);
+        }
+        let gate = {
+            let mut f = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            f.entry(name.to_string()).or_default().clone()
+        };
+        let res = {
+            let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
+            match self.cache.get(name) {
+                Some(d) => Ok(d),
+                None => self.remote_read(|| self.remote.get(name)).and_then(|d| {
+                    if let Some(h) = hash
+                        && blake3::hash(&d).as_bytes() != &h
+                    {
+                        error!("store: {name} does not match its content hash");
+                        return Err(StoreError::Corrupt(name.to_string()));
+                    }
+                    self.cache.insert(name, &d);
+                    Ok(d)
+                }),
+            }
+        };
+        let mut f = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&gate) <= 2 {
+            f.remove(name);
+        }
+        res
+    }
+
+    /// The version of a head a compare-and-swap is checked against: the journal's slot,
+    /// else the remote's as last seen (asked once if never seen).
+    fn local_head_etag(&self, name: &str) -> Result<Option<Etag>, StoreError> {
+        {
+            let st = self.lock();
+            if let Some(s) = st.heads.get(name) {
+                return Ok(Some(s.etag));
+            }
+            if let Some(k) = st.known.get(name) {
+                return Ok(*k);
+            }
+        }
+        match self.get(name) {
+            Ok(d) => Ok(Some(etag_of(&d))),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn journal_object(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.lock();
+            if st.pending_bytes + data.len() as u64 > st.journal_max {
+                let msg = format!(
+                    "journal full ({} of {} bytes waiting for upload)",
+                    st.pending_bytes, st.journal_max
+                );
+                warn!("{msg}: refusing {name}");
+                st.last_error = Some((now_secs(), msg.clone()));
+                return Err(StoreError::Full(msg));
+            }
+            st.next_seq += 1;
+            // Reserve the space now so concurrent writers cannot overshoot together.
+            st.pending_bytes += data.len() as u64;
+            st.next_seq
+        };
+        self.journaled.store(true, Ordering::Relaxed);
+        match self.journal.write(seq, name, None, data) {
+            Ok(e) => {
+                let mut st = self.lock();
+                st.by_name.insert(name.to_string(), seq);
+                st.objects.insert(seq, e);
+                drop(st);
+                self.changed.notify_all();
+                Ok(())
+            }
+            Err(err) => {
+                self.lock().pending_bytes -= data.len() as u64;
+                Err(err)
+            }
+        }
+    }
+
+    fn journal_head(
+        &self,
+        name: &str,
+        data: &[u8],
+        expected: Option<&Etag>,
+    ) -> Result<Etag, StoreError> {
+        let local = self.local_head_etag(name)?;
+        let mut st = self.lock();
+        let (cur, base) = match st.heads.get(name) {
+            Some(s) => (Some(s.etag), s.entry.base.unwrap_or(None)),
+            None => {
+                let k = st.known.get(name).copied().unwrap_or(local);
+                (k, k)
+            }
+        };
+        if cur.as_ref() != expected {
+            return Err(StoreError::PreconditionFailed(name.to_string()));
+        }
+        st.next_seq += 1;
+        let seq = st.next_seq;
+        // Written under the lock: the slot and its file change together.
+        self.journaled.store(true, Ordering::Relaxed);
+        let e = self.journal.write(seq, name, Some(base.as_ref()), data)?;
+        let etag = etag_of(data);
+        st.pending_bytes += e.len;
+        let in_flight = st.heads_in_flight.contains(name);
+        // An old slot on its way keeps its file until `finish` (which then rebases).
+        if let Some(old) = st.heads.insert(name.to_string(), Slot { entry: e, etag })
+            && !in_flight
+        {
+            st.pending_bytes -= old.entry.len;
+            self.journal.remove(&old.entry);
+        }
+        drop(st);
+        self.changed.notify_all();
+        Ok(etag)
+    }
+
+    fn journal_entry(&self, name: &str) -> Option<Entry> {
+        let st = self.lock();
+        if let Some(s) = st.heads.get(name) {
+            return Some(s.entry.clone());
+        }
+        st.by_name
+            .get(name)
+            .and_then(|seq| st.objects.get(seq))
+            .cloned()
+    }
+}
+
+/// Objects and bytes waiting in a journal directory, read without opening it (for a
+/// process that does not own the uploader). Heads superseded by a crash count twice.
+pub fn queued_in(journal_dir: &Path) -> (u64, u64) {
+    let mut n = 0;
+    let mut bytes = 0;
+    for sub in ["objects", "heads"] {
+        let Ok(rd) = std::fs::read_dir(journal_dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("TMP.") {
+                continue;
+            }
+            if let Ok(md) = e.metadata() {
+                n += 1;
+                bytes += md.len();
+            }
+        }
+    }
+    (n, bytes)
+}
+
+fn hex8(e: Etag) -> String {
+    hex::encode(&e[..4])
+}
+
+impl Store for WriteBack {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        super::check_name(name)?;
+        match (self.opts.classify)(name) {
+            Policy::Immutable(_) => self.journal_object(name, data),
+            Policy::Head => {
+                let cur = self.local_head_etag(name)?;
+                self.journal_head(name, data, cur.as_ref()).map(|_| ())
+            }
+            Policy::Through => {
+                self.remote.put(name, data)?;
+                self.cache.insert(name, data);
+                Ok(())
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        super::check_name(name)?;
+        if let Some(e) = self.journal_entry(name) {
+            match self.journal.read(&e) {
+                Ok(d) => return Ok(d),
+                // Sent and removed in the meantime: it is in the cache or the remote now.
+                Err(err) => debug!("journal read of {name}: {err}"),
+            }
+        }
+        match (self.opts.classify)(name) {
+            Policy::Immutable(hash) => self.fetch_immutable(name, hash),
+            policy => match self.remote_read(|| self.remote.get(name)) {
+                Ok(d) => {
+                    if policy == Policy::Head {
+                        self.lock()
+                            .known
+                            .insert(name.to_string(), Some(etag_of(&d)));
+                    }
+                    self.cache.insert(name, &d);
+                    Ok(d)
+                }
+                Err(StoreError::NotFound(n)) => {
+                    if policy == Policy::Head {
+                        self.lock().known.insert(name.to_string(), None);
+                    }
+                    self.cache.remove(name);
+                    Err(StoreError::NotFound(n))
+                }
+                Err(e @ StoreError::Unreachable { .. }) => match self.cache.get(name) {
+                    Some(d) => {
+                        debug!("{name}: store offline, using the cached copy");
+                        if policy == Policy::Head {
+                            self.lock()
+                                .known
+                                .entry(name.to_string())
+                                .or_insert(Some(etag_of(&d)));
+                        }
+                        Ok(d)
+                    }
+                    None => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        super::check_name(name)?;
+        if let Some(e) = self.journal_entry(name) {
+            match self.journal.read_range(&e, offset, len) {
+                Ok(d) => return Ok(d),
+                Err(err) => debug!("journal read of {name}: {err}"),
+            }
+        }
+        if let Some(d) = self.cache.get_range(name, offset, len) {
+            return Ok(d);
+        }
+        match (self.opts.classify)(name) {
+            Policy::Immutable(hash) if self.cache.usage().1 > 0 => {
+                // The whole object once, into the disk cache: the next ranges of a
+                // sequential read are local.
+                let d = self.fetch_immutable(name, hash)?;
+                let start = (offset as usize).min(d.len());
+                let end = start.saturating_add(len as usize).min(d.len());
+                Ok(d[start..end].to_vec())
+            }
+            _ => self.remote_read(|| self.remote.get_range(name, offset, len)),
+        }
+    }
+
+    fn put_if(&self, name: &str, data: &[u8], expected: Option<&Etag>) -> Result<Etag, StoreError> {
+        super::check_name(name)?;
+        match (self.opts.classify)(name) {
+            Policy::Head => self.journal_head(name, data, expected),
+            _ => {
+                let e = self.remote.put_if(name, data, expected)?;
+                self.cache.insert(name, data);
+                Ok(e)
+            }
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut names: BTreeSet<String> = self.remote.list(prefix)?.into_iter().collect();
+        let st = self.lock();
+        names.extend(
+            st.by_name
+                .keys()
+                .chain(st.heads.keys())
+                .filter(|n| n.starts_with(prefix))
+                .cloned(),
+        );
+        Ok(names.into_iter().collect())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        super::check_name(name)?;
+        let queued = {
+            let mut st = self.lock();
+            match st.by_name.get(name).copied() {
+                Some(seq) if !st.in_flight.contains(&seq) => {
+                    st.by_name.remove(name);
+                    let e = st.objects.remove(&seq);
+                    if let Some(e) = &e {
+                        st.pending_bytes -= e.len;
+                        self.journal.remove(e);
+                    }
+                    e.is_some()
+                }
+                _ => false,
+            }
+        };
+        self.cache.remove(name);
+        match self.remote.delete(name) {
+            Err(StoreError::NotFound(_)) if queued => Ok(()),
+            r => r,
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<u64, StoreError> {
+        super::check_name(name)?;
+        if let Some(e) = self.journal_entry(name) {
+            return Ok(e.len);
+        }
+        if let Some(n) = self.cache.size(name)
+            && matches!((self.opts.classify)(name), Policy::Immutable(_))
+        {
+            return Ok(n);
+        }
+        self.remote_read(|| self.remote.size(name))
+    }
+
+    fn usage(&self) -> Option<(u64, u64)> {
+        self.remote.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests;

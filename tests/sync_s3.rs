@@ -1,0 +1,357 @@
+//! Write-back to a real SeaweedFS (tests/common/seaweed.rs): writes land in the journal
+//! and return; `cirrus sync` and `umount` push them; a store that goes away leaves the
+//! drive working from its cache with the queue shown by `status`; a restart of the
+//! server or of the daemon loses nothing; a full journal is ENOSPC; an object corrupted
+//! in the bucket is EIO, never wrong data.
+
+mod common;
+
+use common::seaweed::{self, Seaweed};
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A drive initialised on `s3://BUCKET/<prefix>` of `sw`, not mounted yet.
+fn s3_drive(sw: &Seaweed, prefix: &str, mount_args: &[&str]) -> Drive {
+    let mut d = Drive::blank();
+    d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
+    d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
+    d.mount_options().extra = mount_args.iter().map(|s| s.to_string()).collect();
+    run_ok(
+        d.cirrus_cmd()
+            .args(["init", "--store", &sw.url(prefix)])
+            .arg("--passcode-file")
+            .arg(&d.passcode_file)
+            .args(["--kdf-memory", "8192", "--kdf-time", "1"]),
+    );
+    d
+}
+
+fn cirrus(d: &Drive, args: &[&str]) -> std::process::Output {
+    let mut c = d.cirrus_cmd();
+    c.args(args);
+    run(&mut c)
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn status(d: &Drive) -> String {
+    let o = cirrus(
+        d,
+        &[
+            "status",
+            "--passcode-file",
+            d.passcode_file.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "status failed: {}", text(&o));
+    text(&o)
+}
+
+fn journal_files(d: &Drive) -> usize {
+    ["objects", "heads"]
+        .iter()
+        .map(|s| {
+            fs::read_dir(d.home.join("journal").join(s))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Bytes of the pack objects in the bucket under `prefix`.
+fn packs_in_bucket(sw: &Seaweed, prefix: &str) -> Vec<String> {
+    use cirrus::store::Store;
+    sw.store(prefix).list("packs/").unwrap()
+}
+
+#[test]
+fn sync_pushes_the_journal_and_a_fresh_cache_reads_it_back() {
+    let sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "wb", &[]);
+    d.mount_again();
+    let big = pseudo_random(20 << 20, 11);
+    fs::write(d.notes().join("big.bin"), &big).unwrap();
+    fs::write(d.notes().join("small.txt"), b"queued first").unwrap();
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("Everything is in the store"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(journal_files(&d), 0, "journal drained");
+    assert!(packs_in_bucket(&sw, "wb").len() >= 3);
+    let st = status(&d);
+    assert!(st.contains("upload queue: 0 objects"), "{st}");
+    d.unmount();
+    // Nothing local left to read from: every byte comes back from the bucket.
+    fs::remove_dir_all(d.home.join("cache")).unwrap();
+    d.mount_again();
+    assert_eq!(fs::read(d.notes().join("big.bin")).unwrap(), big);
+    assert_eq!(
+        fs::read(d.notes().join("small.txt")).unwrap(),
+        b"queued first"
+    );
+    // The cold read filled the disk cache.
+    let cached = fs::read_dir(d.home.join("cache")).unwrap().count();
+    assert!(cached >= 3, "{cached} objects cached");
+}
+
+#[test]
+fn offline_writes_queue_and_drain_when_the_store_returns() {
+    let mut sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "off", &["--commit-interval", "1"]);
+    d.mount_again();
+    let before = pseudo_random(3 << 20, 1);
+    fs::write(d.notes().join("before.bin"), &before).unwrap();
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    sw.kill();
+    // Writes still work, at local speed, and are kept.
+    let t = Instant::now();
+    let during = pseudo_random(12 << 20, 2);
+    fs::write(d.notes().join("during.bin"), &during).unwrap();
+    fs::create_dir(d.notes().join("made offline")).unwrap();
+    let f = fs::File::create(d.notes().join("made offline/f.txt")).unwrap();
+    (&f).write_all(b"offline edit").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // Cached data still reads.
+    assert_eq!(fs::read(d.notes().join("before.bin")).unwrap(), before);
+    // `status` tells the user what is waiting and why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = status(&d);
+        if st.contains("OFFLINE") || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(st.contains("OFFLINE"), "{st}");
+    assert!(st.contains("last upload error"), "{st}");
+    assert!(!st.contains("upload queue: 0 objects"), "{st}");
+    // `sync --wait` gives up with a clear message instead of hanging.
+    let o = cirrus(&d, &["sync", "--wait", "--stall-timeout", "3"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not yet in the store"), "{}", text(&o));
+    sw.restart();
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(journal_files(&d), 0);
+    d.unmount();
+    fs::remove_dir_all(d.home.join("cache")).unwrap();
+    d.mount_again();
+    assert_eq!(fs::read(d.notes().join("during.bin")).unwrap(), during);
+    assert_eq!(
+        fs::read(d.notes().join("made offline/f.txt")).unwrap(),
+        b"offline edit"
+    );
+}
+
+#[test]
+fn an_uncached_read_while_offline_is_a_prompt_eio() {
+    let mut sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "eio", &["--disk-cache", "0", "--memory-cache", "16M"]);
+    d.mount_again();
+    let data = pseudo_random(8 << 20, 3);
+    fs::write(d.notes().join("cold.bin"), &data).unwrap();
+    d.unmount();
+    d.mount_again();
+    // The listing is loaded (metadata in RAM); the file's data is not.
+    assert_eq!(
+        fs::metadata(d.notes().join("cold.bin")).unwrap().len(),
+        8 << 20
+    );
+    sw.kill();
+    let t = Instant::now();
+    let err = fs::read(d.notes().join("cold.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // And again, now from the fast path.
+    let t = Instant::now();
+    let err = fs::read(d.notes().join("cold.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    sw.restart();
+    // The offline spell ends at the next probe (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match fs::read(d.notes().join("cold.bin")) {
+            Ok(back) => {
+                assert_eq!(back, data);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("still failing after the store came back: {e}"),
+        }
+    }
+}
+
+#[test]
+fn umount_waits_for_uploads_and_no_wait_leaves_them_for_the_next_mount() {
+    let mut sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "um", &[]);
+    d.mount_again();
+    let a = pseudo_random(16 << 20, 4);
+    fs::write(d.notes().join("a.bin"), &a).unwrap();
+    d.unmount();
+    assert_eq!(journal_files(&d), 0, "umount waited for the queue");
+    let packs = packs_in_bucket(&sw, "um").len();
+    assert!(packs >= 2, "{packs}");
+
+    d.mount_again();
+    sw.kill();
+    let b = pseudo_random(9 << 20, 5);
+    fs::write(d.notes().join("b.bin"), &b).unwrap();
+    let t = Instant::now();
+    let o = cirrus(&d, &["umount", d.mnt.to_str().unwrap(), "--no-wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    d.mark_unmounted();
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(text(&o).contains("not in the store yet"), "{}", text(&o));
+    assert!(journal_files(&d) > 0);
+    // The next mount resumes the queue.
+    sw.restart();
+    d.mount_again();
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(journal_files(&d), 0);
+    d.unmount();
+    fs::remove_dir_all(d.home.join("cache")).unwrap();
+    d.mount_again();
+    assert_eq!(fs::read(d.notes().join("b.bin")).unwrap(), b);
+    assert_eq!(fs::read(d.notes().join("a.bin")).unwrap(), a);
+}
+
+#[test]
+fn a_killed_daemon_keeps_its_journal_and_sync_sends_it_unmounted() {
+    let mut sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "kill", &[]);
+    d.mount_again();
+    sw.kill();
+    let data = pseudo_random(5 << 20, 6);
+    let path = d.notes().join("fsynced.bin");
+    let f = fs::File::create(&path).unwrap();
+    (&f).write_all(&data).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    // kill -9 the daemon: the fsync'd data is in the journal only.
+    let pid = daemon_pid(&d);
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_gone(pid);
+    force_unmount(&d.mnt);
+    d.mark_unmounted();
+    assert!(journal_files(&d) >= 2);
+    sw.restart();
+    // No passcode needed: the journal holds only sealed objects.
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(journal_files(&d), 0);
+    fs::remove_dir_all(d.home.join("cache")).unwrap();
+    d.mount_again();
+    assert_eq!(fs::read(&path).unwrap(), data);
+}
+
+#[test]
+fn a_full_journal_is_enospc_and_keeps_what_it_has() {
+    let mut sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "full", &["--journal-max", "64M"]);
+    d.mount_again();
+    sw.kill();
+    let chunk = pseudo_random(1 << 20, 7);
+    let mut f = fs::File::create(d.notes().join("fill.bin")).unwrap();
+    let mut written = 0usize;
+    let err = loop {
+        match f.write_all(&chunk).and_then(|_| {
+            if written.is_multiple_of(16 << 20) {
+                f.sync_all()
+            } else {
+                Ok(())
+            }
+        }) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(written < 512 << 20, "no ENOSPC after {written} bytes");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(written >= 32 << 20, "only {written} bytes before ENOSPC");
+    drop(f);
+    let st = status(&d);
+    assert!(st.contains("journal full"), "{st}");
+    // Once the store is back, the queue drains and writes have room again.
+    sw.restart();
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    fs::write(d.notes().join("after.txt"), b"room again").unwrap();
+    d.unmount();
+    d.mount_again();
+    assert_eq!(
+        fs::read(d.notes().join("after.txt")).unwrap(),
+        b"room again"
+    );
+}
+
+#[test]
+fn an_object_corrupted_in_the_bucket_is_eio_not_wrong_data() {
+    use cirrus::store::Store;
+    let sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "rot", &[]);
+    d.mount_again();
+    let data = pseudo_random(4 << 20, 8);
+    fs::write(d.notes().join("victim.bin"), &data).unwrap();
+    d.unmount();
+    fs::remove_dir_all(d.home.join("cache")).unwrap();
+    // Flip a byte in every pack through the S3 API.
+    let s = sw.store("rot");
+    for name in s.list("packs/").unwrap() {
+        let mut obj = s.get(&name).unwrap();
+        let at = obj.len() / 2;
+        obj[at] ^= 0x40;
+        s.put(&name, &obj).unwrap();
+    }
+    d.mount_again();
+    let res = fs::read_dir(d.mnt.join("Notes")).map(|rd| rd.count());
+    match res {
+        // The listing itself lives in a (now corrupted) pack.
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        Ok(_) => {
+            let err = fs::read(d.notes().join("victim.bin")).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+        }
+    }
+    let log = fs::read_to_string(d.home.join("cirrus.log")).unwrap();
+    assert!(log.contains("does not match its content hash"), "{log}");
+}
+
+fn daemon_pid(d: &Drive) -> i32 {
+    let run: PathBuf = d.home.join("run");
+    for e in fs::read_dir(&run).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("mount-") && n.ends_with(".pid") {
+            let t = fs::read_to_string(e.path()).unwrap();
+            return t.lines().next().unwrap().trim().parse().unwrap();
+        }
+    }
+    panic!("no daemon pidfile in {}", run.display());
+}
+
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
