@@ -12,4 +12,5 @@ pub mod home;
 pub mod keys;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod volume;

@@ -74,6 +74,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         owner: (0, 0),
                         dirty_total: Default::default(),
                         heads: Arc::new(UncheckedHeads),
+                        device_slot: None,
                     },
                 );
                 let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();

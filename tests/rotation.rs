@@ -308,6 +308,7 @@ fn the_old_key_opens_nothing_written_after_rotation() {
             owner: (0, 0),
             dirty_total: Default::default(),
             heads: Arc::new(UncheckedHeads),
+            device_slot: None,
         },
     );
     let rep = cat.verify(&|_| {});

@@ -249,6 +249,18 @@ impl Unlocked {
     }
 
     /// The head signer for volumes of this account.
+    /// This device's index in the manifest's device list (append-only, so stable): it
+    /// picks the device's own inode range in every category.
+    pub fn device_slot(&self) -> Option<u32> {
+        let me = self.identity.public().sign;
+        self.manifest
+            .devices
+            .iter()
+            .position(|d| d.sign == me)
+            .map(|i| i as u32)
+            .filter(|i| *i < crate::format::head::MAX_DEVICE_SLOTS)
+    }
+
     pub fn head_signer(&self) -> Arc<dyn HeadSigner> {
         Arc::new(SignedHeads {
             account_id: self.manifest.account_id,
@@ -299,6 +311,7 @@ impl Unlocked {
                     owner: (0, 0),
                     dirty_total: Default::default(),
                     heads: signer.clone(),
+                    device_slot: self.device_slot(),
                 },
             );
             if let Err(err) = cat.republish_head() {

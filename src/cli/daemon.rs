@@ -226,6 +226,7 @@ pub fn serve(
         owner,
         dirty_total: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         heads: acct.head_signer(),
+        device_slot: acct.device_slot(),
     };
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let mut cats: Vec<Arc<Category>> = Vec::new();
@@ -261,6 +262,36 @@ pub fn serve(
         wb.start(args.upload_threads as usize);
     }
     let no_wait = Arc::new(AtomicBool::new(false));
+    let syncer = wb.as_ref().map(|wb| {
+        Arc::new(crate::sync::Syncer::new(
+            cats.clone(),
+            wb.clone(),
+            acct.config.device_name.clone(),
+        ))
+    });
+    let stop_sync = Arc::new(AtomicBool::new(false));
+    let sync_thread = match (&syncer, &wb) {
+        (Some(sy), Some(wb)) => {
+            let (sy, wb, stop) = (sy.clone(), wb.clone(), stop_sync.clone());
+            let every = Duration::from_secs(args.poll_interval);
+            std::thread::Builder::new()
+                .name("sync".into())
+                .spawn(move || {
+                    let mut last = Instant::now() - every;
+                    while !stop.load(Ordering::Relaxed) {
+                        if last.elapsed() >= every || wb.has_conflicts() {
+                            last = Instant::now();
+                            sy.poll();
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                })
+                .map_err(|e| warn!("cannot start the sync thread: {e}"))
+                .ok()
+        }
+        _ => None,
+    };
+    let ctl_syncer = syncer.clone();
     let ctl_cats = cats.clone();
     let ctl_wb = wb.clone();
     let ctl_no_wait = no_wait.clone();
@@ -269,7 +300,15 @@ pub fn serve(
     let busy = std::sync::Mutex::new(());
     let handler: Arc<control::Handler> = Arc::new(move |req, cancel, send| match req.op.as_str() {
         "rotate" => super::rotate::serve_request(&acct, &ctl_cats, &busy, req, cancel, send),
-        "sync" => sync_request(&ctl_home, &ctl_cats, ctl_wb.as_deref(), req, cancel, send),
+        "sync" => sync_request(
+            &ctl_home,
+            &ctl_cats,
+            ctl_wb.as_deref(),
+            ctl_syncer.as_deref(),
+            req,
+            cancel,
+            send,
+        ),
         "no-wait" => {
             ctl_no_wait.store(true, Ordering::Relaxed);
             control::Reply::ok("the daemon will not wait for uploads when it stops".into())
@@ -406,8 +445,12 @@ pub fn serve(
             clean = false;
         }
     }
+    stop_sync.store(true, Ordering::Relaxed);
+    if let Some(t) = sync_thread {
+        let _ = t.join();
+    }
     if let Some(wb) = &wb {
-        finish_uploads(&home, wb, &no_wait);
+        finish_uploads(&home, wb, syncer.as_deref(), &no_wait);
     }
     let _ = std::fs::remove_file(&pf);
     let _ = std::fs::remove_file(&status_path);
@@ -422,23 +465,24 @@ pub fn serve(
 
 /// Before the daemon exits: sends the upload queue, unless told not to wait, or the store
 /// made no progress for a minute (offline: the journal keeps it for the next mount).
-fn finish_uploads(home: &Home, wb: &WriteBack, no_wait: &AtomicBool) {
+fn finish_uploads(
+    home: &Home,
+    wb: &WriteBack,
+    syncer: Option<&crate::sync::Syncer>,
+    no_wait: &AtomicBool,
+) {
     let mut last_log = Instant::now();
-    let s = wb.wait_drained(
-        Some(Duration::from_secs(60)),
-        &|| no_wait.load(Ordering::Relaxed),
-        &mut |s| {
-            super::sync::write_status(home, s);
-            if s.pending_objects > 0 && last_log.elapsed() > Duration::from_secs(10) {
-                last_log = Instant::now();
-                info!(
-                    "uploading before exit: {} in {} objects left",
-                    super::sync::human(s.pending_bytes),
-                    s.pending_objects
-                );
+    let mut s = wait_uploads(home, wb, no_wait, &mut last_log);
+    // Another device published meanwhile: merge, then send the merged head too.
+    for _ in 0..3 {
+        match syncer {
+            Some(sy) if !s.conflicts.is_empty() && !no_wait.load(Ordering::Relaxed) => {
+                sy.poll();
+                s = wait_uploads(home, wb, no_wait, &mut last_log);
             }
-        },
-    );
+            _ => break,
+        }
+    }
     wb.stop();
     if s.pending_objects > 0 {
         warn!(
@@ -451,11 +495,35 @@ fn finish_uploads(home: &Home, wb: &WriteBack, no_wait: &AtomicBool) {
     }
 }
 
+fn wait_uploads(
+    home: &Home,
+    wb: &WriteBack,
+    no_wait: &AtomicBool,
+    last_log: &mut Instant,
+) -> crate::store::writeback::SyncStatus {
+    wb.wait_drained(
+        Some(Duration::from_secs(60)),
+        &|| no_wait.load(Ordering::Relaxed),
+        &mut |s| {
+            super::sync::write_status(home, s);
+            if s.pending_objects > 0 && last_log.elapsed() > Duration::from_secs(10) {
+                *last_log = Instant::now();
+                info!(
+                    "uploading before exit: {} in {} objects left",
+                    super::sync::human(s.pending_bytes),
+                    s.pending_objects
+                );
+            }
+        },
+    )
+}
+
 /// `cirrus sync` while mounted: commit every category, then push (and optionally wait).
 fn sync_request(
     home: &Home,
     cats: &[Arc<Category>],
     wb: Option<&WriteBack>,
+    syncer: Option<&crate::sync::Syncer>,
     req: &control::Request,
     cancel: &AtomicBool,
     send: &mut dyn FnMut(&control::Reply),
@@ -491,10 +559,28 @@ fn sync_request(
     let Some(wb) = wb else {
         return control::Reply::ok("Committed; the store is local, so it is up to date.".into());
     };
+    let pulled = match syncer {
+        Some(sy) => {
+            let r = sy.poll();
+            if !r.errors.is_empty() {
+                return control::Reply::error(r.errors.join("; "));
+            }
+            if r.pulled.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "Took in changes from other devices in {} ({} conflict copies). ",
+                    r.pulled.join(", "),
+                    r.copies
+                )
+            }
+        }
+        None => String::new(),
+    };
     if req.wait != Some(true) {
         let s = wb.status();
         return control::Reply::ok(format!(
-            "Committed; {} in {} objects queued for upload.",
+            "{pulled}Committed; {} in {} objects queued for upload.",
             super::sync::human(s.pending_bytes),
             s.pending_objects
         ));
@@ -512,6 +598,7 @@ fn sync_request(
     super::sync::write_status(home, &s);
     control::Reply {
         ok: Some(true),
+        message: Some(pulled),
         sync: Some(s),
         ..Default::default()
     }

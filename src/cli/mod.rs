@@ -607,6 +607,7 @@ pub(crate) fn open_for_inspection(
             owner: (0, 0),
             dirty_total: Default::default(),
             heads: acct.head_signer(),
+            device_slot: acct.device_slot(),
         },
     )
 }

@@ -56,6 +56,10 @@ pub struct MountArgs {
     /// it is full, writes fail with "no space left" until uploads catch up.
     #[arg(long, default_value = "8G", value_parser = parse_size)]
     pub journal_max: u64,
+    /// Remote stores: seconds between looks for changes made on the account's other
+    /// devices (`cirrus sync` looks at once).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub poll_interval: u64,
     /// Remote stores: objects uploaded in parallel.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub upload_threads: u32,

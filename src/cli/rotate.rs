@@ -332,6 +332,7 @@ fn offline_with(
                 owner,
                 dirty_total: Default::default(),
                 heads: acct.head_signer(),
+                device_slot: acct.device_slot(),
             },
         );
         let mut p = Progress::new(&job.category);

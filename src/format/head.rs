@@ -6,8 +6,20 @@ use super::pack::BlobRef;
 
 /// Layout of the sealed head written by this build (its leading u16). Kept apart from
 /// `FORMAT_VERSION`, which also goes into every sealing context and must stay 1 so old
-/// blobs keep opening. Layout 1 lacks the two rotation fields; decode reads both.
-pub const HEAD_LAYOUT: u16 = 2;
+/// blobs keep opening. Layout 1 lacks the two rotation fields; layout 2 lacks the
+/// per-device inode allocators; decode reads all three.
+pub const HEAD_LAYOUT: u16 = 3;
+
+/// First local inode number of the range device `slot` (its index in the manifest's
+/// device list) allocates from: devices never hand out the same number, so trees written
+/// concurrently on two devices merge without renumbering (FORMAT.md §5.3). Numbers below
+/// `device_range(0)` are the shared range of layouts 1 and 2, no longer allocated from.
+pub const fn device_range(slot: u32) -> u64 {
+    ((slot as u64) + 1) << 32
+}
+
+/// Devices that can have an inode range: local inode numbers stay below 2^40.
+pub const MAX_DEVICE_SLOTS: u32 = 254;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -27,6 +39,8 @@ pub struct Head {
     pub rotating_from: u32,
     /// Rotation progress: every inode below it is fully re-encrypted under `key_version`.
     pub rotate_cursor: u64,
+    /// Layout 3: (device slot, next inode number in its range), ascending by slot.
+    pub alloc: Vec<(u32, u64)>,
 }
 
 impl Head {
@@ -46,6 +60,10 @@ impl Head {
         for (no, r) in &self.leaves {
             w.u64(*no);
             r.write(&mut w);
+        }
+        w.u32(self.alloc.len() as u32);
+        for (slot, next) in &self.alloc {
+            w.u32(*slot).u64(*next);
         }
         w.finish()
     }
@@ -74,6 +92,13 @@ impl Head {
             let no = r.u64()?;
             leaves.push((no, BlobRef::read(&mut r)?));
         }
+        let mut alloc = Vec::new();
+        if layout >= 3 {
+            let n = r.count(12)?;
+            for _ in 0..n {
+                alloc.push((r.u32()?, r.u64()?));
+            }
+        }
         r.end()?;
         Ok(Head {
             category,
@@ -86,6 +111,7 @@ impl Head {
             inodes,
             rotating_from,
             rotate_cursor,
+            alloc,
         })
     }
 }
@@ -122,11 +148,12 @@ mod tests {
             inodes: 17,
             rotating_from: 2,
             rotate_cursor: 513,
+            alloc: vec![(0, device_range(0) + 7), (3, device_range(3) + 1)],
         }
     }
 
     #[test]
-    fn layout_2_round_trips_with_rotation_fields() {
+    fn layout_3_round_trips_with_rotation_fields_and_allocators() {
         let h = sample();
         let b = h.encode();
         assert_eq!(u16::from_le_bytes([b[0], b[1]]), HEAD_LAYOUT);
@@ -157,14 +184,29 @@ mod tests {
             Head {
                 rotating_from: 0,
                 rotate_cursor: 0,
+                alloc: vec![],
                 ..h
             }
         );
     }
 
     #[test]
+    fn layout_2_decodes_with_no_allocators() {
+        let h = sample();
+        let mut b = Head {
+            alloc: vec![],
+            ..h.clone()
+        }
+        .encode();
+        b[..2].copy_from_slice(&2u16.to_le_bytes());
+        b.truncate(b.len() - 4); // layout 2 ends with the leaves
+        let got = Head::decode(&b).unwrap();
+        assert_eq!(got, Head { alloc: vec![], ..h });
+    }
+
+    #[test]
     fn unknown_layouts_are_refused() {
-        for v in [0u16, 3, 0xffff] {
+        for v in [0u16, 4, 0xffff] {
             let mut b = sample().encode();
             b[..2].copy_from_slice(&v.to_le_bytes());
             assert_eq!(Head::decode(&b), Err(FormatError::Version(v)));

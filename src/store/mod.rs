@@ -104,6 +104,31 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Writes a small file atomically and durably (temp file, fsync, rename, fsync of the
+/// directory).
+pub fn write_file_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        "TMP.{}.{}",
+        std::process::id(),
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// The version tag of some content.
 pub fn etag_of(data: &[u8]) -> Etag {
     *blake3::hash(data).as_bytes()

@@ -218,6 +218,7 @@ impl Category {
             inodes: s.inodes,
             rotating_from: s.rotating_from,
             rotate_cursor: s.rotate_cursor,
+            alloc: s.head.alloc.iter().map(|(k, v)| (*k, *v)).collect(),
         };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
         let sealed =

@@ -9,12 +9,12 @@ use crate::format::{Context, ObjKind, names};
 use log::{error, info, warn};
 
 /// A head that passed every check, with its object hash and etag.
-struct VerifiedHead {
-    head: Head,
-    hash: [u8; 32],
-    etag: Etag,
+pub(super) struct VerifiedHead {
+    pub head: Head,
+    pub hash: [u8; 32],
+    pub etag: Etag,
     /// Sealed under the old key version (see `Category::adopt_rotation`).
-    under_old: bool,
+    pub under_old: bool,
 }
 
 impl Category {
@@ -68,6 +68,7 @@ impl Category {
                         hash,
                         etag: Some(etag),
                         next_ino: head.next_ino,
+                        alloc: head.alloc.into_iter().collect(),
                         leaves: head.leaves.into_iter().collect(),
                     };
                     s.bytes = head.bytes;
@@ -138,11 +139,31 @@ impl Category {
             Err(StoreError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(format!("cannot read head {name}: {e}")),
         };
-        let hash = crypto::hash(&obj);
+        let v = self.verify_head(&obj)?;
+        if let Some((seen, seen_hash)) = self.witness.seen(self.id) {
+            if v.head.counter < seen {
+                return Err(format!(
+                    "rollback detected: the store serves head #{} but this device has seen head #{seen}",
+                    v.head.counter
+                ));
+            }
+            if v.head.counter == seen && seen_hash != v.hash {
+                return Err(format!(
+                    "fork detected: the store serves a different head #{seen} than this device saw"
+                ));
+            }
+        }
+        Ok(Some(v))
+    }
+
+    /// Checks a head object on its own: signature, key version, authenticity, category.
+    pub(super) fn verify_head(&self, obj: &[u8]) -> Result<VerifiedHead, String> {
+        let name = names::head(self.id);
+        let hash = crypto::hash(obj);
         let (kv, sealed) = self
             .opts
             .heads
-            .check(self.id, &obj)
+            .check(self.id, obj)
             .map_err(|e| format!("head {name}: {e}"))?;
         let keys = self.keys();
         let (key, under_old) = match &keys.old {
@@ -162,25 +183,12 @@ impl Category {
         if head.category != self.id {
             return Err(format!("head {name} belongs to category {}", head.category));
         }
-        if let Some((seen, seen_hash)) = self.witness.seen(self.id) {
-            if head.counter < seen {
-                return Err(format!(
-                    "rollback detected: the store serves head #{} but this device has seen head #{seen}",
-                    head.counter
-                ));
-            }
-            if head.counter == seen && seen_hash != hash {
-                return Err(format!(
-                    "fork detected: the store serves a different head #{seen} than this device saw"
-                ));
-            }
-        }
-        Ok(Some(VerifiedHead {
+        Ok(VerifiedHead {
             head,
             hash,
-            etag: crate::store::etag_of(&obj),
+            etag: crate::store::etag_of(obj),
             under_old,
-        }))
+        })
     }
 
     /// Fetches a sealed blob by reference and checks it is exactly the referenced version.

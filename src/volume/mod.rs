@@ -4,7 +4,9 @@
 mod commit;
 mod io;
 mod load;
+mod merge;
 mod rotate;
+mod sync;
 mod tree;
 mod verify;
 
@@ -19,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub use rotate::{Rotation, RotationProgress};
+pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::{Usage, VerifyReport};
 
@@ -82,7 +85,18 @@ pub trait HeadWitness: Send + Sync {
     fn seen(&self, category: u32) -> Option<(u64, [u8; 32])>;
     /// Records a head this device has read or written. Must be durable before returning.
     fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String>;
+    /// Highest head seen *in the store* (published by any device). Kept apart from
+    /// [`HeadWitness::seen`], which also counts this device's commits not uploaded yet.
+    fn seen_remote(&self, category: u32) -> Option<(u64, [u8; 32])> {
+        self.seen(category | REMOTE_WITNESS)
+    }
+    fn record_remote(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String> {
+        self.record(category | REMOTE_WITNESS, counter, hash)
+    }
 }
+
+/// Marks the witness entries of remote heads (category ids stay below 2^31).
+const REMOTE_WITNESS: u32 = 1 << 31;
 
 /// Who may publish heads: wraps a sealed head into the stored object (signing it) and
 /// checks a stored one. The account layer implements it with device signatures;
@@ -125,6 +139,10 @@ pub struct VolumeOptions {
     pub dirty_total: Arc<AtomicUsize>,
     /// Signs heads this volume publishes and checks the ones it reads.
     pub heads: Arc<dyn HeadSigner>,
+    /// This device's index in the account's device list: new inodes come from its own
+    /// range (`format::head::device_range`), so trees of two devices merge. `None`:
+    /// the shared allocator (tests of the volume alone).
+    pub device_slot: Option<u32>,
 }
 
 /// One category's unlocked key and identity.
@@ -193,7 +211,11 @@ struct HeadInfo {
     /// Hash of the stored head object (chained into the next head).
     hash: [u8; 32],
     etag: Option<Etag>,
+    /// The shared allocator of layouts 1 and 2 (kept; no longer advanced when this device
+    /// has a range of its own).
     next_ino: u64,
+    /// Per-device allocators (layout 3): device slot → next inode number in its range.
+    alloc: BTreeMap<u32, u64>,
     leaves: BTreeMap<u64, BlobRef>,
 }
 
@@ -279,6 +301,51 @@ impl Category {
 
     fn leaf_of(ino: u64) -> u64 {
         ino / crate::format::LEAF_SPAN
+    }
+
+    /// The inode number the next new node gets.
+    fn next_free_ino(&self, s: &State) -> u64 {
+        match self.opts.device_slot {
+            Some(slot) => s
+                .head
+                .alloc
+                .get(&slot)
+                .copied()
+                .unwrap_or(crate::format::head::device_range(slot)),
+            None => s.head.next_ino,
+        }
+    }
+
+    fn take_ino(&self, s: &mut State, ino: u64) {
+        match self.opts.device_slot {
+            Some(slot) => {
+                s.head.alloc.insert(slot, ino + 1);
+            }
+            None => s.head.next_ino = ino + 1,
+        }
+    }
+
+    /// The first leaf at or after `leaf` that holds inodes (stored, or new and dirty).
+    fn next_leaf_in_use(s: &State, leaf: u64) -> Option<u64> {
+        let stored = s.head.leaves.range(leaf..).next().map(|(l, _)| *l);
+        let dirty = s.dirty_leaves.range(leaf..).next().copied();
+        match (stored, dirty) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One past the last inode number that may be in use.
+    fn end_of_inodes(s: &State) -> u64 {
+        let last = s
+            .head
+            .leaves
+            .keys()
+            .next_back()
+            .copied()
+            .max(s.dirty_leaves.iter().next_back().copied())
+            .unwrap_or(0);
+        (last + 1) * crate::format::LEAF_SPAN
     }
 
     /// Plaintext bytes, inode count, head counter, and whether it is available (for status).

@@ -281,9 +281,18 @@ impl Category {
     fn rotation_scan(&self, s: &mut State, passed: &mut u64) -> VolResult<Option<(u64, Batch)>> {
         let mut batch = Vec::new();
         for _ in 0..SCAN_LIMIT {
-            let ino = s.rotate_cursor;
-            if ino >= s.head.next_ino {
-                return Ok(None);
+            let mut ino = s.rotate_cursor;
+            if s.rotate_chunk == 0 {
+                // Inode numbers are sparse (one range per device): skip unused leaves.
+                let leaf = Self::leaf_of(ino);
+                match Self::next_leaf_in_use(s, leaf) {
+                    None => return Ok(None),
+                    Some(l) if l != leaf => {
+                        ino = l * LEAF_SPAN;
+                        s.rotate_cursor = ino;
+                    }
+                    Some(_) => {}
+                }
             }
             if ino.is_multiple_of(LEAF_SPAN) && s.rotate_chunk == 0 {
                 s.dirty_leaves.insert(Self::leaf_of(ino));
@@ -350,7 +359,7 @@ impl Category {
         if let Err(e) = self.commit_locked(s) {
             // Still rotating as far as the store knows: keep the old key.
             s.rotating_from = from;
-            s.rotate_cursor = s.head.next_ino;
+            s.rotate_cursor = Self::end_of_inodes(s);
             return Err(e);
         }
         self.drop_old_key();
@@ -415,6 +424,7 @@ mod tests {
                 owner: (0, 0),
                 dirty_total: Default::default(),
                 heads: Arc::new(crate::volume::UnsignedHeads),
+                device_slot: Some(2),
             },
         )
     }

@@ -165,7 +165,7 @@ impl Category {
         if Self::entries(&s, parent)?.contains_key(name) {
             return Err(VolError::Exists);
         }
-        let ino = s.head.next_ino;
+        let ino = self.next_free_ino(&s);
         self.ensure_leaf(&mut s, ino)?;
         let fmt = mode & libc::S_IFMT;
         let mut mode = mode;
@@ -210,7 +210,7 @@ impl Category {
             xattrs: BTreeMap::new(),
             payload,
         };
-        s.head.next_ino += 1;
+        self.take_ino(&mut s, ino);
         s.records.insert(ino, rec);
         s.inodes += 1;
         s.dirty_leaves.insert(Self::leaf_of(ino));

@@ -102,6 +102,8 @@ struct St {
     heads_in_flight: HashSet<String>,
     /// The remote version of each head as last seen (`None`: absent).
     known: HashMap<String, Option<Etag>>,
+    /// The remote head object the local head of each name builds on (see `head_base`).
+    bases: HashMap<String, Vec<u8>>,
     pending_bytes: u64,
     conflicts: BTreeMap<String, String>,
     damaged: Vec<String>,
@@ -119,6 +121,7 @@ struct St {
 pub struct WriteBack {
     remote: Arc<dyn Store>,
     journal: Journal,
+    bases_dir: std::path::PathBuf,
     cache: DiskCache,
     opts: WriteBackOptions,
     st: Mutex<St>,
@@ -158,7 +161,29 @@ impl WriteBack {
             error!("journal: damaged entry moved aside: {d}");
         }
         let cache = DiskCache::open(cache_dir, opts.disk_cache)?;
+        let bases_dir = journal_dir.join("bases");
+        std::fs::create_dir_all(&bases_dir).map_err(|e| StoreError::Io {
+            name: "journal bases".into(),
+            source: e,
+        })?;
+        let mut bases = HashMap::new();
+        if let Ok(rd) = std::fs::read_dir(&bases_dir) {
+            for e in rd.flatten() {
+                let f = e.file_name().to_string_lossy().into_owned();
+                if f.starts_with("TMP.") {
+                    let _ = std::fs::remove_file(e.path());
+                    continue;
+                }
+                if let (Some(name), Ok(d)) = (
+                    f.strip_suffix(".head").map(|n| n.replace('~', "/")),
+                    std::fs::read(e.path()),
+                ) {
+                    bases.insert(name, d);
+                }
+            }
+        }
         let mut st = St {
+            bases,
             journal_max: opts.journal_max,
             damaged,
             ..Default::default()
@@ -198,6 +223,7 @@ impl WriteBack {
         Ok(Arc::new(WriteBack {
             remote,
             journal,
+            bases_dir,
             cache,
             opts,
             st: Mutex::new(st),
@@ -241,6 +267,75 @@ impl WriteBack {
             let _ = h.join();
         }
         self.lock().stop = false;
+    }
+
+    /// The head `name` as the remote store has it now (not the journal's), without
+    /// changing what the local head is based on. `None`: the store has none.
+    pub fn fetch_remote_head(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.remote_read(|| self.remote.get(name)) {
+            Ok(d) => Ok(Some(d)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The remote version of `name` the local head builds on, as last seen.
+    pub fn known_etag(&self, name: &str) -> Option<Etag> {
+        self.lock().known.get(name).copied().flatten()
+    }
+
+    /// Whether the head `name` has changes of this device not yet published.
+    pub fn has_local_head(&self, name: &str) -> bool {
+        self.lock().heads.contains_key(name)
+    }
+
+    /// The remote head object the local head builds on: the common base for a merge.
+    pub fn head_base(&self, name: &str) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let base = st.bases.get(name)?;
+        // It must be the version the journal's slot (or the last read) is based on.
+        let expect = match st.heads.get(name) {
+            Some(slot) => slot.entry.base.flatten(),
+            None => st.known.get(name).copied().flatten(),
+        };
+        (expect == Some(etag_of(base))).then(|| base.clone())
+    }
+
+    /// After a merge (or fast-forward) onto `remote`: the local head now builds on it.
+    /// The slot of the superseded local head is dropped (the merged head replaces it).
+    pub fn rebase(&self, name: &str, remote: &[u8]) {
+        let mut st = self.lock();
+        if let Some(old) = st.heads.remove(name) {
+            st.pending_bytes -= old.entry.len;
+            if !st.heads_in_flight.contains(name) {
+                self.journal.remove(&old.entry);
+            }
+        }
+        st.conflicts.remove(name);
+        st.known.insert(name.to_string(), Some(etag_of(remote)));
+        self.set_base(&mut st, name, remote);
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn set_base(&self, st: &mut St, name: &str, obj: &[u8]) {
+        let path = self
+            .bases_dir
+            .join(format!("{}.head", name.replace('/', "~")));
+        if let Err(e) = crate::store::write_file_atomic(&path, obj) {
+            warn!("journal: cannot keep the base of {name}: {e}");
+        }
+        st.bases.insert(name.to_string(), obj.to_vec());
+    }
+
+    /// Whether some head waits for a merge (another device published first).
+    pub fn has_conflicts(&self) -> bool {
+        !self.lock().conflicts.is_empty()
+    }
+
+    /// Records a sync problem found above this layer (shown by `status`).
+    pub fn report_error(&self, msg: String) {
+        self.lock().last_error = Some((now_secs(), msg));
     }
 
     /// Whether this process put anything into the journal.
@@ -433,10 +528,15 @@ impl WriteBack {
                     let etag = etag_of(&data);
                     debug!("uploaded head {} (based on {:?})", e.name, base.map(hex8));
                     st.known.insert(e.name.clone(), Some(etag));
+                    self.set_base(&mut st, &e.name, &data);
                     let superseded = match st.heads.get(&e.name) {
                         Some(slot) if slot.entry.seq == e.seq => false,
                         Some(_) => true,
-                        None => false,
+                        None => {
+                            // Rebased away while on its way: only its file is left.
+                            self.journal.remove(&e);
+                            false
+                        }
                     };
                     if superseded {
                         // A newer head was journaled while this one was on its way: it is
@@ -470,9 +570,15 @@ impl WriteBack {
                 }
             }
             Outcome::Conflict(why) => {
-                warn!("upload of {}: {why}", e.name);
-                st.last_error = Some((now_secs(), format!("{}: {why}", e.name)));
-                st.conflicts.insert(e.name.clone(), why);
+                match st.heads.get(&e.name) {
+                    Some(slot) if slot.entry.seq == e.seq => {
+                        info!("upload of {}: {why}", e.name);
+                        st.conflicts.insert(e.name.clone(), why);
+                    }
+                    // Superseded or rebased meanwhile: the newer slot gets its own try.
+                    Some(_) => {}
+                    None => self.journal.remove(&e),
+                }
             }
             Outcome::Failed(err) => {
                 let offline = matches!(err, StoreError::Unreachable { .. });

@@ -1,0 +1,129 @@
+//! Keeps a mounted drive in step with the account's other devices: looks at the heads
+//! in the remote store (every poll interval, at once on `cirrus sync`, and whenever an
+//! upload finds a head published elsewhere), and takes each new one in through the
+//! volume (fast-forward or three-way merge). Uploading is the write-back layer's job.
+
+use crate::format::names;
+use crate::store::etag_of;
+use crate::store::writeback::WriteBack;
+use crate::volume::{Category, SyncOutcome};
+use log::{info, warn};
+use std::sync::{Arc, Mutex};
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    /// Categories that took in another device's changes.
+    pub pulled: Vec<String>,
+    /// Conflict copies made.
+    pub copies: usize,
+    pub errors: Vec<String>,
+}
+
+pub struct Syncer {
+    cats: Vec<Arc<Category>>,
+    wb: Arc<WriteBack>,
+    /// This device's name, for conflict copies.
+    device: String,
+    /// One poll at a time (the background thread and `cirrus sync`).
+    busy: Mutex<()>,
+}
+
+impl Syncer {
+    pub fn new(cats: Vec<Arc<Category>>, wb: Arc<WriteBack>, device: String) -> Self {
+        Syncer {
+            cats,
+            wb,
+            device,
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// Takes in every head another device has published since the last poll.
+    pub fn poll(&self) -> PollReport {
+        let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rep = PollReport::default();
+        let date = today();
+        for c in &self.cats {
+            if c.stats().3.is_some() {
+                continue; // unavailable: nothing to merge into
+            }
+            let name = names::head(c.id);
+            let remote = match self.wb.fetch_remote_head(&name) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    rep.errors
+                        .push(format!("{}: cannot read its head: {e}", c.name));
+                    // Offline: no point asking for every category.
+                    break;
+                }
+            };
+            if self.wb.known_etag(&name) == Some(etag_of(&remote)) {
+                continue;
+            }
+            let base = self.wb.head_base(&name);
+            let rebase = || self.wb.rebase(&name, &remote);
+            match c.sync_remote(&remote, base.as_deref(), &self.device, &date, &rebase) {
+                Ok(SyncOutcome::UpToDate) => rebase(),
+                Ok(SyncOutcome::FastForward(_)) => rep.pulled.push(c.name.clone()),
+                Ok(SyncOutcome::Merged { copies, .. }) => {
+                    rep.pulled.push(c.name.clone());
+                    rep.copies += copies;
+                }
+                Err(e) => {
+                    let msg = format!("{}: cannot take in the other device's changes: {e}", c.name);
+                    warn!("{msg}");
+                    self.wb.report_error(msg.clone());
+                    rep.errors.push(msg);
+                }
+            }
+        }
+        if !rep.pulled.is_empty() {
+            info!(
+                "sync: took in changes of other devices in {} ({} conflict copies)",
+                rep.pulled.join(", "),
+                rep.copies
+            );
+        }
+        rep
+    }
+}
+
+/// Today's date in UTC as YYYY-MM-DD (for conflict copy names).
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+}

@@ -1,0 +1,256 @@
+//! Taking in a head another device published: verify it, then fast-forward to it (no
+//! local changes since the common base) or merge it with the local tree
+//! (`merge.rs`) and commit the result on top of it. The caller supplies the base and
+//! tells the store layer, through `on_rebase`, that the local head now builds on the
+//! remote one.
+
+use super::merge::{self, ConflictNamer, Records};
+use super::*;
+use crate::format::pack::BlobRef;
+use crate::format::record::{Payload, decode_leaf};
+use crate::format::{Context, LEAF_SPAN, ObjKind};
+use log::{info, warn};
+
+/// What [`Category::sync_remote`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The remote head is the local one.
+    UpToDate,
+    /// No local changes: the tree is now the remote's (head counter).
+    FastForward(u64),
+    /// Both sides changed: merged and committed as head `counter`, with `copies`
+    /// conflict copies; `notes` says what was decided.
+    Merged {
+        counter: u64,
+        copies: usize,
+        notes: Vec<String>,
+    },
+}
+
+impl Category {
+    /// Brings the remote head `remote` into this category. `base`: the head object the
+    /// local tree was built on (None: unknown, so nothing is assumed in common and no
+    /// local change can be lost). `namer` names conflict copies.
+    pub fn sync_remote(
+        &self,
+        remote: &[u8],
+        base: Option<&[u8]>,
+        device: &str,
+        date: &str,
+        on_rebase: &dyn Fn(),
+    ) -> VolResult<SyncOutcome> {
+        let integrity = |why: String| VolError::Integrity {
+            what: format!("category {}: remote head", self.name),
+            why,
+        };
+        let mut s = self.lock();
+        self.check_available(&s)?;
+        // Everything local goes into a head first (so it is in the journal, whatever
+        // happens next).
+        self.commit_locked(&mut s)?;
+        let rv = self.verify_head(remote).map_err(integrity)?;
+        if rv.hash == s.head.hash {
+            return Ok(SyncOutcome::UpToDate);
+        }
+        if let Some((seen, seen_hash)) = self.witness.seen_remote(self.id) {
+            if rv.head.counter < seen {
+                return Err(integrity(format!(
+                    "rollback detected: the store serves head #{} but this device has seen head #{seen} there",
+                    rv.head.counter
+                )));
+            }
+            if rv.head.counter == seen && rv.hash != seen_hash {
+                return Err(integrity(format!(
+                    "fork detected: the store serves a different head #{seen} than it did before"
+                )));
+            }
+        }
+        if rv.head.rotating_from != s.rotating_from || rv.under_old {
+            return Err(integrity(
+                "the other device is in the middle of a key rotation; it is taken in once finished"
+                    .into(),
+            ));
+        }
+        let keys = self.keys();
+        let remote_leaves: BTreeMap<u64, BlobRef> = rv.head.leaves.iter().copied().collect();
+        let base_leaves: Option<BTreeMap<u64, BlobRef>> = match base {
+            Some(b) => match self.verify_head(b) {
+                Ok(v) => Some(v.head.leaves.into_iter().collect()),
+                Err(e) => {
+                    warn!(
+                        "category {}: the base head is unusable ({e}); merging without one",
+                        self.name
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let fast_forward = base_leaves.as_ref() == Some(&s.head.leaves);
+        let remote_tree = self.load_tree(&keys, &remote_leaves)?;
+        let (records, copies, notes) = if fast_forward {
+            (remote_tree.clone(), Vec::new(), Vec::new())
+        } else {
+            for leaf in s.head.leaves.keys().copied().collect::<Vec<_>>() {
+                self.ensure_leaf(&mut s, leaf * LEAF_SPAN)?;
+            }
+            let local: Records = s.records.clone();
+            let base_tree = match &base_leaves {
+                Some(l) => self.load_tree(&keys, l)?,
+                None => Records::new(),
+            };
+            let mut next = self.next_free_ino(&s);
+            let namer = ConflictNamer {
+                device: device.to_string(),
+                date: date.to_string(),
+            };
+            let m = merge::merge(
+                &base_tree,
+                &local,
+                &remote_tree,
+                &mut || {
+                    let i = next;
+                    next += 1;
+                    i
+                },
+                &namer,
+            );
+            if let Some(&(last, _)) = m.copies.iter().max_by_key(|(n, _)| *n) {
+                self.take_ino(&mut s, last);
+            }
+            (m.records, m.copies, m.notes)
+        };
+        // Conflict copies get their content again under their own inode (chunks are
+        // sealed to the inode they belong to), read from the local version.
+        let mut copied = Vec::new();
+        for (new, old) in &copies {
+            let Some(Record {
+                payload: Payload::File { chunks, .. },
+                ..
+            }) = s.records.get(old)
+            else {
+                continue;
+            };
+            for (idx, r) in chunks.clone().iter().enumerate() {
+                if let Some(r) = r {
+                    let plain = self.load_chunk(&keys, *old, idx as u64, r)?;
+                    copied.push((*new, idx as u64, plain.as_ref().clone()));
+                }
+            }
+        }
+        // Install the result on top of the remote head.
+        let mut records = records;
+        for (new, _) in &copies {
+            if let Some(Record {
+                payload: Payload::File { chunks, .. },
+                ..
+            }) = records.get_mut(new)
+            {
+                chunks.iter_mut().for_each(|c| *c = None);
+            }
+        }
+        let leaf_set = |t: &Records| -> BTreeMap<u64, Vec<(u64, Record)>> {
+            let mut m: BTreeMap<u64, Vec<(u64, Record)>> = BTreeMap::new();
+            for (i, r) in t {
+                m.entry(Self::leaf_of(*i))
+                    .or_default()
+                    .push((*i, r.clone()));
+            }
+            for v in m.values_mut() {
+                v.sort_by_key(|(i, _)| *i);
+            }
+            m
+        };
+        let (mine, theirs) = (leaf_set(&records), leaf_set(&remote_tree));
+        let dirty: BTreeSet<u64> = mine
+            .keys()
+            .chain(theirs.keys())
+            .copied()
+            .filter(|l| mine.get(l) != theirs.get(l))
+            .collect();
+        s.bytes = records
+            .values()
+            .map(|r| match &r.payload {
+                Payload::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        s.inodes = records.len() as u64;
+        s.loaded_leaves = mine.keys().chain(theirs.keys()).copied().collect();
+        s.records = records;
+        s.bad_leaves.clear();
+        s.dirty_leaves = dirty;
+        for (new, idx, plain) in copied {
+            self.add_dirty(&mut s, plain.len());
+            s.dirty.insert((new, idx), plain);
+        }
+        s.head.counter = s.head.counter.max(rv.head.counter);
+        s.head.hash = rv.hash;
+        s.head.etag = Some(rv.etag);
+        s.head.next_ino = s.head.next_ino.max(rv.head.next_ino);
+        for (slot, next) in &rv.head.alloc {
+            let e = s.head.alloc.entry(*slot).or_insert(*next);
+            *e = (*e).max(*next);
+        }
+        s.head.leaves = remote_leaves;
+        on_rebase();
+        if let Err(e) = self
+            .witness
+            .record_remote(self.id, rv.head.counter, rv.hash)
+        {
+            warn!("category {}: cannot record the remote head: {e}", self.name);
+        }
+        if fast_forward {
+            if let Err(e) = self.witness.record(self.id, s.head.counter, rv.hash) {
+                warn!("category {}: cannot record head: {e}", self.name);
+            }
+            info!(
+                "category {}: took in head #{} from another device",
+                self.name, rv.head.counter
+            );
+            return Ok(SyncOutcome::FastForward(rv.head.counter));
+        }
+        s.head_dirty = true;
+        self.commit_locked(&mut s)?;
+        for n in &notes {
+            info!("category {}: merge: {n}", self.name);
+        }
+        info!(
+            "category {}: merged head #{} from another device with local changes: head #{} ({} conflict copies)",
+            self.name,
+            rv.head.counter,
+            s.head.counter,
+            copies.len()
+        );
+        Ok(SyncOutcome::Merged {
+            counter: s.head.counter,
+            copies: copies.len(),
+            notes,
+        })
+    }
+
+    /// Every record of a tree given by its leaf references (fetched and opened here).
+    fn load_tree(&self, keys: &Keys, leaves: &BTreeMap<u64, BlobRef>) -> VolResult<Records> {
+        let mut out = Records::new();
+        for (leaf, r) in leaves {
+            let what = || format!("metadata leaf {leaf} of a remote head");
+            let sealed = self.fetch_blob(r, &what)?;
+            let plain = self.open_blob(
+                keys,
+                Context::new(ObjKind::Leaf, self.id, 0, *leaf),
+                &sealed,
+                &what,
+            )?;
+            let recs = decode_leaf(&plain).map_err(|e| VolError::Integrity {
+                what: what(),
+                why: e.to_string(),
+            })?;
+            for (ino, rec) in recs {
+                if Self::leaf_of(ino) == *leaf {
+                    out.insert(ino, rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

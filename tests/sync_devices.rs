@@ -1,0 +1,274 @@
+//! Two trusted devices of one account, each with its own home and mount, against one
+//! real SeaweedFS: changes travel both ways (on `cirrus sync` and by polling), edits of
+//! different files merge, an edit of one file on both makes one winner plus a named
+//! conflict copy, deletes and renames propagate, delete vs edit keeps the edit, and a
+//! store that rolls a head back is refused while the device keeps its own state.
+
+mod common;
+
+use cirrus::store::Store;
+use common::seaweed::{self, Seaweed};
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const MOUNT_ARGS: &[&str] = &["--poll-interval", "2", "--commit-interval", "1"];
+
+fn with_s3_env(d: &mut Drive) {
+    d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
+    d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
+    d.mount_options().extra = MOUNT_ARGS.iter().map(|s| s.to_string()).collect();
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(d: &Drive, args: &[&str]) -> String {
+    let o = d.cirrus_cmd().args(args).output().unwrap();
+    assert!(o.status.success(), "cirrus {args:?} failed:\n{}", text(&o));
+    text(&o)
+}
+
+fn pass(d: &Drive) -> String {
+    d.passcode_file.to_str().unwrap().to_string()
+}
+
+/// Device A (laptop) with an account on `s3://BUCKET/<prefix>`, and device B (phone)
+/// joined to it and approved by A; both unmounted.
+fn two_devices(sw: &Seaweed, prefix: &str) -> (Drive, Drive) {
+    let mut a = Drive::blank();
+    with_s3_env(&mut a);
+    let url = sw.url(prefix);
+    ok(
+        &a,
+        &[
+            "init",
+            "--store",
+            &url,
+            "--device-name",
+            "laptop",
+            "--passcode-file",
+            &pass(&a),
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ],
+    );
+    let mut b = Drive::blank();
+    with_s3_env(&mut b);
+    let mut child = b
+        .cirrus_cmd()
+        .args(["device", "add", "--timeout", "60", "--store", &url])
+        .args([
+            "--device-name",
+            "phone",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args(["--passcode-file", &pass(&b)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let code = line
+        .strip_prefix("Approval code: ")
+        .unwrap_or_else(|| panic!("unexpected {line:?}"))
+        .trim()
+        .to_string();
+    let t = ok(
+        &a,
+        &["device", "approve", &code, "--passcode-file", &pass(&a)],
+    );
+    assert!(t.contains("Approved device phone"), "{t}");
+    let st = child.wait().unwrap();
+    assert!(st.success(), "device add failed");
+    (a, b)
+}
+
+fn sync(d: &Drive) -> String {
+    ok(d, &["sync", "--wait"])
+}
+
+/// Waits until `f` holds (the kernel may cache a name or attributes for the 1 s
+/// attribute timeout).
+fn eventually(what: &str, timeout: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Relative path → content (None for directories) of everything under `root`.
+fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.insert(rel, None);
+                todo.push(p);
+            } else {
+                out.insert(rel, Some(fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn same_tree(a: &Drive, b: &Drive) -> bool {
+    snapshot(&a.notes()) == snapshot(&b.notes())
+}
+
+#[test]
+fn two_devices_exchange_and_merge_changes() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "two");
+    a.mount_again();
+    fs::write(a.notes().join("hello.txt"), b"hello from the laptop").unwrap();
+    fs::write(a.notes().join("shared.txt"), b"v0").unwrap();
+    fs::write(a.notes().join("x.txt"), b"x v0").unwrap();
+    sync(&a);
+    b.mount_again();
+    assert_eq!(
+        fs::read(b.notes().join("hello.txt")).unwrap(),
+        b"hello from the laptop"
+    );
+
+    // A file written on A appears on B at once with `cirrus sync`...
+    fs::write(a.notes().join("from-a.txt"), b"pushed").unwrap();
+    sync(&a);
+    let t = sync(&b);
+    assert!(t.contains("Everything is in the store"), "{t}");
+    eventually("from-a.txt on B", Duration::from_secs(5), || {
+        fs::read(b.notes().join("from-a.txt")).ok().as_deref() == Some(&b"pushed"[..])
+    });
+    // ... and by itself within the poll interval.
+    fs::write(a.notes().join("polled.txt"), b"found by polling").unwrap();
+    sync(&a);
+    eventually("polled.txt on B", Duration::from_secs(15), || {
+        fs::read(b.notes().join("polled.txt")).is_ok()
+    });
+
+    // Concurrent edits: one file on both (A publishes first), and a different file each.
+    fs::write(a.notes().join("shared.txt"), b"edited on the laptop").unwrap();
+    fs::write(a.notes().join("only-a.txt"), b"a's own").unwrap();
+    fs::write(b.notes().join("shared.txt"), b"edited on the phone").unwrap();
+    fs::write(b.notes().join("only-b.txt"), b"b's own").unwrap();
+    // Delete vs edit: A deletes x.txt, B edits it.
+    fs::remove_file(a.notes().join("x.txt")).unwrap();
+    fs::write(b.notes().join("x.txt"), b"x edited on the phone").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    eventually("both trees equal", Duration::from_secs(10), || {
+        same_tree(&a, &b)
+    });
+    let tree = snapshot(&a.notes());
+    let date = today_utc();
+    let copy = format!("shared (conflict from phone {date}).txt");
+    assert_eq!(
+        tree.get("shared.txt"),
+        Some(&Some(b"edited on the laptop".to_vec())),
+        "{tree:?}"
+    );
+    assert_eq!(
+        tree.get(&copy),
+        Some(&Some(b"edited on the phone".to_vec())),
+        "{tree:?}"
+    );
+    assert_eq!(tree.get("only-a.txt"), Some(&Some(b"a's own".to_vec())));
+    assert_eq!(tree.get("only-b.txt"), Some(&Some(b"b's own".to_vec())));
+    assert_eq!(
+        tree.get("x.txt"),
+        Some(&Some(b"x edited on the phone".to_vec())),
+        "the edit survives the delete: {tree:?}"
+    );
+
+    // Deletes and renames propagate.
+    fs::remove_file(a.notes().join("hello.txt")).unwrap();
+    fs::rename(b.notes().join("from-a.txt"), b.notes().join("renamed.txt")).unwrap();
+    fs::create_dir(b.notes().join("dir")).unwrap();
+    fs::write(b.notes().join("dir/deep.txt"), b"deep").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    eventually("both trees equal again", Duration::from_secs(10), || {
+        same_tree(&a, &b)
+    });
+    let tree = snapshot(&b.notes());
+    assert!(!tree.contains_key("hello.txt"), "{tree:?}");
+    assert!(!tree.contains_key("from-a.txt"), "{tree:?}");
+    assert_eq!(tree.get("renamed.txt"), Some(&Some(b"pushed".to_vec())));
+    assert_eq!(tree.get("dir/deep.txt"), Some(&Some(b"deep".to_vec())));
+
+    // Both unmount cleanly; a remount of each shows the same tree.
+    a.unmount();
+    b.unmount();
+    a.mount_again();
+    b.mount_again();
+    assert!(same_tree(&a, &b));
+    assert_eq!(snapshot(&a.notes()), tree);
+}
+
+#[test]
+fn a_rolled_back_head_is_refused_and_the_device_keeps_its_state() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "rb");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("one.txt"), b"first").unwrap();
+    sync(&a);
+    sync(&b);
+    let s = sw.store("rb");
+    let old: Vec<(String, Vec<u8>)> = s
+        .list("heads/")
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let d = s.get(&n).unwrap();
+            (n, d)
+        })
+        .collect();
+    fs::write(a.notes().join("two.txt"), b"second").unwrap();
+    sync(&a);
+    sync(&b);
+    eventually("two.txt on B", Duration::from_secs(5), || {
+        b.notes().join("two.txt").exists()
+    });
+    // The store serves the older heads again.
+    for (n, d) in &old {
+        s.put(n, d).unwrap();
+    }
+    let o = b.cirrus_cmd().args(["sync", "--wait"]).output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("rollback detected"), "{}", text(&o));
+    // B keeps working on what it has.
+    assert_eq!(fs::read(b.notes().join("two.txt")).unwrap(), b"second");
+    let st = ok(&b, &["status", "--passcode-file", &pass(&b)]);
+    assert!(st.contains("rollback detected"), "{st}");
+}
+
+/// Today in UTC, as conflict copies name it.
+fn today_utc() -> String {
+    cirrus::sync::today()
+}
