@@ -99,6 +99,14 @@ def main():
     elif "failed" in big:
         notes.append(f"- large-file memory check failed: {big['failed']}")
     for tool, _ in TOOLS:
+        per_run = []
+        for key, what in (("up_s", "upload"), ("down_s", "cold read")):
+            vals = [r[key] for _, r in sorted(rows.get(tool, {}).items()) if key in r]
+            if len(vals) > 1:
+                per_run.append(f"{what} " + ", ".join(f"{float(v):.1f}" for v in vals) + " s")
+        if per_run:
+            notes.append(f"- {tool}, every run: " + "; ".join(per_run))
+    for tool, _ in TOOLS:
         for f in status(tool)[1]:
             notes.append(f"- {tool}: a run failed: {f}")
 

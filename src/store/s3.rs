@@ -24,6 +24,9 @@ const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 /// Lifetime of a presigned request URL (it is used at once; this only absorbs clock skew
 /// between signing and the server's check).
 const SIGN_TTL: Duration = Duration::from_secs(600);
+/// Idle connections kept open to the endpoint for reuse (FUSE threads, commit and
+/// upload threads may all call the store at once).
+const IDLE_CONNECTIONS: usize = 16;
 /// Largest body accepted from a GET (packs and metadata are far smaller).
 const MAX_BODY: u64 = 1 << 30;
 
@@ -262,6 +265,10 @@ impl S3Store {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(cfg.connect_timeout)
             .timeout(cfg.timeout)
+            // ureq keeps one idle connection per host by default: with several threads
+            // calling at once, every other request would open a new connection (a new
+            // TLS handshake over HTTPS). Keep one per likely concurrent caller.
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .redirects(0)
             .user_agent(concat!("cirrus/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &cfg.ca_file {
