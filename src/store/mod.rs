@@ -1,6 +1,7 @@
 //! Where ciphertext lives: a `Store` holds opaque named objects and knows nothing of crypto.
 //! Backends are chosen by URL; every backend passes the same conformance suite.
 
+mod aws_profile;
 pub mod conformance;
 mod local;
 mod mem;
@@ -41,15 +42,22 @@ pub enum StoreError {
     #[error("cannot reach the store endpoint {endpoint}: {cause}")]
     Unreachable { endpoint: String, cause: String },
     #[error(
-        "the store refused access to bucket {bucket} ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the clock"
+        "the store refused access to bucket {bucket} ({code}): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS profile's keys) and the clock"
     )]
     Denied { bucket: String, code: String },
     #[error("the bucket {0} does not exist")]
     NoBucket(String),
-    #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    #[error(
+        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put them in ~/.aws/credentials (AWS_PROFILE or profile=NAME in the store URL picks a profile)"
+    )]
     NoCredentials,
     #[error("object {0} in the store does not match its content hash (corrupted or substituted)")]
     Corrupt(String),
+    /// S3 credentials or region could not be taken from where they were asked for: half a
+    /// key pair in the environment, a malformed or missing AWS file, a named profile that
+    /// is not there. Never falls back to unsigned requests.
+    #[error("S3 settings from {origin}: {why}")]
+    AwsSettings { origin: String, why: String },
     #[error("the store answered HTTP {status} {code} on {name}")]
     Remote {
         name: String,
@@ -135,8 +143,14 @@ pub fn etag_of(data: &[u8]) -> Etag {
 }
 
 /// Opens the store a URL names: `file:///abs/path`, a plain absolute path, or
-/// `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=1&allow_http=1&ca_file=PATH`
-/// (every option optional; credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+/// `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=1&allow_http=1&ca_file=PATH&profile=NAME&connect_timeout=SECS&timeout=SECS`
+/// (every option optional; timeouts 1 to 3600 s, defaults 10 s to connect and 60 s per
+/// request). Credentials come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and
+/// `AWS_SESSION_TOKEN`), else from the profile (`profile=`, `AWS_PROFILE`, or `default`)
+/// in `AWS_SHARED_CREDENTIALS_FILE` (default `~/.aws/credentials`) or `AWS_CONFIG_FILE`
+/// (default `~/.aws/config`); the region, when the URL has none, from `AWS_REGION`,
+/// `AWS_DEFAULT_REGION` or the profile's `region` in the config file. An S3 store without
+/// credentials is refused.
 pub fn open_url(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let path = if let Some(p) = url.strip_prefix("file://") {
         PathBuf::from(p)
