@@ -3,6 +3,7 @@
 //! upload finds a head published elsewhere), and takes each new one in through the
 //! volume (fast-forward or three-way merge). Uploading is the write-back layer's job.
 
+use crate::crypto::SecretKey;
 use crate::format::names;
 use crate::store::etag_of;
 use crate::store::writeback::WriteBack;
@@ -17,12 +18,19 @@ pub struct PollReport {
     pub pulled: Vec<String>,
     /// Conflict copies made.
     pub copies: usize,
+    /// Problems with what the store served (rollback, tampering, a key not available).
     pub errors: Vec<String>,
+    /// The store could not be reached: nothing was looked at (the uploads say more).
+    pub unreachable: Option<String>,
 }
+
+/// Where a newer category key comes from: (category id, key version) → key.
+pub type KeySource = dyn Fn(u32, u32) -> Result<SecretKey, String> + Send + Sync;
 
 pub struct Syncer {
     cats: Vec<Arc<Category>>,
     wb: Arc<WriteBack>,
+    keys: Box<KeySource>,
     /// This device's name, for conflict copies.
     device: String,
     /// One poll at a time (the background thread and `cirrus sync`).
@@ -30,10 +38,16 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(cats: Vec<Arc<Category>>, wb: Arc<WriteBack>, device: String) -> Self {
+    pub fn new(
+        cats: Vec<Arc<Category>>,
+        wb: Arc<WriteBack>,
+        device: String,
+        keys: Box<KeySource>,
+    ) -> Self {
         Syncer {
             cats,
             wb,
+            keys,
             device,
             busy: Mutex::new(()),
         }
@@ -53,14 +67,28 @@ impl Syncer {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
-                    rep.errors
-                        .push(format!("{}: cannot read its head: {e}", c.name));
+                    rep.unreachable = Some(format!("cannot read the heads: {e}"));
                     // Offline: no point asking for every category.
                     break;
                 }
             };
             if self.wb.known_etag(&name) == Some(etag_of(&remote)) {
                 continue;
+            }
+            // Rotated (or moved by ADP) on another device: take the new key first.
+            if let Some(kv) = c.key_version_of_head(&remote)
+                && kv > c.key_version()
+            {
+                let adopted = (self.keys)(c.id, kv)
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
+                if let Err(e) = adopted {
+                    let msg = format!("{}: cannot take key version {kv}: {e}", c.name);
+                    warn!("{msg}");
+                    self.wb.report_error(msg.clone());
+                    rep.errors.push(msg);
+                    continue;
+                }
             }
             let base = self.wb.head_base(&name);
             let rebase = || self.wb.rebase(&name, &remote);

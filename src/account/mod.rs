@@ -664,6 +664,33 @@ impl Unlocked {
     /// The key of one category: from this device's keyring, else unwrapped (e2e keys
     /// with the account key, others through the key service) and checked against the
     /// commitment in the signed manifest.
+    /// The key of `category` at `version`, which another device made after this one
+    /// unlocked: the manifest is followed to the newest first (its commitments vouch for
+    /// the key), then the key is taken from the keyring or the store.
+    pub fn newer_category_key(
+        &mut self,
+        category: u32,
+        version: u32,
+    ) -> Result<SecretKey, AccountError> {
+        self.refresh_manifest()?;
+        let e = self
+            .manifest
+            .table
+            .active()
+            .find(|e| e.id == category)
+            .cloned()
+            .ok_or_else(|| {
+                AccountError::BadManifest(format!("category {category} is not in the table"))
+            })?;
+        if e.key_version < version {
+            return Err(AccountError::BadManifest(format!(
+                "a head of category {} claims key version {version}, the signed table names {}",
+                e.name, e.key_version
+            )));
+        }
+        self.category_key_version(&e, version)
+    }
+
     pub fn category_key(&self, e: &CategoryEntry) -> Result<SecretKey, AccountError> {
         self.category_key_version(e, e.key_version)
     }

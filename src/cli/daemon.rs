@@ -262,11 +262,21 @@ pub fn serve(
         wb.start(args.upload_threads as usize);
     }
     let no_wait = Arc::new(AtomicBool::new(false));
+    let device_name = acct.config.device_name.clone();
+    let acct = Arc::new(std::sync::Mutex::new(acct));
+    let key_acct = acct.clone();
     let syncer = wb.as_ref().map(|wb| {
         Arc::new(crate::sync::Syncer::new(
             cats.clone(),
             wb.clone(),
-            acct.config.device_name.clone(),
+            device_name,
+            Box::new(move |cat, version| {
+                key_acct
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .newer_category_key(cat, version)
+                    .map_err(|e| e.to_string())
+            }),
         ))
     });
     let stop_sync = Arc::new(AtomicBool::new(false));
@@ -296,7 +306,6 @@ pub fn serve(
     let ctl_wb = wb.clone();
     let ctl_no_wait = no_wait.clone();
     let ctl_home = Home::new(home.root.clone());
-    let acct = std::sync::Mutex::new(acct);
     let busy = std::sync::Mutex::new(());
     let handler: Arc<control::Handler> = Arc::new(move |req, cancel, send| match req.op.as_str() {
         "rotate" => super::rotate::serve_request(&acct, &ctl_cats, &busy, req, cancel, send),
@@ -565,7 +574,9 @@ fn sync_request(
             if !r.errors.is_empty() {
                 return control::Reply::error(r.errors.join("; "));
             }
-            if r.pulled.is_empty() {
+            if let Some(u) = &r.unreachable {
+                format!("Could not look for other devices' changes ({u}). ")
+            } else if r.pulled.is_empty() {
                 String::new()
             } else {
                 format!(

@@ -200,8 +200,10 @@ pub fn run(home: Home, args: SyncArgs) -> super::CliResult {
         if let Some(e) = reply.error {
             return Err(e);
         }
+        if let Some(m) = reply.message.as_deref().filter(|m| !m.is_empty()) {
+            println!("{}", m.trim_end());
+        }
         if !args.wait {
-            println!("{}", reply.message.unwrap_or_default());
             return Ok(0);
         }
         return match reply.sync.or(last) {

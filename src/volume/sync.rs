@@ -28,6 +28,35 @@ pub enum SyncOutcome {
 }
 
 impl Category {
+    /// The key version a head object says it is sealed under (its clear prefix, after
+    /// the signature check), to see whether another device moved to a newer key.
+    pub fn key_version_of_head(&self, obj: &[u8]) -> Option<u32> {
+        self.opts.heads.check(self.id, obj).ok().map(|(kv, _)| kv)
+    }
+
+    /// Another device rotated the key to `version`: new blobs are sealed under it, and
+    /// the current key stays as the old one so this device's blobs still open (a merge
+    /// reseals those it publishes).
+    pub fn adopt_key(&self, version: u32, key: SecretKey) -> VolResult<()> {
+        let mut s = self.lock();
+        let cur = self.keys();
+        if version <= cur.version {
+            return Ok(());
+        }
+        // What waits in the pack buffer is sealed under the current key: out first.
+        self.commit_locked(&mut s)?;
+        self.set_keys(Keys {
+            version,
+            key,
+            old: Some((cur.version, cur.key.duplicate())),
+        });
+        info!(
+            "category {}: now under key v{version} (rotated on another device)",
+            self.name
+        );
+        Ok(())
+    }
+
     /// Brings the remote head `remote` into this category. `base`: the head object the
     /// local tree was built on (None: unknown, so nothing is assumed in common and no
     /// local change can be lost). `namer` names conflict copies.
@@ -138,6 +167,40 @@ impl Category {
                 }
             }
         }
+        // Chunks this device sealed under a key the other devices have since replaced
+        // (it adopted a rotation made elsewhere) are resealed under the current one.
+        let mut resealed = Vec::new();
+        if keys.old.is_some() && !fast_forward {
+            let theirs: HashSet<[u8; 32]> = remote_tree
+                .values()
+                .filter_map(|r| match &r.payload {
+                    Payload::File { chunks, .. } => Some(chunks.iter().flatten().map(|c| c.tag)),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            for (ino, r) in &records {
+                let Payload::File { chunks, .. } = &r.payload else {
+                    continue;
+                };
+                for (idx, c) in chunks.iter().enumerate() {
+                    let Some(c) = c.filter(|c| !theirs.contains(&c.tag)) else {
+                        continue;
+                    };
+                    let what = || format!("chunk {idx} of inode {ino} (resealing)");
+                    let sealed = self.fetch_blob(&c, &what)?;
+                    let (plain, old) = self.open_blob_which(
+                        &keys,
+                        Context::chunk(self.id, *ino, idx as u64),
+                        &sealed,
+                        &what,
+                    )?;
+                    if old {
+                        resealed.push((*ino, idx as u64, plain));
+                    }
+                }
+            }
+        }
         // Install the result on top of the remote head.
         let mut records = records;
         for (new, _) in &copies {
@@ -180,9 +243,10 @@ impl Category {
         s.records = records;
         s.bad_leaves.clear();
         s.dirty_leaves = dirty;
-        for (new, idx, plain) in copied {
+        for (new, idx, plain) in copied.into_iter().chain(resealed) {
             self.add_dirty(&mut s, plain.len());
             s.dirty.insert((new, idx), plain);
+            s.dirty_leaves.insert(Self::leaf_of(new));
         }
         s.head.counter = s.head.counter.max(rv.head.counter);
         s.head.hash = rv.hash;
