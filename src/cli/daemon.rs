@@ -217,7 +217,16 @@ pub fn serve(
     let mem = args.memory_cache as usize;
     let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
     let pack_buf = crate::format::PACK_TARGET + crate::format::CHUNK_SIZE as usize;
-    let cache_bytes = mem.saturating_sub(dirty_limit + pack_buf).max(4 << 20);
+    // With a remote store, each uploader thread holds one pack on its way out and each
+    // kernel-request thread may hold one pack on its way in: both come out of the budget.
+    let transfer_bufs = if acct.sync.is_some() {
+        (args.upload_threads as usize + args.threads) * (pack_buf + 4096)
+    } else {
+        0
+    };
+    let cache_bytes = mem
+        .saturating_sub(dirty_limit + pack_buf + transfer_bufs)
+        .max(4 << 20);
     let cache = Arc::new(ChunkCache::new(cache_bytes));
     // SAFETY: getuid/getgid have no preconditions.
     let owner = unsafe { (libc::getuid(), libc::getgid()) };
@@ -288,10 +297,18 @@ pub fn serve(
                 .name("sync".into())
                 .spawn(move || {
                     let mut last = Instant::now() - every;
+                    let mut last_usage: Option<Instant> = None;
                     while !stop.load(Ordering::Relaxed) {
                         if last.elapsed() >= every || wb.has_conflicts() {
                             last = Instant::now();
                             sy.poll();
+                        }
+                        // What `df` shows: the store's bytes, listed every 10 minutes.
+                        if last_usage.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
+                            last_usage = Some(Instant::now());
+                            if let Err(e) = wb.refresh_usage() {
+                                log::debug!("cannot list the store for its usage: {e}");
+                            }
                         }
                         std::thread::sleep(Duration::from_millis(200));
                     }

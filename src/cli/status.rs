@@ -89,10 +89,18 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
             counter
         );
     }
-    match acct.store.list("packs/") {
-        Ok(packs) => {
-            let total: u64 = packs.iter().filter_map(|p| acct.store.size(p).ok()).sum();
-            println!("store objects: {} packs, {}", packs.len(), human(total));
+    match acct.store.list_info("") {
+        Ok(objs) => {
+            let packs: Vec<_> = objs.iter().filter(|o| o.name.starts_with("packs/")).collect();
+            let pack_bytes: u64 = packs.iter().map(|o| o.size).sum();
+            let total: u64 = objs.iter().map(|o| o.size).sum();
+            println!(
+                "store objects: {} ({}), of which {} packs ({})",
+                objs.len(),
+                human(total),
+                packs.len(),
+                human(pack_bytes)
+            );
         }
         Err(e) => println!("store objects: cannot list ({e})"),
     }

@@ -137,6 +137,23 @@ impl Store for LocalStore {
         Ok(etag_of(data))
     }
 
+    fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.list(prefix)? {
+            let md = match fs::metadata(self.path(&name)?) {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&name, e)),
+            };
+            out.push(super::ObjectInfo {
+                name,
+                size: md.len(),
+                modified: md.modified().ok(),
+            });
+        }
+        Ok(out)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];

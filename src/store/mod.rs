@@ -66,6 +66,15 @@ pub enum StoreError {
     },
 }
 
+/// One listed object with what the store tells about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// When it was last written, where the backend knows.
+    pub modified: Option<std::time::SystemTime>,
+}
+
 /// A version tag of a mutable object, for compare-and-swap (BLAKE3 of its content).
 pub type Etag = [u8; 32];
 
@@ -87,6 +96,21 @@ pub trait Store: Send + Sync {
     fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Size of an object in bytes.
     fn size(&self, name: &str) -> Result<u64, StoreError>;
+    /// `list` with each object's size and modification time (one listing where the
+    /// backend has it, for `gc`, `status` and `statfs`).
+    fn list_info(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.list(prefix)?
+            .into_iter()
+            .map(|name| {
+                let size = self.size(&name)?;
+                Ok(ObjectInfo {
+                    name,
+                    size,
+                    modified: None,
+                })
+            })
+            .collect()
+    }
     /// Bytes used and available where the backend can tell (for `statfs`).
     fn usage(&self) -> Option<(u64, u64)> {
         None

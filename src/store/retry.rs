@@ -107,6 +107,10 @@ impl Store for RetryStore {
         self.run(prefix, |_| self.inner.list(prefix))
     }
 
+    fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
+        self.run(prefix, |_| self.inner.list_info(prefix))
+    }
+
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         self.run(name, |attempt| match self.inner.delete(name) {
             // Gone on a retry: the earlier attempt did it.

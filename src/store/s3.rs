@@ -180,6 +180,33 @@ impl S3Config {
     }
 }
 
+/// S3's `LastModified` (`2026-11-28T11:04:41.000Z`) as a time; `None` if it is not
+/// in that form.
+fn parse_iso8601(s: &str) -> Option<std::time::SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+}
+
 /// A bucket (and key prefix) seen as a [`Store`].
 pub struct S3Store {
     bucket: Bucket,
@@ -516,6 +543,10 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.list_info(prefix)?.into_iter().map(|o| o.name).collect())
+    }
+
+    fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
         let base = if self.prefix.is_empty() {
             String::new()
         } else {
@@ -550,7 +581,11 @@ impl Store for S3Store {
                     && name.starts_with(prefix)
                     && check_name(name).is_ok()
                 {
-                    out.push(name.to_string());
+                    out.push(super::ObjectInfo {
+                        name: name.to_string(),
+                        size: c.size.unwrap_or(0),
+                        modified: c.last_modified.as_deref().and_then(parse_iso8601),
+                    });
                 }
             }
             match page.next_continuation_token {
@@ -593,6 +628,19 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_modified_parses() {
+        let t = parse_iso8601("2026-11-28T11:04:41.000Z").unwrap();
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_795_863_881);
+        assert_eq!(
+            parse_iso8601("1970-01-01T00:00:00Z"),
+            Some(std::time::UNIX_EPOCH)
+        );
+        assert!(parse_iso8601("yesterday").is_none());
+        assert!(parse_iso8601("2026-13-01T00:00:00Z").is_none());
+    }
 
     /// An environment with nothing in it: no keys, no HOME, so no AWS files either.
     fn no_env(_: &str) -> Option<String> {

@@ -116,6 +116,8 @@ struct St {
     uploaded_bytes: u64,
     journal_max: u64,
     stop: bool,
+    /// Bytes in the store as last listed (`refresh_usage`).
+    remote_bytes: Option<u64>,
 }
 
 pub struct WriteBack {
@@ -331,6 +333,19 @@ impl WriteBack {
     /// Whether some head waits for a merge (another device published first).
     pub fn has_conflicts(&self) -> bool {
         !self.lock().conflicts.is_empty()
+    }
+
+    /// Lists the store to learn how many bytes it holds (for `statfs`; the sync thread
+    /// calls it now and then).
+    pub fn refresh_usage(&self) -> Result<u64, StoreError> {
+        let total: u64 = self.remote.list_info("")?.iter().map(|o| o.size).sum();
+        self.lock().remote_bytes = Some(total);
+        Ok(total)
+    }
+
+    /// The store without the journal in front: what other devices see.
+    pub fn remote(&self) -> Arc<dyn Store> {
+        self.remote.clone()
     }
 
     /// Records a sync problem found above this layer (shown by `status`).
@@ -975,8 +990,42 @@ impl Store for WriteBack {
         self.remote_read(|| self.remote.size(name))
     }
 
+    fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
+        let mut out: BTreeMap<String, super::ObjectInfo> = self
+            .remote
+            .list_info(prefix)?
+            .into_iter()
+            .map(|o| (o.name.clone(), o))
+            .collect();
+        let st = self.lock();
+        let queued = st
+            .by_name
+            .iter()
+            .filter_map(|(n, seq)| st.objects.get(seq).map(|e| (n, e.len)))
+            .chain(st.heads.iter().map(|(n, s)| (n, s.entry.len)));
+        for (n, len) in queued {
+            if n.starts_with(prefix) {
+                out.insert(
+                    n.clone(),
+                    super::ObjectInfo {
+                        name: n.clone(),
+                        size: len,
+                        modified: Some(SystemTime::now()),
+                    },
+                );
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Bytes in the store (as last listed) plus the journal; an object store has no
+    /// fixed size, so the space left is reported as 1 PiB.
     fn usage(&self) -> Option<(u64, u64)> {
-        self.remote.usage()
+        let st = self.lock();
+        match st.remote_bytes {
+            Some(b) => Some((b + st.pending_bytes, 1 << 50)),
+            None => self.remote.usage(),
+        }
     }
 }
 
