@@ -44,25 +44,30 @@ fn pass(d: &Drive) -> String {
 /// Device A (laptop) with an account on `s3://BUCKET/<prefix>`, and device B (phone)
 /// joined to it and approved by A; both unmounted.
 fn two_devices(sw: &Seaweed, prefix: &str) -> (Drive, Drive) {
+    two_devices_with(sw, prefix, &[])
+}
+
+/// [`two_devices`], with `server` (key service arguments) given to `init` and `device add`.
+fn two_devices_with(sw: &Seaweed, prefix: &str, server: &[&str]) -> (Drive, Drive) {
     let mut a = Drive::blank();
     with_s3_env(&mut a);
     let url = sw.url(prefix);
-    ok(
-        &a,
-        &[
-            "init",
-            "--store",
-            &url,
-            "--device-name",
-            "laptop",
-            "--passcode-file",
-            &pass(&a),
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ],
-    );
+    let pa = pass(&a);
+    let mut init = vec![
+        "init",
+        "--store",
+        &url,
+        "--device-name",
+        "laptop",
+        "--kdf-memory",
+        "8192",
+        "--kdf-time",
+        "1",
+        "--passcode-file",
+        &pa,
+    ];
+    init.extend_from_slice(server);
+    ok(&a, &init);
     let mut b = Drive::blank();
     with_s3_env(&mut b);
     let mut child = b
@@ -76,6 +81,7 @@ fn two_devices(sw: &Seaweed, prefix: &str) -> (Drive, Drive) {
             "--kdf-time",
             "1",
         ])
+        .args(server)
         .args(["--passcode-file", &pass(&b)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -338,4 +344,119 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
     }
     let st = ok(&a, &["fsck", "--passcode-file", &pass(&a)]);
     assert!(st.contains("no damage found"), "{st}");
+}
+
+#[test]
+fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "gc");
+    a.mount_again();
+    b.mount_again();
+    let f = a.notes().join("rewritten.bin");
+    fs::write(&f, pseudo_random(900_000, 1)).unwrap();
+    sync(&a);
+    let keep = pseudo_random(900_000, 2);
+    fs::write(&f, &keep).unwrap();
+    sync(&a);
+    fs::write(b.notes().join("from-b.txt"), b"b's data").unwrap();
+    sync(&b);
+    sync(&a);
+    a.unmount();
+    // A pack in the store that no head names yet: what a device's upload looks like
+    // before its head is published.
+    let s = sw.store("gc");
+    let orphan = b"CRPK an upload whose head is not published yet".to_vec();
+    let orphan_name = cirrus::format::names::pack(blake3::hash(&orphan).as_bytes());
+    s.put(&orphan_name, &orphan).unwrap();
+    let t = ok(&a, &["gc", "--passcode-file", &pass(&a)]);
+    assert!(t.contains("younger than the grace period"), "{t}");
+    assert!(s.size(&orphan_name).is_ok(), "a young pack is kept");
+    let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
+    let deleted: usize = t
+        .strip_prefix("deleted ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(deleted >= 2, "the overwritten data and the orphan: {t}");
+    assert!(s.size(&orphan_name).is_err());
+    // B, mounted all along, still reads everything, and so does A.
+    assert_eq!(fs::read(b.notes().join("rewritten.bin")).unwrap(), keep);
+    fs::write(b.notes().join("after-gc.txt"), b"still syncing").unwrap();
+    sync(&b);
+    b.unmount();
+    fs::remove_dir_all(b.home.join("cache")).unwrap();
+    b.mount_again();
+    assert_eq!(fs::read(b.notes().join("rewritten.bin")).unwrap(), keep);
+    a.mount_again();
+    assert_eq!(fs::read(a.notes().join("from-b.txt")).unwrap(), b"b's data");
+    assert_eq!(
+        fs::read(a.notes().join("after-gc.txt")).unwrap(),
+        b"still syncing"
+    );
+    // statfs reports what the store holds (listed by the sync thread at mount): at
+    // least the 900,000 bytes of rewritten.bin, sealed.
+    eventually(
+        "statfs shows the store's bytes",
+        Duration::from_secs(10),
+        || nix_statfs(&a.mnt) > 900_000,
+    );
+}
+
+/// Bytes used on the file system at `p` (f_blocks - f_bfree) * f_frsize.
+fn nix_statfs(p: &Path) -> u64 {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    (s.f_blocks - s.f_bfree) * s.f_frsize
+}
+
+#[test]
+fn two_devices_on_one_key_service_sync_their_standard_categories() {
+    let sw = Seaweed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = common::keyserver::Server::start(tmp.path(), &[]);
+    let pw = tmp.path().join("password");
+    fs::write(&pw, "the account password\n").unwrap();
+    let fp = srv.fingerprint.to_string();
+    let pw_s = pw.to_str().unwrap().to_string();
+    let server = [
+        "--server",
+        &srv.url,
+        "--fingerprint",
+        &fp,
+        "--account",
+        "alice",
+        "--password-file",
+        &pw_s,
+    ];
+    let (mut a, mut b) = two_devices_with(&sw, "ks", &server);
+    for d in [&a, &b] {
+        let c = fs::read_to_string(d.home.join("config.toml")).unwrap();
+        assert!(
+            c.contains(&srv.url),
+            "both devices use the key service: {c}"
+        );
+    }
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("plan.txt"), b"v0").unwrap();
+    sync(&a);
+    sync(&b);
+    eventually("plan.txt on B", Duration::from_secs(5), || {
+        b.notes().join("plan.txt").exists()
+    });
+    fs::write(a.notes().join("plan.txt"), b"laptop's plan").unwrap();
+    fs::write(b.notes().join("plan.txt"), b"phone's plan").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    eventually("same trees", Duration::from_secs(10), || same_tree(&a, &b));
+    let tree = snapshot(&a.notes());
+    assert_eq!(tree.get("plan.txt"), Some(&Some(b"laptop's plan".to_vec())));
+    let copy = format!("plan (conflict from phone {}).txt", today_utc());
+    assert_eq!(
+        tree.get(&copy),
+        Some(&Some(b"phone's plan".to_vec())),
+        "{tree:?}"
+    );
 }

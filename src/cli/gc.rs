@@ -1,54 +1,124 @@
-//! `cirrus gc`: deletes whole packs that no category's tree references. Single-device and
-//! offline only (it holds the daemon lock); several devices need the grace-period protocol
-//! of the sync issue.
+//! `cirrus gc`: deletes packs that no category's tree references. Runs with this device's
+//! drive unmounted (it holds the daemon lock); other devices may be mounted and syncing:
+//! packs younger than the grace period are kept, because a device uploads its packs
+//! before the head that references them (FORMAT.md §7), so for a while they belong to
+//! no published head.
 
-use super::{PasscodeArgs, open_for_inspection, unlock};
+use super::{PasscodeArgs, open_for_inspection, open_for_inspection_in, unlock};
 use crate::cache::ChunkCache;
 use crate::format::names;
 use crate::home::Home;
+use crate::volume::HeadWitness;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool) -> super::CliResult {
+/// `30s`, `15m`, `12h`, `3d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: too long"))
+}
+
+/// The remote view's heads are read only to find what they reference: their signatures
+/// and MACs are checked, but this device's record of heads is neither consulted nor
+/// changed (its own commits may be ahead of the store).
+struct NoWitness;
+
+impl HeadWitness for NoWitness {
+    fn seen(&self, _: u32) -> Option<(u64, [u8; 32])> {
+        None
+    }
+    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> super::CliResult {
     let acct = unlock(home, pass)?;
-    // The same lock a mount holds: no daemon can start (or be running) while we delete.
+    // The same lock a mount holds: no daemon of this home can start while we delete.
     let _lock = super::daemon::lock_home(&acct.home)
         .map_err(|e| format!("{e} (gc runs only while the drive is unmounted)"))?;
     let cache = Arc::new(ChunkCache::new(1 << 20));
     let mut referenced: HashSet<[u8; 32]> = HashSet::new();
-    for (entry, setup) in acct.all_category_setups() {
-        let setup = setup.map_err(|e| {
-            format!(
-                "category {}: {e}; nothing deleted (run `cirrus fsck`)",
-                entry.name
-            )
-        })?;
-        let c = open_for_inspection(&acct, setup, &cache);
-        let packs = c.referenced_packs().map_err(|e| {
-            format!(
-                "category {}: {e}; nothing deleted (run `cirrus fsck`)",
-                entry.name
-            )
-        })?;
-        referenced.extend(packs);
+    // This device's view (its journal's heads first), and with a remote store also the
+    // store's own heads, which other devices may have moved on.
+    let mut views: Vec<(&str, Option<Arc<dyn crate::store::Store>>)> = vec![("local", None)];
+    if let Some(wb) = &acct.sync {
+        views.push(("store", Some(wb.remote())));
+    }
+    for (view, store) in views {
+        for (entry, setup) in acct.all_category_setups() {
+            let setup = setup.map_err(|e| {
+                format!(
+                    "category {}: {e}; nothing deleted (run `cirrus fsck`)",
+                    entry.name
+                )
+            })?;
+            let c = match &store {
+                None => open_for_inspection(&acct, setup, &cache),
+                Some(s) => {
+                    open_for_inspection_in(&acct, setup, &cache, s.clone(), Arc::new(NoWitness))
+                }
+            };
+            let packs = c.referenced_packs().map_err(|e| {
+                format!(
+                    "category {} ({view} view): {e}; nothing deleted (run `cirrus fsck`)",
+                    entry.name
+                )
+            })?;
+            referenced.extend(packs);
+        }
     }
     let list = acct
         .store
-        .list("packs/")
+        .list_info("packs/")
         .map_err(|e| format!("cannot list the store: {e}"))?;
+    let now = SystemTime::now();
     let mut doomed = Vec::new();
-    for name in list {
-        if let Some(id) = names::parse_pack(&name)
-            && !referenced.contains(&id)
-        {
-            let size = acct.store.size(&name).unwrap_or(0);
-            doomed.push((name, size));
+    let mut young = 0usize;
+    for o in list {
+        let Some(id) = names::parse_pack(&o.name) else {
+            continue;
+        };
+        if referenced.contains(&id) {
+            continue;
+        }
+        let old_enough = match o.modified {
+            Some(t) => now.duration_since(t).unwrap_or_default() >= grace,
+            // Age unknown: only a zero grace deletes it.
+            None => grace.is_zero(),
+        };
+        if old_enough {
+            doomed.push((o.name, o.size));
+        } else {
+            young += 1;
         }
     }
     let bytes: u64 = doomed.iter().map(|(_, s)| s).sum();
+    let kept = if young > 0 {
+        format!(
+            "; {young} unreferenced packs younger than the grace period ({}s) kept",
+            grace.as_secs()
+        )
+    } else {
+        String::new()
+    };
     if dry_run {
         println!(
-            "{} unreferenced packs ({} bytes) would be deleted",
+            "{} unreferenced packs ({} bytes) would be deleted{kept}",
             doomed.len(),
             bytes
         );
@@ -60,10 +130,24 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool) -> super::CliResult {
             .map_err(|e| format!("cannot delete {name}: {e}"))?;
     }
     println!(
-        "deleted {} unreferenced packs ({} bytes); {} packs in use",
+        "deleted {} unreferenced packs ({} bytes); {} packs in use{kept}",
         doomed.len(),
         bytes,
         referenced.len()
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(259_200));
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
 }

@@ -255,6 +255,10 @@ enum Cmd {
         /// Only report what would be deleted.
         #[arg(long)]
         dry_run: bool,
+        /// Keep unreferenced packs younger than this (e.g. 30m, 12h, 3d): another device
+        /// may have uploaded them for a head it has not published yet.
+        #[arg(long, default_value = "3d", value_parser = gc::parse_duration)]
+        grace: std::time::Duration,
     },
     /// Replace keys: a category's (re-encrypted online), the account key, or the service key.
     ///
@@ -492,7 +496,11 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Sync(args) => sync::run(home, args),
         Cmd::Status { pass } => status::run(home, &pass),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
-        Cmd::Gc { pass, dry_run } => gc::run(home, &pass, dry_run),
+        Cmd::Gc {
+            pass,
+            dry_run,
+            grace,
+        } => gc::run(home, &pass, dry_run, grace),
         Cmd::Rotate(args) => rotate::run(home, args),
         Cmd::Category { cmd } => category(home, cmd),
         Cmd::Device { cmd } => device::run(home, cmd),
@@ -596,10 +604,21 @@ pub(crate) fn open_for_inspection(
     setup: crate::volume::CategorySetup,
     cache: &std::sync::Arc<crate::cache::ChunkCache>,
 ) -> std::sync::Arc<crate::volume::Category> {
-    let witness: std::sync::Arc<dyn crate::volume::HeadWitness> = acct.seen.clone();
+    open_for_inspection_in(acct, setup, cache, acct.store.clone(), acct.seen.clone())
+}
+
+/// [`open_for_inspection`] over another view of the store (e.g. the remote one, without
+/// this device's journal) and witness.
+pub(crate) fn open_for_inspection_in(
+    acct: &account::Unlocked,
+    setup: crate::volume::CategorySetup,
+    cache: &std::sync::Arc<crate::cache::ChunkCache>,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    witness: std::sync::Arc<dyn crate::volume::HeadWitness>,
+) -> std::sync::Arc<crate::volume::Category> {
     crate::volume::Category::open(
         setup,
-        acct.store.clone(),
+        store,
         cache.clone(),
         witness,
         crate::volume::VolumeOptions {

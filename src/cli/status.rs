@@ -91,7 +91,10 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     }
     match acct.store.list_info("") {
         Ok(objs) => {
-            let packs: Vec<_> = objs.iter().filter(|o| o.name.starts_with("packs/")).collect();
+            let packs: Vec<_> = objs
+                .iter()
+                .filter(|o| o.name.starts_with("packs/"))
+                .collect();
             let pack_bytes: u64 = packs.iter().map(|o| o.size).sum();
             let total: u64 = objs.iter().map(|o| o.size).sum();
             println!(

@@ -543,7 +543,11 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.list_info(prefix)?.into_iter().map(|o| o.name).collect())
+        Ok(self
+            .list_info(prefix)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect())
     }
 
     fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
