@@ -190,17 +190,11 @@ fn two_devices_exchange_and_merge_changes() {
         same_tree(&a, &b)
     });
     let tree = snapshot(&a.notes());
-    let date = today_utc();
-    let copy = format!("shared (conflict from phone {date}).txt");
-    assert_eq!(
-        tree.get("shared.txt"),
-        Some(&Some(b"edited on the laptop".to_vec())),
-        "{tree:?}"
-    );
-    assert_eq!(
-        tree.get(&copy),
-        Some(&Some(b"edited on the phone".to_vec())),
-        "{tree:?}"
+    one_winner_and_a_copy(
+        &tree,
+        ("shared", ".txt"),
+        b"edited on the laptop",
+        b"edited on the phone",
     );
     assert_eq!(tree.get("only-a.txt"), Some(&Some(b"a's own".to_vec())));
     assert_eq!(tree.get("only-b.txt"), Some(&Some(b"b's own".to_vec())));
@@ -272,6 +266,33 @@ fn a_rolled_back_head_is_refused_and_the_device_keeps_its_state() {
     assert_eq!(fs::read(b.notes().join("two.txt")).unwrap(), b"second");
     let st = ok(&b, &["status", "--passcode-file", &pass(&b)]);
     assert!(st.contains("rollback detected"), "{st}");
+}
+
+/// The file edited on both devices holds one device's version, and a conflict copy named
+/// after the other device holds the other's. Which device published first depends on
+/// timing (both upload in the background), so either may win.
+fn one_winner_and_a_copy(
+    tree: &BTreeMap<String, Option<Vec<u8>>>,
+    (stem, ext): (&str, &str),
+    laptop: &[u8],
+    phone: &[u8],
+) {
+    let date = today_utc();
+    let winner = tree
+        .get(&format!("{stem}{ext}"))
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| panic!("{stem}{ext} missing: {tree:?}"));
+    let (loser_dev, loser) = if winner == laptop {
+        ("phone", phone)
+    } else {
+        assert_eq!(winner, phone, "{tree:?}");
+        ("laptop", laptop)
+    };
+    let copy = format!("{stem} (conflict from {loser_dev} {date}){ext}");
+    assert_eq!(tree.get(&copy), Some(&Some(loser.to_vec())), "{tree:?}");
+    let copies = tree.keys().filter(|k| k.contains("(conflict from")).count();
+    assert_eq!(copies, 1, "exactly one conflict copy: {tree:?}");
 }
 
 /// Today in UTC, as conflict copies name it.
@@ -452,11 +473,5 @@ fn two_devices_on_one_key_service_sync_their_standard_categories() {
     sync(&a);
     eventually("same trees", Duration::from_secs(10), || same_tree(&a, &b));
     let tree = snapshot(&a.notes());
-    assert_eq!(tree.get("plan.txt"), Some(&Some(b"laptop's plan".to_vec())));
-    let copy = format!("plan (conflict from phone {}).txt", today_utc());
-    assert_eq!(
-        tree.get(&copy),
-        Some(&Some(b"phone's plan".to_vec())),
-        "{tree:?}"
-    );
+    one_winner_and_a_copy(&tree, ("plan", ".txt"), b"laptop's plan", b"phone's plan");
 }

@@ -99,7 +99,11 @@ struct St {
     by_name: HashMap<String, u64>,
     in_flight: HashSet<u64>,
     heads: HashMap<String, Slot>,
-    heads_in_flight: HashSet<String>,
+    /// Head name → sequence number of its slot being uploaded.
+    heads_in_flight: HashMap<String, u64>,
+    /// Head slots replaced (or rebased away) while being uploaded: their bytes no longer
+    /// count and their files go when the upload ends.
+    retired: HashSet<u64>,
     /// The remote version of each head as last seen (`None`: absent).
     known: HashMap<String, Option<Etag>>,
     /// The remote head object the local head of each name builds on (see `head_base`).
@@ -308,16 +312,24 @@ impl WriteBack {
     pub fn rebase(&self, name: &str, remote: &[u8]) {
         let mut st = self.lock();
         if let Some(old) = st.heads.remove(name) {
-            st.pending_bytes -= old.entry.len;
-            if !st.heads_in_flight.contains(name) {
-                self.journal.remove(&old.entry);
-            }
+            self.retire(&mut st, old.entry);
         }
         st.conflicts.remove(name);
         st.known.insert(name.to_string(), Some(etag_of(remote)));
         self.set_base(&mut st, name, remote);
         drop(st);
         self.changed.notify_all();
+    }
+
+    /// Drops a head slot that a newer head or a rebase replaced: its bytes stop counting,
+    /// its file goes now, or when its upload ends if it is on its way.
+    fn retire(&self, st: &mut St, old: Entry) {
+        st.pending_bytes = st.pending_bytes.saturating_sub(old.len);
+        if st.heads_in_flight.get(&old.name) == Some(&old.seq) {
+            st.retired.insert(old.seq);
+        } else {
+            self.journal.remove(&old);
+        }
     }
 
     fn set_base(&self, st: &mut St, name: &str, obj: &[u8]) {
@@ -484,13 +496,13 @@ impl WriteBack {
             .iter()
             .filter(|(n, s)| {
                 s.entry.seq < first_obj
-                    && !st.heads_in_flight.contains(*n)
+                    && !st.heads_in_flight.contains_key(*n)
                     && !st.conflicts.contains_key(*n)
             })
             .min_by_key(|(_, s)| s.entry.seq)
             .map(|(_, s)| s.entry.clone());
         if let Some(e) = &head {
-            st.heads_in_flight.insert(e.name.clone());
+            st.heads_in_flight.insert(e.name.clone(), e.seq);
         }
         head
     }
@@ -528,112 +540,143 @@ impl WriteBack {
         let mut st = self.lock();
         if e.is_head() {
             st.heads_in_flight.remove(&e.name);
+            self.finish_head(&mut st, e, out);
         } else {
             st.in_flight.remove(&e.seq);
+            self.finish_object(&mut st, e, out);
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn sent(st: &mut St, len: u64) {
+        st.offline_since = None;
+        st.backoff = Duration::ZERO;
+        st.retry_at = None;
+        st.uploaded_objects += 1;
+        st.uploaded_bytes += len;
+    }
+
+    fn finish_object(&self, st: &mut St, e: Entry, out: Outcome) {
+        match out {
+            Outcome::Sent(data) => {
+                Self::sent(st, e.len);
+                debug!("uploaded {} ({} bytes)", e.name, e.len);
+                self.cache.insert(&e.name, &data);
+                if st.objects.remove(&e.seq).is_some() {
+                    st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
+                }
+                if st.by_name.get(&e.name) == Some(&e.seq) {
+                    st.by_name.remove(&e.name);
+                }
+                self.journal.remove(&e);
+            }
+            // Objects have no compare-and-swap.
+            Outcome::Conflict(_) => {}
+            Outcome::Failed(err) => self.failed(st, &e, err),
+            Outcome::Damaged(why) => {
+                error!("upload of {}: {why}", e.name);
+                st.damaged.push(why.clone());
+                st.last_error = Some((now_secs(), why));
+                if st.objects.remove(&e.seq).is_some() {
+                    st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
+                }
+                if st.by_name.get(&e.name) == Some(&e.seq) {
+                    st.by_name.remove(&e.name);
+                }
+            }
+        }
+    }
+
+    fn finish_head(&self, st: &mut St, e: Entry, out: Outcome) {
+        let current = st.heads.get(&e.name).is_some_and(|s| s.entry.seq == e.seq);
+        let retired = st.retired.remove(&e.seq);
+        if retired {
+            // Replaced while on its way: whatever happened, its file is done with.
+            self.journal.remove(&e);
         }
         match out {
             Outcome::Sent(data) => {
-                st.offline_since = None;
-                st.backoff = Duration::ZERO;
-                st.retry_at = None;
-                st.uploaded_objects += 1;
-                st.uploaded_bytes += e.len;
-                self.cache.insert(&e.name, &data);
-                if let Some(base) = &e.base {
-                    let etag = etag_of(&data);
-                    debug!("uploaded head {} (based on {:?})", e.name, base.map(hex8));
-                    st.known.insert(e.name.clone(), Some(etag));
-                    self.set_base(&mut st, &e.name, &data);
-                    let superseded = match st.heads.get(&e.name) {
-                        Some(slot) if slot.entry.seq == e.seq => false,
-                        Some(_) => true,
-                        None => {
-                            // Rebased away while on its way: only its file is left.
-                            self.journal.remove(&e);
-                            false
-                        }
-                    };
-                    if superseded {
-                        // A newer head was journaled while this one was on its way: it is
-                        // now based on this one.
-                        self.journal.remove(&e);
-                        st.pending_bytes -= e.len;
-                        if let Some(slot) = st.heads.get_mut(&e.name) {
-                            match self.journal.read(&slot.entry).and_then(|d| {
-                                self.journal
-                                    .write(slot.entry.seq, &e.name, Some(Some(&etag)), &d)
-                            }) {
-                                Ok(n) => slot.entry = n,
-                                Err(err) => {
-                                    error!("journal: cannot rebase head {}: {err}", e.name);
-                                    slot.entry.base = Some(Some(etag));
-                                }
-                            }
-                        }
-                    } else if st.heads.remove(&e.name).is_some() {
-                        self.journal.remove(&e);
-                        st.pending_bytes -= e.len;
-                    }
-                } else {
-                    debug!("uploaded {} ({} bytes)", e.name, e.len);
-                    st.objects.remove(&e.seq);
-                    if st.by_name.get(&e.name) == Some(&e.seq) {
-                        st.by_name.remove(&e.name);
-                    }
-                    st.pending_bytes -= e.len;
+                Self::sent(st, e.len);
+                let etag = etag_of(&data);
+                debug!("uploaded head {}", e.name);
+                st.known.insert(e.name.clone(), Some(etag));
+                if current {
+                    st.heads.remove(&e.name);
+                    st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
                     self.journal.remove(&e);
+                    self.cache.insert(&e.name, &data);
+                    self.set_base(st, &e.name, &data);
+                    return;
+                }
+                // A newer head of the same lineage was journaled meanwhile: it now
+                // builds on the one just published. (After a rebase the newer slot has
+                // another base: it then meets a conflict and is merged.)
+                let same_base = st.heads.get(&e.name).map(|s| s.entry.base == e.base);
+                if same_base != Some(false) {
+                    self.cache.insert(&e.name, &data);
+                    self.set_base(st, &e.name, &data);
+                }
+                if same_base == Some(true)
+                    && let Some(slot) = st.heads.get_mut(&e.name)
+                {
+                    match self.journal.read(&slot.entry).and_then(|d| {
+                        self.journal
+                            .write(slot.entry.seq, &e.name, Some(Some(&etag)), &d)
+                    }) {
+                        Ok(n) => slot.entry = n,
+                        Err(err) => {
+                            error!("journal: cannot rebase head {}: {err}", e.name);
+                            slot.entry.base = Some(Some(etag));
+                        }
+                    }
                 }
             }
             Outcome::Conflict(why) => {
-                match st.heads.get(&e.name) {
-                    Some(slot) if slot.entry.seq == e.seq => {
-                        info!("upload of {}: {why}", e.name);
-                        st.conflicts.insert(e.name.clone(), why);
-                    }
-                    // Superseded or rebased meanwhile: the newer slot gets its own try.
-                    Some(_) => {}
-                    None => self.journal.remove(&e),
+                if current {
+                    info!("upload of {}: {why}", e.name);
+                    st.conflicts.insert(e.name.clone(), why);
                 }
             }
             Outcome::Failed(err) => {
-                let offline = matches!(err, StoreError::Unreachable { .. });
-                if offline && st.offline_since.is_none() {
-                    st.offline_since = Some(Instant::now());
+                if !retired {
+                    self.failed(st, &e, err);
                 }
-                // One warning per failing spell; the rest at debug (status shows the last).
-                let first = st.backoff.is_zero();
-                st.backoff =
-                    (st.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-                st.retry_at = Some(Instant::now() + st.backoff);
-                if first {
-                    warn!(
-                        "upload of {} failed: {err}; queued writes stay in the journal and are retried with backoff",
-                        e.name
-                    );
-                } else {
-                    debug!(
-                        "upload of {} failed: {err}; retrying in {} s",
-                        e.name,
-                        st.backoff.as_secs()
-                    );
-                }
-                st.last_error = Some((now_secs(), format!("{}: {err}", e.name)));
             }
             Outcome::Damaged(why) => {
                 error!("upload of {}: {why}", e.name);
                 st.damaged.push(why.clone());
                 st.last_error = Some((now_secs(), why));
-                st.pending_bytes -= e.len;
-                if e.is_head() {
+                if current {
                     st.heads.remove(&e.name);
-                } else {
-                    st.objects.remove(&e.seq);
-                    st.by_name.remove(&e.name);
+                    st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
                 }
             }
         }
-        drop(st);
-        self.changed.notify_all();
+    }
+
+    fn failed(&self, st: &mut St, e: &Entry, err: StoreError) {
+        let offline = matches!(err, StoreError::Unreachable { .. });
+        if offline && st.offline_since.is_none() {
+            st.offline_since = Some(Instant::now());
+        }
+        // One warning per failing spell; the rest at debug (status shows the last).
+        let first = st.backoff.is_zero();
+        st.backoff = (st.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        st.retry_at = Some(Instant::now() + st.backoff);
+        if first {
+            warn!(
+                "upload of {} failed: {err}; queued writes stay in the journal and are retried with backoff",
+                e.name
+            );
+        } else {
+            debug!(
+                "upload of {} failed: {err}; retrying in {} s",
+                e.name,
+                st.backoff.as_secs()
+            );
+        }
+        st.last_error = Some((now_secs(), format!("{}: {err}", e.name)));
     }
 
     /// Runs a read that needs the remote, failing fast while it is known to be offline.
@@ -759,7 +802,8 @@ impl WriteBack {
                 Ok(())
             }
             Err(err) => {
-                self.lock().pending_bytes -= data.len() as u64;
+                let mut st = self.lock();
+                st.pending_bytes = st.pending_bytes.saturating_sub(data.len() as u64);
                 Err(err)
             }
         }
@@ -790,13 +834,8 @@ impl WriteBack {
         let e = self.journal.write(seq, name, Some(base.as_ref()), data)?;
         let etag = etag_of(data);
         st.pending_bytes += e.len;
-        let in_flight = st.heads_in_flight.contains(name);
-        // An old slot on its way keeps its file until `finish` (which then rebases).
-        if let Some(old) = st.heads.insert(name.to_string(), Slot { entry: e, etag })
-            && !in_flight
-        {
-            st.pending_bytes -= old.entry.len;
-            self.journal.remove(&old.entry);
+        if let Some(old) = st.heads.insert(name.to_string(), Slot { entry: e, etag }) {
+            self.retire(&mut st, old.entry);
         }
         drop(st);
         self.changed.notify_all();
@@ -835,10 +874,6 @@ pub fn queued_in(journal_dir: &Path) -> (u64, u64) {
         }
     }
     (n, bytes)
-}
-
-fn hex8(e: Etag) -> String {
-    hex::encode(&e[..4])
 }
 
 impl Store for WriteBack {
@@ -962,7 +997,7 @@ impl Store for WriteBack {
                     st.by_name.remove(name);
                     let e = st.objects.remove(&seq);
                     if let Some(e) = &e {
-                        st.pending_bytes -= e.len;
+                        st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
                         self.journal.remove(e);
                     }
                     e.is_some()

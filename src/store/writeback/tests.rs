@@ -10,6 +10,10 @@ struct Remote {
     inner: MemStore,
     offline: AtomicBool,
     arrivals: Mutex<Vec<String>>,
+    /// While set, a head upload waits (to catch it in flight).
+    hold_heads: Mutex<bool>,
+    held: Condvar,
+    holding: AtomicBool,
 }
 
 impl Remote {
@@ -42,6 +46,12 @@ impl Store for Remote {
     }
     fn put_if(&self, name: &str, data: &[u8], e: Option<&Etag>) -> Result<Etag, StoreError> {
         self.check()?;
+        let mut g = self.hold_heads.lock().unwrap();
+        while *g {
+            self.holding.store(true, Ordering::SeqCst);
+            g = self.held.wait(g).unwrap();
+        }
+        drop(g);
         let r = self.inner.put_if(name, data, e)?;
         self.arrivals.lock().unwrap().push(name.to_string());
         Ok(r)
@@ -283,4 +293,77 @@ fn offline_reads_of_through_objects_use_the_cached_copy() {
     f.remote.offline.store(true, Ordering::SeqCst);
     assert_eq!(wb.get("account/manifest").unwrap(), b"m1");
     assert!(wb.put("account/manifest", b"m2").is_err(), "write-through");
+}
+
+fn release(remote: &Remote) {
+    *remote.hold_heads.lock().unwrap() = false;
+    remote.held.notify_all();
+}
+
+fn wait_holding(remote: &Remote) {
+    let t = Instant::now();
+    while !remote.holding.load(Ordering::SeqCst) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the head upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn head_files(f: &Fixture) -> usize {
+    std::fs::read_dir(f.dir.path().join("journal/heads"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn a_head_replaced_while_on_its_way_is_rebased_and_nothing_leaks() {
+    let f = Fixture::new();
+    let wb = f.open(|_| {});
+    let e1 = wb.put_if("heads/00000005", b"h1", None).unwrap();
+    *f.remote.hold_heads.lock().unwrap() = true;
+    wb.start(2);
+    wait_holding(&f.remote);
+    // h1 is on its way; the volume commits h2 on top of it.
+    wb.put_if("heads/00000005", b"h2", Some(&e1)).unwrap();
+    assert_eq!(wb.status().pending_bytes, 2, "only h2 counts");
+    release(&f.remote);
+    let s = drain(&wb);
+    wb.stop();
+    assert_eq!((s.pending_objects, s.pending_bytes), (0, 0), "{s:?}");
+    assert!(s.conflicts.is_empty(), "h2 was rebased onto h1: {s:?}");
+    assert_eq!(f.remote.inner.get("heads/00000005").unwrap(), b"h2");
+    assert_eq!(head_files(&f), 0, "no journal file left behind");
+}
+
+#[test]
+fn a_rebase_while_a_head_is_on_its_way_drops_it_cleanly() {
+    let f = Fixture::new();
+    let wb = f.open(|_| {});
+    wb.put_if("heads/00000006", b"mine", None).unwrap();
+    // Another device publishes first.
+    f.remote
+        .inner
+        .put_if("heads/00000006", b"theirs", None)
+        .unwrap();
+    *f.remote.hold_heads.lock().unwrap() = true;
+    wb.start(1);
+    wait_holding(&f.remote);
+    // The merge (done above this layer) takes "theirs" as the base; the merged head
+    // replaces "mine".
+    wb.rebase("heads/00000006", b"theirs");
+    assert_eq!(
+        wb.head_base("heads/00000006").as_deref(),
+        Some(&b"theirs"[..])
+    );
+    let e = etag_of(b"theirs");
+    wb.put_if("heads/00000006", b"merged", Some(&e)).unwrap();
+    release(&f.remote);
+    let s = drain(&wb);
+    wb.stop();
+    assert_eq!((s.pending_objects, s.pending_bytes), (0, 0), "{s:?}");
+    assert!(s.conflicts.is_empty(), "{s:?}");
+    assert_eq!(f.remote.inner.get("heads/00000006").unwrap(), b"merged");
+    assert_eq!(head_files(&f), 0);
 }
