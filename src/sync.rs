@@ -9,7 +9,9 @@ use crate::store::etag_of;
 use crate::store::writeback::WriteBack;
 use crate::volume::{Category, SyncOutcome};
 use log::{info, warn};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What one poll did.
 #[derive(Debug, Default)]
@@ -35,6 +37,8 @@ pub struct Syncer {
     device: String,
     /// One poll at a time (the background thread and `cirrus sync`).
     busy: Mutex<()>,
+    /// Category → (no automatic try before, failures in a row).
+    failures: Mutex<HashMap<u32, (Instant, u32)>>,
 }
 
 impl Syncer {
@@ -50,11 +54,32 @@ impl Syncer {
             keys,
             device,
             busy: Mutex::new(()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes in every head another device has published since the last poll.
-    pub fn poll(&self) -> PollReport {
+    /// Whether the last tries of this category failed recently (then polls skip it for
+    /// a while, doubling from 5 s to 5 min: a refused head is not fetched 5 times a
+    /// second).
+    fn backing_off(&self, cat: u32) -> bool {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.get(&cat)
+            .is_some_and(|(until, _)| Instant::now() < *until)
+    }
+
+    fn note(&self, cat: u32, ok: bool) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            f.remove(&cat);
+        } else {
+            let n = f.get(&cat).map(|(_, n)| *n + 1).unwrap_or(0).min(6);
+            f.insert(cat, (Instant::now() + Duration::from_secs(5 << n), n));
+        }
+    }
+
+    /// Takes in every head another device has published since the last poll. `force`
+    /// (`cirrus sync`): also categories whose last try failed a moment ago.
+    pub fn poll(&self, force: bool) -> PollReport {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         let mut rep = PollReport::default();
         let date = today();
@@ -63,6 +88,10 @@ impl Syncer {
                 continue; // unavailable: nothing to merge into
             }
             let name = names::head(c.id);
+            if !force && self.backing_off(c.id) {
+                continue;
+            }
+            let known = self.wb.known_etag(&name);
             let remote = match self.wb.fetch_remote_head(&name) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
@@ -72,7 +101,7 @@ impl Syncer {
                     break;
                 }
             };
-            if self.wb.known_etag(&name) == Some(etag_of(&remote)) {
+            if known == Some(etag_of(&remote)) {
                 continue;
             }
             // Rotated (or moved by ADP) on another device: take the new key first.
@@ -83,6 +112,7 @@ impl Syncer {
                     .map_err(|e| e.to_string())
                     .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
                 if let Err(e) = adopted {
+                    self.note(c.id, false);
                     let msg = format!("{}: cannot take key version {kv}: {e}", c.name);
                     warn!("{msg}");
                     self.wb.report_error(msg.clone());
@@ -91,9 +121,22 @@ impl Syncer {
                 }
             }
             let base = self.wb.head_base(&name);
-            let rebase = || self.wb.rebase(&name, &remote);
-            match c.sync_remote(&remote, base.as_deref(), &self.device, &date, &rebase) {
-                Ok(SyncOutcome::UpToDate) => rebase(),
+            // Our own upload may have landed since the store was read: then what was
+            // read is older than the base, and not a rollback. Look again next time.
+            if self.wb.known_etag(&name) != known {
+                continue;
+            }
+            let rebase = |now: bool| {
+                if now {
+                    self.wb.rebase(&name, &remote)
+                } else {
+                    self.wb.rebase_on_next(&name, &remote)
+                }
+            };
+            let res = c.sync_remote(&remote, base.as_deref(), &self.device, &date, &rebase);
+            self.note(c.id, res.is_ok());
+            match res {
+                Ok(SyncOutcome::UpToDate) => rebase(true),
                 Ok(SyncOutcome::FastForward(_)) => rep.pulled.push(c.name.clone()),
                 Ok(SyncOutcome::Merged { copies, .. }) => {
                     rep.pulled.push(c.name.clone());

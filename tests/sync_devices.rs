@@ -475,3 +475,40 @@ fn two_devices_on_one_key_service_sync_their_standard_categories() {
     let tree = snapshot(&a.notes());
     one_winner_and_a_copy(&tree, ("plan", ".txt"), b"laptop's plan", b"phone's plan");
 }
+
+#[test]
+fn adp_turned_on_by_one_device_is_followed_by_the_other() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "adp");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("before.txt"), b"standard, then e2e").unwrap();
+    sync(&a);
+    sync(&b);
+    let t = ok(
+        &a,
+        &["recovery-key", "create", "--passcode-file", &pass(&a)],
+    );
+    assert!(t.contains("recovery key"), "{t}");
+    let t = ok(&a, &["adp", "on", "--passcode-file", &pass(&a)]);
+    assert!(t.contains("Advanced Data Protection is on"), "{t}");
+    fs::write(a.notes().join("after.txt"), b"written under ADP").unwrap();
+    sync(&a);
+    // B takes in the new (end-to-end) keys of the moved categories and the new trees.
+    sync(&b);
+    eventually("after.txt on B", Duration::from_secs(10), || {
+        fs::read(b.notes().join("after.txt")).ok().as_deref() == Some(&b"written under ADP"[..])
+    });
+    assert_eq!(
+        fs::read(b.notes().join("before.txt")).unwrap(),
+        b"standard, then e2e"
+    );
+    fs::write(b.notes().join("from-b.txt"), b"phone, under ADP").unwrap();
+    sync(&b);
+    sync(&a);
+    eventually("from-b.txt on A", Duration::from_secs(10), || {
+        a.notes().join("from-b.txt").exists()
+    });
+    let st = ok(&b, &["status", "--passcode-file", &pass(&b)]);
+    assert!(!st.contains("cannot take"), "{st}");
+}

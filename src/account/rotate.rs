@@ -273,8 +273,21 @@ impl Unlocked {
                 break;
             }
         }
-        // The committed head records no rotation: nothing needs key `from` any more.
+        // The committed head records no rotation: nothing needs key `from` any more,
+        // once that head is in the store (with write-back it may still be in the
+        // journal, and the store's head would still need the old key).
+        if let Some(wb) = &self.sync
+            && !wb.wait_published(&names::head(e.id), std::time::Duration::from_secs(120))
+        {
+            return Err(RotateError::Refused(format!(
+                "category {name}: re-encrypted under key version {}, but its new head has not \
+                 reached the store yet (offline?); key version {from} is kept until it has: \
+                 run `cirrus rotate --category {name}` again once the store is reachable",
+                cat.key_version()
+            )));
+        }
         self.destroy_key_version(e.id, from)?;
+        cat.drop_old_key();
         info!("category {name}: key version {from} destroyed");
         Ok(RotateReport {
             from,

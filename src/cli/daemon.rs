@@ -291,6 +291,7 @@ pub fn serve(
     let stop_sync = Arc::new(AtomicBool::new(false));
     let sync_thread = match (&syncer, &wb) {
         (Some(sy), Some(wb)) => {
+            wb.set_merging(true);
             let (sy, wb, stop) = (sy.clone(), wb.clone(), stop_sync.clone());
             let every = Duration::from_secs(args.poll_interval);
             std::thread::Builder::new()
@@ -301,7 +302,7 @@ pub fn serve(
                     while !stop.load(Ordering::Relaxed) {
                         if last.elapsed() >= every || wb.has_conflicts() {
                             last = Instant::now();
-                            sy.poll();
+                            sy.poll(false);
                         }
                         // What `df` shows: the store's bytes, listed every 10 minutes.
                         if last_usage.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
@@ -503,7 +504,7 @@ fn finish_uploads(
     for _ in 0..3 {
         match syncer {
             Some(sy) if !s.conflicts.is_empty() && !no_wait.load(Ordering::Relaxed) => {
-                sy.poll();
+                sy.poll(true);
                 s = wait_uploads(home, wb, no_wait, &mut last_log);
             }
             _ => break,
@@ -587,7 +588,7 @@ fn sync_request(
     };
     let pulled = match syncer {
         Some(sy) => {
-            let r = sy.poll();
+            let r = sy.poll(true);
             if !r.errors.is_empty() {
                 return control::Reply::error(r.errors.join("; "));
             }

@@ -183,6 +183,17 @@ impl Category {
         if head.category != self.id {
             return Err(format!("head {name} belongs to category {}", head.category));
         }
+        // Numbers a device would allocate or index by must stay in range (a bad value
+        // would wrap an inode number or a leaf offset).
+        let max_leaf = (1u64 << 40) / crate::format::LEAF_SPAN;
+        let bad_alloc = head.alloc.iter().any(|(slot, next)| {
+            *slot >= crate::format::head::MAX_DEVICE_SLOTS
+                || *next < crate::format::head::device_range(*slot)
+                || *next > crate::format::head::device_range(*slot + 1)
+        });
+        if bad_alloc || head.leaves.iter().any(|(l, _)| *l >= max_leaf) || head.next_ino > 1 << 40 {
+            return Err(format!("head {name} holds inode numbers out of range"));
+        }
         Ok(VerifiedHead {
             head,
             hash,

@@ -46,6 +46,16 @@ const NAME_MAX: usize = 255;
 impl ConflictNamer {
     /// A name for the local version of `name` that `taken` does not know.
     pub fn name(&self, name: &[u8], taken: &dyn Fn(&[u8]) -> bool) -> Vec<u8> {
+        // A device name is the user's: no `/` or NUL may reach a file name, and it is
+        // cut so the whole tag (with a number) always fits.
+        let mut device: String = self
+            .device
+            .chars()
+            .map(|c| if c == '/' || c == '\0' { '-' } else { c })
+            .collect();
+        while device.len() > 64 {
+            device.pop();
+        }
         // The extension is what follows the last dot, unless the dot starts the name or
         // the "extension" is too long to be one.
         let split = name
@@ -58,9 +68,9 @@ impl ConflictNamer {
         };
         for n in 1u32.. {
             let tag = if n == 1 {
-                format!(" (conflict from {} {})", self.device, self.date)
+                format!(" (conflict from {device} {})", self.date)
             } else {
-                format!(" (conflict from {} {} {n})", self.device, self.date)
+                format!(" (conflict from {device} {} {n})", self.date)
             };
             let room = NAME_MAX.saturating_sub(tag.len() + ext.len());
             let mut cut = stem.len().min(room);
@@ -93,12 +103,14 @@ fn locations(t: &Records) -> HashMap<u64, Loc> {
 }
 
 /// Equal as far as a merge cares: everything but the derived fields (links, a
-/// directory's entries and parent) and the access time.
+/// directory's entries and parent), the access time and the change time.
 fn same_content(a: &Record, b: &Record) -> bool {
     let strip = |r: &Record| {
         let mut attr = r.attr.clone();
         attr.nlink = 0;
         attr.atime = Time::default();
+        // A rename, link or unlink touches only ctime: not an edit of the node.
+        attr.ctime = Time::default();
         let payload = match &r.payload {
             Payload::Dir { .. } => None,
             p => Some(p.clone()),

@@ -102,7 +102,8 @@ impl Category {
     }
 
     /// Forgets the old key: no blob of the tree needs it (no rotation in progress).
-    pub(super) fn drop_old_key(&self) {
+    /// Forgets the old key version (once it is destroyed).
+    pub fn drop_old_key(&self) {
         let k = self.keys();
         if k.old.is_some() {
             self.set_keys(Keys {
@@ -362,7 +363,8 @@ impl Category {
             s.rotate_cursor = Self::end_of_inodes(s);
             return Err(e);
         }
-        self.drop_old_key();
+        // The old key stays in the set until the account layer destroys it: another
+        // device may still publish a head under it (merged and resealed here).
         info!(
             "category {}: key rotation v{from} -> v{} finished",
             self.name,

@@ -59,14 +59,16 @@ impl Category {
 
     /// Brings the remote head `remote` into this category. `base`: the head object the
     /// local tree was built on (None: unknown, so nothing is assumed in common and no
-    /// local change can be lost). `namer` names conflict copies.
+    /// local change can be lost). `device` and `date` name conflict copies.
+    /// `on_rebase(true)`: the local state is now the remote's (fast-forward);
+    /// `on_rebase(false)`: the next head committed (at once) builds on the remote one.
     pub fn sync_remote(
         &self,
         remote: &[u8],
         base: Option<&[u8]>,
         device: &str,
         date: &str,
-        on_rebase: &dyn Fn(),
+        on_rebase: &dyn Fn(bool),
     ) -> VolResult<SyncOutcome> {
         let integrity = |why: String| VolError::Integrity {
             what: format!("category {}: remote head", self.name),
@@ -78,6 +80,7 @@ impl Category {
         // happens next).
         self.commit_locked(&mut s)?;
         let rv = self.verify_head(remote).map_err(integrity)?;
+        let keys = self.keys();
         if rv.hash == s.head.hash {
             return Ok(SyncOutcome::UpToDate);
         }
@@ -94,17 +97,40 @@ impl Category {
                 )));
             }
         }
-        if rv.head.rotating_from != s.rotating_from || rv.under_old {
-            return Err(integrity(
-                "the other device is in the middle of a key rotation; it is taken in once finished"
-                    .into(),
-            ));
+        // Key rotations: either side may be in the middle of one (blobs under both
+        // versions; this device holds both keys, see `adopt_key`).
+        let local_rotating = s.rotating_from != 0;
+        let remote_rotating = rv.head.rotating_from != 0;
+        if (rv.under_old && keys.old.is_none())
+            || (local_rotating && remote_rotating && rv.head.rotating_from != s.rotating_from)
+        {
+            return Err(integrity(format!(
+                "the other device's head is under key version {} (rotating from {}), this \
+                 device is at {} (rotating from {}); it is taken in once a rotation has finished",
+                rv.head.key_version, rv.head.rotating_from, keys.version, s.rotating_from
+            )));
         }
-        let keys = self.keys();
         let remote_leaves: BTreeMap<u64, BlobRef> = rv.head.leaves.iter().copied().collect();
         let base_leaves: Option<BTreeMap<u64, BlobRef>> = match base {
             Some(b) => match self.verify_head(b) {
-                Ok(v) => Some(v.head.leaves.into_iter().collect()),
+                Ok(v) => {
+                    // The base is the newest head this device knows the store had: an
+                    // older one now is a rollback, another with its counter a fork.
+                    if rv.head.counter < v.head.counter {
+                        return Err(integrity(format!(
+                            "rollback detected: the store serves head #{} but had head #{} \
+                             before",
+                            rv.head.counter, v.head.counter
+                        )));
+                    }
+                    if rv.head.counter == v.head.counter && rv.hash != v.hash {
+                        return Err(integrity(format!(
+                            "fork detected: the store serves another head #{}",
+                            rv.head.counter
+                        )));
+                    }
+                    Some(v.head.leaves.into_iter().collect())
+                }
                 Err(e) => {
                     warn!(
                         "category {}: the base head is unusable ({e}); merging without one",
@@ -171,6 +197,22 @@ impl Category {
         // (it adopted a rotation made elsewhere) are resealed under the current one.
         let mut resealed = Vec::new();
         if keys.old.is_some() && !fast_forward {
+            let ours: HashSet<[u8; 32]> = if rv.under_old {
+                // The other device wrote under the old key: whatever of its tree is not
+                // ours is looked at too.
+                s.records
+                    .values()
+                    .filter_map(|r| match &r.payload {
+                        Payload::File { chunks, .. } => {
+                            Some(chunks.iter().flatten().map(|c| c.tag))
+                        }
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect()
+            } else {
+                HashSet::new()
+            };
             let theirs: HashSet<[u8; 32]> = remote_tree
                 .values()
                 .filter_map(|r| match &r.payload {
@@ -179,12 +221,19 @@ impl Category {
                 })
                 .flatten()
                 .collect();
+            let copy_inos: HashSet<u64> = copies.iter().map(|(n, _)| *n).collect();
             for (ino, r) in &records {
+                // Conflict copies are resealed under their own inode anyway.
+                if copy_inos.contains(ino) {
+                    continue;
+                }
                 let Payload::File { chunks, .. } = &r.payload else {
                     continue;
                 };
                 for (idx, c) in chunks.iter().enumerate() {
-                    let Some(c) = c.filter(|c| !theirs.contains(&c.tag)) else {
+                    let Some(c) = c.filter(|c| {
+                        !theirs.contains(&c.tag) || (rv.under_old && !ours.contains(&c.tag))
+                    }) else {
                         continue;
                     };
                     let what = || format!("chunk {idx} of inode {ino} (resealing)");
@@ -229,7 +278,8 @@ impl Category {
             .keys()
             .chain(theirs.keys())
             .copied()
-            .filter(|l| mine.get(l) != theirs.get(l))
+            // Leaves of a head sealed under the old key are resealed under the new one.
+            .filter(|l| rv.under_old || mine.get(l) != theirs.get(l))
             .collect();
         s.bytes = records
             .values()
@@ -257,14 +307,33 @@ impl Category {
             *e = (*e).max(*next);
         }
         s.head.leaves = remote_leaves;
-        on_rebase();
+        // Rotation state: below the cursor everything must be under the new key. What
+        // this device adds is under it (written so, or resealed above); the other
+        // device's tree is under it below its own cursor, or nowhere if it never rotated.
+        if fast_forward
+            || (remote_rotating && !local_rotating)
+            || (!remote_rotating && !rv.under_old)
+        {
+            s.rotating_from = rv.head.rotating_from;
+            s.rotate_cursor = rv.head.rotate_cursor;
+        } else if remote_rotating {
+            s.rotate_cursor = s.rotate_cursor.min(rv.head.rotate_cursor);
+        }
+        // Otherwise (a head under the old key, from before this device's rotation): its
+        // changes were resealed above and its leaves are resealed at the commit, so this
+        // device's cursor stays true.
+        s.rotate_chunk = 0;
+        s.rotate_done = None;
+        let local_counter = s.head.counter;
         if let Err(e) = self
             .witness
             .record_remote(self.id, rv.head.counter, rv.hash)
         {
             warn!("category {}: cannot record the remote head: {e}", self.name);
         }
-        if fast_forward {
+        if fast_forward && local_counter <= rv.head.counter {
+            on_rebase(true);
+            s.head.counter = rv.head.counter;
             if let Err(e) = self.witness.record(self.id, s.head.counter, rv.hash) {
                 warn!("category {}: cannot record head: {e}", self.name);
             }
@@ -274,6 +343,10 @@ impl Category {
             );
             return Ok(SyncOutcome::FastForward(rv.head.counter));
         }
+        // A merge (or a fast-forward past a local head with a higher counter) is
+        // committed on top of the remote head; the journal's slot is replaced only by
+        // that commit, so nothing local is dropped before it is durable.
+        on_rebase(false);
         s.head_dirty = true;
         self.commit_locked(&mut s)?;
         for n in &notes {

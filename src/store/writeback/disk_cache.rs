@@ -57,9 +57,12 @@ impl DiskCache {
                     let mtime = md.modified().unwrap_or(std::time::UNIX_EPOCH);
                     found.push((mtime, name, md.len()));
                 }
-                // A temp file from a crash, or a stranger: not ours to keep.
+                // A temp file from a crash (old enough that no live writer owns it), or
+                // a stranger: not ours to keep.
                 _ => {
-                    let _ = std::fs::remove_file(ent.path());
+                    if super::journal::stale(&ent) {
+                        let _ = std::fs::remove_file(ent.path());
+                    }
                 }
             }
         }

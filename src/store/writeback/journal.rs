@@ -105,8 +105,11 @@ impl Journal {
                 let path = ent.path();
                 let fname = ent.file_name().to_string_lossy().into_owned();
                 if fname.starts_with("TMP.") {
-                    // A write that never completed: its put never returned.
-                    let _ = std::fs::remove_file(&path);
+                    // A write that never completed (its put never returned), unless it is
+                    // recent: then another process (the daemon) may be writing it now.
+                    if stale(&ent) {
+                        let _ = std::fs::remove_file(&path);
+                    }
                     continue;
                 }
                 match read_header(&path) {
@@ -212,6 +215,15 @@ impl Journal {
     pub fn remove(&self, e: &Entry) {
         let _ = std::fs::remove_file(&e.file);
     }
+}
+
+/// A temp file old enough that no live writer can still own it.
+pub(super) fn stale(ent: &std::fs::DirEntry) -> bool {
+    ent.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(600))
 }
 
 fn read_header(path: &Path) -> Result<Entry, String> {

@@ -106,11 +106,17 @@ struct St {
     retired: HashSet<u64>,
     /// The remote version of each head as last seen (`None`: absent).
     known: HashMap<String, Option<Etag>>,
+    /// Merges waiting for their head: the next `put_if` expecting this remote object
+    /// replaces the slot and makes the object its base (see `rebase_on_next`).
+    rebasing: HashMap<String, Vec<u8>>,
     /// The remote head object the local head of each name builds on (see `head_base`).
     bases: HashMap<String, Vec<u8>>,
     pending_bytes: u64,
     conflicts: BTreeMap<String, String>,
     damaged: Vec<String>,
+    /// Objects that failed their checks: kept in the queue (unsent), so no later head
+    /// that may name them goes out.
+    damaged_seqs: HashSet<u64>,
     last_error: Option<(u64, String)>,
     offline_since: Option<Instant>,
     last_probe: Option<Instant>,
@@ -137,6 +143,8 @@ pub struct WriteBack {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// This process journaled something (so it should send it before exiting).
     journaled: AtomicBool,
+    /// A sync thread merges conflicts (the daemon): waiting through one makes sense.
+    merging: AtomicBool,
 }
 
 fn now_secs() -> u64 {
@@ -177,7 +185,9 @@ impl WriteBack {
             for e in rd.flatten() {
                 let f = e.file_name().to_string_lossy().into_owned();
                 if f.starts_with("TMP.") {
-                    let _ = std::fs::remove_file(e.path());
+                    if journal::stale(&e) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
                     continue;
                 }
                 if let (Some(name), Ok(d)) = (
@@ -194,29 +204,44 @@ impl WriteBack {
             damaged,
             ..Default::default()
         };
+        // Heads: of several slots of one name (a crash between writing the newer and
+        // removing the older), the newest that passes its checks wins; it carries the
+        // older one's base.
+        let mut head_slots: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for e in entries {
             st.next_seq = st.next_seq.max(e.seq + 1);
             if e.is_head() {
-                // Two slots of one head: a crash came between writing the newer and
-                // removing the older. The newer carries the older's base.
-                if let Some(old) = st.heads.get(&e.name) {
-                    st.pending_bytes -= old.entry.len;
-                    journal.remove(&old.entry);
-                }
-                let etag = match journal.read(&e) {
-                    Ok(d) => etag_of(&d),
-                    Err(err) => {
-                        error!("journal: {err}");
-                        st.damaged.push(err.to_string());
-                        continue;
-                    }
-                };
-                st.pending_bytes += e.len;
-                st.heads.insert(e.name.clone(), Slot { entry: e, etag });
+                head_slots.entry(e.name.clone()).or_default().push(e);
             } else {
                 st.pending_bytes += e.len;
                 st.by_name.insert(e.name.clone(), e.seq);
                 st.objects.insert(e.seq, e);
+            }
+        }
+        for (name, mut slots) in head_slots {
+            slots.sort_by_key(|e| std::cmp::Reverse(e.seq));
+            let mut chosen = None;
+            for e in slots {
+                if chosen.is_some() {
+                    journal.remove(&e);
+                    continue;
+                }
+                match journal.read(&e) {
+                    Ok(d) => {
+                        st.pending_bytes += e.len;
+                        chosen = Some(Slot {
+                            etag: etag_of(&d),
+                            entry: e,
+                        });
+                    }
+                    Err(err) => {
+                        error!("journal: {err}");
+                        st.damaged.push(err.to_string());
+                    }
+                }
+            }
+            if let Some(slot) = chosen {
+                st.heads.insert(name, slot);
             }
         }
         if st.pending_bytes > 0 {
@@ -237,6 +262,7 @@ impl WriteBack {
             fetching: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             journaled: AtomicBool::new(false),
+            merging: AtomicBool::new(false),
         }))
     }
 
@@ -315,7 +341,9 @@ impl WriteBack {
             self.retire(&mut st, old.entry);
         }
         st.conflicts.remove(name);
+        st.rebasing.remove(name);
         st.known.insert(name.to_string(), Some(etag_of(remote)));
+        self.cache.insert(name, remote);
         self.set_base(&mut st, name, remote);
         drop(st);
         self.changed.notify_all();
@@ -330,6 +358,15 @@ impl WriteBack {
         } else {
             self.journal.remove(&old);
         }
+    }
+
+    /// A merge onto `remote` is about to commit: its head (the next `put_if` of `name`
+    /// expecting `remote`) replaces the journal's slot in one durable write, and only
+    /// then does `remote` become the base. Until that write, the old slot stays.
+    pub fn rebase_on_next(&self, name: &str, remote: &[u8]) {
+        self.lock()
+            .rebasing
+            .insert(name.to_string(), remote.to_vec());
     }
 
     fn set_base(&self, st: &mut St, name: &str, obj: &[u8]) {
@@ -363,6 +400,42 @@ impl WriteBack {
     /// Records a sync problem found above this layer (shown by `status`).
     pub fn report_error(&self, msg: String) {
         self.lock().last_error = Some((now_secs(), msg));
+    }
+
+    /// Says that a sync thread takes in heads published elsewhere (and so resolves
+    /// conflicts) while this store is open.
+    pub fn set_merging(&self, on: bool) {
+        self.merging.store(on, Ordering::Relaxed);
+    }
+
+    /// Waits until the journal holds no head `name` any more (it reached the store),
+    /// starting the uploader if this process has none. `false`: it did not within
+    /// `timeout`, or it met a head published elsewhere and nothing here merges.
+    pub fn wait_published(self: &Arc<Self>, name: &str, timeout: Duration) -> bool {
+        if self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            self.start(2);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if !st.heads.contains_key(name) {
+                return true;
+            }
+            let stuck = st.conflicts.contains_key(name) && !self.merging.load(Ordering::Relaxed);
+            if stuck || Instant::now() >= deadline {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, Duration::from_millis(200))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
     }
 
     /// Whether this process put anything into the journal.
@@ -484,7 +557,7 @@ impl WriteBack {
         let obj = st
             .objects
             .iter()
-            .find(|(s, _)| !st.in_flight.contains(s))
+            .find(|(s, _)| !st.in_flight.contains(s) && !st.damaged_seqs.contains(s))
             .map(|(_, e)| e.clone());
         if let Some(e) = obj {
             st.in_flight.insert(e.seq);
@@ -575,15 +648,13 @@ impl WriteBack {
             Outcome::Conflict(_) => {}
             Outcome::Failed(err) => self.failed(st, &e, err),
             Outcome::Damaged(why) => {
-                error!("upload of {}: {why}", e.name);
+                error!(
+                    "upload of {}: {why}; heads journaled after it are held back",
+                    e.name
+                );
                 st.damaged.push(why.clone());
                 st.last_error = Some((now_secs(), why));
-                if st.objects.remove(&e.seq).is_some() {
-                    st.pending_bytes = st.pending_bytes.saturating_sub(e.len);
-                }
-                if st.by_name.get(&e.name) == Some(&e.seq) {
-                    st.by_name.remove(&e.name);
-                }
+                st.damaged_seqs.insert(e.seq);
             }
         }
     }
@@ -815,12 +886,25 @@ impl WriteBack {
         data: &[u8],
         expected: Option<&Etag>,
     ) -> Result<Etag, StoreError> {
-        let local = self.local_head_etag(name)?;
         let mut st = self.lock();
-        let (cur, base) = match st.heads.get(name) {
-            Some(s) => (Some(s.etag), s.entry.base.unwrap_or(None)),
-            None => {
-                let k = st.known.get(name).copied().unwrap_or(local);
+        let rebase_to = st
+            .rebasing
+            .get(name)
+            .filter(|r| expected == Some(&etag_of(r)))
+            .cloned();
+        let (cur, base) = match (&rebase_to, st.heads.get(name)) {
+            (Some(r), _) => (Some(etag_of(r)), Some(etag_of(r))),
+            (None, Some(s)) => (Some(s.etag), s.entry.base.unwrap_or(None)),
+            (None, None) => {
+                let k = match st.known.get(name).copied() {
+                    Some(k) => k,
+                    None => {
+                        drop(st);
+                        let local = self.local_head_etag(name)?;
+                        st = self.lock();
+                        st.known.get(name).copied().unwrap_or(local)
+                    }
+                };
                 (k, k)
             }
         };
@@ -836,6 +920,13 @@ impl WriteBack {
         st.pending_bytes += e.len;
         if let Some(old) = st.heads.insert(name.to_string(), Slot { entry: e, etag }) {
             self.retire(&mut st, old.entry);
+        }
+        if let Some(r) = rebase_to {
+            st.rebasing.remove(name);
+            st.conflicts.remove(name);
+            st.known.insert(name.to_string(), Some(etag_of(&r)));
+            self.cache.insert(name, &r);
+            self.set_base(&mut st, name, &r);
         }
         drop(st);
         self.changed.notify_all();
@@ -907,9 +998,12 @@ impl Store for WriteBack {
             policy => match self.remote_read(|| self.remote.get(name)) {
                 Ok(d) => {
                     if policy == Policy::Head {
-                        self.lock()
-                            .known
-                            .insert(name.to_string(), Some(etag_of(&d)));
+                        let mut st = self.lock();
+                        st.known.insert(name.to_string(), Some(etag_of(&d)));
+                        // What a volume opens from is what its next head builds on.
+                        if !st.heads.contains_key(name) {
+                            self.set_base(&mut st, name, &d);
+                        }
                     }
                     self.cache.insert(name, &d);
                     Ok(d)
@@ -925,10 +1019,13 @@ impl Store for WriteBack {
                     Some(d) => {
                         debug!("{name}: store offline, using the cached copy");
                         if policy == Policy::Head {
-                            self.lock()
-                                .known
+                            let mut st = self.lock();
+                            st.known
                                 .entry(name.to_string())
                                 .or_insert(Some(etag_of(&d)));
+                            if !st.heads.contains_key(name) && !st.bases.contains_key(name) {
+                                self.set_base(&mut st, name, &d);
+                            }
                         }
                         Ok(d)
                     }

@@ -306,3 +306,31 @@ fn unchanged_sides_and_directory_attributes() {
     assert_eq!(m.records[&2].attr.nlink, 2);
     assert_eq!(m.records[&ROOT_INO].attr.nlink, 3);
 }
+
+#[test]
+fn a_device_name_cannot_break_a_file_name() {
+    let n = ConflictNamer {
+        device: format!("work/laptop\0{}", "x".repeat(300)),
+        date: "2026-11-28".into(),
+    };
+    let out = n.name(b"a.txt", &|_| false);
+    assert!(!out.contains(&b'/') && !out.contains(&0), "{out:?}");
+    assert!(out.len() <= 255);
+    // Numbered names stay distinct even with the longest device name.
+    let first = out.clone();
+    let second = n.name(b"a.txt", &|x| x == first.as_slice());
+    assert_ne!(first, second);
+}
+
+#[test]
+fn a_rename_on_one_side_is_no_edit() {
+    let base = tree(&[(2, file(1))], &[(1, "g.txt", 2)]);
+    let mut renamed = file(1);
+    renamed.attr.ctime = Time { sec: 50, nsec: 0 };
+    let local = tree(&[(2, renamed)], &[(1, "h.txt", 2)]);
+    let remote = tree(&[(2, file(9))], &[(1, "g.txt", 2)]);
+    let m = run(&base, &local, &remote);
+    assert!(m.copies.is_empty(), "{:?}", m.notes);
+    assert_eq!(m.records[&2].payload, file(9).payload);
+    assert_eq!(names(&m.records, 1), vec![("h.txt".into(), 2)]);
+}
