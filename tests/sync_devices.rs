@@ -512,3 +512,71 @@ fn adp_turned_on_by_one_device_is_followed_by_the_other() {
     let st = ok(&b, &["status", "--passcode-file", &pass(&b)]);
     assert!(!st.contains("cannot take"), "{st}");
 }
+
+#[test]
+fn a_device_that_only_read_takes_in_edits_and_deletes_without_conflicts() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "ro");
+    a.mount_again();
+    fs::write(a.notes().join("g.txt"), b"g v1").unwrap();
+    fs::write(a.notes().join("h.txt"), b"h v1").unwrap();
+    sync(&a);
+    a.unmount();
+    // B opens the category from the store and changes nothing; A edits and deletes.
+    b.mount_again();
+    assert_eq!(fs::read(b.notes().join("g.txt")).unwrap(), b"g v1");
+    a.mount_again();
+    fs::write(a.notes().join("g.txt"), b"g v2").unwrap();
+    fs::remove_file(a.notes().join("h.txt")).unwrap();
+    sync(&a);
+    sync(&b);
+    eventually("B has A's edit", Duration::from_secs(10), || {
+        fs::read(b.notes().join("g.txt")).ok().as_deref() == Some(&b"g v2"[..])
+    });
+    let tree = snapshot(&b.notes());
+    assert!(!tree.contains_key("h.txt"), "the delete holds: {tree:?}");
+    assert!(
+        !tree.keys().any(|k| k.contains("conflict")),
+        "nothing to conflict with: {tree:?}"
+    );
+    // And B's next publish does not bring h.txt back on A.
+    fs::write(b.notes().join("b.txt"), b"b").unwrap();
+    sync(&b);
+    sync(&a);
+    eventually("b.txt on A", Duration::from_secs(10), || {
+        a.notes().join("b.txt").exists()
+    });
+    assert!(!a.notes().join("h.txt").exists());
+}
+
+#[test]
+fn a_file_open_here_and_deleted_there_stays_readable_until_closed() {
+    use std::io::{Read, Seek, SeekFrom};
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "open");
+    a.mount_again();
+    b.mount_again();
+    let data = pseudo_random(700_000, 5);
+    fs::write(a.notes().join("open.bin"), &data).unwrap();
+    sync(&a);
+    sync(&b);
+    eventually("open.bin on B", Duration::from_secs(5), || {
+        b.notes().join("open.bin").exists()
+    });
+    let mut f = fs::File::open(a.notes().join("open.bin")).unwrap();
+    fs::remove_file(b.notes().join("open.bin")).unwrap();
+    sync(&b);
+    sync(&a);
+    eventually("the delete reaches A", Duration::from_secs(10), || {
+        !a.notes().join("open.bin").exists()
+    });
+    let mut back = Vec::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut back).unwrap();
+    assert!(back == data, "the open handle still reads the file");
+    drop(f);
+    sync(&a);
+    a.unmount();
+    a.mount_again();
+    assert!(!a.notes().join("open.bin").exists());
+}

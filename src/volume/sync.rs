@@ -252,6 +252,24 @@ impl Category {
         }
         // Install the result on top of the remote head.
         let mut records = records;
+        // A file open here that the other device deleted stays readable through its
+        // open handles (as after an unlink), until it is closed.
+        let mut kept_open = false;
+        for (ino, n) in &s.open {
+            if *n == 0 || records.contains_key(ino) {
+                continue;
+            }
+            if let Some(r) = s
+                .records
+                .get(ino)
+                .filter(|r| !matches!(r.payload, Payload::Dir { .. }))
+            {
+                let mut orphan = r.clone();
+                orphan.attr.nlink = 0;
+                records.insert(*ino, orphan);
+                kept_open = true;
+            }
+        }
         for (new, _) in &copies {
             if let Some(Record {
                 payload: Payload::File { chunks, .. },
@@ -331,7 +349,7 @@ impl Category {
         {
             warn!("category {}: cannot record the remote head: {e}", self.name);
         }
-        if fast_forward && local_counter <= rv.head.counter {
+        if fast_forward && !kept_open && local_counter <= rv.head.counter {
             on_rebase(true);
             s.head.counter = rv.head.counter;
             if let Err(e) = self.witness.record(self.id, s.head.counter, rv.hash) {
