@@ -355,3 +355,67 @@ fn wait_gone(pid: i32) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn rss_kib(pid: i32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rss_stays_under_cache_plus_64m_during_a_4gib_upload() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const CACHE_MIB: u64 = 64;
+    const SIZE: u64 = 4 << 30;
+    let sw = Seaweed::start();
+    let mut d = s3_drive(&sw, "mem", &["--memory-cache", "64M"]);
+    d.mount_again();
+    let pid = daemon_pid(&d);
+    let peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let block = pseudo_random(1 << 20, 12);
+    {
+        let mut f = fs::File::create(d.notes().join("big.bin")).unwrap();
+        for i in 0..(SIZE >> 20) {
+            let mut b = block.clone();
+            b[..8].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&b).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    // Until everything is in the bucket.
+    let o = cirrus(&d, &["sync", "--wait"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(journal_files(&d), 0);
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak_kib = peak.load(Ordering::Relaxed);
+    let bound_kib = (CACHE_MIB + 64) * 1024;
+    eprintln!(
+        "daemon RSS peak during a 4 GiB upload to S3: {} MiB (bound {} MiB)",
+        peak_kib / 1024,
+        bound_kib / 1024
+    );
+    assert!(peak_kib > 0, "RSS was never sampled");
+    assert!(
+        peak_kib <= bound_kib,
+        "daemon RSS peaked at {} MiB, over the {} MiB bound",
+        peak_kib / 1024,
+        bound_kib / 1024
+    );
+    // The bucket holds it all (a few packs of 8 MiB per 8 MiB written).
+    assert!(packs_in_bucket(&sw, "mem").len() >= (SIZE >> 23) as usize);
+}
