@@ -580,3 +580,45 @@ fn a_file_open_here_and_deleted_there_stays_readable_until_closed() {
     a.mount_again();
     assert!(!a.notes().join("open.bin").exists());
 }
+
+#[test]
+fn a_removed_device_stops_receiving_new_data() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "rm");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("shared-before.txt"), b"both may read this").unwrap();
+    sync(&a);
+    sync(&b);
+    eventually("shared-before.txt on B", Duration::from_secs(5), || {
+        b.notes().join("shared-before.txt").exists()
+    });
+    // The phone is lost: B stops (its daemon dies with the phone), A removes it.
+    b.unmount();
+    let t = ok(
+        &a,
+        &["device", "remove", "phone", "--passcode-file", &pass(&a)],
+    );
+    assert!(t.contains("Removed device phone"), "{t}");
+    fs::write(a.notes().join("after-removal.txt"), b"not for the phone").unwrap();
+    sync(&a);
+    // The phone comes back online: it cannot take in anything written since.
+    let o = b
+        .cirrus_cmd()
+        .args([
+            "mount",
+            b.mnt.to_str().unwrap(),
+            "--passcode-file",
+            &pass(&b),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("removed"), "{}", text(&o));
+    let st = b
+        .cirrus_cmd()
+        .args(["status", "--passcode-file", &pass(&b)])
+        .output()
+        .unwrap();
+    assert!(!st.status.success(), "{}", text(&st));
+}

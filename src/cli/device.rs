@@ -215,6 +215,21 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                     // rotates).
                     acct.resign_heads()
                         .map_err(|e| format!("device remove: {e}"))?;
+                } else if acct.sync.is_some() && super::control::socket_exists(&home) {
+                    // Mounted on a remote store: take in (and push) what every device has
+                    // published while the one being removed is still trusted; after the
+                    // removal its heads no longer verify and could not be merged.
+                    let req = super::control::Request {
+                        op: "sync".into(),
+                        wait: Some(true),
+                        stall_secs: Some(120),
+                        ..Default::default()
+                    };
+                    super::control::exchange(&home, &req, &mut |_| {})
+                        .and_then(|r| r.error.map_or(Ok(()), Err))
+                        .map_err(|e| {
+                            format!("device remove: syncing first failed ({e}); nothing removed")
+                        })?;
                 }
                 // Owed before the removal is published: a crash right after it must not
                 // forget the rotations.
