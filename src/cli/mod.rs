@@ -234,7 +234,9 @@ enum Cmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Push queued writes to the store now (and, when mounted, commit open changes first).
+    /// Exchange changes with the store now: when mounted, commit, take in what other
+    /// devices published, then upload the queue; unmounted, upload the queue (no passcode
+    /// needed).
     Sync(sync::SyncArgs),
     /// Show each category, its protection class, sizes, object counts and cache use.
     Status {
