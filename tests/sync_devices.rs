@@ -390,7 +390,10 @@ fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
     let orphan_name = cirrus::format::names::pack(blake3::hash(&orphan).as_bytes());
     s.put(&orphan_name, &orphan).unwrap();
     let t = ok(&a, &["gc", "--passcode-file", &pass(&a)]);
-    assert!(t.contains("younger than the grace period"), "{t}");
+    assert!(
+        t.contains("unreferenced and old for the grace period"),
+        "{t}"
+    );
     assert!(s.size(&orphan_name).is_ok(), "a young pack is kept");
     let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
     let deleted: usize = t

@@ -87,6 +87,16 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
         .list_info("packs/")
         .map_err(|e| format!("cannot list the store: {e}"))?;
     let now = SystemTime::now();
+    let now_secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // When each pack was first found unreferenced (an earlier gc, on any device): a pack
+    // goes only once it has stayed unreferenced for the whole grace period, so an old
+    // pack that an offline device's unpublished edit still names survives until that
+    // device has had the grace period to publish (and reference it again).
+    let marks_before = read_marks(&*acct.store);
+    let mut marks = std::collections::BTreeMap::new();
     let mut doomed = Vec::new();
     let mut young = 0usize;
     for o in list {
@@ -96,21 +106,27 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
         if referenced.contains(&id) {
             continue;
         }
+        let since = *marks_before.get(&id).unwrap_or(&now_secs);
+        let unreferenced_long = now_secs.saturating_sub(since) >= grace.as_secs();
         let old_enough = match o.modified {
             Some(t) => now.duration_since(t).unwrap_or_default() >= grace,
             // Age unknown: only a zero grace deletes it.
             None => grace.is_zero(),
         };
-        if old_enough {
+        if old_enough && unreferenced_long {
             doomed.push((o.name, o.size));
         } else {
+            marks.insert(id, since);
             young += 1;
         }
+    }
+    if !dry_run {
+        write_marks(&*acct.store, &marks)?;
     }
     let bytes: u64 = doomed.iter().map(|(_, s)| s).sum();
     let kept = if young > 0 {
         format!(
-            "; {young} unreferenced packs younger than the grace period ({}s) kept",
+            "; {young} unreferenced packs kept until they have been unreferenced and old for the grace period ({}s)",
             grace.as_secs()
         )
     } else {
@@ -136,6 +152,37 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
         referenced.len()
     );
     Ok(0)
+}
+
+/// The store object where gc keeps when it first found each pack unreferenced
+/// (FORMAT.md §14a): lines of `<pack id hex> <unix seconds>`.
+const MARKS: &str = "account/gc-marks";
+
+fn read_marks(store: &dyn crate::store::Store) -> std::collections::HashMap<[u8; 32], u64> {
+    let Ok(bytes) = store.get(MARKS) else {
+        return Default::default();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| {
+            let (id, t) = l.split_once(' ')?;
+            let id: [u8; 32] = hex::decode(id).ok()?.try_into().ok()?;
+            Some((id, t.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn write_marks(
+    store: &dyn crate::store::Store,
+    marks: &std::collections::BTreeMap<[u8; 32], u64>,
+) -> Result<(), String> {
+    let text: String = marks
+        .iter()
+        .map(|(id, t)| format!("{} {t}\n", hex::encode(id)))
+        .collect();
+    store
+        .put(MARKS, text.as_bytes())
+        .map_err(|e| format!("cannot record the unreferenced packs: {e}"))
 }
 
 #[cfg(test)]
