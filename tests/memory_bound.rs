@@ -10,32 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-fn rss_kib(pid: i32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn daemon_pid(d: &Drive) -> i32 {
-    for e in fs::read_dir(d.home.join("run")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "pid") {
-            return fs::read_to_string(&p)
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-        }
-    }
-    panic!("no daemon pidfile");
-}
-
 #[test]
 fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
     const CACHE_MIB: u64 = 64;

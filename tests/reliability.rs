@@ -244,18 +244,6 @@ fn no_plaintext_name_or_content_reaches_the_disk() {
     );
 }
 
-fn daemon_pid(d: &Drive) -> i32 {
-    let run = d.home.join("run");
-    for e in fs::read_dir(&run).expect("run dir") {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "pid") {
-            let text = fs::read_to_string(&p).unwrap();
-            return text.lines().next().unwrap().trim().parse().unwrap();
-        }
-    }
-    panic!("no pidfile in {}", run.display());
-}
-
 fn kill9(d: &mut Drive) {
     let pid = daemon_pid(d);
     // SAFETY: sending a signal to the daemon this test started.

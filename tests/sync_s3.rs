@@ -10,7 +10,6 @@ use common::seaweed::{self, Seaweed};
 use common::*;
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A drive initialised on `s3://BUCKET/<prefix>` of `sw`, not mounted yet.
@@ -337,32 +336,11 @@ fn an_object_corrupted_in_the_bucket_is_eio_not_wrong_data() {
     assert!(log.contains("does not match its content hash"), "{log}");
 }
 
-fn daemon_pid(d: &Drive) -> i32 {
-    let run: PathBuf = d.home.join("run");
-    for e in fs::read_dir(&run).unwrap().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("mount-") && n.ends_with(".pid") {
-            let t = fs::read_to_string(e.path()).unwrap();
-            return t.lines().next().unwrap().trim().parse().unwrap();
-        }
-    }
-    panic!("no daemon pidfile in {}", run.display());
-}
-
 fn wait_gone(pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

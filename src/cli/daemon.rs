@@ -514,7 +514,7 @@ fn finish_uploads(
     if s.pending_objects > 0 {
         warn!(
             "{} in {} objects are not in the store yet; they stay in the journal and are sent at the next mount or `cirrus sync`",
-            super::sync::human(s.pending_bytes),
+            super::human(s.pending_bytes),
             s.pending_objects
         );
     } else {
@@ -537,7 +537,7 @@ fn wait_uploads(
                 *last_log = Instant::now();
                 info!(
                     "uploading before exit: {} in {} objects left",
-                    super::sync::human(s.pending_bytes),
+                    super::human(s.pending_bytes),
                     s.pending_objects
                 );
             }
@@ -610,7 +610,7 @@ fn sync_request(
         let s = wb.status();
         return control::Reply::ok(format!(
             "{pulled}Committed; {} in {} objects queued for upload.",
-            super::sync::human(s.pending_bytes),
+            super::human(s.pending_bytes),
             s.pending_objects
         ));
     }
@@ -702,7 +702,7 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::C
         println!(
             "{} in {} objects are not in the store yet (see `cirrus status`); they are sent at \
              the next mount or `cirrus sync`.",
-            super::sync::human(journal.1),
+            super::human(journal.1),
             journal.0
         );
     }

@@ -6,20 +6,7 @@ use crate::format::table::Class;
 use crate::home::Home;
 use std::sync::Arc;
 
-fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+use super::human;
 
 /// The running daemon's own report (mountpoint, cache use), if one is running.
 pub(super) fn read_daemon_status(home: &Home) -> Option<String> {

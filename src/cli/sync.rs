@@ -37,20 +37,7 @@ pub fn read_status(home: &Home) -> Option<SyncStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
-pub fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+use super::human;
 
 /// The lines `cirrus status` prints about the upload queue and the disk cache.
 pub fn describe(s: &SyncStatus) -> Vec<String> {

@@ -1682,3 +1682,26 @@ pub fn start_join(new: &Drive, account: &Drive, extra: &[&str]) -> (std::process
     assert_eq!(code.len(), 19, "{code:?}");
     (child, code)
 }
+
+/// The pid of `d`'s running daemon, from its pidfile.
+pub fn daemon_pid(d: &Drive) -> i32 {
+    let run = d.home.join("run");
+    for e in fs::read_dir(&run).expect("run dir") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "pid") {
+            let text = fs::read_to_string(&p).unwrap();
+            return text.lines().next().unwrap().trim().parse().unwrap();
+        }
+    }
+    panic!("no daemon pidfile in {}", run.display());
+}
+
+/// Resident set size of `pid` in KiB (0 once it is gone).
+pub fn rss_kib(pid: i32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -104,10 +104,6 @@ impl DiskCache {
         (g.bytes, g.cap, g.lru.len())
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.lock().lru.contains(name)
-    }
-
     /// Stores a copy (replacing an older one). Objects larger than the whole cache are
     /// not kept. Failures are logged and ignored: the cache is an optimisation.
     pub fn insert(&self, name: &str, data: &[u8]) {
@@ -134,25 +130,6 @@ impl DiskCache {
             g.bytes += data.len() as u64;
         }
         self.trim();
-    }
-
-    /// Moves a finished file into the cache (it must be on the same filesystem).
-    pub fn adopt(&self, name: &str, file: &Path, len: u64) -> bool {
-        if len > self.lock().cap {
-            return false;
-        }
-        if std::fs::rename(file, self.path(name)).is_err() {
-            return false;
-        }
-        {
-            let mut g = self.lock();
-            if let Some(old) = g.lru.put(name.to_string(), len) {
-                g.bytes -= old;
-            }
-            g.bytes += len;
-        }
-        self.trim();
-        true
     }
 
     /// The whole object, if cached.

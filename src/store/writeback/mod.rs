@@ -316,11 +316,6 @@ impl WriteBack {
         self.lock().known.get(name).copied().flatten()
     }
 
-    /// Whether the head `name` has changes of this device not yet published.
-    pub fn has_local_head(&self, name: &str) -> bool {
-        self.lock().heads.contains_key(name)
-    }
-
     /// The remote head object the local head builds on: the common base for a merge.
     pub fn head_base(&self, name: &str) -> Option<Vec<u8>> {
         let st = self.lock();
