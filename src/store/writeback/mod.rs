@@ -549,10 +549,22 @@ impl WriteBack {
     /// The next thing to send: objects in order, any number at once; a head only when
     /// every object queued before it has been sent, one upload per head at a time.
     fn pick(st: &mut St) -> Option<Entry> {
+        // Two entries for one name (only a non-content-addressed object can have them) go
+        // one after the other, or the older one could land last and win.
+        let busy: HashSet<&str> = st
+            .in_flight
+            .iter()
+            .filter_map(|s| st.objects.get(s))
+            .map(|e| e.name.as_str())
+            .collect();
         let obj = st
             .objects
             .iter()
-            .find(|(s, _)| !st.in_flight.contains(s) && !st.damaged_seqs.contains(s))
+            .find(|(s, e)| {
+                !st.in_flight.contains(s)
+                    && !st.damaged_seqs.contains(s)
+                    && !busy.contains(e.name.as_str())
+            })
             .map(|(_, e)| e.clone());
         if let Some(e) = obj {
             st.in_flight.insert(e.seq);

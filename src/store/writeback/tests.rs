@@ -14,6 +14,8 @@ struct Remote {
     hold_heads: Mutex<bool>,
     held: Condvar,
     holding: AtomicBool,
+    /// Puts of exactly this content take a while (to let a later put overtake them).
+    slow_content: Mutex<Option<Vec<u8>>>,
 }
 
 impl Remote {
@@ -32,6 +34,9 @@ impl Remote {
 impl Store for Remote {
     fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
         self.check()?;
+        if self.slow_content.lock().unwrap().as_deref() == Some(data) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         self.inner.put(name, data)?;
         self.arrivals.lock().unwrap().push(name.to_string());
         Ok(())
@@ -128,6 +133,29 @@ fn conforms_before_and_after_upload() {
     // The remote ends with the same objects the local view shows.
     assert_eq!(f.remote.inner.get("a/b/one").unwrap(), b"world!");
     assert_eq!(f.remote.inner.get("heads/1").unwrap(), b"v2");
+}
+
+#[test]
+fn rewrites_of_one_name_reach_the_remote_in_order() {
+    let f = Fixture::new();
+    *f.remote.slow_content.lock().unwrap() = Some(b"old".to_vec());
+    let wb = f.open(|_| {});
+    for round in ["old", "new"] {
+        for i in 0..4u32 {
+            wb.put(&format!("a/{i}"), round.as_bytes()).unwrap();
+        }
+    }
+    wb.start(8);
+    let s = drain(&wb);
+    assert_eq!(s.pending_objects, 0, "{s:?}");
+    wb.stop();
+    for i in 0..4u32 {
+        assert_eq!(
+            f.remote.inner.get(&format!("a/{i}")).unwrap(),
+            b"new",
+            "a/{i}"
+        );
+    }
 }
 
 #[test]
