@@ -22,6 +22,8 @@ pub struct PollReport {
     pub copies: usize,
     /// Problems with what the store served (rollback, tampering, a key not available).
     pub errors: Vec<String>,
+    /// Categories whose store head came from a removed device and was replaced.
+    pub refused: Vec<String>,
     /// The store could not be reached: nothing was looked at (the uploads say more).
     pub unreachable: Option<String>,
 }
@@ -102,6 +104,33 @@ impl Syncer {
                 }
             };
             if known == Some(etag_of(&remote)) {
+                continue;
+            }
+            // Published by a device the account removed: not merged but overwritten
+            // (else a removed device still online would block every upload).
+            if let Some(who) = c.revoked_signer(&remote) {
+                let res =
+                    c.supersede_remote(&remote, &|| self.wb.supersede_on_next(&name, &remote));
+                self.note(c.id, res.is_ok());
+                match res {
+                    Ok(n) => {
+                        warn!(
+                            "{}: the store's head was published by {who}, a device removed from \
+                             the account; its changes are refused and replaced by head #{n}",
+                            c.name
+                        );
+                        rep.refused.push(c.name.clone());
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "{}: cannot replace the head of removed device {who}: {e}",
+                            c.name
+                        );
+                        warn!("{msg}");
+                        self.wb.report_error(msg.clone());
+                        rep.errors.push(msg);
+                    }
+                }
                 continue;
             }
             // Rotated (or moved by ADP) on another device: take the new key first.

@@ -625,3 +625,140 @@ fn a_removed_device_stops_receiving_new_data() {
         .unwrap();
     assert!(!st.status.success(), "{}", text(&st));
 }
+
+/// The store's head objects, by name.
+fn heads_in(store: &dyn Store) -> BTreeMap<String, Vec<u8>> {
+    store
+        .list("heads/")
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let v = store.get(&n).unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_head_published_by_a_removed_device_is_replaced_not_merged() {
+    let sw = Seaweed::start();
+    let s3 = sw.store("rmlate");
+    let (mut a, mut b) = two_devices(&sw, "rmlate");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("shared.txt"), b"both may read this").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    a.unmount();
+    // The phone publishes an edit; the store is then put back as it was, to replay that
+    // publish after the removal (as a removed device still online would, in the race
+    // with the removal's new heads).
+    let before = heads_in(&s3);
+    fs::write(b.notes().join("late.txt"), b"from the removed phone").unwrap();
+    sync(&b);
+    b.unmount();
+    let late: BTreeMap<String, Vec<u8>> = heads_in(&s3)
+        .into_iter()
+        .filter(|(n, v)| before.get(n) != Some(v))
+        .collect();
+    assert_eq!(
+        late.len(),
+        1,
+        "the phone's edit changes one head: {:?}",
+        late.keys()
+    );
+    for (n, v) in &before {
+        if late.contains_key(n) {
+            s3.put(n, v).unwrap();
+        }
+    }
+    a.mount_again();
+    let t = ok(
+        &a,
+        &["device", "remove", "phone", "--passcode-file", &pass(&a)],
+    );
+    assert!(t.contains("Removed device phone"), "{t}");
+    for (n, v) in &late {
+        s3.put(n, v).unwrap();
+    }
+    fs::write(a.notes().join("after.txt"), b"written after the removal").unwrap();
+    let t = sync(&a);
+    assert!(
+        t.contains("Refused changes of a removed device in Notes"),
+        "{t}"
+    );
+    for (n, v) in &late {
+        assert_ne!(
+            &s3.get(n).unwrap(),
+            v,
+            "{n}: the phone's head is still there"
+        );
+    }
+    assert!(!a.notes().join("late.txt").exists());
+    a.unmount();
+    a.mount_again();
+    assert_eq!(
+        fs::read(a.notes().join("after.txt")).unwrap(),
+        b"written after the removal"
+    );
+    assert!(!a.notes().join("late.txt").exists());
+    assert!(a.notes().join("shared.txt").exists());
+    sync(&a);
+}
+
+#[test]
+fn a_device_removed_while_it_keeps_writing_is_shut_out() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "rmlive");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("shared.txt"), b"both may read this").unwrap();
+    sync(&a);
+    sync(&b);
+    // The phone (stolen, still online) keeps writing and syncing while A removes it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let dir = b.notes();
+        let mut cmd = b.cirrus_cmd();
+        cmd.args(["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::write(dir.join(format!("phone-{i}.txt")), b"x");
+                let _ = cmd.status();
+                i += 1;
+            }
+        })
+    };
+    let t = ok(
+        &a,
+        &["device", "remove", "phone", "--passcode-file", &pass(&a)],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(t.contains("Removed device phone"), "{t}");
+    fs::write(a.notes().join("after.txt"), b"not for the phone").unwrap();
+    sync(&a);
+    let _ = b.cirrus_cmd().args(["sync"]).output();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!b.notes().join("after.txt").exists());
+    let st = b
+        .cirrus_cmd()
+        .args(["status", "--passcode-file", &pass(&b)])
+        .output()
+        .unwrap();
+    assert!(text(&st).contains("removed"), "{}", text(&st));
+    // A's drive is whole and in the store: a remount reads it back.
+    a.unmount();
+    a.mount_again();
+    assert_eq!(
+        fs::read(a.notes().join("after.txt")).unwrap(),
+        b"not for the phone"
+    );
+    assert!(a.notes().join("shared.txt").exists());
+    sync(&a);
+}

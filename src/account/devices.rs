@@ -251,7 +251,7 @@ impl NewDevice {
             seen,
             manifest: m.clone(),
             manifest_etag: None,
-            signers: Arc::new(RwLock::new(Vec::new())),
+            signers: Default::default(),
         };
         acct.accept_manifest(m, hash, obj, Some(etag))?;
         acct.home.save_config(&acct.config)?;
@@ -314,7 +314,7 @@ impl NewDevice {
             seen,
             manifest: old.clone(),
             manifest_etag: None,
-            signers: Arc::new(RwLock::new(Vec::new())),
+            signers: Default::default(),
         })
     }
 

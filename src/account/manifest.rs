@@ -281,7 +281,7 @@ impl Unlocked {
         accept_unsigned: bool,
     ) -> Result<(), AccountError> {
         if let Ok(mut s) = self.signers.write() {
-            s.extend_from_slice(extra);
+            s.active.extend_from_slice(extra);
         }
         let signer: Arc<dyn HeadSigner> = Arc::new(SignedHeads {
             account_id: self.manifest.account_id,
@@ -331,15 +331,31 @@ impl Unlocked {
     }
 }
 
-pub(crate) fn signers_of(m: &Manifest) -> Vec<[u8; 32]> {
-    m.active_devices().map(|d| d.sign).collect()
+/// Who may sign heads, and who no longer may (so a head published by a removed device
+/// is recognised as such, and replaced rather than merged).
+#[derive(Default)]
+pub(crate) struct Signers {
+    pub active: Vec<[u8; 32]>,
+    pub removed: Vec<([u8; 32], String)>,
+}
+
+pub(crate) fn signers_of(m: &Manifest) -> Signers {
+    Signers {
+        active: m.active_devices().map(|d| d.sign).collect(),
+        removed: m
+            .devices
+            .iter()
+            .filter(|d| d.state == crate::format::manifest::DeviceState::Removed)
+            .map(|d| (d.sign, d.name.clone()))
+            .collect(),
+    }
 }
 
 /// Heads signed by this device, checked against the trusted devices of the manifest.
 struct SignedHeads {
     account_id: [u8; 16],
     identity: Arc<DeviceIdentity>,
-    signers: Arc<RwLock<Vec<[u8; 32]>>>,
+    signers: Arc<RwLock<Signers>>,
     accept_unsigned: bool,
 }
 
@@ -368,7 +384,7 @@ impl HeadSigner for SignedHeads {
         let trusted = self
             .signers
             .read()
-            .map(|s| s.contains(&signer))
+            .map(|s| s.active.contains(&signer))
             .unwrap_or(false);
         if !trusted {
             return Err("signed by a key that is not a trusted device of this account".into());
@@ -381,5 +397,25 @@ impl HeadSigner for SignedHeads {
         device::verify(&pk, HEAD_SIGN_DOMAIN, &msg, &sig)
             .map_err(|_| "the device signature does not verify".to_string())?;
         Ok((e.key_version, e.sealed))
+    }
+
+    fn revoked_signer(&self, category: u32, obj: &[u8]) -> Option<String> {
+        let e = decode_head_envelope(obj).ok()?;
+        let (signer, sig) = e.signature?;
+        let name = self
+            .signers
+            .read()
+            .ok()?
+            .removed
+            .iter()
+            .find(|(k, _)| *k == signer)
+            .map(|(_, n)| n.clone())?;
+        let msg = head_signed_message(&self.account_id, category, e.key_version, e.sealed);
+        let pk = DevicePublic {
+            sign: signer,
+            kx: [0; 32],
+        };
+        device::verify(&pk, HEAD_SIGN_DOMAIN, &msg, &sig).ok()?;
+        Some(name)
     }
 }

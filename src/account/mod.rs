@@ -100,7 +100,7 @@ pub struct Unlocked {
     manifest: Manifest,
     manifest_etag: Option<crate::store::Etag>,
     /// Ed25519 keys allowed to sign heads, shared with the volumes' head signer.
-    signers: Arc<RwLock<Vec<[u8; 32]>>>,
+    signers: Arc<RwLock<manifest::Signers>>,
 }
 
 /// The store URL recorded in the config. The default is `embedded`: the local store
@@ -320,7 +320,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
             },
         },
         manifest_etag: None,
-        signers: Arc::new(RwLock::new(Vec::new())),
+        signers: Default::default(),
     };
     let mut next = acct.manifest.clone();
     next.set_commitment(0, 1, key_commitment(&acct.account_key));
@@ -401,7 +401,7 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
             },
         },
         manifest_etag: None,
-        signers: Arc::new(RwLock::new(Vec::new())),
+        signers: Default::default(),
     };
     if acct.config.account_id.is_none() {
         migrate::run(&mut acct)?;

@@ -592,7 +592,15 @@ fn sync_request(
             if !r.errors.is_empty() {
                 return control::Reply::error(r.errors.join("; "));
             }
-            if let Some(u) = &r.unreachable {
+            let refused = if r.refused.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "Refused changes of a removed device in {} (replaced by this device's). ",
+                    r.refused.join(", ")
+                )
+            };
+            let pulled = if let Some(u) = &r.unreachable {
                 format!("Could not look for other devices' changes ({u}). ")
             } else if r.pulled.is_empty() {
                 String::new()
@@ -602,7 +610,8 @@ fn sync_request(
                     r.pulled.join(", "),
                     r.copies
                 )
-            }
+            };
+            refused + &pulled
         }
         None => String::new(),
     };

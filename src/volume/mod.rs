@@ -105,6 +105,11 @@ pub trait HeadSigner: Send + Sync {
     fn envelope(&self, category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String>;
     /// Returns the key version and the sealed head, or why the object is not acceptable.
     fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String>;
+    /// The name of the device that signed `obj`, if the account removed that device and
+    /// its signature is genuine: such a head is replaced, never merged.
+    fn revoked_signer(&self, _category: u32, _obj: &[u8]) -> Option<String> {
+        None
+    }
 }
 
 /// Layout-1 heads: no signature, only the category key's MAC.

@@ -34,6 +34,46 @@ impl Category {
         self.opts.heads.check(self.id, obj).ok().map(|(kv, _)| kv)
     }
 
+    /// The device that published `remote`, if the account has removed it.
+    pub fn revoked_signer(&self, remote: &[u8]) -> Option<String> {
+        self.opts.heads.revoked_signer(self.id, remote)
+    }
+
+    /// Replaces a remote head published by a removed device (after its removal, or in
+    /// the race with it): its changes are refused, and this device's tree is committed
+    /// over it, with a counter above its own so devices that saw it take ours as newer.
+    /// `on_supersede` runs just before that commit (the store layer lets it replace
+    /// `remote`). Returns the new head's counter.
+    pub fn supersede_remote(&self, remote: &[u8], on_supersede: &dyn Fn()) -> VolResult<u64> {
+        let mut s = self.lock();
+        self.check_available(&s)?;
+        self.commit_locked(&mut s)?;
+        // Its counter, read without trusting it (the key may be gone already: then ours
+        // is the best there is).
+        let theirs = crate::format::manifest::decode_head_envelope(remote)
+            .ok()
+            .and_then(|e| {
+                let keys = self.keys();
+                let key = match &keys.old {
+                    _ if e.key_version == keys.version => &keys.key,
+                    Some((v, old)) if e.key_version == *v => old,
+                    _ => return None,
+                };
+                let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
+                let plain = crate::crypto::open(key, self.suite, &ctx.to_bytes(), e.sealed).ok()?;
+                crate::format::head::Head::decode(&plain)
+                    .ok()
+                    .filter(|h| h.category == self.id)
+                    .map(|h| h.counter)
+            });
+        s.head.counter = s.head.counter.max(theirs.unwrap_or(0));
+        s.head.etag = Some(crate::store::etag_of(remote));
+        on_supersede();
+        s.head_dirty = true;
+        self.commit_locked(&mut s)?;
+        Ok(s.head.counter)
+    }
+
     /// Another device rotated the key to `version`: new blobs are sealed under it, and
     /// the current key stays as the old one so this device's blobs still open (a merge
     /// reseals those it publishes).

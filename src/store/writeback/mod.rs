@@ -91,6 +91,18 @@ struct Slot {
     etag: Etag,
 }
 
+/// How long [`WriteBack::wait_published`] waits for an unreachable store.
+pub const OFFLINE_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// A remote head the next local head of its name replaces (see
+/// [`WriteBack::rebase_on_next`]).
+#[derive(Clone)]
+struct Rebase {
+    remote: Vec<u8>,
+    /// It becomes the base of later merges (merged into), or not (superseded).
+    is_base: bool,
+}
+
 #[derive(Default)]
 struct St {
     next_seq: u64,
@@ -108,7 +120,7 @@ struct St {
     known: HashMap<String, Option<Etag>>,
     /// Merges waiting for their head: the next `put_if` expecting this remote object
     /// replaces the slot and makes the object its base (see `rebase_on_next`).
-    rebasing: HashMap<String, Vec<u8>>,
+    rebasing: HashMap<String, Rebase>,
     /// The remote head object the local head of each name builds on (see `head_base`).
     bases: HashMap<String, Vec<u8>>,
     pending_bytes: u64,
@@ -359,9 +371,26 @@ impl WriteBack {
     /// expecting `remote`) replaces the journal's slot in one durable write, and only
     /// then does `remote` become the base. Until that write, the old slot stays.
     pub fn rebase_on_next(&self, name: &str, remote: &[u8]) {
-        self.lock()
-            .rebasing
-            .insert(name.to_string(), remote.to_vec());
+        self.lock().rebasing.insert(
+            name.to_string(),
+            Rebase {
+                remote: remote.to_vec(),
+                is_base: true,
+            },
+        );
+    }
+
+    /// Like [`WriteBack::rebase_on_next`] for a remote head that is replaced, not merged
+    /// (published by a removed device): the next head overwrites it, and the base of
+    /// later merges stays the last trusted head.
+    pub fn supersede_on_next(&self, name: &str, remote: &[u8]) {
+        self.lock().rebasing.insert(
+            name.to_string(),
+            Rebase {
+                remote: remote.to_vec(),
+                is_base: false,
+            },
+        );
     }
 
     fn set_base(&self, st: &mut St, name: &str, obj: &[u8]) {
@@ -405,7 +434,8 @@ impl WriteBack {
 
     /// Waits until the journal holds no head `name` any more (it reached the store),
     /// starting the uploader if this process has none. `false`: it did not within
-    /// `timeout`, or it met a head published elsewhere and nothing here merges.
+    /// `timeout`, the store has been unreachable for [`OFFLINE_GIVE_UP`], or it met a
+    /// head published elsewhere and nothing here merges.
     pub fn wait_published(self: &Arc<Self>, name: &str, timeout: Duration) -> bool {
         if self
             .workers
@@ -422,7 +452,11 @@ impl WriteBack {
                 return true;
             }
             let stuck = st.conflicts.contains_key(name) && !self.merging.load(Ordering::Relaxed);
-            if stuck || Instant::now() >= deadline {
+            // Offline for a while: the caller learns now, not after every timeout.
+            let offline = st
+                .offline_since
+                .is_some_and(|t| t.elapsed() >= timeout.min(OFFLINE_GIVE_UP));
+            if stuck || offline || Instant::now() >= deadline {
                 return false;
             }
             st = self
@@ -897,10 +931,10 @@ impl WriteBack {
         let rebase_to = st
             .rebasing
             .get(name)
-            .filter(|r| expected == Some(&etag_of(r)))
+            .filter(|r| expected == Some(&etag_of(&r.remote)))
             .cloned();
         let (cur, base) = match (&rebase_to, st.heads.get(name)) {
-            (Some(r), _) => (Some(etag_of(r)), Some(etag_of(r))),
+            (Some(r), _) => (Some(etag_of(&r.remote)), Some(etag_of(&r.remote))),
             (None, Some(s)) => (Some(s.etag), s.entry.base.unwrap_or(None)),
             (None, None) => {
                 let k = match st.known.get(name).copied() {
@@ -931,9 +965,11 @@ impl WriteBack {
         if let Some(r) = rebase_to {
             st.rebasing.remove(name);
             st.conflicts.remove(name);
-            st.known.insert(name.to_string(), Some(etag_of(&r)));
-            self.cache.insert(name, &r);
-            self.set_base(&mut st, name, &r);
+            st.known.insert(name.to_string(), Some(etag_of(&r.remote)));
+            self.cache.insert(name, &r.remote);
+            if r.is_base {
+                self.set_base(&mut st, name, &r.remote);
+            }
         }
         drop(st);
         self.changed.notify_all();
