@@ -31,10 +31,35 @@ pub struct PollReport {
 /// Where a newer category key comes from: (category id, key version) → key.
 pub type KeySource = dyn Fn(u32, u32) -> Result<SecretKey, String> + Send + Sync;
 
+/// Per category open here: (category id, oldest key version this device may still need).
+pub type Floors = Vec<(u32, u32)>;
+
+/// A hook of the account layer that takes this device's floors.
+pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, String> + Send + Sync;
+
+/// What the account layer does for the syncer (it sits above the volumes).
+pub struct AccountHooks {
+    pub keys: Box<KeySource>,
+    /// Publishes this device's key acknowledgement (category id, oldest key version
+    /// still needed).
+    pub ack: Box<FloorsHook<()>>,
+    /// Destroys the old key versions no trusted device needs any more, given this
+    /// device's floors; returns what it destroyed.
+    pub release: Box<FloorsHook<Vec<String>>>,
+}
+
+/// What a hook says when the account is in use elsewhere (tried again next poll).
+pub const ACCOUNT_BUSY: &str = "the account is busy";
+
+/// How often a poll also looks for old keys every device is past.
+const RELEASE_EVERY: Duration = Duration::from_secs(60);
+
 pub struct Syncer {
     cats: Vec<Arc<Category>>,
     wb: Arc<WriteBack>,
-    keys: Box<KeySource>,
+    hooks: AccountHooks,
+    /// The acknowledgement last published, and when old keys were last looked at.
+    acked: Mutex<(Option<Floors>, Option<Instant>)>,
     /// This device's name, for conflict copies.
     device: String,
     /// One poll at a time (the background thread and `cirrus sync`).
@@ -48,12 +73,13 @@ impl Syncer {
         cats: Vec<Arc<Category>>,
         wb: Arc<WriteBack>,
         device: String,
-        keys: Box<KeySource>,
+        hooks: AccountHooks,
     ) -> Self {
         Syncer {
             cats,
             wb,
-            keys,
+            hooks,
+            acked: Mutex::new((None, None)),
             device,
             busy: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
@@ -137,7 +163,7 @@ impl Syncer {
             if let Some(kv) = c.key_version_of_head(&remote)
                 && kv > c.key_version()
             {
-                let adopted = (self.keys)(c.id, kv)
+                let adopted = (self.hooks.keys)(c.id, kv)
                     .map_err(|e| e.to_string())
                     .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
                 if let Err(e) = adopted {
@@ -186,7 +212,59 @@ impl Syncer {
                 rep.copies
             );
         }
+        if rep.unreachable.is_none() {
+            self.acknowledge(force);
+        }
         rep
+    }
+
+    /// Per category open here, the oldest key version this device may still need: the
+    /// one a rotation in progress started from, or the old key while a head that may
+    /// use it waits in the journal; else the current one.
+    pub fn floors(&self) -> Floors {
+        self.cats
+            .iter()
+            .map(|c| {
+                let v = c.key_version();
+                let floor = match c.rotating_from() {
+                    Some(from) => from,
+                    None if self.wb.head_pending(&names::head(c.id)) => {
+                        c.old_key_version().unwrap_or(v)
+                    }
+                    None => v,
+                };
+                (c.id, floor.min(v))
+            })
+            .collect()
+    }
+
+    /// Publishes the key acknowledgement when it changed, and now and then (at once
+    /// with `force`) destroys old keys every device is past.
+    fn acknowledge(&self, force: bool) {
+        let floors = self.floors();
+        let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        if a.0.as_ref() != Some(&floors) {
+            match (self.hooks.ack)(&floors) {
+                Ok(()) => a.0 = Some(floors.clone()),
+                Err(e) if e == ACCOUNT_BUSY => {}
+                Err(e) => warn!("cannot publish this device's key acknowledgement: {e}"),
+            }
+        }
+        if force || a.1.is_none_or(|t| t.elapsed() >= RELEASE_EVERY) {
+            drop(a);
+            let res = (self.hooks.release)(&floors);
+            if !matches!(&res, Err(e) if e == ACCOUNT_BUSY) {
+                self.acked.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
+            }
+            match res {
+                Ok(done) if !done.is_empty() => {
+                    info!("sync: old keys destroyed: {}", done.join(", "))
+                }
+                Ok(_) => {}
+                Err(e) if e == ACCOUNT_BUSY => {}
+                Err(e) => warn!("cannot look for old keys to destroy: {e}"),
+            }
+        }
     }
 }
 

@@ -300,9 +300,19 @@ fn today_utc() -> String {
     cirrus::sync::today()
 }
 
+/// Whether key version 1 of the one category whose key went to version 2 is in the store.
+fn old_key_left(s3: &dyn Store) -> bool {
+    let names = s3.list("keys/").unwrap();
+    let v2: Vec<&String> = names.iter().filter(|n| n.ends_with("/00000002")).collect();
+    assert_eq!(v2.len(), 1, "one category rotated: {names:?}");
+    let v1 = v2[0].replace("/00000002", "/00000001");
+    names.contains(&v1)
+}
+
 #[test]
 fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
-    let sw = Seaweed::start();
+    let mut sw = Seaweed::start();
+    let s3 = sw.store("rot");
     let (mut a, mut b) = two_devices(&sw, "rot");
     a.mount_again();
     b.mount_again();
@@ -312,15 +322,22 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
     eventually("before.txt on B", Duration::from_secs(5), || {
         b.health().join("before.txt").exists()
     });
-    // B writes under v1; both see it; then A rotates Health's key. (Edits made on B
-    // while A's rotation runs are a known limit: USER-GUIDE "Known problems".)
+    // B writes under v1 and goes away before that edit reaches the store (its uploads
+    // wait in its journal); then A rotates Health's key.
+    sw.kill();
     fs::write(
         b.health().join("b-early.txt"),
         b"written on the phone under v1",
     )
     .unwrap();
-    sync(&b);
-    sync(&a);
+    let o = b
+        .cirrus_cmd()
+        .args(["umount", b.mnt.to_str().unwrap(), "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    b.mark_unmounted();
+    sw.restart();
     let t = ok(
         &a,
         &[
@@ -332,9 +349,18 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
         ],
     );
     assert!(t.contains("Rotated"), "{t}");
+    // B may still hold data under v1: the old key is kept until B is past it.
+    assert!(
+        t.contains("key version 1 is kept until phone has synced"),
+        "{t}"
+    );
+    assert!(old_key_left(&s3));
     fs::write(a.health().join("after.txt"), b"under key v2").unwrap();
     sync(&a);
-    // B takes in the new key and the new tree, and keeps its own change.
+    assert!(old_key_left(&s3), "destroyed before B synced");
+    // B comes back: takes in the new key and tree, merges its own change (resealed
+    // under v2) and says it no longer needs v1; A's next sync destroys v1.
+    b.mount_again();
     sync(&b);
     sync(&a);
     eventually("after.txt on B", Duration::from_secs(10), || {
@@ -349,6 +375,10 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
     sync(&a);
     eventually("b-late.txt on A", Duration::from_secs(10), || {
         a.health().join("b-late.txt").exists()
+    });
+    eventually("key v1 destroyed", Duration::from_secs(10), || {
+        sync(&a);
+        !old_key_left(&s3)
     });
     // A fresh mount of A (key v2 only) reads everything B wrote: nothing of B's is left
     // under the destroyed key v1.

@@ -29,6 +29,7 @@ use manifest::key_commitment;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+mod acks;
 mod rotate;
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
 

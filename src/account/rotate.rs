@@ -52,7 +52,7 @@ pub struct RotateOptions<'a> {
 pub const DEFAULT_BATCH: u64 = 64 << 20;
 
 /// What a finished rotation did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RotateReport {
     pub from: u32,
     pub to: u32,
@@ -60,6 +60,9 @@ pub struct RotateReport {
     pub resumed: bool,
     /// Nothing to do: the category already had the class asked for.
     pub unchanged: bool,
+    /// Trusted devices that may still need key `from`: it is kept, and destroyed by a
+    /// later sync once they are past it (empty: it was destroyed).
+    pub kept_for: Vec<String>,
 }
 
 impl Unlocked {
@@ -134,6 +137,16 @@ impl Unlocked {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id, version);
         self.save_keyring()
+    }
+
+    /// The other devices that still need key `version` of a category. Only devices that
+    /// sync (a write-back store) acknowledge keys; on a local store devices take turns,
+    /// and each takes a rotation in when it next opens the drive.
+    fn needing(&self, id: u32, version: u32) -> Result<Vec<String>, AccountError> {
+        if self.sync.is_none() {
+            return Ok(Vec::new());
+        }
+        self.devices_needing(id, version)
     }
 
     /// Rotates (or resumes rotating) the key of category `name`, open as `cat`, and
@@ -237,8 +250,10 @@ impl Unlocked {
                 r.from, r.to
             );
             (r.from, true)
-        } else if cur > 1 && old_left(cur - 1)? {
+        } else if cur > 1 && old_left(cur - 1)? && self.needing(e.id, cur - 1)?.is_empty() {
             // The tree is already under the current key; only the destruction is left.
+            // (While another device still needs that key, a new rotation starts instead
+            // and the old key waits for the sync that destroys it.)
             (cur - 1, true)
         } else if opts.class.is_some_and(|c| c == e.class) {
             return Ok(RotateReport {
@@ -246,6 +261,7 @@ impl Unlocked {
                 to: cur,
                 resumed: false,
                 unchanged: true,
+                kept_for: Vec::new(),
             });
         } else {
             let to = cur
@@ -286,14 +302,23 @@ impl Unlocked {
                 cat.key_version()
             )));
         }
-        self.destroy_key_version(e.id, from)?;
-        cat.drop_old_key();
-        info!("category {name}: key version {from} destroyed");
+        let kept_for = self.needing(e.id, from)?;
+        if kept_for.is_empty() {
+            self.destroy_key_version(e.id, from)?;
+            cat.drop_old_key();
+            info!("category {name}: key version {from} destroyed");
+        } else {
+            info!(
+                "category {name}: key version {from} is kept until {} take(s) in the new key",
+                kept_for.join(", ")
+            );
+        }
         Ok(RotateReport {
             from,
             to: cat.key_version(),
             resumed,
             unchanged: false,
+            kept_for,
         })
     }
 }

@@ -273,19 +273,34 @@ pub fn serve(
     let no_wait = Arc::new(AtomicBool::new(false));
     let device_name = acct.config.device_name.clone();
     let acct = Arc::new(std::sync::Mutex::new(acct));
-    let key_acct = acct.clone();
+    let (key_acct, ack_acct, release_acct) = (acct.clone(), acct.clone(), acct.clone());
+    let release_cats = cats.clone();
     let syncer = wb.as_ref().map(|wb| {
         Arc::new(crate::sync::Syncer::new(
             cats.clone(),
             wb.clone(),
             device_name,
-            Box::new(move |cat, version| {
-                key_acct
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .newer_category_key(cat, version)
-                    .map_err(|e| e.to_string())
-            }),
+            crate::sync::AccountHooks {
+                keys: Box::new(move |cat, version| {
+                    key_acct
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .newer_category_key(cat, version)
+                        .map_err(|e| e.to_string())
+                }),
+                // A rotation holds the account for minutes and may wait for this
+                // thread to merge: these two skip a busy account (the next poll retries).
+                ack: Box::new(move |floors| {
+                    account_if_free(&ack_acct)?
+                        .write_ack(floors)
+                        .map_err(|e| e.to_string())
+                }),
+                release: Box::new(move |floors| {
+                    account_if_free(&release_acct)?
+                        .destroy_released_keys(floors, &release_cats)
+                        .map_err(|e| e.to_string())
+                }),
+            },
         ))
     });
     let stop_sync = Arc::new(AtomicBool::new(false));
@@ -716,4 +731,15 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::C
         );
     }
     Ok(0)
+}
+
+/// The account, unless another thread (a rotation) holds it.
+fn account_if_free(
+    acct: &std::sync::Mutex<crate::account::Unlocked>,
+) -> Result<std::sync::MutexGuard<'_, crate::account::Unlocked>, String> {
+    match acct.try_lock() {
+        Ok(g) => Ok(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => Err(crate::sync::ACCOUNT_BUSY.into()),
+    }
 }

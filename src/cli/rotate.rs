@@ -99,16 +99,24 @@ fn describe(name: &str, r: &RotateReport) -> String {
     if r.unchanged {
         return format!("{name}: nothing to do (already protected as asked).");
     }
+    let old = if r.kept_for.is_empty() {
+        format!("key version {} is destroyed.", r.from)
+    } else {
+        format!(
+            "key version {} is kept until {} has synced (it may still hold data under it); \
+             a later sync destroys it.",
+            r.from,
+            r.kept_for.join(", ")
+        )
+    };
     format!(
-        "{} the key of {name}: everything is now sealed under key version {}; key version {} \
-         is destroyed.",
+        "{} the key of {name}: everything is now sealed under key version {}; {old}",
         if r.resumed {
             "Finished rotating"
         } else {
             "Rotated"
         },
         r.to,
-        r.from
     )
 }
 

@@ -1,6 +1,7 @@
 //! The byte layout of everything Cirrus stores: pure functions from values to bytes and
 //! back, no I/O. docs/FORMAT.md is the spec; this module is its implementation.
 
+pub mod ack;
 pub mod codec;
 pub mod context;
 pub mod export;

@@ -49,6 +49,11 @@ pub fn join_request(holder: &[u8; 32]) -> String {
     format!("account/requests/{}", hex::encode(&holder[..16]))
 }
 
+/// A device's key acknowledgement (`format::ack`): which old key versions it still needs.
+pub fn key_ack(holder: &[u8; 32]) -> String {
+    format!("account/acks/{}", hex::encode(&holder[..16]))
+}
+
 /// Parses a pack object name back into its id.
 pub fn parse_pack(name: &str) -> Option<[u8; 32]> {
     let h = name.strip_prefix("packs/")?.split('/').nth(1)?;

@@ -101,7 +101,16 @@ impl Category {
         }
     }
 
-    /// Forgets the old key: no blob of the tree needs it (no rotation in progress).
+    /// The key version a rotation in progress started from (None: no rotation).
+    pub fn rotating_from(&self) -> Option<u32> {
+        Some(self.lock().rotating_from).filter(|v| *v != 0)
+    }
+
+    /// The old key version this category still holds (see [`Category::drop_old_key`]).
+    pub fn old_key_version(&self) -> Option<u32> {
+        self.keys().old.as_ref().map(|(v, _)| *v)
+    }
+
     /// Forgets the old key version (once it is destroyed).
     pub fn drop_old_key(&self) {
         let k = self.keys();

@@ -403,6 +403,11 @@ impl WriteBack {
         st.bases.insert(name.to_string(), obj.to_vec());
     }
 
+    /// Whether a head `name` waits in the journal (not in the store yet).
+    pub fn head_pending(&self, name: &str) -> bool {
+        self.lock().heads.contains_key(name)
+    }
+
     /// Whether some head waits for a merge (another device published first).
     pub fn has_conflicts(&self) -> bool {
         !self.lock().conflicts.is_empty()

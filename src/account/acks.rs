@@ -1,0 +1,121 @@
+//! Which old key versions the trusted devices still need: each device publishes a signed
+//! acknowledgement (`format::ack`) of the oldest version it may still use per category,
+//! and an old version is destroyed only once every other trusted device is past it, so a
+//! device that was offline or had not synced yet is never left with data under a key
+//! that is gone (FORMAT.md §14b).
+
+use super::{AccountError, Unlocked};
+use crate::format::ack::{ACK_SIGN_DOMAIN, Ack};
+use crate::format::names;
+use crate::keys::device::{self, DevicePublic};
+use crate::store::StoreError;
+use crate::volume::Category;
+use log::{info, warn};
+use std::sync::Arc;
+
+impl Unlocked {
+    /// Publishes this device's acknowledgement: `floors` is, per category open here, the
+    /// oldest key version this device may still need.
+    pub fn write_ack(&self, floors: &[(u32, u32)]) -> Result<(), AccountError> {
+        let mut floors = floors.to_vec();
+        floors.sort_unstable();
+        let ack = Ack {
+            account_id: self.manifest.account_id,
+            device: self.identity.public().sign,
+            written: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            floors,
+        };
+        let sig = self.identity.sign(ACK_SIGN_DOMAIN, &ack.body());
+        self.store
+            .put(&names::key_ack(&ack.device), &ack.encode(&sig))?;
+        Ok(())
+    }
+
+    /// The other trusted devices that may still need key `version` of `category`: those
+    /// whose acknowledgement says so, is missing, or does not verify.
+    pub fn devices_needing(
+        &self,
+        category: u32,
+        version: u32,
+    ) -> Result<Vec<String>, AccountError> {
+        let me = self.identity.public().sign;
+        let mut out = Vec::new();
+        for d in self.manifest.active_devices().filter(|d| d.sign != me) {
+            let obj = match self.store.get(&names::key_ack(&d.sign)) {
+                Ok(o) => o,
+                Err(StoreError::NotFound(_)) => {
+                    out.push(d.name.clone());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let genuine = Ack::decode(&obj).ok().filter(|(a, sig)| {
+                a.device == d.sign
+                    && a.account_id == self.manifest.account_id
+                    && device::verify(
+                        &DevicePublic {
+                            sign: d.sign,
+                            kx: [0; 32],
+                        },
+                        ACK_SIGN_DOMAIN,
+                        &a.body(),
+                        sig,
+                    )
+                    .is_ok()
+            });
+            match genuine {
+                Some((a, _)) if !a.needs(category, version) => {}
+                Some(_) => out.push(d.name.clone()),
+                None => {
+                    warn!(
+                        "the key acknowledgement of device {} does not verify; it counts as \
+                         still needing every old key",
+                        d.name
+                    );
+                    out.push(d.name.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Destroys the old key versions that no device needs any more: key objects below
+    /// a category's current version, once this device (`own_floors`) and every other
+    /// trusted device are past them. Returns "category vN" for each one destroyed.
+    pub fn destroy_released_keys(
+        &mut self,
+        own_floors: &[(u32, u32)],
+        cats: &[Arc<Category>],
+    ) -> Result<Vec<String>, AccountError> {
+        let objects = self.store.list("keys/")?;
+        let mut done = Vec::new();
+        for e in self.table().active().cloned().collect::<Vec<_>>() {
+            for v in 1..e.key_version {
+                if !objects.contains(&names::category_key(e.id, v)) {
+                    continue;
+                }
+                let mine = own_floors
+                    .iter()
+                    .any(|(c, floor)| *c == e.id && *floor <= v);
+                if mine || !self.devices_needing(e.id, v)?.is_empty() {
+                    continue;
+                }
+                self.destroy_key_version(e.id, v)?;
+                if let Some(c) = cats.iter().find(|c| c.id == e.id)
+                    && c.old_key_version() == Some(v)
+                {
+                    c.drop_old_key();
+                }
+                info!(
+                    "category {}: key version {v} destroyed (every trusted device is past it)",
+                    e.name
+                );
+                done.push(format!("{} v{v}", e.name));
+            }
+        }
+        Ok(done)
+    }
+}

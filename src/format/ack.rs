@@ -1,0 +1,117 @@
+//! Key acknowledgements (`account/acks/<device>`): for each category a device has open,
+//! the oldest key version it may still need, signed by that device. A rotation destroys
+//! an old key version only once every other trusted device's acknowledgement is past it
+//! (FORMAT.md §14b), so no device is left with data under a key that is gone.
+
+use super::codec::{FormatError, Reader, Writer};
+
+pub const ACK_MAGIC: &[u8; 4] = b"CRA1";
+pub const ACK_SIGN_DOMAIN: &str = "key acknowledgement";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub account_id: [u8; 16],
+    /// The signing key of the device that wrote it.
+    pub device: [u8; 32],
+    /// Unix seconds when it was written (shown to the user; a replayed older ack only
+    /// holds keys longer, since floors never go down).
+    pub written: u64,
+    /// (category id, oldest key version the device may still need), sorted by id. A
+    /// category not listed is not open on the device.
+    pub floors: Vec<(u32, u32)>,
+}
+
+impl Ack {
+    /// The bytes the signature covers (everything before it).
+    pub fn body(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(ACK_MAGIC)
+            .raw(&self.account_id)
+            .raw(&self.device)
+            .u64(self.written)
+            .u32(self.floors.len() as u32);
+        for (c, v) in &self.floors {
+            w.u32(*c).u32(*v);
+        }
+        w.finish()
+    }
+
+    pub fn encode(&self, sig: &[u8; 64]) -> Vec<u8> {
+        let mut b = self.body();
+        b.extend_from_slice(sig);
+        b
+    }
+
+    /// The ack and its signature (not checked here: the account layer knows the keys).
+    pub fn decode(obj: &[u8]) -> Result<(Ack, [u8; 64]), FormatError> {
+        let Some(cut) = obj.len().checked_sub(64) else {
+            return Err(FormatError::Truncated {
+                at: obj.len(),
+                needed: 64 - obj.len(),
+            });
+        };
+        let (body, sig) = obj.split_at(cut);
+        let mut r = Reader::new(body);
+        if r.take(4)? != ACK_MAGIC {
+            return Err(FormatError::Invalid("not a key acknowledgement"));
+        }
+        let account_id: [u8; 16] = r
+            .take(16)?
+            .try_into()
+            .map_err(|_| FormatError::Invalid("account id"))?;
+        let device = r.hash()?;
+        let written = r.u64()?;
+        let n = r.count(8)?;
+        let mut floors = Vec::with_capacity(n);
+        for _ in 0..n {
+            floors.push((r.u32()?, r.u32()?));
+        }
+        r.end()?;
+        let sig: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| FormatError::Invalid("signature"))?;
+        Ok((
+            Ack {
+                account_id,
+                device,
+                written,
+                floors,
+            },
+            sig,
+        ))
+    }
+
+    /// Whether the device may still need key `version` of `category`.
+    pub fn needs(&self, category: u32, version: u32) -> bool {
+        self.floors
+            .iter()
+            .any(|(c, floor)| *c == category && *floor <= version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_what_it_needs() {
+        let a = Ack {
+            account_id: [7; 16],
+            device: [9; 32],
+            written: 1_800_000_000,
+            floors: vec![(1, 2), (5, 1)],
+        };
+        let obj = a.encode(&[3; 64]);
+        let (b, sig) = Ack::decode(&obj).unwrap();
+        assert_eq!(b, a);
+        assert_eq!(sig, [3; 64]);
+        assert!(a.needs(1, 2) && a.needs(1, 7));
+        assert!(!a.needs(1, 1), "below its floor");
+        assert!(!a.needs(2, 1), "a category it does not have open");
+        assert!(Ack::decode(&obj[..obj.len() - 1]).is_err());
+        let mut bad = obj.clone();
+        bad[0] = b'X';
+        assert!(Ack::decode(&bad).is_err());
+        assert!(Ack::decode(&[0; 10]).is_err());
+    }
+}
