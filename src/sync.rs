@@ -37,12 +37,15 @@ pub type Floors = Vec<(u32, u32)>;
 /// A hook of the account layer that takes this device's floors.
 pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, String> + Send + Sync;
 
+/// See [`AccountHooks::ack`].
+pub type AckHook = dyn Fn(&Floors, u64) -> Result<(), String> + Send + Sync;
+
 /// What the account layer does for the syncer (it sits above the volumes).
 pub struct AccountHooks {
     pub keys: Box<KeySource>,
-    /// Publishes this device's key acknowledgement (category id, oldest key version
-    /// still needed).
-    pub ack: Box<FloorsHook<()>>,
+    /// Publishes this device's acknowledgement: its floors, and when it last had every
+    /// head in the store (unix seconds).
+    pub ack: Box<AckHook>,
     /// Destroys the old key versions no trusted device needs any more, given this
     /// device's floors; returns what it destroyed.
     pub release: Box<FloorsHook<Vec<String>>>,
@@ -51,6 +54,20 @@ pub struct AccountHooks {
 /// What a hook says when the account is in use elsewhere (tried again next poll).
 pub const ACCOUNT_BUSY: &str = "the account is busy";
 
+/// The acknowledgement last published, and when old keys were last looked at.
+#[derive(Default)]
+struct Acked {
+    floors: Option<Floors>,
+    /// Its `published` (unix seconds), and whether the journal was clean then.
+    published: u64,
+    clean: bool,
+    released: Option<Instant>,
+}
+
+/// How often (seconds) a device with nothing unpublished says so again: `cirrus gc`
+/// deletes a pack only once every device has said so since it marked the pack.
+const PUBLISHED_EVERY: u64 = 300;
+
 /// How often a poll also looks for old keys every device is past.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
 
@@ -58,8 +75,7 @@ pub struct Syncer {
     cats: Vec<Arc<Category>>,
     wb: Arc<WriteBack>,
     hooks: AccountHooks,
-    /// The acknowledgement last published, and when old keys were last looked at.
-    acked: Mutex<(Option<Floors>, Option<Instant>)>,
+    acked: Mutex<Acked>,
     /// This device's name, for conflict copies.
     device: String,
     /// One poll at a time (the background thread and `cirrus sync`).
@@ -79,7 +95,7 @@ impl Syncer {
             cats,
             wb,
             hooks,
-            acked: Mutex::new((None, None)),
+            acked: Mutex::new(Acked::default()),
             device,
             busy: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
@@ -242,19 +258,35 @@ impl Syncer {
     /// with `force`) destroys old keys every device is past.
     fn acknowledge(&self, force: bool) {
         let floors = self.floors();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // Everything published: what this device builds on is in the store's heads.
+        let clean = !self.wb.any_head_pending();
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
-        if a.0.as_ref() != Some(&floors) {
-            match (self.hooks.ack)(&floors) {
-                Ok(()) => a.0 = Some(floors.clone()),
+        let published = if clean { now } else { a.published };
+        let refresh =
+            clean && (force || !a.clean || now.saturating_sub(a.published) >= PUBLISHED_EVERY);
+        if a.floors.as_ref() != Some(&floors) || refresh {
+            match (self.hooks.ack)(&floors, published) {
+                Ok(()) => {
+                    a.floors = Some(floors.clone());
+                    a.published = published;
+                    a.clean = clean;
+                }
                 Err(e) if e == ACCOUNT_BUSY => {}
-                Err(e) => warn!("cannot publish this device's key acknowledgement: {e}"),
+                Err(e) => warn!("cannot publish this device's acknowledgement: {e}"),
             }
         }
-        if force || a.1.is_none_or(|t| t.elapsed() >= RELEASE_EVERY) {
+        if force || a.released.is_none_or(|t| t.elapsed() >= RELEASE_EVERY) {
             drop(a);
             let res = (self.hooks.release)(&floors);
             if !matches!(&res, Err(e) if e == ACCOUNT_BUSY) {
-                self.acked.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
+                self.acked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .released = Some(Instant::now());
             }
             match res {
                 Ok(done) if !done.is_empty() => {

@@ -425,6 +425,14 @@ fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
         "{t}"
     );
     assert!(s.size(&orphan_name).is_ok(), "a young pack is kept");
+    // Marked now: it goes only once B, too, has had everything published since (B's
+    // journal could hold an edit naming it).
+    let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
+    assert!(t.starts_with("deleted 0 "), "{t}");
+    assert!(t.contains("kept until phone has synced"), "{t}");
+    assert!(s.size(&orphan_name).is_ok(), "kept for B");
+    std::thread::sleep(Duration::from_millis(1100));
+    sync(&b);
     let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
     let deleted: usize = t
         .strip_prefix("deleted ")

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 impl Unlocked {
     /// Publishes this device's acknowledgement: `floors` is, per category open here, the
-    /// oldest key version this device may still need.
-    pub fn write_ack(&self, floors: &[(u32, u32)]) -> Result<(), AccountError> {
+    /// oldest key version this device may still need; `published` when it last had every
+    /// head in the store (0: never).
+    pub fn write_ack(&self, floors: &[(u32, u32)], published: u64) -> Result<(), AccountError> {
         let mut floors = floors.to_vec();
         floors.sort_unstable();
         let ack = Ack {
@@ -26,6 +27,7 @@ impl Unlocked {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            published,
             floors,
         };
         let sig = self.identity.sign(ACK_SIGN_DOMAIN, &ack.body());
@@ -41,13 +43,35 @@ impl Unlocked {
         category: u32,
         version: u32,
     ) -> Result<Vec<String>, AccountError> {
+        Ok(self
+            .acks()?
+            .into_iter()
+            .filter(|(_, a)| a.as_ref().is_none_or(|a| a.needs(category, version)))
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// The other trusted devices that have not had every head published since `t` (unix
+    /// seconds), or whose acknowledgement is missing or does not verify: an edit of
+    /// theirs may still name what the store's heads no longer do.
+    pub fn devices_unpublished_since(&self, t: u64) -> Result<Vec<String>, AccountError> {
+        Ok(self
+            .acks()?
+            .into_iter()
+            .filter(|(_, a)| a.as_ref().is_none_or(|a| a.published <= t))
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Every other active device, with its acknowledgement if there is a genuine one.
+    fn acks(&self) -> Result<Vec<(String, Option<Ack>)>, AccountError> {
         let me = self.identity.public().sign;
         let mut out = Vec::new();
         for d in self.manifest.active_devices().filter(|d| d.sign != me) {
             let obj = match self.store.get(&names::key_ack(&d.sign)) {
                 Ok(o) => o,
                 Err(StoreError::NotFound(_)) => {
-                    out.push(d.name.clone());
+                    out.push((d.name.clone(), None));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -66,18 +90,14 @@ impl Unlocked {
                     )
                     .is_ok()
             });
-            match genuine {
-                Some((a, _)) if !a.needs(category, version) => {}
-                Some(_) => out.push(d.name.clone()),
-                None => {
-                    warn!(
-                        "the key acknowledgement of device {} does not verify; it counts as \
-                         still needing every old key",
-                        d.name
-                    );
-                    out.push(d.name.clone());
-                }
+            if genuine.is_none() {
+                warn!(
+                    "the acknowledgement of device {} does not verify; it counts as still \
+                     needing every old key and pack",
+                    d.name
+                );
             }
+            out.push((d.name.clone(), genuine.map(|(a, _)| a)));
         }
         Ok(out)
     }

@@ -290,9 +290,9 @@ pub fn serve(
                 }),
                 // A rotation holds the account for minutes and may wait for this
                 // thread to merge: these two skip a busy account (the next poll retries).
-                ack: Box::new(move |floors| {
+                ack: Box::new(move |floors, published| {
                     account_if_free(&ack_acct)?
-                        .write_ack(floors)
+                        .write_ack(floors, published)
                         .map_err(|e| e.to_string())
                 }),
                 release: Box::new(move |floors| {

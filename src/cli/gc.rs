@@ -99,6 +99,12 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
     let mut marks = std::collections::BTreeMap::new();
     let mut doomed = Vec::new();
     let mut young = 0usize;
+    // With other devices syncing, a pack also waits until each of them has had every
+    // head published since it was marked (its acknowledgement, FORMAT.md §14b): an
+    // edit still in a device's journal may name a pack no head in the store names.
+    let mut behind: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let mut held_by: std::collections::BTreeSet<String> = Default::default();
+    let mut held = 0usize;
     for o in list {
         let Some(id) = names::parse_pack(&o.name) else {
             continue;
@@ -113,8 +119,25 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
             // Age unknown: only a zero grace deletes it.
             None => grace.is_zero(),
         };
-        if old_enough && unreferenced_long {
+        let waiting_for =
+            if acct.sync.is_some() && old_enough && unreferenced_long {
+                match behind.entry(since) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                    std::collections::btree_map::Entry::Vacant(e) => e
+                        .insert(acct.devices_unpublished_since(since).map_err(|e| {
+                            format!("cannot read the devices' acknowledgements: {e}")
+                        })?)
+                        .clone(),
+                }
+            } else {
+                Vec::new()
+            };
+        if old_enough && unreferenced_long && waiting_for.is_empty() {
             doomed.push((o.name, o.size));
+        } else if old_enough && unreferenced_long {
+            marks.insert(id, since);
+            held += 1;
+            held_by.extend(waiting_for);
         } else {
             marks.insert(id, since);
             young += 1;
@@ -131,6 +154,15 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
         )
     } else {
         String::new()
+    };
+    let kept = if held > 0 {
+        format!(
+            "{kept}; {held} unreferenced packs kept until {} has synced (an unpublished edit \
+             there may still use them)",
+            held_by.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        kept
     };
     if dry_run {
         println!(

@@ -16,6 +16,10 @@ pub struct Ack {
     /// Unix seconds when it was written (shown to the user; a replayed older ack only
     /// holds keys longer, since floors never go down).
     pub written: u64,
+    /// Unix seconds when the device last had every head published (its journal held
+    /// none; 0: not yet): what it builds on since then is in the store's heads, which
+    /// `cirrus gc` reads.
+    pub published: u64,
     /// (category id, oldest key version the device may still need), sorted by id. A
     /// category not listed is not open on the device.
     pub floors: Vec<(u32, u32)>,
@@ -29,6 +33,7 @@ impl Ack {
             .raw(&self.account_id)
             .raw(&self.device)
             .u64(self.written)
+            .u64(self.published)
             .u32(self.floors.len() as u32);
         for (c, v) in &self.floors {
             w.u32(*c).u32(*v);
@@ -61,6 +66,7 @@ impl Ack {
             .map_err(|_| FormatError::Invalid("account id"))?;
         let device = r.hash()?;
         let written = r.u64()?;
+        let published = r.u64()?;
         let n = r.count(8)?;
         let mut floors = Vec::with_capacity(n);
         for _ in 0..n {
@@ -75,6 +81,7 @@ impl Ack {
                 account_id,
                 device,
                 written,
+                published,
                 floors,
             },
             sig,
@@ -99,6 +106,7 @@ mod tests {
             account_id: [7; 16],
             device: [9; 32],
             written: 1_800_000_000,
+            published: 1_799_999_000,
             floors: vec![(1, 2), (5, 1)],
         };
         let obj = a.encode(&[3; 64]);

@@ -408,6 +408,11 @@ impl WriteBack {
         self.lock().heads.contains_key(name)
     }
 
+    /// Whether any head waits in the journal.
+    pub fn any_head_pending(&self) -> bool {
+        !self.lock().heads.is_empty()
+    }
+
     /// Whether some head waits for a merge (another device published first).
     pub fn has_conflicts(&self) -> bool {
         !self.lock().conflicts.is_empty()
