@@ -800,3 +800,85 @@ fn a_device_removed_while_it_keeps_writing_is_shut_out() {
     assert!(a.notes().join("shared.txt").exists());
     sync(&a);
 }
+
+#[test]
+fn a_conflict_copy_of_a_large_file_stays_within_the_memory_cache() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const CACHE_MIB: u64 = 64;
+    const SIZE: u64 = 512 << 20;
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "bigcopy");
+    for d in [&mut a, &mut b] {
+        d.mount_options()
+            .extra
+            .extend(["--memory-cache".to_string(), format!("{CACHE_MIB}M")]);
+    }
+    a.mount_again();
+    b.mount_again();
+    let block = pseudo_random(1 << 20, 21);
+    {
+        let mut f = fs::File::create(a.notes().join("big.bin")).unwrap();
+        for i in 0..(SIZE >> 20) {
+            let mut blk = block.clone();
+            blk[..8].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&blk).unwrap();
+        }
+    }
+    sync(&a);
+    sync(&b);
+    let edit = |d: &Drive, what: &[u8]| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(d.notes().join("big.bin"))
+            .unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(what).unwrap();
+    };
+    edit(&a, b"edited on the laptop");
+    edit(&b, b"edited on the phone!");
+    sync(&a);
+    // B merges: its version becomes a 512 MiB conflict copy, resealed under a new inode.
+    let pid = daemon_pid(&b);
+    let peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    sync(&b);
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak_mib = peak.load(Ordering::Relaxed) / 1024;
+    eprintln!("phone daemon RSS peak while merging a 512 MiB conflict copy: {peak_mib} MiB");
+    assert!(
+        peak_mib <= CACHE_MIB + 64,
+        "RSS {peak_mib} MiB passes --memory-cache {CACHE_MIB}M + 64 MiB"
+    );
+    let copies: Vec<_> = fs::read_dir(b.notes())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("big (conflict from phone "))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    // The copy holds the phone's whole version.
+    let mut f = fs::File::open(b.notes().join(&copies[0])).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    use std::io::Read;
+    for i in 0..(SIZE >> 20) {
+        f.read_exact(&mut buf).unwrap();
+        let mut want = block.clone();
+        want[..8].copy_from_slice(&i.to_le_bytes());
+        if i == 0 {
+            want[4096..4116].copy_from_slice(b"edited on the phone!");
+        }
+        assert!(buf == want, "MiB {i} of the copy differs");
+    }
+    assert_eq!(f.read(&mut buf).unwrap(), 0);
+}

@@ -216,7 +216,9 @@ impl Category {
             (m.records, m.copies, m.notes)
         };
         // Conflict copies get their content again under their own inode (chunks are
-        // sealed to the inode they belong to), read from the local version.
+        // sealed to the inode they belong to), read from the local version. Each chunk
+        // is opened once here, before anything changes, and again when it is resealed
+        // below: one chunk at a time in memory, whatever the size of the files.
         let mut copied = Vec::new();
         for (new, old) in &copies {
             let Some(Record {
@@ -226,12 +228,14 @@ impl Category {
             else {
                 continue;
             };
-            for (idx, r) in chunks.clone().iter().enumerate() {
+            for (idx, r) in chunks.iter().enumerate() {
                 if let Some(r) = r {
-                    let plain = self.load_chunk(&keys, *old, idx as u64, r)?;
-                    copied.push((*new, idx as u64, plain.as_ref().clone()));
+                    copied.push((*new, *old, idx as u64, *r));
                 }
             }
+        }
+        for (_, old, idx, r) in &copied {
+            self.load_chunk(&keys, *old, *idx, r)?;
         }
         // Chunks this device sealed under a key the other devices have since replaced
         // (it adopted a rotation made elsewhere) are resealed under the current one.
@@ -278,14 +282,14 @@ impl Category {
                     };
                     let what = || format!("chunk {idx} of inode {ino} (resealing)");
                     let sealed = self.fetch_blob(&c, &what)?;
-                    let (plain, old) = self.open_blob_which(
+                    let (_, old) = self.open_blob_which(
                         &keys,
                         Context::chunk(self.id, *ino, idx as u64),
                         &sealed,
                         &what,
                     )?;
                     if old {
-                        resealed.push((*ino, idx as u64, plain));
+                        resealed.push((*ino, idx as u64, c));
                     }
                 }
             }
@@ -351,10 +355,29 @@ impl Category {
         s.records = records;
         s.bad_leaves.clear();
         s.dirty_leaves = dirty;
-        for (new, idx, plain) in copied.into_iter().chain(resealed) {
-            self.add_dirty(&mut s, plain.len());
-            s.dirty.insert((new, idx), plain);
-            s.dirty_leaves.insert(Self::leaf_of(new));
+        // Everything below opened a moment ago; should a blob fail now (evicted from
+        // the disk cache while the store went away), the category is half-merged in
+        // memory: it stops (EIO) until a remount redoes the merge from the journal,
+        // whose slot still holds the local head.
+        let refill = |s: &mut State| -> VolResult<()> {
+            for (new, old, idx, r) in &copied {
+                let plain = self.load_chunk(&keys, *old, *idx, r)?;
+                self.refill_chunk(s, *new, *idx, plain.as_ref().clone())?;
+            }
+            for (ino, idx, c) in &resealed {
+                let what = || format!("chunk {idx} of inode {ino} (resealing)");
+                let sealed = self.fetch_blob(c, &what)?;
+                let plain =
+                    self.open_blob(&keys, Context::chunk(self.id, *ino, *idx), &sealed, &what)?;
+                self.refill_chunk(s, *ino, *idx, plain)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = refill(&mut s) {
+            let why = format!("a merge failed halfway ({e}); unmount and mount again to redo it");
+            warn!("category {}: {why}", self.name);
+            s.unavailable = Some(why);
+            return Err(e);
         }
         s.head.counter = s.head.counter.max(rv.head.counter);
         s.head.hash = rv.hash;
@@ -422,6 +445,24 @@ impl Category {
             copies: copies.len(),
             notes,
         })
+    }
+
+    /// Queues `plain` as chunk `idx` of `ino` for sealing, sealing what is queued once
+    /// past the dirty limit (as writes do).
+    fn refill_chunk(&self, s: &mut State, ino: u64, idx: u64, plain: Vec<u8>) -> VolResult<()> {
+        self.add_dirty(s, plain.len());
+        s.dirty.insert((ino, idx), plain);
+        s.dirty_leaves.insert(Self::leaf_of(ino));
+        if s.dirty_bytes > self.opts.dirty_limit
+            || self
+                .opts
+                .dirty_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > self.opts.dirty_limit
+        {
+            self.seal_dirty(s)?;
+        }
+        Ok(())
     }
 
     /// Every record of a tree given by its leaf references (fetched and opened here).

@@ -455,17 +455,26 @@ impl WriteBack {
         {
             self.start(2);
         }
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let mut st = self.lock();
+        if st.offline_since.is_some() {
+            // It may be back: try now rather than at the end of the backoff.
+            st.retry_at = None;
+            st.backoff = Duration::ZERO;
+            st.last_probe = None;
+            self.changed.notify_all();
+        }
         loop {
             if !st.heads.contains_key(name) {
                 return true;
             }
             let stuck = st.conflicts.contains_key(name) && !self.merging.load(Ordering::Relaxed);
-            // Offline for a while: the caller learns now, not after every timeout.
+            // Unreachable for a while during this wait: the caller learns now, not after
+            // the whole timeout.
             let offline = st
                 .offline_since
-                .is_some_and(|t| t.elapsed() >= timeout.min(OFFLINE_GIVE_UP));
+                .is_some_and(|t| t.max(started).elapsed() >= timeout.min(OFFLINE_GIVE_UP));
             if stuck || offline || Instant::now() >= deadline {
                 return false;
             }
