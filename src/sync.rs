@@ -37,15 +37,24 @@ pub type Floors = Vec<(u32, u32)>;
 /// A hook of the account layer that takes this device's floors.
 pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, String> + Send + Sync;
 
+/// Per category open here: (category id, highest head counter known to be in the store).
+pub type Heads = Vec<(u32, u64)>;
+
 /// See [`AccountHooks::ack`].
-pub type AckHook = dyn Fn(&Floors, u64) -> Result<(), String> + Send + Sync;
+pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), String> + Send + Sync;
+
+/// See [`AccountHooks::acked_heads`].
+pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, String> + Send + Sync;
 
 /// What the account layer does for the syncer (it sits above the volumes).
 pub struct AccountHooks {
     pub keys: Box<KeySource>,
-    /// Publishes this device's acknowledgement: its floors, and when it last had every
-    /// head in the store (unix seconds).
+    /// Publishes this device's acknowledgement: its floors, the head counters it knows
+    /// the store has, and when it last had every head in the store (unix seconds).
     pub ack: Box<AckHook>,
+    /// Per category, the highest head counter another device says the store has (and
+    /// which device).
+    pub acked_heads: Box<AckedHeadsHook>,
     /// Destroys the old key versions no trusted device needs any more, given this
     /// device's floors; returns what it destroyed.
     pub release: Box<FloorsHook<Vec<String>>>,
@@ -58,6 +67,9 @@ pub const ACCOUNT_BUSY: &str = "the account is busy";
 #[derive(Default)]
 struct Acked {
     floors: Option<Floors>,
+    heads: Option<Heads>,
+    /// When the other devices' head counters were last compared with the store's.
+    fresh_check: Option<Instant>,
     /// Its `published` (unix seconds), and whether the journal was clean then.
     published: u64,
     clean: bool,
@@ -127,6 +139,9 @@ impl Syncer {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         let mut rep = PollReport::default();
         let date = today();
+        // What other devices say the store has, read before its heads are: a head older
+        // than that, read after, is one the store withholds from this device.
+        let acked = self.acked_heads_due(force);
         for c in &self.cats {
             if c.stats().3.is_some() {
                 continue; // unavailable: nothing to merge into
@@ -145,6 +160,22 @@ impl Syncer {
                     break;
                 }
             };
+            if let Some((n, who)) = acked.get(&c.id)
+                && *n > c.counter_in_store(false)
+                && let Some(m) = c.counter_of(&remote)
+                && m < *n
+            {
+                self.note(c.id, false);
+                let msg = format!(
+                    "{}: the store serves head #{m}, but device {who} says it published head \
+                     #{n}: the store is withholding or rolling back its changes",
+                    c.name
+                );
+                log::error!("{msg}");
+                self.wb.report_error(msg.clone());
+                rep.errors.push(msg);
+                continue;
+            }
             if known == Some(etag_of(&remote)) {
                 continue;
             }
@@ -234,6 +265,40 @@ impl Syncer {
         rep
     }
 
+    /// The other devices' head counters, when a comparison is due (every minute, and at
+    /// once with `force`); empty otherwise or when they cannot be read.
+    fn acked_heads_due(&self, force: bool) -> HashMap<u32, (u64, String)> {
+        let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && a.fresh_check.is_some_and(|t| t.elapsed() < RELEASE_EVERY) {
+            return HashMap::new();
+        }
+        drop(a);
+        match (self.hooks.acked_heads)() {
+            Ok(h) => {
+                a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+                a.fresh_check = Some(Instant::now());
+                h
+            }
+            Err(e) => {
+                if e != ACCOUNT_BUSY {
+                    log::debug!("cannot read the other devices' acknowledgements: {e}");
+                }
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Per category open here, the highest head counter this device knows the store has.
+    pub fn heads(&self) -> Heads {
+        self.cats
+            .iter()
+            .map(|c| {
+                let published = !self.wb.head_pending(&names::head(c.id));
+                (c.id, c.counter_in_store(published))
+            })
+            .collect()
+    }
+
     /// Per category open here, the oldest key version this device may still need: the
     /// one a rotation in progress started from, or the old key while a head that may
     /// use it waits in the journal; else the current one.
@@ -258,6 +323,7 @@ impl Syncer {
     /// with `force`) destroys old keys every device is past.
     fn acknowledge(&self, force: bool) {
         let floors = self.floors();
+        let heads = self.heads();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -268,10 +334,11 @@ impl Syncer {
         let published = if clean { now } else { a.published };
         let refresh =
             clean && (force || !a.clean || now.saturating_sub(a.published) >= PUBLISHED_EVERY);
-        if a.floors.as_ref() != Some(&floors) || refresh {
-            match (self.hooks.ack)(&floors, published) {
+        if a.floors.as_ref() != Some(&floors) || a.heads.as_ref() != Some(&heads) || refresh {
+            match (self.hooks.ack)(&floors, &heads, published) {
                 Ok(()) => {
                     a.floors = Some(floors.clone());
+                    a.heads = Some(heads);
                     a.published = published;
                     a.clean = clean;
                 }

@@ -882,3 +882,40 @@ fn a_conflict_copy_of_a_large_file_stays_within_the_memory_cache() {
     }
     assert_eq!(f.read(&mut buf).unwrap(), 0);
 }
+
+#[test]
+fn a_store_withholding_another_devices_head_is_caught() {
+    let sw = Seaweed::start();
+    let s3 = sw.store("withhold");
+    let (mut a, mut b) = two_devices(&sw, "withhold");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("seen-by-both.txt"), b"1").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    let before = heads_in(&s3);
+    // B publishes an edit and says so in its acknowledgement (its second sync: the
+    // first one's poll ran before the upload).
+    fs::write(b.notes().join("from-b.txt"), b"the store hides this").unwrap();
+    sync(&b);
+    sync(&b);
+    // The store serves A the heads A saw before, forever.
+    for (n, v) in &before {
+        s3.put(n, v).unwrap();
+    }
+    let o = a.cirrus_cmd().args(["sync", "--wait"]).output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("device phone says it published head"),
+        "{}",
+        text(&o)
+    );
+    // `status` shows it (the daemon refreshes what it reads every second).
+    eventually(
+        "status names the withholding",
+        Duration::from_secs(5),
+        || ok(&a, &["status", "--passcode-file", &pass(&a)]).contains("withholding"),
+    );
+    assert!(!a.notes().join("from-b.txt").exists());
+}

@@ -137,7 +137,7 @@ fn offline_writes_queue_and_drain_when_the_store_returns() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(st.contains("OFFLINE"), "{st}");
-    assert!(st.contains("last upload error"), "{st}");
+    assert!(st.contains("last sync error"), "{st}");
     assert!(!st.contains("upload queue: 0 objects"), "{st}");
     // `sync --wait` gives up with a clear message instead of hanging.
     let o = cirrus(&d, &["sync", "--wait", "--stall-timeout", "3"]);

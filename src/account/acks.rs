@@ -11,15 +11,24 @@ use crate::keys::device::{self, DevicePublic};
 use crate::store::StoreError;
 use crate::volume::Category;
 use log::{info, warn};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 impl Unlocked {
     /// Publishes this device's acknowledgement: `floors` is, per category open here, the
-    /// oldest key version this device may still need; `published` when it last had every
-    /// head in the store (0: never).
-    pub fn write_ack(&self, floors: &[(u32, u32)], published: u64) -> Result<(), AccountError> {
+    /// oldest key version this device may still need; `heads` the highest head counter
+    /// it knows the store has; `published` when it last had every head in the store (0:
+    /// never).
+    pub fn write_ack(
+        &self,
+        floors: &[(u32, u32)],
+        heads: &[(u32, u64)],
+        published: u64,
+    ) -> Result<(), AccountError> {
         let mut floors = floors.to_vec();
         floors.sort_unstable();
+        let mut heads = heads.to_vec();
+        heads.sort_unstable();
         let ack = Ack {
             account_id: self.manifest.account_id,
             device: self.identity.public().sign,
@@ -29,6 +38,7 @@ impl Unlocked {
                 .unwrap_or(0),
             published,
             floors,
+            heads,
         };
         let sig = self.identity.sign(ACK_SIGN_DOMAIN, &ack.body());
         self.store
@@ -61,6 +71,20 @@ impl Unlocked {
             .filter(|(_, a)| a.as_ref().is_none_or(|a| a.published <= t))
             .map(|(n, _)| n)
             .collect())
+    }
+
+    /// Per category, the highest head counter another trusted device says the store has,
+    /// and that device's name.
+    pub fn acked_heads(&self) -> Result<HashMap<u32, (u64, String)>, AccountError> {
+        let mut out: HashMap<u32, (u64, String)> = HashMap::new();
+        for (name, ack) in self.acks()? {
+            for (c, n) in ack.map(|a| a.heads).unwrap_or_default() {
+                if out.get(&c).is_none_or(|(m, _)| n > *m) {
+                    out.insert(c, (n, name.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every other active device, with its acknowledgement if there is a genuine one.

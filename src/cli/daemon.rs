@@ -273,7 +273,8 @@ pub fn serve(
     let no_wait = Arc::new(AtomicBool::new(false));
     let device_name = acct.config.device_name.clone();
     let acct = Arc::new(std::sync::Mutex::new(acct));
-    let (key_acct, ack_acct, release_acct) = (acct.clone(), acct.clone(), acct.clone());
+    let (key_acct, ack_acct, release_acct, heads_acct) =
+        (acct.clone(), acct.clone(), acct.clone(), acct.clone());
     let release_cats = cats.clone();
     let syncer = wb.as_ref().map(|wb| {
         Arc::new(crate::sync::Syncer::new(
@@ -290,9 +291,14 @@ pub fn serve(
                 }),
                 // A rotation holds the account for minutes and may wait for this
                 // thread to merge: these two skip a busy account (the next poll retries).
-                ack: Box::new(move |floors, published| {
+                ack: Box::new(move |floors, heads, published| {
                     account_if_free(&ack_acct)?
-                        .write_ack(floors, published)
+                        .write_ack(floors, heads, published)
+                        .map_err(|e| e.to_string())
+                }),
+                acked_heads: Box::new(move || {
+                    account_if_free(&heads_acct)?
+                        .acked_heads()
                         .map_err(|e| e.to_string())
                 }),
                 release: Box::new(move |floors| {

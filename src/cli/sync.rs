@@ -63,7 +63,7 @@ pub fn describe(s: &SyncStatus) -> Vec<String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs().saturating_sub(*t))
             .unwrap_or(0);
-        out.push(format!("last upload error ({ago} s ago): {e}"));
+        out.push(format!("last sync error ({ago} s ago): {e}"));
     }
     for c in &s.conflicts {
         out.push(format!("conflict: {c}"));

@@ -1,7 +1,9 @@
 //! Key acknowledgements (`account/acks/<device>`): for each category a device has open,
 //! the oldest key version it may still need, signed by that device. A rotation destroys
 //! an old key version only once every other trusted device's acknowledgement is past it
-//! (FORMAT.md §14b), so no device is left with data under a key that is gone.
+//! (FORMAT.md §14b), so no device is left with data under a key that is gone. It also
+//! says when the device last had everything published (for `cirrus gc`) and which head
+//! counters it knows the store has (so a store withholding a head is caught).
 
 use super::codec::{FormatError, Reader, Writer};
 
@@ -23,6 +25,9 @@ pub struct Ack {
     /// (category id, oldest key version the device may still need), sorted by id. A
     /// category not listed is not open on the device.
     pub floors: Vec<(u32, u32)>,
+    /// (category id, highest head counter the device knows the store has), sorted by
+    /// id: another device served an older head than that is being lied to.
+    pub heads: Vec<(u32, u64)>,
 }
 
 impl Ack {
@@ -37,6 +42,10 @@ impl Ack {
             .u32(self.floors.len() as u32);
         for (c, v) in &self.floors {
             w.u32(*c).u32(*v);
+        }
+        w.u32(self.heads.len() as u32);
+        for (c, n) in &self.heads {
+            w.u32(*c).u64(*n);
         }
         w.finish()
     }
@@ -72,6 +81,11 @@ impl Ack {
         for _ in 0..n {
             floors.push((r.u32()?, r.u32()?));
         }
+        let n = r.count(12)?;
+        let mut heads = Vec::with_capacity(n);
+        for _ in 0..n {
+            heads.push((r.u32()?, r.u64()?));
+        }
         r.end()?;
         let sig: [u8; 64] = sig
             .try_into()
@@ -83,6 +97,7 @@ impl Ack {
                 written,
                 published,
                 floors,
+                heads,
             },
             sig,
         ))
@@ -108,6 +123,7 @@ mod tests {
             written: 1_800_000_000,
             published: 1_799_999_000,
             floors: vec![(1, 2), (5, 1)],
+            heads: vec![(1, 40), (5, 3)],
         };
         let obj = a.encode(&[3; 64]);
         let (b, sig) = Ack::decode(&obj).unwrap();

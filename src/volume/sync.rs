@@ -34,6 +34,26 @@ impl Category {
         self.opts.heads.check(self.id, obj).ok().map(|(kv, _)| kv)
     }
 
+    /// The highest head counter this device knows the store has: the newest remote head
+    /// it verified, or its own head when nothing of it waits for upload (`published`).
+    pub fn counter_in_store(&self, published: bool) -> u64 {
+        let seen = self
+            .witness
+            .seen_remote(self.id)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        if published {
+            seen.max(self.lock().head.counter)
+        } else {
+            seen
+        }
+    }
+
+    /// The counter of a remote head object, if it verifies.
+    pub fn counter_of(&self, remote: &[u8]) -> Option<u64> {
+        self.verify_head(remote).ok().map(|v| v.head.counter)
+    }
+
     /// The device that published `remote`, if the account has removed it.
     pub fn revoked_signer(&self, remote: &[u8]) -> Option<String> {
         self.opts.heads.revoked_signer(self.id, remote)
