@@ -142,12 +142,18 @@ impl Syncer {
         // What other devices say the store has, read before its heads are: a head older
         // than that, read after, is one the store withholds from this device.
         let acked = self.acked_heads_due(force);
+        // When this poll began, and whether it looked at every category: only then may it
+        // say this device has everything in the store as of that time (for `cirrus gc`).
+        let started = now_secs();
+        let mut whole = true;
         for c in &self.cats {
             if c.stats().3.is_some() {
+                whole = false;
                 continue; // unavailable: nothing to merge into
             }
             let name = names::head(c.id);
             if !force && self.backing_off(c.id) {
+                whole = false;
                 continue;
             }
             let known = self.wb.known_etag(&name);
@@ -161,7 +167,7 @@ impl Syncer {
                 }
             };
             if let Some((n, who)) = acked.get(&c.id)
-                && *n > c.counter_in_store(false)
+                && *n > c.counter_in_store(&|| false)
                 && let Some(m) = c.counter_of(&remote)
                 && m < *n
             {
@@ -182,8 +188,10 @@ impl Syncer {
             // Published by a device the account removed: not merged but overwritten
             // (else a removed device still online would block every upload).
             if let Some(who) = c.revoked_signer(&remote) {
-                let res =
-                    c.supersede_remote(&remote, &|| self.wb.supersede_on_next(&name, &remote));
+                let acked_n = acked.get(&c.id).map(|(n, _)| *n).unwrap_or(0);
+                let res = c.supersede_remote(&remote, acked_n, &|| {
+                    self.wb.supersede_on_next(&name, &remote)
+                });
                 self.note(c.id, res.is_ok());
                 match res {
                     Ok(n) => {
@@ -213,6 +221,11 @@ impl Syncer {
                 let adopted = (self.hooks.keys)(c.id, kv)
                     .map_err(|e| e.to_string())
                     .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
+                if matches!(&adopted, Err(e) if e == ACCOUNT_BUSY) {
+                    // A rotation holds the account: the next poll takes the key.
+                    whole = false;
+                    continue;
+                }
                 if let Err(e) = adopted {
                     self.note(c.id, false);
                     let msg = format!("{}: cannot take key version {kv}: {e}", c.name);
@@ -226,6 +239,7 @@ impl Syncer {
             // Our own upload may have landed since the store was read: then what was
             // read is older than the base, and not a rollback. Look again next time.
             if self.wb.known_etag(&name) != known {
+                whole = false;
                 continue;
             }
             let rebase = |now: bool| {
@@ -260,7 +274,7 @@ impl Syncer {
             );
         }
         if rep.unreachable.is_none() {
-            self.acknowledge(force);
+            self.acknowledge(force, started, whole && rep.errors.is_empty());
         }
         rep
     }
@@ -293,8 +307,8 @@ impl Syncer {
         self.cats
             .iter()
             .map(|c| {
-                let published = !self.wb.head_pending(&names::head(c.id));
-                (c.id, c.counter_in_store(published))
+                let name = names::head(c.id);
+                (c.id, c.counter_in_store(&|| !self.wb.head_pending(&name)))
             })
             .collect()
     }
@@ -307,6 +321,10 @@ impl Syncer {
             .iter()
             .map(|c| {
                 let v = c.key_version();
+                // Unavailable: what it holds is unknown, so every old key may be needed.
+                if c.stats().3.is_some() {
+                    return (c.id, 1);
+                }
                 let floor = match c.rotating_from() {
                     Some(from) => from,
                     None if self.wb.head_pending(&names::head(c.id)) => {
@@ -321,17 +339,16 @@ impl Syncer {
 
     /// Publishes the key acknowledgement when it changed, and now and then (at once
     /// with `force`) destroys old keys every device is past.
-    fn acknowledge(&self, force: bool) {
+    /// `started`, `whole`: when the poll began and whether it took in every category.
+    fn acknowledge(&self, force: bool, started: u64, whole: bool) {
         let floors = self.floors();
         let heads = self.heads();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        // Everything published: what this device builds on is in the store's heads.
-        let clean = !self.wb.any_head_pending();
+        let now = now_secs();
+        // Everything published (and every category current): what this device built on
+        // when the poll began is in the store's heads.
+        let clean = whole && !self.wb.any_head_pending();
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
-        let published = if clean { now } else { a.published };
+        let published = if clean { started } else { a.published };
         let refresh =
             clean && (force || !a.clean || now.saturating_sub(a.published) >= PUBLISHED_EVERY);
         if a.floors.as_ref() != Some(&floors) || a.heads.as_ref() != Some(&heads) || refresh {
@@ -365,6 +382,13 @@ impl Syncer {
             }
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Today's date in UTC as YYYY-MM-DD (for conflict copy names).

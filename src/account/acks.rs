@@ -10,8 +10,13 @@ use crate::format::names;
 use crate::keys::device::{self, DevicePublic};
 use crate::store::StoreError;
 use crate::volume::Category;
+use crate::volume::HeadWitness;
 use log::{info, warn};
 use std::collections::HashMap;
+
+/// Witness entries for the newest acknowledgement read of each device (by its index in
+/// the manifest); category ids stay below 2^30, remote head entries use 2^31.
+const ACK_WITNESS: u32 = 1 << 30;
 use std::sync::Arc;
 
 impl Unlocked {
@@ -91,7 +96,10 @@ impl Unlocked {
     fn acks(&self) -> Result<Vec<(String, Option<Ack>)>, AccountError> {
         let me = self.identity.public().sign;
         let mut out = Vec::new();
-        for d in self.manifest.active_devices().filter(|d| d.sign != me) {
+        for (slot, d) in self.manifest.devices.iter().enumerate() {
+            if d.sign == me || d.state != crate::format::manifest::DeviceState::Active {
+                continue;
+            }
             let obj = match self.store.get(&names::key_ack(&d.sign)) {
                 Ok(o) => o,
                 Err(StoreError::NotFound(_)) => {
@@ -121,7 +129,28 @@ impl Unlocked {
                     d.name
                 );
             }
-            out.push((d.name.clone(), genuine.map(|(a, _)| a)));
+            // An acknowledgement older than one already read here is a replay (its floors
+            // could be from before the device had some data): it counts as none.
+            let witness = ACK_WITNESS | slot as u32;
+            let genuine = genuine.map(|(a, _)| a).filter(|a| {
+                let seen = self.seen.seen(witness).map(|(w, _)| w).unwrap_or(0);
+                if a.written < seen {
+                    warn!(
+                        "the store serves an older acknowledgement of device {} than it did \
+                         before; it counts as still needing every old key and pack",
+                        d.name
+                    );
+                    return false;
+                }
+                if let Err(e) = self.seen.record(witness, a.written, [0; 32]) {
+                    warn!(
+                        "cannot record the acknowledgement of device {}: {e}",
+                        d.name
+                    );
+                }
+                true
+            });
+            out.push((d.name.clone(), genuine));
         }
         Ok(out)
     }

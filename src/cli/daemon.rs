@@ -283,14 +283,12 @@ pub fn serve(
             device_name,
             crate::sync::AccountHooks {
                 keys: Box::new(move |cat, version| {
-                    key_acct
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                    account_if_free(&key_acct)?
                         .newer_category_key(cat, version)
                         .map_err(|e| e.to_string())
                 }),
                 // A rotation holds the account for minutes and may wait for this
-                // thread to merge: these two skip a busy account (the next poll retries).
+                // thread to merge: the hooks skip a busy account (the next poll retries).
                 ack: Box::new(move |floors, heads, published| {
                     account_if_free(&ack_acct)?
                         .write_ack(floors, heads, published)

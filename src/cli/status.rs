@@ -91,6 +91,30 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
                 packs.len(),
                 human(pack_bytes)
             );
+            // Old key versions a rotation kept for a device that had not synced yet.
+            if acct.sync.is_some() {
+                for e in acct.table().active() {
+                    for v in 1..e.key_version {
+                        let name = crate::format::names::category_key(e.id, v);
+                        if !objs.iter().any(|o| o.name == name) {
+                            continue;
+                        }
+                        let who = acct
+                            .devices_needing(e.id, v)
+                            .map(|w| w.join(", "))
+                            .unwrap_or_else(|err| format!("? ({err})"));
+                        println!(
+                            "old key kept: {} key version {v}, until {} has synced",
+                            e.name,
+                            if who.is_empty() {
+                                "the next sync"
+                            } else {
+                                &who
+                            }
+                        );
+                    }
+                }
+            }
         }
         Err(e) => println!("store objects: cannot list ({e})"),
     }

@@ -36,14 +36,16 @@ impl Category {
 
     /// The highest head counter this device knows the store has: the newest remote head
     /// it verified, or its own head when nothing of it waits for upload (`published`).
-    pub fn counter_in_store(&self, published: bool) -> u64 {
+    /// `published` is asked under the category lock, so no commit slips in between.
+    pub fn counter_in_store(&self, published: &dyn Fn() -> bool) -> u64 {
         let seen = self
             .witness
             .seen_remote(self.id)
             .map(|(n, _)| n)
             .unwrap_or(0);
-        if published {
-            seen.max(self.lock().head.counter)
+        let s = self.lock();
+        if published() {
+            seen.max(s.head.counter)
         } else {
             seen
         }
@@ -64,7 +66,14 @@ impl Category {
     /// over it, with a counter above its own so devices that saw it take ours as newer.
     /// `on_supersede` runs just before that commit (the store layer lets it replace
     /// `remote`). Returns the new head's counter.
-    pub fn supersede_remote(&self, remote: &[u8], on_supersede: &dyn Fn()) -> VolResult<u64> {
+    /// `acked`: the highest counter another trusted device says the store has; an older
+    /// head, like one older than this device has seen there, is a replay and refused.
+    pub fn supersede_remote(
+        &self,
+        remote: &[u8],
+        acked: u64,
+        on_supersede: &dyn Fn(),
+    ) -> VolResult<u64> {
         let mut s = self.lock();
         self.check_available(&s)?;
         self.commit_locked(&mut s)?;
@@ -86,7 +95,25 @@ impl Category {
                     .filter(|h| h.category == self.id)
                     .map(|h| h.counter)
             });
-        s.head.counter = s.head.counter.max(theirs.unwrap_or(0));
+        let seen = self.witness.seen_remote(self.id);
+        if let Some(n) = theirs {
+            let floor = seen.map(|(c, _)| c).unwrap_or(0).max(acked);
+            if n < floor || seen.is_some_and(|(c, h)| c == n && h != crate::crypto::hash(remote)) {
+                return Err(VolError::Integrity {
+                    what: format!("category {}: remote head", self.name),
+                    why: format!(
+                        "the store serves an old head #{n} of a removed device, after head \
+                         #{floor}: a replay"
+                    ),
+                });
+            }
+        }
+        // A counter far past anything seen is not taken over (it could wrap ours).
+        let sane = seen.map(|(c, _)| c).unwrap_or(0).max(s.head.counter) + (1 << 32);
+        s.head.counter = s
+            .head
+            .counter
+            .max(theirs.filter(|n| *n < sane).unwrap_or(0));
         s.head.etag = Some(crate::store::etag_of(remote));
         on_supersede();
         s.head_dirty = true;
@@ -110,6 +137,13 @@ impl Category {
             key,
             old: Some((cur.version, cur.key.duplicate())),
         });
+        // The tree is still under the previous key until a merge or fast-forward onto
+        // the other device's head replaces it: recorded as a rotation from it, so the
+        // device says it still needs that key (and trial opens use it).
+        if s.rotating_from == 0 {
+            s.rotating_from = cur.version;
+            s.rotate_cursor = 0;
+        }
         info!(
             "category {}: now under key v{version} (rotated on another device)",
             self.name
@@ -397,6 +431,11 @@ impl Category {
             let why = format!("a merge failed halfway ({e}); unmount and mount again to redo it");
             warn!("category {}: {why}", self.name);
             s.unavailable = Some(why);
+            // What was queued is dropped with the half-merged state (the remount redoes
+            // it); the shared dirty budget must not keep counting it.
+            let queued: usize = s.dirty.values().map(|d| d.len()).sum();
+            s.dirty.clear();
+            self.sub_dirty(&mut s, queued);
             return Err(e);
         }
         s.head.counter = s.head.counter.max(rv.head.counter);
