@@ -60,6 +60,9 @@ pub struct AccountHooks {
     pub release: Box<FloorsHook<Vec<String>>>,
 }
 
+/// What the keys hook says when the account has removed this device.
+pub const DEVICE_REMOVED: &str = "this device was removed from the account";
+
 /// What a hook says when the account is in use elsewhere (tried again next poll).
 pub const ACCOUNT_BUSY: &str = "the account is busy";
 
@@ -221,6 +224,11 @@ impl Syncer {
                 let adopted = (self.hooks.keys)(c.id, kv)
                     .map_err(|e| e.to_string())
                     .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
+                if matches!(&adopted, Err(e) if e.starts_with(DEVICE_REMOVED)) {
+                    // An honest removed device stops publishing at once: what it would
+                    // publish is refused by the others anyway.
+                    self.wb.hold_heads(DEVICE_REMOVED);
+                }
                 if matches!(&adopted, Err(e) if e == ACCOUNT_BUSY) {
                     // A rotation holds the account: the next poll takes the key.
                     whole = false;
@@ -419,6 +427,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_removed_device_error_is_recognised() {
+        let e = crate::account::AccountError::DeviceRemoved.to_string();
+        assert!(e.starts_with(DEVICE_REMOVED), "{e}");
+    }
 
     #[test]
     fn civil_dates() {

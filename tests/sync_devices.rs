@@ -795,6 +795,12 @@ fn a_device_removed_while_it_keeps_writing_is_shut_out() {
     let _ = b.cirrus_cmd().args(["sync"]).output();
     std::thread::sleep(Duration::from_secs(3));
     assert!(!b.notes().join("after.txt").exists());
+    // Having learnt it was removed, the phone sends nothing more: A has nothing to refuse.
+    sync(&a);
+    fs::write(b.notes().join("phone-after.txt"), b"kept on the phone").unwrap();
+    let _ = b.cirrus_cmd().args(["sync"]).output();
+    let t = sync(&a);
+    assert!(!t.contains("Refused"), "{t}");
     let st = b
         .cirrus_cmd()
         .args(["status", "--passcode-file", &pass(&b)])

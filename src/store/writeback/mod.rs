@@ -105,6 +105,8 @@ struct Rebase {
 
 #[derive(Default)]
 struct St {
+    /// No head goes out any more (this device was removed from the account).
+    heads_held: bool,
     next_seq: u64,
     /// Pending objects, by sequence number.
     objects: BTreeMap<u64, Entry>,
@@ -408,6 +410,17 @@ impl WriteBack {
         self.lock().heads.contains_key(name)
     }
 
+    /// Stops publishing heads for good (this process): the device was removed from the
+    /// account, and its changes would only be refused. They stay in the journal.
+    pub fn hold_heads(&self, why: &str) {
+        let mut st = self.lock();
+        if !st.heads_held {
+            warn!("{why}: no more changes are sent; they stay in the journal");
+            st.heads_held = true;
+            st.last_error = Some((now_secs(), why.to_string()));
+        }
+    }
+
     /// Whether any head waits in the journal.
     pub fn any_head_pending(&self) -> bool {
         !self.lock().heads.is_empty()
@@ -533,8 +546,11 @@ impl WriteBack {
     }
 
     /// Whether nothing is left to send except heads held back by a conflict.
+    /// Nothing more will go out for now: objects sent, and heads sent, in conflict, or
+    /// held (a removed device).
     fn drained(st: &St) -> bool {
-        st.objects.is_empty() && st.heads.keys().all(|n| st.conflicts.contains_key(n))
+        st.objects.is_empty()
+            && (st.heads_held || st.heads.keys().all(|n| st.conflicts.contains_key(n)))
     }
 
     /// Waits until the queue is drained, `give_up` says so, or `stall` passes without a
@@ -622,6 +638,9 @@ impl WriteBack {
         if let Some(e) = obj {
             st.in_flight.insert(e.seq);
             return Some(e);
+        }
+        if st.heads_held {
+            return None;
         }
         let first_obj = st.objects.keys().next().copied().unwrap_or(u64::MAX);
         let head = st
