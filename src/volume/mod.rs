@@ -255,6 +255,10 @@ struct State {
     /// Key rotation (see `rotate.rs`), recorded in every head: the version being rotated
     /// away from (0: none) and the cursor (every inode below it is re-encrypted).
     rotating_from: u32,
+    /// `rotating_from` only records that the tree is still under the key before one
+    /// taken from another device (`adopt_key`): no rotation of this device's runs, and a
+    /// merge takes the other device's rotation state.
+    rotation_adopted: bool,
     rotate_cursor: u64,
     /// Next chunk of the inode at the cursor to look at. Not recorded: a resumed rotation
     /// looks at that inode again from chunk 0 (chunks already resealed are skipped).

