@@ -6,9 +6,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 #[test]
 fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
@@ -19,17 +16,7 @@ fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
         ..Default::default()
     });
     let pid = daemon_pid(&d);
-    let peak = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let rss = RssPeak::start(pid);
     let path = d.category_path("Drive").join("big.bin");
     let block: Vec<u8> = pseudo_random(1 << 20, 11);
     {
@@ -41,7 +28,7 @@ fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
         }
         f.sync_all().unwrap();
     }
-    let after_write = peak.load(Ordering::Relaxed);
+    let after_write = rss.kib();
     {
         let mut f = fs::File::open(&path).unwrap();
         let mut buf = vec![0u8; 1 << 20];
@@ -51,9 +38,7 @@ fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
             assert_eq!(&buf[8..], &block[8..], "block {i} came back wrong");
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak_kib = peak.load(Ordering::Relaxed);
+    let peak_kib = rss.stop();
     let bound_kib = (CACHE_MIB + 64) * 1024;
     eprintln!(
         "daemon RSS peak: {} MiB after writing 4 GiB, {} MiB overall (bound {} MiB)",
@@ -61,7 +46,6 @@ fn rss_stays_under_cache_plus_64m_for_a_4gib_file() {
         peak_kib / 1024,
         bound_kib / 1024
     );
-    assert!(peak_kib > 0, "RSS was never sampled");
     assert!(
         peak_kib <= bound_kib,
         "daemon RSS peaked at {} MiB, over the {} MiB bound",

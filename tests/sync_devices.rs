@@ -824,8 +824,6 @@ fn a_device_removed_while_it_keeps_writing_is_shut_out() {
 #[test]
 fn a_conflict_copy_of_a_large_file_stays_within_the_memory_cache() {
     use std::io::{Seek, SeekFrom, Write};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const CACHE_MIB: u64 = 64;
     const SIZE: u64 = 512 << 20;
     let sw = Seaweed::start();
@@ -861,21 +859,9 @@ fn a_conflict_copy_of_a_large_file_stays_within_the_memory_cache() {
     sync(&a);
     // B merges: its version becomes a 512 MiB conflict copy, resealed under a new inode.
     let pid = daemon_pid(&b);
-    let peak = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let rss = RssPeak::start(pid);
     sync(&b);
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak_mib = peak.load(Ordering::Relaxed) / 1024;
+    let peak_mib = rss.stop() / 1024;
     eprintln!("phone daemon RSS peak while merging a 512 MiB conflict copy: {peak_mib} MiB");
     assert!(
         peak_mib <= CACHE_MIB + 64,

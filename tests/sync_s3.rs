@@ -345,25 +345,13 @@ fn wait_gone(pid: i32) {
 
 #[test]
 fn rss_stays_under_cache_plus_64m_during_a_4gib_upload() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const CACHE_MIB: u64 = 64;
     const SIZE: u64 = 4 << 30;
     let sw = Seaweed::start();
     let mut d = s3_drive(&sw, "mem", &["--memory-cache", "64M"]);
     d.mount_again();
     let pid = daemon_pid(&d);
-    let peak = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let rss = RssPeak::start(pid);
     let block = pseudo_random(1 << 20, 12);
     {
         let mut f = fs::File::create(d.notes().join("big.bin")).unwrap();
@@ -378,16 +366,13 @@ fn rss_stays_under_cache_plus_64m_during_a_4gib_upload() {
     let o = cirrus(&d, &["sync", "--wait"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(journal_files(&d), 0);
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak_kib = peak.load(Ordering::Relaxed);
+    let peak_kib = rss.stop();
     let bound_kib = (CACHE_MIB + 64) * 1024;
     eprintln!(
         "daemon RSS peak during a 4 GiB upload to S3: {} MiB (bound {} MiB)",
         peak_kib / 1024,
         bound_kib / 1024
     );
-    assert!(peak_kib > 0, "RSS was never sampled");
     assert!(
         peak_kib <= bound_kib,
         "daemon RSS peaked at {} MiB, over the {} MiB bound",

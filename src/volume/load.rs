@@ -156,15 +156,11 @@ impl Category {
         Ok(Some(v))
     }
 
-    /// Checks a head object on its own: signature, key version, authenticity, category.
-    pub(super) fn verify_head(&self, obj: &[u8]) -> Result<VerifiedHead, String> {
+    /// Opens the sealed part of a head under key version `kv` (the old key too) and checks
+    /// it belongs to this category; says whether the old key was used. The signature is
+    /// the caller's business.
+    pub(super) fn open_head(&self, kv: u32, sealed: &[u8]) -> Result<(Head, bool), String> {
         let name = names::head(self.id);
-        let hash = crypto::hash(obj);
-        let (kv, sealed) = self
-            .opts
-            .heads
-            .check(self.id, obj)
-            .map_err(|e| format!("head {name}: {e}"))?;
         let keys = self.keys();
         let (key, under_old) = match &keys.old {
             _ if kv == keys.version => (&keys.key, false),
@@ -183,6 +179,19 @@ impl Category {
         if head.category != self.id {
             return Err(format!("head {name} belongs to category {}", head.category));
         }
+        Ok((head, under_old))
+    }
+
+    /// Checks a head object on its own: signature, key version, authenticity, category.
+    pub(super) fn verify_head(&self, obj: &[u8]) -> Result<VerifiedHead, String> {
+        let name = names::head(self.id);
+        let hash = crypto::hash(obj);
+        let (kv, sealed) = self
+            .opts
+            .heads
+            .check(self.id, obj)
+            .map_err(|e| format!("head {name}: {e}"))?;
+        let (head, under_old) = self.open_head(kv, sealed)?;
         // Numbers a device would allocate or index by must stay in range (a bad value
         // would wrap an inode number or a leaf offset).
         let max_leaf = (1u64 << 40) / crate::format::LEAF_SPAN;

@@ -81,20 +81,8 @@ impl Category {
         // is the best there is).
         let theirs = crate::format::manifest::decode_head_envelope(remote)
             .ok()
-            .and_then(|e| {
-                let keys = self.keys();
-                let key = match &keys.old {
-                    _ if e.key_version == keys.version => &keys.key,
-                    Some((v, old)) if e.key_version == *v => old,
-                    _ => return None,
-                };
-                let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
-                let plain = crate::crypto::open(key, self.suite, &ctx.to_bytes(), e.sealed).ok()?;
-                crate::format::head::Head::decode(&plain)
-                    .ok()
-                    .filter(|h| h.category == self.id)
-                    .map(|h| h.counter)
-            });
+            .and_then(|e| self.open_head(e.key_version, e.sealed).ok())
+            .map(|(h, _)| h.counter);
         let seen = self.witness.seen_remote(self.id);
         if let Some(n) = theirs {
             let floor = seen.map(|(c, _)| c).unwrap_or(0).max(acked);
