@@ -279,6 +279,20 @@ fn recover_via(
     pw: &std::path::Path,
     code: &str,
 ) -> (Drive, bool, String) {
+    recover_via_with(srv, alice, how, passcode, pw, code, ["8192", "1"], |_| {})
+}
+
+/// [`recover_via`], with `edit` applied to the command last.
+fn recover_via_with(
+    srv: &Server,
+    alice: &Drive,
+    how: &[&str],
+    passcode: &str,
+    pw: &std::path::Path,
+    code: &str,
+    [kdf_memory, kdf_time]: [&str; 2],
+    edit: impl FnOnce(&mut Command),
+) -> (Drive, bool, String) {
     let c = Drive::blank();
     let pc = c.root.join("recovery-passcode");
     fs::write(&pc, passcode).unwrap();
@@ -293,9 +307,9 @@ fn recover_via(
             "--device-name",
             "new laptop",
             "--kdf-memory",
-            "8192",
+            kdf_memory,
             "--kdf-time",
-            "1",
+            kdf_time,
         ])
         .args([
             "--server",
@@ -308,6 +322,7 @@ fn recover_via(
         .arg(pw)
         .arg("--passcode-file")
         .arg(&pc);
+    edit(&mut cmd);
     let (ok, t) = out(cmd);
     if ok {
         fs::copy(&pc, &c.passcode_file).unwrap();
@@ -342,6 +357,90 @@ fn passcode_escrow_counts_wrong_passcodes_and_recovers_e2e_data() {
     assert!(ok, "{t}");
     c.mount_again();
     assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"escrowed e2e");
+}
+
+/// Issue 9.1: a store that serves a self-signed manifest naming cheap Argon2 costs for the
+/// escrow gets no proof to brute-force: `recover --escrow` refuses before anything derived
+/// from the passcode leaves the device, and the key service (whose log records every
+/// request) never sees `escrow/open`.
+#[test]
+fn recover_escrow_refuses_cheap_costs_from_the_store_before_sending_a_proof() {
+    use cirrus::format::manifest::{
+        DeviceEntry, DeviceState, FEATURES, Manifest, RecoveryKind, SIGN_DOMAIN, SignedManifest,
+    };
+    use cirrus::keys::device::DeviceIdentity;
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
+    assert!(ok, "{t}");
+    let server_log = || fs::read_to_string(tmp.path().join("server.log")).unwrap();
+    assert!(
+        server_log().contains("escrow/put"),
+        "the log records requests"
+    );
+
+    // The forged manifest: the escrow at 8 KiB, t=1, signed by a device it adds itself.
+    let mpath = a.home.join("store").join(cirrus::format::names::MANIFEST);
+    let honest = fs::read(&mpath).unwrap();
+    let mut m = Manifest::decode(&SignedManifest::decode(&honest).unwrap().body).unwrap();
+    let evil = DeviceIdentity::generate().unwrap();
+    m.counter += 1;
+    m.table.counter += 1;
+    let escrow = m
+        .recovery
+        .iter_mut()
+        .find(|r| r.kind == RecoveryKind::Escrow)
+        .unwrap();
+    assert_eq!((escrow.kdf_memory_kib, escrow.kdf_time), (8192, 1));
+    escrow.kdf_memory_kib = 8;
+    escrow.kdf_time = 1;
+    m.devices.push(DeviceEntry {
+        name: "server".into(),
+        sign: evil.public().sign,
+        kx: evil.public().kx,
+        state: DeviceState::Active,
+        features: FEATURES,
+    });
+    let body = m.encode();
+    let forged = SignedManifest {
+        sig: evil.sign(SIGN_DOMAIN, &body),
+        signer: evil.public().sign,
+        body,
+    }
+    .encode();
+    fs::write(&mpath, &forged).unwrap();
+    let (_c, ok, t) = recover_via(&srv, &a, &["--escrow"], PASSCODE, &pw, &codes.take());
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains("the passcode escrow asks for a key-derivation cost of 8 KiB, t=1"),
+        "{t}"
+    );
+    assert!(!server_log().contains("escrow/open"), "no proof was sent");
+
+    // Without the suite's test opt-in the protocol floor (19 MiB, t=2) holds even for the
+    // costs this account really uses (8 MiB, t=1, chosen under the opt-in): the key
+    // service's salt answer is the first untrusted cost the device meets, and is refused.
+    fs::write(&mpath, &honest).unwrap();
+    let (_c, ok, t) = recover_via_with(
+        &srv,
+        &a,
+        &["--escrow"],
+        PASSCODE,
+        &pw,
+        &codes.take(),
+        ["19456", "2"],
+        |c| {
+            c.env_remove(cirrus::keys::floor::INSECURE_TEST_ENV);
+        },
+    );
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains("password salt asks for a key-derivation cost of 8192 KiB, t=1, below the 19456 KiB, t=2"),
+        "{t}"
+    );
+    assert!(!server_log().contains("escrow/open"), "no proof was sent");
 }
 
 #[test]

@@ -28,7 +28,7 @@ struct Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if is_fuse_mount(&self.mnt) {
-            let _ = Command::new(cirrus_bin())
+            let _ = cirrus_command()
                 .arg("--home")
                 .arg(&self.home)
                 .arg("umount")
@@ -50,7 +50,7 @@ fn mount_fixture(version: &str) -> Mounted {
     copy_tree(&src, &home);
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let out = Command::new(cirrus_bin())
+    let out = cirrus_command()
         .arg("--home")
         .arg(&home)
         .arg("mount")
@@ -131,11 +131,7 @@ fn format_v1_fixture_reads_back_exactly() {
 #[test]
 fn upgraded_fixture_mounts_again_and_refuses_a_downgraded_head() {
     let m = mount_fixture("v1");
-    let out = Command::new(cirrus_bin())
-        .arg("umount")
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
+    let out = cirrus_command().arg("umount").arg(&m.mnt).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     // Put the fixture's original, unsigned Notes head back: a server downgrading the
     // format to bypass signatures.
@@ -146,7 +142,7 @@ fn upgraded_fixture_mounts_again_and_refuses_a_downgraded_head() {
         .find(|p| p.file_name().unwrap() == "00000005")
         .expect("Notes head in the fixture");
     fs::copy(&notes_head, m.home.join("store/heads/00000005")).unwrap();
-    let out = Command::new(cirrus_bin())
+    let out = cirrus_command()
         .arg("--home")
         .arg(&m.home)
         .arg("fsck")
@@ -167,7 +163,7 @@ fn corrupted_fixture_copy_is_detected_by_fsck() {
     let home = tmp.path().join("home");
     copy_tree(&src, &home);
     let fsck = || {
-        Command::new(cirrus_bin())
+        cirrus_command()
             .arg("--home")
             .arg(&home)
             .arg("fsck")

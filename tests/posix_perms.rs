@@ -550,6 +550,7 @@ fn non_root_user_can_mount_own_drive() {
     let _guard = UserMountGuard(mnt.clone());
     let cirrus_as_user = |args: &[&std::ffi::OsStr], what: &str| {
         let mut cmd = runuser(&user, &bin);
+        cmd.env(cirrus::keys::floor::INSECURE_TEST_ENV, "1");
         cmd.arg("--home").arg(&home).args(args).current_dir(&root);
         let (status, out) = run_logged(
             &mut cmd,

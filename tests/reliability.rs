@@ -310,7 +310,7 @@ fn fsynced_data_survives_kill_9_and_unsynced_data_is_old_or_new_per_chunk() {
 }
 
 fn cirrus_in(home: &Path) -> Command {
-    let mut c = Command::new(cirrus_bin());
+    let mut c = cirrus_command();
     c.arg("--home").arg(home);
     c
 }

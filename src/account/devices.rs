@@ -47,6 +47,7 @@ impl NewDevice {
         if passcode.expose().is_empty() {
             return Err(KeyError::EmptyPasscode.into());
         }
+        keys::floor::check_own(opts.kdf)?;
         if let Some(config) = home.load_join()? {
             if config.store != opts.store_url {
                 return Err(AccountError::BadManifest(format!(
@@ -322,6 +323,7 @@ impl NewDevice {
     /// key sealed to the recovery key's public half, then adds this device to the
     /// account, signed by the recovery key.
     pub fn recover_with_key(self, code: &RecoveryKey) -> Result<Unlocked, AccountError> {
+        let own = self.config.kdf;
         self.recover_with(|m| {
             let entry = m
                 .recovery
@@ -331,7 +333,7 @@ impl NewDevice {
                     AccountError::BadManifest("this account has no recovery key".into())
                 })?
                 .clone();
-            let rid = keys::recovery_identity(code.secret(), &entry.salt, entry_kdf(&entry)?)?;
+            let rid = keys::recovery_identity(code.secret(), &entry.salt, entry_kdf(&entry, own)?)?;
             if rid.public().sign != entry.sign {
                 return Err(AccountError::WrongRecoveryKey);
             }
@@ -379,20 +381,21 @@ impl NewDevice {
     }
 }
 
-/// The Argon2id costs a recovery entry names, within sane bounds: the entry comes from a
-/// manifest not yet trusted, and must not make this device allocate terabytes.
-pub(crate) fn entry_kdf(e: &RecoveryEntry) -> Result<KdfParams, AccountError> {
-    if e.kdf_memory_kib > 4 << 20 || e.kdf_time > 100 {
-        return Err(AccountError::BadManifest(format!(
-            "the {} asks for implausible key-derivation costs",
-            e.label
-        )));
-    }
-    Ok(KdfParams {
+/// The Argon2id costs a recovery entry names, checked before anything is derived: the
+/// entry comes from a manifest not yet trusted, so it must neither make this device
+/// allocate terabytes nor ask for less than the protocol floor and this device's own costs
+/// (`own`), which would make what is derived from the secret cheap to guess.
+pub(crate) fn entry_kdf(e: &RecoveryEntry, own: KdfParams) -> Result<KdfParams, AccountError> {
+    let offered = KdfParams {
         memory_kib: e.kdf_memory_kib,
         time: e.kdf_time,
         lanes: 1,
-    })
+    };
+    Ok(keys::floor::check_untrusted(
+        &format!("the {}", e.label),
+        offered,
+        own,
+    )?)
 }
 
 fn unique_name(m: &Manifest, want: &str) -> String {
@@ -565,7 +568,9 @@ impl Unlocked {
         let code = RecoveryKey::generate()?;
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt)?;
-        let kdf = self.config.kdf;
+        // Never below the floor a recovering device insists on (older homes may have
+        // been made with cheaper costs).
+        let kdf = keys::floor::floor_for(self.config.kdf);
         let rid = keys::recovery_identity(code.secret(), &salt, kdf)?;
         let pk = rid.public();
         self.grant_account_key(&pk)?;

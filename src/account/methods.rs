@@ -124,7 +124,9 @@ impl Unlocked {
     pub fn escrow_on(&mut self, passcode: &Passcode) -> Result<(), AccountError> {
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt)?;
-        let kdf = self.config.kdf;
+        // Never below the floor a recovering device insists on (older homes may have
+        // been made with cheaper costs).
+        let kdf = keys::floor::floor_for(self.config.kdf);
         let sec = escrow_secrets(passcode, &salt, kdf)?;
         let pepper = crypto::random_key()?;
         let id = escrow_identity(&sec.seed, pepper.expose());
@@ -212,6 +214,7 @@ impl NewDevice {
         session: &Session,
         passcode: &Passcode,
     ) -> Result<Unlocked, AccountError> {
+        let own = self.config().kdf;
         self.recover_with(|m| {
             let entry = m
                 .recovery
@@ -219,7 +222,7 @@ impl NewDevice {
                 .find(|r| r.kind == RecoveryKind::Escrow)
                 .cloned()
                 .ok_or_else(|| AccountError::BadCode("this account has no escrow".into()))?;
-            let sec = escrow_secrets(passcode, &entry.salt, entry_kdf(&entry)?)?;
+            let sec = escrow_secrets(passcode, &entry.salt, entry_kdf(&entry, own)?)?;
             let pepper = match session.escrow_open(sec.proof.expose()) {
                 Ok(p) => Zeroizing::new(p),
                 Err(ClientError::EscrowWrong { remaining }) => {

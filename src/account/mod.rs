@@ -186,6 +186,7 @@ pub fn init(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(), A
     if passcode.expose().is_empty() {
         return Err(KeyError::EmptyPasscode.into());
     }
+    keys::floor::check_own(opts.kdf)?;
     let created_root = !home.root.exists();
     let res = init_inner(home, passcode, opts);
     if res.is_err() {

@@ -2,6 +2,7 @@
 //! other keys with the sealing construction. No files, no network.
 
 pub mod device;
+pub mod floor;
 pub mod join;
 mod password;
 pub mod recovery;
@@ -39,6 +40,22 @@ pub enum KeyError {
     WrongPasscode,
     #[error("wrapped key for {0} failed authentication")]
     BadWrappedKey(String),
+    #[error(
+        "{what} asks for a key-derivation cost of {} KiB, t={}, below the {} KiB, t={} \
+         this device accepts: refused, since cheap costs make a secret easy to guess \
+         (if you chose lower costs yourself, give the same --kdf-memory/--kdf-time here)",
+        offered.memory_kib, offered.time, floor.memory_kib, floor.time
+    )]
+    KdfTooWeak {
+        what: String,
+        offered: KdfParams,
+        floor: KdfParams,
+    },
+    #[error(
+        "{what} asks for an implausible key-derivation cost ({} KiB, t={}, {} lanes)",
+        offered.memory_kib, offered.time, offered.lanes
+    )]
+    KdfTooCostly { what: String, offered: KdfParams },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
 }

@@ -27,6 +27,8 @@ impl Server {
     /// Starts the server on DATA = `dir/data`, its log in `dir/server.log` (outside DATA, so
     /// the plaintext scan of DATA does not read it).
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        // The in-process clients of these tests use TINY costs (an explicit test opt-in).
+        cirrus::keys::floor::allow_insecure_test_kdf();
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus"))

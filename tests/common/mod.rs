@@ -56,6 +56,15 @@ pub fn is_plain() -> bool {
 }
 
 /// The `cirrus` binary under test.
+/// A `cirrus` command for tests: it opts in to the cheap test KDF costs the suite uses
+/// (`--kdf-memory 8192 --kdf-time 1`), which the binary refuses otherwise. Tests of the
+/// floor itself remove the variable again.
+pub fn cirrus_command() -> Command {
+    let mut c = Command::new(cirrus_bin());
+    c.env(cirrus::keys::floor::INSECURE_TEST_ENV, "1");
+    c
+}
+
 pub fn cirrus_bin() -> PathBuf {
     match env::var_os("CIRRUS_BIN") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
@@ -301,7 +310,7 @@ impl Drive {
     }
 
     fn cirrus(&self) -> Command {
-        let mut c = Command::new(cirrus_bin());
+        let mut c = cirrus_command();
         c.arg("--home").arg(&self.home);
         c.env("RUST_BACKTRACE", "1");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));

@@ -229,19 +229,16 @@ impl KeyClient {
             agent,
             pin,
             verifier,
-            // A server that asks for a cheaper password KDF than this makes the password
-            // easy to guess from `auth`, which it receives: refuse (OWASP's minimum).
-            min_kdf: KdfParams {
-                memory_kib: 19456,
-                time: 2,
-                lanes: 1,
-            },
+            // A server that asks for a cheaper password KDF than the floor makes the
+            // password easy to guess from `auth`, which it receives: refuse.
+            min_kdf: keys::floor::protocol_floor(),
         })
     }
 
-    /// Lowers (or raises) the weakest password KDF this client accepts from the server.
-    pub fn with_min_kdf(mut self, floor: KdfParams) -> Self {
-        self.min_kdf = floor;
+    /// Raises the weakest password KDF this client accepts from the server to this
+    /// device's own costs (never below the protocol floor, [`keys::floor::floor_for`]).
+    pub fn with_min_kdf(mut self, own: KdfParams) -> Self {
+        self.min_kdf = keys::floor::floor_for(own);
         self
     }
 
@@ -343,19 +340,8 @@ impl KeyClient {
                 account: account.to_string(),
             },
         )?;
-        let kdf = r.kdf;
-        if kdf.memory_kib < self.min_kdf.memory_kib || kdf.time < self.min_kdf.time {
-            return Err(ClientError::Protocol(format!(
-                "the key service asks for a password KDF of {} KiB, t={}, weaker than the \
-                 {} KiB, t={} this client accepts",
-                kdf.memory_kib, kdf.time, self.min_kdf.memory_kib, self.min_kdf.time
-            )));
-        }
-        if kdf.memory_kib > 4 * 1024 * 1024 || kdf.time > 64 || kdf.lanes > 16 {
-            return Err(ClientError::Protocol(
-                "the key service asks for an unreasonably expensive password KDF".into(),
-            ));
-        }
+        let kdf =
+            keys::floor::check_untrusted("the key service's password salt", r.kdf, self.min_kdf)?;
         Ok((unhex("salt", &r.salt)?, kdf))
     }
 
