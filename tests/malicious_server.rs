@@ -311,3 +311,129 @@ fn a_recovery_method_can_only_add_a_device_not_rewrite_the_account() {
         "recovery-signed edit",
     );
 }
+
+fn store_listing(d: &Drive) -> Vec<(String, u64)> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, u64)>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                let len = e.metadata().unwrap().len();
+                out.push((p.strip_prefix(base).unwrap().display().to_string(), len));
+            }
+        }
+    }
+    let base = d.home.join("store");
+    let mut out = Vec::new();
+    walk(&base, &base, &mut out);
+    out.sort();
+    out
+}
+
+/// Issue 9.2: a thief with the powered-off disk (no passcode) deletes the sealed anchor
+/// (`device/seen`) and plants an unsigned manifest moving Health to `standard`, in the
+/// device's copy and the store's. Unlock must fail (status and mount), nothing may be
+/// written, and `device reanchor` only accepts a manifest this device signed itself.
+#[test]
+fn a_deleted_anchor_and_a_planted_manifest_are_refused() {
+    let d = fresh();
+    let (sm, m) = read_manifest(&d);
+    let mut planted = m.clone();
+    for e in &mut planted.table.entries {
+        if e.name == "Health" {
+            e.class = Class::Standard;
+        }
+    }
+    let planted = SignedManifest {
+        body: planted.encode(),
+        signer: sm.signer,
+        sig: [0; 64],
+    }
+    .encode();
+    let store_copy = obj(&d, names::MANIFEST);
+    let device_copy = d.home.join("device").join("manifest");
+    let honest = fs::read(&store_copy).unwrap();
+    fs::write(&store_copy, &planted).unwrap();
+    fs::write(&device_copy, &planted).unwrap();
+    fs::remove_file(d.home.join("device").join("seen")).unwrap();
+    let before = store_listing(&d);
+
+    assert_refused(&d, "trust anchor", "anchor deleted");
+    let o = d
+        .cirrus_cmd()
+        .arg("mount")
+        .arg(&d.mnt)
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "mount must be refused:\n{t}");
+    assert!(t.contains("cirrus device reanchor"), "{t}");
+    assert!(!is_fuse_mount(&d.mnt));
+    assert_eq!(
+        store_listing(&d),
+        before,
+        "nothing was written to the store"
+    );
+
+    // Re-anchoring takes only what this device signed: the planted manifest claims this
+    // device as signer, but its signature does not verify.
+    let reanchor = || {
+        let o = d
+            .cirrus_cmd()
+            .args(["device", "reanchor", "--passcode-file"])
+            .arg(&d.passcode_file)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, t) = reanchor();
+    assert!(!ok, "{t}");
+    assert!(t.contains("signature does not verify"), "{t}");
+    assert_refused(&d, "trust anchor", "still no anchor");
+
+    // The store was not touched (the thief had only the laptop): the way back works, and
+    // Health is end-to-end as it was.
+    fs::write(&store_copy, &honest).unwrap();
+    let (ok, t) = reanchor();
+    assert!(ok, "{t}");
+    assert!(t.contains("Trust anchor rebuilt from manifest"), "{t}");
+    let (code, t) = status(&d);
+    assert_eq!(code, 0, "{t}");
+    let health = t.lines().find(|l| l.contains("Health")).unwrap_or_default();
+    assert!(health.contains("e2e"), "{t}");
+    let (ok, t) = reanchor();
+    assert!(ok && t.contains("intact"), "{t}");
+}
+
+/// Issue 9.2: the device itself refuses to sign a manifest that gives a default-e2e
+/// category another class, even by retiring it and adding it again.
+#[test]
+fn a_default_e2e_category_cannot_come_back_with_another_class() {
+    let d = fresh();
+    let run = |args: &[&str]| {
+        let o = d
+            .cirrus_cmd()
+            .args(args)
+            .arg("--passcode-file")
+            .arg(&d.passcode_file)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, t) = run(&["category", "remove", "Health"]);
+    assert!(ok, "{t}");
+    let (ok, t) = run(&["category", "add", "Health", "--class", "standard"]);
+    assert!(!ok, "{t}");
+    assert!(t.contains("always end-to-end encrypted"), "{t}");
+    let (ok, t) = run(&["category", "add", "Health", "--class", "e2e"]);
+    assert!(ok, "{t}");
+}

@@ -4,13 +4,16 @@
 //! key service from inserting a device, flipping ADP, moving Health to `transit`,
 //! substituting a key or rolling anything back.
 
+use super::adp::ADP_CATEGORIES;
 use super::{AccountError, Unlocked};
 use crate::crypto::{self, SecretKey};
+use crate::format::manifest::FLAG_ADP;
 use crate::format::manifest::{
     HEAD_SIGN_DOMAIN, Manifest, SIGN_DOMAIN, SignedManifest, decode_head_envelope,
     encode_head_envelope, head_signed_message,
 };
 use crate::format::names;
+use crate::format::table::{Class, DEFAULT_CATEGORIES};
 use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::store::{Store, StoreError};
 use crate::volume::HeadSigner;
@@ -53,6 +56,7 @@ pub(crate) fn open_signed(
             m.counter
         ))
     })?;
+    check_classes(&m)?;
     Ok((m, crypto::hash(&sm.body)))
 }
 
@@ -75,6 +79,7 @@ pub fn verify_successor(prev: &Manifest, obj: &[u8]) -> Result<(Manifest, [u8; 3
         )));
     }
     check_table(&m)?;
+    check_class_changes(prev, &m)?;
     Ok((m, h))
 }
 
@@ -110,6 +115,60 @@ fn check_table(m: &Manifest) -> Result<(), AccountError> {
         return Err(bad(
             "the category table counter does not match the manifest",
         ));
+    }
+    check_classes(m)
+}
+
+/// The categories that are end-to-end by default (Health, Keychain, ...): no manifest may
+/// give any entry of these names another class, active or retired, so neither a forged
+/// anchor nor a signed mistake can move Health to `standard` or bring a retired Health
+/// back as `transit`.
+pub fn default_e2e(name: &str) -> bool {
+    DEFAULT_CATEGORIES
+        .iter()
+        .any(|(n, c)| *n == name && *c == Class::E2e)
+}
+
+/// Refuses a manifest that gives a default-e2e category another class.
+pub(crate) fn check_classes(m: &Manifest) -> Result<(), AccountError> {
+    if let Some(e) = m
+        .table
+        .entries
+        .iter()
+        .find(|e| default_e2e(&e.name) && e.class != Class::E2e)
+    {
+        return Err(bad(format!(
+            "manifest #{} makes {:?} {}, but it is always end-to-end encrypted",
+            m.counter,
+            e.name,
+            e.class.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a successor in which a category Advanced Data Protection covers leaves `e2e`
+/// without that same version turning ADP off (which only a trusted device can sign).
+pub(crate) fn check_class_changes(prev: &Manifest, next: &Manifest) -> Result<(), AccountError> {
+    let latest = |m: &Manifest, name: &str| {
+        m.table
+            .entries
+            .iter()
+            .filter(|e| e.name == name)
+            .max_by_key(|e| e.id)
+            .map(|e| (e.class, e.retired))
+    };
+    let adp_off_now = prev.has(FLAG_ADP) && !next.has(FLAG_ADP);
+    for name in ADP_CATEGORIES {
+        let was_e2e = latest(prev, name).is_some_and(|(c, _)| c == Class::E2e);
+        let now = latest(next, name);
+        if was_e2e && now.is_some_and(|(c, retired)| !retired && c != Class::E2e) && !adp_off_now {
+            return Err(bad(format!(
+                "manifest #{} takes {name:?} out of end-to-end encryption without turning \
+                 Advanced Data Protection off",
+                next.counter
+            )));
+        }
     }
     Ok(())
 }
@@ -184,6 +243,9 @@ impl Unlocked {
             .checked_add(1)
             .ok_or_else(|| bad("manifest counter exhausted"))?;
         next.table.counter = next.counter;
+        // Never sign what every other device would refuse.
+        check_classes(&next)?;
+        check_class_changes(&self.manifest, &next)?;
         let body = next.encode();
         let sig = signer.sign(SIGN_DOMAIN, &body);
         let obj = SignedManifest {
@@ -417,5 +479,102 @@ impl HeadSigner for SignedHeads {
         };
         device::verify(&pk, HEAD_SIGN_DOMAIN, &msg, &sig).ok()?;
         Some(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::table::{CategoryEntry, CategoryTable};
+
+    fn manifest(entries: &[(&str, Class, bool)], adp: bool) -> Manifest {
+        let mut m = Manifest {
+            account_id: [1; 16],
+            counter: 5,
+            account_key_version: 1,
+            flags: 0,
+            devices: vec![],
+            recovery: vec![],
+            key_commitments: vec![],
+            table: CategoryTable {
+                counter: 5,
+                next_id: entries.len() as u32 + 1,
+                entries: entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, class, retired))| CategoryEntry {
+                        id: i as u32 + 1,
+                        name: name.to_string(),
+                        class: *class,
+                        retired: *retired,
+                        key_version: 1,
+                    })
+                    .collect(),
+            },
+        };
+        m.set(FLAG_ADP, adp);
+        m
+    }
+
+    #[test]
+    fn default_e2e_categories_never_take_another_class_active_or_retired() {
+        use Class::*;
+        assert!(
+            check_classes(&manifest(
+                &[("Health", E2e, false), ("Notes", Standard, false)],
+                false
+            ))
+            .is_ok()
+        );
+        for bad in [
+            manifest(&[("Health", Standard, false)], false),
+            manifest(&[("Keychain", Transit, false)], false),
+            // A retired Health cannot come back as standard, either entry.
+            manifest(&[("Health", E2e, true), ("Health", Standard, false)], false),
+            manifest(&[("Bluetooth Keys", Standard, true)], false),
+        ] {
+            let e = check_classes(&bad).unwrap_err().to_string();
+            assert!(e.contains("always end-to-end encrypted"), "{e}");
+        }
+        // Every default-e2e name of the default table is covered.
+        let n = DEFAULT_CATEGORIES.iter().filter(|(_, c)| *c == E2e).count();
+        assert_eq!(n, 14);
+    }
+
+    #[test]
+    fn adp_categories_leave_e2e_only_with_adp_turned_off_in_the_same_version() {
+        use Class::*;
+        let on = manifest(&[("Photos", E2e, false), ("Mail", Transit, false)], true);
+        let moved = |adp| {
+            manifest(
+                &[("Photos", Standard, false), ("Mail", Transit, false)],
+                adp,
+            )
+        };
+        // adp off: the flag goes with the class change.
+        assert!(check_class_changes(&on, &moved(false)).is_ok());
+        // The class changes, ADP stays on: refused.
+        let e = check_class_changes(&on, &moved(true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("without turning Advanced Data Protection off"),
+            "{e}"
+        );
+        // ADP was never on, Photos e2e: it cannot become standard either.
+        let off = manifest(&[("Photos", E2e, false)], false);
+        assert!(
+            check_class_changes(&off, &manifest(&[("Photos", Standard, false)], false)).is_err()
+        );
+        // Nor by retiring it and adding it again as standard.
+        let readded = manifest(&[("Photos", E2e, true), ("Photos", Standard, false)], true);
+        assert!(check_class_changes(&on, &readded).is_err());
+        // Retiring alone, and moving into e2e (adp on), are fine.
+        assert!(check_class_changes(&on, &manifest(&[("Photos", E2e, true)], true)).is_ok());
+        let std = manifest(&[("Photos", Standard, false)], false);
+        assert!(check_class_changes(&std, &manifest(&[("Photos", E2e, false)], true)).is_ok());
+        // Other categories are not covered.
+        let mail = manifest(&[("Mail", E2e, false)], false);
+        assert!(check_class_changes(&mail, &manifest(&[("Mail", Transit, false)], false)).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 //! reading or changing its category table and category keys in the store.
 
 pub mod adp;
+mod anchor;
 pub mod backup;
 pub mod data_recovery;
 pub mod devices;
@@ -57,6 +58,15 @@ pub enum AccountError {
     Random(#[from] crypto::CryptoError),
     #[error("account manifest: {0}")]
     BadManifest(String),
+    #[error(
+        "this device's trust anchor ({}) is missing or unreadable, so nothing it has \
+         accepted before can be checked. If you know why (a restored backup, a damaged \
+         disk), run `cirrus device reanchor` to rebuild it from a manifest this device \
+         signed itself; otherwise treat the disk as tampered with and use `cirrus recover` \
+         on a clean home",
+        .0.display()
+    )]
+    AnchorMissing(PathBuf),
     #[error("wrong recovery key (it does not match the one this account has)")]
     WrongRecoveryKey,
     #[error("{0}")]
@@ -339,6 +349,21 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
 
 /// Unlocks the account in `home` with the passcode.
 pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
+    Ok(unlock_with(home, passcode, false)?.0)
+}
+
+/// `cirrus device reanchor`: unlocks after rebuilding a missing or damaged trust anchor
+/// from a manifest this device signed ([`anchor`]); also returns the counter of that
+/// manifest (None: the anchor was intact and nothing changed).
+pub fn reanchor(home: Home, passcode: &Passcode) -> Result<(Unlocked, Option<u64>), AccountError> {
+    unlock_with(home, passcode, true)
+}
+
+fn unlock_with(
+    home: Home,
+    passcode: &Passcode,
+    reanchor: bool,
+) -> Result<(Unlocked, Option<u64>), AccountError> {
     let config = home.load_config()?;
     let device_key = device_key_of(&home, &config, passcode)?;
     local::finish_passcode_change(&home, &device_key)?;
@@ -351,6 +376,9 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         Some(_) => None,
     };
     let (store, sync) = open_store_sync(&home, &config.store)?;
+    if reanchor {
+        anchor::set_aside_unreadable(&home, &device_key, &account_key)?;
+    }
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&device_key),
@@ -405,12 +433,16 @@ pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError>
         manifest_etag: None,
         signers: Default::default(),
     };
+    let mut anchored = None;
     if acct.config.account_id.is_none() {
         migrate::run(&mut acct)?;
     } else {
+        if reanchor {
+            anchored = acct.reanchor()?;
+        }
         acct.refresh_manifest()?;
     }
-    Ok(acct)
+    Ok((acct, anchored))
 }
 
 fn validate_category_name(name: &str) -> Result<(), AccountError> {
@@ -490,10 +522,14 @@ impl Unlocked {
             let sm = SignedManifest::decode(bytes).ok()?;
             Some((Manifest::decode(&sm.body).ok()?, crypto::hash(&sm.body)))
         };
+        // The sealed `seen` record is this device's trust anchor: it names the manifest
+        // this device last accepted, by hash. Without it nothing local is authenticated
+        // (device/manifest is a plain copy), so an account home without it fails closed.
+        if seen_hash == [0; 32] {
+            return Err(AccountError::AnchorMissing(self.home.seen_path()));
+        }
         let file = std::fs::read(&path).ok();
-        let matches = |m: &Manifest, h: &[u8; 32]| {
-            seen_hash == [0; 32] || (m.counter == seen_counter && *h == seen_hash)
-        };
+        let matches = |m: &Manifest, h: &[u8; 32]| m.counter == seen_counter && *h == seen_hash;
         let (local, trusted, hash) = match file.as_deref().and_then(parse) {
             Some((m, h)) if matches(&m, &h) => (file.unwrap_or_default(), m, h),
             _ => {
@@ -509,7 +545,7 @@ impl Unlocked {
                         why: "missing or not the manifest this device recorded as seen".into(),
                     })?;
                 match parse(&bytes) {
-                    Some((m, h)) if seen_hash != [0; 32] && matches(&m, &h) => (bytes, m, h),
+                    Some((m, h)) if matches(&m, &h) => (bytes, m, h),
                     _ => {
                         return Err(HomeError::Damaged {
                             path,
@@ -525,6 +561,7 @@ impl Unlocked {
                 "the trusted manifest belongs to another account".into(),
             ));
         }
+        manifest::check_classes(&trusted)?;
         let (newest, nhash, etag, newest_obj) =
             manifest::fetch_chain(&*self.store, &trusted, &hash)?;
         let changed = newest.counter != trusted.counter;

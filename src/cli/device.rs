@@ -87,6 +87,16 @@ pub enum DeviceCmd {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
+    /// Rebuild this device's trust anchor (HOME/device/seen) when it is missing or
+    /// damaged and unlocking fails because of it. Only a manifest in the store that this
+    /// device signed itself is taken as the new anchor, and every later one is verified
+    /// from there. If none exists, use `cirrus recover` instead. Do this only if you know
+    /// why the anchor went (a restored backup, a damaged disk): a missing anchor can also
+    /// mean someone tampered with this disk.
+    Reanchor {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
     /// Remove a device (lost, sold, retired). It leaves the signed device list, the
     /// account key is replaced, and every category is re-encrypted under a new key, so
     /// the removed device can read nothing written afterwards. Works while mounted.
@@ -260,6 +270,27 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
             let lines = super::rotate::rotate_owed(&home, &pass, jobs, lock.map(|l| (acct, l)))?;
             for l in lines {
                 println!("{l}");
+            }
+            Ok(0)
+        }
+        DeviceCmd::Reanchor { pass } => {
+            if !home.exists() {
+                return Err(format!(
+                    "no Cirrus account in {} (run `cirrus init`, or pass --home)",
+                    home.root.display()
+                ));
+            }
+            let passcode = super::passcode::read(&pass, false)?;
+            let (acct, anchored) =
+                crate::account::reanchor(home, &passcode).map_err(|e| e.to_string())?;
+            match anchored {
+                None => println!("The trust anchor is intact; nothing changed."),
+                Some(c) => println!(
+                    "Trust anchor rebuilt from manifest #{c}, signed by this device; the \
+                     account is at manifest #{} now. Rollback checks of each category \
+                     restart from what the store serves now.",
+                    acct.manifest().counter
+                ),
             }
             Ok(0)
         }
