@@ -207,10 +207,13 @@ fn accounts_passwords_and_login_rate_limit() {
     assert!(dev.is_none());
     assert_eq!(s1.wrap_key().expose(), created.wrap_key().expose());
     // a client that insists on a stronger KDF than the account's refuses to log in
-    let strict = KeyClient::new(&s.url, s.fingerprint).unwrap();
+    // (this process opted in to the test floor, so the insistence is explicit here)
+    let strict = KeyClient::new(&s.url, s.fingerprint)
+        .unwrap()
+        .with_min_kdf(cirrus::keys::floor::KDF_FLOOR);
     assert!(matches!(
         strict.login("alice", &pw("correct horse"), SecondFactor::None, false),
-        Err(ClientError::Protocol(_))
+        Err(ClientError::Key(cirrus::keys::KeyError::KdfTooWeak { .. }))
     ));
 
     // wrong password: 401, three times; the fourth try is rate limited even with the
