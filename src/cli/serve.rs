@@ -1,7 +1,7 @@
 //! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
-use crate::server::{ServeOptions, ServiceConfig};
+use crate::server::{ServeLimits, ServeOptions, ServiceConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +49,33 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServiceConfig::default().escrow_attempts,
           value_parser = clap::value_parser!(u32).range(1..))]
     escrow_attempts: u32,
+    /// Open connections allowed in all; more are closed as soon as they are accepted.
+    /// Default: the descriptor limit (ulimit -n) less 64; a larger value is lowered to
+    /// that.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Open connections allowed from one source address (an IPv6 /64 counts as one);
+    /// more are closed as soon as they are accepted. Raise it for many clients behind
+    /// one NAT.
+    #[arg(long, default_value_t = ServeLimits::default().max_connections_per_ip as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: u64,
+    /// Seconds a request may take from the end of its headers to the answer (its body,
+    /// the wait for an Argon2 slot, the work); past it: HTTP 408 or 503.
+    #[arg(long, default_value_t = ServeLimits::default().request_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
+    /// Seconds a connection may wait for the complete headers of its next request (the
+    /// first one too) before it is closed; also how long a client may leave an answer
+    /// unread.
+    #[arg(long, default_value_t = ServeLimits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+}
+
+/// A count from the command line as a usize (a count past it means "no cap" anyway).
+fn saturate(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 pub fn run(args: ServeArgs) -> super::CliResult {
@@ -66,6 +93,12 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             ip_attempts: args.ip_attempts,
             login_window: Duration::from_secs(args.login_window),
             escrow_attempts: args.escrow_attempts,
+        },
+        limits: ServeLimits {
+            max_connections: args.max_connections.map(saturate),
+            max_connections_per_ip: saturate(args.max_connections_per_ip),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
         },
     };
     crate::server::serve(opts, |addr, fingerprint| {

@@ -30,6 +30,8 @@ pub mod code {
     pub const ESCROW_DESTROYED: &str = "escrow_destroyed";
     pub const TOO_LARGE: &str = "too_large";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const BUSY: &str = "busy";
+    pub const TIMED_OUT: &str = "timed_out";
     pub const INTERNAL: &str = "internal";
 }
 

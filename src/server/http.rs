@@ -1,7 +1,10 @@
 //! `cirrus serve`'s HTTPS front: binds the socket, terminates TLS, turns each `POST /v1/...`
 //! into one call of `service/` on a blocking thread, and stops cleanly on SIGTERM/SIGINT.
 
+use super::accept::GuardAcceptor;
 use super::api::{self, ErrorBody};
+use super::conns::{self, ConnCounter};
+use super::kdf_pool::KdfPool;
 use super::pin::Fingerprint;
 use super::service::{ApiError, Caller, KeyService, ServiceConfig};
 use super::state::StateError;
@@ -27,6 +30,34 @@ pub struct ServeOptions {
     /// `--cert` and `--key`; `None` means DATA/tls, made on first start.
     pub cert: Option<(PathBuf, PathBuf)>,
     pub config: ServiceConfig,
+    pub limits: ServeLimits,
+}
+
+/// How many connections `cirrus serve` keeps, and for how long (denial-of-service bounds).
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Open connections in all; `None`: the descriptor limit less a margin. A larger
+    /// value is lowered to that.
+    pub max_connections: Option<usize>,
+    /// Open connections from one source address (an IPv6 /64 counts as one).
+    pub max_connections_per_ip: usize,
+    /// From the end of the request headers to the answer: body, queue and work.
+    pub request_timeout: Duration,
+    /// How long a connection may wait for (and read) the headers of its next request,
+    /// the first one included; also how long a write may stall on a client that does not
+    /// read.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: None,
+            max_connections_per_ip: 64,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +82,20 @@ pub enum ServeError {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const GRACE: Duration = Duration::from_secs(10);
+/// Blocking threads for requests with no KDF work (file reads and writes), on top of one
+/// per KDF slot, so a full KDF pool does not hold up the other endpoints.
+const OTHER_BLOCKING_THREADS: usize = 8;
+/// Retry-After of a 503 from a full KDF pool or a request that ran out of time.
+const BUSY_RETRY_AFTER: u64 = 2;
 
-type Svc = Arc<KeyService>;
+/// What every request handler shares.
+struct App {
+    svc: Arc<KeyService>,
+    kdf: KdfPool,
+    request_timeout: Duration,
+}
+
+type Svc = Arc<App>;
 type Endpoint<Req, Resp> = fn(&KeyService, &Caller, Req) -> Result<Resp, ApiError>;
 
 /// Runs the key service in the foreground until SIGTERM or SIGINT. `ready` is called once
@@ -61,7 +104,25 @@ pub fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(SocketAddr, Fingerprint),
 ) -> Result<(), ServeError> {
-    let svc = Arc::new(KeyService::open(&opts.data, opts.config)?);
+    let limits = opts.limits;
+    let app = Arc::new(App {
+        svc: Arc::new(KeyService::open(&opts.data, opts.config)?),
+        kdf: KdfPool::sized_to_cores(),
+        request_timeout: limits.request_timeout,
+    });
+    let counter = ConnCounter::new(
+        conns::total_cap(limits.max_connections),
+        limits.max_connections_per_ip,
+    );
+    log::info!(
+        "at most {} connections ({} per source), idle timeout {} s, request timeout {} s, \
+         {} Argon2 at once",
+        counter.max_total(),
+        limits.max_connections_per_ip,
+        limits.idle_timeout.as_secs(),
+        limits.request_timeout.as_secs(),
+        app.kdf.workers()
+    );
     let given = opts.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     let id = tls::identity(&opts.data, given, opts.listen.ip())?;
     let fingerprint = id.fingerprint;
@@ -73,12 +134,12 @@ pub fn serve(
     let listener = std::net::TcpListener::bind(opts.listen).map_err(listen_err)?;
     let addr = listener.local_addr().map_err(listen_err)?;
 
-    // Two workers are plenty for a key service; Argon2 runs on the blocking pool, which
-    // is capped so a burst of logins cannot take unbounded memory (each verify uses
-    // --verifier-memory-kib).
+    // Two workers are plenty for a key service; Argon2 runs on the blocking pool, at most
+    // `kdf.workers()` at once (each verify uses --verifier-memory-kib), so a burst of
+    // logins cannot take unbounded memory.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
+        .max_blocking_threads(app.kdf.workers() + OTHER_BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
@@ -97,18 +158,30 @@ pub fn serve(
             }
             stopper.graceful_shutdown(Some(GRACE));
         });
+        // The guard runs first, on the bare TCP stream: a connection over the caps is
+        // closed before any TLS work.
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
             axum_server::tls_rustls::RustlsConfig::from_config(tls_config),
         )
-        .handshake_timeout(HANDSHAKE_TIMEOUT);
-        let server = axum_server::from_tcp(listener)
+        .handshake_timeout(HANDSHAKE_TIMEOUT)
+        .acceptor(GuardAcceptor::new(counter, limits.idle_timeout));
+        let mut server = axum_server::from_tcp(listener)
             .map_err(listen_err)?
             .acceptor(acceptor)
             .handle(handle)
-            .http1_only();
+            .http1_only()
+            .first_request_timeout(limits.idle_timeout);
+        // axum-server turns hyper's header timeout off. Hyper (1.12) starts it whenever
+        // the connection waits for a request head, the first one and each keep-alive one,
+        // so it is the idle timeout too: a half-sent or never-sent request is dropped.
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(limits.idle_timeout)
+            .keep_alive(true);
         ready(addr, fingerprint);
         server
-            .serve(router(svc).into_make_service_with_connect_info::<SocketAddr>())
+            .serve(router(app).into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(ServeError::Serve)?;
         log::info!("key service stopped");
@@ -120,10 +193,10 @@ fn router(svc: Svc) -> Router {
     Router::new()
         .route(
             "/v1/account/create",
-            route("account/create", |s, _, r| s.create(r)),
+            kdf_route("account/create", |s, _, r| s.create(r)),
         )
         .route("/v1/salt", route("salt", |s, _, r| s.salt(r)))
-        .route("/v1/login", route("login", |s, c, r| s.login(c, r)))
+        .route("/v1/login", kdf_route("login", |s, c, r| s.login(c, r)))
         .route(
             "/v1/logout",
             route("logout", |s, c, _: api::Empty| s.logout(c)),
@@ -138,11 +211,11 @@ fn router(svc: Svc) -> Router {
         )
         .route(
             "/v1/account/reset",
-            route("account/reset", |s, c, r| s.reset(c, r)),
+            kdf_route("account/reset", |s, c, r| s.reset(c, r)),
         )
         .route(
             "/v1/password/change",
-            route("password/change", |s, c, r| s.password_change(c, r)),
+            kdf_route("password/change", |s, c, r| s.password_change(c, r)),
         )
         .route(
             "/v1/totp/enroll",
@@ -223,7 +296,26 @@ fn router(svc: Svc) -> Router {
         .with_state(svc)
 }
 
+/// An endpoint that does no Argon2 work.
 fn route<Req, Resp>(name: &'static str, f: Endpoint<Req, Resp>) -> MethodRouter<Svc>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    endpoint(name, false, f)
+}
+
+/// An endpoint that may run Argon2 (a verifier made or checked): it runs under a permit
+/// of the bounded KDF pool.
+fn kdf_route<Req, Resp>(name: &'static str, f: Endpoint<Req, Resp>) -> MethodRouter<Svc>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    endpoint(name, true, f)
+}
+
+fn endpoint<Req, Resp>(name: &'static str, kdf: bool, f: Endpoint<Req, Resp>) -> MethodRouter<Svc>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -233,7 +325,7 @@ where
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
               headers: HeaderMap,
               body: Body| async move {
-            let res = call(svc, peer, &headers, body, f).await;
+            let res = call(svc, peer, &headers, body, kdf, f).await;
             let status = res.as_ref().map(|_| 200).unwrap_or_else(|e| e.status());
             log::debug!("{} {name} -> {status}", peer.ip().to_canonical());
             match res {
@@ -244,21 +336,28 @@ where
     )
 }
 
-/// Reads the body (capped), decodes it, and runs the endpoint on a blocking thread:
-/// Argon2 and file writes must not stall the async workers.
+/// Reads the body (capped in size and time), decodes it, and runs the endpoint on a
+/// blocking thread: Argon2 and file writes must not stall the async workers. The whole
+/// of it has `--request-timeout`.
 async fn call<Req, Resp>(
-    svc: Svc,
+    app: Svc,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
+    kdf: bool,
     f: Endpoint<Req, Resp>,
 ) -> Result<Vec<u8>, ApiError>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let bytes = axum::body::to_bytes(body, api::MAX_BODY)
+    let deadline = tokio::time::Instant::now() + app.request_timeout;
+    let busy = || ApiError::Busy {
+        retry_after: BUSY_RETRY_AFTER,
+    };
+    let bytes = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, api::MAX_BODY))
         .await
+        .map_err(|_| ApiError::TimedOut)?
         .map_err(|_| ApiError::TooLarge)?;
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -274,8 +373,21 @@ where
         ip: peer.ip().to_canonical(),
         bearer: bearer(headers),
     };
-    let resp = tokio::task::spawn_blocking(move || f(&svc, &caller, req))
+    let permit = if kdf {
+        let waited = tokio::time::timeout_at(deadline, app.kdf.acquire()).await;
+        Some(waited.map_err(|_| busy())?.map_err(|_| busy())?)
+    } else {
+        None
+    };
+    // The permit moves into the task: a request that runs out of time below still holds
+    // its KDF slot until its Argon2 is done, so the pool bounds the work really running.
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&app.svc, &caller, req)
+    });
+    let resp = tokio::time::timeout_at(deadline, work)
         .await
+        .map_err(|_| busy())?
         .map_err(|e| ApiError::Internal(format!("request task failed: {e}")))??;
     serde_json::to_vec(&resp).map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))
 }

@@ -2,10 +2,13 @@
 //! machine, state in the device home) and `cirrus serve`, the same duties over HTTPS for
 //! many devices and accounts (issue 3), with its blocking client.
 
+mod accept;
 pub mod api;
 pub mod client;
+mod conns;
 mod embedded;
 mod http;
+mod kdf_pool;
 mod limit;
 mod pin;
 mod service;
@@ -15,7 +18,7 @@ mod tls;
 pub mod totp;
 
 pub use embedded::{EmbeddedKeyService, ServiceError};
-pub use http::{ServeError, ServeOptions, serve};
+pub use http::{ServeError, ServeLimits, ServeOptions, serve};
 pub use pin::{Fingerprint, FingerprintParseError};
 pub use service::ServiceConfig;
 pub use state::StateError;

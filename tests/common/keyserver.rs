@@ -27,11 +27,35 @@ impl Server {
     /// Starts the server on DATA = `dir/data`, its log in `dir/server.log` (outside DATA, so
     /// the plaintext scan of DATA does not read it).
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_nofile(dir, extra, None)
+    }
+
+    /// As [`Server::start`], with the server's descriptor limit (`ulimit -n`, soft and
+    /// hard) set to `nofile` when given.
+    pub fn start_with_nofile(dir: &Path, extra: &[&str], nofile: Option<u64>) -> Server {
         // The in-process clients of these tests use TINY costs (an explicit test opt-in).
         cirrus::keys::floor::allow_insecure_test_kdf();
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cirrus"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec, on
+            // the child's own limit.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
@@ -84,6 +108,11 @@ impl Server {
             fingerprint: fp_text.parse().unwrap(),
             data,
         }
+    }
+
+    /// The server process's id (to look at its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn client(&self) -> KeyClient {

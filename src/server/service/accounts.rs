@@ -204,6 +204,9 @@ impl KeyService {
         check_kdf(req.new_kdf)?;
         let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
         let key = format!("login:{}", req.account);
+        // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
+        // again under the lock, where parallel guesses are counted one by one.
+        self.limit_check(&key, c.ip)?;
         let verifier = self.make_verifier(&auth[..])?;
         self.locked(&req.account, || {
             self.limit_check(&key, c.ip)?;

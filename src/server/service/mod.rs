@@ -87,6 +87,12 @@ pub(crate) enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("the request body is larger than {} bytes", api::MAX_BODY)]
     TooLarge,
+    /// Too many password checks at once (the HTTP layer's bounded pool is full).
+    #[error("the key service is busy; try again in {retry_after} seconds")]
+    Busy { retry_after: u64 },
+    /// The request's body did not arrive within the request timeout.
+    #[error("the request was not received in time")]
+    TimedOut,
     /// The detail goes to the server log, not to the client.
     #[error("internal error in the key service (see its log)")]
     Internal(String),
@@ -101,9 +107,11 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) => 409,
             ApiError::Gone(_) | ApiError::EscrowDestroyed => 410,
+            ApiError::TimedOut => 408,
             ApiError::TooLarge => 413,
             ApiError::RateLimited { .. } => 429,
             ApiError::Internal(_) => 500,
+            ApiError::Busy { .. } => 503,
         }
     }
 
@@ -120,13 +128,17 @@ impl ApiError {
             ApiError::EscrowDestroyed => code::ESCROW_DESTROYED,
             ApiError::TooLarge => code::TOO_LARGE,
             ApiError::RateLimited { .. } => code::RATE_LIMITED,
+            ApiError::Busy { .. } => code::BUSY,
+            ApiError::TimedOut => code::TIMED_OUT,
             ApiError::Internal(_) => code::INTERNAL,
         };
         ErrorBody {
             error: self.to_string(),
             code: code.to_string(),
             retry_after: match self {
-                ApiError::RateLimited { retry_after } => Some(*retry_after),
+                ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
+                    Some(*retry_after)
+                }
                 _ => None,
             },
             remaining: match self {
@@ -573,6 +585,43 @@ mod tests {
             login("d", "10.0.0.2"),
             Err(ApiError::Unauthorized(_))
         ));
+    }
+
+    #[test]
+    fn a_rate_limited_reset_is_refused_before_any_argon2() {
+        let dir = tempfile::tempdir().unwrap();
+        // a verifier that takes visible time, so whether it ran shows in the timing
+        let cfg = ServiceConfig {
+            verifier_memory_kib: 32 * 1024,
+            verifier_time: 3,
+            ip_attempts: 1,
+            ..tiny()
+        };
+        let svc = KeyService::open(dir.path(), cfg).unwrap();
+        let t = Instant::now();
+        svc.make_verifier(&[0u8; 32]).unwrap();
+        let one_kdf = t.elapsed();
+        let reset = || {
+            svc.reset(
+                &caller(None),
+                ResetReq {
+                    account: "ghost".into(),
+                    totp: "000000".into(),
+                    new_salt: hex::encode([1u8; 16]),
+                    new_kdf: KdfParams::default(),
+                    new_auth: hex::encode([2u8; 32]),
+                    remember_device: false,
+                },
+            )
+        };
+        assert!(matches!(reset(), Err(ApiError::Unauthorized(_))));
+        let t = Instant::now();
+        assert!(matches!(reset(), Err(ApiError::RateLimited { .. })));
+        let refused = t.elapsed();
+        assert!(
+            refused < one_kdf / 4,
+            "a refused reset took {refused:?}, one verifier {one_kdf:?}"
+        );
     }
 
     #[test]
