@@ -1,20 +1,23 @@
 //! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
-use crate::server::{ServeLimits, ServeOptions, ServiceConfig};
+use crate::server::{ServeLimits, ServeOptions, ServiceConfig, Signup};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ServeArgs {
+    #[command(subcommand)]
+    admin: Option<AdminCmd>,
     /// Address and port to listen on, e.g. 0.0.0.0:8443 (port 0: the system picks one).
-    #[arg(long)]
-    listen: SocketAddr,
+    #[arg(long, required = true)]
+    listen: Option<SocketAddr>,
     /// Directory of the service's state: master key, accounts, records, TLS certificate.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required = true)]
+    data: Option<PathBuf>,
     /// PEM certificate (chain) to present instead of the self-signed one made in DATA/tls.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -49,6 +52,20 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServiceConfig::default().escrow_attempts,
           value_parser = clap::value_parser!(u32).range(1..))]
     escrow_attempts: u32,
+    /// Seconds a data-recovery reset waits after a right TOTP code before a second request
+    /// with a new code can complete it; the account's trusted devices are told at once and
+    /// can cancel it (`cirrus account cancel-reset`). Default one day.
+    #[arg(long, default_value_t = ServiceConfig::default().reset_wait.as_secs())]
+    reset_wait: u64,
+    /// Who may create accounts: anyone (`open`, at most --signup-per-ip an hour per source
+    /// address) or only holders of an invitation from `cirrus serve account create`
+    /// (`closed`; advised for a service reachable from the internet).
+    #[arg(long, value_enum, default_value_t = Signup::Open)]
+    signup: Signup,
+    /// Account creations allowed per source address per hour.
+    #[arg(long, default_value_t = ServiceConfig::default().signup_per_ip,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    signup_per_ip: u32,
     /// Open connections allowed in all; more are closed as soon as they are accepted.
     /// Default: the descriptor limit (ulimit -n) less 64; a larger value is lowered to
     /// that.
@@ -78,12 +95,62 @@ fn saturate(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// Administration of a key service's DATA directory (works while it runs).
+#[derive(clap::Subcommand)]
+enum AdminCmd {
+    /// Accounts: invitations for a service that runs with `--signup closed`.
+    #[command(subcommand)]
+    Account(AccountAdminCmd),
+}
+
+#[derive(clap::Subcommand)]
+enum AccountAdminCmd {
+    /// Make a one-time invitation for account NAME and print its code. Its owner passes
+    /// it to `cirrus init --server ... --account NAME --invite CODE` (or `cirrus account
+    /// move ... --invite CODE`), choosing the password there: the admin never knows it.
+    Create {
+        /// The account name (1 to 64 of A-Z a-z 0-9 . _ @ -).
+        name: String,
+        /// The service's DATA directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Days the invitation stays valid.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
+        valid_days: u64,
+    },
+}
+
+fn admin(cmd: AdminCmd) -> super::CliResult {
+    match cmd {
+        AdminCmd::Account(AccountAdminCmd::Create {
+            name,
+            data,
+            valid_days,
+        }) => {
+            let code = crate::server::invite(&data, &name, Duration::from_secs(valid_days * 86400))
+                .map_err(|e| format!("serve account create: {e}"))?;
+            println!(
+                "Invitation for account {name}, valid for {valid_days} days (shown once):\n\n    {}\n\n\
+                 Its owner runs: cirrus init --server URL --fingerprint SHA256:... --account {name} --invite CODE",
+                code.as_str()
+            );
+            Ok(0)
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> super::CliResult {
+    if let Some(cmd) = args.admin {
+        return admin(cmd);
+    }
+    let (Some(listen), Some(data)) = (args.listen, args.data) else {
+        return Err("serve: --listen and --data are required".into());
+    };
     // A server's log is its record of logins and key changes: info by default.
     super::init_stderr_logging_level("info,rustls=warn");
     let opts = ServeOptions {
-        listen: args.listen,
-        data: args.data,
+        listen,
+        data,
         cert: args.cert.zip(args.key),
         config: ServiceConfig {
             verifier_memory_kib: args.verifier_memory_kib,
@@ -93,6 +160,9 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             ip_attempts: args.ip_attempts,
             login_window: Duration::from_secs(args.login_window),
             escrow_attempts: args.escrow_attempts,
+            reset_wait: Duration::from_secs(args.reset_wait),
+            signup: args.signup,
+            signup_per_ip: args.signup_per_ip,
         },
         limits: ServeLimits {
             max_connections: args.max_connections.map(saturate),

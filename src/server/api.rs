@@ -32,6 +32,8 @@ pub mod code {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const BUSY: &str = "busy";
     pub const TIMED_OUT: &str = "timed_out";
+    pub const RESET_PENDING: &str = "reset_pending";
+    pub const SIGNUP_CLOSED: &str = "signup_closed";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -56,6 +58,10 @@ pub struct CreateReq {
     pub salt: String,
     pub kdf: KdfParams,
     pub auth: String,
+    /// The one-time invitation `cirrus serve account create` printed (needed when the
+    /// service runs with `--signup closed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -217,4 +223,55 @@ pub struct EscrowOpenReq {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EscrowOpenResp {
     pub blob: String,
+}
+
+/// What happened to an account that its trusted devices should know of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A data-recovery reset was asked for with a right TOTP code; it takes effect after
+    /// the waiting period unless a trusted device cancels it.
+    ResetRequested,
+    /// A trusted device cancelled the pending reset.
+    ResetCancelled,
+    /// The reset took effect: the password changed, every session ended and every
+    /// remembered device was forgotten.
+    ResetCompleted,
+}
+
+/// One notice, as kept by the server and sent to devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Increases by one per notice of the account: devices remember the last one shown.
+    pub id: u64,
+    pub kind: NoticeKind,
+    /// Unix seconds.
+    pub at: u64,
+    /// Source address of the request that caused it.
+    pub from: String,
+    /// For `reset_requested`: when the reset may take effect (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<u64>,
+}
+
+/// `notices` and `account/cancel-reset`: authenticated by a remembered-device token
+/// alone, so a device learns of a reset without its password.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceReq {
+    pub account: String,
+    pub device_token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NoticesResp {
+    pub notices: Vec<Notice>,
+    /// When a pending reset may take effect (Unix seconds); none pending: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reset: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CancelResetResp {
+    /// False: there was no pending reset.
+    pub cancelled: bool,
 }

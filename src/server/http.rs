@@ -193,7 +193,7 @@ fn router(svc: Svc) -> Router {
     Router::new()
         .route(
             "/v1/account/create",
-            kdf_route("account/create", |s, _, r| s.create(r)),
+            kdf_route("account/create", |s, c, r| s.create(c, r)),
         )
         .route("/v1/salt", route("salt", |s, _, r| s.salt(r)))
         .route("/v1/login", kdf_route("login", |s, c, r| s.login(c, r)))
@@ -208,6 +208,11 @@ fn router(svc: Svc) -> Router {
         .route(
             "/v1/account/flags",
             route("account/flags", |s, c, r| s.account_flags(c, r)),
+        )
+        .route("/v1/notices", route("notices", |s, c, r| s.notices(c, r)))
+        .route(
+            "/v1/account/cancel-reset",
+            route("account/cancel-reset", |s, c, r| s.cancel_reset(c, r)),
         )
         .route(
             "/v1/account/reset",

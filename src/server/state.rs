@@ -7,6 +7,7 @@
 //! per-account lock in `service/` is the only concurrency control it needs.
 
 use crate::crypto::{self, CryptoError, SecretKey, Suite};
+use super::guard::FailureGuard;
 use crate::keys::KdfParams;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,7 +62,35 @@ pub(crate) struct Account {
     pub service: ServiceKeys,
     #[serde(default)]
     pub escrow_destroyed: bool,
+    /// Consecutive wrong TOTP codes on the data-recovery reset (persistent backoff).
+    #[serde(default, skip_serializing_if = "FailureGuard::is_clear")]
+    pub reset_guard: FailureGuard,
+    /// A data-recovery reset waiting for its waiting period to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reset: Option<PendingReset>,
+    /// What the account's trusted devices are told (newest last, at most
+    /// [`MAX_NOTICES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
 }
+
+/// A reset that a right TOTP code started: it takes effect only when a second request
+/// with a right code comes after `ready_at` (and before `expires_at`), unless a trusted
+/// device cancels it first. Times in Unix seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PendingReset {
+    pub requested_at: u64,
+    pub ready_at: u64,
+    pub expires_at: u64,
+    /// The source address that asked, for the notice.
+    pub from: String,
+}
+
+/// Most notices kept per account; the oldest goes first.
+pub(crate) const MAX_NOTICES: usize = 32;
+
+pub(crate) use super::api::Notice;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +121,17 @@ pub(crate) struct Escrow {
     pub blob: String,
     /// Wrong proofs since the last right one.
     pub failures: u32,
+}
+
+/// An invitation to create one account on a closed service (`invites/<hex(name)>.json`),
+/// made by the admin with `cirrus serve account create`; used once.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Invite {
+    /// Hex BLAKE3 of the invitation code (the code itself is only printed).
+    pub hash: String,
+    /// Unix seconds after which it no longer counts.
+    pub expires_at: u64,
 }
 
 pub(crate) struct DataDir {
@@ -163,7 +203,7 @@ impl DataDir {
     /// start.
     pub(crate) fn open(root: &Path) -> Result<Self, StateError> {
         ensure_dir(root)?;
-        for sub in ["accounts", "records", "escrow"] {
+        for sub in ["accounts", "records", "escrow", "invites"] {
             ensure_dir(&root.join(sub))?;
         }
         let key_path = root.join("master.key");
@@ -375,6 +415,38 @@ impl DataDir {
             why: err.to_string(),
         })?;
         write(&path, &bytes)
+    }
+
+    fn invite_path(&self, account: &str) -> PathBuf {
+        self.root
+            .join("invites")
+            .join(format!("{}.json", hex::encode(account)))
+    }
+
+    pub(crate) fn load_invite(&self, account: &str) -> Result<Option<Invite>, StateError> {
+        let path = self.invite_path(account);
+        let Some(bytes) = read_opt(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Damaged {
+                path,
+                why: e.to_string(),
+            })
+    }
+
+    pub(crate) fn save_invite(&self, account: &str, i: &Invite) -> Result<(), StateError> {
+        let path = self.invite_path(account);
+        let bytes = serde_json::to_vec(i).map_err(|err| StateError::Damaged {
+            path: path.clone(),
+            why: err.to_string(),
+        })?;
+        write(&path, &bytes)
+    }
+
+    pub(crate) fn delete_invite(&self, account: &str) -> Result<bool, StateError> {
+        remove(&self.invite_path(account))
     }
 
     /// Deletes the escrow file; `false` when there was none.

@@ -48,6 +48,15 @@ pub enum ClientError {
     EscrowWrong { remaining: u32 },
     #[error("the escrow record was destroyed after too many wrong proofs")]
     EscrowDestroyed,
+    #[error(
+        "the key service started the waiting period of the password reset: it can be \
+         completed in {} (run the same command again then, with a new TOTP code); \
+         the account's trusted devices have been told and can cancel it",
+        crate::server::client::human_wait(*ready_in)
+    )]
+    ResetPending { ready_in: u64 },
+    #[error("{0}")]
+    SignupClosed(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -187,6 +196,13 @@ fn key_error(status: u16, body: &str, retry_header: Option<u64>) -> ClientError 
             remaining: parsed.and_then(|b| b.remaining).unwrap_or(0),
         },
         (_, api::code::ESCROW_DESTROYED) => ClientError::EscrowDestroyed,
+        (_, api::code::RESET_PENDING) => ClientError::ResetPending {
+            ready_in: parsed
+                .and_then(|b| b.retry_after)
+                .or(retry_header)
+                .unwrap_or(0),
+        },
+        (_, api::code::SIGNUP_CLOSED) => ClientError::SignupClosed(msg),
         (429, _) => ClientError::RateLimited {
             retry_after: parsed
                 .and_then(|b| b.retry_after)
@@ -315,6 +331,17 @@ impl KeyClient {
         password: &Password,
         kdf: KdfParams,
     ) -> Result<Session, ClientError> {
+        self.create_account_invited(account, password, kdf, None)
+    }
+
+    /// [`Self::create_account`] with the invitation a closed service needs.
+    pub fn create_account_invited(
+        &self,
+        account: &str,
+        password: &Password,
+        kdf: KdfParams,
+        invite: Option<&str>,
+    ) -> Result<Session, ClientError> {
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
         let k = keys::password_keys(password, &salt, kdf)?;
@@ -326,9 +353,36 @@ impl KeyClient {
                 salt: hex::encode(salt),
                 kdf,
                 auth: hex::encode(k.auth.expose()),
+                invite: invite.map(str::to_string),
             },
         )?;
         Ok(self.session(account, resp, k.wrap))
+    }
+
+    /// The account's notices and pending reset, with this device's remembered-device
+    /// token (no password: a device learns of a reset even if nobody is there to type it).
+    pub fn notices(&self, account: &str, device_token: &str) -> Result<NoticesResp, ClientError> {
+        self.post(
+            "notices",
+            None,
+            &DeviceReq {
+                account: account.to_string(),
+                device_token: device_token.to_string(),
+            },
+        )
+    }
+
+    /// Cancels a pending data-recovery reset; `false`: none was pending.
+    pub fn cancel_reset(&self, account: &str, device_token: &str) -> Result<bool, ClientError> {
+        let r: CancelResetResp = self.post(
+            "account/cancel-reset",
+            None,
+            &DeviceReq {
+                account: account.to_string(),
+                device_token: device_token.to_string(),
+            },
+        )?;
+        Ok(r.cancelled)
     }
 
     /// The account's salt and KDF cost, refused when weaker than this client's floor.
@@ -476,5 +530,14 @@ mod tests {
             ClientError::RateLimited { retry_after: 5 }
         ));
         assert!(matches!(key_error(502, "", None), ClientError::Server(_)));
+    }
+}
+
+/// A wait in seconds as a person reads it ("23 h 59 min", "40 s").
+pub fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }

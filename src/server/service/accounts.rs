@@ -4,11 +4,22 @@
 use super::*;
 
 impl KeyService {
-    pub(crate) fn create(&self, req: CreateReq) -> Result<SessionResp, ApiError> {
+    pub(crate) fn create(&self, c: &Caller, req: CreateReq) -> Result<SessionResp, ApiError> {
         check_account_name(&req.account)?;
         let salt = unhex_exact::<16>("salt", &req.salt)?;
         check_kdf(req.kdf)?;
         let auth = unhex_exact::<32>("auth", &req.auth)?;
+        // Every attempt counts against the source address, before any Argon2 work: a
+        // flood of sign-ups can neither fill the disk nor take the KDF pool.
+        let now = Instant::now();
+        let ip = c.ip.to_string();
+        if let Err(retry_after) = self.signup_limit.check(&ip, now) {
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        self.signup_limit.fail(&ip, now);
+        if self.cfg.signup == Signup::Closed {
+            self.check_invite(&req.account, req.invite.as_deref())?;
+        }
         let verifier = self.make_verifier(&auth[..])?;
         self.locked(&req.account, || {
             if self.data.load_account(&req.account)?.is_some() {
@@ -16,6 +27,11 @@ impl KeyService {
                     "an account named {} already exists",
                     req.account
                 )));
+            }
+            if self.cfg.signup == Signup::Closed {
+                // Checked again under the lock and used up: one invitation, one account.
+                self.check_invite(&req.account, req.invite.as_deref())?;
+                self.data.delete_invite(&req.account)?;
             }
             let key = crypto::random_key()?;
             let sealed = self
@@ -35,10 +51,54 @@ impl KeyService {
                     keys: BTreeMap::from([(1, sealed)]),
                 },
                 escrow_destroyed: false,
+                reset_guard: Default::default(),
+                pending_reset: None,
+                notices: Vec::new(),
             };
             self.data.save_account(&a)?;
             log::info!("created account {}", req.account);
             self.open_session(&req.account, None)
+        })
+    }
+
+    /// A closed service's check of an invitation for `account`.
+    fn check_invite(&self, account: &str, code: Option<&str>) -> Result<(), ApiError> {
+        let code = code.ok_or(ApiError::SignupClosed)?;
+        let inv = self
+            .data
+            .load_invite(account)?
+            .ok_or(ApiError::SignupClosed)?;
+        let stored = hex::decode(&inv.hash).unwrap_or_default();
+        if !crypto::ct_eq(&stored, &token_hash(code.trim())) || now_secs() >= inv.expires_at {
+            return Err(ApiError::SignupClosed);
+        }
+        Ok(())
+    }
+
+    /// `cirrus serve account create`: an invitation for `account`, valid for `valid`;
+    /// returns the code to hand to its owner. Replaces an earlier one.
+    pub(crate) fn invite(
+        &self,
+        account: &str,
+        valid: Duration,
+    ) -> Result<Zeroizing<String>, ApiError> {
+        check_account_name(account)?;
+        self.locked(account, || {
+            if self.data.load_account(account)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "an account named {account} already exists"
+                )));
+            }
+            let code = new_token()?;
+            self.data.save_invite(
+                account,
+                &crate::server::state::Invite {
+                    hash: hex::encode(token_hash(&code)),
+                    expires_at: now_secs().saturating_add(valid.as_secs()),
+                },
+            )?;
+            log::info!("invitation made for account {account}");
+            Ok(code)
         })
     }
 
@@ -192,64 +252,6 @@ impl KeyService {
             self.data.save_account(&a)?;
             log::info!("account {name}: password changed");
             Ok(Empty {})
-        })
-    }
-
-    /// Data recovery: a new password with a TOTP code and no session. Ends every session
-    /// and forgets every remembered device of the account, since whoever had them may be
-    /// the reason for the reset.
-    pub(crate) fn reset(&self, c: &Caller, req: ResetReq) -> Result<SessionResp, ApiError> {
-        check_account_name(&req.account)?;
-        let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
-        check_kdf(req.new_kdf)?;
-        let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
-        let key = format!("login:{}", req.account);
-        // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
-        // again under the lock, where parallel guesses are counted one by one.
-        self.limit_check(&key, c.ip)?;
-        let verifier = self.make_verifier(&auth[..])?;
-        self.locked(&req.account, || {
-            self.limit_check(&key, c.ip)?;
-            let Some(mut a) = self.data.load_account(&req.account)? else {
-                self.limit_fail(&key, c.ip);
-                return Err(ApiError::Unauthorized(
-                    "wrong account name or TOTP code".into(),
-                ));
-            };
-            if !a.drs {
-                return Err(ApiError::Forbidden(
-                    "data recovery is turned off for this account, so the key service cannot \
-                     reset its password"
-                        .into(),
-                ));
-            }
-            if !Self::totp_enrolled(&a) {
-                return Err(ApiError::Forbidden(
-                    "this account has no TOTP factor, so the key service cannot check who asks \
-                     for a password reset"
-                        .into(),
-                ));
-            }
-            self.check_totp(&mut a, &req.totp, &key, c.ip)?;
-            a.salt = hex::encode(&salt[..]);
-            a.kdf = req.new_kdf;
-            a.verifier = verifier;
-            a.device_tokens.clear();
-            let mut device_token = None;
-            if req.remember_device {
-                let t = new_token()?;
-                a.device_tokens.push(hex::encode(token_hash(&t)));
-                device_token = Some(t.to_string());
-            }
-            self.data.save_account(&a)?;
-            self.sessions.close_all(&a.name);
-            self.limit_success(&key);
-            log::warn!(
-                "account {}: password reset through data recovery from {}",
-                a.name,
-                c.ip
-            );
-            self.open_session(&a.name, device_token)
         })
     }
 

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod blobs;
+mod reset;
 mod service_keys;
 
 use super::api::{self, *};
@@ -35,6 +36,23 @@ pub struct ServiceConfig {
     pub login_window: Duration,
     /// Wrong escrow proofs after which the escrow record is destroyed.
     pub escrow_attempts: u32,
+    /// How long a data-recovery reset waits, after a right TOTP code, before a second
+    /// request with a right code may complete it (trusted devices are told meanwhile).
+    pub reset_wait: Duration,
+    /// Whether anyone may create an account, or only holders of an invitation made with
+    /// `cirrus serve account create`.
+    pub signup: Signup,
+    /// Account creations allowed per source address per hour (tried or not).
+    pub signup_per_ip: u32,
+}
+
+/// Who may create accounts (`cirrus serve --signup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signup {
+    /// Anyone who reaches the service (up to --signup-per-ip an hour per address).
+    Open,
+    /// Only with an invitation from `cirrus serve account create`.
+    Closed,
 }
 
 impl Default for ServiceConfig {
@@ -50,6 +68,9 @@ impl Default for ServiceConfig {
             ip_attempts: 20,
             login_window: Duration::from_secs(300),
             escrow_attempts: 10,
+            reset_wait: Duration::from_secs(24 * 3600),
+            signup: Signup::Open,
+            signup_per_ip: 10,
         }
     }
 }
@@ -85,6 +106,17 @@ pub(crate) enum ApiError {
     EscrowDestroyed,
     #[error("too many failed attempts; try again in {retry_after} seconds")]
     RateLimited { retry_after: u64 },
+    #[error(
+        "the password reset is waiting: it can be completed in {ready_in} seconds, by asking \
+         again with a new TOTP code; the account's trusted devices have been told and can \
+         cancel it"
+    )]
+    ResetPending { ready_in: u64 },
+    #[error(
+        "this key service creates accounts only with an invitation: ask its admin for one \
+         (`cirrus serve account create`) and pass it with --invite"
+    )]
+    SignupClosed,
     #[error("the request body is larger than {} bytes", api::MAX_BODY)]
     TooLarge,
     /// Too many password checks at once (the HTTP layer's bounded pool is full).
@@ -103,7 +135,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) | ApiError::SecondFactor(_) => 401,
-            ApiError::Forbidden(_) | ApiError::EscrowWrong { .. } => 403,
+            ApiError::Forbidden(_)
+            | ApiError::EscrowWrong { .. }
+            | ApiError::ResetPending { .. }
+            | ApiError::SignupClosed => 403,
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) => 409,
             ApiError::Gone(_) | ApiError::EscrowDestroyed => 410,
@@ -128,6 +163,8 @@ impl ApiError {
             ApiError::EscrowDestroyed => code::ESCROW_DESTROYED,
             ApiError::TooLarge => code::TOO_LARGE,
             ApiError::RateLimited { .. } => code::RATE_LIMITED,
+            ApiError::ResetPending { .. } => code::RESET_PENDING,
+            ApiError::SignupClosed => code::SIGNUP_CLOSED,
             ApiError::Busy { .. } => code::BUSY,
             ApiError::TimedOut => code::TIMED_OUT,
             ApiError::Internal(_) => code::INTERNAL,
@@ -139,6 +176,7 @@ impl ApiError {
                 ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
                     Some(*retry_after)
                 }
+                ApiError::ResetPending { ready_in } => Some(*ready_in),
                 _ => None,
             },
             remaining: match self {
@@ -173,6 +211,8 @@ pub(crate) struct KeyService {
     sessions: Sessions,
     acct_limit: RateLimiter,
     ip_limit: RateLimiter,
+    /// Account creations per source address per hour (every attempt counts).
+    signup_limit: RateLimiter,
     /// One lock per account name: serialises read-modify-write of its files.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// A verifier for no account, checked when the account does not exist so that a
@@ -263,6 +303,7 @@ impl KeyService {
             sessions: Sessions::new(cfg.session_ttl),
             acct_limit: RateLimiter::new(cfg.login_attempts, cfg.login_window),
             ip_limit: RateLimiter::new(cfg.ip_attempts, cfg.login_window),
+            signup_limit: RateLimiter::new(cfg.signup_per_ip, Duration::from_secs(3600)),
             cfg,
             locks: Mutex::new(HashMap::new()),
             dummy_verifier: String::new(),
@@ -455,6 +496,7 @@ mod tests {
             escrow_attempts: 3,
             login_attempts: 100,
             ip_attempts: 100,
+            signup_per_ip: 100,
             ..ServiceConfig::default()
         }
     }
@@ -467,16 +509,20 @@ mod tests {
     }
 
     fn create(svc: &KeyService, name: &str, auth: [u8; 32]) -> String {
-        svc.create(CreateReq {
-            account: name.into(),
-            salt: hex::encode([1u8; 16]),
-            kdf: KdfParams {
-                memory_kib: 8,
-                time: 1,
-                lanes: 1,
+        svc.create(
+            &caller(None),
+            CreateReq {
+                account: name.into(),
+                salt: hex::encode([1u8; 16]),
+                kdf: KdfParams {
+                    memory_kib: 8,
+                    time: 1,
+                    lanes: 1,
+                },
+                auth: hex::encode(auth),
+                invite: None,
             },
-            auth: hex::encode(auth),
-        })
+        )
         .unwrap()
         .token
     }
