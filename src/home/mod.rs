@@ -250,6 +250,18 @@ struct Seen {
     manifest: [u8; 32],
 }
 
+impl Seen {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.table).u32(self.heads.len() as u32);
+        for (c, (n, h)) in &self.heads {
+            w.u32(*c).u64(*n).raw(h);
+        }
+        w.raw(&self.manifest);
+        w.finish()
+    }
+}
+
 impl SeenHeads {
     /// Loads the record. `expect_existing`: the account is not new, so a missing file is
     /// worth a warning.
@@ -336,6 +348,13 @@ impl SeenHeads {
         })
     }
 
+    /// The plaintext of a seen-heads record decoded and encoded again. Public, hidden, for
+    /// tests/fuzz_decoders.rs, which cannot name the record type.
+    #[doc(hidden)]
+    pub fn reencode(plain: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(Self::decode(plain)?.encode())
+    }
+
     fn open_file(&self, bytes: &[u8]) -> Result<Seen, String> {
         let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
         let plain = crypto::open(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), bytes)
@@ -383,14 +402,8 @@ impl SeenHeads {
                 }
             }
         }
-        let mut w = Writer::new();
-        w.u64(s.table).u32(s.heads.len() as u32);
-        for (c, (n, h)) in &s.heads {
-            w.u32(*c).u64(*n).raw(h);
-        }
-        w.raw(&s.manifest);
         let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
-        let sealed = crypto::seal(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), &w.finish())
+        let sealed = crypto::seal(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), &s.encode())
             .map_err(|e| e.to_string())?;
         write_atomic(&self.path, &sealed).map_err(|e| e.to_string())
     }

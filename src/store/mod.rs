@@ -117,10 +117,13 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Longest object name a store accepts (bytes).
+pub const MAX_NAME_LEN: usize = 512;
+
 /// Checks an object name against the naming rule of the contract.
 pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
-        && name.len() <= 512
+        && name.len() <= MAX_NAME_LEN
         && name.split('/').all(|seg| {
             !seg.is_empty()
                 && seg != "."

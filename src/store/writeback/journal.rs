@@ -229,7 +229,26 @@ pub(super) fn stale(ent: &std::fs::DirEntry) -> bool {
 fn read_header(path: &Path) -> Result<Entry, String> {
     let mut f = File::open(path).map_err(|e| e.to_string())?;
     let file_len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut buf = vec![0u8; 4 + 1 + 8 + 2];
+    decode_header(&mut f, file_len, path)
+}
+
+/// Encodes a journal file's header (what comes before the object's bytes). Public, hidden,
+/// for tests/fuzz_decoders.rs.
+#[doc(hidden)]
+pub fn encode_header(head: bool, seq: u64, name: &str, base: Option<&Etag>, len: u64) -> Vec<u8> {
+    if head {
+        header(KIND_HEAD, seq, name, Some(base), len)
+    } else {
+        header(KIND_OBJECT, seq, name, None, len)
+    }
+}
+
+/// Decodes a journal file's header from `f`, positioned at its start, for a file of
+/// `file_len` bytes at `path`. Reads at most the header (the name is at most
+/// `MAX_NAME_LEN` bytes).
+#[doc(hidden)]
+pub fn decode_header(f: &mut impl Read, file_len: u64, path: &Path) -> Result<Entry, String> {
+    let mut buf = [0u8; 4 + 1 + 8 + 2];
     f.read_exact(&mut buf).map_err(|_| "truncated header")?;
     if &buf[..4] != MAGIC {
         return Err("not a journal file".into());
@@ -237,6 +256,10 @@ fn read_header(path: &Path) -> Result<Entry, String> {
     let kind = buf[4];
     let seq = u64::from_le_bytes(buf[5..13].try_into().unwrap_or_default());
     let name_len = u16::from_le_bytes([buf[13], buf[14]]) as usize;
+    // Checked before the buffer is made: a damaged length must not cost 64 KiB per file.
+    if name_len > crate::store::MAX_NAME_LEN {
+        return Err("name too long".into());
+    }
     let mut name = vec![0u8; name_len];
     f.read_exact(&mut name).map_err(|_| "truncated name")?;
     let name = String::from_utf8(name).map_err(|_| "name is not UTF-8")?;
@@ -253,7 +276,7 @@ fn read_header(path: &Path) -> Result<Entry, String> {
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|_| "truncated header")?;
     let len = u64::from_le_bytes(len);
-    let data_offset = f.stream_position().map_err(|e| e.to_string())?;
+    let data_offset = (buf.len() + name_len + 1 + 32 + 8) as u64;
     if data_offset.checked_add(len).and_then(|v| v.checked_add(32)) != Some(file_len) {
         return Err("length does not match the file".into());
     }

@@ -14,6 +14,12 @@ mod disk_cache;
 mod journal;
 
 pub use disk_cache::DiskCache;
+/// The journal file header codec, reachable from tests/fuzz_decoders.rs only.
+#[doc(hidden)]
+pub use journal::{
+    Entry as JournalEntry, decode_header as decode_journal_header,
+    encode_header as encode_journal_header,
+};
 
 use super::{Etag, Store, StoreError, etag_of};
 use journal::{Entry, Journal};
