@@ -6,6 +6,7 @@ mod common;
 use cirrus::crypto::SecretKey;
 use cirrus::keys::{KdfParams, category_key_context};
 use cirrus::server::Fingerprint;
+use cirrus::server::api::NoticeKind;
 use cirrus::server::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 const TINY: KdfParams = KdfParams {
     memory_kib: 8,
@@ -1012,4 +1014,236 @@ fn half_open_connections_neither_lock_out_others_nor_stay_open() {
     eprintln!("server fds back to {now_open} (baseline {baseline})");
     drop((held, created));
     assert!(s.stop().success());
+}
+
+/// An account with TOTP confirmed and one remembered device, for the reset tests: returns
+/// the TOTP generator, the device token and the step time `t0` whose code (and the one
+/// before) are used up; codes of `t0 + 30` on are fresh.
+fn alice_remembered(c: &KeyClient) -> (totp_rs::Totp, Zeroizing<String>, u64) {
+    let alice = c.create_account("alice", &pw("pw"), TINY).unwrap();
+    let t = totp(&alice.totp_enroll().unwrap());
+    // Late in a step: the code of the step after next is accepted a few seconds later
+    // (one step of clock skew is allowed), so the tests wait seconds, not a whole step.
+    while !(7..=14).contains(&(30 - now() % 30)) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t0 = now();
+    alice.totp_confirm(&code(&t, t0 - 30), false).unwrap();
+    let (_, dev) = c
+        .login("alice", &pw("pw"), SecondFactor::Totp(code(&t, t0)), true)
+        .unwrap();
+    (t, dev.expect("a remembered device"), t0)
+}
+
+/// Issue 9.3: wrong reset codes back off persistently (kept across a restart, not cleared
+/// by a login), on their own limiter key; a stranger's wrong logins never lock out a
+/// remembered device; sign-up is limited per source address and can be closed.
+#[test]
+fn reset_guesses_back_off_across_restarts_and_strangers_cannot_lock_the_owner_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--login-attempts", "3", "--signup-per-ip", "2"],
+    );
+    let c = s.client();
+    let (t, dev, t0) = alice_remembered(&c);
+    let wrong = |step: u64| {
+        let right = code(&t, step);
+        if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        }
+        .to_string()
+    };
+    // A stranger guesses reset codes: the first is refused, the next one at once is held
+    // back (1 s), then 2 s, then 4 s.
+    match c.reset_password("alice", &wrong(t0), &pw("x"), TINY) {
+        Err(ClientError::Unauthorized(_)) => {}
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+    match c.reset_password("alice", &wrong(t0), &pw("x"), TINY) {
+        Err(ClientError::RateLimited { retry_after }) => assert!(retry_after <= 1),
+        other => panic!("expected the backoff, got {:?}", other.err()),
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(matches!(
+        c.reset_password("alice", &wrong(t0), &pw("x"), TINY),
+        Err(ClientError::Unauthorized(_))
+    ));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(matches!(
+        c.reset_password("alice", &wrong(t0), &pw("x"), TINY),
+        Err(ClientError::Unauthorized(_))
+    ));
+    // Three failures: 4 s of backoff, in the account's file, so a restart keeps it.
+    let s = {
+        assert!(s.stop().success());
+        Server::start(
+            dir.path(),
+            &["--login-attempts", "3", "--signup-per-ip", "2"],
+        )
+    };
+    let c = s.client();
+    match c.reset_password("alice", &wrong(t0), &pw("x"), TINY) {
+        Err(ClientError::RateLimited { retry_after }) => {
+            assert!((1..=4).contains(&retry_after), "{retry_after}")
+        }
+        other => panic!("the backoff must survive a restart, got {:?}", other.err()),
+    }
+    // A stranger's wrong passwords lock the account's password-only logins ...
+    for _ in 0..3 {
+        assert!(matches!(
+            c.login("alice", &pw("guess"), SecondFactor::None, false),
+            Err(ClientError::Unauthorized(_))
+        ));
+    }
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::None, false),
+        Err(ClientError::RateLimited { .. })
+    ));
+    // ... but never the remembered device, whose attempts count against its token.
+    c.login(
+        "alice",
+        &pw("pw"),
+        SecondFactor::DeviceToken(dev.clone()),
+        false,
+    )
+    .expect("the owner's device logs in while a stranger is locked out");
+    // A login does not clear the reset backoff.
+    assert!(matches!(
+        c.reset_password("alice", &wrong(t0), &pw("x"), TINY),
+        Err(ClientError::RateLimited { .. })
+    ));
+
+    // Sign-up: two creations per source address an hour here (the first server's
+    // creation of alice was on another process's limiter).
+    c.create_account("bob", &pw("b"), TINY).unwrap();
+    c.create_account("carol", &pw("c"), TINY).unwrap();
+    assert!(matches!(
+        c.create_account("dave", &pw("d"), TINY),
+        Err(ClientError::RateLimited { .. })
+    ));
+    assert!(s.stop().success());
+
+    // Closed sign-up: only with the admin's invitation, once, for that name.
+    let s = Server::start(dir.path(), &["--signup", "closed"]);
+    let c = s.client();
+    assert!(matches!(
+        c.create_account("erin", &pw("e"), TINY),
+        Err(ClientError::SignupClosed(_))
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cirrus"))
+        .args(["serve", "account", "create", "erin", "--data"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let invite = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 64 && l.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no invitation code in {text}"))
+        .to_string();
+    assert!(matches!(
+        c.create_account_invited("frank", &pw("f"), TINY, Some(&invite)),
+        Err(ClientError::SignupClosed(_))
+    ));
+    c.create_account_invited("erin", &pw("e"), TINY, Some(&invite))
+        .expect("the invitation creates its account");
+    assert!(matches!(
+        c.create_account_invited("erin", &pw("e2"), TINY, Some(&invite)),
+        Err(ClientError::Conflict(_)) | Err(ClientError::SignupClosed(_))
+    ));
+}
+
+/// Issue 9.3: a right reset code only starts the waiting period; the remembered device
+/// reads the notice without a password; a second right code after the wait completes the
+/// reset, which forgets the remembered devices.
+#[test]
+fn a_reset_waits_tells_the_devices_and_completes_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--reset-wait", "3"]);
+    let c = s.client();
+    let (t, dev, t0) = alice_remembered(&c);
+    assert!(c.notices("alice", &dev).unwrap().notices.is_empty());
+    match c.reset_password("alice", &code(&t, t0 + 30), &pw("fresh"), TINY) {
+        Err(ClientError::ResetPending { ready_in }) => assert_eq!(ready_in, 3),
+        other => panic!("expected the waiting period, got {:?}", other.err()),
+    }
+    // No session, no new password yet.
+    c.login(
+        "alice",
+        &pw("pw"),
+        SecondFactor::DeviceToken(dev.clone()),
+        false,
+    )
+    .expect("the old password still works during the wait");
+    let r = c.notices("alice", &dev).unwrap();
+    assert_eq!(r.notices.len(), 1);
+    assert_eq!(r.notices[0].kind, NoticeKind::ResetRequested);
+    assert!(r.pending_reset.is_some());
+    // Nobody else reads the notices.
+    assert!(matches!(
+        c.notices("alice", &"ab".repeat(32)),
+        Err(ClientError::Unauthorized(_))
+    ));
+    // After the wait and with the next step's code, the reset completes.
+    // The next step starts in 7 to 14 s; its successor's code is accepted from then.
+    let next_step = (t0 / 30 + 1) * 30;
+    while now() < next_step.max(t0 + 4) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_session, token) = c
+        .reset_password("alice", &code(&t, now() + 30), &pw("fresh"), TINY)
+        .expect("the reset completes after the wait");
+    assert!(token.is_some());
+    assert!(matches!(
+        c.notices("alice", &dev),
+        Err(ClientError::Unauthorized(_))
+    ));
+    let r = c.notices("alice", token.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        r.notices.iter().map(|n| n.kind).collect::<Vec<_>>(),
+        [NoticeKind::ResetRequested, NoticeKind::ResetCompleted]
+    );
+    assert!(r.pending_reset.is_none());
+}
+
+/// Issue 9.3: a trusted device cancels a pending reset; a right code after the wait then
+/// only starts a new waiting period.
+#[test]
+fn a_cancelled_reset_never_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--reset-wait", "2"]);
+    let c = s.client();
+    let (t, dev, t0) = alice_remembered(&c);
+    assert!(
+        !c.cancel_reset("alice", &dev).unwrap(),
+        "nothing pending yet"
+    );
+    assert!(matches!(
+        c.reset_password("alice", &code(&t, t0 + 30), &pw("evil"), TINY),
+        Err(ClientError::ResetPending { .. })
+    ));
+    assert!(c.cancel_reset("alice", &dev).unwrap());
+    let r = c.notices("alice", &dev).unwrap();
+    assert_eq!(r.notices.last().unwrap().kind, NoticeKind::ResetCancelled);
+    assert!(r.pending_reset.is_none());
+    let next_step = (t0 / 30 + 1) * 30;
+    while now() < next_step.max(t0 + 3) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(matches!(
+        c.reset_password("alice", &code(&t, now() + 30), &pw("evil"), TINY),
+        Err(ClientError::ResetPending { .. })
+    ));
+    c.login(
+        "alice",
+        &pw("pw"),
+        SecondFactor::DeviceToken(dev.clone()),
+        false,
+    )
+    .expect("the password did not change");
 }

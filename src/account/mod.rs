@@ -10,6 +10,7 @@ pub mod local;
 pub mod manifest;
 pub mod methods;
 mod migrate;
+pub mod notices;
 pub mod remote;
 
 use crate::crypto::{self, SecretKey};
@@ -58,6 +59,11 @@ pub enum AccountError {
     Random(#[from] crypto::CryptoError),
     #[error("account manifest: {0}")]
     BadManifest(String),
+    #[error(
+        "this device is not remembered by the key service, so it cannot read the account's \
+         notices: log in once with a TOTP code (`cirrus account login --totp CODE`)"
+    )]
+    NotRemembered,
     #[error(
         "this device's trust anchor ({}) is missing or unreadable, so nothing it has \
          accepted before can be checked. If you know why (a restored backup, a damaged \
@@ -252,7 +258,12 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
                 account: srv.account.clone(),
             };
             let client = remote::client_for(&cfg, opts.kdf)?;
-            client.create_account(&srv.account, &srv.password, opts.kdf)?;
+            client.create_account_invited(
+                &srv.account,
+                &srv.password,
+                opts.kdf,
+                srv.invite.as_deref().map(|s| s.as_str()),
+            )?;
             // Logging in again remembers this device (no second factor exists yet).
             let (session, token) = client.login(
                 &srv.account,

@@ -62,7 +62,7 @@ pub(crate) fn save_token(
     Ok(())
 }
 
-fn load_token(home: &Home, device_key: &SecretKey) -> Option<Zeroizing<String>> {
+pub(crate) fn load_token(home: &Home, device_key: &SecretKey) -> Option<Zeroizing<String>> {
     let bytes = std::fs::read(home.server_token_path()).ok()?;
     let plain = crypto::open(
         device_key,
@@ -176,6 +176,8 @@ pub struct ServerInit {
     pub fingerprint: Fingerprint,
     pub account: String,
     pub password: Passcode,
+    /// For a service with closed sign-up.
+    pub invite: Option<Zeroizing<String>>,
 }
 
 impl Unlocked {
@@ -196,7 +198,12 @@ impl Unlocked {
         };
         let client = client_for(&cfg, self.config.kdf)?;
         // Resumable: an account created by an interrupted move is logged in to instead.
-        match client.create_account(&srv.account, &srv.password, self.config.kdf) {
+        match client.create_account_invited(
+            &srv.account,
+            &srv.password,
+            self.config.kdf,
+            srv.invite.as_deref().map(|s| s.as_str()),
+        ) {
             Ok(_) | Err(ClientError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }

@@ -31,8 +31,26 @@ pub enum AccountCmd {
         pass: PasscodeArgs,
     },
     /// What the key service knows about the account: second factor, data recovery,
-    /// escrow, service-key version.
+    /// escrow, service-key version (with --password-file), and its notices to this device
+    /// (a pending password reset among them; no password needed for those).
     Status {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Log in to the key service with the account password (and a TOTP code when the
+    /// account has one) and remember this device, so later commands, the mounted drive
+    /// and the notices need no code. The way back for a device the key service forgot
+    /// (after a password change or reset).
+    Login {
+        /// The current 6-digit code of your authenticator app.
+        #[arg(long)]
+        totp: Option<String>,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Cancel a pending password reset through data recovery (which `cirrus status` and
+    /// the mounted drive's log warn of). Needs only this device's remembered token.
+    CancelReset {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
@@ -139,10 +157,6 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
         AccountCmd::Status { pass } => {
             let acct = unlock(home, &pass)?;
             need_server(&acct)?;
-            let st = acct
-                .session()
-                .and_then(|s| Ok(s.status()?))
-                .map_err(|e| format!("account status: {e} (pass --password-file?)"))?;
             let server = acct
                 .config
                 .server
@@ -150,6 +164,27 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 .map(|s| s.url.as_str())
                 .unwrap_or("");
             println!("key service: {server}");
+            let notices = acct.notice_watch().and_then(|w| w.fetch());
+            match &notices {
+                Ok(r) => {
+                    if let Some(w) = crate::account::notices::pending_warning(r) {
+                        println!("WARNING: {w}");
+                    }
+                    for n in r.notices.iter().rev().take(5) {
+                        println!("notice: {}", crate::account::notices::describe(n));
+                    }
+                }
+                Err(e) => println!("notices: cannot read them: {e}"),
+            }
+            let st = match acct.session() {
+                Ok(s) => s.status().map_err(|e| format!("account status: {e}"))?,
+                // The notices need no password; the rest does.
+                Err(_) if pass.password_file.is_none() && notices.is_ok() => {
+                    println!("(pass --password-file for the rest)");
+                    return Ok(0);
+                }
+                Err(e) => return Err(format!("account status: {e} (pass --password-file?)")),
+            };
             println!(
                 "two-factor (TOTP): {}",
                 if st.totp_enrolled { "on" } else { "off" }
@@ -160,6 +195,34 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             );
             println!("passcode escrow: {}", if st.escrow { "on" } else { "off" });
             println!("service key version: {}", st.service_version);
+            Ok(0)
+        }
+        AccountCmd::Login { totp, pass } => {
+            let passcode = super::passcode::read(&pass, false)?;
+            let mut acct = crate::account::unlock(home, &passcode).map_err(|e| e.to_string())?;
+            need_server(&acct)?;
+            let password = super::passcode::read_password(&pass, false)?;
+            acct.connect(&password, totp.as_deref())
+                .map_err(|e| format!("could not log in to the key service: {e}"))?;
+            println!("Logged in; this device is remembered by the key service.");
+            Ok(0)
+        }
+        AccountCmd::CancelReset { pass } => {
+            let acct = unlock(home, &pass)?;
+            need_server(&acct)?;
+            let cancelled = acct
+                .notice_watch()
+                .and_then(|w| w.cancel_reset())
+                .map_err(|e| format!("account cancel-reset: {e}"))?;
+            if cancelled {
+                println!(
+                    "The pending password reset is cancelled. If you did not ask for it, \
+                     someone has your TOTP codes: change the account password and enrol TOTP \
+                     again."
+                );
+            } else {
+                println!("No password reset is pending; nothing changed.");
+            }
             Ok(0)
         }
     }

@@ -204,6 +204,62 @@ pub fn unmount_path(mp: &Path, lazy: bool) -> Result<(), String> {
     }
 }
 
+/// Reads the key service's notices at every poll while mounted, and logs each new one
+/// (and a pending password reset, once per reset) as a warning. No password is needed:
+/// the remembered-device token is enough.
+fn start_notice_watch(acct: &Unlocked, every: Duration, stop: Arc<AtomicBool>) {
+    let watch = match acct.notice_watch() {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("key service notices will not be read while mounted: {e}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("notices".into())
+        .spawn(move || {
+            let mut last_id: Option<u64> = None;
+            let mut warned_pending: Option<u64> = None;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    next = Instant::now() + every;
+                    match watch.fetch() {
+                        Ok(r) => {
+                            // At mount, only what happened in the last week.
+                            let week_ago = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_secs().saturating_sub(7 * 86400))
+                                .unwrap_or(0);
+                            let new = |n: &&crate::server::api::Notice| match last_id {
+                                Some(l) => n.id > l,
+                                None => n.at >= week_ago,
+                            };
+                            for n in r.notices.iter().filter(new) {
+                                warn!(
+                                    "key service notice: {}",
+                                    crate::account::notices::describe(n)
+                                );
+                            }
+                            last_id = r.notices.last().map(|n| n.id).or(last_id);
+                            if r.pending_reset != warned_pending {
+                                if let Some(w) = crate::account::notices::pending_warning(&r) {
+                                    warn!("{w}");
+                                }
+                                warned_pending = r.pending_reset;
+                            }
+                        }
+                        Err(e) => log::debug!("cannot read the key service's notices: {e}"),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start the notice thread: {e}");
+    }
+}
+
 pub fn serve(
     acct: Unlocked,
     mp: &Path,
@@ -262,6 +318,14 @@ pub fn serve(
         if let (_, _, _, Some(why)) = c.stats() {
             warn!("category {} is unavailable: {why}", c.name);
         }
+    }
+    let notice_stop = Arc::new(AtomicBool::new(false));
+    if acct.config.server.is_some() {
+        start_notice_watch(
+            &acct,
+            Duration::from_secs(args.poll_interval),
+            notice_stop.clone(),
+        );
     }
     let store = acct.store.clone();
     let home = Home::new(acct.home.root.clone());
@@ -492,6 +556,7 @@ pub fn serve(
         }
     }
     stop_sync.store(true, Ordering::Relaxed);
+    notice_stop.store(true, Ordering::Relaxed);
     if let Some(t) = sync_thread {
         let _ = t.join();
     }

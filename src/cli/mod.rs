@@ -143,6 +143,10 @@ pub struct ServerArgs {
     /// The account's name on the key service.
     #[arg(long, requires = "server")]
     account: Option<String>,
+    /// The invitation code its admin gave you, when the key service creates accounts only
+    /// by invitation (`cirrus serve --signup closed`).
+    #[arg(long, requires = "server")]
+    invite: Option<String>,
 }
 
 impl ServerArgs {
@@ -190,6 +194,7 @@ impl ServerArgs {
             fingerprint,
             account,
             password,
+            invite: self.invite.clone().map(zeroize::Zeroizing::new),
         }))
     }
 }

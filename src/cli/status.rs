@@ -27,6 +27,17 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         Some(d) => println!("store: {} ({})", acct.config.store, d.display()),
         None => println!("store: {}", acct.config.store),
     }
+    if acct.config.server.is_some() {
+        // Read with the remembered-device token: no password needed.
+        match acct.notice_watch().and_then(|w| w.fetch()) {
+            Ok(r) => {
+                if let Some(w) = crate::account::notices::pending_warning(&r) {
+                    println!("WARNING: {w}");
+                }
+            }
+            Err(e) => println!("key service notices: cannot read them ({e})"),
+        }
+    }
     println!(
         "{:<22} {:<9} {:>10} {:>10} {:>6} {:>8} {:>6}  state",
         "category", "class", "size", "stored", "packs", "files", "head"

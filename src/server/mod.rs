@@ -42,6 +42,7 @@ pub fn invite(
     account: &str,
     valid: std::time::Duration,
 ) -> Result<zeroize::Zeroizing<String>, String> {
-    let svc = service::KeyService::open(data, ServiceConfig::default()).map_err(|e| e.to_string())?;
+    let svc =
+        service::KeyService::open(data, ServiceConfig::default()).map_err(|e| e.to_string())?;
     svc.invite(account, valid).map_err(|e| e.to_string())
 }

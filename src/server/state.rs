@@ -6,8 +6,8 @@
 //! login, a rotation), and an admin can inspect or back it up with ordinary tools; the
 //! per-account lock in `service/` is the only concurrency control it needs.
 
-use crate::crypto::{self, CryptoError, SecretKey, Suite};
 use super::guard::FailureGuard;
+use crate::crypto::{self, CryptoError, SecretKey, Suite};
 use crate::keys::KdfParams;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -60,6 +60,13 @@ impl Server {
             .arg(&data)
             .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
             .args(["--ip-attempts", "1000"])
+            // Tests of other things complete a data-recovery reset at once; the tests of
+            // the waiting period pass their own --reset-wait.
+            .args(if extra.contains(&"--reset-wait") {
+                &[][..]
+            } else {
+                &["--reset-wait", "0"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())

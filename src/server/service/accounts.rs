@@ -123,18 +123,38 @@ impl KeyService {
     pub(crate) fn login(&self, c: &Caller, req: LoginReq) -> Result<SessionResp, ApiError> {
         check_account_name(&req.account)?;
         let auth = unhex_exact::<32>("auth", &req.auth)?;
-        let key = format!("login:{}", req.account);
+        let account_key = format!("login:{}", req.account);
         self.locked(&req.account, || {
-            // Checked under the account lock, so parallel guesses cannot all pass the
-            // check before the first failure is counted.
-            self.limit_check(&key, c.ip)?;
             let Some(mut a) = self.data.load_account(&req.account)? else {
+                self.limit_check(&account_key, c.ip)?;
                 let _ = self.verify(&self.dummy_verifier, &auth[..]);
-                self.limit_fail(&key, c.ip);
+                self.limit_fail(&account_key, c.ip);
                 return Err(wrong_login());
             };
+            // An attempt that presents one of the account's remembered-device tokens is
+            // counted against that token only: a stranger's failures (on the account's
+            // or the address's counter) never lock the owner's devices out.
+            let token_key = req.device_token.as_deref().and_then(|t| {
+                let h = token_hash(t);
+                a.device_tokens
+                    .iter()
+                    .filter_map(|s| hex::decode(s).ok())
+                    .any(|stored| crypto::ct_eq(&stored, &h))
+                    .then(|| format!("token:{}", hex::encode(h)))
+            });
+            let key = token_key.as_deref().unwrap_or(&account_key);
+            // Checked under the account lock, so parallel guesses cannot all pass the
+            // check before the first failure is counted.
+            match &token_key {
+                Some(k) => self.limit_check_key(k)?,
+                None => self.limit_check(key, c.ip)?,
+            }
+            let fail = |k: &str| match &token_key {
+                Some(_) => self.limit_fail_key(k),
+                None => self.limit_fail(k, c.ip),
+            };
             if !self.verify(&a.verifier, &auth[..]) {
-                self.limit_fail(&key, c.ip);
+                fail(key);
                 log::info!("failed login for {} from {}", a.name, c.ip);
                 return Err(wrong_login());
             }
@@ -154,11 +174,11 @@ impl KeyService {
                 } else {
                     match req.totp.as_deref() {
                         Some(code) => {
-                            self.check_totp(&mut a, code, &key, c.ip)?;
+                            self.check_totp(&mut a, code, key, c.ip)?;
                             changed = true;
                         }
                         None if req.device_token.is_some() => {
-                            self.limit_fail(&key, c.ip);
+                            fail(key);
                             return Err(ApiError::SecondFactor(
                                 "this device is not remembered (its token was revoked or is \
                                  wrong): a TOTP code is needed"
@@ -187,7 +207,7 @@ impl KeyService {
             if changed {
                 self.data.save_account(&a)?;
             }
-            self.limit_success(&key);
+            self.limit_success(key);
             log::info!("login for {} from {}", a.name, c.ip);
             self.open_session(&a.name, device_token)
         })

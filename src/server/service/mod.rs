@@ -428,6 +428,17 @@ impl KeyService {
         }
     }
 
+    /// The account counter alone, for attempts counted per remembered-device token.
+    fn limit_check_key(&self, key: &str) -> Result<(), ApiError> {
+        self.acct_limit
+            .check(key, Instant::now())
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })
+    }
+
+    fn limit_fail_key(&self, key: &str) {
+        self.acct_limit.fail(key, Instant::now());
+    }
+
     fn limit_fail(&self, key: &str, ip: IpAddr) {
         let now = Instant::now();
         self.acct_limit.fail(key, now);
