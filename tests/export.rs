@@ -397,3 +397,86 @@ fn wrong_password_and_damaged_archives_are_refused() {
         }
     }
 }
+
+/// A plain tar with a set-user-ID file and a character device, as anyone could write one.
+fn setuid_and_device_tar(path: &Path) {
+    let mut b = tar::Builder::new(Vec::new());
+    let entries: [(&str, tar::EntryType, u32, &[u8]); 3] = [
+        ("x/su", tar::EntryType::Regular, 0o4755, b"#!/bin/sh\n"),
+        ("x/sg", tar::EntryType::Regular, 0o2750, b"x"),
+        ("x/null", tar::EntryType::Char, 0o666, b""),
+    ];
+    for (name, t, mode, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(t);
+        h.set_mode(mode);
+        h.set_mtime(1_700_000_000);
+        // SAFETY: no preconditions.
+        h.set_uid(unsafe { libc::geteuid() }.into());
+        // SAFETY: no preconditions.
+        h.set_gid(unsafe { libc::getegid() }.into());
+        if t == tar::EntryType::Char {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    fs::write(path, b.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn plain_tar_drops_set_id_bits_and_refuses_devices_unless_same_permissions() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let d = tempfile::tempdir().unwrap();
+    let tar = d.path().join("foreign.tar");
+    setuid_and_device_tar(&tar);
+    let read = |extra: &[&str]| {
+        let o = Command::new(cirrus_bin())
+            .arg("--home")
+            .arg(d.path().join("home"))
+            .arg("export-read")
+            .arg(&tar)
+            .args(extra)
+            .output()
+            .unwrap();
+        let all = format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), all)
+    };
+    let mode = |p: PathBuf| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+
+    // By default: the device is refused (by name), and what came before lost its set-ID bits.
+    let x = d.path().join("default");
+    let (ok, out) = read(&["--extract", x.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("x/null: a device node; refused"),
+        "the device must be named:\n{out}"
+    );
+    assert!(!x.exists());
+    let partial = with_suffix(&x, ".partial");
+    assert_eq!(mode(partial.join("x/su")), 0o755);
+    assert_eq!(mode(partial.join("x/sg")), 0o750);
+    assert!(fs::symlink_metadata(partial.join("x/null")).is_err());
+
+    // --same-permissions keeps the archive's modes and makes the device (root only).
+    let y = d.path().join("same");
+    let (ok, out) = read(&["--extract", y.to_str().unwrap(), "--same-permissions"]);
+    assert!(ok, "{out}");
+    assert_eq!(mode(y.join("x/su")), 0o4755);
+    assert_eq!(mode(y.join("x/sg")), 0o2750);
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let dev = fs::symlink_metadata(y.join("x/null")).unwrap();
+        assert!(dev.file_type().is_char_device(), "{out}");
+        assert_eq!(dev.rdev(), libc::makedev(1, 3));
+    } else {
+        assert!(out.contains("only root"), "{out}");
+    }
+}

@@ -68,6 +68,13 @@ pub struct ExportReadArgs {
     /// when the whole archive was read and verified.
     #[arg(long, value_name = "DIR")]
     extract: Option<PathBuf>,
+    /// For a plain tar archive: keep set-user-ID, set-group-ID and sticky bits as in the
+    /// archive, and create device nodes (only root can; others get a warning). Without it
+    /// those bits are dropped and a device node fails the extraction, since anyone can
+    /// write a plain tar. An encrypted archive, authenticated by its password, always
+    /// keeps them.
+    #[arg(long, requires = "extract")]
+    same_permissions: bool,
 }
 
 /// The archive password: from a file (first line) or the terminal, never echoed.
@@ -507,7 +514,13 @@ fn act<R: Read>(reader: R, a: &ExportReadArgs, encrypted: bool) -> CliResult {
         .mode(0o700)
         .create(&partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let report = match export::extract(reader, &partial) {
+    // A plain tar may come from anyone; an encrypted one was sealed under its password.
+    let perms = if encrypted || a.same_permissions {
+        export::Permissions::Same
+    } else {
+        export::Permissions::Restricted
+    };
+    let report = match export::extract(reader, &partial, perms) {
         Ok(r) => r,
         Err(e) => {
             // Only an empty directory is removed: nothing came out of the archive.
@@ -544,6 +557,12 @@ fn act<R: Read>(reader: R, a: &ExportReadArgs, encrypted: bool) -> CliResult {
         human(report.bytes),
         dest.display()
     );
+    if report.special_bits_dropped > 0 {
+        println!(
+            "Dropped set-user-ID/set-group-ID/sticky bits on {} entries (--same-permissions keeps them).",
+            report.special_bits_dropped
+        );
+    }
     for w in &report.warnings {
         println!("Warning: {w}");
     }

@@ -8,7 +8,7 @@ mod read;
 mod segments;
 mod write;
 
-pub use read::{ExtractReport, Listed, extract, list};
+pub use read::{ExtractReport, Listed, Permissions, extract, list};
 pub use segments::{OpeningReader, SealingWriter, SegmentFault, archive_key, fault_of};
 pub use write::{Source, WriteReport, write_tar};
 
@@ -34,6 +34,10 @@ pub enum ExportError {
     Tar(io::Error),
     #[error("the archive holds an unsafe path {0:?} (absolute, with `..`, or empty); refusing it")]
     UnsafePath(String),
+    #[error(
+        "{0}: a device node; refused from a plain tar archive (--same-permissions creates it, as root)"
+    )]
+    DeviceRefused(String),
     #[error("the archive holds {0:?} more than once")]
     Duplicate(String),
     #[error("{path}: {why}")]

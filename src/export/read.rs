@@ -2,7 +2,8 @@
 //! The tar crate parses; creating files is done here, so that every entry is checked to stay
 //! inside the target (no `..`, no absolute path, no path through a symlink), FIFOs and
 //! device nodes are made as what they are, and exact mtimes and xattrs are restored on
-//! every kind of entry. Reads the archive once, front to back, with bounded memory
+//! every kind of entry. How far the archive's permissions are trusted (set-ID bits, device
+//! nodes) is the caller's choice, a [`Permissions`]. Reads the archive once, front to back, with bounded memory
 //! (one copy buffer, plus the metadata of directories, applied at the end).
 
 use super::ExportError;
@@ -137,11 +138,38 @@ pub fn list<R: Read>(reader: R, each: &mut dyn FnMut(&Listed)) -> Result<u64, Ex
     Ok(n)
 }
 
+/// How far an extraction trusts the permissions an archive holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permissions {
+    /// As in the archive: set-user-ID, set-group-ID and sticky bits kept, device nodes
+    /// made (by root; skipped with a warning otherwise).
+    Same,
+    /// For an archive anyone could have written: set-user-ID and set-group-ID dropped
+    /// (and the sticky bit on non-directories, where it means nothing useful), device
+    /// nodes refused. A directory keeps set-group-ID and sticky: they grant no privilege.
+    Restricted,
+}
+
+impl Permissions {
+    /// The mode to give an entry of `kind` whose archive mode is `mode`.
+    fn mode(self, kind: char, mode: u32) -> u32 {
+        let mode = mode & 0o7777;
+        match (self, kind) {
+            (Permissions::Same, _) => mode,
+            (Permissions::Restricted, 'd') => mode & !libc::S_ISUID,
+            (Permissions::Restricted, _) => mode & !(libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX),
+        }
+    }
+}
+
 /// What an extraction did, and what it could not restore.
 #[derive(Debug, Default)]
 pub struct ExtractReport {
     pub entries: u64,
     pub bytes: u64,
+    /// Entries whose set-user-ID, set-group-ID or sticky bit was dropped
+    /// ([`Permissions::Restricted`]).
+    pub special_bits_dropped: u64,
     pub warnings: Vec<String>,
     /// Warnings beyond the ones kept.
     pub more_warnings: u64,
@@ -169,14 +197,20 @@ struct DirMeta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Extracts every entry under `dest`, an existing empty directory. On an error the file
-/// being written is removed; what was extracted before stays, and the error says why.
-pub fn extract<R: Read>(reader: R, dest: &Path) -> Result<ExtractReport, ExportError> {
+/// Extracts every entry under `dest`, an existing empty directory, trusting the archive's
+/// permissions as far as `perms` says. On an error the file being written is removed;
+/// what was extracted before stays, and the error says why.
+pub fn extract<R: Read>(
+    reader: R,
+    dest: &Path,
+    perms: Permissions,
+) -> Result<ExtractReport, ExportError> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let mut x = Extractor {
         dest: dest.to_path_buf(),
         root,
+        perms,
         report: ExtractReport::default(),
         dirs: Vec::new(),
         buf: vec![0u8; COPY_BUF],
@@ -195,6 +229,7 @@ struct Extractor {
     dest: PathBuf,
     /// Only root can give files away, so ownership is restored only then (as tar does).
     root: bool,
+    perms: Permissions,
     report: ExtractReport,
     dirs: Vec<DirMeta>,
     buf: Vec<u8>,
@@ -287,9 +322,21 @@ impl Extractor {
     }
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<R>) -> Result<(), ExportError> {
-        let Some(m) = describe(e)? else {
+        let Some(mut m) = describe(e)? else {
             return Ok(());
         };
+        if matches!(m.kind, 'c' | 'b') && self.perms == Permissions::Restricted {
+            // Refused before anything is created for it: a device node is access to
+            // hardware (a disk, memory) for whoever may open it.
+            return Err(ExportError::DeviceRefused(
+                String::from_utf8_lossy(&m.path).into(),
+            ));
+        }
+        let mode = self.perms.mode(m.kind, m.mode);
+        if m.kind != 'l' && m.kind != 'h' && mode != m.mode & 0o7777 {
+            self.report.special_bits_dropped += 1;
+        }
+        m.mode = mode;
         let Some(rel) = relative(&m.path)? else {
             if m.kind == 'd' {
                 return Ok(());
@@ -530,3 +577,7 @@ impl Extractor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod tests;

@@ -1,54 +1,90 @@
 //! The embedded default store: one file per object under a directory, written with
 //! temp-file + fsync + rename so every `put` is atomic and durable.
 
-use super::{Etag, Store, StoreError, check_name, etag_of};
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use super::beneath_linux::{self as beneath, Kind};
+use super::{Etag, ObjectInfo, Store, StoreError, check_name, etag_of};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Every object is opened relative to `root_fd`, never following a symbolic link below it
+/// (see `beneath_linux`): a store directory shared with others (a network file system, a
+/// group-writable disk) cannot be made to read or write outside itself through a link.
 pub struct LocalStore {
+    /// The root as resolved once at open (the root itself may be a link the user chose).
     root: PathBuf,
+    root_fd: OwnedFd,
     /// Serializes compare-and-swap within this process; cross-process CAS on one local
     /// directory is not a supported setup (one daemon per home).
     cas: Mutex<()>,
     seq: AtomicU64,
 }
 
+/// Refuses an object, saying so in the log (its name only, never data).
+fn refused(name: &str, why: &'static str) -> StoreError {
+    log::warn!("local store: refusing object {name}: {why}");
+    StoreError::Refused {
+        name: name.to_string(),
+        why,
+    }
+}
+
 fn io_err(name: &str, e: std::io::Error) -> StoreError {
-    if e.kind() == ErrorKind::NotFound {
-        StoreError::NotFound(name.to_string())
-    } else if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        StoreError::Full(name.to_string())
-    } else {
-        StoreError::Io {
+    match e.raw_os_error() {
+        // What opening beneath the root answers for a link on the way (or an escape).
+        Some(libc::ELOOP) | Some(libc::EXDEV) => {
+            refused(name, "a symbolic link is in its path in the store")
+        }
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::Full(name.to_string()),
+        _ if e.kind() == ErrorKind::NotFound => StoreError::NotFound(name.to_string()),
+        _ => StoreError::Io {
             name: name.to_string(),
             source: e,
-        }
+        },
     }
+}
+
+/// `dir/file` split at the last `/`; `.` (the root) for a name without one.
+fn split(name: &str) -> (&str, &str) {
+    name.rsplit_once('/').unwrap_or((".", name))
+}
+
+fn modified(st: &libc::stat) -> Option<SystemTime> {
+    let secs = u64::try_from(st.st_mtime).ok()?;
+    let nanos = u32::try_from(st.st_mtime_nsec).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// Whether the directory `rel` (no trailing `/`) may hold names starting with `prefix`.
+fn may_hold(rel: &str, prefix: &str) -> bool {
+    rel.is_empty() || prefix.starts_with(&format!("{rel}/")) || rel.starts_with(prefix)
 }
 
 impl LocalStore {
     /// Opens an existing store directory. A missing directory is an error (not silently
     /// created) so that a typo or an unmounted disk is noticed.
     pub fn open(root: PathBuf) -> Result<Self, StoreError> {
-        let md = fs::metadata(&root).map_err(|e| {
+        let shown = root.display().to_string();
+        let missing = |e: std::io::Error| {
             if e.kind() == ErrorKind::NotFound {
-                StoreError::Missing(root.display().to_string())
+                StoreError::Missing(shown.clone())
             } else {
-                io_err(&root.display().to_string(), e)
+                io_err(&shown, e)
             }
-        })?;
-        if !md.is_dir() {
-            return Err(StoreError::BadUrl(
-                root.display().to_string(),
-                "not a directory".into(),
-            ));
+        };
+        let root = std::fs::canonicalize(&root).map_err(missing)?;
+        let f = File::open(&root).map_err(missing)?;
+        if !f.metadata().map_err(|e| io_err(&shown, e))?.is_dir() {
+            return Err(StoreError::BadUrl(shown, "not a directory".into()));
         }
         Ok(LocalStore {
             root,
+            root_fd: OwnedFd::from(f),
             cas: Mutex::new(()),
             seq: AtomicU64::new(0),
         })
@@ -56,7 +92,7 @@ impl LocalStore {
 
     /// Creates the store directory (and parents) and opens it.
     pub fn create(root: PathBuf) -> Result<Self, StoreError> {
-        fs::create_dir_all(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
+        std::fs::create_dir_all(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
         Self::open(root)
     }
 
@@ -64,32 +100,127 @@ impl LocalStore {
         &self.root
     }
 
-    fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+    fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root_fd.as_fd()
+    }
+
+    /// Opens an object for reading, with its size: a plain file reached without a link.
+    fn open_object(&self, name: &str) -> Result<(File, u64), StoreError> {
         check_name(name)?;
-        Ok(self.root.join(name))
+        // O_NONBLOCK: a FIFO planted in the store must not hang the read (it is refused).
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let fd = beneath::open(self.root_fd(), name, flags, 0).map_err(|e| io_err(name, e))?;
+        let st = beneath::stat_fd(fd.as_fd()).map_err(|e| io_err(name, e))?;
+        if beneath::kind_of_mode(st.st_mode) != Kind::File {
+            return Err(refused(name, "not a plain file"));
+        }
+        Ok((File::from(fd), st.st_size as u64))
+    }
+
+    /// Refuses to replace or remove anything but a plain file (a link is never
+    /// followed by rename or unlink, but it is not an object either). `Ok(false)`: absent.
+    fn existing_is_file(
+        &self,
+        dir: BorrowedFd,
+        name: &str,
+        file: &str,
+    ) -> Result<bool, StoreError> {
+        match beneath::stat_at(dir, file) {
+            Ok(st) => match beneath::kind_of_mode(st.st_mode) {
+                Kind::File => Ok(true),
+                Kind::Link => Err(refused(name, "a symbolic link in the store")),
+                _ => Err(refused(name, "not a plain file")),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(name, e)),
+        }
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
-        let path = self.path(name)?;
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| io_err(name, e))?;
+        check_name(name)?;
+        let (dir, file) = split(name);
+        let parent =
+            beneath::open_dir_creating(self.root_fd(), dir).map_err(|e| io_err(name, e))?;
+        let parent = parent.as_fd();
+        self.existing_is_file(parent, name, file)?;
         // Upper case is outside the object-name alphabet, so `list` never returns it.
-        let tmp = dir.join(format!(
+        let tmp = format!(
             "TMP.{}.{}",
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
         let res = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = File::from(beneath::create_new(parent, &tmp, 0o666)?);
             f.write_all(data)?;
             f.sync_data()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&dir)?.sync_all()
+            beneath::rename_in(parent, &tmp, file)?;
+            File::from(parent.try_clone_to_owned()?).sync_all()
         })();
         if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = beneath::unlink_in(parent, &tmp);
         }
         res.map_err(|e| io_err(name, e))
+    }
+
+    /// Every object under the root whose name starts with `prefix`, with its `lstat`
+    /// when `stat` is asked. Never descends into a linked directory nor lists a link
+    /// (each is skipped with a warning: the rest of the store stays listable).
+    fn walk(&self, prefix: &str, stat: bool) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(rel) = stack.pop() {
+            let dir =
+                match beneath::open_dir(self.root_fd(), if rel.is_empty() { "." } else { &rel }) {
+                    Ok(d) => d,
+                    // Removed meanwhile (an emptied directory, say).
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) => {
+                        log::warn!("local store: not listing {rel}: a symbolic link in the store");
+                        continue;
+                    }
+                    Err(e) => return Err(io_err(prefix, e)),
+                };
+            for (bytes, kind) in beneath::read_dir(dir.as_fd()).map_err(|e| io_err(prefix, e))? {
+                let Ok(entry) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                let child = if rel.is_empty() {
+                    entry.clone()
+                } else {
+                    format!("{rel}/{entry}")
+                };
+                match kind {
+                    Kind::Dir if may_hold(&child, prefix) => stack.push(child),
+                    Kind::File if child.starts_with(prefix) && check_name(&child).is_ok() => {
+                        let (size, modified) = if stat {
+                            match beneath::stat_at(dir.as_fd(), &entry) {
+                                Ok(st) if beneath::kind_of_mode(st.st_mode) == Kind::File => {
+                                    (st.st_size as u64, modified(&st))
+                                }
+                                // Removed or replaced since it was read.
+                                Ok(_) => continue,
+                                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                                Err(e) => return Err(io_err(&child, e)),
+                            }
+                        } else {
+                            (0, None)
+                        };
+                        out.push(ObjectInfo {
+                            name: child,
+                            size,
+                            modified,
+                        });
+                    }
+                    Kind::Link if may_hold(&child, prefix) => {
+                        log::warn!(
+                            "local store: not listing {child}: a symbolic link in the store"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -99,16 +230,14 @@ impl Store for LocalStore {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(name)?;
-        let mut f = File::open(&path).map_err(|e| io_err(name, e))?;
-        let mut v = Vec::new();
+        let (mut f, size) = self.open_object(name)?;
+        let mut v = Vec::with_capacity(size as usize);
         f.read_to_end(&mut v).map_err(|e| io_err(name, e))?;
         Ok(v)
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(name)?;
-        let f = File::open(&path).map_err(|e| io_err(name, e))?;
+        let (f, _) = self.open_object(name)?;
         let mut buf = vec![0u8; len as usize];
         let mut done = 0usize;
         while done < buf.len() {
@@ -137,69 +266,37 @@ impl Store for LocalStore {
         Ok(etag_of(data))
     }
 
-    fn list_info(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StoreError> {
-        let mut out = Vec::new();
-        for name in self.list(prefix)? {
-            let md = match fs::metadata(self.path(&name)?) {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&name, e)),
-            };
-            out.push(super::ObjectInfo {
-                name,
-                size: md.len(),
-                modified: md.modified().ok(),
-            });
-        }
-        Ok(out)
+    fn list_info(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.walk(prefix, true)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(prefix, e)),
-            };
-            for ent in rd {
-                let ent = ent.map_err(|e| io_err(prefix, e))?;
-                let p = ent.path();
-                let ft = ent.file_type().map_err(|e| io_err(prefix, e))?;
-                if ft.is_dir() {
-                    stack.push(p);
-                } else if let Ok(rel) = p.strip_prefix(&self.root) {
-                    let rel = rel.to_string_lossy().to_string();
-                    if rel.starts_with(prefix) && check_name(&rel).is_ok() {
-                        out.push(rel);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .walk(prefix, false)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect())
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.path(name)?;
-        fs::remove_file(path).map_err(|e| io_err(name, e))
+        check_name(name)?;
+        let (dir, file) = split(name);
+        let parent = beneath::open_dir(self.root_fd(), dir).map_err(|e| io_err(name, e))?;
+        if !self.existing_is_file(parent.as_fd(), name, file)? {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        beneath::unlink_in(parent.as_fd(), file).map_err(|e| io_err(name, e))
     }
 
     fn size(&self, name: &str) -> Result<u64, StoreError> {
-        let path = self.path(name)?;
-        let mut f = File::open(&path).map_err(|e| io_err(name, e))?;
-        f.seek(SeekFrom::End(0)).map_err(|e| io_err(name, e))
+        Ok(self.open_object(name)?.1)
     }
 
     fn usage(&self) -> Option<(u64, u64)> {
-        let c = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-            return None;
-        }
-        let used = (s.f_blocks - s.f_bfree) * s.f_frsize;
-        let avail = s.f_bavail * s.f_frsize;
-        Some((used, avail))
+        beneath::usage(self.root_fd())
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;

@@ -2,6 +2,7 @@
 //! Backends are chosen by URL; every backend passes the same conformance suite.
 
 mod aws_profile;
+mod beneath_linux;
 pub mod conformance;
 mod local;
 mod mem;
@@ -53,6 +54,11 @@ pub enum StoreError {
     NoCredentials,
     #[error("object {0} in the store does not match its content hash (corrupted or substituted)")]
     Corrupt(String),
+    /// A local store entry reached through a symbolic link (at any component below the
+    /// root) or that is not a plain file: never followed, read or replaced, since anyone
+    /// else who can write a shared store directory could point it anywhere. Permanent.
+    #[error("object {name} in the local store is refused: {why} (links are never followed)")]
+    Refused { name: String, why: &'static str },
     /// S3 credentials or region could not be taken from where they were asked for: half a
     /// key pair in the environment, a malformed or missing AWS file, a named profile that
     /// is not there. Never falls back to unsigned requests.
