@@ -850,3 +850,64 @@ fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
     assert_eq!(fs::read(c.notes().join("n.txt")).unwrap(), b"standard");
     assert_eq!(fs::read(c.health().join("h.txt")).unwrap(), b"e2e");
 }
+
+/// Issue 9.3: a data recovery started on a new device waits; the owner's trusted device
+/// sees it in `cirrus status` and `cirrus account status` (no password needed), its
+/// mounted drive logs a warning, and `cirrus account cancel-reset` ends it.
+#[test]
+fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &["--reset-wait", "600"]);
+    let (mut a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    a.mount_options().extra = vec!["--poll-interval".into(), "1".into()];
+    a.mount_again();
+    let (_c, ok, t) = recover_data_from(&srv, &a, &codes.take(), "the thief's password");
+    assert!(!ok, "{t}");
+    assert!(t.contains("waiting period"), "{t}");
+    let run = |args: &[&str]| {
+        let o = a
+            .cirrus_cmd()
+            .args(args)
+            .arg("--passcode-file")
+            .arg(&a.passcode_file)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, t) = run(&["status"]);
+    assert!(ok, "{t}");
+    assert!(
+        t.contains("WARNING: a password reset of this account through data recovery is pending"),
+        "{t}"
+    );
+    let (ok, t) = run(&["account", "status"]);
+    assert!(ok, "{t}");
+    assert!(t.contains("cancel-reset") && t.contains("asked the key service to reset"), "{t}");
+    // The mounted drive's log says so too, within a few polls.
+    let log = a.home.join("cirrus.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("key service notice")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice in the daemon's log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (ok, t) = run(&["account", "cancel-reset"]);
+    assert!(ok && t.contains("is cancelled"), "{t}");
+    let (ok, t) = run(&["status"]);
+    assert!(ok && !t.contains("WARNING"), "{t}");
+    let (ok, t) = run(&["account", "cancel-reset"]);
+    assert!(ok && t.contains("No password reset is pending"), "{t}");
+    // The password did not change: the account still logs in with the old one.
+    let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
+    assert!(ok && t.contains("two-factor (TOTP): on"), "{t}");
+}

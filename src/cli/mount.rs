@@ -56,8 +56,9 @@ pub struct MountArgs {
     /// it is full, writes fail with "no space left" until uploads catch up.
     #[arg(long, default_value = "8G", value_parser = parse_size)]
     pub journal_max: u64,
-    /// Remote stores: seconds between looks for changes made on the account's other
-    /// devices (`cirrus sync` looks at once).
+    /// Seconds between looks for changes made on the account's other devices (remote
+    /// stores; `cirrus sync` looks at once) and for the key service's notices to this
+    /// device (a pending password reset), which are logged as warnings.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub poll_interval: u64,
     /// Remote stores: objects uploaded in parallel.
