@@ -281,10 +281,11 @@ fn recover_via(
     pw: &std::path::Path,
     code: &str,
 ) -> (Drive, bool, String) {
-    recover_via_with(srv, alice, how, passcode, pw, code, ["8192", "1"], |_| {})
+    recover_via_with(srv, alice, how, passcode, pw, code, false)
 }
 
-/// [`recover_via`], with `edit` applied to the command last.
+/// [`recover_via`]; `floor_costs`: without the suite's test opt-in to cheap KDF costs, and
+/// with this device's own costs at the protocol floor (19 MiB, t = 2).
 fn recover_via_with(
     srv: &Server,
     alice: &Drive,
@@ -292,9 +293,13 @@ fn recover_via_with(
     passcode: &str,
     pw: &std::path::Path,
     code: &str,
-    [kdf_memory, kdf_time]: [&str; 2],
-    edit: impl FnOnce(&mut Command),
+    floor_costs: bool,
 ) -> (Drive, bool, String) {
+    let [kdf_memory, kdf_time] = if floor_costs {
+        ["19456", "2"]
+    } else {
+        ["8192", "1"]
+    };
     let c = Drive::blank();
     let pc = c.root.join("recovery-passcode");
     fs::write(&pc, passcode).unwrap();
@@ -324,7 +329,9 @@ fn recover_via_with(
         .arg(pw)
         .arg("--passcode-file")
         .arg(&pc);
-    edit(&mut cmd);
+    if floor_costs {
+        cmd.env_remove(cirrus::keys::floor::INSECURE_TEST_ENV);
+    }
     let (ok, t) = out(cmd);
     if ok {
         fs::copy(&pc, &c.passcode_file).unwrap();
@@ -425,18 +432,7 @@ fn recover_escrow_refuses_cheap_costs_from_the_store_before_sending_a_proof() {
     // costs this account really uses (8 MiB, t=1, chosen under the opt-in): the key
     // service's salt answer is the first untrusted cost the device meets, and is refused.
     fs::write(&mpath, &honest).unwrap();
-    let (_c, ok, t) = recover_via_with(
-        &srv,
-        &a,
-        &["--escrow"],
-        PASSCODE,
-        &pw,
-        &codes.take(),
-        ["19456", "2"],
-        |c| {
-            c.env_remove(cirrus::keys::floor::INSECURE_TEST_ENV);
-        },
-    );
+    let (_c, ok, t) = recover_via_with(&srv, &a, &["--escrow"], PASSCODE, &pw, &codes.take(), true);
     assert!(!ok, "{t}");
     assert!(
         t.contains("password salt asks for a key-derivation cost of 8192 KiB, t=1, below the 19456 KiB, t=2"),
@@ -888,7 +884,10 @@ fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
     );
     let (ok, t) = run(&["account", "status"]);
     assert!(ok, "{t}");
-    assert!(t.contains("cancel-reset") && t.contains("asked the key service to reset"), "{t}");
+    assert!(
+        t.contains("cancel-reset") && t.contains("asked the key service to reset"),
+        "{t}"
+    );
     // The mounted drive's log says so too, within a few polls.
     let log = a.home.join("cirrus.log");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -461,6 +461,15 @@ impl KeyClient {
     }
 }
 
+/// A wait in seconds as a person reads it ("23 h 59 min", "40 s").
+pub fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,14 +539,5 @@ mod tests {
             ClientError::RateLimited { retry_after: 5 }
         ));
         assert!(matches!(key_error(502, "", None), ClientError::Server(_)));
-    }
-}
-
-/// A wait in seconds as a person reads it ("23 h 59 min", "40 s").
-pub fn human_wait(secs: u64) -> String {
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
-        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
