@@ -180,6 +180,28 @@ fn remove(path: &Path) -> Result<bool, StateError> {
     }
 }
 
+/// A JSON file, or None when it does not exist.
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let Some(bytes) = read_opt(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Damaged {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })
+}
+
+/// Writes `v` as JSON, atomically.
+fn save_json<T: Serialize>(path: &Path, v: &T) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec(v).map_err(|err| StateError::Damaged {
+        path: path.to_path_buf(),
+        why: err.to_string(),
+    })?;
+    write(path, &bytes)
+}
+
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
     match fs::read(path) {
         Ok(v) => Ok(Some(v)),
@@ -396,25 +418,11 @@ impl DataDir {
     }
 
     pub(crate) fn load_escrow(&self, account: &str) -> Result<Option<Escrow>, StateError> {
-        let path = self.escrow_path(account);
-        let Some(bytes) = read_opt(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StateError::Damaged {
-                path,
-                why: e.to_string(),
-            })
+        load_json(&self.escrow_path(account))
     }
 
     pub(crate) fn save_escrow(&self, account: &str, e: &Escrow) -> Result<(), StateError> {
-        let path = self.escrow_path(account);
-        let bytes = serde_json::to_vec(e).map_err(|err| StateError::Damaged {
-            path: path.clone(),
-            why: err.to_string(),
-        })?;
-        write(&path, &bytes)
+        save_json(&self.escrow_path(account), e)
     }
 
     fn invite_path(&self, account: &str) -> PathBuf {
@@ -424,25 +432,11 @@ impl DataDir {
     }
 
     pub(crate) fn load_invite(&self, account: &str) -> Result<Option<Invite>, StateError> {
-        let path = self.invite_path(account);
-        let Some(bytes) = read_opt(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StateError::Damaged {
-                path,
-                why: e.to_string(),
-            })
+        load_json(&self.invite_path(account))
     }
 
     pub(crate) fn save_invite(&self, account: &str, i: &Invite) -> Result<(), StateError> {
-        let path = self.invite_path(account);
-        let bytes = serde_json::to_vec(i).map_err(|err| StateError::Damaged {
-            path: path.clone(),
-            why: err.to_string(),
-        })?;
-        write(&path, &bytes)
+        save_json(&self.invite_path(account), i)
     }
 
     pub(crate) fn delete_invite(&self, account: &str) -> Result<bool, StateError> {

@@ -134,14 +134,15 @@ impl KeyService {
             // An attempt that presents one of the account's remembered-device tokens is
             // counted against that token only: a stranger's failures (on the account's
             // or the address's counter) never lock the owner's devices out.
-            let token_key = req.device_token.as_deref().and_then(|t| {
-                let h = token_hash(t);
-                a.device_tokens
-                    .iter()
-                    .filter_map(|s| hex::decode(s).ok())
-                    .any(|stored| crypto::ct_eq(&stored, &h))
-                    .then(|| format!("token:{}", hex::encode(h)))
-            });
+            let by_device = req
+                .device_token
+                .as_deref()
+                .is_some_and(|t| remembers(&a, t));
+            let token_key = req
+                .device_token
+                .as_deref()
+                .filter(|_| by_device)
+                .map(|t| format!("token:{}", hex::encode(token_hash(t))));
             let key = token_key.as_deref().unwrap_or(&account_key);
             // Checked under the account lock, so parallel guesses cannot all pass the
             // check before the first failure is counted.
@@ -162,13 +163,6 @@ impl KeyService {
             // Remembering a device needs a fresh second factor, not a remembered one.
             let mut may_remember = true;
             if Self::totp_enrolled(&a) {
-                let by_device = req.device_token.as_deref().is_some_and(|t| {
-                    let h = token_hash(t);
-                    a.device_tokens
-                        .iter()
-                        .filter_map(|s| hex::decode(s).ok())
-                        .any(|stored| crypto::ct_eq(&stored, &h))
-                });
                 if by_device {
                     may_remember = false;
                 } else {

@@ -291,6 +291,16 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `token` is one of the account's remembered-device tokens (compared as
+/// hashes, in constant time).
+fn remembers(a: &Account, token: &str) -> bool {
+    let h = token_hash(token);
+    a.device_tokens
+        .iter()
+        .filter_map(|s| hex::decode(s).ok())
+        .any(|stored| crypto::ct_eq(&stored, &h))
+}
+
 fn wrong_login() -> ApiError {
     ApiError::Unauthorized("wrong account name or password".into())
 }

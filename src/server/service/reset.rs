@@ -158,13 +158,10 @@ impl KeyService {
         if let Err(retry_after) = self.ip_limit.check(&ip, now) {
             return Err(ApiError::RateLimited { retry_after });
         }
-        let h = token_hash(&req.device_token);
-        let found = self.data.load_account(&req.account)?.filter(|a| {
-            a.device_tokens
-                .iter()
-                .filter_map(|s| hex::decode(s).ok())
-                .any(|stored| crypto::ct_eq(&stored, &h))
-        });
+        let found = self
+            .data
+            .load_account(&req.account)?
+            .filter(|a| remembers(a, &req.device_token));
         found.ok_or_else(|| {
             self.ip_limit.fail(&ip, now);
             ApiError::Unauthorized(
