@@ -75,7 +75,7 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             need_server(&acct)?;
             let uri = acct
                 .totp_enroll()
-                .map_err(|e| format!("totp enroll: {e} (pass --password-file?)"))?;
+                .map_err(|e| super::failed_with_hint("totp enroll", &e, "pass --password-file?"))?;
             println!(
                 "Add this to your authenticator app, then run `cirrus account totp confirm CODE`:"
             );
@@ -128,11 +128,13 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 &PasscodeArgs {
                     passcode_file: None,
                     password_file: new_password_file,
+                    totp: None,
                 },
                 true,
             )?;
-            acct.change_password(&new)
-                .map_err(|e| format!("account password: {e} (pass --password-file?)"))?;
+            acct.change_password(&new).map_err(|e| {
+                super::failed_with_hint("account password", &e, "pass --password-file?")
+            })?;
             println!("Account password changed.");
             Ok(0)
         }
