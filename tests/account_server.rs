@@ -45,6 +45,14 @@ fn with_pw(d: &Drive, pw: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+/// As [`with_pw`], logging in with a TOTP code: what a change of credentials or recovery
+/// needs on an account with TOTP (a remembered device alone may not make it).
+fn with_pw_totp(d: &Drive, pw: &std::path::Path, code: &str, args: &[&str]) -> Command {
+    let mut c = with_pw(d, pw, args);
+    c.args(["--totp", code]);
+    c
+}
+
 #[test]
 fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
@@ -131,8 +139,15 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
         "{t}"
     );
 
-    // Service-key rotation re-wraps every standard key on the server.
-    let (ok, t) = out(with_pw(&d, &pw, &["rotate", "--service"]));
+    // Service-key rotation re-wraps every standard key on the server (and then retires
+    // the old versions, which needs a fresh second factor).
+    let mut codes = Codes::after_confirm(totp);
+    let (ok, t) = out(with_pw_totp(
+        &d,
+        &pw,
+        &codes.take(),
+        &["rotate", "--service"],
+    ));
     assert!(ok, "{t}");
     assert!(t.contains("Rotated the service key"), "{t}");
     fs::remove_file(d.home.join("device/keyring")).unwrap();
@@ -228,12 +243,18 @@ fn with_a_recovery_key_the_data_recovery_service_is_off() {
     let tmp = tempfile::tempdir().unwrap();
     let srv = Server::start(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
-    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    let mut codes = Codes::after_confirm(totp);
+    let (ok, t) = out(with_pw_totp(
+        &a,
+        &pw,
+        &codes.take(),
+        &["recovery-key", "create"],
+    ));
     assert!(ok, "{t}");
     // The key service itself was told (so it refuses a reset even if the store lied).
     let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
     assert!(ok && t.contains("data recovery service: off"), "{t}");
-    let (_c, ok, t) = recover_data(&srv, &a, &fresh_code(&totp));
+    let (_c, ok, t) = recover_data(&srv, &a, &codes.take());
     assert!(!ok, "{t}");
     assert!(t.contains("data recovery service is off"), "{t}");
 }
@@ -339,6 +360,28 @@ fn recover_via_with(
     (c, ok, t)
 }
 
+/// Issue 9.5: a device that logs in through its remembered token may not change the
+/// account's recovery; the command says which flag it needs, and works with it.
+#[test]
+fn escrow_on_needs_a_fresh_totp_code_on_a_totp_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, pw, totp) = alice_with_totp(&srv);
+    let mut codes = Codes::after_confirm(totp);
+    let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains("fresh second factor") && t.contains("--totp CODE"),
+        "{t}"
+    );
+    let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
+    assert!(ok && t.contains("passcode escrow: off"), "{t}");
+    let (ok, t) = out(with_pw_totp(&a, &pw, &codes.take(), &["escrow", "on"]));
+    assert!(ok, "{t}");
+    let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
+    assert!(ok && t.contains("passcode escrow: on"), "{t}");
+}
+
 #[test]
 fn passcode_escrow_counts_wrong_passcodes_and_recovers_e2e_data() {
     let tmp = tempfile::tempdir().unwrap();
@@ -348,7 +391,7 @@ fn passcode_escrow_counts_wrong_passcodes_and_recovers_e2e_data() {
     a.mount_again();
     fs::write(a.health().join("h.txt"), b"escrowed e2e").unwrap();
     a.unmount();
-    let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
+    let (ok, t) = out(with_pw_totp(&a, &pw, &codes.take(), &["escrow", "on"]));
     assert!(ok, "{t}");
     assert!(t.contains("offline"), "the limits are said plainly: {t}");
 
@@ -382,7 +425,7 @@ fn recover_escrow_refuses_cheap_costs_from_the_store_before_sending_a_proof() {
     let srv = Server::start(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
-    let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
+    let (ok, t) = out(with_pw_totp(&a, &pw, &codes.take(), &["escrow", "on"]));
     assert!(ok, "{t}");
     let server_log = || fs::read_to_string(tmp.path().join("server.log")).unwrap();
     assert!(
@@ -771,7 +814,12 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
     b.unmount();
 
     // A turns on ADP; B follows: Notes is now e2e under a key B gets with the account key.
-    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    let (ok, t) = out(with_pw_totp(
+        &a,
+        &pw,
+        &codes.take(),
+        &["recovery-key", "create"],
+    ));
     assert!(ok, "{t}");
     let (ok, t) = out(with_pw(&a, &pw, &["adp", "on"]));
     assert!(ok, "{t}");
@@ -800,7 +848,12 @@ fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
     fs::write(a.notes().join("n.txt"), b"standard").unwrap();
     fs::write(a.health().join("h.txt"), b"e2e").unwrap();
     a.unmount();
-    let (ok, t) = out(with_pw(&a, &pw, &["recovery-key", "create"]));
+    let (ok, t) = out(with_pw_totp(
+        &a,
+        &pw,
+        &codes.take(),
+        &["recovery-key", "create"],
+    ));
     assert!(ok, "{t}");
     let rk = t
         .lines()

@@ -257,7 +257,7 @@ fn accounts_passwords_and_login_rate_limit() {
 
     // password change: old password refused, new one accepted, new wrap key
     let old_wrap = *bob.wrap_key().expose();
-    bob.change_password(&pw("b2"), TINY).unwrap();
+    bob.change_password(&pw("b2"), TINY, false).unwrap();
     assert_ne!(*bob.wrap_key().expose(), old_wrap);
     assert!(matches!(
         c.login("bob", &pw("b"), SecondFactor::None, false),
@@ -359,7 +359,13 @@ fn totp_device_tokens_and_data_recovery_reset() {
         ),
         Err(ClientError::Unauthorized(_))
     ));
-    assert_eq!(dev_session.revoke_device_tokens().unwrap(), 1);
+    // a session opened through a remembered device may not revoke devices; the
+    // creator's session (it set the password a moment ago) may
+    assert!(matches!(
+        dev_session.revoke_device_tokens(),
+        Err(ClientError::ReauthRequired(_))
+    ));
+    assert_eq!(alice.revoke_device_tokens().unwrap(), 1);
     assert!(matches!(
         c.login(
             "alice",
@@ -393,6 +399,158 @@ fn totp_device_tokens_and_data_recovery_reset() {
         Err(e) => panic!("expected 403, got {e}"),
         Ok(_) => panic!("reset with data recovery off"),
     }
+}
+
+#[test]
+fn sensitive_requests_need_a_recent_session_and_a_password_change_ends_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--reauth-window", "2", "--login-attempts", "20"],
+    );
+    let c = s.client();
+    // the whole test stays in one TOTP step (it sleeps 3 s, and logs in with Argon2)
+    settle_in_step(20);
+    let t0 = now();
+    let alice = c.create_account("alice", &pw("pw"), TINY).unwrap();
+    let t = totp(&alice.totp_enroll().unwrap());
+    let device = alice
+        .totp_confirm(&code(&t, t0 - 30), true)
+        .unwrap()
+        .expect("the confirming device is remembered");
+
+    // a login through the remembered device is not recent: every sensitive request is
+    // refused with the typed error, the others work
+    let (dev, _) = c
+        .login(
+            "alice",
+            &pw("pw"),
+            SecondFactor::DeviceToken(device.clone()),
+            false,
+        )
+        .unwrap();
+    assert!(!dev.is_recent());
+    let refused: Vec<(&str, Result<(), ClientError>)> = vec![
+        ("password/change", {
+            let (mut d, _) = c
+                .login(
+                    "alice",
+                    &pw("pw"),
+                    SecondFactor::DeviceToken(device.clone()),
+                    false,
+                )
+                .unwrap();
+            d.change_password(&pw("stolen"), TINY, false).map(|_| ())
+        }),
+        ("account/flags", dev.set_drs(false).map(|_| ())),
+        ("totp/enroll", dev.totp_enroll().map(|_| ())),
+        (
+            "totp/confirm",
+            dev.totp_confirm("123456", false).map(|_| ()),
+        ),
+        ("service/retire", dev.service_retire(1).map(|_| ())),
+        (
+            "escrow/put",
+            dev.escrow_put(&escrow_verifier(b"p"), b"blob"),
+        ),
+        ("escrow/delete", dev.escrow_delete()),
+        ("record/delete", dev.record_delete("contact")),
+        (
+            "device-token/revoke-all",
+            dev.revoke_device_tokens().map(|_| ()),
+        ),
+    ];
+    for (what, r) in refused {
+        assert!(
+            matches!(r, Err(ClientError::ReauthRequired(_))),
+            "{what}: {r:?}"
+        );
+    }
+    assert!(dev.status().unwrap().drs);
+    dev.record_put("contact", b"half").unwrap();
+
+    // reauth: the password alone is not enough on a TOTP account; a wrong password or
+    // code is refused; the password with a fresh code makes the session recent
+    assert!(matches!(
+        dev.reauth(&pw("pw"), None),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    assert!(matches!(
+        dev.reauth(&pw("nope"), Some(&code(&t, t0))),
+        Err(ClientError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        dev.set_drs(false),
+        Err(ClientError::ReauthRequired(_))
+    ));
+    dev.reauth(&pw("pw"), Some(&code(&t, t0))).unwrap();
+    assert!(!dev.set_drs(false).unwrap().drs);
+    dev.record_delete("contact").unwrap();
+    // the code cannot be used twice
+    match dev.reauth(&pw("pw"), Some(&code(&t, t0))) {
+        Err(ClientError::Unauthorized(m)) => assert!(m.contains("already used"), "{m}"),
+        other => panic!("a TOTP code was accepted twice: {other:?}"),
+    }
+    // and it lasts the window (2 s here), no longer
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(matches!(
+        dev.set_drs(true),
+        Err(ClientError::ReauthRequired(_))
+    ));
+
+    // a login with the password and a fresh code is recent at once: it changes the
+    // password, which ends every other session and forgets every remembered device
+    let (mut fresh, fresh_device) = c
+        .login(
+            "alice",
+            &pw("pw"),
+            SecondFactor::Totp(code(&t, t0 + 30)),
+            true,
+        )
+        .unwrap();
+    let fresh_device = fresh_device.expect("remembered");
+    let mine = fresh
+        .change_password(&pw("pw2"), TINY, true)
+        .unwrap()
+        .expect("the changing device is remembered again");
+    assert!(matches!(dev.status(), Err(ClientError::Unauthorized(_))));
+    assert!(matches!(alice.status(), Err(ClientError::Unauthorized(_))));
+    fresh.status().unwrap();
+    for old in [device, fresh_device] {
+        assert!(matches!(
+            c.login("alice", &pw("pw2"), SecondFactor::DeviceToken(old), false),
+            Err(ClientError::SecondFactorRequired(_))
+        ));
+    }
+    c.login("alice", &pw("pw2"), SecondFactor::DeviceToken(mine), false)
+        .unwrap();
+}
+
+#[test]
+fn a_wrong_reauth_counts_against_the_login_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--login-attempts", "2"]);
+    let c = s.client();
+    c.create_account("bob", &pw("b"), TINY).unwrap();
+    // no TOTP: a password login is recent, and a reauth needs the password only
+    let (bob, _) = c.login("bob", &pw("b"), SecondFactor::None, false).unwrap();
+    assert!(bob.is_recent());
+    bob.reauth(&pw("b"), None).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            bob.reauth(&pw("guess"), None),
+            Err(ClientError::Unauthorized(_))
+        ));
+    }
+    // the account is now locked for reauth and login alike, right password or not
+    assert!(matches!(
+        bob.reauth(&pw("b"), None),
+        Err(ClientError::RateLimited { .. })
+    ));
+    assert!(matches!(
+        c.login("bob", &pw("b"), SecondFactor::None, false),
+        Err(ClientError::RateLimited { .. })
+    ));
 }
 
 #[test]

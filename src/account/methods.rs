@@ -200,7 +200,11 @@ impl Unlocked {
 
     pub fn remove_contact(&mut self, name: &str) -> Result<bool, AccountError> {
         if let Ok(s) = self.session() {
-            let _ = s.record_delete(&contact_record(name));
+            // The service's half may already be gone; but a session that may not delete
+            // it must not leave it behind while the method disappears from the account.
+            if let Err(ClientError::ReauthRequired(_)) = s.record_delete(&contact_record(name)) {
+                return Err(AccountError::ReauthRequired);
+            }
         }
         self.remove_method(RecoveryKind::Contact, name)
     }

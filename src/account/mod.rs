@@ -84,6 +84,17 @@ pub enum AccountError {
          (pass --password-file with the account password)"
     )]
     NoKeyService,
+    /// The key service wants a recently authenticated session for this change, and this
+    /// device logged in through its remembered token (or long ago).
+    #[error("this change needs a fresh second factor: run it again with --totp CODE")]
+    ReauthRequired,
+    /// The login needs a TOTP code: a new device, or one whose remembered token was
+    /// revoked (a password change forgets every remembered device).
+    #[error(
+        "{0}. Run it again with --totp CODE (the current code of your authenticator app): \
+         a password change makes every other device log in this way once"
+    )]
+    SecondFactorRequired(String),
 }
 
 pub struct InitOptions {

@@ -11,7 +11,11 @@ use zeroize::Zeroizing;
 
 impl From<ClientError> for AccountError {
     fn from(e: ClientError) -> Self {
-        AccountError::Service(ServiceError::Remote(e.to_string()))
+        match e {
+            ClientError::ReauthRequired(_) => AccountError::ReauthRequired,
+            ClientError::SecondFactorRequired(msg) => AccountError::SecondFactorRequired(msg),
+            e => AccountError::Service(ServiceError::Remote(e.to_string())),
+        }
     }
 }
 
@@ -118,6 +122,19 @@ impl Unlocked {
         self.session.as_deref().ok_or(AccountError::NoKeyService)
     }
 
+    /// Fails unless the session may make the requests that change credentials or
+    /// recovery: checked before a change with several steps (a recovery key, a service
+    /// key rotation), so that none is left half done. A login with the password and
+    /// `--totp CODE` (or on an account without TOTP) is recent; one through this device's
+    /// remembered token is not, and the code given at login cannot be used twice.
+    pub fn ensure_recent(&self) -> Result<(), AccountError> {
+        if self.session()?.is_recent() {
+            Ok(())
+        } else {
+            Err(AccountError::ReauthRequired)
+        }
+    }
+
     /// Starts TOTP enrolment; returns the `otpauth://` URI to show (or scan).
     pub fn totp_enroll(&self) -> Result<Zeroizing<String>, AccountError> {
         Ok(self.session()?.totp_enroll()?)
@@ -143,6 +160,9 @@ impl Unlocked {
     /// destroyed on the server.
     pub fn rotate_service_key(&self) -> Result<(u32, usize), AccountError> {
         let session = self.session()?;
+        // Retiring the old versions at the end needs a recent session: found out now,
+        // before a new version is made and keys are rewrapped.
+        self.ensure_recent()?;
         let st = session.service_rotate()?;
         let mut n = 0;
         for e in &self.manifest.table.entries {
@@ -245,16 +265,37 @@ impl Unlocked {
     }
 
     /// Changes the account password on the key service (the server sees only the new
-    /// verifier, never the password).
+    /// verifier, never the password). The server then ends every other session and
+    /// forgets every remembered device; this one is remembered again with the token the
+    /// change returns.
     pub fn change_password(&mut self, new: &Passcode) -> Result<(), AccountError> {
         let kdf = self.config.kdf;
         self.service = None;
         let session = self.session.take().ok_or(AccountError::NoKeyService)?;
         let mut s = Arc::try_unwrap(session).map_err(|_| AccountError::NoKeyService)?;
-        let res = s.change_password(new, kdf);
+        let res = s.change_password(new, kdf, true);
         let s = Arc::new(s);
         self.service = Some(Box::new(RemoteService(s.clone())));
         self.session = Some(s);
-        Ok(res?)
+        if let Some(t) = res? {
+            save_token(&self.home, &self.device_key, &t)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_second_factor_errors_name_the_flag_that_gives_it() {
+        // decided on the client's variant, never on the server's text
+        let e = AccountError::from(ClientError::SecondFactorRequired("anything".into()));
+        assert!(matches!(e, AccountError::SecondFactorRequired(_)));
+        assert!(e.to_string().contains("--totp CODE"), "{e}");
+        let e = AccountError::from(ClientError::ReauthRequired("anything".into()));
+        assert!(matches!(e, AccountError::ReauthRequired));
+        assert!(e.to_string().contains("--totp CODE"), "{e}");
     }
 }

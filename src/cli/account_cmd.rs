@@ -42,9 +42,6 @@ pub enum AccountCmd {
     /// and the notices need no code. The way back for a device the key service forgot
     /// (after a password change or reset).
     Login {
-        /// The current 6-digit code of your authenticator app.
-        #[arg(long)]
-        totp: Option<String>,
         #[command(flatten)]
         pass: PasscodeArgs,
     },
@@ -93,7 +90,7 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             need_server(&acct)?;
             let uri = acct
                 .totp_enroll()
-                .map_err(|e| format!("totp enroll: {e} (pass --password-file?)"))?;
+                .map_err(|e| super::failed_with_hint("totp enroll", &e, "pass --password-file?"))?;
             println!(
                 "Add this to your authenticator app, then run `cirrus account totp confirm CODE`:"
             );
@@ -146,11 +143,13 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 &PasscodeArgs {
                     passcode_file: None,
                     password_file: new_password_file,
+                    totp: None,
                 },
                 true,
             )?;
-            acct.change_password(&new)
-                .map_err(|e| format!("account password: {e} (pass --password-file?)"))?;
+            acct.change_password(&new).map_err(|e| {
+                super::failed_with_hint("account password", &e, "pass --password-file?")
+            })?;
             println!("Account password changed.");
             Ok(0)
         }
@@ -197,12 +196,12 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             println!("service key version: {}", st.service_version);
             Ok(0)
         }
-        AccountCmd::Login { totp, pass } => {
+        AccountCmd::Login { pass } => {
             let passcode = super::passcode::read(&pass, false)?;
             let mut acct = crate::account::unlock(home, &passcode).map_err(|e| e.to_string())?;
             need_server(&acct)?;
             let password = super::passcode::read_password(&pass, false)?;
-            acct.connect(&password, totp.as_deref())
+            acct.connect(&password, pass.totp.as_deref())
                 .map_err(|e| format!("could not log in to the key service: {e}"))?;
             println!("Logged in; this device is remembered by the key service.");
             Ok(0)

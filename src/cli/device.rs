@@ -34,10 +34,7 @@ pub struct NewDeviceArgs {
     /// The account's name on the key service.
     #[arg(long, requires = "server")]
     account: Option<String>,
-    /// The current 6-digit code of your authenticator app (a new device must prove the
-    /// second factor to log in).
-    #[arg(long)]
-    totp: Option<String>,
+    // Holds --totp too: a new device must prove the second factor to log in.
     #[command(flatten)]
     pass: PasscodeArgs,
 }
@@ -132,7 +129,7 @@ fn attach_server(
     acct.set_server(server).map_err(|e| e.to_string())?;
     let password = passcode::read_password(&a.pass, false)?;
     Ok(acct
-        .connect(&password, a.totp.as_deref())
+        .connect(&password, a.pass.totp.as_deref())
         .err()
         .map(|e| format!("could not log in to the key service: {e}")))
 }
@@ -322,6 +319,12 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
                         .into(),
                 );
             }
+            // Turning data recovery off needs a recent session: found out before a new
+            // recovery key replaces the old one.
+            if acct.session().is_ok() {
+                acct.ensure_recent()
+                    .map_err(|e| format!("recovery-key create: {e}"))?;
+            }
             let code = acct
                 .create_recovery_key()
                 .map_err(|e| format!("recovery-key create: {e}"))?;
@@ -458,7 +461,7 @@ fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
 }
 
 fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
-    let (Some(server), Some(totp)) = (args.new.server_config()?, args.new.totp.clone()) else {
+    let (Some(server), Some(totp)) = (args.new.server_config()?, args.new.pass.totp.clone()) else {
         return Err("--data-recovery needs --server, --fingerprint, --account and --totp".into());
     };
     let passcode = passcode::read(&args.new.pass, true)?;
@@ -469,6 +472,7 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
         &PasscodeArgs {
             passcode_file: None,
             password_file: args.new_password_file.clone(),
+            totp: None,
         },
         true,
     )?;
@@ -516,6 +520,7 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
     let pass = PasscodeArgs {
         passcode_file: None,
         password_file: None,
+        totp: None,
     };
     super::rotate::rotate_owed(&home, &pass, jobs, Some((r.account, lock)))?;
     println!("Done.");
@@ -543,13 +548,16 @@ fn with_service_method(home: Home, args: RecoverArgs) -> CliResult {
     let opts = new_device_options(&args.new);
     let client =
         crate::account::remote::client_for(&server, opts.kdf).map_err(|e| e.to_string())?;
-    let second = match &args.new.totp {
+    let second = match &args.new.pass.totp {
         Some(c) => crate::server::client::SecondFactor::Totp(c.clone()),
         None => crate::server::client::SecondFactor::None,
     };
     let (session, _) = client
         .login(&server.account, &password, second, false)
-        .map_err(|e| format!("recover: logging in to the key service: {e}"))?;
+        .map_err(|e| {
+            let e = crate::account::AccountError::from(e);
+            format!("recover: logging in to the key service: {e}")
+        })?;
     let nd = NewDevice::prepare(home, &passcode, opts).map_err(|e| format!("recover: {e}"))?;
     let res = match &contact {
         Some(code) => nd.recover_with_contact(&session, code),

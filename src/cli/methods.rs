@@ -72,7 +72,11 @@ pub fn escrow(home: Home, cmd: EscrowCmd) -> CliResult {
             let mut acct = unlock(home, &pass)?;
             let passcode = passcode::read(&pass, false)?;
             acct.escrow_on(&passcode).map_err(|e| {
-                format!("escrow on: {e} (an account on a key service, with --password-file)")
+                super::failed_with_hint(
+                    "escrow on",
+                    &e,
+                    "an account on a key service, with --password-file",
+                )
             })?;
             println!(
                 "Passcode escrow is on. The key service releases the escrow only after a correct \

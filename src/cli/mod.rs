@@ -61,6 +61,14 @@ pub struct PasscodeArgs {
     /// file and log in, for what needs the service (its keys, TOTP, escrow, contacts).
     #[arg(long, env = "CIRRUS_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
+    /// The current 6-digit code of your authenticator app, to log in to the key service
+    /// with it instead of this device's remembered token. A new device needs it, so does
+    /// every device after a password change, and so do the commands that change the
+    /// account's credentials or recovery (account password, escrow, recovery-contact
+    /// remove, recovery-key create, rotate --service) on an account with TOTP: a
+    /// remembered device alone may not make those changes.
+    #[arg(long, value_name = "CODE")]
+    totp: Option<String>,
 }
 
 /// S3 options of `--store s3://BUCKET/PREFIX`, kept in the store URL's query string.
@@ -540,6 +548,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                 &PasscodeArgs {
                     passcode_file: new_passcode_file,
                     password_file: None,
+                    totp: None,
                 },
                 true,
             )?;
@@ -551,6 +560,18 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Export(args) => export::run(home, args),
         Cmd::ExportRead(args) => export::run_read(args),
+    }
+}
+
+/// "WHAT: ERROR (HINT)", without the hint (about logging in at all) when the error says
+/// itself what to pass: a change that needs a fresh second factor, a login that needs a
+/// TOTP code.
+fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String {
+    match e {
+        account::AccountError::ReauthRequired | account::AccountError::SecondFactorRequired(_) => {
+            format!("{what}: {e}")
+        }
+        _ => format!("{what}: {e} ({hint})"),
     }
 }
 
@@ -568,7 +589,7 @@ fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> 
     }
     if acct.config.server.is_some() && pass.password_file.is_some() {
         let password = passcode::read_password(pass, false)?;
-        acct.connect(&password, None)
+        acct.connect(&password, pass.totp.as_deref())
             .map_err(|e| format!("logging in to the key service: {e}"))?;
     }
     Ok(acct)

@@ -130,9 +130,9 @@ pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
                     .into(),
             );
         }
-        let (v, n) = acct
-            .rotate_service_key()
-            .map_err(|e| format!("rotate --service: {e} (pass --password-file?)"))?;
+        let (v, n) = acct.rotate_service_key().map_err(|e| {
+            super::failed_with_hint("rotate --service", &e, "pass --password-file?")
+        })?;
         println!(
             "Rotated the service key: version {v} now wraps {n} standard and transit keys; \
              older versions are destroyed on the server."

@@ -66,6 +66,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServiceConfig::default().signup_per_ip,
           value_parser = clap::value_parser!(u32).range(1..))]
     signup_per_ip: u32,
+    /// Seconds a login or `reauth` that proved every factor lets a session change
+    /// credentials or recovery (password, TOTP, data recovery, escrow, retiring service
+    /// keys, revoking devices).
+    #[arg(long, default_value_t = ServiceConfig::default().reauth_window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    reauth_window: u64,
     /// Open connections allowed in all; more are closed as soon as they are accepted.
     /// Default: the descriptor limit (ulimit -n) less 64; a larger value is lowered to
     /// that.
@@ -163,6 +169,7 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             reset_wait: Duration::from_secs(args.reset_wait),
             signup: args.signup,
             signup_per_ip: args.signup_per_ip,
+            reauth_window: Duration::from_secs(args.reauth_window),
         },
         limits: ServeLimits {
             max_connections: args.max_connections.map(saturate),

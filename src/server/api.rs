@@ -22,6 +22,8 @@ pub mod code {
     pub const BAD_REQUEST: &str = "bad_request";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const SECOND_FACTOR: &str = "second_factor_required";
+    /// A sensitive request on a session that is not recently authenticated: `reauth`.
+    pub const REAUTH_REQUIRED: &str = "reauth_required";
     pub const FORBIDDEN: &str = "forbidden";
     pub const NOT_FOUND: &str = "not_found";
     pub const CONFLICT: &str = "conflict";
@@ -94,6 +96,24 @@ pub struct SessionResp {
     pub expires_in: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// Seconds the session stays recently authenticated (0: it is not, as after a login
+    /// through a remembered device).
+    #[serde(default)]
+    pub recent_for: u64,
+}
+
+/// `reauth`: the current password's `auth` and, when TOTP is enrolled, a fresh code.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReauthReq {
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReauthResp {
+    /// Seconds the session now stays recently authenticated.
+    pub recent_for: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +136,16 @@ pub struct PasswordChangeReq {
     pub new_salt: String,
     pub new_kdf: KdfParams,
     pub new_auth: String,
+    /// Remember the changing device: the change forgets every remembered device, and
+    /// this (recently authenticated) session has just proved every factor.
+    #[serde(default)]
+    pub remember_device: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordChangeResp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -201,6 +201,7 @@ fn router(svc: Svc) -> Router {
             "/v1/logout",
             route("logout", |s, c, _: api::Empty| s.logout(c)),
         )
+        .route("/v1/reauth", kdf_route("reauth", |s, c, r| s.reauth(c, r)))
         .route(
             "/v1/account/status",
             route("account/status", |s, c, _: api::Empty| s.account_status(c)),

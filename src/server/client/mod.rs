@@ -11,8 +11,8 @@ use crate::keys::{self, KdfParams, KeyError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// The account password: the same zeroizing, never-printed type as the device passcode.
@@ -40,6 +40,10 @@ pub enum ClientError {
     Unauthorized(String),
     #[error("{0}")]
     SecondFactorRequired(String),
+    /// A request that changes credentials or recovery, on a session that is not recently
+    /// authenticated: [`Session::reauth`] first.
+    #[error("{0}")]
+    ReauthRequired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("too many failed attempts; try again in {retry_after} seconds")]
@@ -181,6 +185,19 @@ pub struct Session {
     account: String,
     token: Zeroizing<String>,
     wrap_key: SecretKey,
+    /// Until when (by this side's clock, a little early) the server counts the session
+    /// as recently authenticated; `None`: it does not.
+    recent_until: Mutex<Option<Instant>>,
+}
+
+/// Taken off the server's recency window, so this side never believes a session recent
+/// when the server no longer does (the answer took time to arrive).
+const RECENT_MARGIN: Duration = Duration::from_secs(2);
+
+/// When a session stops being recent, from the `recent_for` seconds of an answer.
+fn recent_deadline(recent_for: u64) -> Option<Instant> {
+    let window = Duration::from_secs(recent_for).checked_sub(RECENT_MARGIN)?;
+    (!window.is_zero()).then(|| Instant::now() + window)
 }
 
 fn key_error(status: u16, body: &str, retry_header: Option<u64>) -> ClientError {
@@ -192,6 +209,7 @@ fn key_error(status: u16, body: &str, retry_header: Option<u64>) -> ClientError 
     let code = parsed.as_ref().map(|b| b.code.as_str()).unwrap_or("");
     match (status, code) {
         (_, api::code::SECOND_FACTOR) => ClientError::SecondFactorRequired(msg),
+        (_, api::code::REAUTH_REQUIRED) => ClientError::ReauthRequired(msg),
         (_, api::code::ESCROW_WRONG) => ClientError::EscrowWrong {
             remaining: parsed.and_then(|b| b.remaining).unwrap_or(0),
         },
@@ -320,6 +338,7 @@ impl KeyClient {
             account: account.to_string(),
             token: Zeroizing::new(resp.token),
             wrap_key,
+            recent_until: Mutex::new(recent_deadline(resp.recent_for)),
         }
     }
 
@@ -386,7 +405,7 @@ impl KeyClient {
     }
 
     /// The account's salt and KDF cost, refused when weaker than this client's floor.
-    fn salt(&self, account: &str) -> Result<(Vec<u8>, KdfParams), ClientError> {
+    pub(crate) fn salt(&self, account: &str) -> Result<(Vec<u8>, KdfParams), ClientError> {
         let r: SaltResp = self.post(
             "salt",
             None,
@@ -515,6 +534,10 @@ mod tests {
         assert!(matches!(
             e(401, "second_factor_required"),
             ClientError::SecondFactorRequired(_)
+        ));
+        assert!(matches!(
+            e(401, "reauth_required"),
+            ClientError::ReauthRequired(_)
         ));
         assert!(matches!(
             e(429, "rate_limited"),

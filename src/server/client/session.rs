@@ -30,31 +30,63 @@ impl Session {
         self.post("account/status", &Empty {})
     }
 
+    /// Whether the server (by this side's clock, a little early) still counts the session
+    /// as recently authenticated, as the requests that change credentials or recovery
+    /// need. A login with the password and a fresh TOTP code (or no TOTP enrolled) is;
+    /// one through a remembered device is not.
+    pub fn is_recent(&self) -> bool {
+        let until = *self.recent_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Proves the account's factors again: the password (derived with the account's
+    /// salt, as at login) and, when TOTP is enrolled, a fresh code. The session is then
+    /// recently authenticated for the server's window. A wrong password or code counts
+    /// against the login rate limits.
+    pub fn reauth(&self, password: &Password, totp: Option<&str>) -> Result<(), ClientError> {
+        let (salt, kdf) = self.client.salt(&self.account)?;
+        let k = keys::password_keys(password, &salt, kdf)?;
+        let r: ReauthResp = self.post(
+            "reauth",
+            &ReauthReq {
+                auth: hex::encode(k.auth.expose()),
+                totp: totp.map(str::to_string),
+            },
+        )?;
+        *self.recent_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            recent_deadline(r.recent_for);
+        Ok(())
+    }
+
     /// Turns the data recovery service (password reset with TOTP) on or off.
     pub fn set_drs(&self, on: bool) -> Result<AccountStatus, ClientError> {
         self.post("account/flags", &FlagsReq { drs: on })
     }
 
     /// Sets a new password; [`Session::wrap_key`] then returns the new password's key
-    /// (take the old one first to rewrap what it protects).
+    /// (take the old one first to rewrap what it protects). The server ends every other
+    /// session of the account and forgets every remembered device; with
+    /// `remember_device`, it returns a new device token for this one.
     pub fn change_password(
         &mut self,
         new_password: &Password,
         kdf: KdfParams,
-    ) -> Result<(), ClientError> {
+        remember_device: bool,
+    ) -> Result<Option<Zeroizing<String>>, ClientError> {
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt).map_err(KeyError::from)?;
         let k = keys::password_keys(new_password, &salt, kdf)?;
-        let _: Empty = self.post(
+        let r: PasswordChangeResp = self.post(
             "password/change",
             &PasswordChangeReq {
                 new_salt: hex::encode(salt),
                 new_kdf: kdf,
                 new_auth: hex::encode(k.auth.expose()),
+                remember_device,
             },
         )?;
         self.wrap_key = k.wrap;
-        Ok(())
+        Ok(r.device_token.map(Zeroizing::new))
     }
 
     /// Starts TOTP enrolment: the `otpauth://` URI (it holds the secret: show it once).

@@ -57,7 +57,8 @@ impl KeyService {
             };
             self.data.save_account(&a)?;
             log::info!("created account {}", req.account);
-            self.open_session(&req.account, None)
+            // It has just set the password and has no second factor yet.
+            self.open_session(&req.account, Recency::Recent, None)
         })
     }
 
@@ -203,7 +204,14 @@ impl KeyService {
             }
             self.limit_success(key);
             log::info!("login for {} from {}", a.name, c.ip);
-            self.open_session(&a.name, device_token)
+            // Recent unless a remembered device stood in for the TOTP code: a copied
+            // device token must not be enough to change credentials.
+            let recency = if may_remember {
+                Recency::Recent
+            } else {
+                Recency::Stale
+            };
+            self.open_session(&a.name, recency, device_token)
         })
     }
 
@@ -235,7 +243,7 @@ impl KeyService {
         c: &Caller,
         req: FlagsReq,
     ) -> Result<AccountStatus, ApiError> {
-        let name = self.session(c)?;
+        let name = self.recent_session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
             a.drs = req.drs;
@@ -252,8 +260,8 @@ impl KeyService {
         &self,
         c: &Caller,
         req: PasswordChangeReq,
-    ) -> Result<Empty, ApiError> {
-        let name = self.session(c)?;
+    ) -> Result<PasswordChangeResp, ApiError> {
+        let name = self.recent_session(c)?;
         let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
         check_kdf(req.new_kdf)?;
         let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
@@ -263,14 +271,26 @@ impl KeyService {
             a.salt = hex::encode(&salt[..]);
             a.kdf = req.new_kdf;
             a.verifier = verifier;
+            // Whoever holds another session or a remembered device may be why the
+            // password changes: they all end, the caller's session excepted.
+            a.device_tokens.clear();
+            let mut device_token = None;
+            if req.remember_device {
+                let t = new_token()?;
+                a.device_tokens.push(hex::encode(token_hash(&t)));
+                device_token = Some(t.to_string());
+            }
             self.data.save_account(&a)?;
-            log::info!("account {name}: password changed");
-            Ok(Empty {})
+            if let Some(t) = &c.bearer {
+                self.sessions.close_others(&name, t);
+            }
+            log::info!("account {name}: password changed; other sessions and devices ended");
+            Ok(PasswordChangeResp { device_token })
         })
     }
 
     pub(crate) fn totp_enroll(&self, c: &Caller) -> Result<TotpEnrollResp, ApiError> {
-        let name = self.session(c)?;
+        let name = self.recent_session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
             if Self::totp_enrolled(&a) {
@@ -295,7 +315,7 @@ impl KeyService {
         c: &Caller,
         req: TotpConfirmReq,
     ) -> Result<TotpConfirmResp, ApiError> {
-        let name = self.session(c)?;
+        let name = self.recent_session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
             match &a.totp {
@@ -332,7 +352,7 @@ impl KeyService {
     }
 
     pub(crate) fn revoke_devices(&self, c: &Caller) -> Result<RevokedResp, ApiError> {
-        let name = self.session(c)?;
+        let name = self.recent_session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
             let revoked = a.device_tokens.len() as u32;

@@ -54,7 +54,7 @@ impl KeyService {
     }
 
     pub(crate) fn record_delete(&self, c: &Caller, req: RecordNameReq) -> Result<Empty, ApiError> {
-        let account = self.session(c)?;
+        let account = self.recent_session(c)?;
         check_record_name(&req.name)?;
         self.locked(&account, || {
             if self.data.delete_record(&account, &req.name)? {
@@ -75,7 +75,7 @@ impl KeyService {
     }
 
     pub(crate) fn escrow_put(&self, c: &Caller, req: EscrowPutReq) -> Result<Empty, ApiError> {
-        let account = self.session(c)?;
+        let account = self.recent_session(c)?;
         let verifier = unhex_exact::<32>("verifier", &req.verifier)?;
         let blob = unhex("blob", &req.blob, api::MAX_VALUE)?;
         self.locked(&account, || {
@@ -147,7 +147,7 @@ impl KeyService {
     }
 
     pub(crate) fn escrow_delete(&self, c: &Caller) -> Result<Empty, ApiError> {
-        let account = self.session(c)?;
+        let account = self.recent_session(c)?;
         self.locked(&account, || {
             if self.data.delete_escrow(&account)? {
                 log::info!("account {account}: escrow record deleted");

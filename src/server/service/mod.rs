@@ -5,12 +5,13 @@
 
 mod accounts;
 mod blobs;
+mod reauth;
 mod reset;
 mod service_keys;
 
 use super::api::{self, *};
 use super::limit::RateLimiter;
-use super::session::{Sessions, new_token, token_hash};
+use super::session::{Recency, Sessions, new_token, token_hash};
 use super::state::{ACCOUNT_FORMAT, Account, DataDir, Escrow, ServiceKeys, StateError, TotpState};
 use super::totp::{TotpCheck, TotpFactor};
 use crate::crypto::{self, SecretKey, Suite};
@@ -44,6 +45,9 @@ pub struct ServiceConfig {
     pub signup: Signup,
     /// Account creations allowed per source address per hour (tried or not).
     pub signup_per_ip: u32,
+    /// How long a login or `reauth` that proved every factor lets a session make the
+    /// sensitive requests (password, TOTP, flags, retire, escrow, record delete, revoke).
+    pub reauth_window: Duration,
 }
 
 /// Who may create accounts (`cirrus serve --signup`).
@@ -71,6 +75,7 @@ impl Default for ServiceConfig {
             reset_wait: Duration::from_secs(24 * 3600),
             signup: Signup::Open,
             signup_per_ip: 10,
+            reauth_window: Duration::from_secs(300),
         }
     }
 }
@@ -89,6 +94,12 @@ pub(crate) enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     SecondFactor(String),
+    /// A sensitive request on a session that is not recently authenticated.
+    #[error(
+        "this request needs a recently authenticated session: reauthenticate first (the \
+         password and, when enrolled, a fresh TOTP code)"
+    )]
+    ReauthRequired,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -134,7 +145,7 @@ impl ApiError {
     pub(crate) fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized(_) | ApiError::SecondFactor(_) => 401,
+            ApiError::Unauthorized(_) | ApiError::SecondFactor(_) | ApiError::ReauthRequired => 401,
             ApiError::Forbidden(_)
             | ApiError::EscrowWrong { .. }
             | ApiError::ResetPending { .. }
@@ -155,6 +166,7 @@ impl ApiError {
             ApiError::BadRequest(_) => code::BAD_REQUEST,
             ApiError::Unauthorized(_) => code::UNAUTHORIZED,
             ApiError::SecondFactor(_) => code::SECOND_FACTOR,
+            ApiError::ReauthRequired => code::REAUTH_REQUIRED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
             ApiError::NotFound(_) => code::NOT_FOUND,
             ApiError::Conflict(_) => code::CONFLICT,
@@ -310,7 +322,7 @@ impl KeyService {
         let data = DataDir::open(data)?;
         let mut svc = KeyService {
             data,
-            sessions: Sessions::new(cfg.session_ttl),
+            sessions: Sessions::new(cfg.session_ttl, cfg.reauth_window),
             acct_limit: RateLimiter::new(cfg.login_attempts, cfg.login_window),
             ip_limit: RateLimiter::new(cfg.ip_attempts, cfg.login_window),
             signup_limit: RateLimiter::new(cfg.signup_per_ip, Duration::from_secs(3600)),
@@ -412,16 +424,39 @@ impl KeyService {
         })
     }
 
+    /// The caller's account, from a bearer token whose session is recently authenticated:
+    /// what every request that changes credentials or destroys recovery checks first, so
+    /// a stolen session token alone cannot.
+    fn recent_session(&self, c: &Caller) -> Result<String, ApiError> {
+        let token = c.bearer.as_ref().ok_or_else(|| {
+            ApiError::Unauthorized("this request needs a session: log in first".into())
+        })?;
+        match self.sessions.lookup(token, Instant::now()) {
+            Some((account, Recency::Recent)) => Ok(account),
+            Some((_, Recency::Stale)) => Err(ApiError::ReauthRequired),
+            None => Err(ApiError::Unauthorized(
+                "the session is unknown or expired: log in again".into(),
+            )),
+        }
+    }
+
+    /// Opens a session; `Recency::Recent` when the caller has just proved every factor
+    /// the account has (password, and a fresh TOTP code when enrolled).
     fn open_session(
         &self,
         account: &str,
+        recency: Recency,
         device_token: Option<String>,
     ) -> Result<SessionResp, ApiError> {
-        let token = self.sessions.open(account, Instant::now())?;
+        let token = self.sessions.open(account, recency, Instant::now())?;
         Ok(SessionResp {
             token: token.to_string(),
             expires_in: self.sessions.ttl().as_secs(),
             device_token,
+            recent_for: match recency {
+                Recency::Recent => self.sessions.recent_window().as_secs(),
+                Recency::Stale => 0,
+            },
         })
     }
 
@@ -688,6 +723,39 @@ mod tests {
         assert!(
             refused < one_kdf / 4,
             "a refused reset took {refused:?}, one verifier {one_kdf:?}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_reauth_is_refused_before_any_argon2() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ServiceConfig {
+            verifier_memory_kib: 32 * 1024,
+            verifier_time: 3,
+            login_attempts: 1,
+            ..tiny()
+        };
+        let svc = KeyService::open(dir.path(), cfg).unwrap();
+        let t = Instant::now();
+        let token = create(&svc, "alice", [1; 32]);
+        let one_kdf = t.elapsed();
+        let reauth = |auth: [u8; 32]| {
+            svc.reauth(
+                &caller(Some(&token)),
+                ReauthReq {
+                    auth: hex::encode(auth),
+                    totp: None,
+                },
+            )
+        };
+        assert!(matches!(reauth([2; 32]), Err(ApiError::Unauthorized(_))));
+        let t = Instant::now();
+        // the right password too: the account's login count is full
+        assert!(matches!(reauth([1; 32]), Err(ApiError::RateLimited { .. })));
+        let refused = t.elapsed();
+        assert!(
+            refused < one_kdf / 4,
+            "a refused reauth took {refused:?}, one verifier {one_kdf:?}"
         );
     }
 

@@ -114,7 +114,8 @@ impl KeyService {
                 a.name,
                 c.ip
             );
-            self.open_session(&a.name, device_token)
+            // It has just set the password and proved the TOTP factor.
+            self.open_session(&a.name, Recency::Recent, device_token)
         })
     }
 

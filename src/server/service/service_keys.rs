@@ -140,7 +140,7 @@ impl KeyService {
         c: &Caller,
         req: RetireReq,
     ) -> Result<ServiceStatus, ApiError> {
-        let name = self.session(c)?;
+        let name = self.recent_session(c)?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;
             if req.below > a.service.current {
