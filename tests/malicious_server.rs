@@ -437,3 +437,43 @@ fn a_default_e2e_category_cannot_come_back_with_another_class() {
     let (ok, t) = run(&["category", "add", "Health", "--class", "e2e"]);
     assert!(ok, "{t}");
 }
+
+/// Review of issue 9: the config is not authenticated, so a thief who also drops its
+/// `account_id` (sending the home down the version-1 upgrade path) and serves an older
+/// manifest this device signed alone must be refused as well, not re-anchored silently.
+#[test]
+fn dropping_the_account_id_does_not_skip_the_anchor() {
+    let d = fresh();
+    // An older manifest signed by this device alone: the one before the last change.
+    let old = fs::read(obj(&d, names::MANIFEST)).unwrap();
+    let o = d
+        .cirrus_cmd()
+        .args(["category", "add", "Projects", "--passcode-file"])
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let config = d.home.join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("account_id"), "{text}");
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.starts_with("account_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&config, stripped).unwrap();
+    fs::remove_file(d.home.join("device").join("seen")).unwrap();
+    fs::remove_file(d.home.join("device").join("manifest")).unwrap();
+    fs::write(obj(&d, names::MANIFEST), &old).unwrap();
+    let before = store_listing(&d);
+    assert_refused(&d, "trust anchor", "account id dropped");
+    assert_eq!(
+        store_listing(&d),
+        before,
+        "nothing was written to the store"
+    );
+    assert!(
+        !fs::read_to_string(&config).unwrap().contains("account_id"),
+        "the config was not completed"
+    );
+}

@@ -18,6 +18,7 @@ pub(super) fn set_aside_unreadable(
     home: &Home,
     device_key: &SecretKey,
     account_key: &SecretKey,
+    legacy: bool,
 ) -> Result<(), AccountError> {
     let path = home.seen_path();
     if !path.exists() {
@@ -26,7 +27,7 @@ pub(super) fn set_aside_unreadable(
     match SeenHeads::load(
         path.clone(),
         keys::device_state_key(device_key),
-        Some(keys::legacy_device_state_key(account_key)),
+        legacy.then(|| keys::legacy_device_state_key(account_key)),
         true,
     ) {
         Ok(_) => Ok(()),

@@ -109,11 +109,7 @@ impl NewDevice {
         // The manifest read here is not verified against anything (no trusted device is
         // left): a category that is e2e by default is treated as e2e whatever it says, so
         // a server cannot get Health written where it can read it.
-        let default_e2e = |name: &str| {
-            DEFAULT_CATEGORIES
-                .iter()
-                .any(|(n, c)| *n == name && *c == Class::E2e)
-        };
+        let default_e2e = manifest::default_e2e;
         for e in entries {
             if messages_key.as_ref().is_some_and(|(id, _, _)| *id == e.id) {
                 recovered.push(e.name.clone());

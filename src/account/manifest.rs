@@ -124,9 +124,33 @@ fn check_table(m: &Manifest) -> Result<(), AccountError> {
 /// anchor nor a signed mistake can move Health to `standard` or bring a retired Health
 /// back as `transit`.
 pub fn default_e2e(name: &str) -> bool {
+    let n = comparable(name);
     DEFAULT_CATEGORIES
         .iter()
-        .any(|(n, c)| *n == name && *c == Class::E2e)
+        .any(|(d, c)| *c == Class::E2e && d.to_lowercase() == n)
+}
+
+/// A category name as the class rules compare it: without invisible characters, trimmed
+/// and lower-cased, so "health", " Health" or "Health" with a zero-width space is Health
+/// (a forged manifest cannot slip a look-alike past the rules). Look-alike letters of
+/// other scripts are not folded (THREAT-MODEL.md).
+pub fn comparable(name: &str) -> String {
+    name.chars()
+        .filter(|c| !invisible(*c))
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
+}
+
+/// Control characters and the Unicode "default ignorable" characters that render as
+/// nothing (zero-width spaces and joiners, bidirectional marks, variation selectors).
+pub fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}')
 }
 
 /// Refuses a manifest that gives a default-e2e category another class.
@@ -154,7 +178,7 @@ pub(crate) fn check_class_changes(prev: &Manifest, next: &Manifest) -> Result<()
         m.table
             .entries
             .iter()
-            .filter(|e| e.name == name)
+            .filter(|e| comparable(&e.name) == comparable(name))
             .max_by_key(|e| e.id)
             .map(|e| (e.class, e.retired))
     };
@@ -535,6 +559,17 @@ mod tests {
         ] {
             let e = check_classes(&bad).unwrap_err().to_string();
             assert!(e.contains("always end-to-end encrypted"), "{e}");
+        }
+        // Look-alikes count as the real name.
+        for name in [
+            "health",
+            " Health",
+            "Health\u{200B}",
+            "He\u{00AD}alth",
+            "KEYCHAIN",
+        ] {
+            let m = manifest(&[(name, Standard, false)], false);
+            assert!(check_classes(&m).is_err(), "{name:?}");
         }
         // Every default-e2e name of the default table is covered.
         let n = DEFAULT_CATEGORIES.iter().filter(|(_, c)| *c == E2e).count();

@@ -27,9 +27,15 @@ fn load_legacy_table(acct: &Unlocked) -> Result<CategoryTable, AccountError> {
     Ok(t)
 }
 
-pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
+/// `reanchor`: the user ran `cirrus device reanchor`, so a missing anchor may be rebuilt
+/// from what this very upgrade published (a manifest signed by this device alone).
+pub(super) fn run(acct: &mut Unlocked, reanchor: bool) -> Result<(), AccountError> {
     let me = acct.identity.public();
     let (_, seen_hash) = acct.seen.manifest_seen();
+    // The config is not authenticated: a thief can drop its `account_id` to send a home
+    // down this path. So the path trusts nothing the sealed anchor does not vouch for:
+    // without one, an interrupted upgrade is resumed only on the user's word (reanchor).
+    let anchored = seen_hash != [0; 32] || reanchor;
     match acct.store.get(names::MANIFEST) {
         // Published by an earlier, interrupted migration from this device.
         Ok(obj) => {
@@ -44,6 +50,9 @@ pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
                     "the store's manifest is not the one this device's upgrade published".into(),
                 ));
             }
+            if !anchored {
+                return Err(AccountError::AnchorMissing(acct.home.seen_path()));
+            }
             if seen_hash != [0; 32] && seen_hash != h {
                 return Err(AccountError::BadManifest(
                     "the store's manifest is not the one this device published".into(),
@@ -56,6 +65,11 @@ pub(super) fn run(acct: &mut Unlocked) -> Result<(), AccountError> {
                 return Err(AccountError::BadManifest(
                     "the store has no manifest, but this device has seen one (downgrade?)".into(),
                 ));
+            }
+            // A version-1 home has its sealed record of the table counter; without it, an
+            // old table kept by whoever deleted the record would be taken as current.
+            if !acct.home.seen_path().exists() && !reanchor {
+                return Err(AccountError::AnchorMissing(acct.home.seen_path()));
             }
             let table = load_legacy_table(acct)?;
             log::info!("upgrading the account to signed manifests and heads");

@@ -399,12 +399,23 @@ fn unlock_with(
     };
     let (store, sync) = open_store_sync(&home, &config.store)?;
     if reanchor {
-        anchor::set_aside_unreadable(&home, &device_key, &account_key)?;
+        anchor::set_aside_unreadable(
+            &home,
+            &device_key,
+            &account_key,
+            config.account_id.is_none(),
+        )?;
     }
+    // The legacy sealing key derives from the account key, which recovery methods also
+    // open: only a home from before manifests (no account id) may still hold such a record.
+    let legacy = config
+        .account_id
+        .is_none()
+        .then(|| keys::legacy_device_state_key(&account_key));
     let seen = Arc::new(SeenHeads::load(
         home.seen_path(),
         keys::device_state_key(&device_key),
-        Some(keys::legacy_device_state_key(&account_key)),
+        legacy,
         true,
     )?);
     let keyring = Keyring::load(&home, &device_key)?;
@@ -457,7 +468,7 @@ fn unlock_with(
     };
     let mut anchored = None;
     if acct.config.account_id.is_none() {
-        migrate::run(&mut acct)?;
+        migrate::run(&mut acct, reanchor)?;
     } else {
         if reanchor {
             anchored = acct.reanchor()?;
@@ -474,6 +485,12 @@ fn validate_category_name(name: &str) -> Result<(), AccountError> {
     }
     if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return bad("must not be . or .. or contain / or NUL");
+    }
+    // Names a person cannot tell apart from another one on screen.
+    if name.chars().any(manifest::invisible) || name.trim() != name {
+        return bad(
+            "must not contain control or invisible characters, or start or end with a space",
+        );
     }
     Ok(())
 }

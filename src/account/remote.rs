@@ -218,10 +218,12 @@ impl Unlocked {
         };
         let client = client_for(&cfg, self.config.kdf)?;
         // Resumable: an account created by an interrupted move is logged in to instead.
+        // The password's KDF reaches the server through `auth`: never below the floor,
+        // even in a home made with cheaper costs before there was one.
         match client.create_account_invited(
             &srv.account,
             &srv.password,
-            self.config.kdf,
+            crate::keys::floor::floor_for(self.config.kdf),
             srv.invite.as_deref().map(|s| s.as_str()),
         ) {
             Ok(_) | Err(ClientError::Conflict(_)) => {}
@@ -269,7 +271,8 @@ impl Unlocked {
     /// forgets every remembered device; this one is remembered again with the token the
     /// change returns.
     pub fn change_password(&mut self, new: &Passcode) -> Result<(), AccountError> {
-        let kdf = self.config.kdf;
+        // Never below the floor (see move_to_server).
+        let kdf = crate::keys::floor::floor_for(self.config.kdf);
         self.service = None;
         let session = self.session.take().ok_or(AccountError::NoKeyService)?;
         let mut s = Arc::try_unwrap(session).map_err(|_| AccountError::NoKeyService)?;
