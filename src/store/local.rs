@@ -230,9 +230,19 @@ impl Store for LocalStore {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let (mut f, size) = self.open_object(name)?;
+        let (f, size) = self.open_object(name)?;
+        // The size is the file's claim (a sparse file may claim a terabyte): read no more
+        // than the cap, and preallocate no more than that either.
+        if size > super::MAX_OBJECT {
+            return Err(StoreError::Refused {
+                name: name.to_string(),
+                why: "larger than any object (1 GiB)",
+            });
+        }
         let mut v = Vec::with_capacity(size as usize);
-        f.read_to_end(&mut v).map_err(|e| io_err(name, e))?;
+        f.take(super::MAX_OBJECT)
+            .read_to_end(&mut v)
+            .map_err(|e| io_err(name, e))?;
         Ok(v)
     }
 

@@ -177,3 +177,16 @@ fn list_prunes_by_prefix_and_keeps_every_match() {
     assert_eq!(info[0].size, 1);
     assert!(info[0].modified.is_some());
 }
+
+#[test]
+fn a_huge_sparse_file_in_the_store_is_refused_without_allocating_it() {
+    let d = tempfile::tempdir().unwrap();
+    let st = LocalStore::create(d.path().join("s")).unwrap();
+    std::fs::create_dir(d.path().join("s/packs")).unwrap();
+    let f = std::fs::File::create(d.path().join("s/packs/big")).unwrap();
+    // A terabyte on paper, nothing on disk: preallocating it would abort the process.
+    f.set_len(1 << 40).unwrap();
+    assert!(is_refused(st.get("packs/big")));
+    f.set_len(10).unwrap();
+    assert_eq!(st.get("packs/big").unwrap(), vec![0u8; 10]);
+}

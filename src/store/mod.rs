@@ -124,6 +124,11 @@ pub trait Store: Send + Sync {
 }
 
 /// Longest object name a store accepts (bytes).
+/// Largest object any backend reads whole (packs and metadata are far smaller): what a
+/// store serves, or a file someone left in a shared directory, cannot make a reader
+/// allocate more.
+pub const MAX_OBJECT: u64 = 1 << 30;
+
 pub const MAX_NAME_LEN: usize = 512;
 
 /// Checks an object name against the naming rule of the contract.

@@ -28,7 +28,7 @@ const SIGN_TTL: Duration = Duration::from_secs(600);
 /// upload threads may all call the store at once).
 const IDLE_CONNECTIONS: usize = 16;
 /// Largest body accepted from a GET (packs and metadata are far smaller).
-const MAX_BODY: u64 = 1 << 30;
+const MAX_BODY: u64 = super::MAX_OBJECT;
 
 /// Where and how to reach a bucket. Built from an `s3://` URL by [`S3Config::from_url`]
 /// (credentials from the environment or the AWS shared files) or by hand.
