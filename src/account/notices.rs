@@ -5,7 +5,7 @@
 use super::remote::{client_for, load_token};
 use super::{AccountError, Unlocked};
 use crate::server::api::{Notice, NoticeKind, NoticesResp};
-use crate::server::client::{KeyClient, human_wait};
+use crate::server::client::{KeyClient, human_wait, printable};
 use zeroize::Zeroizing;
 
 /// What a device needs to read the notices; holds no account lock.
@@ -54,25 +54,24 @@ fn now_secs() -> u64 {
 /// One line for a person about a notice.
 pub fn describe(n: &Notice) -> String {
     let ago = human_wait(now_secs().saturating_sub(n.at));
+    // `from` is whatever the server wrote there: an address from an honest one, but a
+    // hostile one could put escape sequences in it.
+    let from = printable(&n.from);
     match n.kind {
         NoticeKind::ResetRequested => format!(
             "{ago} ago, {} asked the key service to reset the account password through data \
              recovery{}",
-            n.from,
+            from,
             n.effective_at
                 .map(|t| format!(" (it could take effect {})", when(t)))
                 .unwrap_or_default()
         ),
         NoticeKind::ResetCancelled => {
-            format!(
-                "{ago} ago, a trusted device ({}) cancelled the password reset",
-                n.from
-            )
+            format!("{ago} ago, a trusted device ({from}) cancelled the password reset")
         }
-        NoticeKind::ResetCompleted => format!(
-            "{ago} ago, the account password was reset through data recovery from {}",
-            n.from
-        ),
+        NoticeKind::ResetCompleted => {
+            format!("{ago} ago, the account password was reset through data recovery from {from}")
+        }
     }
 }
 
@@ -95,4 +94,30 @@ pub fn pending_warning(r: &NoticesResp) -> Option<String> {
             when(t)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_source_is_shown_without_control_characters() {
+        let hostile = format!("203.0.113.9\x1b[2K\x1b[1A\r{}", "z".repeat(5000));
+        for kind in [
+            NoticeKind::ResetRequested,
+            NoticeKind::ResetCancelled,
+            NoticeKind::ResetCompleted,
+        ] {
+            let shown = describe(&Notice {
+                id: 1,
+                kind,
+                at: now_secs(),
+                from: hostile.clone(),
+                effective_at: Some(now_secs() + 60),
+            });
+            assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+            assert!(shown.contains("203.0.113.9\u{fffd}[2K"), "{shown:?}");
+            assert!(shown.len() < 1000, "{} bytes", shown.len());
+        }
+    }
 }

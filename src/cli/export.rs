@@ -563,6 +563,12 @@ fn act<R: Read>(reader: R, a: &ExportReadArgs, encrypted: bool) -> CliResult {
             report.special_bits_dropped
         );
     }
+    if report.xattrs_skipped > 0 {
+        println!(
+            "Skipped {} extended attributes outside user.* (--same-permissions restores them).",
+            report.xattrs_skipped
+        );
+    }
     for w in &report.warnings {
         println!("Warning: {w}");
     }

@@ -146,7 +146,8 @@ pub enum Permissions {
     Same,
     /// For an archive anyone could have written: set-user-ID and set-group-ID dropped
     /// (and the sticky bit on non-directories, where it means nothing useful), device
-    /// nodes refused. A directory keeps set-group-ID and sticky: they grant no privilege.
+    /// nodes refused, and only `user.*` extended attributes restored. A directory keeps
+    /// set-group-ID and sticky: they grant no privilege.
     Restricted,
 }
 
@@ -160,6 +161,17 @@ impl Permissions {
             (Permissions::Restricted, _) => mode & !(libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX),
         }
     }
+
+    /// Whether the extended attribute `name` is restored. Outside `user.*`, attributes
+    /// carry privilege or policy (`security.capability` is file capabilities,
+    /// `security.selinux` a label, `trusted.*` is root's), which an archive anyone could
+    /// have written must not grant, any more than a set-user-ID bit.
+    pub fn keeps_xattr(self, name: &[u8]) -> bool {
+        match self {
+            Permissions::Same => true,
+            Permissions::Restricted => name.starts_with(b"user."),
+        }
+    }
 }
 
 /// What an extraction did, and what it could not restore.
@@ -170,6 +182,8 @@ pub struct ExtractReport {
     /// Entries whose set-user-ID, set-group-ID or sticky bit was dropped
     /// ([`Permissions::Restricted`]).
     pub special_bits_dropped: u64,
+    /// Extended attributes outside `user.*` not restored ([`Permissions::Restricted`]).
+    pub xattrs_skipped: u64,
     pub warnings: Vec<String>,
     /// Warnings beyond the ones kept.
     pub more_warnings: u64,
@@ -337,6 +351,9 @@ impl Extractor {
             self.report.special_bits_dropped += 1;
         }
         m.mode = mode;
+        let before = m.xattrs.len();
+        m.xattrs.retain(|(name, _)| self.perms.keeps_xattr(name));
+        self.report.xattrs_skipped += (before - m.xattrs.len()) as u64;
         let Some(rel) = relative(&m.path)? else {
             if m.kind == 'd' {
                 return Ok(());

@@ -88,6 +88,85 @@ fn restricted_drops_set_id_bits_and_refuses_device_nodes() {
     assert_eq!(mode(&d.path().join("d/ok")), 0o640);
 }
 
+/// One file whose PAX header carries `user.a`, `security.x` and `trusted.y`.
+fn file_with_xattrs() -> Vec<u8> {
+    let mut b = Builder::new(Vec::new());
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.a", &b"1"[..]),
+        ("SCHILY.xattr.security.x", &b"2"[..]),
+        ("SCHILY.xattr.trusted.y", &b"3"[..]),
+    ])
+    .unwrap();
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::Regular);
+    h.set_path("f").unwrap();
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    // SAFETY: no preconditions.
+    h.set_uid(unsafe { libc::geteuid() }.into());
+    // SAFETY: no preconditions.
+    h.set_gid(unsafe { libc::getegid() }.into());
+    h.set_size(1);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// The value of xattr `name` on `p`, or `None` if it has none.
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and buffer.
+    let len = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    if len < 0 {
+        let err = io::Error::last_os_error();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODATA), "{name}: {err}");
+        return None;
+    }
+    Some(buf[..len as usize].to_vec())
+}
+
+#[test]
+fn restricted_restores_only_user_xattrs() {
+    // The decision, which holds whoever runs the test.
+    let r = Permissions::Restricted;
+    assert!(r.keeps_xattr(b"user.a"));
+    for name in [
+        &b"security.x"[..],
+        b"security.capability",
+        b"trusted.y",
+        b"system.posix_acl_access",
+    ] {
+        assert!(!r.keeps_xattr(name));
+        assert!(Permissions::Same.keeps_xattr(name));
+    }
+
+    let d = tempfile::tempdir().unwrap();
+    let rep = extract(&file_with_xattrs()[..], d.path(), Permissions::Restricted).unwrap();
+    let f = d.path().join("f");
+    assert_eq!(rep.xattrs_skipped, 2);
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    assert_eq!(xattr(&f, "user.a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(xattr(&f, "security.x"), None);
+    assert_eq!(xattr(&f, "trusted.y"), None);
+
+    // Only root can set trusted.*: as root, --same-permissions restores it, which shows
+    // the absence above is the restricted mode's doing and not the filesystem's.
+    if is_root() {
+        let d = tempfile::tempdir().unwrap();
+        let rep = extract(&file_with_xattrs()[..], d.path(), Permissions::Same).unwrap();
+        let f = d.path().join("f");
+        assert_eq!(rep.xattrs_skipped, 0);
+        assert_eq!(xattr(&f, "user.a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(xattr(&f, "trusted.y").as_deref(), Some(&b"3"[..]));
+    } else {
+        eprintln!(
+            "not root: the --same-permissions half of this test (trusted.* restored) did not run"
+        );
+    }
+}
+
 #[test]
 fn same_permissions_keeps_set_id_bits_and_makes_devices_as_root() {
     let d = tempfile::tempdir().unwrap();

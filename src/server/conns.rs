@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::limit::Source;
+
 /// Descriptors kept free below `RLIMIT_NOFILE` when the total cap is derived from it:
 /// the listener, the runtime's epoll and wakers, std streams, the log, and the account
 /// files that request threads open for a moment.
@@ -19,23 +21,6 @@ pub(crate) enum Refused {
     Total(usize),
     #[error("{0} connections are open from this source, the most allowed from one")]
     PerSource(usize),
-}
-
-/// Where a connection comes from, for the per-source cap. An IPv6 client usually holds a
-/// whole /64, so that is what counts as one source; IPv4-mapped addresses count as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Source(IpAddr);
-
-impl Source {
-    pub(crate) fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                Source(IpAddr::V6(bits.into()))
-            }
-            v4 => Source(v4),
-        }
-    }
 }
 
 #[derive(Default)]

@@ -204,7 +204,8 @@ fn key_error(status: u16, body: &str, retry_header: Option<u64>) -> ClientError 
     let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
     let msg = parsed
         .as_ref()
-        .map(|b| b.error.clone())
+        // The one place the client takes the server's words: never raw to a terminal.
+        .map(|b| printable(&b.error))
         .unwrap_or_else(|| format!("HTTP status {status}"));
     let code = parsed.as_ref().map(|b| b.code.as_str()).unwrap_or("");
     match (status, code) {
@@ -489,9 +490,80 @@ pub fn human_wait(secs: u64) -> String {
     }
 }
 
+/// Longest text from the key service shown as is, in characters: past it, the rest is cut.
+const MAX_SERVER_TEXT: usize = 500;
+
+/// Makes text the key service sent (an error message, a notice's source) safe to print.
+/// A hostile or compromised server could otherwise send terminal escape sequences that
+/// rewrite earlier lines, retitle the window or fake a prompt, or flood the screen. So
+/// every control character (C0 including ESC, DEL, and C1 including the 8-bit CSI) and
+/// every bidirectional override (which reorders what is shown) becomes U+FFFD, and the
+/// text is cut at [`MAX_SERVER_TEXT`] characters.
+pub fn printable(text: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let mut out: String = text
+        .chars()
+        .take(MAX_SERVER_TEXT)
+        .map(|c| {
+            if c.is_control() || bidi(c) {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().nth(MAX_SERVER_TEXT).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_is_made_printable() {
+        assert_eq!(printable("wrong password"), "wrong password");
+        assert_eq!(printable("é ✓ 日本"), "é ✓ 日本");
+        // ESC sequences (CSI, OSC), the 8-bit CSI, newlines, DEL and a bidi override
+        assert_eq!(
+            printable("a\x1b[2J\x1b]0;t\x07b\u{9b}31mc\r\nd\x7fe\u{202e}f"),
+            "a\u{fffd}[2J\u{fffd}]0;t\u{fffd}b\u{fffd}31mc\u{fffd}\u{fffd}d\u{fffd}e\u{fffd}f"
+        );
+        assert!(!printable("\x1b[31m").contains('\x1b'));
+        let long = "x".repeat(10_000);
+        let p = printable(&long);
+        assert_eq!(p.chars().count(), MAX_SERVER_TEXT + 3);
+        assert!(p.ends_with("..."));
+        assert_eq!(
+            printable(&"y".repeat(MAX_SERVER_TEXT)),
+            "y".repeat(MAX_SERVER_TEXT)
+        );
+    }
+
+    #[test]
+    fn key_errors_carry_only_printable_server_text() {
+        let body = r#"{"error":"bad\u001b[2J\u001b]0;pwned\u0007 news","code":""}"#;
+        for status in [400, 401, 403, 404, 409, 410, 500, 418] {
+            let shown = key_error(status, body, None).to_string();
+            assert!(
+                !shown.chars().any(|c| c.is_control()),
+                "{status}: {shown:?}"
+            );
+            assert!(shown.contains("bad\u{fffd}[2J"), "{status}: {shown:?}");
+        }
+        let body = format!(
+            r#"{{"error":"\u001b[1A","code":"{}"}}"#,
+            api::code::SECOND_FACTOR
+        );
+        let shown = key_error(401, &body, None).to_string();
+        assert!(matches!(
+            key_error(401, &body, None),
+            ClientError::SecondFactorRequired(_)
+        ));
+        assert!(!shown.contains('\x1b'), "{shown:?}");
+    }
 
     #[test]
     fn urls() {

@@ -12,7 +12,7 @@ impl KeyService {
         // Every attempt counts against the source address, before any Argon2 work: a
         // flood of sign-ups can neither fill the disk nor take the KDF pool.
         let now = Instant::now();
-        let ip = c.ip.to_string();
+        let ip = Source::key(c.ip);
         if let Err(retry_after) = self.signup_limit.check(&ip, now) {
             return Err(ApiError::RateLimited { retry_after });
         }

@@ -10,7 +10,7 @@ mod reset;
 mod service_keys;
 
 use super::api::{self, *};
-use super::limit::RateLimiter;
+use super::limit::{RateLimiter, Source};
 use super::session::{Recency, Sessions, new_token, token_hash};
 use super::state::{ACCOUNT_FORMAT, Account, DataDir, Escrow, ServiceKeys, StateError, TotpState};
 use super::totp::{TotpCheck, TotpFactor};
@@ -463,7 +463,7 @@ impl KeyService {
     fn limit_check(&self, key: &str, ip: IpAddr) -> Result<(), ApiError> {
         let now = Instant::now();
         let a = self.acct_limit.check(key, now);
-        let i = self.ip_limit.check(&ip.to_string(), now);
+        let i = self.ip_limit.check(&Source::key(ip), now);
         match (a, i) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::RateLimited { retry_after: x }),
@@ -487,7 +487,7 @@ impl KeyService {
     fn limit_fail(&self, key: &str, ip: IpAddr) {
         let now = Instant::now();
         self.acct_limit.fail(key, now);
-        self.ip_limit.fail(&ip.to_string(), now);
+        self.ip_limit.fail(&Source::key(ip), now);
     }
 
     /// A success forgets the account's failures. The source address's failures are kept
@@ -685,6 +685,51 @@ mod tests {
         ));
         assert!(matches!(
             login("d", "10.0.0.2"),
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn source_address_limit_counts_an_ipv6_64_as_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(
+            dir.path(),
+            ServiceConfig {
+                ip_attempts: 3,
+                ..tiny()
+            },
+        )
+        .unwrap();
+        let login = |account: &str, ip: &str| {
+            svc.login(
+                &Caller {
+                    ip: ip.parse().unwrap(),
+                    bearer: None,
+                },
+                LoginReq {
+                    account: account.into(),
+                    auth: hex::encode([0u8; 32]),
+                    totp: None,
+                    device_token: None,
+                    remember_device: false,
+                },
+            )
+        };
+        // failures from different addresses of one /64 add up
+        for (name, ip) in [
+            ("a", "2001:db8::1"),
+            ("b", "2001:db8::2"),
+            ("c", "2001:db8::3"),
+        ] {
+            assert!(matches!(login(name, ip), Err(ApiError::Unauthorized(_))));
+        }
+        assert!(matches!(
+            login("d", "2001:db8::ffff:4"),
+            Err(ApiError::RateLimited { .. })
+        ));
+        // the next /64 is another source
+        assert!(matches!(
+            login("d", "2001:db8:0:1::1"),
             Err(ApiError::Unauthorized(_))
         ));
     }

@@ -155,7 +155,7 @@ impl KeyService {
     fn device_account(&self, c: &Caller, req: &DeviceReq) -> Result<Account, ApiError> {
         check_account_name(&req.account)?;
         let now = Instant::now();
-        let ip = c.ip.to_string();
+        let ip = Source::key(c.ip);
         if let Err(retry_after) = self.ip_limit.check(&ip, now) {
             return Err(ApiError::RateLimited { retry_after });
         }
