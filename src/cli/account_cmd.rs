@@ -94,7 +94,9 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             println!(
                 "Add this to your authenticator app, then run `cirrus account totp confirm CODE`:"
             );
-            println!("{}", uri.as_str());
+            // The URI comes from the server: no control characters reach the terminal.
+            let shown = zeroize::Zeroizing::new(crate::server::client::printable(uri.as_str()));
+            println!("{}", shown.as_str());
             Ok(0)
         }
         AccountCmd::Totp {
