@@ -30,6 +30,19 @@ fn read_manifest(d: &Drive) -> (SignedManifest, Manifest) {
     (sm, m)
 }
 
+/// `cirrus ARGS --passcode-file ...`: success and output.
+fn run(d: &Drive, args: &[&str]) -> (bool, String) {
+    let o = d
+        .cirrus_cmd()
+        .args(args)
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.success(), t)
+}
+
 /// `cirrus status` output and exit code.
 fn status(d: &Drive) -> (i32, String) {
     let o = d
@@ -162,13 +175,8 @@ fn tampered_forged_rolled_back_or_foreign_manifests_are_refused() {
 
     // Rollback: keep the current manifest, change the account, serve the old one again.
     let old = fs::read(obj(&d, names::MANIFEST)).unwrap();
-    let o = d
-        .cirrus_cmd()
-        .args(["category", "add", "Projects", "--passcode-file"])
-        .arg(&d.passcode_file)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    let (ok, t) = run(&d, &["category", "add", "Projects"]);
+    assert!(ok, "{t}");
     fs::write(obj(&d, names::MANIFEST), &old).unwrap();
     assert_refused(&d, "rollback detected", "manifest rollback");
     // Deleting it outright is no better.
@@ -380,18 +388,7 @@ fn a_deleted_anchor_and_a_planted_manifest_are_refused() {
 
     // Re-anchoring takes only what this device signed: the planted manifest claims this
     // device as signer, but its signature does not verify.
-    let reanchor = || {
-        let o = d
-            .cirrus_cmd()
-            .args(["device", "reanchor", "--passcode-file"])
-            .arg(&d.passcode_file)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let reanchor = || run(&d, &["device", "reanchor"]);
     let (ok, t) = reanchor();
     assert!(!ok, "{t}");
     assert!(t.contains("signature does not verify"), "{t}");
@@ -416,19 +413,7 @@ fn a_deleted_anchor_and_a_planted_manifest_are_refused() {
 #[test]
 fn a_default_e2e_category_cannot_come_back_with_another_class() {
     let d = fresh();
-    let run = |args: &[&str]| {
-        let o = d
-            .cirrus_cmd()
-            .args(args)
-            .arg("--passcode-file")
-            .arg(&d.passcode_file)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let run = |args: &[&str]| run(&d, args);
     let (ok, t) = run(&["category", "remove", "Health"]);
     assert!(ok, "{t}");
     let (ok, t) = run(&["category", "add", "Health", "--class", "standard"]);
@@ -446,13 +431,8 @@ fn dropping_the_account_id_does_not_skip_the_anchor() {
     let d = fresh();
     // An older manifest signed by this device alone: the one before the last change.
     let old = fs::read(obj(&d, names::MANIFEST)).unwrap();
-    let o = d
-        .cirrus_cmd()
-        .args(["category", "add", "Projects", "--passcode-file"])
-        .arg(&d.passcode_file)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    let (ok, t) = run(&d, &["category", "add", "Projects"]);
+    assert!(ok, "{t}");
     let config = d.home.join("config.toml");
     let text = fs::read_to_string(&config).unwrap();
     assert!(text.contains("account_id"), "{text}");

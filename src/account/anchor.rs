@@ -48,6 +48,10 @@ pub(super) fn set_aside_unreadable(
     }
 }
 
+/// How many manifest versions below the newest a re-anchoring looks through: the
+/// newest counter is the store's claim, so the walk needs a bound of its own.
+const LOOKBACK: u64 = 100_000;
+
 impl Unlocked {
     /// When the anchor names no manifest, finds the newest manifest in the store signed
     /// by this device's own identity key, for this account and listing this device, and
@@ -72,7 +76,7 @@ impl Unlocked {
             .and_then(|sm| crate::format::manifest::Manifest::decode(&sm.body).ok())
             .map(|m| m.counter)
             .ok_or_else(|| AccountError::BadManifest("the newest manifest is malformed".into()))?;
-        for c in (1..=newest).rev() {
+        for c in (newest.saturating_sub(LOOKBACK).max(1)..=newest).rev() {
             let obj = if c == newest {
                 latest.clone()
             } else {

@@ -72,7 +72,21 @@ pub fn check_untrusted(
     offered: KdfParams,
     own: KdfParams,
 ) -> Result<KdfParams, KeyError> {
-    let floor = floor_for(own);
+    check_between(what, offered, floor_for(own))
+}
+
+/// Checks costs this device is asked to use for itself (`init --kdf-memory`, say): at least
+/// the protocol floor, since recovery methods and the account password take them.
+pub fn check_own(offered: KdfParams) -> Result<KdfParams, KeyError> {
+    check_between(
+        "the requested key-derivation cost",
+        offered,
+        protocol_floor(),
+    )
+}
+
+/// `offered` between `floor` and [`KDF_CEILING`].
+fn check_between(what: &str, offered: KdfParams, floor: KdfParams) -> Result<KdfParams, KeyError> {
     if offered.memory_kib < floor.memory_kib || offered.time < floor.time {
         return Err(KeyError::KdfTooWeak {
             what: what.to_string(),
@@ -80,26 +94,6 @@ pub fn check_untrusted(
             floor,
         });
     }
-    check_ceiling(what, offered)?;
-    Ok(offered)
-}
-
-/// Checks costs this device is asked to use for itself (`init --kdf-memory`, say): at least
-/// the protocol floor, since recovery methods and the account password take them.
-pub fn check_own(offered: KdfParams) -> Result<KdfParams, KeyError> {
-    let floor = protocol_floor();
-    if offered.memory_kib < floor.memory_kib || offered.time < floor.time {
-        return Err(KeyError::KdfTooWeak {
-            what: "the requested key-derivation cost".into(),
-            offered,
-            floor,
-        });
-    }
-    check_ceiling("the requested key-derivation cost", offered)?;
-    Ok(offered)
-}
-
-fn check_ceiling(what: &str, offered: KdfParams) -> Result<(), KeyError> {
     if offered.memory_kib > KDF_CEILING.memory_kib
         || offered.time > KDF_CEILING.time
         || offered.lanes == 0
@@ -110,7 +104,7 @@ fn check_ceiling(what: &str, offered: KdfParams) -> Result<(), KeyError> {
             offered,
         });
     }
-    Ok(())
+    Ok(offered)
 }
 
 #[cfg(test)]

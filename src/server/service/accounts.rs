@@ -6,9 +6,7 @@ use super::*;
 impl KeyService {
     pub(crate) fn create(&self, c: &Caller, req: CreateReq) -> Result<SessionResp, ApiError> {
         check_account_name(&req.account)?;
-        let salt = unhex_exact::<16>("salt", &req.salt)?;
-        check_kdf(req.kdf)?;
-        let auth = unhex_exact::<32>("auth", &req.auth)?;
+        let (salt, auth) = password_fields("", &req.salt, req.kdf, &req.auth)?;
         // Every attempt counts against the source address, before any Argon2 work: a
         // flood of sign-ups can neither fill the disk nor take the KDF pool.
         let now = Instant::now();
@@ -262,9 +260,7 @@ impl KeyService {
         req: PasswordChangeReq,
     ) -> Result<PasswordChangeResp, ApiError> {
         let name = self.recent_session(c)?;
-        let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
-        check_kdf(req.new_kdf)?;
-        let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
+        let (salt, auth) = password_fields("new_", &req.new_salt, req.new_kdf, &req.new_auth)?;
         let verifier = self.make_verifier(&auth[..])?;
         self.locked(&name, || {
             let mut a = self.load(&name)?;

@@ -281,6 +281,23 @@ fn unhex_exact<const N: usize>(what: &str, s: &str) -> Result<Zeroizing<[u8; N]>
     Ok(out)
 }
 
+type Salt = Zeroizing<[u8; 16]>;
+type Auth = Zeroizing<[u8; 32]>;
+
+/// The public half of a password a client sets (create, change, reset): its salt, KDF
+/// cost and `auth`, checked; field names as `prefix` + "salt" / "auth".
+fn password_fields(
+    prefix: &str,
+    salt: &str,
+    kdf: KdfParams,
+    auth: &str,
+) -> Result<(Salt, Auth), ApiError> {
+    let salt = unhex_exact::<16>(&format!("{prefix}salt"), salt)?;
+    check_kdf(kdf)?;
+    let auth = unhex_exact::<32>(&format!("{prefix}auth"), auth)?;
+    Ok((salt, auth))
+}
+
 /// Client KDF parameters the server agrees to store (and later hand to every device).
 fn check_kdf(k: KdfParams) -> Result<(), ApiError> {
     let sane = (1..=16).contains(&k.lanes)
@@ -646,6 +663,27 @@ mod tests {
         assert!(svc.account_status(&c).unwrap().escrow_destroyed);
     }
 
+    /// A login with a wrong password to `account` from `ip`.
+    fn wrong_login_from(
+        svc: &KeyService,
+        account: &str,
+        ip: &str,
+    ) -> Result<SessionResp, ApiError> {
+        svc.login(
+            &Caller {
+                ip: ip.parse().unwrap(),
+                bearer: None,
+            },
+            LoginReq {
+                account: account.into(),
+                auth: hex::encode([0u8; 32]),
+                totp: None,
+                device_token: None,
+                remember_device: false,
+            },
+        )
+    }
+
     #[test]
     fn source_address_limit_spans_accounts() {
         let dir = tempfile::tempdir().unwrap();
@@ -657,21 +695,7 @@ mod tests {
             },
         )
         .unwrap();
-        let login = |account: &str, ip: &str| {
-            svc.login(
-                &Caller {
-                    ip: ip.parse().unwrap(),
-                    bearer: None,
-                },
-                LoginReq {
-                    account: account.into(),
-                    auth: hex::encode([0u8; 32]),
-                    totp: None,
-                    device_token: None,
-                    remember_device: false,
-                },
-            )
-        };
+        let login = |account: &str, ip: &str| wrong_login_from(&svc, account, ip);
         for name in ["a", "b", "c"] {
             assert!(matches!(
                 login(name, "10.0.0.1"),
@@ -700,21 +724,7 @@ mod tests {
             },
         )
         .unwrap();
-        let login = |account: &str, ip: &str| {
-            svc.login(
-                &Caller {
-                    ip: ip.parse().unwrap(),
-                    bearer: None,
-                },
-                LoginReq {
-                    account: account.into(),
-                    auth: hex::encode([0u8; 32]),
-                    totp: None,
-                    device_token: None,
-                    remember_device: false,
-                },
-            )
-        };
+        let login = |account: &str, ip: &str| wrong_login_from(&svc, account, ip);
         // failures from different addresses of one /64 add up
         for (name, ip) in [
             ("a", "2001:db8::1"),

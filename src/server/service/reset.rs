@@ -45,9 +45,7 @@ impl KeyService {
     /// stranger's guesses here cost the owner's logins nothing.
     pub(crate) fn reset(&self, c: &Caller, req: ResetReq) -> Result<SessionResp, ApiError> {
         check_account_name(&req.account)?;
-        let salt = unhex_exact::<16>("new_salt", &req.new_salt)?;
-        check_kdf(req.new_kdf)?;
-        let auth = unhex_exact::<32>("new_auth", &req.new_auth)?;
+        let (salt, auth) = password_fields("new_", &req.new_salt, req.new_kdf, &req.new_auth)?;
         let key = format!("reset:{}", req.account);
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
