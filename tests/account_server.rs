@@ -5,53 +5,10 @@
 
 mod common;
 
+use common::accounts::*;
 use common::keyserver::Server;
 use common::*;
 use std::fs;
-use std::process::Command;
-
-fn out(mut c: Command) -> (bool, String) {
-    let o = c.output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
-/// A blank drive with an account on `srv` (alice, password in `pw`).
-fn init_on_server(srv: &Server, fingerprint: &str) -> (Drive, std::path::PathBuf, bool, String) {
-    let d = Drive::blank();
-    let pw = d.root.join("password");
-    fs::write(&pw, "alice's account password\n").unwrap();
-    let mut c = d.cirrus_cmd();
-    c.arg("init")
-        .arg("--passcode-file")
-        .arg(&d.passcode_file)
-        .args(["--kdf-memory", "8192", "--kdf-time", "1"])
-        .args(["--server", &srv.url, "--fingerprint", fingerprint])
-        .args(["--account", "alice", "--password-file"])
-        .arg(&pw);
-    let (ok, t) = out(c);
-    (d, pw, ok, t)
-}
-
-fn with_pw(d: &Drive, pw: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = d.cirrus_cmd();
-    c.args(args)
-        .arg("--passcode-file")
-        .arg(&d.passcode_file)
-        .arg("--password-file")
-        .arg(pw);
-    c
-}
-
-/// As [`with_pw`], logging in with a TOTP code: what a change of credentials or recovery
-/// needs on an account with TOTP (a remembered device alone may not make it).
-fn with_pw_totp(d: &Drive, pw: &std::path::Path, code: &str, args: &[&str]) -> Command {
-    let mut c = with_pw(d, pw, args);
-    c.args(["--totp", code]);
-    c
-}
 
 #[test]
 fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
@@ -167,34 +124,6 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
     assert!(health.contains(" ok"), "{health}");
 }
 
-/// alice on `srv` with TOTP enrolled; returns the drive, password file and TOTP.
-fn alice_with_totp(srv: &Server) -> (Drive, std::path::PathBuf, totp_rs::Totp) {
-    let (d, pw, ok, t) = init_on_server(srv, &srv.fingerprint.to_string());
-    assert!(ok, "{t}");
-    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "enroll"]));
-    assert!(ok, "{t}");
-    let uri = t
-        .lines()
-        .find(|l| l.starts_with("otpauth://"))
-        .unwrap()
-        .to_string();
-    let totp = totp_rs::Totp::from_url(&uri).unwrap();
-    let code = totp.generate_current().to_string();
-    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "confirm", &code]));
-    assert!(ok, "{t}");
-    (d, pw, totp)
-}
-
-/// A TOTP code for a step not used yet (the server refuses a reused one).
-fn fresh_code(totp: &totp_rs::Totp) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // The next step is accepted too (±1 step), and was never used.
-    totp.generate(now + 30).to_string()
-}
-
 fn recover_data(srv: &Server, alice: &Drive, totp: &str) -> (Drive, bool, String) {
     recover_data_from(srv, alice, totp, "a brand new password")
 }
@@ -257,41 +186,6 @@ fn with_a_recovery_key_the_data_recovery_service_is_off() {
     let (_c, ok, t) = recover_data(&srv, &a, &codes.take());
     assert!(!ok, "{t}");
     assert!(t.contains("data recovery service is off"), "{t}");
-}
-
-/// TOTP codes that were never used: each call takes the next 30-second step, waiting
-/// until the server accepts it (it takes the previous, current and next step, and never
-/// a step at or before the last one used).
-struct Codes {
-    totp: totp_rs::Totp,
-    next: u64,
-}
-
-impl Codes {
-    fn after_confirm(totp: totp_rs::Totp) -> Codes {
-        let now = now_step();
-        // `alice_with_totp` confirmed with the current step.
-        Codes {
-            totp,
-            next: now + 1,
-        }
-    }
-    fn take(&mut self) -> String {
-        while now_step() + 1 < self.next {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        let c = self.totp.generate(self.next * 30).to_string();
-        self.next += 1;
-        c
-    }
-}
-
-fn now_step() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30
 }
 
 fn recover_via(

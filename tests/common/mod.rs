@@ -15,6 +15,7 @@
 //! `scripts/setup-test-deps` installs it).
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod keyserver;
 pub mod seaweed;
 
