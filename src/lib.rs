@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod export;
 pub mod format;
 pub mod fs;
+pub mod hint;
 pub mod home;
 pub mod keys;
 pub mod server;

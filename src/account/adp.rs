@@ -24,11 +24,11 @@ pub const ADP_CATEGORIES: &[&str] = &[
 pub fn adp_blockers(m: &Manifest) -> Vec<String> {
     let mut why = Vec::new();
     if m.recovery.is_empty() {
-        why.push(
-            "set up a recovery method first (`cirrus recovery-key create`): with ADP on, \
-             nobody else can recover your data"
-                .to_string(),
-        );
+        why.push(format!(
+            "set up a recovery method first (`{}`): with ADP on, nobody else can recover \
+             your data",
+            crate::hint::cmd_hint("recovery-key create")
+        ));
     }
     for d in m.active_devices() {
         if d.features & FEATURE_ADP == 0 {

@@ -31,11 +31,11 @@ impl NewDevice {
         let obj = self.store().get(names::MANIFEST)?;
         let (m, _) = manifest::open_signed(&obj, |t, s| t.is_signer(s), None)?;
         if m.has(FLAG_NO_DATA_RECOVERY) {
-            return Err(AccountError::BadCode(
+            return Err(AccountError::BadCode(format!(
                 "this account has a recovery key, so the data recovery service is off: use \
-                 `cirrus recover --recovery-key` (or a trusted device)"
-                    .into(),
-            ));
+                 `{}` with the same --store and --server options (or a trusted device)",
+                crate::hint::cmd_hint("recover --recovery-key-file FILE")
+            )));
         }
         let (session, token) = client.reset_password(&server.account, totp, new_password, kdf)?;
         let token = token.ok_or_else(|| {

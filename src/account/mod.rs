@@ -49,7 +49,10 @@ pub enum AccountError {
     StoreInUse(String),
     #[error("the category table in the store is invalid: {0}")]
     BadTable(String),
-    #[error("unknown category {0:?} (see `cirrus category list`)")]
+    #[error(
+        "unknown category {0:?} (see `{hint}`)",
+        hint = crate::hint::cmd_hint("category list")
+    )]
     UnknownCategory(String),
     #[error("category {0:?} already exists")]
     CategoryExists(String),
@@ -61,16 +64,17 @@ pub enum AccountError {
     BadManifest(String),
     #[error(
         "this device is not remembered by the key service, so it cannot read the account's \
-         notices: log in once with a TOTP code (`cirrus account login --totp CODE`)"
+         notices: log in once with a TOTP code (`{hint}`)",
+        hint = crate::hint::cmd_hint("account login --totp CODE")
     )]
     NotRemembered,
     #[error(
         "this device's trust anchor ({}) is missing or unreadable, so nothing it has \
          accepted before can be checked. If you know why (a restored backup, a damaged \
-         disk), run `cirrus device reanchor` to rebuild it from a manifest this device \
-         signed itself; otherwise treat the disk as tampered with and use `cirrus recover` \
-         on a clean home",
-        .0.display()
+         disk), run `{hint}` to rebuild it from a manifest this device signed itself; \
+         otherwise treat the disk as tampered with and use `cirrus recover` on a clean home",
+        .0.display(),
+        hint = crate::hint::cmd_hint("device reanchor")
     )]
     AnchorMissing(PathBuf),
     #[error("wrong recovery key (it does not match the one this account has)")]
@@ -865,11 +869,11 @@ impl Unlocked {
                 if e.class == Class::E2e && !self.manifest.has(FLAG_SECOND_FACTOR) {
                     return (
                         e.clone(),
-                        Err(concat!(
-                            "end-to-end categories need two-factor authentication on the account: ",
-                            "run `cirrus account totp enroll` (the rest of the drive works without it)"
-                        )
-                        .to_string()),
+                        Err(format!(
+                            "end-to-end categories need two-factor authentication on the \
+                             account: run `{}` (the rest of the drive works without it)",
+                            crate::hint::cmd_hint("account totp enroll")
+                        )),
                     );
                 }
                 let r = self

@@ -89,9 +89,10 @@ pub fn pending_warning(r: &NoticesResp) -> Option<String> {
     r.pending_reset.map(|t| {
         format!(
             "a password reset of this account through data recovery is pending: it can take \
-             effect {}. If you did not ask for it, run `cirrus account cancel-reset` now (and \
-             change the account password)",
-            when(t)
+             effect {}. If you did not ask for it, run `{}` now (and change the account \
+             password)",
+            when(t),
+            crate::hint::cmd_hint("account cancel-reset")
         )
     })
 }

@@ -24,8 +24,8 @@ pub enum RotateError {
     #[error("{0}")]
     Refused(String),
     #[error(
-        "the rotation of {0} stopped before it finished; run `cirrus rotate --category {0}` \
-         again to resume it"
+        "the rotation of {0} stopped before it finished; run `{hint}` again to resume it",
+        hint = crate::hint::cmd_hint(&format!("rotate --category {}", .0))
     )]
     Interrupted(String),
 }
@@ -226,7 +226,8 @@ impl Unlocked {
         }
         if let (_, _, _, Some(why)) = cat.stats() {
             return Err(RotateError::Refused(format!(
-                "category {name} is unavailable ({why}); run `cirrus fsck`"
+                "category {name} is unavailable ({why}); run `{}`",
+                crate::hint::cmd_hint("fsck")
             )));
         }
         let cur = cat.key_version();
@@ -298,8 +299,9 @@ impl Unlocked {
             return Err(RotateError::Refused(format!(
                 "category {name}: re-encrypted under key version {}, but its new head has not \
                  reached the store yet (offline?); key version {from} is kept until it has: \
-                 run `cirrus rotate --category {name}` again once the store is reachable",
-                cat.key_version()
+                 run `{}` again once the store is reachable",
+                cat.key_version(),
+                crate::hint::cmd_hint(&format!("rotate --category {name}"))
             )));
         }
         let kept_for = self.needing(e.id, from)?;

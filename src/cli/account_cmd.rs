@@ -92,7 +92,8 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 .totp_enroll()
                 .map_err(|e| super::failed_with_hint("totp enroll", &e, "pass --password-file?"))?;
             println!(
-                "Add this to your authenticator app, then run `cirrus account totp confirm CODE`:"
+                "Add this to your authenticator app, then run `{}`:",
+                crate::hint::cmd_hint("account totp confirm CODE")
             );
             // The URI comes from the server: no control characters reach the terminal.
             let shown = zeroize::Zeroizing::new(crate::server::client::printable(uri.as_str()));
@@ -128,7 +129,8 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             println!(
                 "Moved to the key service: {n} standard and transit keys are now wrapped by it, \
                  and this device's embedded key service is gone.\nEnd-to-end categories stay \
-                 locked until you run `cirrus account totp enroll`."
+                 locked until you run `{}`.",
+                crate::hint::cmd_hint("account totp enroll")
             );
             Ok(0)
         }

@@ -465,7 +465,10 @@ pub fn serve(
     let control = match control::Server::start(&home, handler) {
         Ok(c) => Some(c),
         Err(e) => {
-            warn!("{e}; `cirrus rotate` cannot reach this mount");
+            warn!(
+                "{e}; `{}` cannot reach this mount",
+                crate::hint::cmd_hint("rotate")
+            );
             None
         }
     };
@@ -597,9 +600,10 @@ fn finish_uploads(
     wb.stop();
     if s.pending_objects > 0 {
         warn!(
-            "{} in {} objects are not in the store yet; they stay in the journal and are sent at the next mount or `cirrus sync`",
+            "{} in {} objects are not in the store yet; they stay in the journal and are sent at the next mount or `{}`",
             super::human(s.pending_bytes),
-            s.pending_objects
+            s.pending_objects,
+            crate::hint::cmd_hint("sync")
         );
     } else {
         info!("upload queue empty: everything is in the store");
@@ -740,8 +744,9 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::C
             unmount_path(&mp, true)?;
             let _ = std::fs::remove_file(&pf);
             println!(
-                "Cleaned up a stale mount at {} (its daemon was not running). Run `cirrus fsck` to check the store.",
-                mp.display()
+                "Cleaned up a stale mount at {} (its daemon was not running). Run `{}` to check the store.",
+                mp.display(),
+                crate::hint::cmd_hint("fsck")
             );
             return Ok(0);
         }
@@ -793,10 +798,12 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::C
     let journal = crate::account::queued_uploads(home);
     if journal.0 > 0 {
         println!(
-            "{} in {} objects are not in the store yet (see `cirrus status`); they are sent at \
-             the next mount or `cirrus sync`.",
+            "{} in {} objects are not in the store yet (see `{}`); they are sent at the next \
+             mount or `{}`.",
             super::human(journal.1),
-            journal.0
+            journal.0,
+            crate::hint::cmd_hint("status"),
+            crate::hint::cmd_hint("sync")
         );
     }
     Ok(0)

@@ -170,8 +170,9 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 {
                     Ok(mut acct) => {
                         println!(
-                            "This device ({}) now belongs to the account. Mount with: cirrus mount",
-                            acct.config.device_name
+                            "This device ({}) now belongs to the account. Mount with: {}",
+                            acct.config.device_name,
+                            crate::hint::cmd_hint("mount")
                         );
                         if let Some(warn) = attach_server(&mut acct, &new)? {
                             println!("{warn}");
@@ -182,7 +183,8 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 }
                 if Instant::now() >= deadline {
                     return Err(format!(
-                        "not approved within {timeout} s; run `cirrus device add` again to keep waiting"
+                        "not approved within {timeout} s; run `{}` again to keep waiting",
+                        crate::hint::cmd_hint("device add")
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(300));
@@ -198,7 +200,8 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                 println!(
                     "Note: this account has no key service, so {name} got today's standard keys \
                      but cannot fetch new ones (after a rotation, say). Move the account to a key \
-                     service with `cirrus account move --server ...` to share keys between devices."
+                     service with `{}` to share keys between devices.",
+                    crate::hint::cmd_hint("account move --server ...")
                 );
             }
             Ok(0)
@@ -273,8 +276,9 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
         DeviceCmd::Reanchor { pass } => {
             if !home.exists() {
                 return Err(format!(
-                    "no Cirrus account in {} (run `cirrus init`, or pass --home)",
-                    home.root.display()
+                    "no Cirrus account in {} (run `{}`, or pass --home)",
+                    home.root.display(),
+                    crate::hint::cmd_hint("init")
                 ));
             }
             let passcode = super::passcode::read(&pass, false)?;
@@ -335,7 +339,8 @@ pub fn recovery_key(home: Home, cmd: RecoveryKeyCmd) -> CliResult {
                 s.set_drs(false).map_err(|e| {
                     format!(
                         "the recovery key above is in force, but turning off the data recovery \
-                         service failed ({e}); run `cirrus recovery-key create` again later"
+                         service failed ({e}); run `{}` again later",
+                        crate::hint::cmd_hint("recovery-key create")
                     )
                 })?;
             }

@@ -31,9 +31,10 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Encrypt the archive with the password in this file (first line). This is the
-    /// archive's own password, not your Cirrus passcode. Needed for end-to-end categories.
+    /// archive's own password, neither your Cirrus passcode nor your account password.
+    /// Needed for end-to-end categories.
     #[arg(long, value_name = "FILE", conflicts_with = "unencrypted")]
-    password_file: Option<PathBuf>,
+    archive_password_file: Option<PathBuf>,
     /// Write a plain tar archive that any tar can read. End-to-end categories (Health,
     /// Keychain, Messages, ...) are then left out.
     #[arg(long)]
@@ -50,8 +51,49 @@ pub struct ExportArgs {
     /// Argon2id time cost (iterations) for the archive password.
     #[arg(long, default_value_t = KdfParams::default().time)]
     kdf_time: u32,
+    // `--password-file` here is the account password, as in every command. It used to be
+    // the archive's password: given on the command line with neither
+    // --archive-password-file nor --unencrypted, it still is, with a warning
+    // (`archive_password`).
     #[command(flatten)]
     pass: PasscodeArgs,
+    /// `--password-file` was on the command line (not from CIRRUS_PASSWORD_FILE, which
+    /// only ever means the account password); set by `cli::main`.
+    #[arg(skip)]
+    password_file_on_command_line: bool,
+}
+
+impl ExportArgs {
+    /// Records whether `--password-file` was given on the command line.
+    pub(super) fn note_spelling(&mut self, on_command_line: bool) {
+        self.password_file_on_command_line = on_command_line;
+    }
+
+    /// The archive's password file, and the account's passcode arguments with
+    /// `--password-file` taken out when it was the old spelling of the archive's.
+    fn archive_password(&self) -> (Option<PathBuf>, PasscodeArgs) {
+        let mut pass = self.pass.clone();
+        if self.archive_password_file.is_some() || self.unencrypted {
+            return (self.archive_password_file.clone(), pass);
+        }
+        if !self.password_file_on_command_line {
+            return (None, pass);
+        }
+        let Some(old) = pass.password_file.take() else {
+            return (None, pass);
+        };
+        eprintln!(
+            "cirrus: warning: `export --password-file` for the archive's password is \
+             deprecated: use --archive-password-file FILE (--password-file is the account \
+             password, as in the other commands)"
+        );
+        // The archive's password never goes to the key service; the account's may still
+        // come from the environment.
+        pass.password_file = std::env::var_os("CIRRUS_PASSWORD_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        (Some(old), pass)
+    }
 }
 
 #[derive(clap::Args)]
@@ -60,6 +102,14 @@ pub struct ExportReadArgs {
     archive: PathBuf,
     /// The archive's password, from this file (first line); asked on a terminal otherwise.
     #[arg(long, value_name = "FILE")]
+    archive_password_file: Option<PathBuf>,
+    /// The old spelling of --archive-password-file (deprecated; warns).
+    #[arg(
+        long,
+        value_name = "FILE",
+        hide = true,
+        conflicts_with = "archive_password_file"
+    )]
     password_file: Option<PathBuf>,
     /// List the entries (verifying every segment of an encrypted archive).
     #[arg(long, conflicts_with = "extract", required_unless_present = "extract")]
@@ -194,9 +244,12 @@ fn select(
         let mut seen = HashSet::new();
         let mut v = Vec::new();
         for n in names {
-            let e = table
-                .find(n)
-                .ok_or_else(|| format!("unknown category {n:?} (see `cirrus category list`)"))?;
+            let e = table.find(n).ok_or_else(|| {
+                format!(
+                    "unknown category {n:?} (see `{}`)",
+                    crate::hint::cmd_hint("category list")
+                )
+            })?;
             if seen.insert(e.id) {
                 v.push(e);
             }
@@ -208,7 +261,7 @@ fn select(
             if !names.is_empty() {
                 return Err(format!(
                     "{} is end-to-end encrypted: it goes only into an encrypted export \
-                     (pass --password-file instead of --unencrypted)",
+                     (pass --archive-password-file instead of --unencrypted)",
                     e.name
                 ));
             }
@@ -238,17 +291,18 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
     }
     let partial = with_suffix(&out, ".partial");
     check_costs(a.kdf_memory, a.kdf_time).map_err(|e| format!("--kdf-memory/--kdf-time: {e}"))?;
+    let (archive_password_file, pass) = a.archive_password();
     let password = if a.unencrypted {
         None
     } else {
         Some(read_password(
-            a.password_file.as_deref(),
+            archive_password_file.as_deref(),
             true,
-            "no archive password: pass --password-file FILE for an encrypted export, or \
-             --unencrypted for a plain tar (end-to-end categories are then left out)",
+            "no archive password: pass --archive-password-file FILE for an encrypted export, \
+             or --unencrypted for a plain tar (end-to-end categories are then left out)",
         )?)
     };
-    let acct = unlock(home, &a.pass)?;
+    let acct = unlock(home, &pass)?;
     let sel = select(acct.table(), &a.categories, password.is_some())?;
     let ids: HashSet<u32> = sel.entries.iter().map(|e| e.id).collect();
 
@@ -357,7 +411,7 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
         if !sel.left_out.is_empty() {
             println!(
                 "Left out: {} (end-to-end encrypted: they go only into an encrypted export, \
-                 made with --password-file).",
+                 made with --archive-password-file).",
                 sel.left_out.join(", ")
             );
         }
@@ -376,7 +430,10 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
         println!("Not exported, locked on this device: {n}: {why}");
     }
     for (n, why) in &unavailable {
-        println!("Not exported, unavailable: {n}: {why} (run `cirrus fsck`)");
+        println!(
+            "Not exported, unavailable: {n}: {why} (run `{}`)",
+            crate::hint::cmd_hint("fsck")
+        );
     }
     for s in &report.skipped {
         println!("Not in the archive: {s}");
@@ -429,6 +486,17 @@ fn write_archive(
 }
 
 pub fn run_read(a: ExportReadArgs) -> CliResult {
+    let (password_file, spelled) = match (&a.archive_password_file, &a.password_file) {
+        (Some(p), _) => (Some(p.as_path()), "--archive-password-file"),
+        (None, Some(p)) => {
+            eprintln!(
+                "cirrus: warning: `export-read --password-file` is deprecated: use \
+                 --archive-password-file FILE"
+            );
+            (Some(p.as_path()), "--password-file")
+        }
+        (None, None) => (None, "--archive-password-file"),
+    };
     let mut f =
         File::open(&a.archive).map_err(|e| format!("cannot open {}: {e}", a.archive.display()))?;
     let mut prefix = Vec::with_capacity(TAR_BLOCK);
@@ -441,9 +509,10 @@ pub fn run_read(a: ExportReadArgs) -> CliResult {
             let header = ExportHeader::decode(&prefix[..prefix.len().min(EXPORT_HEADER_LEN)])
                 .map_err(|e| ExportError::Header(e).to_string())?;
             let pw = read_password(
-                a.password_file.as_deref(),
+                password_file,
                 false,
-                "this archive is encrypted: pass --password-file FILE (or run in a terminal)",
+                "this archive is encrypted: pass --archive-password-file FILE (or run in a \
+                 terminal)",
             )?;
             let key = export::archive_key(&pw, &header).map_err(|e| e.to_string())?;
             drop(pw);
@@ -456,11 +525,11 @@ pub fn run_read(a: ExportReadArgs) -> CliResult {
             res
         }
         ArchiveKind::Tar => {
-            if a.password_file.is_some() {
+            if password_file.is_some() {
                 return Err(format!(
-                    "{} is not encrypted (a plain tar archive), but --password-file was given: \
+                    "{} is not encrypted (a plain tar archive), but {spelled} was given: \
                      refusing it, since an encrypted export may have been swapped for a plain \
-                     one. Drop --password-file to read it anyway.",
+                     one. Drop {spelled} to read it anyway.",
                     a.archive.display()
                 ));
             }

@@ -63,8 +63,9 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
         for (entry, setup) in acct.all_category_setups() {
             let setup = setup.map_err(|e| {
                 format!(
-                    "category {}: {e}; nothing deleted (run `cirrus fsck`)",
-                    entry.name
+                    "category {}: {e}; nothing deleted (run `{}`)",
+                    entry.name,
+                    crate::hint::cmd_hint("fsck")
                 )
             })?;
             let c = match &store {
@@ -75,8 +76,9 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
             };
             let packs = c.referenced_packs().map_err(|e| {
                 format!(
-                    "category {} ({view} view): {e}; nothing deleted (run `cirrus fsck`)",
-                    entry.name
+                    "category {} ({view} view): {e}; nothing deleted (run `{}`)",
+                    entry.name,
+                    crate::hint::cmd_hint("fsck")
                 )
             })?;
             referenced.extend(packs);

@@ -21,6 +21,7 @@ use crate::account::{self, InitOptions};
 use crate::format::table::Class;
 use crate::home::Home;
 use crate::keys::KdfParams;
+use clap::parser::ValueSource;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -344,7 +345,7 @@ enum Cmd {
     /// Back up the drive to a local archive file (a tar stream), e.g. on a USB disk.
     ///
     /// End-to-end categories (Health, Keychain, Messages, ...) go only into an encrypted
-    /// export (--password-file); an --unencrypted export is a plain tar that leaves them
+    /// export (--archive-password-file); an --unencrypted export is a plain tar that leaves them
     /// out and names them. Works while mounted (it reads what was last committed).
     Export(export::ExportArgs),
     /// List or extract an archive made by `cirrus export`.
@@ -411,7 +412,22 @@ pub(crate) fn default_mountpoint() -> PathBuf {
 type CliResult = Result<i32, String>;
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    // Parsed through the matches, which also tell where a value came from (the command
+    // line, or the environment): hints and `export --password-file` depend on it.
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let from_command_line =
+        |m: &clap::ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    if let Cmd::Export(a) = &mut cli.cmd {
+        a.note_spelling(
+            matches
+                .subcommand_matches("export")
+                .is_some_and(|m| from_command_line(m, "password_file")),
+        );
+    }
     no_core_dumps();
     // Long-running commands set up their own logging, and keep Rust's ignored SIGPIPE so
     // a closed log pipe cannot kill them.
@@ -428,6 +444,10 @@ pub fn main() -> i32 {
     if root.is_relative() {
         // The daemon changes directory to /, so every path it keeps must be absolute.
         root = std::env::current_dir().unwrap_or_default().join(root);
+    }
+    if from_command_line(&matches, "home") && root != default_home() {
+        // A hint to run another command must reach this home too.
+        crate::hint::set_home_flag(&root);
     }
     let home = Home::new(root);
     let daemon_like = matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_));
@@ -483,16 +503,24 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                     server,
                 },
             )
-            .map_err(|e| format!("init failed: {e}"))?;
+            .map_err(|e| match e {
+                account::AccountError::Store(crate::store::StoreError::Missing(dir)) => format!(
+                    "init failed: the store directory {dir} does not exist: create it first \
+                     (`mkdir -p {dir}`), or leave --store out to keep the store in the home"
+                ),
+                e => format!("init failed: {e}"),
+            })?;
             println!(
-                "Created a Cirrus account in {} (store: {}).\nMount it with: cirrus mount",
+                "Created a Cirrus account in {} (store: {}).\nMount it with: {}",
                 home.root.display(),
-                home.load_config().map(|c| c.store).unwrap_or_default()
+                home.load_config().map(|c| c.store).unwrap_or_default(),
+                crate::hint::cmd_hint("mount")
             );
             if remote {
                 println!(
                     "End-to-end categories (Health, Keychain, ...) stay locked until the account \
-                     has a second factor: run `cirrus account totp enroll`."
+                     has a second factor: run `{}`.",
+                    crate::hint::cmd_hint("account totp enroll")
                 );
             }
             Ok(0)
@@ -536,9 +564,11 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             // A mounted daemon keeps the old device key and would re-seal its files under
             // it: the drive must not be mounted.
             let _lock = daemon::lock_home(&home).map_err(|_| {
-                "unmount the drive first (`cirrus umount`): a mounted daemon still uses the \
-                 old passcode's key"
-                    .to_string()
+                format!(
+                    "unmount the drive first (`{}`): a mounted daemon still uses the old \
+                     passcode's key",
+                    crate::hint::cmd_hint("umount")
+                )
             })?;
             let mut acct = unlock(home, &pass)?;
             if new_passcode_file.is_none() {
@@ -565,12 +595,12 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
 
 /// "WHAT: ERROR (HINT)", without the hint (about logging in at all) when the error says
 /// itself what to pass: a change that needs a fresh second factor, a login that needs a
-/// TOTP code.
+/// TOTP code, a command that needs the account password.
 fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String {
     match e {
-        account::AccountError::ReauthRequired | account::AccountError::SecondFactorRequired(_) => {
-            format!("{what}: {e}")
-        }
+        account::AccountError::ReauthRequired
+        | account::AccountError::SecondFactorRequired(_)
+        | account::AccountError::NoKeyService => format!("{what}: {e}"),
         _ => format!("{what}: {e} ({hint})"),
     }
 }
@@ -578,12 +608,19 @@ fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String
 fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
     if !home.exists() {
         return Err(format!(
-            "no Cirrus account in {} (run `cirrus init`, or pass --home)",
-            home.root.display()
+            "no Cirrus account in {} (run `{}`, or pass --home)",
+            home.root.display(),
+            crate::hint::cmd_hint("init")
         ));
     }
     let passcode = passcode::read(pass, false)?;
-    let mut acct = account::unlock(home, &passcode).map_err(|e| e.to_string())?;
+    let config = home.config_path();
+    let mut acct = account::unlock(home, &passcode).map_err(|e| match e {
+        account::AccountError::Store(crate::store::StoreError::Missing(_)) => {
+            format!("{e} (the store URL is `store` in {})", config.display())
+        }
+        e => e.to_string(),
+    })?;
     if let Some(wb) = &acct.sync {
         sync::remember(wb);
     }

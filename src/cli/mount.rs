@@ -145,9 +145,9 @@ fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
         Ok(_) => return Err(format!("mountpoint {} is not a directory", mp.display())),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             return Err(format!(
-                "{} is a stale mount left by a stopped daemon: run `cirrus umount {}` first",
+                "{} is a stale mount left by a stopped daemon: run `{}` first",
                 mp.display(),
-                mp.display()
+                crate::hint::cmd_hint(&format!("umount {}", mp.display()))
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_default => {
@@ -166,9 +166,9 @@ fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
     let abs = absolute(mp);
     if is_mounted(&abs) {
         return Err(format!(
-            "{} is already mounted (unmount it first with `cirrus umount {}`)",
+            "{} is already mounted (unmount it first with `{}`)",
             abs.display(),
-            abs.display()
+            crate::hint::cmd_hint(&format!("umount {}", abs.display()))
         ));
     }
     Ok(abs)

@@ -266,8 +266,9 @@ pub fn rotate_many(
 ) -> Result<Vec<String>, String> {
     if !home.exists() {
         return Err(format!(
-            "no Cirrus account in {} (run `cirrus init`, or pass --home)",
-            home.root.display()
+            "no Cirrus account in {} (run `{}`, or pass --home)",
+            home.root.display(),
+            crate::hint::cmd_hint("init")
         ));
     }
     if let Some((acct, _lock)) = acct {
@@ -321,8 +322,9 @@ fn offline_with(
             .find(|(e, _)| e.name == job.category)
             .ok_or_else(|| {
                 format!(
-                    "unknown category {:?} (see `cirrus category list`)",
-                    job.category
+                    "unknown category {:?} (see `{}`)",
+                    job.category,
+                    crate::hint::cmd_hint("category list")
                 )
             })?
             .1

@@ -143,7 +143,10 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     match mounted {
         Some(line) => println!("mounted: {line}"),
         None => {
-            println!("not mounted (the memory cache is bounded by `cirrus mount --memory-cache`)")
+            println!(
+                "not mounted (the memory cache is bounded by `{}`)",
+                crate::hint::cmd_hint("mount --memory-cache")
+            )
         }
     }
     Ok(0)

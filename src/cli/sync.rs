@@ -154,9 +154,10 @@ fn verdict(s: &SyncStatus) -> super::CliResult {
         .unwrap_or_default();
     Err(format!(
         "{} in {} objects not yet in the store{why}; they stay in the journal and are sent \
-         when the store is reachable (run `cirrus sync` again, or mount)",
+         when the store is reachable (run `{}` again, or mount)",
         human(s.pending_bytes),
-        s.pending_objects
+        s.pending_objects,
+        crate::hint::cmd_hint("sync")
     ))
 }
 

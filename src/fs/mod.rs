@@ -166,7 +166,8 @@ impl CirrusFs {
 
     fn root_refusal(op: &str) -> Errno {
         warn!(
-            "{op} in the drive's root refused: the root holds only categories (use `cirrus category add`)"
+            "{op} in the drive's root refused: the root holds only categories (use `{}`)",
+            crate::hint::cmd_hint("category add")
         );
         Errno::EPERM
     }

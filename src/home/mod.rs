@@ -15,7 +15,10 @@ use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
-    #[error("no Cirrus account in {0} (run `cirrus init` first, or pass --home)")]
+    #[error(
+        "no Cirrus account in {0} (run `{hint}` first, or pass --home)",
+        hint = crate::hint::cmd_hint("init")
+    )]
     NoAccount(PathBuf),
     #[error("an account already exists in {0} (use another --home, or remove it)")]
     Exists(PathBuf),

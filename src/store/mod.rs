@@ -38,7 +38,9 @@ pub enum StoreError {
     },
     #[error("unsupported store URL {0:?}: {1}")]
     BadUrl(String, String),
-    #[error("the store {0} is missing (is its disk mounted? check `store` in config.toml)")]
+    /// The local store's directory does not exist. Whoever shows this knows whether there
+    /// is a config (and its `store` line) to check: at `init` there is none yet.
+    #[error("the store {0} is missing (is its disk mounted?)")]
     Missing(String),
     #[error("cannot reach the store endpoint {endpoint}: {cause}")]
     Unreachable { endpoint: String, cause: String },
