@@ -20,7 +20,8 @@ pub fn set_home_flag(home: &Path) {
     let _ = HOME_FLAG.set(shell_word(&home.to_string_lossy()));
 }
 
-/// `cirrus ARGS`, with `--home DIR` when this run was given one (see [`set_home_flag`]).
+/// The command `cirrus` with ARGS, and with `--home DIR` before them when this run was
+/// given one (see [`set_home_flag`]).
 pub fn cmd_hint(args: &str) -> String {
     match HOME_FLAG.get() {
         Some(h) => format!("cirrus --home {h} {args}"),

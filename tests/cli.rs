@@ -204,3 +204,424 @@ fn gc_deletes_only_unreferenced_packs_and_only_while_unmounted() {
     );
     assert_eq!(fs::read(d.health().join("stays.txt")).unwrap(), b"e2e data");
 }
+
+// ---- Issue 16, point 5 (and 10): every command and flag a message or the guide names ----
+//
+// Here rather than in tests/key_flows.rs: these check the whole command-line surface
+// against the binary's own `--help`, need no key service or mount, and run in seconds.
+
+/// `cirrus PATH --help`, once per path.
+#[derive(Default)]
+struct Helps {
+    cache: std::collections::HashMap<Vec<String>, Option<String>>,
+}
+
+impl Helps {
+    /// The help text of a command path, or None when the binary has no such command.
+    fn of(&mut self, path: &[String]) -> Option<String> {
+        if let Some(h) = self.cache.get(path) {
+            return h.clone();
+        }
+        let o = cirrus_command()
+            .args(path)
+            .arg("--help")
+            .output()
+            .expect("run cirrus --help");
+        let h = o
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned());
+        self.cache.insert(path.to_vec(), h.clone());
+        h
+    }
+}
+
+/// The subcommands a help text lists under "Commands:".
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Whether a help text names `flag` (as itself, not as the start of a longer flag).
+fn help_names_flag(help: &str, flag: &str) -> bool {
+    help.match_indices(flag).any(|(i, _)| {
+        !help[i + flag.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
+}
+
+/// Checks the words after `cirrus` of one command a message or the guide names: each
+/// subcommand must exist, and each `--flag` must be in the help of the command it goes
+/// to. Returns what is wrong.
+fn check_command(helps: &mut Helps, words: &[&str]) -> Vec<String> {
+    let mut path: Vec<String> = Vec::new();
+    let mut flags: Vec<String> = Vec::new();
+    let mut descending = true;
+    let mut after_flag = false;
+    let mut problems = Vec::new();
+    for w in words {
+        if let Some(f) = w.strip_prefix("--") {
+            // `--flag=VALUE`, `--flag)`, `--flag,`: the flag's name only.
+            let name: String = f
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let name = name.trim_end_matches('-');
+            if !name.is_empty() {
+                flags.push(format!("--{name}"));
+            }
+            after_flag = true;
+            continue;
+        }
+        if descending {
+            let Some(help) = helps.of(&path) else {
+                problems.push(format!("`cirrus {}` does not exist", path.join(" ")));
+                return problems;
+            };
+            let subs = subcommands(&help);
+            if subs.iter().any(|s| s == w) {
+                path.push(w.to_string());
+                after_flag = false;
+                continue;
+            }
+            if !after_flag && !subs.is_empty() {
+                problems.push(format!(
+                    "`cirrus {}` has no subcommand {w:?} (it has: {})",
+                    path.join(" "),
+                    subs.join(", ")
+                ));
+                return problems;
+            }
+            if !after_flag {
+                descending = false;
+            }
+        }
+        after_flag = false;
+    }
+    let Some(help) = helps.of(&path) else {
+        problems.push(format!("`cirrus {}` does not exist", path.join(" ")));
+        return problems;
+    };
+    for f in flags {
+        if f != "--help" && !help_names_flag(&help, &f) {
+            problems.push(format!(
+                "`cirrus {}` has no option {f} (see `cirrus {} --help`)",
+                path.join(" "),
+                path.join(" ")
+            ));
+        }
+    }
+    problems
+}
+
+/// The user-facing text of a Rust source file: its string literals (escapes and `\`
+/// line continuations resolved) and its `///` doc comments (clap turns them into
+/// `--help`), each with the line it starts on. Plain comments and `//!` module docs are
+/// left out: they are not in the binary.
+fn user_texts(src: &str) -> Vec<(usize, String)> {
+    let c: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut doc: Option<(usize, String)> = None;
+    let (mut i, mut line) = (0, 1);
+    let ident = |ch: char| ch.is_alphanumeric() || ch == '_';
+    while i < c.len() {
+        let ch = c[i];
+        if ch == '\n' {
+            line += 1;
+            i += 1;
+            continue;
+        }
+        if ch == '/' && c.get(i + 1) == Some(&'/') {
+            let end = (i..c.len()).find(|&j| c[j] == '\n').unwrap_or(c.len());
+            let text: String = c[i..end].iter().collect();
+            if text.starts_with("///") && !text.starts_with("////") {
+                let t = text[3..].trim();
+                match &mut doc {
+                    Some((_, d)) => {
+                        d.push(' ');
+                        d.push_str(t);
+                    }
+                    None => doc = Some((line, t.to_string())),
+                }
+            } else if let Some(d) = doc.take() {
+                out.push(d);
+            }
+            i = end;
+            continue;
+        }
+        if !ch.is_whitespace()
+            && let Some(d) = doc.take()
+        {
+            out.push(d);
+        }
+        if ch == '/' && c.get(i + 1) == Some(&'*') {
+            let mut j = i + 2;
+            while j + 1 < c.len() && !(c[j] == '*' && c[j + 1] == '/') {
+                if c[j] == '\n' {
+                    line += 1;
+                }
+                j += 1;
+            }
+            i = j + 2;
+            continue;
+        }
+        if ch == '\'' {
+            // A char literal ('x', '"', '\'', '\u{..}'), else a lifetime or label.
+            if c.get(i + 1) == Some(&'\\') {
+                let end = (i + 2..c.len()).find(|&j| c[j] == '\'').unwrap_or(c.len());
+                i = end + 1;
+            } else if c.get(i + 2) == Some(&'\'') {
+                i += 3;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        // Raw strings: r"..", r#".."#, br"..".
+        if (ch == 'r' || (ch == 'b' && c.get(i + 1) == Some(&'r'))) && (i == 0 || !ident(c[i - 1]))
+        {
+            let mut j = if ch == 'b' { i + 2 } else { i + 1 };
+            let mut hashes = 0;
+            while c.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if c.get(j) == Some(&'"') {
+                let start_line = line;
+                let mut s = String::new();
+                j += 1;
+                while j < c.len() {
+                    if c[j] == '"' && (1..=hashes).all(|k| c.get(j + k) == Some(&'#')) {
+                        break;
+                    }
+                    if c[j] == '\n' {
+                        line += 1;
+                    }
+                    s.push(c[j]);
+                    j += 1;
+                }
+                out.push((start_line, s));
+                i = j + 1 + hashes;
+                continue;
+            }
+        }
+        if ch == '"' {
+            let start_line = line;
+            let mut s = String::new();
+            let mut j = i + 1;
+            while j < c.len() && c[j] != '"' {
+                if c[j] == '\n' {
+                    line += 1;
+                }
+                if c[j] == '\\' {
+                    j += 1;
+                    match c.get(j) {
+                        // A continuation: the newline and the next line's indent go.
+                        Some('\n') => {
+                            line += 1;
+                            j += 1;
+                            while j < c.len() && c[j].is_whitespace() {
+                                if c[j] == '\n' {
+                                    line += 1;
+                                }
+                                j += 1;
+                            }
+                            continue;
+                        }
+                        Some('n') => s.push('\n'),
+                        Some('t') => s.push('\t'),
+                        Some(other) => s.push(*other),
+                        None => {}
+                    }
+                    j += 1;
+                    continue;
+                }
+                s.push(c[j]);
+                j += 1;
+            }
+            out.push((start_line, s));
+            i = j + 1;
+            continue;
+        }
+        i += 1;
+    }
+    if let Some(d) = doc {
+        out.push(d);
+    }
+    out
+}
+
+/// The commands a text names: `` `cirrus ...` `` in backquotes, and `cirrus ...` after a
+/// colon ("Mount it with: cirrus mount"), as the words after `cirrus`.
+fn named_commands(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices("`cirrus ") {
+        let rest = &text[i + "`cirrus ".len()..];
+        found.push(rest[..rest.find('`').unwrap_or(rest.len())].to_string());
+    }
+    for (i, _) in text.match_indices("cirrus ") {
+        if !text[..i].trim_end_matches(' ').ends_with(':') || text[..i].ends_with(':') {
+            continue;
+        }
+        let rest = &text[i + "cirrus ".len()..];
+        let rest = &rest[..rest.find(['\n', '`']).unwrap_or(rest.len())];
+        // Prose goes on after the command: stop at the first word that ends a clause.
+        let mut words = Vec::new();
+        for w in rest.split_whitespace() {
+            let end = w.ends_with(['.', ',', ';', ')']);
+            words.push(w.trim_end_matches(['.', ',', ';', ')']));
+            if end {
+                break;
+            }
+        }
+        found.push(words.join(" "));
+    }
+    found
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_command_and_flag_a_message_names_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut helps = Helps::default();
+    let (mut problems, mut checked) = (Vec::new(), 0);
+    for f in &files {
+        let src = fs::read_to_string(f).unwrap();
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        let mut commands: Vec<(usize, String)> = Vec::new();
+        for (line, text) in user_texts(&src) {
+            for cmd in named_commands(&text) {
+                commands.push((line, cmd));
+            }
+        }
+        // Hints for this device are built by `cmd_hint("ARGS")` (it adds `--home`).
+        for (i, _) in src.match_indices("cmd_hint(") {
+            let line = src[..i].lines().count();
+            let rest = &src[i + "cmd_hint(".len()..];
+            let rest = rest
+                .trim_start()
+                .trim_start_matches("&format!(")
+                .trim_start();
+            if let Some(lit) = rest.strip_prefix('"') {
+                commands.push((line, lit[..lit.find('"').unwrap()].to_string()));
+            }
+        }
+        for (line, cmd) in commands {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            if words.is_empty() {
+                continue;
+            }
+            checked += 1;
+            for p in check_command(&mut helps, &words) {
+                problems.push(format!("{rel}:{line}: `cirrus {cmd}`: {p}"));
+            }
+        }
+    }
+    assert!(
+        checked > 30,
+        "only {checked} commands found: is the scan broken?"
+    );
+    assert!(
+        problems.is_empty(),
+        "messages name commands or options the binary does not have:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The commands the user guide shows: lines of its code blocks that start with
+/// `cirrus ` or `$ cirrus ` (continued over `\` line ends, without `# comments`), and
+/// the `` `cirrus ...` `` it quotes in its prose.
+fn guide_commands(guide: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut fence: Option<String> = None;
+    let mut pending: Option<(usize, String)> = None;
+    for (n, l) in guide.lines().enumerate() {
+        let t = l.trim();
+        if let Some(info) = t.strip_prefix("```") {
+            fence = match fence {
+                Some(_) => None,
+                None => Some(info.to_string()),
+            };
+            continue;
+        }
+        let Some(info) = &fence else {
+            for cmd in named_commands(l) {
+                out.push((n + 1, cmd));
+            }
+            continue;
+        };
+        // Output blocks (`text`) and config files (`ini`) hold no commands to run.
+        if info == "text" || info == "ini" {
+            continue;
+        }
+        let piece = match t.find(" #") {
+            Some(i) => &t[..i],
+            None => t,
+        };
+        let (start, mut cmd) = match pending.take() {
+            Some((start, so_far)) => (start, so_far + " " + piece),
+            None => {
+                let Some(rest) = piece
+                    .strip_prefix("$ cirrus ")
+                    .or_else(|| piece.strip_prefix("cirrus "))
+                else {
+                    continue;
+                };
+                (n + 1, rest.to_string())
+            }
+        };
+        if cmd.ends_with('\\') {
+            cmd.pop();
+            pending = Some((start, cmd));
+        } else {
+            out.push((start, cmd));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_command_and_flag_the_user_guide_shows_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = fs::read_to_string(root.join("docs/USER-GUIDE.md")).unwrap();
+    let mut helps = Helps::default();
+    let commands = guide_commands(&guide);
+    assert!(
+        commands.len() > 40,
+        "only {} commands found in the guide: is the scan broken?",
+        commands.len()
+    );
+    let mut problems = Vec::new();
+    for (line, cmd) in &commands {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        for p in check_command(&mut helps, &words) {
+            problems.push(format!("docs/USER-GUIDE.md:{line}: `cirrus {cmd}`: {p}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the user guide shows commands or options the binary does not have:\n{}",
+        problems.join("\n")
+    );
+}

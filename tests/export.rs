@@ -71,7 +71,7 @@ fn export(d: &Drive, out: &Path, extra: &[&OsStr]) -> Out {
 fn export_read(d: &Drive, archive: &Path, pw: Option<&Path>, extra: &[&OsStr]) -> Out {
     let mut args: Vec<&OsStr> = vec![os("export-read"), archive.as_os_str()];
     if let Some(p) = pw {
-        args.push(os("--password-file"));
+        args.push(os("--archive-password-file"));
         args.push(p.as_os_str());
     }
     args.extend_from_slice(extra);
@@ -225,8 +225,9 @@ fn encrypted_export_round_trips_everything_while_mounted_and_shows_no_plaintext(
 
     let out = d.root.join("backup.crex");
     let pw = password_file(&d, "pw", "correct archive password");
-    let r = export(&d, &out, &[os("--password-file"), pw.as_os_str()]);
+    let r = export(&d, &out, &[os("--archive-password-file"), pw.as_os_str()]);
     assert!(r.ok, "{}", r.all());
+    assert!(!r.stderr.contains("deprecated"), "{}", r.all());
     assert!(!r.stdout.contains("Left out"), "{}", r.all());
     assert!(r.stdout.contains("Encrypted"), "{}", r.all());
     assert!(r.stdout.contains("mounted"), "{}", r.all());
@@ -290,6 +291,8 @@ fn wrong_password_and_damaged_archives_are_refused() {
     d.unmount();
     let out = d.root.join("backup.crex");
     let pw = password_file(&d, "pw", "right password");
+    // The old spelling of --archive-password-file (issue 16): it still encrypts the
+    // archive with that password, and warns.
     let r = export(
         &d,
         &out,
@@ -303,6 +306,11 @@ fn wrong_password_and_damaged_archives_are_refused() {
         ],
     );
     assert!(r.ok, "{}", r.all());
+    assert!(
+        r.stderr.contains("deprecated") && r.stderr.contains("--archive-password-file"),
+        "{}",
+        r.all()
+    );
     let good = fs::read(&out).unwrap();
     let body = good.len() - EXPORT_HEADER_LEN;
     let n = body.div_ceil(SEALED_SEGMENT_LEN);
@@ -312,9 +320,22 @@ fn wrong_password_and_damaged_archives_are_refused() {
         good[s..(s + SEALED_SEGMENT_LEN).min(good.len())].to_vec()
     };
 
-    // The intact archive reads fine (so the failures below are the damage's doing).
+    // The intact archive reads fine (so the failures below are the damage's doing), with
+    // the password it was given under the old spelling, and under export-read's own old
+    // spelling too.
     let r = export_read(&d, &out, Some(&pw), &[os("--list")]);
     assert!(r.ok, "{}", r.all());
+    let r = cirrus(
+        &d,
+        &[
+            os("export-read"),
+            out.as_os_str(),
+            os("--password-file"),
+            pw.as_os_str(),
+            os("--list"),
+        ],
+    );
+    assert!(r.ok && r.stderr.contains("deprecated"), "{}", r.all());
 
     let wrong = password_file(&d, "wrong", "wrong password");
     let mut flipped = good.clone();

@@ -96,8 +96,14 @@ pub enum BackupCmd {
         pass: PasscodeArgs,
     },
     /// Turn Backup off: the copy of the Messages key is deleted and Messages gets a new
-    /// key (re-encrypted, online if mounted) that the key service never sees.
+    /// key (re-encrypted, online if mounted) that the key service never sees. Does
+    /// nothing when Backup is off already.
     Off {
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Show whether Backup is on, and the Messages key version it covers.
+    Status {
         #[command(flatten)]
         pass: PasscodeArgs,
     },
@@ -107,8 +113,13 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
     match cmd {
         BackupCmd::On { pass } => {
             let mut acct = unlock(home, &pass)?;
-            acct.enable_backup()
+            let changed = acct
+                .enable_backup()
                 .map_err(|e| format!("backup on: {e}"))?;
+            if !changed {
+                println!("Backup is already on; nothing changed.");
+                return Ok(0);
+            }
             println!(
                 "Backup is on. The Messages key is kept under the Backup key{}.",
                 if acct.adp_on() {
@@ -122,10 +133,30 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
         BackupCmd::Off { pass } => {
             let lock = daemon::lock_home(&home).ok();
             let mut acct = unlock(Home::new(home.root.clone()), &pass)?;
+            let messages = crate::account::backup::MESSAGES;
+            // An earlier `backup off` that stopped before Messages had its new key left it
+            // owed: finish that rather than say there is nothing to do.
+            let owed = rotate::is_pending(&home, messages);
+            if !owed
+                && !acct
+                    .backup_to_turn_off()
+                    .map_err(|e| format!("backup off: {e}"))?
+            {
+                println!(
+                    "Backup is already off; nothing changed (Messages keeps key version {}).",
+                    acct.backup_state()
+                        .map_err(|e| format!("backup off: {e}"))?
+                        .messages_key_version
+                );
+                return Ok(0);
+            }
+            // Owed before the copy goes: a crash in between must not leave Messages under
+            // a key the key service could have opened, with Backup showing off.
+            rotate::add_pending(&home, messages)?;
             acct.disable_backup()
                 .map_err(|e| format!("backup off: {e}"))?;
             let jobs = [rotate::Job {
-                category: crate::account::backup::MESSAGES.to_string(),
+                category: messages.to_string(),
                 class: None,
             }];
             let lines = rotate::rotate_many(
@@ -135,10 +166,47 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
                 crate::account::DEFAULT_BATCH,
                 lock.map(|l| (acct, l)),
             )?;
+            rotate::remove_pending(&home, messages)?;
             for l in lines {
                 println!("{l}");
             }
             println!("Backup is off; Messages has a new key that the key service never saw.");
+            Ok(0)
+        }
+        BackupCmd::Status { pass } => {
+            let acct = unlock(home, &pass)?;
+            let s = acct
+                .backup_state()
+                .map_err(|e| format!("backup status: {e}"))?;
+            let v = s.messages_key_version;
+            if !s.on {
+                println!("Backup: off");
+                println!(
+                    "Messages (key version {v}) has no copy under Backup: the data recovery \
+                     service cannot restore it."
+                );
+                return Ok(0);
+            }
+            println!("Backup: on");
+            if !s.copy_current {
+                println!(
+                    "Messages (key version {v}) has no current copy under Backup: run `{}` to \
+                     make one.",
+                    crate::hint::cmd_hint("backup on")
+                );
+            } else if s.backup_class == Class::E2e {
+                println!(
+                    "Messages (key version {v}) is kept under the Backup key, which is \
+                     end-to-end (Advanced Data Protection): only your devices and recovery \
+                     methods can restore it."
+                );
+            } else {
+                println!(
+                    "Messages (key version {v}) is kept under the Backup key ({}): the data \
+                     recovery service can restore it.",
+                    s.backup_class.name()
+                );
+            }
             Ok(0)
         }
     }

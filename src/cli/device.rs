@@ -74,12 +74,15 @@ pub enum DeviceCmd {
     /// account key and the category keys, and joins the signed device list. The code
     /// proves to each device that the other is the one the person is holding.
     Approve {
-        /// The code the new device printed, e.g. 7K2Q-XM4T-0B9D-RW3H.
-        code: String,
+        /// The code the new device printed, e.g. 7K2Q-XM4T-0B9D-RW3H. Dashes and spaces do
+        /// not matter: its groups may also come as separate words (7K2Q XM4T 0B9D RW3H).
+        #[arg(value_name = "CODE", required = true, num_args = 1..)]
+        code: Vec<String>,
         #[command(flatten)]
         pass: PasscodeArgs,
     },
-    /// List the account's devices with their codes.
+    /// List the account's devices: name, state, and the first 8 bytes of each one's
+    /// signing key (in hex), to tell devices of the same name apart.
     List {
         #[command(flatten)]
         pass: PasscodeArgs,
@@ -193,7 +196,7 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
         DeviceCmd::Approve { code, pass } => {
             let mut acct = super::unlock(home, &pass)?;
             let name = acct
-                .approve_device(&code)
+                .approve_device(&code.join(" "))
                 .map_err(|e| format!("device approve: {e}"))?;
             println!("Approved device {name}.");
             if acct.config.server.is_none() {

@@ -206,9 +206,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 use super::human;
 
-/// A byte progress bar on a terminal, nothing otherwise (scripts, logs).
+/// A byte progress bar on a terminal, nothing otherwise (scripts, logs) nor when there is
+/// nothing to count (a bar of 0 B / 0 B would show full from the start).
 fn bytes_bar(total: u64) -> ProgressBar {
-    let pb = if io::stderr().is_terminal() {
+    let pb = if io::stderr().is_terminal() && total > 0 {
         ProgressBar::new(total)
     } else {
         ProgressBar::hidden()

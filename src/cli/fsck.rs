@@ -9,9 +9,10 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-/// A progress bar on a terminal, nothing otherwise (scripts, logs).
+/// A progress bar on a terminal, nothing otherwise (scripts, logs) nor when there is
+/// nothing to count (a bar of 0 / 0 would show full from the start).
 fn bar(total: u64, unit: &str) -> ProgressBar {
-    let pb = if std::io::stderr().is_terminal() {
+    let pb = if std::io::stderr().is_terminal() && total > 0 {
         ProgressBar::new(total)
     } else {
         ProgressBar::hidden()

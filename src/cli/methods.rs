@@ -127,13 +127,19 @@ pub fn contact(home: Home, cmd: ContactCmd) -> CliResult {
         }
         ContactCmd::List { pass } => {
             let acct = unlock(home, &pass)?;
-            for r in &acct.manifest().recovery {
-                let kind = match r.kind {
-                    crate::format::manifest::RecoveryKind::RecoveryKey => "recovery key",
-                    crate::format::manifest::RecoveryKind::Contact => "recovery contact",
-                    crate::format::manifest::RecoveryKind::Escrow => "passcode escrow",
-                };
-                println!("{kind:<17} {}", r.label);
+            let methods = &acct.manifest().recovery;
+            if methods.is_empty() {
+                println!("No recovery methods.");
+            }
+            for r in methods {
+                // Only a contact's label (its name) says more than its kind.
+                match r.kind {
+                    crate::format::manifest::RecoveryKind::RecoveryKey => println!("recovery key"),
+                    crate::format::manifest::RecoveryKind::Contact => {
+                        println!("recovery contact  {}", r.label)
+                    }
+                    crate::format::manifest::RecoveryKind::Escrow => println!("passcode escrow"),
+                }
             }
             Ok(0)
         }

@@ -51,7 +51,7 @@ struct Progress {
 impl Progress {
     fn new(what: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let pb = ProgressBar::new(0);
+            let pb = super::sync::bar_drawn_once_sized();
             pb.set_style(
                 ProgressStyle::with_template(
                     "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
@@ -71,7 +71,7 @@ impl Progress {
     fn update(&mut self, done: u64, total: u64) {
         match &self.bar {
             Some(pb) => {
-                pb.set_length(total);
+                super::sync::size_bar(pb, total);
                 pb.set_position(done);
                 if !self.started {
                     // A resumed rotation starts part-way: the rate counts from here.
@@ -186,6 +186,41 @@ pub fn load_pending(home: &Home) -> Vec<Job> {
             class: None,
         })
         .collect()
+}
+
+/// Whether `category` is among the rotations owed.
+pub fn is_pending(home: &Home, category: &str) -> bool {
+    load_pending(home).iter().any(|j| j.category == category)
+}
+
+/// Adds `category` to the rotations owed, keeping the others.
+pub fn add_pending(home: &Home, category: &str) -> Result<(), String> {
+    let mut jobs = load_pending(home);
+    if !jobs.iter().any(|j| j.category == category) {
+        jobs.push(Job {
+            category: category.to_string(),
+            class: None,
+        });
+    }
+    save_pending(home, &jobs)
+}
+
+/// Takes `category` off the rotations owed (the record goes when none is left).
+pub fn remove_pending(home: &Home, category: &str) -> Result<(), String> {
+    let jobs: Vec<Job> = load_pending(home)
+        .into_iter()
+        .filter(|j| j.category != category)
+        .collect();
+    if jobs.is_empty() {
+        return match std::fs::remove_file(pending_path(home)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                "cannot remove {}: {e}",
+                pending_path(home).display()
+            )),
+            _ => Ok(()),
+        };
+    }
+    save_pending(home, &jobs)
 }
 
 /// [`rotate_many`] that records what is left in [`pending_path`] as it goes.

@@ -27,6 +27,14 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         Some(d) => println!("store: {} ({})", acct.config.store, d.display()),
         None => println!("store: {}", acct.config.store),
     }
+    println!(
+        "backup: {}",
+        if acct.backup_on() {
+            "on (Messages has a copy under Backup)"
+        } else {
+            "off"
+        }
+    );
     if acct.config.server.is_some() {
         // Read with the remembered-device token: no password needed.
         match acct.notice_watch().and_then(|w| w.fetch()) {

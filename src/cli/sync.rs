@@ -6,7 +6,7 @@
 use super::control::{self, Reply, Request};
 use crate::home::Home;
 use crate::store::writeback::{SyncStatus, WriteBack};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,6 +74,24 @@ pub fn describe(s: &SyncStatus) -> Vec<String> {
     out
 }
 
+/// A terminal progress bar that stays undrawn until [`size_bar`] gives it a total: drawn
+/// before, it would show a full bar at 0 B / 0 B.
+pub(super) fn bar_drawn_once_sized() -> ProgressBar {
+    ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+}
+
+/// Sets the total of a bar from [`bar_drawn_once_sized`], drawing it from the first
+/// non-zero total on (nothing to do shows no bar at all).
+pub(super) fn size_bar(pb: &ProgressBar, total: u64) {
+    if total == 0 {
+        return;
+    }
+    pb.set_length(total);
+    if pb.is_hidden() {
+        pb.set_draw_target(ProgressDrawTarget::stderr());
+    }
+}
+
 /// Upload progress: a bar on a terminal, else a plain line every few seconds.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -84,7 +102,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(what: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let pb = ProgressBar::new(0);
+            let pb = bar_drawn_once_sized();
             pb.set_style(
                 ProgressStyle::with_template(
                     "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
@@ -106,7 +124,7 @@ impl Progress {
         let done = self.start_pending - s.pending_bytes;
         match &self.bar {
             Some(pb) => {
-                pb.set_length(self.start_pending);
+                size_bar(pb, self.start_pending);
                 pb.set_position(done);
             }
             None => {
