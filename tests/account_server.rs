@@ -38,7 +38,13 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
     let srv = Server::start(tmp.path(), &[]);
     let (mut d, pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
     assert!(ok, "{t}");
-    assert!(t.contains("cirrus account totp enroll"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "cirrus --home {} account totp enroll",
+            d.home.display()
+        )),
+        "{t}"
+    );
     assert!(
         !d.home.join("keyservice").exists(),
         "no embedded key service"

@@ -378,7 +378,14 @@ fn a_deleted_anchor_and_a_planted_manifest_are_refused() {
         .unwrap();
     let t = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success(), "mount must be refused:\n{t}");
-    assert!(t.contains("cirrus device reanchor"), "{t}");
+    // The hint names this drive's home (it was given with --home).
+    assert!(
+        t.contains(&format!(
+            "cirrus --home {} device reanchor",
+            d.home.display()
+        )),
+        "{t}"
+    );
     assert!(!is_fuse_mount(&d.mnt));
     assert_eq!(
         store_listing(&d),

@@ -115,3 +115,45 @@ pub fn now_step() -> u64 {
         .as_secs()
         / 30
 }
+
+/// A blank drive with an account of its own (no key service), not mounted.
+pub fn local_account() -> Drive {
+    let d = Drive::blank();
+    let mut c = d.cirrus_cmd();
+    c.arg("init")
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .args(["--kdf-memory", "8192", "--kdf-time", "1"]);
+    let (ok, t) = out(c);
+    assert!(ok, "{t}");
+    d
+}
+
+/// `cirrus --home HOME ARGS --passcode-file P` on `d`.
+pub fn with_passcode(d: &Drive, args: &[&str]) -> Command {
+    let mut c = d.cirrus_cmd();
+    c.args(args).arg("--passcode-file").arg(&d.passcode_file);
+    c
+}
+
+/// Every file under `dir` with its bytes, by path relative to `dir`.
+pub fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
