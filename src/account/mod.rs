@@ -84,6 +84,11 @@ pub enum AccountError {
          (pass --password-file with the account password)"
     )]
     NoKeyService,
+    /// As [`AccountError::NoKeyService`], after a login that was tried and failed in a way
+    /// the device went on after with the keys it holds (a mount, `status`).
+    /// Says only what kind of failure: the whole reason is shown once, as a warning.
+    #[error("{}", .0.short())]
+    NoSession(remote::NoSession),
     /// The key service wants a recently authenticated session for this change, and this
     /// device logged in through its remembered token (or long ago).
     #[error("this change needs a fresh second factor: run it again with --totp CODE")]
@@ -123,6 +128,9 @@ pub struct Unlocked {
     service: Option<Box<dyn ServiceKeys>>,
     /// A session with the remote key service, once [`Unlocked::connect`] logged in.
     session: Option<Arc<crate::server::client::Session>>,
+    /// Why a login tried by [`Unlocked::connect_or_hold`] gave no session: what a
+    /// category that needs the key service says when it stays locked.
+    no_session: Option<remote::NoSession>,
     keyring: Mutex<Keyring>,
     pub seen: Arc<SeenHeads>,
     manifest: Manifest,
@@ -331,6 +339,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         identity,
         service,
         session,
+        no_session: None,
         keyring: Mutex::new(Keyring::default()),
         seen,
         manifest: Manifest {
@@ -447,6 +456,7 @@ fn unlock_with(
         identity: Arc::new(identity),
         service,
         session: None,
+        no_session: None,
         keyring: Mutex::new(keyring),
         seen,
         manifest: Manifest {
@@ -713,7 +723,11 @@ impl Unlocked {
     }
 
     fn service(&self) -> Result<&dyn ServiceKeys, AccountError> {
-        self.service.as_deref().ok_or(AccountError::NoKeyService)
+        match (&self.service, &self.no_session) {
+            (Some(s), _) => Ok(s.as_ref()),
+            (None, Some(why)) => Err(AccountError::NoSession(why.clone())),
+            (None, None) => Err(AccountError::NoKeyService),
+        }
     }
 
     pub fn add_category(&mut self, name: &str, class: Class) -> Result<(), AccountError> {
