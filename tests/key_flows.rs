@@ -104,3 +104,91 @@ fn mount_with_a_password_opens_what_the_device_holds_when_the_key_service_refuse
     assert!(status_line(&t, "Health").contains(" ok"), "{t}");
     d.unmount();
 }
+
+// ---- Points 6 and 7: a data recovery, as the new device and a dropped one see it ----
+
+/// `cirrus recover --data-recovery` of `from`'s account on a new device named "another".
+fn recover_by_data_recovery(srv: &Server, from: &Drive, code: &str) -> (Drive, bool, String) {
+    let c = Drive::blank();
+    let newpw = c.root.join("new-password");
+    fs::write(&newpw, "a brand new password\n").unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.args(["recover", "--data-recovery", "--store"])
+        .arg(format!("file://{}", from.home.join("store").display()))
+        .args(["--device-name", "another"])
+        .args(["--kdf-memory", "8192", "--kdf-time", "1"])
+        .args(["--server", &srv.url])
+        .args(["--fingerprint", &srv.fingerprint.to_string()])
+        .args(["--account", "alice", "--totp", code])
+        .arg("--new-password-file")
+        .arg(&newpw)
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(cmd);
+    (c, ok, t)
+}
+
+/// Issue 16.7: the e2e categories a data recovery cannot bring back are named once, in
+/// the summary, with no warning per category. Issue 16.6: the device it dropped is told
+/// it was removed from the account by that recovery, not that an untrusted key signed the
+/// manifest; without the recovery's proof, the same manifest still reads as an attack.
+#[test]
+fn data_recovery_names_what_is_lost_once_and_the_dropped_device_hears_it_was_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (mut a, _pw, totp) = alice_with_totp(&srv);
+    a.mount_again();
+    fs::write(a.notes().join("n.txt"), b"recoverable").unwrap();
+    fs::write(a.health().join("h.txt"), b"not recoverable").unwrap();
+    a.unmount();
+
+    let (_c, ok, t) = recover_by_data_recovery(&srv, &a, &fresh_code(&totp));
+    assert!(ok, "{t}");
+    assert!(
+        !t.contains("WARN") && !t.contains("cannot re-sign"),
+        "warnings for what is lost by design:\n{t}"
+    );
+    let lost = t
+        .lines()
+        .find(|l| l.starts_with("NOT recovered (end-to-end"))
+        .unwrap_or_else(|| panic!("no summary of what was not recovered:\n{t}"));
+    assert!(lost.contains("Health") && lost.contains("Keychain"), "{t}");
+    assert_eq!(
+        t.matches("Health").count(),
+        1,
+        "Health named more than once:\n{t}"
+    );
+
+    // The old device: removed by the recovery, and told so.
+    let old_status = || {
+        let mut s = a.cirrus_cmd();
+        s.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+        out(s)
+    };
+    let (ok, t) = old_status();
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains("this device was removed from the account: a data recovery")
+            && t.contains("on device \"another\""),
+        "{t}"
+    );
+    assert!(!t.contains("not a trusted device"), "{t}");
+
+    // The store alone cannot make that manifest read so: without the proof (or with a
+    // damaged one) it is an unknown signer again.
+    let proofs = a.home.join("store/account/recovery-proofs");
+    let proof = fs::read_dir(&proofs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&proof).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&proof, &bytes).unwrap();
+    let (ok, t) = old_status();
+    assert!(!ok, "{t}");
+    assert!(t.contains("not a trusted device of this account"), "{t}");
+    assert!(!t.contains("data recovery"), "{t}");
+}

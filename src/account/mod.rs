@@ -79,6 +79,17 @@ pub enum AccountError {
     BadCode(String),
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
+    /// A data recovery on another device started the account anew without this one,
+    /// checked by `data_recovery::recognise`. Starts as [`AccountError::DeviceRemoved`]
+    /// does (the sync hooks look for that).
+    #[error(
+        "this device was removed from the account: a data recovery (`cirrus recover \
+         --data-recovery`) on device \"{by}\", {ago} ago, made that device the account's only \
+         trusted one. What this device already has stays readable here; to use the account \
+         on this computer again, add it as a new device (`cirrus device add` with a new \
+         --home) and approve it on \"{by}\""
+    )]
+    RemovedByDataRecovery { by: String, ago: String },
     #[error(
         "this needs the key service, which this device is not logged in to \
          (pass --password-file with the account password)"
@@ -612,7 +623,9 @@ impl Unlocked {
         }
         manifest::check_classes(&trusted)?;
         let (newest, nhash, etag, newest_obj) =
-            manifest::fetch_chain(&*self.store, &trusted, &hash)?;
+            manifest::fetch_chain(&*self.store, &trusted, &hash, |last, next| {
+                self.dropped_by_data_recovery(last, next)
+            })?;
         let changed = newest.counter != trusted.counter;
         if let Ok(mut s) = self.signers.write() {
             *s = manifest::signers_of(&trusted);
