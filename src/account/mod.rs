@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod methods;
 mod migrate;
 pub mod notices;
+mod recovery_proof;
 pub mod remote;
 
 use crate::crypto::{self, SecretKey};
