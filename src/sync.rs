@@ -432,6 +432,12 @@ mod tests {
     fn the_removed_device_error_is_recognised() {
         let e = crate::account::AccountError::DeviceRemoved.to_string();
         assert!(e.starts_with(DEVICE_REMOVED), "{e}");
+        let e = crate::account::AccountError::RemovedByDataRecovery {
+            by: "laptop".into(),
+            ago: "5 min".into(),
+        }
+        .to_string();
+        assert!(e.starts_with(DEVICE_REMOVED), "{e}");
     }
 
     #[test]

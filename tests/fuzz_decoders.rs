@@ -1,7 +1,7 @@
 //! Property-based fuzzing of every decoder that reads bytes a store, a server or a file
 //! can hand us (issue 9): heads and head envelopes, pack headers, leaves and their
 //! records, manifests (signed, join requests, approvals), category tables, key
-//! acknowledgements, export headers and segments, sealed blobs, the home's sealed records
+//! acknowledgements, data-recovery proofs, export headers and segments, sealed blobs, the home's sealed records
 //! (keyring, seen heads), write-back journal headers, the key service's JSON, and the
 //! strings a user types (join codes, recovery keys, contact codes).
 //!
@@ -29,6 +29,7 @@ use cirrus::format::manifest::{
 };
 use cirrus::format::pack::{check_header, pack_header};
 use cirrus::format::record::decode_leaf;
+use cirrus::format::recovery_proof::RecoveryProof;
 use cirrus::format::table::CategoryTable;
 use cirrus::format::{FormatError, names};
 use cirrus::home::SeenHeads;
@@ -121,6 +122,14 @@ fn ack_decodes(b: &[u8]) -> bool {
     let got = check("Ack::decode", b, Ack::decode);
     if let Ok((a, sig)) = &got {
         assert_eq!(a.encode(sig), b);
+    }
+    got.is_ok()
+}
+
+fn recovery_proof_decodes(b: &[u8]) -> bool {
+    let got = check("RecoveryProof::decode", b, RecoveryProof::decode);
+    if let Ok(p) = &got {
+        assert_eq!(p.encode(), b);
     }
     got.is_ok()
 }
@@ -291,6 +300,7 @@ proptest! {
         join_request_decodes(&b);
         approval_decodes(&b);
         ack_decodes(&b);
+        recovery_proof_decodes(&b);
         export_header_decodes(&b);
         keyring_decodes(&b);
         seen_decodes(&b);
@@ -371,6 +381,13 @@ proptest! {
         let b = a.encode(&sig);
         prop_assert_eq!(Ack::decode(&b).unwrap(), (a, sig));
         ack_decodes(&apply(b, &ms));
+    }
+
+    #[test]
+    fn recovery_proofs_round_trip_and_survive_mutation(p in recovery_proof(), ms in mutations()) {
+        let b = p.encode();
+        prop_assert_eq!(RecoveryProof::decode(&b).unwrap(), p);
+        recovery_proof_decodes(&apply(b, &ms));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! account starts a new circle of trust with this device as its only member.
 
 use super::devices::NewDevice;
+use super::recovery_proof::make_proof;
 use super::*;
 use crate::format::manifest::FLAG_NO_DATA_RECOVERY;
 use crate::home::ServerConfig;
@@ -14,7 +15,12 @@ use crate::server::client::Session;
 pub struct DataRecovery {
     pub account: Unlocked,
     pub recovered: Vec<String>,
+    /// End-to-end categories, lost by design: only the lost devices, a recovery key or a
+    /// recovery contact could open them. They start empty.
     pub lost: Vec<String>,
+    /// Standard categories whose key the key service did not give back (each one was
+    /// warned about, with why).
+    pub failed: Vec<String>,
 }
 
 impl NewDevice {
@@ -81,7 +87,9 @@ impl NewDevice {
         next.set_commitment(0, akv, key_commitment(&ak));
         next.set(crate::format::manifest::FLAG_ADP, false);
         next.set(FLAG_SECOND_FACTOR, true);
-        let (mut recovered, mut lost) = (Vec::new(), Vec::new());
+        let (mut recovered, mut lost, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        // The standard keys that came back, for the proof a dropped device checks.
+        let mut proof_keys = Vec::new();
         let entries: Vec<CategoryEntry> = old.table.active().cloned().collect();
         // With Backup on, Messages comes back through its key's copy under Backup.
         let messages_key = if old.has(super::backup::FLAG_BACKUP) {
@@ -126,27 +134,48 @@ impl NewDevice {
                 lost.push(e.name.clone());
                 continue;
             }
+            // Checked against the commitment of the manifest read (`acct.manifest`).
             match acct.category_key(&e) {
                 Ok(k) => {
-                    if old.commitment(e.id, e.key_version) == Some(key_commitment(&k)) {
-                        recovered.push(e.name.clone());
-                    } else {
-                        lost.push(e.name.clone());
+                    if e.class == Class::Standard {
+                        proof_keys.push((e.id, e.key_version, k));
                     }
+                    recovered.push(e.name.clone());
                 }
                 Err(err) => {
                     log::warn!("category {}: {err}", e.name);
-                    lost.push(e.name.clone());
+                    failed.push(e.name.clone());
                 }
             }
         }
+        // Every e2e key object of the old table (retired ones too) is wrapped under the
+        // old account key, which nobody here has: their heads cannot be re-signed, by
+        // design, and are not reported again (Messages aside if it came back).
+        let unreadable: Vec<u32> = old
+            .table
+            .entries
+            .iter()
+            .filter(|e| e.class == Class::E2e || default_e2e(&e.name))
+            .filter(|e| messages_key.as_ref().is_none_or(|(id, _, _)| *id != e.id))
+            .map(|e| e.id)
+            .collect();
+        // The proof goes first, so no device sees the manifest without it. The counters
+        // are the ones `publish_manifest` gives (the successor of `old`).
+        next.counter = old
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| AccountError::BadManifest("manifest counter exhausted".into()))?;
+        next.table.counter = next.counter;
+        let proof = make_proof(&next, &proof_keys);
+        acct.store
+            .put(&names::recovery_proof(next.counter), &proof.encode())?;
         // Not a successor signed by a trusted device (none is left): a new chain start,
         // compare-and-swapped against the manifest read.
         acct.manifest_etag = Some(crate::store::etag_of(&old_obj));
         acct.publish_manifest(next)?;
         acct.grant_account_key(&me)?;
         acct.save_keyring()?;
-        acct.republish_heads(&old_signers, false)?;
+        acct.republish_heads(&old_signers, false, &unreadable)?;
         acct.home.save_config(&acct.config)?;
         let _ = std::fs::remove_file(acct.home.join_path());
         let _ = session.set_drs(true);
@@ -154,6 +183,7 @@ impl NewDevice {
             account: acct,
             recovered,
             lost,
+            failed,
         })
     }
 }

@@ -238,6 +238,7 @@ impl NewDevice {
         config.account_id = Some(hex::encode(m.account_id));
         let mut acct = Unlocked {
             session: None,
+            no_session: None,
             home,
             config,
             store,
@@ -301,6 +302,7 @@ impl NewDevice {
         config.server = Some(server);
         Ok(Unlocked {
             session: Some(session.clone()),
+            no_session: None,
             home,
             config,
             store,

@@ -199,11 +199,18 @@ pub(crate) fn check_class_changes(prev: &Manifest, next: &Manifest) -> Result<()
 
 /// Reads the newest manifest and walks the chain from `trusted` to it. Returns the
 /// newest (or `trusted` itself when nothing changed) and the etag for the next CAS.
+/// Where a manifest does not follow the one before (`last`), `on_break(last, object)`
+/// may tell what happened instead (a data recovery that dropped this device, proven);
+/// otherwise the verification's own error stands. Nothing past the break is accepted.
 pub fn fetch_chain(
     store: &dyn Store,
     trusted: &Manifest,
     trusted_hash: &[u8; 32],
+    on_break: impl Fn(&Manifest, &[u8]) -> Option<AccountError>,
 ) -> Result<(Manifest, [u8; 32], crate::store::Etag, Vec<u8>), AccountError> {
+    let successor = |prev: &Manifest, obj: &[u8]| {
+        verify_successor(prev, obj).map_err(|e| on_break(prev, obj).unwrap_or(e))
+    };
     let latest = match store.get(names::MANIFEST) {
         Ok(o) => o,
         Err(StoreError::NotFound(_)) => {
@@ -239,10 +246,10 @@ pub fn fetch_chain(
         let obj = store
             .get(&names::manifest_version(c))
             .map_err(|e| bad(format!("manifest #{c} of the chain is unreadable: {e}")))?;
-        (cur, cur_hash) = verify_successor(&cur, &obj)?;
+        (cur, cur_hash) = successor(&cur, &obj)?;
     }
     let _ = cur_hash;
-    let (m, h) = verify_successor(&cur, &latest)?;
+    let (m, h) = successor(&cur, &latest)?;
     Ok((m, h, etag, latest))
 }
 
@@ -360,11 +367,14 @@ impl Unlocked {
     /// gc and fsck read them), signed by this device. While reading, the signatures of
     /// `extra` (the devices of a manifest being replaced) also count, and with
     /// `accept_unsigned` layout-1 heads too (the one-time upgrade of an old account).
-    /// Only without a running daemon: it writes heads.
+    /// `unreadable` are categories whose keys the caller knows nobody here can open (the
+    /// e2e ones a data recovery leaves behind): skipped without a warning, which is kept
+    /// for real failures. Only without a running daemon: it writes heads.
     pub(crate) fn republish_heads(
         &self,
         extra: &[[u8; 32]],
         accept_unsigned: bool,
+        unreadable: &[u32],
     ) -> Result<(), AccountError> {
         if let Ok(mut s) = self.signers.write() {
             s.active.extend_from_slice(extra);
@@ -377,6 +387,9 @@ impl Unlocked {
         });
         let cache = Arc::new(crate::cache::ChunkCache::new(1 << 20));
         for (e, setup) in self.all_category_setups() {
+            if unreadable.contains(&e.id) {
+                continue;
+            }
             let setup = match setup {
                 Ok(s) => s,
                 Err(why) => {
@@ -413,7 +426,7 @@ impl Unlocked {
     /// [`republish_heads`] before a device is removed while the drive is not mounted, so
     /// no head is left that only the removed device vouches for.
     pub fn resign_heads(&self) -> Result<(), AccountError> {
-        self.republish_heads(&[], false)
+        self.republish_heads(&[], false, &[])
     }
 }
 

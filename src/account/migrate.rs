@@ -112,7 +112,7 @@ pub(super) fn run(acct: &mut Unlocked, reanchor: bool) -> Result<(), AccountErro
         Err(e) => return Err(e.into()),
     }
     acct.grant_account_key(&me)?;
-    acct.republish_heads(&[], true)?;
+    acct.republish_heads(&[], true, &[])?;
     match acct.store.delete(names::CATEGORY_TABLE) {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod methods;
 mod migrate;
 pub mod notices;
+mod recovery_proof;
 pub mod remote;
 
 use crate::crypto::{self, SecretKey};
@@ -83,11 +84,27 @@ pub enum AccountError {
     BadCode(String),
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
+    /// A data recovery on another device started the account anew without this one,
+    /// checked by `data_recovery::recognise`. Starts as [`AccountError::DeviceRemoved`]
+    /// does (the sync hooks look for that).
+    #[error(
+        "this device was removed from the account: a data recovery (`cirrus recover \
+         --data-recovery`) on device \"{by}\", {ago} ago, made that device the account's only \
+         trusted one. What this device already has stays readable here; to use the account \
+         on this computer again, add it as a new device (`cirrus device add` with a new \
+         --home) and approve it on \"{by}\""
+    )]
+    RemovedByDataRecovery { by: String, ago: String },
     #[error(
         "this needs the key service, which this device is not logged in to \
          (pass --password-file with the account password)"
     )]
     NoKeyService,
+    /// As [`AccountError::NoKeyService`], after a login that was tried and failed in a way
+    /// the device went on after with the keys it holds (a mount, `status`).
+    /// Says only what kind of failure: the whole reason is shown once, as a warning.
+    #[error("{}", .0.short())]
+    NoSession(remote::NoSession),
     /// The key service wants a recently authenticated session for this change, and this
     /// device logged in through its remembered token (or long ago).
     #[error("this change needs a fresh second factor: run it again with --totp CODE")]
@@ -127,6 +144,9 @@ pub struct Unlocked {
     service: Option<Box<dyn ServiceKeys>>,
     /// A session with the remote key service, once [`Unlocked::connect`] logged in.
     session: Option<Arc<crate::server::client::Session>>,
+    /// Why a login tried by [`Unlocked::connect_or_hold`] gave no session: what a
+    /// category that needs the key service says when it stays locked.
+    no_session: Option<remote::NoSession>,
     keyring: Mutex<Keyring>,
     pub seen: Arc<SeenHeads>,
     manifest: Manifest,
@@ -335,6 +355,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
         identity,
         service,
         session,
+        no_session: None,
         keyring: Mutex::new(Keyring::default()),
         seen,
         manifest: Manifest {
@@ -451,6 +472,7 @@ fn unlock_with(
         identity: Arc::new(identity),
         service,
         session: None,
+        no_session: None,
         keyring: Mutex::new(keyring),
         seen,
         manifest: Manifest {
@@ -606,7 +628,9 @@ impl Unlocked {
         }
         manifest::check_classes(&trusted)?;
         let (newest, nhash, etag, newest_obj) =
-            manifest::fetch_chain(&*self.store, &trusted, &hash)?;
+            manifest::fetch_chain(&*self.store, &trusted, &hash, |last, next| {
+                self.dropped_by_data_recovery(last, next)
+            })?;
         let changed = newest.counter != trusted.counter;
         if let Ok(mut s) = self.signers.write() {
             *s = manifest::signers_of(&trusted);
@@ -717,7 +741,11 @@ impl Unlocked {
     }
 
     fn service(&self) -> Result<&dyn ServiceKeys, AccountError> {
-        self.service.as_deref().ok_or(AccountError::NoKeyService)
+        match (&self.service, &self.no_session) {
+            (Some(s), _) => Ok(s.as_ref()),
+            (None, Some(why)) => Err(AccountError::NoSession(why.clone())),
+            (None, None) => Err(AccountError::NoKeyService),
+        }
     }
 
     pub fn add_category(&mut self, name: &str, class: Class) -> Result<(), AccountError> {

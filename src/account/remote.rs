@@ -78,12 +78,106 @@ pub(crate) fn load_token(home: &Home, device_key: &SecretKey) -> Option<Zeroizin
     String::from_utf8(plain).ok().map(Zeroizing::new)
 }
 
+/// Why a login to the key service gave this device no session, in the cases where what
+/// the device holds stays as good as before: its own keys (e2e, and the standard keys in
+/// its keyring) were opened by its passcode, not by the service, so a drive or `status`
+/// may go on with them and show the rest as locked. Anything else that stops a login (a
+/// server presenting another certificate, an answer that makes no sense, a damaged home)
+/// is no such case and stays an error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoSession {
+    /// Nothing answered (stopped, network down, timed out), or it failed on its side.
+    #[error("{0} (check that the key service runs and that this computer can reach it)")]
+    Unreachable(String),
+    /// It answered and refused: wrong password (or TOTP code), too many tries.
+    #[error(
+        "the key service refused the login: {0} (check the account password in the \
+         --password-file, and the --totp code if you gave one)"
+    )]
+    Refused(String),
+    /// It wants a TOTP code from this device: its remembered token was revoked (a password
+    /// change or reset forgets every device) or it never had one.
+    #[error("{0}; this device must log in again: run `cirrus account login --totp CODE` once")]
+    MustLogInAgain(String),
+}
+
+impl NoSession {
+    /// What a category whose key needs the service says (the whole reason is told once,
+    /// elsewhere).
+    pub fn short(&self) -> &'static str {
+        match self {
+            NoSession::Unreachable(_) => {
+                "this key is not on this device, and the key service could not be reached"
+            }
+            NoSession::Refused(_) => {
+                "this key is not on this device, and the key service refused the login"
+            }
+            NoSession::MustLogInAgain(_) => {
+                "this key is not on this device, and the key service wants this device to \
+                 log in again (`cirrus account login --totp CODE`)"
+            }
+        }
+    }
+
+    /// The login failures a device may go on after with the keys it holds; None for the
+    /// others.
+    fn of(e: &ClientError) -> Option<NoSession> {
+        match e {
+            ClientError::Connect { .. } | ClientError::Server(_) => {
+                Some(NoSession::Unreachable(e.to_string()))
+            }
+            ClientError::Unauthorized(_) | ClientError::RateLimited { .. } => {
+                Some(NoSession::Refused(e.to_string()))
+            }
+            ClientError::SecondFactorRequired(_) | ClientError::ReauthRequired(_) => {
+                Some(NoSession::MustLogInAgain(e.to_string()))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Unlocked {
     /// Logs in to the account's key service: with this device's remembered token if it
     /// has one, else with `totp` (when the account has TOTP). Remembers the device.
     pub fn connect(&mut self, password: &Passcode, totp: Option<&str>) -> Result<(), AccountError> {
+        Ok(self.log_in(password, totp)??)
+    }
+
+    /// [`Unlocked::connect`] for what can go on with the keys this device holds (a mount,
+    /// `status`): when the key service cannot be reached or refuses the login, returns
+    /// why, and every category whose key needs the service stays locked saying so. A
+    /// wrong password opens nothing it would not open without one: this device's keys
+    /// are opened by its passcode, and nothing comes from the service without a session.
+    pub fn connect_or_hold(
+        &mut self,
+        password: &Passcode,
+        totp: Option<&str>,
+    ) -> Result<Option<NoSession>, AccountError> {
+        match self.log_in(password, totp)? {
+            Ok(()) => Ok(None),
+            Err(e) => {
+                let why = NoSession::of(&e).ok_or(e)?;
+                self.no_session = Some(why.clone());
+                Ok(Some(why))
+            }
+        }
+    }
+
+    /// Why the login of [`Unlocked::connect_or_hold`] gave no session, if it did not.
+    pub fn no_session(&self) -> Option<&NoSession> {
+        self.no_session.as_ref()
+    }
+
+    /// The login: the outer error is this device's (its config, saving the token), the
+    /// inner one what the key service (or the way to it) said.
+    fn log_in(
+        &mut self,
+        password: &Passcode,
+        totp: Option<&str>,
+    ) -> Result<Result<(), ClientError>, AccountError> {
         let Some(server) = self.config.server.clone() else {
-            return Ok(());
+            return Ok(Ok(()));
         };
         let client = client_for(&server, self.config.kdf)?;
         let token = load_token(&self.home, &self.device_key);
@@ -92,14 +186,18 @@ impl Unlocked {
             (None, Some(t)) => SecondFactor::DeviceToken(t),
             (None, None) => SecondFactor::None,
         };
-        let (session, new_token) = client.login(&server.account, password, second, true)?;
+        let (session, new_token) = match client.login(&server.account, password, second, true) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
         if let Some(t) = new_token {
             save_token(&self.home, &self.device_key, &t)?;
         }
         let session = Arc::new(session);
         self.service = Some(Box::new(RemoteService(session.clone())));
         self.session = Some(session);
-        Ok(())
+        self.no_session = None;
+        Ok(Ok(()))
     }
 
     /// Records the key service this account uses (a device that joined or recovered).
@@ -290,6 +388,42 @@ impl Unlocked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unreachable_or_refusing_key_service_lets_a_mount_go_on_without_it() {
+        let connect = ClientError::Connect {
+            url: "https://127.0.0.1:1".into(),
+            cause: "connection refused".into(),
+        };
+        assert!(matches!(
+            NoSession::of(&connect),
+            Some(NoSession::Unreachable(_))
+        ));
+        assert!(matches!(
+            NoSession::of(&ClientError::Unauthorized("wrong".into())),
+            Some(NoSession::Refused(_))
+        ));
+        assert!(matches!(
+            NoSession::of(&ClientError::RateLimited { retry_after: 5 }),
+            Some(NoSession::Refused(_))
+        ));
+        let again = NoSession::of(&ClientError::SecondFactorRequired("x".into()));
+        assert!(matches!(again, Some(NoSession::MustLogInAgain(_))));
+        assert!(again.unwrap().to_string().contains("cirrus account login"));
+        // A server that is not the one this device trusts, or that answers nonsense, is
+        // no reason to go on: the mount stops.
+        let fp = Fingerprint::from_bytes([1; 32]);
+        for e in [
+            ClientError::FingerprintMismatch {
+                expected: fp,
+                got: Fingerprint::from_bytes([2; 32]),
+            },
+            ClientError::Protocol("garbage".into()),
+            ClientError::BadRequest("no".into()),
+        ] {
+            assert!(NoSession::of(&e).is_none(), "{e}");
+        }
+    }
 
     #[test]
     fn the_second_factor_errors_name_the_flag_that_gives_it() {

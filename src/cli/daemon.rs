@@ -268,6 +268,9 @@ pub fn serve(
 ) -> super::CliResult {
     harden_process();
     let _home_lock = lock_home(&acct.home)?;
+    if let Some(why) = acct.no_session() {
+        warn!("{}", super::mount::held_keys_warning(why));
+    }
     // The budget: unsealed writes, one pack buffer being filled and the clean-chunk cache
     // together stay within --memory-cache.
     let mem = args.memory_cache as usize;

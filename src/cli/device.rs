@@ -508,6 +508,13 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
             r.lost.join(", ")
         );
     }
+    if !r.failed.is_empty() {
+        println!(
+            "NOT recovered (the key service did not give their keys back; see the warnings \
+             above): {}",
+            r.failed.join(", ")
+        );
+    }
     // The lost devices still hold the recovered keys: new keys for those categories, so
     // whoever has a lost device reads nothing written from now on.
     let home = Home::new(r.account.home.root.clone());

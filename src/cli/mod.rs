@@ -606,6 +606,36 @@ fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String
 }
 
 fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
+    let mut acct = unlock_device(home, pass)?;
+    if acct.config.server.is_some() && pass.password_file.is_some() {
+        let password = passcode::read_password(pass, false)?;
+        acct.connect(&password, pass.totp.as_deref())
+            .map_err(|e| format!("logging in to the key service: {e}"))?;
+    }
+    Ok(acct)
+}
+
+/// [`unlock`] for the commands that can go on with the keys this device holds (`mount`,
+/// `status`): when the key service cannot be reached or refuses the login, they go on
+/// and show why (returned); the categories that need the service stay locked. Any other
+/// failure of the login (a server with another certificate) still stops them.
+fn unlock_holding(
+    home: Home,
+    pass: &PasscodeArgs,
+) -> Result<(account::Unlocked, Option<account::remote::NoSession>), String> {
+    let mut acct = unlock_device(home, pass)?;
+    let mut why = None;
+    if acct.config.server.is_some() && pass.password_file.is_some() {
+        let password = passcode::read_password(pass, false)?;
+        why = acct
+            .connect_or_hold(&password, pass.totp.as_deref())
+            .map_err(|e| format!("logging in to the key service: {e}"))?;
+    }
+    Ok((acct, why))
+}
+
+/// Opens this device's account with its passcode (no key service yet).
+fn unlock_device(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
     if !home.exists() {
         return Err(format!(
             "no Cirrus account in {} (run `{}`, or pass --home)",
@@ -615,7 +645,7 @@ fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> 
     }
     let passcode = passcode::read(pass, false)?;
     let config = home.config_path();
-    let mut acct = account::unlock(home, &passcode).map_err(|e| match e {
+    let acct = account::unlock(home, &passcode).map_err(|e| match e {
         account::AccountError::Store(crate::store::StoreError::Missing(_)) => {
             format!("{e} (the store URL is `store` in {})", config.display())
         }
@@ -623,11 +653,6 @@ fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> 
     })?;
     if let Some(wb) = &acct.sync {
         sync::remember(wb);
-    }
-    if acct.config.server.is_some() && pass.password_file.is_some() {
-        let password = passcode::read_password(pass, false)?;
-        acct.connect(&password, pass.totp.as_deref())
-            .map_err(|e| format!("logging in to the key service: {e}"))?;
     }
     Ok(acct)
 }

@@ -1,7 +1,8 @@
 //! `cirrus mount`: checks, unlocks, then detaches a daemon that serves the drive. The
 //! parent returns only once the drive is mounted (or prints why it is not).
 
-use super::{PasscodeArgs, daemon, default_mountpoint, unlock};
+use super::{PasscodeArgs, daemon, default_mountpoint, unlock_holding};
+use crate::account::remote::NoSession;
 use crate::home::Home;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -174,6 +175,16 @@ fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
+/// What a mount says when it goes on without the key service. The drive does not log in
+/// again by itself: it would have to keep the account password in memory.
+pub(super) fn held_keys_warning(why: &NoSession) -> String {
+    format!(
+        "not logged in to the key service: {why}. The drive opens with the keys this device \
+         holds; the categories that need the key service are not shown (`cirrus status` \
+         lists them as locked) until a mount that logs in"
+    )
+}
+
 pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     let is_default = args.mountpoint.is_none();
     let mp = args.mountpoint.clone().unwrap_or_else(default_mountpoint);
@@ -193,7 +204,13 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     if args.journal_max < 64 << 20 {
         return Err("--journal-max must be at least 64M (one pack is 8M)".into());
     }
-    let acct = unlock(home, &args.pass)?;
+    let (acct, no_session) = unlock_holding(home, &args.pass)?;
+    // The daemon logs it too (to stderr when in the foreground).
+    if let Some(why) = &no_session
+        && !args.foreground
+    {
+        eprintln!("cirrus: warning: {}", held_keys_warning(why));
+    }
     if args.foreground {
         return daemon::serve(acct, &mp, &args, &mut None);
     }

@@ -1,6 +1,6 @@
 //! `cirrus status`: what is stored, per category, and how it is protected.
 
-use super::{PasscodeArgs, unlock};
+use super::{PasscodeArgs, unlock_holding};
 use crate::cache::ChunkCache;
 use crate::format::table::Class;
 use crate::home::Home;
@@ -21,7 +21,13 @@ pub(super) fn read_daemon_status(home: &Home) -> Option<String> {
 }
 
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
-    let acct = unlock(home, pass)?;
+    let (acct, no_session) = unlock_holding(home, pass)?;
+    if let Some(why) = &no_session {
+        eprintln!(
+            "cirrus: warning: not logged in to the key service: {why}. Categories whose keys \
+             this device does not hold are shown as locked"
+        );
+    }
     let cache = Arc::new(ChunkCache::new(1 << 20));
     match acct.store_dir() {
         Some(d) => println!("store: {} ({})", acct.config.store, d.display()),

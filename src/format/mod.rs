@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod names;
 pub mod pack;
 pub mod record;
+pub mod recovery_proof;
 pub mod table;
 
 pub use codec::FormatError;

@@ -25,6 +25,11 @@ pub fn manifest_version(counter: u64) -> String {
     format!("account/manifests/{counter:016x}")
 }
 
+/// The data-recovery proof of the manifest of `counter` (`format::recovery_proof`).
+pub fn recovery_proof(counter: u64) -> String {
+    format!("account/recovery-proofs/{counter:016x}")
+}
+
 /// The account key of `version` sealed to one device or recovery method (by the first
 /// 16 bytes of its Ed25519 public key, in hex).
 pub fn account_key_grant(version: u32, holder: &[u8; 32]) -> String {

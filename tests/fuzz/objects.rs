@@ -14,6 +14,7 @@ use cirrus::format::manifest::{
 use cirrus::format::names;
 use cirrus::format::pack::BlobRef;
 use cirrus::format::record::{Attr, DirEntry, Payload, Record, Time, encode_leaf};
+use cirrus::format::recovery_proof::RecoveryProof;
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
 use cirrus::store::writeback::{decode_journal_header, encode_journal_header};
 use proptest::prelude::*;
@@ -303,6 +304,15 @@ pub fn ack() -> impl Strategy<Value = Ack> {
                 heads,
             },
         )
+}
+
+pub fn recovery_proof() -> impl Strategy<Value = RecoveryProof> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        proptest::collection::vec((any::<u32>(), any::<u32>(), hash()), 0..5),
+    )
+        .prop_map(|(counter, at, tags)| RecoveryProof { counter, at, tags })
 }
 
 pub fn export_header() -> impl Strategy<Value = ExportHeader> {
