@@ -625,3 +625,169 @@ fn every_command_and_flag_the_user_guide_shows_exists() {
         problems.join("\n")
     );
 }
+
+// ---- Issue 16: the messages the user guide quotes are ones the binary prints ----
+
+/// Whether `piece` can be part of what `pattern` prints, `{...}` placeholders standing
+/// for any text: a glob match of `piece` against a substring of an expansion, in which at
+/// least half of the piece is the pattern's fixed text (so that a bare
+/// `"{what}: {e}"` does not vouch for anything).
+fn could_print(pattern: &[Seg], piece: &[char]) -> bool {
+    // Flatten: Some(c) a fixed character, None a placeholder (any run of characters).
+    let p: Vec<Option<char>> = pattern
+        .iter()
+        .flat_map(|s| match s {
+            Seg::Text(t) => t.chars().map(Some).collect::<Vec<_>>(),
+            Seg::Any => vec![None],
+        })
+        .collect();
+    // reach[j]: the characters of `piece` read so far can end just before p[j], with at
+    // most this many of them matched by fixed text; the piece may start anywhere.
+    let mut reach: Vec<Option<usize>> = vec![Some(0); p.len() + 1];
+    let better = |a: Option<usize>, b: usize| Some(a.map_or(b, |a| a.max(b)));
+    for &ch in piece {
+        let mut next: Vec<Option<usize>> = vec![None; p.len() + 1];
+        for j in 0..p.len() {
+            let Some(fixed) = reach[j] else { continue };
+            match p[j] {
+                Some(c) if c == ch => next[j + 1] = better(next[j + 1], fixed + 1),
+                Some(_) => {}
+                None => {
+                    next[j] = better(next[j], fixed);
+                    next[j + 1] = better(next[j + 1], fixed);
+                }
+            }
+        }
+        // A placeholder may also be empty.
+        for j in 0..p.len() {
+            if let (Some(f), None) = (next[j], p[j]) {
+                next[j + 1] = better(next[j + 1], f);
+            }
+        }
+        if next.iter().all(Option::is_none) {
+            return false;
+        }
+        reach = next;
+    }
+    let best = reach.iter().flatten().max().copied().unwrap_or(0);
+    best * 2 >= piece.len()
+}
+
+enum Seg {
+    Text(String),
+    Any,
+}
+
+/// A message literal as fixed text and placeholders (`{}`, `{name}`, `{:<8}`).
+fn segments(lit: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = lit.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                for d in chars.by_ref() {
+                    if d == '}' {
+                        break;
+                    }
+                }
+                out.push(Seg::Text(std::mem::take(&mut text)));
+                out.push(Seg::Any);
+            }
+            c => text.push(c),
+        }
+    }
+    out.push(Seg::Text(text));
+    out
+}
+
+/// Whether some literal could print `part`, or (`depth` > 0) `part` splits at a word into
+/// two parts of three words or more that could each be printed: messages are built from
+/// pieces (`S3 settings from {origin}` with the origin `AWS profile {profile:?} in {}`).
+fn printed(literals: &[Vec<Seg>], part: &str, depth: u32) -> bool {
+    let chars: Vec<char> = part.chars().collect();
+    if literals.iter().any(|lit| could_print(lit, &chars)) {
+        return true;
+    }
+    let words: Vec<&str> = part.split(' ').collect();
+    depth > 0
+        && (3..words.len().saturating_sub(2)).any(|k| {
+            printed(literals, &words[..k].join(" "), depth - 1)
+                && printed(literals, &words[k..].join(" "), depth - 1)
+        })
+}
+
+#[test]
+fn every_message_the_user_guide_quotes_is_one_the_binary_prints() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut literals: Vec<Vec<Seg>> = Vec::new();
+    for f in &files {
+        let src = fs::read_to_string(f).unwrap();
+        for (_, text) in user_texts(&src) {
+            let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            literals.push(segments(&one_line));
+        }
+    }
+    let guide = fs::read_to_string(root.join("docs/USER-GUIDE.md")).unwrap();
+    let (mut problems, mut checked) = (Vec::new(), 0);
+    let mut in_table = false;
+    for (n, l) in guide.lines().enumerate() {
+        let t = l.trim();
+        if !t.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if t.starts_with("| message |") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || t.starts_with("|---") {
+            continue;
+        }
+        // The first cell: the message, in backquotes, "..." where the guide leaves text out.
+        let cell = t.trim_start_matches('|').split(" | ").next().unwrap_or("");
+        let Some(msg) = cell
+            .trim()
+            .strip_prefix('`')
+            .and_then(|m| m.strip_suffix('`'))
+        else {
+            problems.push(format!(
+                "USER-GUIDE.md:{}: message not in backquotes",
+                n + 1
+            ));
+            continue;
+        };
+        // A message is made of parts joined by ": " (what failed: why); each part of three
+        // words or more must be printable by one literal.
+        for frag in msg.split("...") {
+            for part in frag.split(": ") {
+                let part = part.trim();
+                if part.split_whitespace().count() < 3 {
+                    continue;
+                }
+                checked += 1;
+                if !printed(&literals, part, 2) {
+                    problems.push(format!(
+                        "USER-GUIDE.md:{}: no message in src/ prints {part:?}",
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 15,
+        "only {checked} quoted messages found: is the scan broken?"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
