@@ -60,9 +60,10 @@ impl NewDeviceArgs {
 
 #[derive(Subcommand)]
 pub enum DeviceCmd {
-    /// On a NEW device: ask to join the account. Prints a 16-character code; type it on a
-    /// device that is already trusted: `cirrus device approve CODE`. Waits for the
-    /// approval.
+    /// On a NEW device: ask to join the account. With a key service (--server ...) it
+    /// first logs in with the password and --totp CODE and is remembered, so a late
+    /// approval needs no new code. Prints a 16-character code; type it on a device that
+    /// is already trusted: `cirrus device approve CODE`. Waits for the approval.
     Add {
         #[command(flatten)]
         new: NewDeviceArgs,
