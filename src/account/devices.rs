@@ -28,6 +28,9 @@ pub struct NewDeviceOptions {
     pub store_url: String,
     pub device_name: String,
     pub kdf: KdfParams,
+    /// The device is given the account's key service (and logs in to it). Without it, an
+    /// account whose manifest says it uses one is refused before anything is written.
+    pub with_key_service: bool,
 }
 
 fn bundle_ctx() -> Context {
@@ -56,13 +59,14 @@ impl NewDevice {
                     home.join_path().display()
                 )));
             }
+            let store = open_store(&home, &config.store)?;
+            check_key_service(&store.get(names::MANIFEST)?, opts.with_key_service)?;
             let device_key = device_key_of(&home, &config, passcode)?;
             let identity =
                 local::load_identity(&home, &device_key)?.ok_or_else(|| HomeError::Damaged {
                     path: home.identity_path(),
                     why: "missing".into(),
                 })?;
-            let store = open_store(&home, &config.store)?;
             return Ok(NewDevice {
                 home,
                 config,
@@ -78,15 +82,14 @@ impl NewDevice {
             ));
         }
         let store = store::open_url(&opts.store_url)?;
-        if let Err(e) = store.get(names::MANIFEST) {
-            return Err(match e {
-                StoreError::NotFound(_) => AccountError::BadManifest(format!(
-                    "the store at {} holds no account",
-                    opts.store_url
-                )),
-                e => e.into(),
-            });
-        }
+        let manifest = store.get(names::MANIFEST).map_err(|e| match e {
+            StoreError::NotFound(_) => AccountError::BadManifest(format!(
+                "the store at {} holds no account",
+                opts.store_url
+            )),
+            e => e.into(),
+        })?;
+        check_key_service(&manifest, opts.with_key_service)?;
         home.create_dirs()?;
         let device_secret = crypto::random_key()?;
         home.write_secret_file(&home.device_secret_path(), &device_secret)?;
@@ -113,6 +116,26 @@ impl NewDevice {
             store,
             code: None,
         })
+    }
+
+    /// Logs this device in to the account's key service and remembers it (the token is
+    /// sealed under this device's key), before it asks anything of the account: a join
+    /// approved late, or a recovery, then never depends on a TOTP code that has expired or
+    /// been overtaken by a later login meanwhile.
+    pub fn log_in(
+        &self,
+        server: &crate::home::ServerConfig,
+        password: &Passcode,
+        totp: Option<&str>,
+    ) -> Result<crate::server::client::Session, AccountError> {
+        super::remote::log_in(
+            &self.home,
+            &self.device_key,
+            server,
+            self.config.kdf,
+            password,
+            totp,
+        )
     }
 
     /// Puts a join request in the store, MAC'd under a fresh code; returns the code, for
@@ -381,6 +404,22 @@ impl NewDevice {
         acct.grant_account_key(&me)?;
         Ok(acct)
     }
+}
+
+/// Refuses to join or recover without the key service (`with_key_service` false) an
+/// account whose manifest (`obj`, the store's newest) says it uses one: the device could
+/// never log in to it. Checked before anything is written. The manifest is not trusted
+/// yet (only its own signers vouch for it): a store that sets the flag can only make this
+/// device refuse; one that serves a manifest without it gets what it got before the flag.
+fn check_key_service(obj: &[u8], with_key_service: bool) -> Result<(), AccountError> {
+    if with_key_service {
+        return Ok(());
+    }
+    let (m, _) = manifest::open_signed(obj, |t, s| t.is_signer(s), None)?;
+    if m.has(FLAG_KEY_SERVICE) {
+        return Err(AccountError::KeyServiceNeeded);
+    }
+    Ok(())
 }
 
 /// The Argon2id costs a recovery entry names, checked before anything is derived: the

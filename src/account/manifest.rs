@@ -7,7 +7,7 @@
 use super::adp::ADP_CATEGORIES;
 use super::{AccountError, Unlocked};
 use crate::crypto::{self, SecretKey};
-use crate::format::manifest::FLAG_ADP;
+use crate::format::manifest::{FLAG_ADP, FLAG_KEY_SERVICE};
 use crate::format::manifest::{
     HEAD_SIGN_DOMAIN, Manifest, SIGN_DOMAIN, SignedManifest, decode_head_envelope,
     encode_head_envelope, head_signed_message,
@@ -256,7 +256,13 @@ pub fn fetch_chain(
 impl Unlocked {
     /// Publishes `next` as the successor of the current manifest: signed by this device,
     /// kept in the history, then swapped in with compare-and-swap.
-    pub(crate) fn publish_manifest(&mut self, next: Manifest) -> Result<(), AccountError> {
+    pub(crate) fn publish_manifest(&mut self, mut next: Manifest) -> Result<(), AccountError> {
+        // A device on a key service says so in every manifest it signs, so that a device
+        // recovering the account later is told to log in to it before joining. Never
+        // cleared here: a device joined without the service's address must not erase it.
+        if self.config.server.is_some() {
+            next.set(FLAG_KEY_SERVICE, true);
+        }
         let id = self.identity.clone();
         self.publish_manifest_as(next, &id)
     }

@@ -16,7 +16,8 @@ pub mod remote;
 
 use crate::crypto::{self, SecretKey};
 use crate::format::manifest::{
-    DeviceEntry, DeviceState, FEATURES, FLAG_SECOND_FACTOR, Manifest, SignedManifest,
+    DeviceEntry, DeviceState, FEATURES, FLAG_KEY_SERVICE, FLAG_SECOND_FACTOR, Manifest,
+    SignedManifest,
 };
 use crate::format::table::{CategoryEntry, CategoryTable, Class, DEFAULT_CATEGORIES};
 use crate::format::{Context, ObjKind, names};
@@ -112,10 +113,20 @@ pub enum AccountError {
     /// The login needs a TOTP code: a new device, or one whose remembered token was
     /// revoked (a password change forgets every remembered device).
     #[error(
-        "{0}. Run it again with --totp CODE (the current code of your authenticator app): \
-         a password change makes every other device log in this way once"
+        "{0}. Log this device in again with `cirrus account login --totp CODE` (the current \
+         code of your authenticator app), or run this command again with --totp CODE: a \
+         password change makes every other device log in this way once"
     )]
     SecondFactorRequired(String),
+    /// A device would join or recover, without the key service, an account whose signed
+    /// manifest says it uses one: it could never log in, so nothing is done.
+    #[error(
+        "this account uses a key service (`cirrus serve`): run the command again with \
+         --server URL --fingerprint SHA256:... --account NAME, the account password \
+         (--password-file FILE) and, when the account has two-factor authentication, \
+         --totp CODE. Nothing was changed"
+    )]
+    KeyServiceNeeded,
 }
 
 pub struct InitOptions {

@@ -137,9 +137,49 @@ impl NoSession {
     }
 }
 
+/// Logs the device whose home and device key are given in to `server` and remembers it:
+/// with `totp` when given, else with the device's remembered token (if it has one). The
+/// new token is sealed under the device key at once, so later logins need no code.
+pub(crate) fn log_in(
+    home: &Home,
+    device_key: &SecretKey,
+    server: &ServerConfig,
+    kdf: KdfParams,
+    password: &Passcode,
+    totp: Option<&str>,
+) -> Result<Session, AccountError> {
+    Ok(try_log_in(home, device_key, server, kdf, password, totp)??)
+}
+
+/// [`log_in`], its two kinds of failure apart: the outer error is this device's (its
+/// config, saving the token), the inner one what the key service (or the way to it) said.
+fn try_log_in(
+    home: &Home,
+    device_key: &SecretKey,
+    server: &ServerConfig,
+    kdf: KdfParams,
+    password: &Passcode,
+    totp: Option<&str>,
+) -> Result<Result<Session, ClientError>, AccountError> {
+    let client = client_for(server, kdf)?;
+    let second = match (totp, load_token(home, device_key)) {
+        (Some(code), _) => SecondFactor::Totp(code.to_string()),
+        (None, Some(t)) => SecondFactor::DeviceToken(t),
+        (None, None) => SecondFactor::None,
+    };
+    let (session, new_token) = match client.login(&server.account, password, second, true) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(t) = new_token {
+        save_token(home, device_key, &t)?;
+    }
+    Ok(Ok(session))
+}
+
 impl Unlocked {
-    /// Logs in to the account's key service: with this device's remembered token if it
-    /// has one, else with `totp` (when the account has TOTP). Remembers the device.
+    /// Logs in to the account's key service: with `totp` when given, else with this
+    /// device's remembered token (when the account has TOTP). Remembers the device.
     pub fn connect(&mut self, password: &Passcode, totp: Option<&str>) -> Result<(), AccountError> {
         Ok(self.log_in(password, totp)??)
     }
@@ -179,25 +219,21 @@ impl Unlocked {
         let Some(server) = self.config.server.clone() else {
             return Ok(Ok(()));
         };
-        let client = client_for(&server, self.config.kdf)?;
-        let token = load_token(&self.home, &self.device_key);
-        let second = match (totp, token) {
-            (Some(code), _) => SecondFactor::Totp(code.to_string()),
-            (None, Some(t)) => SecondFactor::DeviceToken(t),
-            (None, None) => SecondFactor::None,
-        };
-        let (session, new_token) = match client.login(&server.account, password, second, true) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Some(t) = new_token {
-            save_token(&self.home, &self.device_key, &t)?;
+        match try_log_in(
+            &self.home,
+            &self.device_key,
+            &server,
+            self.config.kdf,
+            password,
+            totp,
+        )? {
+            Ok(session) => {
+                self.use_session(session);
+                self.no_session = None;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
         }
-        let session = Arc::new(session);
-        self.service = Some(Box::new(RemoteService(session.clone())));
-        self.session = Some(session);
-        self.no_session = None;
-        Ok(Ok(()))
     }
 
     /// Records the key service this account uses (a device that joined or recovered).
@@ -207,12 +243,28 @@ impl Unlocked {
         Ok(())
     }
 
-    /// Uses a session obtained elsewhere (a recovery that logged in before the device had
-    /// an account).
+    /// Uses a session with the account's key service (from [`Unlocked::connect`], or a
+    /// recovery that logged in before the device had an account).
     pub fn use_session(&mut self, session: Session) {
         let session = Arc::new(session);
         self.service = Some(Box::new(RemoteService(session.clone())));
         self.session = Some(session);
+        self.mark_key_service();
+    }
+
+    /// An account made before its manifest said whether it uses a key service gets the
+    /// mark from the first device that logs in to one (every later manifest keeps it):
+    /// from then on a recovery without the key service is refused before it starts.
+    fn mark_key_service(&mut self) {
+        if self.manifest.has(FLAG_KEY_SERVICE) || self.config.server.is_none() {
+            return;
+        }
+        // `publish_manifest` sets the flag on a device with a key service.
+        let next = self.manifest.clone();
+        if let Err(e) = self.publish_manifest(next) {
+            // The login itself worked; the mark waits for the next manifest.
+            log::warn!("cannot record in the account manifest that it uses a key service: {e}");
+        }
     }
 
     /// The key service session, for commands that need more than wrapping.
@@ -431,6 +483,11 @@ mod tests {
         let e = AccountError::from(ClientError::SecondFactorRequired("anything".into()));
         assert!(matches!(e, AccountError::SecondFactorRequired(_)));
         assert!(e.to_string().contains("--totp CODE"), "{e}");
+        // the way back for a device the key service forgot (issue 16)
+        assert!(
+            e.to_string().contains("`cirrus account login --totp CODE`"),
+            "{e}"
+        );
         let e = AccountError::from(ClientError::ReauthRequired("anything".into()));
         assert!(matches!(e, AccountError::ReauthRequired));
         assert!(e.to_string().contains("--totp CODE"), "{e}");

@@ -60,9 +60,10 @@ impl NewDeviceArgs {
 
 #[derive(Subcommand)]
 pub enum DeviceCmd {
-    /// On a NEW device: ask to join the account. Prints a 16-character code; type it on a
-    /// device that is already trusted: `cirrus device approve CODE`. Waits for the
-    /// approval.
+    /// On a NEW device: ask to join the account. With a key service (--server ...) it
+    /// first logs in with the password and --totp CODE and is remembered, so a late
+    /// approval needs no new code. Prints a 16-character code; type it on a device that
+    /// is already trusted: `cirrus device approve CODE`. Waits for the approval.
     Add {
         #[command(flatten)]
         new: NewDeviceArgs,
@@ -120,21 +121,71 @@ pub enum RecoveryKeyCmd {
     },
 }
 
-/// After a join or a recovery: record the key service and log in to it (password and
-/// second factor), so standard keys can be fetched from it.
-fn attach_server(
-    acct: &mut crate::account::Unlocked,
+/// A new device's login to the key service it was given (see [`log_in_first`]).
+struct FirstLogin {
+    server: crate::home::ServerConfig,
+    session: crate::server::client::Session,
+}
+
+/// Logs a new device in to the key service it was given (password and second factor)
+/// and remembers it, before it asks anything of the account: a join approved after the
+/// TOTP code expired, or a recovery, then needs no code afterwards. None: no key service
+/// was given. A failure (wrong password or code, the service out of reach) stops the
+/// command before it asks to join or recover; the caller removes what `prepare` made.
+fn log_in_first(
+    nd: &NewDevice,
     a: &NewDeviceArgs,
-) -> Result<Option<String>, String> {
+    what: &str,
+) -> Result<Option<FirstLogin>, String> {
     let Some(server) = a.server_config()? else {
         return Ok(None);
     };
-    acct.set_server(server).map_err(|e| e.to_string())?;
     let password = passcode::read_password(&a.pass, false)?;
-    Ok(acct
-        .connect(&password, a.pass.totp.as_deref())
-        .err()
-        .map(|e| format!("could not log in to the key service: {e}")))
+    let session = nd
+        .log_in(&server, &password, a.pass.totp.as_deref())
+        .map_err(|e| match e {
+            crate::account::AccountError::SecondFactorRequired(_) => format!(
+                "{what}: this account has two-factor authentication: pass --totp CODE (the \
+                 current code of your authenticator app). Nothing was changed"
+            ),
+            e => format!(
+                "{what}: cannot log in to the key service ({e}). Nothing was changed: check \
+                 the password, the TOTP code and that the key service can be reached, then \
+                 run the command again"
+            ),
+        })?;
+    Ok(Some(FirstLogin { server, session }))
+}
+
+/// After a join or a recovery: records the key service and keeps the session of the
+/// first login (the device is remembered already).
+fn attach_server(
+    acct: &mut crate::account::Unlocked,
+    login: Option<FirstLogin>,
+) -> Result<(), String> {
+    if let Some(l) = login {
+        acct.set_server(l.server).map_err(|e| e.to_string())?;
+        acct.use_session(l.session);
+    }
+    Ok(())
+}
+
+/// Whether the home at `root` holds neither an account nor an unfinished join: what a
+/// failed join or recovery made there can then go (see [`undo_new_device`]).
+fn fresh_home(root: &std::path::Path) -> bool {
+    let h = Home::new(root.to_path_buf());
+    !h.exists() && !h.join_path().exists()
+}
+
+/// Leaves nothing half-made behind a join or recovery that failed in a fresh home: a
+/// retry (maybe with another store or key service) starts clean.
+fn undo_new_device(root: &std::path::Path) {
+    let h = Home::new(root.to_path_buf());
+    if !h.exists() {
+        let _ = std::fs::remove_file(h.join_path());
+        let _ = std::fs::remove_dir_all(h.device_dir());
+        let _ = std::fs::remove_dir_all(h.run_dir());
+    }
 }
 
 fn new_device_options(a: &NewDeviceArgs) -> NewDeviceOptions {
@@ -146,6 +197,7 @@ fn new_device_options(a: &NewDeviceArgs) -> NewDeviceOptions {
             time: a.kdf_time,
             lanes: 1,
         },
+        with_key_service: a.server.is_some(),
     }
 }
 
@@ -153,8 +205,19 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
     match cmd {
         DeviceCmd::Add { new, timeout } => {
             let passcode = passcode::read(&new.pass, true)?;
+            let root = home.root.clone();
+            let fresh = fresh_home(&root);
             let mut nd = NewDevice::prepare(home, &passcode, new_device_options(&new))
                 .map_err(|e| format!("device add: {e}"))?;
+            let mut login = match log_in_first(&nd, &new, "device add") {
+                Ok(l) => l,
+                Err(e) => {
+                    if fresh {
+                        undo_new_device(&root);
+                    }
+                    return Err(e);
+                }
+            };
             let code = nd.request_join().map_err(|e| format!("device add: {e}"))?;
             let code = code.as_str();
             println!("Approval code: {code}");
@@ -177,9 +240,7 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                             acct.config.device_name,
                             crate::hint::cmd_hint("mount")
                         );
-                        if let Some(warn) = attach_server(&mut acct, &new)? {
-                            println!("{warn}");
-                        }
+                        attach_server(&mut acct, login.take())?;
                         return Ok(0);
                     }
                     Err(back) => nd = back,
@@ -397,7 +458,7 @@ pub struct RecoverArgs {
 
 pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
     let root = home.root.clone();
-    let fresh = !Home::new(root.clone()).exists() && !Home::new(root.clone()).join_path().exists();
+    let fresh = fresh_home(&root);
     let res = if args.data_recovery {
         data_recovery(home, args)
     } else if args.escrow || args.contact_code_file.is_some() {
@@ -406,13 +467,7 @@ pub fn recover(home: Home, args: RecoverArgs) -> CliResult {
         with_recovery_key(home, args)
     };
     if res.is_err() && fresh {
-        // Leave nothing half-made behind: a retry (maybe with another store) starts clean.
-        let h = Home::new(root);
-        if !h.exists() {
-            let _ = std::fs::remove_file(h.join_path());
-            let _ = std::fs::remove_dir_all(h.device_dir());
-            let _ = std::fs::remove_dir_all(h.run_dir());
-        }
+        undo_new_device(&root);
     }
     res
 }
@@ -435,12 +490,11 @@ fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
     let passcode = passcode::read(&args.new.pass, true)?;
     let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))
         .map_err(|e| format!("recover: {e}"))?;
+    let login = log_in_first(&nd, &args.new, "recover")?;
     let mut acct = nd
         .recover_with_key(&code)
         .map_err(|e| format!("recover: {e}"))?;
-    if let Some(warn) = attach_server(&mut acct, &args.new)? {
-        println!("{warn}");
-    }
+    attach_server(&mut acct, login)?;
     let blocked: Vec<String> = acct
         .category_setups()
         .into_iter()
@@ -452,20 +506,28 @@ fn with_recovery_key(home: Home, args: RecoverArgs) -> CliResult {
     );
     if !blocked.is_empty() {
         if acct.config.server.is_some() {
-            println!(
-                "Not available on this device yet: {} (their keys are held by the key service: \
-                 log in with --password-file and --totp).",
-                blocked.join(", ")
-            );
+            println!("{}", not_available_yet(&blocked));
         } else {
             println!(
-                "Not recoverable on this device: {} (this account had no key service; their keys \
-                 were held by the lost device's embedded key service).",
+                "Not recoverable on this device: {} (no key service was given and the account \
+                 does not say it has one: their keys were held by the lost device's embedded \
+                 key service).",
                 blocked.join(", ")
             );
         }
     }
     Ok(0)
+}
+
+/// After a recovery that logged in: the categories whose keys the key service did not give
+/// back (the login worked, so it is not a matter of logging in again).
+fn not_available_yet(blocked: &[String]) -> String {
+    format!(
+        "Not available on this device yet: {} (the key service did not give their keys back: \
+         `{}` says why; a later mount with --password-file fetches them)",
+        blocked.join(", "),
+        crate::hint::cmd_hint("status --password-file FILE")
+    )
 }
 
 fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
@@ -544,10 +606,9 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
 
 /// Recovery through a method that needs the key service (escrow, recovery contact).
 fn with_service_method(home: Home, args: RecoverArgs) -> CliResult {
-    let server = args
-        .new
-        .server_config()?
-        .ok_or("this recovery needs --server, --fingerprint and --account")?;
+    if args.new.server_config()?.is_none() {
+        return Err("this recovery needs --server, --fingerprint and --account".into());
+    }
     let contact = match &args.contact_code_file {
         Some(f) => Some(
             crate::account::methods::parse_contact_code(
@@ -559,28 +620,16 @@ fn with_service_method(home: Home, args: RecoverArgs) -> CliResult {
         None => None,
     };
     let passcode = passcode::read(&args.new.pass, true)?;
-    let password = passcode::read_password(&args.new.pass, false)?;
-    let opts = new_device_options(&args.new);
-    let client =
-        crate::account::remote::client_for(&server, opts.kdf).map_err(|e| e.to_string())?;
-    let second = match &args.new.pass.totp {
-        Some(c) => crate::server::client::SecondFactor::Totp(c.clone()),
-        None => crate::server::client::SecondFactor::None,
-    };
-    let (session, _) = client
-        .login(&server.account, &password, second, false)
-        .map_err(|e| {
-            let e = crate::account::AccountError::from(e);
-            format!("recover: logging in to the key service: {e}")
-        })?;
-    let nd = NewDevice::prepare(home, &passcode, opts).map_err(|e| format!("recover: {e}"))?;
+    let nd = NewDevice::prepare(home, &passcode, new_device_options(&args.new))
+        .map_err(|e| format!("recover: {e}"))?;
+    let login = log_in_first(&nd, &args.new, "recover")?
+        .ok_or("this recovery needs --server, --fingerprint and --account")?;
     let res = match &contact {
-        Some(code) => nd.recover_with_contact(&session, code),
-        None => nd.recover_with_escrow(&session, &passcode),
+        Some(code) => nd.recover_with_contact(&login.session, code),
+        None => nd.recover_with_escrow(&login.session, &passcode),
     };
     let mut acct = res.map_err(|e| format!("recover: {e}"))?;
-    acct.set_server(server).map_err(|e| e.to_string())?;
-    acct.use_session(session);
+    attach_server(&mut acct, Some(login))?;
     // Fetch the standard keys now, while logged in: later mounts need no key service.
     let blocked: Vec<String> = acct
         .category_setups()
@@ -588,7 +637,7 @@ fn with_service_method(home: Home, args: RecoverArgs) -> CliResult {
         .filter_map(|(e, r)| r.err().map(|_| e.name))
         .collect();
     if !blocked.is_empty() {
-        println!("Not available on this device yet: {}", blocked.join(", "));
+        println!("{}", not_available_yet(&blocked));
     }
     println!(
         "Recovered: this device ({}) now belongs to the account.",

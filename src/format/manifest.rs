@@ -16,6 +16,9 @@ pub const FLAG_ADP: u8 = 1;
 pub const FLAG_SECOND_FACTOR: u8 = 2;
 /// A recovery key is set: the data recovery service is off.
 pub const FLAG_NO_DATA_RECOVERY: u8 = 4;
+/// The account uses a remote key service (`cirrus serve`): its standard keys are wrapped
+/// by it, so a device that joins or recovers without it could never fetch them.
+pub const FLAG_KEY_SERVICE: u8 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceState {
