@@ -1405,3 +1405,58 @@ fn a_cancelled_reset_never_completes() {
     )
     .expect("the password did not change");
 }
+
+/// Issue 16: the account's list of remembered devices is bounded (64), so a device's own
+/// logins must replace its token rather than add one: otherwise a device that mounts
+/// often, or logs in with a code again and again, silently pushes the others out and
+/// they can no longer log in with the password alone.
+#[test]
+fn a_device_logging_in_again_replaces_its_own_token_and_never_evicts_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client();
+    // Without TOTP every login may remember the device: 70 logins of one device.
+    c.create_account("bob", &pw("b"), TINY).unwrap();
+    let login = |second| c.login("bob", &pw("b"), second, true).unwrap().1.unwrap();
+    let other = login(SecondFactor::None);
+    let mut mine = login(SecondFactor::None);
+    for _ in 0..70 {
+        mine = login(SecondFactor::DeviceToken(mine));
+    }
+    // The other device is still remembered (its token still names a device to notices).
+    let seen = c.notices("bob", &other);
+    assert!(seen.is_ok(), "the other device was pushed out: {:?}", seen.err());
+    // ... and a replaced token no longer is.
+    let first = login(SecondFactor::None);
+    login(SecondFactor::DeviceToken(first.clone()));
+    assert!(c.notices("bob", &first).is_err());
+
+    // With TOTP: a login with a code that names the device's old token replaces it.
+    let alice = c.create_account("alice", &pw("pw"), TINY).unwrap();
+    let t = totp(&alice.totp_enroll().unwrap());
+    settle_in_step(5);
+    let t0 = now();
+    alice.totp_confirm(&code(&t, t0 - 30), false).unwrap();
+    let (_, first) = c
+        .login("alice", &pw("pw"), SecondFactor::Totp(code(&t, t0)), true)
+        .unwrap();
+    let first = first.unwrap();
+    let (_, second) = c
+        .login(
+            "alice",
+            &pw("pw"),
+            SecondFactor::TotpReplacing {
+                code: code(&t, t0 + 30),
+                old: first.clone(),
+            },
+            true,
+        )
+        .unwrap();
+    let second = second.unwrap();
+    assert!(matches!(
+        c.login("alice", &pw("pw"), SecondFactor::DeviceToken(first), false),
+        Err(ClientError::SecondFactorRequired(_))
+    ));
+    c.login("alice", &pw("pw"), SecondFactor::DeviceToken(second), false)
+        .unwrap();
+}

@@ -163,7 +163,11 @@ fn try_log_in(
 ) -> Result<Result<Session, ClientError>, AccountError> {
     let client = client_for(server, kdf)?;
     let second = match (totp, load_token(home, device_key)) {
-        (Some(code), _) => SecondFactor::Totp(code.to_string()),
+        (Some(code), Some(old)) => SecondFactor::TotpReplacing {
+            code: code.to_string(),
+            old,
+        },
+        (Some(code), None) => SecondFactor::Totp(code.to_string()),
         (None, Some(t)) => SecondFactor::DeviceToken(t),
         (None, None) => SecondFactor::None,
     };

@@ -87,6 +87,11 @@ pub struct LoginReq {
     pub device_token: Option<String>,
     #[serde(default)]
     pub remember_device: bool,
+    /// This device's earlier remembered-device token, given with a TOTP code: the new token
+    /// replaces it instead of joining it, so a device's logins never push other devices'
+    /// tokens out of the account's bounded list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_token: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -82,6 +82,12 @@ pub enum SecondFactor {
     None,
     /// A 6-digit code from the authenticator app.
     Totp(String),
+    /// A code, from a device that has a remembered token already: a new token replaces
+    /// it on the server (with `remember_device`), so the device keeps one entry there.
+    TotpReplacing {
+        code: String,
+        old: Zeroizing<String>,
+    },
     /// The token a previous login with `remember_device` returned.
     DeviceToken(Zeroizing<String>),
 }
@@ -431,10 +437,11 @@ impl KeyClient {
     ) -> Result<(Session, Option<Zeroizing<String>>), ClientError> {
         let (salt, kdf) = self.salt(account)?;
         let k = keys::password_keys(password, &salt, kdf)?;
-        let (totp, device_token) = match second {
-            SecondFactor::None => (None, None),
-            SecondFactor::Totp(c) => (Some(c), None),
-            SecondFactor::DeviceToken(t) => (None, Some(t.to_string())),
+        let (totp, device_token, replaces_token) = match second {
+            SecondFactor::None => (None, None, None),
+            SecondFactor::Totp(c) => (Some(c), None, None),
+            SecondFactor::TotpReplacing { code, old } => (Some(code), None, Some(old.to_string())),
+            SecondFactor::DeviceToken(t) => (None, Some(t.to_string()), None),
         };
         let resp: SessionResp = self.post(
             "login",
@@ -445,6 +452,7 @@ impl KeyClient {
                 totp,
                 device_token,
                 remember_device,
+                replaces_token,
             },
         )?;
         let device = resp.device_token.clone().map(Zeroizing::new);

@@ -189,6 +189,18 @@ impl KeyService {
             }
             let mut device_token = None;
             if req.remember_device && may_remember {
+                // The device's earlier token (named with the code, or presented as the
+                // second factor of an account without TOTP) makes way for the new one:
+                // each device holds one entry, and no device's logins evict another's.
+                // Naming a token needs its value, so nobody can drop another device's.
+                let old = req
+                    .replaces_token
+                    .as_deref()
+                    .or(req.device_token.as_deref().filter(|_| by_device));
+                if let Some(old) = old {
+                    let h = hex::encode(token_hash(old));
+                    a.device_tokens.retain(|x| *x != h);
+                }
                 let t = new_token()?;
                 a.device_tokens.push(hex::encode(token_hash(&t)));
                 if a.device_tokens.len() > MAX_DEVICE_TOKENS {

@@ -680,6 +680,7 @@ mod tests {
                 totp: None,
                 device_token: None,
                 remember_device: false,
+                replaces_token: None,
             },
         )
     }
@@ -856,6 +857,7 @@ mod tests {
                     totp: None,
                     device_token: None,
                     remember_device: false,
+                    replaces_token: None,
                 },
             );
             assert!(matches!(r, Err(ApiError::Unauthorized(_))));
