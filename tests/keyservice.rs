@@ -1425,7 +1425,11 @@ fn a_device_logging_in_again_replaces_its_own_token_and_never_evicts_another() {
     }
     // The other device is still remembered (its token still names a device to notices).
     let seen = c.notices("bob", &other);
-    assert!(seen.is_ok(), "the other device was pushed out: {:?}", seen.err());
+    assert!(
+        seen.is_ok(),
+        "the other device was pushed out: {:?}",
+        seen.err()
+    );
     // ... and a replaced token no longer is.
     let first = login(SecondFactor::None);
     login(SecondFactor::DeviceToken(first.clone()));

@@ -31,11 +31,42 @@ pub fn weed_bin() -> PathBuf {
     p
 }
 
-/// `n` distinct ports free on 127.0.0.1 right now (all held until every one is chosen).
+/// `n` distinct ports free on 127.0.0.1 right now (all held until every one is chosen),
+/// below the kernel's ephemeral range when it leaves room: [`Seaweed::restart`] binds
+/// them again after a kill, and a port of the ephemeral range may meanwhile have become
+/// the local end of some other test's outgoing connection.
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut ls: Vec<TcpListener> = Vec::new();
+    if ephemeral_low > 12_000 {
+        let span = u64::from(ephemeral_low - 10_000);
+        // A start that differs between the test processes running at once.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 16);
+        let mut x = seed | 1;
+        for _ in 0..n * 50 {
+            if ls.len() == n {
+                break;
+            }
+            // xorshift: cheap spread over the span.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = 10_000 + (x % span) as u16;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                ls.push(l);
+            }
+        }
+    }
+    while ls.len() < n {
+        ls.push(TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"));
+    }
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
