@@ -570,44 +570,6 @@ fn with_backup_on_data_recovery_restores_messages_and_backup_off_rolls_its_key()
     assert!(lost.contains("Messages"), "{t}");
 }
 
-fn recover_data_from(
-    srv: &Server,
-    from: &Drive,
-    totp: &str,
-    newpw_text: &str,
-) -> (Drive, bool, String) {
-    let c = Drive::blank();
-    let newpw = c.root.join("new-password");
-    fs::write(&newpw, format!("{newpw_text}\n")).unwrap();
-    let mut cmd = c.cirrus_cmd();
-    cmd.args(["recover", "--data-recovery"])
-        .args([
-            "--store",
-            &format!("file://{}", from.home.join("store").display()),
-        ])
-        .args([
-            "--device-name",
-            "another",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .args([
-            "--server",
-            &srv.url,
-            "--fingerprint",
-            &srv.fingerprint.to_string(),
-        ])
-        .args(["--account", "alice", "--totp", totp])
-        .arg("--new-password-file")
-        .arg(&newpw)
-        .arg("--passcode-file")
-        .arg(&c.passcode_file);
-    let (ok, t) = out(cmd);
-    (c, ok, t)
-}
-
 #[test]
 fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
     let tmp = tempfile::tempdir().unwrap();

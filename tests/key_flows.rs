@@ -428,27 +428,6 @@ fn mount_with_a_password_opens_what_the_device_holds_when_the_key_service_refuse
 
 // ---- Points 6 and 7: a data recovery, as the new device and a dropped one see it ----
 
-/// `cirrus recover --data-recovery` of `from`'s account on a new device named "another".
-fn recover_by_data_recovery(srv: &Server, from: &Drive, code: &str) -> (Drive, bool, String) {
-    let c = Drive::blank();
-    let newpw = c.root.join("new-password");
-    fs::write(&newpw, "a brand new password\n").unwrap();
-    let mut cmd = c.cirrus_cmd();
-    cmd.args(["recover", "--data-recovery", "--store"])
-        .arg(format!("file://{}", from.home.join("store").display()))
-        .args(["--device-name", "another"])
-        .args(["--kdf-memory", "8192", "--kdf-time", "1"])
-        .args(["--server", &srv.url])
-        .args(["--fingerprint", &srv.fingerprint.to_string()])
-        .args(["--account", "alice", "--totp", code])
-        .arg("--new-password-file")
-        .arg(&newpw)
-        .arg("--passcode-file")
-        .arg(&c.passcode_file);
-    let (ok, t) = out(cmd);
-    (c, ok, t)
-}
-
 /// Issue 16.7: the e2e categories a data recovery cannot bring back are named once, in
 /// the summary, with no warning per category. Issue 16.6: the device it dropped is told
 /// it was removed from the account by that recovery, not that an untrusted key signed the
@@ -463,7 +442,7 @@ fn data_recovery_names_what_is_lost_once_and_the_dropped_device_hears_it_was_rem
     fs::write(a.health().join("h.txt"), b"not recoverable").unwrap();
     a.unmount();
 
-    let (_c, ok, t) = recover_by_data_recovery(&srv, &a, &fresh_code(&totp));
+    let (_c, ok, t) = recover_data_from(&srv, &a, &fresh_code(&totp), "a brand new password");
     assert!(ok, "{t}");
     assert!(
         !t.contains("WARN") && !t.contains("cannot re-sign"),

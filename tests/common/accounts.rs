@@ -157,3 +157,43 @@ pub fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec
     walk(dir, dir, &mut out);
     out
 }
+
+/// `cirrus recover --data-recovery` of `from`'s account on a new device named "another",
+/// with `newpw_text` as the new account password.
+pub fn recover_data_from(
+    srv: &Server,
+    from: &Drive,
+    totp: &str,
+    newpw_text: &str,
+) -> (Drive, bool, String) {
+    let c = Drive::blank();
+    let newpw = c.root.join("new-password");
+    fs::write(&newpw, format!("{newpw_text}\n")).unwrap();
+    let mut cmd = c.cirrus_cmd();
+    cmd.args(["recover", "--data-recovery"])
+        .args([
+            "--store",
+            &format!("file://{}", from.home.join("store").display()),
+        ])
+        .args([
+            "--device-name",
+            "another",
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ])
+        .args([
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &srv.fingerprint.to_string(),
+        ])
+        .args(["--account", "alice", "--totp", totp])
+        .arg("--new-password-file")
+        .arg(&newpw)
+        .arg("--passcode-file")
+        .arg(&c.passcode_file);
+    let (ok, t) = out(cmd);
+    (c, ok, t)
+}
