@@ -835,3 +835,122 @@ fn an_account_from_before_the_flag_is_marked_at_the_next_login() {
     let left: Vec<_> = fs::read_dir(&b.home).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+// ---- Review ----
+
+/// Review of 16.1: a `device add` whose login fails cleans up only what it made. A --home
+/// that is some other directory (here one with a `run` folder of the user's) keeps its
+/// files: the cleanup deleted `run/` and `device/` wholesale.
+#[test]
+fn review_a_failed_login_leaves_directories_it_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, _pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
+    assert!(ok, "{t}");
+    let d = Drive::blank();
+    fs::create_dir(d.home.join("run")).unwrap();
+    fs::write(d.home.join("run/notes.txt"), b"the user's own file").unwrap();
+    let wrong = d.root.join("wrong-password");
+    fs::write(&wrong, "not alice's password\n").unwrap();
+    let mut c = d.cirrus_cmd();
+    c.args(["device", "add", "--timeout", "5", "--store"])
+        .arg(format!("file://{}", a.home.join("store").display()))
+        .args(["--kdf-memory", "8192", "--kdf-time", "1"])
+        .args(server_args(&srv))
+        .arg("--password-file")
+        .arg(&wrong)
+        .arg("--passcode-file")
+        .arg(&d.passcode_file);
+    let (ok, t) = out(c);
+    assert!(!ok && t.contains("cannot log in to the key service"), "{t}");
+    assert_eq!(
+        fs::read(d.home.join("run/notes.txt")).ok().as_deref(),
+        Some(&b"the user's own file"[..]),
+        "{t}"
+    );
+}
+
+/// Review of 16.9: on an account with a key service, `export --password-file FILE` as
+/// `--help` describes it (the account password) must not become the archive's password
+/// (the archive would be an offline guessing oracle for the account password); it is
+/// refused, nothing is written and nothing goes to the key service.
+#[test]
+fn review_export_never_makes_the_account_password_an_archive_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
+    assert!(ok, "{t}");
+    let archive = a.root.join("backup.crex");
+    let mut c = with_pw(
+        &a,
+        &pw,
+        &[
+            "export",
+            "--out",
+            archive.to_str().unwrap(),
+            "--kdf-memory",
+            "8192",
+            "--kdf-time",
+            "1",
+        ],
+    );
+    c.stdin(std::process::Stdio::null());
+    let (ok, t) = out(c);
+    assert!(!ok, "{t}");
+    assert!(t.contains("--archive-password-file"), "{t}");
+    assert!(!archive.exists(), "an archive was written:\n{t}");
+}
+
+/// Review of 16.6: on an account from before flag 16 (nothing has logged in to the key
+/// service since), the data recovery's proof still covers the manifest it publishes (which
+/// gains the flag), so the dropped device hears it was removed by that recovery, not that
+/// an untrusted key signed the manifest. The proof was made before the flag was set.
+#[test]
+fn review_a_data_recovery_of_an_account_from_before_the_flag_is_recognised() {
+    use cirrus::format::manifest::{FLAG_KEY_SERVICE, Manifest, SIGN_DOMAIN, SignedManifest};
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(tmp.path(), &[]);
+    let (a, _pw, totp) = alice_with_totp(&srv);
+
+    // What an older version would have published: the same manifest without the flag,
+    // signed by A.
+    let home = cirrus::home::Home::new(a.home.clone());
+    let cfg = home.load_config().unwrap();
+    let secret = home.read_secret_file(&home.device_secret_path()).unwrap();
+    let passcode = cirrus::keys::Passcode::new(PASSCODE.to_string());
+    let salt = hex::decode(&cfg.kdf_salt).unwrap();
+    let dk = cirrus::keys::device_key(&passcode, &salt, cfg.kdf, &secret).unwrap();
+    let id = cirrus::account::local::load_identity(&home, &dk)
+        .unwrap()
+        .unwrap();
+    let store = a.home.join("store");
+    let obj = fs::read(store.join(cirrus::format::names::MANIFEST)).unwrap();
+    let mut old = Manifest::decode(&SignedManifest::decode(&obj).unwrap().body).unwrap();
+    old.counter += 1;
+    old.table.counter += 1;
+    old.set(FLAG_KEY_SERVICE, false);
+    let body = old.encode();
+    let obj = SignedManifest {
+        sig: id.sign(SIGN_DOMAIN, &body),
+        signer: id.public().sign,
+        body,
+    }
+    .encode();
+    fs::write(
+        store.join(cirrus::format::names::manifest_version(old.counter)),
+        &obj,
+    )
+    .unwrap();
+    fs::write(store.join(cirrus::format::names::MANIFEST), &obj).unwrap();
+
+    let (_c, ok, t) = recover_by_data_recovery(&srv, &a, &fresh_code(&totp));
+    assert!(ok, "{t}");
+    let mut s = a.cirrus_cmd();
+    s.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+    let (ok, t) = out(s);
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains("this device was removed from the account: a data recovery"),
+        "{t}"
+    );
+}

@@ -166,6 +166,9 @@ impl NewDevice {
             .checked_add(1)
             .ok_or_else(|| AccountError::BadManifest("manifest counter exhausted".into()))?;
         next.table.counter = next.counter;
+        // The flag `publish_manifest` sets (this device has a key service): the proof
+        // covers the very bytes published, also for an account from before the flag.
+        next.set(FLAG_KEY_SERVICE, true);
         let proof = make_proof(&next, &proof_keys);
         acct.store
             .put(&names::recovery_proof(next.counter), &proof.encode())?;

@@ -79,7 +79,9 @@ pub(crate) fn recognise(
         return None;
     }
     let proof = RecoveryProof::decode(proof_obj).ok()?;
-    if proof.counter != next.counter {
+    // One tag per standard category at most: a longer proof (the store's padding, for
+    // work) is no data recovery's.
+    if proof.counter != next.counter || proof.tags.len() > last.table.entries.len() {
         return None;
     }
     let mut checked = false;
@@ -273,6 +275,13 @@ mod tests {
         // Signed by someone else than the device it adds.
         let other_signer = DeviceIdentity::generate().unwrap();
         assert!(recognise(&last, &signed(&next, &other_signer), &proof, held).is_none());
+        // Review: a right proof padded with tags for categories this device has no key
+        // of (work for it, or noise) is refused: one tag per category at most.
+        let mut padded = make_proof(&next, &[(1, 1, notes.duplicate())]);
+        padded
+            .tags
+            .extend((100..100 + last.table.entries.len() as u32).map(|c| (c, 1, [0; 32])));
+        assert!(recognise(&last, &obj, &padded.encode(), held).is_none());
         // An account whose data recovery was off (a recovery key) cannot have had one.
         let mut off = last.clone();
         off.set(FLAG_NO_DATA_RECOVERY, true);

@@ -170,18 +170,23 @@ fn attach_server(
     Ok(())
 }
 
-/// Whether the home at `root` holds neither an account nor an unfinished join: what a
-/// failed join or recovery made there can then go (see [`undo_new_device`]).
+/// Whether the home at `root` holds neither an account nor an unfinished join, nor the
+/// directories a new device makes there: what a failed join or recovery made can then go
+/// (see [`undo_new_device`]). A `device` or `run` directory that was there before (a
+/// --home that is some other directory, or what a crashed attempt left) is not ours to
+/// delete.
 fn fresh_home(root: &std::path::Path) -> bool {
     let h = Home::new(root.to_path_buf());
-    !h.exists() && !h.join_path().exists()
+    !h.exists() && !h.join_path().exists() && !h.device_dir().exists() && !h.run_dir().exists()
 }
 
 /// Leaves nothing half-made behind a join or recovery that failed in a fresh home: a
-/// retry (maybe with another store or key service) starts clean.
+/// retry (maybe with another store or key service) starts clean. Not once an account key
+/// is on disk: the store may already trust this device (a data recovery that stopped
+/// after publishing its manifest, whose only trusted device this is).
 fn undo_new_device(root: &std::path::Path) {
     let h = Home::new(root.to_path_buf());
-    if !h.exists() {
+    if !h.exists() && !h.account_key_path().exists() {
         let _ = std::fs::remove_file(h.join_path());
         let _ = std::fs::remove_dir_all(h.device_dir());
         let _ = std::fs::remove_dir_all(h.run_dir());

@@ -53,8 +53,8 @@ pub struct ExportArgs {
     kdf_time: u32,
     // `--password-file` here is the account password, as in every command. It used to be
     // the archive's password: given on the command line with neither
-    // --archive-password-file nor --unencrypted, it still is, with a warning
-    // (`archive_password`).
+    // --archive-password-file nor --unencrypted, it still is, with a warning, on an
+    // account without a key service; refused on one with (`archive_password`).
     #[command(flatten)]
     pass: PasscodeArgs,
     /// `--password-file` was on the command line (not from CIRRUS_PASSWORD_FILE, which
@@ -70,18 +70,31 @@ impl ExportArgs {
     }
 
     /// The archive's password file, and the account's passcode arguments with
-    /// `--password-file` taken out when it was the old spelling of the archive's.
-    fn archive_password(&self) -> (Option<PathBuf>, PasscodeArgs) {
+    /// `--password-file` taken out when it was the old spelling of the archive's. On an
+    /// account with a key service (`uses_key_service`) that spelling is refused: there it
+    /// may as well be the account password (as `--help` says), and either reading leaks
+    /// one password to the other's use (an archive that is an offline guessing oracle for
+    /// the account password, or an archive password sent to the key service).
+    fn archive_password(
+        &self,
+        uses_key_service: bool,
+    ) -> Result<(Option<PathBuf>, PasscodeArgs), String> {
         let mut pass = self.pass.clone();
         if self.archive_password_file.is_some() || self.unencrypted {
-            return (self.archive_password_file.clone(), pass);
+            return Ok((self.archive_password_file.clone(), pass));
         }
         if !self.password_file_on_command_line {
-            return (None, pass);
+            return Ok((None, pass));
         }
         let Some(old) = pass.password_file.take() else {
-            return (None, pass);
+            return Ok((None, pass));
         };
+        if uses_key_service {
+            return Err(
+                "export: this account uses a key service, so --password-file is its account                  password, and no archive password was given: pass the archive's own password                  with --archive-password-file FILE (the old meaning of --password-file here),                  or --unencrypted. Nothing was written"
+                    .into(),
+            );
+        }
         eprintln!(
             "cirrus: warning: `export --password-file` for the archive's password is \
              deprecated: use --archive-password-file FILE (--password-file is the account \
@@ -92,7 +105,7 @@ impl ExportArgs {
         pass.password_file = std::env::var_os("CIRRUS_PASSWORD_FILE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
-        (Some(old), pass)
+        Ok((Some(old), pass))
     }
 }
 
@@ -292,7 +305,8 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
     }
     let partial = with_suffix(&out, ".partial");
     check_costs(a.kdf_memory, a.kdf_time).map_err(|e| format!("--kdf-memory/--kdf-time: {e}"))?;
-    let (archive_password_file, pass) = a.archive_password();
+    let uses_key_service = home.load_config().is_ok_and(|c| c.server.is_some());
+    let (archive_password_file, pass) = a.archive_password(uses_key_service)?;
     let password = if a.unencrypted {
         None
     } else {
