@@ -943,7 +943,7 @@ fn review_a_data_recovery_of_an_account_from_before_the_flag_is_recognised() {
     .unwrap();
     fs::write(store.join(cirrus::format::names::MANIFEST), &obj).unwrap();
 
-    let (_c, ok, t) = recover_by_data_recovery(&srv, &a, &fresh_code(&totp));
+    let (_c, ok, t) = recover_data_from(&srv, &a, &fresh_code(&totp), "a brand new password");
     assert!(ok, "{t}");
     let mut s = a.cirrus_cmd();
     s.args(["status", "--passcode-file"]).arg(&a.passcode_file);
