@@ -710,19 +710,7 @@ fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
     fs::write(a.notes().join("n.txt"), b"standard").unwrap();
     fs::write(a.health().join("h.txt"), b"e2e").unwrap();
     a.unmount();
-    let (ok, t) = out(with_pw_totp(
-        &a,
-        &pw,
-        &codes.take(),
-        &["recovery-key", "create"],
-    ));
-    assert!(ok, "{t}");
-    let rk = t
-        .lines()
-        .map(str::trim)
-        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
-        .unwrap()
-        .to_string();
+    let rk = create_recovery_key(&a, &pw, &codes.take());
     let mut c = Drive::blank();
     let f = c.root.join("rk");
     fs::write(&f, &rk).unwrap();

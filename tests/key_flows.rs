@@ -713,19 +713,7 @@ fn recover_without_the_key_service_is_refused_before_anything_is_written() {
     let srv = Server::start(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
-    let (ok, t) = out(with_pw_totp(
-        &a,
-        &pw,
-        &codes.take(),
-        &["recovery-key", "create"],
-    ));
-    assert!(ok, "{t}");
-    let rk = t
-        .lines()
-        .map(str::trim)
-        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
-        .unwrap()
-        .to_string();
+    let rk = create_recovery_key(&a, &pw, &codes.take());
     let rk_file = a.root.join("recovery-key");
     fs::write(&rk_file, &rk).unwrap();
     let rk_arg = rk_file.to_string_lossy().into_owned();

@@ -197,3 +197,15 @@ pub fn recover_data_from(
     let (ok, t) = out(cmd);
     (c, ok, t)
 }
+
+/// `cirrus recovery-key create` on `a` (logged in with the password and `code`); returns
+/// the recovery key as printed (`XXXXX-...`, 34 characters).
+pub fn create_recovery_key(a: &Drive, pw: &std::path::Path, code: &str) -> String {
+    let (ok, t) = out(with_pw_totp(a, pw, code, &["recovery-key", "create"]));
+    assert!(ok, "{t}");
+    t.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 34 && l.matches('-').count() == 6)
+        .unwrap_or_else(|| panic!("no recovery key in:\n{t}"))
+        .to_string()
+}
