@@ -192,12 +192,19 @@ impl Seaweed {
         Ok(sw)
     }
 
-    /// Waits (up to 90 s) until the gateway answers and the bucket exists.
+    /// Waits (up to 90 s) until the gateway answers, the bucket exists and an object can
+    /// be written: the gateway creates buckets before its volume server takes writes (a
+    /// first `put` then fails with HTTP 500 for a while).
     fn wait_ready(&mut self, log_name: &str) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(90);
         let store = self.store("");
+        let probe = "ready-probe";
         loop {
-            match store.create_bucket() {
+            let ready = store
+                .create_bucket()
+                .and_then(|()| store.put(probe, b"ready"))
+                .and_then(|()| store.delete(probe));
+            match ready {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let exited = self.child.as_mut().unwrap().try_wait().ok().flatten();
