@@ -35,12 +35,16 @@ use std::sync::{Arc, Mutex, RwLock};
 
 mod acks;
 mod rotate;
+mod witness;
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// The record of heads seen cannot answer: the rollback checks fail closed.
+    #[error(transparent)]
+    Seen(#[from] crate::home::SeenError),
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -593,7 +597,7 @@ impl Unlocked {
     fn refresh_manifest(&mut self) -> Result<(), AccountError> {
         let path = self.home.manifest_path();
         self.seen.refresh();
-        let (seen_counter, seen_hash) = self.seen.manifest_seen();
+        let (seen_counter, seen_hash) = self.seen.manifest_seen()?;
         let parse = |bytes: &[u8]| -> Option<(Manifest, [u8; 32])> {
             let sm = SignedManifest::decode(bytes).ok()?;
             Some((Manifest::decode(&sm.body).ok()?, crypto::hash(&sm.body)))

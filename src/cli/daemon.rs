@@ -114,18 +114,19 @@ pub(crate) fn lock_home(home: &Home) -> Result<std::fs::File, String> {
         .write(true)
         .open(&p)
         .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    // SAFETY: flock on an fd we own; held for the daemon's lifetime.
-    let r = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "this account ({}) is already mounted by another cirrus daemon; unmount it first",
-            home.root.display()
-        ));
+    // Held for the daemon's lifetime (released when `f` is dropped). Only "held by
+    // someone else" means another daemon; any other failure is reported as itself.
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "this account ({}) is already mounted by another cirrus daemon; unmount it first",
+                home.root.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", p.display()));
+        }
     }
     Ok(f)
 }
@@ -820,5 +821,21 @@ fn account_if_free(
         Ok(g) => Ok(g),
         Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => Err(crate::sync::ACCOUNT_BUSY.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_daemon_lock_on_the_same_home_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::new(d.path().to_path_buf());
+        let held = lock_home(&home).unwrap();
+        let e = lock_home(&home).unwrap_err();
+        assert!(e.contains("already mounted"), "{e}");
+        drop(held);
+        assert!(lock_home(&home).is_ok());
     }
 }

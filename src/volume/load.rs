@@ -79,14 +79,22 @@ impl Category {
                 }
                 Ok(None) => {
                     cat.drop_old_key();
-                    if let Some((n, _)) = cat.witness.seen(cat.id) {
-                        let why = format!(
-                            "its head object is missing from the store, but this device has seen head #{n}"
-                        );
-                        error!("category {}: {why}", cat.name);
-                        s.unavailable = Some(why);
-                    } else {
-                        cat.init_empty(&mut s);
+                    match cat.witness.seen(cat.id) {
+                        Ok(Some((n, _))) => {
+                            let why = format!(
+                                "its head object is missing from the store, but this device has seen head #{n}"
+                            );
+                            error!("category {}: {why}", cat.name);
+                            s.unavailable = Some(why);
+                        }
+                        Ok(None) => cat.init_empty(&mut s),
+                        // Fail closed: without the record, an empty category could be a
+                        // rollback to before the first head.
+                        Err(e) => {
+                            let why = e.to_string();
+                            error!("category {}: {why}", cat.name);
+                            s.unavailable = Some(why);
+                        }
                     }
                 }
                 Err(why) => {
@@ -140,7 +148,7 @@ impl Category {
             Err(e) => return Err(format!("cannot read head {name}: {e}")),
         };
         let v = self.verify_head(&obj)?;
-        if let Some((seen, seen_hash)) = self.witness.seen(self.id) {
+        if let Some((seen, seen_hash)) = self.witness.seen(self.id).map_err(|e| e.to_string())? {
             if v.head.counter < seen {
                 return Err(format!(
                     "rollback detected: the store serves head #{} but this device has seen head #{seen}",

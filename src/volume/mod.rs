@@ -78,20 +78,50 @@ impl VolError {
 
 pub type VolResult<T> = Result<T, VolError>;
 
+/// Why the witness cannot answer or record. Either way the rollback check cannot be
+/// trusted, so a caller that needs `seen` fails closed (the category is unavailable)
+/// instead of taking "nothing seen" for an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The record is unusable in this process (a thread panicked while holding it).
+    #[error("the record of heads seen is unusable after an internal error; remount")]
+    Unavailable,
+    /// The record could not be made durable.
+    #[error("cannot save the record of heads seen: {0}")]
+    Save(String),
+}
+
 /// What the device remembers about heads it has seen, so a store serving an older head
 /// (rollback) or a different head with the same counter (fork) is detected.
 pub trait HeadWitness: Send + Sync {
-    /// Highest (counter, head object hash) seen for `category`, if any.
-    fn seen(&self, category: u32) -> Option<(u64, [u8; 32])>;
+    /// Highest (counter, head object hash) seen for `category`, if any. An error never
+    /// means "nothing seen".
+    fn seen(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError>;
     /// Records a head this device has read or written. Must be durable before returning.
-    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String>;
+    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), WitnessError>;
     /// Highest head seen *in the store* (published by any device). Kept apart from
     /// [`HeadWitness::seen`], which also counts this device's commits not uploaded yet.
-    fn seen_remote(&self, category: u32) -> Option<(u64, [u8; 32])> {
+    fn seen_remote(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {
         self.seen(category | REMOTE_WITNESS)
     }
-    fn record_remote(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String> {
+    fn record_remote(
+        &self,
+        category: u32,
+        counter: u64,
+        hash: [u8; 32],
+    ) -> Result<(), WitnessError> {
         self.record(category | REMOTE_WITNESS, counter, hash)
+    }
+}
+
+impl Category {
+    /// The witness could not answer: the rollback check cannot run, so the request fails
+    /// closed as unavailable (EIO) instead of taking the head unchecked.
+    pub(crate) fn witness_failed(&self, e: WitnessError) -> VolError {
+        VolError::Unavailable {
+            name: self.name.clone(),
+            why: e.to_string(),
+        }
     }
 }
 

@@ -38,11 +38,16 @@ impl Category {
     /// it verified, or its own head when nothing of it waits for upload (`published`).
     /// `published` is asked under the category lock, so no commit slips in between.
     pub fn counter_in_store(&self, published: &dyn Fn() -> bool) -> u64 {
-        let seen = self
-            .witness
-            .seen_remote(self.id)
-            .map(|(n, _)| n)
-            .unwrap_or(0);
+        // An unreadable record counts as nothing known in the store: the smaller claim,
+        // so a withholding check against it only gets stricter. The category itself
+        // fails closed on its next load or sync, which need the record.
+        let seen = match self.witness.seen_remote(self.id) {
+            Ok(s) => s.map_or(0, |(n, _)| n),
+            Err(e) => {
+                warn!("category {}: {e}", self.name);
+                0
+            }
+        };
         let s = self.lock();
         if published() {
             seen.max(s.head.counter)
@@ -83,7 +88,10 @@ impl Category {
             .ok()
             .and_then(|e| self.open_head(e.key_version, e.sealed).ok())
             .map(|(h, _)| h.counter);
-        let seen = self.witness.seen_remote(self.id);
+        let seen = self
+            .witness
+            .seen_remote(self.id)
+            .map_err(|e| self.witness_failed(e))?;
         if let Some(n) = theirs {
             let floor = seen.map(|(c, _)| c).unwrap_or(0).max(acked);
             if n < floor || seen.is_some_and(|(c, h)| c == n && h != crate::crypto::hash(remote)) {
@@ -167,7 +175,11 @@ impl Category {
         if rv.hash == s.head.hash {
             return Ok(SyncOutcome::UpToDate);
         }
-        if let Some((seen, seen_hash)) = self.witness.seen_remote(self.id) {
+        if let Some((seen, seen_hash)) = self
+            .witness
+            .seen_remote(self.id)
+            .map_err(|e| self.witness_failed(e))?
+        {
             if rv.head.counter < seen {
                 return Err(integrity(format!(
                     "rollback detected: the store serves head #{} but this device has seen head #{seen} there",
