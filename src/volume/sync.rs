@@ -38,9 +38,10 @@ impl Category {
     /// it verified, or its own head when nothing of it waits for upload (`published`).
     /// `published` is asked under the category lock, so no commit slips in between.
     pub fn counter_in_store(&self, published: &dyn Fn() -> bool) -> u64 {
-        // An unreadable record counts as nothing known in the store: the smaller claim,
-        // so a withholding check against it only gets stricter. The category itself
-        // fails closed on its next load or sync, which need the record.
+        // An unreadable record counts as nothing known in the store: the smaller claim.
+        // This device's withholding check against it only gets stricter, and the
+        // acknowledgement it publishes never claims more than it verified. The category
+        // itself fails closed on its next load or sync, which need the record.
         let seen = match self.witness.seen_remote(self.id) {
             Ok(s) => s.map_or(0, |(n, _)| n),
             Err(e) => {
