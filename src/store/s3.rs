@@ -222,7 +222,31 @@ pub struct S3Store {
 /// What an HTTP exchange ended with, before it is mapped to a `StoreError` for one call.
 enum Failure {
     Status { status: u16, code: String },
-    Transport(String),
+    /// `timed_out`: see [`StoreError::Unreachable`].
+    Transport { cause: String, timed_out: bool },
+}
+
+/// Whether a transport failure is a timeout: an I/O error of kind `TimedOut` somewhere in
+/// its source chain (ureq reports its deadlines and connect timeouts so; `WouldBlock` is a
+/// socket read timeout on Unix). Decided on the kind, never on the message.
+fn is_timeout(mut e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(err) = e {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io_timed_out(io.kind()))
+        {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
+fn io_timed_out(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
 }
 
 /// The `<Code>` of an S3 XML error body, if any.
@@ -375,10 +399,14 @@ impl S3Store {
                 if let Some(m) = t.message() {
                     cause = format!("{cause}: {m}");
                 }
-                if let Some(src) = std::error::Error::source(&t) {
+                let src = std::error::Error::source(&t);
+                if let Some(src) = src {
                     cause = format!("{cause}: {src}");
                 }
-                Err(Failure::Transport(cause))
+                Err(Failure::Transport {
+                    cause,
+                    timed_out: is_timeout(src),
+                })
             }
         }
     }
@@ -386,13 +414,17 @@ impl S3Store {
     /// Maps a failure of a request on object `name` to the store's error.
     fn fail(&self, name: &str, f: Failure) -> StoreError {
         match f {
-            Failure::Transport(mut cause) => {
+            Failure::Transport {
+                mut cause,
+                timed_out,
+            } => {
                 if cause.contains("certificate") {
                     cause.push_str(" (for a private CA, add ca_file=PATH to the store URL)");
                 }
                 StoreError::Unreachable {
                     endpoint: self.endpoint.clone(),
                     cause,
+                    timed_out,
                 }
             }
             Failure::Status { status: 404, code } if code == "NoSuchBucket" => {
@@ -443,6 +475,7 @@ impl S3Store {
             .map_err(|e| StoreError::Unreachable {
                 endpoint: self.endpoint.clone(),
                 cause: format!("reading {name}: {e}"),
+                timed_out: io_timed_out(e.kind()),
             })?;
         Ok(v)
     }
@@ -632,6 +665,34 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that wraps another, as TLS and ureq errors wrap the socket's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_recognised_by_its_kind_not_its_wording() {
+        use std::io::{Error, ErrorKind};
+        let quiet = Error::new(ErrorKind::TimedOut, "no answer");
+        assert!(is_timeout(Some(&quiet)));
+        assert!(is_timeout(Some(&Error::from(ErrorKind::WouldBlock))));
+        assert!(is_timeout(Some(&Wrapped(Error::from(ErrorKind::TimedOut)))));
+        // Says "timed out" but is a refused connection: worth another try.
+        let wordy = Error::new(ErrorKind::ConnectionRefused, "timed out? no: refused");
+        assert!(!is_timeout(Some(&wordy)));
+        assert!(!is_timeout(Some(&Wrapped(wordy))));
+        assert!(!is_timeout(None));
+    }
 
     #[test]
     fn last_modified_parses() {
