@@ -60,8 +60,7 @@ pub type Heads = Vec<(u32, u64)>;
 pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), HookError> + Send + Sync;
 
 /// See [`AccountHooks::acked_heads`].
-pub type AckedHeadsHook =
-    dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookError> + Send + Sync;
+pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookError> + Send + Sync;
 
 /// What the account layer does for the syncer (it sits above the volumes).
 pub struct AccountHooks {

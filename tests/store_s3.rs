@@ -174,7 +174,13 @@ fn s3_frozen_server_times_out() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     // classified as a timeout where it is made (so a retry layer does not wait again)
     assert!(
-        matches!(e, StoreError::Unreachable { timed_out: true, .. }),
+        matches!(
+            e,
+            StoreError::Unreachable {
+                timed_out: true,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // and the store works again once the server does

@@ -221,9 +221,15 @@ pub struct S3Store {
 
 /// What an HTTP exchange ended with, before it is mapped to a `StoreError` for one call.
 enum Failure {
-    Status { status: u16, code: String },
+    Status {
+        status: u16,
+        code: String,
+    },
     /// `timed_out`: see [`StoreError::Unreachable`].
-    Transport { cause: String, timed_out: bool },
+    Transport {
+        cause: String,
+        timed_out: bool,
+    },
 }
 
 /// Whether a transport failure is a timeout: an I/O error of kind `TimedOut` somewhere in
