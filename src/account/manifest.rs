@@ -16,6 +16,7 @@ use crate::format::names;
 use crate::format::table::{Class, DEFAULT_CATEGORIES};
 use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::store::{Store, StoreError};
+use crate::volume::freshness::{Fresh, Stale, check_freshness};
 use crate::volume::{HeadSignError, HeadSigner};
 use std::sync::{Arc, RwLock};
 
@@ -225,20 +226,24 @@ pub fn fetch_chain(
     let etag = crate::store::etag_of(&latest);
     let sm = SignedManifest::decode(&latest).map_err(|e| bad(format!("malformed: {e}")))?;
     let head = Manifest::decode(&sm.body).map_err(|e| bad(format!("malformed: {e}")))?;
-    if head.counter < trusted.counter {
-        return Err(bad(format!(
-            "rollback detected: the store serves manifest #{} but this device has seen #{}",
-            head.counter, trusted.counter
-        )));
-    }
-    if head.counter == trusted.counter {
-        if crypto::hash(&sm.body) != *trusted_hash {
+    match check_freshness(
+        (head.counter, &crypto::hash(&sm.body)),
+        (trusted.counter, trusted_hash),
+    ) {
+        Ok(Fresh::Newer) => {}
+        Ok(Fresh::Same) => return Ok((trusted.clone(), *trusted_hash, etag, latest)),
+        Err(Stale::Rollback { served, seen }) => {
             return Err(bad(format!(
-                "fork detected: the store serves a different manifest #{} than this device saw",
-                head.counter
+                "rollback detected: the store serves manifest #{served} but this device has \
+                 seen #{seen}"
             )));
         }
-        return Ok((trusted.clone(), *trusted_hash, etag, latest));
+        Err(Stale::Fork { counter }) => {
+            return Err(bad(format!(
+                "fork detected: the store serves a different manifest #{counter} than this \
+                 device saw"
+            )));
+        }
     }
     let mut cur = trusted.clone();
     let mut cur_hash = *trusted_hash;

@@ -2,6 +2,7 @@
 //! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
 
 mod commit;
+pub mod freshness;
 mod io;
 mod load;
 mod merge;
