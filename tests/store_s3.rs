@@ -377,6 +377,7 @@ fn s3_over_https_with_a_private_ca() {
     );
     eprintln!("unknown CA: {e}");
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(e.to_string().contains("add ca_file=PATH"), "{e}");
     // With it, the store works over TLS.
     cfg.ca_file = Some(ca.clone());
     let s = S3Store::new(cfg.clone()).unwrap();

@@ -225,11 +225,34 @@ enum Failure {
         status: u16,
         code: String,
     },
-    /// `timed_out`: see [`StoreError::Unreachable`].
+    /// `timed_out`: see [`StoreError::Unreachable`]. `bad_certificate`: the server's
+    /// certificate was refused (the message then names `ca_file`).
     Transport {
         cause: String,
         timed_out: bool,
+        bad_certificate: bool,
     },
+}
+
+/// Whether a transport failure is a refused server certificate: a rustls
+/// `InvalidCertificate` in its source chain (rustls hands it up inside an `io::Error`).
+fn is_bad_certificate(mut e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(err) = e {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if [Some(err), inner].into_iter().flatten().any(|c| {
+            matches!(
+                c.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        }) {
+            return true;
+        }
+        e = err.source();
+    }
+    false
 }
 
 /// Whether a transport failure is a timeout: an I/O error of kind `TimedOut` somewhere in
@@ -412,6 +435,7 @@ impl S3Store {
                 Err(Failure::Transport {
                     cause,
                     timed_out: is_timeout(src),
+                    bad_certificate: is_bad_certificate(src),
                 })
             }
         }
@@ -423,8 +447,9 @@ impl S3Store {
             Failure::Transport {
                 mut cause,
                 timed_out,
+                bad_certificate,
             } => {
-                if cause.contains("certificate") {
+                if bad_certificate {
                     cause.push_str(" (for a private CA, add ca_file=PATH to the store URL)");
                 }
                 StoreError::Unreachable {
@@ -698,6 +723,24 @@ mod tests {
         assert!(!is_timeout(Some(&wordy)));
         assert!(!is_timeout(Some(&Wrapped(wordy))));
         assert!(!is_timeout(None));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_recognised_by_its_type_not_its_wording() {
+        use std::io::{Error, ErrorKind};
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(is_bad_certificate(Some(&Error::new(
+            ErrorKind::InvalidData,
+            bad
+        ))));
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert!(is_bad_certificate(Some(&Wrapped(Error::new(
+            ErrorKind::InvalidData,
+            bad
+        )))));
+        let wordy = Error::new(ErrorKind::ConnectionReset, "certificate? no: reset");
+        assert!(!is_bad_certificate(Some(&wordy)));
+        assert!(!is_bad_certificate(None));
     }
 
     #[test]
