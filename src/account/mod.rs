@@ -90,8 +90,8 @@ pub enum AccountError {
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
     /// A data recovery on another device started the account anew without this one,
-    /// checked by `data_recovery::recognise`. Starts as [`AccountError::DeviceRemoved`]
-    /// does (the sync hooks look for that).
+    /// checked by `data_recovery::recognise`. Counts as [`AccountError::DeviceRemoved`]
+    /// does ([`AccountError::removes_this_device`]).
     #[error(
         "this device was removed from the account: a data recovery (`cirrus recover \
          --data-recovery`) on device \"{by}\", {ago} ago, made that device the account's only \
@@ -131,6 +131,18 @@ pub enum AccountError {
          --totp CODE. Nothing was changed"
     )]
     KeyServiceNeeded,
+}
+
+impl AccountError {
+    /// Whether the account has removed this device (directly, or by a data recovery on
+    /// another device): the caller stops publishing. Decided on the variant, so a reworded
+    /// message cannot switch it off.
+    pub fn removes_this_device(&self) -> bool {
+        matches!(
+            self,
+            AccountError::DeviceRemoved | AccountError::RemovedByDataRecovery { .. }
+        )
+    }
 }
 
 pub struct InitOptions {

@@ -1,6 +1,7 @@
 //! Reading a category from the store: head verification (authenticity, rollback, fork),
 //! lazy leaf loading, and fetching + opening chunks.
 
+use super::freshness::{Stale, check_freshness};
 use super::*;
 use crate::crypto;
 use crate::format::head::Head;
@@ -149,16 +150,18 @@ impl Category {
         };
         let v = self.verify_head(&obj)?;
         if let Some((seen, seen_hash)) = self.witness.seen(self.id).map_err(|e| e.to_string())? {
-            if v.head.counter < seen {
-                return Err(format!(
-                    "rollback detected: the store serves head #{} but this device has seen head #{seen}",
-                    v.head.counter
-                ));
-            }
-            if v.head.counter == seen && seen_hash != v.hash {
-                return Err(format!(
-                    "fork detected: the store serves a different head #{seen} than this device saw"
-                ));
+            match check_freshness((v.head.counter, &v.hash), (seen, &seen_hash)) {
+                Ok(_) => {}
+                Err(Stale::Rollback { served, seen }) => {
+                    return Err(format!(
+                        "rollback detected: the store serves head #{served} but this device has seen head #{seen}"
+                    ));
+                }
+                Err(Stale::Fork { counter }) => {
+                    return Err(format!(
+                        "fork detected: the store serves a different head #{counter} than this device saw"
+                    ));
+                }
             }
         }
         Ok(Some(v))

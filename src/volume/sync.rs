@@ -4,6 +4,7 @@
 //! tells the store layer, through `on_rebase`, that the local head now builds on the
 //! remote one.
 
+use super::freshness::{Stale, check_freshness};
 use super::merge::{self, ConflictNamer, Records};
 use super::*;
 use crate::format::pack::BlobRef;
@@ -181,16 +182,18 @@ impl Category {
             .seen_remote(self.id)
             .map_err(|e| self.witness_failed(e))?
         {
-            if rv.head.counter < seen {
-                return Err(integrity(format!(
-                    "rollback detected: the store serves head #{} but this device has seen head #{seen} there",
-                    rv.head.counter
-                )));
-            }
-            if rv.head.counter == seen && rv.hash != seen_hash {
-                return Err(integrity(format!(
-                    "fork detected: the store serves a different head #{seen} than it did before"
-                )));
+            match check_freshness((rv.head.counter, &rv.hash), (seen, &seen_hash)) {
+                Ok(_) => {}
+                Err(Stale::Rollback { served, seen }) => {
+                    return Err(integrity(format!(
+                        "rollback detected: the store serves head #{served} but this device has seen head #{seen} there"
+                    )));
+                }
+                Err(Stale::Fork { counter }) => {
+                    return Err(integrity(format!(
+                        "fork detected: the store serves a different head #{counter} than it did before"
+                    )));
+                }
             }
         }
         // Key rotations: either side may be in the middle of one (blobs under both
@@ -212,18 +215,19 @@ impl Category {
                 Ok(v) => {
                     // The base is the newest head this device knows the store had: an
                     // older one now is a rollback, another with its counter a fork.
-                    if rv.head.counter < v.head.counter {
-                        return Err(integrity(format!(
-                            "rollback detected: the store serves head #{} but had head #{} \
-                             before",
-                            rv.head.counter, v.head.counter
-                        )));
-                    }
-                    if rv.head.counter == v.head.counter && rv.hash != v.hash {
-                        return Err(integrity(format!(
-                            "fork detected: the store serves another head #{}",
-                            rv.head.counter
-                        )));
+                    match check_freshness((rv.head.counter, &rv.hash), (v.head.counter, &v.hash)) {
+                        Ok(_) => {}
+                        Err(Stale::Rollback { served, seen }) => {
+                            return Err(integrity(format!(
+                                "rollback detected: the store serves head #{served} but had \
+                                 head #{seen} before"
+                            )));
+                        }
+                        Err(Stale::Fork { counter }) => {
+                            return Err(integrity(format!(
+                                "fork detected: the store serves another head #{counter}"
+                            )));
+                        }
                     }
                     Some(v.head.leaves.into_iter().collect())
                 }
