@@ -857,11 +857,6 @@ mod tests {
         let lookalike = AccountError::BadCode("this device was removed from the account".into());
         assert!(matches!(hook_error(lookalike), HookError::Failed(_)));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn a_second_daemon_lock_on_the_same_home_is_refused() {
