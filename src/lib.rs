@@ -1,5 +1,5 @@
-//! Cirrus: an encrypted cloud drive mounted with FUSE. Layers point down only:
-//! cli → fs → volume → (format, keys, store, cache) → crypto.
+//! Cirrus: an encrypted cloud drive mounted with FUSE. Layers point down only; the
+//! order is the "Layers" table of docs/ARCHITECTURE.md, which `tests/layers.rs` enforces.
 
 pub mod account;
 pub mod cache;
@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod export;
 pub mod format;
 pub mod fs;
+pub mod fsutil;
 pub mod hint;
 pub mod home;
 pub mod keys;

@@ -28,23 +28,39 @@ pub struct PollReport {
     pub unreachable: Option<String>,
 }
 
+/// Why a hook of the account layer did not do its job. The syncer decides on the
+/// variant, never on the message: what a variant carries is only shown.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The account is in use elsewhere (a rotation holds it): tried again next poll.
+    #[error("the account is busy")]
+    Busy,
+    /// The account has removed this device (directly, or by a data recovery on another
+    /// device): this device stops publishing heads. Carries the account's explanation.
+    #[error("{0}")]
+    DeviceRemoved(String),
+    /// Anything else: reported and tried again later.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Where a newer category key comes from: (category id, key version) → key.
-pub type KeySource = dyn Fn(u32, u32) -> Result<SecretKey, String> + Send + Sync;
+pub type KeySource = dyn Fn(u32, u32) -> Result<SecretKey, HookError> + Send + Sync;
 
 /// Per category open here: (category id, oldest key version this device may still need).
 pub type Floors = Vec<(u32, u32)>;
 
 /// A hook of the account layer that takes this device's floors.
-pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, String> + Send + Sync;
+pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, HookError> + Send + Sync;
 
 /// Per category open here: (category id, highest head counter known to be in the store).
 pub type Heads = Vec<(u32, u64)>;
 
 /// See [`AccountHooks::ack`].
-pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), String> + Send + Sync;
+pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), HookError> + Send + Sync;
 
 /// See [`AccountHooks::acked_heads`].
-pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, String> + Send + Sync;
+pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookError> + Send + Sync;
 
 /// What the account layer does for the syncer (it sits above the volumes).
 pub struct AccountHooks {
@@ -60,11 +76,8 @@ pub struct AccountHooks {
     pub release: Box<FloorsHook<Vec<String>>>,
 }
 
-/// What the keys hook says when the account has removed this device.
-pub const DEVICE_REMOVED: &str = "this device was removed from the account";
-
-/// What a hook says when the account is in use elsewhere (tried again next poll).
-pub const ACCOUNT_BUSY: &str = "the account is busy";
+/// Why a removed device's write-back layer holds its heads (shown in `cirrus status`).
+const DEVICE_REMOVED: &str = "this device was removed from the account";
 
 /// The acknowledgement last published, and when old keys were last looked at.
 #[derive(Default)]
@@ -221,19 +234,21 @@ impl Syncer {
             if let Some(kv) = c.key_version_of_head(&remote)
                 && kv > c.key_version()
             {
-                let adopted = (self.hooks.keys)(c.id, kv)
-                    .map_err(|e| e.to_string())
-                    .and_then(|k| c.adopt_key(kv, k).map_err(|e| e.to_string()));
-                if matches!(&adopted, Err(e) if e.starts_with(DEVICE_REMOVED)) {
-                    // An honest removed device stops publishing at once: what it would
-                    // publish is refused by the others anyway.
-                    self.wb.hold_heads(DEVICE_REMOVED);
-                }
-                if matches!(&adopted, Err(e) if e == ACCOUNT_BUSY) {
+                let adopted = match (self.hooks.keys)(c.id, kv) {
                     // A rotation holds the account: the next poll takes the key.
-                    whole = false;
-                    continue;
-                }
+                    Err(HookError::Busy) => {
+                        whole = false;
+                        continue;
+                    }
+                    Err(e @ HookError::DeviceRemoved(_)) => {
+                        // An honest removed device stops publishing at once: what it
+                        // would publish is refused by the others anyway.
+                        self.wb.hold_heads(DEVICE_REMOVED);
+                        Err(e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                    Ok(k) => c.adopt_key(kv, k).map_err(|e| e.to_string()),
+                };
                 if let Err(e) = adopted {
                     self.note(c.id, false);
                     let msg = format!("{}: cannot take key version {kv}: {e}", c.name);
@@ -301,10 +316,9 @@ impl Syncer {
                 a.fresh_check = Some(Instant::now());
                 h
             }
+            Err(HookError::Busy) => HashMap::new(),
             Err(e) => {
-                if e != ACCOUNT_BUSY {
-                    log::debug!("cannot read the other devices' acknowledgements: {e}");
-                }
+                log::debug!("cannot read the other devices' acknowledgements: {e}");
                 HashMap::new()
             }
         }
@@ -367,14 +381,14 @@ impl Syncer {
                     a.published = published;
                     a.clean = clean;
                 }
-                Err(e) if e == ACCOUNT_BUSY => {}
+                Err(HookError::Busy) => {}
                 Err(e) => warn!("cannot publish this device's acknowledgement: {e}"),
             }
         }
         if force || a.released.is_none_or(|t| t.elapsed() >= RELEASE_EVERY) {
             drop(a);
             let res = (self.hooks.release)(&floors);
-            if !matches!(&res, Err(e) if e == ACCOUNT_BUSY) {
+            if !matches!(res, Err(HookError::Busy)) {
                 self.acked
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -385,7 +399,7 @@ impl Syncer {
                     info!("sync: old keys destroyed: {}", done.join(", "))
                 }
                 Ok(_) => {}
-                Err(e) if e == ACCOUNT_BUSY => {}
+                Err(HookError::Busy) => {}
                 Err(e) => warn!("cannot look for old keys to destroy: {e}"),
             }
         }
@@ -427,18 +441,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_removed_device_error_is_recognised() {
-        let e = crate::account::AccountError::DeviceRemoved.to_string();
-        assert!(e.starts_with(DEVICE_REMOVED), "{e}");
-        let e = crate::account::AccountError::RemovedByDataRecovery {
-            by: "laptop".into(),
-            ago: "5 min".into(),
-        }
-        .to_string();
-        assert!(e.starts_with(DEVICE_REMOVED), "{e}");
-    }
 
     #[test]
     fn civil_dates() {

@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 struct Forgetful;
 impl HeadWitness for Forgetful {
-    fn seen(&self, _c: u32) -> Option<(u64, [u8; 32])> {
-        None
+    fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, cirrus::volume::WitnessError> {
+        Ok(None)
     }
-    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), String> {
+    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), cirrus::volume::WitnessError> {
         Ok(())
     }
 }

@@ -367,10 +367,10 @@ fn the_old_key_opens_nothing_written_after_rotation() {
 
 struct NoWitness;
 impl cirrus::volume::HeadWitness for NoWitness {
-    fn seen(&self, _c: u32) -> Option<(u64, [u8; 32])> {
-        None
+    fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, cirrus::volume::WitnessError> {
+        Ok(None)
     }
-    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), String> {
+    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), cirrus::volume::WitnessError> {
         Ok(())
     }
 }

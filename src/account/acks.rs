@@ -133,7 +133,15 @@ impl Unlocked {
             // could be from before the device had some data): it counts as none.
             let witness = ACK_WITNESS | slot as u32;
             let genuine = genuine.map(|(a, _)| a).filter(|a| {
-                let seen = self.seen.seen(witness).map(|(w, _)| w).unwrap_or(0);
+                // Unreadable record: treat the acknowledgement as a replay (fail closed).
+                let Ok(seen) = self.seen.seen(witness).map(|s| s.map_or(0, |(w, _)| w)) else {
+                    warn!(
+                        "cannot check the acknowledgement of device {} against the record \
+                         of heads seen; it counts as still needing every old key and pack",
+                        d.name
+                    );
+                    return false;
+                };
                 if a.written < seen {
                     warn!(
                         "the store serves an older acknowledgement of device {} than it did \

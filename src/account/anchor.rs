@@ -58,7 +58,7 @@ impl Unlocked {
     /// records it as the anchor; the caller then walks the chain from it to the newest.
     /// Returns its counter (None: the anchor was intact).
     pub(super) fn reanchor(&mut self) -> Result<Option<u64>, AccountError> {
-        if self.seen.manifest_seen().1 != [0; 32] {
+        if self.seen.manifest_seen()?.1 != [0; 32] {
             return Ok(None);
         }
         let me = self.identity.public().sign;
@@ -101,7 +101,7 @@ impl Unlocked {
             self.seen
                 .record_manifest(m.counter, hash)
                 .map_err(AccountError::BadManifest)?;
-            if self.seen.manifest_seen() != (m.counter, hash) {
+            if self.seen.manifest_seen()? != (m.counter, hash) {
                 return Err(AccountError::BadManifest(format!(
                     "could not record manifest #{} as the anchor in {}",
                     m.counter,

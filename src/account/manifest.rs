@@ -16,7 +16,8 @@ use crate::format::names;
 use crate::format::table::{Class, DEFAULT_CATEGORIES};
 use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::store::{Store, StoreError};
-use crate::volume::HeadSigner;
+use crate::volume::freshness::{Fresh, Stale, check_freshness};
+use crate::volume::{HeadSignError, HeadSigner};
 use std::sync::{Arc, RwLock};
 
 /// Commitment to a category key, recorded in the signed manifest.
@@ -225,20 +226,24 @@ pub fn fetch_chain(
     let etag = crate::store::etag_of(&latest);
     let sm = SignedManifest::decode(&latest).map_err(|e| bad(format!("malformed: {e}")))?;
     let head = Manifest::decode(&sm.body).map_err(|e| bad(format!("malformed: {e}")))?;
-    if head.counter < trusted.counter {
-        return Err(bad(format!(
-            "rollback detected: the store serves manifest #{} but this device has seen #{}",
-            head.counter, trusted.counter
-        )));
-    }
-    if head.counter == trusted.counter {
-        if crypto::hash(&sm.body) != *trusted_hash {
+    match check_freshness(
+        (head.counter, &crypto::hash(&sm.body)),
+        (trusted.counter, trusted_hash),
+    ) {
+        Ok(Fresh::Newer) => {}
+        Ok(Fresh::Same) => return Ok((trusted.clone(), *trusted_hash, etag, latest)),
+        Err(Stale::Rollback { served, seen }) => {
             return Err(bad(format!(
-                "fork detected: the store serves a different manifest #{} than this device saw",
-                head.counter
+                "rollback detected: the store serves manifest #{served} but this device has \
+                 seen #{seen}"
             )));
         }
-        return Ok((trusted.clone(), *trusted_hash, etag, latest));
+        Err(Stale::Fork { counter }) => {
+            return Err(bad(format!(
+                "fork detected: the store serves a different manifest #{counter} than this \
+                 device saw"
+            )));
+        }
     }
     let mut cur = trusted.clone();
     let mut cur_hash = *trusted_hash;
@@ -465,7 +470,12 @@ struct SignedHeads {
 }
 
 impl HeadSigner for SignedHeads {
-    fn envelope(&self, category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    fn envelope(
+        &self,
+        category: u32,
+        key_version: u32,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, HeadSignError> {
         let msg = head_signed_message(&self.account_id, category, key_version, sealed);
         let sig = self.identity.sign(HEAD_SIGN_DOMAIN, &msg);
         Ok(encode_head_envelope(
@@ -476,15 +486,13 @@ impl HeadSigner for SignedHeads {
         ))
     }
 
-    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
-        let e = decode_head_envelope(obj).map_err(|e| format!("malformed: {e}"))?;
+    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), HeadSignError> {
+        let e = decode_head_envelope(obj)?;
         let Some((signer, sig)) = e.signature else {
             if self.accept_unsigned {
                 return Ok((e.key_version, e.sealed));
             }
-            return Err(
-                "unsigned head (format downgrade?) in an account whose heads are signed".into(),
-            );
+            return Err(HeadSignError::Unsigned);
         };
         let trusted = self
             .signers
@@ -492,7 +500,7 @@ impl HeadSigner for SignedHeads {
             .map(|s| s.active.contains(&signer))
             .unwrap_or(false);
         if !trusted {
-            return Err("signed by a key that is not a trusted device of this account".into());
+            return Err(HeadSignError::UntrustedSigner);
         }
         let msg = head_signed_message(&self.account_id, category, e.key_version, e.sealed);
         let pk = DevicePublic {
@@ -500,7 +508,7 @@ impl HeadSigner for SignedHeads {
             kx: [0; 32],
         };
         device::verify(&pk, HEAD_SIGN_DOMAIN, &msg, &sig)
-            .map_err(|_| "the device signature does not verify".to_string())?;
+            .map_err(|_| HeadSignError::BadSignature)?;
         Ok((e.key_version, e.sealed))
     }
 
@@ -529,6 +537,53 @@ impl HeadSigner for SignedHeads {
 mod tests {
     use super::*;
     use crate::format::table::{CategoryEntry, CategoryTable};
+
+    fn signed_heads(identity: DeviceIdentity, trusted: [u8; 32]) -> SignedHeads {
+        SignedHeads {
+            account_id: [1; 16],
+            identity: Arc::new(identity),
+            signers: Arc::new(RwLock::new(Signers {
+                active: vec![trusted],
+                removed: vec![],
+            })),
+            accept_unsigned: false,
+        }
+    }
+
+    #[test]
+    fn a_refused_head_says_why_as_a_variant() {
+        let me = DeviceIdentity::generate().unwrap();
+        let trusted = me.public().sign;
+        let heads = signed_heads(me, trusted);
+        let obj = heads.envelope(3, 1, b"sealed").unwrap();
+        assert!(matches!(heads.check(3, &obj), Ok((1, s)) if s == b"sealed"));
+        // The signature covers the category.
+        assert!(matches!(
+            heads.check(4, &obj),
+            Err(HeadSignError::BadSignature)
+        ));
+        let stranger = signed_heads(DeviceIdentity::generate().unwrap(), trusted);
+        let theirs = stranger.envelope(3, 1, b"sealed").unwrap();
+        assert!(matches!(
+            heads.check(3, &theirs),
+            Err(HeadSignError::UntrustedSigner)
+        ));
+        let layout1 = crate::volume::UnsignedHeads
+            .envelope(3, 1, b"sealed")
+            .unwrap();
+        assert!(matches!(
+            heads.check(3, &layout1),
+            Err(HeadSignError::Unsigned)
+        ));
+        assert!(matches!(
+            crate::volume::UnsignedHeads.check(3, &obj),
+            Err(HeadSignError::SignedWithoutManifest)
+        ));
+        assert!(matches!(
+            heads.check(3, &[1, 2]),
+            Err(HeadSignError::Malformed(_))
+        ));
+    }
 
     fn manifest(entries: &[(&str, Class, bool)], adp: bool) -> Manifest {
         let mut m = Manifest {

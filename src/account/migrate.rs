@@ -17,7 +17,7 @@ fn load_legacy_table(acct: &Unlocked) -> Result<CategoryTable, AccountError> {
     )
     .map_err(|e| AccountError::BadTable(format!("authentication failed: {e}")))?;
     let t = CategoryTable::decode(&plain).map_err(|e| AccountError::BadTable(e.to_string()))?;
-    let seen = acct.seen.table_seen();
+    let seen = acct.seen.table_seen()?;
     if t.counter < seen {
         return Err(AccountError::BadTable(format!(
             "rollback: the store serves table #{} but this device has seen #{seen}",
@@ -31,7 +31,7 @@ fn load_legacy_table(acct: &Unlocked) -> Result<CategoryTable, AccountError> {
 /// from what this very upgrade published (a manifest signed by this device alone).
 pub(super) fn run(acct: &mut Unlocked, reanchor: bool) -> Result<(), AccountError> {
     let me = acct.identity.public();
-    let (_, seen_hash) = acct.seen.manifest_seen();
+    let (_, seen_hash) = acct.seen.manifest_seen()?;
     // The config is not authenticated: a thief can drop its `account_id` to send a home
     // down this path. So the path trusts nothing the sealed anchor does not vouch for:
     // without one, an interrupted upgrade is resumed only on the user's word (reanchor).

@@ -35,12 +35,16 @@ use std::sync::{Arc, Mutex, RwLock};
 
 mod acks;
 mod rotate;
+mod witness;
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// The record of heads seen cannot answer: the rollback checks fail closed.
+    #[error(transparent)]
+    Seen(#[from] crate::home::SeenError),
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -86,8 +90,8 @@ pub enum AccountError {
     #[error("this device was removed from the account; it can no longer read new data")]
     DeviceRemoved,
     /// A data recovery on another device started the account anew without this one,
-    /// checked by `data_recovery::recognise`. Starts as [`AccountError::DeviceRemoved`]
-    /// does (the sync hooks look for that).
+    /// checked by `data_recovery::recognise`. Counts as [`AccountError::DeviceRemoved`]
+    /// does ([`AccountError::removes_this_device`]).
     #[error(
         "this device was removed from the account: a data recovery (`cirrus recover \
          --data-recovery`) on device \"{by}\", {ago} ago, made that device the account's only \
@@ -127,6 +131,18 @@ pub enum AccountError {
          --totp CODE. Nothing was changed"
     )]
     KeyServiceNeeded,
+}
+
+impl AccountError {
+    /// Whether the account has removed this device (directly, or by a data recovery on
+    /// another device): the caller stops publishing. Decided on the variant, so a reworded
+    /// message cannot switch it off.
+    pub fn removes_this_device(&self) -> bool {
+        matches!(
+            self,
+            AccountError::DeviceRemoved | AccountError::RemovedByDataRecovery { .. }
+        )
+    }
 }
 
 pub struct InitOptions {
@@ -593,7 +609,7 @@ impl Unlocked {
     fn refresh_manifest(&mut self) -> Result<(), AccountError> {
         let path = self.home.manifest_path();
         self.seen.refresh();
-        let (seen_counter, seen_hash) = self.seen.manifest_seen();
+        let (seen_counter, seen_hash) = self.seen.manifest_seen()?;
         let parse = |bytes: &[u8]| -> Option<(Manifest, [u8; 32])> {
             let sm = SignedManifest::decode(bytes).ok()?;
             Some((Manifest::decode(&sm.body).ok()?, crypto::hash(&sm.body)))

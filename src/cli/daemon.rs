@@ -114,18 +114,19 @@ pub(crate) fn lock_home(home: &Home) -> Result<std::fs::File, String> {
         .write(true)
         .open(&p)
         .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    // SAFETY: flock on an fd we own; held for the daemon's lifetime.
-    let r = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "this account ({}) is already mounted by another cirrus daemon; unmount it first",
-            home.root.display()
-        ));
+    // Held for the daemon's lifetime (released when `f` is dropped). Only "held by
+    // someone else" means another daemon; any other failure is reported as itself.
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "this account ({}) is already mounted by another cirrus daemon; unmount it first",
+                home.root.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", p.display()));
+        }
     }
     Ok(f)
 }
@@ -352,24 +353,24 @@ pub fn serve(
                 keys: Box::new(move |cat, version| {
                     account_if_free(&key_acct)?
                         .newer_category_key(cat, version)
-                        .map_err(|e| e.to_string())
+                        .map_err(hook_error)
                 }),
                 // A rotation holds the account for minutes and may wait for this
                 // thread to merge: the hooks skip a busy account (the next poll retries).
                 ack: Box::new(move |floors, heads, published| {
                     account_if_free(&ack_acct)?
                         .write_ack(floors, heads, published)
-                        .map_err(|e| e.to_string())
+                        .map_err(hook_error)
                 }),
                 acked_heads: Box::new(move || {
                     account_if_free(&heads_acct)?
                         .acked_heads()
-                        .map_err(|e| e.to_string())
+                        .map_err(hook_error)
                 }),
                 release: Box::new(move |floors| {
                     account_if_free(&release_acct)?
                         .destroy_released_keys(floors, &release_cats)
-                        .map_err(|e| e.to_string())
+                        .map_err(hook_error)
                 }),
             },
         ))
@@ -815,10 +816,56 @@ pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::C
 /// The account, unless another thread (a rotation) holds it.
 fn account_if_free(
     acct: &std::sync::Mutex<crate::account::Unlocked>,
-) -> Result<std::sync::MutexGuard<'_, crate::account::Unlocked>, String> {
+) -> Result<std::sync::MutexGuard<'_, crate::account::Unlocked>, crate::sync::HookError> {
     match acct.try_lock() {
         Ok(g) => Ok(g),
         Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => Err(crate::sync::ACCOUNT_BUSY.into()),
+        Err(std::sync::TryLockError::WouldBlock) => Err(crate::sync::HookError::Busy),
+    }
+}
+
+/// What the syncer is told when an account hook fails: whether this device was removed
+/// is decided on the error's variant, not on its message.
+fn hook_error(e: crate::account::AccountError) -> crate::sync::HookError {
+    if e.removes_this_device() {
+        crate::sync::HookError::DeviceRemoved(e.to_string())
+    } else {
+        crate::sync::HookError::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::AccountError;
+    use crate::sync::HookError;
+
+    #[test]
+    fn both_removals_reach_the_syncer_as_device_removed() {
+        assert!(matches!(
+            hook_error(AccountError::DeviceRemoved),
+            HookError::DeviceRemoved(_)
+        ));
+        let e = AccountError::RemovedByDataRecovery {
+            by: "laptop".into(),
+            ago: "5 min".into(),
+        };
+        let msg = e.to_string();
+        assert!(matches!(hook_error(e), HookError::DeviceRemoved(m) if m == msg));
+        // Text that merely reads like a removal is not one (the old prefix test took
+        // this for a removal).
+        let lookalike = AccountError::BadCode("this device was removed from the account".into());
+        assert!(matches!(hook_error(lookalike), HookError::Failed(_)));
+    }
+
+    #[test]
+    fn a_second_daemon_lock_on_the_same_home_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::new(d.path().to_path_buf());
+        let held = lock_home(&home).unwrap();
+        let e = lock_home(&home).unwrap_err();
+        assert!(e.contains("already mounted"), "{e}");
+        drop(held);
+        assert!(lock_home(&home).is_ok());
     }
 }

@@ -38,10 +38,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 struct NoWitness;
 
 impl HeadWitness for NoWitness {
-    fn seen(&self, _: u32) -> Option<(u64, [u8; 32])> {
-        None
+    fn seen(&self, _: u32) -> Result<Option<(u64, [u8; 32])>, crate::volume::WitnessError> {
+        Ok(None)
     }
-    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), String> {
+    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), crate::volume::WitnessError> {
         Ok(())
     }
 }

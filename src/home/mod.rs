@@ -5,10 +5,8 @@ use crate::crypto::{self, SecretKey, Suite};
 use crate::format::codec::{Reader, Writer};
 use crate::format::{Context, ObjKind};
 use crate::keys::KdfParams;
-use crate::volume::HeadWitness;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -73,27 +71,10 @@ pub struct Home {
     pub root: PathBuf,
 }
 
-/// Writes a file atomically (temp + fsync + rename), mode 0600.
+/// Writes a file atomically, mode 0600 ([`crate::fsutil::write_atomic`]), with the
+/// home's error type.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HomeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, data).map_err(io(path))
 }
 
 impl Home {
@@ -233,6 +214,19 @@ impl Home {
     pub fn seen_path(&self) -> PathBuf {
         self.device_dir().join("seen")
     }
+}
+
+/// Why the record of heads seen cannot answer or be saved. Never read as "nothing seen":
+/// the record guards the rollback checks, so it fails closed (ARCHITECTURE.md, "Poisoned
+/// locks").
+#[derive(Debug, thiserror::Error)]
+pub enum SeenError {
+    /// A thread panicked while holding the record: what it holds may be half updated.
+    #[error("the record of heads seen is unusable after an internal error")]
+    Poisoned,
+    /// Sealing or writing the record failed.
+    #[error("{0}")]
+    Save(String),
 }
 
 /// Highest heads seen, sealed under a key derived from the account key and persisted in
@@ -376,10 +370,10 @@ impl SeenHeads {
             .mode(0o600)
             .open(&lock_path)
             .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-        // SAFETY: flock on an fd we own; released when `lock` is dropped.
-        unsafe {
-            libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
-        }
+        // Released when `lock` is dropped. Without it the merge below could lose what
+        // another process writes meanwhile, so a failure to lock is an error.
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
         let disk = match fs::read(&self.path) {
             Ok(bytes) => match self.open_file(&bytes) {
                 Ok(d) => Some(d),
@@ -414,11 +408,7 @@ impl SeenHeads {
     /// Writes the current record sealed under another key to `path` (a passcode change
     /// stages it there before moving it into place).
     pub fn write_copy(&self, path: &Path, key: SecretKey) -> Result<(), String> {
-        let s = self
-            .state
-            .lock()
-            .map_err(|_| "poisoned".to_string())?
-            .clone();
+        let s = self.lock().map_err(|e| e.to_string())?.clone();
         let other = SeenHeads {
             path: path.to_path_buf(),
             key,
@@ -429,8 +419,15 @@ impl SeenHeads {
         other.save(&mut s)
     }
 
-    pub fn table_seen(&self) -> u64 {
-        self.state.lock().map(|s| s.table).unwrap_or(0)
+    /// Counter of the newest category table or manifest seen.
+    pub fn table_seen(&self) -> Result<u64, SeenError> {
+        Ok(self.lock()?.table)
+    }
+
+    /// The record, or [`SeenError::Poisoned`]: a panic while it was held may have left it
+    /// half updated, and an answer from it could let a rollback through.
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Seen>, SeenError> {
+        self.state.lock().map_err(|_| SeenError::Poisoned)
     }
 
     /// Takes in what another process of this device (the CLI next to a mounted daemon)
@@ -456,15 +453,13 @@ impl SeenHeads {
     }
 
     /// Counter and body hash of the newest manifest seen (hash zero: none yet).
-    pub fn manifest_seen(&self) -> (u64, [u8; 32]) {
-        self.state
-            .lock()
-            .map(|s| (s.table, s.manifest))
-            .unwrap_or((0, [0; 32]))
+    pub fn manifest_seen(&self) -> Result<(u64, [u8; 32]), SeenError> {
+        let s = self.lock()?;
+        Ok((s.table, s.manifest))
     }
 
     pub fn record_manifest(&self, counter: u64, hash: [u8; 32]) -> Result<(), String> {
-        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        let mut s = self.lock().map_err(|e| e.to_string())?;
         if counter > s.table || (counter == s.table && s.manifest == [0; 32]) {
             s.table = counter;
             s.manifest = hash;
@@ -476,7 +471,7 @@ impl SeenHeads {
     }
 
     pub fn record_table(&self, counter: u64) -> Result<(), String> {
-        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
+        let mut s = self.lock().map_err(|e| e.to_string())?;
         if counter > s.table {
             s.table = counter;
             let mut snapshot = s.clone();
@@ -487,20 +482,34 @@ impl SeenHeads {
     }
 }
 
-impl HeadWitness for SeenHeads {
-    fn seen(&self, category: u32) -> Option<(u64, [u8; 32])> {
-        self.state.lock().ok()?.heads.get(&category).copied()
+impl SeenHeads {
+    /// Panics while holding the record's lock, poisoning it, for tests of the layers
+    /// above that must fail closed.
+    #[cfg(test)]
+    pub(crate) fn poison_for_test(&self) {
+        let _held = self.state.lock();
+        panic!("poisoning the record of heads seen on purpose");
     }
 
-    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String> {
-        let mut s = self.state.lock().map_err(|_| "poisoned".to_string())?;
-        let cur = s.heads.get(&category).copied();
+    /// Highest (counter, head hash) recorded under `id` (a category, or a category with
+    /// the volume's remote flag, or an acknowledgement slot).
+    pub fn head(&self, id: u32) -> Result<Option<(u64, [u8; 32])>, SeenError> {
+        Ok(self.lock()?.heads.get(&id).copied())
+    }
+
+    /// Records `counter` under `id` if it is higher than what is there, durably.
+    pub fn record_head(&self, id: u32, counter: u64, hash: [u8; 32]) -> Result<(), SeenError> {
+        let mut s = self.lock()?;
+        let cur = s.heads.get(&id).copied();
         if cur.is_none_or(|(n, _)| counter > n) {
-            s.heads.insert(category, (counter, hash));
+            s.heads.insert(id, (counter, hash));
             let mut snapshot = s.clone();
-            self.save(&mut snapshot)?;
+            self.save(&mut snapshot).map_err(SeenError::Save)?;
             *s = snapshot;
         }
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

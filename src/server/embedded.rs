@@ -31,7 +31,7 @@ impl EmbeddedKeyService {
         let st = |e: String| ServiceError::State(dir.to_path_buf(), e);
         std::fs::create_dir_all(dir).map_err(|e| st(e.to_string()))?;
         let key = crypto::random_key().map_err(|e| st(e.to_string()))?;
-        crate::home::write_atomic(&key_path(dir), key.expose()).map_err(|e| st(e.to_string()))?;
+        crate::fsutil::write_atomic(&key_path(dir), key.expose()).map_err(|e| st(e.to_string()))?;
         Ok(EmbeddedKeyService { service_key: key })
     }
 

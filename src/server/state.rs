@@ -140,7 +140,7 @@ pub(crate) struct DataDir {
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    crate::home::write_atomic(path, data).map_err(|e| StateError::Damaged {
+    crate::fsutil::write_atomic(path, data).map_err(|e| StateError::Damaged {
         path: path.to_path_buf(),
         why: format!("write failed: {e}"),
     })

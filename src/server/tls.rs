@@ -72,7 +72,7 @@ fn generate(cert: &Path, key: &Path, listen: IpAddr) -> Result<(), TlsError> {
     let made = rcgen::generate_simple_self_signed(subject_names(listen))
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |p: &Path, data: &[u8]| {
-        crate::home::write_atomic(p, data).map_err(|e| TlsError::Write {
+        crate::fsutil::write_atomic(p, data).map_err(|e| TlsError::Write {
             path: p.to_path_buf(),
             why: e.to_string(),
         })

@@ -42,8 +42,14 @@ pub enum StoreError {
     /// is a config (and its `store` line) to check: at `init` there is none yet.
     #[error("the store {0} is missing (is its disk mounted?)")]
     Missing(String),
+    /// `timed_out`: the request waited its whole timeout (set where the error is made,
+    /// from the I/O error's kind): [`retry::transient`] does not make it wait again.
     #[error("cannot reach the store endpoint {endpoint}: {cause}")]
-    Unreachable { endpoint: String, cause: String },
+    Unreachable {
+        endpoint: String,
+        cause: String,
+        timed_out: bool,
+    },
     #[error(
         "the store refused access to bucket {bucket} ({code}): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS profile's keys) and the clock"
     )]

@@ -32,10 +32,7 @@ impl Default for RetryPolicy {
 /// throttling (429) status. Everything else is final.
 pub fn transient(e: &StoreError) -> bool {
     match e {
-        StoreError::Unreachable { cause, .. } => {
-            let c = cause.to_ascii_lowercase();
-            !(c.contains("timed out") || c.contains("timeout"))
-        }
+        StoreError::Unreachable { timed_out, .. } => !timed_out,
         StoreError::Remote { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }
@@ -155,6 +152,7 @@ mod tests {
             Err(StoreError::Unreachable {
                 endpoint: "test".into(),
                 cause: "connection reset".into(),
+                timed_out: false,
             })
         }
     }
@@ -213,7 +211,19 @@ mod tests {
         assert!(matches!(s.get("nope"), Err(StoreError::NotFound(_))));
         assert!(!transient(&StoreError::Unreachable {
             endpoint: "e".into(),
-            cause: "Network Error: timed out reading response".into()
+            cause: "Network Error: timed out reading response".into(),
+            timed_out: true,
+        }));
+        // The decision is on the classification made with the error, not its wording.
+        assert!(transient(&StoreError::Unreachable {
+            endpoint: "e".into(),
+            cause: "connect timeout? no: connection refused".into(),
+            timed_out: false,
+        }));
+        assert!(!transient(&StoreError::Unreachable {
+            endpoint: "e".into(),
+            cause: "no answer".into(),
+            timed_out: true,
         }));
         assert!(transient(&StoreError::Remote {
             name: "n".into(),

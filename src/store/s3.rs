@@ -221,8 +221,61 @@ pub struct S3Store {
 
 /// What an HTTP exchange ended with, before it is mapped to a `StoreError` for one call.
 enum Failure {
-    Status { status: u16, code: String },
-    Transport(String),
+    Status {
+        status: u16,
+        code: String,
+    },
+    /// `timed_out`: see [`StoreError::Unreachable`]. `bad_certificate`: the server's
+    /// certificate was refused (the message then names `ca_file`).
+    Transport {
+        cause: String,
+        timed_out: bool,
+        bad_certificate: bool,
+    },
+}
+
+/// Whether a transport failure is a refused server certificate: a rustls
+/// `InvalidCertificate` in its source chain (rustls hands it up inside an `io::Error`).
+fn is_bad_certificate(mut e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(err) = e {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if [Some(err), inner].into_iter().flatten().any(|c| {
+            matches!(
+                c.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        }) {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
+/// Whether a transport failure is a timeout: an I/O error of kind `TimedOut` somewhere in
+/// its source chain (ureq reports its deadlines and connect timeouts so; `WouldBlock` is a
+/// socket read timeout on Unix). Decided on the kind, never on the message.
+fn is_timeout(mut e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(err) = e {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io_timed_out(io.kind()))
+        {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
+fn io_timed_out(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
 }
 
 /// The `<Code>` of an S3 XML error body, if any.
@@ -375,10 +428,15 @@ impl S3Store {
                 if let Some(m) = t.message() {
                     cause = format!("{cause}: {m}");
                 }
-                if let Some(src) = std::error::Error::source(&t) {
+                let src = std::error::Error::source(&t);
+                if let Some(src) = src {
                     cause = format!("{cause}: {src}");
                 }
-                Err(Failure::Transport(cause))
+                Err(Failure::Transport {
+                    cause,
+                    timed_out: is_timeout(src),
+                    bad_certificate: is_bad_certificate(src),
+                })
             }
         }
     }
@@ -386,13 +444,18 @@ impl S3Store {
     /// Maps a failure of a request on object `name` to the store's error.
     fn fail(&self, name: &str, f: Failure) -> StoreError {
         match f {
-            Failure::Transport(mut cause) => {
-                if cause.contains("certificate") {
+            Failure::Transport {
+                mut cause,
+                timed_out,
+                bad_certificate,
+            } => {
+                if bad_certificate {
                     cause.push_str(" (for a private CA, add ca_file=PATH to the store URL)");
                 }
                 StoreError::Unreachable {
                     endpoint: self.endpoint.clone(),
                     cause,
+                    timed_out,
                 }
             }
             Failure::Status { status: 404, code } if code == "NoSuchBucket" => {
@@ -443,6 +506,7 @@ impl S3Store {
             .map_err(|e| StoreError::Unreachable {
                 endpoint: self.endpoint.clone(),
                 cause: format!("reading {name}: {e}"),
+                timed_out: io_timed_out(e.kind()),
             })?;
         Ok(v)
     }
@@ -632,6 +696,52 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that wraps another, as TLS and ureq errors wrap the socket's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_recognised_by_its_kind_not_its_wording() {
+        use std::io::{Error, ErrorKind};
+        let quiet = Error::new(ErrorKind::TimedOut, "no answer");
+        assert!(is_timeout(Some(&quiet)));
+        assert!(is_timeout(Some(&Error::from(ErrorKind::WouldBlock))));
+        assert!(is_timeout(Some(&Wrapped(Error::from(ErrorKind::TimedOut)))));
+        // Says "timed out" but is a refused connection: worth another try.
+        let wordy = Error::new(ErrorKind::ConnectionRefused, "timed out? no: refused");
+        assert!(!is_timeout(Some(&wordy)));
+        assert!(!is_timeout(Some(&Wrapped(wordy))));
+        assert!(!is_timeout(None));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_recognised_by_its_type_not_its_wording() {
+        use std::io::{Error, ErrorKind};
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(is_bad_certificate(Some(&Error::new(
+            ErrorKind::InvalidData,
+            bad
+        ))));
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert!(is_bad_certificate(Some(&Wrapped(Error::new(
+            ErrorKind::InvalidData,
+            bad
+        )))));
+        let wordy = Error::new(ErrorKind::ConnectionReset, "certificate? no: reset");
+        assert!(!is_bad_certificate(Some(&wordy)));
+        assert!(!is_bad_certificate(None));
+    }
 
     #[test]
     fn last_modified_parses() {

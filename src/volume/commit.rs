@@ -232,9 +232,9 @@ impl Category {
             .opts
             .heads
             .envelope(self.id, keys.version, &sealed)
-            .map_err(|why| VolError::Integrity {
+            .map_err(|e| VolError::Integrity {
                 what: "signing head".into(),
-                why,
+                why: e.to_string(),
             })?;
         let name = names::head(self.id);
         let etag = self

@@ -1,6 +1,7 @@
 //! Reading a category from the store: head verification (authenticity, rollback, fork),
 //! lazy leaf loading, and fetching + opening chunks.
 
+use super::freshness::{Stale, check_freshness};
 use super::*;
 use crate::crypto;
 use crate::format::head::Head;
@@ -79,14 +80,22 @@ impl Category {
                 }
                 Ok(None) => {
                     cat.drop_old_key();
-                    if let Some((n, _)) = cat.witness.seen(cat.id) {
-                        let why = format!(
-                            "its head object is missing from the store, but this device has seen head #{n}"
-                        );
-                        error!("category {}: {why}", cat.name);
-                        s.unavailable = Some(why);
-                    } else {
-                        cat.init_empty(&mut s);
+                    match cat.witness.seen(cat.id) {
+                        Ok(Some((n, _))) => {
+                            let why = format!(
+                                "its head object is missing from the store, but this device has seen head #{n}"
+                            );
+                            error!("category {}: {why}", cat.name);
+                            s.unavailable = Some(why);
+                        }
+                        Ok(None) => cat.init_empty(&mut s),
+                        // Fail closed: without the record, an empty category could be a
+                        // rollback to before the first head.
+                        Err(e) => {
+                            let why = e.to_string();
+                            error!("category {}: {why}", cat.name);
+                            s.unavailable = Some(why);
+                        }
                     }
                 }
                 Err(why) => {
@@ -140,17 +149,19 @@ impl Category {
             Err(e) => return Err(format!("cannot read head {name}: {e}")),
         };
         let v = self.verify_head(&obj)?;
-        if let Some((seen, seen_hash)) = self.witness.seen(self.id) {
-            if v.head.counter < seen {
-                return Err(format!(
-                    "rollback detected: the store serves head #{} but this device has seen head #{seen}",
-                    v.head.counter
-                ));
-            }
-            if v.head.counter == seen && seen_hash != v.hash {
-                return Err(format!(
-                    "fork detected: the store serves a different head #{seen} than this device saw"
-                ));
+        if let Some((seen, seen_hash)) = self.witness.seen(self.id).map_err(|e| e.to_string())? {
+            match check_freshness((v.head.counter, &v.hash), (seen, &seen_hash)) {
+                Ok(_) => {}
+                Err(Stale::Rollback { served, seen }) => {
+                    return Err(format!(
+                        "rollback detected: the store serves head #{served} but this device has seen head #{seen}"
+                    ));
+                }
+                Err(Stale::Fork { counter }) => {
+                    return Err(format!(
+                        "fork detected: the store serves a different head #{counter} than this device saw"
+                    ));
+                }
             }
         }
         Ok(Some(v))

@@ -2,6 +2,7 @@
 //! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
 
 mod commit;
+pub mod freshness;
 mod io;
 mod load;
 mod merge;
@@ -78,20 +79,50 @@ impl VolError {
 
 pub type VolResult<T> = Result<T, VolError>;
 
+/// Why the witness cannot answer or record. Either way the rollback check cannot be
+/// trusted, so a caller that needs `seen` fails closed (the category is unavailable)
+/// instead of taking "nothing seen" for an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The record is unusable in this process (a thread panicked while holding it).
+    #[error("the record of heads seen is unusable after an internal error; remount")]
+    Unavailable,
+    /// The record could not be made durable.
+    #[error("cannot save the record of heads seen: {0}")]
+    Save(String),
+}
+
 /// What the device remembers about heads it has seen, so a store serving an older head
 /// (rollback) or a different head with the same counter (fork) is detected.
 pub trait HeadWitness: Send + Sync {
-    /// Highest (counter, head object hash) seen for `category`, if any.
-    fn seen(&self, category: u32) -> Option<(u64, [u8; 32])>;
+    /// Highest (counter, head object hash) seen for `category`, if any. An error never
+    /// means "nothing seen".
+    fn seen(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError>;
     /// Records a head this device has read or written. Must be durable before returning.
-    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String>;
+    fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), WitnessError>;
     /// Highest head seen *in the store* (published by any device). Kept apart from
     /// [`HeadWitness::seen`], which also counts this device's commits not uploaded yet.
-    fn seen_remote(&self, category: u32) -> Option<(u64, [u8; 32])> {
+    fn seen_remote(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {
         self.seen(category | REMOTE_WITNESS)
     }
-    fn record_remote(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), String> {
+    fn record_remote(
+        &self,
+        category: u32,
+        counter: u64,
+        hash: [u8; 32],
+    ) -> Result<(), WitnessError> {
         self.record(category | REMOTE_WITNESS, counter, hash)
+    }
+}
+
+impl Category {
+    /// The witness could not answer: the rollback check cannot run, so the request fails
+    /// closed as unavailable (EIO) instead of taking the head unchecked.
+    pub(crate) fn witness_failed(&self, e: WitnessError) -> VolError {
+        VolError::Unavailable {
+            name: self.name.clone(),
+            why: e.to_string(),
+        }
     }
 }
 
@@ -102,9 +133,14 @@ const REMOTE_WITNESS: u32 = 1 << 31;
 /// checks a stored one. The account layer implements it with device signatures;
 /// [`UnsignedHeads`] is the layout-1 form of accounts that predate signatures.
 pub trait HeadSigner: Send + Sync {
-    fn envelope(&self, category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String>;
+    fn envelope(
+        &self,
+        category: u32,
+        key_version: u32,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, HeadSignError>;
     /// Returns the key version and the sealed head, or why the object is not acceptable.
-    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String>;
+    fn check<'a>(&self, category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), HeadSignError>;
     /// The name of the device that signed `obj`, if the account removed that device and
     /// its signature is genuine: such a head is replaced, never merged.
     fn revoked_signer(&self, _category: u32, _obj: &[u8]) -> Option<String> {
@@ -112,20 +148,43 @@ pub trait HeadSigner: Send + Sync {
     }
 }
 
+/// Why a [`HeadSigner`] does not accept a head object.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadSignError {
+    #[error("malformed: {0}")]
+    Malformed(#[from] crate::format::FormatError),
+    #[error("unsigned head (format downgrade?) in an account whose heads are signed")]
+    Unsigned,
+    #[error("signed head in an account without a manifest")]
+    SignedWithoutManifest,
+    #[error("signed by a key that is not a trusted device of this account")]
+    UntrustedSigner,
+    #[error("the device signature does not verify")]
+    BadSignature,
+    /// A checker that only reads (a server, a test): it publishes nothing.
+    #[error("this head checker cannot sign heads")]
+    ReadOnly,
+}
+
 /// Layout-1 heads: no signature, only the category key's MAC.
 pub struct UnsignedHeads;
 
 impl HeadSigner for UnsignedHeads {
-    fn envelope(&self, _category: u32, key_version: u32, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    fn envelope(
+        &self,
+        _category: u32,
+        key_version: u32,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, HeadSignError> {
         let mut obj = Vec::with_capacity(4 + sealed.len());
         obj.extend_from_slice(&key_version.to_le_bytes());
         obj.extend_from_slice(sealed);
         Ok(obj)
     }
-    fn check<'a>(&self, _category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
-        let e = crate::format::manifest::decode_head_envelope(obj).map_err(|e| e.to_string())?;
+    fn check<'a>(&self, _category: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), HeadSignError> {
+        let e = crate::format::manifest::decode_head_envelope(obj)?;
         if e.signature.is_some() {
-            return Err("signed head in an account without a manifest".into());
+            return Err(HeadSignError::SignedWithoutManifest);
         }
         Ok((e.key_version, e.sealed))
     }

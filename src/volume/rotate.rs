@@ -400,10 +400,15 @@ mod tests {
 
     struct Forgetful;
     impl HeadWitness for Forgetful {
-        fn seen(&self, _c: u32) -> Option<(u64, [u8; 32])> {
-            None
+        fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, crate::volume::WitnessError> {
+            Ok(None)
         }
-        fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), String> {
+        fn record(
+            &self,
+            _c: u32,
+            _n: u64,
+            _h: [u8; 32],
+        ) -> Result<(), crate::volume::WitnessError> {
             Ok(())
         }
     }

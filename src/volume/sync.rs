@@ -4,6 +4,7 @@
 //! tells the store layer, through `on_rebase`, that the local head now builds on the
 //! remote one.
 
+use super::freshness::{Stale, check_freshness};
 use super::merge::{self, ConflictNamer, Records};
 use super::*;
 use crate::format::pack::BlobRef;
@@ -38,11 +39,17 @@ impl Category {
     /// it verified, or its own head when nothing of it waits for upload (`published`).
     /// `published` is asked under the category lock, so no commit slips in between.
     pub fn counter_in_store(&self, published: &dyn Fn() -> bool) -> u64 {
-        let seen = self
-            .witness
-            .seen_remote(self.id)
-            .map(|(n, _)| n)
-            .unwrap_or(0);
+        // An unreadable record counts as nothing known in the store: the smaller claim.
+        // This device's withholding check against it only gets stricter, and the
+        // acknowledgement it publishes never claims more than it verified. The category
+        // itself fails closed on its next load or sync, which need the record.
+        let seen = match self.witness.seen_remote(self.id) {
+            Ok(s) => s.map_or(0, |(n, _)| n),
+            Err(e) => {
+                warn!("category {}: {e}", self.name);
+                0
+            }
+        };
         let s = self.lock();
         if published() {
             seen.max(s.head.counter)
@@ -83,7 +90,10 @@ impl Category {
             .ok()
             .and_then(|e| self.open_head(e.key_version, e.sealed).ok())
             .map(|(h, _)| h.counter);
-        let seen = self.witness.seen_remote(self.id);
+        let seen = self
+            .witness
+            .seen_remote(self.id)
+            .map_err(|e| self.witness_failed(e))?;
         if let Some(n) = theirs {
             let floor = seen.map(|(c, _)| c).unwrap_or(0).max(acked);
             if n < floor || seen.is_some_and(|(c, h)| c == n && h != crate::crypto::hash(remote)) {
@@ -167,17 +177,23 @@ impl Category {
         if rv.hash == s.head.hash {
             return Ok(SyncOutcome::UpToDate);
         }
-        if let Some((seen, seen_hash)) = self.witness.seen_remote(self.id) {
-            if rv.head.counter < seen {
-                return Err(integrity(format!(
-                    "rollback detected: the store serves head #{} but this device has seen head #{seen} there",
-                    rv.head.counter
-                )));
-            }
-            if rv.head.counter == seen && rv.hash != seen_hash {
-                return Err(integrity(format!(
-                    "fork detected: the store serves a different head #{seen} than it did before"
-                )));
+        if let Some((seen, seen_hash)) = self
+            .witness
+            .seen_remote(self.id)
+            .map_err(|e| self.witness_failed(e))?
+        {
+            match check_freshness((rv.head.counter, &rv.hash), (seen, &seen_hash)) {
+                Ok(_) => {}
+                Err(Stale::Rollback { served, seen }) => {
+                    return Err(integrity(format!(
+                        "rollback detected: the store serves head #{served} but this device has seen head #{seen} there"
+                    )));
+                }
+                Err(Stale::Fork { counter }) => {
+                    return Err(integrity(format!(
+                        "fork detected: the store serves a different head #{counter} than it did before"
+                    )));
+                }
             }
         }
         // Key rotations: either side may be in the middle of one (blobs under both
@@ -199,18 +215,19 @@ impl Category {
                 Ok(v) => {
                     // The base is the newest head this device knows the store had: an
                     // older one now is a rollback, another with its counter a fork.
-                    if rv.head.counter < v.head.counter {
-                        return Err(integrity(format!(
-                            "rollback detected: the store serves head #{} but had head #{} \
-                             before",
-                            rv.head.counter, v.head.counter
-                        )));
-                    }
-                    if rv.head.counter == v.head.counter && rv.hash != v.hash {
-                        return Err(integrity(format!(
-                            "fork detected: the store serves another head #{}",
-                            rv.head.counter
-                        )));
+                    match check_freshness((rv.head.counter, &rv.hash), (v.head.counter, &v.hash)) {
+                        Ok(_) => {}
+                        Err(Stale::Rollback { served, seen }) => {
+                            return Err(integrity(format!(
+                                "rollback detected: the store serves head #{served} but had \
+                                 head #{seen} before"
+                            )));
+                        }
+                        Err(Stale::Fork { counter }) => {
+                            return Err(integrity(format!(
+                                "fork detected: the store serves another head #{counter}"
+                            )));
+                        }
                     }
                     Some(v.head.leaves.into_iter().collect())
                 }

@@ -1642,11 +1642,20 @@ pub fn store_table(home: &Path) -> cirrus::format::table::CategoryTable {
 /// to read a tree whose keys it has.
 pub struct UncheckedHeads;
 impl cirrus::volume::HeadSigner for UncheckedHeads {
-    fn envelope(&self, _c: u32, _kv: u32, _s: &[u8]) -> Result<Vec<u8>, String> {
-        Err("read only".into())
+    fn envelope(
+        &self,
+        _c: u32,
+        _kv: u32,
+        _s: &[u8],
+    ) -> Result<Vec<u8>, cirrus::volume::HeadSignError> {
+        Err(cirrus::volume::HeadSignError::ReadOnly)
     }
-    fn check<'a>(&self, _c: u32, obj: &'a [u8]) -> Result<(u32, &'a [u8]), String> {
-        let e = cirrus::format::manifest::decode_head_envelope(obj).map_err(|e| e.to_string())?;
+    fn check<'a>(
+        &self,
+        _c: u32,
+        obj: &'a [u8],
+    ) -> Result<(u32, &'a [u8]), cirrus::volume::HeadSignError> {
+        let e = cirrus::format::manifest::decode_head_envelope(obj)?;
         Ok((e.key_version, e.sealed))
     }
 }

@@ -851,6 +851,7 @@ impl WriteBack {
                             since.elapsed().as_secs(),
                             self.opts.offline_retry.as_secs()
                         ),
+                        timed_out: false,
                     });
                 }
                 st.last_probe = Some(Instant::now());

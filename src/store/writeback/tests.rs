@@ -24,6 +24,7 @@ impl Remote {
             Err(StoreError::Unreachable {
                 endpoint: "test".into(),
                 cause: "connection refused".into(),
+                timed_out: false,
             })
         } else {
             Ok(())
