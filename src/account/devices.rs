@@ -149,7 +149,7 @@ impl NewDevice {
             sign: me.sign,
             kx: me.kx,
             features: FEATURES,
-            tag: join::mac(&code.key(), "join request", &part),
+            tag: join::mac(&code.key(), crate::crypto::domains::MAC_JOIN_REQUEST, &part),
             sig: self.identity.sign(JOIN_SIGN_DOMAIN, &part),
         };
         // A stale approval of an earlier run (another code) must not be taken for this one.
@@ -188,7 +188,7 @@ impl NewDevice {
         let body_hash = crypto::hash(&sm.body);
         let want = join::mac(
             &code.key(),
-            "approval",
+            crate::crypto::domains::MAC_APPROVAL,
             &Approval::mac_input(&me.sign, approval.counter, &body_hash, &approval.approver),
         );
         if !crypto::ct_eq(&want, &approval.mac) || sm.signer != approval.approver {
@@ -519,7 +519,10 @@ impl Unlocked {
         let reqs = self.join_requests()?;
         let found = reqs.into_iter().find(|r| {
             let part = JoinRequest::signed_part(&r.name, &r.sign, &r.kx, r.features);
-            crypto::ct_eq(&join::mac(&key, "join request", &part), &r.tag)
+            crypto::ct_eq(
+                &join::mac(&key, crate::crypto::domains::MAC_JOIN_REQUEST, &part),
+                &r.tag,
+            )
         });
         let Some(req) = found else {
             return Err(AccountError::BadCode(
@@ -560,7 +563,7 @@ impl Unlocked {
             approver: me,
             mac: join::mac(
                 &key,
-                "approval",
+                crate::crypto::domains::MAC_APPROVAL,
                 &Approval::mac_input(&req.sign, counter, &body_hash, &me),
             ),
         };

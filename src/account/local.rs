@@ -5,14 +5,12 @@
 use super::AccountError;
 use crate::crypto::{self, SecretKey, Suite};
 use crate::format::codec::{Reader, Writer};
-use crate::format::{Context, ObjKind};
+use crate::format::{Context, ObjKind, account_key};
 use crate::home::{Home, HomeError, write_atomic};
 use crate::keys::{self, KeyError, device::DeviceIdentity};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
-
-const AK_MAGIC: &[u8; 4] = b"CRAK";
 
 fn damaged(path: std::path::PathBuf, why: impl Into<String>) -> AccountError {
     HomeError::Damaged {
@@ -34,8 +32,8 @@ fn read(path: &std::path::Path) -> Result<Option<Vec<u8>>, AccountError> {
     }
 }
 
-/// Stores the account key of `version`. Layout: "CRAK" | version u32 | wrapped, the wrap
-/// bound to the version.
+/// Stores the account key of `version` (layout: `format::account_key`, the wrap bound to
+/// the version).
 pub fn save_account_key(
     home: &Home,
     device_key: &SecretKey,
@@ -51,11 +49,8 @@ fn save_account_key_to(
     version: u32,
     key: &SecretKey,
 ) -> Result<(), AccountError> {
-    let ctx = Context::new(ObjKind::AccountKey, 0, 0, version as u64);
-    let mut out = AK_MAGIC.to_vec();
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&keys::wrap(device_key, ctx, key)?);
-    write_atomic(path, &out)?;
+    let sealed = keys::wrap(device_key, account_key::context(version), key)?;
+    write_atomic(path, &account_key::encode(version, &sealed))?;
     Ok(())
 }
 
@@ -76,12 +71,11 @@ fn previous_path(home: &Home) -> PathBuf {
 
 pub fn load_previous_account_key(home: &Home, device_key: &SecretKey) -> Option<SecretKey> {
     let bytes = std::fs::read(previous_path(home)).ok()?;
-    if !bytes.starts_with(AK_MAGIC) || bytes.len() <= 8 {
+    let f = account_key::decode(&bytes);
+    if !f.versioned {
         return None;
     }
-    let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    let ctx = Context::new(ObjKind::AccountKey, 0, 0, v as u64);
-    keys::unwrap(device_key, ctx, &bytes[8..], "previous account key").ok()
+    keys::unwrap(device_key, f.context(), f.sealed, "previous account key").ok()
 }
 
 /// The account key and its version. Homes made before key versions hold a bare wrap of
@@ -92,16 +86,10 @@ pub fn load_account_key(
 ) -> Result<(u32, SecretKey), AccountError> {
     let path = home.account_key_path();
     let bytes = read(&path)?.ok_or_else(|| damaged(path.clone(), "missing"))?;
-    let (version, ctx_index, wrapped) = if bytes.starts_with(AK_MAGIC) && bytes.len() > 8 {
-        let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        (v, v as u64, &bytes[8..])
-    } else {
-        (1, 0, &bytes[..])
-    };
-    let ctx = Context::new(ObjKind::AccountKey, 0, 0, ctx_index);
-    let key = keys::unwrap(device_key, ctx, wrapped, "account key")
+    let f = account_key::decode(&bytes);
+    let key = keys::unwrap(device_key, f.context(), f.sealed, "account key")
         .map_err(|_| KeyError::WrongPasscode)?;
-    Ok((version, key))
+    Ok((f.version, key))
 }
 
 pub fn save_identity(
@@ -198,7 +186,7 @@ impl Keyring {
     }
 
     fn key(device_key: &SecretKey) -> SecretKey {
-        crypto::derive_key("cirrus 2026-11-28 keyring v1", &[device_key.expose()])
+        crypto::derive_key(crate::crypto::domains::KEYRING, &[device_key.expose()])
     }
 
     pub fn load(home: &Home, device_key: &SecretKey) -> Result<Self, AccountError> {
@@ -320,14 +308,8 @@ fn opens(path: &Path, device_key: &SecretKey) -> bool {
     let Ok(bytes) = std::fs::read(path) else {
         return false;
     };
-    let (ctx_index, wrapped) = if bytes.starts_with(AK_MAGIC) && bytes.len() > 8 {
-        let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        (v as u64, &bytes[8..])
-    } else {
-        (0, &bytes[..])
-    };
-    let ctx = Context::new(ObjKind::AccountKey, 0, 0, ctx_index);
-    keys::unwrap(device_key, ctx, wrapped, "account key").is_ok()
+    let f = account_key::decode(&bytes);
+    keys::unwrap(device_key, f.context(), f.sealed, "account key").is_ok()
 }
 
 /// After a crash during a passcode change. If the staged account key (moved last) opens

@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 
 /// Commitment to a category key, recorded in the signed manifest.
 pub fn key_commitment(key: &SecretKey) -> [u8; 32] {
-    *crypto::derive_key("cirrus 2026-11-28 key commitment v1", &[key.expose()]).expose()
+    *crypto::derive_key(crate::crypto::domains::KEY_COMMITMENT, &[key.expose()]).expose()
 }
 
 fn bad(why: impl Into<String>) -> AccountError {

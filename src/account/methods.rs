@@ -32,26 +32,29 @@ fn escrow_secrets(
 ) -> Result<EscrowSecrets, KeyError> {
     let a = keys::argon2id(passcode.expose().as_bytes(), salt, kdf)?;
     Ok(EscrowSecrets {
-        proof: crypto::derive_key("cirrus 2026-11-28 escrow proof v1", &[&a[..]]),
-        seed: crypto::derive_key("cirrus 2026-11-28 escrow seed v1", &[&a[..]]),
+        proof: crypto::derive_key(crate::crypto::domains::ESCROW_PROOF, &[&a[..]]),
+        seed: crypto::derive_key(crate::crypto::domains::ESCROW_SEED, &[&a[..]]),
     })
 }
 
 /// The escrow's key pairs from the passcode-derived seed and the service's pepper.
 fn escrow_identity(seed: &SecretKey, pepper: &[u8]) -> DeviceIdentity {
-    let s = crypto::derive_key("cirrus 2026-11-28 escrow sign v1", &[seed.expose(), pepper]);
-    let x = crypto::derive_key("cirrus 2026-11-28 escrow kx v1", &[seed.expose(), pepper]);
+    let s = crypto::derive_key(
+        crate::crypto::domains::ESCROW_SIGN,
+        &[seed.expose(), pepper],
+    );
+    let x = crypto::derive_key(crate::crypto::domains::ESCROW_KX, &[seed.expose(), pepper]);
     DeviceIdentity::from_secrets(s.expose(), x.expose())
 }
 
 /// A recovery contact's key pairs from the two halves.
 pub fn contact_identity(contact_half: &[u8], service_half: &[u8]) -> DeviceIdentity {
     let s = crypto::derive_key(
-        "cirrus 2026-11-28 contact sign v1",
+        crate::crypto::domains::CONTACT_SIGN,
         &[contact_half, service_half],
     );
     let x = crypto::derive_key(
-        "cirrus 2026-11-28 contact kx v1",
+        crate::crypto::domains::CONTACT_KX,
         &[contact_half, service_half],
     );
     DeviceIdentity::from_secrets(s.expose(), x.expose())
@@ -290,7 +293,7 @@ pub fn held_path(home: &Home, account: &str) -> PathBuf {
 }
 
 fn held_key(device_key: &SecretKey) -> SecretKey {
-    crypto::derive_key("cirrus 2026-11-28 contact half v1", &[device_key.expose()])
+    crypto::derive_key(crate::crypto::domains::CONTACT_HALF, &[device_key.expose()])
 }
 
 impl Unlocked {

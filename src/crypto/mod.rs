@@ -1,6 +1,7 @@
 //! Stateless cryptographic primitives: one sealing construction (AES-256-XTS + BLAKE3 MAC),
 //! key derivation and randomness. No I/O, no knowledge of files or stores.
 
+pub mod domains;
 mod seal;
 mod secret;
 pub mod xts;

@@ -45,7 +45,7 @@ struct SubKeys {
 }
 
 fn subkeys(key: &SecretKey, suite: Suite, nonce: &[u8; NONCE]) -> SubKeys {
-    let mut h = blake3::Hasher::new_derive_key("cirrus 2026-11-28 seal v1 subkeys");
+    let mut h = blake3::Hasher::new_derive_key(super::domains::SEAL_SUBKEYS);
     h.update(&[suite as u8]);
     h.update(key.expose());
     h.update(nonce);

@@ -8,7 +8,7 @@
 use super::codec::{FormatError, Reader, Writer};
 
 pub const ACK_MAGIC: &[u8; 4] = b"CRA1";
-pub const ACK_SIGN_DOMAIN: &str = "key acknowledgement";
+pub const ACK_SIGN_DOMAIN: &str = crate::crypto::domains::SIGN_ACK;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {

@@ -54,7 +54,7 @@ impl Context {
     /// 31 bytes: "cirrus" | version u16 | kind u8 | category u32 | ino u64 | index u64.
     pub fn to_bytes(&self) -> [u8; 31] {
         let mut b = [0u8; 31];
-        b[..6].copy_from_slice(b"cirrus");
+        b[..6].copy_from_slice(crate::crypto::domains::STORE_CONTEXT_MAGIC);
         b[6..8].copy_from_slice(&self.version.to_le_bytes());
         b[8] = self.kind as u8;
         b[9..13].copy_from_slice(&self.category.to_le_bytes());

@@ -34,7 +34,7 @@ pub const MIN_KDF_TIME: u32 = 1;
 pub const MAX_KDF_TIME: u32 = 100;
 /// BLAKE3 `derive_key` context of the archive key (inputs: the Argon2id output, then the
 /// whole header, so a changed salt, cost or version gives another key).
-pub const KEY_CONTEXT: &str = "cirrus 2026-11-28 export archive v1";
+pub const KEY_CONTEXT: &str = crate::crypto::domains::EXPORT_ARCHIVE;
 /// Tar block size: what a reader looks at to recognise a plain tar.
 pub const TAR_BLOCK: usize = 512;
 

@@ -88,7 +88,7 @@ pub struct SignedManifest {
     pub sig: [u8; 64],
 }
 
-pub const SIGN_DOMAIN: &str = "account manifest";
+pub const SIGN_DOMAIN: &str = crate::crypto::domains::SIGN_MANIFEST;
 
 impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
@@ -294,7 +294,7 @@ pub struct JoinRequest {
 }
 
 pub const JOIN_MAGIC: &[u8; 4] = b"CRJR";
-pub const JOIN_SIGN_DOMAIN: &str = "join request";
+pub const JOIN_SIGN_DOMAIN: &str = crate::crypto::domains::SIGN_JOIN_REQUEST;
 
 impl JoinRequest {
     /// The bytes the requesting device signs.
@@ -403,7 +403,7 @@ fn utf8(b: &[u8], what: &'static str) -> Result<String, FormatError> {
 /// The signed envelope of a head object (layout 2). Layout 1 heads (`kv u32 | sealed`)
 /// carry no signature and are read only from accounts that have no manifest yet.
 pub const HEAD_MAGIC: &[u8; 4] = b"CRH2";
-pub const HEAD_SIGN_DOMAIN: &str = "category head";
+pub const HEAD_SIGN_DOMAIN: &str = crate::crypto::domains::SIGN_HEAD;
 
 /// What a head signature covers: the account, the category, the key version and the
 /// hash of the sealed head, so a signature cannot be moved to another account, category

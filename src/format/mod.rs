@@ -1,16 +1,19 @@
 //! The byte layout of everything Cirrus stores: pure functions from values to bytes and
 //! back, no I/O. docs/FORMAT.md is the spec; this module is its implementation.
 
+pub mod account_key;
 pub mod ack;
 pub mod codec;
 pub mod context;
 pub mod export;
 pub mod head;
+pub mod journal;
 pub mod manifest;
 pub mod names;
 pub mod pack;
 pub mod record;
 pub mod recovery_proof;
+pub mod seen;
 pub mod table;
 
 pub use codec::FormatError;

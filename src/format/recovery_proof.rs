@@ -11,7 +11,7 @@ pub const PROOF_MAGIC: &[u8; 4] = b"CRDR";
 pub const PROOF_LAYOUT: u16 = 1;
 
 /// The `derive_key` context of a tag.
-pub const TAG_CONTEXT: &str = "cirrus 2026-11-28 data recovery proof v1";
+pub const TAG_CONTEXT: &str = crate::crypto::domains::DATA_RECOVERY_PROOF;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryProof {

@@ -2,10 +2,9 @@
 //! record of heads seen. Everything secret in it is sealed; see docs/FORMAT.md "Home".
 
 use crate::crypto::{self, SecretKey, Suite};
-use crate::format::codec::{Reader, Writer};
+use crate::format::seen::SeenRecord as Seen;
 use crate::format::{Context, ObjKind};
 use crate::keys::KdfParams;
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -237,28 +236,6 @@ pub struct SeenHeads {
     state: Mutex<Seen>,
 }
 
-#[derive(Default, Clone)]
-struct Seen {
-    /// Counter of the highest category table / account manifest seen.
-    table: u64,
-    heads: BTreeMap<u32, (u64, [u8; 32])>,
-    /// BLAKE3 of the manifest body accepted at `table`; zero until the account has a
-    /// manifest. Once set, an account without a manifest is a downgrade.
-    manifest: [u8; 32],
-}
-
-impl Seen {
-    fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u64(self.table).u32(self.heads.len() as u32);
-        for (c, (n, h)) in &self.heads {
-            w.u32(*c).u64(*n).raw(h);
-        }
-        w.raw(&self.manifest);
-        w.finish()
-    }
-}
-
 impl SeenHeads {
     /// Loads the record. `expect_existing`: the account is not new, so a missing file is
     /// worth a warning.
@@ -321,28 +298,7 @@ impl SeenHeads {
     }
 
     fn decode(b: &[u8]) -> Result<Seen, String> {
-        let mut r = Reader::new(b);
-        let f = |e: crate::format::FormatError| e.to_string();
-        let table = r.u64().map_err(f)?;
-        let n = r.count(44).map_err(f)?;
-        let mut heads = BTreeMap::new();
-        for _ in 0..n {
-            let c = r.u32().map_err(f)?;
-            let counter = r.u64().map_err(f)?;
-            let h = r.hash().map_err(f)?;
-            heads.insert(c, (counter, h));
-        }
-        // Written since manifests exist; older records end here.
-        let manifest = if r.remaining() >= 32 {
-            r.hash().map_err(f)?
-        } else {
-            [0; 32]
-        };
-        Ok(Seen {
-            table,
-            heads,
-            manifest,
-        })
+        Seen::decode(b).map_err(|e| e.to_string())
     }
 
     /// The plaintext of a seen-heads record decoded and encoded again. Public, hidden, for

@@ -104,7 +104,7 @@ impl DeviceIdentity {
 
 fn signed_message(domain: &str, msg: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(16 + domain.len() + msg.len());
-    m.extend_from_slice(b"cirrus-sig-v1\0");
+    m.extend_from_slice(crypto::domains::SIGNATURE_PREFIX);
     m.extend_from_slice(&(domain.len() as u32).to_le_bytes());
     m.extend_from_slice(domain.as_bytes());
     m.extend_from_slice(msg);
@@ -126,7 +126,7 @@ pub fn verify(
 
 fn seal_kek(shared: &[u8; 32], eph: &[u8; 32], recipient: &[u8; 32]) -> SecretKey {
     crypto::derive_key(
-        "cirrus 2026-11-28 seal-to-device v1",
+        crate::crypto::domains::SEAL_TO_DEVICE,
         &[shared, eph, recipient],
     )
 }

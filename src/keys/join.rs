@@ -42,7 +42,7 @@ impl JoinCode {
 
     /// The MAC key both sides derive from the code.
     pub fn key(&self) -> SecretKey {
-        crypto::derive_key("cirrus 2026-11-28 join code v1", &[&self.0])
+        crypto::derive_key(crate::crypto::domains::JOIN_CODE, &[&self.0])
     }
 }
 

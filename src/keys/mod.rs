@@ -93,7 +93,7 @@ pub fn device_key(
     }
     let out = argon2id(passcode.expose().as_bytes(), salt, params)?;
     Ok(crypto::derive_key(
-        "cirrus 2026-11-28 device key v1",
+        crate::crypto::domains::DEVICE_KEY,
         &[&out[..], device_secret.expose()],
     ))
 }
@@ -122,8 +122,8 @@ pub fn recovery_identity(
     params: KdfParams,
 ) -> Result<device::DeviceIdentity, KeyError> {
     let seed = argon2id(secret, salt, params)?;
-    let s = crypto::derive_key("cirrus 2026-11-28 recovery sign v1", &[&seed[..]]);
-    let x = crypto::derive_key("cirrus 2026-11-28 recovery kx v1", &[&seed[..]]);
+    let s = crypto::derive_key(crate::crypto::domains::RECOVERY_SIGN, &[&seed[..]]);
+    let x = crypto::derive_key(crate::crypto::domains::RECOVERY_KX, &[&seed[..]]);
     Ok(device::DeviceIdentity::from_secrets(s.expose(), x.expose()))
 }
 
@@ -158,19 +158,22 @@ pub fn category_key_context(category: u32, version: u32) -> Context {
 /// The key that authenticates account-level objects (category table), derived from the
 /// account E2E key so only trusted devices can produce it.
 pub fn table_key(account: &SecretKey) -> SecretKey {
-    crypto::derive_key("cirrus 2026-11-28 category table v1", &[account.expose()])
+    crypto::derive_key(crate::crypto::domains::CATEGORY_TABLE, &[account.expose()])
 }
 
 /// The key that sealed this device's local state (highest head counters seen) in homes
 /// made before device identities; read once and re-sealed under [`device_state_key`].
 pub fn legacy_device_state_key(account: &SecretKey) -> SecretKey {
-    crypto::derive_key("cirrus 2026-11-28 device state v1", &[account.expose()])
+    crypto::derive_key(crate::crypto::domains::DEVICE_STATE_V1, &[account.expose()])
 }
 
 /// The key that seals this device's local state. From the device key, not the account
 /// key, because the account key rotates when a device is removed.
 pub fn device_state_key(device_key: &SecretKey) -> SecretKey {
-    crypto::derive_key("cirrus 2026-11-28 device state v2", &[device_key.expose()])
+    crypto::derive_key(
+        crate::crypto::domains::DEVICE_STATE_V2,
+        &[device_key.expose()],
+    )
 }
 
 #[cfg(test)]

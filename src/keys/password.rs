@@ -25,8 +25,8 @@ pub fn password_keys(
     }
     let root = super::argon2id(password.expose().as_bytes(), salt, params)?;
     Ok(PasswordKeys {
-        auth: crypto::derive_key("cirrus 2026-11-28 password auth v1", &[&root[..]]),
-        wrap: crypto::derive_key("cirrus 2026-11-28 password wrap v1", &[&root[..]]),
+        auth: crypto::derive_key(crate::crypto::domains::PASSWORD_AUTH, &[&root[..]]),
+        wrap: crypto::derive_key(crate::crypto::domains::PASSWORD_WRAP, &[&root[..]]),
     })
 }
 

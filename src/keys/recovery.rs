@@ -43,7 +43,7 @@ fn value(c: u8) -> Option<u8> {
 }
 
 fn blake_check(data: &[u8]) -> [u8; 2] {
-    let h = blake3::derive_key("cirrus 2026-11-28 recovery key check v1", data);
+    let h = blake3::derive_key(crate::crypto::domains::RECOVERY_KEY_CHECK, data);
     [
         ALPHABET[(h[0] & 31) as usize],
         ALPHABET[(h[1] & 31) as usize],

@@ -213,7 +213,7 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
 /// The sealing context of one field of one account: it names both, so a sealed value
 /// cannot be moved to another account or field.
 pub(crate) fn context(account: &str, field: &str) -> Vec<u8> {
-    let mut c = b"cirrus key service v1\0".to_vec();
+    let mut c = crypto::domains::KEY_SERVICE_CONTEXT_PREFIX.to_vec();
     c.extend_from_slice(&(account.len() as u32).to_le_bytes());
     c.extend_from_slice(account.as_bytes());
     c.extend_from_slice(field.as_bytes());
@@ -257,10 +257,7 @@ impl DataDir {
     /// The key of the made-up salts shown for names with no account (derived, so the
     /// master key itself only ever seals).
     pub(crate) fn fake_salt_key(&self) -> SecretKey {
-        crypto::derive_key(
-            "cirrus 2026-11-28 key service fake salt v1",
-            &[self.master.expose()],
-        )
+        crypto::derive_key(crate::crypto::domains::FAKE_SALT, &[self.master.expose()])
     }
 
     /// Seals `plain` as field `field` of `account`.

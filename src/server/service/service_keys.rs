@@ -24,7 +24,7 @@ impl KeyService {
         let key = SecretKey::from_slice(&raw)
             .ok_or_else(|| ApiError::Internal(format!("service key {version} is not 32 bytes")))?;
         Ok(crypto::derive_key(
-            "cirrus 2026-11-28 service kek v1",
+            crate::crypto::domains::SERVICE_KEK,
             &[key.expose(), a.name.as_bytes()],
         ))
     }

@@ -7,14 +7,11 @@
 //! version it was based on, which is what the deferred compare-and-swap is checked
 //! against. Each write is a new file, so a reader never sees one change under it.
 
-use crate::store::{Etag, StoreError};
+use crate::format::journal;
+use crate::store::{Etag, MAX_NAME_LEN, StoreError, check_name};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-const MAGIC: &[u8; 4] = b"CRJ1";
-const KIND_OBJECT: u8 = 1;
-const KIND_HEAD: u8 = 2;
 
 /// One journaled object (its bytes stay on disk).
 #[derive(Debug, Clone)]
@@ -56,28 +53,6 @@ fn write_err(name: &str, e: std::io::Error) -> StoreError {
     } else {
         io_err(name, e)
     }
-}
-
-fn header(kind: u8, seq: u64, name: &str, base: Option<Option<&Etag>>, len: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(64 + name.len());
-    h.extend_from_slice(MAGIC);
-    h.push(kind);
-    h.extend_from_slice(&seq.to_le_bytes());
-    h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    h.extend_from_slice(name.as_bytes());
-    // Always 33 bytes, so rewriting a slot's base never moves its data.
-    match base {
-        Some(Some(e)) => {
-            h.push(1);
-            h.extend_from_slice(e);
-        }
-        _ => {
-            h.push(0);
-            h.extend_from_slice(&[0; 32]);
-        }
-    }
-    h.extend_from_slice(&len.to_le_bytes());
-    h
 }
 
 fn slot_file(name: &str) -> String {
@@ -144,12 +119,7 @@ impl Journal {
             None => (&self.objects, format!("{seq:016x}")),
             Some(_) => (&self.heads, format!("{}.{seq:016x}", slot_file(name))),
         };
-        let kind = if base.is_some() {
-            KIND_HEAD
-        } else {
-            KIND_OBJECT
-        };
-        let head = header(kind, seq, name, base, data.len() as u64);
+        let head = journal::encode_header(seq, name, base, data.len() as u64);
         let tmp = dir.join(format!("TMP.{}.{seq}", std::process::id()));
         let dest = dir.join(&file);
         let res = (|| {
@@ -232,65 +202,30 @@ fn read_header(path: &Path) -> Result<Entry, String> {
     decode_header(&mut f, file_len, path)
 }
 
-/// Encodes a journal file's header (what comes before the object's bytes). Public, hidden,
-/// for tests/fuzz_decoders.rs.
+/// Encodes a journal file's header (what comes before the object's bytes;
+/// `format::journal`). Public, hidden, for tests/fuzz_decoders.rs.
 #[doc(hidden)]
 pub fn encode_header(head: bool, seq: u64, name: &str, base: Option<&Etag>, len: u64) -> Vec<u8> {
-    if head {
-        header(KIND_HEAD, seq, name, Some(base), len)
-    } else {
-        header(KIND_OBJECT, seq, name, None, len)
-    }
+    journal::encode_header(seq, name, head.then_some(base), len)
 }
 
 /// Decodes a journal file's header from `f`, positioned at its start, for a file of
 /// `file_len` bytes at `path`. Reads at most the header (the name is at most
-/// `MAX_NAME_LEN` bytes).
+/// `MAX_NAME_LEN` bytes), then checks the name is a store name.
 #[doc(hidden)]
 pub fn decode_header(f: &mut impl Read, file_len: u64, path: &Path) -> Result<Entry, String> {
-    let mut buf = [0u8; 4 + 1 + 8 + 2];
-    f.read_exact(&mut buf).map_err(|_| "truncated header")?;
-    if &buf[..4] != MAGIC {
-        return Err("not a journal file".into());
-    }
-    let kind = buf[4];
-    let seq = u64::from_le_bytes(buf[5..13].try_into().unwrap_or_default());
-    let name_len = u16::from_le_bytes([buf[13], buf[14]]) as usize;
-    // Checked before the buffer is made: a damaged length must not cost 64 KiB per file.
-    if name_len > crate::store::MAX_NAME_LEN {
-        return Err("name too long".into());
-    }
-    let mut name = vec![0u8; name_len];
-    f.read_exact(&mut name).map_err(|_| "truncated name")?;
-    let name = String::from_utf8(name).map_err(|_| "name is not UTF-8")?;
-    crate::store::check_name(&name).map_err(|e| e.to_string())?;
-    let mut flag = [0u8; 1];
-    f.read_exact(&mut flag).map_err(|_| "truncated header")?;
-    let mut e = [0u8; 32];
-    f.read_exact(&mut e).map_err(|_| "truncated header")?;
-    let etag = match flag[0] {
-        0 => None,
-        1 => Some(e),
-        _ => return Err("bad base flag".into()),
-    };
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| "truncated header")?;
-    let len = u64::from_le_bytes(len);
-    let data_offset = (buf.len() + name_len + 1 + 32 + 8) as u64;
-    if data_offset.checked_add(len).and_then(|v| v.checked_add(32)) != Some(file_len) {
-        return Err("length does not match the file".into());
-    }
-    let base = match kind {
-        KIND_OBJECT if etag.is_none() => None,
-        KIND_HEAD => Some(etag),
-        _ => return Err(format!("unknown kind {kind}")),
-    };
+    let mut buf = Vec::new();
+    f.take(journal::max_header_len(MAX_NAME_LEN) as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    let h = journal::decode_header(&buf, file_len, MAX_NAME_LEN).map_err(|e| e.to_string())?;
+    check_name(&h.name).map_err(|e| e.to_string())?;
     Ok(Entry {
-        seq,
-        name,
-        base,
-        len,
-        data_offset,
+        seq: h.seq,
+        name: h.name,
+        base: h.base,
+        len: h.len,
+        data_offset: h.data_offset,
         file: path.to_path_buf(),
     })
 }
