@@ -7,7 +7,8 @@ mod secret;
 pub mod xts;
 
 pub use seal::{
-    SEAL_OVERHEAD, Suite, open, padded_len, peek_tag, seal, seal_append, seal_with_nonce,
+    SEAL_OVERHEAD, Suite, open, padded_len, peek_tag, seal, seal_append, seal_append_with,
+    seal_with, seal_with_nonce,
 };
 pub use secret::SecretKey;
 
@@ -30,10 +31,57 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::fill(buf).map_err(|e| CryptoError::Random(e.to_string()))
 }
 
+/// Where nonces and fresh keys come from. Production code uses [`OsRandom`] (what
+/// [`seal`] and [`random_key`] call); the test vectors (tests/vectors.rs) inject
+/// [`FixedRandom`] so a sealed object is reproducible byte for byte.
+pub trait RandomSource {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+/// The operating system's CSPRNG.
+pub struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        random_bytes(buf)
+    }
+}
+
+/// Given bytes, handed out in order; an error once they run out. Only for test vectors:
+/// a nonce must never repeat under one key.
+pub struct FixedRandom {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl FixedRandom {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        FixedRandom { bytes, at: 0 }
+    }
+}
+
+impl RandomSource for FixedRandom {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        let end = self.at + buf.len();
+        let src = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| CryptoError::Random("fixed random bytes exhausted".into()))?;
+        buf.copy_from_slice(src);
+        self.at = end;
+        Ok(())
+    }
+}
+
 /// A fresh random 256-bit key.
 pub fn random_key() -> Result<SecretKey, CryptoError> {
+    random_key_with(&mut OsRandom)
+}
+
+/// A fresh 256-bit key from `rng`.
+pub fn random_key_with(rng: &mut dyn RandomSource) -> Result<SecretKey, CryptoError> {
     let mut k = [0u8; 32];
-    random_bytes(&mut k)?;
+    rng.fill(&mut k)?;
     let key = SecretKey::from_bytes(k);
     zeroize::Zeroize::zeroize(&mut k);
     Ok(key)

@@ -4,7 +4,7 @@
 //! Layout and rationale: docs/FORMAT.md, "Sealed blob".
 
 use super::xts::{SECTOR, Xts};
-use super::{CryptoError, SecretKey, random_bytes};
+use super::{CryptoError, OsRandom, RandomSource, SecretKey};
 use zeroize::Zeroizing;
 
 /// Which protection a sealed blob carries. The byte is authenticated and the opener states
@@ -77,8 +77,19 @@ pub fn seal(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
+    seal_with(&mut OsRandom, key, suite, context, plaintext)
+}
+
+/// [`seal`] drawing its nonce from `rng`.
+pub fn seal_with(
+    rng: &mut dyn RandomSource,
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     let mut nonce = [0u8; NONCE];
-    random_bytes(&mut nonce)?;
+    rng.fill(&mut nonce)?;
     Ok(seal_with_nonce(key, suite, context, plaintext, &nonce))
 }
 
@@ -109,8 +120,20 @@ pub fn seal_append(
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize, CryptoError> {
+    seal_append_with(&mut OsRandom, key, suite, context, plaintext, out)
+}
+
+/// [`seal_append`] drawing its nonce from `rng`.
+pub fn seal_append_with(
+    rng: &mut dyn RandomSource,
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, CryptoError> {
     let mut nonce = [0u8; NONCE];
-    random_bytes(&mut nonce)?;
+    rng.fill(&mut nonce)?;
     let start = out.len();
     append_sealed(key, suite, context, plaintext, &nonce, out);
     Ok(start)
