@@ -5,6 +5,7 @@ pub mod account;
 pub mod cache;
 pub mod cli;
 pub mod crypto;
+pub mod daemon;
 pub mod export;
 pub mod format;
 pub mod fs;

@@ -3,7 +3,8 @@
 //! with new keys (re-encrypted online if mounted); the key service keeps no key that
 //! opens them. Off: their keys are handed back to the key service.
 
-use super::{PasscodeArgs, daemon, rotate, unlock};
+use super::{PasscodeArgs, rotate, unlock};
+use crate::daemon;
 use crate::format::table::Class;
 use crate::home::Home;
 use clap::Subcommand;

@@ -49,7 +49,7 @@ impl HeadWitness for NoWitness {
 pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> super::CliResult {
     let acct = unlock(home, pass)?;
     // The same lock a mount holds: no daemon of this home can start while we delete.
-    let _lock = super::daemon::lock_home(&acct.home)
+    let _lock = crate::daemon::lock_home(&acct.home)
         .map_err(|e| format!("{e} (gc runs only while the drive is unmounted)"))?;
     let cache = Arc::new(ChunkCache::new(1 << 20));
     let mut referenced: HashSet<[u8; 32]> = HashSet::new();

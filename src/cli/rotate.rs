@@ -3,9 +3,10 @@
 //! only writer of the category's head) and this shows its progress; otherwise the same
 //! engine runs here. Running it again after an interruption resumes the rotation.
 
-use super::{PasscodeArgs, control, daemon, mount::parse_size, unlock};
-use crate::account::{RotateOptions, RotateReport};
+use super::{PasscodeArgs, mount::parse_size, unlock};
+use crate::account::RotateOptions;
 use crate::cache::ChunkCache;
+use crate::daemon::{self, control};
 use crate::format::table::Class;
 use crate::home::Home;
 use crate::volume::{Category, HeadWitness, VolumeOptions};
@@ -93,31 +94,6 @@ impl Progress {
             pb.finish_and_clear();
         }
     }
-}
-
-fn describe(name: &str, r: &RotateReport) -> String {
-    if r.unchanged {
-        return format!("{name}: nothing to do (already protected as asked).");
-    }
-    let old = if r.kept_for.is_empty() {
-        format!("key version {} is destroyed.", r.from)
-    } else {
-        format!(
-            "key version {} is kept until {} has synced (it may still hold data under it); \
-             a later sync destroys it.",
-            r.from,
-            r.kept_for.join(", ")
-        )
-    };
-    format!(
-        "{} the key of {name}: everything is now sealed under key version {}; {old}",
-        if r.resumed {
-            "Finished rotating"
-        } else {
-            "Rotated"
-        },
-        r.to,
-    )
 }
 
 pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
@@ -318,7 +294,7 @@ pub fn rotate_many(
         Err(_) if control::socket_exists(home) => {
             jobs.iter().map(|j| online(home, j, batch)).collect()
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -391,51 +367,7 @@ fn offline_with(
         });
         p.finish();
         let report = res.map_err(|e| e.to_string())?;
-        out.push(describe(&job.category, &report));
+        out.push(crate::daemon::describe_rotation(&job.category, &report));
     }
     Ok(out)
-}
-
-/// The daemon's side of a `rotate` request.
-pub(crate) fn serve_request(
-    acct: &std::sync::Mutex<crate::account::Unlocked>,
-    cats: &[Arc<Category>],
-    busy: &std::sync::Mutex<()>,
-    req: &control::Request,
-    cancel: &std::sync::atomic::AtomicBool,
-    send: &mut dyn FnMut(&control::Reply),
-) -> control::Reply {
-    let Some(name) = req.category.as_deref() else {
-        return control::Reply::error("rotate: no category given".into());
-    };
-    let Some(cat) = cats.iter().find(|c| c.name == name) else {
-        return control::Reply::error(format!(
-            "category {name:?} is not part of this mount (unknown, retired, added after \
-             mounting, or its key could not be unlocked)"
-        ));
-    };
-    // One rotation at a time: each walks a whole category and fills the dirty budget.
-    let Ok(_one) = busy.try_lock() else {
-        return control::Reply::error("another key rotation is running on this drive".into());
-    };
-    let class = match req.class.as_deref().map(Class::parse) {
-        None => None,
-        Some(Some(c)) => Some(c),
-        Some(None) => return control::Reply::error("rotate: unknown protection class".into()),
-    };
-    let mut acct = acct.lock().unwrap_or_else(|p| p.into_inner());
-    let opts = RotateOptions {
-        batch_bytes: req.batch_bytes.unwrap_or(crate::account::DEFAULT_BATCH),
-        stop: Some(cancel),
-        class,
-    };
-    match acct.rotate_category(name, cat, &opts, &mut |p| {
-        send(&control::Reply::progress(p.done, p.total))
-    }) {
-        Ok(r) => control::Reply::ok(describe(name, &r)),
-        Err(e) => {
-            log::error!("category {name}: key rotation: {e}");
-            control::Reply::error(e.to_string())
-        }
-    }
 }
