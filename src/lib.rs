@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod hint;
 pub mod home;
 pub mod keys;
+pub mod maintenance;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -137,7 +137,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
             let messages = crate::account::backup::MESSAGES;
             // An earlier `backup off` that stopped before Messages had its new key left it
             // owed: finish that rather than say there is nothing to do.
-            let owed = rotate::is_pending(&home, messages);
+            let owed = crate::maintenance::rotation::is_pending(&home, messages)
+                .map_err(|e| format!("backup off: {e}"))?;
             if !owed
                 && !acct
                     .backup_to_turn_off()
@@ -153,7 +154,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
             }
             // Owed before the copy goes: a crash in between must not leave Messages under
             // a key the key service could have opened, with Backup showing off.
-            rotate::add_pending(&home, messages)?;
+            crate::maintenance::rotation::add_pending(&home, messages)
+                .map_err(|e| e.to_string())?;
             acct.disable_backup()
                 .map_err(|e| format!("backup off: {e}"))?;
             let jobs = [rotate::Job {
@@ -167,7 +169,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
                 crate::account::DEFAULT_BATCH,
                 lock.map(|l| (acct, l)),
             )?;
-            rotate::remove_pending(&home, messages)?;
+            crate::maintenance::rotation::remove_pending(&home, messages)
+                .map_err(|e| e.to_string())?;
             for l in lines {
                 println!("{l}");
             }

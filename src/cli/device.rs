@@ -280,7 +280,8 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
             let mut acct = super::unlock(Home::new(home.root.clone()), &pass)?;
             let already = acct.devices().iter().any(|d| d.name == name && !d.active);
             let jobs = if already {
-                let owed = super::rotate::load_pending(&home);
+                let owed = crate::maintenance::rotation::load_pending(&home)
+                    .map_err(|e| format!("device remove: {e}"))?;
                 if owed.is_empty() {
                     println!("Device {name} was already removed; nothing left to do.");
                     return Ok(0);
@@ -320,7 +321,8 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                         class: None,
                     })
                     .collect();
-                super::rotate::save_pending(&home, &owed)?;
+                crate::maintenance::rotation::save_pending(&home, &owed)
+                    .map_err(|e| e.to_string())?;
                 let cats = acct
                     .remove_device(&name)
                     .map_err(|e| format!("device remove: {e}"))?;

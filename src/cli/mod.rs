@@ -686,40 +686,8 @@ fn category(home: Home, cmd: CategoryCmd) -> CliResult {
     }
 }
 
-/// Opens one category read-mostly for an admin command (status, fsck): small caches.
-pub(crate) fn open_for_inspection(
-    acct: &account::Unlocked,
-    setup: crate::volume::CategorySetup,
-    cache: &std::sync::Arc<crate::cache::ChunkCache>,
-) -> std::sync::Arc<crate::volume::Category> {
-    open_for_inspection_in(acct, setup, cache, acct.store.clone(), acct.seen.clone())
-}
-
-/// [`open_for_inspection`] over another view of the store (e.g. the remote one, without
-/// this device's journal) and witness.
-pub(crate) fn open_for_inspection_in(
-    acct: &account::Unlocked,
-    setup: crate::volume::CategorySetup,
-    cache: &std::sync::Arc<crate::cache::ChunkCache>,
-    store: std::sync::Arc<dyn crate::store::Store>,
-    witness: std::sync::Arc<dyn crate::volume::HeadWitness>,
-) -> std::sync::Arc<crate::volume::Category> {
-    crate::volume::Category::open(
-        setup,
-        store,
-        cache.clone(),
-        witness,
-        crate::volume::VolumeOptions {
-            dirty_limit: 1 << 20,
-            owner: (0, 0),
-            dirty_total: Default::default(),
-            heads: acct.head_signer(),
-            device_slot: acct.device_slot(),
-        },
-    )
-}
-
 pub(crate) use crate::hint::human;
+pub(crate) use crate::maintenance::open_for_inspection;
 
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
