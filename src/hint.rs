@@ -42,6 +42,23 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// Bytes as a person reads them: `512 B`, `3.4 MiB` (in hints and in every message that
+/// counts bytes, from the daemon's log to the commands' output).
+pub fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::shell_word;

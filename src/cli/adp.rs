@@ -3,7 +3,8 @@
 //! with new keys (re-encrypted online if mounted); the key service keeps no key that
 //! opens them. Off: their keys are handed back to the key service.
 
-use super::{PasscodeArgs, daemon, rotate, unlock};
+use super::{PasscodeArgs, rotate, unlock};
+use crate::daemon;
 use crate::format::table::Class;
 use crate::home::Home;
 use clap::Subcommand;
@@ -136,7 +137,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
             let messages = crate::account::backup::MESSAGES;
             // An earlier `backup off` that stopped before Messages had its new key left it
             // owed: finish that rather than say there is nothing to do.
-            let owed = rotate::is_pending(&home, messages);
+            let owed = crate::maintenance::rotation::is_pending(&home, messages)
+                .map_err(|e| format!("backup off: {e}"))?;
             if !owed
                 && !acct
                     .backup_to_turn_off()
@@ -152,7 +154,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
             }
             // Owed before the copy goes: a crash in between must not leave Messages under
             // a key the key service could have opened, with Backup showing off.
-            rotate::add_pending(&home, messages)?;
+            crate::maintenance::rotation::add_pending(&home, messages)
+                .map_err(|e| e.to_string())?;
             acct.disable_backup()
                 .map_err(|e| format!("backup off: {e}"))?;
             let jobs = [rotate::Job {
@@ -166,7 +169,8 @@ pub fn backup(home: Home, cmd: BackupCmd) -> super::CliResult {
                 crate::account::DEFAULT_BATCH,
                 lock.map(|l| (acct, l)),
             )?;
-            rotate::remove_pending(&home, messages)?;
+            crate::maintenance::rotation::remove_pending(&home, messages)
+                .map_err(|e| e.to_string())?;
             for l in lines {
                 println!("{l}");
             }

@@ -276,11 +276,12 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
             Ok(0)
         }
         DeviceCmd::Remove { name, pass } => {
-            let lock = super::daemon::lock_home(&home).ok();
+            let lock = crate::daemon::lock_home(&home).ok();
             let mut acct = super::unlock(Home::new(home.root.clone()), &pass)?;
             let already = acct.devices().iter().any(|d| d.name == name && !d.active);
             let jobs = if already {
-                let owed = super::rotate::load_pending(&home);
+                let owed = crate::maintenance::rotation::load_pending(&home)
+                    .map_err(|e| format!("device remove: {e}"))?;
                 if owed.is_empty() {
                     println!("Device {name} was already removed; nothing left to do.");
                     return Ok(0);
@@ -294,17 +295,17 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                     // rotates).
                     acct.resign_heads()
                         .map_err(|e| format!("device remove: {e}"))?;
-                } else if acct.sync.is_some() && super::control::socket_exists(&home) {
+                } else if acct.sync.is_some() && crate::daemon::control::socket_exists(&home) {
                     // Mounted on a remote store: take in (and push) what every device has
                     // published while the one being removed is still trusted; after the
                     // removal its heads no longer verify and could not be merged.
-                    let req = super::control::Request {
+                    let req = crate::daemon::control::Request {
                         op: "sync".into(),
                         wait: Some(true),
                         stall_secs: Some(120),
                         ..Default::default()
                     };
-                    super::control::exchange(&home, &req, &mut |_| {})
+                    crate::daemon::control::exchange(&home, &req, &mut |_| {})
                         .and_then(|r| r.error.map_or(Ok(()), Err))
                         .map_err(|e| {
                             format!("device remove: syncing first failed ({e}); nothing removed")
@@ -320,7 +321,8 @@ pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
                         class: None,
                     })
                     .collect();
-                super::rotate::save_pending(&home, &owed)?;
+                crate::maintenance::rotation::save_pending(&home, &owed)
+                    .map_err(|e| e.to_string())?;
                 let cats = acct
                     .remove_device(&name)
                     .map_err(|e| format!("device remove: {e}"))?;
@@ -585,7 +587,7 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
     // The lost devices still hold the recovered keys: new keys for those categories, so
     // whoever has a lost device reads nothing written from now on.
     let home = Home::new(r.account.home.root.clone());
-    let lock = super::daemon::lock_home(&home)?;
+    let lock = crate::daemon::lock_home(&home).map_err(|e| e.to_string())?;
     let jobs: Vec<super::rotate::Job> = r
         .recovered
         .iter()

@@ -1,13 +1,12 @@
-//! `cirrus fsck`: authenticate every head, leaf and chunk; report damage with exit code 1.
+//! `cirrus fsck`: authenticate every head, leaf and chunk (`maintenance::fsck`); draw its
+//! progress, print the damage, exit with code 1 when there is any.
 
 use super::{PasscodeArgs, unlock};
-use crate::cache::ChunkCache;
-use crate::format::names;
 use crate::home::Home;
+use crate::maintenance::fsck::{self, FsckStep};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::HashSet;
+use std::cell::RefCell;
 use std::io::IsTerminal;
-use std::sync::Arc;
 
 /// A progress bar on a terminal, nothing otherwise (scripts, logs) nor when there is
 /// nothing to count (a bar of 0 / 0 would show full from the start).
@@ -26,73 +25,31 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
 
 pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
     let acct = unlock(home, pass)?;
-    let cache = Arc::new(ChunkCache::new(1 << 20));
-    let mut problems: Vec<String> = Vec::new();
-    let mut referenced: HashSet<[u8; 32]> = HashSet::new();
-    let (mut files, mut chunks) = (0u64, 0u64);
-    for (entry, setup) in acct.category_setups() {
-        let setup = match setup {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!("{}: key cannot be unlocked: {e}", entry.name));
-                continue;
-            }
-        };
-        let c = super::open_for_inspection(&acct, setup, &cache);
-        let pb = bar(c.chunk_count(), "chunks");
-        pb.set_message(entry.name.clone());
-        let rep = c.verify(&|n| pb.inc(n));
-        pb.finish_and_clear();
-        files += rep.inodes;
-        chunks += rep.chunks;
-        referenced.extend(rep.packs.iter().copied());
-        for p in rep.problems {
-            problems.push(format!("{}: {p}", entry.name));
+    let pb = RefCell::new(ProgressBar::hidden());
+    let rep = fsck::check_account(&acct, &|step| match step {
+        FsckStep::Category { name, chunks } => {
+            let b = bar(chunks, "chunks");
+            b.set_message(name.to_string());
+            *pb.borrow_mut() = b;
         }
-    }
-    let mut unreferenced = 0;
-    match acct.store.list("packs/") {
-        Ok(list) => {
-            let pb = bar(list.len() as u64, "packs");
-            for name in list {
-                pb.inc(1);
-                let Some(id) = names::parse_pack(&name) else {
-                    problems.push(format!("unexpected object {name} in packs/"));
-                    continue;
-                };
-                if !referenced.contains(&id) {
-                    unreferenced += 1;
-                }
-                // Every pack, referenced or not: its name is the hash of its content.
-                match acct.store.get(&name) {
-                    Ok(bytes) => {
-                        if crate::crypto::hash(&bytes) != id {
-                            problems.push(format!(
-                                "pack {name}: content does not match its name (corrupted or replaced)"
-                            ));
-                        } else if let Err(e) = crate::format::pack::check_header(&bytes) {
-                            problems.push(format!("pack {name}: {e}"));
-                        }
-                    }
-                    Err(e) => problems.push(format!("pack {name}: {e}")),
-                }
-            }
-            pb.finish_and_clear();
-        }
-        Err(e) => problems.push(format!("cannot list the store: {e}")),
-    }
-    println!("checked {files} inodes and {chunks} chunks");
-    if unreferenced > 0 {
+        FsckStep::Packs { total } => *pb.borrow_mut() = bar(total, "packs"),
+        FsckStep::Chunks(n) => pb.borrow().inc(n),
+        FsckStep::Pack => pb.borrow().inc(1),
+        FsckStep::CategoryDone | FsckStep::PacksDone => pb.borrow().finish_and_clear(),
+    });
+    println!("checked {} inodes and {} chunks", rep.inodes, rep.chunks);
+    if rep.unreferenced > 0 {
         println!(
-            "{unreferenced} packs are not referenced by any head (garbage from deleted or rewritten data, or an interrupted write; harmless, reclaimed by a future garbage collector)"
+            "{} packs are not referenced by any head (garbage from deleted or rewritten data, or an interrupted write; harmless, reclaimed by a future garbage collector)",
+            rep.unreferenced
         );
     }
-    if problems.is_empty() {
+    if rep.problems.is_empty() {
         println!("no damage found");
         Ok(0)
     } else {
-        println!("{} problems found:", problems.len());
-        for p in &problems {
+        println!("{} problems found:", rep.problems.len());
+        for p in &rep.problems {
             println!("  {p}");
         }
         Ok(1)

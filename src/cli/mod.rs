@@ -3,8 +3,6 @@
 
 mod account_cmd;
 mod adp;
-pub mod control;
-mod daemon;
 mod device;
 mod export;
 mod fsck;
@@ -428,7 +426,7 @@ pub fn main() -> i32 {
                 .is_some_and(|m| from_command_line(m, "password_file")),
         );
     }
-    no_core_dumps();
+    crate::daemon::no_core_dumps();
     // Long-running commands set up their own logging, and keep Rust's ignored SIGPIPE so
     // a closed log pipe cannot kill them.
     if !matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_)) {
@@ -530,7 +528,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             mountpoint,
             timeout,
             no_wait,
-        } => daemon::umount(
+        } => mount::umount(
             &home,
             mountpoint.unwrap_or_else(default_mountpoint),
             timeout,
@@ -563,7 +561,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         } => {
             // A mounted daemon keeps the old device key and would re-seal its files under
             // it: the drive must not be mounted.
-            let _lock = daemon::lock_home(&home).map_err(|_| {
+            let _lock = crate::daemon::lock_home(&home).map_err(|_| {
                 format!(
                     "unmount the drive first (`{}`): a mounted daemon still uses the old \
                      passcode's key",
@@ -688,54 +686,8 @@ fn category(home: Home, cmd: CategoryCmd) -> CliResult {
     }
 }
 
-/// Opens one category read-mostly for an admin command (status, fsck): small caches.
-pub(crate) fn open_for_inspection(
-    acct: &account::Unlocked,
-    setup: crate::volume::CategorySetup,
-    cache: &std::sync::Arc<crate::cache::ChunkCache>,
-) -> std::sync::Arc<crate::volume::Category> {
-    open_for_inspection_in(acct, setup, cache, acct.store.clone(), acct.seen.clone())
-}
-
-/// [`open_for_inspection`] over another view of the store (e.g. the remote one, without
-/// this device's journal) and witness.
-pub(crate) fn open_for_inspection_in(
-    acct: &account::Unlocked,
-    setup: crate::volume::CategorySetup,
-    cache: &std::sync::Arc<crate::cache::ChunkCache>,
-    store: std::sync::Arc<dyn crate::store::Store>,
-    witness: std::sync::Arc<dyn crate::volume::HeadWitness>,
-) -> std::sync::Arc<crate::volume::Category> {
-    crate::volume::Category::open(
-        setup,
-        store,
-        cache.clone(),
-        witness,
-        crate::volume::VolumeOptions {
-            dirty_limit: 1 << 20,
-            owner: (0, 0),
-            dirty_total: Default::default(),
-            heads: acct.head_signer(),
-            device_slot: acct.device_slot(),
-        },
-    )
-}
-
-/// Bytes as a person reads them: `512 B`, `3.4 MiB`.
-pub(crate) fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+pub(crate) use crate::hint::human;
+pub(crate) use crate::maintenance::open_for_inspection;
 
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -743,19 +695,6 @@ pub(crate) fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "device".into())
-}
-
-/// Every command that unlocks keys keeps them out of core dumps.
-pub(crate) fn no_core_dumps() {
-    // SAFETY: plain syscalls with valid arguments.
-    unsafe {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
 }
 
 pub(crate) fn init_stderr_logging_level(level: &str) {

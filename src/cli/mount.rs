@@ -1,8 +1,8 @@
 //! `cirrus mount`: checks, unlocks, then detaches a daemon that serves the drive. The
 //! parent returns only once the drive is mounted (or prints why it is not).
 
-use super::{PasscodeArgs, daemon, default_mountpoint, unlock_holding};
-use crate::account::remote::NoSession;
+use super::{PasscodeArgs, default_mountpoint, unlock_holding};
+use crate::daemon::{self, DaemonOptions, absolute, held_keys_warning, is_mounted};
 use crate::home::Home;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -92,54 +92,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} too large"))
 }
 
-/// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    mount_device(path).is_some()
-}
-
-/// The "major:minor" device of the filesystem mounted at `path`, read from
-/// /proc/self/mountinfo (no stat, so it never waits on the filesystem itself).
-pub fn mount_device(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_string_lossy();
-    info.lines().rev().find_map(|l| {
-        let mut f = l.split(' ');
-        let dev = f.nth(2)?;
-        let mp = f.nth(1)?;
-        (unescape_mountinfo(mp) == want).then(|| dev.to_string())
-    })
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Absolute form of a mountpoint path, even when it is a dead FUSE mount (ENOTCONN).
-pub fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().unwrap_or_default().join(p)
-        }
-    })
-}
-
 fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
     match std::fs::metadata(mp) {
         Ok(m) if m.is_dir() => {}
@@ -175,14 +127,24 @@ fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
-/// What a mount says when it goes on without the key service. The drive does not log in
-/// again by itself: it would have to keep the account password in memory.
-pub(super) fn held_keys_warning(why: &NoSession) -> String {
-    format!(
-        "not logged in to the key service: {why}. The drive opens with the keys this device \
-         holds; the categories that need the key service are not shown (`cirrus status` \
-         lists them as locked) until a mount that logs in"
-    )
+impl MountArgs {
+    /// The runtime's options (the flags, checked by [`run`]).
+    fn daemon_options(&self) -> DaemonOptions {
+        DaemonOptions {
+            memory_cache: self.memory_cache,
+            allow_other: self.allow_other,
+            commit_interval: self.commit_interval,
+            attr_timeout: self.attr_timeout,
+            fuse_caps: self.fuse_caps.clone(),
+            readahead_kib: self.readahead_kib,
+            max_write_kib: self.max_write_kib,
+            threads: self.threads,
+            disk_cache: self.disk_cache,
+            journal_max: self.journal_max,
+            poll_interval: self.poll_interval,
+            upload_threads: self.upload_threads,
+        }
+    }
 }
 
 pub fn run(home: Home, args: MountArgs) -> super::CliResult {
@@ -211,8 +173,10 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     {
         eprintln!("cirrus: warning: {}", held_keys_warning(why));
     }
+    let opts = args.daemon_options();
     if args.foreground {
-        return daemon::serve(acct, &mp, &args, &mut None);
+        daemon::serve(acct, &mp, &opts, &mut |_| {}).map_err(|e| e.to_string())?;
+        return Ok(0);
     }
     let log_path = acct.home.log_path();
     let log = std::fs::OpenOptions::new()
@@ -273,17 +237,76 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     }
     let mut notify = Some(std::fs::File::from(wr));
     super::init_file_logging(log);
-    let code = match daemon::serve(acct, &mp, &args, &mut notify) {
-        Ok(c) => c,
+    // Dropping the pipe's write end tells the waiting parent we are mounted.
+    let mut ready = |locked: &[String]| {
+        if let Some(mut n) = notify.take() {
+            let mut msg = String::from("OK");
+            for l in locked {
+                msg.push_str("\nnot shown: ");
+                msg.push_str(l);
+            }
+            let _ = n.write_all(msg.as_bytes());
+        }
+    };
+    let res = daemon::serve(acct, &mp, &opts, &mut ready);
+    let code = match res {
+        Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
             if let Some(mut n) = notify.take() {
-                let _ = n.write_all(e.as_bytes());
+                let _ = n.write_all(e.to_string().as_bytes());
             }
             1
         }
     };
     std::process::exit(code);
+}
+
+/// `cirrus umount`: unmounts through the runtime, drawing the daemon's uploads.
+pub fn umount(home: &Home, mp: PathBuf, timeout: u64, no_wait: bool) -> super::CliResult {
+    let mut progress: Option<super::sync::Progress> = None;
+    let res = daemon::umount(
+        home,
+        &mp,
+        std::time::Duration::from_secs(timeout),
+        no_wait,
+        &mut |p| match p {
+            daemon::UmountProgress::Uploading(s) => progress
+                .get_or_insert_with(|| super::sync::Progress::new("uploading"))
+                .update(s),
+            daemon::UmountProgress::StillWriting => {
+                eprintln!("Waiting for Cirrus to finish writing...")
+            }
+        },
+    );
+    if let Some(p) = progress {
+        p.finish();
+    }
+    match res.map_err(|e| e.to_string())? {
+        daemon::Unmounted::Stale { mountpoint } => {
+            println!(
+                "Cleaned up a stale mount at {} (its daemon was not running). Run `{}` to check the store.",
+                mountpoint.display(),
+                crate::hint::cmd_hint("fsck")
+            );
+            return Ok(0);
+        }
+        daemon::Unmounted::Clean { mountpoint } => {
+            println!("Unmounted {}", mountpoint.display());
+        }
+    }
+    let journal = crate::account::queued_uploads(home);
+    if journal.0 > 0 {
+        println!(
+            "{} in {} objects are not in the store yet (see `{}`); they are sent at the next \
+             mount or `{}`.",
+            super::human(journal.1),
+            journal.0,
+            crate::hint::cmd_hint("status"),
+            crate::hint::cmd_hint("sync")
+        );
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -299,11 +322,5 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("M").is_err());
         assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn mountinfo_unescapes_spaces() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

@@ -3,15 +3,12 @@
 //! only writer of the category's head) and this shows its progress; otherwise the same
 //! engine runs here. Running it again after an interruption resumes the rotation.
 
-use super::{PasscodeArgs, control, daemon, mount::parse_size, unlock};
-use crate::account::{RotateOptions, RotateReport};
-use crate::cache::ChunkCache;
-use crate::format::table::Class;
+use super::{PasscodeArgs, mount::parse_size, unlock};
 use crate::home::Home;
-use crate::volume::{Category, HeadWitness, VolumeOptions};
+pub use crate::maintenance::rotation::Job;
+use crate::maintenance::rotation::{self, RotationDisplay, RotationError};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 #[command(group(
@@ -95,31 +92,6 @@ impl Progress {
     }
 }
 
-fn describe(name: &str, r: &RotateReport) -> String {
-    if r.unchanged {
-        return format!("{name}: nothing to do (already protected as asked).");
-    }
-    let old = if r.kept_for.is_empty() {
-        format!("key version {} is destroyed.", r.from)
-    } else {
-        format!(
-            "key version {} is kept until {} has synced (it may still hold data under it); \
-             a later sync destroys it.",
-            r.from,
-            r.kept_for.join(", ")
-        )
-    };
-    format!(
-        "{} the key of {name}: everything is now sealed under key version {}; {old}",
-        if r.resumed {
-            "Finished rotating"
-        } else {
-            "Rotated"
-        },
-        r.to,
-    )
-}
-
 pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
     if args.service {
         let acct = unlock(home, &args.pass)?;
@@ -159,283 +131,56 @@ pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
     Ok(0)
 }
 
-/// One category to rotate, optionally into another protection class.
-pub struct Job {
-    pub category: String,
-    pub class: Option<Class>,
-}
+/// Draws a rotation's progress: a fresh bar (or plain lines) per category.
+#[derive(Default)]
+struct Display(Option<Progress>);
 
-/// Rotations a command still owes (one category name per line), so running the command
-/// again after a crash finishes them instead of forgetting them.
-pub fn pending_path(home: &Home) -> std::path::PathBuf {
-    home.device_dir().join("pending-rotations")
-}
-
-pub fn save_pending(home: &Home, jobs: &[Job]) -> Result<(), String> {
-    let text: String = jobs.iter().map(|j| format!("{}\n", j.category)).collect();
-    crate::home::write_atomic(&pending_path(home), text.as_bytes()).map_err(|e| e.to_string())
-}
-
-pub fn load_pending(home: &Home) -> Vec<Job> {
-    std::fs::read_to_string(pending_path(home))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| Job {
-            category: l.to_string(),
-            class: None,
-        })
-        .collect()
-}
-
-/// Whether `category` is among the rotations owed.
-pub fn is_pending(home: &Home, category: &str) -> bool {
-    load_pending(home).iter().any(|j| j.category == category)
-}
-
-/// Adds `category` to the rotations owed, keeping the others.
-pub fn add_pending(home: &Home, category: &str) -> Result<(), String> {
-    let mut jobs = load_pending(home);
-    if !jobs.iter().any(|j| j.category == category) {
-        jobs.push(Job {
-            category: category.to_string(),
-            class: None,
-        });
+impl RotationDisplay for Display {
+    fn start(&mut self, category: &str) {
+        self.0 = Some(Progress::new(category));
     }
-    save_pending(home, &jobs)
-}
-
-/// Takes `category` off the rotations owed (the record goes when none is left).
-pub fn remove_pending(home: &Home, category: &str) -> Result<(), String> {
-    let jobs: Vec<Job> = load_pending(home)
-        .into_iter()
-        .filter(|j| j.category != category)
-        .collect();
-    if jobs.is_empty() {
-        return match std::fs::remove_file(pending_path(home)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
-                "cannot remove {}: {e}",
-                pending_path(home).display()
-            )),
-            _ => Ok(()),
-        };
+    fn update(&mut self, done: u64, total: u64) {
+        if let Some(p) = &mut self.0 {
+            p.update(done, total);
+        }
     }
-    save_pending(home, &jobs)
+    fn finish(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.finish();
+        }
+    }
 }
 
-/// [`rotate_many`] that records what is left in [`pending_path`] as it goes.
+/// The error of a rotation, as printed; categories that were rotated before another
+/// failed are printed first.
+fn failed(e: RotationError) -> String {
+    if let RotationError::SomeFailed { done, .. } = &e {
+        for l in done {
+            println!("{l}");
+        }
+    }
+    e.to_string()
+}
+
+/// [`rotation::rotate_owed`] with this command's passcode and progress display.
 pub fn rotate_owed(
     home: &Home,
     pass: &PasscodeArgs,
     jobs: Vec<Job>,
-    acct: Option<(crate::account::Unlocked, std::fs::File)>,
+    acct: Option<rotation::Held>,
 ) -> Result<Vec<String>, String> {
-    save_pending(home, &jobs)?;
-    let mut out = Vec::new();
-    let mut acct = acct;
-    let mut failed: Vec<Job> = Vec::new();
-    let mut why = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let one = [Job {
-            category: job.category.clone(),
-            class: job.class,
-        }];
-        // One category that cannot be rotated here (locked on this device, say) must not
-        // leave the others unrotated: note it, go on, and keep it owed.
-        let res = match acct.take() {
-            Some((a, lock)) => {
-                let mut a = a;
-                let r = offline_with(&mut a, &one, crate::account::DEFAULT_BATCH);
-                acct = Some((a, lock));
-                r
-            }
-            None => rotate_many(home, pass, &one, crate::account::DEFAULT_BATCH, None),
-        };
-        match res {
-            Ok(lines) => out.extend(lines),
-            Err(e) => {
-                why.push(format!("{}: {e}", job.category));
-                failed.push(Job {
-                    category: job.category.clone(),
-                    class: job.class,
-                });
-            }
-        }
-        let mut left: Vec<Job> = failed
-            .iter()
-            .map(|j| Job {
-                category: j.category.clone(),
-                class: j.class,
-            })
-            .collect();
-        left.extend(jobs[i + 1..].iter().map(|j| Job {
-            category: j.category.clone(),
-            class: j.class,
-        }));
-        save_pending(home, &left)?;
-    }
-    if !why.is_empty() {
-        for l in &out {
-            println!("{l}");
-        }
-        return Err(format!(
-            "{} categories could not be re-encrypted here (run the command again on a device \
-             that can read them): {}",
-            why.len(),
-            why.join("; ")
-        ));
-    }
-    let _ = std::fs::remove_file(pending_path(home));
-    Ok(out)
+    let open = || unlock(Home::new(home.root.clone()), pass);
+    rotation::rotate_owed(home, &open, jobs, acct, &mut Display::default()).map_err(failed)
 }
 
-/// Rotates each category in turn: through the daemon when the drive is mounted (it is
-/// the only writer of heads), else here. `acct`: an account already unlocked by the
-/// caller (offline only; it must hold the daemon lock). Returns one line per category.
+/// [`rotation::rotate_many`] with this command's passcode and progress display.
 pub fn rotate_many(
     home: &Home,
     pass: &PasscodeArgs,
     jobs: &[Job],
     batch: u64,
-    acct: Option<(crate::account::Unlocked, std::fs::File)>,
+    acct: Option<rotation::Held>,
 ) -> Result<Vec<String>, String> {
-    if !home.exists() {
-        return Err(format!(
-            "no Cirrus account in {} (run `{}`, or pass --home)",
-            home.root.display(),
-            crate::hint::cmd_hint("init")
-        ));
-    }
-    if let Some((acct, _lock)) = acct {
-        return offline(acct, jobs, batch);
-    }
-    match daemon::lock_home(home) {
-        // Not mounted: nobody else can write heads while we hold the lock.
-        Ok(_lock) => {
-            let acct = unlock(Home::new(home.root.clone()), pass)?;
-            offline(acct, jobs, batch)
-        }
-        Err(_) if control::socket_exists(home) => {
-            jobs.iter().map(|j| online(home, j, batch)).collect()
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn online(home: &Home, job: &Job, batch: u64) -> Result<String, String> {
-    let req = control::Request {
-        op: "rotate".into(),
-        category: Some(job.category.clone()),
-        batch_bytes: Some(batch),
-        class: job.class.map(|c| c.name().to_string()),
-        ..Default::default()
-    };
-    let mut p = Progress::new(&job.category);
-    let res = control::request(home, &req, &mut |d, t| p.update(d, t));
-    p.finish();
-    res
-}
-
-fn offline(
-    mut acct: crate::account::Unlocked,
-    jobs: &[Job],
-    batch: u64,
-) -> Result<Vec<String>, String> {
-    offline_with(&mut acct, jobs, batch)
-}
-
-fn offline_with(
-    acct: &mut crate::account::Unlocked,
-    jobs: &[Job],
-    batch: u64,
-) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for job in jobs {
-        let setup = acct
-            .category_setups()
-            .into_iter()
-            .find(|(e, _)| e.name == job.category)
-            .ok_or_else(|| {
-                format!(
-                    "unknown category {:?} (see `{}`)",
-                    job.category,
-                    crate::hint::cmd_hint("category list")
-                )
-            })?
-            .1
-            .map_err(|e| format!("category {}: {e}", job.category))?;
-        // SAFETY: getuid/getgid have no preconditions.
-        let owner = unsafe { (libc::getuid(), libc::getgid()) };
-        let witness: Arc<dyn HeadWitness> = acct.seen.clone();
-        let cat = Category::open(
-            setup,
-            acct.store.clone(),
-            Arc::new(ChunkCache::new(8 << 20)),
-            witness,
-            VolumeOptions {
-                dirty_limit: 32 << 20,
-                owner,
-                dirty_total: Default::default(),
-                heads: acct.head_signer(),
-                device_slot: acct.device_slot(),
-            },
-        );
-        let mut p = Progress::new(&job.category);
-        let opts = RotateOptions {
-            batch_bytes: batch,
-            stop: None,
-            class: job.class,
-        };
-        let res = acct.rotate_category(&job.category, &cat, &opts, &mut |r| {
-            p.update(r.done, r.total)
-        });
-        p.finish();
-        let report = res.map_err(|e| e.to_string())?;
-        out.push(describe(&job.category, &report));
-    }
-    Ok(out)
-}
-
-/// The daemon's side of a `rotate` request.
-pub(crate) fn serve_request(
-    acct: &std::sync::Mutex<crate::account::Unlocked>,
-    cats: &[Arc<Category>],
-    busy: &std::sync::Mutex<()>,
-    req: &control::Request,
-    cancel: &std::sync::atomic::AtomicBool,
-    send: &mut dyn FnMut(&control::Reply),
-) -> control::Reply {
-    let Some(name) = req.category.as_deref() else {
-        return control::Reply::error("rotate: no category given".into());
-    };
-    let Some(cat) = cats.iter().find(|c| c.name == name) else {
-        return control::Reply::error(format!(
-            "category {name:?} is not part of this mount (unknown, retired, added after \
-             mounting, or its key could not be unlocked)"
-        ));
-    };
-    // One rotation at a time: each walks a whole category and fills the dirty budget.
-    let Ok(_one) = busy.try_lock() else {
-        return control::Reply::error("another key rotation is running on this drive".into());
-    };
-    let class = match req.class.as_deref().map(Class::parse) {
-        None => None,
-        Some(Some(c)) => Some(c),
-        Some(None) => return control::Reply::error("rotate: unknown protection class".into()),
-    };
-    let mut acct = acct.lock().unwrap_or_else(|p| p.into_inner());
-    let opts = RotateOptions {
-        batch_bytes: req.batch_bytes.unwrap_or(crate::account::DEFAULT_BATCH),
-        stop: Some(cancel),
-        class,
-    };
-    match acct.rotate_category(name, cat, &opts, &mut |p| {
-        send(&control::Reply::progress(p.done, p.total))
-    }) {
-        Ok(r) => control::Reply::ok(describe(name, &r)),
-        Err(e) => {
-            log::error!("category {name}: key rotation: {e}");
-            control::Reply::error(e.to_string())
-        }
-    }
+    let open = || unlock(Home::new(home.root.clone()), pass);
+    rotation::rotate_many(home, &open, jobs, batch, acct, &mut Display::default()).map_err(failed)
 }

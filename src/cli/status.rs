@@ -10,7 +10,7 @@ use super::human;
 
 /// The running daemon's own report (mountpoint, cache use), if one is running.
 pub(super) fn read_daemon_status(home: &Home) -> Option<String> {
-    let text = std::fs::read_to_string(home.run_dir().join("status")).ok()?;
+    let text = std::fs::read_to_string(crate::daemon::mount_status_path(home)).ok()?;
     let mut lines = text.lines();
     let pid: i32 = lines.next()?.trim().parse().ok()?;
     // SAFETY: existence check only.
@@ -148,7 +148,7 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
         // The daemon owns the uploader while mounted; its report is the live one.
         let s = mounted
             .as_ref()
-            .and_then(|_| super::sync::read_status(&acct.home))
+            .and_then(|_| crate::daemon::read_sync_status(&acct.home))
             .unwrap_or_else(|| wb.status());
         for l in super::sync::describe(&s) {
             println!("{l}");

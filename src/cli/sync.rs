@@ -3,7 +3,7 @@
 //! `umount`, and the drain that a command which wrote through the journal does before it
 //! exits.
 
-use super::control::{self, Reply, Request};
+use crate::daemon::control::{self, Reply, Request};
 use crate::home::Home;
 use crate::store::writeback::{SyncStatus, WriteBack};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,22 +19,6 @@ pub struct SyncArgs {
     /// With --wait: give up after this many seconds without progress.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stall_timeout: u64,
-}
-
-/// Where the daemon publishes its upload state for `status`, `sync` and `umount`.
-pub fn status_path(home: &Home) -> std::path::PathBuf {
-    home.run_dir().join("sync.json")
-}
-
-pub fn write_status(home: &Home, s: &SyncStatus) {
-    if let Ok(j) = serde_json::to_vec(s) {
-        let _ = crate::home::write_atomic(&status_path(home), &j);
-    }
-}
-
-pub fn read_status(home: &Home) -> Option<SyncStatus> {
-    let bytes = std::fs::read(status_path(home)).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 use super::human;
@@ -185,7 +169,7 @@ pub fn run(home: Home, args: SyncArgs) -> super::CliResult {
     }
     // The daemon lock tells whether a daemon runs (a control socket may be left over
     // from a killed one).
-    let lock = super::daemon::lock_home(&home);
+    let lock = crate::daemon::lock_home(&home);
     if lock.is_err() && control::socket_exists(&home) {
         let req = Request {
             op: "sync".into(),
@@ -219,7 +203,7 @@ pub fn run(home: Home, args: SyncArgs) -> super::CliResult {
     }
     // Not mounted: the journal can be sent without the passcode (it holds only sealed
     // objects), under the daemon lock so no mount starts meanwhile.
-    let _lock = lock?;
+    let _lock = lock.map_err(|e| e.to_string())?;
     let config = home.load_config().map_err(|e| e.to_string())?;
     let (_, wb) = crate::account::open_store_sync(&home, &config.store)
         .map_err(|e| format!("opening the store: {e}"))?;

@@ -1,0 +1,99 @@
+//! The daemon process itself: one per home (the lock), and its hardening (no core dumps,
+//! memory locked when allowed, allocator settings measured for the chunk buffers).
+
+use super::DaemonError;
+use crate::home::Home;
+use log::{info, warn};
+
+/// One daemon per home: two would race on the same heads and lose each other's commits.
+/// Commands that must not run beside a mount (gc, an offline rotation) take it too.
+pub fn lock_home(home: &Home) -> Result<std::fs::File, DaemonError> {
+    let run = home.run_dir();
+    std::fs::create_dir_all(&run).map_err(|source| DaemonError::RunDir {
+        path: run.clone(),
+        source,
+    })?;
+    let p = run.join("daemon.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|source| DaemonError::OpenLock {
+            path: p.clone(),
+            source,
+        })?;
+    // Held for the daemon's lifetime (released when `f` is dropped). Only "held by
+    // someone else" means another daemon; any other failure is reported as itself.
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::AlreadyMounted {
+            home: home.root.clone(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Lock { path: p, source }),
+    }
+}
+
+/// Every command that unlocks keys keeps them out of core dumps.
+pub fn no_core_dumps() {
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Keeps secrets out of core dumps and, where allowed, out of swap.
+pub(super) fn harden_process() {
+    no_core_dumps();
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        // Memory: chunk buffers (256 KiB) stay in the heap, where same-sized blocks are
+        // reused; a fixed threshold keeps glibc from raising it (it would otherwise move
+        // every large buffer into the heap after the first free and fragment it). One
+        // arena: with one per thread, blocks freed by the other thread (cache evictions)
+        // stay resident in an arena that no longer allocates them. Measured in
+        // tests/memory_bound.rs: 143 MiB RSS with glibc defaults, 72 MiB with these.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Keep up to 8 MiB free at the heap top instead of returning and refaulting it
+        // for every chunk buffer.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        if libc::geteuid() == 0 {
+            let inf = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf);
+            if libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) != 0 {
+                warn!(
+                    "mlockall failed ({}); keys may reach swap",
+                    std::io::Error::last_os_error()
+                );
+            }
+        } else {
+            info!("not root: memory is not locked, keys may reach swap if swap is enabled");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_daemon_lock_on_the_same_home_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::new(d.path().to_path_buf());
+        let held = lock_home(&home).unwrap();
+        let e = lock_home(&home).unwrap_err();
+        assert!(matches!(e, DaemonError::AlreadyMounted { .. }), "{e}");
+        assert!(e.to_string().contains("already mounted"), "{e}");
+        drop(held);
+        assert!(lock_home(&home).is_ok());
+    }
+}

@@ -1,0 +1,223 @@
+//! What the daemon does for a request on its control socket: `rotate` (a key rotation,
+//! which must run here because the daemon is the only writer of heads), `sync` (commit,
+//! pull, push, optionally wait for the queue) and `no-wait`.
+
+use super::control::{Handler, Reply, Request};
+use crate::account::{RotateOptions, RotateReport, Unlocked};
+use crate::format::table::Class;
+use crate::home::Home;
+use crate::store::writeback::WriteBack;
+use crate::sync::Syncer;
+use crate::volume::Category;
+use log::error;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the request handler works on: the mount's parts it shares with the daemon loop.
+pub(super) struct Served {
+    pub home: Home,
+    pub acct: Arc<Mutex<Unlocked>>,
+    pub cats: Vec<Arc<Category>>,
+    pub wb: Option<Arc<WriteBack>>,
+    pub syncer: Option<Arc<Syncer>>,
+    pub no_wait: Arc<AtomicBool>,
+}
+
+/// The control socket's handler over `s`.
+pub(super) fn handler(s: Served) -> Arc<Handler> {
+    let busy = Mutex::new(());
+    Arc::new(move |req, cancel, send| match req.op.as_str() {
+        "rotate" => rotate_request(&s.acct, &s.cats, &busy, req, cancel, send),
+        "sync" => sync_request(
+            &s.home,
+            &s.cats,
+            s.wb.as_deref(),
+            s.syncer.as_deref(),
+            req,
+            cancel,
+            send,
+        ),
+        "no-wait" => {
+            s.no_wait.store(true, Ordering::Relaxed);
+            Reply::ok("the daemon will not wait for uploads when it stops".into())
+        }
+        other => Reply::error(format!("unknown request {other:?}")),
+    })
+}
+
+/// The line a finished rotation of category `name` reports, mounted or not.
+pub fn describe_rotation(name: &str, r: &RotateReport) -> String {
+    if r.unchanged {
+        return format!("{name}: nothing to do (already protected as asked).");
+    }
+    let old = if r.kept_for.is_empty() {
+        format!("key version {} is destroyed.", r.from)
+    } else {
+        format!(
+            "key version {} is kept until {} has synced (it may still hold data under it); \
+             a later sync destroys it.",
+            r.from,
+            r.kept_for.join(", ")
+        )
+    };
+    format!(
+        "{} the key of {name}: everything is now sealed under key version {}; {old}",
+        if r.resumed {
+            "Finished rotating"
+        } else {
+            "Rotated"
+        },
+        r.to,
+    )
+}
+
+/// The daemon's side of a `rotate` request.
+fn rotate_request(
+    acct: &Mutex<Unlocked>,
+    cats: &[Arc<Category>],
+    busy: &Mutex<()>,
+    req: &Request,
+    cancel: &AtomicBool,
+    send: &mut dyn FnMut(&Reply),
+) -> Reply {
+    let Some(name) = req.category.as_deref() else {
+        return Reply::error("rotate: no category given".into());
+    };
+    let Some(cat) = cats.iter().find(|c| c.name == name) else {
+        return Reply::error(format!(
+            "category {name:?} is not part of this mount (unknown, retired, added after \
+             mounting, or its key could not be unlocked)"
+        ));
+    };
+    // One rotation at a time: each walks a whole category and fills the dirty budget.
+    let Ok(_one) = busy.try_lock() else {
+        return Reply::error("another key rotation is running on this drive".into());
+    };
+    let class = match req.class.as_deref().map(Class::parse) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => return Reply::error("rotate: unknown protection class".into()),
+    };
+    let mut acct = acct.lock().unwrap_or_else(|p| p.into_inner());
+    let opts = RotateOptions {
+        batch_bytes: req.batch_bytes.unwrap_or(crate::account::DEFAULT_BATCH),
+        stop: Some(cancel),
+        class,
+    };
+    match acct.rotate_category(name, cat, &opts, &mut |p| {
+        send(&Reply::progress(p.done, p.total))
+    }) {
+        Ok(r) => Reply::ok(describe_rotation(name, &r)),
+        Err(e) => {
+            error!("category {name}: key rotation: {e}");
+            Reply::error(e.to_string())
+        }
+    }
+}
+
+/// Commits every category; the failures as "NAME: ERROR".
+fn commit_all(cats: &[Arc<Category>]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for c in cats {
+        if let Err(e) = c.commit() {
+            failed.push(format!("{}: {e}", c.name));
+        }
+    }
+    failed
+}
+
+/// `cirrus sync` while mounted: commit every category, then push (and optionally wait).
+fn sync_request(
+    home: &Home,
+    cats: &[Arc<Category>],
+    wb: Option<&WriteBack>,
+    syncer: Option<&Syncer>,
+    req: &Request,
+    cancel: &AtomicBool,
+    send: &mut dyn FnMut(&Reply),
+) -> Reply {
+    if let Some(wb) = wb {
+        wb.kick();
+    }
+    let mut failed = commit_all(cats);
+    if let (false, Some(wb)) = (failed.is_empty(), wb) {
+        // A full journal: let the queue drain, then commit what is left.
+        wb.wait_drained(
+            Some(Duration::from_secs(120)),
+            &|| cancel.load(Ordering::Relaxed),
+            &mut |_| {},
+        );
+        failed = commit_all(cats);
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            error!("commit for sync failed: {f}");
+        }
+        return Reply::error(format!("commit failed: {}", failed.join("; ")));
+    }
+    let Some(wb) = wb else {
+        return Reply::ok("Committed; the store is local, so it is up to date.".into());
+    };
+    let pulled = match syncer {
+        Some(sy) => match pull(sy) {
+            Ok(text) => text,
+            Err(e) => return Reply::error(e),
+        },
+        None => String::new(),
+    };
+    if req.wait != Some(true) {
+        let s = wb.status();
+        return Reply::ok(format!(
+            "{pulled}Committed; {} in {} objects queued for upload.",
+            crate::hint::human(s.pending_bytes),
+            s.pending_objects
+        ));
+    }
+    let s = wb.wait_drained(
+        Some(Duration::from_secs(req.stall_secs.unwrap_or(120))),
+        &|| cancel.load(Ordering::Relaxed),
+        &mut |s| {
+            send(&Reply {
+                sync: Some(s.clone()),
+                ..Default::default()
+            })
+        },
+    );
+    super::status::write_sync_status(home, &s);
+    Reply {
+        ok: Some(true),
+        message: Some(pulled),
+        sync: Some(s),
+        ..Default::default()
+    }
+}
+
+/// One poll of the other devices' heads for a `sync` request: what it took in, as the
+/// start of the reply's message, or the poll's errors.
+fn pull(sy: &Syncer) -> Result<String, String> {
+    let r = sy.poll(true);
+    if !r.errors.is_empty() {
+        return Err(r.errors.join("; "));
+    }
+    let refused = if r.refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Refused changes of a removed device in {} (replaced by this device's). ",
+            r.refused.join(", ")
+        )
+    };
+    let pulled = if let Some(u) = &r.unreachable {
+        format!("Could not look for other devices' changes ({u}). ")
+    } else if r.pulled.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Took in changes from other devices in {} ({} conflict copies). ",
+            r.pulled.join(", "),
+            r.copies
+        )
+    };
+    Ok(refused + &pulled)
+}

@@ -1,0 +1,122 @@
+//! Maintenance of an account's store and keys, run beside or instead of a mount: garbage
+//! collection ([`gc`]), the full check ([`fsck`]) and the key rotations a command owes
+//! ([`rotation`]: the record of them, and running them through the daemon or here). A
+//! library module, like restic's prune in its repository package: the CLI only draws the
+//! progress these report through callbacks and prints their typed reports and errors.
+
+pub mod fsck;
+pub mod gc;
+pub mod rotation;
+
+use crate::account::Unlocked;
+use crate::cache::ChunkCache;
+use crate::store::Store;
+use crate::volume::{Category, CategorySetup, HeadWitness, VolumeOptions, WitnessError};
+use std::sync::Arc;
+
+/// Opens one category read-mostly for an admin command (status, fsck): small caches.
+pub fn open_for_inspection(
+    acct: &Unlocked,
+    setup: CategorySetup,
+    cache: &Arc<ChunkCache>,
+) -> Arc<Category> {
+    open_for_inspection_in(acct, setup, cache, acct.store.clone(), acct.seen.clone())
+}
+
+/// [`open_for_inspection`] over another view of the store (e.g. the remote one, without
+/// this device's journal) and witness.
+pub fn open_for_inspection_in(
+    acct: &Unlocked,
+    setup: CategorySetup,
+    cache: &Arc<ChunkCache>,
+    store: Arc<dyn Store>,
+    witness: Arc<dyn HeadWitness>,
+) -> Arc<Category> {
+    Category::open(
+        setup,
+        store,
+        cache.clone(),
+        witness,
+        VolumeOptions {
+            dirty_limit: 1 << 20,
+            owner: (0, 0),
+            dirty_total: Default::default(),
+            heads: acct.head_signer(),
+            device_slot: acct.device_slot(),
+        },
+    )
+}
+
+/// A witness that neither consults nor changes this device's record of heads: for views
+/// read only to find what they reference (their signatures and MACs are still checked;
+/// this device's own commits may be ahead of the store).
+pub(crate) struct NoWitness;
+
+impl HeadWitness for NoWitness {
+    fn seen(&self, _: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {
+        Ok(None)
+    }
+    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), WitnessError> {
+        Ok(())
+    }
+}
+
+/// Categories over an in-memory store, for the unit tests of this module.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::NoWitness;
+    use crate::cache::ChunkCache;
+    use crate::crypto::SecretKey;
+    use crate::format::table::{CategoryEntry, Class};
+    use crate::store::Store;
+    use crate::volume::{Category, CategorySetup, VolumeOptions};
+    use std::sync::Arc;
+
+    /// Category `id` under a fixed key, unsigned heads.
+    pub fn open(store: &Arc<dyn Store>, id: u32) -> Arc<Category> {
+        Category::open(
+            CategorySetup {
+                entry: CategoryEntry {
+                    id,
+                    name: format!("cat{id}"),
+                    class: Class::Standard,
+                    retired: false,
+                    key_version: 1,
+                },
+                key: SecretKey::from_bytes([id as u8; 32]),
+                key_version: 1,
+                old_key: None,
+            },
+            store.clone(),
+            Arc::new(ChunkCache::new(4 << 20)),
+            Arc::new(NoWitness),
+            VolumeOptions {
+                dirty_limit: 1 << 20,
+                owner: (0, 0),
+                dirty_total: Default::default(),
+                heads: Arc::new(crate::volume::UnsignedHeads),
+                device_slot: Some(1),
+            },
+        )
+    }
+
+    /// A file `name` in the root holding `data`, committed. Returns its inode.
+    pub fn write_file(c: &Category, name: &str, data: &[u8]) -> u64 {
+        let n = c
+            .create_node(
+                crate::volume::ROOT_INO,
+                name.as_bytes(),
+                crate::volume::NewNode {
+                    mode: libc::S_IFREG | 0o644,
+                    rdev: 0,
+                    uid: 0,
+                    gid: 0,
+                    target: None,
+                },
+            )
+            .unwrap();
+        c.write(n.ino, 0, data, false).unwrap();
+        c.commit().unwrap();
+        n.ino
+    }
+}
