@@ -162,10 +162,10 @@ impl Category {
         // The tree is still under the previous key until a merge or fast-forward onto
         // the other device's head replaces it: recorded as a rotation from it, so the
         // device says it still needs that key (and trial opens use it).
-        if s.rotating_from == 0 {
-            s.rotating_from = cur.version;
-            s.rotate_cursor = 0;
-            s.rotation_adopted = true;
+        if s.rot.rotating_from == 0 {
+            s.rot.rotating_from = cur.version;
+            s.rot.rotate_cursor = 0;
+            s.rot.rotation_adopted = true;
         }
         info!(
             "category {}: now under key v{version} (rotated on another device)",
@@ -312,16 +312,16 @@ impl Category {
     /// that cannot be taken in yet; returns which sides are rotating.
     fn rotations_meet(&self, s: &State, rv: &VerifiedHead, keys: &Keys) -> VolResult<Rotating> {
         let rotating = Rotating {
-            local: s.rotating_from != 0 && !s.rotation_adopted,
+            local: s.rot.rotating_from != 0 && !s.rot.rotation_adopted,
             remote: rv.head.rotating_from != 0,
         };
         if (rv.under_old && keys.old.is_none())
-            || (rotating.local && rotating.remote && rv.head.rotating_from != s.rotating_from)
+            || (rotating.local && rotating.remote && rv.head.rotating_from != s.rot.rotating_from)
         {
             return Err(self.remote_integrity(format!(
                 "the other device's head is under key version {} (rotating from {}), this \
                  device is at {} (rotating from {}); it is taken in once a rotation has finished",
-                rv.head.key_version, rv.head.rotating_from, keys.version, s.rotating_from
+                rv.head.key_version, rv.head.rotating_from, keys.version, s.rot.rotating_from
             )));
         }
         Ok(rotating)
@@ -373,7 +373,7 @@ impl Category {
         for leaf in s.head.leaves.keys().copied().collect::<Vec<_>>() {
             self.ensure_leaf(s, leaf * LEAF_SPAN)?;
         }
-        let local: Records = s.records.clone();
+        let local: Records = s.tree.records.clone();
         let base_tree = match base_leaves {
             Some(l) => self.load_tree(keys, l)?,
             None => Records::new(),
@@ -419,7 +419,7 @@ impl Category {
             let Some(Record {
                 payload: Payload::File { chunks, .. },
                 ..
-            }) = s.records.get(old)
+            }) = s.tree.records.get(old)
             else {
                 continue;
             };
@@ -462,7 +462,7 @@ impl Category {
         // The other device wrote under the old key: whatever of its tree is not ours is
         // looked at too.
         let ours = if rv.under_old {
-            tags(&s.records)
+            tags(&s.tree.records)
         } else {
             HashSet::new()
         };
@@ -517,6 +517,7 @@ impl Category {
                 continue;
             }
             if let Some(r) = s
+                .tree
                 .records
                 .get(ino)
                 .filter(|r| !matches!(r.payload, Payload::Dir { .. }))
@@ -556,18 +557,18 @@ impl Category {
             // Leaves of a head sealed under the old key are resealed under the new one.
             .filter(|l| under_old || mine.get(l) != theirs.get(l))
             .collect();
-        s.bytes = records
+        s.tree.bytes = records
             .values()
             .map(|r| match &r.payload {
                 Payload::File { size, .. } => *size,
                 _ => 0,
             })
             .sum();
-        s.inodes = records.len() as u64;
-        s.loaded_leaves = mine.keys().chain(theirs.keys()).copied().collect();
-        s.records = records;
-        s.bad_leaves.clear();
-        s.dirty_leaves = dirty;
+        s.tree.inodes = records.len() as u64;
+        s.tree.loaded_leaves = mine.keys().chain(theirs.keys()).copied().collect();
+        s.tree.records = records;
+        s.tree.bad_leaves.clear();
+        s.tree.dirty_leaves = dirty;
         kept_open
     }
 
@@ -604,8 +605,8 @@ impl Category {
         s.unavailable = Some(why);
         // What was queued is dropped with the half-merged state (the remount redoes it);
         // the shared dirty budget must not keep counting it.
-        let queued: usize = s.dirty.values().map(|d| d.len()).sum();
-        s.dirty.clear();
+        let queued: usize = s.buf.dirty.values().map(|d| d.len()).sum();
+        s.buf.dirty.clear();
         self.sub_dirty(s, queued);
         e
     }
@@ -622,7 +623,7 @@ impl Category {
     ) {
         s.head.counter = s.head.counter.max(rv.head.counter);
         s.head.hash = rv.hash;
-        s.head.etag = Some(rv.etag.clone());
+        s.head.etag = Some(rv.etag);
         s.head.next_ino = s.head.next_ino.max(rv.head.next_ino);
         for (slot, next) in &rv.head.alloc {
             let e = s.head.alloc.entry(*slot).or_insert(*next);
@@ -636,26 +637,26 @@ impl Category {
             || (rotating.remote && !rotating.local)
             || (!rotating.remote && !rv.under_old)
         {
-            s.rotating_from = rv.head.rotating_from;
-            s.rotate_cursor = rv.head.rotate_cursor;
-            s.rotation_adopted = false;
+            s.rot.rotating_from = rv.head.rotating_from;
+            s.rot.rotate_cursor = rv.head.rotate_cursor;
+            s.rot.rotation_adopted = false;
         } else if rotating.remote {
-            s.rotate_cursor = s.rotate_cursor.min(rv.head.rotate_cursor);
+            s.rot.rotate_cursor = s.rot.rotate_cursor.min(rv.head.rotate_cursor);
         }
         // Otherwise (a head under the old key, from before this device's rotation): its
         // changes were resealed above and its leaves are resealed at the commit, so this
         // device's cursor stays true.
-        s.rotate_chunk = 0;
-        s.rotate_done = None;
+        s.rot.rotate_chunk = 0;
+        s.rot.rotate_done = None;
     }
 
     /// Queues `plain` as chunk `idx` of `ino` for sealing, sealing what is queued once
     /// past the dirty limit (as writes do).
     fn refill_chunk(&self, s: &mut State, ino: u64, idx: u64, plain: Vec<u8>) -> VolResult<()> {
         self.add_dirty(s, plain.len());
-        s.dirty.insert((ino, idx), plain);
-        s.dirty_leaves.insert(Self::leaf_of(ino));
-        if s.dirty_bytes > self.opts.dirty_limit
+        s.buf.dirty.insert((ino, idx), plain);
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
+        if s.buf.dirty_bytes > self.opts.dirty_limit
             || self
                 .opts
                 .dirty_total
