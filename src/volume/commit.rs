@@ -21,10 +21,10 @@ fn start_pack(pack: &mut Vec<u8>) {
 impl Category {
     /// Seals every dirty chunk of the category into the open pack.
     pub(super) fn seal_dirty(&self, s: &mut State) -> VolResult<()> {
-        let mut keys: Vec<(u64, u64)> = s.dirty.keys().copied().collect();
+        let mut keys: Vec<(u64, u64)> = s.buf.dirty.keys().copied().collect();
         keys.sort_unstable();
         for k in keys {
-            if let Some(data) = s.dirty.remove(&k) {
+            if let Some(data) = s.buf.dirty.remove(&k) {
                 self.sub_dirty(s, data.len());
                 self.seal_chunk(s, k.0, k.1, data)?;
             }
@@ -35,9 +35,11 @@ impl Category {
     fn seal_chunk(&self, s: &mut State, ino: u64, idx: u64, data: Vec<u8>) -> VolResult<()> {
         let (offset, len, tag) =
             self.seal_into_pack(s, Context::chunk(self.id, ino, idx), &data)?;
-        s.pending.insert((ino, idx), Pending { offset, len, tag });
+        s.buf
+            .pending
+            .insert((ino, idx), Pending { offset, len, tag });
         self.cache.insert(self.ckey(ino, idx, tag), Arc::new(data));
-        if s.pack.len() >= PACK_TARGET {
+        if s.buf.pack.len() >= PACK_TARGET {
             self.flush_pack(s)?;
         }
         Ok(())
@@ -51,42 +53,42 @@ impl Category {
         ctx: Context,
         plain: &[u8],
     ) -> VolResult<(u32, u32, [u8; 32])> {
-        if s.pack.is_empty() {
-            start_pack(&mut s.pack);
+        if s.buf.pack.is_empty() {
+            start_pack(&mut s.buf.pack);
         }
         let offset = crypto::seal_append(
             &self.keys().key,
             self.suite,
             &ctx.to_bytes(),
             plain,
-            &mut s.pack,
+            &mut s.buf.pack,
         )
         .map_err(|e| VolError::Integrity {
             what: "sealing".into(),
             why: e.to_string(),
         })?;
-        let tag = crypto::peek_tag(&s.pack[offset..]).unwrap_or_default();
-        Ok((offset as u32, (s.pack.len() - offset) as u32, tag))
+        let tag = crypto::peek_tag(&s.buf.pack[offset..]).unwrap_or_default();
+        Ok((offset as u32, (s.buf.pack.len() - offset) as u32, tag))
     }
 
     /// Writes the open pack to the store and turns its pending chunks into stored refs.
     pub(super) fn flush_pack(&self, s: &mut State) -> VolResult<()> {
-        if s.pack.is_empty() {
+        if s.buf.pack.is_empty() {
             return Ok(());
         }
-        let id = crypto::hash(&s.pack);
+        let id = crypto::hash(&s.buf.pack);
         let name = names::pack(&id);
-        self.store.put(&name, &s.pack).map_err(|e| {
+        self.store.put(&name, &s.buf.pack).map_err(|e| {
             error!("category {}: cannot write pack {name}: {e}", self.name);
             VolError::from_store(e)
         })?;
         debug!(
             "category {}: wrote {name} ({} bytes)",
             self.name,
-            s.pack.len()
+            s.buf.pack.len()
         );
-        s.pack.clear();
-        let pending: Vec<((u64, u64), Pending)> = s.pending.drain().collect();
+        s.buf.pack.clear();
+        let pending: Vec<((u64, u64), Pending)> = s.buf.pending.drain().collect();
         for ((ino, idx), p) in pending {
             let r = BlobRef {
                 pack: id,
@@ -97,12 +99,12 @@ impl Category {
             if let Some(Record {
                 payload: crate::format::record::Payload::File { chunks, .. },
                 ..
-            }) = s.records.get_mut(&ino)
+            }) = s.tree.records.get_mut(&ino)
             {
                 let i = idx as usize;
                 if i < chunks.len() {
                     chunks[i] = Some(r);
-                    s.dirty_leaves.insert(Self::leaf_of(ino));
+                    s.tree.dirty_leaves.insert(Self::leaf_of(ino));
                 }
             }
         }
@@ -112,7 +114,10 @@ impl Category {
     /// Whether anything awaits a commit.
     pub fn is_dirty(&self) -> bool {
         let s = self.lock();
-        !s.dirty.is_empty() || !s.pending.is_empty() || !s.dirty_leaves.is_empty() || s.head_dirty
+        !s.buf.dirty.is_empty()
+            || !s.buf.pending.is_empty()
+            || !s.tree.dirty_leaves.is_empty()
+            || s.head_dirty
     }
 
     /// Commits everything written so far under a new head. Durable when it returns.
@@ -143,9 +148,9 @@ impl Category {
             return Ok(());
         }
         if !force
-            && s.dirty.is_empty()
-            && s.pending.is_empty()
-            && s.dirty_leaves.is_empty()
+            && s.buf.dirty.is_empty()
+            && s.buf.pending.is_empty()
+            && s.tree.dirty_leaves.is_empty()
             && !s.head_dirty
         {
             return Ok(());
@@ -154,12 +159,13 @@ impl Category {
         self.seal_dirty(s)?;
         self.flush_pack(s)?;
         // 2. metadata leaves, into a pack of their own
-        let leaves: Vec<u64> = s.dirty_leaves.iter().copied().collect();
+        let leaves: Vec<u64> = s.tree.dirty_leaves.iter().copied().collect();
         let mut sealed_leaves = Vec::new();
         for leaf in &leaves {
             let lo = leaf * crate::format::LEAF_SPAN;
             let hi = lo + crate::format::LEAF_SPAN;
             let recs: BTreeMap<u64, &Record> = s
+                .tree
                 .records
                 .iter()
                 .filter(|(ino, _)| **ino >= lo && **ino < hi)
@@ -174,17 +180,17 @@ impl Category {
                 self.seal_into_pack(s, Context::new(ObjKind::Leaf, self.id, 0, *leaf), &plain)?;
             sealed_leaves.push((*leaf, Some(loc)));
         }
-        let meta_pack_id = if s.pack.is_empty() {
+        let meta_pack_id = if s.buf.pack.is_empty() {
             None
         } else {
-            Some(crypto::hash(&s.pack))
+            Some(crypto::hash(&s.buf.pack))
         };
         if let Some(id) = meta_pack_id {
             let name = names::pack(&id);
             self.store
-                .put(&name, &s.pack)
+                .put(&name, &s.buf.pack)
                 .map_err(VolError::from_store)?;
-            s.pack.clear();
+            s.buf.pack.clear();
         }
         let mut new_leaves = s.head.leaves.clone();
         for (leaf, loc) in sealed_leaves {
@@ -214,10 +220,10 @@ impl Category {
             key_version: keys.version,
             next_ino: s.head.next_ino,
             leaves: new_leaves.iter().map(|(k, v)| (*k, *v)).collect(),
-            bytes: s.bytes,
-            inodes: s.inodes,
-            rotating_from: s.rotating_from,
-            rotate_cursor: s.rotate_cursor,
+            bytes: s.tree.bytes,
+            inodes: s.tree.inodes,
+            rotating_from: s.rot.rotating_from,
+            rotate_cursor: s.rot.rotate_cursor,
             alloc: s.head.alloc.iter().map(|(k, v)| (*k, *v)).collect(),
         };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
@@ -252,7 +258,7 @@ impl Category {
         s.head.hash = hash;
         s.head.etag = Some(etag);
         s.head.leaves = new_leaves;
-        s.dirty_leaves.clear();
+        s.tree.dirty_leaves.clear();
         s.head_dirty = false;
         if let Err(e) = self.witness.record(self.id, head.counter, hash) {
             error!(

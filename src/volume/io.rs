@@ -37,16 +37,16 @@ pub(super) enum Source {
 
 impl Category {
     pub(super) fn chunk_source(s: &State, ino: u64, idx: u64) -> Source {
-        if s.dirty.contains_key(&(ino, idx)) {
+        if s.buf.dirty.contains_key(&(ino, idx)) {
             return Source::Dirty;
         }
-        if let Some(p) = s.pending.get(&(ino, idx)) {
+        if let Some(p) = s.buf.pending.get(&(ino, idx)) {
             return Source::Pending(*p);
         }
         if let Some(Record {
             payload: Payload::File { chunks, .. },
             ..
-        }) = s.records.get(&ino)
+        }) = s.tree.records.get(&ino)
             && let Some(Some(r)) = chunks.get(idx as usize)
         {
             return Source::Stored(*r);
@@ -58,7 +58,7 @@ impl Category {
     fn chunk_owned(&self, s: &mut State, ino: u64, idx: u64) -> VolResult<Vec<u8>> {
         Ok(match Self::chunk_source(s, ino, idx) {
             Source::Dirty => {
-                let v = s.dirty.remove(&(ino, idx)).unwrap_or_default();
+                let v = s.buf.dirty.remove(&(ino, idx)).unwrap_or_default();
                 self.sub_dirty(s, v.len());
                 v
             }
@@ -72,7 +72,7 @@ impl Category {
     }
 
     fn file_size(s: &State, ino: u64) -> VolResult<u64> {
-        match s.records.get(&ino) {
+        match s.tree.records.get(&ino) {
             Some(Record {
                 payload: Payload::File { size, .. },
                 ..
@@ -124,7 +124,7 @@ impl Category {
                 let at = (pos - offset) as usize;
                 match Self::chunk_source(&s, ino, idx) {
                     Source::Dirty => {
-                        if let Some(src) = s.dirty.get(&(ino, idx)) {
+                        if let Some(src) = s.buf.dirty.get(&(ino, idx)) {
                             copy_part(src, in_chunk, &mut out[at..at + take]);
                         }
                     }
@@ -134,6 +134,7 @@ impl Category {
                         } else {
                             let start = p.offset as usize;
                             let sealed = s
+                                .buf
                                 .pack
                                 .get(start..start + p.len as usize)
                                 .ok_or_else(|| VolError::Integrity {
@@ -182,7 +183,7 @@ impl Category {
     /// newer than the last change or modification, or is a day old. So `ls -lu` and mail
     /// readers work, without a metadata write on every read.
     fn touch_atime(s: &mut State, ino: u64) {
-        let Some(r) = s.records.get_mut(&ino) else {
+        let Some(r) = s.tree.records.get_mut(&ino) else {
             return;
         };
         let now = Time::now();
@@ -192,7 +193,7 @@ impl Category {
             || now.sec - r.attr.atime.sec >= 24 * 3600;
         if stale {
             r.attr.atime = now;
-            s.dirty_leaves.insert(Self::leaf_of(ino));
+            s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         }
     }
 
@@ -218,7 +219,7 @@ impl Category {
             let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
             let mut chunk = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
                 // full overwrite: no need to read the old content
-                if let Some(v) = s.dirty.remove(&(ino, idx)) {
+                if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
                     self.sub_dirty(&mut s, v.len());
                 }
                 Vec::with_capacity(CHUNK_SIZE as usize)
@@ -235,12 +236,12 @@ impl Category {
                 chunk[in_chunk..in_chunk + take].copy_from_slice(src);
             }
             self.add_dirty(&mut s, chunk.len());
-            s.dirty.insert((ino, idx), chunk);
+            s.buf.dirty.insert((ino, idx), chunk);
             pos += take as u64;
         }
         let new_size = old_size.max(end);
         let now = Time::now();
-        if let Some(rec) = s.records.get_mut(&ino) {
+        if let Some(rec) = s.tree.records.get_mut(&ino) {
             if let Payload::File { size, chunks } = &mut rec.payload {
                 *size = new_size;
                 let n = new_size.div_ceil(CHUNK_SIZE) as usize;
@@ -254,9 +255,9 @@ impl Category {
                 rec.attr.mode = killed_mode(rec.attr.mode);
             }
         }
-        s.bytes = (s.bytes + new_size).saturating_sub(old_size);
-        s.dirty_leaves.insert(Self::leaf_of(ino));
-        if s.dirty_bytes > self.opts.dirty_limit
+        s.tree.bytes = (s.tree.bytes + new_size).saturating_sub(old_size);
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
+        if s.buf.dirty_bytes > self.opts.dirty_limit
             || self.opts.dirty_total.load(Ordering::Relaxed) > self.opts.dirty_limit
         {
             self.seal_dirty(&mut s)?;
@@ -274,10 +275,10 @@ impl Category {
             let keep = new_size.div_ceil(CHUNK_SIZE);
             let old_n = old_size.div_ceil(CHUNK_SIZE);
             for idx in keep..old_n {
-                if let Some(v) = s.dirty.remove(&(ino, idx)) {
+                if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
                     self.sub_dirty(s, v.len());
                 }
-                s.pending.remove(&(ino, idx));
+                s.buf.pending.remove(&(ino, idx));
             }
             let tail = (new_size % CHUNK_SIZE) as usize;
             if tail != 0 {
@@ -289,20 +290,20 @@ impl Category {
                 }
                 if !was_hole {
                     self.add_dirty(s, chunk.len());
-                    s.dirty.insert((ino, idx), chunk);
+                    s.buf.dirty.insert((ino, idx), chunk);
                 }
             }
         }
         if let Some(Record {
             payload: Payload::File { size, chunks },
             ..
-        }) = s.records.get_mut(&ino)
+        }) = s.tree.records.get_mut(&ino)
         {
             *size = new_size;
             chunks.resize(new_size.div_ceil(CHUNK_SIZE) as usize, None);
         }
-        s.bytes = (s.bytes + new_size).saturating_sub(old_size);
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.bytes = (s.tree.bytes + new_size).saturating_sub(old_size);
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Ok(())
     }
 
@@ -311,7 +312,7 @@ impl Category {
         let Some(Record {
             payload: Payload::File { chunks, .. },
             ..
-        }) = s.records.get(&ino)
+        }) = s.tree.records.get(&ino)
         else {
             return 0;
         };
@@ -319,9 +320,9 @@ impl Category {
         let mut total = 0u64;
         for (i, c) in chunks.iter().enumerate() {
             let k = (ino, i as u64);
-            total += if let Some(d) = s.dirty.get(&k) {
+            total += if let Some(d) = s.buf.dirty.get(&k) {
                 d.len() as u64
-            } else if let Some(p) = s.pending.get(&k) {
+            } else if let Some(p) = s.buf.pending.get(&k) {
                 (p.len as u64).saturating_sub(overhead)
             } else if let Some(r) = c {
                 (r.len as u64).saturating_sub(overhead)

@@ -72,8 +72,8 @@ impl Category {
                         alloc: head.alloc.into_iter().collect(),
                         leaves: head.leaves.into_iter().collect(),
                     };
-                    s.bytes = head.bytes;
-                    s.inodes = head.inodes;
+                    s.tree.bytes = head.bytes;
+                    s.tree.inodes = head.inodes;
                     if let Err(e) = cat.witness.record(cat.id, head.counter, hash) {
                         warn!("category {}: cannot record seen head: {e}", cat.name);
                     }
@@ -131,10 +131,10 @@ impl Category {
             },
         };
         s.head.next_ino = ROOT_INO + 1;
-        s.records.insert(ROOT_INO, root);
-        s.loaded_leaves.insert(Self::leaf_of(ROOT_INO));
-        s.dirty_leaves.insert(Self::leaf_of(ROOT_INO));
-        s.inodes = 1;
+        s.tree.records.insert(ROOT_INO, root);
+        s.tree.loaded_leaves.insert(Self::leaf_of(ROOT_INO));
+        s.tree.dirty_leaves.insert(Self::leaf_of(ROOT_INO));
+        s.tree.inodes = 1;
         info!("category {}: new empty tree", self.name);
     }
 
@@ -294,17 +294,17 @@ impl Category {
     pub(super) fn ensure_leaf(&self, s: &mut State, ino: u64) -> VolResult<()> {
         self.check_available(s)?;
         let leaf = Self::leaf_of(ino);
-        if s.loaded_leaves.contains(&leaf) {
+        if s.tree.loaded_leaves.contains(&leaf) {
             return Ok(());
         }
-        if let Some(why) = s.bad_leaves.get(&leaf) {
+        if let Some(why) = s.tree.bad_leaves.get(&leaf) {
             return Err(VolError::Integrity {
                 what: format!("metadata leaf {leaf}"),
                 why: why.clone(),
             });
         }
         let Some(r) = s.head.leaves.get(&leaf).copied() else {
-            s.loaded_leaves.insert(leaf);
+            s.tree.loaded_leaves.insert(leaf);
             return Ok(());
         };
         let what = || format!("metadata leaf {leaf}");
@@ -334,19 +334,19 @@ impl Category {
                     if rec.attr.nlink == 0 && !matches!(rec.payload, Payload::Dir { .. }) {
                         // Unlinked while open when the daemon stopped: reclaim now.
                         if let Payload::File { size, .. } = &rec.payload {
-                            s.bytes = s.bytes.saturating_sub(*size);
+                            s.tree.bytes = s.tree.bytes.saturating_sub(*size);
                         }
-                        s.inodes = s.inodes.saturating_sub(1);
-                        s.dirty_leaves.insert(leaf);
+                        s.tree.inodes = s.tree.inodes.saturating_sub(1);
+                        s.tree.dirty_leaves.insert(leaf);
                         continue;
                     }
-                    s.records.insert(ino, rec);
+                    s.tree.records.insert(ino, rec);
                 }
-                s.loaded_leaves.insert(leaf);
+                s.tree.loaded_leaves.insert(leaf);
                 Ok(())
             }
             Err(e) => {
-                s.bad_leaves.insert(leaf, e.to_string());
+                s.tree.bad_leaves.insert(leaf, e.to_string());
                 Err(e)
             }
         }
@@ -401,13 +401,14 @@ impl Category {
         }
         let what = || format!("chunk {idx} of inode {ino} (unsynced)");
         let start = p.offset as usize;
-        let sealed =
-            s.pack
-                .get(start..start + p.len as usize)
-                .ok_or_else(|| VolError::Integrity {
-                    what: what(),
-                    why: "pending blob outside the pack buffer".into(),
-                })?;
+        let sealed = s
+            .buf
+            .pack
+            .get(start..start + p.len as usize)
+            .ok_or_else(|| VolError::Integrity {
+                what: what(),
+                why: "pending blob outside the pack buffer".into(),
+            })?;
         let plain = Arc::new(self.open_blob(
             &self.keys(),
             Context::chunk(self.id, ino, idx),

@@ -161,174 +161,241 @@ pub(crate) fn merge(
     alloc: &mut dyn FnMut() -> u64,
     namer: &ConflictNamer,
 ) -> Merged {
-    let (lb, ll, lr) = (locations(base), locations(local), locations(remote));
-    let empty = Loc::new();
-    let loc = |m: &HashMap<u64, Loc>, i: u64| -> Loc { m.get(&i).cloned().unwrap_or_default() };
-    let mut out: Records = HashMap::new();
-    let mut place: HashMap<u64, Loc> = HashMap::new();
-    // Placements taken from the local side (they lose ties).
-    let mut from_local: HashSet<u64> = HashSet::new();
-    let mut copies = Vec::new();
-    let mut notes = Vec::new();
-
+    let mut m = Merge {
+        trees: [base, local, remote],
+        lb: locations(base),
+        ll: locations(local),
+        lr: locations(remote),
+        out: HashMap::new(),
+        place: HashMap::new(),
+        from_local: HashSet::new(),
+        copies: Vec::new(),
+        notes: Vec::new(),
+    };
     let mut inos: BTreeSet<u64> = BTreeSet::new();
     inos.extend(base.keys());
     inos.extend(local.keys());
     inos.extend(remote.keys());
     for ino in inos {
+        m.node(ino, alloc);
+    }
+    m.name_copies(namer);
+    m.restore_parents();
+    m.break_cycles();
+    m.one_per_name(namer);
+    m.rebuild_links();
+    Merged {
+        records: m.out,
+        copies: m.copies,
+        notes: m.notes,
+    }
+}
+
+/// One merge in progress: the three trees and where their nodes are, and what the
+/// merged tree holds so far.
+struct Merge<'a> {
+    /// Base, local, remote.
+    trees: [&'a Records; 3],
+    lb: HashMap<u64, Loc>,
+    ll: HashMap<u64, Loc>,
+    lr: HashMap<u64, Loc>,
+    out: Records,
+    place: HashMap<u64, Loc>,
+    /// Placements taken from the local side (they lose ties).
+    from_local: HashSet<u64>,
+    copies: Vec<(u64, u64)>,
+    notes: Vec<String>,
+}
+
+fn loc(m: &HashMap<u64, Loc>, i: u64) -> Loc {
+    m.get(&i).cloned().unwrap_or_default()
+}
+
+impl Merge<'_> {
+    /// Decides one inode: which version of its record, and where it is.
+    fn node(&mut self, ino: u64, alloc: &mut dyn FnMut() -> u64) {
+        let [base, local, remote] = self.trees;
         let b = base.get(&ino);
         if ino == ROOT_INO {
             let (Some(l), Some(r)) = (local.get(&ino), remote.get(&ino)) else {
                 if let Some(x) = local.get(&ino).or(remote.get(&ino)) {
-                    out.insert(ino, x.clone());
+                    self.out.insert(ino, x.clone());
                 }
-                continue;
+                return;
             };
-            out.insert(ino, merge_dir(b, l, r));
-            continue;
+            self.out.insert(ino, merge_dir(b, l, r));
+            return;
         }
         // A node without a name on one side is deleted there (or only held open).
         let l = local
             .get(&ino)
-            .filter(|_| ll.get(&ino).is_some_and(|s| !s.is_empty()));
+            .filter(|_| self.ll.get(&ino).is_some_and(|s| !s.is_empty()));
         let r = remote
             .get(&ino)
-            .filter(|_| lr.get(&ino).is_some_and(|s| !s.is_empty()));
+            .filter(|_| self.lr.get(&ino).is_some_and(|s| !s.is_empty()));
         let orphan = local.get(&ino).filter(|_| l.is_none());
         match (l, r) {
             (None, None) => {
                 if let Some(o) = orphan {
                     // Unlinked here but still open: stays until closed.
-                    out.insert(ino, o.clone());
+                    self.out.insert(ino, o.clone());
                 }
             }
             (None, Some(r)) => {
                 let edited = b.is_none_or(|b| !same_content(r, b));
                 if b.is_none() || edited {
                     if b.is_some() {
-                        notes.push(format!(
+                        self.notes.push(format!(
                             "inode {ino}: deleted here, edited on the other device: the edit stays"
                         ));
                     }
-                    out.insert(ino, r.clone());
-                    place.insert(ino, loc(&lr, ino));
+                    self.out.insert(ino, r.clone());
+                    self.place.insert(ino, loc(&self.lr, ino));
                 } else if let Some(o) = orphan {
-                    out.insert(ino, o.clone());
+                    self.out.insert(ino, o.clone());
                 }
             }
             (Some(l), None) => {
                 let edited = b.is_none_or(|b| !same_content(l, b));
                 if b.is_none() || edited {
                     if b.is_some() {
-                        notes.push(format!(
+                        self.notes.push(format!(
                             "inode {ino}: deleted on the other device, edited here: the edit stays"
                         ));
                     }
-                    out.insert(ino, l.clone());
-                    place.insert(ino, loc(&ll, ino));
-                    from_local.insert(ino);
+                    self.out.insert(ino, l.clone());
+                    self.place.insert(ino, loc(&self.ll, ino));
+                    self.from_local.insert(ino);
                 }
             }
             (Some(l), Some(r)) => {
-                let l_same = b.is_some_and(|b| same_content(l, b));
-                let r_same = b.is_some_and(|b| same_content(r, b));
-                let rec = if l_same {
-                    let mut x = r.clone();
-                    x.attr.atime = later(l.attr.atime, r.attr.atime);
-                    x
-                } else if r_same || same_content(l, r) {
-                    let mut x = l.clone();
-                    x.attr.atime = later(l.attr.atime, r.attr.atime);
-                    x
-                } else if is_dir(l) && is_dir(r) {
-                    merge_dir(b, l, r)
-                } else {
-                    // Both edited: the remote version stays, ours becomes a copy.
-                    let new = alloc();
-                    out.insert(new, l.clone());
-                    copies.push((new, ino));
-                    notes.push(format!(
-                        "inode {ino}: edited on both devices: kept the other device's version, \
-                         this device's is the conflict copy (inode {new})"
-                    ));
-                    r.clone()
-                };
-                out.insert(ino, rec);
-                let (pb, pl, pr) = (
-                    lb.get(&ino).unwrap_or(&empty),
-                    ll.get(&ino).unwrap_or(&empty),
-                    lr.get(&ino).unwrap_or(&empty),
-                );
-                if pl == pb || pl == pr {
-                    place.insert(ino, pr.clone());
-                } else if pr == pb {
-                    place.insert(ino, pl.clone());
-                    from_local.insert(ino);
-                } else {
-                    notes.push(format!(
-                        "inode {ino}: moved or renamed on both devices: the other device's move wins"
-                    ));
-                    place.insert(ino, pr.clone());
-                }
+                let rec = self.both_sides(ino, b, l, r, alloc);
+                self.out.insert(ino, rec);
+                self.place_both_sides(ino);
             }
         }
     }
 
-    // Conflict copies sit next to the original, under conflict names.
-    for (new, ino) in &copies {
-        let mut names = Loc::new();
-        for (p, name) in loc(&ll, *ino) {
-            let taken = |n: &[u8]| {
-                place
-                    .values()
-                    .chain(std::iter::once(&names))
-                    .any(|s| s.contains(&(p, n.to_vec())))
-            };
-            let cn = namer.name(&name, &taken);
-            names.insert((p, cn));
+    /// The record of a node present on both sides: an unchanged side takes the
+    /// other's; directories merge; two edits keep the remote's and make ours a copy.
+    fn both_sides(
+        &mut self,
+        ino: u64,
+        b: Option<&Record>,
+        l: &Record,
+        r: &Record,
+        alloc: &mut dyn FnMut() -> u64,
+    ) -> Record {
+        let l_same = b.is_some_and(|b| same_content(l, b));
+        let r_same = b.is_some_and(|b| same_content(r, b));
+        if l_same {
+            let mut x = r.clone();
+            x.attr.atime = later(l.attr.atime, r.attr.atime);
+            x
+        } else if r_same || same_content(l, r) {
+            let mut x = l.clone();
+            x.attr.atime = later(l.attr.atime, r.attr.atime);
+            x
+        } else if is_dir(l) && is_dir(r) {
+            merge_dir(b, l, r)
+        } else {
+            // Both edited: the remote version stays, ours becomes a copy.
+            let new = alloc();
+            self.out.insert(new, l.clone());
+            self.copies.push((new, ino));
+            self.notes.push(format!(
+                "inode {ino}: edited on both devices: kept the other device's version, \
+                 this device's is the conflict copy (inode {new})"
+            ));
+            r.clone()
         }
-        place.insert(*new, names);
-        from_local.insert(*new);
     }
 
-    // Parents deleted on one side while the other put something in them come back.
-    loop {
-        let missing: BTreeSet<u64> = place
-            .values()
-            .flatten()
-            .map(|(p, _)| *p)
-            .filter(|p| !out.contains_key(p))
-            .collect();
-        if missing.is_empty() {
-            break;
+    /// Where a node present on both sides goes: the side that moved it, or the remote's
+    /// move when both did.
+    fn place_both_sides(&mut self, ino: u64) {
+        let empty = Loc::new();
+        let (pb, pl, pr) = (
+            self.lb.get(&ino).unwrap_or(&empty),
+            self.ll.get(&ino).unwrap_or(&empty),
+            self.lr.get(&ino).unwrap_or(&empty),
+        );
+        if pl == pb || pl == pr {
+            self.place.insert(ino, pr.clone());
+        } else if pr == pb {
+            self.place.insert(ino, pl.clone());
+            self.from_local.insert(ino);
+        } else {
+            self.notes.push(format!(
+                "inode {ino}: moved or renamed on both devices: the other device's move wins"
+            ));
+            self.place.insert(ino, pr.clone());
         }
-        for p in missing {
-            let rec = local
-                .get(&p)
-                .or(remote.get(&p))
-                .or(base.get(&p))
-                .filter(|r| is_dir(r))
-                .cloned();
-            match rec {
-                Some(rec) => {
-                    notes.push(format!(
-                        "directory inode {p}: deleted on one device, used on the other: kept"
-                    ));
-                    out.insert(p, rec);
-                    let at = [&lr, &ll, &lb]
-                        .into_iter()
-                        .map(|m| loc(m, p))
-                        .find(|s| !s.is_empty())
-                        .unwrap_or_default();
-                    place.insert(p, at);
-                }
-                None => {
-                    // No directory by that number anywhere: hang the children at the root.
-                    for s in place.values_mut() {
-                        let moved: Vec<_> = s.iter().filter(|(q, _)| *q == p).cloned().collect();
-                        for m in moved {
-                            s.remove(&m);
-                            s.insert((ROOT_INO, m.1));
+    }
+
+    /// Conflict copies sit next to the original, under conflict names.
+    fn name_copies(&mut self, namer: &ConflictNamer) {
+        for (new, ino) in self.copies.clone() {
+            let mut names = Loc::new();
+            for (p, name) in loc(&self.ll, ino) {
+                let taken = |n: &[u8]| {
+                    self.place
+                        .values()
+                        .chain(std::iter::once(&names))
+                        .any(|s| s.contains(&(p, n.to_vec())))
+                };
+                let cn = namer.name(&name, &taken);
+                names.insert((p, cn));
+            }
+            self.place.insert(new, names);
+            self.from_local.insert(new);
+        }
+    }
+
+    /// Parents deleted on one side while the other put something in them come back.
+    fn restore_parents(&mut self) {
+        let [base, local, remote] = self.trees;
+        loop {
+            let missing: BTreeSet<u64> = self
+                .place
+                .values()
+                .flatten()
+                .map(|(p, _)| *p)
+                .filter(|p| !self.out.contains_key(p))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            for p in missing {
+                let rec = local
+                    .get(&p)
+                    .or(remote.get(&p))
+                    .or(base.get(&p))
+                    .filter(|r| is_dir(r))
+                    .cloned();
+                match rec {
+                    Some(rec) => {
+                        self.notes.push(format!(
+                            "directory inode {p}: deleted on one device, used on the other: kept"
+                        ));
+                        self.out.insert(p, rec);
+                        let at = [&self.lr, &self.ll, &self.lb]
+                            .into_iter()
+                            .map(|m| loc(m, p))
+                            .find(|s| !s.is_empty())
+                            .unwrap_or_default();
+                        self.place.insert(p, at);
+                    }
+                    None => {
+                        // No directory by that number anywhere: hang the children at the
+                        // root.
+                        for s in self.place.values_mut() {
+                            let moved: Vec<_> =
+                                s.iter().filter(|(q, _)| *q == p).cloned().collect();
+                            for m in moved {
+                                s.remove(&m);
+                                s.insert((ROOT_INO, m.1));
+                            }
                         }
                     }
                 }
@@ -336,110 +403,113 @@ pub(crate) fn merge(
         }
     }
 
-    // No directory may end up inside itself: local moves that close a loop are undone.
-    for _ in 0..64 {
-        let Some(cycle) = find_cycle(&out, &place) else {
-            break;
-        };
-        let undo = cycle.iter().copied().find(|d| from_local.contains(d));
-        match undo {
-            Some(d) => {
-                notes.push(format!(
-                    "directory inode {d}: its move would put it inside itself: undone"
+    /// No directory may end up inside itself: local moves that close a loop are undone.
+    fn break_cycles(&mut self) {
+        for _ in 0..64 {
+            let Some(cycle) = find_cycle(&self.out, &self.place) else {
+                break;
+            };
+            let undo = cycle.iter().copied().find(|d| self.from_local.contains(d));
+            match undo {
+                Some(d) => {
+                    self.notes.push(format!(
+                        "directory inode {d}: its move would put it inside itself: undone"
+                    ));
+                    let back = [&self.lr, &self.lb]
+                        .into_iter()
+                        .map(|m| loc(m, d))
+                        .find(|s| !s.is_empty() && s.iter().all(|(p, _)| self.out.contains_key(p)))
+                        .unwrap_or_else(|| {
+                            let name = format!("recovered directory {d}").into_bytes();
+                            BTreeSet::from([(ROOT_INO, name)])
+                        });
+                    self.place.insert(d, back);
+                    self.from_local.remove(&d);
+                }
+                None => {
+                    // Cannot happen with a consistent remote tree; break the loop at the
+                    // root.
+                    let d = cycle[0];
+                    let name = format!("recovered directory {d}").into_bytes();
+                    self.place.insert(d, BTreeSet::from([(ROOT_INO, name)]));
+                }
+            }
+        }
+    }
+
+    /// One node per name: the remote (or older) claimant keeps it.
+    fn one_per_name(&mut self, namer: &ConflictNamer) {
+        let mut claims: BTreeMap<(u64, Vec<u8>), Vec<u64>> = BTreeMap::new();
+        for (ino, s) in &self.place {
+            for k in s {
+                claims.entry(k.clone()).or_default().push(*ino);
+            }
+        }
+        for ((p, name), mut who) in claims {
+            if who.len() < 2 {
+                continue;
+            }
+            who.sort_by_key(|i| (self.from_local.contains(i), *i));
+            for loser in &who[1..] {
+                let taken = |n: &[u8]| self.place.values().any(|s| s.contains(&(p, n.to_vec())));
+                let cn = namer.name(&name, &taken);
+                self.notes.push(format!(
+                    "name {:?} in directory inode {p}: taken on both devices: this device's is now {:?}",
+                    String::from_utf8_lossy(&name),
+                    String::from_utf8_lossy(&cn)
                 ));
-                let back = [&lr, &lb]
-                    .into_iter()
-                    .map(|m| loc(m, d))
-                    .find(|s| !s.is_empty() && s.iter().all(|(p, _)| out.contains_key(p)))
-                    .unwrap_or_else(|| {
-                        let name = format!("recovered directory {d}").into_bytes();
-                        BTreeSet::from([(ROOT_INO, name)])
-                    });
-                place.insert(d, back);
-                from_local.remove(&d);
-            }
-            None => {
-                // Cannot happen with a consistent remote tree; break the loop at the root.
-                let d = cycle[0];
-                let name = format!("recovered directory {d}").into_bytes();
-                place.insert(d, BTreeSet::from([(ROOT_INO, name)]));
+                if let Some(s) = self.place.get_mut(loser) {
+                    s.remove(&(p, name.clone()));
+                    s.insert((p, cn));
+                }
             }
         }
     }
 
-    // One node per name: the remote (or older) claimant keeps it.
-    let mut claims: BTreeMap<(u64, Vec<u8>), Vec<u64>> = BTreeMap::new();
-    for (ino, s) in &place {
-        for k in s {
-            claims.entry(k.clone()).or_default().push(*ino);
-        }
-    }
-    for ((p, name), mut who) in claims {
-        if who.len() < 2 {
-            continue;
-        }
-        who.sort_by_key(|i| (from_local.contains(i), *i));
-        for loser in &who[1..] {
-            let taken = |n: &[u8]| place.values().any(|s| s.contains(&(p, n.to_vec())));
-            let cn = namer.name(&name, &taken);
-            notes.push(format!(
-                "name {:?} in directory inode {p}: taken on both devices: this device's is now {:?}",
-                String::from_utf8_lossy(&name),
-                String::from_utf8_lossy(&cn)
-            ));
-            if let Some(s) = place.get_mut(loser) {
-                s.remove(&(p, name.clone()));
-                s.insert((p, cn));
+    /// Rebuilds the derived fields from the placements: entries, parents, link counts.
+    fn rebuild_links(&mut self) {
+        let out = &mut self.out;
+        for r in out.values_mut() {
+            if let Payload::Dir { entries, .. } = &mut r.payload {
+                entries.clear();
             }
         }
-    }
-
-    // Rebuild the derived fields: entries, parents, link counts.
-    for r in out.values_mut() {
-        if let Payload::Dir { entries, .. } = &mut r.payload {
-            entries.clear();
-        }
-    }
-    let mut subdirs: HashMap<u64, u32> = HashMap::new();
-    let mut links: Vec<(u64, u64, Vec<u8>, u8, bool)> = Vec::new();
-    for (ino, s) in &place {
-        let Some(r) = out.get(ino) else { continue };
-        let kind = ((r.attr.mode & libc::S_IFMT) >> 12) as u8;
-        for (p, name) in s {
-            links.push((*p, *ino, name.clone(), kind, is_dir(r)));
-        }
-    }
-    for (p, ino, name, kind, dir) in links {
-        if let Some(Record {
-            payload: Payload::Dir { entries, .. },
-            ..
-        }) = out.get_mut(&p)
-        {
-            entries.insert(name, DirEntry { ino, kind });
-            if dir {
-                *subdirs.entry(p).or_default() += 1;
+        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        let mut links: Vec<(u64, u64, Vec<u8>, u8, bool)> = Vec::new();
+        for (ino, s) in &self.place {
+            let Some(r) = out.get(ino) else { continue };
+            let kind = ((r.attr.mode & libc::S_IFMT) >> 12) as u8;
+            for (p, name) in s {
+                links.push((*p, *ino, name.clone(), kind, is_dir(r)));
             }
         }
-        if dir
-            && let Some(Record {
-                payload: Payload::Dir { parent, .. },
+        for (p, ino, name, kind, dir) in links {
+            if let Some(Record {
+                payload: Payload::Dir { entries, .. },
                 ..
-            }) = out.get_mut(&ino)
-        {
-            *parent = p;
+            }) = out.get_mut(&p)
+            {
+                entries.insert(name, DirEntry { ino, kind });
+                if dir {
+                    *subdirs.entry(p).or_default() += 1;
+                }
+            }
+            if dir
+                && let Some(Record {
+                    payload: Payload::Dir { parent, .. },
+                    ..
+                }) = out.get_mut(&ino)
+            {
+                *parent = p;
+            }
         }
-    }
-    for (ino, r) in out.iter_mut() {
-        r.attr.nlink = if is_dir(r) {
-            2 + subdirs.get(ino).copied().unwrap_or(0)
-        } else {
-            place.get(ino).map(|s| s.len() as u32).unwrap_or(0)
-        };
-    }
-    Merged {
-        records: out,
-        copies,
-        notes,
+        for (ino, r) in out.iter_mut() {
+            r.attr.nlink = if is_dir(r) {
+                2 + subdirs.get(ino).copied().unwrap_or(0)
+            } else {
+                self.place.get(ino).map(|s| s.len() as u32).unwrap_or(0)
+            };
+        }
     }
 }
 

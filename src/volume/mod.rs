@@ -291,41 +291,62 @@ struct Pending {
     tag: [u8; 32],
 }
 
+/// A category's mutable state, behind its one lock: the head it builds on, the tree, the
+/// writes not yet in a head, and the rotation in progress.
 #[derive(Default)]
 struct State {
     head: HeadInfo,
     /// Unavailable categories answer EIO for everything (and the reason is logged).
     unavailable: Option<String>,
+    tree: Tree,
+    buf: WriteBuffer,
+    rot: RotationState,
+    /// Open file handles per inode (unlink-while-open keeps the inode alive).
+    open: HashMap<u64, u32>,
+    /// The next commit writes a head even if nothing else changed (rotation state moved).
+    head_dirty: bool,
+}
+
+/// The records loaded so far, by metadata leaf, and which leaves the next commit writes.
+#[derive(Default)]
+struct Tree {
     records: HashMap<u64, Record>,
     loaded_leaves: HashSet<u64>,
     bad_leaves: HashMap<u64, String>,
     dirty_leaves: BTreeSet<u64>,
+    /// Plaintext bytes and inode count, maintained for `status`.
+    bytes: u64,
+    inodes: u64,
+}
+
+/// Written data on its way into a pack: plaintext not yet sealed, and the pack being
+/// filled.
+#[derive(Default)]
+struct WriteBuffer {
     /// Written chunk plaintext not yet sealed, keyed by (ino, chunk index).
     dirty: HashMap<(u64, u64), Vec<u8>>,
     dirty_bytes: usize,
     /// The pack being filled: header + sealed blobs.
     pack: Vec<u8>,
     pending: HashMap<(u64, u64), Pending>,
-    /// Open file handles per inode (unlink-while-open keeps the inode alive).
-    open: HashMap<u64, u32>,
-    /// Plaintext bytes and inode count, maintained for `status`.
-    bytes: u64,
-    inodes: u64,
-    /// Key rotation (see `rotate.rs`), recorded in every head: the version being rotated
-    /// away from (0: none) and the cursor (every inode below it is re-encrypted).
+}
+
+/// Key rotation (see `rotate.rs`), recorded in every head.
+#[derive(Default)]
+struct RotationState {
+    /// The version being rotated away from (0: none).
     rotating_from: u32,
     /// `rotating_from` only records that the tree is still under the key before one
     /// taken from another device (`adopt_key`): no rotation of this device's runs, and a
     /// merge takes the other device's rotation state.
     rotation_adopted: bool,
+    /// Every inode below it is re-encrypted.
     rotate_cursor: u64,
     /// Next chunk of the inode at the cursor to look at. Not recorded: a resumed rotation
     /// looks at that inode again from chunk 0 (chunks already resealed are skipped).
     rotate_chunk: u64,
     /// File bytes the rotation has passed, for progress; `None` until first computed.
     rotate_done: Option<u64>,
-    /// The next commit writes a head even if nothing else changed (rotation state moved).
-    head_dirty: bool,
 }
 
 impl Category {
@@ -349,12 +370,12 @@ impl Category {
     }
 
     fn add_dirty(&self, s: &mut State, n: usize) {
-        s.dirty_bytes += n;
+        s.buf.dirty_bytes += n;
         self.opts.dirty_total.fetch_add(n, Ordering::Relaxed);
     }
 
     fn sub_dirty(&self, s: &mut State, n: usize) {
-        s.dirty_bytes -= n;
+        s.buf.dirty_bytes -= n;
         self.opts.dirty_total.fetch_sub(n, Ordering::Relaxed);
     }
 
@@ -396,7 +417,7 @@ impl Category {
     /// The first leaf at or after `leaf` that holds inodes (stored, or new and dirty).
     fn next_leaf_in_use(s: &State, leaf: u64) -> Option<u64> {
         let stored = s.head.leaves.range(leaf..).next().map(|(l, _)| *l);
-        let dirty = s.dirty_leaves.range(leaf..).next().copied();
+        let dirty = s.tree.dirty_leaves.range(leaf..).next().copied();
         match (stored, dirty) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -411,7 +432,7 @@ impl Category {
             .keys()
             .next_back()
             .copied()
-            .max(s.dirty_leaves.iter().next_back().copied())
+            .max(s.tree.dirty_leaves.iter().next_back().copied())
             .unwrap_or(0);
         (last + 1) * crate::format::LEAF_SPAN
     }
@@ -419,6 +440,11 @@ impl Category {
     /// Plaintext bytes, inode count, head counter, and whether it is available (for status).
     pub fn stats(&self) -> (u64, u64, u64, Option<String>) {
         let s = self.lock();
-        (s.bytes, s.inodes, s.head.counter, s.unavailable.clone())
+        (
+            s.tree.bytes,
+            s.tree.inodes,
+            s.head.counter,
+            s.unavailable.clone(),
+        )
     }
 }

@@ -75,8 +75,8 @@ impl Category {
                  it starts at the next commit",
                 self.name, keys.version
             );
-            s.rotating_from = from;
-            s.rotate_cursor = 0;
+            s.rot.rotating_from = from;
+            s.rot.rotate_cursor = 0;
             s.head_dirty = true;
             return Ok(());
         }
@@ -86,8 +86,8 @@ impl Category {
         }
         match &keys.old {
             Some((v, _)) if *v == head.rotating_from => {
-                s.rotating_from = head.rotating_from;
-                s.rotate_cursor = head.rotate_cursor;
+                s.rot.rotating_from = head.rotating_from;
+                s.rot.rotate_cursor = head.rotate_cursor;
                 info!(
                     "category {}: key rotation v{} -> v{} in progress (inode cursor {})",
                     self.name, head.rotating_from, keys.version, head.rotate_cursor
@@ -103,7 +103,7 @@ impl Category {
 
     /// The key version a rotation in progress started from (None: no rotation).
     pub fn rotating_from(&self) -> Option<u32> {
-        Some(self.lock().rotating_from).filter(|v| *v != 0)
+        Some(self.lock().rot.rotating_from).filter(|v| *v != 0)
     }
 
     /// The old key version this category still holds (see [`Category::drop_old_key`]).
@@ -129,12 +129,12 @@ impl Category {
     pub fn begin_rotation(&self, version: u32, key: SecretKey) -> VolResult<()> {
         let mut s = self.lock();
         self.check_available(&s)?;
-        if s.rotation_adopted {
+        if s.rot.rotation_adopted {
             return Err(VolError::Invalid(
                 "another device's key change is not taken in here yet; run `cirrus sync` first",
             ));
         }
-        if s.rotating_from != 0 {
+        if s.rot.rotating_from != 0 {
             return Err(VolError::Invalid("a key rotation is already in progress"));
         }
         let cur = self.keys();
@@ -149,10 +149,10 @@ impl Category {
             key,
             old: Some((cur.version, cur.key.duplicate())),
         });
-        s.rotating_from = cur.version;
-        s.rotate_cursor = 0;
-        s.rotate_chunk = 0;
-        s.rotate_done = Some(0);
+        s.rot.rotating_from = cur.version;
+        s.rot.rotate_cursor = 0;
+        s.rot.rotate_chunk = 0;
+        s.rot.rotate_done = Some(0);
         s.head_dirty = true;
         info!(
             "category {}: key rotation v{} -> v{version} begins",
@@ -167,24 +167,24 @@ impl Category {
     /// the bytes already passed).
     pub fn rotation(&self) -> Option<Rotation> {
         let mut s = self.lock();
-        if s.rotating_from == 0 || s.rotation_adopted || s.unavailable.is_some() {
+        if s.rot.rotating_from == 0 || s.rot.rotation_adopted || s.unavailable.is_some() {
             return None;
         }
         let done = self.rotation_done(&mut s);
         Some(Rotation {
-            from: s.rotating_from,
+            from: s.rot.rotating_from,
             to: self.keys().version,
-            cursor: s.rotate_cursor,
-            done: done.min(s.bytes),
-            total: s.bytes,
+            cursor: s.rot.rotate_cursor,
+            done: done.min(s.tree.bytes),
+            total: s.tree.bytes,
         })
     }
 
     fn rotation_done(&self, s: &mut State) -> u64 {
-        if let Some(d) = s.rotate_done {
+        if let Some(d) = s.rot.rotate_done {
             return d;
         }
-        let cursor = s.rotate_cursor;
+        let cursor = s.rot.rotate_cursor;
         let leaves: Vec<u64> = s
             .head
             .leaves
@@ -197,6 +197,7 @@ impl Category {
             let _ = self.ensure_leaf(s, leaf * LEAF_SPAN);
         }
         let mut done: u64 = s
+            .tree
             .records
             .iter()
             .filter(|(ino, _)| **ino < cursor)
@@ -208,11 +209,11 @@ impl Category {
         if let Some(Record {
             payload: Payload::File { size, .. },
             ..
-        }) = s.records.get(&cursor)
+        }) = s.tree.records.get(&cursor)
         {
-            done += (s.rotate_chunk * CHUNK_SIZE).min(*size);
+            done += (s.rot.rotate_chunk * CHUNK_SIZE).min(*size);
         }
-        s.rotate_done = Some(done);
+        s.rot.rotate_done = Some(done);
         done
     }
 
@@ -227,17 +228,17 @@ impl Category {
         {
             let mut s = self.lock();
             self.check_available(&s)?;
-            if s.rotating_from == 0 {
+            if s.rot.rotating_from == 0 {
                 return Ok(RotationProgress {
-                    done: s.bytes,
-                    total: s.bytes,
+                    done: s.tree.bytes,
+                    total: s.tree.bytes,
                     finished: true,
                 });
             }
             self.rotation_done(&mut s);
             // The leaf at the cursor: resealed even if the cursor came from an older head.
-            let leaf = Self::leaf_of(s.rotate_cursor);
-            s.dirty_leaves.insert(leaf);
+            let leaf = Self::leaf_of(s.rot.rotate_cursor);
+            s.tree.dirty_leaves.insert(leaf);
         }
         while passed < budget {
             let (ino, batch, keys) = {
@@ -256,8 +257,8 @@ impl Category {
                     // The scan already moved past these chunks: look at the inode again
                     // from its start next time, or they would be skipped.
                     let mut s = self.lock();
-                    if s.rotate_cursor == ino {
-                        s.rotate_chunk = 0;
+                    if s.rot.rotate_cursor == ino {
+                        s.rot.rotate_chunk = 0;
                     }
                     return Err(e);
                 }
@@ -270,11 +271,11 @@ impl Category {
                     && r.tag == tag
                 {
                     self.add_dirty(&mut s, plain.len());
-                    s.dirty.insert((ino, idx), plain);
-                    s.dirty_leaves.insert(Self::leaf_of(ino));
+                    s.buf.dirty.insert((ino, idx), plain);
+                    s.tree.dirty_leaves.insert(Self::leaf_of(ino));
                 }
             }
-            if s.dirty_bytes > self.opts.dirty_limit
+            if s.buf.dirty_bytes > self.opts.dirty_limit
                 || self.opts.dirty_total.load(Ordering::Relaxed) > self.opts.dirty_limit
             {
                 self.seal_dirty(&mut s)?;
@@ -283,8 +284,8 @@ impl Category {
         let mut s = self.lock();
         self.commit_locked(&mut s)?;
         Ok(RotationProgress {
-            done: s.rotate_done.unwrap_or(0).min(s.bytes),
-            total: s.bytes,
+            done: s.rot.rotate_done.unwrap_or(0).min(s.tree.bytes),
+            total: s.tree.bytes,
             finished: false,
         })
     }
@@ -296,42 +297,42 @@ impl Category {
     fn rotation_scan(&self, s: &mut State, passed: &mut u64) -> VolResult<Option<(u64, Batch)>> {
         let mut batch = Vec::new();
         for _ in 0..SCAN_LIMIT {
-            let mut ino = s.rotate_cursor;
-            if s.rotate_chunk == 0 {
+            let mut ino = s.rot.rotate_cursor;
+            if s.rot.rotate_chunk == 0 {
                 // Inode numbers are sparse (one range per device): skip unused leaves.
                 let leaf = Self::leaf_of(ino);
                 match Self::next_leaf_in_use(s, leaf) {
                     None => return Ok(None),
                     Some(l) if l != leaf => {
                         ino = l * LEAF_SPAN;
-                        s.rotate_cursor = ino;
+                        s.rot.rotate_cursor = ino;
                     }
                     Some(_) => {}
                 }
             }
-            if ino.is_multiple_of(LEAF_SPAN) && s.rotate_chunk == 0 {
-                s.dirty_leaves.insert(Self::leaf_of(ino));
+            if ino.is_multiple_of(LEAF_SPAN) && s.rot.rotate_chunk == 0 {
+                s.tree.dirty_leaves.insert(Self::leaf_of(ino));
             }
             self.ensure_leaf(s, ino).map_err(|e| VolError::Integrity {
                 what: format!("key rotation at inode {ino}"),
                 why: format!("{e}; run `cirrus fsck`"),
             })?;
-            let (size, nchunks) = match s.records.get(&ino) {
+            let (size, nchunks) = match s.tree.records.get(&ino) {
                 Some(Record {
                     payload: Payload::File { size, chunks },
                     ..
                 }) => (*size, chunks.len() as u64),
                 _ => (0, 0),
             };
-            while s.rotate_chunk < nchunks && batch.len() < PIECE_CHUNKS {
-                let idx = s.rotate_chunk;
+            while s.rot.rotate_chunk < nchunks && batch.len() < PIECE_CHUNKS {
+                let idx = s.rot.rotate_chunk;
                 if let io::Source::Stored(r) = Self::chunk_source(s, ino, idx) {
                     batch.push((idx, r));
                 }
-                s.rotate_chunk += 1;
+                s.rot.rotate_chunk += 1;
                 let n = chunk_span(size, idx);
                 *passed += n;
-                if let Some(d) = s.rotate_done.as_mut() {
+                if let Some(d) = s.rot.rotate_done.as_mut() {
                     *d += n;
                 }
             }
@@ -341,10 +342,10 @@ impl Category {
                 // as done while some of its chunks are still only under the old key.
                 return Ok(Some((ino, batch)));
             }
-            s.rotate_cursor = ino + 1;
-            s.rotate_chunk = 0;
+            s.rot.rotate_cursor = ino + 1;
+            s.rot.rotate_chunk = 0;
         }
-        Ok(Some((s.rotate_cursor, batch)))
+        Ok(Some((s.rot.rotate_cursor, batch)))
     }
 
     /// Fetches and opens a batch of chunks (no lock held); keeps those that still needed
@@ -365,16 +366,16 @@ impl Category {
     }
 
     fn finish_rotation(&self, s: &mut State) -> VolResult<RotationProgress> {
-        let from = s.rotating_from;
-        s.rotating_from = 0;
-        s.rotate_cursor = 0;
-        s.rotate_chunk = 0;
-        s.rotate_done = None;
+        let from = s.rot.rotating_from;
+        s.rot.rotating_from = 0;
+        s.rot.rotate_cursor = 0;
+        s.rot.rotate_chunk = 0;
+        s.rot.rotate_done = None;
         s.head_dirty = true;
         if let Err(e) = self.commit_locked(s) {
             // Still rotating as far as the store knows: keep the old key.
-            s.rotating_from = from;
-            s.rotate_cursor = Self::end_of_inodes(s);
+            s.rot.rotating_from = from;
+            s.rot.rotate_cursor = Self::end_of_inodes(s);
             return Err(e);
         }
         // The old key stays in the set until the account layer destroys it: another
@@ -385,8 +386,8 @@ impl Category {
             self.key_version()
         );
         Ok(RotationProgress {
-            done: s.bytes,
-            total: s.bytes,
+            done: s.tree.bytes,
+            total: s.tree.bytes,
             finished: true,
         })
     }

@@ -5,12 +5,36 @@
 //! remote one.
 
 use super::freshness::{Stale, check_freshness};
+use super::load::VerifiedHead;
 use super::merge::{self, ConflictNamer, Records};
 use super::*;
 use crate::format::pack::BlobRef;
 use crate::format::record::{Payload, decode_leaf};
 use crate::format::{Context, LEAF_SPAN, ObjKind};
 use log::{info, warn};
+
+/// The tree a sync installs, with the conflict copies it made ((new inode, inode
+/// whose local version it takes)) and what was decided.
+struct Merged {
+    records: Records,
+    copies: Vec<(u64, u64)>,
+    notes: Vec<String>,
+}
+
+/// A chunk of a file's local version that becomes chunk `idx` of its conflict copy.
+struct CopiedChunk {
+    new: u64,
+    old: u64,
+    idx: u64,
+    blob: BlobRef,
+}
+
+/// Which sides of a sync are in the middle of a key rotation of their own.
+#[derive(Clone, Copy)]
+struct Rotating {
+    local: bool,
+    remote: bool,
+}
 
 /// What [`Category::sync_remote`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,10 +162,10 @@ impl Category {
         // The tree is still under the previous key until a merge or fast-forward onto
         // the other device's head replaces it: recorded as a rotation from it, so the
         // device says it still needs that key (and trial opens use it).
-        if s.rotating_from == 0 {
-            s.rotating_from = cur.version;
-            s.rotate_cursor = 0;
-            s.rotation_adopted = true;
+        if s.rot.rotating_from == 0 {
+            s.rot.rotating_from = cur.version;
+            s.rot.rotate_cursor = 0;
+            s.rot.rotation_adopted = true;
         }
         info!(
             "category {}: now under key v{version} (rotated on another device)",
@@ -163,314 +187,56 @@ impl Category {
         date: &str,
         on_rebase: &dyn Fn(bool),
     ) -> VolResult<SyncOutcome> {
-        let integrity = |why: String| VolError::Integrity {
-            what: format!("category {}: remote head", self.name),
-            why,
-        };
         let mut s = self.lock();
         self.check_available(&s)?;
         // Everything local goes into a head first (so it is in the journal, whatever
         // happens next).
         self.commit_locked(&mut s)?;
-        let rv = self.verify_head(remote).map_err(integrity)?;
+        let rv = self
+            .verify_head(remote)
+            .map_err(|why| self.remote_integrity(why))?;
         let keys = self.keys();
         if rv.hash == s.head.hash {
             return Ok(SyncOutcome::UpToDate);
         }
-        if let Some((seen, seen_hash)) = self
-            .witness
-            .seen_remote(self.id)
-            .map_err(|e| self.witness_failed(e))?
-        {
-            match check_freshness((rv.head.counter, &rv.hash), (seen, &seen_hash)) {
-                Ok(_) => {}
-                Err(Stale::Rollback { served, seen }) => {
-                    return Err(integrity(format!(
-                        "rollback detected: the store serves head #{served} but this device has seen head #{seen} there"
-                    )));
-                }
-                Err(Stale::Fork { counter }) => {
-                    return Err(integrity(format!(
-                        "fork detected: the store serves a different head #{counter} than it did before"
-                    )));
-                }
-            }
-        }
-        // Key rotations: either side may be in the middle of one (blobs under both
-        // versions; this device holds both keys, see `adopt_key`).
-        let local_rotating = s.rotating_from != 0 && !s.rotation_adopted;
-        let remote_rotating = rv.head.rotating_from != 0;
-        if (rv.under_old && keys.old.is_none())
-            || (local_rotating && remote_rotating && rv.head.rotating_from != s.rotating_from)
-        {
-            return Err(integrity(format!(
-                "the other device's head is under key version {} (rotating from {}), this \
-                 device is at {} (rotating from {}); it is taken in once a rotation has finished",
-                rv.head.key_version, rv.head.rotating_from, keys.version, s.rotating_from
-            )));
-        }
+        self.check_remote_fresh(&rv)?;
+        let rotating = self.rotations_meet(&s, &rv, &keys)?;
         let remote_leaves: BTreeMap<u64, BlobRef> = rv.head.leaves.iter().copied().collect();
-        let base_leaves: Option<BTreeMap<u64, BlobRef>> = match base {
-            Some(b) => match self.verify_head(b) {
-                Ok(v) => {
-                    // The base is the newest head this device knows the store had: an
-                    // older one now is a rollback, another with its counter a fork.
-                    match check_freshness((rv.head.counter, &rv.hash), (v.head.counter, &v.hash)) {
-                        Ok(_) => {}
-                        Err(Stale::Rollback { served, seen }) => {
-                            return Err(integrity(format!(
-                                "rollback detected: the store serves head #{served} but had \
-                                 head #{seen} before"
-                            )));
-                        }
-                        Err(Stale::Fork { counter }) => {
-                            return Err(integrity(format!(
-                                "fork detected: the store serves another head #{counter}"
-                            )));
-                        }
-                    }
-                    Some(v.head.leaves.into_iter().collect())
-                }
-                Err(e) => {
-                    warn!(
-                        "category {}: the base head is unusable ({e}); merging without one",
-                        self.name
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
+        let base_leaves = self.base_leaves(base, &rv)?;
         let fast_forward = base_leaves.as_ref() == Some(&s.head.leaves);
         let remote_tree = self.load_tree(&keys, &remote_leaves)?;
-        let (records, copies, notes) = if fast_forward {
-            (remote_tree.clone(), Vec::new(), Vec::new())
+        let merged = if fast_forward {
+            Merged {
+                records: remote_tree.clone(),
+                copies: Vec::new(),
+                notes: Vec::new(),
+            }
         } else {
-            for leaf in s.head.leaves.keys().copied().collect::<Vec<_>>() {
-                self.ensure_leaf(&mut s, leaf * LEAF_SPAN)?;
-            }
-            let local: Records = s.records.clone();
-            let base_tree = match &base_leaves {
-                Some(l) => self.load_tree(&keys, l)?,
-                None => Records::new(),
-            };
-            let mut next = self.next_free_ino(&s);
-            let namer = ConflictNamer {
-                device: device.to_string(),
-                date: date.to_string(),
-            };
-            let m = merge::merge(
-                &base_tree,
-                &local,
+            self.merge_with_local(
+                &mut s,
+                &keys,
+                base_leaves.as_ref(),
                 &remote_tree,
-                &mut || {
-                    let i = next;
-                    next += 1;
-                    i
-                },
-                &namer,
-            );
-            if let Some(&(last, _)) = m.copies.iter().max_by_key(|(n, _)| *n) {
-                self.take_ino(&mut s, last);
-            }
-            (m.records, m.copies, m.notes)
+                device,
+                date,
+            )?
         };
-        // Conflict copies get their content again under their own inode (chunks are
-        // sealed to the inode they belong to), read from the local version. Each chunk
-        // is opened once here, before anything changes, and again when it is resealed
-        // below: one chunk at a time in memory, whatever the size of the files.
-        let mut copied = Vec::new();
-        for (new, old) in &copies {
-            let Some(Record {
-                payload: Payload::File { chunks, .. },
-                ..
-            }) = s.records.get(old)
-            else {
-                continue;
-            };
-            for (idx, r) in chunks.iter().enumerate() {
-                if let Some(r) = r {
-                    copied.push((*new, *old, idx as u64, *r));
-                }
-            }
-        }
-        for (_, old, idx, r) in &copied {
-            self.load_chunk(&keys, *old, *idx, r)?;
-        }
-        // Chunks this device sealed under a key the other devices have since replaced
-        // (it adopted a rotation made elsewhere) are resealed under the current one.
-        let mut resealed = Vec::new();
-        if keys.old.is_some() && !fast_forward {
-            let ours: HashSet<[u8; 32]> = if rv.under_old {
-                // The other device wrote under the old key: whatever of its tree is not
-                // ours is looked at too.
-                s.records
-                    .values()
-                    .filter_map(|r| match &r.payload {
-                        Payload::File { chunks, .. } => {
-                            Some(chunks.iter().flatten().map(|c| c.tag))
-                        }
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect()
-            } else {
-                HashSet::new()
-            };
-            let theirs: HashSet<[u8; 32]> = remote_tree
-                .values()
-                .filter_map(|r| match &r.payload {
-                    Payload::File { chunks, .. } => Some(chunks.iter().flatten().map(|c| c.tag)),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
-            let copy_inos: HashSet<u64> = copies.iter().map(|(n, _)| *n).collect();
-            for (ino, r) in &records {
-                // Conflict copies are resealed under their own inode anyway.
-                if copy_inos.contains(ino) {
-                    continue;
-                }
-                let Payload::File { chunks, .. } = &r.payload else {
-                    continue;
-                };
-                for (idx, c) in chunks.iter().enumerate() {
-                    let Some(c) = c.filter(|c| {
-                        !theirs.contains(&c.tag) || (rv.under_old && !ours.contains(&c.tag))
-                    }) else {
-                        continue;
-                    };
-                    let what = || format!("chunk {idx} of inode {ino} (resealing)");
-                    let sealed = self.fetch_blob(&c, &what)?;
-                    let (_, old) = self.open_blob_which(
-                        &keys,
-                        Context::chunk(self.id, *ino, idx as u64),
-                        &sealed,
-                        &what,
-                    )?;
-                    if old {
-                        resealed.push((*ino, idx as u64, c));
-                    }
-                }
-            }
-        }
-        // Install the result on top of the remote head.
-        let mut records = records;
-        // A file open here that the other device deleted stays readable through its
-        // open handles (as after an unlink), until it is closed.
-        let mut kept_open = false;
-        for (ino, n) in &s.open {
-            if *n == 0 || records.contains_key(ino) {
-                continue;
-            }
-            if let Some(r) = s
-                .records
-                .get(ino)
-                .filter(|r| !matches!(r.payload, Payload::Dir { .. }))
-            {
-                let mut orphan = r.clone();
-                orphan.attr.nlink = 0;
-                records.insert(*ino, orphan);
-                kept_open = true;
-            }
-        }
-        for (new, _) in &copies {
-            if let Some(Record {
-                payload: Payload::File { chunks, .. },
-                ..
-            }) = records.get_mut(new)
-            {
-                chunks.iter_mut().for_each(|c| *c = None);
-            }
-        }
-        let leaf_set = |t: &Records| -> BTreeMap<u64, Vec<(u64, Record)>> {
-            let mut m: BTreeMap<u64, Vec<(u64, Record)>> = BTreeMap::new();
-            for (i, r) in t {
-                m.entry(Self::leaf_of(*i))
-                    .or_default()
-                    .push((*i, r.clone()));
-            }
-            for v in m.values_mut() {
-                v.sort_by_key(|(i, _)| *i);
-            }
-            m
+        let copied = self.copy_sources(&s, &keys, &merged.copies)?;
+        let resealed = if keys.old.is_some() && !fast_forward {
+            self.chunks_to_reseal(&s, &keys, &rv, &merged, &remote_tree)?
+        } else {
+            Vec::new()
         };
-        let (mine, theirs) = (leaf_set(&records), leaf_set(&remote_tree));
-        let dirty: BTreeSet<u64> = mine
-            .keys()
-            .chain(theirs.keys())
-            .copied()
-            // Leaves of a head sealed under the old key are resealed under the new one.
-            .filter(|l| rv.under_old || mine.get(l) != theirs.get(l))
-            .collect();
-        s.bytes = records
-            .values()
-            .map(|r| match &r.payload {
-                Payload::File { size, .. } => *size,
-                _ => 0,
-            })
-            .sum();
-        s.inodes = records.len() as u64;
-        s.loaded_leaves = mine.keys().chain(theirs.keys()).copied().collect();
-        s.records = records;
-        s.bad_leaves.clear();
-        s.dirty_leaves = dirty;
-        // Everything below opened a moment ago; should a blob fail now (evicted from
-        // the disk cache while the store went away), the category is half-merged in
-        // memory: it stops (EIO) until a remount redoes the merge from the journal,
-        // whose slot still holds the local head.
-        let refill = |s: &mut State| -> VolResult<()> {
-            for (new, old, idx, r) in &copied {
-                let plain = self.load_chunk(&keys, *old, *idx, r)?;
-                self.refill_chunk(s, *new, *idx, plain.as_ref().clone())?;
-            }
-            for (ino, idx, c) in &resealed {
-                let what = || format!("chunk {idx} of inode {ino} (resealing)");
-                let sealed = self.fetch_blob(c, &what)?;
-                let plain =
-                    self.open_blob(&keys, Context::chunk(self.id, *ino, *idx), &sealed, &what)?;
-                self.refill_chunk(s, *ino, *idx, plain)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = refill(&mut s) {
-            let why = format!("a merge failed halfway ({e}); unmount and mount again to redo it");
-            warn!("category {}: {why}", self.name);
-            s.unavailable = Some(why);
-            // What was queued is dropped with the half-merged state (the remount redoes
-            // it); the shared dirty budget must not keep counting it.
-            let queued: usize = s.dirty.values().map(|d| d.len()).sum();
-            s.dirty.clear();
-            self.sub_dirty(&mut s, queued);
-            return Err(e);
+        let Merged {
+            records,
+            copies,
+            notes,
+        } = merged;
+        let kept_open = Self::install_tree(&mut s, records, &remote_tree, &copies, rv.under_old);
+        if let Err(e) = self.refill(&mut s, &keys, &copied, &resealed) {
+            return Err(self.fail_half_merged(&mut s, e));
         }
-        s.head.counter = s.head.counter.max(rv.head.counter);
-        s.head.hash = rv.hash;
-        s.head.etag = Some(rv.etag);
-        s.head.next_ino = s.head.next_ino.max(rv.head.next_ino);
-        for (slot, next) in &rv.head.alloc {
-            let e = s.head.alloc.entry(*slot).or_insert(*next);
-            *e = (*e).max(*next);
-        }
-        s.head.leaves = remote_leaves;
-        // Rotation state: below the cursor everything must be under the new key. What
-        // this device adds is under it (written so, or resealed above); the other
-        // device's tree is under it below its own cursor, or nowhere if it never rotated.
-        if fast_forward
-            || (remote_rotating && !local_rotating)
-            || (!remote_rotating && !rv.under_old)
-        {
-            s.rotating_from = rv.head.rotating_from;
-            s.rotate_cursor = rv.head.rotate_cursor;
-            s.rotation_adopted = false;
-        } else if remote_rotating {
-            s.rotate_cursor = s.rotate_cursor.min(rv.head.rotate_cursor);
-        }
-        // Otherwise (a head under the old key, from before this device's rotation): its
-        // changes were resealed above and its leaves are resealed at the commit, so this
-        // device's cursor stays true.
-        s.rotate_chunk = 0;
-        s.rotate_done = None;
+        self.adopt_remote_head(&mut s, &rv, remote_leaves, fast_forward, rotating);
         let local_counter = s.head.counter;
         if let Err(e) = self
             .witness
@@ -513,13 +279,384 @@ impl Category {
         })
     }
 
+    fn remote_integrity(&self, why: String) -> VolError {
+        VolError::Integrity {
+            what: format!("category {}: remote head", self.name),
+            why,
+        }
+    }
+
+    /// The remote head must not be older than (rollback) or differ at the counter of
+    /// (fork) the newest head this device has recorded seeing in the store.
+    fn check_remote_fresh(&self, rv: &VerifiedHead) -> VolResult<()> {
+        let Some((seen, seen_hash)) = self
+            .witness
+            .seen_remote(self.id)
+            .map_err(|e| self.witness_failed(e))?
+        else {
+            return Ok(());
+        };
+        match check_freshness((rv.head.counter, &rv.hash), (seen, &seen_hash)) {
+            Ok(_) => Ok(()),
+            Err(Stale::Rollback { served, seen }) => Err(self.remote_integrity(format!(
+                "rollback detected: the store serves head #{served} but this device has seen head #{seen} there"
+            ))),
+            Err(Stale::Fork { counter }) => Err(self.remote_integrity(format!(
+                "fork detected: the store serves a different head #{counter} than it did before"
+            ))),
+        }
+    }
+
+    /// Key rotations: either side may be in the middle of one (blobs under both
+    /// versions; this device holds both keys, see `adopt_key`). Refuses the combinations
+    /// that cannot be taken in yet; returns which sides are rotating.
+    fn rotations_meet(&self, s: &State, rv: &VerifiedHead, keys: &Keys) -> VolResult<Rotating> {
+        let rotating = Rotating {
+            local: s.rot.rotating_from != 0 && !s.rot.rotation_adopted,
+            remote: rv.head.rotating_from != 0,
+        };
+        if (rv.under_old && keys.old.is_none())
+            || (rotating.local && rotating.remote && rv.head.rotating_from != s.rot.rotating_from)
+        {
+            return Err(self.remote_integrity(format!(
+                "the other device's head is under key version {} (rotating from {}), this \
+                 device is at {} (rotating from {}); it is taken in once a rotation has finished",
+                rv.head.key_version, rv.head.rotating_from, keys.version, s.rot.rotating_from
+            )));
+        }
+        Ok(rotating)
+    }
+
+    /// The leaves of the base head (the newest head this device knows the store had),
+    /// checked against the remote one: an older remote is a rollback, another with its
+    /// counter a fork. An unusable base means merging without one.
+    fn base_leaves(
+        &self,
+        base: Option<&[u8]>,
+        rv: &VerifiedHead,
+    ) -> VolResult<Option<BTreeMap<u64, BlobRef>>> {
+        let Some(b) = base else {
+            return Ok(None);
+        };
+        let v = match self.verify_head(b) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(
+                    "category {}: the base head is unusable ({e}); merging without one",
+                    self.name
+                );
+                return Ok(None);
+            }
+        };
+        match check_freshness((rv.head.counter, &rv.hash), (v.head.counter, &v.hash)) {
+            Ok(_) => Ok(Some(v.head.leaves.into_iter().collect())),
+            Err(Stale::Rollback { served, seen }) => Err(self.remote_integrity(format!(
+                "rollback detected: the store serves head #{served} but had head #{seen} before"
+            ))),
+            Err(Stale::Fork { counter }) => Err(self.remote_integrity(format!(
+                "fork detected: the store serves another head #{counter}"
+            ))),
+        }
+    }
+
+    /// Three-way merge of the whole local tree with the remote one (`merge.rs`); the
+    /// inodes it hands to conflict copies are taken from this device's allocation.
+    fn merge_with_local(
+        &self,
+        s: &mut State,
+        keys: &Keys,
+        base_leaves: Option<&BTreeMap<u64, BlobRef>>,
+        remote_tree: &Records,
+        device: &str,
+        date: &str,
+    ) -> VolResult<Merged> {
+        for leaf in s.head.leaves.keys().copied().collect::<Vec<_>>() {
+            self.ensure_leaf(s, leaf * LEAF_SPAN)?;
+        }
+        let local: Records = s.tree.records.clone();
+        let base_tree = match base_leaves {
+            Some(l) => self.load_tree(keys, l)?,
+            None => Records::new(),
+        };
+        let mut next = self.next_free_ino(s);
+        let namer = ConflictNamer {
+            device: device.to_string(),
+            date: date.to_string(),
+        };
+        let m = merge::merge(
+            &base_tree,
+            &local,
+            remote_tree,
+            &mut || {
+                let i = next;
+                next += 1;
+                i
+            },
+            &namer,
+        );
+        if let Some(&(last, _)) = m.copies.iter().max_by_key(|(n, _)| *n) {
+            self.take_ino(s, last);
+        }
+        Ok(Merged {
+            records: m.records,
+            copies: m.copies,
+            notes: m.notes,
+        })
+    }
+
+    /// Conflict copies get their content again under their own inode (chunks are
+    /// sealed to the inode they belong to), read from the local version. Each chunk is
+    /// opened once here, before anything changes, and again when it is resealed by
+    /// [`Self::refill`]: one chunk at a time in memory, whatever the size of the files.
+    fn copy_sources(
+        &self,
+        s: &State,
+        keys: &Keys,
+        copies: &[(u64, u64)],
+    ) -> VolResult<Vec<CopiedChunk>> {
+        let mut copied = Vec::new();
+        for (new, old) in copies {
+            let Some(Record {
+                payload: Payload::File { chunks, .. },
+                ..
+            }) = s.tree.records.get(old)
+            else {
+                continue;
+            };
+            for (idx, r) in chunks.iter().enumerate() {
+                if let Some(r) = r {
+                    copied.push(CopiedChunk {
+                        new: *new,
+                        old: *old,
+                        idx: idx as u64,
+                        blob: *r,
+                    });
+                }
+            }
+        }
+        for c in &copied {
+            self.load_chunk(keys, c.old, c.idx, &c.blob)?;
+        }
+        Ok(copied)
+    }
+
+    /// Chunks this device sealed under a key the other devices have since replaced (it
+    /// adopted a rotation made elsewhere), to be resealed under the current one.
+    fn chunks_to_reseal(
+        &self,
+        s: &State,
+        keys: &Keys,
+        rv: &VerifiedHead,
+        merged: &Merged,
+        remote_tree: &Records,
+    ) -> VolResult<Vec<(u64, u64, BlobRef)>> {
+        let tags = |t: &Records| -> HashSet<[u8; 32]> {
+            t.values()
+                .filter_map(|r| match &r.payload {
+                    Payload::File { chunks, .. } => Some(chunks.iter().flatten().map(|c| c.tag)),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        // The other device wrote under the old key: whatever of its tree is not ours is
+        // looked at too.
+        let ours = if rv.under_old {
+            tags(&s.tree.records)
+        } else {
+            HashSet::new()
+        };
+        let theirs = tags(remote_tree);
+        let copy_inos: HashSet<u64> = merged.copies.iter().map(|(n, _)| *n).collect();
+        let mut resealed = Vec::new();
+        for (ino, r) in &merged.records {
+            // Conflict copies are resealed under their own inode anyway.
+            if copy_inos.contains(ino) {
+                continue;
+            }
+            let Payload::File { chunks, .. } = &r.payload else {
+                continue;
+            };
+            for (idx, c) in chunks.iter().enumerate() {
+                let Some(c) = c.filter(|c| {
+                    !theirs.contains(&c.tag) || (rv.under_old && !ours.contains(&c.tag))
+                }) else {
+                    continue;
+                };
+                let what = || format!("chunk {idx} of inode {ino} (resealing)");
+                let sealed = self.fetch_blob(&c, &what)?;
+                let (_, old) = self.open_blob_which(
+                    keys,
+                    Context::chunk(self.id, *ino, idx as u64),
+                    &sealed,
+                    &what,
+                )?;
+                if old {
+                    resealed.push((*ino, idx as u64, c));
+                }
+            }
+        }
+        Ok(resealed)
+    }
+
+    /// Installs the merged tree on top of the remote head: leaves that differ from the
+    /// remote's are dirty, conflict copies wait for [`Self::refill`]. Returns whether a
+    /// file the other device deleted is kept because it is open here.
+    fn install_tree(
+        s: &mut State,
+        mut records: Records,
+        remote_tree: &Records,
+        copies: &[(u64, u64)],
+        under_old: bool,
+    ) -> bool {
+        // A file open here that the other device deleted stays readable through its
+        // open handles (as after an unlink), until it is closed.
+        let mut kept_open = false;
+        for (ino, n) in &s.open {
+            if *n == 0 || records.contains_key(ino) {
+                continue;
+            }
+            if let Some(r) = s
+                .tree
+                .records
+                .get(ino)
+                .filter(|r| !matches!(r.payload, Payload::Dir { .. }))
+            {
+                let mut orphan = r.clone();
+                orphan.attr.nlink = 0;
+                records.insert(*ino, orphan);
+                kept_open = true;
+            }
+        }
+        for (new, _) in copies {
+            if let Some(Record {
+                payload: Payload::File { chunks, .. },
+                ..
+            }) = records.get_mut(new)
+            {
+                chunks.iter_mut().for_each(|c| *c = None);
+            }
+        }
+        let leaf_set = |t: &Records| -> BTreeMap<u64, Vec<(u64, Record)>> {
+            let mut m: BTreeMap<u64, Vec<(u64, Record)>> = BTreeMap::new();
+            for (i, r) in t {
+                m.entry(Self::leaf_of(*i))
+                    .or_default()
+                    .push((*i, r.clone()));
+            }
+            for v in m.values_mut() {
+                v.sort_by_key(|(i, _)| *i);
+            }
+            m
+        };
+        let (mine, theirs) = (leaf_set(&records), leaf_set(remote_tree));
+        let dirty: BTreeSet<u64> = mine
+            .keys()
+            .chain(theirs.keys())
+            .copied()
+            // Leaves of a head sealed under the old key are resealed under the new one.
+            .filter(|l| under_old || mine.get(l) != theirs.get(l))
+            .collect();
+        s.tree.bytes = records
+            .values()
+            .map(|r| match &r.payload {
+                Payload::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        s.tree.inodes = records.len() as u64;
+        s.tree.loaded_leaves = mine.keys().chain(theirs.keys()).copied().collect();
+        s.tree.records = records;
+        s.tree.bad_leaves.clear();
+        s.tree.dirty_leaves = dirty;
+        kept_open
+    }
+
+    /// Seals the conflict copies' chunks under their new inodes, and the chunks to
+    /// reseal under the current key. Everything here opened a moment ago; should a blob
+    /// fail now (evicted from the disk cache while the store went away), see
+    /// [`Self::fail_half_merged`].
+    fn refill(
+        &self,
+        s: &mut State,
+        keys: &Keys,
+        copied: &[CopiedChunk],
+        resealed: &[(u64, u64, BlobRef)],
+    ) -> VolResult<()> {
+        for c in copied {
+            let plain = self.load_chunk(keys, c.old, c.idx, &c.blob)?;
+            self.refill_chunk(s, c.new, c.idx, plain.as_ref().clone())?;
+        }
+        for (ino, idx, c) in resealed {
+            let what = || format!("chunk {idx} of inode {ino} (resealing)");
+            let sealed = self.fetch_blob(c, &what)?;
+            let plain =
+                self.open_blob(keys, Context::chunk(self.id, *ino, *idx), &sealed, &what)?;
+            self.refill_chunk(s, *ino, *idx, plain)?;
+        }
+        Ok(())
+    }
+
+    /// The category is half-merged in memory: it stops (EIO) until a remount redoes the
+    /// merge from the journal, whose slot still holds the local head.
+    fn fail_half_merged(&self, s: &mut State, e: VolError) -> VolError {
+        let why = format!("a merge failed halfway ({e}); unmount and mount again to redo it");
+        warn!("category {}: {why}", self.name);
+        s.unavailable = Some(why);
+        // What was queued is dropped with the half-merged state (the remount redoes it);
+        // the shared dirty budget must not keep counting it.
+        let queued: usize = s.buf.dirty.values().map(|d| d.len()).sum();
+        s.buf.dirty.clear();
+        self.sub_dirty(s, queued);
+        e
+    }
+
+    /// The local head now builds on the remote one: its counter, hash, inode
+    /// allocation, leaves and rotation state.
+    fn adopt_remote_head(
+        &self,
+        s: &mut State,
+        rv: &VerifiedHead,
+        remote_leaves: BTreeMap<u64, BlobRef>,
+        fast_forward: bool,
+        rotating: Rotating,
+    ) {
+        s.head.counter = s.head.counter.max(rv.head.counter);
+        s.head.hash = rv.hash;
+        s.head.etag = Some(rv.etag);
+        s.head.next_ino = s.head.next_ino.max(rv.head.next_ino);
+        for (slot, next) in &rv.head.alloc {
+            let e = s.head.alloc.entry(*slot).or_insert(*next);
+            *e = (*e).max(*next);
+        }
+        s.head.leaves = remote_leaves;
+        // Rotation state: below the cursor everything must be under the new key. What
+        // this device adds is under it (written so, or resealed above); the other
+        // device's tree is under it below its own cursor, or nowhere if it never rotated.
+        if fast_forward
+            || (rotating.remote && !rotating.local)
+            || (!rotating.remote && !rv.under_old)
+        {
+            s.rot.rotating_from = rv.head.rotating_from;
+            s.rot.rotate_cursor = rv.head.rotate_cursor;
+            s.rot.rotation_adopted = false;
+        } else if rotating.remote {
+            s.rot.rotate_cursor = s.rot.rotate_cursor.min(rv.head.rotate_cursor);
+        }
+        // Otherwise (a head under the old key, from before this device's rotation): its
+        // changes were resealed above and its leaves are resealed at the commit, so this
+        // device's cursor stays true.
+        s.rot.rotate_chunk = 0;
+        s.rot.rotate_done = None;
+    }
+
     /// Queues `plain` as chunk `idx` of `ino` for sealing, sealing what is queued once
     /// past the dirty limit (as writes do).
     fn refill_chunk(&self, s: &mut State, ino: u64, idx: u64, plain: Vec<u8>) -> VolResult<()> {
         self.add_dirty(s, plain.len());
-        s.dirty.insert((ino, idx), plain);
-        s.dirty_leaves.insert(Self::leaf_of(ino));
-        if s.dirty_bytes > self.opts.dirty_limit
+        s.buf.dirty.insert((ino, idx), plain);
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
+        if s.buf.dirty_bytes > self.opts.dirty_limit
             || self
                 .opts
                 .dirty_total

@@ -73,11 +73,11 @@ fn is_dir(rec: &Record) -> bool {
 
 impl Category {
     fn rec(s: &State, ino: u64) -> VolResult<&Record> {
-        s.records.get(&ino).ok_or(VolError::NotFound)
+        s.tree.records.get(&ino).ok_or(VolError::NotFound)
     }
 
     fn rec_mut(s: &mut State, ino: u64) -> VolResult<&mut Record> {
-        let r = s.records.get_mut(&ino).ok_or(VolError::NotFound)?;
+        let r = s.tree.records.get_mut(&ino).ok_or(VolError::NotFound)?;
         Ok(r)
     }
 
@@ -96,12 +96,12 @@ impl Category {
     }
 
     fn touch(s: &mut State, ino: u64, mtime: bool, now: Time) {
-        if let Some(r) = s.records.get_mut(&ino) {
+        if let Some(r) = s.tree.records.get_mut(&ino) {
             r.attr.ctime = now;
             if mtime {
                 r.attr.mtime = now;
             }
-            s.dirty_leaves.insert(Self::leaf_of(ino));
+            s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         }
     }
 
@@ -211,9 +211,9 @@ impl Category {
             payload,
         };
         self.take_ino(&mut s, ino);
-        s.records.insert(ino, rec);
-        s.inodes += 1;
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.records.insert(ino, rec);
+        s.tree.inodes += 1;
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Self::entries_mut(&mut s, parent)?.insert(
             name.to_vec(),
             DirEntry {
@@ -254,7 +254,7 @@ impl Category {
 
     /// Drops one link of `ino`; frees it when no link and no open handle remain.
     fn drop_link(&self, s: &mut State, ino: u64, now: Time) {
-        let remove = match s.records.get_mut(&ino) {
+        let remove = match s.tree.records.get_mut(&ino) {
             Some(r) => {
                 if is_dir(r) {
                     r.attr.nlink = 0;
@@ -266,25 +266,25 @@ impl Category {
             }
             None => false,
         };
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         if remove {
             self.free(s, ino);
         }
     }
 
     fn free(&self, s: &mut State, ino: u64) {
-        if let Some(r) = s.records.remove(&ino) {
+        if let Some(r) = s.tree.records.remove(&ino) {
             if let Payload::File { size, chunks } = &r.payload {
-                s.bytes = s.bytes.saturating_sub(*size);
+                s.tree.bytes = s.tree.bytes.saturating_sub(*size);
                 for idx in 0..chunks.len() as u64 {
-                    if let Some(v) = s.dirty.remove(&(ino, idx)) {
+                    if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
                         self.sub_dirty(s, v.len());
                     }
-                    s.pending.remove(&(ino, idx));
+                    s.buf.pending.remove(&(ino, idx));
                 }
             }
-            s.inodes = s.inodes.saturating_sub(1);
-            s.dirty_leaves.insert(Self::leaf_of(ino));
+            s.tree.inodes = s.tree.inodes.saturating_sub(1);
+            s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         }
     }
 
@@ -334,17 +334,17 @@ impl Category {
         if let Some(Record {
             payload: Payload::Dir { parent, .. },
             ..
-        }) = s.records.get_mut(&dir)
+        }) = s.tree.records.get_mut(&dir)
         {
             *parent = new_parent;
-            s.dirty_leaves.insert(Self::leaf_of(dir));
+            s.tree.dirty_leaves.insert(Self::leaf_of(dir));
         }
     }
 
     fn adjust_nlink(s: &mut State, ino: u64, delta: i32) {
-        if let Some(r) = s.records.get_mut(&ino) {
+        if let Some(r) = s.tree.records.get_mut(&ino) {
             r.attr.nlink = (r.attr.nlink as i64 + delta as i64).max(0) as u32;
-            s.dirty_leaves.insert(Self::leaf_of(ino));
+            s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         }
     }
 
@@ -535,7 +535,7 @@ impl Category {
             };
         }
         r.attr.ctime = a.ctime.unwrap_or(now);
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Self::info(&s, ino)
     }
 
@@ -558,7 +558,7 @@ impl Category {
         };
         if left == 0 {
             s.open.remove(&ino);
-            if s.records.get(&ino).is_some_and(|r| r.attr.nlink == 0) {
+            if s.tree.records.get(&ino).is_some_and(|r| r.attr.nlink == 0) {
                 self.free(&mut s, ino);
             }
         }
@@ -586,7 +586,7 @@ impl Category {
         }
         r.xattrs.insert(name.to_vec(), value.to_vec());
         r.attr.ctime = Time::now();
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Ok(())
     }
 
@@ -614,7 +614,7 @@ impl Category {
             return Err(VolError::NoAttr);
         }
         r.attr.ctime = Time::now();
-        s.dirty_leaves.insert(Self::leaf_of(ino));
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Ok(())
     }
 }

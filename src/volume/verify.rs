@@ -38,7 +38,7 @@ impl Category {
         }
         let s = self.lock();
         let mut packs: HashSet<[u8; 32]> = s.head.leaves.values().map(|r| r.pack).collect();
-        for rec in s.records.values() {
+        for rec in s.tree.records.values() {
             if let Payload::File { chunks, .. } = &rec.payload {
                 packs.extend(chunks.iter().flatten().map(|r| r.pack));
             }
@@ -56,7 +56,7 @@ impl Category {
             packs.insert(r.pack);
             u.stored += r.len as u64;
         }
-        for rec in s.records.values() {
+        for rec in s.tree.records.values() {
             if let Payload::File { chunks, size } = &rec.payload {
                 u.plaintext += size;
                 for r in chunks.iter().flatten() {
@@ -73,7 +73,8 @@ impl Category {
     pub fn chunk_count(&self) -> u64 {
         let _ = self.load_all();
         let s = self.lock();
-        s.records
+        s.tree
+            .records
             .values()
             .map(|r| match &r.payload {
                 Payload::File { chunks, .. } => {
@@ -94,11 +95,11 @@ impl Category {
         for r in s.head.leaves.values() {
             rep.packs.insert(r.pack);
         }
-        let mut inos: Vec<u64> = s.records.keys().copied().collect();
+        let mut inos: Vec<u64> = s.tree.records.keys().copied().collect();
         inos.sort_unstable();
         for ino in inos {
             rep.inodes += 1;
-            let Some(rec) = s.records.get(&ino) else {
+            let Some(rec) = s.tree.records.get(&ino) else {
                 continue;
             };
             match &rec.payload {
@@ -126,7 +127,9 @@ impl Category {
                 Payload::Dir { entries, .. } => {
                     for (name, e) in entries {
                         let leaf = Self::leaf_of(e.ino);
-                        if !s.records.contains_key(&e.ino) && !s.bad_leaves.contains_key(&leaf) {
+                        if !s.tree.records.contains_key(&e.ino)
+                            && !s.tree.bad_leaves.contains_key(&leaf)
+                        {
                             rep.problems.push(format!(
                                 "directory inode {ino} names missing inode {} ({} bytes name)",
                                 e.ino,
