@@ -12,7 +12,7 @@ pub mod fsutil;
 pub mod hint;
 pub mod home;
 pub mod keys;
-pub mod server;
+pub mod keyservice;
 pub mod store;
 pub mod sync;
 pub mod volume;

@@ -232,7 +232,7 @@ fn start_notice_watch(acct: &Unlocked, every: Duration, stop: Arc<AtomicBool>) {
                                 .duration_since(std::time::UNIX_EPOCH)
                                 .map(|d| d.as_secs().saturating_sub(7 * 86400))
                                 .unwrap_or(0);
-                            let new = |n: &&crate::server::api::Notice| match last_id {
+                            let new = |n: &&crate::keyservice::api::Notice| match last_id {
                                 Some(l) => n.id > l,
                                 None => n.at >= week_ago,
                             };
