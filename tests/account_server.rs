@@ -454,7 +454,7 @@ fn a_recovery_contact_and_the_key_service_each_hold_half() {
         .login(
             "alice",
             &cirrus::keys::Passcode::new("alice's account password".into()),
-            cirrus::server::client::SecondFactor::Totp(codes.take()),
+            cirrus::keyservice::client::SecondFactor::Totp(codes.take()),
             false,
         )
         .unwrap();

@@ -13,7 +13,7 @@ use cirrus::format::table::Class;
 use cirrus::format::{Context, ObjKind, names};
 use cirrus::home::Home;
 use cirrus::keys::{self, Passcode, category_key_context};
-use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader};

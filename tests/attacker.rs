@@ -8,7 +8,7 @@ use cirrus::cache::ChunkCache;
 use cirrus::format::names;
 use cirrus::format::table::Class;
 use cirrus::keys::category_key_context;
-use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use cirrus::store::{LocalStore, Store};
 use cirrus::volume::{Category, CategorySetup, HeadWitness, ROOT_INO, VolumeOptions};
 use common::*;

@@ -35,7 +35,7 @@ use cirrus::format::{FormatError, names};
 use cirrus::home::SeenHeads;
 use cirrus::keys::join::JoinCode;
 use cirrus::keys::recovery::RecoveryKey;
-use cirrus::server::api;
+use cirrus::keyservice::api;
 use cirrus::store::writeback::encode_journal_header;
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -1,13 +1,13 @@
 //! `cirrus serve` end to end: the real binary on 127.0.0.1, driven over real TLS through
-//! the client library (`cirrus::server::client`), with tiny Argon2 costs.
+//! the client library (`cirrus::keyservice::client`), with tiny Argon2 costs.
 
 mod common;
 
 use cirrus::crypto::SecretKey;
 use cirrus::keys::{KdfParams, category_key_context};
-use cirrus::server::Fingerprint;
-use cirrus::server::api::NoticeKind;
-use cirrus::server::client::{
+use cirrus::keyservice::Fingerprint;
+use cirrus::keyservice::api::NoticeKind;
+use cirrus::keyservice::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
 use common::keyserver::Server;

@@ -15,7 +15,7 @@ use cirrus::format::names;
 use cirrus::format::table::Class;
 use cirrus::keys::category_key_context;
 use cirrus::keys::device::DeviceIdentity;
-use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use cirrus::crypto::{self, SecretKey, Suite};
 use cirrus::format::table::{CategoryEntry, CategoryTable};
 use cirrus::format::{Context, ObjKind, names};
 use cirrus::keys::category_key_context;
-use cirrus::server::{EmbeddedKeyService, ServiceKeys};
+use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use common::*;
 use std::collections::BTreeMap;
 use std::fs;

@@ -9,7 +9,7 @@ use super::recovery_proof::make_proof;
 use super::*;
 use crate::format::manifest::FLAG_NO_DATA_RECOVERY;
 use crate::home::ServerConfig;
-use crate::server::client::Session;
+use crate::keyservice::client::Session;
 
 /// What a data recovery brought back and what it could not.
 pub struct DataRecovery {

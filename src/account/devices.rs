@@ -127,7 +127,7 @@ impl NewDevice {
         server: &crate::home::ServerConfig,
         password: &Passcode,
         totp: Option<&str>,
-    ) -> Result<crate::server::client::Session, AccountError> {
+    ) -> Result<crate::keyservice::client::Session, AccountError> {
         super::remote::log_in(
             &self.home,
             &self.device_key,
@@ -304,7 +304,7 @@ impl NewDevice {
         old: &Manifest,
         akv: u32,
         ak: &SecretKey,
-        session: Arc<crate::server::client::Session>,
+        session: Arc<crate::keyservice::client::Session>,
     ) -> Result<Unlocked, AccountError> {
         let NewDevice {
             home,

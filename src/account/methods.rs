@@ -8,7 +8,7 @@
 use super::devices::{NewDevice, entry_kdf};
 use super::*;
 use crate::format::manifest::{RecoveryEntry, RecoveryKind};
-use crate::server::client::{ClientError, Session};
+use crate::keyservice::client::{ClientError, Session};
 use zeroize::Zeroizing;
 
 /// At most this many recovery contacts, as in the iCloud model.
@@ -135,7 +135,7 @@ impl Unlocked {
         let id = escrow_identity(&sec.seed, pepper.expose());
         let session = self.session()?;
         session.escrow_put(
-            &crate::server::client::escrow_verifier(sec.proof.expose()),
+            &crate::keyservice::client::escrow_verifier(sec.proof.expose()),
             pepper.expose(),
         )?;
         let pk = id.public();

@@ -24,7 +24,7 @@ use crate::format::{Context, ObjKind, names};
 use crate::home::{Config, Home, HomeError, SeenHeads};
 use crate::keys::device::{self, DeviceIdentity, DevicePublic};
 use crate::keys::{self, KdfParams, KeyError, Passcode};
-use crate::server::{EmbeddedKeyService, ServiceError, ServiceKeys};
+use crate::keyservice::{EmbeddedKeyService, ServiceError, ServiceKeys};
 use crate::store::writeback::{Policy, WriteBack, WriteBackOptions};
 use crate::store::{self, Store, StoreError};
 use crate::volume::CategorySetup;
@@ -170,7 +170,7 @@ pub struct Unlocked {
     /// come from the keyring only).
     service: Option<Box<dyn ServiceKeys>>,
     /// A session with the remote key service, once [`Unlocked::connect`] logged in.
-    session: Option<Arc<crate::server::client::Session>>,
+    session: Option<Arc<crate::keyservice::client::Session>>,
     /// Why a login tried by [`Unlocked::connect_or_hold`] gave no session: what a
     /// category that needs the key service says when it stays locked.
     no_session: Option<remote::NoSession>,
@@ -330,7 +330,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
             let (session, token) = client.login(
                 &srv.account,
                 &srv.password,
-                crate::server::client::SecondFactor::None,
+                crate::keyservice::client::SecondFactor::None,
                 true,
             )?;
             if let Some(t) = token {

@@ -4,8 +4,8 @@
 
 use super::remote::{client_for, load_token};
 use super::{AccountError, Unlocked};
-use crate::server::api::{Notice, NoticeKind, NoticesResp};
-use crate::server::client::{KeyClient, human_wait, printable};
+use crate::keyservice::api::{Notice, NoticeKind, NoticesResp};
+use crate::keyservice::client::{KeyClient, human_wait, printable};
 use zeroize::Zeroizing;
 
 /// What a device needs to read the notices; holds no account lock.

@@ -103,7 +103,7 @@ pub(crate) fn recognise(
         checked = true;
     }
     checked.then(|| DroppedBy {
-        device: crate::server::client::printable(&next.devices[n].name),
+        device: crate::keyservice::client::printable(&next.devices[n].name),
         at: proof.at,
     })
 }
@@ -127,7 +127,7 @@ impl Unlocked {
         })?;
         Some(AccountError::RemovedByDataRecovery {
             by: by.device,
-            ago: crate::server::client::human_wait(now_secs().saturating_sub(by.at)),
+            ago: crate::keyservice::client::human_wait(now_secs().saturating_sub(by.at)),
         })
     }
 }

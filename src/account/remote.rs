@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::home::ServerConfig;
-use crate::server::Fingerprint;
-use crate::server::client::{ClientError, KeyClient, SecondFactor, Session};
+use crate::keyservice::Fingerprint;
+use crate::keyservice::client::{ClientError, KeyClient, SecondFactor, Session};
 use zeroize::Zeroizing;
 
 impl From<ClientError> for AccountError {

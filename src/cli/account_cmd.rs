@@ -96,7 +96,7 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                 crate::hint::cmd_hint("account totp confirm CODE")
             );
             // The URI comes from the server: no control characters reach the terminal.
-            let shown = zeroize::Zeroizing::new(crate::server::client::printable(uri.as_str()));
+            let shown = zeroize::Zeroizing::new(crate::keyservice::client::printable(uri.as_str()));
             println!("{}", shown.as_str());
             Ok(0)
         }

@@ -47,7 +47,7 @@ impl NewDeviceArgs {
         let (Some(fp), Some(account)) = (&self.fingerprint, &self.account) else {
             return Err("--server needs --fingerprint and --account".into());
         };
-        let fingerprint: crate::server::Fingerprint = fp
+        let fingerprint: crate::keyservice::Fingerprint = fp
             .parse()
             .map_err(|_| format!("--fingerprint {fp:?} is not SHA256:<64 hex digits>"))?;
         Ok(Some(crate::home::ServerConfig {
@@ -124,7 +124,7 @@ pub enum RecoveryKeyCmd {
 /// A new device's login to the key service it was given (see [`log_in_first`]).
 struct FirstLogin {
     server: crate::home::ServerConfig,
-    session: crate::server::client::Session,
+    session: crate::keyservice::client::Session,
 }
 
 /// Logs a new device in to the key service it was given (password and second factor)

@@ -11,6 +11,7 @@ mod methods;
 mod mount;
 mod passcode;
 mod rotate;
+#[cfg(feature = "server")]
 mod serve;
 mod status;
 mod sync;
@@ -169,12 +170,12 @@ impl ServerArgs {
             .account
             .clone()
             .ok_or("--server needs --account NAME (your account on the key service)")?;
-        let fingerprint: crate::server::Fingerprint = match &self.fingerprint {
+        let fingerprint: crate::keyservice::Fingerprint = match &self.fingerprint {
             Some(f) => f
                 .parse()
                 .map_err(|_| format!("--fingerprint {f:?} is not SHA256:<64 hex digits>"))?,
             None => {
-                let seen = crate::server::client::probe(url).map_err(|e| e.to_string())?;
+                let seen = crate::keyservice::client::probe(url).map_err(|e| e.to_string())?;
                 if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                     return Err(format!(
                         "the key service at {url} presents {seen}; check it with its admin, \
@@ -339,6 +340,10 @@ enum Cmd {
     /// key. It speaks HTTPS; clients trust it by the
     /// certificate fingerprint it prints at start. Runs in the foreground (use a service
     /// manager) until SIGTERM or Ctrl-C.
+    ///
+    /// Only in a build with the cargo feature `server` (the default): a device-only build
+    /// (`--no-default-features`) has no `serve` command.
+    #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
     /// Back up the drive to a local archive file (a tar stream), e.g. on a USB disk.
     ///
@@ -352,6 +357,18 @@ enum Cmd {
     /// segment by segment with its password, and damage stops it with an error. Needs no
     /// account on this device.
     ExportRead(export::ExportReadArgs),
+}
+
+impl Cmd {
+    /// `mount` and `serve` run until stopped and set up their own logging.
+    fn long_running(&self) -> bool {
+        match self {
+            Cmd::Mount(_) => true,
+            #[cfg(feature = "server")]
+            Cmd::Serve(_) => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -429,7 +446,7 @@ pub fn main() -> i32 {
     crate::daemon::no_core_dumps();
     // Long-running commands set up their own logging, and keep Rust's ignored SIGPIPE so
     // a closed log pipe cannot kill them.
-    if !matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_)) {
+    if !cli.cmd.long_running() {
         // Short-lived commands die quietly on a closed pipe (`cirrus status | head`)
         // instead of panicking in println!.
         // SAFETY: resetting a signal disposition before any thread exists.
@@ -448,7 +465,7 @@ pub fn main() -> i32 {
         crate::hint::set_home_flag(&root);
     }
     let home = Home::new(root);
-    let daemon_like = matches!(cli.cmd, Cmd::Mount(_) | Cmd::Serve(_));
+    let daemon_like = cli.cmd.long_running();
     let mut res = run(cli.cmd, home);
     if !daemon_like
         && let Some(e) = sync::drain_queued()
@@ -585,6 +602,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             println!("Passcode changed for this device.");
             Ok(0)
         }
+        #[cfg(feature = "server")]
         Cmd::Serve(args) => serve::run(args),
         Cmd::Export(args) => export::run(home, args),
         Cmd::ExportRead(args) => export::run_read(args),

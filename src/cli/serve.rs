@@ -1,7 +1,7 @@
 //! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
-use crate::server::{ServeLimits, ServeOptions, ServiceConfig, Signup};
+use crate::keyservice::server::{ServeLimits, ServeOptions, ServiceConfig, Signup};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,8 +133,12 @@ fn admin(cmd: AdminCmd) -> super::CliResult {
             data,
             valid_days,
         }) => {
-            let code = crate::server::invite(&data, &name, Duration::from_secs(valid_days * 86400))
-                .map_err(|e| format!("serve account create: {e}"))?;
+            let code = crate::keyservice::server::invite(
+                &data,
+                &name,
+                Duration::from_secs(valid_days * 86400),
+            )
+            .map_err(|e| format!("serve account create: {e}"))?;
             println!(
                 "Invitation for account {name}, valid for {valid_days} days (shown once):\n\n    {}\n\n\
                  Its owner runs: cirrus init --server URL --fingerprint SHA256:... --account {name} --invite CODE",
@@ -178,7 +182,7 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             idle_timeout: Duration::from_secs(args.idle_timeout),
         },
     };
-    crate::server::serve(opts, |addr, fingerprint| {
+    crate::keyservice::server::serve(opts, |addr, fingerprint| {
         // The one line on stdout: scripts and the first-contact prompt read it.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(

@@ -113,7 +113,7 @@ pub(super) fn start_notice_watch(acct: &Unlocked, every: Duration, stop: Arc<Ato
                                 .duration_since(std::time::UNIX_EPOCH)
                                 .map(|d| d.as_secs().saturating_sub(7 * 86400))
                                 .unwrap_or(0);
-                            let new = |n: &&crate::server::api::Notice| match last_id {
+                            let new = |n: &&crate::keyservice::api::Notice| match last_id {
                                 Some(l) => n.id > l,
                                 None => n.at >= week_ago,
                             };

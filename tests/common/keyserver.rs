@@ -1,8 +1,8 @@
 //! A real `cirrus serve` on 127.0.0.1 for tests, with tiny Argon2 costs.
 
 use cirrus::keys::KdfParams;
-use cirrus::server::Fingerprint;
-use cirrus::server::client::KeyClient;
+use cirrus::keyservice::Fingerprint;
+use cirrus::keyservice::client::KeyClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -91,7 +91,7 @@ impl KeyService {
             let code = new_token()?;
             self.data.save_invite(
                 account,
-                &crate::server::state::Invite {
+                &crate::keyservice::server::state::Invite {
                     hash: hex::encode(token_hash(&code)),
                     expires_at: now_secs().saturating_add(valid.as_secs()),
                 },

@@ -90,7 +90,7 @@ pub(crate) struct PendingReset {
 /// Most notices kept per account; the oldest goes first.
 pub(crate) const MAX_NOTICES: usize = 32;
 
-pub(crate) use super::api::Notice;
+pub(crate) use crate::keyservice::api::Notice;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

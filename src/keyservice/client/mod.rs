@@ -56,7 +56,7 @@ pub enum ClientError {
         "the key service started the waiting period of the password reset: it can be \
          completed in {} (run the same command again then, with a new TOTP code); \
          the account's trusted devices have been told and can cancel it",
-        crate::server::client::human_wait(*ready_in)
+        crate::keyservice::client::human_wait(*ready_in)
     )]
     ResetPending { ready_in: u64 },
     #[error("{0}")]

@@ -4,7 +4,7 @@
 //! token, no password needed) can read the notices and cancel the reset meanwhile.
 
 use super::*;
-use crate::server::state::{MAX_NOTICES, PendingReset};
+use crate::keyservice::server::state::{MAX_NOTICES, PendingReset};
 
 /// How long after its waiting period a pending reset may still be completed; later, a
 /// new request starts a new waiting period.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::limit::Source;
+use crate::keyservice::server::limit::Source;
 
 /// Descriptors kept free below `RLIMIT_NOFILE` when the total cap is derived from it:
 /// the listener, the runtime's epoll and wakers, std streams, the log, and the account

@@ -1,20 +1,26 @@
 //! `cirrus serve`'s HTTPS front: binds the socket, terminates TLS, turns each `POST /v1/...`
 //! into one call of `service/` on a blocking thread, and stops cleanly on SIGTERM/SIGINT.
 
-use super::accept::GuardAcceptor;
-use super::api::{self, ErrorBody};
-use super::conns::{self, ConnCounter};
-use super::kdf_pool::KdfPool;
-use super::pin::Fingerprint;
+mod accept;
+mod conns;
+mod kdf_pool;
+mod tls;
+
+pub use tls::TlsError;
+
 use super::service::{ApiError, Caller, KeyService, ServiceConfig};
 use super::state::StateError;
-use super::tls::{self, TlsError};
+use crate::keyservice::Fingerprint;
+use crate::keyservice::api::{self, ErrorBody};
+use accept::GuardAcceptor;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, post};
+use conns::ConnCounter;
+use kdf_pool::KdfPool;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The key service's TLS identity: a self-signed certificate made on first start (or one
 //! the admin supplies), and the rustls server configuration (TLS 1.3 preferred, 1.2 allowed).
 
-use super::pin::{Fingerprint, provider};
+use crate::keyservice::pin::{Fingerprint, provider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::IpAddr;

@@ -1,5 +1,5 @@
 //! What each endpoint of the key service does, as plain synchronous functions over the
-//! DATA directory; the HTTP layer (`http.rs`) only decodes requests and encodes answers.
+//! DATA directory; the HTTP layer (`https/`) only decodes requests and encodes answers.
 //! This file has the shared machinery (errors, locks, verifier, sessions, limits); the
 //! endpoints are in `accounts.rs`, `service_keys.rs` and `blobs.rs`.
 
@@ -9,13 +9,13 @@ mod reauth;
 mod reset;
 mod service_keys;
 
-use super::api::{self, *};
 use super::limit::{RateLimiter, Source};
 use super::session::{Recency, Sessions, new_token, token_hash};
 use super::state::{ACCOUNT_FORMAT, Account, DataDir, Escrow, ServiceKeys, StateError, TotpState};
 use super::totp::{TotpCheck, TotpFactor};
 use crate::crypto::{self, SecretKey, Suite};
 use crate::keys::KdfParams;
+use crate::keyservice::api::{self, *};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
