@@ -927,10 +927,20 @@ fn a_store_withholding_another_devices_head_is_caught() {
     a.mount_again();
     b.mount_again();
     fs::write(a.notes().join("seen-by-both.txt"), b"1").unwrap();
-    sync(&a);
-    sync(&b);
-    sync(&a);
-    let before = heads_in(&s3);
+    // Both daemons upload in the background: sync until the heads in the store stop
+    // changing, so A has seen every head that `before` holds and nothing newer (else A
+    // sees the replay below as a plain rollback, not as withholding).
+    let mut before = heads_in(&s3);
+    for _ in 0..10 {
+        sync(&a);
+        sync(&b);
+        sync(&a);
+        let now = heads_in(&s3);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     // B publishes an edit and says so in its acknowledgement (its second sync: the
     // first one's poll ran before the upload).
     fs::write(b.notes().join("from-b.txt"), b"the store hides this").unwrap();
