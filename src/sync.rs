@@ -415,27 +415,16 @@ fn now_secs() -> u64 {
 
 /// Today's date in UTC as YYYY-MM-DD (for conflict copy names).
 pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    utc_date(jiff::Timestamp::now().as_second())
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// The UTC date of `secs` since the epoch, as YYYY-MM-DD.
+fn utc_date(secs: i64) -> String {
+    match jiff::Timestamp::from_second(secs) {
+        Ok(t) => t.strftime("%Y-%m-%d").to_string(),
+        // Outside jiff's range (years -9999..=9999): no real clock says so.
+        Err(_) => "0000-00-00".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -444,9 +433,9 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(11_016 * 86_400), "2000-02-29");
+        assert_eq!(utc_date(20_785 * 86_400 + 86_399), "2026-11-28");
+        assert_eq!(utc_date(-1), "1969-12-31");
     }
 }
