@@ -924,6 +924,17 @@ fn a_store_withholding_another_devices_head_is_caught() {
     let sw = Seaweed::start();
     let s3 = sw.store("withhold");
     let (mut a, mut b) = two_devices(&sw, "withhold");
+    // A looks at the store only when the test says so (not every 2 s as MOUNT_ARGS has
+    // it): a background poll between B's
+    // publishing and the replay below would show A the newer head itself, and the replay
+    // would then read as a plain rollback rather than as withholding. (A poll interval
+    // longer than the machine's uptime is also what a boot-time mount has.)
+    let extra = &mut a.mount_options().extra;
+    let at = extra
+        .iter()
+        .position(|x| x == "--poll-interval")
+        .expect("the devices poll");
+    extra[at + 1] = "86400".to_string();
     a.mount_again();
     b.mount_again();
     fs::write(a.notes().join("seen-by-both.txt"), b"1").unwrap();

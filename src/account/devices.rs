@@ -259,25 +259,9 @@ impl NewDevice {
             false,
         )?);
         config.account_id = Some(hex::encode(m.account_id));
-        let mut acct = Unlocked {
-            session: None,
-            no_session: None,
-            home,
-            config,
-            store,
-            sync: None,
-            device_key,
-            account_key: ak,
-            account_key_version: akv,
-            prev_account_key: None,
-            identity,
-            service: None,
-            keyring: Mutex::new(keyring),
-            seen,
-            manifest: m.clone(),
-            manifest_etag: None,
-            signers: Default::default(),
-        };
+        let mut acct = Unlocked::new(home, config, store, device_key, identity, (ak, akv), seen);
+        acct.keyring = Mutex::new(keyring);
+        acct.manifest = m.clone();
         acct.accept_manifest(m, hash, obj, Some(etag))?;
         acct.home.save_config(&acct.config)?;
         let _ = std::fs::remove_file(acct.home.join_path());
@@ -323,25 +307,19 @@ impl NewDevice {
         )?);
         config.account_id = Some(hex::encode(old.account_id));
         config.server = Some(server);
-        Ok(Unlocked {
-            session: Some(session.clone()),
-            no_session: None,
+        let mut acct = Unlocked::new(
             home,
             config,
             store,
-            sync: None,
             device_key,
-            account_key: ak.duplicate(),
-            account_key_version: akv,
-            prev_account_key: None,
             identity,
-            service: Some(Box::new(super::remote::RemoteService(session))),
-            keyring: Mutex::new(Keyring::default()),
+            (ak.duplicate(), akv),
             seen,
-            manifest: old.clone(),
-            manifest_etag: None,
-            signers: Default::default(),
-        })
+        );
+        acct.session = Some(session.clone());
+        acct.service = Some(Box::new(super::remote::RemoteService(session)));
+        acct.manifest = old.clone();
+        Ok(acct)
     }
 
     /// Recovers the account on this new device with the recovery key: opens the account

@@ -76,7 +76,6 @@ pub(super) fn run(acct: &mut Unlocked, reanchor: bool) -> Result<(), AccountErro
             let mut account_id = [0u8; 16];
             crypto::random_bytes(&mut account_id)?;
             acct.manifest = Manifest {
-                account_id,
                 counter: table.counter,
                 account_key_version: 1,
                 flags: FLAG_SECOND_FACTOR,
@@ -87,9 +86,8 @@ pub(super) fn run(acct: &mut Unlocked, reanchor: bool) -> Result<(), AccountErro
                     state: DeviceState::Active,
                     features: FEATURES,
                 }],
-                recovery: Vec::new(),
-                key_commitments: Vec::new(),
                 table: table.clone(),
+                ..Manifest::empty(account_id)
             };
             let mut next = acct.manifest.clone();
             next.set_commitment(0, 1, key_commitment(&acct.account_key));

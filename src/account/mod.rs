@@ -182,6 +182,41 @@ pub struct Unlocked {
     signers: Arc<RwLock<manifest::Signers>>,
 }
 
+impl Unlocked {
+    /// An unlocked account with nothing connected yet: no write-back, key service or
+    /// session, no previous account key, an empty keyring and an empty manifest. The
+    /// one place the struct is built; callers then set what they have.
+    fn new(
+        home: Home,
+        config: Config,
+        store: Arc<dyn Store>,
+        device_key: SecretKey,
+        identity: Arc<DeviceIdentity>,
+        (account_key, account_key_version): (SecretKey, u32),
+        seen: Arc<SeenHeads>,
+    ) -> Unlocked {
+        Unlocked {
+            home,
+            config,
+            store,
+            sync: None,
+            device_key,
+            account_key,
+            account_key_version,
+            prev_account_key: None,
+            identity,
+            service: None,
+            session: None,
+            no_session: None,
+            keyring: Mutex::new(Keyring::default()),
+            seen,
+            manifest: Manifest::empty([0; 16]),
+            manifest_etag: None,
+            signers: Default::default(),
+        }
+    }
+}
+
 /// The store URL recorded in the config. The default is `embedded`: the local store
 /// inside the home, named relative to it so a home can be moved or restored elsewhere.
 pub const EMBEDDED_STORE: &str = "embedded";
@@ -370,43 +405,28 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
     } else {
         0
     };
-    let mut acct = Unlocked {
-        home: Home::new(home.root.clone()),
+    let mut acct = Unlocked::new(
+        Home::new(home.root.clone()),
         config,
         store,
-        sync: None,
         device_key,
-        account_key,
-        account_key_version: 1,
-        prev_account_key: None,
         identity,
-        service,
-        session,
-        no_session: None,
-        keyring: Mutex::new(Keyring::default()),
+        (account_key, 1),
         seen,
-        manifest: Manifest {
-            account_id,
-            counter: 0,
-            account_key_version: 1,
-            flags: second_factor,
-            devices: vec![DeviceEntry {
-                name: opts.device_name,
-                sign: me.sign,
-                kx: me.kx,
-                state: DeviceState::Active,
-                features: FEATURES,
-            }],
-            recovery: Vec::new(),
-            key_commitments: Vec::new(),
-            table: CategoryTable {
-                counter: 0,
-                next_id: 1,
-                entries: Vec::new(),
-            },
-        },
-        manifest_etag: None,
-        signers: Default::default(),
+    );
+    acct.service = service;
+    acct.session = session;
+    acct.manifest = Manifest {
+        account_key_version: 1,
+        flags: second_factor,
+        devices: vec![DeviceEntry {
+            name: opts.device_name,
+            sign: me.sign,
+            kx: me.kx,
+            state: DeviceState::Active,
+            features: FEATURES,
+        }],
+        ..Manifest::empty(account_id)
     };
     let mut next = acct.manifest.clone();
     next.set_commitment(0, 1, key_commitment(&acct.account_key));
@@ -487,38 +507,19 @@ fn unlock_with(
         }
     };
     let prev_account_key = local::load_previous_account_key(&home, &device_key);
-    let mut acct = Unlocked {
+    let mut acct = Unlocked::new(
         home,
         config,
         store,
-        sync,
         device_key,
-        account_key,
-        account_key_version,
-        prev_account_key,
-        identity: Arc::new(identity),
-        service,
-        session: None,
-        no_session: None,
-        keyring: Mutex::new(keyring),
+        Arc::new(identity),
+        (account_key, account_key_version),
         seen,
-        manifest: Manifest {
-            account_id: [0; 16],
-            counter: 0,
-            account_key_version: 0,
-            flags: 0,
-            devices: Vec::new(),
-            recovery: Vec::new(),
-            key_commitments: Vec::new(),
-            table: CategoryTable {
-                counter: 0,
-                next_id: 1,
-                entries: Vec::new(),
-            },
-        },
-        manifest_etag: None,
-        signers: Default::default(),
-    };
+    );
+    acct.sync = sync;
+    acct.prev_account_key = prev_account_key;
+    acct.service = service;
+    acct.keyring = Mutex::new(keyring);
     let mut anchored = None;
     if acct.config.account_id.is_none() {
         migrate::run(&mut acct, reanchor)?;

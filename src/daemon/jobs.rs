@@ -66,11 +66,14 @@ pub(super) fn start_sync_thread(
     std::thread::Builder::new()
         .name("sync".into())
         .spawn(move || {
-            let mut last = Instant::now() - every;
+            // None: never polled, so poll at once. (`Instant::now() - every` would panic
+            // when the machine has been up for less than `every`, e.g. at boot or with a
+            // long `--poll-interval`.)
+            let mut last: Option<Instant> = None;
             let mut last_usage: Option<Instant> = None;
             while !stop.load(Ordering::Relaxed) {
-                if last.elapsed() >= every || wb.has_conflicts() {
-                    last = Instant::now();
+                if last.is_none_or(|t| t.elapsed() >= every) || wb.has_conflicts() {
+                    last = Some(Instant::now());
                     sy.poll(false);
                 }
                 if last_usage.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {

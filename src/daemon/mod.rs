@@ -404,7 +404,8 @@ fn run_until_unmounted(
     }
     let interval = Duration::from_secs(opts.commit_interval.max(1));
     let mut last_commit = Instant::now();
-    let mut last_sync_status = Instant::now() - Duration::from_secs(10);
+    // None: not written yet (no `Instant` arithmetic that could go below boot time).
+    let mut last_sync_status: Option<Instant> = None;
     let mut unmount_requested = false;
     while !session.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -424,9 +425,9 @@ fn run_until_unmounted(
             }
         }
         if let Some(wb) = &run.wb
-            && last_sync_status.elapsed() >= Duration::from_secs(1)
+            && last_sync_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
-            last_sync_status = Instant::now();
+            last_sync_status = Some(Instant::now());
             write_sync_status(&run.home, &wb.status());
         }
         if last_commit.elapsed() >= interval {

@@ -91,6 +91,25 @@ pub struct SignedManifest {
 pub const SIGN_DOMAIN: &str = crate::crypto::domains::SIGN_MANIFEST;
 
 impl Manifest {
+    /// The manifest of `account_id` before anything is in it: counter 0, no device, no
+    /// recovery method and an empty category table. Built on with struct update syntax.
+    pub fn empty(account_id: [u8; 16]) -> Manifest {
+        Manifest {
+            account_id,
+            counter: 0,
+            account_key_version: 0,
+            flags: 0,
+            devices: Vec::new(),
+            recovery: Vec::new(),
+            key_commitments: Vec::new(),
+            table: CategoryTable {
+                counter: 0,
+                next_id: 1,
+                entries: Vec::new(),
+            },
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.raw(MANIFEST_MAGIC)
