@@ -19,7 +19,7 @@ fn attr(mode: u32, t: i64) -> Attr {
     }
 }
 
-fn dir() -> Record {
+pub(super) fn dir() -> Record {
     Record {
         attr: attr(libc::S_IFDIR | 0o755, 1),
         xattrs: Default::default(),
@@ -31,7 +31,7 @@ fn dir() -> Record {
 }
 
 /// A file whose "content" is `v` (a fake chunk reference).
-fn file(v: u8) -> Record {
+pub(super) fn file(v: u8) -> Record {
     Record {
         attr: attr(libc::S_IFREG | 0o644, 1),
         xattrs: Default::default(),
@@ -73,7 +73,7 @@ fn namer() -> ConflictNamer {
     }
 }
 
-fn run(base: &Records, local: &Records, remote: &Records) -> Merged {
+pub(super) fn run(base: &Records, local: &Records, remote: &Records) -> Merged {
     let mut next = 1000;
     let m = merge(
         base,
@@ -91,7 +91,7 @@ fn run(base: &Records, local: &Records, remote: &Records) -> Merged {
 
 /// Every name points at a node, every node but orphans has a name and is reachable
 /// from the root, directory parents and link counts agree with the entries.
-fn check_consistent(t: &Records) {
+pub(super) fn check_consistent(t: &Records) {
     let mut links: HashMap<u64, u32> = HashMap::new();
     for (p, r) in t {
         if let Payload::Dir { entries, .. } = &r.payload {
