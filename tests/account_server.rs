@@ -2,6 +2,8 @@
 //! real mounts: init pins the server, standard keys are wrapped by the service, e2e
 //! categories stay locked until TOTP is enrolled, a wrong fingerprint is refused, and the
 //! service key rotates.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

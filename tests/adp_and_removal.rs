@@ -3,6 +3,8 @@
 //! mounted (the key service can no longer unwrap them); `adp off` hands them back; a
 //! removed device can open nothing written afterwards; the recovery key survives an
 //! account-key rotation.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! An attacker who holds the store and the key service's directory (the server side) but
 //! not the device: standard categories decrypt (that is what makes data recovery
 //! possible), e2e categories do not.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! The command line around a mounted drive: status, one daemon per home, categories.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -10,6 +10,8 @@
 //!   construction from its primitives.
 //! * Properties: fast XTS == reference XTS, round trips, tamper/wrong-key/wrong-context/
 //!   wrong-suite/truncation rejection.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aes::cipher::KeyInit;
 use aes::{Aes128, Aes256};

@@ -2,6 +2,8 @@
 //! a second device joins with an approval code and reads both standard and end-to-end
 //! data; a substituted join request is not approvable; the recovery key brings the
 //! end-to-end data back on a new device, and a new recovery key revokes the old one.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `cirrus export` / `cirrus export-read` on real drives: a plain tar that system tar reads
 //! (and that leaves end-to-end categories out), an encrypted archive that round-trips
 //! every byte and attribute and shows no plaintext, and damaged archives that are refused.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

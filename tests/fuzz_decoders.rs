@@ -16,6 +16,8 @@
 //! release). `scripts/fuzz` runs the same file with many more. Failures are
 //! kept in `tests/fuzz_decoders.proptest-regressions` and replayed first on every run;
 //! what this file found is kept as the `regression_*` tests at the end.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cirrus::account::local::Keyring;
 use cirrus::account::methods::parse_contact_code;

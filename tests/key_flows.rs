@@ -2,7 +2,8 @@
 //! against a real `cirrus serve` on 127.0.0.1, real TOTP codes computed here, and the
 //! messages a user reads checked against what they promise. No flow may leave a device
 //! that can never log in again.
-
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(unused_imports)] // each section uses some of these
 
 mod common;

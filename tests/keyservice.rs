@@ -1,5 +1,7 @@
 //! `cirrus serve` end to end: the real binary on 127.0.0.1, driven over real TLS through
 //! the client library (`cirrus::keyservice::client`), with tiny Argon2 costs.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

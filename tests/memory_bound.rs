@@ -1,5 +1,7 @@
 //! The daemon's memory stays bounded by --memory-cache (+64 MiB) whatever the file size:
 //! write and then read back a 4 GiB file while sampling the daemon's RSS.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

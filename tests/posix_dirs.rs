@@ -1,4 +1,6 @@
 //! Directories: mkdir/rmdir, error cases, readdir completeness, link counts, `.` and `..`.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

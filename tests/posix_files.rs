@@ -1,5 +1,7 @@
 //! Regular files: data round trips, offsets, append, truncation, sparse files, syncing,
 //! open-unlinked / open-renamed files, mmap, locks.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Hard links, symbolic links, name and path length limits.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Permission checks for users other than the owner, and a drive mounted by a non-root
 //! user. Operations run in forked children that switch to the `cirrustest` account; on
 //! Cirrus the drive is mounted with `--allow-other` so that account can reach it.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! nanosecond mtimes, link counts, hard-link identity, symlink targets, content hashes,
 //! xattrs, device numbers) must be identical before and after. In plain mode the remount
 //! is a no-op and the comparisons still run.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Real programs on the file system: cp, tar, diff, git, sqlite3, editor-style saves, fsx.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Extended attributes in the `user.` namespace.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

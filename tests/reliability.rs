@@ -1,6 +1,8 @@
 //! Damage, crash and bad-input behaviour of a real mounted drive: tampered, swapped,
 //! deleted and rolled-back objects give EIO (never wrong bytes) and `fsck` reports them;
 //! fsync'd data survives kill -9; bad input gives a one-line error and changes nothing.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! in use (every read succeeds), the old key object is destroyed, the old key opens
 //! nothing of the tree afterwards, a daemon killed mid-rotation resumes, and an unmounted
 //! drive rotates in-process.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

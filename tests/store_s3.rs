@@ -2,6 +2,8 @@
 //! store conformance suite, compare-and-swap races, the errors a user sees for a bad
 //! secret, a missing bucket or a dead server, and a whole drive living on S3 (keys from
 //! the environment, or from an AWS shared credentials file).
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

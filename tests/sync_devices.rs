@@ -3,6 +3,8 @@
 //! different files merge, an edit of one file on both makes one winner plus a named
 //! conflict copy, deletes and renames propagate, delete vs edit keeps the edit, and a
 //! store that rolls a head back is refused while the device keeps its own state.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

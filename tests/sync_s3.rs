@@ -3,6 +3,8 @@
 //! drive working from its cache with the queue shown by `status`; a restart of the
 //! server or of the daemon loses nothing; a full journal is ENOSPC; an object corrupted
 //! in the bucket is EIO, never wrong data.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -206,59 +206,62 @@ fn new_device_options(a: &NewDeviceArgs) -> NewDeviceOptions {
     }
 }
 
+/// `cirrus device add`: join the account as a new device and wait for the approval.
+fn add(home: Home, new: NewDeviceArgs, timeout: u64) -> CliResult {
+    let passcode = passcode::read(&new.pass, true)?;
+    let root = home.root.clone();
+    let fresh = fresh_home(&root);
+    let mut nd = NewDevice::prepare(home, &passcode, new_device_options(&new))
+        .map_err(|e| format!("device add: {e}"))?;
+    let mut login = match log_in_first(&nd, &new, "device add") {
+        Ok(l) => l,
+        Err(e) => {
+            if fresh {
+                undo_new_device(&root);
+            }
+            return Err(e);
+        }
+    };
+    let code = nd.request_join().map_err(|e| format!("device add: {e}"))?;
+    let code = code.as_str();
+    println!("Approval code: {code}");
+    println!(
+        "On a trusted device of the account run:  cirrus device approve {code}\n\
+         The code is a secret between the two devices: type it there yourself; never \
+         send it through the server or anyone else."
+    );
+    // The prompt must reach a reader waiting on a pipe (scripts, tests) now.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        match nd
+            .try_finish_join()
+            .map_err(|e| format!("device add: {e}"))?
+        {
+            Ok(mut acct) => {
+                println!(
+                    "This device ({}) now belongs to the account. Mount with: {}",
+                    acct.config.device_name,
+                    crate::hint::cmd_hint("mount")
+                );
+                attach_server(&mut acct, login.take())?;
+                return Ok(0);
+            }
+            Err(back) => nd = back,
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not approved within {timeout} s; run `{}` again to keep waiting",
+                crate::hint::cmd_hint("device add")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub fn run(home: Home, cmd: DeviceCmd) -> CliResult {
     match cmd {
-        DeviceCmd::Add { new, timeout } => {
-            let passcode = passcode::read(&new.pass, true)?;
-            let root = home.root.clone();
-            let fresh = fresh_home(&root);
-            let mut nd = NewDevice::prepare(home, &passcode, new_device_options(&new))
-                .map_err(|e| format!("device add: {e}"))?;
-            let mut login = match log_in_first(&nd, &new, "device add") {
-                Ok(l) => l,
-                Err(e) => {
-                    if fresh {
-                        undo_new_device(&root);
-                    }
-                    return Err(e);
-                }
-            };
-            let code = nd.request_join().map_err(|e| format!("device add: {e}"))?;
-            let code = code.as_str();
-            println!("Approval code: {code}");
-            println!(
-                "On a trusted device of the account run:  cirrus device approve {code}\n\
-                 The code is a secret between the two devices: type it there yourself; never \
-                 send it through the server or anyone else."
-            );
-            // The prompt must reach a reader waiting on a pipe (scripts, tests) now.
-            let _ = std::io::Write::flush(&mut std::io::stdout());
-            let deadline = Instant::now() + Duration::from_secs(timeout);
-            loop {
-                match nd
-                    .try_finish_join()
-                    .map_err(|e| format!("device add: {e}"))?
-                {
-                    Ok(mut acct) => {
-                        println!(
-                            "This device ({}) now belongs to the account. Mount with: {}",
-                            acct.config.device_name,
-                            crate::hint::cmd_hint("mount")
-                        );
-                        attach_server(&mut acct, login.take())?;
-                        return Ok(0);
-                    }
-                    Err(back) => nd = back,
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "not approved within {timeout} s; run `{}` again to keep waiting",
-                        crate::hint::cmd_hint("device add")
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
+        DeviceCmd::Add { new, timeout } => add(home, new, timeout),
         DeviceCmd::Approve { code, pass } => {
             let mut acct = super::unlock(home, &pass)?;
             let name = acct

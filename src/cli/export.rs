@@ -287,6 +287,53 @@ fn select(
     Ok(sel)
 }
 
+/// The selected categories, opened for reading, and those that stay out (locked: no
+/// key here; unavailable: their head failed verification), each with why. None open
+/// is an error that lists why.
+struct Opened {
+    open: Vec<(String, Arc<crate::volume::Category>)>,
+    locked: Vec<(String, String)>,
+    unavailable: Vec<(String, String)>,
+}
+
+fn open_selected(
+    acct: &crate::account::Unlocked,
+    ids: &HashSet<u32>,
+    cache: &Arc<ChunkCache>,
+) -> Result<Opened, String> {
+    // Category::open verifies each head; a category that fails stays out, and says why.
+    let mut open = Vec::new();
+    let mut locked = Vec::new();
+    let mut unavailable = Vec::new();
+    for (entry, setup) in acct.category_setups() {
+        if !ids.contains(&entry.id) {
+            continue;
+        }
+        match setup {
+            Err(why) => locked.push((entry.name, why)),
+            Ok(s) => {
+                let c = super::open_for_inspection(acct, s, cache);
+                match c.stats().3 {
+                    Some(why) => unavailable.push((entry.name, why)),
+                    None => open.push((entry.name, c)),
+                }
+            }
+        }
+    }
+    if open.is_empty() {
+        let mut why = String::from("nothing to export");
+        for (n, w) in locked.iter().chain(&unavailable) {
+            why.push_str(&format!("\n  {n}: {w}"));
+        }
+        return Err(why);
+    }
+    Ok(Opened {
+        open,
+        locked,
+        unavailable,
+    })
+}
+
 pub fn run(home: Home, a: ExportArgs) -> CliResult {
     let out = a.out.clone();
     if let Ok(m) = fs::symlink_metadata(&out) {
@@ -321,33 +368,12 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
     let sel = select(acct.table(), &a.categories, password.is_some())?;
     let ids: HashSet<u32> = sel.entries.iter().map(|e| e.id).collect();
 
-    // Category::open verifies each head; a category that fails stays out, and says why.
     let cache = Arc::new(ChunkCache::new(4 << 20));
-    let mut open = Vec::new();
-    let mut locked = Vec::new();
-    let mut unavailable = Vec::new();
-    for (entry, setup) in acct.category_setups() {
-        if !ids.contains(&entry.id) {
-            continue;
-        }
-        match setup {
-            Err(why) => locked.push((entry.name, why)),
-            Ok(s) => {
-                let c = super::open_for_inspection(&acct, s, &cache);
-                match c.stats().3 {
-                    Some(why) => unavailable.push((entry.name, why)),
-                    None => open.push((entry.name, c)),
-                }
-            }
-        }
-    }
-    if open.is_empty() {
-        let mut why = String::from("nothing to export");
-        for (n, w) in locked.iter().chain(&unavailable) {
-            why.push_str(&format!("\n  {n}: {w}"));
-        }
-        return Err(why);
-    }
+    let Opened {
+        open,
+        locked,
+        unavailable,
+    } = open_selected(&acct, &ids, &cache)?;
     let sources: Vec<Source> = open
         .iter()
         .map(|(n, c)| Source {

@@ -2,6 +2,8 @@
 //! local and memory stores, and `tests/store_s3.rs` on S3 against a real server. Public
 //! (and so compiled into the library) only so integration tests can reach it; it panics
 //! on the first broken rule, as a test should.
+// A test suite: a panic is a broken rule, so unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 
