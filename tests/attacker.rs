@@ -12,20 +12,10 @@ use cirrus::format::table::Class;
 use cirrus::keys::category_key_context;
 use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use cirrus::store::{LocalStore, Store};
-use cirrus::volume::{Category, CategorySetup, HeadWitness, ROOT_INO, VolumeOptions};
+use cirrus::volume::{Category, CategorySetup, NoWitness, ROOT_INO, VolumeOptions};
 use common::*;
 use std::fs;
 use std::sync::Arc;
-
-struct Forgetful;
-impl HeadWitness for Forgetful {
-    fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, cirrus::volume::WitnessError> {
-        Ok(None)
-    }
-    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), cirrus::volume::WitnessError> {
-        Ok(())
-    }
-}
 
 #[test]
 fn server_side_reads_standard_categories_but_not_e2e() {
@@ -70,7 +60,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                     },
                     store.clone(),
                     Arc::new(ChunkCache::new(1 << 20)),
-                    Arc::new(Forgetful),
+                    Arc::new(NoWitness),
                     VolumeOptions {
                         dirty_limit: 1 << 20,
                         owner: (0, 0),

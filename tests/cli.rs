@@ -488,18 +488,6 @@ fn named_commands(text: &str) -> Vec<String> {
     found
 }
 
-/// Every `.rs` file under `dir`.
-fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn every_command_and_flag_a_message_names_exists() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -304,7 +304,7 @@ fn the_old_key_opens_nothing_written_after_rotation() {
         },
         store.clone(),
         Arc::new(cirrus::cache::ChunkCache::new(1 << 20)),
-        Arc::new(NoWitness),
+        Arc::new(cirrus::volume::NoWitness),
         cirrus::volume::VolumeOptions {
             dirty_limit: 1 << 20,
             owner: (0, 0),
@@ -365,16 +365,6 @@ fn the_old_key_opens_nothing_written_after_rotation() {
     assert_eq!(cat.read(n.ino, 0, 1 << 20).unwrap(), after);
     let n = cat.lookup(cirrus::volume::ROOT_INO, b"before.bin").unwrap();
     assert_eq!(cat.read(n.ino, 0, 1 << 20).unwrap(), before);
-}
-
-struct NoWitness;
-impl cirrus::volume::HeadWitness for NoWitness {
-    fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, cirrus::volume::WitnessError> {
-        Ok(None)
-    }
-    fn record(&self, _c: u32, _n: u64, _h: [u8; 32]) -> Result<(), cirrus::volume::WitnessError> {
-        Ok(())
-    }
 }
 
 fn daemon_pid(home: &Path) -> i32 {

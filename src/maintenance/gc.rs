@@ -9,12 +9,13 @@
 //! unreferenced for the whole grace period, and (with other devices syncing) once each of
 //! them has acknowledged every head published since the mark (FORMAT.md §14b).
 
-use super::{NoWitness, open_for_inspection, open_for_inspection_in};
+use super::{open_for_inspection, open_for_inspection_in};
 use crate::account::{AccountError, Unlocked};
 use crate::cache::ChunkCache;
 use crate::daemon::DaemonError;
 use crate::format::names;
 use crate::store::{Store, StoreError};
+use crate::volume::NoWitness;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -11,7 +11,7 @@ pub mod rotation;
 use crate::account::Unlocked;
 use crate::cache::ChunkCache;
 use crate::store::Store;
-use crate::volume::{Category, CategorySetup, HeadWitness, VolumeOptions, WitnessError};
+use crate::volume::{Category, CategorySetup, HeadWitness, VolumeOptions};
 use std::sync::Arc;
 
 /// Opens one category read-mostly for an admin command (status, fsck): small caches.
@@ -47,28 +47,14 @@ pub fn open_for_inspection_in(
     )
 }
 
-/// A witness that neither consults nor changes this device's record of heads: for views
-/// read only to find what they reference (their signatures and MACs are still checked;
-/// this device's own commits may be ahead of the store).
-pub(crate) struct NoWitness;
-
-impl HeadWitness for NoWitness {
-    fn seen(&self, _: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {
-        Ok(None)
-    }
-    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), WitnessError> {
-        Ok(())
-    }
-}
-
 /// Categories over an in-memory store, for the unit tests of this module.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::NoWitness;
     use crate::cache::ChunkCache;
     use crate::crypto::SecretKey;
     use crate::format::table::{CategoryEntry, Class};
     use crate::store::Store;
+    use crate::volume::NoWitness;
     use crate::volume::{Category, CategorySetup, VolumeOptions};
     use std::sync::Arc;
 

@@ -166,6 +166,20 @@ pub enum HeadSignError {
     ReadOnly,
 }
 
+/// A witness that neither consults nor records any head: for views read only to find
+/// what they reference (signatures and MACs are still checked; no rollback check), and
+/// for tests of the volume alone.
+pub struct NoWitness;
+
+impl HeadWitness for NoWitness {
+    fn seen(&self, _: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {
+        Ok(None)
+    }
+    fn record(&self, _: u32, _: u64, _: [u8; 32]) -> Result<(), WitnessError> {
+        Ok(())
+    }
+}
+
 /// Layout-1 heads: no signature, only the category key's MAC.
 pub struct UnsignedHeads;
 

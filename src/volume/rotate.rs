@@ -399,21 +399,6 @@ mod tests {
     use crate::format::table::CategoryEntry;
     use crate::store::MemStore;
 
-    struct Forgetful;
-    impl HeadWitness for Forgetful {
-        fn seen(&self, _c: u32) -> Result<Option<(u64, [u8; 32])>, crate::volume::WitnessError> {
-            Ok(None)
-        }
-        fn record(
-            &self,
-            _c: u32,
-            _n: u64,
-            _h: [u8; 32],
-        ) -> Result<(), crate::volume::WitnessError> {
-            Ok(())
-        }
-    }
-
     fn key(b: u8) -> SecretKey {
         SecretKey::from_bytes([b; 32])
     }
@@ -439,7 +424,7 @@ mod tests {
             },
             store.clone(),
             Arc::new(ChunkCache::new(4 << 20)),
-            Arc::new(Forgetful),
+            Arc::new(crate::volume::NoWitness),
             VolumeOptions {
                 // Small, so rotation seals and flushes packs along the way.
                 dirty_limit: 1 << 20,
