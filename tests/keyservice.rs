@@ -163,11 +163,9 @@ fn pinning_probe_and_fingerprint_match_the_certificate() {
     // ...and nothing reached the server: the right client can still create that account
     s.client().create_account("alice", &pw("pw"), TINY).unwrap();
 
-    // a closed port is a connection error naming the URL
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // a closed port is a connection error naming the URL; the port stays bound (but not
+    // listening) until the end of the test, so nothing else can start listening on it
+    let (closed, _held) = closed_port();
     let url = format!("https://{closed}");
     match KeyClient::new(&url, s.fingerprint)
         .unwrap()
@@ -183,6 +181,29 @@ fn pinning_probe_and_fingerprint_match_the_certificate() {
         KeyClient::new("http://127.0.0.1:1", s.fingerprint),
         Err(ClientError::BadUrl(_))
     ));
+}
+
+/// A port on 127.0.0.1 that refuses connections for as long as the returned socket lives:
+/// bound, so no other process can take it, but never listening.
+fn closed_port() -> (std::net::SocketAddr, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns from creation on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, (&raw const addr).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut len = len;
+        let rc = libc::getsockname(fd, (&raw mut addr).cast(), &raw mut len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        let port = u16::from_be(addr.sin_port);
+        (std::net::SocketAddr::from(([127, 0, 0, 1], port)), owned)
+    }
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! installs into a venv at `<target>/test-tools/seaweedfs-venv`; `CIRRUS_WEED` overrides.
 
 use cirrus::store::{S3Config, S3Credentials, S3Store, Store, StoreError};
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const ACCESS_KEY: &str = "cirrustestkey";
@@ -31,11 +33,32 @@ pub fn weed_bin() -> PathBuf {
     p
 }
 
-/// `n` distinct ports free on 127.0.0.1 right now (all held until every one is chosen),
-/// below the kernel's ephemeral range when it leaves room: [`Seaweed::restart`] binds
-/// them again after a kill, and a port of the ephemeral range may meanwhile have become
-/// the local end of some other test's outgoing connection.
+/// Ports of the servers this test process runs (cargo runs one test binary at a time, so
+/// the servers running at once are all here): a server that [`Seaweed::restart`] has
+/// killed no longer holds its ports, and another test starting a server in that window
+/// must not pick them.
+static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+fn reserved() -> std::sync::MutexGuard<'static, BTreeSet<u16>> {
+    RESERVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a server could listen on `port` now, checked the way `weed mini` checks
+/// (on 127.0.0.1 and on every address; std, like Go, sets SO_REUSEADDR, so connections
+/// in TIME_WAIT do not count).
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("0.0.0.0", port)).is_ok()
+}
+
+/// `n` distinct ports free on 127.0.0.1 right now (all held until every one is chosen)
+/// and reserved in [`RESERVED`] until the server is dropped, below the kernel's
+/// ephemeral range when it leaves room: [`Seaweed::restart`] binds them again after a
+/// kill, and a port of the ephemeral range may meanwhile have become the local end of
+/// some other test's outgoing connection.
 fn free_ports(n: usize) -> Vec<u16> {
+    let mut taken = reserved();
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
@@ -59,15 +82,23 @@ fn free_ports(n: usize) -> Vec<u16> {
             x ^= x >> 7;
             x ^= x << 17;
             let port = 10_000 + (x % span) as u16;
+            if taken.contains(&port) {
+                continue;
+            }
             if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
                 ls.push(l);
             }
         }
     }
     while ls.len() < n {
-        ls.push(TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"));
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        if !taken.contains(&l.local_addr().unwrap().port()) {
+            ls.push(l);
+        }
     }
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    taken.extend(&ports);
+    ports
 }
 
 /// A running SeaweedFS with one bucket, [`BUCKET`].
@@ -178,7 +209,12 @@ impl Seaweed {
         let p = free_ports(11);
         let log_name = format!("weed-{attempt}.log");
         let tls = tls.map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
-        let child = spawn_weed(bin, dir.path(), &p, tls.as_ref(), &log_name)?;
+        let child = spawn_weed(bin, dir.path(), &p, tls.as_ref(), &log_name).inspect_err(|_| {
+            let mut taken = reserved();
+            for port in &p {
+                taken.remove(port);
+            }
+        })?;
         let mut sw = Seaweed {
             child: Some(child),
             endpoint: format!("http://127.0.0.1:{}", p[6]),
@@ -230,21 +266,40 @@ impl Seaweed {
 
     /// Starts the server again after [`Seaweed::kill`], on the same ports and data, so
     /// what was stored before is there again.
+    ///
+    /// The kill leaves the ports in the kernel's hands for a moment (connections closing),
+    /// and `weed mini` gives up at once on a port it cannot bind: wait until every port
+    /// binds, and start again (up to 60 s) when it still says so.
     pub fn restart(&mut self) {
         self.kill();
-        self.starts += 1;
-        let log_name = format!("weed-restart-{}.log", self.starts);
-        let child = spawn_weed(
-            &weed_bin(),
-            self.dir.path(),
-            &self.ports,
-            self.tls.as_ref(),
-            &log_name,
-        )
-        .unwrap_or_else(|e| panic!("restarting SeaweedFS: {e}"));
-        self.child = Some(child);
-        if let Err(e) = self.wait_ready(&log_name) {
-            panic!("SeaweedFS did not come back: {e}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            while !self.ports.iter().all(|&p| bindable(p)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "SeaweedFS's ports {:?} did not come free after a kill",
+                    self.ports
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.starts += 1;
+            let log_name = format!("weed-restart-{}.log", self.starts);
+            let child = spawn_weed(
+                &weed_bin(),
+                self.dir.path(),
+                &self.ports,
+                self.tls.as_ref(),
+                &log_name,
+            )
+            .unwrap_or_else(|e| panic!("restarting SeaweedFS: {e}"));
+            self.child = Some(child);
+            match self.wait_ready(&log_name) {
+                Ok(()) => break,
+                Err(e) if e.contains("Port allocation failed") && Instant::now() < deadline => {
+                    self.kill();
+                }
+                Err(e) => panic!("SeaweedFS did not come back: {e}"),
+            }
         }
         // The gateway answers before the volume server has its old data back (reads of
         // it then fail with HTTP 500 for a while): wait until what was stored reads.
@@ -344,6 +399,10 @@ impl Drop for Seaweed {
             }
         }
         self.remove_sockets();
+        let mut taken = reserved();
+        for p in &self.ports {
+            taken.remove(p);
+        }
     }
 }
 
