@@ -190,6 +190,14 @@ impl Category {
         if head.category != self.id {
             return Err(format!("head {name} belongs to category {}", head.category));
         }
+        // The version in the signed envelope picked the key; the sealed head must name the
+        // same one, or a writer sealed it under a key it did not mean (FORMAT.md §7).
+        if head.key_version != kv {
+            return Err(format!(
+                "head {name} is sealed under key version {kv} but names version {}",
+                head.key_version
+            ));
+        }
         Ok((head, under_old))
     }
 

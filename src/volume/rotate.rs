@@ -572,6 +572,30 @@ mod tests {
     }
 
     #[test]
+    fn a_head_naming_another_key_version_than_its_envelope_is_refused() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        file(&c, "a", b"hello");
+        c.commit().unwrap();
+        drop(c);
+        // Re-seal the stored head under the right key, naming version 2 inside.
+        let name = crate::format::names::head(3);
+        let obj = store.get(&name).unwrap();
+        let env = crate::format::manifest::decode_head_envelope(&obj).unwrap();
+        assert_eq!(env.key_version, 1);
+        let ctx = Context::new(crate::format::ObjKind::Head, 3, 0, 0).to_bytes();
+        let plain = crate::crypto::open(&key(1), Suite::XtsBlake3, &ctx, env.sealed).unwrap();
+        let mut head = crate::format::head::Head::decode(&plain).unwrap();
+        head.key_version = 2;
+        let sealed = crate::crypto::seal(&key(1), Suite::XtsBlake3, &ctx, &head.encode()).unwrap();
+        let forged = crate::volume::UnsignedHeads.envelope(3, 1, &sealed).unwrap();
+        store.put(&name, &forged).unwrap();
+        let c = open(&store, 1, key(1), None);
+        let why = c.stats().3.expect("the category is unavailable");
+        assert!(why.contains("names version 2"), "{why}");
+    }
+
+    #[test]
     fn a_crash_resumes_from_the_last_committed_cursor() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let c = open(&store, 1, key(1), None);
