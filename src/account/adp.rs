@@ -101,7 +101,7 @@ impl Unlocked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::manifest::{RecoveryEntry, RecoveryKind};
+    use crate::format::manifest::RecoveryEntry;
 
     #[test]
     fn adp_needs_a_recovery_method_and_every_device_able_to_follow() {
@@ -113,31 +113,16 @@ mod tests {
             features,
         };
         let mut m = Manifest {
-            account_id: [0; 16],
             counter: 1,
             account_key_version: 1,
-            flags: 0,
             devices: vec![dev("laptop", FEATURES), dev("old phone", 0)],
-            recovery: vec![],
-            key_commitments: vec![],
-            table: CategoryTable {
-                counter: 1,
-                next_id: 1,
-                entries: vec![],
-            },
+            ..Manifest::empty([0; 16])
         };
         let why = adp_blockers(&m);
         assert_eq!(why.len(), 2, "{why:?}");
         assert!(why[0].contains("recovery method") && why[1].contains("old phone"));
-        m.recovery.push(RecoveryEntry {
-            kind: RecoveryKind::RecoveryKey,
-            label: "recovery key".into(),
-            salt: [0; 16],
-            kdf_memory_kib: 8,
-            kdf_time: 1,
-            sign: [9; 32],
-            kx: [9; 32],
-        });
+        m.recovery
+            .push(RecoveryEntry::placeholder("recovery key", 8, 1));
         m.devices[1].state = DeviceState::Removed;
         assert!(adp_blockers(&m).is_empty());
     }

@@ -416,13 +416,7 @@ impl Unlocked {
                 self.store.clone(),
                 cache.clone(),
                 self.seen.clone(),
-                crate::volume::VolumeOptions {
-                    dirty_limit: 1 << 20,
-                    owner: (0, 0),
-                    dirty_total: Default::default(),
-                    heads: signer.clone(),
-                    device_slot: self.device_slot(),
-                },
+                crate::volume::VolumeOptions::offline(signer.clone(), self.device_slot()),
             );
             if let Err(err) = cat.republish_head() {
                 log::warn!("category {}: cannot re-sign its head: {err}", e.name);

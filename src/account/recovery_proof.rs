@@ -250,15 +250,10 @@ mod tests {
             |m| m.account_key_version = 2,
             // a recovery method comes with it
             |m| {
-                m.recovery.push(crate::format::manifest::RecoveryEntry {
-                    kind: crate::format::manifest::RecoveryKind::RecoveryKey,
-                    label: "x".into(),
-                    salt: [0; 16],
-                    kdf_memory_kib: 19456,
-                    kdf_time: 2,
-                    sign: [9; 32],
-                    kx: [9; 32],
-                })
+                m.recovery
+                    .push(crate::format::manifest::RecoveryEntry::placeholder(
+                        "x", 19456, 2,
+                    ))
             },
             // a counter that skips
             |m| {

@@ -30,35 +30,17 @@ mod tests {
     use crate::cache::ChunkCache;
     use crate::crypto::SecretKey;
     use crate::format::names;
-    use crate::format::table::{CategoryEntry, Class};
     use crate::store::{MemStore, Store};
     use crate::volume::{Category, CategorySetup, NewNode, ROOT_INO, VolError, VolumeOptions};
     use std::sync::Arc;
 
     fn open(store: &Arc<dyn Store>, seen: &Arc<SeenHeads>) -> Arc<Category> {
         Category::open(
-            CategorySetup {
-                entry: CategoryEntry {
-                    id: 3,
-                    name: "Photos".into(),
-                    class: Class::Standard,
-                    retired: false,
-                    key_version: 1,
-                },
-                key: SecretKey::from_bytes([1; 32]),
-                key_version: 1,
-                old_key: None,
-            },
+            CategorySetup::standard(3, "Photos", SecretKey::from_bytes([1; 32]), 1, None),
             store.clone(),
             Arc::new(ChunkCache::new(1 << 20)),
             seen.clone(),
-            VolumeOptions {
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-                dirty_total: Default::default(),
-                heads: Arc::new(crate::volume::UnsignedHeads),
-                device_slot: Some(2),
-            },
+            VolumeOptions::offline(Arc::new(crate::volume::UnsignedHeads), Some(2)),
         )
     }
 

@@ -64,6 +64,23 @@ pub struct RecoveryEntry {
     pub kx: [u8; 32],
 }
 
+#[cfg(test)]
+impl RecoveryEntry {
+    /// A recovery-key entry with placeholder keys and salt, for tests where only its
+    /// presence (and its derivation cost) matter.
+    pub(crate) fn placeholder(label: &str, kdf_memory_kib: u32, kdf_time: u32) -> RecoveryEntry {
+        RecoveryEntry {
+            kind: RecoveryKind::RecoveryKey,
+            label: label.into(),
+            salt: [0; 16],
+            kdf_memory_kib,
+            kdf_time,
+            sign: [9; 32],
+            kx: [9; 32],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// Random at account creation: binds heads and manifests to one account.

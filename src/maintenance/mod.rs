@@ -37,13 +37,7 @@ pub fn open_for_inspection_in(
         store,
         cache.clone(),
         witness,
-        VolumeOptions {
-            dirty_limit: 1 << 20,
-            owner: (0, 0),
-            dirty_total: Default::default(),
-            heads: acct.head_signer(),
-            device_slot: acct.device_slot(),
-        },
+        VolumeOptions::offline(acct.head_signer(), acct.device_slot()),
     )
 }
 
@@ -52,7 +46,6 @@ pub fn open_for_inspection_in(
 pub(crate) mod testing {
     use crate::cache::ChunkCache;
     use crate::crypto::SecretKey;
-    use crate::format::table::{CategoryEntry, Class};
     use crate::store::Store;
     use crate::volume::NoWitness;
     use crate::volume::{Category, CategorySetup, VolumeOptions};
@@ -61,28 +54,17 @@ pub(crate) mod testing {
     /// Category `id` under a fixed key, unsigned heads.
     pub fn open(store: &Arc<dyn Store>, id: u32) -> Arc<Category> {
         Category::open(
-            CategorySetup {
-                entry: CategoryEntry {
-                    id,
-                    name: format!("cat{id}"),
-                    class: Class::Standard,
-                    retired: false,
-                    key_version: 1,
-                },
-                key: SecretKey::from_bytes([id as u8; 32]),
-                key_version: 1,
-                old_key: None,
-            },
+            CategorySetup::standard(
+                id,
+                &format!("cat{id}"),
+                SecretKey::from_bytes([id as u8; 32]),
+                1,
+                None,
+            ),
             store.clone(),
             Arc::new(ChunkCache::new(4 << 20)),
             Arc::new(NoWitness),
-            VolumeOptions {
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-                dirty_total: Default::default(),
-                heads: Arc::new(crate::volume::UnsignedHeads),
-                device_slot: Some(1),
-            },
+            VolumeOptions::offline(Arc::new(crate::volume::UnsignedHeads), Some(1)),
         )
     }
 

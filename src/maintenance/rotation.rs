@@ -312,9 +312,7 @@ fn offline(
             VolumeOptions {
                 dirty_limit: 32 << 20,
                 owner,
-                dirty_total: Default::default(),
-                heads: acct.head_signer(),
-                device_slot: acct.device_slot(),
+                ..VolumeOptions::offline(acct.head_signer(), acct.device_slot())
             },
         );
         let opts = RotateOptions {

@@ -223,6 +223,20 @@ pub struct VolumeOptions {
     pub device_slot: Option<u32>,
 }
 
+impl VolumeOptions {
+    /// For a category opened outside a mount (fsck, gc, re-signing heads, unit tests): a
+    /// 1 MiB dirty limit, nothing shared with other categories, new roots owned by root.
+    pub fn offline(heads: Arc<dyn HeadSigner>, device_slot: Option<u32>) -> VolumeOptions {
+        VolumeOptions {
+            dirty_limit: 1 << 20,
+            owner: (0, 0),
+            dirty_total: Default::default(),
+            heads,
+            device_slot,
+        }
+    }
+}
+
 /// One category's unlocked key and identity.
 pub struct CategorySetup {
     pub entry: CategoryEntry,
@@ -231,6 +245,31 @@ pub struct CategorySetup {
     /// The previous key version and key, when its key object still exists: a rotation may
     /// be in progress (the head says whether it is), so blobs may still be sealed under it.
     pub old_key: Option<(u32, SecretKey)>,
+}
+
+#[cfg(test)]
+impl CategorySetup {
+    /// A standard category `id` named `name` under `key` at `version` (unit tests).
+    pub(crate) fn standard(
+        id: u32,
+        name: &str,
+        key: SecretKey,
+        version: u32,
+        old_key: Option<(u32, SecretKey)>,
+    ) -> CategorySetup {
+        CategorySetup {
+            entry: CategoryEntry {
+                id,
+                name: name.into(),
+                class: crate::format::table::Class::Standard,
+                retired: false,
+                key_version: version,
+            },
+            key,
+            key_version: version,
+            old_key,
+        }
+    }
 }
 
 /// The keys a category opens and seals with. Replaced as a whole, under the category lock,

@@ -396,7 +396,6 @@ impl Category {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::table::CategoryEntry;
     use crate::store::MemStore;
 
     fn key(b: u8) -> SecretKey {
@@ -410,29 +409,12 @@ mod tests {
         old: Option<(u32, SecretKey)>,
     ) -> Arc<Category> {
         Category::open(
-            CategorySetup {
-                entry: CategoryEntry {
-                    id: 3,
-                    name: "Photos".into(),
-                    class: Class::Standard,
-                    retired: false,
-                    key_version: version,
-                },
-                key: k,
-                key_version: version,
-                old_key: old,
-            },
+            CategorySetup::standard(3, "Photos", k, version, old),
             store.clone(),
             Arc::new(ChunkCache::new(4 << 20)),
             Arc::new(crate::volume::NoWitness),
-            VolumeOptions {
-                // Small, so rotation seals and flushes packs along the way.
-                dirty_limit: 1 << 20,
-                owner: (0, 0),
-                dirty_total: Default::default(),
-                heads: Arc::new(crate::volume::UnsignedHeads),
-                device_slot: Some(2),
-            },
+            // Its 1 MiB dirty limit makes rotation seal and flush packs along the way.
+            VolumeOptions::offline(Arc::new(crate::volume::UnsignedHeads), Some(2)),
         )
     }
 
@@ -588,7 +570,9 @@ mod tests {
         let mut head = crate::format::head::Head::decode(&plain).unwrap();
         head.key_version = 2;
         let sealed = crate::crypto::seal(&key(1), Suite::XtsBlake3, &ctx, &head.encode()).unwrap();
-        let forged = crate::volume::UnsignedHeads.envelope(3, 1, &sealed).unwrap();
+        let forged = crate::volume::UnsignedHeads
+            .envelope(3, 1, &sealed)
+            .unwrap();
         store.put(&name, &forged).unwrap();
         let c = open(&store, 1, key(1), None);
         let why = c.stats().3.expect("the category is unavailable");
