@@ -42,6 +42,8 @@ pub enum JournalHeaderError {
     Length,
     #[error("unknown kind {0}")]
     Kind(u8),
+    #[error("an object entry with a base etag")]
+    ObjectWithBase,
 }
 
 /// The longest header whose name is at most `max_name` bytes: a reader needs no more of
@@ -128,6 +130,7 @@ pub fn decode_header(
     }
     let base = match kind {
         KIND_OBJECT if etag.is_none() => None,
+        KIND_OBJECT => return Err(JournalHeaderError::ObjectWithBase),
         KIND_HEAD => Some(etag),
         _ => return Err(JournalHeaderError::Kind(kind)),
     };
@@ -161,6 +164,20 @@ mod tests {
         assert_eq!(
             decode_header(&o[..o.len() - 1], 0, 512),
             Err(JournalHeaderError::Truncated)
+        );
+        // The base flag sits right after the name: an object entry claiming a base, or a
+        // flag other than 0 and 1, is named as such.
+        let flag = BEFORE_NAME + "packs/ab/x".len();
+        let mut with_base = o.clone();
+        with_base[flag] = 1;
+        assert_eq!(
+            decode_header(&with_base, o.len() as u64 + 32, 512),
+            Err(JournalHeaderError::ObjectWithBase)
+        );
+        with_base[flag] = 2;
+        assert_eq!(
+            decode_header(&with_base, o.len() as u64 + 32, 512),
+            Err(JournalHeaderError::BaseFlag)
         );
     }
 }

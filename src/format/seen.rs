@@ -43,11 +43,12 @@ impl SeenRecord {
             let h = r.hash()?;
             heads.insert(c, (counter, h));
         }
-        // Written since manifests exist; older records end here.
-        let manifest = if r.remaining() >= 32 {
-            r.hash()?
-        } else {
-            [0; 32]
+        // Written since manifests exist; older records end here. Anything else after the
+        // entries is damage, not a record without a manifest hash.
+        let manifest = match r.remaining() {
+            0 => [0; 32],
+            32 => r.hash()?,
+            _ => return Err(FormatError::Trailing),
         };
         Ok(SeenRecord {
             table,
@@ -76,5 +77,9 @@ mod tests {
         let old = SeenRecord::decode(&b[..b.len() - 32]).unwrap();
         assert_eq!(old.manifest, [0; 32]);
         assert_eq!(old.heads, s.heads);
+        // A record cut inside its manifest hash, or with bytes after it, is damage.
+        for bad in [&b[..b.len() - 1], &b[..b.len() - 31], &[&b[..], &[0]].concat()[..]] {
+            assert_eq!(SeenRecord::decode(bad), Err(FormatError::Trailing));
+        }
     }
 }
