@@ -1,10 +1,15 @@
 //! What each endpoint of the key service does, as plain synchronous functions over the
 //! DATA directory; the HTTP layer (`https/`) only decodes requests and encodes answers.
-//! This file has the shared machinery (errors, locks, verifier, sessions, limits); the
-//! endpoints are in `accounts.rs`, `service_keys.rs` and `blobs.rs`.
+//! This file has the settings, the service's state and its per-account locks; the shared
+//! machinery is in `error.rs` (what a client is told), `input.rs` (request checks) and
+//! `auth.rs` (verifier, sessions, limits, TOTP); the endpoints are in `accounts.rs`,
+//! `service_keys.rs`, `blobs.rs`, `reauth.rs` and `reset.rs`.
 
 mod accounts;
+mod auth;
 mod blobs;
+mod error;
+mod input;
 mod reauth;
 mod reset;
 mod service_keys;
@@ -22,6 +27,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
+
+pub(crate) use error::ApiError;
+use input::{bad, check_account_name, check_record_name, password_fields, unhex, unhex_exact};
 
 /// Server-side settings (`cirrus serve` flags).
 #[derive(Debug, Clone)]
@@ -85,132 +93,6 @@ const MAX_DEVICE_TOKENS: usize = 64;
 /// Longest escrow proof accepted.
 const MAX_PROOF: usize = 1024;
 
-/// An endpoint's failure, as the client will see it.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
-    SecondFactor(String),
-    /// A sensitive request on a session that is not recently authenticated.
-    #[error(
-        "this request needs a recently authenticated session: reauthenticate first (the \
-         password and, when enrolled, a fresh TOTP code)"
-    )]
-    ReauthRequired,
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Gone(String),
-    #[error(
-        "wrong escrow proof; {remaining} more wrong tries destroy the escrow record{}",
-        if *remaining == 0 { " (it has now been destroyed)" } else { "" }
-    )]
-    EscrowWrong { remaining: u32 },
-    #[error("the escrow record was destroyed after too many wrong proofs")]
-    EscrowDestroyed,
-    #[error("too many failed attempts; try again in {retry_after} seconds")]
-    RateLimited { retry_after: u64 },
-    #[error(
-        "the password reset is waiting: it can be completed in {ready_in} seconds, by asking \
-         again with a new TOTP code; the account's trusted devices have been told and can \
-         cancel it"
-    )]
-    ResetPending { ready_in: u64 },
-    #[error(
-        "this key service creates accounts only with an invitation: ask its admin for one \
-         (`cirrus serve account create`) and pass it with --invite"
-    )]
-    SignupClosed,
-    #[error("the request body is larger than {} bytes", api::MAX_BODY)]
-    TooLarge,
-    /// Too many password checks at once (the HTTP layer's bounded pool is full).
-    #[error("the key service is busy; try again in {retry_after} seconds")]
-    Busy { retry_after: u64 },
-    /// The request's body did not arrive within the request timeout.
-    #[error("the request was not received in time")]
-    TimedOut,
-    /// The detail goes to the server log, not to the client.
-    #[error("internal error in the key service (see its log)")]
-    Internal(String),
-}
-
-impl ApiError {
-    pub(crate) fn status(&self) -> u16 {
-        match self {
-            ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized(_) | ApiError::SecondFactor(_) | ApiError::ReauthRequired => 401,
-            ApiError::Forbidden(_)
-            | ApiError::EscrowWrong { .. }
-            | ApiError::ResetPending { .. }
-            | ApiError::SignupClosed => 403,
-            ApiError::NotFound(_) => 404,
-            ApiError::Conflict(_) => 409,
-            ApiError::Gone(_) | ApiError::EscrowDestroyed => 410,
-            ApiError::TimedOut => 408,
-            ApiError::TooLarge => 413,
-            ApiError::RateLimited { .. } => 429,
-            ApiError::Internal(_) => 500,
-            ApiError::Busy { .. } => 503,
-        }
-    }
-
-    pub(crate) fn body(&self) -> ErrorBody {
-        let code = match self {
-            ApiError::BadRequest(_) => code::BAD_REQUEST,
-            ApiError::Unauthorized(_) => code::UNAUTHORIZED,
-            ApiError::SecondFactor(_) => code::SECOND_FACTOR,
-            ApiError::ReauthRequired => code::REAUTH_REQUIRED,
-            ApiError::Forbidden(_) => code::FORBIDDEN,
-            ApiError::NotFound(_) => code::NOT_FOUND,
-            ApiError::Conflict(_) => code::CONFLICT,
-            ApiError::Gone(_) => code::GONE,
-            ApiError::EscrowWrong { .. } => code::ESCROW_WRONG,
-            ApiError::EscrowDestroyed => code::ESCROW_DESTROYED,
-            ApiError::TooLarge => code::TOO_LARGE,
-            ApiError::RateLimited { .. } => code::RATE_LIMITED,
-            ApiError::ResetPending { .. } => code::RESET_PENDING,
-            ApiError::SignupClosed => code::SIGNUP_CLOSED,
-            ApiError::Busy { .. } => code::BUSY,
-            ApiError::TimedOut => code::TIMED_OUT,
-            ApiError::Internal(_) => code::INTERNAL,
-        };
-        ErrorBody {
-            error: self.to_string(),
-            code: code.to_string(),
-            retry_after: match self {
-                ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
-                    Some(*retry_after)
-                }
-                ApiError::ResetPending { ready_in } => Some(*ready_in),
-                _ => None,
-            },
-            remaining: match self {
-                ApiError::EscrowWrong { remaining } => Some(*remaining),
-                _ => None,
-            },
-        }
-    }
-}
-
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-impl From<crypto::CryptoError> for ApiError {
-    fn from(e: crypto::CryptoError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
 /// Who is calling: the peer address (for rate limits) and the bearer token, if any.
 pub(crate) struct Caller {
     pub ip: IpAddr,
@@ -230,87 +112,6 @@ pub(crate) struct KeyService {
     /// A verifier for no account, checked when the account does not exist so that a
     /// missing account costs the same time as a wrong password.
     dummy_verifier: String,
-}
-
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(msg.into())
-}
-
-/// Account names: 1..=64 of `[A-Za-z0-9._@-]`.
-pub(crate) fn check_account_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "an account name is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '@' and '-'",
-        ))
-    }
-}
-
-/// Record names: 1..=128 of `[A-Za-z0-9._@/-]`.
-fn check_record_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@/-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "a record name is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '@', '/' and '-'",
-        ))
-    }
-}
-
-/// Decodes a hex field of at most `max` bytes (length checked before decoding).
-fn unhex(what: &str, s: &str, max: usize) -> Result<Vec<u8>, ApiError> {
-    if s.len() > max * 2 {
-        return Err(bad(format!("{what} is longer than {max} bytes")));
-    }
-    hex::decode(s).map_err(|_| bad(format!("{what} must be hex")))
-}
-
-fn unhex_exact<const N: usize>(what: &str, s: &str) -> Result<Zeroizing<[u8; N]>, ApiError> {
-    let mut out = Zeroizing::new([0u8; N]);
-    hex::decode_to_slice(s, &mut out[..])
-        .map_err(|_| bad(format!("{what} must be {N} bytes in hex")))?;
-    Ok(out)
-}
-
-type Salt = Zeroizing<[u8; 16]>;
-type Auth = Zeroizing<[u8; 32]>;
-
-/// The public half of a password a client sets (create, change, reset): its salt, KDF
-/// cost and `auth`, checked; field names as `prefix` + "salt" / "auth".
-fn password_fields(
-    prefix: &str,
-    salt: &str,
-    kdf: KdfParams,
-    auth: &str,
-) -> Result<(Salt, Auth), ApiError> {
-    let salt = unhex_exact::<16>(&format!("{prefix}salt"), salt)?;
-    check_kdf(kdf)?;
-    let auth = unhex_exact::<32>(&format!("{prefix}auth"), auth)?;
-    Ok((salt, auth))
-}
-
-/// Client KDF parameters the server agrees to store (and later hand to every device).
-fn check_kdf(k: KdfParams) -> Result<(), ApiError> {
-    let sane = (1..=16).contains(&k.lanes)
-        && (1..=64).contains(&k.time)
-        && k.memory_kib <= 4 * 1024 * 1024
-        && argon2::Params::new(k.memory_kib, k.time, k.lanes, Some(32)).is_ok();
-    if sane {
-        Ok(())
-    } else {
-        Err(bad(
-            "kdf parameters out of range (lanes 1-16, time 1-64, memory 8*lanes KiB to 4 GiB)",
-        ))
-    }
 }
 
 fn now_secs() -> u64 {
@@ -388,173 +189,6 @@ impl KeyService {
         self.data
             .load_account(account)?
             .ok_or_else(|| ApiError::NotFound(format!("no account named {account}")))
-    }
-
-    fn argon2(&self) -> Result<argon2::Argon2<'static>, ApiError> {
-        let p = argon2::Params::new(
-            self.cfg.verifier_memory_kib,
-            self.cfg.verifier_time,
-            1,
-            None,
-        )
-        .map_err(|e| ApiError::Internal(format!("verifier parameters: {e}")))?;
-        Ok(argon2::Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            p,
-        ))
-    }
-
-    /// Argon2id PHC string over `auth` with a fresh random salt and the configured cost.
-    fn make_verifier(&self, auth: &[u8]) -> Result<String, ApiError> {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let mut raw = [0u8; 16];
-        crypto::random_bytes(&mut raw)?;
-        let salt = SaltString::encode_b64(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(self
-            .argon2()?
-            .hash_password(auth, &salt)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .to_string())
-    }
-
-    /// Checks `auth` against a stored verifier, with the cost recorded in it (so changing
-    /// `--verifier-*` does not lock out existing accounts).
-    fn verify(&self, verifier: &str, auth: &[u8]) -> bool {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        match PasswordHash::new(verifier) {
-            Ok(h) => argon2::Argon2::default().verify_password(auth, &h).is_ok(),
-            Err(e) => {
-                log::error!("an account verifier is not a PHC string: {e}");
-                false
-            }
-        }
-    }
-
-    /// The caller's account, from its bearer token.
-    fn session(&self, c: &Caller) -> Result<String, ApiError> {
-        let token = c.bearer.as_ref().ok_or_else(|| {
-            ApiError::Unauthorized("this request needs a session: log in first".into())
-        })?;
-        self.sessions.account(token, Instant::now()).ok_or_else(|| {
-            ApiError::Unauthorized("the session is unknown or expired: log in again".into())
-        })
-    }
-
-    /// The caller's account, from a bearer token whose session is recently authenticated:
-    /// what every request that changes credentials or destroys recovery checks first, so
-    /// a stolen session token alone cannot.
-    fn recent_session(&self, c: &Caller) -> Result<String, ApiError> {
-        let token = c.bearer.as_ref().ok_or_else(|| {
-            ApiError::Unauthorized("this request needs a session: log in first".into())
-        })?;
-        match self.sessions.lookup(token, Instant::now()) {
-            Some((account, Recency::Recent)) => Ok(account),
-            Some((_, Recency::Stale)) => Err(ApiError::ReauthRequired),
-            None => Err(ApiError::Unauthorized(
-                "the session is unknown or expired: log in again".into(),
-            )),
-        }
-    }
-
-    /// Opens a session; `Recency::Recent` when the caller has just proved every factor
-    /// the account has (password, and a fresh TOTP code when enrolled).
-    fn open_session(
-        &self,
-        account: &str,
-        recency: Recency,
-        device_token: Option<String>,
-    ) -> Result<SessionResp, ApiError> {
-        let token = self.sessions.open(account, recency, Instant::now())?;
-        Ok(SessionResp {
-            token: token.to_string(),
-            expires_in: self.sessions.ttl().as_secs(),
-            device_token,
-            recent_for: match recency {
-                Recency::Recent => self.sessions.recent_window().as_secs(),
-                Recency::Stale => 0,
-            },
-        })
-    }
-
-    fn limit_check(&self, key: &str, ip: IpAddr) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let a = self.acct_limit.check(key, now);
-        let i = self.ip_limit.check(&Source::key(ip), now);
-        match (a, i) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::RateLimited { retry_after: x }),
-            (Err(x), Err(y)) => Err(ApiError::RateLimited {
-                retry_after: x.max(y),
-            }),
-        }
-    }
-
-    /// The account counter alone, for attempts counted per remembered-device token.
-    fn limit_check_key(&self, key: &str) -> Result<(), ApiError> {
-        self.acct_limit
-            .check(key, Instant::now())
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })
-    }
-
-    fn limit_fail_key(&self, key: &str) {
-        self.acct_limit.fail(key, Instant::now());
-    }
-
-    fn limit_fail(&self, key: &str, ip: IpAddr) {
-        let now = Instant::now();
-        self.acct_limit.fail(key, now);
-        self.ip_limit.fail(&Source::key(ip), now);
-    }
-
-    /// A success forgets the account's failures. The source address's failures are kept
-    /// until they age out: otherwise a guesser could clear its address's count with
-    /// logins to an account of its own between guesses at others.
-    fn limit_success(&self, key: &str) {
-        self.acct_limit.reset(key);
-    }
-
-    fn totp_factor(&self, a: &Account) -> Result<Option<TotpFactor>, ApiError> {
-        let Some(t) = &a.totp else { return Ok(None) };
-        let secret = self.data.unseal(&a.name, "totp-secret", &t.secret)?;
-        let f = TotpFactor::from_secret(secret.to_vec(), 6, &a.name, t.last_step)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Some(f))
-    }
-
-    /// Checks a TOTP code of an enrolled account and records its step (so it is never
-    /// accepted again); counts a failure against `limit_key`.
-    fn check_totp(
-        &self,
-        a: &mut Account,
-        code: &str,
-        limit_key: &str,
-        ip: IpAddr,
-    ) -> Result<(), ApiError> {
-        let mut f = self
-            .totp_factor(a)?
-            .ok_or_else(|| ApiError::Internal("TOTP state vanished".into()))?;
-        match f.verify(code, now_secs()) {
-            Ok(()) => {
-                if let Some(t) = &mut a.totp {
-                    t.last_step = f.last_step();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.limit_fail(limit_key, ip);
-                Err(ApiError::Unauthorized(match e {
-                    TotpCheck::Invalid => "wrong or expired TOTP code".into(),
-                    TotpCheck::Reused => {
-                        "that TOTP code was already used; wait for the next one".into()
-                    }
-                }))
-            }
-        }
-    }
-
-    fn totp_enrolled(a: &Account) -> bool {
-        a.totp.as_ref().is_some_and(|t| t.confirmed)
     }
 }
 

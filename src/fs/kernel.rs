@@ -1,0 +1,598 @@
+//! The kernel's side: `fuser::Filesystem` for [`CirrusFs`], one method per FUSE request,
+//! each finding the category the inode belongs to and replying with its answer or errno.
+
+use super::attr::{from_system, time_set};
+use super::{CirrusFs, FS_ROOT, errno};
+use crate::volume::{NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
+use fuser::{
+    Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use log::info;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+impl CirrusFs {
+    /// Creates a node under `parent` (refused in the root) and replies with its entry.
+    fn create_entry(&self, parent: INodeNo, name: &OsStr, n: NewNode, op: &str, reply: ReplyEntry) {
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal(op));
+            return;
+        };
+        reply_entry(self, c.id, c.create_node(p, name.as_bytes(), n), op, reply);
+    }
+
+    /// fsync of anything in a category commits that category (the root has nothing to do).
+    fn commit_of(&self, ino: INodeNo, op: &str, reply: ReplyEmpty) {
+        match self.split(ino) {
+            Some((c, _)) => reply_empty(c.commit(), op, reply),
+            None => reply.ok(),
+        }
+    }
+}
+
+/// What a create-type request asks for, owned by the caller.
+fn node<'a>(req: &Request, mode: u32, rdev: u64, target: Option<&'a [u8]>) -> NewNode<'a> {
+    NewNode {
+        mode,
+        rdev,
+        uid: req.uid(),
+        gid: req.gid(),
+        target,
+    }
+}
+
+fn reply_entry(
+    fs: &CirrusFs,
+    cat: u32,
+    r: Result<NodeInfo, VolError>,
+    op: &str,
+    reply: ReplyEntry,
+) {
+    match r {
+        Ok(n) => reply.entry(&fs.opts.ttl, &fs.attr_of(cat, &n), Generation(0)),
+        Err(e) => reply.error(errno(&e, op)),
+    }
+}
+
+fn reply_empty(r: Result<(), VolError>, op: &str, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e, op)),
+    }
+}
+
+impl fuser::Filesystem for CirrusFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_write(self.opts.max_write) {
+            let _ = config.set_max_write(max);
+        }
+        for cap in self.opts.capabilities.iter().copied() {
+            if let Err(missing) = config.add_capabilities(cap) {
+                info!("kernel lacks FUSE capability {missing:?}; continuing without it");
+            }
+        }
+        info!("FUSE session initialised");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.commit_all();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent.0 == FS_ROOT {
+            match self.cat_by_name(name) {
+                Some(c) => reply_entry(self, c.id, c.getattr(ROOT_INO), "lookup", reply),
+                None => reply.error(Errno::ENOENT),
+            }
+            return;
+        }
+        match self.split(parent) {
+            Some((c, p)) => reply_entry(self, c.id, c.lookup(p, name.as_bytes()), "lookup", reply),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino.0 == FS_ROOT {
+            reply.attr(&self.opts.ttl, &self.root_attr());
+            return;
+        }
+        match self.split(ino) {
+            Some((c, i)) => match c.getattr(i) {
+                Ok(n) => reply.attr(&self.opts.ttl, &self.attr_of(c.id, &n)),
+                Err(e) => reply.error(errno(&e, "getattr")),
+            },
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        if ino.0 == FS_ROOT {
+            reply.error(Self::root_refusal("setattr"));
+            return;
+        }
+        let Some((c, i)) = self.split(ino) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(from_system),
+            unprivileged: req.uid() != 0,
+        };
+        match c.setattr(i, a) {
+            Ok(n) => reply.attr(&self.opts.ttl, &self.attr_of(c.id, &n)),
+            Err(e) => reply.error(errno(&e, "setattr")),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.split(ino) {
+            Some((c, i)) => match c.readlink(i) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(&e, "readlink")),
+            },
+            None => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Masking again is harmless when the kernel already applied the umask.
+        let n = node(req, mode & !(umask & 0o777), rdev as u64, None);
+        self.create_entry(parent, name, n, "mknod", reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = libc::S_IFDIR | (mode & !(umask & 0o777) & 0o7777);
+        self.create_entry(parent, name, node(req, mode, 0, None), "mkdir", reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(parent) {
+            Some((c, p)) => reply_empty(c.unlink(p, name.as_bytes()), "unlink", reply),
+            None => reply.error(Self::root_refusal("unlink")),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(parent) {
+            Some((c, p)) => reply_empty(c.rmdir(p, name.as_bytes()), "rmdir", reply),
+            None => reply.error(Self::root_refusal("rmdir")),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = Some(target.as_os_str().as_bytes());
+        let n = node(req, libc::S_IFLNK | 0o777, 0, target);
+        self.create_entry(parent, link_name, n, "symlink", reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (Some((c1, p1)), Some((c2, p2))) = (self.split(parent), self.split(newparent)) else {
+            reply.error(Self::root_refusal("rename"));
+            return;
+        };
+        if c1.id != c2.id {
+            info!(
+                "rename from category {} to {} refused with EXDEV (categories have separate keys)",
+                c1.name, c2.name
+            );
+            reply.error(Errno::EXDEV);
+            return;
+        }
+        let r = c1.rename(p1, name.as_bytes(), p2, newname.as_bytes(), flags.bits());
+        reply_empty(r, "rename", reply);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (Some((c1, i)), Some((c2, p))) = (self.split(ino), self.split(newparent)) else {
+            reply.error(Self::root_refusal("link"));
+            return;
+        };
+        if c1.id != c2.id {
+            reply.error(Errno::EXDEV);
+            return;
+        }
+        reply_entry(
+            self,
+            c1.id,
+            c1.link(i, p, newname.as_bytes()),
+            "link",
+            reply,
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.split(ino) {
+            Some((c, i)) => match c.open_handle(i) {
+                Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_NOFLUSH),
+                Err(e) => reply.error(errno(&e, "open")),
+            },
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        match self.split(ino) {
+            Some((c, i)) => BUF.with(|b| {
+                let mut buf = b.borrow_mut();
+                match c.read_into(i, offset, size, &mut buf) {
+                    Ok(()) => reply.data(&buf),
+                    Err(e) => reply.error(errno(&e, "read")),
+                }
+            }),
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.split(ino) {
+            Some((c, i)) => match c.write(
+                i,
+                offset,
+                data,
+                write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
+            ) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e, "write")),
+            },
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    /// Not normally called: files are opened with FOPEN_NOFLUSH (data is committed by
+    /// fsync, the periodic commit and unmount, so a close has nothing to wait for), which
+    /// saves one kernel round trip per close.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some((c, i)) = self.split(ino) {
+            c.release_handle(i);
+        }
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.commit_of(ino, "fsync", reply);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.commit_of(ino, "fsyncdir", reply);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // The listing itself is taken by the first readdir (offset 0), not here, so it is
+        // built once per pass; this only surfaces an unreadable directory early (EIO).
+        if ino.0 != FS_ROOT
+            && let Some((c, i)) = self.split(ino)
+            && let Err(e) = c.getattr(i).map(|_| ())
+        {
+            reply.error(errno(&e, "opendir"));
+            return;
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let list = match self.snapshot(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => {
+                reply.error(e);
+                return;
+            }
+        };
+        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(*ino, (i + 1) as u64, *kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let list = match self.snapshot(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => {
+                reply.error(e);
+                return;
+            }
+        };
+        for (i, (child, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+            let is_dot = name.as_slice() == b"." || name.as_slice() == b"..";
+            // The kernel makes no dentry for . and ..; their attributes are not used.
+            let (attr, ttl) = match (is_dot, self.node_attr(*child)) {
+                (false, Some(a)) => (a, self.opts.ttl),
+                _ => {
+                    let mut a = self.root_attr();
+                    a.ino = *child;
+                    a.kind = *kind;
+                    (a, Duration::ZERO)
+                }
+            };
+            if reply.add(
+                *child,
+                (i + 1) as u64,
+                OsStr::from_bytes(name),
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (used, avail) = (self.usage)().unwrap_or((0, 1 << 40));
+        let used_inodes: u64 = self.cats.values().map(|c| c.stats().1).sum();
+        let free_inodes = 1u64 << 32;
+        let bs = 4096u64;
+        reply.statfs(
+            (used + avail) / bs,
+            avail / bs,
+            avail / bs,
+            used_inodes + free_inodes,
+            free_inodes,
+            bs as u32,
+            255,
+            bs as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.split(ino) {
+            Some((c, i)) => reply_empty(
+                c.setxattr(i, name.as_bytes(), value, flags),
+                "setxattr",
+                reply,
+            ),
+            None => reply.error(Errno::EPERM),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some((c, i)) = self.split(ino) else {
+            reply.error(Errno::NO_XATTR);
+            return;
+        };
+        match c.getxattr(i, name.as_bytes()) {
+            Ok(v) => {
+                if size == 0 {
+                    reply.size(v.len() as u32);
+                } else if v.len() > size as usize {
+                    reply.error(Errno::ERANGE);
+                } else {
+                    reply.data(&v);
+                }
+            }
+            Err(e) => reply.error(errno(&e, "getxattr")),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = match self.split(ino) {
+            Some((c, i)) => match c.listxattr(i) {
+                Ok(n) => n,
+                Err(e) => {
+                    reply.error(errno(&e, "listxattr"));
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut buf = Vec::new();
+        for n in names {
+            buf.extend_from_slice(&n);
+            buf.push(0);
+        }
+        if size == 0 {
+            reply.size(buf.len() as u32);
+        } else if buf.len() > size as usize {
+            reply.error(Errno::ERANGE);
+        } else {
+            reply.data(&buf);
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.split(ino) {
+            Some((c, i)) => reply_empty(c.removexattr(i, name.as_bytes()), "removexattr", reply),
+            None => reply.error(Errno::NO_XATTR),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & !(umask & 0o777);
+        let Some((c, p)) = self.split(parent) else {
+            reply.error(Self::root_refusal("create"));
+            return;
+        };
+        let mode = libc::S_IFREG | (mode & 0o7777);
+        match c
+            .create_node(p, name.as_bytes(), node(req, mode, 0, None))
+            .and_then(|n| c.open_handle(n.ino).map(|_| n))
+        {
+            Ok(n) => reply.created(
+                &self.opts.ttl,
+                &self.attr_of(c.id, &n),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::FOPEN_NOFLUSH,
+            ),
+            Err(e) => reply.error(errno(&e, "create")),
+        }
+    }
+}
