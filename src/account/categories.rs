@@ -95,9 +95,6 @@ impl Unlocked {
         self.publish_manifest(next)
     }
 
-    /// The key of one category: from this device's keyring, else unwrapped (e2e keys
-    /// with the account key, others through the key service) and checked against the
-    /// commitment in the signed manifest.
     /// The key of `category` at `version`, which another device made after this one
     /// unlocked: the manifest is followed to the newest first (its commitments vouch for
     /// the key), then the key is taken from the keyring or the store.
@@ -125,6 +122,9 @@ impl Unlocked {
         self.category_key_version(&e, version)
     }
 
+    /// The key of one category: from this device's keyring, else unwrapped (e2e keys
+    /// with the account key, others through the key service) and checked against the
+    /// commitment in the signed manifest.
     pub fn category_key(&self, e: &CategoryEntry) -> Result<SecretKey, AccountError> {
         self.category_key_version(e, e.key_version)
     }
