@@ -25,14 +25,6 @@ fn with_s3_env(d: &mut Drive) {
     d.mount_options().extra = MOUNT_ARGS.iter().map(|s| s.to_string()).collect();
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn ok(d: &Drive, args: &[&str]) -> String {
     let o = d.cirrus_cmd().args(args).output().unwrap();
     assert!(o.status.success(), "cirrus {args:?} failed:\n{}", text(&o));
@@ -72,41 +64,9 @@ fn two_devices_with(sw: &Seaweed, prefix: &str, server: &[&str]) -> (Drive, Driv
     ok(&a, &init);
     let mut b = Drive::blank();
     with_s3_env(&mut b);
-    let mut child = b
-        .cirrus_cmd()
-        .args(["device", "add", "--timeout", "60", "--store", &url])
-        .args([
-            "--device-name",
-            "phone",
-            "--kdf-memory",
-            "8192",
-            "--kdf-time",
-            "1",
-        ])
-        .args(server)
-        .args(["--passcode-file", &pass(&b)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let code = line
-        .strip_prefix("Approval code: ")
-        .unwrap_or_else(|| panic!("unexpected {line:?}"))
-        .trim()
-        .to_string();
-    let t = ok(
-        &a,
-        &["device", "approve", &code, "--passcode-file", &pass(&a)],
-    );
-    assert!(t.contains("Approved device phone"), "{t}");
-    let st = child.wait().unwrap();
-    assert!(st.success(), "device add failed");
+    let (child, code) = start_join_at(&b, &url, server);
+    let (joined, t) = approve_and_finish(&a, child, &code);
+    assert!(joined, "device add failed:\n{t}");
     (a, b)
 }
 
@@ -797,8 +757,21 @@ fn a_device_removed_while_it_keeps_writing_is_shut_out() {
     assert!(t.contains("Removed device phone"), "{t}");
     fs::write(a.notes().join("after.txt"), b"not for the phone").unwrap();
     sync(&a);
+    // B's `cirrus sync` polls the store before it returns, after A published after.txt;
+    // B has taken in what it can once it knows it was removed (it cannot take the new
+    // key, so it takes in nothing more): only then is after.txt's absence a result.
     let _ = b.cirrus_cmd().args(["sync"]).output();
-    std::thread::sleep(Duration::from_secs(3));
+    eventually(
+        "the phone knows it was removed",
+        Duration::from_secs(30),
+        || {
+            let st = b
+                .cirrus_cmd()
+                .args(["status", "--passcode-file", &pass(&b)])
+                .output();
+            st.is_ok_and(|st| text(&st).contains("removed"))
+        },
+    );
     assert!(!b.notes().join("after.txt").exists());
     // Having learnt it was removed, the phone sends nothing more: A has nothing to refuse.
     sync(&a);

@@ -73,3 +73,8 @@ pub fn assert_bytes_eq(actual: &[u8], expected: &[u8], what: &str) {
         ),
     }
 }
+
+/// Whether `needle` occurs in `hay` (plaintext looked for in sealed bytes).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -444,3 +444,10 @@ pub fn daemon_pid(d: &Drive) -> i32 {
     }
     panic!("no daemon pidfile in {}", run.display());
 }
+
+/// `cirrus --home HOME ARGS --passcode-file P` on `d`.
+pub fn with_passcode(d: &Drive, args: &[&str]) -> Command {
+    let mut c = d.cirrus_cmd();
+    c.args(args).arg("--passcode-file").arg(&d.passcode_file);
+    c
+}

@@ -1,6 +1,7 @@
 //! Running commands: the `cirrus` binary under test, system tools, and their output
 //! captured or logged (with a timeout, so a hung child fails the test instead of CI).
 
+use std::borrow::BorrowMut;
 use std::env;
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
@@ -145,4 +146,16 @@ pub fn fsx_bin() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Runs a command to its end (stdin closed): whether it exited 0, and its stdout then
+/// stderr as one text. Takes the command by value or as `&mut`.
+pub fn out(mut c: impl BorrowMut<Command>) -> (bool, String) {
+    let o = c.borrow_mut().output().expect("run the command");
+    (o.status.success(), text(&o))
+}
+
+/// The stdout then the stderr of a finished command, as one text.
+pub fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }

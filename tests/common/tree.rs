@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -287,4 +287,23 @@ pub fn build_sample_tree(root: &Path, opts: SampleTree) {
     }
     // chmod does not touch mtime, so the read-only dir can be locked down last.
     chmod(&root.join("ro-dir"), 0o555);
+}
+
+/// Every file below `root` (symbolic links not followed; a directory that vanishes while
+/// it is walked is skipped), in no particular order.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
