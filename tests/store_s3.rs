@@ -164,7 +164,7 @@ fn s3_frozen_server_times_out() {
     assert_eq!(cfg.timeout, Duration::from_secs(5));
     let s = S3Store::new(cfg).unwrap();
     s.put("x", b"1").unwrap();
-    sw.signal(libc::SIGSTOP);
+    sw.freeze();
     let t = Instant::now();
     let e = s.get("x").unwrap_err();
     let took = t.elapsed();

@@ -9,7 +9,7 @@
 mod common;
 
 use cirrus::store::Store;
-use common::seaweed::{self, Seaweed};
+use common::seaweed::Seaweed;
 use common::*;
 use std::collections::BTreeMap;
 use std::fs;

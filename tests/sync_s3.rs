@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::seaweed::{self, Seaweed};
+use common::seaweed::Seaweed;
 use common::*;
 use std::fs;
 use std::io::Write;

@@ -378,6 +378,23 @@ impl Seaweed {
         }
     }
 
+    /// Freezes the server (SIGSTOP) and returns once every thread of it has stopped:
+    /// `kill(2)` returns before a thread running on another CPU stops, and that thread
+    /// could still answer a request sent at once (the frozen-server test then got data).
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let Some(c) = &self.child else { return };
+        let tasks = PathBuf::from(format!("/proc/{}/task", c.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !all_stopped(&tasks) {
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not stop on SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills the server now (SIGKILL); the temp dir stays until drop.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -435,4 +452,19 @@ impl Drop for Seaweed {
 /// True for the error a bad secret must give.
 pub fn is_denied(e: &StoreError) -> bool {
     matches!(e, StoreError::Denied { .. })
+}
+
+/// Whether every thread under `/proc/PID/task` is stopped (or gone): the state field of
+/// its `stat`, after the parenthesised command name, is `T` or `t` (or `Z`/`X`).
+fn all_stopped(tasks: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    rd.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
+        })
+    })
 }
