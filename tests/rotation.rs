@@ -359,18 +359,6 @@ fn the_old_key_opens_nothing_written_after_rotation() {
     assert_eq!(cat.read(n.ino, 0, 1 << 20).unwrap(), before);
 }
 
-fn daemon_pid(home: &Path) -> i32 {
-    for e in fs::read_dir(home.join("run")).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("mount-") && name.ends_with(".pid") {
-            let text = fs::read_to_string(&p).unwrap();
-            return text.lines().next().unwrap().trim().parse().unwrap();
-        }
-    }
-    panic!("no daemon pidfile in {}", home.join("run").display());
-}
-
 #[test]
 fn a_daemon_killed_mid_rotation_resumes_and_finishes() {
     let mut d = Drive::mount();
@@ -413,7 +401,7 @@ fn a_daemon_killed_mid_rotation_resumes_and_finishes() {
             break;
         }
     }
-    let pid = daemon_pid(&d.home);
+    let pid = daemon_pid(&d);
     // SAFETY: SIGKILL to the daemon this test started.
     unsafe {
         libc::kill(pid, libc::SIGKILL);

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MOUNT_ARGS: &[&str] = &["--poll-interval", "2", "--commit-interval", "1"];
 
@@ -49,16 +49,6 @@ fn two_devices_with(sw: &Seaweed, prefix: &str, server: &[&str]) -> (Drive, Driv
 
 fn sync(d: &Drive) -> String {
     ok(d, &["sync", "--wait"])
-}
-
-/// Waits until `f` holds (the kernel may cache a name or attributes for the 1 s
-/// attribute timeout).
-fn eventually(what: &str, timeout: Duration, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Relative path → content (None for directories) of everything under `root`.

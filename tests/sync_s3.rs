@@ -159,12 +159,15 @@ fn an_uncached_read_while_offline_is_a_prompt_eio() {
     // The failed fetch put the drive offline (its log says so; `status` cannot say it
     // here: with no disk cache it needs the store), so the next read fails on the fast
     // path without asking the store. How fast is for the benchmarks, not a test's clock.
-    let log = || fs::read_to_string(d.home.join("cirrus.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log().contains("store unreachable; serving from the local cache") {
-        assert!(Instant::now() < deadline, "not offline:\n{}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "the daemon's log says it is offline",
+        Duration::from_secs(30),
+        || {
+            fs::read_to_string(d.home.join("cirrus.log"))
+                .unwrap_or_default()
+                .contains("store unreachable; serving from the local cache")
+        },
+    );
     let err = fs::read(d.notes().join("cold.bin")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     sw.restart();

@@ -432,12 +432,13 @@ fn write_passcode_file(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod passcode");
 }
 
-/// The pid of `d`'s running daemon, from its pidfile.
+/// The pid of `d`'s running daemon, from its pidfile (`run/mount-<hash>.pid`).
 pub fn daemon_pid(d: &Drive) -> i32 {
     let run = d.home.join("run");
     for e in fs::read_dir(&run).expect("run dir") {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "pid") {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("mount-") && name.ends_with(".pid") {
             let text = fs::read_to_string(&p).unwrap();
             return text.lines().next().unwrap().trim().parse().unwrap();
         }

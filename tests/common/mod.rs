@@ -33,29 +33,12 @@ pub mod store_view;
 pub mod syscalls;
 pub mod tree;
 pub mod user;
+pub mod wait;
 pub mod xattr;
 
-#[allow(unused_imports)] // each test binary uses some
-pub use data::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use devices::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use drive::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use mounts::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use process::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use rss::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use sources::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use store_view::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use syscalls::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use tree::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use user::*;
-#[allow(unused_imports)] // each test binary uses some
-pub use xattr::*;
+// Every helper by its plain name; each test binary uses only some of them.
+#[allow(unused_imports)]
+pub use self::{
+    data::*, devices::*, drive::*, mounts::*, process::*, rss::*, sources::*, store_view::*,
+    syscalls::*, tree::*, user::*, wait::*, xattr::*,
+};
