@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-/// `cirrus ARGS --passcode-file P` on a drive.
+// `cmd(d, ARGS)`: `cirrus ARGS --passcode-file P` on drive `d`.
 use common::with_passcode as cmd;
 
 fn manifest(d: &Drive) -> Manifest {

@@ -104,7 +104,8 @@ fn two_devices_exchange_and_merge_changes() {
         fs::read(b.notes().join("polled.txt")).is_ok()
     });
 
-    // Concurrent edits: one file on both (A publishes first), and a different file each.
+    // Concurrent edits: one file on both (either may publish first: both upload in the
+    // background), and a different file each.
     fs::write(a.notes().join("shared.txt"), b"edited on the laptop").unwrap();
     fs::write(a.notes().join("only-a.txt"), b"a's own").unwrap();
     fs::write(b.notes().join("shared.txt"), b"edited on the phone").unwrap();
