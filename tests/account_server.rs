@@ -426,7 +426,7 @@ fn a_recovery_contact_and_the_key_service_each_hold_half() {
     assert!(ok, "{t}");
     fs::remove_file(&f).unwrap();
     let half = parse_contact_code(&code).unwrap();
-    for e in walk(&bob.home) {
+    for e in files_under(&bob.home) {
         assert!(
             !contains(&fs::read(&e).unwrap(), &half[..]),
             "{} holds the contact half in clear",
@@ -477,7 +477,7 @@ fn a_recovery_contact_and_the_key_service_each_hold_half() {
         entry.sign
     );
     // The server's disk never sees the contact's half.
-    for e in walk(&srv.data) {
+    for e in files_under(&srv.data) {
         assert!(!contains(&fs::read(&e).unwrap(), &half[..]));
     }
 
@@ -498,27 +498,6 @@ fn a_recovery_contact_and_the_key_service_each_hold_half() {
         fs::read(c.health().join("h.txt")).unwrap(),
         b"contact-recovered e2e"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                stack.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
@@ -553,7 +532,7 @@ fn with_backup_on_data_recovery_restores_messages_and_backup_off_rolls_its_key()
     let cpw = c.root.join("new-password");
     let (ok, t) = out(with_pw(&c, &cpw, &["backup", "off"]));
     assert!(ok, "{t}");
-    let copies: Vec<_> = walk(&backup_copy)
+    let copies: Vec<_> = files_under(&backup_copy)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".in-backup"))
         .collect();
@@ -659,15 +638,8 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
             &pw_arg,
         ],
     );
-    let mut approve = a.cirrus_cmd();
-    approve
-        .args(["device", "approve", &code, "--passcode-file"])
-        .arg(&a.passcode_file);
-    let (ok, t) = out(approve);
+    let (ok, t) = approve_and_finish(&a, child, &code);
     assert!(ok, "{t}");
-    let o = child.wait_with_output().unwrap();
-    let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{t}");
     assert!(!t.contains("could not log in"), "{t}");
     // B knows the key service and is remembered by it (no TOTP code needed any more).
     let (ok, t) = out(with_pw(&b, &pw, &["account", "status"]));

@@ -19,21 +19,10 @@ use cirrus::keyservice::{EmbeddedKeyService, ServiceKeys};
 use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn out(mut c: Command) -> (bool, String) {
-    let o = c.output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
-fn cmd(d: &Drive, args: &[&str]) -> Command {
-    let mut c = d.cirrus_cmd();
-    c.args(args).arg("--passcode-file").arg(&d.passcode_file);
-    c
-}
+// `cmd(d, ARGS)`: `cirrus ARGS --passcode-file P` on drive `d`.
+use common::with_passcode as cmd;
 
 fn manifest(d: &Drive) -> Manifest {
     let obj = fs::read(d.home.join("store").join(names::MANIFEST)).unwrap();
@@ -173,10 +162,7 @@ fn a_removed_device_opens_nothing_written_afterwards() {
     a.unmount();
     // B joins.
     let b = Drive::blank();
-    let (mut child, code) = start_join(&b, &a, &[]);
-    let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
-    assert!(ok, "{t}");
-    assert!(child.wait().unwrap().success());
+    join(&b, &a);
     let stolen = keys_of(&b);
 
     // A removes B while mounted and in use.
@@ -280,10 +266,7 @@ fn removing_a_device_offline_keeps_what_it_wrote_last_readable() {
     let mut a = Drive::mount();
     a.unmount();
     let mut b = Drive::blank();
-    let (mut child, code) = start_join(&b, &a, &[]);
-    let (ok, t) = out(cmd(&a, &["device", "approve", &code]));
-    assert!(ok, "{t}");
-    assert!(child.wait().unwrap().success());
+    join(&b, &a);
     // B is the last to write Notes and Health: their heads carry only B's signature.
     b.mount_again();
     fs::write(b.notes().join("from-b.txt"), b"b wrote this").unwrap();

@@ -78,24 +78,8 @@ fn server_side_reads_standard_categories_but_not_e2e() {
     }
     assert_eq!(standard_read, 1, "the Notes category must have been read");
     // Without the device, the e2e bytes appear nowhere in the clear either.
-    for p in walk(&d.home.join("store")) {
+    for p in files_under(&d.home.join("store")) {
         let b = fs::read(&p).unwrap();
         assert!(!b.windows(15).any(|w| w == b"only my devices"));
     }
-}
-
-fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        for e in fs::read_dir(&p).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }

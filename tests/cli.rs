@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use std::fs;
 
-fn out(cmd: &mut std::process::Command) -> (bool, String) {
-    let o = cmd.output().expect("run cirrus");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
 #[test]
 fn status_reports_classes_sizes_and_the_running_daemon() {
     let d = Drive::mount();

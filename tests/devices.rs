@@ -16,20 +16,16 @@ fn store_url(d: &Drive) -> String {
     format!("file://{}", d.home.join("store").display())
 }
 
-fn out_text(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-}
-
 fn cmd_ok(mut c: Command) -> String {
     let o = c.output().unwrap();
-    let t = out_text(&o);
+    let t = text(&o);
     assert!(o.status.success(), "{c:?} failed:\n{t}");
     t
 }
 
 fn cmd_fails(mut c: Command) -> String {
     let o = c.output().unwrap();
-    let t = out_text(&o);
+    let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{c:?} should fail:\n{t}");
     t
 }
@@ -41,19 +37,11 @@ fn new_device_args(c: &mut Command, d: &Drive, store: &str, name: &str) {
         .args(["--kdf-memory", "8192", "--kdf-time", "1"]);
 }
 
-fn approve(a: &Drive, code: &str) -> Command {
-    let mut c = a.cirrus_cmd();
-    c.args(["device", "approve", code])
-        .arg("--passcode-file")
-        .arg(&a.passcode_file);
-    c
-}
-
 fn wait_child(mut child: Child) -> String {
     for _ in 0..600 {
         if let Some(st) = child.try_wait().unwrap() {
             let o = child.wait_with_output().unwrap();
-            let t = out_text(&o);
+            let t = text(&o);
             assert!(st.success(), "device add failed:\n{t}");
             return t;
         }
@@ -197,7 +185,7 @@ fn a_new_device_refuses_an_approval_the_server_made_up() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let o = child.wait_with_output().unwrap();
-    let t = out_text(&o);
+    let t = text(&o);
     assert!(!st.success(), "{t}");
     assert!(t.contains("not made by a device that saw"), "{t}");
     assert!(!b.home.join("config.toml").exists());

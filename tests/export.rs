@@ -80,10 +80,6 @@ fn export_read(d: &Drive, archive: &Path, pw: Option<&Path>, extra: &[&OsStr]) -
     cirrus(d, &args)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 fn with_suffix(p: &Path, s: &str) -> PathBuf {
     PathBuf::from(format!("{}{s}", p.display()))
 }

@@ -526,21 +526,6 @@ fn join_on_server(
     start_join(b, a, &extra)
 }
 
-/// `device approve CODE` on `a`, then the output of the waiting `device add`.
-fn approve_and_finish(a: &Drive, child: std::process::Child, code: &str) -> (bool, String) {
-    let mut approve = a.cirrus_cmd();
-    approve
-        .args(["device", "approve", code, "--passcode-file"])
-        .arg(&a.passcode_file);
-    let (ok, t) = out(approve);
-    assert!(ok, "{t}");
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
 /// `cirrus recover HOW` on a new device ("new laptop") from alice's store. With
 /// `login`: the key service, the password in `pw` and that TOTP code.
 fn recover_new(

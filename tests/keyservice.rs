@@ -6,24 +6,19 @@
 mod common;
 
 use cirrus::crypto::SecretKey;
-use cirrus::keys::{KdfParams, category_key_context};
+use cirrus::keys::category_key_context;
 use cirrus::keyservice::Fingerprint;
 use cirrus::keyservice::api::NoticeKind;
 use cirrus::keyservice::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
-use common::keyserver::Server;
+use common::keyserver::{Server, TINY};
+use common::{contains, files_under};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
-
-const TINY: KdfParams = KdfParams {
-    memory_kib: 8,
-    time: 1,
-    lanes: 1,
-};
 
 fn pw(s: &str) -> Password {
     Password::new(s.to_string())
@@ -61,23 +56,13 @@ fn random_key(byte: u8) -> SecretKey {
 
 /// Every file under `dir`, with its bytes.
 fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
 }
 
 fn openssl_available() -> bool {

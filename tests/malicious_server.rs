@@ -34,15 +34,7 @@ fn read_manifest(d: &Drive) -> (SignedManifest, Manifest) {
 
 /// `cirrus ARGS --passcode-file ...`: success and output.
 fn run(d: &Drive, args: &[&str]) -> (bool, String) {
-    let o = d
-        .cirrus_cmd()
-        .args(args)
-        .arg("--passcode-file")
-        .arg(&d.passcode_file)
-        .output()
-        .unwrap();
-    let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), t)
+    out(with_passcode(d, args))
 }
 
 /// `cirrus status` output and exit code.

@@ -126,13 +126,12 @@ fn s3_errors_are_clear() {
         matches!(e, StoreError::NoBucket(ref b) if b == "no-such-bucket"),
         "{e:?}"
     );
-    // a server that stops: a prompt, clear error, not a hang
+    // a server that stops: a clear error, refused rather than timed out (so not a hang
+    // until the request timeout)
     let s = sw.store("p");
     s.put("x", b"1").unwrap();
     sw.kill();
-    let t = Instant::now();
     let e = s.get("x").unwrap_err();
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     match &e {
         // refused, not timed out: a retry layer tries it again
         StoreError::Unreachable {
@@ -165,7 +164,7 @@ fn s3_frozen_server_times_out() {
     assert_eq!(cfg.timeout, Duration::from_secs(5));
     let s = S3Store::new(cfg).unwrap();
     s.put("x", b"1").unwrap();
-    sw.signal(libc::SIGSTOP);
+    sw.freeze();
     let t = Instant::now();
     let e = s.get("x").unwrap_err();
     let took = t.elapsed();

