@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod keyserver;
 pub mod seaweed;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::env;
