@@ -802,7 +802,10 @@ fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
     let (ok, t) = run(&["account", "cancel-reset"]);
     assert!(ok && t.contains("is cancelled"), "{t}");
     let st = status_json();
-    assert!(st["account"]["password_reset_pending_at"].is_null(), "{st:#}");
+    assert!(
+        st["account"]["password_reset_pending_at"].is_null(),
+        "{st:#}"
+    );
     let (ok, t) = run(&["account", "cancel-reset"]);
     assert!(ok && t.contains("No password reset is pending"), "{t}");
     // The password did not change: the account still logs in with the old one.

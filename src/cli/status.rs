@@ -260,6 +260,11 @@ fn store_part(acct: &Unlocked) -> StoreReport {
 
 /// The report of `cirrus status` on an unlocked account.
 pub fn report(acct: &Unlocked, no_session: Option<String>) -> StatusReport {
+    // In the order the text shows them: the daemon's reports are read last, after the
+    // categories were opened, so they are as fresh as the rest.
+    let account = account_part(acct, no_session);
+    let categories = categories_part(acct);
+    let store = store_part(acct);
     let mounted = crate::daemon::read_mount_status(&acct.home);
     // The daemon owns the uploader while mounted; its report is the live one.
     let upload = acct.sync.as_ref().map(|wb| {
@@ -279,9 +284,9 @@ pub fn report(acct: &Unlocked, no_session: Option<String>) -> StatusReport {
                 .find(|d| d.this_device)
                 .map(|d| d.code),
         },
-        account: account_part(acct, no_session),
-        store: store_part(acct),
-        categories: categories_part(acct),
+        account,
+        store,
+        categories,
         upload,
         mounted,
     }
