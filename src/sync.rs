@@ -517,4 +517,41 @@ mod tests {
         assert_eq!(utc_date(20_785 * 86_400 + 86_399), "2026-11-28");
         assert_eq!(utc_date(-1), "1969-12-31");
     }
+
+    /// The report is `cirrus sync --json`'s `pull`: its names are the documented schema.
+    #[test]
+    fn a_poll_report_names_every_category_with_its_outcome() {
+        let mut r = PollReport::default();
+        r.push("Notes", PollOutcome::Merged, 2);
+        r.push("Photos", PollOutcome::FastForward, 0);
+        r.push("Mail", PollOutcome::Refused, 0);
+        r.failed("Health", "Health: rollback detected".into());
+        r.add_unchanged(["Notes", "Drive"].into_iter());
+        assert_eq!(r.pulled(), ["Notes", "Photos"]);
+        assert_eq!(r.refused(), ["Mail"]);
+        assert_eq!(r.copies(), 2);
+        assert_eq!(r.errors(), ["Health: rollback detected"]);
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["unreachable"], serde_json::Value::Null);
+        let outcomes: Vec<_> = j["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("Notes", "merged"),
+                ("Photos", "fast_forward"),
+                ("Mail", "refused"),
+                ("Health", "failed"),
+                ("Drive", "unchanged"),
+            ]
+        );
+        assert_eq!(j["categories"][0]["conflict_copies"], 2);
+        assert_eq!(j["categories"][3]["error"], "Health: rollback detected");
+        let back: PollReport = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+    }
 }

@@ -426,3 +426,55 @@ pub fn run(home: Home, pass: &PasscodeArgs, json: bool) -> super::CliResult {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: CategoryState, reason: Option<&str>) -> CategoryReport {
+        CategoryReport {
+            name: "Photos".into(),
+            protection: "standard",
+            key_version: 2,
+            state,
+            reason: reason.map(str::to_string),
+            size_bytes: None,
+            stored_bytes: None,
+            packs: None,
+            files: None,
+            head: None,
+            rotation: None,
+        }
+    }
+
+    /// The text line and the JSON entry come from the same fields.
+    #[test]
+    fn a_category_prints_the_same_state_as_text_and_as_json() {
+        let locked = entry(CategoryState::Locked, Some("needs the key service"));
+        let line = category_line(&locked);
+        assert!(line.starts_with("Photos "), "{line}");
+        assert!(line.ends_with("  locked: needs the key service"), "{line}");
+        let j = serde_json::to_value(&locked).unwrap();
+        assert_eq!(j["state"], "locked");
+        assert_eq!(j["reason"], "needs the key service");
+        assert_eq!(j["size_bytes"], serde_json::Value::Null);
+
+        let mut rotating = entry(CategoryState::Ok, None);
+        rotating.size_bytes = Some(4096);
+        rotating.rotation = Some(RotationReport {
+            from_key_version: 1,
+            to_key_version: 2,
+            done_bytes: 37,
+            total_bytes: 100,
+        });
+        let line = category_line(&rotating);
+        assert!(
+            line.ends_with("  ok; rotating key v1 \u{2192} v2, 37%"),
+            "{line}"
+        );
+        assert!(line.contains("4.0 KiB"), "{line}");
+        let j = serde_json::to_value(&rotating).unwrap();
+        assert_eq!(j["state"], "ok");
+        assert_eq!(j["rotation"]["to_key_version"], 2);
+    }
+}
