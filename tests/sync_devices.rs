@@ -261,9 +261,22 @@ fn a_rolled_back_head_is_refused_and_the_device_keeps_its_state() {
     for (n, d) in &old {
         s.put(n, d).unwrap();
     }
-    let o = b.cirrus_cmd().args(["sync", "--wait"]).output().unwrap();
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("rollback detected"), "{}", text(&o));
+    let mut c = b.cirrus_cmd();
+    c.args(["sync", "--wait"]);
+    let (ok, sy, t) = status::run_json(c);
+    assert!(!ok, "{t}");
+    assert!(t.contains("rollback detected"), "{t}");
+    assert_eq!(
+        status::pulled(&sy, "Notes").as_deref(),
+        Some("failed"),
+        "{sy:#}"
+    );
+    assert_eq!(
+        status::pulled(&sy, "Photos").as_deref(),
+        Some("unchanged"),
+        "{sy:#}"
+    );
+    assert!(sy["error"].is_string() && sy["complete"] == false, "{sy:#}");
     // B keeps working on what it has.
     assert_eq!(fs::read(b.notes().join("two.txt")).unwrap(), b"second");
     let st = status::status_json(&b);
