@@ -9,23 +9,103 @@ use crate::store::etag_of;
 use crate::store::writeback::WriteBack;
 use crate::volume::{Category, SyncOutcome};
 use log::{info, warn};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What one poll did.
-#[derive(Debug, Default)]
+/// What one poll did. Also the `pull` part of `cirrus sync --json` and of the daemon's
+/// reply to a `sync` request (docs/USER-GUIDE.md), so its field names are that schema.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollReport {
-    /// Categories that took in another device's changes.
-    pub pulled: Vec<String>,
-    /// Conflict copies made.
-    pub copies: usize,
-    /// Problems with what the store served (rollback, tampering, a key not available).
-    pub errors: Vec<String>,
-    /// Categories whose store head came from a removed device and was replaced.
-    pub refused: Vec<String>,
+    /// Per category the poll took changes in, refused or failed on, in the order it
+    /// looked; the daemon adds the others as [`PollOutcome::Unchanged`].
+    pub categories: Vec<CategoryPoll>,
     /// The store could not be reached: nothing was looked at (the uploads say more).
     pub unreachable: Option<String>,
+}
+
+/// What a poll did to one category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryPoll {
+    pub name: String,
+    pub outcome: PollOutcome,
+    /// Conflict copies the merge made (only [`PollOutcome::Merged`] makes any).
+    pub conflict_copies: usize,
+    /// Problems with what the store served (rollback, tampering, a key not available);
+    /// the message as logged, naming the category.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollOutcome {
+    /// Nothing new from other devices (or not looked at: unavailable, backing off).
+    Unchanged,
+    /// Took in another device's head that followed this device's.
+    FastForward,
+    /// Three-way merged another device's head with this device's changes.
+    Merged,
+    /// The store's head came from a removed device: replaced by this device's.
+    Refused,
+    /// Could not take the store's head in (see `error`).
+    Failed,
+}
+
+impl PollReport {
+    fn push(&mut self, name: &str, outcome: PollOutcome, conflict_copies: usize) {
+        self.categories.push(CategoryPoll {
+            name: name.to_string(),
+            outcome,
+            conflict_copies,
+            error: None,
+        });
+    }
+
+    fn failed(&mut self, name: &str, msg: String) {
+        self.push(name, PollOutcome::Failed, 0);
+        if let Some(c) = self.categories.last_mut() {
+            c.error = Some(msg);
+        }
+    }
+
+    fn named(&self, f: impl Fn(PollOutcome) -> bool) -> Vec<String> {
+        let hit = self.categories.iter().filter(|c| f(c.outcome));
+        hit.map(|c| c.name.clone()).collect()
+    }
+
+    /// Categories that took in another device's changes.
+    pub fn pulled(&self) -> Vec<String> {
+        self.named(|o| matches!(o, PollOutcome::FastForward | PollOutcome::Merged))
+    }
+
+    /// Categories whose store head came from a removed device and was replaced.
+    pub fn refused(&self) -> Vec<String> {
+        self.named(|o| o == PollOutcome::Refused)
+    }
+
+    /// Conflict copies made, over every category.
+    pub fn copies(&self) -> usize {
+        self.categories.iter().map(|c| c.conflict_copies).sum()
+    }
+
+    /// The failures' messages.
+    pub fn errors(&self) -> Vec<String> {
+        self.categories
+            .iter()
+            .filter_map(|c| c.error.clone())
+            .collect()
+    }
+
+    /// Adds each of `names` the poll did not report as [`PollOutcome::Unchanged`], so the
+    /// report names every category.
+    pub fn add_unchanged<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
+        for n in names {
+            if !self.categories.iter().any(|c| c.name == n) {
+                self.push(n, PollOutcome::Unchanged, 0);
+            }
+        }
+    }
 }
 
 /// Why a hook of the account layer did not do its job. The syncer decides on the
@@ -195,7 +275,7 @@ impl Syncer {
                 );
                 log::error!("{msg}");
                 self.wb.report_error(msg.clone());
-                rep.errors.push(msg);
+                rep.failed(&c.name, msg);
                 continue;
             }
             if known == Some(etag_of(&remote)) {
@@ -216,7 +296,7 @@ impl Syncer {
                              the account; its changes are refused and replaced by head #{n}",
                             c.name
                         );
-                        rep.refused.push(c.name.clone());
+                        rep.push(&c.name, PollOutcome::Refused, 0);
                     }
                     Err(e) => {
                         let msg = format!(
@@ -225,7 +305,7 @@ impl Syncer {
                         );
                         warn!("{msg}");
                         self.wb.report_error(msg.clone());
-                        rep.errors.push(msg);
+                        rep.failed(&c.name, msg);
                     }
                 }
                 continue;
@@ -254,7 +334,7 @@ impl Syncer {
                     let msg = format!("{}: cannot take key version {kv}: {e}", c.name);
                     warn!("{msg}");
                     self.wb.report_error(msg.clone());
-                    rep.errors.push(msg);
+                    rep.failed(&c.name, msg);
                     continue;
                 }
             }
@@ -276,28 +356,27 @@ impl Syncer {
             self.note(c.id, res.is_ok());
             match res {
                 Ok(SyncOutcome::UpToDate) => rebase(true),
-                Ok(SyncOutcome::FastForward(_)) => rep.pulled.push(c.name.clone()),
+                Ok(SyncOutcome::FastForward(_)) => rep.push(&c.name, PollOutcome::FastForward, 0),
                 Ok(SyncOutcome::Merged { copies, .. }) => {
-                    rep.pulled.push(c.name.clone());
-                    rep.copies += copies;
+                    rep.push(&c.name, PollOutcome::Merged, copies);
                 }
                 Err(e) => {
                     let msg = format!("{}: cannot take in the other device's changes: {e}", c.name);
                     warn!("{msg}");
                     self.wb.report_error(msg.clone());
-                    rep.errors.push(msg);
+                    rep.failed(&c.name, msg);
                 }
             }
         }
-        if !rep.pulled.is_empty() {
+        if !rep.pulled().is_empty() {
             info!(
                 "sync: took in changes of other devices in {} ({} conflict copies)",
-                rep.pulled.join(", "),
-                rep.copies
+                rep.pulled().join(", "),
+                rep.copies()
             );
         }
         if rep.unreachable.is_none() {
-            self.acknowledge(force, started, whole && rep.errors.is_empty());
+            self.acknowledge(force, started, whole && rep.errors().is_empty());
         }
         rep
     }
@@ -437,5 +516,42 @@ mod tests {
         assert_eq!(utc_date(11_016 * 86_400), "2000-02-29");
         assert_eq!(utc_date(20_785 * 86_400 + 86_399), "2026-11-28");
         assert_eq!(utc_date(-1), "1969-12-31");
+    }
+
+    /// The report is `cirrus sync --json`'s `pull`: its names are the documented schema.
+    #[test]
+    fn a_poll_report_names_every_category_with_its_outcome() {
+        let mut r = PollReport::default();
+        r.push("Notes", PollOutcome::Merged, 2);
+        r.push("Photos", PollOutcome::FastForward, 0);
+        r.push("Mail", PollOutcome::Refused, 0);
+        r.failed("Health", "Health: rollback detected".into());
+        r.add_unchanged(["Notes", "Drive"].into_iter());
+        assert_eq!(r.pulled(), ["Notes", "Photos"]);
+        assert_eq!(r.refused(), ["Mail"]);
+        assert_eq!(r.copies(), 2);
+        assert_eq!(r.errors(), ["Health: rollback detected"]);
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["unreachable"], serde_json::Value::Null);
+        let outcomes: Vec<_> = j["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("Notes", "merged"),
+                ("Photos", "fast_forward"),
+                ("Mail", "refused"),
+                ("Health", "failed"),
+                ("Drive", "unchanged"),
+            ]
+        );
+        assert_eq!(j["categories"][0]["conflict_copies"], 2);
+        assert_eq!(j["categories"][3]["error"], "Health: rollback detected");
+        let back: PollReport = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
     }
 }

@@ -70,8 +70,9 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
     fs::write(d.notes().join("n.txt"), b"standard").unwrap();
     assert!(!d.mnt.join("Health").exists());
     d.unmount();
-    let (_, t) = out(with_pw(&d, &pw, &["status"]));
-    assert!(t.contains("Health") && t.contains("two-factor"), "{t}");
+    let st = status::json_ok(with_pw(&d, &pw, &["status"]));
+    let (state, why) = status::category_state(&st, "Health");
+    assert!(state == "locked" && why.contains("two-factor"), "{st:#}");
 
     // Enrol TOTP with a code computed from the URI, as an authenticator app would.
     let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "enroll"]));
@@ -98,10 +99,11 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
         .arg("status")
         .arg("--passcode-file")
         .arg(&d.passcode_file);
-    let (_, t) = out(plain);
+    let st = status::json_ok(plain);
+    let (state, why) = status::category_state(&st, "Notes");
     assert!(
-        t.contains("Notes") && t.contains("needs the key service"),
-        "{t}"
+        state == "locked" && why.contains("needs the key service"),
+        "{st:#}"
     );
 
     // Service-key rotation re-wraps every standard key on the server (and then retires
@@ -116,20 +118,9 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
     assert!(ok, "{t}");
     assert!(t.contains("Rotated the service key"), "{t}");
     fs::remove_file(d.home.join("device/keyring")).unwrap();
-    let (ok, t) = out(with_pw(&d, &pw, &["status"]));
-    assert!(ok, "{t}");
-    let notes = t
-        .lines()
-        .find(|l| l.starts_with("Notes"))
-        .unwrap()
-        .to_string();
-    assert!(notes.contains(" ok"), "{notes}");
-    let health = t
-        .lines()
-        .find(|l| l.starts_with("Health"))
-        .unwrap()
-        .to_string();
-    assert!(health.contains(" ok"), "{health}");
+    let st = status::json_ok(with_pw(&d, &pw, &["status"]));
+    assert_eq!(status::category_state(&st, "Notes").0, "ok", "{st:#}");
+    assert_eq!(status::category_state(&st, "Health").0, "ok", "{st:#}");
 }
 
 fn recover_data(srv: &Server, alice: &Drive, totp: &str) -> (Drive, bool, String) {
@@ -579,20 +570,13 @@ fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
 
     // Standard keys now come from the server (no keyring: fetched with the password).
     fs::remove_file(a.home.join("device/keyring")).unwrap();
-    let (ok, t) = out(with_pw(&a, &pw, &["status"]));
-    assert!(ok, "{t}");
-    let notes = t
-        .lines()
-        .find(|l| l.starts_with("Notes"))
-        .unwrap()
-        .to_string();
-    assert!(notes.contains(" ok"), "{t}");
-    let health = t
-        .lines()
-        .find(|l| l.starts_with("Health"))
-        .unwrap()
-        .to_string();
-    assert!(health.contains("two-factor"), "e2e waits for TOTP: {t}");
+    let st = status::json_ok(with_pw(&a, &pw, &["status"]));
+    assert_eq!(status::category_state(&st, "Notes").0, "ok", "{st:#}");
+    let (state, why) = status::category_state(&st, "Health");
+    assert!(
+        state == "locked" && why.contains("two-factor"),
+        "e2e waits for TOTP: {st:#}"
+    );
 
     // A new password works; the old one no longer logs in.
     let newpw = a.root.join("new-password");
@@ -662,14 +646,12 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
     fs::remove_file(b.home.join("device/keyring")).unwrap();
     let mut st = b.cirrus_cmd();
     st.args(["status", "--passcode-file"]).arg(&b.passcode_file);
-    let (ok, t) = out(st);
-    assert!(ok, "{t}");
-    let notes = t
-        .lines()
-        .find(|l| l.starts_with("Notes"))
-        .unwrap()
-        .to_string();
-    assert!(notes.contains("e2e") && notes.contains(" ok"), "{t}");
+    let st = status::json_ok(st);
+    let notes = status::category(&st, "Notes");
+    assert!(
+        notes["protection"] == "e2e" && notes["state"] == "ok",
+        "{st:#}"
+    );
     b.mount_again();
     assert_eq!(fs::read(b.notes().join("n.txt")).unwrap(), b"from a");
 }
@@ -759,6 +741,16 @@ fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
         t.contains("WARNING: a password reset of this account through data recovery is pending"),
         "{t}"
     );
+    let status_json = || {
+        let mut c = a.cirrus_cmd();
+        c.args(["status", "--passcode-file"]).arg(&a.passcode_file);
+        status::json_ok(c)
+    };
+    let st = status_json();
+    assert!(
+        st["account"]["password_reset_pending_at"].is_u64(),
+        "{st:#}"
+    );
     let (ok, t) = run(&["account", "status"]);
     assert!(ok, "{t}");
     assert!(
@@ -781,8 +773,11 @@ fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
     }
     let (ok, t) = run(&["account", "cancel-reset"]);
     assert!(ok && t.contains("is cancelled"), "{t}");
-    let (ok, t) = run(&["status"]);
-    assert!(ok && !t.contains("WARNING"), "{t}");
+    let st = status_json();
+    assert!(
+        st["account"]["password_reset_pending_at"].is_null(),
+        "{st:#}"
+    );
     let (ok, t) = run(&["account", "cancel-reset"]);
     assert!(ok && t.contains("No password reset is pending"), "{t}");
     // The password did not change: the account still logs in with the old one.

@@ -275,8 +275,9 @@ fn removing_a_device_offline_keeps_what_it_wrote_last_readable() {
     // A removes B while not mounted.
     let (ok, t) = out(cmd(&a, &["device", "remove", "phone"]));
     assert!(ok, "{t}");
-    let (ok, t) = out(cmd(&a, &["status"]));
-    assert!(ok && !t.contains("UNAVAILABLE"), "{t}");
+    let st = status::json_ok(cmd(&a, &["status"]));
+    let cats = st["categories"].as_array().unwrap();
+    assert!(cats.iter().all(|c| c["state"] != "unavailable"), "{st:#}");
     a.mount_again();
     assert_eq!(
         fs::read(a.notes().join("from-b.txt")).unwrap(),
@@ -308,14 +309,8 @@ fn e2e_keys_left_under_the_previous_account_key_are_opened_and_rewrapped() {
     // object is still under the old one, and the keyring does not help.
     fs::write(&key_obj, &before).unwrap();
     fs::remove_file(a.home.join("device/keyring")).unwrap();
-    let (ok, t) = out(cmd(&a, &["status"]));
-    assert!(ok, "{t}");
-    let line = t
-        .lines()
-        .find(|l| l.starts_with("Health"))
-        .unwrap()
-        .to_string();
-    assert!(line.contains(" ok"), "{t}");
+    let st = status::json_ok(cmd(&a, &["status"]));
+    assert_eq!(status::category_state(&st, "Health").0, "ok", "{st:#}");
     assert_ne!(
         fs::read(&key_obj).unwrap(),
         before,

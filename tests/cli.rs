@@ -53,6 +53,94 @@ fn status_reports_classes_sizes_and_the_running_daemon() {
 }
 
 #[test]
+fn status_and_sync_json_give_the_documented_fields_mounted_and_not() {
+    let mut d = Drive::mount();
+    fs::write(d.notes().join("n.txt"), vec![7u8; 300_000]).unwrap();
+    fs::File::open(d.notes().join("n.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let st = common::status::status_json(&d);
+    assert!(
+        st["device"]["name"].as_str().is_some_and(|n| !n.is_empty()),
+        "{st:#}"
+    );
+    assert_eq!(
+        st["device"]["id"].as_str().map(str::len),
+        Some(16),
+        "{st:#}"
+    );
+    assert!(st["account"]["id"].is_string(), "{st:#}");
+    assert!(st["account"]["key_service"].is_null(), "embedded: {st:#}");
+    assert_eq!(st["account"]["adp"], false);
+    assert_eq!(st["account"]["backup"], false);
+    assert!(st["account"]["two_factor"].is_boolean(), "{st:#}");
+    assert!(st["store"]["url"].is_string() && st["store"]["dir"].is_string());
+    assert!(st["store"]["objects"]["packs"].as_u64() > Some(0), "{st:#}");
+    let notes = common::status::category(&st, "Notes");
+    assert_eq!(notes["protection"], "standard");
+    assert_eq!(notes["state"], "ok");
+    assert!(notes["reason"].is_null());
+    assert_eq!(notes["key_version"], 1);
+    assert_eq!(notes["size_bytes"], 300_000);
+    assert_eq!(notes["files"], 1);
+    assert!(notes["head"].as_u64() > Some(0), "{notes}");
+    assert!(notes["rotation"].is_null());
+    assert_eq!(common::status::category(&st, "Health")["protection"], "e2e");
+    assert_eq!(
+        common::status::category(&st, "Mail")["protection"],
+        "transit"
+    );
+    assert!(
+        st["upload"].is_null(),
+        "a local store has no upload queue: {st:#}"
+    );
+    let m = &st["mounted"];
+    assert_eq!(m["mountpoint"].as_str(), d.mnt.to_str(), "{st:#}");
+    assert!(m["pid"].as_u64().is_some() && m["memory_cache_max_bytes"].as_u64() > Some(0));
+    assert!(m["uncommitted_categories"].is_u64(), "{st:#}");
+
+    // `sync --json` through the daemon: committed, and a local store is up to date.
+    let mut c = d.cirrus_cmd();
+    c.args(["sync", "--wait"]);
+    let sy = common::status::json_ok(c);
+    assert_eq!(sy["mounted"], true, "{sy:#}");
+    assert_eq!(sy["waited"], true);
+    assert_eq!(sy["complete"], true);
+    assert!(sy["error"].is_null() && sy["pull"].is_null() && sy["upload"].is_null());
+
+    d.unmount();
+    let st = common::status::status_json(&d);
+    assert!(st["mounted"].is_null(), "{st:#}");
+    assert_eq!(
+        common::status::category(&st, "Notes")["size_bytes"],
+        300_000
+    );
+    let mut c = d.cirrus_cmd();
+    c.arg("sync");
+    let sy = common::status::json_ok(c);
+    assert_eq!(sy["mounted"], false, "{sy:#}");
+    assert_eq!(sy["complete"], true, "{sy:#}");
+
+    // A failure: non-zero exit, the message on stderr, and a JSON error object on stdout.
+    let empty = d.root.join("no-home");
+    let o = cirrus_command()
+        .arg("--home")
+        .arg(&empty)
+        .args(["sync", "--json"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    assert!(
+        v["error"].as_str().unwrap().contains("no Cirrus account"),
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no Cirrus account"));
+}
+
+#[test]
 fn a_home_is_served_by_one_daemon_only() {
     let d = Drive::mount();
     let other = d.root.join("second-mnt");

@@ -20,15 +20,6 @@ use std::fs;
 // `every_command_and_flag_the_user_guide_shows_exists`): it runs `--help` on the whole
 // command-line surface and needs no key service.
 
-/// The line of `cirrus status` that says whether Backup is on.
-fn backup_line(status: &str) -> String {
-    status
-        .lines()
-        .find(|l| l.starts_with("backup:"))
-        .unwrap_or_else(|| panic!("no backup line in:\n{status}"))
-        .to_string()
-}
-
 #[test]
 fn backup_status_shows_off_on_off_and_a_second_backup_off_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,7 +30,8 @@ fn backup_status_shows_off_on_off_and_a_second_backup_off_changes_nothing() {
         assert!(ok, "{args:?}: {t}");
         t
     };
-    assert_eq!(backup_line(&run(&["status"])), "backup: off");
+    let backup = || status::json_ok(with_pw(&a, &pw, &["status"]))["account"]["backup"].clone();
+    assert_eq!(backup(), false);
     let t = run(&["backup", "status"]);
     assert!(
         t.contains("Backup: off") && t.contains("key version 1"),
@@ -48,7 +40,7 @@ fn backup_status_shows_off_on_off_and_a_second_backup_off_changes_nothing() {
 
     let t = run(&["backup", "on"]);
     assert!(t.contains("Backup is on"), "{t}");
-    assert!(backup_line(&run(&["status"])).starts_with("backup: on"));
+    assert_eq!(backup(), true);
     let t = run(&["backup", "status"]);
     assert!(
         t.contains("Backup: on") && t.contains("data recovery service can restore it"),
@@ -69,7 +61,7 @@ fn backup_status_shows_off_on_off_and_a_second_backup_off_changes_nothing() {
         t.contains("Rotated the key of Messages") && t.contains("key version 2"),
         "{t}"
     );
-    assert_eq!(backup_line(&run(&["status"])), "backup: off");
+    assert_eq!(backup(), false);
     let t = run(&["backup", "status"]);
     assert!(
         t.contains("Backup: off") && t.contains("key version 2"),
@@ -348,13 +340,6 @@ fn mount_with_password(d: &Drive, password: &std::path::Path) -> (bool, String) 
     out(c)
 }
 
-/// The line of category `name` in `cirrus status` output.
-fn status_line<'a>(t: &'a str, name: &str) -> &'a str {
-    t.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("no {name} line in:\n{t}"))
-}
-
 /// Issue 16.4: the guide says a drive whose key service cannot be reached (or refuses the
 /// login) still opens every category whose key the device holds. A wrong password opens
 /// nothing more than no password does; a stopped server leaves the categories whose keys
@@ -410,20 +395,23 @@ fn mount_with_a_password_opens_what_the_device_holds_when_the_key_service_refuse
     );
     assert_eq!(fs::read(d.health().join("h.txt")).unwrap(), b"e2e");
     assert!(!d.mnt.join("Notes").exists());
-    let (ok, t) = out(with_pw(&d, &pw, &["status"]));
+    let (ok, st, t) = status::run_json(with_pw(&d, &pw, &["status"]));
     assert!(ok, "{t}");
     assert!(
         t.contains("warning: not logged in to the key service"),
         "{t}"
     );
-    let notes = status_line(&t, "Notes");
+    let (state, why) = status::category_state(&st, "Notes");
+    assert_eq!(state, "locked", "{st:#}");
     assert!(
-        notes.contains(
-            "locked: this key is not on this device, and the key service could not be reached"
-        ),
-        "{t}"
+        why.contains("this key is not on this device, and the key service could not be reached"),
+        "{st:#}"
     );
-    assert!(status_line(&t, "Health").contains(" ok"), "{t}");
+    assert!(
+        st["account"]["key_service"]["login_error"].is_string(),
+        "{st:#}"
+    );
+    assert_eq!(status::category_state(&st, "Health").0, "ok", "{st:#}");
     d.unmount();
 }
 

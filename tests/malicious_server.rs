@@ -225,10 +225,11 @@ fn substituted_or_swapped_keys_and_server_signed_heads_are_refused() {
             .unwrap(),
     );
     fs::write(&key_path, &forged).unwrap();
-    let (_, t) = status(&d);
+    let st = common::status::status_json(&d);
+    let (state, why) = common::status::category_state(&st, "Notes");
     assert!(
-        t.contains("Notes") && t.contains("not the key the signed manifest commits to"),
-        "{t}"
+        state != "ok" && why.contains("not the key the signed manifest commits to"),
+        "{st:#}"
     );
     // 2. Photos' wrapped key served as Notes' (a swap): bound to its category, it fails.
     fs::copy(
@@ -236,10 +237,11 @@ fn substituted_or_swapped_keys_and_server_signed_heads_are_refused() {
         &key_path,
     )
     .unwrap();
-    let (_, t) = status(&d);
+    let st = common::status::status_json(&d);
+    let (state, why) = common::status::category_state(&st, "Notes");
     assert!(
-        t.contains("Notes") && t.contains("failed authentication"),
-        "{t}"
+        state != "ok" && why.contains("failed authentication"),
+        "{st:#}"
     );
     fs::write(&key_path, &saved).unwrap();
 
@@ -256,20 +258,22 @@ fn substituted_or_swapped_keys_and_server_signed_heads_are_refused() {
         env.sealed,
     );
     fs::write(&head_path, &forged).unwrap();
-    let (_, t) = status(&d);
+    let st = common::status::status_json(&d);
+    let (state, why) = common::status::category_state(&st, "Notes");
     assert!(
-        t.contains("Notes") && t.contains("not a trusted device of this account"),
-        "{t}"
+        state != "ok" && why.contains("not a trusted device of this account"),
+        "{st:#}"
     );
     // 4. The same head moved to another category (signature bound to the category).
     let photos_head = obj(&d, &names::head(photos.id));
     fs::copy(&head_path, &photos_head).ok();
     fs::write(&head_path, &head).unwrap();
     fs::copy(&head_path, &photos_head).unwrap();
-    let (_, t) = status(&d);
-    assert!(
-        t.contains("Photos") && t.contains("UNAVAILABLE"),
-        "a head moved to another category must be refused:\n{t}"
+    let st = common::status::status_json(&d);
+    assert_eq!(
+        common::status::category_state(&st, "Photos").0,
+        "unavailable",
+        "a head moved to another category must be refused:\n{st:#}"
     );
 }
 
@@ -401,10 +405,12 @@ fn a_deleted_anchor_and_a_planted_manifest_are_refused() {
     let (ok, t) = reanchor();
     assert!(ok, "{t}");
     assert!(t.contains("Trust anchor rebuilt from manifest"), "{t}");
-    let (code, t) = status(&d);
-    assert_eq!(code, 0, "{t}");
-    let health = t.lines().find(|l| l.contains("Health")).unwrap_or_default();
-    assert!(health.contains("e2e"), "{t}");
+    let st = common::status::status_json(&d);
+    let health = common::status::category(&st, "Health");
+    assert!(
+        health["protection"] == "e2e" && health["state"] == "ok",
+        "{st:#}"
+    );
     let (ok, t) = reanchor();
     assert!(ok && t.contains("intact"), "{t}");
 }

@@ -205,7 +205,9 @@ fn online_rotation_keeps_the_drive_usable_and_destroys_the_old_key() {
     );
     assert!(reads.load(Ordering::Relaxed) > 0);
     assert_rotated_once(&d.home, "Photos");
-    assert!(!status(&d).contains("rotating"));
+    let st = common::status::status_json(&d);
+    let cats = st["categories"].as_array().unwrap();
+    assert!(cats.iter().all(|c| c["rotation"].is_null()), "{st:#}");
     // Rotating again makes version 3 (a new rotation, not a resumption).
     let (ok, text) = rotate(&d, "Photos", &[]);
     assert!(ok && text.contains("key version 3"), "{text}");
@@ -414,12 +416,20 @@ fn a_daemon_killed_mid_rotation_resumes_and_finishes() {
     // Mid-way: the table names version 2, key 1 is still there, the head records it.
     assert_eq!(entry(&d.home, "Photos").key_version, 2);
     assert!(key_object(&d.home, id, 1).exists());
-    let st = status(&d);
-    let line = st.lines().find(|l| l.starts_with("Photos")).unwrap();
+    let st = common::status::status_json(&d);
+    let rot = &common::status::category(&st, "Photos")["rotation"];
     assert!(
-        line.contains("rotating key v1 \u{2192} v2"),
-        "status must show the interrupted rotation: {line}"
+        rot["from_key_version"] == 1 && rot["to_key_version"] == 2,
+        "status must show the interrupted rotation: {st:#}"
     );
+    assert!(
+        rot["done_bytes"].as_u64() <= rot["total_bytes"].as_u64(),
+        "{rot}"
+    );
+    // The text shows it too.
+    let line = status(&d);
+    let line = line.lines().find(|l| l.starts_with("Photos")).unwrap();
+    assert!(line.contains("rotating key v1 \u{2192} v2"), "{line}");
     fsck_ok(&d);
     d.mount_again();
     // Reads work on the half-rotated tree.

@@ -92,8 +92,8 @@ fn two_devices_exchange_and_merge_changes() {
     // A file written on A appears on B at once with `cirrus sync`...
     fs::write(a.notes().join("from-a.txt"), b"pushed").unwrap();
     sync(&a);
-    let t = sync(&b);
-    assert!(t.contains("Everything is in the store"), "{t}");
+    let sy = status::sync_json(&b);
+    assert_eq!(sy["complete"], true, "{sy:#}");
     eventually("from-a.txt on B", Duration::from_secs(5), || {
         fs::read(b.notes().join("from-a.txt")).ok().as_deref() == Some(&b"pushed"[..])
     });
@@ -189,13 +189,30 @@ fn a_rolled_back_head_is_refused_and_the_device_keeps_its_state() {
     for (n, d) in &old {
         s.put(n, d).unwrap();
     }
-    let o = b.cirrus_cmd().args(["sync", "--wait"]).output().unwrap();
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("rollback detected"), "{}", text(&o));
+    let mut c = b.cirrus_cmd();
+    c.args(["sync", "--wait"]);
+    let (ok, sy, t) = status::run_json(c);
+    assert!(!ok, "{t}");
+    assert!(t.contains("rollback detected"), "{t}");
+    assert_eq!(
+        status::pulled(&sy, "Notes").as_deref(),
+        Some("failed"),
+        "{sy:#}"
+    );
+    assert_eq!(
+        status::pulled(&sy, "Photos").as_deref(),
+        Some("unchanged"),
+        "{sy:#}"
+    );
+    assert!(sy["error"].is_string() && sy["complete"] == false, "{sy:#}");
     // B keeps working on what it has.
     assert_eq!(fs::read(b.notes().join("two.txt")).unwrap(), b"second");
-    let st = ok(&b, &["status", "--passcode-file", &pass(&b)]);
-    assert!(st.contains("rollback detected"), "{st}");
+    let st = status::status_json(&b);
+    let (state, why) = status::category_state(&st, "Notes");
+    assert!(
+        state == "unavailable" && why.contains("rollback detected"),
+        "{st:#}"
+    );
 }
 
 /// The file edited on both devices holds one device's version, and a conflict copy named
@@ -285,11 +302,12 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
         "{t}"
     );
     assert!(old_key_left(&s3));
-    let st = ok(&a, &["status", "--passcode-file", &pass(&a)]);
-    assert!(
-        st.contains("old key kept: Health key version 1, until phone has synced"),
-        "{st}"
-    );
+    let st = status::status_json(&a);
+    let kept = &st["store"]["old_keys_kept"];
+    assert_eq!(kept.as_array().map(Vec::len), Some(1), "{st:#}");
+    assert_eq!(kept[0]["category"], "Health");
+    assert_eq!(kept[0]["key_version"], 1);
+    assert_eq!(kept[0]["until_synced"], serde_json::json!(["phone"]));
     fs::write(a.health().join("after.txt"), b"under key v2").unwrap();
     sync(&a);
     assert!(old_key_left(&s3), "destroyed before B synced");
@@ -662,13 +680,13 @@ fn a_head_published_by_a_removed_device_is_replaced_not_merged() {
         s3.put(n, v).unwrap();
     }
     fs::write(a.notes().join("after.txt"), b"written after the removal").unwrap();
-    let t = sync(&a);
+    let sy = status::sync_json(&a);
     // Refused by that sync, or already by the sync thread's own poll before it.
     let log = fs::read_to_string(a.home.join("cirrus.log")).unwrap_or_default();
     assert!(
-        t.contains("Refused changes of a removed device in Notes")
+        status::pulled(&sy, "Notes").as_deref() == Some("refused")
             || log.contains("Notes: the store's head was published by phone, a device removed"),
-        "{t}"
+        "{sy:#}"
     );
     for (n, v) in &late {
         assert_ne!(
@@ -745,8 +763,9 @@ fn a_device_removed_while_it_keeps_writing_is_shut_out() {
     sync(&a);
     fs::write(b.notes().join("phone-after.txt"), b"kept on the phone").unwrap();
     let _ = b.cirrus_cmd().args(["sync"]).output();
-    let t = sync(&a);
-    assert!(!t.contains("Refused"), "{t}");
+    let sy = status::sync_json(&a);
+    let pulls = sy["pull"]["categories"].as_array().unwrap();
+    assert!(pulls.iter().all(|c| c["outcome"] != "refused"), "{sy:#}");
     let st = b
         .cirrus_cmd()
         .args(["status", "--passcode-file", &pass(&b)])

@@ -63,17 +63,17 @@ fn sync_pushes_the_journal_and_a_fresh_cache_reads_it_back() {
     let big = pseudo_random(20 << 20, 11);
     fs::write(d.notes().join("big.bin"), &big).unwrap();
     fs::write(d.notes().join("small.txt"), b"queued first").unwrap();
-    let o = cirrus(&d, &["sync", "--wait"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let sy = common::status::sync_json(&d);
+    assert_eq!(sy["complete"], true, "{sy:#}");
+    assert_eq!(sy["upload"]["pending_objects"], 0, "{sy:#}");
     assert!(
-        text(&o).contains("Everything is in the store"),
-        "{}",
-        text(&o)
+        sy["upload"]["uploaded_bytes"].as_u64() >= Some(20 << 20),
+        "{sy:#}"
     );
     assert_eq!(journal_files(&d), 0, "journal drained");
     assert!(packs_in_bucket(&sw, "wb").len() >= 3);
-    let st = status(&d);
-    assert!(st.contains("upload queue: 0 objects"), "{st}");
+    let st = common::status::status_json(&d);
+    assert_eq!(st["upload"]["pending_objects"], 0, "{st:#}");
     d.unmount();
     // Nothing local left to read from: every byte comes back from the bucket.
     fs::remove_dir_all(d.home.join("cache")).unwrap();
@@ -112,15 +112,22 @@ fn offline_writes_queue_and_drain_when_the_store_returns() {
     // `status` tells the user what is waiting and why.
     let deadline = Instant::now() + Duration::from_secs(30);
     let st = loop {
-        let st = status(&d);
-        if st.contains("OFFLINE") || Instant::now() > deadline {
+        let st = common::status::status_json(&d);
+        if st["upload"]["offline"] == true || Instant::now() > deadline {
             break st;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert!(st.contains("OFFLINE"), "{st}");
-    assert!(st.contains("last sync error"), "{st}");
-    assert!(!st.contains("upload queue: 0 objects"), "{st}");
+    let up = &st["upload"];
+    assert_eq!(up["offline"], true, "{st:#}");
+    assert!(up["last_error"]["message"].is_string(), "{st:#}");
+    assert!(up["pending_objects"].as_u64() > Some(0), "{st:#}");
+    // The text says so too.
+    let st = status(&d);
+    assert!(
+        st.contains("OFFLINE") && st.contains("last sync error"),
+        "{st}"
+    );
     // `sync --wait` gives up with a clear message instead of hanging.
     let o = cirrus(&d, &["sync", "--wait", "--stall-timeout", "3"]);
     assert!(!o.status.success());

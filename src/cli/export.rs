@@ -479,7 +479,7 @@ pub fn run(home: Home, a: ExportArgs) -> CliResult {
     for s in &report.skipped {
         println!("Not in the archive: {s}");
     }
-    if super::status::read_daemon_status(&acct.home).is_some() {
+    if crate::daemon::read_mount_status(&acct.home).is_some() {
         println!(
             "The drive is mounted: the archive holds what each category had committed when \
              it was read (writes of the last few seconds may be missing)."

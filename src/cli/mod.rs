@@ -255,6 +255,10 @@ enum Cmd {
     Status {
         #[command(flatten)]
         pass: PasscodeArgs,
+        /// Print one JSON object instead (fields: docs/USER-GUIDE.md, "Status and sync as
+        /// JSON").
+        #[arg(long)]
+        json: bool,
     },
     /// Verify every object and tree in the store; exit code 1 when anything is damaged.
     Fsck {
@@ -552,7 +556,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             no_wait,
         ),
         Cmd::Sync(args) => sync::run(home, args),
-        Cmd::Status { pass } => status::run(home, &pass),
+        Cmd::Status { pass, json } => status::run(home, &pass, json),
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Gc {
             pass,

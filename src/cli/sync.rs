@@ -6,7 +6,9 @@
 use crate::daemon::control::{self, Reply, Request};
 use crate::home::Home;
 use crate::store::writeback::{SyncStatus, WriteBack};
+use crate::sync::PollReport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,17 +21,74 @@ pub struct SyncArgs {
     /// With --wait: give up after this many seconds without progress.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stall_timeout: u64,
+    /// Print one JSON object instead (fields: docs/USER-GUIDE.md, "Status and sync as
+    /// JSON").
+    #[arg(long)]
+    pub json: bool,
 }
 
 use super::human;
+use super::status::{JSON_VERSION, json_error, print_json};
+
+/// The upload queue and the disk cache, as `status` and `sync` show them (text and
+/// JSON: docs/USER-GUIDE.md documents the fields).
+#[derive(Debug, Clone, Serialize)]
+pub struct Upload {
+    /// Objects and heads waiting in the journal (including those being sent).
+    pub pending_objects: u64,
+    pub pending_bytes: u64,
+    /// Sent by this uploader since it started (the daemon's, or this command's).
+    pub uploaded_objects: u64,
+    pub uploaded_bytes: u64,
+    pub journal_max_bytes: u64,
+    /// The store cannot be reached: writes are kept locally.
+    pub offline: bool,
+    pub last_error: Option<LastError>,
+    /// Heads another device published first (`name: why`), kept in the journal.
+    pub conflicts: Vec<String>,
+    /// Journal files that failed their checks (moved to `journal/bad`).
+    pub damaged: Vec<String>,
+    pub disk_cache_bytes: u64,
+    pub disk_cache_max_bytes: u64,
+    pub disk_cache_objects: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    /// Seconds since the epoch.
+    pub at: u64,
+    pub message: String,
+}
+
+impl From<&SyncStatus> for Upload {
+    fn from(s: &SyncStatus) -> Self {
+        Upload {
+            pending_objects: s.pending_objects,
+            pending_bytes: s.pending_bytes,
+            uploaded_objects: s.uploaded_objects,
+            uploaded_bytes: s.uploaded_bytes,
+            journal_max_bytes: s.journal_max,
+            offline: s.offline,
+            last_error: s.last_error.as_ref().map(|(at, m)| LastError {
+                at: *at,
+                message: m.clone(),
+            }),
+            conflicts: s.conflicts.clone(),
+            damaged: s.damaged.clone(),
+            disk_cache_bytes: s.cache_bytes,
+            disk_cache_max_bytes: s.cache_max,
+            disk_cache_objects: s.cache_objects,
+        }
+    }
+}
 
 /// The lines `cirrus status` prints about the upload queue and the disk cache.
-pub fn describe(s: &SyncStatus) -> Vec<String> {
+pub fn describe(s: &Upload) -> Vec<String> {
     let mut out = vec![format!(
         "upload queue: {} objects, {} pending (journal limit {}){}",
         s.pending_objects,
         human(s.pending_bytes),
-        human(s.journal_max),
+        human(s.journal_max_bytes),
         if s.offline {
             "; OFFLINE: the store cannot be reached, writes are kept locally"
         } else {
@@ -38,16 +97,16 @@ pub fn describe(s: &SyncStatus) -> Vec<String> {
     )];
     out.push(format!(
         "disk cache: {} of {} ({} objects)",
-        human(s.cache_bytes),
-        human(s.cache_max),
-        s.cache_objects
+        human(s.disk_cache_bytes),
+        human(s.disk_cache_max_bytes),
+        s.disk_cache_objects
     ));
-    if let Some((t, e)) = &s.last_error {
+    if let Some(e) = &s.last_error {
         let ago = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs().saturating_sub(*t))
+            .map(|d| d.as_secs().saturating_sub(e.at))
             .unwrap_or(0);
-        out.push(format!("last sync error ({ago} s ago): {e}"));
+        out.push(format!("last sync error ({ago} s ago): {}", e.message));
     }
     for c in &s.conflicts {
         out.push(format!("conflict: {c}"));
@@ -56,6 +115,60 @@ pub fn describe(s: &SyncStatus) -> Vec<String> {
         out.push(format!("damaged journal entry: {d}"));
     }
     out
+}
+
+/// What `cirrus sync` did, for `--json` (docs/USER-GUIDE.md documents the fields).
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub version: u32,
+    /// The daemon of a mounted drive did the work (commit, pull, push).
+    pub mounted: bool,
+    /// Waited for the queue to drain (`--wait`, and always when not mounted).
+    pub waited: bool,
+    /// Mounted with a remote store: what taking in the other devices' heads did.
+    pub pull: Option<PollReport>,
+    /// The queue when the command ended (None: a local store has none).
+    pub upload: Option<Upload>,
+    /// Everything is in the store (known only after waiting, or with a local store).
+    pub complete: bool,
+    /// Why the command failed (it then exits non-zero).
+    pub error: Option<String>,
+    /// The daemon's summary, as the text output prints it.
+    #[serde(skip)]
+    pub message: Option<String>,
+}
+
+impl SyncReport {
+    fn new(mounted: bool, waited: bool) -> Self {
+        SyncReport {
+            version: JSON_VERSION,
+            mounted,
+            waited,
+            pull: None,
+            upload: None,
+            complete: false,
+            error: None,
+            message: None,
+        }
+    }
+
+    /// Prints the report (JSON, or the text lines) and gives the exit.
+    fn finish(self, json: bool) -> super::CliResult {
+        if json {
+            print_json(&self)?;
+        } else {
+            if let Some(m) = self.message.as_deref().filter(|m| !m.is_empty()) {
+                println!("{}", m.trim_end());
+            }
+            if self.complete && self.waited && self.upload.is_some() {
+                println!("Everything is in the store.");
+            }
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
 }
 
 /// A terminal progress bar that stays undrawn until [`size_bar`] gives it a total: drawn
@@ -137,17 +250,14 @@ impl Progress {
     }
 }
 
-/// The outcome line and exit code once waiting ended.
-fn verdict(s: &SyncStatus) -> super::CliResult {
+/// Whether everything is in the store once waiting ended: the error says what is not.
+fn verdict(s: &SyncStatus) -> Result<(), String> {
     let queued = s.pending_objects as usize - s.conflicts.len().min(s.pending_objects as usize);
-    if !s.conflicts.is_empty() {
-        for c in &s.conflicts {
-            eprintln!("conflict: {c}");
-        }
+    for c in &s.conflicts {
+        eprintln!("conflict: {c}");
     }
     if queued == 0 && s.conflicts.is_empty() {
-        println!("Everything is in the store.");
-        return Ok(0);
+        return Ok(());
     }
     let why = s
         .last_error
@@ -163,68 +273,98 @@ fn verdict(s: &SyncStatus) -> super::CliResult {
     ))
 }
 
+/// Fills in the queue's state after waiting, and the verdict on it.
+fn waited_for(r: &mut SyncReport, s: &SyncStatus) {
+    r.upload = Some(Upload::from(s));
+    match verdict(s) {
+        Ok(()) => r.complete = true,
+        Err(e) => r.error = Some(e),
+    }
+}
+
+/// `cirrus sync` on a mounted drive: the daemon does it.
+fn through_daemon(home: &Home, args: &SyncArgs) -> super::CliResult {
+    let req = Request {
+        op: "sync".into(),
+        wait: Some(args.wait),
+        stall_secs: Some(args.stall_timeout),
+        ..Default::default()
+    };
+    let mut progress = Progress::new("uploading");
+    let mut last = None;
+    let reply = control::exchange(home, &req, &mut |r: &Reply| {
+        if let Some(s) = &r.sync {
+            progress.update(s);
+            last = Some(s.clone());
+        }
+    });
+    progress.finish();
+    let reply = reply.map_err(|e| json_error(args.json, e))?;
+    let mut r = SyncReport::new(true, args.wait);
+    r.pull = reply.pull;
+    r.message = reply.message;
+    let s = reply.sync.or(last);
+    if let Some(e) = reply.error {
+        r.error = Some(e);
+    } else if !args.wait {
+        r.upload = s.as_ref().map(Upload::from);
+        // A local store: committed is stored.
+        r.complete = s.is_none();
+    } else {
+        match &s {
+            Some(s) => waited_for(&mut r, s),
+            None => r.complete = true,
+        }
+    }
+    r.finish(args.json)
+}
+
 pub fn run(home: Home, args: SyncArgs) -> super::CliResult {
     if !home.exists() {
-        return Err(format!("no Cirrus account in {}", home.root.display()));
+        let e = format!("no Cirrus account in {}", home.root.display());
+        return Err(json_error(args.json, e));
     }
     // The daemon lock tells whether a daemon runs (a control socket may be left over
     // from a killed one).
     let lock = crate::daemon::lock_home(&home);
     if lock.is_err() && control::socket_exists(&home) {
-        let req = Request {
-            op: "sync".into(),
-            wait: Some(args.wait),
-            stall_secs: Some(args.stall_timeout),
-            ..Default::default()
-        };
-        let mut progress = Progress::new("uploading");
-        let mut last = None;
-        let reply = control::exchange(&home, &req, &mut |r: &Reply| {
-            if let Some(s) = &r.sync {
-                progress.update(s);
-                last = Some(s.clone());
-            }
-        });
-        progress.finish();
-        let reply = reply?;
-        if let Some(e) = reply.error {
-            return Err(e);
-        }
-        if let Some(m) = reply.message.as_deref().filter(|m| !m.is_empty()) {
-            println!("{}", m.trim_end());
-        }
-        if !args.wait {
-            return Ok(0);
-        }
-        return match reply.sync.or(last) {
-            Some(s) => verdict(&s),
-            None => Ok(0),
-        };
+        return through_daemon(&home, &args);
     }
     // Not mounted: the journal can be sent without the passcode (it holds only sealed
     // objects), under the daemon lock so no mount starts meanwhile.
-    let _lock = lock.map_err(|e| e.to_string())?;
-    let config = home.load_config().map_err(|e| e.to_string())?;
-    let (_, wb) = crate::account::open_store_sync(&home, &config.store)
-        .map_err(|e| format!("opening the store: {e}"))?;
-    let Some(wb) = wb else {
-        println!(
-            "The store ({}) is local: there is nothing to upload.",
-            config.store
-        );
-        return Ok(0);
-    };
-    drain(&wb, Duration::from_secs(args.stall_timeout))
+    let opened = lock.map_err(|e| e.to_string()).and_then(|lock| {
+        let config = home.load_config().map_err(|e| e.to_string())?;
+        let (_, wb) = crate::account::open_store_sync(&home, &config.store)
+            .map_err(|e| format!("opening the store: {e}"))?;
+        Ok((lock, config, wb))
+    });
+    let (_lock, config, wb) = opened.map_err(|e| json_error(args.json, e))?;
+    let mut r = SyncReport::new(false, true);
+    match wb {
+        None => {
+            r.complete = true;
+            r.message = Some(format!(
+                "The store ({}) is local: there is nothing to upload.",
+                config.store
+            ));
+        }
+        Some(wb) => waited_for(
+            &mut r,
+            &drain_status(&wb, Duration::from_secs(args.stall_timeout)),
+        ),
+    }
+    r.finish(args.json)
 }
 
-fn drain(wb: &Arc<WriteBack>, stall: Duration) -> super::CliResult {
+/// Sends the journal until it is empty or stalls; the queue's state then.
+fn drain_status(wb: &Arc<WriteBack>, stall: Duration) -> SyncStatus {
     wb.kick();
     wb.start(4);
     let mut progress = Progress::new("uploading");
     let s = wb.wait_drained(Some(stall), &|| false, &mut |s| progress.update(s));
     progress.finish();
     wb.stop();
-    verdict(&s)
+    s
 }
 
 /// Write-back stores opened by this process's commands (see [`drain_queued`]).
@@ -242,7 +382,7 @@ pub fn remember(wb: &Arc<WriteBack>) {
 pub fn drain_queued() -> Option<String> {
     let opened: Vec<_> = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|p| p.into_inner()));
     for wb in opened.iter().filter(|w| w.journaled_here()) {
-        if let Err(e) = drain(wb, Duration::from_secs(60)) {
+        if let Err(e) = verdict(&drain_status(wb, Duration::from_secs(60))) {
             return Some(e);
         }
     }

@@ -55,6 +55,9 @@ pub struct Reply {
     /// Sync: the upload queue's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<crate::store::writeback::SyncStatus>,
+    /// Sync: what the poll of the other devices' heads did, per category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::sync::PollReport>,
 }
 
 impl Reply {

@@ -15,7 +15,10 @@ mod umount;
 pub use mountpoint::{absolute, is_mounted, unmount_path};
 pub use process::{lock_home, no_core_dumps};
 pub use requests::describe_rotation;
-pub use status::{mount_status_path, read_sync_status, sync_status_path, write_sync_status};
+pub use status::{
+    MountStatus, mount_status_path, read_mount_status, read_sync_status, sync_status_path,
+    write_sync_status,
+};
 pub use umount::{UmountProgress, Unmounted, umount};
 
 use crate::account::Unlocked;

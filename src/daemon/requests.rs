@@ -7,7 +7,7 @@ use crate::account::{RotateOptions, RotateReport, Unlocked};
 use crate::format::table::Class;
 use crate::home::Home;
 use crate::store::writeback::WriteBack;
-use crate::sync::Syncer;
+use crate::sync::{PollReport, Syncer};
 use crate::volume::Category;
 use log::error;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,20 +159,32 @@ fn sync_request(
     let Some(wb) = wb else {
         return Reply::ok("Committed; the store is local, so it is up to date.".into());
     };
-    let pulled = match syncer {
-        Some(sy) => match pull(sy) {
-            Ok(text) => text,
-            Err(e) => return Reply::error(e),
-        },
-        None => String::new(),
-    };
+    let pull = syncer.map(|sy| {
+        let mut r = sy.poll(true);
+        r.add_unchanged(cats.iter().map(|c| c.name.as_str()));
+        r
+    });
+    if let Some(r) = pull.as_ref().filter(|r| !r.errors().is_empty()) {
+        return Reply {
+            error: Some(r.errors().join("; ")),
+            pull: Some(r.clone()),
+            ..Default::default()
+        };
+    }
+    let pulled = pull.as_ref().map(describe_pull).unwrap_or_default();
     if req.wait != Some(true) {
         let s = wb.status();
-        return Reply::ok(format!(
-            "{pulled}Committed; {} in {} objects queued for upload.",
-            crate::hint::human(s.pending_bytes),
-            s.pending_objects
-        ));
+        return Reply {
+            ok: Some(true),
+            message: Some(format!(
+                "{pulled}Committed; {} in {} objects queued for upload.",
+                crate::hint::human(s.pending_bytes),
+                s.pending_objects
+            )),
+            sync: Some(s),
+            pull,
+            ..Default::default()
+        };
     }
     let s = wb.wait_drained(
         Some(Duration::from_secs(req.stall_secs.unwrap_or(120))),
@@ -189,35 +201,31 @@ fn sync_request(
         ok: Some(true),
         message: Some(pulled),
         sync: Some(s),
+        pull,
         ..Default::default()
     }
 }
 
-/// One poll of the other devices' heads for a `sync` request: what it took in, as the
-/// start of the reply's message, or the poll's errors.
-fn pull(sy: &Syncer) -> Result<String, String> {
-    let r = sy.poll(true);
-    if !r.errors.is_empty() {
-        return Err(r.errors.join("; "));
-    }
-    let refused = if r.refused.is_empty() {
+/// What a poll without errors took in, as the start of the reply's message.
+fn describe_pull(r: &PollReport) -> String {
+    let refused = if r.refused().is_empty() {
         String::new()
     } else {
         format!(
             "Refused changes of a removed device in {} (replaced by this device's). ",
-            r.refused.join(", ")
+            r.refused().join(", ")
         )
     };
     let pulled = if let Some(u) = &r.unreachable {
         format!("Could not look for other devices' changes ({u}). ")
-    } else if r.pulled.is_empty() {
+    } else if r.pulled().is_empty() {
         String::new()
     } else {
         format!(
             "Took in changes from other devices in {} ({} conflict copies). ",
-            r.pulled.join(", "),
-            r.copies
+            r.pulled().join(", "),
+            r.copies()
         )
     };
-    Ok(refused + &pulled)
+    refused + &pulled
 }

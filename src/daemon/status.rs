@@ -1,5 +1,5 @@
 //! The files a running daemon publishes in `HOME/run/` for the commands beside it:
-//! `status` (pid, mountpoint, cache use: counts only, no names, no keys) and `sync.json`
+//! `status` (JSON: pid, mountpoint, cache use; counts only, no names, no keys) and `sync.json`
 //! (the upload queue), read by `cirrus status`, `sync` and `umount`.
 
 use crate::cache::ChunkCache;
@@ -14,7 +14,20 @@ pub fn mount_status_path(home: &Home) -> PathBuf {
     home.run_dir().join("status")
 }
 
-/// A small plaintext report for `cirrus status` (no names, no keys: counts only).
+/// What a running daemon says about itself in `run/status` (JSON; no names, no keys:
+/// counts only). `cirrus status` shows it, and `status --json` passes it on as its
+/// `mounted` field (docs/USER-GUIDE.md), so its field names are part of that schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountStatus {
+    pub pid: u32,
+    pub mountpoint: PathBuf,
+    pub memory_cache_used_bytes: u64,
+    pub memory_cache_max_bytes: u64,
+    /// Categories with changes not yet committed (the next commit interval takes them).
+    pub uncommitted_categories: usize,
+}
+
+/// Rewrites `path` with the daemon's report.
 pub(super) fn write_mount_status(
     path: &Path,
     mp: &Path,
@@ -22,16 +35,26 @@ pub(super) fn write_mount_status(
     cats: &[Arc<Category>],
 ) {
     let (used, cap) = cache.usage();
-    let unsynced = cats.iter().filter(|c| c.is_dirty()).count();
-    let text = format!(
-        "{}\nat {}\nmemory cache {} of {} MiB\n{} categories with uncommitted changes\n",
-        std::process::id(),
-        mp.display(),
-        used >> 20,
-        cap >> 20,
-        unsynced
-    );
-    let _ = crate::home::write_atomic(path, text.as_bytes());
+    let s = MountStatus {
+        pid: std::process::id(),
+        mountpoint: mp.to_path_buf(),
+        memory_cache_used_bytes: used as u64,
+        memory_cache_max_bytes: cap as u64,
+        uncommitted_categories: cats.iter().filter(|c| c.is_dirty()).count(),
+    };
+    if let Ok(j) = serde_json::to_vec(&s) {
+        let _ = crate::home::write_atomic(path, &j);
+    }
+}
+
+/// The running daemon's report, if a daemon is running (a file left by a killed one
+/// names a dead pid, and is not).
+pub fn read_mount_status(home: &Home) -> Option<MountStatus> {
+    let bytes = std::fs::read(mount_status_path(home)).ok()?;
+    let s: MountStatus = serde_json::from_slice(&bytes).ok()?;
+    let pid = i32::try_from(s.pid).ok()?;
+    // SAFETY: existence check only.
+    (unsafe { libc::kill(pid, 0) } == 0).then_some(s)
 }
 
 /// Where the daemon publishes its upload state for `status`, `sync` and `umount`.

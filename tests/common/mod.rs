@@ -29,6 +29,7 @@ pub mod process;
 pub mod rss;
 pub mod seaweed;
 pub mod sources;
+pub mod status;
 pub mod store_view;
 pub mod syscalls;
 pub mod tree;
