@@ -4,9 +4,9 @@
 //! volume (fast-forward or three-way merge). Uploading is the write-back layer's job.
 
 use crate::crypto::SecretKey;
-use crate::format::names;
-use crate::store::etag_of;
+use crate::format::{gc_marks, names};
 use crate::store::writeback::WriteBack;
+use crate::store::{StoreError, etag_of};
 use crate::volume::{Category, SyncOutcome};
 use log::{info, warn};
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, HookError> + Send + Sync;
 pub type Heads = Vec<(u32, u64)>;
 
 /// See [`AccountHooks::ack`].
-pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), HookError> + Send + Sync;
+pub type AckHook = dyn Fn(&Floors, &Heads, u64, u64) -> Result<(), HookError> + Send + Sync;
 
 /// See [`AccountHooks::acked_heads`].
 pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookError> + Send + Sync;
@@ -66,7 +66,8 @@ pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookEr
 pub struct AccountHooks {
     pub keys: Box<KeySource>,
     /// Publishes this device's acknowledgement: its floors, the head counters it knows
-    /// the store has, and when it last had every head in the store (unix seconds).
+    /// the store has, when it last had every head in the store (unix seconds), and the
+    /// gc epoch read at the start of that poll.
     pub ack: Box<AckHook>,
     /// Per category, the highest head counter another device says the store has (and
     /// which device).
@@ -89,12 +90,11 @@ struct Acked {
     /// Its `published` (unix seconds), and whether the journal was clean then.
     published: u64,
     clean: bool,
+    /// The gc epoch it carries, and when the store's was last read.
+    gc_epoch: u64,
+    epoch_check: Option<Instant>,
     released: Option<Instant>,
 }
-
-/// How often (seconds) a device with nothing unpublished says so again: `cirrus gc`
-/// deletes a pack only once every device has said so since it marked the pack.
-const PUBLISHED_EVERY: u64 = 300;
 
 /// How often a poll also looks for old keys every device is past.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
@@ -158,6 +158,9 @@ impl Syncer {
         // What other devices say the store has, read before its heads are: a head older
         // than that, read after, is one the store withholds from this device.
         let acked = self.acked_heads_due(force);
+        // The gc epoch, read before any head: if this poll ends clean, every pack gc
+        // marked up to it is named by nothing of this device the store's heads lack.
+        let gc_epoch = self.gc_epoch_due(force);
         // When this poll began, and whether it looked at every category: only then may it
         // say this device has everything in the store as of that time (for `cirrus gc`).
         let started = now_secs();
@@ -297,7 +300,7 @@ impl Syncer {
             );
         }
         if rep.unreachable.is_none() {
-            self.acknowledge(force, started, whole && rep.errors.is_empty());
+            self.acknowledge(force, started, whole && rep.errors.is_empty(), gc_epoch);
         }
         rep
     }
@@ -320,6 +323,32 @@ impl Syncer {
             Err(e) => {
                 log::debug!("cannot read the other devices' acknowledgements: {e}");
                 HashMap::new()
+            }
+        }
+    }
+
+    /// The gc epoch in the store (`account/gc-marks`, FORMAT.md §14a), when a look is due
+    /// (every minute, and at once with `force`): one ranged read of its header line.
+    /// `None` when not due or unreadable: the acknowledgement then keeps its epoch.
+    fn gc_epoch_due(&self, force: bool) -> Option<u64> {
+        let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && a.epoch_check.is_some_and(|t| t.elapsed() < RELEASE_EVERY) {
+            return None;
+        }
+        a.epoch_check = Some(Instant::now());
+        drop(a);
+        match self
+            .wb
+            .remote()
+            .get_range(gc_marks::GC_MARKS, 0, gc_marks::HEADER_LEN)
+        {
+            // Layout 1 (no header): an older gc, whose marks a newer one re-marks in
+            // epoch 1 or later.
+            Ok(b) => Some(gc_marks::epoch_of(&b).unwrap_or(0)),
+            Err(StoreError::NotFound(_)) => Some(0),
+            Err(e) => {
+                log::debug!("cannot read the gc epoch: {e}");
+                None
             }
         }
     }
@@ -361,24 +390,28 @@ impl Syncer {
 
     /// Publishes the key acknowledgement when it changed, and now and then (at once
     /// with `force`) destroys old keys every device is past.
-    /// `started`, `whole`: when the poll began and whether it took in every category.
-    fn acknowledge(&self, force: bool, started: u64, whole: bool) {
+    /// `started`, `whole`, `gc_epoch`: when the poll began, whether it took in every
+    /// category, and the gc epoch read before it looked at any head.
+    fn acknowledge(&self, force: bool, started: u64, whole: bool, gc_epoch: Option<u64>) {
         let floors = self.floors();
         let heads = self.heads();
-        let now = now_secs();
         // Everything published (and every category current): what this device built on
         // when the poll began is in the store's heads.
         let clean = whole && !self.wb.any_head_pending();
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         let published = if clean { started } else { a.published };
-        let refresh =
-            clean && (force || !a.clean || now.saturating_sub(a.published) >= PUBLISHED_EVERY);
+        let epoch = match gc_epoch {
+            Some(e) if clean => e,
+            _ => a.gc_epoch,
+        };
+        let refresh = clean && (force || !a.clean || epoch != a.gc_epoch);
         if a.floors.as_ref() != Some(&floors) || a.heads.as_ref() != Some(&heads) || refresh {
-            match (self.hooks.ack)(&floors, &heads, published) {
+            match (self.hooks.ack)(&floors, &heads, published, epoch) {
                 Ok(()) => {
                     a.floors = Some(floors.clone());
                     a.heads = Some(heads);
                     a.published = published;
+                    a.gc_epoch = epoch;
                     a.clean = clean;
                 }
                 Err(HookError::Busy) => {}

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, RwLock};
 mod acks;
 mod rotate;
 mod witness;
+pub use acks::GcAcks;
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
 
 #[derive(Debug, thiserror::Error)]
