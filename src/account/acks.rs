@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// What `cirrus gc` reads of the other active devices' acknowledgements.
 #[derive(Debug, Clone, Default)]
 pub struct GcAcks {
+    /// The highest `gc_revived` of a genuine acknowledgement: marks up to this epoch
+    /// may name packs a merge published again.
+    pub revived: u64,
     /// Each device and the gc epoch it acknowledged: 0 when its acknowledgement is
     /// missing, does not verify, is a replay or has layout 1 (it then holds every marked
     /// pack, since marks start at epoch 1).
@@ -46,14 +49,23 @@ impl Unlocked {
     /// Publishes this device's acknowledgement: `floors` is, per category open here, the
     /// oldest key version this device may still need; `heads` the highest head counter
     /// it knows the store has; `published` when it last had every head in the store (0:
-    /// never); `gc_epoch` the gc epoch read at the start of that poll.
+    /// never); `gc_epoch`, `gc_revived` what it tells gc (FORMAT.md §14b). `gc_revived`
+    /// never goes down, across mounts too: the previous acknowledgement's counts (a
+    /// mount starts from 0).
     pub fn write_ack(
         &self,
         floors: &[(u32, u32)],
         heads: &[(u32, u64)],
         published: u64,
         gc_epoch: u64,
+        gc_revived: u64,
     ) -> Result<(), AccountError> {
+        let name = names::key_ack(&self.identity.public().sign);
+        let before = match self.store.get(&name) {
+            Ok(o) => Ack::decode(&o).map(|(a, _)| a.gc_revived).unwrap_or(0),
+            Err(StoreError::NotFound(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
         let mut floors = floors.to_vec();
         floors.sort_unstable();
         let mut heads = heads.to_vec();
@@ -67,12 +79,12 @@ impl Unlocked {
                 .unwrap_or(0),
             published,
             gc_epoch: Some(gc_epoch),
+            gc_revived: gc_revived.max(before),
             floors,
             heads,
         };
         let sig = self.identity.sign(ACK_SIGN_DOMAIN, &ack.body());
-        self.store
-            .put(&names::key_ack(&ack.device), &ack.encode(&sig))?;
+        self.store.put(&name, &ack.encode(&sig))?;
         Ok(())
     }
 
@@ -98,6 +110,11 @@ impl Unlocked {
         let acks = self.acks()?;
         Ok(GcAcks {
             heads: highest_heads(&acks),
+            revived: acks
+                .iter()
+                .filter_map(|(_, a)| a.as_ref().map(|a| a.gc_revived))
+                .max()
+                .unwrap_or(0),
             epochs: acks
                 .into_iter()
                 .map(|(n, a)| (n, a.and_then(|a| a.gc_epoch).unwrap_or(0)))

@@ -31,6 +31,10 @@ pub struct Ack {
     /// is named by no edit of the device that the store's heads do not hold. `None`: a
     /// layout-1 acknowledgement, which counts as epoch 0 (holds every marked pack).
     pub gc_epoch: Option<u64>,
+    /// Layout 2: marks of this gc epoch or earlier may name packs that a merge of the
+    /// device published again after they were marked (0: none); gc marks them again in
+    /// a new epoch. Never lowered. Not encoded in layout 1 (reads as 0).
+    pub gc_revived: u64,
     /// (category id, oldest key version the device may still need), sorted by id. A
     /// category not listed is not open on the device.
     pub floors: Vec<(u32, u32)>,
@@ -54,7 +58,7 @@ impl Ack {
         .u64(self.written)
         .u64(self.published);
         if let Some(e) = self.gc_epoch {
-            w.u64(e);
+            w.u64(e).u64(self.gc_revived);
         }
         w.u32(self.floors.len() as u32);
         for (c, v) in &self.floors {
@@ -95,7 +99,11 @@ impl Ack {
         let device = r.hash()?;
         let written = r.u64()?;
         let published = r.u64()?;
-        let gc_epoch = if layout2 { Some(r.u64()?) } else { None };
+        let (gc_epoch, gc_revived) = if layout2 {
+            (Some(r.u64()?), r.u64()?)
+        } else {
+            (None, 0)
+        };
         let n = r.count(8)?;
         let mut floors = Vec::with_capacity(n);
         for _ in 0..n {
@@ -117,6 +125,7 @@ impl Ack {
                 written,
                 published,
                 gc_epoch,
+                gc_revived,
                 floors,
                 heads,
             },
@@ -147,6 +156,7 @@ mod tests {
             written: 1_800_000_000,
             published: 1_799_999_000,
             gc_epoch: Some(4),
+            gc_revived: 3,
             floors: vec![(1, 2), (5, 1)],
             heads: vec![(1, 40), (5, 3)],
         };
@@ -172,6 +182,7 @@ mod tests {
             written: 1_800_000_000,
             published: 1_799_999_000,
             gc_epoch: None,
+            gc_revived: 0,
             floors: vec![(1, 2)],
             heads: vec![(1, 40)],
         };
@@ -184,11 +195,13 @@ mod tests {
         assert_eq!(b.encode(&[3; 64]), obj, "the signed bytes are unchanged");
         let v2 = Ack {
             gc_epoch: Some(0x0102),
+            gc_revived: 7,
             ..a
         }
         .encode(&[3; 64]);
         assert_eq!(&v2[..4], b"CRA2");
         assert_eq!(v2[68..76], 0x0102u64.to_le_bytes());
-        assert_eq!(v2.len(), obj.len() + 8);
+        assert_eq!(v2[76..84], 7u64.to_le_bytes());
+        assert_eq!(v2.len(), obj.len() + 16);
     }
 }

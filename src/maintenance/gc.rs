@@ -103,22 +103,22 @@ fn collect_in(
 ) -> Result<GcReport, GcError> {
     let acks = read_acks()?;
     let referenced = read_heads(acks.as_ref())?;
-    let epochs = acks.as_ref().map(|a| a.epochs.as_slice());
-    sweep(store, &referenced, opts, now, epochs)
+    sweep(store, &referenced, opts, now, acks.as_ref())
 }
 
 /// The mark-and-grace pass over `store`'s packs at time `now`: deletes each pack not in
 /// `referenced` that is older than the grace period, has been marked unreferenced for
-/// it, and whose mark's epoch every other device has acknowledged (`acks`: each device
-/// and its acknowledged epoch; `None` without other devices). Then records the marks of
-/// the packs kept, in a new epoch: a pack found referenced loses its mark, so if it is
-/// unreferenced again later it starts over. A dry run changes nothing.
+/// it, and whose mark's epoch every other device has acknowledged (`acks`: the other
+/// devices' acknowledgements; `None` without other devices). Then records the marks of
+/// the packs kept, in a new epoch: a pack found referenced loses its mark, and so does
+/// one marked up to an epoch a merge may have revived packs of (`GcAcks::revived`), so
+/// they start over. A dry run changes nothing.
 pub fn sweep(
     store: &dyn Store,
     referenced: &HashSet<[u8; 32]>,
     opts: GcOptions,
     now: SystemTime,
-    acks: Option<&[(String, u64)]>,
+    acks: Option<&GcAcks>,
 ) -> Result<GcReport, GcError> {
     let list = store.list_info("packs/").map_err(GcError::List)?;
     let now_secs = now
@@ -131,8 +131,10 @@ pub fn sweep(
     // it read it after the marks below are written. Above every acknowledged one too, so
     // a marks object lost or rolled back never lets an old acknowledgement cover a new
     // mark.
-    let acked_max = acks.unwrap_or_default().iter().map(|(_, e)| *e).max();
-    let epoch = before.epoch.max(acked_max.unwrap_or(0)).saturating_add(1);
+    let epochs = acks.map(|a| a.epochs.as_slice()).unwrap_or_default();
+    let revived = acks.map_or(0, |a| a.revived);
+    let acked_max = epochs.iter().map(|(_, e)| *e).max().unwrap_or(0);
+    let epoch = before.epoch.max(acked_max).max(revived).saturating_add(1);
     let mut marks = Marks {
         epoch,
         packs: BTreeMap::new(),
@@ -150,12 +152,13 @@ pub fn sweep(
         if referenced.contains(&id) {
             continue;
         }
-        // A layout-1 mark (no epoch) is re-marked in this run's epoch: it keeps its time
-        // for the grace, but no acknowledgement can have covered it yet.
+        // A layout-1 mark (no epoch), or one a merge may have revived the pack since, is
+        // made again in this run's epoch: it keeps its time for the grace, but no
+        // acknowledgement can have covered it yet.
         let mark = match before.packs.get(&id) {
             Some(m) => Mark {
                 since: m.since,
-                epoch: Some(m.epoch.unwrap_or(epoch)),
+                epoch: Some(m.epoch.filter(|e| *e > revived).unwrap_or(epoch)),
             },
             None => Mark {
                 since: now_secs,
@@ -174,8 +177,7 @@ pub fn sweep(
             continue;
         }
         let marked_in = mark.epoch.unwrap_or(epoch);
-        let waiting_for: Vec<&String> = acks
-            .unwrap_or_default()
+        let waiting_for: Vec<&String> = epochs
             .iter()
             .filter(|(_, acked)| *acked < marked_in)
             .map(|(n, _)| n)
@@ -356,7 +358,21 @@ mod tests {
     }
 
     fn with_acks(s: &Aged, refs: &HashSet<[u8; 32]>, now: u64, acks: &[(&str, u64)]) -> GcReport {
-        let acks: Vec<(String, u64)> = acks.iter().map(|(n, e)| (n.to_string(), *e)).collect();
+        revived_acks(s, refs, now, acks, 0)
+    }
+
+    fn revived_acks(
+        s: &Aged,
+        refs: &HashSet<[u8; 32]>,
+        now: u64,
+        acks: &[(&str, u64)],
+        revived: u64,
+    ) -> GcReport {
+        let acks = GcAcks {
+            epochs: acks.iter().map(|(n, e)| (n.to_string(), *e)).collect(),
+            revived,
+            ..Default::default()
+        };
         sweep(s, refs, opts(false), at(now), Some(&acks)).unwrap()
     }
 
@@ -439,6 +455,30 @@ mod tests {
         let r = with_acks(&s, &none, T0 + 30 * DAY, &[("phone", 2)]);
         assert_eq!((r.deleted, r.young), (0, 1), "{r:?}");
         assert_eq!(epoch_of(&s, &p), Some(3));
+    }
+
+    #[test]
+    fn a_merge_that_may_have_revived_a_pack_restarts_its_mark() {
+        // P marked in epoch 1; B merges an offline edit naming P (its head names P) and
+        // a later head drops P again, all between two runs; B still holds the merged
+        // tree. B's acknowledgement says epoch 1 but also that marks up to epoch 2 may
+        // be revived: P is marked again, in a new epoch B has not acknowledged.
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("b", 0)]);
+        let r = revived_acks(&s, &none, T0 + 20 * DAY, &[("b", 1)], 2);
+        assert_eq!((r.deleted, r.held), (0, 1), "{r:?}");
+        assert!(s.has(&p));
+        assert_eq!(epoch_of(&s, &p), Some(3), "above the revived epoch");
+        assert_eq!(
+            s.get(GC_MARKS).unwrap()[..26],
+            *b"gc-epoch 0000000000000003\n"
+        );
+        // B polls clean after that (its tree now lacks P): it goes.
+        let r = revived_acks(&s, &none, T0 + 21 * DAY, &[("b", 3)], 2);
+        assert_eq!(r.deleted, 1, "{r:?}");
     }
 
     #[test]
