@@ -3,8 +3,9 @@
 //! an old key version only once every other trusted device's acknowledgement is past it
 //! (FORMAT.md §14b), so no device is left with data under a key that is gone. It also
 //! says when the device last had everything published (for `cirrus gc`) and which head
-//! counters it knows the store has (so a store withholding a head is caught), and the gc
-//! epoch it had caught up with (`format::gc_marks`).
+//! counters it knows the store has (so a store withholding a head is caught), the gc
+//! epoch it had caught up with (`format::gc_marks`), and up to which epoch a merge of it
+//! may have named marked packs again.
 
 use super::codec::{FormatError, Reader, Writer};
 

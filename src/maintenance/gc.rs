@@ -9,7 +9,9 @@
 //! run raises it). The pack goes only once it has been unreferenced for the whole grace
 //! period and (with other devices syncing) once each of them has acknowledged that
 //! epoch: it read it at the start of a poll that ended with nothing of it unpublished
-//! (FORMAT.md §14b). A count, not a clock, so no device's clock skew matters.
+//! (FORMAT.md §14b). A count, not a clock, so no device's clock skew matters. A device
+//! whose merge may have named marked packs again says up to which epoch (`gc revived`),
+//! and those marks start over in a new epoch.
 
 use super::gc_views::referenced_packs;
 use crate::account::{GcAcks, Unlocked};
