@@ -4,9 +4,9 @@
 //! volume (fast-forward or three-way merge). Uploading is the write-back layer's job.
 
 use crate::crypto::SecretKey;
-use crate::format::names;
-use crate::store::etag_of;
+use crate::format::{gc_marks, names};
 use crate::store::writeback::WriteBack;
+use crate::store::{StoreError, etag_of};
 use crate::volume::{Category, SyncOutcome};
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
@@ -137,7 +137,17 @@ pub type FloorsHook<T> = dyn Fn(&Floors) -> Result<T, HookError> + Send + Sync;
 pub type Heads = Vec<(u32, u64)>;
 
 /// See [`AccountHooks::ack`].
-pub type AckHook = dyn Fn(&Floors, &Heads, u64) -> Result<(), HookError> + Send + Sync;
+pub type AckHook = dyn Fn(&Floors, &Heads, u64, GcAck) -> Result<(), HookError> + Send + Sync;
+
+/// What this device's acknowledgement tells `cirrus gc` (FORMAT.md §14b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcAck {
+    /// The gc epoch read at the start of the last poll that ended with nothing
+    /// unpublished.
+    pub epoch: u64,
+    /// Marks up to this epoch may name packs a merge of this device published again.
+    pub revived: u64,
+}
 
 /// See [`AccountHooks::acked_heads`].
 pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookError> + Send + Sync;
@@ -146,7 +156,8 @@ pub type AckedHeadsHook = dyn Fn() -> Result<HashMap<u32, (u64, String)>, HookEr
 pub struct AccountHooks {
     pub keys: Box<KeySource>,
     /// Publishes this device's acknowledgement: its floors, the head counters it knows
-    /// the store has, and when it last had every head in the store (unix seconds).
+    /// the store has, when it last had every head in the store (unix seconds), and what
+    /// it tells gc.
     pub ack: Box<AckHook>,
     /// Per category, the highest head counter another device says the store has (and
     /// which device).
@@ -169,12 +180,15 @@ struct Acked {
     /// Its `published` (unix seconds), and whether the journal was clean then.
     published: u64,
     clean: bool,
+    /// The gc epoch it carries, and when the store's was last read.
+    gc_epoch: u64,
+    epoch_check: Option<Instant>,
+    /// Its `gc_revived`, and whether a merge since needs it raised (see
+    /// [`Syncer::may_revive`]).
+    revived: u64,
+    revival_pending: bool,
     released: Option<Instant>,
 }
-
-/// How often (seconds) a device with nothing unpublished says so again: `cirrus gc`
-/// deletes a pack only once every device has said so since it marked the pack.
-const PUBLISHED_EVERY: u64 = 300;
 
 /// How often a poll also looks for old keys every device is past.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
@@ -199,11 +213,17 @@ impl Syncer {
         device: String,
         hooks: AccountHooks,
     ) -> Self {
+        // A head waiting in the journal at mount may be a merge's (of an earlier mount):
+        // it counts as one until it is published and acknowledged.
+        let acked = Mutex::new(Acked {
+            revival_pending: wb.any_head_pending(),
+            ..Default::default()
+        });
         Syncer {
             cats,
             wb,
+            acked,
             hooks,
-            acked: Mutex::new(Acked::default()),
             device,
             busy: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
@@ -238,6 +258,9 @@ impl Syncer {
         // What other devices say the store has, read before its heads are: a head older
         // than that, read after, is one the store withholds from this device.
         let acked = self.acked_heads_due(force);
+        // The gc epoch, read before any head: if this poll ends clean, every pack gc
+        // marked up to it is named by nothing of this device the store's heads lack.
+        let gc_epoch = self.gc_epoch_due(force);
         // When this poll began, and whether it looked at every category: only then may it
         // say this device has everything in the store as of that time (for `cirrus gc`).
         let started = now_secs();
@@ -285,29 +308,7 @@ impl Syncer {
             // (else a removed device still online would block every upload).
             if let Some(who) = c.revoked_signer(&remote) {
                 let acked_n = acked.get(&c.id).map(|(n, _)| *n).unwrap_or(0);
-                let res = c.supersede_remote(&remote, acked_n, &|| {
-                    self.wb.supersede_on_next(&name, &remote)
-                });
-                self.note(c.id, res.is_ok());
-                match res {
-                    Ok(n) => {
-                        warn!(
-                            "{}: the store's head was published by {who}, a device removed from \
-                             the account; its changes are refused and replaced by head #{n}",
-                            c.name
-                        );
-                        rep.push(&c.name, PollOutcome::Refused, 0);
-                    }
-                    Err(e) => {
-                        let msg = format!(
-                            "{}: cannot replace the head of removed device {who}: {e}",
-                            c.name
-                        );
-                        warn!("{msg}");
-                        self.wb.report_error(msg.clone());
-                        rep.failed(&c.name, msg);
-                    }
-                }
+                self.supersede(c, &remote, &who, acked_n, &mut rep);
                 continue;
             }
             // Rotated (or moved by ADP) on another device: take the new key first.
@@ -358,6 +359,7 @@ impl Syncer {
                 Ok(SyncOutcome::UpToDate) => rebase(true),
                 Ok(SyncOutcome::FastForward(_)) => rep.push(&c.name, PollOutcome::FastForward, 0),
                 Ok(SyncOutcome::Merged { copies, .. }) => {
+                    self.may_revive();
                     rep.push(&c.name, PollOutcome::Merged, copies);
                 }
                 Err(e) => {
@@ -376,9 +378,59 @@ impl Syncer {
             );
         }
         if rep.unreachable.is_none() {
-            self.acknowledge(force, started, whole && rep.errors().is_empty());
+            self.acknowledge(force, started, whole && rep.errors().is_empty(), gc_epoch);
         }
         rep
+    }
+
+    /// Replaces the store's head of category `c`, published by removed device `who`, with
+    /// this device's tree (`acked_n`: the highest counter another device acknowledged).
+    fn supersede(
+        &self,
+        c: &Category,
+        remote: &[u8],
+        who: &str,
+        acked_n: u64,
+        rep: &mut PollReport,
+    ) {
+        let name = names::head(c.id);
+        let res = c.supersede_remote(remote, acked_n, &|| {
+            self.wb.supersede_on_next(&name, remote)
+        });
+        self.note(c.id, res.is_ok());
+        match res {
+            Ok(n) => {
+                // This device's tree goes over the store's: like a merge, it may name again
+                // what gc had marked.
+                self.may_revive();
+                warn!(
+                    "{}: the store's head was published by {who}, a device removed from \
+                     the account; its changes are refused and replaced by head #{n}",
+                    c.name
+                );
+                rep.push(&c.name, PollOutcome::Refused, 0);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "{}: cannot replace the head of removed device {who}: {e}",
+                    c.name
+                );
+                warn!("{msg}");
+                self.wb.report_error(msg.clone());
+                rep.failed(&c.name, msg);
+            }
+        }
+    }
+
+    /// A merge (or a local tree put over the store's) may publish packs of this device's
+    /// older tree that the store's heads had dropped and gc has marked since: once it is
+    /// published, the acknowledgement says so (`gc_revived`), and gc marks those packs
+    /// again in a new epoch.
+    fn may_revive(&self) {
+        self.acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revival_pending = true;
     }
 
     /// The other devices' head counters, when a comparison is due (every minute, and at
@@ -399,6 +451,37 @@ impl Syncer {
             Err(e) => {
                 log::debug!("cannot read the other devices' acknowledgements: {e}");
                 HashMap::new()
+            }
+        }
+    }
+
+    /// The gc epoch in the store (`account/gc-marks`, FORMAT.md §14a), when a look is due
+    /// (every minute, and at once with `force`): one ranged read of its header line.
+    /// `None` when not due or unreadable: the acknowledgement then keeps its epoch.
+    fn gc_epoch_due(&self, force: bool) -> Option<u64> {
+        let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && a.epoch_check.is_some_and(|t| t.elapsed() < RELEASE_EVERY) {
+            return None;
+        }
+        a.epoch_check = Some(Instant::now());
+        drop(a);
+        self.read_gc_epoch()
+    }
+
+    /// The gc epoch in the store now; `None` when it cannot be read.
+    fn read_gc_epoch(&self) -> Option<u64> {
+        match self
+            .wb
+            .remote()
+            .get_range(gc_marks::GC_MARKS, 0, gc_marks::HEADER_LEN)
+        {
+            // Layout 1 (no header): an older gc, whose marks a newer one re-marks in
+            // epoch 1 or later.
+            Ok(b) => Some(gc_marks::epoch_of(&b).unwrap_or(0)),
+            Err(StoreError::NotFound(_)) => Some(0),
+            Err(e) => {
+                log::debug!("cannot read the gc epoch: {e}");
+                None
             }
         }
     }
@@ -440,29 +523,52 @@ impl Syncer {
 
     /// Publishes the key acknowledgement when it changed, and now and then (at once
     /// with `force`) destroys old keys every device is past.
-    /// `started`, `whole`: when the poll began and whether it took in every category.
-    fn acknowledge(&self, force: bool, started: u64, whole: bool) {
+    /// `started`, `whole`, `gc_epoch`: when the poll began, whether it took in every
+    /// category, and the gc epoch read before it looked at any head.
+    fn acknowledge(&self, force: bool, started: u64, whole: bool, gc_epoch: Option<u64>) {
         let floors = self.floors();
         let heads = self.heads();
-        let now = now_secs();
         // Everything published (and every category current): what this device built on
         // when the poll began is in the store's heads.
         let clean = whole && !self.wb.any_head_pending();
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         let published = if clean { started } else { a.published };
-        let refresh =
-            clean && (force || !a.clean || now.saturating_sub(a.published) >= PUBLISHED_EVERY);
+        // A merge's head is in the store now: every gc run that may have read the heads
+        // before it has at most the epoch read now + 1 (one run at a time), so the marks
+        // up to that may name what the merge published. Unreadable: the epoch waits.
+        let (mut gc_epoch, mut revived, mut covered) = (gc_epoch, a.revived, false);
+        if clean && a.revival_pending {
+            match self.read_gc_epoch() {
+                Some(e) => {
+                    revived = revived.max(e.saturating_add(1));
+                    covered = true;
+                }
+                None => gc_epoch = None,
+            }
+        }
+        let epoch = match gc_epoch {
+            Some(e) if clean => e,
+            _ => a.gc_epoch,
+        };
+        let refresh = clean && (force || !a.clean || epoch != a.gc_epoch || revived != a.revived);
         if a.floors.as_ref() != Some(&floors) || a.heads.as_ref() != Some(&heads) || refresh {
-            match (self.hooks.ack)(&floors, &heads, published) {
+            let gc = GcAck { epoch, revived };
+            match (self.hooks.ack)(&floors, &heads, published, gc) {
                 Ok(()) => {
                     a.floors = Some(floors.clone());
                     a.heads = Some(heads);
                     a.published = published;
+                    a.gc_epoch = epoch;
+                    a.revived = revived;
+                    a.revival_pending &= !covered;
                     a.clean = clean;
                 }
                 Err(HookError::Busy) => {}
                 Err(e) => warn!("cannot publish this device's acknowledgement: {e}"),
             }
+        } else if covered {
+            // Nothing new to say: the published `gc_revived` already covers the merge.
+            a.revival_pending = false;
         }
         if force || a.released.is_none_or(|t| t.elapsed() >= RELEASE_EVERY) {
             drop(a);

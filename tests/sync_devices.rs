@@ -417,6 +417,63 @@ fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
     );
 }
 
+/// A merge may name again packs gc had marked (an edit made on an older tree): the
+/// merging device says so in its acknowledgement once the merged head is in the store
+/// (`gc_revived`), and the next gc starts its epoch above that, marking again what was
+/// marked up to it (FORMAT.md §14a, §14b).
+#[test]
+fn a_merge_is_acknowledged_to_gc_as_a_possible_revival() {
+    use cirrus::format::ack::Ack;
+    use cirrus::format::gc_marks;
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "revive");
+    a.mount_again();
+    b.mount_again();
+    fs::write(a.notes().join("base.txt"), b"v0").unwrap();
+    sync(&a);
+    sync(&b);
+    let s = sw.store("revive");
+    let revived = |s: &dyn Store| -> Vec<(u64, Option<u64>)> {
+        objects_in(s, "account/acks/")
+            .values()
+            .map(|o| Ack::decode(o).unwrap().0)
+            .map(|a| (a.gc_revived, a.gc_epoch))
+            .collect()
+    };
+    // A gc raises the epoch, and B acknowledges it.
+    a.unmount();
+    ok(&a, &["gc", "--passcode-file", &pass(&a)]);
+    let e = gc_marks::epoch_of(&s.get(gc_marks::GC_MARKS).unwrap()).unwrap();
+    a.mount_again();
+    sync(&b);
+    assert!(
+        revived(&s).iter().any(|(r, g)| *g == Some(e) && *r <= e),
+        "{:?}",
+        revived(&s)
+    );
+    // Concurrent edits: B's upload finds A's head, and B merges.
+    fs::write(a.notes().join("only-a.txt"), b"a's own").unwrap();
+    fs::write(b.notes().join("only-b.txt"), b"b's own").unwrap();
+    sync(&a);
+    sync(&b);
+    sync(&b);
+    eventually("the merge on A", Duration::from_secs(10), || {
+        fs::read(a.notes().join("only-b.txt")).is_ok()
+    });
+    // Merged in epoch e: a gc run between reading the heads and writing its marks could
+    // be epoch e + 1, so the merge covers marks up to that.
+    let acks = revived(&s);
+    assert!(acks.contains(&(e + 1, Some(e))), "{acks:?}");
+    a.unmount();
+    ok(&a, &["gc", "--passcode-file", &pass(&a)]);
+    let marks = s.get(gc_marks::GC_MARKS).unwrap();
+    assert_eq!(
+        gc_marks::epoch_of(&marks),
+        Some(e + 2),
+        "above the revived epoch"
+    );
+}
+
 /// Bytes used on the file system at `p` (f_blocks - f_bfree) * f_frsize.
 fn nix_statfs(p: &Path) -> u64 {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();

@@ -19,17 +19,53 @@ use std::collections::HashMap;
 const ACK_WITNESS: u32 = 1 << 30;
 use std::sync::Arc;
 
+/// What `cirrus gc` reads of the other active devices' acknowledgements.
+#[derive(Debug, Clone, Default)]
+pub struct GcAcks {
+    /// The highest `gc_revived` of a genuine acknowledgement: marks up to this epoch
+    /// may name packs a merge published again.
+    pub revived: u64,
+    /// Each device and the gc epoch it acknowledged: 0 when its acknowledgement is
+    /// missing, does not verify, is a replay or has layout 1 (it then holds every marked
+    /// pack, since marks start at epoch 1).
+    pub epochs: Vec<(String, u64)>,
+    /// Per category, the highest head counter a device says the store has, and which.
+    pub heads: HashMap<u32, (u64, String)>,
+}
+
+fn highest_heads(acks: &[(String, Option<Ack>)]) -> HashMap<u32, (u64, String)> {
+    let mut out: HashMap<u32, (u64, String)> = HashMap::new();
+    for (name, ack) in acks {
+        for (c, n) in ack.as_ref().map(|a| a.heads.clone()).unwrap_or_default() {
+            if out.get(&c).is_none_or(|(m, _)| n > *m) {
+                out.insert(c, (n, name.clone()));
+            }
+        }
+    }
+    out
+}
+
 impl Unlocked {
     /// Publishes this device's acknowledgement: `floors` is, per category open here, the
     /// oldest key version this device may still need; `heads` the highest head counter
     /// it knows the store has; `published` when it last had every head in the store (0:
-    /// never).
+    /// never); `gc_epoch`, `gc_revived` what it tells gc (FORMAT.md §14b). `gc_revived`
+    /// never goes down, across mounts too: the previous acknowledgement's counts (a
+    /// mount starts from 0).
     pub fn write_ack(
         &self,
         floors: &[(u32, u32)],
         heads: &[(u32, u64)],
         published: u64,
+        gc_epoch: u64,
+        gc_revived: u64,
     ) -> Result<(), AccountError> {
+        let name = names::key_ack(&self.identity.public().sign);
+        let before = match self.store.get(&name) {
+            Ok(o) => Ack::decode(&o).map(|(a, _)| a.gc_revived).unwrap_or(0),
+            Err(StoreError::NotFound(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
         let mut floors = floors.to_vec();
         floors.sort_unstable();
         let mut heads = heads.to_vec();
@@ -42,12 +78,13 @@ impl Unlocked {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             published,
+            gc_epoch: Some(gc_epoch),
+            gc_revived: gc_revived.max(before),
             floors,
             heads,
         };
         let sig = self.identity.sign(ACK_SIGN_DOMAIN, &ack.body());
-        self.store
-            .put(&names::key_ack(&ack.device), &ack.encode(&sig))?;
+        self.store.put(&name, &ack.encode(&sig))?;
         Ok(())
     }
 
@@ -66,30 +103,29 @@ impl Unlocked {
             .collect())
     }
 
-    /// The other trusted devices that have not had every head published since `t` (unix
-    /// seconds), or whose acknowledgement is missing or does not verify: an edit of
-    /// theirs may still name what the store's heads no longer do.
-    pub fn devices_unpublished_since(&self, t: u64) -> Result<Vec<String>, AccountError> {
-        Ok(self
-            .acks()?
-            .into_iter()
-            .filter(|(_, a)| a.as_ref().is_none_or(|a| a.published <= t))
-            .map(|(n, _)| n)
-            .collect())
+    /// The other trusted devices' acknowledgements as `cirrus gc` needs them, all read
+    /// (and verified) in one pass before gc reads any head: an acknowledgement that
+    /// counts then comes from a poll whose publications the heads read afterwards hold.
+    pub fn gc_acks(&self) -> Result<GcAcks, AccountError> {
+        let acks = self.acks()?;
+        Ok(GcAcks {
+            heads: highest_heads(&acks),
+            revived: acks
+                .iter()
+                .filter_map(|(_, a)| a.as_ref().map(|a| a.gc_revived))
+                .max()
+                .unwrap_or(0),
+            epochs: acks
+                .into_iter()
+                .map(|(n, a)| (n, a.and_then(|a| a.gc_epoch).unwrap_or(0)))
+                .collect(),
+        })
     }
 
     /// Per category, the highest head counter another trusted device says the store has,
     /// and that device's name.
     pub fn acked_heads(&self) -> Result<HashMap<u32, (u64, String)>, AccountError> {
-        let mut out: HashMap<u32, (u64, String)> = HashMap::new();
-        for (name, ack) in self.acks()? {
-            for (c, n) in ack.map(|a| a.heads).unwrap_or_default() {
-                if out.get(&c).is_none_or(|(m, _)| n > *m) {
-                    out.insert(c, (n, name.clone()));
-                }
-            }
-        }
-        Ok(out)
+        Ok(highest_heads(&self.acks()?))
     }
 
     /// Every other active device, with its acknowledgement if there is a genuine one.

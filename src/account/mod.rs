@@ -41,6 +41,7 @@ mod categories;
 mod open;
 mod rotate;
 mod witness;
+pub use acks::GcAcks;
 use open::device_key_of;
 pub use open::{InitOptions, init, reanchor, unlock};
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};

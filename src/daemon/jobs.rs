@@ -35,9 +35,9 @@ pub(super) fn syncer(
             }),
             // A rotation holds the account for minutes and may wait for this
             // thread to merge: the hooks skip a busy account (the next poll retries).
-            ack: Box::new(move |floors, heads, published| {
+            ack: Box::new(move |floors, heads, published, gc| {
                 account_if_free(&ack_acct)?
-                    .write_ack(floors, heads, published)
+                    .write_ack(floors, heads, published, gc.epoch, gc.revived)
                     .map_err(hook_error)
             }),
             acked_heads: Box::new(move || {

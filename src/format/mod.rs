@@ -6,6 +6,7 @@ pub mod ack;
 pub mod codec;
 pub mod context;
 pub mod export;
+pub mod gc_marks;
 pub mod head;
 pub mod journal;
 pub mod manifest;

@@ -4,20 +4,22 @@
 //! packs before the head that references them (FORMAT.md §7), so for a while they belong
 //! to no published head.
 //!
-//! Mark and grace: when gc first finds a pack unreferenced it records the time in the
-//! store (`account/gc-marks`, FORMAT.md §14a); the pack goes only once it has stayed
-//! unreferenced for the whole grace period, and (with other devices syncing) once each of
-//! them has acknowledged every head published since the mark (FORMAT.md §14b).
+//! Mark, grace and epoch: when gc first finds a pack unreferenced it records it in the
+//! store (`account/gc-marks`, FORMAT.md §14a) with the time and the run's gc epoch (each
+//! run raises it). The pack goes only once it has been unreferenced for the whole grace
+//! period and (with other devices syncing) once each of them has acknowledged that
+//! epoch: it read it at the start of a poll that ended with nothing of it unpublished
+//! (FORMAT.md §14b). A count, not a clock, so no device's clock skew matters. A device
+//! whose merge may have named marked packs again says up to which epoch (`gc revived`),
+//! and those marks start over in a new epoch.
 
-use super::{open_for_inspection, open_for_inspection_in};
-use crate::account::{AccountError, Unlocked};
-use crate::cache::ChunkCache;
+use super::gc_views::referenced_packs;
+use crate::account::{GcAcks, Unlocked};
 use crate::daemon::DaemonError;
+use crate::format::gc_marks::{self, GC_MARKS, Mark, Marks};
 use crate::format::names;
 use crate::store::{Store, StoreError};
-use crate::volume::NoWitness;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What to collect.
@@ -65,70 +67,60 @@ pub enum GcError {
     #[error("cannot list the store: {0}")]
     List(StoreError),
     #[error("cannot read the devices' acknowledgements: {0}")]
-    Acks(AccountError),
-    #[error("cannot record the unreferenced packs: {0}")]
+    Acks(crate::account::AccountError),
+    #[error("cannot read or record the unreferenced packs: {0}")]
     Marks(StoreError),
     #[error("cannot delete {name}: {source}")]
     Delete { name: String, source: StoreError },
 }
 
 /// Collects the account's store: takes the daemon lock (no mount of this home can start
-/// meanwhile), finds what every category references, then [`sweep`]s.
+/// meanwhile), reads the other devices' acknowledgements, then finds what every
+/// category references, then [`sweep`]s.
 pub fn collect(acct: &Unlocked, opts: GcOptions) -> Result<GcReport, GcError> {
     let _lock = crate::daemon::lock_home(&acct.home).map_err(GcError::Mounted)?;
-    let referenced = referenced_packs(acct)?;
-    let mut acks = |since| acct.devices_unpublished_since(since).map_err(GcError::Acks);
-    let acks: Option<&mut dyn FnMut(u64) -> Result<Vec<String>, GcError>> = match &acct.sync {
-        Some(_) => Some(&mut acks),
-        None => None,
-    };
-    sweep(&*acct.store, &referenced, opts, SystemTime::now(), acks)
+    collect_in(
+        &*acct.store,
+        opts,
+        SystemTime::now(),
+        || match &acct.sync {
+            Some(_) => acct.gc_acks().map(Some).map_err(GcError::Acks),
+            None => Ok(None),
+        },
+        |acks| referenced_packs(acct, acks),
+    )
 }
 
-/// The packs every category (retired ones too) references, in this device's view (its
-/// journal's heads first) and, with a remote store, in the store's own heads, which other
-/// devices may have moved on.
-fn referenced_packs(acct: &Unlocked) -> Result<HashSet<[u8; 32]>, GcError> {
-    let cache = Arc::new(ChunkCache::new(1 << 20));
-    let mut referenced = HashSet::new();
-    let mut views: Vec<(&'static str, Option<Arc<dyn Store>>)> = vec![("local", None)];
-    if let Some(wb) = &acct.sync {
-        views.push(("store", Some(wb.remote())));
-    }
-    for (view, store) in views {
-        for (entry, setup) in acct.all_category_setups() {
-            let setup = setup.map_err(|reason| GcError::Locked {
-                category: entry.name.clone(),
-                reason,
-            })?;
-            let c = match &store {
-                None => open_for_inspection(acct, setup, &cache),
-                Some(s) => {
-                    open_for_inspection_in(acct, setup, &cache, s.clone(), Arc::new(NoWitness))
-                }
-            };
-            let packs = c.referenced_packs().map_err(|reason| GcError::Unreadable {
-                category: entry.name.clone(),
-                view,
-                reason,
-            })?;
-            referenced.extend(packs);
-        }
-    }
-    Ok(referenced)
+/// The order that makes an acknowledgement safe to count: every acknowledgement is read
+/// (and verified) *before* any head. One that counts then comes from a poll that ended
+/// clean before the heads were read, so whatever that device published is in them; read
+/// after the heads, it could come from a poll that published a head naming a pack gc
+/// did not see referenced.
+fn collect_in(
+    store: &dyn Store,
+    opts: GcOptions,
+    now: SystemTime,
+    read_acks: impl FnOnce() -> Result<Option<GcAcks>, GcError>,
+    read_heads: impl FnOnce(Option<&GcAcks>) -> Result<HashSet<[u8; 32]>, GcError>,
+) -> Result<GcReport, GcError> {
+    let acks = read_acks()?;
+    let referenced = read_heads(acks.as_ref())?;
+    sweep(store, &referenced, opts, now, acks.as_ref())
 }
 
 /// The mark-and-grace pass over `store`'s packs at time `now`: deletes each pack not in
-/// `referenced` that is older than the grace period and has been unreferenced for it,
-/// and that no device still has to acknowledge (`acks(since)`: the devices that have not
-/// synced every head published since `since`; `None` without other devices), then
-/// records the marks of the packs kept. A dry run changes nothing.
+/// `referenced` that is older than the grace period, has been marked unreferenced for
+/// it, and whose mark's epoch every other device has acknowledged (`acks`: the other
+/// devices' acknowledgements; `None` without other devices). Then records the marks of
+/// the packs kept, in a new epoch: a pack found referenced loses its mark, and so does
+/// one marked up to an epoch a merge may have revived packs of (`GcAcks::revived`), so
+/// they start over. A dry run changes nothing.
 pub fn sweep(
     store: &dyn Store,
     referenced: &HashSet<[u8; 32]>,
     opts: GcOptions,
     now: SystemTime,
-    mut acks: Option<&mut dyn FnMut(u64) -> Result<Vec<String>, GcError>>,
+    acks: Option<&GcAcks>,
 ) -> Result<GcReport, GcError> {
     let list = store.list_info("packs/").map_err(GcError::List)?;
     let now_secs = now
@@ -136,14 +128,24 @@ pub fn sweep(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let grace = opts.grace;
-    let marks_before = read_marks(store);
-    let mut marks = BTreeMap::new();
+    let before = read_marks(store)?;
+    // This run's epoch: new marks are made in it; a device has acknowledged it only once
+    // it read it after the marks below are written. Above every acknowledged one too, so
+    // a marks object lost or rolled back never lets an old acknowledgement cover a new
+    // mark.
+    let epochs = acks.map(|a| a.epochs.as_slice()).unwrap_or_default();
+    let revived = acks.map_or(0, |a| a.revived);
+    let acked_max = epochs.iter().map(|(_, e)| *e).max().unwrap_or(0);
+    let epoch = before.epoch.max(acked_max).max(revived).saturating_add(1);
+    let mut marks = Marks {
+        epoch,
+        packs: BTreeMap::new(),
+    };
     let mut doomed = Vec::new();
     let mut report = GcReport {
         in_use: referenced.len(),
         ..Default::default()
     };
-    let mut behind: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut held_by = BTreeSet::new();
     for o in list {
         let Some(id) = names::parse_pack(&o.name) else {
@@ -152,31 +154,42 @@ pub fn sweep(
         if referenced.contains(&id) {
             continue;
         }
-        let since = *marks_before.get(&id).unwrap_or(&now_secs);
-        let unreferenced_long = now_secs.saturating_sub(since) >= grace.as_secs();
+        // A layout-1 mark (no epoch), or one a merge may have revived the pack since, is
+        // made again in this run's epoch: it keeps its time for the grace, but no
+        // acknowledgement can have covered it yet.
+        let mark = match before.packs.get(&id) {
+            Some(m) => Mark {
+                since: m.since,
+                epoch: Some(m.epoch.filter(|e| *e > revived).unwrap_or(epoch)),
+            },
+            None => Mark {
+                since: now_secs,
+                epoch: Some(epoch),
+            },
+        };
+        let unreferenced_long = now_secs.saturating_sub(mark.since) >= grace.as_secs();
         let old_enough = match o.modified {
             Some(t) => now.duration_since(t).unwrap_or_default() >= grace,
             // Age unknown: only a zero grace deletes it.
             None => grace.is_zero(),
         };
         if !(old_enough && unreferenced_long) {
-            marks.insert(id, since);
+            marks.packs.insert(id, mark);
             report.young += 1;
             continue;
         }
-        let waiting_for = match acks.as_deref_mut() {
-            Some(acks) => match behind.get(&since) {
-                Some(w) => w.clone(),
-                None => behind.entry(since).or_insert(acks(since)?).clone(),
-            },
-            None => Vec::new(),
-        };
+        let marked_in = mark.epoch.unwrap_or(epoch);
+        let waiting_for: Vec<&String> = epochs
+            .iter()
+            .filter(|(_, acked)| *acked < marked_in)
+            .map(|(n, _)| n)
+            .collect();
         if waiting_for.is_empty() {
             doomed.push((o.name, o.size));
         } else {
-            marks.insert(id, since);
+            marks.packs.insert(id, mark);
             report.held += 1;
-            held_by.extend(waiting_for);
+            held_by.extend(waiting_for.into_iter().cloned());
         }
     }
     report.held_by = held_by.into_iter().collect();
@@ -185,7 +198,9 @@ pub fn sweep(
     if opts.dry_run {
         return Ok(report);
     }
-    write_marks(store, &marks)?;
+    store
+        .put(GC_MARKS, &gc_marks::encode(&marks))
+        .map_err(GcError::Marks)?;
     for (name, _) in &doomed {
         store.delete(name).map_err(|source| GcError::Delete {
             name: name.clone(),
@@ -195,30 +210,14 @@ pub fn sweep(
     Ok(report)
 }
 
-/// The store object where gc keeps when it first found each pack unreferenced
-/// (FORMAT.md §14a): lines of `<pack id hex> <unix seconds>`.
-const MARKS: &str = "account/gc-marks";
-
-fn read_marks(store: &dyn Store) -> HashMap<[u8; 32], u64> {
-    let Ok(bytes) = store.get(MARKS) else {
-        return Default::default();
-    };
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| {
-            let (id, t) = l.split_once(' ')?;
-            let id: [u8; 32] = hex::decode(id).ok()?.try_into().ok()?;
-            Some((id, t.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn write_marks(store: &dyn Store, marks: &BTreeMap<[u8; 32], u64>) -> Result<(), GcError> {
-    let text: String = marks
-        .iter()
-        .map(|(id, t)| format!("{} {t}\n", hex::encode(id)))
-        .collect();
-    store.put(MARKS, text.as_bytes()).map_err(GcError::Marks)
+/// The marks in the store, none before the first run. Unreadable: gc stops, since a
+/// lost epoch would start the count again.
+fn read_marks(store: &dyn Store) -> Result<Marks, GcError> {
+    match store.get(GC_MARKS) {
+        Ok(bytes) => Ok(gc_marks::decode(&bytes)),
+        Err(StoreError::NotFound(_)) => Ok(Marks::default()),
+        Err(e) => Err(GcError::Marks(e)),
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +225,8 @@ mod tests {
     use super::*;
     use crate::store::MemStore;
     use crate::store::{Etag, ObjectInfo};
-    use std::sync::Mutex;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
 
     /// A [`MemStore`] that reports when each object was written (the memory store does
     /// not), with a clock the test sets.
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!((r.deleted, r.young), (0, 1), "{r:?}");
         assert!(s.has(&old));
         // The marks persist in the store: a later run counts from the first one.
-        assert!(s.get(MARKS).is_ok());
+        assert!(s.get(GC_MARKS).is_ok());
         s.at(T0 + 3 * DAY);
         let young = s.pack(2);
         let r = run(&s, &none, false, T0 + 4 * DAY + 1);
@@ -349,7 +349,7 @@ mod tests {
         let p = s.pack(1);
         let none = HashSet::new();
         run(&s, &none, true, T0 + 10 * DAY);
-        assert!(s.get(MARKS).is_err(), "a dry run writes no marks");
+        assert!(s.get(GC_MARKS).is_err(), "a dry run writes no marks");
         // Without a mark, the real run only marks it; a dry run after that counts it.
         run(&s, &none, false, T0 + 10 * DAY);
         let r = run(&s, &none, true, T0 + 20 * DAY);
@@ -359,27 +359,158 @@ mod tests {
         assert!(!s.has(&p));
     }
 
+    fn with_acks(s: &Aged, refs: &HashSet<[u8; 32]>, now: u64, acks: &[(&str, u64)]) -> GcReport {
+        revived_acks(s, refs, now, acks, 0)
+    }
+
+    fn revived_acks(
+        s: &Aged,
+        refs: &HashSet<[u8; 32]>,
+        now: u64,
+        acks: &[(&str, u64)],
+        revived: u64,
+    ) -> GcReport {
+        let acks = GcAcks {
+            epochs: acks.iter().map(|(n, e)| (n.to_string(), *e)).collect(),
+            revived,
+            ..Default::default()
+        };
+        sweep(s, refs, opts(false), at(now), Some(&acks)).unwrap()
+    }
+
+    fn epoch_of(s: &Aged, id: &[u8; 32]) -> Option<u64> {
+        let m = gc_marks::decode(&s.get(GC_MARKS).unwrap());
+        m.packs.get(id).and_then(|m| m.epoch)
+    }
+
     #[test]
-    fn a_pack_waits_for_the_devices_that_have_not_synced() {
+    fn a_pack_waits_until_every_device_acknowledged_its_epoch() {
         let s = Aged::default();
         s.at(T0);
         let p = s.pack(1);
         let none = HashSet::new();
-        run(&s, &none, false, T0 + 10 * DAY);
-        let mut asked = Vec::new();
-        let mut acks = |since: u64| {
-            asked.push(since);
-            Ok(vec!["phone".to_string()])
-        };
-        let r = sweep(&s, &none, opts(false), at(T0 + 20 * DAY), Some(&mut acks)).unwrap();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("phone", 0)]);
+        assert_eq!(epoch_of(&s, &p), Some(1), "marked in the first epoch");
+        // However late the phone's clock says it synced: only its epoch counts.
+        let r = with_acks(&s, &none, T0 + 20 * DAY, &[("phone", 0), ("tablet", 9)]);
         assert_eq!((r.deleted, r.held), (0, 1));
         assert_eq!(r.held_by, vec!["phone".to_string()]);
-        assert_eq!(asked, vec![T0 + 10 * DAY], "asked since the mark");
         assert!(s.has(&p));
-        let mut synced = |_| Ok(Vec::new());
-        let r = sweep(&s, &none, opts(false), at(T0 + 20 * DAY), Some(&mut synced)).unwrap();
-        assert_eq!(r.deleted, 1);
+        assert_eq!(epoch_of(&s, &p), Some(1), "a held mark keeps its epoch");
+        let r = with_acks(&s, &none, T0 + 20 * DAY, &[("phone", 1), ("tablet", 9)]);
+        assert_eq!(r.deleted, 1, "{r:?}");
         assert!(!s.has(&p));
+    }
+
+    #[test]
+    fn each_run_raises_the_epoch_above_every_acknowledged_one() {
+        let s = Aged::default();
+        s.at(T0);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0, &[]);
+        with_acks(&s, &none, T0, &[]);
+        assert_eq!(gc_marks::decode(&s.get(GC_MARKS).unwrap()).epoch, 2);
+        // The marks object lost (or rolled back) while a device acknowledged epoch 5: a
+        // new mark must still be one it has not acknowledged.
+        s.inner.delete(GC_MARKS).unwrap();
+        let p = s.pack(1);
+        let r = with_acks(&s, &none, T0 + 10 * DAY, &[("phone", 5)]);
+        assert_eq!(r.deleted, 0);
+        assert_eq!(epoch_of(&s, &p), Some(6));
+        let r = with_acks(&s, &none, T0 + 20 * DAY, &[("phone", 5)]);
+        assert_eq!((r.deleted, r.held), (0, 1), "phone has not seen epoch 6");
+    }
+
+    #[test]
+    fn a_layout_1_mark_keeps_its_time_but_waits_for_a_new_epoch() {
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let old = format!("{} {}\n", hex::encode(p), T0 + DAY);
+        s.put(GC_MARKS, old.as_bytes()).unwrap();
+        // An old device's acknowledgement (no epoch) reads as 0; a new one may have
+        // acknowledged epoch 0 too (no header to read): neither covers the old mark.
+        let r = with_acks(&s, &HashSet::new(), T0 + 10 * DAY, &[("phone", 0)]);
+        assert_eq!((r.deleted, r.held), (0, 1), "{r:?}");
+        let m = gc_marks::decode(&s.get(GC_MARKS).unwrap());
+        assert_eq!(
+            (m.epoch, m.packs[&p].since, m.packs[&p].epoch),
+            (1, T0 + DAY, Some(1))
+        );
+        let r = with_acks(&s, &HashSet::new(), T0 + 10 * DAY, &[("phone", 1)]);
+        assert_eq!(r.deleted, 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_pack_found_referenced_again_loses_its_mark() {
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("phone", 0)]);
+        assert_eq!(epoch_of(&s, &p), Some(1));
+        // A merge names it again: the mark goes.
+        with_acks(&s, &[p].into(), T0 + 11 * DAY, &[("phone", 1)]);
+        assert_eq!(epoch_of(&s, &p), None);
+        // Unreferenced again later: a new mark in the new epoch, which the phone's
+        // acknowledgement of an earlier one does not cover.
+        let r = with_acks(&s, &none, T0 + 30 * DAY, &[("phone", 2)]);
+        assert_eq!((r.deleted, r.young), (0, 1), "{r:?}");
+        assert_eq!(epoch_of(&s, &p), Some(3));
+    }
+
+    #[test]
+    fn a_merge_that_may_have_revived_a_pack_restarts_its_mark() {
+        // P marked in epoch 1; B merges an offline edit naming P (its head names P) and
+        // a later head drops P again, all between two runs; B still holds the merged
+        // tree. B's acknowledgement says epoch 1 but also that marks up to epoch 2 may
+        // be revived: P is marked again, in a new epoch B has not acknowledged.
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("b", 0)]);
+        let r = revived_acks(&s, &none, T0 + 20 * DAY, &[("b", 1)], 2);
+        assert_eq!((r.deleted, r.held), (0, 1), "{r:?}");
+        assert!(s.has(&p));
+        assert_eq!(epoch_of(&s, &p), Some(3), "above the revived epoch");
+        assert_eq!(
+            s.get(GC_MARKS).unwrap()[..26],
+            *b"gc-epoch 0000000000000003\n"
+        );
+        // B polls clean after that (its tree now lacks P): it goes.
+        let r = revived_acks(&s, &none, T0 + 21 * DAY, &[("b", 3)], 2);
+        assert_eq!(r.deleted, 1, "{r:?}");
+    }
+
+    #[test]
+    fn acknowledgements_are_read_before_the_heads() {
+        // Device B publishes a head naming P and acknowledges the epoch while gc loads the
+        // heads (it read them before B's upload): that acknowledgement must not count.
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("b", 0)]);
+        let b_epoch = std::cell::Cell::new(0);
+        let r = collect_in(
+            &s,
+            opts(false),
+            at(T0 + 20 * DAY),
+            || {
+                Ok(Some(GcAcks {
+                    epochs: vec![("b".into(), b_epoch.get())],
+                    ..Default::default()
+                }))
+            },
+            |_| {
+                b_epoch.set(1);
+                Ok(HashSet::new())
+            },
+        )
+        .unwrap();
+        assert_eq!((r.deleted, r.held), (0, 1), "{r:?}");
+        assert!(s.has(&p), "B's merged head names it");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod fsck;
 pub mod gc;
+mod gc_views;
 pub mod rotation;
 
 use crate::account::Unlocked;
@@ -53,6 +54,15 @@ pub(crate) mod testing {
 
     /// Category `id` under a fixed key, unsigned heads.
     pub fn open(store: &Arc<dyn Store>, id: u32) -> Arc<Category> {
+        open_with(store, id, Arc::new(NoWitness))
+    }
+
+    /// [`open`] with a witness of heads seen.
+    pub fn open_with(
+        store: &Arc<dyn Store>,
+        id: u32,
+        witness: Arc<dyn crate::volume::HeadWitness>,
+    ) -> Arc<Category> {
         Category::open(
             CategorySetup::standard(
                 id,
@@ -63,7 +73,7 @@ pub(crate) mod testing {
             ),
             store.clone(),
             Arc::new(ChunkCache::new(4 << 20)),
-            Arc::new(NoWitness),
+            witness,
             VolumeOptions::offline(Arc::new(crate::volume::UnsignedHeads), Some(1)),
         )
     }

@@ -291,15 +291,18 @@ pub fn ack() -> impl Strategy<Value = Ack> {
         hash(),
         any::<u64>(),
         any::<u64>(),
+        proptest::option::of((any::<u64>(), any::<u64>())),
         proptest::collection::vec((any::<u32>(), any::<u32>()), 0..5),
         proptest::collection::vec((any::<u32>(), any::<u64>()), 0..5),
     )
         .prop_map(
-            |(account_id, device, written, published, floors, heads)| Ack {
+            |(account_id, device, written, published, gc, floors, heads)| Ack {
                 account_id,
                 device,
                 written,
                 published,
+                gc_epoch: gc.map(|(e, _)| e),
+                gc_revived: gc.map_or(0, |(_, r)| r),
                 floors,
                 heads,
             },
