@@ -56,7 +56,8 @@ pub fn class_change_refusal(m: &Manifest, e: &CategoryEntry, want: Class) -> Opt
     }
     if !ADP_CATEGORIES.contains(&e.name.as_str()) {
         return Some(format!(
-            "category {} is not one that Advanced Data Protection moves; its class cannot              change",
+            "category {} is not one that Advanced Data Protection moves; its class cannot \
+             change",
             e.name
         ));
     }

@@ -328,12 +328,16 @@ fn serve_one(stream: UnixStream, handler: &Handler, cancel: &AtomicBool) {
     let _ = stream.set_nonblocking(false);
     // A client that stops reading cannot hold a write (and the daemon's exit) for longer.
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let reply = match read_request(&stream) {
-        Ok(None) => return,
-        Ok(Some(req)) => return run_request(&stream, handler, &req, cancel),
-        Err(e) => Reply::error(e.to_string()),
-    };
-    let _ = write_reply(&stream, &reply);
+    match read_request(&stream) {
+        Ok(None) => {}
+        Ok(Some(req)) => run_request(&stream, handler, &req, cancel),
+        Err(e) => {
+            let _ = write_reply(&stream, &Reply::error(e.to_string()));
+        }
+    }
+    // The accept loop keeps a handle on this socket until it prunes it: end the
+    // connection now, so a client reading to the end sees it.
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Why a request line could not be read.
@@ -580,6 +584,19 @@ mod tests {
         for _ in 0..MAX_CONNECTIONS * 2 {
             assert_eq!(request(&home, &ping, &mut |_, _| {}), Ok("done".into()));
         }
+        server.shutdown();
+    }
+
+    #[test]
+    fn the_connection_ends_after_the_final_reply() {
+        let (_d, home, server) = serve(Arc::new(|_, _, _| Reply::ok("done".into())));
+        let mut s = UnixStream::connect(socket_path(&home)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"{\"op\":\"ping\"}\n").unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all)
+            .expect("the daemon kept the connection open");
+        assert_eq!(all, "{\"ok\":true,\"message\":\"done\"}\n");
         server.shutdown();
     }
 
