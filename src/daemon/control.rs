@@ -43,7 +43,8 @@ pub struct Request {
     /// Rotation: file bytes re-encrypted between two commits (default 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_bytes: Option<u64>,
-    /// Rotation: the protection class the new key version gets (ADP), e.g. "e2e".
+    /// Rotation: the protection class the new key version gets, "e2e" (what `adp on`
+    /// sends). Not trusted: the engine refuses every change `adp on` would not make.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Sync: wait until the upload queue is drained, sending progress.
