@@ -394,3 +394,58 @@ fn adp_on_killed_half_way_resumes_and_finishes() {
     d.remount();
     assert_eq!(fs::read(d.notes().join("big.bin")).unwrap(), data);
 }
+
+/// One raw request on the daemon's control socket, as any process of the user can send:
+/// the final reply line.
+fn control_request(d: &Drive, line: &str) -> String {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(d.home.join("run/control.sock")).unwrap();
+    s.write_all(line.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let last = BufReader::new(s).lines().map(Result::unwrap).last();
+    last.expect("no reply from the daemon")
+}
+
+#[test]
+fn the_control_socket_cannot_move_a_category_to_e2e_outside_adp() {
+    let mut d = Drive::mount();
+    fs::write(d.category_path("Mail").join("m.eml"), b"a mail").unwrap();
+    fs::write(d.category_path("Contacts").join("c.vcf"), b"a card").unwrap();
+    // Mail (transit: another suite) and Contacts (not an ADP category), with ADP off and
+    // no recovery method: no passcode is asked on the socket, so nothing may move.
+    for name in ["Mail", "Contacts", "Notes"] {
+        let r = control_request(
+            &d,
+            &format!(r#"{{"op":"rotate","category":"{name}","class":"e2e"}}"#),
+        );
+        assert!(r.contains("\"error\""), "{name}: {r}");
+        assert_ne!(
+            manifest(&d).table.find(name).unwrap().class,
+            Class::E2e,
+            "{name}"
+        );
+    }
+    // With ADP on, still only ADP's own categories.
+    recovery_key(&d);
+    let (ok, t) = out(cmd(&d, &["adp", "on"]));
+    assert!(ok, "{t}");
+    let r = control_request(&d, r#"{"op":"rotate","category":"Mail","class":"e2e"}"#);
+    assert!(r.contains("\"error\""), "{r}");
+    d.remount();
+    assert_eq!(
+        fs::read(d.category_path("Mail").join("m.eml")).unwrap(),
+        b"a mail"
+    );
+    assert_eq!(
+        fs::read(d.category_path("Contacts").join("c.vcf")).unwrap(),
+        b"a card"
+    );
+    assert_eq!(
+        manifest(&d).table.find("Mail").unwrap().class,
+        Class::Transit
+    );
+    assert_eq!(
+        manifest(&d).table.find("Contacts").unwrap().class,
+        Class::Standard
+    );
+}

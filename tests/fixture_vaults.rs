@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,6 +50,8 @@ fn mount_fixture(version: &str) -> Mounted {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     copy_tree(&src, &home);
+    // As after restoring a home from a copy: the daemon refuses one others can enter.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
     let mnt = tmp.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let out = cirrus_command()

@@ -41,6 +41,43 @@ pub fn adp_blockers(m: &Manifest) -> Vec<String> {
     why
 }
 
+/// Why a rotation may not move category `e` to class `want` (None: it may). A class
+/// change is what `adp on` asks for and nothing else: an ADP category, with the signed
+/// ADP flag already on, from `standard` to `e2e` (same suite, so the open category keeps
+/// reading). Anything else (Mail or Contacts to e2e, a transit category, ADP off) would
+/// strand data without a recovery method or under a suite the category cannot open, and
+/// is refused whoever asks (the CLI or a request on the daemon's control socket).
+pub fn class_change_refusal(m: &Manifest, e: &CategoryEntry, want: Class) -> Option<String> {
+    if want == e.class {
+        return None;
+    }
+    if want != Class::E2e {
+        return Some("a rotation can only move a category to e2e".into());
+    }
+    if !ADP_CATEGORIES.contains(&e.name.as_str()) {
+        return Some(format!(
+            "category {} is not one that Advanced Data Protection moves; its class cannot \
+             change",
+            e.name
+        ));
+    }
+    if e.class != Class::Standard {
+        return Some(format!(
+            "category {} is {}, not standard; only a standard category moves to e2e",
+            e.name,
+            e.class.name()
+        ));
+    }
+    if !m.has(FLAG_ADP) {
+        return Some(format!(
+            "Advanced Data Protection is off; `{}` moves {} to e2e",
+            crate::hint::cmd_hint("adp on"),
+            e.name
+        ));
+    }
+    None
+}
+
 impl Unlocked {
     pub fn adp_on(&self) -> bool {
         self.manifest.has(FLAG_ADP)
@@ -102,6 +139,34 @@ impl Unlocked {
 mod tests {
     use super::*;
     use crate::format::manifest::RecoveryEntry;
+
+    #[test]
+    fn only_adp_on_moves_a_standard_adp_category_to_e2e() {
+        let entry = |name: &str, class| CategoryEntry {
+            id: 1,
+            name: name.into(),
+            class,
+            retired: false,
+            key_version: 1,
+        };
+        let mut m = Manifest::empty([0; 16]);
+        let refused =
+            |m: &Manifest, name, class, want| class_change_refusal(m, &entry(name, class), want);
+        // ADP off: nothing moves, not even an ADP category.
+        assert!(refused(&m, "Notes", Class::Standard, Class::E2e).is_some());
+        m.set(FLAG_ADP, true);
+        assert_eq!(refused(&m, "Notes", Class::Standard, Class::E2e), None);
+        assert_eq!(
+            refused(&m, "Notes", Class::E2e, Class::E2e),
+            None,
+            "no change"
+        );
+        // Never outside ADP's list, never from transit (another suite), never away from e2e.
+        assert!(refused(&m, "Mail", Class::Transit, Class::E2e).is_some());
+        assert!(refused(&m, "Contacts", Class::Standard, Class::E2e).is_some());
+        assert!(refused(&m, "Notes", Class::Transit, Class::E2e).is_some());
+        assert!(refused(&m, "Notes", Class::E2e, Class::Standard).is_some());
+    }
 
     #[test]
     fn adp_needs_a_recovery_method_and_every_device_able_to_follow() {

@@ -205,13 +205,6 @@ impl Unlocked {
         opts: &RotateOptions,
         progress: &mut dyn FnMut(RotationProgress),
     ) -> Result<RotateReport, RotateError> {
-        if let Some(want) = opts.class
-            && want != Class::E2e
-        {
-            return Err(RotateError::Refused(
-                "a rotation can only move a category to e2e".into(),
-            ));
-        }
         // Another command (`category add`) may have published since this was unlocked.
         self.refresh_manifest()?;
         let e = self
@@ -219,6 +212,12 @@ impl Unlocked {
             .find(name)
             .cloned()
             .ok_or_else(|| AccountError::UnknownCategory(name.to_string()))?;
+        if let Some(why) = opts
+            .class
+            .and_then(|want| super::adp::class_change_refusal(&self.manifest, &e, want))
+        {
+            return Err(RotateError::Refused(why));
+        }
         if e.id != cat.id {
             return Err(RotateError::Refused(format!(
                 "category {name} is not the one open here"

@@ -74,6 +74,17 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} must be yours alone (owner uid {owner}, mode {mode:o}): it holds the daemon's \
+         control socket; run `chmod 700 {}`",
+        path.display(),
+        path.display()
+    )]
+    NotPrivate {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
     #[error("cannot open {}: {source}", path.display())]
     OpenLock {
         path: PathBuf,
@@ -226,6 +237,7 @@ pub fn serve(
 ) -> Result<(), DaemonError> {
     process::harden_process();
     let _home_lock = lock_home(&acct.home)?;
+    process::check_private(&acct.home)?;
     if let Some(why) = acct.no_session() {
         warn!("{}", held_keys_warning(why));
     }

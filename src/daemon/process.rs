@@ -4,15 +4,28 @@
 use super::DaemonError;
 use crate::home::Home;
 use log::{info, warn};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 /// One daemon per home: two would race on the same heads and lose each other's commits.
 /// Commands that must not run beside a mount (gc, an offline rotation) take it too.
 pub fn lock_home(home: &Home) -> Result<std::fs::File, DaemonError> {
     let run = home.run_dir();
-    std::fs::create_dir_all(&run).map_err(|source| DaemonError::RunDir {
+    let run_err = |source| DaemonError::RunDir {
         path: run.clone(),
         source,
-    })?;
+    };
+    // Private from the start: the control socket is bound in it before it is chmod-ed.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&run)
+        .map_err(run_err)?;
+    // Earlier versions made it with the umask (often 0755): tighten it if it is ours.
+    let meta = std::fs::metadata(&run).map_err(run_err)?;
+    // SAFETY: geteuid has no preconditions.
+    if meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).map_err(run_err)?;
+    }
     let p = run.join("daemon.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -32,6 +45,27 @@ pub fn lock_home(home: &Home) -> Result<std::fs::File, DaemonError> {
         }),
         Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Lock { path: p, source }),
     }
+}
+
+/// The daemon serves its control socket (key rotations, sync) to whoever can reach
+/// `run/`: the home and `run/` must be the daemon user's own and closed to everyone else.
+pub(super) fn check_private(home: &Home) -> Result<(), DaemonError> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    for dir in [home.root.clone(), home.run_dir()] {
+        let meta = std::fs::metadata(&dir).map_err(|source| DaemonError::RunDir {
+            path: dir.clone(),
+            source,
+        })?;
+        if meta.uid() != euid || meta.mode() & 0o077 != 0 {
+            return Err(DaemonError::NotPrivate {
+                path: dir,
+                owner: meta.uid(),
+                mode: meta.mode() & 0o7777,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every command that unlocks keys keeps them out of core dumps.
@@ -95,5 +129,24 @@ mod tests {
         assert!(e.to_string().contains("already mounted"), "{e}");
         drop(held);
         assert!(lock_home(&home).is_ok());
+    }
+
+    #[test]
+    fn run_is_private_and_a_home_open_to_others_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::new(d.path().join("home"));
+        std::fs::create_dir(&home.root).unwrap();
+        std::fs::set_permissions(&home.root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::create_dir(home.run_dir()).unwrap();
+        // As an earlier version left it: lock_home tightens it.
+        std::fs::set_permissions(home.run_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(lock_home(&home).unwrap());
+        let mode = std::fs::metadata(home.run_dir()).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        check_private(&home).unwrap();
+        std::fs::set_permissions(&home.root, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let e = check_private(&home).unwrap_err();
+        assert!(matches!(e, DaemonError::NotPrivate { .. }), "{e}");
+        assert!(e.to_string().contains("chmod 700"), "{e}");
     }
 }

@@ -99,6 +99,9 @@ fn rotate_request(
         Some(Some(c)) => Some(c),
         Some(None) => return Reply::error("rotate: unknown protection class".into()),
     };
+    // Held for the whole rotation; `send` only queues (control.rs's writer thread talks
+    // to the client), so a client that stops reading cannot keep the sync hooks out.
+    // The class asked for is checked by the engine (`adp::class_change_refusal`).
     let mut acct = acct.lock().unwrap_or_else(|p| p.into_inner());
     let opts = RotateOptions {
         batch_bytes: req.batch_bytes.unwrap_or(crate::account::DEFAULT_BATCH),

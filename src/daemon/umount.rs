@@ -43,6 +43,19 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// Whether a daemon holds `home`'s daemon lock. The pidfile alone is not proof: after
+/// the daemon died its pid may have been reused by an unrelated process, which `umount`
+/// must not signal. Taking the lock (and letting go at once) proves no daemon runs; a
+/// lock that cannot be checked counts as held, as the pidfile said before.
+fn daemon_holds_lock(home: &Home) -> bool {
+    let path = home.run_dir().join("daemon.lock");
+    let Ok(f) = std::fs::File::open(&path) else {
+        // No lock file: no daemon ever ran in this home.
+        return false;
+    };
+    !matches!(f.try_lock(), Ok(()))
+}
+
 /// What an unmount did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmounted {
@@ -71,7 +84,7 @@ pub fn umount(
 ) -> Result<Unmounted, DaemonError> {
     let mp = absolute(mp);
     let pf = pidfile(home, &mp);
-    let pid = read_pid(&pf).filter(|p| alive(*p));
+    let pid = read_pid(&pf).filter(|p| alive(*p) && daemon_holds_lock(home));
     let mounted = is_mounted(&mp);
     if !mounted && pid.is_none() {
         let _ = std::fs::remove_file(&pf);
@@ -135,4 +148,38 @@ fn wait_exit(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_pid_is_not_signalled() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::new(d.path().join("home"));
+        let mp = d.path().join("mnt");
+        std::fs::create_dir_all(&mp).unwrap();
+        // The daemon died (its lock is free) and an unrelated process got its pid.
+        drop(super::super::lock_home(&home).unwrap());
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pf = pidfile(&home, &absolute(&mp));
+        std::fs::write(&pf, format!("{}\n{}\n", other.id(), mp.display())).unwrap();
+        let e = umount(&home, &mp, Duration::from_secs(1), false, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, DaemonError::NotMounted { .. }), "{e}");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the unrelated process was killed"
+        );
+        assert!(!pf.exists(), "the stale pidfile is removed");
+        // While the lock is held (a daemon runs), the pid is taken as the daemon's.
+        let held = super::super::lock_home(&home).unwrap();
+        assert!(daemon_holds_lock(&home));
+        drop(held);
+        let _ = other.kill();
+        let _ = other.wait();
+    }
 }

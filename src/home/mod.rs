@@ -165,7 +165,8 @@ impl Home {
         for d in [self.root.clone(), self.device_dir(), self.run_dir()] {
             fs::create_dir_all(&d).map_err(io(&d))?;
         }
-        for d in [self.root.clone(), self.device_dir()] {
+        // run/ holds the daemon's control socket: nobody else may reach it.
+        for d in [self.root.clone(), self.device_dir(), self.run_dir()] {
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
         }
         Ok(())
