@@ -91,11 +91,7 @@ impl NewDevice {
         })?;
         check_key_service(&manifest, opts.with_key_service)?;
         home.create_dirs()?;
-        let device_secret = crypto::random_key()?;
-        home.write_secret_file(&home.device_secret_path(), &device_secret)?;
-        let mut salt = [0u8; 16];
-        crypto::random_bytes(&mut salt)?;
-        let device_key = keys::device_key(passcode, &salt, opts.kdf, &device_secret)?;
+        let (device_key, salt) = local::new_device_key(&home, passcode, opts.kdf)?;
         let identity = DeviceIdentity::generate()?;
         local::save_identity(&home, &device_key, &identity)?;
         let config = Config {

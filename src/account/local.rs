@@ -32,6 +32,21 @@ fn read(path: &std::path::Path) -> Result<Option<Vec<u8>>, AccountError> {
     }
 }
 
+/// Makes this device's secret (written to the home) and the device key it gives with
+/// `passcode` under a fresh salt, for a new account or a device joining one. Returns the
+/// key and the salt, which the config keeps.
+pub fn new_device_key(
+    home: &Home,
+    passcode: &keys::Passcode,
+    kdf: keys::KdfParams,
+) -> Result<(SecretKey, [u8; 16]), AccountError> {
+    let device_secret = crypto::random_key()?;
+    home.write_secret_file(&home.device_secret_path(), &device_secret)?;
+    let mut salt = [0u8; 16];
+    crypto::random_bytes(&mut salt)?;
+    Ok((keys::device_key(passcode, &salt, kdf, &device_secret)?, salt))
+}
+
 /// Stores the account key of `version` (layout: `format::account_key`, the wrap bound to
 /// the version).
 pub fn save_account_key(

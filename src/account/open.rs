@@ -73,11 +73,7 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
             Err(e) => return Err(e.into()),
         }
     }
-    let device_secret = crypto::random_key()?;
-    home.write_secret_file(&home.device_secret_path(), &device_secret)?;
-    let mut salt = [0u8; 16];
-    crypto::random_bytes(&mut salt)?;
-    let device_key = keys::device_key(passcode, &salt, opts.kdf, &device_secret)?;
+    let (device_key, salt) = local::new_device_key(home, passcode, opts.kdf)?;
     let account_key = crypto::random_key()?;
     local::save_account_key(home, &device_key, 1, &account_key)?;
     let identity = Arc::new(DeviceIdentity::generate()?);
