@@ -132,16 +132,7 @@ impl Category {
                         if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
                             copy_part(&c, in_chunk, &mut out[at..at + take]);
                         } else {
-                            let start = p.offset as usize;
-                            let sealed = s
-                                .buf
-                                .pack
-                                .get(start..start + p.len as usize)
-                                .ok_or_else(|| VolError::Integrity {
-                                    what: format!("chunk {idx} of inode {ino} (unsynced)"),
-                                    why: "pending blob outside the pack buffer".into(),
-                                })?
-                                .to_vec();
+                            let sealed = Self::pending_sealed(&s, ino, idx, &p)?.to_vec();
                             later.push((
                                 idx,
                                 in_chunk,

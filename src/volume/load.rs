@@ -396,6 +396,23 @@ impl Category {
         Ok(plain)
     }
 
+    /// The sealed bytes of a chunk that is still in the open pack buffer.
+    pub(super) fn pending_sealed<'a>(
+        s: &'a State,
+        ino: u64,
+        idx: u64,
+        p: &Pending,
+    ) -> VolResult<&'a [u8]> {
+        let start = p.offset as usize;
+        s.buf
+            .pack
+            .get(start..start + p.len as usize)
+            .ok_or_else(|| VolError::Integrity {
+                what: format!("chunk {idx} of inode {ino} (unsynced)"),
+                why: "pending blob outside the pack buffer".into(),
+            })
+    }
+
     /// Opens a chunk that is still in the open pack buffer.
     pub(super) fn load_pending(
         &self,
@@ -408,15 +425,7 @@ impl Category {
             return Ok(c);
         }
         let what = || format!("chunk {idx} of inode {ino} (unsynced)");
-        let start = p.offset as usize;
-        let sealed = s
-            .buf
-            .pack
-            .get(start..start + p.len as usize)
-            .ok_or_else(|| VolError::Integrity {
-                what: what(),
-                why: "pending blob outside the pack buffer".into(),
-            })?;
+        let sealed = Self::pending_sealed(s, ino, idx, &p)?;
         let plain = Arc::new(self.open_blob(
             &self.keys(),
             Context::chunk(self.id, ino, idx),
