@@ -15,7 +15,7 @@ use std::fs;
 #[test]
 fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let other = format!("SHA256:{}", "ab".repeat(32));
     let (d, _, ok, t) = init_on_server(&srv, &other);
     assert!(!ok, "{t}");
@@ -37,7 +37,7 @@ fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
 #[test]
 fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut d, pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
     assert!(ok, "{t}");
     assert!(
@@ -130,7 +130,7 @@ fn recover_data(srv: &Server, alice: &Drive, totp: &str) -> (Drive, bool, String
 #[test]
 fn data_recovery_brings_back_standard_categories_and_says_e2e_cannot_come_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, _pw, totp) = alice_with_totp(&srv);
     a.mount_again();
     fs::write(a.notes().join("n.txt"), b"recoverable").unwrap();
@@ -169,7 +169,7 @@ fn data_recovery_brings_back_standard_categories_and_says_e2e_cannot_come_back()
 #[test]
 fn with_a_recovery_key_the_data_recovery_service_is_off() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     let (ok, t) = out(with_pw_totp(
@@ -258,7 +258,7 @@ fn recover_via_with(
 #[test]
 fn escrow_on_needs_a_fresh_totp_code_on_a_totp_account() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     let (ok, t) = out(with_pw(&a, &pw, &["escrow", "on"]));
@@ -278,7 +278,7 @@ fn escrow_on_needs_a_fresh_totp_code_on_a_totp_account() {
 #[test]
 fn passcode_escrow_counts_wrong_passcodes_and_recovers_e2e_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &["--escrow-attempts", "3"]);
+    let srv = fast_totp_server(tmp.path(), &["--escrow-attempts", "3"]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -315,7 +315,7 @@ fn recover_escrow_refuses_cheap_costs_from_the_store_before_sending_a_proof() {
     };
     use cirrus::keys::device::DeviceIdentity;
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     let (ok, t) = out(with_pw_totp(&a, &pw, &codes.take(), &["escrow", "on"]));
@@ -381,7 +381,7 @@ fn recover_escrow_refuses_cheap_costs_from_the_store_before_sending_a_proof() {
 fn a_recovery_contact_and_the_key_service_each_hold_half() {
     use cirrus::account::methods::{contact_identity, parse_contact_code};
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -494,7 +494,7 @@ fn a_recovery_contact_and_the_key_service_each_hold_half() {
 #[test]
 fn with_backup_on_data_recovery_restores_messages_and_backup_off_rolls_its_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -545,7 +545,7 @@ fn with_backup_on_data_recovery_restores_messages_and_backup_off_rolls_its_key()
 #[test]
 fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let mut a = Drive::mount();
     fs::write(a.notes().join("n.txt"), b"moved").unwrap();
     fs::write(a.health().join("h.txt"), b"e2e moved").unwrap();
@@ -594,7 +594,7 @@ fn an_embedded_account_moves_to_the_key_service_and_changes_its_password() {
 #[test]
 fn a_second_device_joins_through_the_key_service_and_follows_adp() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -659,7 +659,7 @@ fn a_second_device_joins_through_the_key_service_and_follows_adp() {
 #[test]
 fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -714,7 +714,7 @@ fn the_recovery_key_with_the_password_restores_everything_on_a_new_device() {
 #[test]
 fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &["--reset-wait", "600"]);
+    let srv = fast_totp_server(tmp.path(), &["--reset-wait", "600"]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_options().extra = vec!["--poll-interval".into(), "1".into()];

@@ -23,7 +23,7 @@ use std::fs;
 #[test]
 fn backup_status_shows_off_on_off_and_a_second_backup_off_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, _totp) = alice_with_totp(&srv);
     let run = |args: &[&str]| {
         let (ok, t) = out(with_pw(&a, &pw, args));
@@ -310,7 +310,7 @@ fn init_with_a_missing_store_directory_says_to_create_it() {
 #[test]
 fn rotate_service_without_the_password_says_to_pass_it_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (d, _pw, ok, init) = init_on_server(&srv, &srv.fingerprint.to_string());
     assert!(ok, "{init}");
     let (ok, t) = out(with_passcode(&d, &["rotate", "--service"]));
@@ -347,7 +347,7 @@ fn mount_with_password(d: &Drive, password: &std::path::Path) -> (bool, String) 
 #[test]
 fn mount_with_a_password_opens_what_the_device_holds_when_the_key_service_refuses_or_is_down() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut d, pw, _totp) = alice_with_totp(&srv);
     d.mount_again();
     fs::write(d.notes().join("n.txt"), b"standard").unwrap();
@@ -424,7 +424,7 @@ fn mount_with_a_password_opens_what_the_device_holds_when_the_key_service_refuse
 #[test]
 fn data_recovery_names_what_is_lost_once_and_the_dropped_device_hears_it_was_removed() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, _pw, totp) = alice_with_totp(&srv);
     a.mount_again();
     fs::write(a.notes().join("n.txt"), b"recoverable").unwrap();
@@ -556,7 +556,7 @@ fn mount_with_password_only(d: &mut Drive, pw: &std::path::Path) {
 #[test]
 fn a_late_approval_leaves_the_new_device_logged_in() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -610,7 +610,7 @@ fn a_late_approval_leaves_the_new_device_logged_in() {
 #[test]
 fn account_login_brings_back_a_device_the_key_service_forgot() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     let b = Drive::blank();
@@ -645,7 +645,7 @@ fn account_login_brings_back_a_device_the_key_service_forgot() {
 #[test]
 fn a_device_recovered_through_escrow_is_remembered() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (mut a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     a.mount_again();
@@ -684,7 +684,7 @@ fn a_device_recovered_through_escrow_is_remembered() {
 #[test]
 fn recover_without_the_key_service_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, totp) = alice_with_totp(&srv);
     let mut codes = Codes::after_confirm(totp);
     let rk = create_recovery_key(&a, &pw, &codes.take());
@@ -733,7 +733,7 @@ fn recover_without_the_key_service_is_refused_before_anything_is_written() {
 fn an_account_from_before_the_flag_is_marked_at_the_next_login() {
     use cirrus::format::manifest::{FLAG_KEY_SERVICE, Manifest, SIGN_DOMAIN, SignedManifest};
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, _totp) = alice_with_totp(&srv);
     let read = || {
         let obj = fs::read(a.home.join("store/account/manifest")).unwrap();
@@ -806,7 +806,7 @@ fn an_account_from_before_the_flag_is_marked_at_the_next_login() {
 #[test]
 fn review_a_failed_login_leaves_directories_it_did_not_make() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, _pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
     assert!(ok, "{t}");
     let d = Drive::blank();
@@ -839,7 +839,7 @@ fn review_a_failed_login_leaves_directories_it_did_not_make() {
 #[test]
 fn review_export_never_makes_the_account_password_an_archive_password() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, pw, ok, t) = init_on_server(&srv, &srv.fingerprint.to_string());
     assert!(ok, "{t}");
     let archive = a.root.join("backup.crex");
@@ -871,7 +871,7 @@ fn review_export_never_makes_the_account_password_an_archive_password() {
 fn review_a_data_recovery_of_an_account_from_before_the_flag_is_recognised() {
     use cirrus::format::manifest::{FLAG_KEY_SERVICE, Manifest, SIGN_DOMAIN, SignedManifest};
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start(tmp.path(), &[]);
+    let srv = fast_totp_server(tmp.path(), &[]);
     let (a, _pw, totp) = alice_with_totp(&srv);
 
     // What an older version would have published: the same manifest without the flag,

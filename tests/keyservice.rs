@@ -1472,3 +1472,35 @@ fn a_device_logging_in_again_replaces_its_own_token_and_never_evicts_another() {
     c.login("alice", &pw("pw"), SecondFactor::DeviceToken(second), false)
         .unwrap();
 }
+
+/// The test suite's short TOTP steps are refused to a server not started as a test, and
+/// a test server puts its period in the enrolment URI, so authenticator apps that read it
+/// agree with the server.
+#[test]
+fn short_totp_steps_are_for_test_servers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cirrus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .args(["--insecure-test-totp-period", "5"])
+        .env_remove("CIRRUS_INSECURE_TEST_KDF")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is for the test suite"), "{err}");
+
+    let s = Server::start(dir.path(), &["--insecure-test-totp-period", "5"]);
+    let c = s.client();
+    c.create_account("alice", &pw("pw"), TINY).unwrap();
+    let alice = c
+        .login("alice", &pw("pw"), SecondFactor::None, false)
+        .unwrap()
+        .0;
+    let t = totp(&alice.totp_enroll().unwrap());
+    assert_eq!(t.step(), 5);
+    alice
+        .totp_confirm(&t.generate_current().to_string(), false)
+        .unwrap();
+}

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// can cancel it (`cirrus account cancel-reset`). Default one day.
     #[arg(long, default_value_t = ServiceConfig::default().reset_wait.as_secs())]
     reset_wait: u64,
+    /// Seconds per TOTP step, for the test suite only (refused without
+    /// CIRRUS_INSECURE_TEST_KDF=1): authenticator apps assume 30.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=30))]
+    insecure_test_totp_period: Option<u64>,
     /// Who may create accounts: anyone (`open`, at most --signup-per-ip an hour per source
     /// address) or only holders of an invitation from `cirrus serve account create`
     /// (`closed`; advised for a service reachable from the internet).
@@ -158,6 +162,19 @@ pub fn run(args: ServeArgs) -> super::CliResult {
     };
     // A server's log is its record of logins and key changes: info by default.
     super::init_stderr_logging_level("info,rustls=warn");
+    let totp_period = match args.insecure_test_totp_period {
+        None => crate::keyservice::server::totp::PERIOD,
+        Some(p) if crate::keys::floor::insecure_test_opt_in() => {
+            log::warn!("TOTP steps of {p} s: a test server, not for authenticator apps");
+            p
+        }
+        Some(_) => {
+            return Err(format!(
+                "serve: --insecure-test-totp-period is for the test suite (set {}=1)",
+                crate::keys::floor::INSECURE_TEST_ENV
+            ));
+        }
+    };
     let opts = ServeOptions {
         listen,
         data,
@@ -174,6 +191,7 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             signup: args.signup,
             signup_per_ip: args.signup_per_ip,
             reauth_window: Duration::from_secs(args.reauth_window),
+            totp_period,
         },
         limits: ServeLimits {
             max_connections: args.max_connections.map(saturate),

@@ -40,6 +40,11 @@ pub fn allow_insecure_test_kdf() {
     TEST_OPT_IN.store(true, Ordering::Relaxed);
 }
 
+/// Whether this process opted in to the test suite's insecure settings.
+pub fn insecure_test_opt_in() -> bool {
+    test_opt_in()
+}
+
 fn test_opt_in() -> bool {
     TEST_OPT_IN.load(Ordering::Relaxed)
         || std::env::var_os(INSECURE_TEST_ENV).is_some_and(|v| v == "1")

@@ -63,6 +63,19 @@ pub fn alice_with_totp(srv: &Server) -> (Drive, std::path::PathBuf, totp_rs::Tot
     (d, pw, totp)
 }
 
+/// Server flags for the tests that take many TOTP codes: 10-second steps (the server
+/// takes one code per step, so a test that needs three codes waits 20 s, not a minute).
+/// Every code still travels through the real check; the tests read the step from the
+/// `otpauth://` URI the server gives.
+pub const FAST_TOTP: [&str; 2] = ["--insecure-test-totp-period", "10"];
+
+/// A key server with [`FAST_TOTP`] and the flags in `extra`.
+pub fn fast_totp_server(dir: &std::path::Path, extra: &[&str]) -> super::keyserver::Server {
+    let mut args = FAST_TOTP.to_vec();
+    args.extend_from_slice(extra);
+    super::keyserver::Server::start(dir, &args)
+}
+
 /// A TOTP code for a step not used yet (the server refuses a reused one).
 pub fn fresh_code(totp: &totp_rs::Totp) -> String {
     let now = std::time::SystemTime::now()
@@ -70,12 +83,12 @@ pub fn fresh_code(totp: &totp_rs::Totp) -> String {
         .unwrap()
         .as_secs();
     // The next step is accepted too (±1 step), and was never used.
-    totp.generate(now + 30).to_string()
+    totp.generate(now + totp.step()).to_string()
 }
 
-/// TOTP codes that were never used: each call takes the next 30-second step, waiting
-/// until the server accepts it (it takes the previous, current and next step, and never
-/// a step at or before the last one used).
+/// TOTP codes that were never used: each call takes the next step, waiting until the
+/// server accepts it (it takes the previous, current and next step, and never a step at or
+/// before the last one used).
 pub struct Codes {
     totp: totp_rs::Totp,
     next: u64,
@@ -83,7 +96,7 @@ pub struct Codes {
 
 impl Codes {
     pub fn after_confirm(totp: totp_rs::Totp) -> Codes {
-        let now = now_step();
+        let now = now_step(totp.step());
         // `alice_with_totp` confirmed with the current step.
         Codes {
             totp,
@@ -91,21 +104,22 @@ impl Codes {
         }
     }
     pub fn take(&mut self) -> String {
-        while now_step() + 1 < self.next {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+        while now_step(self.totp.step()) + 1 < self.next {
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        let c = self.totp.generate(self.next * 30).to_string();
+        let c = self.totp.generate(self.next * self.totp.step()).to_string();
         self.next += 1;
         c
     }
 }
 
-pub fn now_step() -> u64 {
+/// The current step of `period`-second steps.
+pub fn now_step(period: u64) -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        / 30
+        / period
 }
 
 /// A blank drive with an account of its own (no key service), not mounted.

@@ -69,6 +69,8 @@ impl Server {
             })
             .args(extra)
             .env("RUST_LOG", "debug")
+            // Lets a test pass --insecure-test-totp-period (see accounts::FAST_TOTP).
+            .env("CIRRUS_INSECURE_TEST_KDF", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -37,11 +37,16 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
-fn build(secret: Vec<u8>, digits: u8, account: &str) -> Result<Totp, TotpSetupError> {
+/// The step every authenticator app assumes (RFC 6238's default; some apps ignore the
+/// URI's `period`). Only the test suite runs a server with another
+/// (`cirrus serve --insecure-test-totp-period`).
+pub const PERIOD: u64 = 30;
+
+fn build(secret: Vec<u8>, digits: u8, account: &str, period: u64) -> Result<Totp, TotpSetupError> {
     Builder::new()
         .with_digits(digits)
         .with_skew(1)
-        .with_step_duration(30)
+        .with_step_duration(period)
         .with_secret(secret)
         .with_account_name(account)
         .with_issuer(Some("Cirrus"))
@@ -52,10 +57,11 @@ fn build(secret: Vec<u8>, digits: u8, account: &str) -> Result<Totp, TotpSetupEr
 impl TotpFactor {
     /// A new factor with a random 160-bit secret (RFC 4226's recommendation); returns the
     /// `otpauth://` URI to show (or render as a QR code) once.
-    pub fn enroll(account: &str) -> Result<(Self, String), TotpSetupError> {
+    /// `period`: seconds per step ([`PERIOD`] outside the test suite).
+    pub fn enroll(account: &str, period: u64) -> Result<(Self, String), TotpSetupError> {
         let mut secret = zeroize::Zeroizing::new(vec![0u8; 20]);
         random_bytes(&mut secret)?;
-        let f = Self::from_secret(secret.to_vec(), 6, account, None)?;
+        let f = Self::from_secret(secret.to_vec(), 6, account, None, period)?;
         let uri = f.uri()?;
         Ok((f, uri))
     }
@@ -66,10 +72,11 @@ impl TotpFactor {
         digits: u8,
         account: &str,
         last_step: Option<u64>,
+        period: u64,
     ) -> Result<Self, TotpSetupError> {
         let kept = zeroize::Zeroizing::new(secret.clone());
         Ok(TotpFactor {
-            totp: build(secret, digits, account)?,
+            totp: build(secret, digits, account, period)?,
             secret: kept,
             last_step,
         })
@@ -93,7 +100,7 @@ impl TotpFactor {
     }
 
     /// Accepts `code` at `now` (seconds since the epoch) if it belongs to the previous,
-    /// current or next 30-second step and is later than every code accepted before.
+    /// current or next step and is later than every code accepted before.
     pub fn verify(&mut self, code: &str, now: u64) -> Result<(), TotpCheck> {
         let step = self
             .totp
@@ -119,7 +126,8 @@ mod tests {
     /// RFC 6238 Appendix B, SHA-1, 8 digits, seed "12345678901234567890".
     #[test]
     fn rfc6238_sha1_vectors() {
-        let f = TotpFactor::from_secret(b"12345678901234567890".to_vec(), 8, "rfc", None).unwrap();
+        let f = TotpFactor::from_secret(b"12345678901234567890".to_vec(), 8, "rfc", None, PERIOD)
+            .unwrap();
         for (t, code) in [
             (59u64, "94287082"),
             (1_111_111_109, "07081804"),
@@ -134,8 +142,8 @@ mod tests {
 
     #[test]
     fn accepts_one_step_either_side_and_never_twice() {
-        let mut f =
-            TotpFactor::from_secret(b"12345678901234567890".to_vec(), 6, "t", None).unwrap();
+        let mut f = TotpFactor::from_secret(b"12345678901234567890".to_vec(), 6, "t", None, PERIOD)
+            .unwrap();
         let now = 1_700_000_015;
         let prev = f.code_at(now - 30);
         let cur = f.code_at(now);
@@ -154,6 +162,7 @@ mod tests {
             6,
             "t",
             Some(f.last_step().unwrap()),
+            PERIOD,
         )
         .unwrap();
         assert_eq!(g.verify(&cur, now), Err(TotpCheck::Reused));
@@ -161,7 +170,7 @@ mod tests {
 
     #[test]
     fn enrolment_gives_an_otpauth_uri_and_a_working_factor() {
-        let (mut f, uri) = TotpFactor::enroll("alice@example").unwrap();
+        let (mut f, uri) = TotpFactor::enroll("alice@example", PERIOD).unwrap();
         assert!(uri.starts_with("otpauth://totp/"), "{uri}");
         assert!(
             uri.contains("secret=") && uri.contains("issuer=Cirrus"),
@@ -172,7 +181,8 @@ mod tests {
         assert_eq!(f.verify(&code, now), Ok(()));
         assert_eq!(format!("{f:?}"), "TotpFactor(<redacted>)");
         // the kept secret rebuilds the same factor (what the key service persists)
-        let g = TotpFactor::from_secret(f.secret().to_vec(), 6, "alice@example", None).unwrap();
+        let g =
+            TotpFactor::from_secret(f.secret().to_vec(), 6, "alice@example", None, PERIOD).unwrap();
         assert_eq!(f.secret().len(), 20);
         assert_eq!(g.code_at(now + 30), f.code_at(now + 30));
     }

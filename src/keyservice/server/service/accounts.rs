@@ -306,8 +306,8 @@ impl KeyService {
                     "TOTP is already enrolled for this account".into(),
                 ));
             }
-            let (f, uri) =
-                TotpFactor::enroll(&name).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (f, uri) = TotpFactor::enroll(&name, self.cfg.totp_period)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             a.totp = Some(TotpState {
                 secret: self.data.seal(&name, "totp-secret", f.secret())?,
                 confirmed: false,

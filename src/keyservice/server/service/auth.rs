@@ -132,8 +132,14 @@ impl KeyService {
     pub(super) fn totp_factor(&self, a: &Account) -> Result<Option<TotpFactor>, ApiError> {
         let Some(t) = &a.totp else { return Ok(None) };
         let secret = self.data.unseal(&a.name, "totp-secret", &t.secret)?;
-        let f = TotpFactor::from_secret(secret.to_vec(), 6, &a.name, t.last_step)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let f = TotpFactor::from_secret(
+            secret.to_vec(),
+            6,
+            &a.name,
+            t.last_step,
+            self.cfg.totp_period,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(Some(f))
     }
 

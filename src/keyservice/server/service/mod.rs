@@ -56,6 +56,9 @@ pub struct ServiceConfig {
     /// How long a login or `reauth` that proved every factor lets a session make the
     /// sensitive requests (password, TOTP, flags, retire, escrow, record delete, revoke).
     pub reauth_window: Duration,
+    /// Seconds per TOTP step: [`super::totp::PERIOD`], except in the test suite. A step
+    /// recorded as used is a count of periods, so a server keeps one period for life.
+    pub totp_period: u64,
 }
 
 /// Who may create accounts (`cirrus serve --signup`).
@@ -84,6 +87,7 @@ impl Default for ServiceConfig {
             signup: Signup::Open,
             signup_per_ip: 10,
             reauth_window: Duration::from_secs(300),
+            totp_period: super::totp::PERIOD,
         }
     }
 }
