@@ -534,8 +534,10 @@ impl Syncer {
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         let published = if clean { started } else { a.published };
         // A merge's head is in the store now: every gc run that may have read the heads
-        // before it has at most the epoch read now + 1 (one run at a time), so the marks
-        // up to that may name what the merge published. Unreadable: the epoch waits.
+        // before it has at most the epoch read now + 1 (gc settles its header before it
+        // reads the heads and writes its marks at exactly header + 1 by compare-and-swap),
+        // so the marks up to that may name what the merge published. Unreadable: the
+        // epoch waits.
         let (mut gc_epoch, mut revived, mut covered) = (gc_epoch, a.revived, false);
         if clean && a.revival_pending {
             match self.read_gc_epoch() {

@@ -44,7 +44,10 @@ pub fn new_device_key(
     home.write_secret_file(&home.device_secret_path(), &device_secret)?;
     let mut salt = [0u8; 16];
     crypto::random_bytes(&mut salt)?;
-    Ok((keys::device_key(passcode, &salt, kdf, &device_secret)?, salt))
+    Ok((
+        keys::device_key(passcode, &salt, kdf, &device_secret)?,
+        salt,
+    ))
 }
 
 /// Stores the account key of `version` (layout: `format::account_key`, the wrap bound to

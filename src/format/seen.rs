@@ -78,7 +78,11 @@ mod tests {
         assert_eq!(old.manifest, [0; 32]);
         assert_eq!(old.heads, s.heads);
         // A record cut inside its manifest hash, or with bytes after it, is damage.
-        for bad in [&b[..b.len() - 1], &b[..b.len() - 31], &[&b[..], &[0]].concat()[..]] {
+        for bad in [
+            &b[..b.len() - 1],
+            &b[..b.len() - 31],
+            &[&b[..], &[0]].concat()[..],
+        ] {
             assert_eq!(SeenRecord::decode(bad), Err(FormatError::Trailing));
         }
     }
