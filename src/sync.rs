@@ -213,10 +213,12 @@ impl Syncer {
         device: String,
         hooks: AccountHooks,
     ) -> Self {
-        // A head waiting in the journal at mount may be a merge's (of an earlier mount):
-        // it counts as one until it is published and acknowledged.
+        // An earlier mount may have published a merge and stopped (or crashed) before a
+        // clean poll acknowledged it, whether or not a head still waits in the journal:
+        // every mount counts as a possible revival until its first clean poll says so.
+        // No file in the home needs to remember it, since the flag is set at every mount.
         let acked = Mutex::new(Acked {
-            revival_pending: wb.any_head_pending(),
+            revival_pending: true,
             ..Default::default()
         });
         Syncer {
@@ -431,6 +433,22 @@ impl Syncer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .revival_pending = true;
+    }
+
+    /// Once everything is uploaded (unmount, `cirrus sync --wait`): when a merge's
+    /// revival is not acknowledged yet, one more poll does it, so a device that stops
+    /// now has said so before a gc run can count its older acknowledgement. Returns
+    /// whether it polled.
+    pub fn acknowledge_revival(&self) -> bool {
+        let pending = self
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revival_pending;
+        if pending {
+            self.poll(true);
+        }
+        pending
     }
 
     /// The other devices' head counters, when a comparison is due (every minute, and at
@@ -661,5 +679,90 @@ mod tests {
         assert_eq!(j["categories"][3]["error"], "Health: rollback detected");
         let back: PollReport = serde_json::from_value(j).unwrap();
         assert_eq!(back, r);
+    }
+
+    type Sent = Arc<Mutex<Vec<GcAck>>>;
+
+    /// A syncer with no category over a memory store whose gc header is at `epoch`, and
+    /// the acknowledgements it writes.
+    fn syncer_at(
+        epoch: u64,
+    ) -> (
+        Syncer,
+        Arc<dyn crate::store::Store>,
+        Sent,
+        tempfile::TempDir,
+    ) {
+        use crate::store::writeback::{Policy, WriteBackOptions};
+        let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemStore::new());
+        set_epoch(&*store, epoch);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WriteBackOptions::new(|_| Policy::Through);
+        let wb = WriteBack::open(
+            store.clone(),
+            &dir.path().join("j"),
+            &dir.path().join("c"),
+            opts,
+        )
+        .unwrap();
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let sent = acks.clone();
+        let hooks = AccountHooks {
+            keys: Box::new(|_, _| Err(HookError::Busy)),
+            ack: Box::new(move |_, _, _, gc| {
+                sent.lock().unwrap().push(gc);
+                Ok(())
+            }),
+            acked_heads: Box::new(|| Ok(HashMap::new())),
+            release: Box::new(|_| Ok(Vec::new())),
+        };
+        let sy = Syncer::new(Vec::new(), wb, "b".into(), hooks);
+        (sy, store, acks, dir)
+    }
+
+    fn set_epoch(store: &dyn crate::store::Store, epoch: u64) {
+        let m = gc_marks::Marks {
+            epoch,
+            ..Default::default()
+        };
+        store
+            .put(gc_marks::GC_MARKS, &gc_marks::encode(&m))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_first_clean_poll_of_a_mount_says_gc_revived() {
+        // An earlier mount may have published a merge and stopped before acknowledging
+        // it, with nothing left in the journal: the first clean poll still says so.
+        let (sy, _store, acks, _dir) = syncer_at(4);
+        sy.poll(true);
+        let last = *acks.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            GcAck {
+                epoch: 4,
+                revived: 5
+            }
+        );
+        assert!(!sy.acknowledge_revival(), "said once: nothing pending");
+    }
+
+    #[test]
+    fn a_revival_is_acknowledged_before_the_daemon_stops() {
+        let (sy, store, acks, _dir) = syncer_at(4);
+        sy.poll(true);
+        // A merge after that (its head now uploaded), gc ran meanwhile: the unmount
+        // acknowledges it without waiting for the next background poll.
+        sy.may_revive();
+        set_epoch(&*store, 6);
+        assert!(sy.acknowledge_revival());
+        let last = *acks.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            GcAck {
+                epoch: 6,
+                revived: 7
+            }
+        );
     }
 }
