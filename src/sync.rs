@@ -547,8 +547,10 @@ impl Syncer {
         let floors = self.floors();
         let heads = self.heads();
         // Everything published (and every category current): what this device built on
-        // when the poll began is in the store's heads.
-        let clean = whole && !self.wb.any_head_pending();
+        // when the poll began is in the store's heads. Uncommitted changes count as
+        // unpublished even when their packs are already uploaded (written packs go out
+        // before the commit that names them).
+        let clean = whole && !self.wb.any_head_pending() && !self.cats.iter().any(|c| c.is_dirty());
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         let published = if clean { started } else { a.published };
         // A merge's head is in the store now: every gc run that may have read the heads
@@ -682,17 +684,24 @@ mod tests {
     }
 
     type Sent = Arc<Mutex<Vec<GcAck>>>;
-
-    /// A syncer with no category over a memory store whose gc header is at `epoch`, and
-    /// the acknowledgements it writes.
-    fn syncer_at(
-        epoch: u64,
-    ) -> (
+    type Fixture = (
         Syncer,
         Arc<dyn crate::store::Store>,
         Sent,
         tempfile::TempDir,
-    ) {
+    );
+
+    /// A syncer with no category over a memory store whose gc header is at `epoch`, and
+    /// the acknowledgements it writes.
+    fn syncer_at(epoch: u64) -> Fixture {
+        syncer_with(epoch, |_| Vec::new())
+    }
+
+    /// [`syncer_at`] with the categories `cats` opens over the store.
+    fn syncer_with(
+        epoch: u64,
+        cats: impl FnOnce(&Arc<dyn crate::store::Store>) -> Vec<Arc<Category>>,
+    ) -> Fixture {
         use crate::store::writeback::{Policy, WriteBackOptions};
         let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemStore::new());
         set_epoch(&*store, epoch);
@@ -716,7 +725,7 @@ mod tests {
             acked_heads: Box::new(|| Ok(HashMap::new())),
             release: Box::new(|_| Ok(Vec::new())),
         };
-        let sy = Syncer::new(Vec::new(), wb, "b".into(), hooks);
+        let sy = Syncer::new(cats(&store), wb, "b".into(), hooks);
         (sy, store, acks, dir)
     }
 
@@ -762,6 +771,44 @@ mod tests {
             GcAck {
                 epoch: 6,
                 revived: 7
+            }
+        );
+    }
+
+    #[test]
+    fn uncommitted_changes_keep_a_poll_from_counting_as_clean() {
+        use crate::maintenance::testing;
+        let cat = std::cell::RefCell::new(None);
+        let (sy, store, acks, _dir) = syncer_with(4, |store| {
+            let c = testing::open(store, 3);
+            testing::write_file(&c, "a", b"old");
+            *cat.borrow_mut() = Some(c.clone());
+            vec![c]
+        });
+        let c = cat.into_inner().unwrap();
+        sy.poll(true);
+        let last = *acks.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            GcAck {
+                epoch: 4,
+                revived: 5
+            },
+            "committed: clean"
+        );
+        // gc runs; then an edit not committed yet (its pack may already be in the
+        // store): the epoch read at the start of the next poll is not acknowledged.
+        set_epoch(&*store, 6);
+        let f = c.lookup(crate::volume::ROOT_INO, b"a").unwrap();
+        c.write(f.ino, 0, b"new", false).unwrap();
+        assert!(c.is_dirty());
+        sy.poll(true);
+        let last = *acks.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            GcAck {
+                epoch: 4,
+                revived: 5
             }
         );
     }
