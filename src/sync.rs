@@ -213,10 +213,12 @@ impl Syncer {
         device: String,
         hooks: AccountHooks,
     ) -> Self {
-        // A head waiting in the journal at mount may be a merge's (of an earlier mount):
-        // it counts as one until it is published and acknowledged.
+        // An earlier mount may have published a merge and stopped (or crashed) before a
+        // clean poll acknowledged it, whether or not a head still waits in the journal:
+        // every mount counts as a possible revival until its first clean poll says so.
+        // No file in the home needs to remember it, since the flag is set at every mount.
         let acked = Mutex::new(Acked {
-            revival_pending: wb.any_head_pending(),
+            revival_pending: true,
             ..Default::default()
         });
         Syncer {
@@ -433,6 +435,22 @@ impl Syncer {
             .revival_pending = true;
     }
 
+    /// Once everything is uploaded (unmount, `cirrus sync --wait`): when a merge's
+    /// revival is not acknowledged yet, one more poll does it, so a device that stops
+    /// now has said so before a gc run can count its older acknowledgement. Returns
+    /// whether it polled.
+    pub fn acknowledge_revival(&self) -> bool {
+        let pending = self
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revival_pending;
+        if pending {
+            self.poll(true);
+        }
+        pending
+    }
+
     /// The other devices' head counters, when a comparison is due (every minute, and at
     /// once with `force`); empty otherwise or when they cannot be read.
     fn acked_heads_due(&self, force: bool) -> HashMap<u32, (u64, String)> {
@@ -529,13 +547,17 @@ impl Syncer {
         let floors = self.floors();
         let heads = self.heads();
         // Everything published (and every category current): what this device built on
-        // when the poll began is in the store's heads.
-        let clean = whole && !self.wb.any_head_pending();
+        // when the poll began is in the store's heads. Uncommitted changes count as
+        // unpublished even when their packs are already uploaded (written packs go out
+        // before the commit that names them).
+        let clean = whole && !self.wb.any_head_pending() && !self.cats.iter().any(|c| c.is_dirty());
         let mut a = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         let published = if clean { started } else { a.published };
         // A merge's head is in the store now: every gc run that may have read the heads
-        // before it has at most the epoch read now + 1 (one run at a time), so the marks
-        // up to that may name what the merge published. Unreadable: the epoch waits.
+        // before it has at most the epoch read now + 1 (gc settles its header before it
+        // reads the heads and writes its marks at exactly header + 1 by compare-and-swap),
+        // so the marks up to that may name what the merge published. Unreadable: the
+        // epoch waits.
         let (mut gc_epoch, mut revived, mut covered) = (gc_epoch, a.revived, false);
         if clean && a.revival_pending {
             match self.read_gc_epoch() {
@@ -613,51 +635,5 @@ fn utc_date(secs: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(11_016 * 86_400), "2000-02-29");
-        assert_eq!(utc_date(20_785 * 86_400 + 86_399), "2026-11-28");
-        assert_eq!(utc_date(-1), "1969-12-31");
-    }
-
-    /// The report is `cirrus sync --json`'s `pull`: its names are the documented schema.
-    #[test]
-    fn a_poll_report_names_every_category_with_its_outcome() {
-        let mut r = PollReport::default();
-        r.push("Notes", PollOutcome::Merged, 2);
-        r.push("Photos", PollOutcome::FastForward, 0);
-        r.push("Mail", PollOutcome::Refused, 0);
-        r.failed("Health", "Health: rollback detected".into());
-        r.add_unchanged(["Notes", "Drive"].into_iter());
-        assert_eq!(r.pulled(), ["Notes", "Photos"]);
-        assert_eq!(r.refused(), ["Mail"]);
-        assert_eq!(r.copies(), 2);
-        assert_eq!(r.errors(), ["Health: rollback detected"]);
-        let j = serde_json::to_value(&r).unwrap();
-        assert_eq!(j["unreachable"], serde_json::Value::Null);
-        let outcomes: Vec<_> = j["categories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["name"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            [
-                ("Notes", "merged"),
-                ("Photos", "fast_forward"),
-                ("Mail", "refused"),
-                ("Health", "failed"),
-                ("Drive", "unchanged"),
-            ]
-        );
-        assert_eq!(j["categories"][0]["conflict_copies"], 2);
-        assert_eq!(j["categories"][3]["error"], "Health: rollback detected");
-        let back: PollReport = serde_json::from_value(j).unwrap();
-        assert_eq!(back, r);
-    }
-}
+#[path = "sync/tests.rs"]
+mod tests;

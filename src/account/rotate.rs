@@ -51,6 +51,17 @@ pub struct RotateOptions<'a> {
 /// and a 1 GiB category costs about 16 extra commits.
 pub const DEFAULT_BATCH: u64 = 64 << 20;
 
+/// The largest batch honoured, whoever asks (a control-socket request sets its own): a
+/// cancel (unmount, Ctrl-C) is checked only between batches, so a huge one would rotate
+/// the whole category first and hold the unmount for hours.
+pub const MAX_BATCH: u64 = 1 << 30;
+
+/// The file bytes one rotation step passes: the batch asked for, at least 1 and at most
+/// [`MAX_BATCH`].
+fn step_budget(batch_bytes: u64) -> u64 {
+    batch_bytes.clamp(1, MAX_BATCH)
+}
+
 /// What a finished rotation did.
 #[derive(Debug, Clone)]
 pub struct RotateReport {
@@ -283,7 +294,7 @@ impl Unlocked {
             if opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 return Err(RotateError::Interrupted(name.to_string()));
             }
-            let p = cat.rotate_step(opts.batch_bytes.max(1))?;
+            let p = cat.rotate_step(step_budget(opts.batch_bytes))?;
             progress(p);
             if p.finished {
                 break;
@@ -321,5 +332,18 @@ impl Unlocked {
             unchanged: false,
             kept_for,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requested_batch_is_bounded_so_a_cancel_is_honoured_soon() {
+        // `{"op":"rotate","batch_bytes":18000000000000000000}` from the socket.
+        assert_eq!(step_budget(18_000_000_000_000_000_000), MAX_BATCH);
+        assert_eq!(step_budget(0), 1);
+        assert_eq!(step_budget(DEFAULT_BATCH), DEFAULT_BATCH);
     }
 }

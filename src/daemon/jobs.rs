@@ -165,6 +165,16 @@ pub(super) fn finish_uploads(
             _ => break,
         }
     }
+    // A merge published just now (here or by the last polls) is acknowledged before the
+    // daemon goes: else a gc run could count this device's older acknowledgement while
+    // it is away (FORMAT.md §14b, gc revived).
+    if let Some(sy) = syncer
+        && s.pending_objects == 0
+        && !no_wait.load(Ordering::Relaxed)
+        && sy.acknowledge_revival()
+    {
+        s = wait_uploads(home, wb, no_wait, &mut last_log);
+    }
     wb.stop();
     if s.pending_objects > 0 {
         warn!(

@@ -4,6 +4,7 @@
 use super::DaemonError;
 use crate::home::Home;
 use log::{info, warn};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 /// One daemon per home: two would race on the same heads and lose each other's commits.
@@ -39,7 +40,15 @@ pub fn lock_home(home: &Home) -> Result<std::fs::File, DaemonError> {
     // Held for the daemon's lifetime (released when `f` is dropped). Only "held by
     // someone else" means another daemon; any other failure is reported as itself.
     match f.try_lock() {
-        Ok(()) => Ok(f),
+        Ok(()) => {
+            // Whose lock it is, for `umount` (the pid in a pidfile may have been reused
+            // by another process while this one holds the lock). Not secret. Unwritten
+            // (a full disk), `umount` falls back to the lock alone.
+            let _ = f
+                .set_len(0)
+                .and_then(|()| (&f).write_all(format!("{}\n", std::process::id()).as_bytes()));
+            Ok(f)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::AlreadyMounted {
             home: home.root.clone(),
         }),

@@ -199,6 +199,13 @@ fn sync_request(
             })
         },
     );
+    // Everything of a merge is in the store now: acknowledge its revival at once (the
+    // daemon may stop before its next poll).
+    if s.pending_objects == 0
+        && let Some(sy) = syncer
+    {
+        sy.acknowledge_revival();
+    }
     super::status::write_sync_status(home, &s);
     Reply {
         ok: Some(true),

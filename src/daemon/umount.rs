@@ -43,17 +43,26 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// Whether a daemon holds `home`'s daemon lock. The pidfile alone is not proof: after
-/// the daemon died its pid may have been reused by an unrelated process, which `umount`
-/// must not signal. Taking the lock (and letting go at once) proves no daemon runs; a
-/// lock that cannot be checked counts as held, as the pidfile said before.
-fn daemon_holds_lock(home: &Home) -> bool {
+/// Whether daemon `pid` holds `home`'s daemon lock. The pidfile alone is not proof:
+/// after the daemon died its pid may have been reused by an unrelated process, which
+/// `umount` must not signal. Taking the lock (and letting go at once) proves no daemon
+/// runs; a lock that cannot be checked counts as held, as the pidfile said before. A
+/// held lock is the daemon's only when the pid its holder wrote in it is `pid`: `gc`,
+/// `fsck` or `sync` hold it too while no daemon runs. No pid in it (a build before
+/// this one, or a write that failed): the lock alone decides.
+fn daemon_holds_lock(home: &Home, pid: i32) -> bool {
     let path = home.run_dir().join("daemon.lock");
     let Ok(f) = std::fs::File::open(&path) else {
         // No lock file: no daemon ever ran in this home.
         return false;
     };
-    !matches!(f.try_lock(), Ok(()))
+    if matches!(f.try_lock(), Ok(())) {
+        return false;
+    }
+    match read_pid(&path) {
+        Some(holder) => holder == pid,
+        None => true,
+    }
 }
 
 /// What an unmount did.
@@ -84,7 +93,7 @@ pub fn umount(
 ) -> Result<Unmounted, DaemonError> {
     let mp = absolute(mp);
     let pf = pidfile(home, &mp);
-    let pid = read_pid(&pf).filter(|p| alive(*p) && daemon_holds_lock(home));
+    let pid = read_pid(&pf).filter(|p| alive(*p) && daemon_holds_lock(home, *p));
     let mounted = is_mounted(&mp);
     if !mounted && pid.is_none() {
         let _ = std::fs::remove_file(&pf);
@@ -175,9 +184,16 @@ mod tests {
             "the unrelated process was killed"
         );
         assert!(!pf.exists(), "the stale pidfile is removed");
-        // While the lock is held (a daemon runs), the pid is taken as the daemon's.
+        // The lock held by another process (gc, fsck: here this test) while the pidfile
+        // names the unrelated one: still not the daemon's, not signalled.
         let held = super::super::lock_home(&home).unwrap();
-        assert!(daemon_holds_lock(&home));
+        std::fs::write(&pf, format!("{}\n{}\n", other.id(), mp.display())).unwrap();
+        let e = umount(&home, &mp, Duration::from_secs(1), false, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, DaemonError::NotMounted { .. }), "{e}");
+        assert!(other.try_wait().unwrap().is_none(), "killed");
+        // The holder's own pid: the daemon's.
+        assert!(daemon_holds_lock(&home, std::process::id() as i32));
+        assert!(!daemon_holds_lock(&home, other.id() as i32));
         drop(held);
         let _ = other.kill();
         let _ = other.wait();

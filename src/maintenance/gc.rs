@@ -18,7 +18,7 @@ use crate::account::{GcAcks, Unlocked};
 use crate::daemon::DaemonError;
 use crate::format::gc_marks::{self, GC_MARKS, Mark, Marks};
 use crate::format::names;
-use crate::store::{Store, StoreError};
+use crate::store::{Etag, Store, StoreError, etag_of};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +70,12 @@ pub enum GcError {
     Acks(crate::account::AccountError),
     #[error("cannot read or record the unreferenced packs: {0}")]
     Marks(StoreError),
+    /// Another gc run (another device's) wrote the marks while this one ran.
+    #[error(
+        "another gc run changed {GC_MARKS} meanwhile; nothing deleted (run `{}` again)",
+        crate::hint::cmd_hint("gc")
+    )]
+    Concurrent,
     #[error("cannot delete {name}: {source}")]
     Delete { name: String, source: StoreError },
 }
@@ -96,6 +102,14 @@ pub fn collect(acct: &Unlocked, opts: GcOptions) -> Result<GcReport, GcError> {
 /// clean before the heads were read, so whatever that device published is in them; read
 /// after the heads, it could come from a poll that published a head naming a pack gc
 /// did not see referenced.
+///
+/// And the order that keeps a merge's `gc revived` true (FORMAT.md §14b): a device that
+/// publishes a merge reads the header *after* publishing and counts on any run that read
+/// the heads before its merge making its marks at exactly that header + 1. So the marks
+/// (and their etag) are read first, the header is raised to what the acknowledgements
+/// demand *before* the heads are read, and the marks are written at exactly header + 1
+/// with a compare-and-swap on that etag: another gc run in between (another device's)
+/// aborts this one before it deletes anything.
 fn collect_in(
     store: &dyn Store,
     opts: GcOptions,
@@ -103,24 +117,81 @@ fn collect_in(
     read_acks: impl FnOnce() -> Result<Option<GcAcks>, GcError>,
     read_heads: impl FnOnce(Option<&GcAcks>) -> Result<HashSet<[u8; 32]>, GcError>,
 ) -> Result<GcReport, GcError> {
+    let before = read_marks(store)?;
     let acks = read_acks()?;
+    let before = raise_epoch(store, before, acks.as_ref(), opts.dry_run)?;
     let referenced = read_heads(acks.as_ref())?;
-    sweep(store, &referenced, opts, now, acks.as_ref())
+    sweep(store, &referenced, opts, now, acks.as_ref(), before)
+}
+
+/// The marks as read, with the etag a compare-and-swap replaces them on (`None`: no
+/// marks object yet).
+#[derive(Debug, Clone, Default)]
+struct MarksRead {
+    marks: Marks,
+    etag: Option<Etag>,
+}
+
+/// Raises the header's epoch to the highest the acknowledgements demand (an acknowledged
+/// epoch, or a merge's `gc revived`), so this run's epoch (header + 1) is above both: a
+/// marks object lost or rolled back never lets an old acknowledgement cover a new mark,
+/// and a revival never covers less than the marks it was meant for. A header-only change
+/// (the marks are kept), by compare-and-swap; a dry run only computes it.
+fn raise_epoch(
+    store: &dyn Store,
+    before: MarksRead,
+    acks: Option<&GcAcks>,
+    dry_run: bool,
+) -> Result<MarksRead, GcError> {
+    let revived = acks.map_or(0, |a| a.revived);
+    let acked_max = acks
+        .and_then(|a| a.epochs.iter().map(|(_, e)| *e).max())
+        .unwrap_or(0);
+    let floor = acked_max.max(revived);
+    if floor <= before.marks.epoch {
+        return Ok(before);
+    }
+    let marks = Marks {
+        epoch: floor,
+        packs: before.marks.packs,
+    };
+    if dry_run {
+        return Ok(MarksRead {
+            marks,
+            etag: before.etag,
+        });
+    }
+    let etag = put_marks(store, &marks, before.etag.as_ref())?;
+    Ok(MarksRead {
+        marks,
+        etag: Some(etag),
+    })
+}
+
+/// Replaces the marks object only if it is still the version read (`expected`).
+fn put_marks(store: &dyn Store, marks: &Marks, expected: Option<&Etag>) -> Result<Etag, GcError> {
+    match store.put_if(GC_MARKS, &gc_marks::encode(marks), expected) {
+        Ok(e) => Ok(e),
+        Err(StoreError::PreconditionFailed(_)) => Err(GcError::Concurrent),
+        Err(e) => Err(GcError::Marks(e)),
+    }
 }
 
 /// The mark-and-grace pass over `store`'s packs at time `now`: deletes each pack not in
 /// `referenced` that is older than the grace period, has been marked unreferenced for
 /// it, and whose mark's epoch every other device has acknowledged (`acks`: the other
 /// devices' acknowledgements; `None` without other devices). Then records the marks of
-/// the packs kept, in a new epoch: a pack found referenced loses its mark, and so does
-/// one marked up to an epoch a merge may have revived packs of (`GcAcks::revived`), so
-/// they start over. A dry run changes nothing.
-pub fn sweep(
+/// the packs kept, in this run's epoch (`before`'s header + 1, [`raise_epoch`] having
+/// put it above every acknowledged and revived one): a pack found referenced loses its
+/// mark, and so does one marked up to an epoch a merge may have revived packs of
+/// (`GcAcks::revived`), so they start over. A dry run changes nothing.
+fn sweep(
     store: &dyn Store,
     referenced: &HashSet<[u8; 32]>,
     opts: GcOptions,
     now: SystemTime,
     acks: Option<&GcAcks>,
+    before: MarksRead,
 ) -> Result<GcReport, GcError> {
     let list = store.list_info("packs/").map_err(GcError::List)?;
     let now_secs = now
@@ -128,15 +199,12 @@ pub fn sweep(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let grace = opts.grace;
-    let before = read_marks(store)?;
     // This run's epoch: new marks are made in it; a device has acknowledged it only once
-    // it read it after the marks below are written. Above every acknowledged one too, so
-    // a marks object lost or rolled back never lets an old acknowledgement cover a new
-    // mark.
+    // it read it after the marks below are written.
     let epochs = acks.map(|a| a.epochs.as_slice()).unwrap_or_default();
     let revived = acks.map_or(0, |a| a.revived);
-    let acked_max = epochs.iter().map(|(_, e)| *e).max().unwrap_or(0);
-    let epoch = before.epoch.max(acked_max).max(revived).saturating_add(1);
+    let epoch = before.marks.epoch.saturating_add(1);
+    let (etag, before) = (before.etag, before.marks);
     let mut marks = Marks {
         epoch,
         packs: BTreeMap::new(),
@@ -198,9 +266,9 @@ pub fn sweep(
     if opts.dry_run {
         return Ok(report);
     }
-    store
-        .put(GC_MARKS, &gc_marks::encode(&marks))
-        .map_err(GcError::Marks)?;
+    // Another run wrote the marks since they were read: its epoch and this one's would
+    // collide, so this one stops before deleting anything.
+    put_marks(store, &marks, etag.as_ref())?;
     for (name, _) in &doomed {
         store.delete(name).map_err(|source| GcError::Delete {
             name: name.clone(),
@@ -212,10 +280,13 @@ pub fn sweep(
 
 /// The marks in the store, none before the first run. Unreadable: gc stops, since a
 /// lost epoch would start the count again.
-fn read_marks(store: &dyn Store) -> Result<Marks, GcError> {
+fn read_marks(store: &dyn Store) -> Result<MarksRead, GcError> {
     match store.get(GC_MARKS) {
-        Ok(bytes) => Ok(gc_marks::decode(&bytes)),
-        Err(StoreError::NotFound(_)) => Ok(Marks::default()),
+        Ok(bytes) => Ok(MarksRead {
+            marks: gc_marks::decode(&bytes),
+            etag: Some(etag_of(&bytes)),
+        }),
+        Err(StoreError::NotFound(_)) => Ok(MarksRead::default()),
         Err(e) => Err(GcError::Marks(e)),
     }
 }
@@ -290,6 +361,17 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    /// A whole run with the heads already in hand (read after the acknowledgements).
+    fn sweep(
+        store: &dyn Store,
+        refs: &HashSet<[u8; 32]>,
+        opts: GcOptions,
+        now: SystemTime,
+        acks: Option<&GcAcks>,
+    ) -> Result<GcReport, GcError> {
+        collect_in(store, opts, now, || Ok(acks.cloned()), |_| Ok(refs.clone()))
     }
 
     const DAY: u64 = 86_400;
@@ -533,5 +615,90 @@ mod tests {
         drop(c);
         let c = super::super::testing::open(&store, 3);
         assert!(c.verify(&|_| {}).problems.is_empty());
+    }
+
+    #[test]
+    fn a_run_aborts_before_deleting_when_another_wrote_the_marks() {
+        // Q was marked long ago and is unreferenced in X's view; while X reads the heads,
+        // another device's run W finds Q referenced again (a merge named it) and writes
+        // its marks. X must not delete Q on its stale view, nor overwrite W's epoch.
+        let s = Aged::default();
+        s.at(T0);
+        let q = s.pack(1);
+        let none = HashSet::new();
+        with_acks(&s, &none, T0 + 10 * DAY, &[("b", 0)]);
+        assert_eq!(epoch_of(&s, &q), Some(1));
+        let acks = GcAcks {
+            epochs: vec![("b".into(), 1)],
+            ..Default::default()
+        };
+        let r = collect_in(
+            &s,
+            opts(false),
+            at(T0 + 20 * DAY),
+            || Ok(Some(acks.clone())),
+            |_| {
+                sweep(&s, &[q].into(), opts(false), at(T0 + 20 * DAY), Some(&acks)).unwrap();
+                Ok(HashSet::new())
+            },
+        );
+        assert!(matches!(r, Err(GcError::Concurrent)), "{r:?}");
+        assert!(s.has(&q), "nothing deleted");
+        let m = gc_marks::decode(&s.get(GC_MARKS).unwrap());
+        assert_eq!((m.epoch, m.packs.get(&q)), (2, None), "W's marks stand");
+    }
+
+    #[test]
+    fn a_revival_acknowledged_during_a_run_covers_its_marks() {
+        // Marks at epoch 5; an acknowledgement says revived 6. Run X reads it, then the
+        // heads (P unreferenced); meanwhile B publishes a merge naming P and, as a
+        // device does, reads the header after publishing: revived = header + 1. X's
+        // marks of P must be in an epoch that revival covers, or a later run (every
+        // acknowledgement past it) deletes P while B's merged tree names it.
+        let s = Aged::default();
+        s.at(T0);
+        let p = s.pack(1);
+        let five = Marks {
+            epoch: 5,
+            packs: BTreeMap::new(),
+        };
+        s.put(GC_MARKS, &gc_marks::encode(&five)).unwrap();
+        let b_revived = std::cell::Cell::new(0);
+        collect_in(
+            &s,
+            opts(false),
+            at(T0 + 10 * DAY),
+            || {
+                Ok(Some(GcAcks {
+                    epochs: vec![("b".into(), 5), ("c".into(), 5)],
+                    revived: 6,
+                    ..Default::default()
+                }))
+            },
+            |_| {
+                let head = s.get_range(GC_MARKS, 0, gc_marks::HEADER_LEN).unwrap();
+                b_revived.set(gc_marks::epoch_of(&head).unwrap() + 1);
+                Ok(HashSet::new())
+            },
+        )
+        .unwrap();
+        let marked = epoch_of(&s, &p).unwrap();
+        assert!(marked <= b_revived.get(), "{marked} > {}", b_revived.get());
+        // Every device past X's epoch, B's revival standing: P is marked again, not
+        // deleted.
+        let e = gc_marks::decode(&s.get(GC_MARKS).unwrap()).epoch;
+        let r = revived_acks(
+            &s,
+            &none(),
+            T0 + 20 * DAY,
+            &[("b", e), ("c", e)],
+            b_revived.get(),
+        );
+        assert_eq!((r.deleted, r.young + r.held), (0, 1), "{r:?}");
+        assert!(s.has(&p));
+    }
+
+    fn none() -> HashSet<[u8; 32]> {
+        HashSet::new()
     }
 }

@@ -1,0 +1,210 @@
+//! Unit tests of `sync.rs`: the poll report's schema and what the acknowledgement tells
+//! gc (clean polls, revivals).
+
+use super::*;
+
+#[test]
+fn civil_dates() {
+    assert_eq!(utc_date(0), "1970-01-01");
+    assert_eq!(utc_date(11_016 * 86_400), "2000-02-29");
+    assert_eq!(utc_date(20_785 * 86_400 + 86_399), "2026-11-28");
+    assert_eq!(utc_date(-1), "1969-12-31");
+}
+
+/// The report is `cirrus sync --json`'s `pull`: its names are the documented schema.
+#[test]
+fn a_poll_report_names_every_category_with_its_outcome() {
+    let mut r = PollReport::default();
+    r.push("Notes", PollOutcome::Merged, 2);
+    r.push("Photos", PollOutcome::FastForward, 0);
+    r.push("Mail", PollOutcome::Refused, 0);
+    r.failed("Health", "Health: rollback detected".into());
+    r.add_unchanged(["Notes", "Drive"].into_iter());
+    assert_eq!(r.pulled(), ["Notes", "Photos"]);
+    assert_eq!(r.refused(), ["Mail"]);
+    assert_eq!(r.copies(), 2);
+    assert_eq!(r.errors(), ["Health: rollback detected"]);
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["unreachable"], serde_json::Value::Null);
+    let outcomes: Vec<_> = j["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("Notes", "merged"),
+            ("Photos", "fast_forward"),
+            ("Mail", "refused"),
+            ("Health", "failed"),
+            ("Drive", "unchanged"),
+        ]
+    );
+    assert_eq!(j["categories"][0]["conflict_copies"], 2);
+    assert_eq!(j["categories"][3]["error"], "Health: rollback detected");
+    let back: PollReport = serde_json::from_value(j).unwrap();
+    assert_eq!(back, r);
+}
+
+type Sent = Arc<Mutex<Vec<GcAck>>>;
+type Fixture = (
+    Syncer,
+    Arc<dyn crate::store::Store>,
+    Sent,
+    tempfile::TempDir,
+);
+
+/// A syncer with no category over a memory store whose gc header is at `epoch`, and
+/// the acknowledgements it writes.
+fn syncer_at(epoch: u64) -> Fixture {
+    syncer_with(epoch, |_| Vec::new())
+}
+
+/// [`syncer_at`] with the categories `cats` opens over the store.
+fn syncer_with(
+    epoch: u64,
+    cats: impl FnOnce(&Arc<dyn crate::store::Store>) -> Vec<Arc<Category>>,
+) -> Fixture {
+    use crate::store::writeback::{Policy, WriteBackOptions};
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemStore::new());
+    set_epoch(&*store, epoch);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriteBackOptions::new(|_| Policy::Through);
+    let wb = WriteBack::open(
+        store.clone(),
+        &dir.path().join("j"),
+        &dir.path().join("c"),
+        opts,
+    )
+    .unwrap();
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let sent = acks.clone();
+    let hooks = AccountHooks {
+        keys: Box::new(|_, _| Err(HookError::Busy)),
+        ack: Box::new(move |_, _, _, gc| {
+            sent.lock().unwrap().push(gc);
+            Ok(())
+        }),
+        acked_heads: Box::new(|| Ok(HashMap::new())),
+        release: Box::new(|_| Ok(Vec::new())),
+    };
+    let sy = Syncer::new(cats(&store), wb, "b".into(), hooks);
+    (sy, store, acks, dir)
+}
+
+fn set_epoch(store: &dyn crate::store::Store, epoch: u64) {
+    let m = gc_marks::Marks {
+        epoch,
+        ..Default::default()
+    };
+    store
+        .put(gc_marks::GC_MARKS, &gc_marks::encode(&m))
+        .unwrap();
+}
+
+#[test]
+fn the_first_clean_poll_of_a_mount_says_gc_revived() {
+    // An earlier mount may have published a merge and stopped before acknowledging
+    // it, with nothing left in the journal: the first clean poll still says so.
+    let (sy, _store, acks, _dir) = syncer_at(4);
+    sy.poll(true);
+    let last = *acks.lock().unwrap().last().unwrap();
+    assert_eq!(
+        last,
+        GcAck {
+            epoch: 4,
+            revived: 5
+        }
+    );
+    assert!(!sy.acknowledge_revival(), "said once: nothing pending");
+}
+
+#[test]
+fn a_revival_is_acknowledged_before_the_daemon_stops() {
+    let (sy, store, acks, _dir) = syncer_at(4);
+    sy.poll(true);
+    // A merge after that (its head now uploaded), gc ran meanwhile: the unmount
+    // acknowledges it without waiting for the next background poll.
+    sy.may_revive();
+    set_epoch(&*store, 6);
+    assert!(sy.acknowledge_revival());
+    let last = *acks.lock().unwrap().last().unwrap();
+    assert_eq!(
+        last,
+        GcAck {
+            epoch: 6,
+            revived: 7
+        }
+    );
+}
+
+/// Category 3 under a fixed key, unsigned heads, writing straight to `store`.
+fn open_category(store: &Arc<dyn crate::store::Store>) -> Arc<Category> {
+    use crate::volume::{CategorySetup, NoWitness, UnsignedHeads, VolumeOptions};
+    Category::open(
+        CategorySetup::standard(
+            3,
+            "cat3",
+            crate::crypto::SecretKey::from_bytes([3; 32]),
+            1,
+            None,
+        ),
+        store.clone(),
+        Arc::new(crate::cache::ChunkCache::new(4 << 20)),
+        Arc::new(NoWitness),
+        VolumeOptions::offline(Arc::new(UnsignedHeads), Some(1)),
+    )
+}
+
+#[test]
+fn uncommitted_changes_keep_a_poll_from_counting_as_clean() {
+    let cat = std::cell::RefCell::new(None);
+    let (sy, store, acks, _dir) = syncer_with(4, |store| {
+        let c = open_category(store);
+        let n = c
+            .create_node(
+                crate::volume::ROOT_INO,
+                b"a",
+                crate::volume::NewNode {
+                    mode: libc::S_IFREG | 0o644,
+                    rdev: 0,
+                    uid: 0,
+                    gid: 0,
+                    target: None,
+                },
+            )
+            .unwrap();
+        c.write(n.ino, 0, b"old", false).unwrap();
+        c.commit().unwrap();
+        *cat.borrow_mut() = Some(c.clone());
+        vec![c]
+    });
+    let c = cat.into_inner().unwrap();
+    sy.poll(true);
+    let last = *acks.lock().unwrap().last().unwrap();
+    assert_eq!(
+        last,
+        GcAck {
+            epoch: 4,
+            revived: 5
+        },
+        "committed: clean"
+    );
+    // gc runs; then an edit not committed yet (its pack may already be in the
+    // store): the epoch read at the start of the next poll is not acknowledged.
+    set_epoch(&*store, 6);
+    let f = c.lookup(crate::volume::ROOT_INO, b"a").unwrap();
+    c.write(f.ino, 0, b"new", false).unwrap();
+    assert!(c.is_dirty());
+    sy.poll(true);
+    let last = *acks.lock().unwrap().last().unwrap();
+    assert_eq!(
+        last,
+        GcAck {
+            epoch: 4,
+            revived: 5
+        }
+    );
+}
