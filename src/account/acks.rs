@@ -6,6 +6,7 @@
 
 use super::{AccountError, Unlocked};
 use crate::format::ack::{ACK_SIGN_DOMAIN, Ack};
+use crate::format::manifest::DeviceState;
 use crate::format::names;
 use crate::keys::device::{self, DevicePublic};
 use crate::store::StoreError;
@@ -108,10 +109,14 @@ impl Unlocked {
     /// counts then comes from a poll whose publications the heads read afterwards hold.
     pub fn gc_acks(&self) -> Result<GcAcks, AccountError> {
         let acks = self.acks()?;
+        // A removed device's last acknowledgement still counts for revivals: a pack it
+        // brought back before its removal may be named by heads the others took in.
+        let removed = self.device_acks(|d| d.state != DeviceState::Active)?;
         Ok(GcAcks {
             heads: highest_heads(&acks),
             revived: acks
                 .iter()
+                .chain(&removed)
                 .filter_map(|(_, a)| a.as_ref().map(|a| a.gc_revived))
                 .max()
                 .unwrap_or(0),
@@ -130,10 +135,19 @@ impl Unlocked {
 
     /// Every other active device, with its acknowledgement if there is a genuine one.
     fn acks(&self) -> Result<Vec<(String, Option<Ack>)>, AccountError> {
+        self.device_acks(|d| d.state == DeviceState::Active)
+    }
+
+    /// The other devices that `which` picks, each with its acknowledgement if there is a
+    /// genuine one (signed by that device, for this account, not older than one read here).
+    fn device_acks(
+        &self,
+        which: impl Fn(&crate::format::manifest::DeviceEntry) -> bool,
+    ) -> Result<Vec<(String, Option<Ack>)>, AccountError> {
         let me = self.identity.public().sign;
         let mut out = Vec::new();
         for (slot, d) in self.manifest.devices.iter().enumerate() {
-            if d.sign == me || d.state != crate::format::manifest::DeviceState::Active {
+            if d.sign == me || !which(d) {
                 continue;
             }
             let obj = match self.store.get(&names::key_ack(&d.sign)) {

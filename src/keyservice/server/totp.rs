@@ -38,8 +38,8 @@ impl std::fmt::Debug for TotpFactor {
 }
 
 /// The step every authenticator app assumes (RFC 6238's default; some apps ignore the
-/// URI's `period`). Only the test suite runs a server with another
-/// (`cirrus serve --insecure-test-totp-period`).
+/// URI's `period`). Only the test suite runs a server with another, through a hidden
+/// flag of `serve`.
 pub const PERIOD: u64 = 30;
 
 fn build(secret: Vec<u8>, digits: u8, account: &str, period: u64) -> Result<Totp, TotpSetupError> {
