@@ -140,44 +140,12 @@ fn a_revival_is_acknowledged_before_the_daemon_stops() {
     );
 }
 
-/// Category 3 under a fixed key, unsigned heads, writing straight to `store`.
-fn open_category(store: &Arc<dyn crate::store::Store>) -> Arc<Category> {
-    use crate::volume::{CategorySetup, NoWitness, UnsignedHeads, VolumeOptions};
-    Category::open(
-        CategorySetup::standard(
-            3,
-            "cat3",
-            crate::crypto::SecretKey::from_bytes([3; 32]),
-            1,
-            None,
-        ),
-        store.clone(),
-        Arc::new(crate::cache::ChunkCache::new(4 << 20)),
-        Arc::new(NoWitness),
-        VolumeOptions::offline(Arc::new(UnsignedHeads), Some(1)),
-    )
-}
-
 #[test]
 fn uncommitted_changes_keep_a_poll_from_counting_as_clean() {
     let cat = std::cell::RefCell::new(None);
     let (sy, store, acks, _dir) = syncer_with(4, |store| {
-        let c = open_category(store);
-        let n = c
-            .create_node(
-                crate::volume::ROOT_INO,
-                b"a",
-                crate::volume::NewNode {
-                    mode: libc::S_IFREG | 0o644,
-                    rdev: 0,
-                    uid: 0,
-                    gid: 0,
-                    target: None,
-                },
-            )
-            .unwrap();
-        c.write(n.ino, 0, b"old", false).unwrap();
-        c.commit().unwrap();
+        let c = crate::volume::testing::open(store, 3);
+        crate::volume::testing::write_file(&c, "a", b"old");
         *cat.borrow_mut() = Some(c.clone());
         vec![c]
     });

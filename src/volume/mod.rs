@@ -1,6 +1,8 @@
 //! A category's encrypted file tree over any `Store`: inodes, directories and file chunks,
 //! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
 
+#[cfg(test)]
+pub(crate) mod testing;
 mod commit;
 pub mod freshness;
 mod io;
