@@ -1,8 +1,6 @@
 //! A category's encrypted file tree over any `Store`: inodes, directories and file chunks,
 //! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
 
-#[cfg(test)]
-pub(crate) mod testing;
 mod commit;
 pub mod freshness;
 mod io;
@@ -10,6 +8,8 @@ mod load;
 mod merge;
 mod rotate;
 mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
 mod tree;
 mod verify;
 
