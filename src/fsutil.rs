@@ -29,12 +29,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     res?;
-    // Best effort: a directory that cannot be opened for fsync (odd file systems) still
-    // has the entry, just without the durability guarantee.
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes a directory's entries durable. Best effort: a directory that cannot be opened
+/// for fsync (odd file systems) still has its entries, just without the guarantee.
+pub fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
-use crate::keyservice::server::{ServeLimits, ServeOptions, ServiceConfig, Signup};
+use crate::keyservice::server::{ServeLimits, ServeOptions, ServiceConfig, Signup, StoreOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +15,21 @@ pub struct ServeArgs {
     /// Address and port to listen on, e.g. 0.0.0.0:8443 (port 0: the system picks one).
     #[arg(long, required = true)]
     listen: Option<SocketAddr>,
-    /// Directory of the service's state: master key, accounts, records, TLS certificate.
+    /// Directory of the service's own files: the SQLite database (unless --database), the
+    /// master key (unless --master-key-file), the self-signed TLS certificate. A directory
+    /// from before the database (JSON files) is imported into it at the first start, the
+    /// files kept in DATA/json-backup.
     #[arg(long, required = true)]
     data: Option<PathBuf>,
+    /// PostgreSQL database for several replicas, e.g. postgres://cirrus@db.internal/cirrus
+    /// (default: SQLite in DATA). Every replica names the same database, master key and
+    /// certificate.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// The master key file (32 bytes; default DATA/master.key, made at the first start).
+    /// A replica whose key does not open the database's check value refuses to start.
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     /// PEM certificate (chain) to present instead of the self-signed one made in DATA/tls.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -105,12 +117,25 @@ fn saturate(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Administration of a key service's DATA directory (works while it runs).
+/// Administration of a key service's database (works while it runs).
 #[derive(clap::Subcommand)]
 enum AdminCmd {
     /// Accounts: invitations for a service that runs with `--signup closed`.
     #[command(subcommand)]
     Account(AccountAdminCmd),
+    /// Copy the SQLite database of DATA into an empty PostgreSQL database (stop the
+    /// service first), so replicas can share it.
+    Migrate {
+        /// The service's DATA directory (its SQLite database and master key).
+        #[arg(long)]
+        data: PathBuf,
+        /// The PostgreSQL database to fill, e.g. postgres://cirrus@db.internal/cirrus.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The master key file, if not DATA/master.key.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -124,6 +149,12 @@ enum AccountAdminCmd {
         /// The service's DATA directory.
         #[arg(long)]
         data: PathBuf,
+        /// The service's PostgreSQL database, if it runs with --database.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// The service's master key file, if not DATA/master.key.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
         /// Days the invitation stays valid.
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
         valid_days: u64,
@@ -135,10 +166,17 @@ fn admin(cmd: AdminCmd) -> super::CliResult {
         AdminCmd::Account(AccountAdminCmd::Create {
             name,
             data,
+            database,
+            master_key_file,
             valid_days,
         }) => {
+            let store = StoreOptions {
+                data,
+                database,
+                master_key_file,
+            };
             let code = crate::keyservice::server::invite(
-                &data,
+                &store,
                 &name,
                 Duration::from_secs(valid_days * 86400),
             )
@@ -147,6 +185,26 @@ fn admin(cmd: AdminCmd) -> super::CliResult {
                 "Invitation for account {name}, valid for {valid_days} days (shown once):\n\n    {}\n\n\
                  Its owner runs: cirrus init --server URL --fingerprint SHA256:... --account {name} --invite CODE",
                 code.as_str()
+            );
+            Ok(0)
+        }
+        AdminCmd::Migrate {
+            data,
+            to,
+            master_key_file,
+        } => {
+            super::init_stderr_logging_level("info");
+            let from = StoreOptions {
+                data,
+                database: None,
+                master_key_file,
+            };
+            let copied = crate::keyservice::server::migrate(&from, &to)
+                .map_err(|e| format!("serve migrate: {e}"))?;
+            println!(
+                "Copied {copied} into {}. Start the replicas with --database URL \
+                 --master-key-file FILE --cert FILE --key FILE.",
+                crate::keyservice::server::redact_url(&to)
             );
             Ok(0)
         }
@@ -177,7 +235,11 @@ pub fn run(args: ServeArgs) -> super::CliResult {
     };
     let opts = ServeOptions {
         listen,
-        data,
+        store: StoreOptions {
+            data,
+            database: args.database,
+            master_key_file: args.master_key_file,
+        },
         cert: args.cert.zip(args.key),
         config: ServiceConfig {
             verifier_memory_kib: args.verifier_memory_kib,

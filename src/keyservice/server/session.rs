@@ -1,19 +1,13 @@
-//! Login sessions of the key service: random bearer tokens, kept in memory only (a restart
-//! logs everyone out) and looked up by their BLAKE3 hash, never compared as strings.
+//! Login sessions of the key service: random bearer tokens, stored in the database only as
+//! their BLAKE3 hash (looked up by it, never compared as strings), so a session made on
+//! one replica works on the others and a restart logs nobody out. Times are wall-clock
+//! Unix milliseconds, which every replica shares.
 
+use super::db::{SessionRow, Tx};
+use super::state::StateError;
 use crate::crypto::{self, CryptoError};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
-
-struct Entry {
-    account: String,
-    expires: Instant,
-    /// Until when the session counts as recently authenticated (it presented the password
-    /// and, when enrolled, a fresh TOTP code): the sensitive requests need that.
-    recent_until: Option<Instant>,
-}
 
 /// Whether a session may make sensitive requests now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +20,6 @@ pub(crate) struct Sessions {
     ttl: Duration,
     /// How long a login or `reauth` that proved every factor keeps a session recent.
     recent_window: Duration,
-    /// BLAKE3(token bytes) → session. A hash-map lookup on the hash does not leak, through
-    /// timing, how much of a guessed token matched a real one; and a memory dump of the
-    /// server does not hold usable tokens.
-    by_hash: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 /// A fresh random 256-bit token as 64 lowercase hex digits.
@@ -45,17 +35,13 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     crypto::hash(token.as_bytes())
 }
 
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Sessions {
     pub(crate) fn new(ttl: Duration, recent_window: Duration) -> Self {
-        Sessions {
-            ttl,
-            recent_window,
-            by_hash: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
-        self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
+        Sessions { ttl, recent_window }
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -67,157 +53,183 @@ impl Sessions {
     }
 
     /// Opens a session for `account`, already recent when the login proved every factor
-    /// (`Recency::Recent`); returns its token.
+    /// (`Recency::Recent`); returns its token. Expired sessions are forgotten here.
     pub(crate) fn open(
         &self,
+        tx: &mut Tx<'_>,
         account: &str,
         recency: Recency,
-        now: Instant,
-    ) -> Result<Zeroizing<String>, CryptoError> {
+        now: i64,
+    ) -> Result<Zeroizing<String>, StateError> {
         let token = new_token()?;
-        let mut map = self.lock();
-        map.retain(|_, e| e.expires > now);
-        map.insert(
-            token_hash(&token),
-            Entry {
+        tx.prune_sessions(now)?;
+        tx.put_session(
+            &token_hash(&token),
+            &SessionRow {
                 account: account.to_string(),
-                expires: now + self.ttl,
-                recent_until: (recency == Recency::Recent).then(|| now + self.recent_window),
+                expires_ms: now.saturating_add(ms(self.ttl)),
+                recent_until_ms: (recency == Recency::Recent)
+                    .then(|| now.saturating_add(ms(self.recent_window))),
             },
-        );
+        )?;
         Ok(token)
     }
 
     /// The account of a live session and whether it is recent, or `None` (unknown or
     /// expired token).
-    pub(crate) fn lookup(&self, token: &str, now: Instant) -> Option<(String, Recency)> {
-        let h = token_hash(token);
-        let mut map = self.lock();
-        match map.get(&h) {
-            Some(e) if e.expires > now => {
-                let recency = match e.recent_until {
+    pub(crate) fn lookup(
+        &self,
+        tx: &mut Tx<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(String, Recency)>, StateError> {
+        Ok(match tx.session(&token_hash(token))? {
+            Some(s) if s.expires_ms > now => {
+                let recency = match s.recent_until_ms {
                     Some(t) if t > now => Recency::Recent,
                     _ => Recency::Stale,
                 };
-                Some((e.account.clone(), recency))
+                Some((s.account, recency))
             }
-            Some(_) => {
-                map.remove(&h);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// The account of a live session, or `None` (unknown or expired token).
-    pub(crate) fn account(&self, token: &str, now: Instant) -> Option<String> {
-        self.lookup(token, now).map(|(account, _)| account)
+            _ => None,
+        })
     }
 
     /// Marks a live session recent from `now` (a `reauth` proved its factors again).
     /// False when the session is gone.
-    pub(crate) fn mark_recent(&self, token: &str, now: Instant) -> bool {
-        match self.lock().get_mut(&token_hash(token)) {
-            Some(e) if e.expires > now => {
-                e.recent_until = Some(now + self.recent_window);
-                true
-            }
-            _ => false,
-        }
+    pub(crate) fn mark_recent(
+        &self,
+        tx: &mut Tx<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<bool, StateError> {
+        let until = now.saturating_add(ms(self.recent_window));
+        Ok(tx.session_recent(&token_hash(token), until, now)?)
     }
 
-    pub(crate) fn close(&self, token: &str) {
-        self.lock().remove(&token_hash(token));
+    pub(crate) fn close(&self, tx: &mut Tx<'_>, token: &str) -> Result<(), StateError> {
+        Ok(tx.delete_session(&token_hash(token))?)
     }
 
     /// Ends every session of `account` (after a data-recovery reset).
-    pub(crate) fn close_all(&self, account: &str) {
-        self.lock().retain(|_, e| e.account != account);
+    pub(crate) fn close_all(&self, tx: &mut Tx<'_>, account: &str) -> Result<(), StateError> {
+        Ok(tx.delete_sessions(account, None)?)
     }
 
     /// Ends every session of `account` but the one of `keep` (after a password change:
     /// whoever holds another session may be why the password changes).
-    pub(crate) fn close_others(&self, account: &str, keep: &str) {
-        let keep = token_hash(keep);
-        self.lock()
-            .retain(|h, e| e.account != account || *h == keep);
+    pub(crate) fn close_others(
+        &self,
+        tx: &mut Tx<'_>,
+        account: &str,
+        keep: &str,
+    ) -> Result<(), StateError> {
+        Ok(tx.delete_sessions(account, Some(&token_hash(keep)))?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyservice::server::db::{self, Database, DbLocation};
+
+    fn temp_db() -> (tempfile::TempDir, Box<dyn Database>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::open(&DbLocation::Sqlite(dir.path().join("t.sqlite"))).unwrap();
+        (dir, db)
+    }
+
+    fn sessions() -> Sessions {
+        Sessions::new(Duration::from_secs(60), Duration::from_secs(10))
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn at(secs: i64) -> i64 {
+        T0 + secs * 1000
+    }
 
     #[test]
     fn tokens_are_random_hex_and_stored_only_as_hashes() {
-        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(10));
-        let t0 = Instant::now();
-        let a = s.open("alice", Recency::Stale, t0).unwrap();
-        let b = s.open("alice", Recency::Stale, t0).unwrap();
+        let (_d, db) = temp_db();
+        let s = sessions();
+        let mut tx = db.begin(None).unwrap();
+        let a = s.open(&mut tx, "alice", Recency::Stale, T0).unwrap();
+        let b = s.open(&mut tx, "alice", Recency::Stale, T0).unwrap();
         assert_eq!(a.len(), 64);
         assert!(
             a.chars()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(*a, *b);
-        // the table is keyed by BLAKE3(token); the token itself is not stored
-        let map = s.lock();
-        assert!(map.contains_key(&token_hash(&a)));
-        assert!(!map.keys().any(|k| k.as_slice() == a.as_bytes()));
-        drop(map);
-        assert_eq!(s.account(&a, t0).as_deref(), Some("alice"));
-        assert_eq!(s.account(&a.to_uppercase(), t0), None);
-        assert_eq!(s.account("", t0), None);
+        // the table holds BLAKE3(token), never the token
+        let stored = tx.rows("SELECT hash FROM sessions", &[]).unwrap();
+        assert_eq!(stored.len(), 2);
+        for row in stored {
+            let h = row.into_iter().next().unwrap().blob("hash").unwrap();
+            assert!(h == token_hash(&a) || h == token_hash(&b));
+            assert_ne!(h, a.as_bytes());
+        }
+        let lookup = |tx: &mut Tx<'_>, t: &str| s.lookup(tx, t, T0).unwrap().map(|x| x.0);
+        assert_eq!(lookup(&mut tx, &a).as_deref(), Some("alice"));
+        assert_eq!(lookup(&mut tx, &a.to_uppercase()), None);
+        assert_eq!(lookup(&mut tx, ""), None);
     }
 
     #[test]
-    fn sessions_expire_and_close() {
-        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(10));
-        let t0 = Instant::now();
-        let a = s.open("alice", Recency::Stale, t0).unwrap();
-        let b = s.open("bob", Recency::Stale, t0).unwrap();
-        assert_eq!(
-            s.account(&a, t0 + Duration::from_secs(59)).as_deref(),
-            Some("alice")
-        );
-        assert_eq!(s.account(&a, t0 + Duration::from_secs(60)), None);
-        assert_eq!(s.account(&b, t0).as_deref(), Some("bob"));
-        s.close_all("bob");
-        assert_eq!(s.account(&b, t0), None);
-        let c = s.open("carol", Recency::Stale, t0).unwrap();
-        s.close(&c);
-        assert_eq!(s.account(&c, t0), None);
+    fn sessions_expire_close_and_outlive_the_process() {
+        let (dir, db) = temp_db();
+        let s = sessions();
+        let mut tx = db.begin(None).unwrap();
+        let a = s.open(&mut tx, "alice", Recency::Stale, T0).unwrap();
+        let b = s.open(&mut tx, "bob", Recency::Stale, T0).unwrap();
+        let c = s.open(&mut tx, "carol", Recency::Stale, T0).unwrap();
+        tx.commit().unwrap();
+        drop(db);
+        // another process (a restart, another replica) sees them
+        let db = db::open(&DbLocation::Sqlite(dir.path().join("t.sqlite"))).unwrap();
+        let mut tx = db.begin(None).unwrap();
+        let acct = |tx: &mut Tx<'_>, t: &str, when| s.lookup(tx, t, when).unwrap().map(|x| x.0);
+        assert_eq!(acct(&mut tx, &a, at(59)).as_deref(), Some("alice"));
+        assert_eq!(acct(&mut tx, &a, at(60)), None);
+        s.close_all(&mut tx, "bob").unwrap();
+        assert_eq!(acct(&mut tx, &b, T0), None);
+        s.close(&mut tx, &c).unwrap();
+        assert_eq!(acct(&mut tx, &c, T0), None);
+        // opening a session later forgets the expired ones
+        s.open(&mut tx, "dave", Recency::Stale, at(61)).unwrap();
+        assert!(tx.session(&token_hash(&a)).unwrap().is_none());
     }
 
     #[test]
     fn recency_lasts_its_window_and_reauth_renews_it() {
-        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(10));
-        let t0 = Instant::now();
-        let fresh = s.open("alice", Recency::Recent, t0).unwrap();
-        let by_device = s.open("alice", Recency::Stale, t0).unwrap();
-        let at = |secs| t0 + Duration::from_secs(secs);
-        assert_eq!(s.lookup(&fresh, at(9)).map(|x| x.1), Some(Recency::Recent));
-        assert_eq!(s.lookup(&fresh, at(10)).map(|x| x.1), Some(Recency::Stale));
-        assert_eq!(s.lookup(&by_device, t0).map(|x| x.1), Some(Recency::Stale));
-        assert!(s.mark_recent(&by_device, at(30)));
-        assert_eq!(
-            s.lookup(&by_device, at(39)).map(|x| x.1),
-            Some(Recency::Recent)
-        );
+        let (_d, db) = temp_db();
+        let s = sessions();
+        let mut tx = db.begin(None).unwrap();
+        let fresh = s.open(&mut tx, "alice", Recency::Recent, T0).unwrap();
+        let by_device = s.open(&mut tx, "alice", Recency::Stale, T0).unwrap();
+        let rec = |tx: &mut Tx<'_>, t: &str, when| s.lookup(tx, t, when).unwrap().map(|x| x.1);
+        assert_eq!(rec(&mut tx, &fresh, at(9)), Some(Recency::Recent));
+        assert_eq!(rec(&mut tx, &fresh, at(10)), Some(Recency::Stale));
+        assert_eq!(rec(&mut tx, &by_device, T0), Some(Recency::Stale));
+        assert!(s.mark_recent(&mut tx, &by_device, at(30)).unwrap());
+        assert_eq!(rec(&mut tx, &by_device, at(39)), Some(Recency::Recent));
         // an expired session cannot be made recent again
-        assert!(!s.mark_recent(&fresh, at(60)));
+        assert!(!s.mark_recent(&mut tx, &fresh, at(60)).unwrap());
     }
 
     #[test]
     fn close_others_keeps_only_the_callers_session() {
-        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(10));
-        let t0 = Instant::now();
-        let mine = s.open("alice", Recency::Recent, t0).unwrap();
-        let other = s.open("alice", Recency::Stale, t0).unwrap();
-        let bob = s.open("bob", Recency::Stale, t0).unwrap();
-        s.close_others("alice", &mine);
-        assert!(s.account(&mine, t0).is_some());
-        assert!(s.account(&other, t0).is_none());
-        assert!(s.account(&bob, t0).is_some());
+        let (_d, db) = temp_db();
+        let s = sessions();
+        let mut tx = db.begin(None).unwrap();
+        let mine = s.open(&mut tx, "alice", Recency::Recent, T0).unwrap();
+        let other = s.open(&mut tx, "alice", Recency::Stale, T0).unwrap();
+        let bob = s.open(&mut tx, "bob", Recency::Stale, T0).unwrap();
+        s.close_others(&mut tx, "alice", &mine).unwrap();
+        let live = |tx: &mut Tx<'_>, t: &str| s.lookup(tx, t, T0).unwrap().is_some();
+        assert!(live(&mut tx, &mine));
+        assert!(!live(&mut tx, &other));
+        assert!(live(&mut tx, &bob));
     }
 }

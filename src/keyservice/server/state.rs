@@ -1,22 +1,17 @@
-//! The key service's disk (`cirrus serve --data DIR`): the master key, one JSON file per
-//! account, and the records and escrow files beside them. Every secret of an account is
-//! sealed under the master key; every write is atomic (temp + fsync + rename).
-//!
-//! Plain files rather than an embedded database: the state is small, written rarely (a
-//! login, a rotation), and an admin can inspect or back it up with ordinary tools; the
-//! per-account lock in `service/` is the only concurrency control it needs.
+//! What the key service keeps per account, as stored in the database (docs/FORMAT.md "Key
+//! service database"): the account document with its sealed fields, escrow records and
+//! invitations, and the sealing context that binds each sealed value to its account and
+//! field. The storage itself is in `db/`, the master key in `master.rs`.
 
+use super::db::DbError;
 use super::guard::FailureGuard;
-use crate::crypto::{self, CryptoError, SecretKey, Suite};
+use crate::crypto::{self, CryptoError};
 use crate::keys::KdfParams;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use zeroize::Zeroizing;
+use std::path::PathBuf;
 
-/// Version of the account file layout.
+/// Version of the account document layout.
 pub(crate) const ACCOUNT_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,20 +22,28 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is damaged: {why}")]
-    Damaged { path: PathBuf, why: String },
+    #[error("{what} is damaged: {why}")]
+    Damaged { what: String, why: String },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error(
+        "the master key {path} does not open this database's check value: the database was          set up with another master key (every replica must use the same --master-key-file)"
+    )]
+    WrongMasterKey { path: PathBuf },
+    #[error(
+        "no master key at {path}: give this service its master key with --master-key-file          (a database already set up is never given a new one)"
+    )]
+    MasterKeyMissing { path: PathBuf },
+    #[error(
+        "another cirrus serve already uses {path}: an SQLite database serves one process          (several replicas need --database postgres://...)"
+    )]
+    InUse { path: PathBuf },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// An account as stored in `accounts/<hex(name)>.json`.
+/// An account document (also the file `accounts/<hex(name)>.json` of a JSON DATA
+/// directory from before the database).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Account {
@@ -134,82 +137,6 @@ pub(crate) struct Invite {
     pub expires_at: u64,
 }
 
-pub(crate) struct DataDir {
-    root: PathBuf,
-    master: SecretKey,
-}
-
-fn write(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    crate::fsutil::write_atomic(path, data).map_err(|e| StateError::Damaged {
-        path: path.to_path_buf(),
-        why: format!("write failed: {e}"),
-    })
-}
-
-/// Creates `dir` (0700) if needed and makes the new entry durable in its parent.
-fn ensure_dir(dir: &Path) -> Result<(), StateError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent);
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    // Best effort: a directory that cannot be opened for fsync (odd file systems) still
-    // has its entries, just without the durability guarantee.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-fn remove(path: &Path) -> Result<bool, StateError> {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            if let Some(parent) = path.parent() {
-                sync_dir(parent);
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io(path)(e)),
-    }
-}
-
-/// A JSON file, or None when it does not exist.
-fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
-    let Some(bytes) = read_opt(path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StateError::Damaged {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })
-}
-
-/// Writes `v` as JSON, atomically.
-fn save_json<T: Serialize>(path: &Path, v: &T) -> Result<(), StateError> {
-    let bytes = serde_json::to_vec(v).map_err(|err| StateError::Damaged {
-        path: path.to_path_buf(),
-        why: err.to_string(),
-    })?;
-    write(path, &bytes)
-}
-
-fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
-    match fs::read(path) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(path)(e)),
-    }
-}
-
 /// The sealing context of one field of one account: it names both, so a sealed value
 /// cannot be moved to another account or field.
 pub(crate) fn context(account: &str, field: &str) -> Vec<u8> {
@@ -218,275 +145,4 @@ pub(crate) fn context(account: &str, field: &str) -> Vec<u8> {
     c.extend_from_slice(account.as_bytes());
     c.extend_from_slice(field.as_bytes());
     c
-}
-
-impl DataDir {
-    /// Opens DATA, creating it (0700) and the master key (32 random bytes, 0600) on first
-    /// start.
-    pub(crate) fn open(root: &Path) -> Result<Self, StateError> {
-        ensure_dir(root)?;
-        for sub in ["accounts", "records", "escrow", "invites"] {
-            ensure_dir(&root.join(sub))?;
-        }
-        let key_path = root.join("master.key");
-        let master = match read_opt(&key_path)? {
-            Some(bytes) => {
-                let bytes = Zeroizing::new(bytes);
-                SecretKey::from_slice(&bytes).ok_or_else(|| StateError::Damaged {
-                    path: key_path.clone(),
-                    why: format!("expected 32 bytes, found {}", bytes.len()),
-                })?
-            }
-            None => {
-                let k = crypto::random_key()?;
-                write(&key_path, k.expose())?;
-                log::info!("created a new master key in {}", key_path.display());
-                k
-            }
-        };
-        Ok(DataDir {
-            root: root.to_path_buf(),
-            master,
-        })
-    }
-
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The key of the made-up salts shown for names with no account (derived, so the
-    /// master key itself only ever seals).
-    pub(crate) fn fake_salt_key(&self) -> SecretKey {
-        crypto::derive_key(crate::crypto::domains::FAKE_SALT, &[self.master.expose()])
-    }
-
-    /// Seals `plain` as field `field` of `account`.
-    pub(crate) fn seal_raw(
-        &self,
-        account: &str,
-        field: &str,
-        plain: &[u8],
-    ) -> Result<Vec<u8>, StateError> {
-        Ok(crypto::seal(
-            &self.master,
-            Suite::XtsBlake3,
-            &context(account, field),
-            plain,
-        )?)
-    }
-
-    /// Opens what [`Self::seal_raw`] produced for the same account and field.
-    pub(crate) fn unseal_raw(
-        &self,
-        account: &str,
-        field: &str,
-        sealed: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        crypto::open(
-            &self.master,
-            Suite::XtsBlake3,
-            &context(account, field),
-            sealed,
-        )
-        .map(Zeroizing::new)
-    }
-
-    /// [`Self::seal_raw`], as hex for a JSON field.
-    pub(crate) fn seal(
-        &self,
-        account: &str,
-        field: &str,
-        plain: &[u8],
-    ) -> Result<String, StateError> {
-        Ok(hex::encode(self.seal_raw(account, field, plain)?))
-    }
-
-    /// Opens a hex field written by [`Self::seal`].
-    pub(crate) fn unseal(
-        &self,
-        account: &str,
-        field: &str,
-        sealed_hex: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, StateError> {
-        let damaged = |why: String| StateError::Damaged {
-            path: self.account_path(account),
-            why: format!("{field}: {why}"),
-        };
-        let sealed = hex::decode(sealed_hex).map_err(|e| damaged(e.to_string()))?;
-        self.unseal_raw(account, field, &sealed)
-            .map_err(|e| damaged(e.to_string()))
-    }
-
-    fn account_path(&self, account: &str) -> PathBuf {
-        // Names are hex-encoded on disk: no name (".", "..", case tricks) can escape or
-        // collide in the directory.
-        self.root
-            .join("accounts")
-            .join(format!("{}.json", hex::encode(account)))
-    }
-
-    pub(crate) fn load_account(&self, account: &str) -> Result<Option<Account>, StateError> {
-        let path = self.account_path(account);
-        let Some(bytes) = read_opt(&path)? else {
-            return Ok(None);
-        };
-        let a: Account = serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        if a.format != ACCOUNT_FORMAT || a.name != account {
-            return Err(StateError::Damaged {
-                path,
-                why: format!("format {} / name {:?} unexpected", a.format, a.name),
-            });
-        }
-        Ok(Some(a))
-    }
-
-    pub(crate) fn save_account(&self, a: &Account) -> Result<(), StateError> {
-        let path = self.account_path(&a.name);
-        let bytes = serde_json::to_vec_pretty(a).map_err(|e| StateError::Damaged {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        write(&path, &bytes)
-    }
-
-    fn record_dir(&self, account: &str) -> PathBuf {
-        self.root.join("records").join(hex::encode(account))
-    }
-
-    fn record_path(&self, account: &str, name: &str) -> PathBuf {
-        self.record_dir(account).join(hex::encode(name))
-    }
-
-    /// Stores a record's sealed bytes (raw, not hex).
-    pub(crate) fn put_record(
-        &self,
-        account: &str,
-        name: &str,
-        sealed: &[u8],
-    ) -> Result<(), StateError> {
-        ensure_dir(&self.record_dir(account))?;
-        write(&self.record_path(account, name), sealed)
-    }
-
-    pub(crate) fn get_record(
-        &self,
-        account: &str,
-        name: &str,
-    ) -> Result<Option<Vec<u8>>, StateError> {
-        read_opt(&self.record_path(account, name))
-    }
-
-    pub(crate) fn delete_record(&self, account: &str, name: &str) -> Result<bool, StateError> {
-        remove(&self.record_path(account, name))
-    }
-
-    /// Record names of `account`, sorted.
-    pub(crate) fn list_records(&self, account: &str) -> Result<Vec<String>, StateError> {
-        let dir = self.record_dir(account);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&dir)(e)),
-        };
-        let mut names = Vec::new();
-        for e in entries {
-            let e = e.map_err(io(&dir))?;
-            // Temp files of an interrupted write start with '.', and are not hex: skipped.
-            let decoded = e
-                .file_name()
-                .to_str()
-                .and_then(|n| hex::decode(n).ok())
-                .and_then(|b| String::from_utf8(b).ok());
-            if let Some(n) = decoded {
-                names.push(n);
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    fn escrow_path(&self, account: &str) -> PathBuf {
-        self.root
-            .join("escrow")
-            .join(format!("{}.json", hex::encode(account)))
-    }
-
-    pub(crate) fn load_escrow(&self, account: &str) -> Result<Option<Escrow>, StateError> {
-        load_json(&self.escrow_path(account))
-    }
-
-    pub(crate) fn save_escrow(&self, account: &str, e: &Escrow) -> Result<(), StateError> {
-        save_json(&self.escrow_path(account), e)
-    }
-
-    fn invite_path(&self, account: &str) -> PathBuf {
-        self.root
-            .join("invites")
-            .join(format!("{}.json", hex::encode(account)))
-    }
-
-    pub(crate) fn load_invite(&self, account: &str) -> Result<Option<Invite>, StateError> {
-        load_json(&self.invite_path(account))
-    }
-
-    pub(crate) fn save_invite(&self, account: &str, i: &Invite) -> Result<(), StateError> {
-        save_json(&self.invite_path(account), i)
-    }
-
-    pub(crate) fn delete_invite(&self, account: &str) -> Result<bool, StateError> {
-        remove(&self.invite_path(account))
-    }
-
-    /// Deletes the escrow file; `false` when there was none.
-    pub(crate) fn delete_escrow(&self, account: &str) -> Result<bool, StateError> {
-        remove(&self.escrow_path(account))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_fields_are_bound_to_account_and_field_and_master_key_persists() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = DataDir::open(dir.path()).unwrap();
-        let s = d.seal("alice", "totp-secret", b"very secret").unwrap();
-        assert!(!s.contains(&hex::encode(b"very secret")));
-        assert_eq!(
-            &d.unseal("alice", "totp-secret", &s).unwrap()[..],
-            b"very secret"
-        );
-        assert!(d.unseal("bob", "totp-secret", &s).is_err());
-        assert!(d.unseal("alice", "escrow-blob", &s).is_err());
-        let mode = fs::metadata(dir.path().join("master.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // reopening uses the same master key
-        let d2 = DataDir::open(dir.path()).unwrap();
-        assert_eq!(
-            &d2.unseal("alice", "totp-secret", &s).unwrap()[..],
-            b"very secret"
-        );
-    }
-
-    #[test]
-    fn odd_names_stay_inside_their_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = DataDir::open(dir.path()).unwrap();
-        d.put_record("..", "../../x", b"v").unwrap();
-        assert_eq!(d.list_records("..").unwrap(), vec!["../../x".to_string()]);
-        assert_eq!(
-            d.get_record("..", "../../x").unwrap().as_deref(),
-            Some(&b"v"[..])
-        );
-        assert!(!dir.path().join("x").exists());
-        assert!(d.delete_record("..", "../../x").unwrap());
-        assert!(!d.delete_record("..", "../../x").unwrap());
-    }
 }

@@ -8,7 +8,7 @@ mod tls;
 
 pub use tls::TlsError;
 
-use super::service::{ApiError, Caller, KeyService, ServiceConfig};
+use super::service::{ApiError, Caller, KeyService, ServiceConfig, StoreOptions};
 use super::state::StateError;
 use crate::keyservice::Fingerprint;
 use crate::keyservice::api::{self, ErrorBody};
@@ -32,7 +32,8 @@ use zeroize::Zeroizing;
 /// What `cirrus serve` was asked to run.
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    pub data: PathBuf,
+    /// DATA, the database and the master key.
+    pub store: StoreOptions,
     /// `--cert` and `--key`; `None` means DATA/tls, made on first start.
     pub cert: Option<(PathBuf, PathBuf)>,
     pub config: ServiceConfig,
@@ -112,7 +113,7 @@ pub fn serve(
 ) -> Result<(), ServeError> {
     let limits = opts.limits;
     let app = Arc::new(App {
-        svc: Arc::new(KeyService::open(&opts.data, opts.config)?),
+        svc: Arc::new(KeyService::open(&opts.store, opts.config, true)?),
         kdf: KdfPool::sized_to_cores(),
         request_timeout: limits.request_timeout,
     });
@@ -130,7 +131,7 @@ pub fn serve(
         app.kdf.workers()
     );
     let given = opts.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    let id = tls::identity(&opts.data, given, opts.listen.ip())?;
+    let id = tls::identity(&opts.store.data, given, opts.listen.ip())?;
     let fingerprint = id.fingerprint;
     let tls_config = tls::server_config(id)?;
     let listen_err = |source| ServeError::Listen {

@@ -16,11 +16,11 @@ impl KeyService {
         }
         self.signup_limit.fail(&ip, now);
         if self.cfg.signup == Signup::Closed {
-            self.check_invite(&req.account, req.invite.as_deref())?;
+            self.unlocked(|tx| self.check_invite(tx, &req.account, req.invite.as_deref()))?;
         }
         let verifier = self.make_verifier(&auth[..])?;
-        self.locked(&req.account, || {
-            if self.data.load_account(&req.account)?.is_some() {
+        self.locked(&req.account, |tx| {
+            if tx.account(&req.account)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "an account named {} already exists",
                     req.account
@@ -28,12 +28,12 @@ impl KeyService {
             }
             if self.cfg.signup == Signup::Closed {
                 // Checked again under the lock and used up: one invitation, one account.
-                self.check_invite(&req.account, req.invite.as_deref())?;
-                self.data.delete_invite(&req.account)?;
+                self.check_invite(tx, &req.account, req.invite.as_deref())?;
+                tx.delete_invite(&req.account)?;
             }
             let key = crypto::random_key()?;
             let sealed = self
-                .data
+                .master
                 .seal(&req.account, "service-key/1", key.expose())?;
             let a = Account {
                 format: ACCOUNT_FORMAT,
@@ -53,20 +53,22 @@ impl KeyService {
                 pending_reset: None,
                 notices: Vec::new(),
             };
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::info!("created account {}", req.account);
             // It has just set the password and has no second factor yet.
-            self.open_session(&req.account, Recency::Recent, None)
+            self.open_session(tx, &req.account, Recency::Recent, None)
         })
     }
 
     /// A closed service's check of an invitation for `account`.
-    fn check_invite(&self, account: &str, code: Option<&str>) -> Result<(), ApiError> {
+    fn check_invite(
+        &self,
+        tx: &mut Tx<'_>,
+        account: &str,
+        code: Option<&str>,
+    ) -> Result<(), ApiError> {
         let code = code.ok_or(ApiError::SignupClosed)?;
-        let inv = self
-            .data
-            .load_invite(account)?
-            .ok_or(ApiError::SignupClosed)?;
+        let inv = tx.invite(account)?.ok_or(ApiError::SignupClosed)?;
         let stored = hex::decode(&inv.hash).unwrap_or_default();
         if !crypto::ct_eq(&stored, &token_hash(code.trim())) || now_secs() >= inv.expires_at {
             return Err(ApiError::SignupClosed);
@@ -82,14 +84,14 @@ impl KeyService {
         valid: Duration,
     ) -> Result<Zeroizing<String>, ApiError> {
         check_account_name(account)?;
-        self.locked(account, || {
-            if self.data.load_account(account)?.is_some() {
+        self.locked(account, |tx| {
+            if tx.account(account)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "an account named {account} already exists"
                 )));
             }
             let code = new_token()?;
-            self.data.save_invite(
+            tx.put_invite(
                 account,
                 &crate::keyservice::server::state::Invite {
                     hash: hex::encode(token_hash(&code)),
@@ -105,13 +107,13 @@ impl KeyService {
     /// salt that is stable per name, so this endpoint does not tell who has an account.
     pub(crate) fn salt(&self, req: SaltReq) -> Result<SaltResp, ApiError> {
         check_account_name(&req.account)?;
-        if let Some(a) = self.data.load_account(&req.account)? {
+        if let Some(a) = self.unlocked(|tx| Ok(tx.account(&req.account)?))? {
             return Ok(SaltResp {
                 salt: a.salt,
                 kdf: a.kdf,
             });
         }
-        let fake = self.data.fake_salt_key();
+        let fake = self.master.fake_salt_key();
         let h = blake3::keyed_hash(fake.expose(), req.account.as_bytes());
         Ok(SaltResp {
             salt: hex::encode(&h.as_bytes()[..16]),
@@ -123,11 +125,11 @@ impl KeyService {
         check_account_name(&req.account)?;
         let auth = unhex_exact::<32>("auth", &req.auth)?;
         let account_key = format!("login:{}", req.account);
-        self.locked(&req.account, || {
-            let Some(mut a) = self.data.load_account(&req.account)? else {
-                self.limit_check(&account_key, c.ip)?;
+        self.locked(&req.account, |tx| {
+            let Some(mut a) = tx.account(&req.account)? else {
+                self.limit_check(tx, &account_key, c.ip)?;
                 let _ = self.verify(&self.dummy_verifier, &auth[..]);
-                self.limit_fail(&account_key, c.ip);
+                self.limit_fail(tx, &account_key, c.ip)?;
                 return Err(wrong_login());
             };
             // An attempt that presents one of the account's remembered-device tokens is
@@ -146,15 +148,15 @@ impl KeyService {
             // Checked under the account lock, so parallel guesses cannot all pass the
             // check before the first failure is counted.
             match &token_key {
-                Some(k) => self.limit_check_key(k)?,
-                None => self.limit_check(key, c.ip)?,
+                Some(k) => self.limit_check_key(tx, k)?,
+                None => self.limit_check(tx, key, c.ip)?,
             }
-            let fail = |k: &str| match &token_key {
-                Some(_) => self.limit_fail_key(k),
-                None => self.limit_fail(k, c.ip),
+            let fail = |tx: &mut Tx<'_>, k: &str| match &token_key {
+                Some(_) => self.limit_fail_key(tx, k),
+                None => self.limit_fail(tx, k, c.ip),
             };
             if !self.verify(&a.verifier, &auth[..]) {
-                fail(key);
+                fail(tx, key)?;
                 log::info!("failed login for {} from {}", a.name, c.ip);
                 return Err(wrong_login());
             }
@@ -167,11 +169,11 @@ impl KeyService {
                 } else {
                     match req.totp.as_deref() {
                         Some(code) => {
-                            self.check_totp(&mut a, code, key, c.ip)?;
+                            self.check_totp(tx, &mut a, code, key, c.ip)?;
                             changed = true;
                         }
                         None if req.device_token.is_some() => {
-                            fail(key);
+                            fail(tx, key)?;
                             return Err(ApiError::SecondFactor(
                                 "this device is not remembered (its token was revoked or is \
                                  wrong): a TOTP code is needed"
@@ -210,9 +212,9 @@ impl KeyService {
                 changed = true;
             }
             if changed {
-                self.data.save_account(&a)?;
+                tx.put_account(&a)?;
             }
-            self.limit_success(key);
+            self.limit_success(tx, key)?;
             log::info!("login for {} from {}", a.name, c.ip);
             // Recent unless a remembered device stood in for the TOTP code: a copied
             // device token must not be enough to change credentials.
@@ -221,23 +223,23 @@ impl KeyService {
             } else {
                 Recency::Stale
             };
-            self.open_session(&a.name, recency, device_token)
+            self.open_session(tx, &a.name, recency, device_token)
         })
     }
 
     pub(crate) fn logout(&self, c: &Caller) -> Result<Empty, ApiError> {
         self.session(c)?;
         if let Some(t) = &c.bearer {
-            self.sessions.close(t);
+            self.unlocked(|tx| Ok(self.sessions.close(tx, t)?))?;
         }
         Ok(Empty {})
     }
 
-    fn status_of(&self, a: &Account) -> Result<AccountStatus, ApiError> {
+    fn status_of(tx: &mut Tx<'_>, a: &Account) -> Result<AccountStatus, ApiError> {
         Ok(AccountStatus {
             totp_enrolled: Self::totp_enrolled(a),
             drs: a.drs,
-            escrow: self.data.load_escrow(&a.name)?.is_some() && !a.escrow_destroyed,
+            escrow: tx.escrow(&a.name)?.is_some() && !a.escrow_destroyed,
             escrow_destroyed: a.escrow_destroyed,
             service_version: a.service.current,
         })
@@ -245,7 +247,10 @@ impl KeyService {
 
     pub(crate) fn account_status(&self, c: &Caller) -> Result<AccountStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, || self.status_of(&self.load(&name)?))
+        self.locked(&name, |tx| {
+            let a = Self::load(tx, &name)?;
+            Self::status_of(tx, &a)
+        })
     }
 
     pub(crate) fn account_flags(
@@ -254,15 +259,15 @@ impl KeyService {
         req: FlagsReq,
     ) -> Result<AccountStatus, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             a.drs = req.drs;
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::info!(
                 "account {name}: data recovery service {}",
                 if req.drs { "on" } else { "off" }
             );
-            self.status_of(&a)
+            Self::status_of(tx, &a)
         })
     }
 
@@ -274,8 +279,8 @@ impl KeyService {
         let name = self.recent_session(c)?;
         let (salt, auth) = password_fields("new_", &req.new_salt, req.new_kdf, &req.new_auth)?;
         let verifier = self.make_verifier(&auth[..])?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             a.salt = hex::encode(&salt[..]);
             a.kdf = req.new_kdf;
             a.verifier = verifier;
@@ -288,10 +293,11 @@ impl KeyService {
                 a.device_tokens.push(hex::encode(token_hash(&t)));
                 device_token = Some(t.to_string());
             }
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             if let Some(t) = &c.bearer {
-                self.sessions.close_others(&name, t);
+                self.sessions.close_others(tx, &name, t)?;
             }
+            failpoint::reach(failpoint::PASSWORD_CHANGE);
             log::info!("account {name}: password changed; other sessions and devices ended");
             Ok(PasswordChangeResp { device_token })
         })
@@ -299,8 +305,8 @@ impl KeyService {
 
     pub(crate) fn totp_enroll(&self, c: &Caller) -> Result<TotpEnrollResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             if Self::totp_enrolled(&a) {
                 return Err(ApiError::Conflict(
                     "TOTP is already enrolled for this account".into(),
@@ -309,11 +315,11 @@ impl KeyService {
             let (f, uri) = TotpFactor::enroll(&name, self.cfg.totp_period)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             a.totp = Some(TotpState {
-                secret: self.data.seal(&name, "totp-secret", f.secret())?,
+                secret: self.master.seal(&name, "totp-secret", f.secret())?,
                 confirmed: false,
                 last_step: None,
             });
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             Ok(TotpEnrollResp { uri })
         })
     }
@@ -324,8 +330,8 @@ impl KeyService {
         req: TotpConfirmReq,
     ) -> Result<TotpConfirmResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             match &a.totp {
                 None => return Err(bad("no TOTP enrolment is pending: call totp/enroll first")),
                 Some(t) if t.confirmed => {
@@ -353,7 +359,7 @@ impl KeyService {
                 a.device_tokens.push(hex::encode(token_hash(&t)));
                 device_token = Some(t.to_string());
             }
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::info!("account {name}: TOTP enrolled");
             Ok(TotpConfirmResp { device_token })
         })
@@ -361,11 +367,11 @@ impl KeyService {
 
     pub(crate) fn revoke_devices(&self, c: &Caller) -> Result<RevokedResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             let revoked = a.device_tokens.len() as u32;
             a.device_tokens.clear();
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::info!("account {name}: {revoked} device tokens revoked");
             Ok(RevokedResp { revoked })
         })

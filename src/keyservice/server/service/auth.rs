@@ -51,7 +51,8 @@ impl KeyService {
         let token = c.bearer.as_ref().ok_or_else(|| {
             ApiError::Unauthorized("this request needs a session: log in first".into())
         })?;
-        self.sessions.account(token, Instant::now()).ok_or_else(|| {
+        let found = self.unlocked(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))?;
+        found.map(|(account, _)| account).ok_or_else(|| {
             ApiError::Unauthorized("the session is unknown or expired: log in again".into())
         })
     }
@@ -63,7 +64,7 @@ impl KeyService {
         let token = c.bearer.as_ref().ok_or_else(|| {
             ApiError::Unauthorized("this request needs a session: log in first".into())
         })?;
-        match self.sessions.lookup(token, Instant::now()) {
+        match self.unlocked(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))? {
             Some((account, Recency::Recent)) => Ok(account),
             Some((_, Recency::Stale)) => Err(ApiError::ReauthRequired),
             None => Err(ApiError::Unauthorized(
@@ -76,11 +77,12 @@ impl KeyService {
     /// the account has (password, and a fresh TOTP code when enrolled).
     pub(super) fn open_session(
         &self,
+        tx: &mut Tx<'_>,
         account: &str,
         recency: Recency,
         device_token: Option<String>,
     ) -> Result<SessionResp, ApiError> {
-        let token = self.sessions.open(account, recency, Instant::now())?;
+        let token = self.sessions.open(tx, account, recency, db::now_ms())?;
         Ok(SessionResp {
             token: token.to_string(),
             expires_in: self.sessions.ttl().as_secs(),
@@ -92,10 +94,16 @@ impl KeyService {
         })
     }
 
-    pub(super) fn limit_check(&self, key: &str, ip: IpAddr) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let a = self.acct_limit.check(key, now);
-        let i = self.ip_limit.check(&Source::key(ip), now);
+    /// The account key's count (in the database) and the source address's (in this
+    /// replica), before an attempt.
+    pub(super) fn limit_check(
+        &self,
+        tx: &mut Tx<'_>,
+        key: &str,
+        ip: IpAddr,
+    ) -> Result<(), ApiError> {
+        let a = self.acct_limit.check(tx, key, db::now_ms())?;
+        let i = self.ip_limit.check(&Source::key(ip), Instant::now());
         match (a, i) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::RateLimited { retry_after: x }),
@@ -106,32 +114,31 @@ impl KeyService {
     }
 
     /// The account counter alone, for attempts counted per remembered-device token.
-    pub(super) fn limit_check_key(&self, key: &str) -> Result<(), ApiError> {
+    pub(super) fn limit_check_key(&self, tx: &mut Tx<'_>, key: &str) -> Result<(), ApiError> {
         self.acct_limit
-            .check(key, Instant::now())
+            .check(tx, key, db::now_ms())?
             .map_err(|retry_after| ApiError::RateLimited { retry_after })
     }
 
-    pub(super) fn limit_fail_key(&self, key: &str) {
-        self.acct_limit.fail(key, Instant::now());
+    pub(super) fn limit_fail_key(&self, tx: &mut Tx<'_>, key: &str) -> Result<(), ApiError> {
+        Ok(self.acct_limit.fail(tx, key, db::now_ms())?)
     }
 
-    pub(super) fn limit_fail(&self, key: &str, ip: IpAddr) {
-        let now = Instant::now();
-        self.acct_limit.fail(key, now);
-        self.ip_limit.fail(&Source::key(ip), now);
+    pub(super) fn limit_fail(&self, tx: &mut Tx<'_>, key: &str, ip: IpAddr) -> Result<(), ApiError> {
+        self.ip_limit.fail(&Source::key(ip), Instant::now());
+        Ok(self.acct_limit.fail(tx, key, db::now_ms())?)
     }
 
     /// A success forgets the account's failures. The source address's failures are kept
     /// until they age out: otherwise a guesser could clear its address's count with
     /// logins to an account of its own between guesses at others.
-    pub(super) fn limit_success(&self, key: &str) {
-        self.acct_limit.reset(key);
+    pub(super) fn limit_success(&self, tx: &mut Tx<'_>, key: &str) -> Result<(), ApiError> {
+        Ok(self.acct_limit.reset(tx, key)?)
     }
 
     pub(super) fn totp_factor(&self, a: &Account) -> Result<Option<TotpFactor>, ApiError> {
         let Some(t) = &a.totp else { return Ok(None) };
-        let secret = self.data.unseal(&a.name, "totp-secret", &t.secret)?;
+        let secret = self.master.unseal(&a.name, "totp-secret", &t.secret)?;
         let f = TotpFactor::from_secret(
             secret.to_vec(),
             6,
@@ -147,6 +154,7 @@ impl KeyService {
     /// accepted again); counts a failure against `limit_key`.
     pub(super) fn check_totp(
         &self,
+        tx: &mut Tx<'_>,
         a: &mut Account,
         code: &str,
         limit_key: &str,
@@ -163,7 +171,7 @@ impl KeyService {
                 Ok(())
             }
             Err(e) => {
-                self.limit_fail(limit_key, ip);
+                self.limit_fail(tx, limit_key, ip)?;
                 Err(ApiError::Unauthorized(match e {
                     TotpCheck::Invalid => "wrong or expired TOTP code".into(),
                     TotpCheck::Reused => {

@@ -3,6 +3,7 @@
 
 use crate::crypto;
 use crate::keyservice::api::{self, ErrorBody, code};
+use crate::keyservice::server::db::DbError;
 use crate::keyservice::server::state::StateError;
 
 /// An endpoint's failure, as the client will see it.
@@ -121,7 +122,24 @@ impl ApiError {
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            StateError::Db(d) => d.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            // No connection within the pool's wait: the database is down or saturated,
+            // which a retry may get past (503), unlike a failed statement (500).
+            DbError::Pool(e) => {
+                log::error!("no database connection: {e}");
+                ApiError::Busy { retry_after: 2 }
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
     }
 }
 

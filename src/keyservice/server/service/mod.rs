@@ -1,6 +1,7 @@
 //! What each endpoint of the key service does, as plain synchronous functions over the
-//! DATA directory; the HTTP layer (`https/`) only decodes requests and encodes answers.
-//! This file has the settings, the service's state and its per-account locks; the shared
+//! database (`db/`); the HTTP layer (`https/`) only decodes requests and encodes answers.
+//! This file has the settings, the service's state, how it opens its database and master
+//! key, and the per-account transactions every endpoint runs in; the shared
 //! machinery is in `error.rs` (what a client is told), `input.rs` (request checks) and
 //! `auth.rs` (verifier, sessions, limits, TOTP); the endpoints are in `accounts.rs`,
 //! `service_keys.rs`, `blobs.rs`, `reauth.rs` and `reset.rs`.
@@ -9,21 +10,25 @@ mod accounts;
 mod auth;
 mod blobs;
 mod error;
+mod failpoint;
 mod input;
 mod reauth;
 mod reset;
 mod service_keys;
 
+use super::db::{self, Database, DbLocation, META_MASTER_CHECK, Tx};
+use super::failures::FailureLimit;
 use super::limit::{RateLimiter, Source};
+use super::master::MasterKey;
 use super::session::{Recency, Sessions, new_token, token_hash};
-use super::state::{ACCOUNT_FORMAT, Account, DataDir, Escrow, ServiceKeys, StateError, TotpState};
+use super::state::{ACCOUNT_FORMAT, Account, Escrow, ServiceKeys, StateError, TotpState};
 use super::totp::{TotpCheck, TotpFactor};
 use crate::crypto::{self, SecretKey, Suite};
 use crate::keys::KdfParams;
 use crate::keyservice::api::{self, *};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
@@ -103,19 +108,54 @@ pub(crate) struct Caller {
     pub bearer: Option<Zeroizing<String>>,
 }
 
+/// Where the service keeps its state: `cirrus serve --data DIR [--database URL]
+/// [--master-key-file FILE]`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// DATA: the SQLite database (unless `database`), the default master key file, the
+    /// self-signed certificate, and a JSON directory from before the database.
+    pub data: PathBuf,
+    /// `postgres://...` for several replicas on one database.
+    pub database: Option<String>,
+    /// The master key; default DATA/master.key.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl StoreOptions {
+    pub fn in_dir(data: &Path) -> Self {
+        StoreOptions {
+            data: data.to_path_buf(),
+            database: None,
+            master_key_file: None,
+        }
+    }
+
+    fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("master.key"))
+    }
+}
+
 pub(crate) struct KeyService {
-    data: DataDir,
+    db: Box<dyn Database>,
+    master: MasterKey,
     cfg: ServiceConfig,
     sessions: Sessions,
-    acct_limit: RateLimiter,
+    /// Failures per account key, in the database (every replica sees the same count).
+    acct_limit: FailureLimit,
+    /// Failures per source address, in this replica's memory.
     ip_limit: RateLimiter,
     /// Account creations per source address per hour (every attempt counts).
     signup_limit: RateLimiter,
-    /// One lock per account name: serialises read-modify-write of its files.
+    /// One lock per account name: serialises an account's requests in this process (the
+    /// database's account lock does across replicas; SQLite has no other).
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// A verifier for no account, checked when the account does not exist so that a
     /// missing account costs the same time as a wrong password.
     dummy_verifier: String,
+    /// For SQLite, the lock that keeps a second `cirrus serve` off the same DATA.
+    _exclusive: Option<std::fs::File>,
 }
 
 fn now_secs() -> u64 {
@@ -139,23 +179,104 @@ fn wrong_login() -> ApiError {
     ApiError::Unauthorized("wrong account name or password".into())
 }
 
+/// Creates DATA (0700) if needed.
+fn ensure_data_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    if let Some(parent) = dir.parent() {
+        crate::fsutil::sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Takes DATA/serve.lock for this process, or says another server has it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StateError> {
+    let path = dir.join("serve.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::InUse { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+    }
+}
+
+/// The master key for `db`: the database's check value must open with it; a database
+/// with none gets this key's (made now if the file does not exist). Two first replicas
+/// racing: one check value wins, the other replica refuses.
+fn master_key_for(db: &dyn Database, path: &Path) -> Result<MasterKey, StateError> {
+    let check = db.begin(None)?.meta(META_MASTER_CHECK)?;
+    let master = MasterKey::load(path, check.is_none())?;
+    let check = match check {
+        Some(c) => c,
+        None => {
+            let mut tx = db.begin(None)?;
+            tx.meta_insert(META_MASTER_CHECK, &master.check_value()?)?;
+            tx.commit()?;
+            db.begin(None)?
+                .meta(META_MASTER_CHECK)?
+                .unwrap_or_default()
+        }
+    };
+    if !master.opens(&check) {
+        master.forget_created();
+        return Err(StateError::WrongMasterKey {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(master)
+}
+
 impl KeyService {
-    pub(crate) fn open(data: &Path, cfg: ServiceConfig) -> Result<Self, StateError> {
-        let data = DataDir::open(data)?;
+    /// Opens the service's database (creating, migrating and importing a JSON DATA
+    /// directory as needed) and master key. `serving`: this is `cirrus serve` itself, which
+    /// keeps DATA's SQLite database to itself; an admin command beside it does not.
+    pub(crate) fn open(
+        store: &StoreOptions,
+        cfg: ServiceConfig,
+        serving: bool,
+    ) -> Result<Self, StateError> {
+        ensure_data_dir(&store.data)?;
+        let loc = DbLocation::from_args(&store.data, store.database.as_deref())?;
+        let exclusive = match (&loc, serving) {
+            (DbLocation::Sqlite(_), true) => Some(lock_data_dir(&store.data)?),
+            _ => None,
+        };
+        let db = db::open(&loc)?;
+        let master = master_key_for(&*db, &store.master_key_path())?;
+        db::import::import_json_dir(&store.data, &*db, &master)?;
+        log::info!("key service database: {}", db.describe());
         let mut svc = KeyService {
-            data,
+            db,
+            master,
             sessions: Sessions::new(cfg.session_ttl, cfg.reauth_window),
-            acct_limit: RateLimiter::new(cfg.login_attempts, cfg.login_window),
+            acct_limit: FailureLimit::new(cfg.login_attempts, cfg.login_window),
             ip_limit: RateLimiter::new(cfg.ip_attempts, cfg.login_window),
             signup_limit: RateLimiter::new(cfg.signup_per_ip, Duration::from_secs(3600)),
             cfg,
             locks: Mutex::new(HashMap::new()),
             dummy_verifier: String::new(),
+            _exclusive: exclusive,
         };
         svc.dummy_verifier = svc
             .make_verifier(&[0u8; 32])
             .map_err(|e| StateError::Damaged {
-                path: svc.data.root().to_path_buf(),
+                what: "the verifier settings".into(),
                 why: e.to_string(),
             })?;
         Ok(svc)
@@ -166,18 +287,27 @@ impl KeyService {
         map.entry(account.to_string()).or_default().clone()
     }
 
-    /// Runs `f` holding `account`'s lock.
+    /// Runs `f` in one transaction holding `account`'s lock (in this process, and in the
+    /// database for every replica). The request's writes are kept together whatever it
+    /// answers (a counted failure answers with an error), or not at all if it dies first.
     fn locked<T>(
         &self,
         account: &str,
-        f: impl FnOnce() -> Result<T, ApiError>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let lock = self.lock_account(account);
         let result = {
-            // A panic in another request for this account left its files as they were
-            // (every write is atomic), so the poisoned lock is safe to take over.
+            // A panic in another request for this account rolled its transaction back,
+            // so the poisoned lock is safe to take over.
             let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            f()
+            self.db
+                .begin(Some(account))
+                .map_err(ApiError::from)
+                .and_then(|mut tx| {
+                    let r = f(&mut tx);
+                    tx.commit()?;
+                    r
+                })
         };
         // Drop the entry when no other request holds it, so guessed names (logins to
         // accounts that do not exist) do not grow the table. Clones are only made under
@@ -189,10 +319,28 @@ impl KeyService {
         result
     }
 
-    fn load(&self, account: &str) -> Result<Account, ApiError> {
-        self.data
-            .load_account(account)?
+    /// Runs `f` in a transaction that takes no account lock: reads, and writes of one
+    /// statement each (a session lookup, a logout).
+    fn unlocked<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut tx = self.db.begin(None)?;
+        let r = f(&mut tx);
+        tx.commit()?;
+        r
+    }
+
+    fn load(tx: &mut Tx<'_>, account: &str) -> Result<Account, ApiError> {
+        tx.account(account)?
             .ok_or_else(|| ApiError::NotFound(format!("no account named {account}")))
+    }
+
+    /// The service's database (for `cirrus serve migrate`).
+    pub(crate) fn database(&self) -> &dyn Database {
+        &*self.db
+    }
+
+    /// Whether the database answers (`GET /healthz`).
+    pub(crate) fn healthy(&self) -> bool {
+        self.db.ping().is_ok()
     }
 }
 
@@ -241,7 +389,7 @@ mod tests {
     #[test]
     fn verifier_accepts_only_the_right_auth_and_is_a_phc_string() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), tiny(), true).unwrap();
         let v = svc.make_verifier(&[7u8; 32]).unwrap();
         assert!(v.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{v}");
         assert!(svc.verify(&v, &[7u8; 32]));
@@ -254,7 +402,7 @@ mod tests {
     #[test]
     fn escrow_counter_resets_on_success_and_destroys_at_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), tiny(), true).unwrap();
         let t = create(&svc, "alice", [1; 32]);
         let c = caller(Some(&t));
         let proof = b"the right proof";
@@ -292,12 +440,8 @@ mod tests {
             Err(ApiError::EscrowWrong { remaining: 0 })
         ));
         assert!(matches!(open(proof), Err(ApiError::EscrowDestroyed)));
-        assert!(
-            std::fs::read_dir(dir.path().join("escrow"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        let left = svc.unlocked(|tx| Ok(tx.escrow("alice")?)).unwrap();
+        assert!(left.is_none(), "the escrow record is gone");
         assert!(svc.account_status(&c).unwrap().escrow_destroyed);
     }
 
@@ -327,11 +471,12 @@ mod tests {
     fn source_address_limit_spans_accounts() {
         let dir = tempfile::tempdir().unwrap();
         let svc = KeyService::open(
-            dir.path(),
+            &StoreOptions::in_dir(dir.path()),
             ServiceConfig {
                 ip_attempts: 3,
                 ..tiny()
             },
+            true,
         )
         .unwrap();
         let login = |account: &str, ip: &str| wrong_login_from(&svc, account, ip);
@@ -356,11 +501,12 @@ mod tests {
     fn source_address_limit_counts_an_ipv6_64_as_one_source() {
         let dir = tempfile::tempdir().unwrap();
         let svc = KeyService::open(
-            dir.path(),
+            &StoreOptions::in_dir(dir.path()),
             ServiceConfig {
                 ip_attempts: 3,
                 ..tiny()
             },
+            true,
         )
         .unwrap();
         let login = |account: &str, ip: &str| wrong_login_from(&svc, account, ip);
@@ -393,7 +539,7 @@ mod tests {
             ip_attempts: 1,
             ..tiny()
         };
-        let svc = KeyService::open(dir.path(), cfg).unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), cfg, true).unwrap();
         let t = Instant::now();
         svc.make_verifier(&[0u8; 32]).unwrap();
         let one_kdf = t.elapsed();
@@ -429,7 +575,7 @@ mod tests {
             login_attempts: 1,
             ..tiny()
         };
-        let svc = KeyService::open(dir.path(), cfg).unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), cfg, true).unwrap();
         let t = Instant::now();
         let token = create(&svc, "alice", [1; 32]);
         let one_kdf = t.elapsed();
@@ -456,7 +602,7 @@ mod tests {
     #[test]
     fn sessions_are_needed_and_names_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = KeyService::open(dir.path(), tiny()).unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), tiny(), true).unwrap();
         assert!(matches!(
             svc.account_status(&caller(None)),
             Err(ApiError::Unauthorized(_))

@@ -16,12 +16,12 @@ impl KeyService {
         let key = format!("login:{name}");
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
-        self.limit_check(&key, c.ip)?;
-        self.locked(&name, || {
-            self.limit_check(&key, c.ip)?;
-            let mut a = self.load(&name)?;
+        self.unlocked(|tx| self.limit_check(tx, &key, c.ip))?;
+        self.locked(&name, |tx| {
+            self.limit_check(tx, &key, c.ip)?;
+            let mut a = Self::load(tx, &name)?;
             if !self.verify(&a.verifier, &auth[..]) {
-                self.limit_fail(&key, c.ip);
+                self.limit_fail(tx, &key, c.ip)?;
                 log::info!("failed reauthentication for {name} from {}", c.ip);
                 return Err(ApiError::Unauthorized("wrong password".into()));
             }
@@ -34,11 +34,11 @@ impl KeyService {
                     ));
                 };
                 // Records the code's step, so it is never accepted again.
-                self.check_totp(&mut a, code, &key, c.ip)?;
-                self.data.save_account(&a)?;
+                self.check_totp(tx, &mut a, code, &key, c.ip)?;
+                tx.put_account(&a)?;
             }
-            self.limit_success(&key);
-            if !self.sessions.mark_recent(token, Instant::now()) {
+            self.limit_success(tx, &key)?;
+            if !self.sessions.mark_recent(tx, token, db::now_ms())? {
                 return Err(ApiError::Unauthorized(
                     "the session is unknown or expired: log in again".into(),
                 ));

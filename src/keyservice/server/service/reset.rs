@@ -49,13 +49,13 @@ impl KeyService {
         let key = format!("reset:{}", req.account);
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
-        self.limit_check(&key, c.ip)?;
+        self.unlocked(|tx| self.limit_check(tx, &key, c.ip))?;
         let verifier = self.make_verifier(&auth[..])?;
-        self.locked(&req.account, || {
-            self.limit_check(&key, c.ip)?;
+        self.locked(&req.account, |tx| {
+            self.limit_check(tx, &key, c.ip)?;
             let now = now_secs();
-            let Some(mut a) = self.data.load_account(&req.account)? else {
-                self.limit_fail(&key, c.ip);
+            let Some(mut a) = tx.account(&req.account)? else {
+                self.limit_fail(tx, &key, c.ip)?;
                 return Err(ApiError::Unauthorized(
                     "wrong account name or TOTP code".into(),
                 ));
@@ -77,9 +77,9 @@ impl KeyService {
             if let Err(retry_after) = a.reset_guard.check(now) {
                 return Err(ApiError::RateLimited { retry_after });
             }
-            if let Err(e) = self.check_totp(&mut a, &req.totp, &key, c.ip) {
+            if let Err(e) = self.check_totp(tx, &mut a, &req.totp, &key, c.ip) {
                 a.reset_guard.fail(now);
-                self.data.save_account(&a)?;
+                tx.put_account(&a)?;
                 log::warn!(
                     "account {}: wrong TOTP code for a data-recovery reset from {} ({} in a row)",
                     a.name,
@@ -90,7 +90,7 @@ impl KeyService {
             }
             a.reset_guard.succeed();
             if let Some(ready_in) = self.reset_waits(&mut a, now, c.ip) {
-                self.data.save_account(&a)?;
+                tx.put_account(&a)?;
                 return Err(ApiError::ResetPending { ready_in });
             }
             a.salt = hex::encode(&salt[..]);
@@ -104,16 +104,16 @@ impl KeyService {
                 device_token = Some(t.to_string());
             }
             push_notice(&mut a, NoticeKind::ResetCompleted, now, c.ip, None);
-            self.data.save_account(&a)?;
-            self.sessions.close_all(&a.name);
-            self.limit_success(&key);
+            tx.put_account(&a)?;
+            self.sessions.close_all(tx, &a.name)?;
+            self.limit_success(tx, &key)?;
             log::warn!(
                 "account {}: password reset through data recovery from {}",
                 a.name,
                 c.ip
             );
             // It has just set the password and proved the TOTP factor.
-            self.open_session(&a.name, Recency::Recent, device_token)
+            self.open_session(tx, &a.name, Recency::Recent, device_token)
         })
     }
 
@@ -150,16 +150,20 @@ impl KeyService {
     /// The account a remembered-device token belongs to. Wrong tokens count against the
     /// source address only (a token is 256 random bits: guessing is hopeless, counting
     /// keeps it so).
-    fn device_account(&self, c: &Caller, req: &DeviceReq) -> Result<Account, ApiError> {
+    fn device_account(
+        &self,
+        tx: &mut Tx<'_>,
+        c: &Caller,
+        req: &DeviceReq,
+    ) -> Result<Account, ApiError> {
         check_account_name(&req.account)?;
         let now = Instant::now();
         let ip = Source::key(c.ip);
         if let Err(retry_after) = self.ip_limit.check(&ip, now) {
             return Err(ApiError::RateLimited { retry_after });
         }
-        let found = self
-            .data
-            .load_account(&req.account)?
+        let found = tx
+            .account(&req.account)?
             .filter(|a| remembers(a, &req.device_token));
         found.ok_or_else(|| {
             self.ip_limit.fail(&ip, now);
@@ -175,8 +179,8 @@ impl KeyService {
     /// `notices`: what the account's trusted devices should know, and any pending reset.
     pub(crate) fn notices(&self, c: &Caller, req: DeviceReq) -> Result<NoticesResp, ApiError> {
         let account = req.account.clone();
-        self.locked(&account, || {
-            let a = self.device_account(c, &req)?;
+        self.locked(&account, |tx| {
+            let a = self.device_account(tx, c, &req)?;
             let now = now_secs();
             Ok(NoticesResp {
                 notices: a.notices.clone(),
@@ -192,15 +196,15 @@ impl KeyService {
         req: DeviceReq,
     ) -> Result<CancelResetResp, ApiError> {
         let account = req.account.clone();
-        self.locked(&account, || {
-            let mut a = self.device_account(c, &req)?;
+        self.locked(&account, |tx| {
+            let mut a = self.device_account(tx, c, &req)?;
             let now = now_secs();
             if pending(&a, now).is_none() {
                 return Ok(CancelResetResp { cancelled: false });
             }
             a.pending_reset = None;
             push_notice(&mut a, NoticeKind::ResetCancelled, now, c.ip, None);
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::warn!(
                 "account {}: pending data-recovery reset cancelled by a trusted device from {}",
                 a.name,

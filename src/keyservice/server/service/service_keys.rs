@@ -18,9 +18,7 @@ impl KeyService {
                 bad(format!("service key version {version} does not exist"))
             });
         };
-        let raw = self
-            .data
-            .unseal(&a.name, &format!("service-key/{version}"), sealed)?;
+        let raw = self.master.unseal(&a.name, &format!("service-key/{version}"), sealed)?;
         let key = SecretKey::from_slice(&raw)
             .ok_or_else(|| ApiError::Internal(format!("service key {version} is not 32 bytes")))?;
         Ok(crypto::derive_key(
@@ -78,8 +76,8 @@ impl KeyService {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
         let key = unhex_exact::<32>("key", &req.key)?;
-        self.locked(&name, || {
-            let a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let a = Self::load(tx, &name)?;
             Ok(WrappedResp {
                 wrapped: self.wrap_with(&a, &ctx, &key)?,
             })
@@ -89,8 +87,8 @@ impl KeyService {
     pub(crate) fn service_unwrap(&self, c: &Caller, req: WrappedReq) -> Result<KeyResp, ApiError> {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked(&name, || {
-            let a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let a = Self::load(tx, &name)?;
             let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
             Ok(KeyResp {
                 key: hex::encode(&key[..]),
@@ -105,8 +103,8 @@ impl KeyService {
     ) -> Result<WrappedResp, ApiError> {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked(&name, || {
-            let a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let a = Self::load(tx, &name)?;
             let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
             Ok(WrappedResp {
                 wrapped: self.wrap_with(&a, &ctx, &key)?,
@@ -116,20 +114,18 @@ impl KeyService {
 
     pub(crate) fn service_rotate(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             let v = a
                 .service
                 .current
                 .checked_add(1)
                 .ok_or_else(|| ApiError::Conflict("no service key versions left".into()))?;
             let key = crypto::random_key()?;
-            let sealed = self
-                .data
-                .seal(&name, &format!("service-key/{v}"), key.expose())?;
+            let sealed = self.master.seal(&name, &format!("service-key/{v}"), key.expose())?;
             a.service.keys.insert(v, sealed);
             a.service.current = v;
-            self.data.save_account(&a)?;
+            tx.put_account(&a)?;
             log::info!("account {name}: service key rotated to version {v}");
             Ok(Self::service_status_of(&a))
         })
@@ -141,8 +137,8 @@ impl KeyService {
         req: RetireReq,
     ) -> Result<ServiceStatus, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, || {
-            let mut a = self.load(&name)?;
+        self.locked(&name, |tx| {
+            let mut a = Self::load(tx, &name)?;
             if req.below > a.service.current {
                 return Err(bad(format!(
                     "cannot retire the current service key version {} (below = {})",
@@ -152,7 +148,7 @@ impl KeyService {
             let before = a.service.keys.len();
             a.service.keys.retain(|v, _| *v >= req.below);
             if a.service.keys.len() != before {
-                self.data.save_account(&a)?;
+                tx.put_account(&a)?;
                 log::info!(
                     "account {name}: service key versions below {} destroyed",
                     req.below
@@ -164,6 +160,6 @@ impl KeyService {
 
     pub(crate) fn service_status(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, || Ok(Self::service_status_of(&self.load(&name)?)))
+        self.locked(&name, |tx| Ok(Self::service_status_of(&Self::load(tx, &name)?)))
     }
 }
