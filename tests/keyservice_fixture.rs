@@ -176,6 +176,14 @@ fn json_fixture_served_keeps_every_account_record_and_invitation() {
 /// One account: password (and second factor), records, service keys, notices, escrow.
 fn check_account(c: &KeyClient, exp: &Expected, a: &AccountExp) {
     let name = a.name.as_str();
+    // the listed `auth` is what the client sends for this password and salt (a test of a
+    // migration may compare it with the raw API)
+    let k = cirrus::keys::password_keys(&pw(&a.password), &unhex(&a.salt), exp.kdf).unwrap();
+    assert_eq!(
+        hex::encode(k.auth.expose()),
+        a.auth,
+        "{name}: auth in expected.json"
+    );
     // a wrong password is refused, whatever the second factor
     let second = match a.device_tokens.first() {
         Some(t) => SecondFactor::DeviceToken(Zeroizing::new(t.clone())),
