@@ -69,7 +69,8 @@ pub fn pg_bin_dir() -> PathBuf {
 }
 
 /// A running private cluster; dropping it stops the server (no process is left) and
-/// removes its files.
+/// removes its files. The server also stops when the thread that started it ends (see
+/// `spawn_ready`): start it in the test that uses it, not in a helper thread or a static.
 pub struct Postgres {
     child: Option<Child>,
     port: u16,
