@@ -25,6 +25,7 @@ pub mod devices;
 pub mod drive;
 pub mod keyserver;
 pub mod mounts;
+pub mod postgres;
 pub mod process;
 pub mod rss;
 pub mod seaweed;

@@ -57,8 +57,9 @@ fn bindable(port: u16) -> bool {
 /// and reserved in [`RESERVED`] until the server is dropped, below the kernel's
 /// ephemeral range when it leaves room: [`Seaweed::restart`] binds them again after a
 /// kill, and a port of the ephemeral range may meanwhile have become the local end of
-/// some other test's outgoing connection.
-fn free_ports(n: usize) -> Vec<u16> {
+/// some other test's outgoing connection. Shared with the other servers of the harness
+/// (tests/common/postgres.rs), which give theirs back with [`release_ports`].
+pub fn free_ports(n: usize) -> Vec<u16> {
     let mut taken = reserved();
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -100,6 +101,14 @@ fn free_ports(n: usize) -> Vec<u16> {
     let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
     taken.extend(&ports);
     ports
+}
+
+/// Gives back ports of [`free_ports`] once their server has stopped.
+pub fn release_ports(ports: &[u16]) {
+    let mut taken = reserved();
+    for p in ports {
+        taken.remove(p);
+    }
 }
 
 /// A running SeaweedFS with one bucket, [`BUCKET`].
