@@ -11,6 +11,19 @@ impl Session {
         self.client.post(endpoint, Some(&self.token), req)
     }
 
+    /// The same session through another address of the same service: another replica
+    /// behind the load balancer, or the service restarted elsewhere. Sessions live in the
+    /// service's database, so any of its replicas honours them.
+    pub fn via(&self, client: &KeyClient) -> Session {
+        Session {
+            client: client.clone(),
+            account: self.account.clone(),
+            token: self.token.clone(),
+            wrap_key: self.wrap_key.duplicate(),
+            recent_until: Mutex::new(*self.recent_until.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+
     pub fn account(&self) -> &str {
         &self.account
     }

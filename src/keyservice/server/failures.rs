@@ -77,7 +77,10 @@ mod tests {
             Err(1)
         );
         // the first failure left the window
-        assert_eq!(limit.check(&mut tx, "login:a", t0 + 60_000).unwrap(), Ok(()));
+        assert_eq!(
+            limit.check(&mut tx, "login:a", t0 + 60_000).unwrap(),
+            Ok(())
+        );
         limit.reset(&mut tx, "login:a").unwrap();
         assert_eq!(limit.check(&mut tx, "login:a", t0 + 3).unwrap(), Ok(()));
         // old rows are pruned by later failures

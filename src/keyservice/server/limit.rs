@@ -1,5 +1,7 @@
-//! Failure-based rate limiting for the key service's guessable endpoints (login, reset,
-//! escrow): at most N failures per sliding window per key (an account or a source IP).
+//! Failure-based rate limiting per source address for the key service's guessable
+//! endpoints (login, reset, escrow, sign-up): at most N failures per sliding window per
+//! source, in this replica's memory (the per-account counts are in the database,
+//! `failures.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -137,11 +139,6 @@ impl RateLimiter {
             map.remove(k);
         }
     }
-
-    /// Forgets `key`'s failures (after a success).
-    pub(crate) fn reset(&self, key: &str) {
-        self.lock().remove(key);
-    }
 }
 
 #[cfg(test)]
@@ -165,17 +162,6 @@ mod tests {
         l.fail("a", t0 + Duration::from_secs(60));
         assert_eq!(l.check("a", t0 + Duration::from_secs(60)), Err(1));
         assert_eq!(l.check("a", t0 + Duration::from_secs(62)), Ok(()));
-    }
-
-    #[test]
-    fn success_resets() {
-        let l = RateLimiter::new(2, Duration::from_secs(300));
-        let t0 = Instant::now();
-        l.fail("a", t0);
-        l.fail("a", t0);
-        assert!(l.check("a", t0).is_err());
-        l.reset("a");
-        assert_eq!(l.check("a", t0), Ok(()));
     }
 
     #[test]

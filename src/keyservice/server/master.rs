@@ -52,9 +52,11 @@ impl MasterKey {
                     created: true,
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StateError::MasterKeyMissing {
-                path: path.to_path_buf(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StateError::MasterKeyMissing {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(e) => Err(io(e)),
         }
     }
@@ -112,8 +114,13 @@ impl MasterKey {
         field: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        crypto::open(&self.key, Suite::XtsBlake3, &context(account, field), sealed)
-            .map(Zeroizing::new)
+        crypto::open(
+            &self.key,
+            Suite::XtsBlake3,
+            &context(account, field),
+            sealed,
+        )
+        .map(Zeroizing::new)
     }
 
     /// [`Self::seal_raw`], as hex for a document field.

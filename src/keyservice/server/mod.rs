@@ -15,8 +15,8 @@ mod session;
 mod state;
 pub mod totp;
 
-pub use https::{ServeError, ServeLimits, ServeOptions, TlsError, serve};
 pub use db::{DbError, DbLocation};
+pub use https::{ServeError, ServeLimits, ServeOptions, TlsError, serve};
 pub use service::{ServiceConfig, Signup, StoreOptions};
 pub use state::StateError;
 

@@ -12,7 +12,10 @@ const TABLES: &[(&str, &[&str])] = &[
     ("records", &["account", "name", "sealed"]),
     ("escrow", &["account", "doc"]),
     ("invites", &["account", "doc"]),
-    ("sessions", &["hash", "account", "expires_ms", "recent_until_ms"]),
+    (
+        "sessions",
+        &["hash", "account", "expires_ms", "recent_until_ms"],
+    ),
     ("failures", &["key", "at_ms"]),
 ];
 

@@ -76,7 +76,10 @@ impl Database for PostgresDb {
         conn.batch_execute("BEGIN")?;
         let mut c = PgConn { conn, open: true };
         if let Some(account) = lock {
-            c.exec("SELECT pg_advisory_xact_lock($1)", &[lock_key(account).into()])?;
+            c.exec(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[lock_key(account).into()],
+            )?;
         }
         Ok(Tx::new(Box::new(c)))
     }
@@ -112,7 +115,9 @@ impl ToSql for Value {
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty) || <Vec<u8> as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty)
+            || <String as ToSql>::accepts(ty)
+            || <Vec<u8> as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
@@ -127,7 +132,8 @@ fn column(row: &::postgres::Row, i: usize) -> Result<Value, DbError> {
     let v = if *ty == Type::INT8 {
         row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
     } else if *ty == Type::INT4 {
-        row.try_get::<_, Option<i32>>(i)?.map(|n| Value::Int(n.into()))
+        row.try_get::<_, Option<i32>>(i)?
+            .map(|n| Value::Int(n.into()))
     } else if *ty == Type::BYTEA {
         row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
     } else if *ty == Type::TEXT || *ty == Type::VARCHAR {

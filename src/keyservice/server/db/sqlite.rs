@@ -128,12 +128,12 @@ fn from_ref(v: ValueRef<'_>) -> Result<Value, DbError> {
     Ok(match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(n) => Value::Int(n),
-        ValueRef::Text(t) => Value::Text(String::from_utf8(t.to_vec()).map_err(|_| {
-            DbError::Damaged {
+        ValueRef::Text(t) => {
+            Value::Text(String::from_utf8(t.to_vec()).map_err(|_| DbError::Damaged {
                 what: "a text column".into(),
                 why: "not UTF-8".into(),
-            }
-        })?),
+            })?)
+        }
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
         ValueRef::Real(_) => {
             return Err(DbError::Damaged {

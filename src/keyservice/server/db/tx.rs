@@ -125,15 +125,6 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Every account name, sorted.
-    pub(crate) fn account_names(&mut self) -> Result<Vec<String>, DbError> {
-        self.rows("SELECT name FROM accounts ORDER BY name", &[])?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next())
-            .map(|v| v.text("account name"))
-            .collect()
-    }
-
     // --- records ---
 
     pub(crate) fn record(&mut self, account: &str, name: &str) -> Result<Option<Vec<u8>>, DbError> {

@@ -124,7 +124,12 @@ impl KeyService {
         Ok(self.acct_limit.fail(tx, key, db::now_ms())?)
     }
 
-    pub(super) fn limit_fail(&self, tx: &mut Tx<'_>, key: &str, ip: IpAddr) -> Result<(), ApiError> {
+    pub(super) fn limit_fail(
+        &self,
+        tx: &mut Tx<'_>,
+        key: &str,
+        ip: IpAddr,
+    ) -> Result<(), ApiError> {
         self.ip_limit.fail(&Source::key(ip), Instant::now());
         Ok(self.acct_limit.fail(tx, key, db::now_ms())?)
     }

@@ -21,7 +21,9 @@ impl KeyService {
                     api::MAX_RECORDS
                 )));
             }
-            let sealed = self.master.seal_raw(&account, &Self::record_field(&req.name), &value)?;
+            let sealed = self
+                .master
+                .seal_raw(&account, &Self::record_field(&req.name), &value)?;
             tx.put_record(&account, &req.name, &sealed)?;
             Ok(Empty {})
         })
@@ -38,7 +40,9 @@ impl KeyService {
             let sealed = tx
                 .record(&account, &req.name)?
                 .ok_or_else(|| ApiError::NotFound(format!("no record named {}", req.name)))?;
-            let value = self.master.unseal_raw(&account, &Self::record_field(&req.name), &sealed)
+            let value = self
+                .master
+                .unseal_raw(&account, &Self::record_field(&req.name), &sealed)
                 .map_err(|e| {
                     ApiError::Internal(format!("record {} of {account}: {e}", req.name))
                 })?;
@@ -76,7 +80,9 @@ impl KeyService {
         self.locked(&account, |tx| {
             let mut a = Self::load(tx, &account)?;
             let e = Escrow {
-                verifier: self.master.seal(&account, "escrow-verifier", &verifier[..])?,
+                verifier: self
+                    .master
+                    .seal(&account, "escrow-verifier", &verifier[..])?,
                 blob: self.master.seal(&account, "escrow-blob", &blob)?,
                 failures: 0,
             };
@@ -109,7 +115,9 @@ impl KeyService {
             let mut e = tx
                 .escrow(&account)?
                 .ok_or_else(|| ApiError::NotFound("this account has no escrow record".into()))?;
-            let verifier = self.master.unseal(&account, "escrow-verifier", &e.verifier)?;
+            let verifier = self
+                .master
+                .unseal(&account, "escrow-verifier", &e.verifier)?;
             if crypto::ct_eq(&crypto::hash(&proof), &verifier) {
                 let blob = self.master.unseal(&account, "escrow-blob", &e.blob)?;
                 if e.failures != 0 {

@@ -228,9 +228,7 @@ fn master_key_for(db: &dyn Database, path: &Path) -> Result<MasterKey, StateErro
             let mut tx = db.begin(None)?;
             tx.meta_insert(META_MASTER_CHECK, &master.check_value()?)?;
             tx.commit()?;
-            db.begin(None)?
-                .meta(META_MASTER_CHECK)?
-                .unwrap_or_default()
+            db.begin(None)?.meta(META_MASTER_CHECK)?.unwrap_or_default()
         }
     };
     if !master.opens(&check) {
@@ -321,7 +319,10 @@ impl KeyService {
 
     /// Runs `f` in a transaction that takes no account lock: reads, and writes of one
     /// statement each (a session lookup, a logout).
-    fn unlocked<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    fn unlocked<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let mut tx = self.db.begin(None)?;
         let r = f(&mut tx);
         tx.commit()?;

@@ -18,7 +18,9 @@ impl KeyService {
                 bad(format!("service key version {version} does not exist"))
             });
         };
-        let raw = self.master.unseal(&a.name, &format!("service-key/{version}"), sealed)?;
+        let raw = self
+            .master
+            .unseal(&a.name, &format!("service-key/{version}"), sealed)?;
         let key = SecretKey::from_slice(&raw)
             .ok_or_else(|| ApiError::Internal(format!("service key {version} is not 32 bytes")))?;
         Ok(crypto::derive_key(
@@ -122,7 +124,9 @@ impl KeyService {
                 .checked_add(1)
                 .ok_or_else(|| ApiError::Conflict("no service key versions left".into()))?;
             let key = crypto::random_key()?;
-            let sealed = self.master.seal(&name, &format!("service-key/{v}"), key.expose())?;
+            let sealed = self
+                .master
+                .seal(&name, &format!("service-key/{v}"), key.expose())?;
             a.service.keys.insert(v, sealed);
             a.service.current = v;
             tx.put_account(&a)?;
@@ -160,6 +164,8 @@ impl KeyService {
 
     pub(crate) fn service_status(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, |tx| Ok(Self::service_status_of(&Self::load(tx, &name)?)))
+        self.locked(&name, |tx| {
+            Ok(Self::service_status_of(&Self::load(tx, &name)?))
+        })
     }
 }
