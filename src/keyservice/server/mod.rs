@@ -12,7 +12,9 @@ mod session;
 mod state;
 pub mod totp;
 
-pub use https::{ServeError, ServeLimits, ServeOptions, TlsError, serve};
+pub use https::{
+    ServeError, ServeLimits, ServeOptions, TlsError, TrustedProxies, parse_cidr, serve,
+};
 pub use service::{ServiceConfig, Signup};
 pub use state::StateError;
 

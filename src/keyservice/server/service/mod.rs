@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod blobs;
 mod error;
+mod health;
 mod input;
 mod reauth;
 mod reset;
