@@ -151,8 +151,16 @@ mod tests {
         m.observe("login", None, ms);
         m.observe("login", Some(&ApiError::Unauthorized("x".into())), ms);
         m.observe("login", Some(&ApiError::RateLimited { retry_after: 1 }), ms);
-        m.observe("escrow/open", Some(&ApiError::EscrowWrong { remaining: 2 }), ms);
-        m.observe("escrow/open", Some(&ApiError::EscrowWrong { remaining: 0 }), ms);
+        m.observe(
+            "escrow/open",
+            Some(&ApiError::EscrowWrong { remaining: 2 }),
+            ms,
+        );
+        m.observe(
+            "escrow/open",
+            Some(&ApiError::EscrowWrong { remaining: 0 }),
+            ms,
+        );
         m.observe(UNMATCHED, Some(&ApiError::NotFound("x".into())), ms);
         let text = m.render().unwrap();
         for line in [

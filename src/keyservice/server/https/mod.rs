@@ -148,7 +148,10 @@ pub fn serve(
         health_busy: Arc::default(),
     });
     if !app.proxies.is_empty() {
-        log::info!("trusted proxies: {:?} (their X-Forwarded-For names the caller)", app.proxies);
+        log::info!(
+            "trusted proxies: {} (their X-Forwarded-For names the caller)",
+            app.proxies
+        );
     }
     log::info!(
         "at most {} connections ({} per source), idle timeout {} s, request timeout {} s, \
@@ -374,7 +377,10 @@ async fn healthz(State(app): State<Svc>) -> Response {
             let _done = ClearOnDrop(busy);
             svc.healthy()
         });
-        matches!(tokio::time::timeout(HEALTH_TIMEOUT, check).await, Ok(Ok(true)))
+        matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+            Ok(Ok(true))
+        )
     };
     let (status, body) = if healthy {
         (StatusCode::OK, "ok\n")

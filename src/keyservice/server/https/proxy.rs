@@ -70,6 +70,13 @@ impl TrustedProxies {
     }
 }
 
+impl std::fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nets: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&nets.join(", "))
+    }
+}
+
 /// One `X-Forwarded-For` entry: an address, or an address with a port (some proxies
 /// write `1.2.3.4:5678` or `[2001:db8::1]:443`).
 fn parse_entry(entry: &str) -> Option<IpAddr> {
@@ -85,7 +92,9 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is not a CIDR block (like 10.0.0.0/8 or fd00::/8) or an address"))
+        .map_err(|_| {
+            format!("{s:?} is not a CIDR block (like 10.0.0.0/8 or fd00::/8) or an address")
+        })
 }
 
 #[cfg(test)]

@@ -13,3 +13,24 @@ impl KeyService {
         std::fs::read_dir(self.data.root()).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ServiceConfig;
+    use super::*;
+
+    #[test]
+    fn healthy_while_data_can_be_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cfg = ServiceConfig {
+            verifier_memory_kib: 8,
+            verifier_time: 1,
+            ..ServiceConfig::default()
+        };
+        let svc = KeyService::open(&data, cfg).unwrap();
+        assert!(svc.healthy());
+        std::fs::rename(&data, dir.path().join("moved")).unwrap();
+        assert!(!svc.healthy());
+    }
+}
