@@ -126,6 +126,15 @@ fn healthz_answers_while_the_data_directory_is_there() {
     let s = Server::start(dir.path(), &[]);
     let url = format!("{}/healthz", s.url);
     assert_eq!(answer(agent().get(&url).call()), (200, "ok\n".to_string()));
+    // probes at the same time wait for each other's check, none is refused
+    std::thread::scope(|sc| {
+        let probes: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| answer(agent().get(&url).call()).0))
+            .collect();
+        for p in probes {
+            assert_eq!(p.join().unwrap(), 200);
+        }
+    });
     // the storage gone: 503; back: 200
     let moved = dir.path().join("moved");
     std::fs::rename(&s.data, &moved).unwrap();

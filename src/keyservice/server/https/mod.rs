@@ -29,10 +29,9 @@ use kdf_pool::KdfPool;
 use metrics::Metrics;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -119,8 +118,9 @@ struct App {
     request_timeout: Duration,
     proxies: TrustedProxies,
     metrics: Arc<Metrics>,
-    /// A health check is running on a blocking thread (it may outlive its timeout).
-    health_busy: Arc<AtomicBool>,
+    /// Held by the health check running on a blocking thread (it may outlive its
+    /// timeout): one at a time.
+    health_check: Arc<tokio::sync::Mutex<()>>,
 }
 
 type Svc = Arc<App>;
@@ -145,7 +145,7 @@ pub fn serve(
         request_timeout: limits.request_timeout,
         proxies: opts.trusted_proxies,
         metrics: Arc::new(Metrics::new(counter.clone())),
-        health_busy: Arc::default(),
+        health_check: Arc::default(),
     });
     if !app.proxies.is_empty() {
         log::info!(
@@ -354,34 +354,26 @@ fn unmatched(app: &App, e: ApiError) -> Response {
     error_response(&e)
 }
 
-struct ClearOnDrop(Arc<AtomicBool>);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 /// `GET /healthz`: 200 when the storage answers within [`HEALTH_TIMEOUT`], else 503. No
-/// authentication and no rate limit, so it must stay cheap: at most one check runs at a
-/// time, and while one is still running (a hung storage) the answer is 503 at once
-/// rather than one more blocking thread.
+/// authentication and no rate limit, so it must stay cheap: one check runs at a time on
+/// a blocking thread, holding `health_check` until it ends. Probes arriving together
+/// wait their turn; while a check hangs (a stuck storage), later probes time out waiting
+/// for the lock and take no blocking thread of their own.
 async fn healthz(State(app): State<Svc>) -> Response {
-    let healthy = if app.health_busy.swap(true, Ordering::AcqRel) {
-        false
-    } else {
-        let svc = app.svc.clone();
-        let busy = app.health_busy.clone();
-        let check = tokio::task::spawn_blocking(move || {
-            // Cleared however the check ends, a panic included.
-            let _done = ClearOnDrop(busy);
+    let lock = app.health_check.clone();
+    let svc = app.svc.clone();
+    let check = async move {
+        let one_at_a_time = lock.lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _held = one_at_a_time;
             svc.healthy()
-        });
-        matches!(
-            tokio::time::timeout(HEALTH_TIMEOUT, check).await,
-            Ok(Ok(true))
-        )
+        })
+        .await
     };
+    let healthy = matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Ok(true))
+    );
     let (status, body) = if healthy {
         (StatusCode::OK, "ok\n")
     } else {
@@ -445,11 +437,11 @@ where
 
 /// Reads the body (capped in size and time), decodes it, and runs the endpoint on a
 /// blocking thread: Argon2 and file writes must not stall the async workers. The whole
-/// of it has `--request-timeout`.
-/// `client` is the caller's address: the peer's, or the one a trusted proxy named.
+/// of it has `--request-timeout`. `client` is the caller's address: the peer's, or the
+/// one a trusted proxy named.
 async fn call<Req, Resp>(
     app: Svc,
-    client: std::net::IpAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     body: Body,
     kdf: bool,
