@@ -1,7 +1,9 @@
 //! `cirrus serve`: runs the key service in the foreground (a service manager keeps it
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
-use crate::keyservice::server::{ServeLimits, ServeOptions, ServiceConfig, Signup, StoreOptions};
+use crate::keyservice::server::{
+    ServeLimits, ServeOptions, ServiceConfig, Signup, StoreOptions, TrustedProxies, parse_cidr,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,6 +112,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServeLimits::default().idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
+    /// A load balancer or reverse proxy in front of the service (CIDR block or address;
+    /// repeat for several). From such a peer, the caller's address for the per-source
+    /// limits and the log is the rightmost X-Forwarded-For entry that is not itself a
+    /// trusted proxy; from any other peer the header is ignored. The connection caps
+    /// stay per TCP peer: raise --max-connections-per-ip for the proxy.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also serve Prometheus metrics at http://ADDR/metrics, in plain HTTP without
+    /// authentication: ADDR must be a loopback address (e.g. 127.0.0.1:9100). The log
+    /// names the address (port 0: the system picks one). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
 }
 
 /// A count from the command line as a usize (a count past it means "no cap" anyway).
@@ -261,6 +275,8 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             request_timeout: Duration::from_secs(args.request_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
         },
+        trusted_proxies: TrustedProxies::new(args.trusted_proxies),
+        admin_listen: args.admin_listen,
     };
     crate::keyservice::server::serve(opts, |addr, fingerprint| {
         // The one line on stdout: scripts and the first-contact prompt read it.

@@ -59,7 +59,12 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
-            .args(["--ip-attempts", "1000"])
+            // A test of the per-source limit passes its own --ip-attempts.
+            .args(if extra.contains(&"--ip-attempts") {
+                &[][..]
+            } else {
+                &["--ip-attempts", "1000"][..]
+            })
             // Tests of other things complete a data-recovery reset at once; the tests of
             // the waiting period pass their own --reset-wait.
             .args(if extra.contains(&"--reset-wait") {

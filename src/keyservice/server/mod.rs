@@ -16,7 +16,9 @@ mod state;
 pub mod totp;
 
 pub use db::{DbError, DbLocation};
-pub use https::{ServeError, ServeLimits, ServeOptions, TlsError, serve};
+pub use https::{
+    ServeError, ServeLimits, ServeOptions, TlsError, TrustedProxies, parse_cidr, serve,
+};
 pub use service::{ServiceConfig, Signup, StoreOptions};
 pub use state::StateError;
 

@@ -97,8 +97,16 @@ impl Database for SqliteDb {
     }
 
     fn ping(&self) -> Result<(), DbError> {
+        // Pooled connections keep a file that moved (DATA unmounted or renamed) open: the
+        // file must still be where new connections will look for it.
+        if !self.path.is_file() {
+            return Err(DbError::Damaged {
+                what: self.path.display().to_string(),
+                why: "the database file is no longer there".into(),
+            });
+        }
         let c = self.pool.get()?;
-        c.query_row("SELECT 1", [], |_| Ok(()))?;
+        c.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
         Ok(())
     }
 

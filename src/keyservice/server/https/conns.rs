@@ -1,5 +1,10 @@
 //! Counts the key service's open connections, per source and in all, and refuses one
 //! that would go over either cap.
+//!
+//! The source here is always the TCP peer, also with `--trusted-proxy`: a proxy holds
+//! many connections for many callers, and `X-Forwarded-For` is only read once a request
+//! arrives, long after the connection was admitted. Behind a proxy, raise
+//! `--max-connections-per-ip` to what the proxy may open.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -79,6 +84,11 @@ impl ConnCounter {
             source,
             counts: self.counts.clone(),
         })
+    }
+
+    /// Connections open now, in all (the `cirrus_open_connections` gauge).
+    pub(crate) fn open_total(&self) -> usize {
+        lock(&self.counts).total
     }
 
     #[cfg(test)]

@@ -1,11 +1,16 @@
 //! `cirrus serve`'s HTTPS front: binds the socket, terminates TLS, turns each `POST /v1/...`
-//! into one call of `service/` on a blocking thread, and stops cleanly on SIGTERM/SIGINT.
+//! into one call of `service/` on a blocking thread, answers `GET /healthz`, counts
+//! metrics for the admin listener, and stops cleanly on SIGTERM/SIGINT.
 
 mod accept;
+mod admin;
 mod conns;
 mod kdf_pool;
+mod metrics;
+mod proxy;
 mod tls;
 
+pub use proxy::{TrustedProxies, parse_cidr};
 pub use tls::TlsError;
 
 use super::service::{ApiError, Caller, KeyService, ServiceConfig, StoreOptions};
@@ -18,15 +23,16 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{MethodRouter, post};
+use axum::routing::{MethodRouter, get, post};
 use conns::ConnCounter;
 use kdf_pool::KdfPool;
+use metrics::Metrics;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// What `cirrus serve` was asked to run.
@@ -38,6 +44,10 @@ pub struct ServeOptions {
     pub cert: Option<(PathBuf, PathBuf)>,
     pub config: ServiceConfig,
     pub limits: ServeLimits,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the caller.
+    pub trusted_proxies: TrustedProxies,
+    /// `--admin-listen`: the loopback address of the plain-HTTP `/metrics` listener.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// How many connections `cirrus serve` keeps, and for how long (denial-of-service bounds).
@@ -83,6 +93,11 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "--admin-listen {0} is not a loopback address: the admin listener has no TLS and \
+         no authentication (use 127.0.0.1:PORT or [::1]:PORT)"
+    )]
+    AdminNotLoopback(SocketAddr),
 }
 
 /// How long a client may take to finish the TLS handshake (slow-loris guard).
@@ -94,12 +109,19 @@ const GRACE: Duration = Duration::from_secs(10);
 const OTHER_BLOCKING_THREADS: usize = 8;
 /// Retry-After of a 503 from a full KDF pool or a request that ran out of time.
 const BUSY_RETRY_AFTER: u64 = 2;
+/// How long `GET /healthz` waits for the storage before answering 503.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every request handler shares.
 struct App {
     svc: Arc<KeyService>,
     kdf: KdfPool,
     request_timeout: Duration,
+    proxies: TrustedProxies,
+    metrics: Arc<Metrics>,
+    /// Held by the health check running on a blocking thread (it may outlive its
+    /// timeout): one at a time.
+    health_check: Arc<tokio::sync::Mutex<()>>,
 }
 
 type Svc = Arc<App>;
@@ -112,15 +134,26 @@ pub fn serve(
     ready: impl FnOnce(SocketAddr, Fingerprint),
 ) -> Result<(), ServeError> {
     let limits = opts.limits;
-    let app = Arc::new(App {
-        svc: Arc::new(KeyService::open(&opts.store, opts.config, true)?),
-        kdf: KdfPool::sized_to_cores(),
-        request_timeout: limits.request_timeout,
-    });
+    // First, so a refused admin address stops the start before anything is opened.
+    let admin_listener = opts.admin_listen.map(admin::bind).transpose()?;
     let counter = ConnCounter::new(
         conns::total_cap(limits.max_connections),
         limits.max_connections_per_ip,
     );
+    let app = Arc::new(App {
+        svc: Arc::new(KeyService::open(&opts.store, opts.config, true)?),
+        kdf: KdfPool::sized_to_cores(),
+        request_timeout: limits.request_timeout,
+        proxies: opts.trusted_proxies,
+        metrics: Arc::new(Metrics::new(counter.clone())),
+        health_check: Arc::default(),
+    });
+    if !app.proxies.is_empty() {
+        log::info!(
+            "trusted proxies: {} (their X-Forwarded-For names the caller)",
+            app.proxies
+        );
+    }
     log::info!(
         "at most {} connections ({} per source), idle timeout {} s, request timeout {} s, \
          {} Argon2 at once",
@@ -186,6 +219,9 @@ pub fn serve(
             .http1()
             .header_read_timeout(limits.idle_timeout)
             .keep_alive(true);
+        if let Some(l) = admin_listener {
+            admin::spawn(l, app.metrics.clone())?;
+        }
         ready(addr, fingerprint);
         server
             .serve(router(app).into_make_service_with_connect_info::<SocketAddr>())
@@ -198,6 +234,7 @@ pub fn serve(
 
 fn router(svc: Svc) -> Router {
     Router::new()
+        .route("/healthz", get(healthz))
         .route(
             "/v1/account/create",
             kdf_route("account/create", |s, c, r| s.create(c, r)),
@@ -296,17 +333,63 @@ fn router(svc: Svc) -> Router {
             "/v1/escrow/delete",
             route("escrow/delete", |s, c, _: api::Empty| s.escrow_delete(c)),
         )
-        .fallback(|| async {
-            error_response(&ApiError::NotFound(
-                "no such endpoint (the API is POST /v1/...)".into(),
-            ))
+        .fallback(|State(app): State<Svc>| async move {
+            unmatched(
+                &app,
+                ApiError::NotFound("no such endpoint (the API is POST /v1/...)".into()),
+            )
         })
-        .method_not_allowed_fallback(|| async {
-            error_response(&ApiError::BadRequest(
-                "every endpoint takes POST with a JSON body".into(),
-            ))
+        .method_not_allowed_fallback(|State(app): State<Svc>| async move {
+            unmatched(
+                &app,
+                ApiError::BadRequest("every endpoint takes POST with a JSON body".into()),
+            )
         })
         .with_state(svc)
+}
+
+/// A request that matched no route: counted under one label, whatever its path.
+fn unmatched(app: &App, e: ApiError) -> Response {
+    app.metrics
+        .observe(metrics::UNMATCHED, Some(&e), Duration::ZERO);
+    error_response(&e)
+}
+
+/// `GET /healthz`: 200 when the storage answers within [`HEALTH_TIMEOUT`], else 503. No
+/// authentication and no rate limit, so it must stay cheap: one check runs at a time on
+/// a blocking thread, holding `health_check` until it ends. Probes arriving together
+/// wait their turn; while a check hangs (a stuck storage), later probes time out waiting
+/// for the lock and take no blocking thread of their own.
+async fn healthz(State(app): State<Svc>) -> Response {
+    let lock = app.health_check.clone();
+    let svc = app.svc.clone();
+    let check = async move {
+        let one_at_a_time = lock.lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _held = one_at_a_time;
+            svc.healthy()
+        })
+        .await
+    };
+    let healthy = matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Ok(true))
+    );
+    let (status, body) = if healthy {
+        (StatusCode::OK, "ok\n")
+    } else {
+        log::warn!("health check failed: the storage did not answer");
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// An endpoint that does no Argon2 work.
@@ -338,9 +421,13 @@ where
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
               headers: HeaderMap,
               body: Body| async move {
-            let res = call(svc, peer, &headers, body, kdf, f).await;
+            let start = Instant::now();
+            let client = svc.proxies.client_ip(peer.ip(), &headers);
+            let metrics = svc.metrics.clone();
+            let res = call(svc, client, &headers, body, kdf, f).await;
+            metrics.observe(name, res.as_ref().err(), start.elapsed());
             let status = res.as_ref().map(|_| 200).unwrap_or_else(|e| e.status());
-            log::debug!("{} {name} -> {status}", peer.ip().to_canonical());
+            log::debug!("{client} {name} -> {status}");
             match res {
                 Ok(bytes) => json_response(StatusCode::OK, bytes),
                 Err(e) => error_response(&e),
@@ -351,10 +438,11 @@ where
 
 /// Reads the body (capped in size and time), decodes it, and runs the endpoint on a
 /// blocking thread: Argon2 and file writes must not stall the async workers. The whole
-/// of it has `--request-timeout`.
+/// of it has `--request-timeout`. `client` is the caller's address: the peer's, or the
+/// one a trusted proxy named.
 async fn call<Req, Resp>(
     app: Svc,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     body: Body,
     kdf: bool,
@@ -383,7 +471,7 @@ where
         ))
     })?;
     let caller = Caller {
-        ip: peer.ip().to_canonical(),
+        ip: client,
         bearer: bearer(headers),
     };
     let permit = if kdf {

@@ -11,6 +11,7 @@ mod auth;
 mod blobs;
 mod error;
 mod failpoint;
+mod health;
 mod input;
 mod reauth;
 mod reset;
@@ -337,11 +338,6 @@ impl KeyService {
     /// The service's database (for `cirrus serve migrate`).
     pub(crate) fn database(&self) -> &dyn Database {
         &*self.db
-    }
-
-    /// Whether the database answers (`GET /healthz`).
-    pub(crate) fn healthy(&self) -> bool {
-        self.db.ping().is_ok()
     }
 }
 
