@@ -12,7 +12,7 @@ use cirrus::keyservice::api::NoticeKind;
 use cirrus::keyservice::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
-use common::keyserver::{Server, TINY};
+use common::keyserver::{Server, TINY, database_args, postgres_mode, query};
 use common::{contains, files_under};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,22 +52,6 @@ fn random_key(byte: u8) -> SecretKey {
     let mut k = [byte; 32];
     cirrus::crypto::random_bytes(&mut k).unwrap();
     SecretKey::from_bytes(k)
-}
-
-/// The answer of `sql` on the SQLite database of DATA `data` (Debian's sqlite3, read-only).
-fn sqlite(data: &Path, sql: &str) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(data.join("keyservice.sqlite"))
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Every file under `dir`, with its bytes.
@@ -818,7 +802,7 @@ fn restart_keeps_state_and_data_holds_no_secret_in_clear() {
     let files = all_files(&dir.path().join("data"));
     let names: Vec<_> = files.iter().map(|f| f.0.clone()).collect();
     assert!(
-        names.iter().any(|p| p.ends_with("keyservice.sqlite"))
+        (postgres_mode() || names.iter().any(|p| p.ends_with("keyservice.sqlite")))
             && names.iter().any(|p| p.ends_with("master.key")),
         "{names:?}"
     );
@@ -1325,6 +1309,7 @@ fn reset_guesses_back_off_across_restarts_and_strangers_cannot_lock_the_owner_ou
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cirrus"))
         .args(["serve", "account", "create", "erin", "--data"])
         .arg(&s.data)
+        .args(database_args(dir.path()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -17,7 +17,7 @@ use cirrus::crypto::SecretKey;
 use cirrus::keys::KdfParams;
 use cirrus::keyservice::api::Notice;
 use cirrus::keyservice::client::{ClientError, KeyClient, Password, SecondFactor, escrow_verifier};
-use common::keyserver::{Server, TINY};
+use common::keyserver::{Server, TINY, query};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,6 +170,56 @@ fn json_fixture_served_keeps_every_account_record_and_invitation() {
     for inv in &exp.invites {
         check_invite(&c, &exp, inv);
     }
+    assert!(s.stop().success());
+    check_import_kept_a_backup_and_is_done_once(dir.path(), &exp);
+}
+
+/// The first start imported the JSON files into the database and moved them to
+/// DATA/json-backup, unchanged; a second start imports nothing and still serves them.
+fn check_import_kept_a_backup_and_is_done_once(dir: &Path, exp: &Expected) {
+    let data = dir.join("data");
+    let backup = data.join("json-backup");
+    for sub in ["accounts", "records", "escrow", "invites"] {
+        assert!(!data.join(sub).exists(), "{sub}/ is still in DATA");
+        assert!(backup.join(sub).is_dir(), "{sub}/ is not in json-backup");
+    }
+    let original = fixture_dir().join("data").join("accounts");
+    for entry in std::fs::read_dir(&original).unwrap() {
+        let entry = entry.unwrap();
+        let kept = std::fs::read(backup.join("accounts").join(entry.file_name())).unwrap();
+        assert_eq!(kept, std::fs::read(entry.path()).unwrap(), "backup changed");
+    }
+    let accounts = || query(dir, "SELECT count(*) FROM accounts");
+    // carol's account was created from her invitation
+    let before = accounts();
+    assert_eq!(before, (exp.accounts.len() + exp.invites.len()).to_string());
+    let marker = || query(dir, "SELECT value FROM meta WHERE key = 'json-imported'");
+    let mark = marker();
+    assert!(
+        mark.starts_with(&format!("{} accounts", exp.accounts.len())),
+        "{mark}"
+    );
+    let s = Server::start(dir, &["--signup", "closed"]);
+    let c = s.client();
+    let alice = exp
+        .accounts
+        .iter()
+        .find(|a| !a.device_tokens.is_empty())
+        .unwrap();
+    let (session, _) = c
+        .login(
+            &alice.name,
+            &pw(&alice.password),
+            SecondFactor::DeviceToken(Zeroizing::new(alice.device_tokens[0].clone())),
+            false,
+        )
+        .expect("the imported account logs in after a restart");
+    let mut names = session.record_list().unwrap();
+    names.sort();
+    let want: Vec<_> = alice.records.keys().cloned().collect();
+    assert_eq!(names, want);
+    assert_eq!(accounts(), before, "a second start imported again");
+    assert_eq!(marker(), mark);
     assert!(s.stop().success());
 }
 

@@ -1,8 +1,12 @@
-//! A real `cirrus serve` on 127.0.0.1 for tests, with tiny Argon2 costs.
+//! A real `cirrus serve` on 127.0.0.1 for tests, with tiny Argon2 costs, on SQLite in its
+//! DATA or, with `CIRRUS_TEST_KEYSERVICE_DB=postgres` (how `scripts/test` runs the key
+//! service's suite a second time), on a private PostgreSQL cluster per test directory.
 
+use super::postgres::Postgres;
 use cirrus::keys::KdfParams;
 use cirrus::keyservice::Fingerprint;
 use cirrus::keyservice::client::KeyClient;
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +25,66 @@ pub struct Server {
     pub addr: String,
     pub fingerprint: Fingerprint,
     pub data: PathBuf,
+    /// The test directory (DATA is `dir/data`).
+    pub dir: PathBuf,
+}
+
+thread_local! {
+    /// The PostgreSQL cluster of each test directory, in postgres mode. Kept for the test's
+    /// thread (a cluster stops when the thread that started it ends), so a server
+    /// restarted on the same directory finds its database again.
+    static CLUSTERS: RefCell<Vec<(PathBuf, Postgres)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this run's servers use PostgreSQL (`CIRRUS_TEST_KEYSERVICE_DB=postgres`).
+pub fn postgres_mode() -> bool {
+    std::env::var("CIRRUS_TEST_KEYSERVICE_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// The database flags for a server on test directory `dir`: none for SQLite, or
+/// `--database URL` of the directory's own cluster in postgres mode.
+pub fn database_args(dir: &Path) -> Vec<String> {
+    if !postgres_mode() {
+        return Vec::new();
+    }
+    CLUSTERS.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.iter().any(|(d, _)| d == dir) {
+            let pg = Postgres::start();
+            pg.create_database("cirrus");
+            c.push((dir.to_path_buf(), pg));
+        }
+        let url = c.iter().find(|(d, _)| d == dir).unwrap().1.url("cirrus");
+        vec!["--database".to_string(), url]
+    })
+}
+
+/// The answer of `sql` on the key service database of test directory `dir`: Debian's
+/// sqlite3 on DATA's file, or psql on the directory's cluster. Rows one per line.
+pub fn query(dir: &Path, sql: &str) -> String {
+    if postgres_mode() {
+        database_args(dir);
+        return CLUSTERS.with(|c| {
+            let c = c.borrow();
+            c.iter()
+                .find(|(d, _)| d == dir)
+                .unwrap()
+                .1
+                .psql("cirrus", sql)
+        });
+    }
+    let out = Command::new("sqlite3")
+        .arg("-readonly")
+        .arg(dir.join("data").join("keyservice.sqlite"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 impl Server {
@@ -33,9 +97,19 @@ impl Server {
     /// As [`Server::start`], with the server's descriptor limit (`ulimit -n`, soft and
     /// hard) set to `nofile` when given.
     pub fn start_with_nofile(dir: &Path, extra: &[&str], nofile: Option<u64>) -> Server {
+        Self::launch(dir, extra, nofile, &[])
+    }
+
+    /// As [`Server::start`], with extra environment variables (a test failpoint).
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(dir, extra, None, env)
+    }
+
+    fn launch(dir: &Path, extra: &[&str], nofile: Option<u64>, env: &[(&str, &str)]) -> Server {
         // The in-process clients of these tests use TINY costs (an explicit test opt-in).
         cirrus::keys::floor::allow_insecure_test_kdf();
         let data = dir.join("data");
+        std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cirrus"));
         if let Some(n) = nofile {
@@ -73,6 +147,13 @@ impl Server {
                 &["--reset-wait", "0"][..]
             })
             .args(extra)
+            // A test that names its database (replicas) keeps it; others get the run's.
+            .args(if extra.contains(&"--database") {
+                Vec::new()
+            } else {
+                database_args(dir)
+            })
+            .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             // Lets a test pass --insecure-test-totp-period (see accounts::FAST_TOTP).
             .env("CIRRUS_INSECURE_TEST_KDF", "1")
@@ -121,6 +202,7 @@ impl Server {
             addr,
             fingerprint: fp_text.parse().unwrap(),
             data,
+            dir: dir.to_path_buf(),
         }
     }
 
@@ -133,6 +215,13 @@ impl Server {
         KeyClient::new(&self.url, self.fingerprint)
             .unwrap()
             .with_min_kdf(TINY)
+    }
+
+    /// SIGKILL (a crash), then waits for the process to be gone.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// SIGTERM, then the exit status (the server must stop by itself, and cleanly).
