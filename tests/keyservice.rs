@@ -724,14 +724,14 @@ fn escrow_attempt_counter_and_destruction() {
     }
     assert_eq!(alice.escrow_open(proof).unwrap(), b"wrapped account key");
     let escrow_rows = || {
-        sqlite(
-            &s.data,
+        query(
+            &s.dir,
             "SELECT count(*) FROM escrow WHERE account = 'alice'",
         )
     };
     assert_eq!(escrow_rows(), "1");
 
-    // 10 wrong: destroyed, deleted from DATA, and then 410 even for the right proof
+    // 10 wrong: destroyed, deleted from the database, and then 410 even for the right proof
     for i in 1..=10u32 {
         match alice.escrow_open(b"wrong") {
             Err(ClientError::EscrowWrong { remaining }) => assert_eq!(remaining, 10 - i),

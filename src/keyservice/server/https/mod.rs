@@ -183,7 +183,10 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    rt.block_on(async move {
+    // The service is dropped here, after the runtime, never inside it: its PostgreSQL
+    // connections each own a small runtime, which must not be dropped from async code.
+    let svc = app.svc.clone();
+    let served = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         // Registered before `ready`, so a signal sent as soon as the address is printed
         // is not lost.
@@ -229,7 +232,10 @@ pub fn serve(
             .map_err(ServeError::Serve)?;
         log::info!("key service stopped");
         Ok(())
-    })
+    });
+    drop(rt);
+    drop(svc);
+    served
 }
 
 fn router(svc: Svc) -> Router {
