@@ -22,6 +22,9 @@ pub(crate) use tx::{SessionRow, Tx};
 
 use std::path::{Path, PathBuf};
 
+/// How long a request waits for a pooled connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// File name of the SQLite database in DATA.
 pub(crate) const SQLITE_FILE: &str = "keyservice.sqlite";
 

@@ -52,6 +52,9 @@ impl PostgresDb {
         drop(c);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
+            // Past it a request answers 503 (a database down or saturated), well within
+            // the request timeout.
+            .connection_timeout(super::CONNECT_TIMEOUT)
             .min_idle(Some(1))
             .build(Manager { config })?;
         Ok(PostgresDb {
