@@ -5,6 +5,8 @@
 //! another master key refuses to start, and `cirrus serve migrate` carries an SQLite
 //! service over. Real servers on 127.0.0.1, a real private PostgreSQL cluster.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use cirrus::keyservice::client::{ClientError, Password, SecondFactor, escrow_verifier};

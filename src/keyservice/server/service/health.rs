@@ -31,7 +31,7 @@ mod tests {
             verifier_time: 1,
             ..ServiceConfig::default()
         };
-        let svc = KeyService::open(&super::StoreOptions::in_dir(&data), cfg, true).unwrap();
+        let svc = KeyService::open(&super::super::StoreOptions::in_dir(&data), cfg, true).unwrap();
         assert!(svc.healthy());
         std::fs::rename(&data, dir.path().join("moved")).unwrap();
         assert!(!svc.healthy());
