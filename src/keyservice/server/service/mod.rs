@@ -109,8 +109,8 @@ pub(crate) struct Caller {
     pub bearer: Option<Zeroizing<String>>,
 }
 
-/// Where the service keeps its state: `cirrus serve --data DIR [--database URL]
-/// [--master-key-file FILE]`.
+/// Where the service keeps its state: `cirrus serve`'s `--data`, `--database` and
+/// `--master-key-file`.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// DATA: the SQLite database (unless `database`), the default master key file, the
