@@ -44,7 +44,15 @@ impl MasterKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let key = crypto::random_key()?;
-                crate::fsutil::write_atomic(path, key.expose()).map_err(io)?;
+                match create_new(path, key.expose()) {
+                    Ok(()) => {}
+                    // Another replica starting at the same moment made one first: use it
+                    // (never replace a key file: what it sealed would be lost).
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Self::load(path, false);
+                    }
+                    Err(e) => return Err(io(e)),
+                }
                 log::info!("created a new master key in {}", path.display());
                 Ok(MasterKey {
                     key,
@@ -68,7 +76,10 @@ impl MasterKey {
     /// Removes the file this start made (a replica that lost the race to set up the
     /// database must not leave a key that opens nothing beside it).
     pub(crate) fn forget_created(&self) {
-        if self.created {
+        // Only the bytes this start wrote: never a key that another process put there.
+        let ours = std::fs::read(&self.path)
+            .is_ok_and(|b| crypto::ct_eq(&Zeroizing::new(b), self.key.expose()));
+        if self.created && ours {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -150,6 +161,31 @@ impl MasterKey {
     }
 }
 
+/// Writes `bytes` at `path` (0600, durable) only if nothing is there: written to a temp
+/// file of its own, then hard-linked into place, which fails if `path` exists.
+fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut nonce = [0u8; 8];
+    crypto::random_bytes(&mut nonce).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(".master-key.{}.tmp", hex::encode(nonce)));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    crate::fsutil::sync_dir(dir);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +222,30 @@ mod tests {
         assert!(!other.opens(&check));
         assert!(!m.opens("00"));
         assert!(!m.opens("not hex"));
+    }
+
+    #[test]
+    fn a_key_file_is_never_replaced_and_only_its_maker_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let first = MasterKey::load(&path, true).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // a start that loses the race finds the file and uses it
+        assert!(create_new(&path, &[9u8; 32]).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let second = MasterKey::load(&path, true).unwrap();
+        assert!(!second.created);
+        second.forget_created();
+        assert!(path.exists(), "a loaded key was removed");
+        // the maker's cleanup spares a file that is no longer its key
+        std::fs::write(&path, [5u8; 32]).unwrap();
+        first.forget_created();
+        assert!(path.exists(), "another key was removed");
+        std::fs::write(&path, &bytes).unwrap();
+        first.forget_created();
+        assert!(!path.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "temp files left");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub enum DbError {
     NewerSchema { found: String, known: u32 },
     #[error("{what} in the database is damaged: {why}")]
     Damaged { what: String, why: String },
+    #[error("a statement of the transaction failed, so none of it was kept")]
+    Aborted,
     #[error("the destination database is not empty (its table {table} has rows)")]
     NotEmpty { table: String },
     #[error("--database {0}: only postgres://... (or postgresql://...) is supported")]
@@ -73,15 +75,46 @@ impl DbLocation {
     }
 }
 
-/// A connection string without its password, for logs and messages.
+/// A connection string without its password (in the authority or as a `password=`
+/// parameter), for logs and messages.
 pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "(unparsable connection string)".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("password") {
+                "***".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    if !pairs.is_empty() {
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_wherever_they_are() {
+        for url in [
+            "postgres://cirrus:s3cret@db:5432/cirrus",
+            "postgres://cirrus@db/cirrus?password=s3cret&sslmode=disable",
+            "postgresql://db/cirrus?user=x&PASSWORD=s3cret",
+        ] {
+            let r = super::redact(url);
+            assert!(!r.contains("s3cret"), "{r}");
+            assert!(r.contains("db"), "{r}");
         }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparsable connection string)".into(),
+        assert_eq!(super::redact("not a url"), "(unparsable connection string)");
     }
 }
 

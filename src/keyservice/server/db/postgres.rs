@@ -7,7 +7,13 @@ use super::{Conn, Database, DbError, Tx, Value, migrate};
 use ::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use ::postgres::{Client, Config, NoTls};
 use r2d2::{ManageConnection, Pool, PooledConnection};
+use std::time::Duration;
 
+/// Longest statement, a wait for an account's lock included (then the request fails).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a transaction may sit idle (its replica hung or died): then the database ends
+/// it, releasing the account's lock.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
 /// Connections kept per replica.
 const POOL_SIZE: u32 = 16;
 /// Advisory lock key held while a replica applies schema migrations, so two replicas
@@ -42,7 +48,20 @@ pub(crate) struct PostgresDb {
 
 impl PostgresDb {
     pub(crate) fn open(url: &str) -> Result<Self, DbError> {
-        let config: Config = url.parse()?;
+        let mut config: Config = url.parse()?;
+        // Bounds on what a slow or vanished peer can hold: a statement (and so a wait for
+        // an account's lock) gives up after STATEMENT_TIMEOUT, and a replica that died or
+        // hung inside a transaction loses it, and the account lock, after
+        // IDLE_IN_TRANSACTION; keepalives find a dead link to the database.
+        config
+            .options(&format!(
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+                STATEMENT_TIMEOUT.as_millis(),
+                IDLE_IN_TRANSACTION.as_millis()
+            ))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .connect_timeout(super::CONNECT_TIMEOUT);
         let mut c = config.connect(NoTls)?;
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
         let migrated = migrate::postgres(&mut c);
@@ -76,15 +95,20 @@ fn lock_key(account: &str) -> i64 {
 impl Database for PostgresDb {
     fn begin(&self, lock: Option<&str>) -> Result<Tx<'_>, DbError> {
         let mut conn = self.pool.get()?;
-        conn.batch_execute("BEGIN")?;
-        let mut c = PgConn { conn, open: true };
+        // READ COMMITTED (PostgreSQL's default, named so a role or database default cannot
+        // change it): each statement after the lock sees what the lock's previous holder
+        // committed. A snapshot taken before the wait (REPEATABLE READ) would not.
+        conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        // In a Tx from here on: if taking the lock fails, dropping it rolls back, so the
+        // connection goes back to the pool outside any transaction.
+        let mut tx = Tx::new(Box::new(PgConn { conn, open: true }));
         if let Some(account) = lock {
-            c.exec(
+            tx.exec(
                 "SELECT pg_advisory_xact_lock($1)",
                 &[lock_key(account).into()],
             )?;
         }
-        Ok(Tx::new(Box::new(c)))
+        Ok(tx)
     }
 
     fn ping(&self) -> Result<(), DbError> {

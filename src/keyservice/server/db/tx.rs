@@ -6,10 +6,13 @@ use crate::keyservice::server::state::{ACCOUNT_FORMAT, Account, Escrow, Invite};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A transaction: its changes are kept by [`Tx::commit`], dropped if it is dropped.
+/// A transaction: its changes are kept by [`Tx::commit`], dropped if it is dropped, and
+/// never kept once one of its statements failed (SQLite would otherwise commit the
+/// statements around the failed one: half a password change).
 pub(crate) struct Tx<'a> {
     conn: Box<dyn Conn + 'a>,
     done: bool,
+    failed: bool,
 }
 
 impl Drop for Tx<'_> {
@@ -49,21 +52,33 @@ fn first(rows: Vec<Vec<Value>>) -> Option<Value> {
 
 impl<'a> Tx<'a> {
     pub(crate) fn new(conn: Box<dyn Conn + 'a>) -> Self {
-        Tx { conn, done: false }
+        Tx {
+            conn,
+            done: false,
+            failed: false,
+        }
     }
 
-    /// Keeps the transaction's changes.
+    /// Keeps the transaction's changes, unless a statement of it failed: then it rolls
+    /// back and says so.
     pub(crate) fn commit(mut self) -> Result<(), DbError> {
+        if self.failed {
+            return Err(DbError::Aborted);
+        }
         self.done = true;
         self.conn.commit()
     }
 
     pub(crate) fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        self.conn.exec(sql, params)
+        let r = self.conn.exec(sql, params);
+        self.failed |= r.is_err();
+        r
     }
 
     pub(crate) fn rows(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError> {
-        self.conn.rows(sql, params)
+        let r = self.conn.rows(sql, params);
+        self.failed |= r.is_err();
+        r
     }
 
     fn doc<T: DeserializeOwned>(

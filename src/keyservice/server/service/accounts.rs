@@ -247,7 +247,7 @@ impl KeyService {
 
     pub(crate) fn account_status(&self, c: &Caller) -> Result<AccountStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             let a = Self::load(tx, &name)?;
             Self::status_of(tx, &a)
         })
@@ -259,7 +259,7 @@ impl KeyService {
         req: FlagsReq,
     ) -> Result<AccountStatus, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             a.drs = req.drs;
             tx.put_account(&a)?;
@@ -279,7 +279,7 @@ impl KeyService {
         let name = self.recent_session(c)?;
         let (salt, auth) = password_fields("new_", &req.new_salt, req.new_kdf, &req.new_auth)?;
         let verifier = self.make_verifier(&auth[..])?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             a.salt = hex::encode(&salt[..]);
             a.kdf = req.new_kdf;
@@ -305,7 +305,7 @@ impl KeyService {
 
     pub(crate) fn totp_enroll(&self, c: &Caller) -> Result<TotpEnrollResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             if Self::totp_enrolled(&a) {
                 return Err(ApiError::Conflict(
@@ -330,7 +330,7 @@ impl KeyService {
         req: TotpConfirmReq,
     ) -> Result<TotpConfirmResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             match &a.totp {
                 None => return Err(bad("no TOTP enrolment is pending: call totp/enroll first")),
@@ -367,7 +367,7 @@ impl KeyService {
 
     pub(crate) fn revoke_devices(&self, c: &Caller) -> Result<RevokedResp, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             let revoked = a.device_tokens.len() as u32;
             a.device_tokens.clear();

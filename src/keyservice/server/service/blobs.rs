@@ -12,7 +12,7 @@ impl KeyService {
         let account = self.session(c)?;
         check_record_name(&req.name)?;
         let value = Zeroizing::new(unhex("value", &req.value, api::MAX_VALUE)?);
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Stale, |tx| {
             if tx.record(&account, &req.name)?.is_none()
                 && tx.record_names(&account)?.len() >= api::MAX_RECORDS
             {
@@ -36,7 +36,7 @@ impl KeyService {
     ) -> Result<RecordValueResp, ApiError> {
         let account = self.session(c)?;
         check_record_name(&req.name)?;
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Stale, |tx| {
             let sealed = tx
                 .record(&account, &req.name)?
                 .ok_or_else(|| ApiError::NotFound(format!("no record named {}", req.name)))?;
@@ -55,7 +55,7 @@ impl KeyService {
     pub(crate) fn record_delete(&self, c: &Caller, req: RecordNameReq) -> Result<Empty, ApiError> {
         let account = self.recent_session(c)?;
         check_record_name(&req.name)?;
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Recent, |tx| {
             if tx.delete_record(&account, &req.name)? {
                 Ok(Empty {})
             } else {
@@ -66,7 +66,7 @@ impl KeyService {
 
     pub(crate) fn record_list(&self, c: &Caller) -> Result<RecordListResp, ApiError> {
         let account = self.session(c)?;
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Stale, |tx| {
             Ok(RecordListResp {
                 names: tx.record_names(&account)?,
             })
@@ -77,7 +77,7 @@ impl KeyService {
         let account = self.recent_session(c)?;
         let verifier = unhex_exact::<32>("verifier", &req.verifier)?;
         let blob = unhex("blob", &req.blob, api::MAX_VALUE)?;
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &account)?;
             let e = Escrow {
                 verifier: self
@@ -104,7 +104,7 @@ impl KeyService {
         let account = self.session(c)?;
         let proof = Zeroizing::new(unhex("proof", &req.proof, MAX_PROOF)?);
         let key = format!("escrow:{account}");
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Stale, |tx| {
             let mut a = Self::load(tx, &account)?;
             if a.escrow_destroyed {
                 // A crash between marking and deleting can leave the file: finish the job.
@@ -150,7 +150,7 @@ impl KeyService {
 
     pub(crate) fn escrow_delete(&self, c: &Caller) -> Result<Empty, ApiError> {
         let account = self.recent_session(c)?;
-        self.locked(&account, |tx| {
+        self.locked_session(c, &account, Recency::Recent, |tx| {
             if tx.delete_escrow(&account)? {
                 log::info!("account {account}: escrow record deleted");
                 Ok(Empty {})

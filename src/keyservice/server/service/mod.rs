@@ -218,25 +218,35 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StateError> {
 }
 
 /// The master key for `db`: the database's check value must open with it; a database
-/// with none gets this key's (made now if the file does not exist). Two first replicas
-/// racing: one check value wins, the other replica refuses.
-fn master_key_for(db: &dyn Database, path: &Path) -> Result<MasterKey, StateError> {
+/// with none gets this key's (made now if the file does not exist), after any JSON DATA
+/// directory was imported with it (the import checks that the key opens what it copies,
+/// so a wrong key leaves no check value behind). Two first replicas racing: one check
+/// value wins, the other replica refuses.
+fn master_key_for(db: &dyn Database, store: &StoreOptions) -> Result<MasterKey, StateError> {
+    let path = store.master_key_path();
     let check = db.begin(None)?.meta(META_MASTER_CHECK)?;
-    let master = MasterKey::load(path, check.is_none())?;
-    let check = match check {
-        Some(c) => c,
-        None => {
-            let mut tx = db.begin(None)?;
-            tx.meta_insert(META_MASTER_CHECK, &master.check_value()?)?;
-            tx.commit()?;
-            db.begin(None)?.meta(META_MASTER_CHECK)?.unwrap_or_default()
-        }
-    };
-    if !master.opens(&check) {
+    let master = MasterKey::load(&path, check.is_none())?;
+    let refuse = |master: &MasterKey| {
         master.forget_created();
-        return Err(StateError::WrongMasterKey {
-            path: path.to_path_buf(),
-        });
+        StateError::WrongMasterKey { path: path.clone() }
+    };
+    if let Some(c) = &check
+        && !master.opens(c)
+    {
+        return Err(refuse(&master));
+    }
+    if let Err(e) = db::import::import_json_dir(&store.data, db, &master) {
+        master.forget_created();
+        return Err(e);
+    }
+    if check.is_none() {
+        let mut tx = db.begin(None)?;
+        tx.meta_insert(META_MASTER_CHECK, &master.check_value()?)?;
+        tx.commit()?;
+        let stored = db.begin(None)?.meta(META_MASTER_CHECK)?.unwrap_or_default();
+        if !master.opens(&stored) {
+            return Err(refuse(&master));
+        }
     }
     Ok(master)
 }
@@ -257,8 +267,7 @@ impl KeyService {
             _ => None,
         };
         let db = db::open(&loc)?;
-        let master = master_key_for(&*db, &store.master_key_path())?;
-        db::import::import_json_dir(&store.data, &*db, &master)?;
+        let master = master_key_for(&*db, store)?;
         log::info!("key service database: {}", db.describe());
         let mut svc = KeyService {
             db,
@@ -304,8 +313,11 @@ impl KeyService {
                 .map_err(ApiError::from)
                 .and_then(|mut tx| {
                     let r = f(&mut tx);
-                    tx.commit()?;
-                    r
+                    let kept = tx.commit();
+                    // The request's own error first (a failed statement's is in it).
+                    let v = r?;
+                    kept?;
+                    Ok(v)
                 })
         };
         // Drop the entry when no other request holds it, so guessed names (logins to
@@ -318,6 +330,32 @@ impl KeyService {
         result
     }
 
+    /// [`Self::locked`] for a request made with a session: inside the lock, the session
+    /// is looked up again and must still be the caller's, live (and recent, when `need`
+    /// is `Recent`). A password change or reset that ended it while this request waited
+    /// for the lock (on this replica or another) wins: the request is refused.
+    fn locked_session<T>(
+        &self,
+        c: &Caller,
+        account: &str,
+        need: Recency,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.locked(account, |tx| {
+            let gone =
+                || ApiError::Unauthorized("the session is unknown or expired: log in again".into());
+            let token = c.bearer.as_ref().ok_or_else(gone)?;
+            match self.sessions.lookup(tx, token, db::now_ms())? {
+                Some((a, _)) if a != account => Err(gone()),
+                Some((_, Recency::Stale)) if need == Recency::Recent => {
+                    Err(ApiError::ReauthRequired)
+                }
+                Some(_) => f(tx),
+                None => Err(gone()),
+            }
+        })
+    }
+
     /// Runs `f` in a transaction that takes no account lock: reads, and writes of one
     /// statement each (a session lookup, a logout).
     fn unlocked<T>(
@@ -326,8 +364,10 @@ impl KeyService {
     ) -> Result<T, ApiError> {
         let mut tx = self.db.begin(None)?;
         let r = f(&mut tx);
-        tx.commit()?;
-        r
+        let kept = tx.commit();
+        let v = r?;
+        kept?;
+        Ok(v)
     }
 
     fn load(tx: &mut Tx<'_>, account: &str) -> Result<Account, ApiError> {
@@ -594,6 +634,32 @@ mod tests {
             refused < one_kdf / 4,
             "a refused reauth took {refused:?}, one verifier {one_kdf:?}"
         );
+    }
+
+    #[test]
+    fn a_request_whose_session_ended_while_it_waited_for_the_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), tiny(), true).unwrap();
+        let t = create(&svc, "alice", [1; 32]);
+        let c = caller(Some(&t));
+        // what the endpoint checked before taking the lock
+        assert_eq!(svc.recent_session(&c).unwrap(), "alice");
+        let ran = |need| svc.locked_session(&c, "alice", need, |_| Ok(()));
+        assert!(ran(Recency::Recent).is_ok());
+        // another request (a password change elsewhere) ends it meanwhile
+        svc.unlocked(|tx| Ok(svc.sessions.close_all(tx, "alice")?))
+            .unwrap();
+        assert!(matches!(
+            ran(Recency::Stale),
+            Err(ApiError::Unauthorized(_))
+        ));
+        // and a live session of one account never runs under another's lock
+        let b = create(&svc, "bob", [2; 32]);
+        let as_bob = caller(Some(&b));
+        assert!(matches!(
+            svc.locked_session(&as_bob, "alice", Recency::Stale, |_| Ok(())),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]

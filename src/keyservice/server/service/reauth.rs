@@ -17,7 +17,7 @@ impl KeyService {
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
         self.unlocked(|tx| self.limit_check(tx, &key, c.ip))?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             self.limit_check(tx, &key, c.ip)?;
             let mut a = Self::load(tx, &name)?;
             if !self.verify(&a.verifier, &auth[..]) {

@@ -78,7 +78,7 @@ impl KeyService {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
         let key = unhex_exact::<32>("key", &req.key)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             let a = Self::load(tx, &name)?;
             Ok(WrappedResp {
                 wrapped: self.wrap_with(&a, &ctx, &key)?,
@@ -89,7 +89,7 @@ impl KeyService {
     pub(crate) fn service_unwrap(&self, c: &Caller, req: WrappedReq) -> Result<KeyResp, ApiError> {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             let a = Self::load(tx, &name)?;
             let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
             Ok(KeyResp {
@@ -105,7 +105,7 @@ impl KeyService {
     ) -> Result<WrappedResp, ApiError> {
         let name = self.session(c)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             let a = Self::load(tx, &name)?;
             let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
             Ok(WrappedResp {
@@ -116,7 +116,7 @@ impl KeyService {
 
     pub(crate) fn service_rotate(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             let mut a = Self::load(tx, &name)?;
             let v = a
                 .service
@@ -141,7 +141,7 @@ impl KeyService {
         req: RetireReq,
     ) -> Result<ServiceStatus, ApiError> {
         let name = self.recent_session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Recent, |tx| {
             let mut a = Self::load(tx, &name)?;
             if req.below > a.service.current {
                 return Err(bad(format!(
@@ -164,7 +164,7 @@ impl KeyService {
 
     pub(crate) fn service_status(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
         let name = self.session(c)?;
-        self.locked(&name, |tx| {
+        self.locked_session(c, &name, Recency::Stale, |tx| {
             Ok(Self::service_status_of(&Self::load(tx, &name)?))
         })
     }
