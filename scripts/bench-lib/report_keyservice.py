@@ -103,15 +103,15 @@ def main():
     checks = []
     r = ratio("sqlite", "json", "fetch")
     if r is not None:
-        checks.append(f"fetch throughput SQLite / JSON files: {r:.2f} (must be >= 1.00: "
+        checks.append(f"fetch throughput SQLite / JSON files: {r:.3f} (must be >= 1: "
                       f"{'yes' if r >= 1.0 else 'NO'})")
     r = ratio("sqlite", "json", "login")
     if r is not None:
-        checks.append(f"login throughput SQLite / JSON files: {r:.2f}")
+        checks.append(f"login throughput SQLite / JSON files: {r:.3f}")
     for op in OPS:
         r = ratio("pg2", "pg1", op)
         if r is not None:
-            checks.append(f"{op} throughput 2 replicas / 1 replica: {r:.2f} (must be >= 0.90: "
+            checks.append(f"{op} throughput 2 replicas / 1 replica: {r:.3f} (must be >= 0.9: "
                           f"{'yes' if r >= 0.9 else 'NO'})")
 
     widths = [max(len(str(row[i])) for row in [header] + table) for i in range(len(header))]
