@@ -258,4 +258,33 @@ mod tests {
             Err(StateError::Damaged { .. })
         ));
     }
+
+    /// The check-value vector of docs/FORMAT.md §9c "Master check value": sealing draws a
+    /// random nonce, so the vector fixes it; each database's value differs but opens alike.
+    #[test]
+    fn master_check_vector() {
+        let key: Vec<u8> = (0u8..32).collect();
+        let nonce: [u8; 16] = std::array::from_fn(|i| 0xf0 + i as u8);
+        let ctx = context("", CHECK_FIELD);
+        assert_eq!(
+            hex::encode(&ctx),
+            "636972727573206b6579207365727669636520763100000000006d61737465722d636865636b"
+        );
+        let m = MasterKey {
+            key: SecretKey::from_slice(&key).unwrap(),
+            path: PathBuf::new(),
+            created: false,
+        };
+        let sealed = crypto::seal_with_nonce(&m.key, Suite::XtsBlake3, &ctx, CHECK_PLAIN, &nonce);
+        assert_eq!(
+            hex::encode(&sealed),
+            concat!(
+                "01f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+                "26000000",
+                "22a0fab23be61fffb8acf2c97fe294cedaf4f242c999efbd1060e43881dcf651671085501d7c",
+                "9368c08115a418e78a77e6a8fa44a5ed7f2a2947557d6ddabcfe9dbbbfee9e4e"
+            )
+        );
+        assert!(m.opens(&hex::encode(&sealed)));
+    }
 }
