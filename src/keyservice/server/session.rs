@@ -35,6 +35,17 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     crypto::hash(token.as_bytes())
 }
 
+/// Whether a stored session is live at `now`, and if so how recent.
+pub(crate) fn recency(s: &SessionRow, now: i64) -> Option<Recency> {
+    if s.expires_ms <= now {
+        return None;
+    }
+    Some(match s.recent_until_ms {
+        Some(t) if t > now => Recency::Recent,
+        _ => Recency::Stale,
+    })
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -83,16 +94,9 @@ impl Sessions {
         token: &str,
         now: i64,
     ) -> Result<Option<(String, Recency)>, StateError> {
-        Ok(match tx.session(&token_hash(token))? {
-            Some(s) if s.expires_ms > now => {
-                let recency = match s.recent_until_ms {
-                    Some(t) if t > now => Recency::Recent,
-                    _ => Recency::Stale,
-                };
-                Some((s.account, recency))
-            }
-            _ => None,
-        })
+        Ok(tx
+            .session(&token_hash(token))?
+            .and_then(|s| recency(&s, now).map(|r| (s.account, r))))
     }
 
     /// Marks a live session recent from `now` (a `reauth` proved its factors again).

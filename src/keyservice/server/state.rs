@@ -29,15 +29,15 @@ pub enum StateError {
     #[error("database: {0}")]
     Db(#[from] DbError),
     #[error(
-        "the master key {path} does not open this database's check value: the database was          set up with another master key (every replica must use the same --master-key-file)"
+        "the master key {path} does not open this database's check value: the database was set up with another master key (every replica must use the same --master-key-file)"
     )]
     WrongMasterKey { path: PathBuf },
     #[error(
-        "no master key at {path}: give this service its master key with --master-key-file          (a database already set up is never given a new one)"
+        "no master key at {path}: give this service its master key with --master-key-file (a database already set up is never given a new one)"
     )]
     MasterKeyMissing { path: PathBuf },
     #[error(
-        "another cirrus serve already uses {path}: an SQLite database serves one process          (several replicas need --database postgres://...)"
+        "another cirrus serve already uses {path}: an SQLite database serves one process (several replicas need --database postgres://...)"
     )]
     InUse { path: PathBuf },
 }

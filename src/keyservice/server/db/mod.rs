@@ -45,6 +45,8 @@ pub enum DbError {
     NewerSchema { found: String, known: u32 },
     #[error("{what} in the database is damaged: {why}")]
     Damaged { what: String, why: String },
+    #[error("a write on a read-only connection")]
+    ReadOnly,
     #[error("a statement of the transaction failed, so none of it was kept")]
     Aborted,
     #[error("the destination database is not empty (its table {table} has rows)")]
@@ -124,6 +126,10 @@ pub(crate) trait Database: Send + Sync {
     /// lock, held on every replica until the transaction ends. Without, it only reads
     /// or makes single-statement writes.
     fn begin(&self, lock: Option<&str>) -> Result<Tx<'_>, DbError>;
+    /// A connection for reads only, each statement on its own (no `BEGIN`): the cheap
+    /// path of the requests that only look (a session lookup, a key fetch), where one
+    /// statement reads all it needs. A write through it fails.
+    fn begin_read(&self) -> Result<Tx<'_>, DbError>;
     /// Whether the database answers (for `/healthz`).
     fn ping(&self) -> Result<(), DbError>;
     /// What it is, for the log (never a password).

@@ -101,7 +101,11 @@ impl Database for PostgresDb {
         conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
         // In a Tx from here on: if taking the lock fails, dropping it rolls back, so the
         // connection goes back to the pool outside any transaction.
-        let mut tx = Tx::new(Box::new(PgConn { conn, open: true }));
+        let mut tx = Tx::new(Box::new(PgConn {
+            conn,
+            open: true,
+            read_only: false,
+        }));
         if let Some(account) = lock {
             tx.exec(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -109,6 +113,14 @@ impl Database for PostgresDb {
             )?;
         }
         Ok(tx)
+    }
+
+    fn begin_read(&self) -> Result<Tx<'_>, DbError> {
+        Ok(Tx::new(Box::new(PgConn {
+            conn: self.pool.get()?,
+            open: false,
+            read_only: true,
+        })))
     }
 
     fn ping(&self) -> Result<(), DbError> {
@@ -125,6 +137,8 @@ struct PgConn {
     conn: PooledConnection<Manager>,
     /// Whether the transaction is still open.
     open: bool,
+    /// From `begin_read`: no transaction, writes refused.
+    read_only: bool,
 }
 
 impl ToSql for Value {
@@ -178,6 +192,9 @@ fn column(row: &::postgres::Row, i: usize) -> Result<Value, DbError> {
 
 impl Conn for PgConn {
     fn exec(&mut self, sql: &str, p: &[Value]) -> Result<u64, DbError> {
+        if self.read_only {
+            return Err(DbError::ReadOnly);
+        }
         Ok(self.conn.execute(sql, &params(p))?)
     }
 

@@ -65,6 +65,8 @@ impl SqliteDb {
         drop(c);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
+            // A local file: a connection does not go stale, so no test query per checkout.
+            .test_on_check_out(false)
             // Past it a request answers 503 (a database down or saturated), well within
             // the request timeout.
             .connection_timeout(super::CONNECT_TIMEOUT)
@@ -96,6 +98,15 @@ impl Database for SqliteDb {
         Ok(Tx::new(Box::new(SqliteConn {
             conn: self.pool.get()?,
             writing: false,
+            read_only: false,
+        })))
+    }
+
+    fn begin_read(&self) -> Result<Tx<'_>, DbError> {
+        Ok(Tx::new(Box::new(SqliteConn {
+            conn: self.pool.get()?,
+            writing: false,
+            read_only: true,
         })))
     }
 
@@ -122,6 +133,8 @@ struct SqliteConn {
     conn: PooledConnection<Manager>,
     /// Whether `BEGIN IMMEDIATE` has run: the transaction holds the write lock.
     writing: bool,
+    /// From `begin_read`: writes refused.
+    read_only: bool,
 }
 
 impl rusqlite::ToSql for Value {
@@ -157,6 +170,9 @@ fn from_ref(v: ValueRef<'_>) -> Result<Value, DbError> {
 
 impl Conn for SqliteConn {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        if self.read_only {
+            return Err(DbError::ReadOnly);
+        }
         if !self.writing {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.writing = true;

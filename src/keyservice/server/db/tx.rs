@@ -116,12 +116,17 @@ impl<'a> Tx<'a> {
     // --- accounts ---
 
     pub(crate) fn account(&mut self, name: &str) -> Result<Option<Account>, DbError> {
+        match first(self.rows("SELECT doc FROM accounts WHERE name = $1", &[name.into()])?) {
+            None => Ok(None),
+            Some(v) => self.check_account(name, &v.text("account")?).map(Some),
+        }
+    }
+
+    /// Decodes the document of account `name` and checks it is one, of that name.
+    fn check_account(&self, name: &str, doc: &str) -> Result<Account, DbError> {
         let what = format!("account {name}");
-        let a: Option<Account> =
-            self.doc("SELECT doc FROM accounts WHERE name = $1", name, &what)?;
-        if let Some(a) = &a
-            && (a.format != ACCOUNT_FORMAT || a.name != name)
-        {
+        let a: Account = from_json(&what, doc)?;
+        if a.format != ACCOUNT_FORMAT || a.name != name {
             return Err(DbError::Damaged {
                 what,
                 why: format!("format {} / name {:?} unexpected", a.format, a.name),
@@ -272,6 +277,38 @@ impl<'a> Tx<'a> {
             expires_ms: expires.int("session expiry")?,
             recent_until_ms: recent.opt_int("session recency")?,
         }))
+    }
+
+    /// A session and its account's document, read by one statement (so they are of one
+    /// moment): the key-fetch path. `None` when there is no such session; the account
+    /// `None` when it has no document.
+    pub(crate) fn session_with_account(
+        &mut self,
+        hash: &[u8],
+    ) -> Result<Option<(SessionRow, Option<Account>)>, DbError> {
+        let rows = self.rows(
+            "SELECT s.account, s.expires_ms, s.recent_until_ms, a.doc FROM sessions s \
+             LEFT JOIN accounts a ON a.name = s.account WHERE s.hash = $1",
+            &[hash.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let [account, expires, recent, doc]: [Value; 4] =
+            row.try_into().map_err(|_| DbError::Damaged {
+                what: "a session".into(),
+                why: "wrong number of columns".into(),
+            })?;
+        let s = SessionRow {
+            account: account.text("session account")?,
+            expires_ms: expires.int("session expiry")?,
+            recent_until_ms: recent.opt_int("session recency")?,
+        };
+        let a = match doc {
+            Value::Null => None,
+            v => Some(self.check_account(&s.account, &v.text("account")?)?),
+        };
+        Ok(Some((s, a)))
     }
 
     /// Makes a live session recent until `until`; false when it is gone or expired.

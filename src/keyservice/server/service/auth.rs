@@ -51,7 +51,7 @@ impl KeyService {
         let token = c.bearer.as_ref().ok_or_else(|| {
             ApiError::Unauthorized("this request needs a session: log in first".into())
         })?;
-        let found = self.unlocked(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))?;
+        let found = self.read(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))?;
         found.map(|(account, _)| account).ok_or_else(|| {
             ApiError::Unauthorized("the session is unknown or expired: log in again".into())
         })
@@ -64,7 +64,7 @@ impl KeyService {
         let token = c.bearer.as_ref().ok_or_else(|| {
             ApiError::Unauthorized("this request needs a session: log in first".into())
         })?;
-        match self.unlocked(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))? {
+        match self.read(|tx| Ok(self.sessions.lookup(tx, token, db::now_ms())?))? {
             Some((account, Recency::Recent)) => Ok(account),
             Some((_, Recency::Stale)) => Err(ApiError::ReauthRequired),
             None => Err(ApiError::Unauthorized(

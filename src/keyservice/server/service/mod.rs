@@ -21,7 +21,7 @@ use super::db::{self, Database, DbLocation, META_MASTER_CHECK, Tx};
 use super::failures::FailureLimit;
 use super::limit::{RateLimiter, Source};
 use super::master::MasterKey;
-use super::session::{Recency, Sessions, new_token, token_hash};
+use super::session::{self, Recency, Sessions, new_token, token_hash};
 use super::state::{ACCOUNT_FORMAT, Account, Escrow, ServiceKeys, StateError, TotpState};
 use super::totp::{TotpCheck, TotpFactor};
 use crate::crypto::{self, SecretKey, Suite};
@@ -354,6 +354,35 @@ impl KeyService {
                 None => Err(gone()),
             }
         })
+    }
+
+    /// Runs `f` on a read-only connection, each statement on its own.
+    fn read<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut tx = self.db.begin_read()?;
+        f(&mut tx)
+    }
+
+    /// The caller's account document, with its session checked (live, and recent when
+    /// `need` is `Recent`) by the same one statement that reads it: the path of the
+    /// requests that only read the account (key fetches), with no lock and no
+    /// transaction to pay for.
+    fn session_account(&self, c: &Caller, need: Recency) -> Result<Account, ApiError> {
+        let gone =
+            || ApiError::Unauthorized("the session is unknown or expired: log in again".into());
+        let token = c.bearer.as_ref().ok_or_else(|| {
+            ApiError::Unauthorized("this request needs a session: log in first".into())
+        })?;
+        let found = self.read(|tx| Ok(tx.session_with_account(&token_hash(token))?))?;
+        let Some((s, account)) = found else {
+            return Err(gone());
+        };
+        match (session::recency(&s, db::now_ms()), need) {
+            (None, _) => Err(gone()),
+            (Some(Recency::Stale), Recency::Recent) => Err(ApiError::ReauthRequired),
+            (Some(_), _) => {
+                account.ok_or_else(|| ApiError::NotFound(format!("no account named {}", s.account)))
+            }
+        }
     }
 
     /// Runs `f` in a transaction that takes no account lock: reads, and writes of one

@@ -75,26 +75,21 @@ impl KeyService {
     }
 
     pub(crate) fn service_wrap(&self, c: &Caller, req: WrapReq) -> Result<WrappedResp, ApiError> {
-        let name = self.session(c)?;
+        let a = self.session_account(c, Recency::Stale)?;
         let ctx = Self::ctx(&req.ctx)?;
         let key = unhex_exact::<32>("key", &req.key)?;
-        self.locked_session(c, &name, Recency::Stale, |tx| {
-            let a = Self::load(tx, &name)?;
-            Ok(WrappedResp {
-                wrapped: self.wrap_with(&a, &ctx, &key)?,
-            })
+        Ok(WrappedResp {
+            wrapped: self.wrap_with(&a, &ctx, &key)?,
         })
     }
 
+    /// The key fetch of a standard category: one read of the session and the account.
     pub(crate) fn service_unwrap(&self, c: &Caller, req: WrappedReq) -> Result<KeyResp, ApiError> {
-        let name = self.session(c)?;
+        let a = self.session_account(c, Recency::Stale)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked_session(c, &name, Recency::Stale, |tx| {
-            let a = Self::load(tx, &name)?;
-            let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
-            Ok(KeyResp {
-                key: hex::encode(&key[..]),
-            })
+        let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
+        Ok(KeyResp {
+            key: hex::encode(&key[..]),
         })
     }
 
@@ -103,14 +98,11 @@ impl KeyService {
         c: &Caller,
         req: WrappedReq,
     ) -> Result<WrappedResp, ApiError> {
-        let name = self.session(c)?;
+        let a = self.session_account(c, Recency::Stale)?;
         let ctx = Self::ctx(&req.ctx)?;
-        self.locked_session(c, &name, Recency::Stale, |tx| {
-            let a = Self::load(tx, &name)?;
-            let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
-            Ok(WrappedResp {
-                wrapped: self.wrap_with(&a, &ctx, &key)?,
-            })
+        let key = self.unwrap_with(&a, &ctx, &req.wrapped)?;
+        Ok(WrappedResp {
+            wrapped: self.wrap_with(&a, &ctx, &key)?,
         })
     }
 
@@ -163,9 +155,8 @@ impl KeyService {
     }
 
     pub(crate) fn service_status(&self, c: &Caller) -> Result<ServiceStatus, ApiError> {
-        let name = self.session(c)?;
-        self.locked_session(c, &name, Recency::Stale, |tx| {
-            Ok(Self::service_status_of(&Self::load(tx, &name)?))
-        })
+        Ok(Self::service_status_of(
+            &self.session_account(c, Recency::Stale)?,
+        ))
     }
 }
