@@ -39,14 +39,12 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        // Several header lines are one list, in order (RFC 9110 section 5.3).
-        let mut entries = Vec::new();
+        // Several header lines are one list, in order (RFC 9110 section 5.3). Split as
+        // bytes: a line the caller filled with non-ASCII bytes must not spoil the entries
+        // the proxies appended to its right.
+        let mut entries: Vec<&[u8]> = Vec::new();
         for value in headers.get_all(FORWARDED_FOR) {
-            let Ok(text) = value.to_str() else {
-                log::debug!("X-Forwarded-For from proxy {peer} is not text: using the peer");
-                return peer;
-            };
-            entries.extend(text.split(','));
+            entries.extend(value.as_bytes().split(|b| *b == b','));
         }
         if entries.is_empty() {
             log::debug!("no X-Forwarded-For from proxy {peer}: using the peer");
@@ -57,7 +55,7 @@ impl TrustedProxies {
             let Some(ip) = parse_entry(entry) else {
                 log::debug!(
                     "malformed X-Forwarded-For entry {:?} from proxy {peer}: using the peer",
-                    entry.trim()
+                    String::from_utf8_lossy(entry).trim()
                 );
                 return peer;
             };
@@ -79,8 +77,8 @@ impl std::fmt::Display for TrustedProxies {
 
 /// One `X-Forwarded-For` entry: an address, or an address with a port (some proxies
 /// write `1.2.3.4:5678` or `[2001:db8::1]:443`).
-fn parse_entry(entry: &str) -> Option<IpAddr> {
-    let e = entry.trim();
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let e = std::str::from_utf8(entry).ok()?.trim();
     e.parse::<IpAddr>()
         .or_else(|_| e.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
@@ -169,6 +167,14 @@ mod tests {
         assert_eq!(p.client_ip(peer, &xff(&[""])), peer);
         assert_eq!(p.client_ip(peer, &xff(&["203.0.113.5, bogus"])), peer);
         assert_eq!(p.client_ip(peer, &xff(&["203.0.113.5,"])), peer);
+        // bytes that are not text, left of the proxy's entry, change nothing
+        let mut h = HeaderMap::new();
+        h.append(
+            FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.9").unwrap(),
+        );
+        h.append(FORWARDED_FOR, "203.0.113.5".parse().unwrap());
+        assert_eq!(p.client_ip(peer, &h), ip("203.0.113.5"));
         // only proxies in the chain: the leftmost of them
         assert_eq!(
             p.client_ip(peer, &xff(&["10.3.3.3, 10.2.2.2"])),
