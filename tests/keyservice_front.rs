@@ -7,7 +7,7 @@
 mod common;
 
 use cirrus::keyservice::client::Password;
-use common::keyserver::{Server, TINY};
+use common::keyserver::{Server, TINY, cluster_query, postgres_mode};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -121,7 +121,7 @@ fn without_trusted_proxy_the_header_is_ignored() {
 }
 
 #[test]
-fn healthz_answers_while_the_data_directory_is_there() {
+fn healthz_answers_while_the_database_does() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     let url = format!("{}/healthz", s.url);
@@ -135,11 +135,23 @@ fn healthz_answers_while_the_data_directory_is_there() {
             assert_eq!(p.join().unwrap(), 200);
         }
     });
-    // the storage gone: 503; back: 200
-    let moved = dir.path().join("moved");
-    std::fs::rename(&s.data, &moved).unwrap();
-    assert_eq!(answer(agent().get(&url).call()).0, 503);
-    std::fs::rename(&moved, &s.data).unwrap();
+    // the database gone: 503; back: 200
+    if postgres_mode() {
+        // no new connections, and the pooled ones ended
+        cluster_query(dir.path(), "ALTER DATABASE cirrus ALLOW_CONNECTIONS false");
+        cluster_query(
+            dir.path(),
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'cirrus'",
+        );
+        assert_eq!(answer(agent().get(&url).call()).0, 503);
+        cluster_query(dir.path(), "ALTER DATABASE cirrus ALLOW_CONNECTIONS true");
+    } else {
+        let moved = dir.path().join("moved");
+        std::fs::rename(&s.data, &moved).unwrap();
+        assert_eq!(answer(agent().get(&url).call()).0, 503);
+        std::fs::rename(&moved, &s.data).unwrap();
+    }
     assert_eq!(answer(agent().get(&url).call()).0, 200);
 }
 

@@ -59,6 +59,21 @@ pub fn database_args(dir: &Path) -> Vec<String> {
     })
 }
 
+/// In postgres mode, the answer of `sql` on the maintenance database `postgres` of the
+/// cluster of test directory `dir` (to act on the service's database from outside it).
+pub fn cluster_query(dir: &Path, sql: &str) -> String {
+    assert!(postgres_mode(), "a cluster exists in postgres mode only");
+    database_args(dir);
+    CLUSTERS.with(|c| {
+        let c = c.borrow();
+        c.iter()
+            .find(|(d, _)| d == dir)
+            .unwrap()
+            .1
+            .psql("postgres", sql)
+    })
+}
+
 /// The answer of `sql` on the key service database of test directory `dir`: Debian's
 /// sqlite3 on DATA's file, or psql on the directory's cluster. Rows one per line.
 pub fn query(dir: &Path, sql: &str) -> String {

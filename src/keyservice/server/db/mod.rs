@@ -103,23 +103,6 @@ pub(crate) fn redact(url: &str) -> String {
     u.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_passwords_wherever_they_are() {
-        for url in [
-            "postgres://cirrus:s3cret@db:5432/cirrus",
-            "postgres://cirrus@db/cirrus?password=s3cret&sslmode=disable",
-            "postgresql://db/cirrus?user=x&PASSWORD=s3cret",
-        ] {
-            let r = super::redact(url);
-            assert!(!r.contains("s3cret"), "{r}");
-            assert!(r.contains("db"), "{r}");
-        }
-        assert_eq!(super::redact("not a url"), "(unparsable connection string)");
-    }
-}
-
 /// The key service's database, whichever backend.
 pub(crate) trait Database: Send + Sync {
     /// Starts a transaction. With `lock = Some(account)`, it first takes that account's
@@ -155,4 +138,21 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_wherever_they_are() {
+        for url in [
+            "postgres://cirrus:s3cret@db:5432/cirrus",
+            "postgres://cirrus@db/cirrus?password=s3cret&sslmode=disable",
+            "postgresql://db/cirrus?user=x&PASSWORD=s3cret",
+        ] {
+            let r = super::redact(url);
+            assert!(!r.contains("s3cret"), "{r}");
+            assert!(r.contains("db"), "{r}");
+        }
+        assert_eq!(super::redact("not a url"), "(unparsable connection string)");
+    }
 }
