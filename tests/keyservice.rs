@@ -12,7 +12,7 @@ use cirrus::keyservice::api::NoticeKind;
 use cirrus::keyservice::client::{
     ClientError, KeyClient, Password, SecondFactor, escrow_verifier, probe,
 };
-use common::keyserver::{Server, TINY, database_args, postgres_mode, query};
+use common::keyserver::{Server, TINY, any_cert_tls, database_args, postgres_mode, query};
 use common::{contains, files_under};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -858,60 +858,12 @@ fn restart_keeps_state_and_data_holds_no_secret_in_clear() {
     assert!(alice.status().unwrap().totp_enrolled);
 }
 
-/// Accepts any certificate but checks handshake signatures: enough to see which TLS
-/// version the server negotiates.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn test_tls_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
-    let p = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(p.clone())
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(p)))
-        .with_no_client_auth()
-}
-
 fn negotiated(
     addr: &str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> rustls::ProtocolVersion {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(test_tls_config(versions)), name).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(any_cert_tls(versions)), name).unwrap();
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     while conn.is_handshaking() {
@@ -968,7 +920,7 @@ fn malformed_requests_get_json_errors_and_never_kill_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     let agent = ureq::AgentBuilder::new()
-        .tls_config(Arc::new(test_tls_config(&[&rustls::version::TLS13])))
+        .tls_config(Arc::new(any_cert_tls(&[&rustls::version::TLS13])))
         .timeout(Duration::from_secs(30))
         .build();
     let post = |path: &str, body: &str| -> (u16, serde_json::Value) {
@@ -1099,7 +1051,7 @@ fn half_open(
     tcp.set_nonblocking(false).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let config = Arc::new(test_tls_config(&[&rustls::version::TLS13]));
+    let config = Arc::new(any_cert_tls(&[&rustls::version::TLS13]));
     let mut conn = rustls::ClientConnection::new(config, name).unwrap();
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).ok()?;

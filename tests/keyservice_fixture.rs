@@ -17,7 +17,7 @@ use cirrus::crypto::SecretKey;
 use cirrus::keys::KdfParams;
 use cirrus::keyservice::api::Notice;
 use cirrus::keyservice::client::{ClientError, KeyClient, Password, SecondFactor, escrow_verifier};
-use common::keyserver::{Server, TINY, query};
+use common::keyserver::{Server, TINY, query, refused_start};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,6 +172,33 @@ fn json_fixture_served_keeps_every_account_record_and_invitation() {
     }
     assert!(s.stop().success());
     check_import_kept_a_backup_and_is_done_once(dir.path(), &exp);
+}
+
+/// A first start given another master key than the one the JSON files were sealed with
+/// refuses, and leaves nothing that would stop the start with the right key: no check
+/// value in the database, no key file it made.
+#[test]
+fn a_json_import_with_another_master_key_is_refused_and_leaves_nothing() {
+    let exp = load_expected();
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_dir().join("data"), &dir.path().join("data"));
+    let other = dir.path().join("other.key");
+    let err = refused_start(dir.path(), &["--master-key-file", other.to_str().unwrap()]);
+    assert!(err.contains("does not open this database"), "{err}");
+    assert!(!other.exists(), "the key file it made was left behind");
+    assert!(
+        dir.path().join("data/accounts").is_dir(),
+        "the JSON files moved"
+    );
+    assert_eq!(query(dir.path(), "SELECT count(*) FROM meta"), "0");
+    assert_eq!(query(dir.path(), "SELECT count(*) FROM accounts"), "0");
+    // the right key then imports everything
+    let s = Server::start(dir.path(), &[]);
+    assert_eq!(
+        query(dir.path(), "SELECT count(*) FROM accounts"),
+        exp.accounts.len().to_string()
+    );
+    assert!(s.stop().success());
 }
 
 /// The first start imported the JSON files into the database and moved them to

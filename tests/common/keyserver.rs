@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const TINY: KdfParams = KdfParams {
     memory_kib: 8,
@@ -57,6 +57,39 @@ pub fn database_args(dir: &Path) -> Vec<String> {
         let url = c.iter().find(|(d, _)| d == dir).unwrap().1.url("cirrus");
         vec!["--database".to_string(), url]
     })
+}
+
+/// Runs `cirrus serve` on DATA `dir/data` with `args` (and the run's database, unless
+/// they name one), which must fail to start; its stderr.
+pub fn refused_start(dir: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .args(["--verifier-memory-kib", "8", "--verifier-time", "1"])
+        .args(args)
+        .args(if args.contains(&"--database") {
+            Vec::new()
+        } else {
+            database_args(dir)
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!status.success(), "the server started");
+            assert!(out.stdout.is_empty(), "it printed a listening line");
+            return String::from_utf8_lossy(&out.stderr).to_string();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server neither started nor stopped within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// In postgres mode, the answer of `sql` on the maintenance database `postgres` of the
@@ -265,4 +298,54 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// Accepts any certificate but checks handshake signatures: for tests that look at the
+/// server's answers or its TLS versions, not at pinning (tests/keyservice.rs tests that).
+#[derive(Debug)]
+pub struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client config with [`AnyCert`] and the given TLS versions.
+pub fn any_cert_tls(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let p = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(p)))
+        .with_no_client_auth()
 }

@@ -16,7 +16,7 @@ impl KeyService {
         }
         self.signup_limit.fail(&ip, now);
         if self.cfg.signup == Signup::Closed {
-            self.unlocked(|tx| self.check_invite(tx, &req.account, req.invite.as_deref()))?;
+            self.read(|tx| self.check_invite(tx, &req.account, req.invite.as_deref()))?;
         }
         let verifier = self.make_verifier(&auth[..])?;
         self.locked(&req.account, |tx| {
@@ -107,7 +107,7 @@ impl KeyService {
     /// salt that is stable per name, so this endpoint does not tell who has an account.
     pub(crate) fn salt(&self, req: SaltReq) -> Result<SaltResp, ApiError> {
         check_account_name(&req.account)?;
-        if let Some(a) = self.unlocked(|tx| Ok(tx.account(&req.account)?))? {
+        if let Some(a) = self.read(|tx| Ok(tx.account(&req.account)?))? {
             return Ok(SaltResp {
                 salt: a.salt,
                 kdf: a.kdf,

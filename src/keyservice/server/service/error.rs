@@ -82,8 +82,10 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn body(&self) -> ErrorBody {
-        let code = match self {
+    /// The stable code of the error (the `code` of its JSON body, and the `kind` label
+    /// of the failure metrics).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
             ApiError::BadRequest(_) => code::BAD_REQUEST,
             ApiError::Unauthorized(_) => code::UNAUTHORIZED,
             ApiError::SecondFactor(_) => code::SECOND_FACTOR,
@@ -101,7 +103,11 @@ impl ApiError {
             ApiError::Busy { .. } => code::BUSY,
             ApiError::TimedOut => code::TIMED_OUT,
             ApiError::Internal(_) => code::INTERNAL,
-        };
+        }
+    }
+
+    pub(crate) fn body(&self) -> ErrorBody {
+        let code = self.code();
         ErrorBody {
             error: self.to_string(),
             code: code.to_string(),

@@ -385,8 +385,8 @@ impl KeyService {
         }
     }
 
-    /// Runs `f` in a transaction that takes no account lock: reads, and writes of one
-    /// statement each (a session lookup, a logout).
+    /// Runs `f` in a transaction that takes no account lock, for writes of one statement
+    /// each that need none (a logout).
     fn unlocked<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
@@ -506,7 +506,7 @@ mod tests {
             Err(ApiError::EscrowWrong { remaining: 0 })
         ));
         assert!(matches!(open(proof), Err(ApiError::EscrowDestroyed)));
-        let left = svc.unlocked(|tx| Ok(tx.escrow("alice")?)).unwrap();
+        let left = svc.read(|tx| Ok(tx.escrow("alice")?)).unwrap();
         assert!(left.is_none(), "the escrow record is gone");
         assert!(svc.account_status(&c).unwrap().escrow_destroyed);
     }

@@ -16,7 +16,7 @@ impl KeyService {
         let key = format!("login:{name}");
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
-        self.unlocked(|tx| self.limit_check(tx, &key, c.ip))?;
+        self.read(|tx| self.limit_check(tx, &key, c.ip))?;
         self.locked_session(c, &name, Recency::Stale, |tx| {
             self.limit_check(tx, &key, c.ip)?;
             let mut a = Self::load(tx, &name)?;

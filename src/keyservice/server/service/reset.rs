@@ -49,7 +49,7 @@ impl KeyService {
         let key = format!("reset:{}", req.account);
         // Checked before the Argon2 below, so a refused guess costs no KDF work; checked
         // again under the lock, where parallel guesses are counted one by one.
-        self.unlocked(|tx| self.limit_check(tx, &key, c.ip))?;
+        self.read(|tx| self.limit_check(tx, &key, c.ip))?;
         let verifier = self.make_verifier(&auth[..])?;
         self.locked(&req.account, |tx| {
             self.limit_check(tx, &key, c.ip)?;
