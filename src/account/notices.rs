@@ -72,6 +72,9 @@ pub fn describe(n: &Notice) -> String {
         NoticeKind::ResetCompleted => {
             format!("{ago} ago, the account password was reset through data recovery from {from}")
         }
+        NoticeKind::WebSignIn => format!(
+            "{ago} ago, someone signed in to the web front from {from} with the web password              and a TOTP code (`cirrus web sessions` lists the sessions, `cirrus web revoke`              ends them)"
+        ),
     }
 }
 
@@ -108,6 +111,7 @@ mod tests {
             NoticeKind::ResetRequested,
             NoticeKind::ResetCancelled,
             NoticeKind::ResetCompleted,
+            NoticeKind::WebSignIn,
         ] {
             let shown = describe(&Notice {
                 id: 1,

@@ -2,7 +2,8 @@
 //! running) and prints the one line a client needs: its URL and certificate fingerprint.
 
 use crate::keyservice::server::{
-    ServeLimits, ServeOptions, ServiceConfig, Signup, StoreOptions, TrustedProxies, parse_cidr,
+    Front, ServeLimits, ServeOptions, ServiceConfig, Signup, StoreOptions, TrustedProxies,
+    WebConfig, parse_cidr,
 };
 use std::io::Write;
 use std::net::SocketAddr;
@@ -124,6 +125,78 @@ pub struct ServeArgs {
     /// names the address (port 0: the system picks one). Off by default.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    web: WebArgs,
+}
+
+/// The web front (`--web-listen`): accounts' drives in a browser, read with server-held
+/// keys. Off unless --web-listen is given.
+#[derive(clap::Args)]
+struct WebArgs {
+    /// Serve the web front on ADDR (HTTPS, its own certificate), e.g. 0.0.0.0:443.
+    #[arg(long, value_name = "ADDR")]
+    web_listen: Option<SocketAddr>,
+    /// PEM certificate (chain) of the web front, one browsers trust; renewed on its own
+    /// schedule (devices pin the API's certificate, never this one). Default: a
+    /// self-signed one made in DATA/web-tls.
+    #[arg(
+        long,
+        requires = "web_key",
+        requires = "web_listen",
+        value_name = "FILE"
+    )]
+    web_cert: Option<PathBuf>,
+    /// PEM private key of --web-cert.
+    #[arg(long, requires = "web_cert", value_name = "FILE")]
+    web_key: Option<PathBuf>,
+    /// A store location the web front may read, as ENDPOINT/BUCKET/PREFIX/ (e.g.
+    /// https://s3.example.com/cirrus/); repeat for several. None by default: every `cirrus
+    /// web on` is refused until the admin allows the stores it names.
+    #[arg(
+        long = "web-store-allow",
+        value_name = "PREFIX",
+        requires = "web_listen"
+    )]
+    web_store_allow: Vec<String>,
+    /// Seconds a web session lasts after its last request.
+    #[arg(long, default_value_t = WebConfig::default().idle.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    web_idle: u64,
+    /// Seconds a web session lasts in all.
+    #[arg(long, default_value_t = WebConfig::default().max.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    web_max: u64,
+}
+
+impl WebArgs {
+    /// The service's web settings and the front to run, if --web-listen was given.
+    fn build(self) -> Result<Option<(WebConfig, crate::web::WebOptions)>, String> {
+        let Some(listen) = self.web_listen else {
+            return Ok(None);
+        };
+        let mut store_allow = Vec::new();
+        for p in self.web_store_allow {
+            // A prefix ends at a path boundary, so .../cirrus/ never allows .../cirrus-other.
+            let p = if p.ends_with('/') { p } else { format!("{p}/") };
+            if !(p.starts_with("https://") || p.starts_with("http://")) {
+                return Err(format!(
+                    "serve: --web-store-allow {p}: expected ENDPOINT/BUCKET/PREFIX/, e.g. \
+                     https://s3.example.com/cirrus/"
+                ));
+            }
+            store_allow.push(p);
+        }
+        let cfg = WebConfig {
+            store_allow,
+            idle: Duration::from_secs(self.web_idle),
+            max: Duration::from_secs(self.web_max),
+        };
+        let opts = crate::web::WebOptions {
+            listen,
+            cert: self.web_cert.zip(self.web_key),
+        };
+        Ok(Some((cfg, opts)))
+    }
 }
 
 /// A count from the command line as a usize (a count past it means "no cap" anyway).
@@ -247,7 +320,13 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             ));
         }
     };
+    let web = args.web.build()?;
+    let mut fronts: Vec<Box<dyn Front>> = Vec::new();
+    if let Some((_, w)) = &web {
+        fronts.push(Box::new(crate::web::WebFront::new(w.clone())));
+    }
     let opts = ServeOptions {
+        fronts,
         listen,
         store: StoreOptions {
             data,
@@ -268,6 +347,7 @@ pub fn run(args: ServeArgs) -> super::CliResult {
             signup_per_ip: args.signup_per_ip,
             reauth_window: Duration::from_secs(args.reauth_window),
             totp_period,
+            web: web.map(|(cfg, _)| cfg),
         },
         limits: ServeLimits {
             max_connections: args.max_connections.map(saturate),
@@ -278,13 +358,17 @@ pub fn run(args: ServeArgs) -> super::CliResult {
         trusted_proxies: TrustedProxies::new(args.trusted_proxies),
         admin_listen: args.admin_listen,
     };
-    crate::keyservice::server::serve(opts, |addr, fingerprint| {
-        // The one line on stdout: scripts and the first-contact prompt read it.
+    crate::keyservice::server::serve(opts, |started| {
+        // One line per listener on stdout, the key service's first: scripts and the
+        // first-contact prompt read it.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "cirrus key service listening on https://{addr} fingerprint {fingerprint}"
-        );
+        for s in started {
+            let _ = writeln!(
+                out,
+                "cirrus {} listening on https://{} fingerprint {}",
+                s.name, s.addr, s.fingerprint
+            );
+        }
         let _ = out.flush();
     })
     .map_err(|e| format!("serve: {e}"))?;

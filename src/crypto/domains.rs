@@ -94,8 +94,15 @@ pub const SIGN_MANIFEST: &str = "account manifest";
 pub const SIGN_HEAD: &str = "category head";
 pub const SIGN_JOIN_REQUEST: &str = "join request";
 pub const SIGN_ACK: &str = "key acknowledgement";
+pub const SIGN_WEB_REGISTRATION: &str = "web registration";
 /// Every signature domain.
-pub const SIGNATURE_DOMAINS: &[&str] = &[SIGN_MANIFEST, SIGN_HEAD, SIGN_JOIN_REQUEST, SIGN_ACK];
+pub const SIGNATURE_DOMAINS: &[&str] = &[
+    SIGN_MANIFEST,
+    SIGN_HEAD,
+    SIGN_JOIN_REQUEST,
+    SIGN_ACK,
+    SIGN_WEB_REGISTRATION,
+];
 
 // Join-code MACs: BLAKE3 keyed with the join key over `u64 LE len(domain) | domain | m`
 // (FORMAT.md §11.5). Another key than any signature's, so sharing a word with a

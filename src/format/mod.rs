@@ -16,6 +16,7 @@ pub mod record;
 pub mod recovery_proof;
 pub mod seen;
 pub mod table;
+pub mod web;
 
 pub use codec::FormatError;
 pub use context::{Context, ObjKind};

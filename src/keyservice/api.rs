@@ -272,6 +272,8 @@ pub enum NoticeKind {
     /// The reset took effect: the password changed, every session ended and every
     /// remembered device was forgotten.
     ResetCompleted,
+    /// Someone signed in to the web front with the web password and a TOTP code.
+    WebSignIn,
 }
 
 /// One notice, as kept by the server and sent to devices.
@@ -309,4 +311,69 @@ pub struct NoticesResp {
 pub struct CancelResetResp {
     /// False: there was no pending reset.
     pub cancelled: bool,
+}
+
+/// `web/on`: a trusted device turns web access on for its account (FORMAT.md §9d).
+#[derive(Serialize, Deserialize)]
+pub struct WebOnReq {
+    /// The account's store, as the server should open it (`s3://BUCKET/PREFIX?endpoint=..`).
+    pub store: String,
+    /// The signed manifest object the device trusts now, hex.
+    pub manifest: String,
+    /// The registering device's signing key (an active device of that manifest), hex.
+    pub signer: String,
+    /// Its signature over `format::web::registration_message`, hex.
+    pub signature: String,
+    /// The web password; the server keeps only an Argon2id verifier of it.
+    pub password: String,
+}
+
+impl Drop for WebOnReq {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct WebStatus {
+    pub enabled: bool,
+    /// The store the web front reads, as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<u64>,
+    /// The registering device's name in the manifest it registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Web sessions open now.
+    pub sessions: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebSessionInfo {
+    /// Public id: `web revoke ID`.
+    pub id: String,
+    /// Unix seconds.
+    pub started: u64,
+    pub last_used: u64,
+    pub from: String,
+    pub agent: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebSessionsResp {
+    pub sessions: Vec<WebSessionInfo>,
+}
+
+/// `web/revoke`: one session by id, or all (`id` absent).
+#[derive(Serialize, Deserialize)]
+pub struct WebRevokeReq {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebRevokeResp {
+    pub ended: u64,
 }

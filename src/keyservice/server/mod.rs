@@ -17,9 +17,11 @@ pub mod totp;
 
 pub use db::{DbError, DbLocation};
 pub use https::{
-    ServeError, ServeLimits, ServeOptions, TlsError, TrustedProxies, parse_cidr, serve,
+    Front, FrontContext, Listening, ServeError, ServeLimits, ServeOptions, Serving, Started,
+    TlsError, TrustedProxies, parse_cidr, serve,
 };
-pub use service::{ServiceConfig, Signup, StoreOptions};
+pub(crate) use service::{ApiError, KeyService, WebSession, WebSignIn};
+pub use service::{ServiceConfig, Signup, StoreOptions, WebConfig};
 pub use state::StateError;
 
 /// `cirrus serve account create`: an invitation for `account` in the service's database

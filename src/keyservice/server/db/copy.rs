@@ -1,7 +1,8 @@
 //! `cirrus serve migrate`: copies every table of one database into another, empty one
 //! (SQLite into PostgreSQL), in one transaction on the destination, so replicas can take
 //! over a service that ran on one machine without anyone noticing: accounts, records,
-//! escrow, invitations, sessions, failure counts and the master-key check value.
+//! escrow, invitations, sessions, failure counts, web registrations, web sessions, the
+//! web front's record of heads seen, and the master-key check value.
 
 use super::{Database, DbError, Value};
 
@@ -17,6 +18,21 @@ const TABLES: &[(&str, &[&str])] = &[
         &["hash", "account", "expires_ms", "recent_until_ms"],
     ),
     ("failures", &["key", "at_ms"]),
+    ("web_accounts", &["account", "doc"]),
+    (
+        "web_sessions",
+        &[
+            "hash",
+            "id",
+            "account",
+            "csrf",
+            "created_ms",
+            "last_ms",
+            "source",
+            "agent",
+        ],
+    ),
+    ("web_seen", &["account", "what", "counter", "hash", "obj"]),
 ];
 
 /// Copies `src` into `dst`; the rows copied per table. Refuses a destination that holds

@@ -7,16 +7,22 @@ use refinery::error::Kind;
 use refinery::{Migration, Runner};
 
 /// The newest schema version this binary knows.
-pub(crate) const LATEST: u32 = 1;
+pub(crate) const LATEST: u32 = 2;
 
-const SQLITE: &[(&str, &str)] = &[(
-    "V1__initial",
-    include_str!("migrations/sqlite/V1__initial.sql"),
-)];
-const POSTGRES: &[(&str, &str)] = &[(
-    "V1__initial",
-    include_str!("migrations/postgres/V1__initial.sql"),
-)];
+const SQLITE: &[(&str, &str)] = &[
+    (
+        "V1__initial",
+        include_str!("migrations/sqlite/V1__initial.sql"),
+    ),
+    ("V2__web", include_str!("migrations/sqlite/V2__web.sql")),
+];
+const POSTGRES: &[(&str, &str)] = &[
+    (
+        "V1__initial",
+        include_str!("migrations/postgres/V1__initial.sql"),
+    ),
+    ("V2__web", include_str!("migrations/postgres/V2__web.sql")),
+];
 
 fn runner(files: &[(&str, &str)]) -> Result<Runner, DbError> {
     let migrations = files

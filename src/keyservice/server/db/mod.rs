@@ -16,9 +16,11 @@ mod migrate;
 mod postgres;
 mod sqlite;
 mod tx;
+mod web_tx;
 
 pub(crate) use conn::{Conn, Value};
 pub(crate) use tx::{SessionRow, Tx};
+pub(crate) use web_tx::{WEB_MANIFEST, WebSessionRow};
 
 use std::path::{Path, PathBuf};
 

@@ -5,11 +5,13 @@
 mod accept;
 mod admin;
 mod conns;
+mod front;
 mod kdf_pool;
 mod metrics;
 mod proxy;
 mod tls;
 
+pub use front::{Front, FrontContext, Listening, Serving};
 pub use proxy::{TrustedProxies, parse_cidr};
 pub use tls::TlsError;
 
@@ -17,7 +19,6 @@ use super::service::{ApiError, Caller, KeyService, ServiceConfig, StoreOptions};
 use super::state::StateError;
 use crate::keyservice::Fingerprint;
 use crate::keyservice::api::{self, ErrorBody};
-use accept::GuardAcceptor;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -48,6 +49,15 @@ pub struct ServeOptions {
     pub trusted_proxies: TrustedProxies,
     /// `--admin-listen`: the loopback address of the plain-HTTP `/metrics` listener.
     pub admin_listen: Option<SocketAddr>,
+    /// Listeners run beside the API with the same service (the web front).
+    pub fronts: Vec<Box<dyn Front>>,
+}
+
+/// A listener that started, as the ready callback is told of it.
+pub struct Started {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub fingerprint: Fingerprint,
 }
 
 /// How many connections `cirrus serve` keeps, and for how long (denial-of-service bounds).
@@ -101,7 +111,7 @@ pub enum ServeError {
 }
 
 /// How long a client may take to finish the TLS handshake (slow-loris guard).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const GRACE: Duration = Duration::from_secs(10);
 /// Blocking threads for requests with no KDF work (file reads and writes), on top of one
@@ -115,7 +125,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// What every request handler shares.
 struct App {
     svc: Arc<KeyService>,
-    kdf: KdfPool,
+    kdf: Arc<KdfPool>,
     request_timeout: Duration,
     proxies: TrustedProxies,
     metrics: Arc<Metrics>,
@@ -128,11 +138,9 @@ type Svc = Arc<App>;
 type Endpoint<Req, Resp> = fn(&KeyService, &Caller, Req) -> Result<Resp, ApiError>;
 
 /// Runs the key service in the foreground until SIGTERM or SIGINT. `ready` is called once
-/// the socket listens, with its address and the certificate fingerprint clients must pin.
-pub fn serve(
-    opts: ServeOptions,
-    ready: impl FnOnce(SocketAddr, Fingerprint),
-) -> Result<(), ServeError> {
+/// every socket listens: the API first (its address and the certificate fingerprint
+/// clients must pin), then each extra front.
+pub fn serve(opts: ServeOptions, ready: impl FnOnce(&[Started])) -> Result<(), ServeError> {
     let limits = opts.limits;
     // First, so a refused admin address stops the start before anything is opened.
     let admin_listener = opts.admin_listen.map(admin::bind).transpose()?;
@@ -142,7 +150,7 @@ pub fn serve(
     );
     let app = Arc::new(App {
         svc: Arc::new(KeyService::open(&opts.store, opts.config, true)?),
-        kdf: KdfPool::sized_to_cores(),
+        kdf: Arc::new(KdfPool::sized_to_cores()),
         request_timeout: limits.request_timeout,
         proxies: opts.trusted_proxies,
         metrics: Arc::new(Metrics::new(counter.clone())),
@@ -164,28 +172,25 @@ pub fn serve(
         app.kdf.workers()
     );
     let given = opts.cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    let id = tls::identity(&opts.store.data, given, opts.listen.ip())?;
+    let id = tls::identity(&opts.store.data, given, opts.listen.ip(), "tls")?;
     let fingerprint = id.fingerprint;
     let tls_config = tls::server_config(id)?;
-    let listen_err = |source| ServeError::Listen {
-        addr: opts.listen,
-        source,
-    };
-    let listener = std::net::TcpListener::bind(opts.listen).map_err(listen_err)?;
-    let addr = listener.local_addr().map_err(listen_err)?;
+    let fronts = opts.fronts;
+    let extra_threads: usize = fronts.iter().map(|f| f.blocking_threads()).sum();
 
     // Two workers are plenty for a key service; Argon2 runs on the blocking pool, at most
     // `kdf.workers()` at once (each verify uses --verifier-memory-kib), so a burst of
     // logins cannot take unbounded memory.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(app.kdf.workers() + OTHER_BLOCKING_THREADS)
+        .max_blocking_threads(app.kdf.workers() + OTHER_BLOCKING_THREADS + extra_threads)
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
     // The service is dropped here, after the runtime, never inside it: its PostgreSQL
     // connections each own a small runtime, which must not be dropped from async code.
     let svc = app.svc.clone();
+    let data = opts.store.data.clone();
     let served = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         // Registered before `ready`, so a signal sent as soon as the address is printed
@@ -201,35 +206,52 @@ pub fn serve(
             }
             stopper.graceful_shutdown(Some(GRACE));
         });
-        // The guard runs first, on the bare TCP stream: a connection over the caps is
-        // closed before any TLS work.
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-            axum_server::tls_rustls::RustlsConfig::from_config(tls_config),
-        )
-        .handshake_timeout(HANDSHAKE_TIMEOUT)
-        .acceptor(GuardAcceptor::new(counter, limits.idle_timeout));
-        let mut server = axum_server::from_tcp(listener)
-            .map_err(listen_err)?
-            .acceptor(acceptor)
-            .handle(handle)
-            .http1_only()
-            .first_request_timeout(limits.idle_timeout);
-        // axum-server turns hyper's header timeout off. Hyper (1.12) starts it whenever
-        // the connection waits for a request head, the first one and each keep-alive one,
-        // so it is the idle timeout too: a half-sent or never-sent request is dropped.
-        server
-            .http_builder()
-            .http1()
-            .header_read_timeout(limits.idle_timeout)
-            .keep_alive(true);
+        let (addr, api) = front::serve_on(
+            opts.listen,
+            tls_config,
+            counter.clone(),
+            &limits,
+            handle.clone(),
+            router(app.clone()),
+        )?;
+        let mut started = vec![Started {
+            name: "key service",
+            addr,
+            fingerprint,
+        }];
+        let mut loops = vec![api];
+        for f in fronts {
+            let name = f.name();
+            let cx = FrontContext::new(
+                app.svc.clone(),
+                app.kdf.clone(),
+                app.proxies.clone(),
+                data.clone(),
+                limits.clone(),
+                counter.clone(),
+                handle.clone(),
+            );
+            let l = f.start(cx)?;
+            log::info!("{name} listening on https://{}", l.addr);
+            started.push(Started {
+                name,
+                addr: l.addr,
+                fingerprint: l.fingerprint,
+            });
+            loops.push(l.serving);
+        }
         if let Some(l) = admin_listener {
             admin::spawn(l, app.metrics.clone())?;
         }
-        ready(addr, fingerprint);
-        server
-            .serve(router(app).into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .map_err(ServeError::Serve)?;
+        ready(&started);
+        // Every loop ends at the shared graceful shutdown; the first error ends the rest.
+        let mut set = tokio::task::JoinSet::new();
+        for l in loops {
+            set.spawn(l);
+        }
+        while let Some(done) = set.join_next().await {
+            done.map_err(|e| ServeError::Serve(std::io::Error::other(e.to_string())))??;
+        }
         log::info!("key service stopped");
         Ok(())
     });
@@ -338,6 +360,23 @@ fn router(svc: Svc) -> Router {
         .route(
             "/v1/escrow/delete",
             route("escrow/delete", |s, c, _: api::Empty| s.escrow_delete(c)),
+        )
+        .route("/v1/web/on", kdf_route("web/on", |s, c, r| s.web_on(c, r)))
+        .route(
+            "/v1/web/off",
+            route("web/off", |s, c, _: api::Empty| s.web_off(c)),
+        )
+        .route(
+            "/v1/web/status",
+            route("web/status", |s, c, _: api::Empty| s.web_status(c)),
+        )
+        .route(
+            "/v1/web/sessions",
+            route("web/sessions", |s, c, _: api::Empty| s.web_sessions_list(c)),
+        )
+        .route(
+            "/v1/web/revoke",
+            route("web/revoke", |s, c, r| s.web_revoke(c, r)),
         )
         .fallback(|State(app): State<Svc>| async move {
             unmatched(

@@ -86,16 +86,18 @@ fn generate(cert: &Path, key: &Path, listen: IpAddr) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// The identity from `--cert/--key`, or DATA/tls/{cert,key}.pem, made on first start.
+/// The identity from `--cert/--key`, or DATA/`subdir`/{cert,key}.pem, made on first start
+/// (`tls` for the API, whose fingerprint devices pin; the web front has its own).
 pub(crate) fn identity(
     data: &Path,
     given: Option<(&Path, &Path)>,
     listen: IpAddr,
+    subdir: &str,
 ) -> Result<Identity, TlsError> {
     if let Some((cert, key)) = given {
         return load(cert, key);
     }
-    let dir = data.join("tls");
+    let dir = data.join(subdir);
     let mkdir_err = |e: std::io::Error| TlsError::Write {
         path: dir.clone(),
         why: e.to_string(),
@@ -142,8 +144,8 @@ mod tests {
     fn certificate_is_made_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let a = identity(dir.path(), None, ip).unwrap();
-        let b = identity(dir.path(), None, ip).unwrap();
+        let a = identity(dir.path(), None, ip, "tls").unwrap();
+        let b = identity(dir.path(), None, ip, "tls").unwrap();
         assert_eq!(a.fingerprint, b.fingerprint);
         let mode = std::fs::metadata(dir.path().join("tls/key.pem"))
             .unwrap()
@@ -153,7 +155,7 @@ mod tests {
         assert!(server_config(a).is_ok());
         std::fs::remove_file(dir.path().join("tls/cert.pem")).unwrap();
         assert!(matches!(
-            identity(dir.path(), None, ip),
+            identity(dir.path(), None, ip, "tls"),
             Err(TlsError::HalfPair { .. })
         ));
     }

@@ -16,6 +16,7 @@ mod input;
 mod reauth;
 mod reset;
 mod service_keys;
+mod web;
 
 use super::db::{self, Database, DbLocation, META_MASTER_CHECK, Tx};
 use super::failures::FailureLimit;
@@ -36,6 +37,8 @@ use zeroize::Zeroizing;
 
 pub(crate) use error::ApiError;
 use input::{bad, check_account_name, check_record_name, password_fields, unhex, unhex_exact};
+pub use web::WebConfig;
+pub(crate) use web::{WebSession, WebSignIn};
 
 /// Server-side settings (`cirrus serve` flags).
 #[derive(Debug, Clone)]
@@ -65,6 +68,9 @@ pub struct ServiceConfig {
     /// Seconds per TOTP step: [`super::totp::PERIOD`], except in the test suite. A step
     /// recorded as used is a count of periods, so a server keeps one period for life.
     pub totp_period: u64,
+    /// The web front's settings; `None` when `cirrus serve` runs none (`web on` is then
+    /// refused).
+    pub web: Option<WebConfig>,
 }
 
 /// Who may create accounts (`cirrus serve --signup`).
@@ -94,6 +100,7 @@ impl Default for ServiceConfig {
             signup_per_ip: 10,
             reauth_window: Duration::from_secs(300),
             totp_period: super::totp::PERIOD,
+            web: None,
         }
     }
 }

@@ -51,6 +51,19 @@ impl KeyService {
         wrapped: &str,
     ) -> Result<Zeroizing<[u8; 32]>, ApiError> {
         let w = unhex("wrapped", wrapped, 4 + 32 + crypto::SEAL_OVERHEAD)?;
+        self.unwrap_bytes(a, ctx, &w)
+    }
+
+    /// [`Self::unwrap_with`] of raw bytes: `u32 LE service key version | sealed key`.
+    pub(super) fn unwrap_bytes(
+        &self,
+        a: &Account,
+        ctx: &[u8],
+        w: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, ApiError> {
+        if w.len() > 4 + 32 + crypto::SEAL_OVERHEAD {
+            return Err(bad("the wrapped value is too long for a wrapped key"));
+        }
         let (v, sealed) = w
             .split_first_chunk::<4>()
             .ok_or_else(|| bad("wrapped is too short"))?;
