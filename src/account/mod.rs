@@ -40,6 +40,7 @@ mod acks;
 mod categories;
 mod open;
 mod rotate;
+mod web;
 mod witness;
 pub use acks::GcAcks;
 use open::device_key_of;

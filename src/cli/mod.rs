@@ -15,6 +15,7 @@ mod rotate;
 mod serve;
 mod status;
 mod sync;
+mod web;
 
 use crate::account::{self, InitOptions};
 use crate::format::table::Class;
@@ -330,6 +331,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: adp::AdpCmd,
     },
+    /// Web access: the account's standard categories in a browser, on the key service's
+    /// web front (on, off, status, sessions, revoke).
+    Web {
+        #[command(subcommand)]
+        cmd: web::WebCmd,
+    },
     /// Change this device's passcode (the one `mount` asks for).
     ///
     /// Only this device's files are re-sealed; other devices keep their own passcodes.
@@ -570,6 +577,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         Cmd::Recover(args) => device::recover(home, args),
         Cmd::Adp { cmd } => adp::run(home, cmd),
         Cmd::Account { cmd } => account_cmd::run(home, cmd),
+        Cmd::Web { cmd } => web::run(home, cmd),
         Cmd::Escrow { cmd } => methods::escrow(home, cmd),
         Cmd::Backup { cmd } => adp::backup(home, cmd),
         Cmd::RecoveryContact { cmd } => methods::contact(home, cmd),

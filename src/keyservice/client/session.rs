@@ -250,4 +250,34 @@ impl Session {
         let _: Empty = self.post("escrow/delete", &Empty {})?;
         Ok(())
     }
+
+    /// `web/on`: registers the account's store and the manifest this device trusts
+    /// (signed by it) for the web front, with a new web password. Needs a recent session.
+    pub fn web_on(&self, req: &WebOnReq) -> Result<WebStatus, ClientError> {
+        self.post("web/on", req)
+    }
+
+    pub fn web_off(&self) -> Result<WebStatus, ClientError> {
+        self.post("web/off", &Empty {})
+    }
+
+    pub fn web_status(&self) -> Result<WebStatus, ClientError> {
+        self.post("web/status", &Empty {})
+    }
+
+    pub fn web_sessions(&self) -> Result<Vec<WebSessionInfo>, ClientError> {
+        let r: WebSessionsResp = self.post("web/sessions", &Empty {})?;
+        Ok(r.sessions)
+    }
+
+    /// Ends one web session (`Some(id)`) or all of them; how many ended.
+    pub fn web_revoke(&self, id: Option<&str>) -> Result<u64, ClientError> {
+        let r: WebRevokeResp = self.post(
+            "web/revoke",
+            &WebRevokeReq {
+                id: id.map(str::to_string),
+            },
+        )?;
+        Ok(r.ended)
+    }
 }
