@@ -17,6 +17,8 @@ mod reauth;
 mod reset;
 mod service_keys;
 mod web;
+#[cfg(test)]
+mod web_tests;
 
 use super::db::{self, Database, DbLocation, META_MASTER_CHECK, Tx};
 use super::failures::FailureLimit;
