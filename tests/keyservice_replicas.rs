@@ -332,7 +332,7 @@ fn a_database_with_a_newer_schema_is_refused() {
         .arg(&db)
         .arg(
             "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
-             VALUES (2, 'from_the_future', '2030-01-01T00:00:00Z', '1')",
+             VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z', '1')",
         )
         .output()
         .unwrap();
