@@ -99,6 +99,14 @@ impl Unlocked {
             next.set(FLAG_ADP, true);
             self.publish_manifest(next)?;
         }
+        // ADP turns web access off (the web front also refuses any account whose
+        // manifest says ADP, whoever asks): this ends the open web sessions now.
+        if let Ok(s) = self.session() {
+            match s.web_off() {
+                Ok(_) => log::info!("web access is off: Advanced Data Protection is on"),
+                Err(e) => log::debug!("turning web access off: {e}"),
+            }
+        }
         Ok(self.adp_targets())
     }
 

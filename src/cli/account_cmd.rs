@@ -198,6 +198,16 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             );
             println!("passcode escrow: {}", if st.escrow { "on" } else { "off" });
             println!("service key version: {}", st.service_version);
+            if let Ok(web) = acct.web_status() {
+                println!(
+                    "web access: {}",
+                    if web.enabled {
+                        format!("on ({} open sessions: cirrus web sessions)", web.sessions)
+                    } else {
+                        "off".into()
+                    }
+                );
+            }
             Ok(0)
         }
         AccountCmd::Login { pass } => {
