@@ -3,6 +3,10 @@
 //! ran `cirrus web on`; and the runner of the Python scenarios of `tests/web/`, which
 //! drive Debian's chromium through Playwright (both installed by scripts/setup-test-deps).
 
+use super::accounts::{Codes, FAST_TOTP, enroll_totp, with_pw};
+use super::keyserver::Server;
+use super::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed};
+use super::*;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -138,4 +142,193 @@ pub fn assert_png(path: &Path) {
         "{} is not a PNG",
         path.display()
     );
+}
+
+/// The account of the web tests.
+pub const ACCOUNT: &str = "alice";
+
+/// Mount flags of the device: writes are committed within a second, so the
+/// `cirrus sync --wait` of [`WebDrive::sync`] publishes them.
+const MOUNT_ARGS: &[&str] = &["--commit-interval", "1"];
+
+/// A real `cirrus serve` with its web front, SeaweedFS holding the account's store, and
+/// the account's device, mounted, that turned web access on. Dropped in field order: the
+/// device unmounts before the servers stop.
+pub struct WebDrive {
+    /// The device (laptop), mounted: what the tests write through and compare with.
+    pub drive: Drive,
+    pub srv: Server,
+    pub sw: Seaweed,
+    /// The web front, `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The web front's certificate fingerprint as printed (`SHA256:<hex>`).
+    pub web_fingerprint: String,
+    /// The account password (first line), which the web never sees.
+    pub password_file: PathBuf,
+    /// The web password `cirrus web on` set (first line).
+    pub web_password_file: PathBuf,
+    /// The store URL given to `cirrus web on`.
+    pub store_url: String,
+    /// TOTP codes the server has not seen yet (10-second steps, [`FAST_TOTP`]).
+    pub codes: Codes,
+    pub totp: totp_rs::Totp,
+    _dir: tempfile::TempDir,
+}
+
+/// The `--web-store-allow` prefix that lets the server reach `sw`'s gateway, and no other.
+pub fn web_store_allow(sw: &Seaweed) -> String {
+    let hostport = sw.endpoint.strip_prefix("http://").expect("http endpoint");
+    format!("s3://{hostport}/")
+}
+
+/// The web front's start line, `cirrus web listening on https://IP:PORT fingerprint
+/// SHA256:<hex>`: the URL and the fingerprint.
+pub fn parse_web_line(line: &str) -> (String, String) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.len(), 7, "unexpected web start line: {line:?}");
+    assert_eq!(
+        &words[..4],
+        ["cirrus", "web", "listening", "on"],
+        "{line:?}"
+    );
+    assert_eq!(words[5], "fingerprint", "{line:?}");
+    let url = words[4];
+    assert!(
+        url.starts_with("https://127.0.0.1:") && !url.ends_with(":0"),
+        "{line:?}"
+    );
+    assert!(
+        words[6].starts_with("SHA256:") && words[6].len() == 71,
+        "{line:?}"
+    );
+    (url.to_string(), words[6].to_string())
+}
+
+impl WebDrive {
+    /// Starts SeaweedFS and `cirrus serve --web-listen 127.0.0.1:0` (plus `server_args`),
+    /// makes the account (TOTP enrolled, store on SeaweedFS), mounts it and runs
+    /// `cirrus web on --store URL --web-password-file F`.
+    pub fn start(server_args: &[&str]) -> WebDrive {
+        let sw = Seaweed::start();
+        let dir = tempfile::Builder::new()
+            .prefix("cirrus-web-")
+            .tempdir()
+            .unwrap();
+        let allow = web_store_allow(&sw);
+        let mut args = FAST_TOTP.to_vec();
+        args.extend(["--web-listen", "127.0.0.1:0", "--web-store-allow", &allow]);
+        args.extend_from_slice(server_args);
+        // The server reads the store with S3 credentials of its own environment.
+        let srv = Server::start_with_env(
+            dir.path(),
+            &args,
+            &[
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ],
+        );
+        let line = srv
+            .stdout_line(Duration::from_secs(60))
+            .expect("the server printed no web listening line within 60 s");
+        let (url, web_fingerprint) = parse_web_line(&line);
+        let password_file = dir.path().join("password");
+        fs::write(&password_file, "alice's account password\n").unwrap();
+        let web_password_file = dir.path().join("web-password");
+        fs::write(
+            &web_password_file,
+            "alice's web password, not the account's\n",
+        )
+        .unwrap();
+        let fp = srv.fingerprint.to_string();
+        let pw = password_file.to_str().unwrap();
+        let init = [
+            "--device-name",
+            "laptop",
+            "--server",
+            &srv.url,
+            "--fingerprint",
+            &fp,
+            "--account",
+            ACCOUNT,
+            "--password-file",
+            pw,
+        ];
+        let mut drive = sw.drive("web", MOUNT_ARGS, &init);
+        let totp = enroll_totp(&drive, &password_file);
+        drive.mount_again();
+        let store_url = sw.url("web");
+        let wpw = web_password_file.to_str().unwrap();
+        let (ok, t) = out(with_pw(
+            &drive,
+            &password_file,
+            &[
+                "web",
+                "on",
+                "--store",
+                &store_url,
+                "--web-password-file",
+                wpw,
+            ],
+        ));
+        assert!(ok, "cirrus web on failed:\n{t}");
+        WebDrive {
+            drive,
+            srv,
+            sw,
+            url,
+            web_fingerprint,
+            password_file,
+            web_password_file,
+            store_url,
+            codes: Codes::after_confirm(totp.clone()),
+            totp,
+            _dir: dir,
+        }
+    }
+
+    /// `cirrus sync --wait` on the device: what it wrote is in the store.
+    pub fn sync(&self) {
+        run_ok(self.drive.cirrus_cmd().args(["sync", "--wait"]));
+    }
+
+    /// A 6-digit code that is no TOTP code of the steps around now (a wrong one).
+    pub fn wrong_code(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let step = self.totp.step();
+        let near: Vec<String> = (0..=8)
+            .map(|i| self.totp.generate(now + i * step - 4 * step).to_string())
+            .collect();
+        (0u32..)
+            .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
+            .find(|c| !near.contains(c))
+            .unwrap()
+    }
+
+    /// The inputs every scenario script takes (tests/web/scenario.py): web URL, account,
+    /// web password file and output dir.
+    pub fn script_args(&self, out: &Path) -> Vec<String> {
+        vec![
+            "--url".into(),
+            self.url.clone(),
+            "--account".into(),
+            ACCOUNT.into(),
+            "--password-file".into(),
+            self.web_password_file.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    }
+
+    /// Runs scenario `tests/web/<name>.py` with [`WebDrive::script_args`] and `extra`;
+    /// its JSON answer (it must succeed).
+    #[track_caller]
+    pub fn scenario(&self, name: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
+        let mut args = self.script_args(out);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script(name, &args, &[], out)
+    }
 }
