@@ -10,6 +10,7 @@ Usage: selftest.py OUT_DIR [--cert PEM --key PEM]
 """
 
 import argparse
+import base64
 import hashlib
 import html
 import http.server
@@ -199,6 +200,15 @@ def without_js(b, base, out, cookies, result):
     return shot
 
 
+def check_totp():
+    """scenario.totp_now, which --totp-uri uses, against RFC 6238's SHA-1 vectors."""
+    secret = base64.b32encode(b"12345678901234567890").decode().rstrip("=")
+    uri = f"otpauth://totp/t?secret={secret}&digits=8&period=30"
+    for at, want in ((59, "94287082"), (1111111109, "07081804"), (20000000000, "65353130")):
+        got = scenario.totp_now(uri, at=at)
+        check(got == want, f"TOTP at {at}: {got}, not {want}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out")
@@ -209,6 +219,7 @@ def main():
     base = serve(a.cert, a.key)
 
     def body(_args, result, b):
+        check_totp()
         result["url"] = base
         result["chromium"] = browser.CHROMIUM
         cookies, shots = with_js(b, base, a.out, result)
