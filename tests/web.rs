@@ -3,8 +3,9 @@
 //! --web-listen` and a real mounted device whose store is on SeaweedFS
 //! (tests/common/web.rs). One test runs the scenarios in turn on one server and device
 //! (one setup per binary keeps CI time down): sign-in (a wrong TOTP code refused),
-//! browsing, the 50 MiB download and a Range request, hostile names, everything again
-//! with JavaScript off, CSRF and sign-out. Screenshots of every main page are kept in
+//! browsing, the 50 MiB download and a Range request, hostile names, a second account
+//! whose files the first never reads (crafted paths included), everything again with
+//! JavaScript off, CSRF and sign-out. Screenshots of every main page are kept in
 //! `<target>/web-test-output/step_a/` for a person to look at.
 // A panic is how a test fails: unwrap and expect are its assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +24,8 @@ use std::time::{Duration, SystemTime};
 const BIG: usize = 50 << 20;
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const TEXT: &str = "alpha: plain text, previewed inline\n";
+/// The second account's file, which the first account's session must never read.
+const BOB_SECRET: &str = "bob's file: never on alice's pages";
 
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -97,6 +100,8 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
         "text": {"path": "docs/alpha.txt", "content": TEXT},
         "hostile": {"path": format!("docs/{HOSTILE}")},
         "html": {"path": "docs/page.html"},
+        "other": {"category": "Notes", "folder": "bob-only", "file": "bob-only/secret.txt",
+                  "content": BOB_SECRET},
     });
     (spec, big)
 }
@@ -155,6 +160,25 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
             .as_str()
             .unwrap()
             .starts_with("attachment"),
+        "{j}"
+    );
+    check_screenshots(&j, &out);
+
+    // A second account on the same server: neither session reads the other's files, and
+    // crafted paths reach nothing.
+    let mut bob = w.add_account("bob");
+    fs::create_dir_all(bob.drive.notes().join("bob-only")).unwrap();
+    fs::write(bob.drive.notes().join("bob-only/secret.txt"), BOB_SECRET).unwrap();
+    bob.sync();
+    let code = bob.codes.take();
+    let j = w.scenario_as(
+        &bob,
+        "isolation",
+        &out,
+        &[&sp[..], &["--totp", &code]].concat(),
+    );
+    assert!(
+        j["crafted"].as_object().is_some_and(|m| m.len() >= 10),
         "{j}"
     );
     check_screenshots(&j, &out);

@@ -175,6 +175,83 @@ pub struct WebDrive {
     _dir: tempfile::TempDir,
 }
 
+/// One account of [`WebDrive`]'s server: its device (mounted, web on) and credentials.
+pub struct WebAccount {
+    pub name: String,
+    pub drive: Drive,
+    /// The account password (first line), which the web never sees.
+    pub password_file: PathBuf,
+    /// The web password `cirrus web on` set (first line).
+    pub web_password_file: PathBuf,
+    /// The store URL given to `cirrus web on`: `s3://BUCKET/web-<name>`.
+    pub store_url: String,
+    pub codes: Codes,
+    pub totp: totp_rs::Totp,
+}
+
+impl WebAccount {
+    /// `cirrus sync --wait` on the device: what it wrote is in the store.
+    pub fn sync(&self) {
+        run_ok(self.drive.cirrus_cmd().args(["sync", "--wait"]));
+    }
+}
+
+/// Account `name` on `srv` with its store on `sw` (prefix `web-<name>`), TOTP enrolled,
+/// mounted, and `cirrus web on --store URL --web-password-file F` run; its files in
+/// `dir`.
+fn web_account(sw: &Seaweed, srv: &Server, dir: &Path, name: &str) -> WebAccount {
+    let password_file = dir.join(format!("{name}-password"));
+    fs::write(&password_file, format!("{name}'s account password\n")).unwrap();
+    let web_password_file = dir.join(format!("{name}-web-password"));
+    fs::write(
+        &web_password_file,
+        format!("{name}'s web password, not the account's\n"),
+    )
+    .unwrap();
+    let fp = srv.fingerprint.to_string();
+    let pw = password_file.to_str().unwrap();
+    let init = [
+        "--device-name",
+        "laptop",
+        "--server",
+        &srv.url,
+        "--fingerprint",
+        &fp,
+        "--account",
+        name,
+        "--password-file",
+        pw,
+    ];
+    let prefix = format!("web-{name}");
+    let mut drive = sw.drive(&prefix, MOUNT_ARGS, &init);
+    let totp = enroll_totp(&drive, &password_file);
+    drive.mount_again();
+    let store_url = sw.url(&prefix);
+    let wpw = web_password_file.to_str().unwrap();
+    let (ok, t) = out(with_pw(
+        &drive,
+        &password_file,
+        &[
+            "web",
+            "on",
+            "--store",
+            &store_url,
+            "--web-password-file",
+            wpw,
+        ],
+    ));
+    assert!(ok, "cirrus web on failed for {name}:\n{t}");
+    WebAccount {
+        name: name.to_string(),
+        drive,
+        password_file,
+        web_password_file,
+        store_url,
+        codes: Codes::after_confirm(totp.clone()),
+        totp,
+    }
+}
+
 /// The `--web-store-allow` prefix that lets the server reach `sw`'s gateway, and no other.
 pub fn web_store_allow(sw: &Seaweed) -> String {
     let hostport = sw.endpoint.strip_prefix("http://").expect("http endpoint");
@@ -231,59 +308,26 @@ impl WebDrive {
             .stdout_line(Duration::from_secs(60))
             .expect("the server printed no web listening line within 60 s");
         let (url, web_fingerprint) = parse_web_line(&line);
-        let password_file = dir.path().join("password");
-        fs::write(&password_file, "alice's account password\n").unwrap();
-        let web_password_file = dir.path().join("web-password");
-        fs::write(
-            &web_password_file,
-            "alice's web password, not the account's\n",
-        )
-        .unwrap();
-        let fp = srv.fingerprint.to_string();
-        let pw = password_file.to_str().unwrap();
-        let init = [
-            "--device-name",
-            "laptop",
-            "--server",
-            &srv.url,
-            "--fingerprint",
-            &fp,
-            "--account",
-            ACCOUNT,
-            "--password-file",
-            pw,
-        ];
-        let mut drive = sw.drive("web", MOUNT_ARGS, &init);
-        let totp = enroll_totp(&drive, &password_file);
-        drive.mount_again();
-        let store_url = sw.url("web");
-        let wpw = web_password_file.to_str().unwrap();
-        let (ok, t) = out(with_pw(
-            &drive,
-            &password_file,
-            &[
-                "web",
-                "on",
-                "--store",
-                &store_url,
-                "--web-password-file",
-                wpw,
-            ],
-        ));
-        assert!(ok, "cirrus web on failed:\n{t}");
+        let a = web_account(&sw, &srv, dir.path(), ACCOUNT);
         WebDrive {
-            drive,
+            drive: a.drive,
             srv,
             sw,
             url,
             web_fingerprint,
-            password_file,
-            web_password_file,
-            store_url,
-            codes: Codes::after_confirm(totp.clone()),
-            totp,
+            password_file: a.password_file,
+            web_password_file: a.web_password_file,
+            store_url: a.store_url,
+            codes: a.codes,
+            totp: a.totp,
             _dir: dir,
         }
+    }
+
+    /// Another account `name` on the same servers, set up as the first (its store under
+    /// its own prefix of the bucket, TOTP, mounted, web on): for isolation tests.
+    pub fn add_account(&self, name: &str) -> WebAccount {
+        web_account(&self.sw, &self.srv, self._dir.path(), name)
     }
 
     /// `cirrus sync --wait` on the device: what it wrote is in the store.
@@ -320,6 +364,24 @@ impl WebDrive {
             "--out".into(),
             out.display().to_string(),
         ]
+    }
+
+    /// Runs scenario `tests/web/<name>.py` as account `acct` (its name and web password
+    /// instead of the first account's) with `extra`; its JSON answer (it must succeed).
+    #[track_caller]
+    pub fn scenario_as(
+        &self,
+        acct: &WebAccount,
+        name: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let mut args = self.script_args(out);
+        args[3] = acct.name.clone();
+        args[5] = acct.web_password_file.display().to_string();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script(name, &args, &[], out)
     }
 
     /// Runs scenario `tests/web/<name>.py` with [`WebDrive::script_args`] and `extra`;
