@@ -49,7 +49,14 @@ pub fn with_pw_totp(d: &Drive, pw: &std::path::Path, code: &str, args: &[&str]) 
 pub fn alice_with_totp(srv: &Server) -> (Drive, std::path::PathBuf, totp_rs::Totp) {
     let (d, pw, ok, t) = init_on_server(srv, &srv.fingerprint.to_string());
     assert!(ok, "{t}");
-    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "enroll"]));
+    let totp = enroll_totp(&d, &pw);
+    (d, pw, totp)
+}
+
+/// `account totp enroll` and `confirm` (with the current step's code) on `d`, logged in
+/// with the password in `pw`; the TOTP as enrolled.
+pub fn enroll_totp(d: &Drive, pw: &std::path::Path) -> totp_rs::Totp {
+    let (ok, t) = out(with_pw(d, pw, &["account", "totp", "enroll"]));
     assert!(ok, "{t}");
     let uri = t
         .lines()
@@ -58,9 +65,9 @@ pub fn alice_with_totp(srv: &Server) -> (Drive, std::path::PathBuf, totp_rs::Tot
         .to_string();
     let totp = totp_rs::Totp::from_url(&uri).unwrap();
     let code = totp.generate_current().to_string();
-    let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "confirm", &code]));
+    let (ok, t) = out(with_pw(d, pw, &["account", "totp", "confirm", &code]));
     assert!(ok, "{t}");
-    (d, pw, totp)
+    totp
 }
 
 /// Server flags for the tests that take many TOTP codes: 10-second steps (the server

@@ -27,6 +27,9 @@ pub struct Server {
     pub data: PathBuf,
     /// The test directory (DATA is `dir/data`).
     pub dir: PathBuf,
+    /// The lines the server printed on stdout after the first, as they come (in a
+    /// Mutex so that tests may share the server between threads).
+    stdout: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 thread_local! {
@@ -212,14 +215,25 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        // Reads every line until the server exits: a pipe closed after the first line
+        // would fail the server's later prints (the web front's listening line).
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                if !matches!(r.read_line(&mut line), Ok(n) if n > 0) || tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed no line within 60 s");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the server printed no start line ({e}); its log:\n{}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                )
+            });
         // cirrus key service listening on https://IP:PORT fingerprint SHA256:<hex>
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words.len(), 8, "unexpected start line: {line:?}");
@@ -251,7 +265,18 @@ impl Server {
             fingerprint: fp_text.parse().unwrap(),
             data,
             dir: dir.to_path_buf(),
+            stdout: std::sync::Mutex::new(rx),
         }
+    }
+
+    /// The next line the server prints on stdout (after the first), waiting up to
+    /// `timeout`; None if it printed none by then or exited.
+    pub fn stdout_line(&self, timeout: Duration) -> Option<String> {
+        let rx = self
+            .stdout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rx.recv_timeout(timeout).ok()
     }
 
     /// The server process's id (to look at its /proc entries).

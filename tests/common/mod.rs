@@ -36,6 +36,7 @@ pub mod syscalls;
 pub mod tree;
 pub mod user;
 pub mod wait;
+pub mod web;
 pub mod xattr;
 
 // Every helper by its plain name; each test binary uses only some of them.

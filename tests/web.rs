@@ -1,0 +1,201 @@
+//! The web front (issue 12, step a) in a real browser: Debian's chromium, driven by the
+//! Python scenarios of `tests/web/` through Playwright, against a real `cirrus serve
+//! --web-listen` and a real mounted device whose store is on SeaweedFS
+//! (tests/common/web.rs). One test runs the scenarios in turn on one server and device
+//! (one setup per binary keeps CI time down): sign-in (a wrong TOTP code refused),
+//! browsing, the 50 MiB download and a Range request, hostile names, a second account
+//! whose files the first never reads (crafted paths included), everything again with
+//! JavaScript off, CSRF and sign-out. Screenshots of every main page are kept in
+//! `<target>/web-test-output/step_a/` for a person to look at.
+// A panic is how a test fails: unwrap and expect are its assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::web::{WebDrive, assert_png, output_dir};
+use common::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// The big file: downloaded whole through the browser, and read by ranges.
+const BIG: usize = 50 << 20;
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+const TEXT: &str = "alpha: plain text, previewed inline\n";
+/// The second account's file, which the first account's session must never read.
+const BOB_SECRET: &str = "bob's file: never on alice's pages";
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// `secs` seconds after the epoch, as a file time.
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Writes the drive the scenarios browse through the device's mount, and describes it
+/// for them (the spec; see tests/web/browse.py): Notes/docs with three files of distinct
+/// names, sizes and times (so each sort order differs), a subfolder, a file named like
+/// markup, an HTML file; a search term found in two folders. Returns the spec and the
+/// big file's bytes.
+fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
+    let notes = w.drive.notes();
+    let docs = notes.join("docs");
+    fs::create_dir_all(docs.join("inner")).unwrap();
+    let big = pseudo_random(BIG, 12);
+    fs::write(docs.join("alpha.txt"), TEXT).unwrap();
+    fs::write(docs.join("charlie.txt"), "charlie ".repeat(500)).unwrap();
+    fs::write(docs.join("big.bin"), &big).unwrap();
+    fs::write(docs.join(HOSTILE), b"a name that is markup").unwrap();
+    fs::write(
+        docs.join("page.html"),
+        "<script>alert('served as a page')</script>",
+    )
+    .unwrap();
+    fs::write(docs.join("inner/deep-note.txt"), b"found by the search").unwrap();
+    fs::write(notes.join("Deep Thoughts.md"), b"found from anywhere").unwrap();
+    // Modified: big 2020, alpha 2021, charlie 2022 (name, size and time orders differ).
+    for (name, t) in [
+        ("big.bin", 1_577_934_240),     // 2020-01-02 03:04 UTC
+        ("alpha.txt", 1_614_834_360),   // 2021-03-04 05:06 UTC
+        ("charlie.txt", 1_657_264_080), // 2022-07-08 07:08 UTC
+    ] {
+        let f = fs::File::options()
+            .write(true)
+            .open(docs.join(name))
+            .unwrap();
+        f.set_modified(at(t)).unwrap();
+    }
+    let start = (3 << 20) - 1000;
+    let end = start + (1 << 20) + 1999;
+    let spec = json!({
+        "categories": {
+            "Notes": {"state": "available", "class": "standard"},
+            "Drive": {"state": "available", "class": "standard"},
+            "Mail": {"state": "available", "class": "transit"},
+            "Health": {"state": "locked", "class": "e2e"},
+            "Backup": {"state": "unavailable", "class": "standard"},
+            "Maps": {"state": "unavailable", "class": "e2e"},
+        },
+        "category": "Notes",
+        "folder": "docs",
+        "subfolder": "docs/inner",
+        "entries": {
+            "alpha.txt": "file", "big.bin": "file", "charlie.txt": "file",
+            "inner": "dir", HOSTILE: "file", "page.html": "file",
+        },
+        "modified": {"alpha.txt": "2021-03-04 05:06", "big.bin": "2020-01-02 03:04"},
+        "sorted": {
+            "name": ["alpha.txt", "big.bin", "charlie.txt"],
+            "size": ["alpha.txt", "charlie.txt", "big.bin"],
+            "modified": ["big.bin", "alpha.txt", "charlie.txt"],
+        },
+        "search": {"q": "DEEP", "hits": ["deep-note.txt", "Deep Thoughts.md"],
+                   "misses": ["alpha.txt", "charlie.txt"]},
+        "big": {"path": "docs/big.bin", "size": BIG, "sha256": sha256_hex(&big)},
+        "range": {"start": start, "end": end, "sha256": sha256_hex(&big[start..=end])},
+        "text": {"path": "docs/alpha.txt", "content": TEXT},
+        "hostile": {"path": format!("docs/{HOSTILE}")},
+        "html": {"path": "docs/page.html"},
+        "other": {"category": "Notes", "folder": "bob-only", "file": "bob-only/secret.txt",
+                  "content": BOB_SECRET},
+    });
+    (spec, big)
+}
+
+/// Every screenshot a scenario listed is a PNG in `out`.
+fn check_screenshots(j: &Value, out: &Path) {
+    let shots = j["screenshots"].as_array().expect("screenshots");
+    assert!(!shots.is_empty(), "{j}");
+    for s in shots {
+        let p = Path::new(s.as_str().unwrap());
+        assert!(p.starts_with(out), "{}", p.display());
+        assert_png(p);
+    }
+}
+
+#[test]
+#[ignore = "needs the web front (issue 12a), enabled at merge"]
+fn step_a_sign_in_browse_download_in_a_real_browser() {
+    let mut w = WebDrive::start(&[]);
+    let out = output_dir("step_a");
+    let (spec, big) = write_fixture(&w);
+    w.sync();
+    let spec_file = out.join("spec.json");
+    fs::write(&spec_file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let sp = ["--spec", spec_file.to_str().unwrap()];
+
+    let code = w.codes.take();
+    let wrong = w.wrong_code();
+    let j = w.scenario("signin", &out, &["--totp", &code, "--wrong-totp", &wrong]);
+    assert_eq!(j["cookie"]["name"], "__Host-cirrus", "{j}");
+    assert_eq!(j["cookie"]["httpOnly"], true, "{j}");
+    check_screenshots(&j, &out);
+
+    let j = w.scenario("browse", &out, &sp);
+    assert_eq!(j["categories"]["Health"]["state"], "locked", "{j}");
+    check_screenshots(&j, &out);
+
+    let j = w.scenario("download", &out, &sp);
+    // The bytes the browser saved are the ones written through the mount (BLAKE3 of
+    // each, besides the script's SHA-256 against the spec).
+    let saved = Path::new(j["download"]["path"].as_str().unwrap()).to_path_buf();
+    assert_eq!(j["download"]["size"], BIG, "{j}");
+    assert_eq!(file_hash(&saved), hash(&big));
+    assert_eq!(
+        file_hash(&saved),
+        file_hash(&w.drive.notes().join("docs/big.bin"))
+    );
+    fs::remove_file(&saved).unwrap();
+    assert_eq!(j["range"]["status"], 206, "{j}");
+    assert_eq!(j["range"]["past_end"], 416, "{j}");
+    check_screenshots(&j, &out);
+
+    let j = w.scenario("hostile", &out, &sp);
+    assert!(
+        j["hostile"]["content_disposition"]
+            .as_str()
+            .unwrap()
+            .starts_with("attachment"),
+        "{j}"
+    );
+    check_screenshots(&j, &out);
+
+    // A second account on the same server: neither session reads the other's files, and
+    // crafted paths reach nothing.
+    let mut bob = w.add_account("bob");
+    fs::create_dir_all(bob.drive.notes().join("bob-only")).unwrap();
+    fs::write(bob.drive.notes().join("bob-only/secret.txt"), BOB_SECRET).unwrap();
+    bob.sync();
+    let code = bob.codes.take();
+    let j = w.scenario_as(
+        &bob,
+        "isolation",
+        &out,
+        &[&sp[..], &["--totp", &code]].concat(),
+    );
+    assert!(
+        j["crafted"].as_object().is_some_and(|m| m.len() >= 10),
+        "{j}"
+    );
+    check_screenshots(&j, &out);
+
+    // JavaScript off: a browser of its own, signed in with a code of its own.
+    let code = w.codes.take();
+    let j = w.scenario("nojs", &out, &[&sp[..], &["--totp", &code]].concat());
+    assert_eq!(j["download"]["sha256"], spec["big"]["sha256"], "{j}");
+    check_screenshots(&j, &out);
+
+    // Last: it ends the first session.
+    let j = w.scenario("signout", &out, &sp);
+    assert_eq!(j["refused"]["no csrf"], 403, "{j}");
+    check_screenshots(&j, &out);
+
+    // A screenshot of each main page, for a person to look at.
+    for page in ["signin", "categories", "folder", "file"] {
+        assert_png(&out.join(format!("{page}.png")));
+    }
+}
