@@ -228,6 +228,9 @@ fn web_account(sw: &Seaweed, srv: &Server, dir: &Path, name: &str) -> WebAccount
     drive.mount_again();
     let store_url = sw.url(&prefix);
     let wpw = web_password_file.to_str().unwrap();
+    // Setting a web password needs a fresh second factor.
+    let mut codes = Codes::after_confirm(totp.clone());
+    let code = codes.take();
     let (ok, t) = out(with_pw(
         &drive,
         &password_file,
@@ -238,6 +241,8 @@ fn web_account(sw: &Seaweed, srv: &Server, dir: &Path, name: &str) -> WebAccount
             &store_url,
             "--web-password-file",
             wpw,
+            "--totp",
+            &code,
         ],
     ));
     assert!(ok, "cirrus web on failed for {name}:\n{t}");
@@ -247,15 +252,15 @@ fn web_account(sw: &Seaweed, srv: &Server, dir: &Path, name: &str) -> WebAccount
         password_file,
         web_password_file,
         store_url,
-        codes: Codes::after_confirm(totp.clone()),
+        codes,
         totp,
     }
 }
 
 /// The `--web-store-allow` prefix that lets the server reach `sw`'s gateway, and no other.
 pub fn web_store_allow(sw: &Seaweed) -> String {
-    let hostport = sw.endpoint.strip_prefix("http://").expect("http endpoint");
-    format!("s3://{hostport}/")
+    // The canonical location of a store is ENDPOINT/BUCKET/PREFIX/ (FORMAT.md §9d).
+    format!("{}/", sw.endpoint.trim_end_matches('/'))
 }
 
 /// The web front's start line, `cirrus web listening on https://IP:PORT fingerprint
