@@ -18,3 +18,5 @@ pub mod maintenance;
 pub mod store;
 pub mod sync;
 pub mod volume;
+#[cfg(feature = "server")]
+pub mod web;
