@@ -14,7 +14,7 @@ mod tests;
 #[cfg(test)]
 mod tests_fixture;
 
-pub use tree::{Entry, Kind, MAX_READ, Mtime, NodeRef, OpenCategory, SEARCH_VISIT_CAP};
+pub use tree::{Entry, Hit, Kind, MAX_READ, Mtime, NodeRef, OpenCategory, SEARCH_VISIT_CAP};
 
 use super::access::{AccessError, AccountAccess};
 use crate::cache::ChunkCache;

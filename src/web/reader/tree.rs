@@ -65,6 +65,9 @@ pub struct Entry {
     pub mtime: Mtime,
 }
 
+/// A search result: the path of name segments from the category root, and the entry.
+pub type Hit = (Vec<Vec<u8>>, Entry);
+
 /// A resolved node: its inode in the category and its entry when it was resolved (the
 /// root's name is empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,11 +167,7 @@ impl OpenCategory {
     /// Entries anywhere in the category whose name contains `query`, ignoring case: at
     /// most `limit`, breadth first (shallow ones first), each with its path from the root.
     /// Stops after [`SEARCH_VISIT_CAP`] entries looked at. An empty query finds nothing.
-    pub fn search(
-        &self,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<(Vec<Vec<u8>>, Entry)>, ReadError> {
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, ReadError> {
         let q = query.to_lowercase();
         let mut hits = Vec::new();
         if q.is_empty() || limit == 0 {
