@@ -280,3 +280,34 @@ fn a_substituted_category_key_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_category_in_mid_rotation_reads_with_both_key_versions() {
+    let mut s = Scene::new();
+    let data = pattern(300_000);
+    s.write("Photos", &["old.bin"], &data);
+    // A rotation that made key version 2 and stopped before re-encrypting anything: the
+    // head and every blob are still under version 1.
+    let id = s.id("Photos");
+    s.acct.create_key_version(id, Class::Standard, 2).unwrap();
+    let drive = s.drive().unwrap();
+    let photos = drive.open_category("Photos").unwrap();
+    let f = photos.resolve(&[b"old.bin"]).unwrap();
+    assert_eq!(photos.read(&f, 0, usize::MAX).unwrap(), data);
+    // Without the old key object, the blobs under it cannot open: never served as if.
+    s.acct.store.delete(&names::category_key(id, 1)).unwrap();
+    let drive = s.drive().unwrap();
+    assert!(matches!(
+        drive.open_category("Photos"),
+        Err(ReadError::Unavailable(_))
+    ));
+}
+
+#[test]
+fn another_accounts_store_is_refused() {
+    let (a, b) = (Scene::new(), Scene::new());
+    let e = Drive::open(b.acct.store.clone(), a.access.clone())
+        .err()
+        .unwrap();
+    assert!(matches!(e, ReadError::BadManifest(_)), "{e}");
+}
