@@ -148,6 +148,10 @@ fn search_finds_names_anywhere_ignoring_case_within_the_limit() {
     assert_eq!(photos.search("u", 10).unwrap()[0].1.kind, Kind::Dir);
     assert!(photos.search("", 10).unwrap().is_empty());
     assert!(photos.search("absent", 10).unwrap().is_empty());
+    // The visit cap ends the walk, found or not: root has album, notes.md, other.
+    assert_eq!(photos.search_within("note", 10, 2).unwrap().len(), 1);
+    assert!(photos.search_within("Note.TXT", 10, 4).unwrap().is_empty());
+    assert_eq!(photos.search_within("Note.TXT", 10, 5).unwrap().len(), 1);
 }
 
 #[test]

@@ -168,6 +168,16 @@ impl OpenCategory {
     /// most `limit`, breadth first (shallow ones first), each with its path from the root.
     /// Stops after [`SEARCH_VISIT_CAP`] entries looked at. An empty query finds nothing.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, ReadError> {
+        self.search_within(query, limit, SEARCH_VISIT_CAP)
+    }
+
+    /// [`OpenCategory::search`] looking at no more than `cap` entries.
+    pub(super) fn search_within(
+        &self,
+        query: &str,
+        limit: usize,
+        cap: usize,
+    ) -> Result<Vec<Hit>, ReadError> {
         let q = query.to_lowercase();
         let mut hits = Vec::new();
         if q.is_empty() || limit == 0 {
@@ -187,7 +197,7 @@ impl OpenCategory {
             };
             for (name, ino, kind) in listed {
                 visited += 1;
-                if visited > SEARCH_VISIT_CAP {
+                if visited > cap {
                     return Ok(hits);
                 }
                 let mut at = path.clone();
