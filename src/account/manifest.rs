@@ -111,7 +111,7 @@ pub fn verify_anchor(obj: &[u8], own: &[u8; 32]) -> Result<(Manifest, [u8; 32]),
     Ok((m, h))
 }
 
-fn check_table(m: &Manifest) -> Result<(), AccountError> {
+pub(crate) fn check_table(m: &Manifest) -> Result<(), AccountError> {
     if m.table.counter != m.counter {
         return Err(bad(
             "the category table counter does not match the manifest",
@@ -368,7 +368,7 @@ impl Unlocked {
     pub fn head_signer(&self) -> Arc<dyn HeadSigner> {
         Arc::new(SignedHeads {
             account_id: self.manifest.account_id,
-            identity: self.identity.clone(),
+            identity: Some(self.identity.clone()),
             signers: self.signers.clone(),
             accept_unsigned: false,
         })
@@ -392,7 +392,7 @@ impl Unlocked {
         }
         let signer: Arc<dyn HeadSigner> = Arc::new(SignedHeads {
             account_id: self.manifest.account_id,
-            identity: self.identity.clone(),
+            identity: Some(self.identity.clone()),
             signers: self.signers.clone(),
             accept_unsigned,
         });
@@ -455,10 +455,23 @@ pub(crate) fn signers_of(m: &Manifest) -> Signers {
     }
 }
 
+/// A head checker with no device of its own, for a reader outside any device (the web
+/// front of `cirrus serve`): it accepts exactly the heads a device of `m` would (signed
+/// by one of `m`'s active devices) and signs none ([`HeadSignError::ReadOnly`]).
+pub fn head_verifier(m: &Manifest) -> Arc<dyn HeadSigner> {
+    Arc::new(SignedHeads {
+        account_id: m.account_id,
+        identity: None,
+        signers: Arc::new(RwLock::new(signers_of(m))),
+        accept_unsigned: false,
+    })
+}
+
 /// Heads signed by this device, checked against the trusted devices of the manifest.
 struct SignedHeads {
     account_id: [u8; 16],
-    identity: Arc<DeviceIdentity>,
+    /// None: a checker that only reads ([`head_verifier`]).
+    identity: Option<Arc<DeviceIdentity>>,
     signers: Arc<RwLock<Signers>>,
     accept_unsigned: bool,
 }
@@ -470,11 +483,14 @@ impl HeadSigner for SignedHeads {
         key_version: u32,
         sealed: &[u8],
     ) -> Result<Vec<u8>, HeadSignError> {
+        let Some(identity) = &self.identity else {
+            return Err(HeadSignError::ReadOnly);
+        };
         let msg = head_signed_message(&self.account_id, category, key_version, sealed);
-        let sig = self.identity.sign(HEAD_SIGN_DOMAIN, &msg);
+        let sig = identity.sign(HEAD_SIGN_DOMAIN, &msg);
         Ok(encode_head_envelope(
             key_version,
-            &self.identity.public().sign,
+            &identity.public().sign,
             &sig,
             sealed,
         ))
@@ -535,7 +551,7 @@ mod tests {
     fn signed_heads(identity: DeviceIdentity, trusted: [u8; 32]) -> SignedHeads {
         SignedHeads {
             account_id: [1; 16],
-            identity: Arc::new(identity),
+            identity: Some(Arc::new(identity)),
             signers: Arc::new(RwLock::new(Signers {
                 active: vec![trusted],
                 removed: vec![],
@@ -576,6 +592,57 @@ mod tests {
         assert!(matches!(
             heads.check(3, &[1, 2]),
             Err(HeadSignError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_read_only_verifier_takes_the_heads_of_active_devices_and_signs_none() {
+        use crate::format::manifest::{DeviceEntry, DeviceState};
+        let device = |id: &DeviceIdentity, state| DeviceEntry {
+            name: "d".into(),
+            sign: id.public().sign,
+            kx: id.public().kx,
+            state,
+            features: 0,
+        };
+        let me = DeviceIdentity::generate().unwrap();
+        let gone = DeviceIdentity::generate().unwrap();
+        let mut m = manifest(&[], false);
+        m.devices = vec![
+            device(&me, DeviceState::Active),
+            device(&gone, DeviceState::Removed),
+        ];
+        let verifier = head_verifier(&m);
+        let mine = signed_heads(me, [0; 32]).envelope(3, 1, b"sealed").unwrap();
+        assert!(matches!(verifier.check(3, &mine), Ok((1, s)) if s == b"sealed"));
+        assert!(matches!(
+            verifier.check(4, &mine),
+            Err(HeadSignError::BadSignature)
+        ));
+        // A removed device, a key the manifest never named, a layout-1 head: refused.
+        for id in [gone, DeviceIdentity::generate().unwrap()] {
+            let theirs = signed_heads(id, [0; 32]).envelope(3, 1, b"sealed").unwrap();
+            assert!(matches!(
+                verifier.check(3, &theirs),
+                Err(HeadSignError::UntrustedSigner)
+            ));
+        }
+        let layout1 = crate::volume::UnsignedHeads
+            .envelope(3, 1, b"sealed")
+            .unwrap();
+        assert!(matches!(
+            verifier.check(3, &layout1),
+            Err(HeadSignError::Unsigned)
+        ));
+        // Another account's head, signed by the same device, does not verify here.
+        m.account_id = [2; 16];
+        assert!(matches!(
+            head_verifier(&m).check(3, &mine),
+            Err(HeadSignError::BadSignature)
+        ));
+        assert!(matches!(
+            verifier.envelope(3, 1, b"sealed"),
+            Err(HeadSignError::ReadOnly)
         ));
     }
 

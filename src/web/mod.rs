@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod front;
+pub mod reader;
 mod service_access;
 
 pub use front::WebFront;

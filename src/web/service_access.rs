@@ -12,7 +12,7 @@ use std::sync::Arc;
 const MANIFEST: u32 = u32::MAX;
 
 fn service(e: ApiError) -> AccessError {
-    AccessError::Service(e.to_string())
+    AccessError::Storage(e.to_string())
 }
 
 /// One account's access through the key service.
@@ -34,7 +34,10 @@ impl AccountAccess for ServiceAccess {
     fn unwrap_service(&self, ctx: &[u8], wrapped: &[u8]) -> Result<SecretKey, AccessError> {
         self.svc
             .web_unwrap(&self.account, ctx, wrapped)
-            .map_err(service)
+            .map_err(|e| match e {
+                ApiError::BadRequest(why) | ApiError::Gone(why) => AccessError::Unwrap(why),
+                e => service(e),
+            })
     }
 
     fn trusted_manifest(&self) -> Result<Vec<u8>, AccessError> {
@@ -44,15 +47,13 @@ impl AccountAccess for ServiceAccess {
             .map_err(service)?
         {
             Some((_, _, Some(obj))) => Ok(obj),
-            _ => Err(AccessError::Service(
-                "web access is not on for this account".into(),
-            )),
+            _ => Err(AccessError::Off),
         }
     }
 
     fn advance_manifest(&self, obj: &[u8], counter: u64) -> Result<(), AccessError> {
         let sm = SignedManifest::decode(obj)
-            .map_err(|e| AccessError::Service(format!("a manifest to record: {e}")))?;
+            .map_err(|e| AccessError::Storage(format!("a manifest to record: {e}")))?;
         let hash = crate::crypto::hash(&sm.body);
         self.svc
             .web_record_seen(&self.account, MANIFEST, counter, &hash, Some(obj))
