@@ -25,8 +25,10 @@ use crate::volume::{Category, HeadSigner, VolError, VolumeOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Plaintext chunks a [`Drive`] keeps in memory (its own cache, dropped with it).
-const CACHE_BYTES: usize = 8 << 20;
+/// Plaintext chunks a [`Drive`] keeps in memory (its own cache, dropped with it). Small:
+/// a Drive lives for one request, which reads a file front to back once, and the server
+/// runs many at a time (the load test: 50 downloads at once).
+const CACHE_BYTES: usize = 2 << 20;
 
 /// Why the drive, a category or a path cannot be read. The front maps the variant (never
 /// the message) to a page and a status.
