@@ -45,7 +45,7 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     };
     let mut r = Response::new(Body::from(*content));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(*kind));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
