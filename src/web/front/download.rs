@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
-/// Bytes read per store read.
+/// Bytes read per store read: four of the volume's chunks. Reads after the first start
+/// on a multiple of it, so a range that starts mid-chunk decrypts no chunk twice.
 pub const CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the client.
-const QUEUE: usize = 3;
+/// Chunks read ahead of the client. A download holds at most this many, one being read
+/// and one being written: about 4 MiB, whatever the file's size.
+const QUEUE: usize = 2;
 
 /// A file ready to send.
 pub struct Download {
@@ -115,7 +117,8 @@ async fn produce(file: Arc<dyn FileView>, start: u64, len: u64, tx: mpsc::Sender
     let end = start + len;
     let mut offset = start;
     while offset < end {
-        let n = usize::try_from((end - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let to_boundary = CHUNK as u64 - offset % CHUNK as u64;
+        let n = usize::try_from((end - offset).min(to_boundary)).unwrap_or(CHUNK);
         let f = file.clone();
         let read = tokio::task::spawn_blocking(move || f.read_at(offset, n)).await;
         let item = match read {
@@ -160,6 +163,7 @@ mod tests {
     struct Mem {
         bytes: Vec<u8>,
         reads: AtomicUsize,
+        offsets: std::sync::Mutex<Vec<u64>>,
     }
 
     impl FileView for Mem {
@@ -168,6 +172,7 @@ mod tests {
         }
         fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FrontError> {
             self.reads.fetch_add(1, Ordering::Relaxed);
+            self.offsets.lock().unwrap().push(offset);
             let o = usize::try_from(offset).unwrap();
             Ok(self.bytes[o..(o + len).min(self.bytes.len())].to_vec())
         }
@@ -179,6 +184,7 @@ mod tests {
             Arc::new(Mem {
                 bytes: bytes.clone(),
                 reads: AtomicUsize::new(0),
+                offsets: Default::default(),
             }),
             bytes,
         )
@@ -245,6 +251,13 @@ mod tests {
             h[header::CONTENT_DISPOSITION],
             "inline; filename*=UTF-8''a.MP4"
         );
+        // After a first read to the next boundary, reads are aligned.
+        let (f, bytes) = file(3 * CHUNK);
+        let (r, body) = get("a.bin", f.clone(), &[("range", "bytes=1000-")], false);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(body, bytes[1000..]);
+        let c = CHUNK as u64;
+        assert_eq!(*f.offsets.lock().unwrap(), [1000, c, 2 * c]);
         let (f, bytes) = file(1000);
         let (r, body) = get("a.bin", f, &[("range", "bytes=-10")], false);
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);

@@ -82,7 +82,7 @@ impl CategoryLine {
             note: match r.state {
                 CategoryState::Available => "Available",
                 CategoryState::Locked => "End-to-end encrypted: not available on the web",
-                CategoryState::Unavailable => "Not available on the web",
+                CategoryState::Unavailable => "Only on your devices: not available on the web",
             },
         }
     }
