@@ -173,9 +173,9 @@ impl App {
                 return r;
             }
             FrontError::Internal(d) => log::error!("web front: {d}"),
-            FrontError::Unavailable(d) | FrontError::Integrity(d) => {
+            FrontError::Unavailable(_) | FrontError::Integrity(_) => {
                 log::warn!(
-                    "web front, account {}: {e}: {d}",
+                    "web front, account {}: {e}",
                     s.map_or("-", |s| s.account.as_str())
                 )
             }
