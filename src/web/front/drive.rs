@@ -135,12 +135,19 @@ pub trait FileView: Send + Sync {
 
 /// The drive source used until the drive reader is plugged in: the account's registration
 /// is checked, then every page says the drive cannot be read yet.
-// MERGE (lead): replace with the adapter over the reader, in this file:
-//   svc.web_store(account) -> crate::store::open_url(url)
-//   -> crate::web::reader::Drive::open(store, crate::web::service_access::ServiceAccess::new(svc, account))
-//   and map ReadError {NotFound, Locked, NotOnWeb, AdpOn, Unavailable, Store, BadManifest, Access}
-//   to FrontError {NotFound, Locked, NotOnWeb, AdpOn, Unavailable, Unavailable, Integrity, Internal};
-//   then make it the default in `WebFront::new` (front/mod.rs).
+// MERGE (lead): replace with an adapter over the reader, here, and use it in
+// `WebFront::start` (front/mod.rs) instead of `NoReader`:
+//   DriveSource::open(account): svc.web_store(account) (map with error::from_api)
+//     -> crate::store::open_url(&url) -> crate::web::reader::Drive::open(store,
+//        crate::web::service_access::ServiceAccess::new(svc.clone(), account))
+//   DriveView::categories -> drive.categories(), one CategoryRow each;
+//   DriveView::category(name) -> drive.open_category(name) in an Arc;
+//   CategoryView::{stat, list, search} -> OpenCategory::{stat/resolve, list, search};
+//   CategoryView::open_file(path) -> resolve once, then a FileView holding the Arc'd
+//     category and the resolved file whose read_at calls OpenCategory::read.
+//   ReadError -> FrontError: NotFound -> NotFound, Locked -> Locked, NotOnWeb -> NotOnWeb,
+//     AdpOn -> AdpOn, Unavailable | Store -> Unavailable(msg), BadManifest -> Integrity(msg),
+//     Access -> Internal(msg) (or SignedOut when web access went off).
 pub(crate) struct NoReader {
     pub(crate) svc: Arc<crate::keyservice::server::KeyService>,
 }
