@@ -132,33 +132,3 @@ pub trait FileView: Send + Sync {
     /// `len` bytes (fewer only at the end of the file) from `offset`.
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FrontError>;
 }
-
-/// The drive source used until the drive reader is plugged in: the account's registration
-/// is checked, then every page says the drive cannot be read yet.
-// MERGE (lead): replace with an adapter over the reader, here, and use it in
-// `WebFront::start` (front/mod.rs) instead of `NoReader`:
-//   DriveSource::open(account): svc.web_store(account) (map with error::from_api)
-//     -> crate::store::open_url(&url) -> crate::web::reader::Drive::open(store,
-//        crate::web::service_access::ServiceAccess::new(svc.clone(), account))
-//   DriveView::categories -> drive.categories(), one CategoryRow each;
-//   DriveView::category(name) -> drive.open_category(name) in an Arc;
-//   CategoryView::{stat, list, search} -> OpenCategory::{stat/resolve, list, search};
-//   CategoryView::open_file(path) -> resolve once, then a FileView holding the Arc'd
-//     category and the resolved file whose read_at calls OpenCategory::read.
-//   ReadError -> FrontError: NotFound -> NotFound, Locked -> Locked, NotOnWeb -> NotOnWeb,
-//     AdpOn -> AdpOn, Unavailable | Store -> Unavailable(msg), BadManifest -> Integrity(msg),
-//     Access -> Internal(msg) (or SignedOut when web access went off).
-pub(crate) struct NoReader {
-    pub(crate) svc: Arc<crate::keyservice::server::KeyService>,
-}
-
-impl DriveSource for NoReader {
-    fn open(&self, account: &str) -> Result<Box<dyn DriveView>, FrontError> {
-        self.svc
-            .web_store(account)
-            .map_err(super::error::from_api)?;
-        Err(FrontError::Unavailable(
-            "this key service cannot read drives yet".into(),
-        ))
-    }
-}

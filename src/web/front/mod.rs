@@ -44,7 +44,7 @@ impl WebFront {
         WebFront { opts, drive: None }
     }
 
-    /// With the drives read from `drive` (tests, and the reader once plugged in).
+    /// With the drives read from `drive` instead of the accounts' stores (tests).
     pub fn with_drive(opts: WebOptions, drive: Arc<dyn DriveSource>) -> Self {
         WebFront {
             opts,
@@ -66,7 +66,7 @@ impl Front for WebFront {
 
     fn start(self: Box<Self>, cx: FrontContext) -> Result<Listening, ServeError> {
         let drive = self.drive.unwrap_or_else(|| {
-            Arc::new(drive::NoReader {
+            Arc::new(crate::web::reader_source::ReaderSource {
                 svc: cx.svc.clone(),
             })
         });

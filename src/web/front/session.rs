@@ -121,8 +121,6 @@ mod tests {
             id: "0011223344556677".into(),
             account: "alice".into(),
             csrf: "ab".repeat(32),
-            created_ms: 0,
-            last_ms: 0,
         }
     }
 

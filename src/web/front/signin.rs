@@ -135,7 +135,7 @@ pub async fn submit(
         Err(_) => return busy(&account),
     };
     match signed {
-        Ok(s) => match session::set_cookie(&s.token) {
+        Ok(token) => match session::set_cookie(&token) {
             Ok(cookie) => {
                 let mut r = redirect("/drive");
                 r.headers_mut().insert(header::SET_COOKIE, cookie);
