@@ -119,17 +119,32 @@ pub const RELEASABLE: &[&str] = &[
 /// ... and the standard ones that stay standard under ADP, served with service keys.
 pub const STAY_STANDARD: &[&str] = &["Calendars", "Contacts", "Mail"];
 
-/// The web's policy, in one place: a category on one of the two lists is served while
-/// the key service holds its key (standard or transit) and shown locked while it is
-/// end-to-end; every other end-to-end category (Health, Keychain, ...) is locked for
-/// good, and every other category (Backup, Maps, ones the user added) is "not available
-/// on the web".
+/// End-to-end categories the issue names as never released to the web (with Apple's):
+/// shown locked, so the user sees they exist and why they stay closed.
+pub const NEVER_RELEASED: &[&str] = &[
+    "Health",
+    "Keychain",
+    "Messages",
+    "Payment Information",
+    "Card Transactions",
+    "Wi-Fi Passwords",
+    "Bluetooth Keys",
+    "Home",
+    "Screen Time",
+];
+
+/// The web's policy, in one place: a category on the release or stay-standard list is
+/// served while the key service holds its key (standard or transit) and shown locked
+/// while it is end-to-end; the never-released ones are locked; every other category
+/// (Backup, Maps, ones the user added, of any class) is "not available on the web".
 fn web_state(e: &CategoryEntry) -> CategoryState {
-    let listed = RELEASABLE.contains(&e.name.as_str()) || STAY_STANDARD.contains(&e.name.as_str());
+    let name = e.name.as_str();
+    let listed = RELEASABLE.contains(&name) || STAY_STANDARD.contains(&name);
     match (e.class, listed) {
-        (Class::E2e, _) => CategoryState::Locked,
         (Class::Standard | Class::Transit, true) => CategoryState::Available,
-        (Class::Standard | Class::Transit, false) => CategoryState::NotOnWeb,
+        (Class::E2e, true) => CategoryState::Locked,
+        (Class::E2e, false) if NEVER_RELEASED.contains(&name) => CategoryState::Locked,
+        _ => CategoryState::NotOnWeb,
     }
 }
 
@@ -263,7 +278,8 @@ mod policy_tests {
             ("Backup", Class::Standard, NotOnWeb),
             ("Maps", Class::Standard, NotOnWeb),
             ("Projects", Class::Standard, NotOnWeb),
-            ("Projects", Class::E2e, Locked),
+            ("Projects", Class::E2e, NotOnWeb),
+            ("Maps", Class::E2e, NotOnWeb),
             ("photos", Class::Standard, NotOnWeb),
         ] {
             assert_eq!(web_state(&entry(name, class)), want, "{name} {class:?}");
