@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::accounts::with_pw;
 use common::web::{WebDrive, assert_png, output_dir};
 use common::*;
 use serde_json::{Value, json};
@@ -197,4 +198,55 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
     for page in ["signin", "categories", "folder", "file"] {
         assert_png(&out.join(format!("{page}.png")));
     }
+
+    // A new sign-in for the devices to see and end.
+    let code = w.codes.take();
+    let wrong = w.wrong_code();
+    w.scenario("signin", &out, &["--totp", &code, "--wrong-totp", &wrong]);
+    devices_see_and_end_web_access(&mut w);
+}
+
+/// The trusted device's side: the web sign-ins are notices in `account status`, `web
+/// sessions` lists the open ones and `web revoke --all` ends them, and `adp on` turns web
+/// access off.
+fn devices_see_and_end_web_access(w: &mut WebDrive) {
+    let cmd = |args: &[&str]| out(with_pw(&w.drive, &w.password_file, args));
+    let (ok, t) = cmd(&["account", "status"]);
+    assert!(ok, "{t}");
+    assert!(t.contains("signed in to the web front"), "{t}");
+    assert!(t.contains("web access: on"), "{t}");
+    let (ok, t) = cmd(&["web", "status", "--json"]);
+    assert!(ok, "{t}");
+    let st: Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(st["enabled"], true, "{t}");
+    assert_eq!(st["store"], w.store_url.as_str(), "{t}");
+    let (ok, t) = cmd(&["web", "sessions", "--json"]);
+    assert!(ok, "{t}");
+    let open: Vec<Value> = serde_json::from_str(&t).unwrap();
+    assert!(!open.is_empty(), "{t}");
+    assert!(open.iter().all(|s| s["from"] == "127.0.0.1"), "{t}");
+    let (ok, t) = cmd(&["web", "revoke", "--all"]);
+    assert!(ok, "{t}");
+    assert!(
+        t.contains(&format!("{} web session(s) ended", open.len())),
+        "{t}"
+    );
+    let (ok, t) = cmd(&["web", "sessions", "--json"]);
+    assert!(ok, "{t}");
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&t).unwrap().len(),
+        0,
+        "{t}"
+    );
+
+    // ADP on: web access goes off (the device ends it; the web front would refuse the
+    // account's ADP manifest anyway).
+    let code = w.codes.take();
+    common::accounts::create_recovery_key(&w.drive, &w.password_file, &code);
+    let (ok, t) = cmd(&["adp", "on"]);
+    assert!(ok, "{t}");
+    let (ok, t) = cmd(&["web", "status", "--json"]);
+    assert!(ok, "{t}");
+    let st: Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(st["enabled"], false, "{t}");
 }
