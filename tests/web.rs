@@ -118,7 +118,6 @@ fn check_screenshots(j: &Value, out: &Path) {
 }
 
 #[test]
-#[ignore = "needs the web front (issue 12a), enabled at merge"]
 fn step_a_sign_in_browse_download_in_a_real_browser() {
     let mut w = WebDrive::start(&[]);
     let out = output_dir("step_a");

@@ -81,6 +81,20 @@ fn need_server(acct: &crate::account::Unlocked) -> Result<(), String> {
     Ok(())
 }
 
+/// The web access line of `account status` (nothing from a service without the web API).
+fn print_web_status(acct: &crate::account::Unlocked) {
+    if let Ok(web) = acct.web_status() {
+        println!(
+            "web access: {}",
+            if web.enabled {
+                format!("on ({} open sessions: cirrus web sessions)", web.sessions)
+            } else {
+                "off".into()
+            }
+        );
+    }
+}
+
 pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
     match cmd {
         AccountCmd::Totp {
@@ -198,16 +212,7 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             );
             println!("passcode escrow: {}", if st.escrow { "on" } else { "off" });
             println!("service key version: {}", st.service_version);
-            if let Ok(web) = acct.web_status() {
-                println!(
-                    "web access: {}",
-                    if web.enabled {
-                        format!("on ({} open sessions: cirrus web sessions)", web.sessions)
-                    } else {
-                        "off".into()
-                    }
-                );
-            }
+            print_web_status(&acct);
             Ok(0)
         }
         AccountCmd::Login { pass } => {

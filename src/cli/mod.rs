@@ -355,7 +355,7 @@ enum Cmd {
     /// Only in a build with the cargo feature `server` (the default): a device-only build
     /// (`--no-default-features`) has no `serve` command.
     #[cfg(feature = "server")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Back up the drive to a local archive file (a tar stream), e.g. on a USB disk.
     ///
     /// End-to-end categories (Health, Keychain, Messages, ...) go only into an encrypted
@@ -615,7 +615,7 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
             Ok(0)
         }
         #[cfg(feature = "server")]
-        Cmd::Serve(args) => serve::run(args),
+        Cmd::Serve(args) => serve::run(*args),
         Cmd::Export(args) => export::run(home, args),
         Cmd::ExportRead(args) => export::run_read(args),
     }

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod front;
 pub mod reader;
+mod reader_source;
 mod service_access;
 
 pub use front::WebFront;

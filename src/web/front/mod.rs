@@ -1,16 +1,55 @@
-//! The web front's HTTPS listener (placeholder until the pages land).
+//! The web front's HTTPS listener: the routes of the web contract, each request's session
+//! looked up from its cookie, the pages built on blocking threads from the account's
+//! drive (`drive.rs`), and the security headers on every answer (`headers.rs`). Server-
+//! rendered HTML (askama, src/web/templates/) that works without JavaScript.
+
+pub mod drive;
+pub mod error;
+
+mod assets;
+mod download;
+mod headers;
+mod mime;
+mod pages;
+mod paths;
+mod range;
+mod session;
+mod signin;
+mod view;
 
 use super::WebOptions;
-use crate::keyservice::server::{Front, FrontContext, Listening, ServeError};
+use crate::keyservice::server::{Front, FrontContext, Listening, ServeError, WebSession};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use drive::DriveSource;
+use error::FrontError;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often ended web sessions are removed from the database (they are refused as soon
+/// as they end; this only keeps the table small).
+const PRUNE_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// The web front, run by `cirrus serve --web-listen`.
 pub struct WebFront {
     opts: WebOptions,
+    drive: Option<Arc<dyn DriveSource>>,
 }
 
 impl WebFront {
     pub fn new(opts: WebOptions) -> Self {
-        WebFront { opts }
+        WebFront { opts, drive: None }
+    }
+
+    /// With the drives read from `drive` instead of the accounts' stores (tests).
+    pub fn with_drive(opts: WebOptions, drive: Arc<dyn DriveSource>) -> Self {
+        WebFront {
+            opts,
+            drive: Some(drive),
+        }
     }
 }
 
@@ -19,12 +58,252 @@ impl Front for WebFront {
         "web"
     }
 
+    /// Page builds and download chunk reads each hold a blocking thread for one store
+    /// read at a time; a download waiting on its client holds none.
+    fn blocking_threads(&self) -> usize {
+        16
+    }
+
     fn start(self: Box<Self>, cx: FrontContext) -> Result<Listening, ServeError> {
+        let drive = self.drive.unwrap_or_else(|| {
+            Arc::new(crate::web::reader_source::ReaderSource {
+                svc: cx.svc.clone(),
+            })
+        });
+        tokio::spawn(prune(cx.svc.clone()));
+        let app = Arc::new(App { cx, drive });
         let cert = self
             .opts
             .cert
             .as_ref()
             .map(|(c, k)| (c.as_path(), k.as_path()));
-        cx.serve_tls(self.opts.listen, cert, "web-tls", axum::Router::new())
+        app.cx
+            .serve_tls(self.opts.listen, cert, "web-tls", router(app.clone()))
     }
+}
+
+/// What every handler shares.
+pub(crate) struct App {
+    cx: FrontContext,
+    drive: Arc<dyn DriveSource>,
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/signin", get(signin::show).post(signin::submit))
+        .route("/signout", post(signin::sign_out))
+        .route("/drive", get(categories))
+        .route("/drive/", get(|| async { redirect("/drive") }))
+        .route("/drive/{*rest}", get(browse))
+        .route("/file/{*rest}", get(file))
+        .route("/static/{name}", get(assets::asset))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(app)
+}
+
+/// Removes ended web sessions now and then.
+async fn prune(svc: Arc<crate::keyservice::server::KeyService>) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let svc = svc.clone();
+        match tokio::task::spawn_blocking(move || svc.web_prune()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("pruning ended web sessions: {e}"),
+            Err(e) => log::warn!("pruning ended web sessions: {e}"),
+        }
+    }
+}
+
+impl App {
+    /// Runs blocking work (the drive) within the request timeout.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, FrontError> + Send + 'static,
+    ) -> Result<T, FrontError> {
+        tokio::time::timeout(
+            self.cx.limits.request_timeout,
+            tokio::task::spawn_blocking(f),
+        )
+        .await
+        .map_err(|_| FrontError::Busy)?
+        .map_err(error::joined)?
+    }
+
+    /// The answer to a failure: the sign-in page when signed out, web access turned off
+    /// when the drive says ADP is on, else an error page.
+    async fn fail(&self, e: FrontError, s: Option<&WebSession>, headers: &HeaderMap) -> Response {
+        match &e {
+            FrontError::SignedOut => {
+                let had_cookie = session::token(headers).is_some();
+                let mut r = redirect(if had_cookie {
+                    "/signin?ended=1"
+                } else {
+                    "/signin"
+                });
+                if had_cookie {
+                    r.headers_mut()
+                        .insert(header::SET_COOKIE, session::clear_cookie());
+                }
+                return r;
+            }
+            FrontError::AdpOn => {
+                if let Some(s) = s {
+                    let svc = self.cx.svc.clone();
+                    let account = s.account.clone();
+                    let off = tokio::task::spawn_blocking(move || {
+                        svc.web_disable(&account, "Advanced Data Protection is on")
+                    })
+                    .await;
+                    if !matches!(off, Ok(Ok(()))) {
+                        log::error!("could not turn web access off for {}", s.account);
+                    }
+                }
+                let mut r = signin::page_with_error(
+                    StatusCode::FORBIDDEN,
+                    "Advanced Data Protection is on for this account, so web access is now \
+                     off: the server no longer has the keys. Turning it back on needs a \
+                     trusted device.",
+                );
+                r.headers_mut()
+                    .insert(header::SET_COOKIE, session::clear_cookie());
+                return r;
+            }
+            FrontError::Internal(d) => log::error!("web front: {d}"),
+            FrontError::Unavailable(_) | FrontError::Integrity(_) => {
+                log::warn!(
+                    "web front, account {}: {e}",
+                    s.map_or("-", |s| s.account.as_str())
+                )
+            }
+            _ => {}
+        }
+        let chrome = s.map_or_else(view::Chrome::anonymous, view::Chrome::signed_in);
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        html(status, &view::ErrorPage::of(&e, chrome))
+    }
+}
+
+/// An HTML answer.
+fn html(status: StatusCode, page: &impl askama::Template) -> Response {
+    let (status, body) = match view::render(page) {
+        Ok(b) => (status, b),
+        Err(e) => {
+            log::error!("{e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n".to_string(),
+            )
+        }
+    };
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// 303 to a location we built (ASCII: paths are percent-encoded).
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn outcome(o: pages::Outcome) -> Response {
+    match o {
+        pages::Outcome::Page(body) => {
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        pages::Outcome::Redirect(to) => redirect(&to),
+    }
+}
+
+/// `GET /`.
+async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match session::current(&app.cx.svc, &headers).await {
+        Ok(_) => redirect("/drive"),
+        Err(_) => redirect("/signin"),
+    }
+}
+
+/// `GET /drive`.
+async fn categories(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = match session::current(&app.cx.svc, &headers).await {
+        Ok(s) => s,
+        Err(e) => return app.fail(e, None, &headers).await,
+    };
+    let (src, account, chrome) = (
+        app.drive.clone(),
+        s.account.clone(),
+        view::Chrome::signed_in(&s),
+    );
+    match app
+        .blocking(move || pages::categories(&*src, &account, chrome))
+        .await
+    {
+        Ok(o) => outcome(o),
+        Err(e) => app.fail(e, Some(&s), &headers).await,
+    }
+}
+
+/// `GET /drive/CAT/...`.
+async fn browse(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let s = match session::current(&app.cx.svc, &headers).await {
+        Ok(s) => s,
+        Err(e) => return app.fail(e, None, &headers).await,
+    };
+    let Some(p) = uri.path().strip_prefix("/drive/").and_then(paths::parse) else {
+        return app.fail(FrontError::NotFound, Some(&s), &headers).await;
+    };
+    let query = uri.query().map(String::from);
+    let (src, account, chrome) = (
+        app.drive.clone(),
+        s.account.clone(),
+        view::Chrome::signed_in(&s),
+    );
+    match app
+        .blocking(move || pages::drive(&*src, &account, chrome, &p, query.as_deref()))
+        .await
+    {
+        Ok(o) => outcome(o),
+        Err(e) => app.fail(e, Some(&s), &headers).await,
+    }
+}
+
+/// `GET /file/CAT/PATH[?download=1]`.
+async fn file(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let s = match session::current(&app.cx.svc, &headers).await {
+        Ok(s) => s,
+        Err(e) => return app.fail(e, None, &headers).await,
+    };
+    let Some(p) = uri.path().strip_prefix("/file/").and_then(paths::parse) else {
+        return app.fail(FrontError::NotFound, Some(&s), &headers).await;
+    };
+    let attach = paths::query_value(uri.query(), "download").is_some_and(|v| v != "0");
+    let (src, account) = (app.drive.clone(), s.account.clone());
+    match app
+        .blocking(move || pages::open_download(&*src, &account, &p))
+        .await
+    {
+        Ok(d) => download::respond(d, &headers, attach),
+        Err(e) => app.fail(e, Some(&s), &headers).await,
+    }
+}
+
+/// Any other path: 404, with the signed-in page frame when there is a session.
+async fn not_found(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = session::current(&app.cx.svc, &headers).await.ok();
+    app.fail(FrontError::NotFound, s.as_ref(), &headers).await
 }

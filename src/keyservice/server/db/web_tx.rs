@@ -7,6 +7,9 @@ use super::{DbError, Tx, Value};
 /// `web_seen.what` of the manifest (category ids, remote flag included, stay below it).
 pub(crate) const WEB_MANIFEST: u32 = u32::MAX;
 
+/// A `web_seen` row: counter, hash and (for the manifest) the object.
+pub(crate) type SeenRow = (u64, Vec<u8>, Option<Vec<u8>>);
+
 /// A web session as stored (times in Unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WebSessionRow {
@@ -168,7 +171,7 @@ impl Tx<'_> {
         &mut self,
         account: &str,
         what: u32,
-    ) -> Result<Option<(u64, Vec<u8>, Option<Vec<u8>>)>, DbError> {
+    ) -> Result<Option<SeenRow>, DbError> {
         let rows = self.rows(
             "SELECT counter, hash, obj FROM web_seen WHERE account = $1 AND what = $2",
             &[account.into(), i64::from(what).into()],

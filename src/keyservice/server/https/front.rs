@@ -79,11 +79,6 @@ impl FrontContext {
         self.kdf.acquire().await
     }
 
-    /// The pool itself, for handlers that outlive this context.
-    pub(crate) fn kdf(&self) -> Arc<KdfPool> {
-        self.kdf.clone()
-    }
-
     /// The caller's address: the peer's, or the one a trusted proxy names.
     pub(crate) fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         self.proxies.client_ip(peer, headers)

@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 pub(crate) use error::ApiError;
 use input::{bad, check_account_name, check_record_name, password_fields, unhex, unhex_exact};
 pub use web::WebConfig;
-pub(crate) use web::{WebSession, WebSignIn};
+pub(crate) use web::WebSession;
 
 /// Server-side settings (`cirrus serve` flags).
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@
 use super::*;
 use crate::format::manifest::FLAG_ADP;
 use crate::keys::device::{self, DevicePublic};
-use crate::keyservice::server::db::{WEB_MANIFEST, WebSessionRow};
+use crate::keyservice::server::db::{SeenRow, WEB_MANIFEST, WebSessionRow};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -67,8 +67,6 @@ pub(crate) struct WebSession {
     pub account: String,
     /// The session's form token (64 hex); see [`WebSession::csrf_ok`].
     pub csrf: String,
-    pub created_ms: i64,
-    pub last_ms: i64,
 }
 
 impl WebSession {
@@ -76,12 +74,6 @@ impl WebSession {
     pub(crate) fn csrf_ok(&self, given: &str) -> bool {
         given.len() == self.csrf.len() && bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()))
     }
-}
-
-/// A sign-in that succeeded: the cookie's token (shown once, stored hashed) and the session.
-pub(crate) struct WebSignIn {
-    pub token: Zeroizing<String>,
-    pub session: WebSession,
 }
 
 fn random_hex(n: usize) -> Result<String, ApiError> {
@@ -334,12 +326,12 @@ impl KeyService {
         req: WebRevokeReq,
     ) -> Result<WebRevokeResp, ApiError> {
         let name = self.session(c)?;
-        if let Some(id) = &req.id {
-            if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad(
-                    "a web session id is 16 hex digits (cirrus web sessions)",
-                ));
-            }
+        if let Some(id) = &req.id
+            && (id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(bad(
+                "a web session id is 16 hex digits (cirrus web sessions)",
+            ));
         }
         let ended = self.unlocked(|tx| Ok(tx.delete_web_sessions(&name, req.id.as_deref())?))?;
         if req.id.is_some() && ended == 0 {
@@ -371,7 +363,7 @@ impl KeyService {
         password: &str,
         totp: &str,
         agent: &str,
-    ) -> Result<WebSignIn, ApiError> {
+    ) -> Result<Zeroizing<String>, ApiError> {
         if check_account_name(account).is_err() || password.len() > MAX_WEB_PASSWORD {
             return Err(wrong_sign_in());
         }
@@ -415,16 +407,7 @@ impl KeyService {
             };
             tx.put_web_session(&token_hash(&token), &row)?;
             log::info!("web sign-in for {account} from {ip} (session {})", row.id);
-            Ok(WebSignIn {
-                token,
-                session: WebSession {
-                    id: row.id,
-                    account: row.account,
-                    csrf: row.csrf,
-                    created_ms: row.created_ms,
-                    last_ms: row.last_ms,
-                },
-            })
+            Ok(token)
         })
     }
 
@@ -446,8 +429,6 @@ impl KeyService {
                 id: s.id,
                 account: s.account,
                 csrf: s.csrf,
-                created_ms: s.created_ms,
-                last_ms: now,
             })
         })
     }
@@ -483,11 +464,7 @@ impl KeyService {
     }
 
     /// The highest (counter, hash, object) the web front recorded for `what`.
-    pub(crate) fn web_seen(
-        &self,
-        account: &str,
-        what: u32,
-    ) -> Result<Option<(u64, Vec<u8>, Option<Vec<u8>>)>, ApiError> {
+    pub(crate) fn web_seen(&self, account: &str, what: u32) -> Result<Option<SeenRow>, ApiError> {
         self.read(|tx| Ok(tx.web_seen(account, what)?))
     }
 

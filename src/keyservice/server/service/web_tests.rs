@@ -224,14 +224,15 @@ fn sign_in_needs_the_web_password_and_a_fresh_code_and_counts_failures_with_logi
         svc.web_sign_in(ip, "alice", PASSWORD, &code(0), "t")
             .is_err()
     );
-    let s = svc.web_session(&ok.token).unwrap();
+    let s = svc.web_session(&ok).unwrap();
     assert_eq!(s.account, "alice");
-    assert!(s.csrf_ok(&ok.session.csrf));
+    assert_eq!(s.csrf.len(), 64);
+    assert!(s.csrf_ok(&s.csrf.clone()));
     assert!(!s.csrf_ok(&"0".repeat(64)));
     assert!(!s.csrf_ok(""));
     let listed = svc.web_sessions_list(&caller(Some(&token))).unwrap();
     assert_eq!(listed.sessions.len(), 1);
-    assert_eq!(listed.sessions[0].id, ok.session.id);
+    assert_eq!(listed.sessions[0].id, s.id);
     assert_eq!(listed.sessions[0].from, "192.0.2.7");
     assert!(!listed.sessions[0].agent.contains('\u{1b}'));
     // The sign-in is a notice on the devices.
@@ -242,13 +243,13 @@ fn sign_in_needs_the_web_password_and_a_fresh_code_and_counts_failures_with_logi
         .web_revoke(
             &caller(Some(&token)),
             WebRevokeReq {
-                id: Some(ok.session.id.clone()),
+                id: Some(s.id.clone()),
             },
         )
         .unwrap();
     assert_eq!(ended.ended, 1);
     assert!(matches!(
-        svc.web_session(&ok.token),
+        svc.web_session(&ok),
         Err(ApiError::Unauthorized(_))
     ));
 }
@@ -325,14 +326,14 @@ fn an_idle_session_ends_and_web_off_ends_them_all() {
     // Used within the idle time, `a` lives on; `b` idles out.
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(150));
-        svc.web_session(&a.token).unwrap();
+        svc.web_session(&a).unwrap();
     }
     assert!(matches!(
-        svc.web_session(&b.token),
+        svc.web_session(&b),
         Err(ApiError::Unauthorized(_))
     ));
     let st = svc.web_off(&c).unwrap();
     assert!(!st.enabled);
-    assert!(svc.web_session(&a.token).is_err());
+    assert!(svc.web_session(&a).is_err());
     assert!(svc.web_store("alice").is_err());
 }
