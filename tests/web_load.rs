@@ -1,10 +1,11 @@
 //! The web front under load (issue 12, "Load, bounded, on loopback"): one `cirrus serve
 //! --web-listen` with five accounts, each signed in once, and fifty downloads at once (ten
 //! per account, sharing its session) streamed through a hasher and compared with the bytes
-//! written through each account's mount. The server's RSS is sampled throughout: once with
-//! every download of the 8 MiB files, once of the 32 MiB ones. A server that held bodies
-//! in memory would need 50 × 24 MiB = 1.2 GiB more for the second run; the test allows
-//! 64 MiB, so the peak is independent of file size.
+//! written through each account's mount (every account's files differ, so a body from the
+//! wrong account fails too). Three runs while the server's RSS is sampled: every download
+//! of the 8 MiB files, then of the 32 MiB ones, then half and half. A server that held
+//! bodies in memory would need 50 × 24 MiB = 1.2 GiB more for the second run than the
+//! first; the test allows 64 MiB, so the peak is independent of file size.
 // A panic is how a test fails: unwrap and expect are its assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -285,7 +286,7 @@ fn fifty_concurrent_downloads_every_byte_right_rss_independent_of_file_size() {
         .collect();
     let t_write = t.elapsed();
     eprintln!(
-        "web load: {ACCOUNTS} accounts set up in {t_accounts:.1?}, files written and synced in {t_write:.1?}"
+        "web load: {ACCOUNTS} accounts in {t_accounts:.1?}, files written, synced in {t_write:.1?}"
     );
 
     // One sign-in per account (one TOTP code per step), its session shared by its ten
