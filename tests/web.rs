@@ -25,6 +25,11 @@ use std::time::{Duration, SystemTime};
 const BIG: usize = 50 << 20;
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const TEXT: &str = "alpha: plain text, previewed inline\n";
+/// How long the server keeps a key released to a web session (`--release-ttl`): long
+/// enough for the scenario to read the released category, short enough to wait out.
+const RELEASE_TTL: u64 = 20;
+/// A file of Photos, read on the web once a device released Photos under ADP.
+const PHOTO: &str = "a photo of the end-to-end kind: only a released key opens it\n";
 /// The second account's file, which the first account's session must never read.
 const BOB_SECRET: &str = "bob's file: never on alice's pages";
 
@@ -120,7 +125,7 @@ fn check_screenshots(j: &Value, out: &Path) {
 
 #[test]
 fn step_a_sign_in_browse_download_in_a_real_browser() {
-    let mut w = WebDrive::start(&[]);
+    let mut w = WebDrive::start(&["--release-ttl", &RELEASE_TTL.to_string()]);
     let out = output_dir("step_a");
     let (spec, big) = write_fixture(&w);
     w.sync();
@@ -204,6 +209,110 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
     let wrong = w.wrong_code();
     w.scenario("signin", &out, &["--totp", &code, "--wrong-totp", &wrong]);
     devices_see_and_end_web_access(&mut w);
+    adp_sign_ins_wait_for_a_device(&mut w, &out);
+}
+
+/// Step (b): web access turned on again under ADP. A sign-in waits on the approval page;
+/// the device approves it with the page's code, refusing Health and releasing Photos;
+/// the browser reads Photos until the release expires; the device's next `cirrus sync`
+/// rotates Photos.
+fn adp_sign_ins_wait_for_a_device(w: &mut WebDrive, dir: &Path) {
+    let cmd = |args: &[&str]| out(with_pw(&w.drive, &w.password_file, args));
+    // Under ADP, Photos is end-to-end: the server has no key of it.
+    let photos = w.drive.category_path("Photos");
+    fs::write(photos.join("beach.txt"), PHOTO).unwrap();
+    w.sync();
+    let code = w.codes.take();
+    let (ok, t) = cmd(&[
+        "web",
+        "on",
+        "--store",
+        &w.store_url,
+        "--web-password-file",
+        w.web_password_file.to_str().unwrap(),
+        "--totp",
+        &code,
+    ]);
+    assert!(ok, "{t}");
+    assert!(t.contains("each web sign-in waits until a trusted device approves it"), "{t}");
+
+    let spec = json!({
+        "photo": {"path": "beach.txt", "content": PHOTO},
+        "approved": {"Photos": "available", "Mail": "available", "Health": "locked",
+                     "Notes": "locked"},
+    });
+    let spec_file = dir.join("adp-spec.json");
+    fs::write(&spec_file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let code_file = dir.join("adp-code");
+    let go_file = dir.join("adp-go");
+    let totp = w.codes.take();
+    let mut args = w.script_args(dir);
+    args.extend(
+        [
+            "--spec",
+            spec_file.to_str().unwrap(),
+            "--totp",
+            &totp,
+            "--code-file",
+            code_file.to_str().unwrap(),
+            "--go-file",
+            go_file.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let out_dir = dir.to_path_buf();
+    // The browser waits on the approval page while this thread approves on the device.
+    let browser = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::web::run_script("adp", &args, &[], &out_dir)
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let shown = loop {
+        if let Ok(c) = fs::read_to_string(&code_file) {
+            break c.trim().to_string();
+        }
+        assert!(
+            !browser.is_finished() && std::time::Instant::now() < deadline,
+            "the sign-in page showed no code: {:?}",
+            browser.is_finished().then(|| browser.join())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The device lists the sign-in as waiting.
+    let (ok, t) = cmd(&["web", "sessions"]);
+    assert!(ok && t.contains("(waiting for approval)"), "{t}");
+    // A wrong code matches no sign-in; Health is never released; nothing is approved.
+    let (ok, t) = cmd(&["web", "approve", "AAAA-BBBB-CCCC-DDDD", "--category", "Photos"]);
+    assert!(!ok && t.contains("no web sign-in waits with this code"), "{t}");
+    let (ok, t) = cmd(&["web", "approve", &shown, "--category", "Photos,Health"]);
+    assert!(!ok && t.contains("Health is never released to the web"), "{t}");
+    let (ok, t) = cmd(&["web", "sessions"]);
+    assert!(ok && t.contains("(waiting for approval)"), "{t}");
+    // The right code, Photos: approved and released.
+    let (ok, t) = cmd(&["web", "approve", &shown, "--category", "Photos"]);
+    assert!(ok, "{t}");
+    assert!(t.contains("Approving web sign-in"), "{t}");
+    assert!(t.contains("Released Photos (key version"), "{t}");
+    fs::write(&go_file, b"go").unwrap();
+    let j = browser.join().unwrap();
+    assert_eq!(j["approved"]["Photos"], "available", "{j}");
+    assert_eq!(j["expired"]["Photos"], "locked", "{j}");
+    check_screenshots(&j, dir);
+    assert_png(&dir.join("approve.png"));
+
+    // The release is over: the device's next sync rotates Photos, through the daemon.
+    let mut sync = w.drive.cirrus_cmd();
+    sync.args(["sync", "--wait"]);
+    let (ok, t) = out(sync);
+    assert!(ok, "{t}");
+    assert!(t.contains("rotating the keys released to them (Photos)"), "{t}");
+    assert!(t.contains("Rotated the key of Photos"), "{t}");
+    // Rotated once: the record is gone, and the next sync rotates nothing.
+    let mut again = w.drive.cirrus_cmd();
+    again.args(["sync", "--wait"]);
+    let (ok, t) = out(again);
+    assert!(ok && !t.contains("Rotated"), "{t}");
+    assert_eq!(fs::read_to_string(photos.join("beach.txt")).unwrap(), PHOTO);
 }
 
 /// The trusted device's side: the web sign-ins are notices in `account status`, `web

@@ -41,6 +41,7 @@ mod categories;
 mod open;
 mod rotate;
 mod web;
+pub use web::{Released, WebSignIn};
 mod witness;
 pub use acks::GcAcks;
 use open::device_key_of;
@@ -140,6 +141,10 @@ pub enum AccountError {
          --totp CODE. Nothing was changed"
     )]
     KeyServiceNeeded,
+    /// A web approval or release this device will not make (no sign-in with that code, a
+    /// category never released to the web).
+    #[error("{0}")]
+    WebRefused(String),
 }
 
 impl AccountError {

@@ -166,6 +166,11 @@ struct WebArgs {
     #[arg(long, default_value_t = WebConfig::default().max.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     web_max: u64,
+    /// Seconds the server keeps a category key a trusted device released to a web
+    /// session under ADP (`cirrus web approve`, `web release`).
+    #[arg(long, default_value_t = WebConfig::default().release_ttl.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    release_ttl: u64,
 }
 
 impl WebArgs {
@@ -190,6 +195,7 @@ impl WebArgs {
             store_allow,
             idle: Duration::from_secs(self.web_idle),
             max: Duration::from_secs(self.web_max),
+            release_ttl: Duration::from_secs(self.release_ttl),
         };
         let opts = crate::web::WebOptions {
             listen,

@@ -328,7 +328,10 @@ pub fn run(home: Home, args: SyncArgs) -> super::CliResult {
     // from a killed one).
     let lock = crate::daemon::lock_home(&home);
     if lock.is_err() && control::socket_exists(&home) {
-        return through_daemon(&home, &args);
+        let r = through_daemon(&home, &args);
+        // Keys released to web sessions that are over are rotated now, online.
+        super::web::rotate_released_mounted(&home);
+        return r;
     }
     // Not mounted: the journal can be sent without the passcode (it holds only sealed
     // objects), under the daemon lock so no mount starts meanwhile.

@@ -1,8 +1,13 @@
 //! `cirrus web ...`: web access to the account (the key service's web front) from this
-//! trusted device: on, off, status, the web sessions and ending them.
+//! trusted device: on, off, status, the web sessions and ending them; under ADP, approving
+//! a sign-in and releasing category keys to it, and rotating those keys once the session
+//! is over (here, and after `cirrus sync` on a mounted drive).
 
 use super::{PasscodeArgs, unlock};
+use crate::account::{Released, Unlocked, WebSignIn};
 use crate::home::Home;
+use crate::maintenance::rotation::Job;
+use crate::maintenance::web_releases;
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -43,6 +48,40 @@ pub enum WebCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Approve a web sign-in that waits for a trusted device (web access turned on under
+    /// Advanced Data Protection), and release the keys of the categories named to that
+    /// browser session for an hour. The device checks that the code belongs to the
+    /// session's key before it releases anything. Only Photos, Drive, Notes, Reminders,
+    /// Bookmarks, Shortcuts, Voice Memos and Passes can be released; once the session is
+    /// over, this device rotates their keys.
+    Approve {
+        /// The code the sign-in page shows (XXXX-XXXX-XXXX-XXXX).
+        code: String,
+        /// Categories to open in that session, e.g. --category Photos,Notes (none: only
+        /// the sign-in is approved, which opens Calendars, Contacts and Mail).
+        #[arg(long, value_delimiter = ',', value_name = "NAME")]
+        category: Vec<String>,
+        /// Do not rotate the released keys after the session: they then stay good until
+        /// each category's next rotation, whatever the server does.
+        #[arg(long)]
+        no_rotate_after: bool,
+        #[command(flatten)]
+        pass: PasscodeArgs,
+    },
+    /// Release one more category to a web session this device approved (within its hour).
+    Release {
+        /// The web session's id (from `cirrus web sessions`).
+        #[arg(long, value_name = "ID")]
+        session: String,
+        /// Categories to open in that session.
+        #[arg(long, value_delimiter = ',', value_name = "NAME", required = true)]
+        category: Vec<String>,
+        /// Do not rotate the released keys after the session (see `web approve`).
+        #[arg(long)]
+        no_rotate_after: bool,
         #[command(flatten)]
         pass: PasscodeArgs,
     },
@@ -114,12 +153,20 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
                     .unwrap_or_default(),
                 st.store.as_deref().unwrap_or("?")
             );
+            if st.approvals {
+                println!(
+                    "Advanced Data Protection is on: each web sign-in waits until a trusted \
+                     device approves it with the code its page shows (cirrus web approve CODE \
+                     --category Photos)."
+                );
+            }
             Ok(0)
         }
         WebCmd::Off { pass } => {
             let acct = connected(home, &pass)?;
             acct.web_off().map_err(|e| format!("web off: {e}"))?;
             println!("Web access is off; every web session ended.");
+            rotate_released(&home_of(&acct), &pass, acct)?;
             Ok(0)
         }
         WebCmd::Status { json, pass } => {
@@ -138,9 +185,13 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
                     crate::keyservice::client::printable(st.device.as_deref().unwrap_or("?")),
                     st.sessions
                 );
+                if st.approvals {
+                    println!("sign-ins: each needs a trusted device's approval (ADP)");
+                }
             } else {
                 println!("web access: off");
             }
+            rotate_released(&home_of(&acct), &pass, acct)?;
             Ok(0)
         }
         WebCmd::Sessions { json, pass } => {
@@ -160,14 +211,20 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
             }
             for s in list {
                 println!(
-                    "{}  started {}  last used {}  from {}  {}",
+                    "{}  started {}  last used {}  from {}  {}{}",
                     crate::keyservice::client::printable(&s.id),
                     when(s.started),
                     when(s.last_used),
                     crate::keyservice::client::printable(&s.from),
-                    crate::keyservice::client::printable(&s.agent)
+                    crate::keyservice::client::printable(&s.agent),
+                    match s.approval.as_deref() {
+                        Some("waiting") => "  (waiting for approval)",
+                        Some("approved") => "  (approved)",
+                        _ => "",
+                    }
                 );
             }
+            rotate_released(&home_of(&acct), &pass, acct)?;
             Ok(0)
         }
         WebCmd::Revoke { id, all, pass } => {
@@ -176,7 +233,243 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
                 .web_revoke(if all { None } else { id.as_deref() })
                 .map_err(|e| format!("web revoke: {e}"))?;
             println!("{n} web session(s) ended.");
+            rotate_released(&home_of(&acct), &pass, acct)?;
             Ok(0)
         }
+        WebCmd::Approve {
+            code,
+            category,
+            no_rotate_after,
+            pass,
+        } => {
+            let code = crate::keys::join::JoinCode::parse(&code)
+                .map_err(|e| format!("web approve: {e}"))?;
+            let acct = connected(home, &pass)?;
+            acct.web_release_check(&category)
+                .map_err(|e| format!("web approve: {e}"))?;
+            let to = acct
+                .web_find_sign_in(&code)
+                .map_err(|e| format!("web approve: {e}"))?;
+            println!(
+                "Approving web sign-in {} from {} ({}), started {}.",
+                crate::keyservice::client::printable(&to.session.id),
+                crate::keyservice::client::printable(&to.session.from),
+                crate::keyservice::client::printable(&to.session.agent),
+                when(to.session.started)
+            );
+            release(&acct, &to, &category, !no_rotate_after)?;
+            rotate_released(&home_of(&acct), &pass, acct)?;
+            Ok(0)
+        }
+        WebCmd::Release {
+            session,
+            category,
+            no_rotate_after,
+            pass,
+        } => {
+            let acct = connected(home, &pass)?;
+            acct.web_release_check(&category)
+                .map_err(|e| format!("web release: {e}"))?;
+            let home = home_of(&acct);
+            let known = web_releases::load(&home).map_err(|e| format!("web release: {e}"))?;
+            let Some(pk) = known
+                .iter()
+                .find(|r| r.session == session)
+                .and_then(|r| hex::decode(&r.public_key).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                return Err(format!(
+                    "web release: this device did not approve web session {} (approve it \
+                     with the code its page shows: cirrus web approve CODE --category ...)",
+                    crate::keyservice::client::printable(&session)
+                ));
+            };
+            let info = acct
+                .web_sessions()
+                .map_err(|e| format!("web release: {e}"))?
+                .into_iter()
+                .find(|s| s.id == session)
+                .ok_or_else(|| {
+                    format!(
+                        "web release: web session {} has ended",
+                        crate::keyservice::client::printable(&session)
+                    )
+                })?;
+            let to = WebSignIn {
+                session: info,
+                public_key: pk,
+                approved: true,
+            };
+            release(&acct, &to, &category, !no_rotate_after)?;
+            rotate_released(&home, &pass, acct)?;
+            Ok(0)
+        }
+    }
+}
+
+fn home_of(acct: &Unlocked) -> Home {
+    Home::new(acct.home.root.clone())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Approves `to` and releases `categories` to it, recording each e2e one for the rotation
+/// owed after the session (recorded before the key leaves: a crash in between leaves a
+/// rotation owed, never a release forgotten).
+fn release(
+    acct: &Unlocked,
+    to: &WebSignIn,
+    categories: &[String],
+    rotate: bool,
+) -> Result<(), String> {
+    let home = home_of(acct);
+    let e2e: Vec<String> = categories
+        .iter()
+        .filter(|c| {
+            acct.table()
+                .find(c)
+                .is_some_and(|e| e.class == crate::format::table::Class::E2e)
+        })
+        .cloned()
+        .collect();
+    let pk = hex::encode(to.public_key);
+    let start = now();
+    if !e2e.is_empty() {
+        web_releases::add(
+            &home,
+            &to.session.id,
+            &pk,
+            &e2e,
+            start,
+            start + web_releases::MAX_RELEASE_SECS,
+            rotate,
+        )
+        .map_err(|e| format!("web approve: {e}"))?;
+    }
+    let (released, expires) = acct
+        .web_release(to, categories)
+        .map_err(|e| format!("web approve: {e}"))?;
+    if !e2e.is_empty() {
+        web_releases::add(&home, &to.session.id, &pk, &e2e, start, expires, rotate)
+            .map_err(|e| format!("web approve: {e}"))?;
+    }
+    if !to.approved {
+        println!(
+            "Approved: the session sees {} now.",
+            crate::format::web::STAY_STANDARD.join(", ")
+        );
+    }
+    for r in &released {
+        match r {
+            Released::Key { name, version } => println!(
+                "Released {name} (key version {version}) to web session {} until {}.",
+                to.session.id,
+                when(expires)
+            ),
+            Released::NoKeyNeeded { name } => println!(
+                "{name} is not end-to-end encrypted: the web shows it without a release."
+            ),
+        }
+    }
+    if !e2e.is_empty() {
+        if rotate {
+            println!(
+                "Once the session is over, this device rotates the key of {} (at the next \
+                 `cirrus sync` on the mounted drive, or any `cirrus web` command).",
+                e2e.join(", ")
+            );
+        } else {
+            eprintln!(
+                "warning: --no-rotate-after: the released key of {} stays good until its \
+                 next rotation (`cirrus rotate --category NAME`), whatever the server does \
+                 after the hour.",
+                e2e.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rotates the categories released to web sessions that are over (expired, or no longer
+/// listed by the server), then forgets those releases.
+fn rotate_released(home: &Home, pass: &PasscodeArgs, acct: Unlocked) -> Result<(), String> {
+    let list = web_releases::load(home).map_err(|e| e.to_string())?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let live: Option<Vec<String>> = acct
+        .web_sessions()
+        .ok()
+        .map(|v| v.into_iter().map(|s| s.id).collect());
+    let over = web_releases::over(&list, now(), live.as_deref());
+    rotate_over(home, pass, &over, Some(acct))
+}
+
+fn rotate_over(
+    home: &Home,
+    pass: &PasscodeArgs,
+    over: &[web_releases::WebRelease],
+    acct: Option<Unlocked>,
+) -> Result<(), String> {
+    if over.is_empty() {
+        return Ok(());
+    }
+    let owed = web_releases::owed(over);
+    if !owed.is_empty() {
+        eprintln!(
+            "Web session(s) {} are over: rotating the keys released to them ({}).",
+            over.iter()
+                .map(|r| r.session.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            owed.join(", ")
+        );
+        let jobs: Vec<Job> = owed.iter().map(|c| Job::keep_class(c)).collect();
+        // Not mounted: rotate here under the daemon lock with the account at hand;
+        // mounted: the daemon does it.
+        let held = match (acct, crate::daemon::lock_home(home)) {
+            (Some(a), Ok(lock)) => Some((a, lock)),
+            _ => None,
+        };
+        let lines = super::rotate::rotate_many(
+            home,
+            pass,
+            &jobs,
+            crate::account::DEFAULT_BATCH,
+            held,
+        )
+        .map_err(|e| format!("rotating the keys released to the web: {e}"))?;
+        for l in lines {
+            eprintln!("{l}");
+        }
+    }
+    let done: Vec<String> = over.iter().map(|r| r.session.clone()).collect();
+    web_releases::forget(home, &done).map_err(|e| e.to_string())
+}
+
+/// After `cirrus sync` on a mounted drive: rotates, through the daemon, the keys released
+/// to web sessions whose hour is up. Reported on stderr; a failure is a warning (the
+/// record keeps the rotation owed).
+pub fn rotate_released_mounted(home: &Home) {
+    let list = match web_releases::load(home) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            return;
+        }
+    };
+    let over = web_releases::over(&list, now(), None);
+    let pass = PasscodeArgs {
+        passcode_file: None,
+        password_file: None,
+        totp: None,
+    };
+    if let Err(e) = rotate_over(home, &pass, &over, None) {
+        eprintln!("warning: {e}; it is tried again at the next sync");
     }
 }

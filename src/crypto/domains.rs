@@ -56,6 +56,11 @@ pub const SERVICE_KEK: &str = "cirrus 2026-11-28 service kek v1";
 /// Key service: key of the made-up salts of unknown names, from the master key (§9c).
 pub const FAKE_SALT: &str = "cirrus 2026-11-28 key service fake salt v1";
 
+/// Wrapping key of a category key released to a web session's X25519 key (§9e).
+pub const SEAL_TO_WEB_SESSION: &str = "cirrus 2026-11-28 seal-to-web-session v1";
+/// MAC key of a web sign-in code, from its 16 symbols (§9e).
+pub const WEB_SIGN_IN_CODE: &str = "cirrus 2026-11-28 web sign-in code v1";
+
 /// Every `derive_key` context, for the uniqueness test and the spec.
 pub const DERIVE_KEY_CONTEXTS: &[&str] = &[
     SEAL_SUBKEYS,
@@ -83,6 +88,8 @@ pub const DERIVE_KEY_CONTEXTS: &[&str] = &[
     PASSWORD_WRAP,
     SERVICE_KEK,
     FAKE_SALT,
+    SEAL_TO_WEB_SESSION,
+    WEB_SIGN_IN_CODE,
 ];
 
 // Ed25519 signatures: the signed bytes are
@@ -110,8 +117,11 @@ pub const SIGNATURE_DOMAINS: &[&str] = &[
 
 pub const MAC_JOIN_REQUEST: &str = "join request";
 pub const MAC_APPROVAL: &str = "approval";
+/// The web sign-in code's MAC over the web session's public key (§9e), under the key
+/// [`WEB_SIGN_IN_CODE`] derives.
+pub const MAC_WEB_SESSION_KEY: &str = "web session key";
 /// Every join-code MAC domain.
-pub const MAC_DOMAINS: &[&str] = &[MAC_JOIN_REQUEST, MAC_APPROVAL];
+pub const MAC_DOMAINS: &[&str] = &[MAC_JOIN_REQUEST, MAC_APPROVAL, MAC_WEB_SESSION_KEY];
 
 // Sealing contexts (the MAC input of §1.3 starts with one).
 

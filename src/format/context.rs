@@ -23,6 +23,9 @@ pub enum ObjKind {
     ExportSegment = 11,
     /// This device's remembered-device token for the key service.
     ServerToken = 12,
+    /// A category key released by a trusted device to one web session (index = key
+    /// version; `keys::web`).
+    WebRelease = 13,
 }
 
 /// The sealing context: format version, object kind, category, inode and index. Fields that

@@ -42,7 +42,13 @@ impl JoinCode {
 
     /// The MAC key both sides derive from the code.
     pub fn key(&self) -> SecretKey {
-        crypto::derive_key(crate::crypto::domains::JOIN_CODE, &[&self.0])
+        self.key_for(crate::crypto::domains::JOIN_CODE)
+    }
+
+    /// The MAC key of a code of the same shape used for something else (a web sign-in
+    /// code, `keys::web`): another derive context, so the two never share a key.
+    pub(crate) fn key_for(&self, context: &str) -> SecretKey {
+        crypto::derive_key(context, &[&self.0])
     }
 }
 

@@ -6,6 +6,7 @@ pub mod floor;
 pub mod join;
 mod password;
 pub mod recovery;
+pub mod web;
 
 pub use password::{PasswordKeys, password_keys};
 

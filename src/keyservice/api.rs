@@ -348,6 +348,9 @@ pub struct WebStatus {
     pub device: Option<String>,
     /// Web sessions open now.
     pub sessions: u32,
+    /// Turned on under ADP: each web sign-in waits for a trusted device's approval.
+    #[serde(default)]
+    pub approvals: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +362,9 @@ pub struct WebSessionInfo {
     pub last_used: u64,
     pub from: String,
     pub agent: String,
+    /// Under ADP: "waiting" for a trusted device's approval, or "approved".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -376,4 +382,48 @@ pub struct WebRevokeReq {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WebRevokeResp {
     pub ended: u64,
+}
+
+/// A web sign-in under ADP that waits for (or has) a trusted device's approval
+/// (`web/approvals`; FORMAT.md §9e).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebApproval {
+    pub session: WebSessionInfo,
+    /// The X25519 public key the server made for the session, hex.
+    pub public_key: String,
+    /// The sign-in code's MAC over it (`keys::web::session_key_mac`), hex.
+    pub mac: String,
+    pub approved: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebApprovalsResp {
+    pub approvals: Vec<WebApproval>,
+}
+
+/// One category key released to a web session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebReleaseItem {
+    pub category: u32,
+    pub version: u32,
+    /// `keys::web::seal_release` to the session's key, hex.
+    pub sealed: String,
+}
+
+/// `web/approve`: approves a waiting web sign-in (the first time) and releases the keys
+/// listed (none: only the sign-in is approved).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebApproveReq {
+    /// The web session's id.
+    pub id: String,
+    /// The approving device's name, as its manifest lists it (shown in logs).
+    pub device: String,
+    #[serde(default)]
+    pub releases: Vec<WebReleaseItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebApproveResp {
+    /// When the keys released now are dropped by the server (Unix seconds).
+    pub expires: u64,
 }

@@ -8,6 +8,7 @@ pub mod fsck;
 pub mod gc;
 mod gc_views;
 pub mod rotation;
+pub mod web_releases;
 
 use crate::account::Unlocked;
 use crate::cache::ChunkCache;

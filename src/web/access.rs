@@ -38,4 +38,14 @@ pub trait AccountAccess: Send + Sync {
     /// The server's record of the highest head seen per category (rollback/fork check),
     /// persistent in the key service's database.
     fn witness(&self) -> Arc<dyn crate::volume::HeadWitness>;
+    /// Whether web access was turned on under Advanced Data Protection and a trusted
+    /// device approved this web session: only then is an ADP drive served at all.
+    fn adp_approved(&self) -> bool {
+        false
+    }
+    /// Key `version` of end-to-end category `category`, if a trusted device released it
+    /// to this web session and the release has not expired (FORMAT.md §9e).
+    fn released(&self, _category: u32, _version: u32) -> Result<Option<SecretKey>, AccessError> {
+        Ok(None)
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::front::drive::{
     CategoryClass, CategoryRow, CategoryState, CategoryView, DriveSource, DriveView, Entry,
-    EntryKind, FileView, Found,
+    EntryKind, FileView, Found, Viewer,
 };
 use super::front::error::{FrontError, from_api};
 use super::reader::{self, Drive, Kind, NodeRef, OpenCategory, ReadError};
@@ -35,11 +35,12 @@ fn front(e: ReadError) -> FrontError {
 }
 
 impl DriveSource for ReaderSource {
-    fn open(&self, account: &str) -> Result<Box<dyn DriveView>, FrontError> {
+    fn open(&self, who: &Viewer) -> Result<Box<dyn DriveView>, FrontError> {
+        let account = who.account.as_str();
         let url = self.svc.web_store(account).map_err(from_api)?;
         let store = crate::store::open_url(&url)
             .map_err(|e| FrontError::Unavailable(format!("the account's store: {e}")))?;
-        let access = ServiceAccess::new(self.svc.clone(), account);
+        let access = ServiceAccess::new(self.svc.clone(), account, &who.session, who.approved);
         match Drive::open(store, access) {
             Ok(d) => Ok(Box::new(ReaderDrive(d))),
             Err(ReadError::AdpOn) => {

@@ -15,17 +15,27 @@ fn service(e: ApiError) -> AccessError {
     AccessError::Storage(e.to_string())
 }
 
-/// One account's access through the key service.
+/// One account's access through the key service, for one web session.
 pub(crate) struct ServiceAccess {
     svc: Arc<KeyService>,
     account: String,
+    /// The web session whose released keys open e2e categories (ADP).
+    session: String,
+    approved: bool,
 }
 
 impl ServiceAccess {
-    pub(crate) fn new(svc: Arc<KeyService>, account: &str) -> Arc<ServiceAccess> {
+    pub(crate) fn new(
+        svc: Arc<KeyService>,
+        account: &str,
+        session: &str,
+        approved: bool,
+    ) -> Arc<ServiceAccess> {
         Arc::new(ServiceAccess {
             svc,
             account: account.to_string(),
+            session: session.to_string(),
+            approved,
         })
     }
 }
@@ -57,6 +67,19 @@ impl AccountAccess for ServiceAccess {
         let hash = crate::crypto::hash(&sm.body);
         self.svc
             .web_record_seen(&self.account, MANIFEST, counter, &hash, Some(obj))
+            .map_err(service)
+    }
+
+    fn adp_approved(&self) -> bool {
+        self.approved
+    }
+
+    fn released(&self, category: u32, version: u32) -> Result<Option<SecretKey>, AccessError> {
+        if !self.approved {
+            return Ok(None);
+        }
+        self.svc
+            .web_released(&self.account, &self.session, category, version)
             .map_err(service)
     }
 

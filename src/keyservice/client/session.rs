@@ -270,6 +270,18 @@ impl Session {
         Ok(r.sessions)
     }
 
+    /// `web/approvals`: the live ADP web sign-ins, with the key and MAC to check a code
+    /// against.
+    pub fn web_approvals(&self) -> Result<Vec<WebApproval>, ClientError> {
+        let r: WebApprovalsResp = self.post("web/approvals", &Empty {})?;
+        Ok(r.approvals)
+    }
+
+    /// `web/approve`: approves a web sign-in and releases the keys listed to it.
+    pub fn web_approve(&self, req: &WebApproveReq) -> Result<WebApproveResp, ClientError> {
+        self.post("web/approve", req)
+    }
+
     /// Ends one web session (`Some(id)`) or all of them; how many ended.
     pub fn web_revoke(&self, id: Option<&str>) -> Result<u64, ClientError> {
         let r: WebRevokeResp = self.post(

@@ -97,10 +97,32 @@ pub struct CategoryRow {
 
 /// Opens accounts' drives. `open` is called once per request, for the signed-in account
 /// only: a view never reaches another account's data.
+/// Who is reading: the signed-in account and its web session (whose released keys, under
+/// ADP, open its end-to-end categories).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub account: String,
+    pub session: String,
+    /// A trusted device approved this session (web access turned on under ADP).
+    pub approved: bool,
+}
+
+impl Viewer {
+    /// A viewer with no released keys (tests).
+    pub fn of(account: &str) -> Viewer {
+        Viewer {
+            account: account.to_string(),
+            session: String::new(),
+            approved: false,
+        }
+    }
+}
+
 pub trait DriveSource: Send + Sync {
-    /// The account's drive; `FrontError::AdpOn` when its verified manifest says Advanced
-    /// Data Protection is on.
-    fn open(&self, account: &str) -> Result<Box<dyn DriveView>, FrontError>;
+    /// The account's drive as `who` may read it; `FrontError::AdpOn` when its verified
+    /// manifest says Advanced Data Protection is on and web access was not turned on
+    /// under it.
+    fn open(&self, who: &Viewer) -> Result<Box<dyn DriveView>, FrontError>;
 }
 
 /// One account's drive, opened for one request.

@@ -21,6 +21,10 @@ pub enum FrontError {
     /// No session, or it ended (idle, too old, revoked, web access off).
     #[error("signed out")]
     SignedOut,
+    /// An ADP sign-in whose key this server does not hold (another replica made it, or
+    /// this one restarted): released keys cannot open here.
+    #[error("the sign-in is held by another server")]
+    OtherServer,
     /// A form without this session's token, or from another site.
     #[error("the form's token is missing or wrong")]
     Csrf,
@@ -47,7 +51,7 @@ impl FrontError {
             FrontError::Locked | FrontError::NotOnWeb | FrontError::AdpOn | FrontError::Csrf => 403,
             FrontError::SignedOut => 401,
             FrontError::TooLarge => 413,
-            FrontError::Busy | FrontError::Unavailable(_) => 503,
+            FrontError::Busy | FrontError::Unavailable(_) | FrontError::OtherServer => 503,
             FrontError::Integrity(_) => 502,
             FrontError::Internal(_) => 500,
         }

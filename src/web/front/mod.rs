@@ -18,13 +18,15 @@ mod signin;
 mod view;
 
 use super::WebOptions;
-use crate::keyservice::server::{Front, FrontContext, Listening, ServeError, WebSession};
+use crate::keyservice::server::{
+    Approval, Front, FrontContext, Listening, ServeError, WebSession,
+};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use drive::DriveSource;
+use drive::{DriveSource, Viewer};
 use error::FrontError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(root))
         .route("/signin", get(signin::show).post(signin::submit))
         .route("/signout", post(signin::sign_out))
+        .route("/approve", get(approve))
         .route("/drive", get(categories))
         .route("/drive/", get(|| async { redirect("/drive") }))
         .route("/drive/{*rest}", get(browse))
@@ -131,6 +134,28 @@ impl App {
         .await
         .map_err(|_| FrontError::Busy)?
         .map_err(error::joined)?
+    }
+
+    /// The session of a drive request and who it reads as; or the answer instead of the
+    /// page: the sign-in page when signed out, the approval page while an ADP sign-in
+    /// waits for a trusted device.
+    async fn viewer(&self, headers: &HeaderMap) -> Result<(WebSession, Viewer), Response> {
+        let s = match session::current(&self.cx.svc, headers).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.fail(e, None, headers).await),
+        };
+        match s.approval {
+            Approval::Waiting => Err(redirect("/approve")),
+            Approval::Elsewhere => Err(self.fail(FrontError::OtherServer, Some(&s), headers).await),
+            Approval::NotNeeded | Approval::Approved => {
+                let who = Viewer {
+                    account: s.account.clone(),
+                    session: s.id.clone(),
+                    approved: s.approval == Approval::Approved,
+                };
+                Ok((s, who))
+            }
+        }
     }
 
     /// The answer to a failure: the sign-in page when signed out, web access turned off
@@ -240,17 +265,13 @@ async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 
 /// `GET /drive`.
 async fn categories(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let s = match session::current(&app.cx.svc, &headers).await {
-        Ok(s) => s,
-        Err(e) => return app.fail(e, None, &headers).await,
+    let (s, who) = match app.viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let (src, account, chrome) = (
-        app.drive.clone(),
-        s.account.clone(),
-        view::Chrome::signed_in(&s),
-    );
+    let (src, chrome) = (app.drive.clone(), view::Chrome::signed_in(&s));
     match app
-        .blocking(move || pages::categories(&*src, &account, chrome))
+        .blocking(move || pages::categories(&*src, &who, chrome))
         .await
     {
         Ok(o) => outcome(o),
@@ -260,21 +281,17 @@ async fn categories(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 
 /// `GET /drive/CAT/...`.
 async fn browse(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let s = match session::current(&app.cx.svc, &headers).await {
-        Ok(s) => s,
-        Err(e) => return app.fail(e, None, &headers).await,
+    let (s, who) = match app.viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Some(p) = uri.path().strip_prefix("/drive/").and_then(paths::parse) else {
         return app.fail(FrontError::NotFound, Some(&s), &headers).await;
     };
     let query = uri.query().map(String::from);
-    let (src, account, chrome) = (
-        app.drive.clone(),
-        s.account.clone(),
-        view::Chrome::signed_in(&s),
-    );
+    let (src, chrome) = (app.drive.clone(), view::Chrome::signed_in(&s));
     match app
-        .blocking(move || pages::drive(&*src, &account, chrome, &p, query.as_deref()))
+        .blocking(move || pages::drive(&*src, &who, chrome, &p, query.as_deref()))
         .await
     {
         Ok(o) => outcome(o),
@@ -284,22 +301,48 @@ async fn browse(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Re
 
 /// `GET /file/CAT/PATH[?download=1]`.
 async fn file(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let s = match session::current(&app.cx.svc, &headers).await {
-        Ok(s) => s,
-        Err(e) => return app.fail(e, None, &headers).await,
+    let (s, who) = match app.viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Some(p) = uri.path().strip_prefix("/file/").and_then(paths::parse) else {
         return app.fail(FrontError::NotFound, Some(&s), &headers).await;
     };
     let attach = paths::query_value(uri.query(), "download").is_some_and(|v| v != "0");
-    let (src, account) = (app.drive.clone(), s.account.clone());
+    let src = app.drive.clone();
     match app
-        .blocking(move || pages::open_download(&*src, &account, &p))
+        .blocking(move || pages::open_download(&*src, &who, &p))
         .await
     {
         Ok(d) => download::respond(d, &headers, attach),
         Err(e) => app.fail(e, Some(&s), &headers).await,
     }
+}
+
+/// `GET /approve`: the code an ADP sign-in waits on; the drive once a device approved it.
+async fn approve(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = match session::current(&app.cx.svc, &headers).await {
+        Ok(s) => s,
+        Err(e) => return app.fail(e, None, &headers).await,
+    };
+    if s.approval != Approval::Waiting {
+        return redirect("/drive");
+    }
+    let Some(code) = app.cx.svc.web_sign_in_code(&s.id) else {
+        return app.fail(FrontError::OtherServer, Some(&s), &headers).await;
+    };
+    let mut r = html(
+        StatusCode::OK,
+        &view::ApprovePage {
+            chrome: view::Chrome::signed_in(&s),
+            code: code.to_string(),
+            releasable: crate::format::web::RELEASABLE.join(", "),
+        },
+    );
+    // The code is a secret of this page: never kept by a cache.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Any other path: 404, with the signed-in page frame when there is a session.

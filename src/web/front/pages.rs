@@ -4,7 +4,7 @@
 //! in-memory drive.
 
 use super::download::Download;
-use super::drive::{DriveSource, Entry, EntryKind};
+use super::drive::{DriveSource, Entry, EntryKind, Viewer};
 use super::error::FrontError;
 use super::mime;
 use super::paths::{self, DrivePath};
@@ -26,10 +26,10 @@ pub enum Outcome {
 /// `GET /drive`.
 pub fn categories(
     src: &dyn DriveSource,
-    account: &str,
+    who: &Viewer,
     chrome: Chrome,
 ) -> Result<Outcome, FrontError> {
-    let rows = src.open(account)?.categories()?;
+    let rows = src.open(who)?.categories()?;
     view::render(&view::CategoriesPage {
         chrome,
         rows: rows.iter().map(view::CategoryLine::new).collect(),
@@ -40,12 +40,12 @@ pub fn categories(
 /// `GET /drive/CAT/...`: a folder (URL ending in `/`) or a file's page.
 pub fn drive(
     src: &dyn DriveSource,
-    account: &str,
+    who: &Viewer,
     chrome: Chrome,
     p: &DrivePath,
     query: Option<&str>,
 ) -> Result<Outcome, FrontError> {
-    let drive = src.open(account)?;
+    let drive = src.open(who)?;
     let cat = drive.category(&p.category)?;
     if !p.folder {
         if p.path.is_empty() {
@@ -160,13 +160,13 @@ fn file_page(chrome: Chrome, p: &DrivePath, e: &Entry) -> Result<String, FrontEr
 /// itself are not files: 404.
 pub fn open_download(
     src: &dyn DriveSource,
-    account: &str,
+    who: &Viewer,
     p: &DrivePath,
 ) -> Result<Download, FrontError> {
     if p.folder || p.path.is_empty() {
         return Err(FrontError::NotFound);
     }
-    let drive = src.open(account)?;
+    let drive = src.open(who)?;
     let cat = drive.category(&p.category)?;
     let e = cat.stat(&p.path)?;
     if e.kind != EntryKind::File {

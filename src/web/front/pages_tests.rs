@@ -58,8 +58,8 @@ fn mem() -> Mem {
 }
 
 impl DriveSource for Mem {
-    fn open(&self, account: &str) -> Result<Box<dyn DriveView>, FrontError> {
-        if account != "alice" {
+    fn open(&self, who: &Viewer) -> Result<Box<dyn DriveView>, FrontError> {
+        if who.account != "alice" {
             return Err(FrontError::SignedOut);
         }
         Ok(Box::new(MemDrive {
@@ -154,7 +154,7 @@ fn chrome() -> Chrome {
 fn page(path: &str, query: Option<&str>) -> Result<Outcome, FrontError> {
     drive(
         &mem(),
-        "alice",
+        &Viewer::of("alice"),
         chrome(),
         &paths::parse(path).unwrap(),
         query,
@@ -179,7 +179,7 @@ fn names(html: &str) -> Vec<String> {
 
 #[test]
 fn the_category_list_shows_every_state() {
-    let Ok(Outcome::Page(h)) = categories(&mem(), "alice", chrome()) else {
+    let Ok(Outcome::Page(h)) = categories(&mem(), &Viewer::of("alice"), chrome()) else {
         panic!()
     };
     assert!(h.contains("data-name=\"Photos\" data-state=\"available\""));
@@ -267,7 +267,7 @@ fn unknown_locked_and_foreign_paths() {
     // The drive is opened for the session's account only.
     let r = drive(
         &mem(),
-        "bob",
+        &Viewer::of("bob"),
         chrome(),
         &paths::parse("Photos/").unwrap(),
         None,
@@ -277,7 +277,7 @@ fn unknown_locked_and_foreign_paths() {
 
 #[test]
 fn downloads_open_only_regular_files() {
-    let open = |path: &str| open_download(&mem(), "alice", &paths::parse(path).unwrap());
+    let open = |path: &str| open_download(&mem(), &Viewer::of("alice"), &paths::parse(path).unwrap());
     let d = open("Photos/2024/notes.txt").unwrap();
     assert_eq!((d.name.as_str(), d.file.size()), ("notes.txt", 5));
     assert_eq!(d.file.read_at(1, 3).unwrap(), b"ell");

@@ -121,6 +121,7 @@ mod tests {
             id: "0011223344556677".into(),
             account: "alice".into(),
             csrf: "ab".repeat(32),
+            approval: crate::keyservice::server::Approval::NotNeeded,
         }
     }
 

@@ -88,6 +88,17 @@ impl CategoryLine {
     }
 }
 
+/// The page an ADP sign-in waits on: the code to approve it with on a trusted device.
+#[derive(Template)]
+#[template(path = "approve.html", config = "src/web/templates/askama.toml")]
+pub struct ApprovePage {
+    pub chrome: Chrome,
+    /// `XXXX-XXXX-XXXX-XXXX`.
+    pub code: String,
+    /// The release list, for the command shown.
+    pub releasable: String,
+}
+
 #[derive(Template)]
 #[template(path = "categories.html", config = "src/web/templates/askama.toml")]
 pub struct CategoriesPage {
@@ -234,6 +245,12 @@ impl ErrorPage {
                 "Advanced Data Protection is on for this account, so web access is off.",
             ),
             FrontError::SignedOut => ("Signed out", "Your session ended. Sign in again."),
+            FrontError::OtherServer => (
+                "Sign in again",
+                "This sign-in was approved on another server of the service (or the server \
+                 restarted), and only that server can open what your device released. Sign \
+                 out and sign in again.",
+            ),
             FrontError::Csrf => (
                 "Refused",
                 "This form was not sent from this page's session. Go back, reload the page \

@@ -1,6 +1,8 @@
 //! The key of a category the web serves: its `keys/<id>/<version>` object unwrapped by the
-//! key service ([`AccountAccess::unwrap_service`]) and accepted only if it is the key the
-//! verified manifest commits to, as a device's `account/categories.rs` does.
+//! key service ([`AccountAccess::unwrap_service`]), or for an end-to-end category the key a
+//! trusted device released to this web session ([`AccountAccess::released`]); either way
+//! accepted only if it is the key the verified manifest commits to, as a device's
+//! `account/categories.rs` does.
 
 use super::ReadError;
 use crate::account::manifest::key_commitment;
@@ -76,13 +78,17 @@ fn key_version(
     if version == e.key_version && *class != e.class as u8 {
         return Err(bad("the key object claims another protection class"));
     }
-    match Class::from_u8(*class) {
-        Ok(Class::Standard | Class::Transit) => {}
-        Ok(Class::E2e) => return Err(ReadError::Locked),
+    let key = match Class::from_u8(*class) {
+        Ok(Class::Standard | Class::Transit) => {
+            let ctx = crate::keys::category_key_context(e.id, version).to_bytes();
+            access.unwrap_service(&ctx, wrapped)?
+        }
+        // The server holds no e2e key: only one a device released to this session.
+        Ok(Class::E2e) => access
+            .released(e.id, version)?
+            .ok_or(ReadError::Locked)?,
         Err(_) => return Err(bad("unknown protection class")),
-    }
-    let ctx = crate::keys::category_key_context(e.id, version).to_bytes();
-    let key = access.unwrap_service(&ctx, wrapped)?;
+    };
     if m.commitment(e.id, version) != Some(key_commitment(&key)) {
         return Err(bad(
             "it is not the key the signed manifest commits to (substituted?)",

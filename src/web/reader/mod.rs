@@ -52,8 +52,8 @@ pub enum ReadError {
     /// A category the web does not serve.
     #[error("this category is not available on the web")]
     NotOnWeb,
-    /// The account has Advanced Data Protection on: web access needs a device's approval
-    /// (a later step), so nothing is served.
+    /// The account has Advanced Data Protection on and web access was turned on without
+    /// it (or this session is not approved): nothing is served.
     #[error("Advanced Data Protection is on: web access needs a trusted device's approval")]
     AdpOn,
     /// The category cannot be served: a head that fails verification, a rollback or fork,
@@ -85,7 +85,8 @@ impl From<VolError> for ReadError {
 /// Whether the web serves a category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CategoryState {
-    /// Standard or transit: the server unwraps its key and serves it.
+    /// Standard or transit: the server unwraps its key and serves it. Or end-to-end and
+    /// released to this web session by a trusted device (ADP).
     Available,
     /// End-to-end encrypted: listed, never opened.
     Locked,
@@ -104,34 +105,7 @@ impl CategoryState {
     }
 }
 
-/// Categories the web may ever show (issue 12, after iCloud.com): those a trusted device
-/// may release to a web session under ADP...
-pub const RELEASABLE: &[&str] = &[
-    "Photos",
-    "Drive",
-    "Notes",
-    "Reminders",
-    "Bookmarks",
-    "Shortcuts",
-    "Voice Memos",
-    "Passes",
-];
-/// ... and the standard ones that stay standard under ADP, served with service keys.
-pub const STAY_STANDARD: &[&str] = &["Calendars", "Contacts", "Mail"];
-
-/// End-to-end categories the issue names as never released to the web (with Apple's):
-/// shown locked, so the user sees they exist and why they stay closed.
-pub const NEVER_RELEASED: &[&str] = &[
-    "Health",
-    "Keychain",
-    "Messages",
-    "Payment Information",
-    "Card Transactions",
-    "Wi-Fi Passwords",
-    "Bluetooth Keys",
-    "Home",
-    "Screen Time",
-];
+pub use crate::format::web::{NEVER_RELEASED, RELEASABLE, STAY_STANDARD};
 
 /// The web's policy, in one place: a category on the release or stay-standard list is
 /// served while the key service holds its key (standard or transit) and shown locked
@@ -201,7 +175,7 @@ impl Drive {
             .table
             .active()
             .map(|e| {
-                let state = web_state(e);
+                let state = self.state(e);
                 let size = match state {
                     CategoryState::Available => self.open_entry(e).ok().map(|c| c.size()),
                     _ => None,
@@ -222,11 +196,25 @@ impl Drive {
     /// key or history does not verify is [`ReadError::Unavailable`], never served.
     pub fn open_category(&self, name: &str) -> Result<OpenCategory, ReadError> {
         let e = self.manifest.table.find(name).ok_or(ReadError::NotFound)?;
-        match web_state(e) {
+        match self.state(e) {
             CategoryState::Available => self.open_entry(e),
             CategoryState::Locked => Err(ReadError::Locked),
             CategoryState::NotOnWeb => Err(ReadError::NotOnWeb),
         }
+    }
+
+    /// The policy's state, with an e2e category on the release list available when a
+    /// trusted device released its current key to this session.
+    fn state(&self, e: &CategoryEntry) -> CategoryState {
+        let state = web_state(e);
+        if state == CategoryState::Locked && RELEASABLE.contains(&e.name.as_str()) {
+            match self.access.released(e.id, e.key_version) {
+                Ok(Some(_)) => return CategoryState::Available,
+                Ok(None) => {}
+                Err(err) => log::warn!("web: released keys of {}: {err}", e.name),
+            }
+        }
+        state
     }
 
     fn open_entry(&self, e: &CategoryEntry) -> Result<OpenCategory, ReadError> {

@@ -19,7 +19,8 @@ fn manifest_error(e: AccountError) -> ReadError {
 }
 
 /// Verifies the store's manifest against the trusted one and records it when newer.
-/// Nothing is served from a manifest that did not verify; under ADP nothing at all.
+/// Nothing is served from a manifest that did not verify; under ADP nothing at all unless
+/// web access was turned on under ADP and a trusted device approved the session.
 pub(super) fn verified_manifest(
     store: &dyn Store,
     access: &dyn AccountAccess,
@@ -35,7 +36,7 @@ pub(super) fn verified_manifest(
     if newest.counter > trusted.counter {
         access.advance_manifest(&newest_obj, newest.counter)?;
     }
-    if newest.has(FLAG_ADP) {
+    if newest.has(FLAG_ADP) && !access.adp_approved() {
         return Err(ReadError::AdpOn);
     }
     Ok(newest)

@@ -1,8 +1,8 @@
 //! `cirrus serve migrate`: copies every table of one database into another, empty one
 //! (SQLite into PostgreSQL), in one transaction on the destination, so replicas can take
 //! over a service that ran on one machine without anyone noticing: accounts, records,
-//! escrow, invitations, sessions, failure counts, web registrations, web sessions, the
-//! web front's record of heads seen, and the master-key check value.
+//! escrow, invitations, sessions, failure counts, web registrations, web sessions and
+//! their approvals and sealed released keys, the web front's record of heads seen, and the master-key check value.
 
 use super::{Database, DbError, Value};
 
@@ -33,6 +33,14 @@ const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("web_seen", &["account", "what", "counter", "hash", "obj"]),
+    (
+        "web_approvals",
+        &["id", "account", "public_key", "mac", "approved_ms", "approver"],
+    ),
+    (
+        "web_releases",
+        &["id", "account", "category", "version", "sealed", "expires_ms"],
+    ),
 ];
 
 /// Copies `src` into `dst`; the rows copied per table. Refuses a destination that holds

@@ -20,7 +20,7 @@ mod web_tx;
 
 pub(crate) use conn::{Conn, Value};
 pub(crate) use tx::{SessionRow, Tx};
-pub(crate) use web_tx::{SeenRow, WEB_MANIFEST, WebSessionRow};
+pub(crate) use web_tx::{SeenRow, WEB_MANIFEST, WebApprovalRow, WebReleaseRow, WebSessionRow};
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
-//! The web front's queries (schema V2): registrations, web sessions and the record of the
-//! newest manifest and heads the front has verified. Written once for both backends, like
+//! The web front's queries (schema V2): registrations, web sessions, their approvals and
+//! released keys (ADP), and the record of the newest manifest and heads the front has
+//! verified. Written once for both backends, like
 //! `tx.rs`.
 
 use super::{DbError, Tx, Value};
@@ -42,6 +43,55 @@ fn session_row(row: Vec<Value>) -> Result<WebSessionRow, DbError> {
         agent: agent.text("web session agent")?,
     })
 }
+
+/// A web sign-in's approval record (ADP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebApprovalRow {
+    pub id: String,
+    pub account: String,
+    pub public_key: Vec<u8>,
+    pub mac: Vec<u8>,
+    /// Unix ms of the approval; `None` while it waits.
+    pub approved_ms: Option<i64>,
+    pub approver: Option<String>,
+}
+
+/// A key released to a web session, sealed to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebReleaseRow {
+    pub category: u32,
+    pub version: u32,
+    pub sealed: Vec<u8>,
+    pub expires_ms: i64,
+}
+
+fn approval_row(row: Vec<Value>) -> Result<WebApprovalRow, DbError> {
+    let [id, account, public_key, mac, approved, approver]: [Value; 6] =
+        row.try_into().map_err(|_| damaged("a web approval"))?;
+    Ok(WebApprovalRow {
+        id: id.text("web approval id")?,
+        account: account.text("web approval account")?,
+        public_key: public_key.blob("web approval key")?,
+        mac: mac.blob("web approval mac")?,
+        approved_ms: match approved {
+            Value::Null => None,
+            v => Some(v.int("web approval time")?),
+        },
+        approver: match approver {
+            Value::Null => None,
+            v => Some(v.text("web approver")?),
+        },
+    })
+}
+
+fn small(v: Value, what: &str) -> Result<u32, DbError> {
+    u32::try_from(v.int(what)?).map_err(|_| DbError::Damaged {
+        what: what.to_string(),
+        why: "out of range".into(),
+    })
+}
+
+const APPROVAL_COLS: &str = "id, account, public_key, mac, approved_ms, approver";
 
 const SESSION_COLS: &str = "id, account, csrf, created_ms, last_ms, source, agent";
 
@@ -130,7 +180,19 @@ impl Tx<'_> {
 
     pub(crate) fn delete_web_session(&mut self, hash: &[u8]) -> Result<bool, DbError> {
         let n = self.exec("DELETE FROM web_sessions WHERE hash = $1", &[hash.into()])?;
+        self.drop_orphan_approvals()?;
         Ok(n > 0)
+    }
+
+    /// Approvals and released keys of sessions that no longer exist go with them.
+    fn drop_orphan_approvals(&mut self) -> Result<(), DbError> {
+        for table in ["web_approvals", "web_releases"] {
+            self.exec(
+                &format!("DELETE FROM {table} WHERE id NOT IN (SELECT id FROM web_sessions)"),
+                &[],
+            )?;
+        }
+        Ok(())
     }
 
     /// Ends one session of `account` by its public id (`None`: all of them).
@@ -139,16 +201,18 @@ impl Tx<'_> {
         account: &str,
         id: Option<&str>,
     ) -> Result<u64, DbError> {
-        match id {
+        let n = match id {
             Some(id) => self.exec(
                 "DELETE FROM web_sessions WHERE account = $1 AND id = $2",
                 &[account.into(), id.into()],
-            ),
+            )?,
             None => self.exec(
                 "DELETE FROM web_sessions WHERE account = $1",
                 &[account.into()],
-            ),
-        }
+            )?,
+        };
+        self.drop_orphan_approvals()?;
+        Ok(n)
     }
 
     /// Drops sessions idle since before `idle_before` or started before `started_before`.
@@ -160,6 +224,118 @@ impl Tx<'_> {
         self.exec(
             "DELETE FROM web_sessions WHERE last_ms < $1 OR created_ms < $2",
             &[idle_before.into(), started_before.into()],
+        )?;
+        self.drop_orphan_approvals()
+    }
+
+    /// The ids of every live web session (any account): the front drops the in-memory
+    /// secrets of the others.
+    pub(crate) fn web_session_ids(&mut self) -> Result<Vec<String>, DbError> {
+        self.rows("SELECT id FROM web_sessions", &[])?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .map(|v| v.text("web session id"))
+            .collect()
+    }
+
+    // --- approvals and released keys (ADP) ---
+
+    pub(crate) fn put_web_approval(&mut self, a: &WebApprovalRow) -> Result<(), DbError> {
+        self.exec(
+            &format!(
+                "INSERT INTO web_approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[
+                a.id.as_str().into(),
+                a.account.as_str().into(),
+                a.public_key.as_slice().into(),
+                a.mac.as_slice().into(),
+                a.approved_ms.map_or(Value::Null, Value::from),
+                a.approver.as_deref().map_or(Value::Null, Value::from),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn web_approval(&mut self, id: &str) -> Result<Option<WebApprovalRow>, DbError> {
+        let rows = self.rows(
+            &format!("SELECT {APPROVAL_COLS} FROM web_approvals WHERE id = $1"),
+            &[id.into()],
+        )?;
+        rows.into_iter().next().map(approval_row).transpose()
+    }
+
+    pub(crate) fn web_approvals(&mut self, account: &str) -> Result<Vec<WebApprovalRow>, DbError> {
+        let rows = self.rows(
+            &format!("SELECT {APPROVAL_COLS} FROM web_approvals WHERE account = $1"),
+            &[account.into()],
+        )?;
+        rows.into_iter().map(approval_row).collect()
+    }
+
+    /// Marks a sign-in approved (the first approval stays: a later call only adds keys).
+    pub(crate) fn approve_web_session(
+        &mut self,
+        id: &str,
+        at_ms: i64,
+        approver: &str,
+    ) -> Result<(), DbError> {
+        self.exec(
+            "UPDATE web_approvals SET approved_ms = $1, approver = $2 \
+             WHERE id = $3 AND approved_ms IS NULL",
+            &[at_ms.into(), approver.into(), id.into()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn put_web_release(
+        &mut self,
+        id: &str,
+        account: &str,
+        r: &WebReleaseRow,
+    ) -> Result<(), DbError> {
+        self.exec(
+            "INSERT INTO web_releases (id, account, category, version, sealed, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id, category, version) DO UPDATE \
+             SET sealed = excluded.sealed, expires_ms = excluded.expires_ms",
+            &[
+                id.into(),
+                account.into(),
+                i64::from(r.category).into(),
+                i64::from(r.version).into(),
+                r.sealed.as_slice().into(),
+                r.expires_ms.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The keys released to session `id` that have not expired at `now`.
+    pub(crate) fn web_releases(&mut self, id: &str, now: i64) -> Result<Vec<WebReleaseRow>, DbError> {
+        let rows = self.rows(
+            "SELECT category, version, sealed, expires_ms FROM web_releases \
+             WHERE id = $1 AND expires_ms > $2",
+            &[id.into(), now.into()],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let [c, v, sealed, exp]: [Value; 4] =
+                    row.try_into().map_err(|_| damaged("a web release"))?;
+                Ok(WebReleaseRow {
+                    category: small(c, "web release category")?,
+                    version: small(v, "web release version")?,
+                    sealed: sealed.blob("web release")?,
+                    expires_ms: exp.int("web release expiry")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops released keys that expired before `now`.
+    pub(crate) fn prune_web_releases(&mut self, now: i64) -> Result<(), DbError> {
+        self.exec(
+            "DELETE FROM web_releases WHERE expires_ms <= $1",
+            &[now.into()],
         )?;
         Ok(())
     }

@@ -378,6 +378,14 @@ fn router(svc: Svc) -> Router {
             "/v1/web/revoke",
             route("web/revoke", |s, c, r| s.web_revoke(c, r)),
         )
+        .route(
+            "/v1/web/approvals",
+            route("web/approvals", |s, c, _: api::Empty| s.web_approvals_list(c)),
+        )
+        .route(
+            "/v1/web/approve",
+            route("web/approve", |s, c, r| s.web_approve(c, r)),
+        )
         .fallback(|State(app): State<Svc>| async move {
             unmatched(
                 &app,

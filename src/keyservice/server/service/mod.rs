@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 pub(crate) use error::ApiError;
 use input::{bad, check_account_name, check_record_name, password_fields, unhex, unhex_exact};
 pub use web::WebConfig;
-pub(crate) use web::WebSession;
+pub(crate) use web::{Approval, WebSession};
 
 /// Server-side settings (`cirrus serve` flags).
 #[derive(Debug, Clone)]
@@ -164,6 +164,8 @@ pub(crate) struct KeyService {
     /// A verifier for no account, checked when the account does not exist so that a
     /// missing account costs the same time as a wrong password.
     dummy_verifier: String,
+    /// The secrets of this server's ADP web sessions, in memory only (`web.rs`).
+    web_secrets: web::WebSecrets,
     /// For SQLite, the lock that keeps a second `cirrus serve` off the same DATA.
     _exclusive: Option<std::fs::File>,
 }
@@ -288,6 +290,7 @@ impl KeyService {
             cfg,
             locks: Mutex::new(HashMap::new()),
             dummy_verifier: String::new(),
+            web_secrets: Mutex::new(HashMap::new()),
             _exclusive: exclusive,
         };
         svc.dummy_verifier = svc

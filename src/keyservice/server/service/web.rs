@@ -8,12 +8,18 @@
 
 use super::*;
 use crate::format::manifest::FLAG_ADP;
+use crate::format::table::Class;
 use crate::keys::device::{self, DevicePublic};
-use crate::keyservice::server::db::{SeenRow, WEB_MANIFEST, WebSessionRow};
+use crate::keys::join::JoinCode;
+use crate::keys::web::WebSessionKey;
+use crate::keyservice::server::db::{
+    SeenRow, WEB_MANIFEST, WebApprovalRow, WebReleaseRow, WebSessionRow,
+};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-/// `cirrus serve --web-*`: present only when the web front runs.
+/// The web flags of `cirrus serve` (--web-listen and the others): present only when the
+/// web front runs.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     /// Store locations (`ENDPOINT/BUCKET/PREFIX/` prefixes) the server may read.
@@ -22,6 +28,9 @@ pub struct WebConfig {
     pub idle: Duration,
     /// ... and this long after its sign-in, whatever it does.
     pub max: Duration,
+    /// How long the server keeps a category key a trusted device released to a web
+    /// session under ADP.
+    pub release_ttl: Duration,
 }
 
 impl Default for WebConfig {
@@ -30,6 +39,7 @@ impl Default for WebConfig {
             store_allow: Vec::new(),
             idle: Duration::from_secs(15 * 60),
             max: Duration::from_secs(8 * 3600),
+            release_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -57,7 +67,36 @@ pub(crate) struct WebRegistration {
     pub device_name: String,
     /// Unix seconds.
     pub registered_at: u64,
+    /// Turned on while Advanced Data Protection was on: every sign-in then waits for a
+    /// trusted device's approval (FORMAT.md §9e).
+    #[serde(default)]
+    pub adp: bool,
 }
+
+/// Whether a web session needs, waits for or has a trusted device's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Approval {
+    /// Web access was turned on without ADP: no approval.
+    NotNeeded,
+    /// Under ADP, waiting for `cirrus web approve CODE` on a trusted device.
+    Waiting,
+    /// Approved: the stay-standard categories are served, and released keys open.
+    Approved,
+    /// Under ADP, but this server does not hold the session's key (another replica made
+    /// it, or this one restarted): the browser must sign in again here.
+    Elsewhere,
+}
+
+/// What only this server holds of an ADP web session, in memory and nowhere else: the
+/// X25519 secret released keys are sealed to, and the sign-in code the page shows.
+pub(crate) struct WebSecret {
+    account: String,
+    key: WebSessionKey,
+    code: JoinCode,
+}
+
+/// The in-memory secrets of this server's ADP web sessions, by session id.
+pub(crate) type WebSecrets = Mutex<HashMap<String, Arc<WebSecret>>>;
 
 /// A live web session.
 #[derive(Debug, Clone)]
@@ -67,6 +106,7 @@ pub(crate) struct WebSession {
     pub account: String,
     /// The session's form token (64 hex); see [`WebSession::csrf_ok`].
     pub csrf: String,
+    pub approval: Approval,
 }
 
 impl WebSession {
@@ -216,13 +256,6 @@ impl KeyService {
         ) {
             return Err(bad("the registration signature does not verify"));
         }
-        if m.has(FLAG_ADP) {
-            return Err(ApiError::Conflict(
-                "Advanced Data Protection is on: web sign-ins would need the approval of a \
-                 trusted device, which this version of the key service cannot ask for yet"
-                    .into(),
-            ));
-        }
         let verifier = self.make_verifier(password)?;
         let reg = WebRegistration {
             store: req.store.clone(),
@@ -231,6 +264,10 @@ impl KeyService {
             device: hex::encode(*signer),
             device_name: dev.name.clone(),
             registered_at: now_secs(),
+            // Under ADP the server holds no key of the e2e categories: every sign-in
+            // then waits for a trusted device (Apple's rule), until web access is
+            // turned on again without ADP.
+            adp: m.has(FLAG_ADP),
         };
         let doc = serde_json::to_string(&reg).map_err(|e| ApiError::Internal(e.to_string()))?;
         self.locked_session(c, &name, Recency::Recent, |tx| {
@@ -246,9 +283,14 @@ impl KeyService {
             tx.delete_web_sessions(&name, None)?;
             tx.raise_web_seen(&name, WEB_MANIFEST, m.counter, &hash, Some(&obj))?;
             log::info!(
-                "web access on for {name} (device {}, store {})",
+                "web access on for {name} (device {}, store {}{})",
                 reg.device_name,
-                reg.location
+                reg.location,
+                if reg.adp {
+                    "; ADP: each sign-in needs a device's approval"
+                } else {
+                    ""
+                }
             );
             self.web_status_in(tx, &name)
         })
@@ -266,6 +308,7 @@ impl KeyService {
                 registered_at: Some(r.registered_at),
                 device: Some(r.device_name),
                 sessions: u32::try_from(live).unwrap_or(u32::MAX),
+                approvals: r.adp,
             },
         })
     }
@@ -278,8 +321,22 @@ impl KeyService {
                 log::info!("web access off for {name}");
             }
             tx.delete_web_sessions(&name, None)?;
+            self.forget_web_secrets(Some(&name), None);
             self.web_status_in(tx, &name)
         })
+    }
+
+    /// Drops this server's in-memory secrets of an account's sessions (`id`: one of
+    /// them), or, with no account, of every session the database no longer has.
+    fn forget_web_secrets(&self, account: Option<&str>, id: Option<&str>) {
+        let mut map = self.web_secrets.lock().unwrap_or_else(|p| p.into_inner());
+        match (account, id) {
+            (_, Some(id)) => {
+                map.remove(id);
+            }
+            (Some(a), None) => map.retain(|_, s| s.account != a),
+            (None, None) => {}
+        }
     }
 
     /// Turns web access off for `account` on the server's own finding (the manifest says
@@ -290,6 +347,7 @@ impl KeyService {
                 log::warn!("web access off for {account}: {why}");
             }
             tx.delete_web_sessions(account, None)?;
+            self.forget_web_secrets(Some(account), None);
             Ok(())
         })
     }
@@ -302,18 +360,15 @@ impl KeyService {
     pub(crate) fn web_sessions_list(&self, c: &Caller) -> Result<WebSessionsResp, ApiError> {
         let name = self.session(c)?;
         let now = db::now_ms();
-        let rows = self.read(|tx| Ok(tx.web_sessions(&name)?))?;
-        let secs = |ms: i64| u64::try_from(ms / 1000).unwrap_or(0);
+        let (rows, approvals) =
+            self.read(|tx| Ok((tx.web_sessions(&name)?, tx.web_approvals(&name)?)))?;
         Ok(WebSessionsResp {
             sessions: rows
                 .into_iter()
                 .filter(|s| self.web_live(s, now))
-                .map(|s| WebSessionInfo {
-                    id: s.id,
-                    started: secs(s.created_ms),
-                    last_used: secs(s.last_ms),
-                    from: s.source,
-                    agent: s.agent,
+                .map(|s| {
+                    let a = approvals.iter().find(|a| a.id == s.id);
+                    session_info(s, a)
                 })
                 .collect(),
         })
@@ -334,6 +389,7 @@ impl KeyService {
             ));
         }
         let ended = self.unlocked(|tx| Ok(tx.delete_web_sessions(&name, req.id.as_deref())?))?;
+        self.forget_web_secrets(Some(&name), req.id.as_deref());
         if req.id.is_some() && ended == 0 {
             return Err(ApiError::NotFound(
                 "no such web session of this account".into(),
@@ -406,7 +462,36 @@ impl KeyService {
                     .collect(),
             };
             tx.put_web_session(&token_hash(&token), &row)?;
-            log::info!("web sign-in for {account} from {ip} (session {})", row.id);
+            if reg.adp {
+                let secret = WebSecret {
+                    account: account.to_string(),
+                    key: WebSessionKey::generate()?,
+                    code: JoinCode::generate()?,
+                };
+                let public = secret.key.public();
+                tx.put_web_approval(&WebApprovalRow {
+                    id: row.id.clone(),
+                    account: account.to_string(),
+                    public_key: public.to_vec(),
+                    mac: crate::keys::web::session_key_mac(&secret.code, account, &row.id, &public)
+                        .to_vec(),
+                    approved_ms: None,
+                    approver: None,
+                })?;
+                self.web_secrets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(row.id.clone(), Arc::new(secret));
+            }
+            log::info!(
+                "web sign-in for {account} from {ip} (session {}{})",
+                row.id,
+                if reg.adp {
+                    ", waiting for a device's approval"
+                } else {
+                    ""
+                }
+            );
             Ok(token)
         })
     }
@@ -425,20 +510,214 @@ impl KeyService {
                 return Err(session_ended());
             }
             tx.touch_web_session(&hash, now)?;
+            let approval = match tx.web_approval(&s.id)? {
+                None => Approval::NotNeeded,
+                Some(_) if !self.holds_web_secret(&s.id) => Approval::Elsewhere,
+                Some(a) if a.approved_ms.is_some() => Approval::Approved,
+                Some(_) => Approval::Waiting,
+            };
             Ok(WebSession {
                 id: s.id,
                 account: s.account,
                 csrf: s.csrf,
+                approval,
             })
         })
+    }
+
+    fn holds_web_secret(&self, id: &str) -> bool {
+        self.web_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    fn web_secret(&self, id: &str) -> Option<Arc<WebSecret>> {
+        self.web_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub(crate) fn web_sign_out(&self, token: &str) -> Result<(), ApiError> {
         let hash = token_hash(token);
         self.unlocked(|tx| {
+            if let Some(s) = tx.web_session(&hash)? {
+                self.forget_web_secrets(None, Some(&s.id));
+            }
             tx.delete_web_session(&hash)?;
             Ok(())
         })
+    }
+
+    /// The sign-in code of a waiting ADP session, as its page shows it (`XXXX-XXXX-...`).
+    pub(crate) fn web_sign_in_code(&self, id: &str) -> Option<Zeroizing<String>> {
+        self.web_secret(id).map(|s| s.code.grouped())
+    }
+
+    /// `web/approvals`: the account's live ADP web sign-ins, waiting or approved, with the
+    /// key and MAC a device checks against the code it was given.
+    pub(crate) fn web_approvals_list(&self, c: &Caller) -> Result<WebApprovalsResp, ApiError> {
+        let name = self.session(c)?;
+        let now = db::now_ms();
+        let (rows, approvals) =
+            self.read(|tx| Ok((tx.web_sessions(&name)?, tx.web_approvals(&name)?)))?;
+        Ok(WebApprovalsResp {
+            approvals: rows
+                .into_iter()
+                .filter(|s| self.web_live(s, now))
+                .filter_map(|s| {
+                    let a = approvals.iter().find(|a| a.id == s.id)?;
+                    Some(WebApproval {
+                        public_key: hex::encode(&a.public_key),
+                        mac: hex::encode(&a.mac),
+                        approved: a.approved_ms.is_some(),
+                        session: session_info(s, Some(a)),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// `web/approve`: a trusted device approves a waiting ADP sign-in and releases the
+    /// keys of some categories to it, sealed to the session's key. Only categories on the
+    /// release list, end-to-end in the manifest the server trusts, are taken; each is
+    /// kept until `release_ttl` from now.
+    pub(crate) fn web_approve(
+        &self,
+        c: &Caller,
+        req: WebApproveReq,
+    ) -> Result<WebApproveResp, ApiError> {
+        let name = self.session(c)?;
+        let ttl = self.web_config()?.release_ttl;
+        if req.id.len() != 16 || !req.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("a web session id is 16 hex digits"));
+        }
+        if req.releases.len() > 64 {
+            return Err(bad("at most 64 keys per approval"));
+        }
+        let device: String = req
+            .device
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        let mut releases = Vec::with_capacity(req.releases.len());
+        for r in &req.releases {
+            let sealed = unhex("sealed", &r.sealed, 256)?;
+            if r.version == 0 || sealed.len() < 32 {
+                return Err(bad("a released key is malformed"));
+            }
+            releases.push((r.category, r.version, sealed));
+        }
+        let now = db::now_ms();
+        let expires_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.locked(&name, |tx| {
+            let live = tx
+                .web_sessions(&name)?
+                .into_iter()
+                .find(|s| s.id == req.id)
+                .filter(|s| self.web_live(s, now));
+            let (Some(_), Some(a)) = (live, tx.web_approval(&req.id)?) else {
+                return Err(ApiError::NotFound(
+                    "no web sign-in of this account waits with that id (ended, or it \
+                     needs no approval)"
+                        .into(),
+                ));
+            };
+            if a.account != name {
+                return Err(ApiError::NotFound("no such web session".into()));
+            }
+            let manifest = match tx.web_seen(&name, WEB_MANIFEST)? {
+                Some((_, _, Some(obj))) => crate::format::web::decode_manifest_object(&obj)
+                    .map_err(|e| ApiError::Internal(format!("the trusted manifest: {e}")))?
+                    .1,
+                _ => return Err(ApiError::NotFound("web access is off".into())),
+            };
+            for (category, version, sealed) in &releases {
+                let Some(e) = manifest
+                    .table
+                    .active()
+                    .find(|e| e.id == *category)
+                else {
+                    return Err(bad(format!("no category {category} in the account")));
+                };
+                if !crate::format::web::RELEASABLE.contains(&e.name.as_str()) {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} is never released to the web",
+                        e.name
+                    )));
+                }
+                if e.class != Class::E2e {
+                    return Err(bad(format!(
+                        "{} is not end-to-end encrypted: the web serves it without a release",
+                        e.name
+                    )));
+                }
+                tx.put_web_release(
+                    &req.id,
+                    &name,
+                    &WebReleaseRow {
+                        category: *category,
+                        version: *version,
+                        sealed: sealed.clone(),
+                        expires_ms,
+                    },
+                )?;
+                log::info!(
+                    "{name}: {device} released {} (key version {version}) to web session {}",
+                    e.name,
+                    req.id
+                );
+            }
+            if a.approved_ms.is_none() {
+                tx.approve_web_session(&req.id, now, &device)?;
+                log::info!("{name}: {device} approved web session {}", req.id);
+            }
+            Ok(WebApproveResp {
+                expires: u64::try_from(expires_ms / 1000).unwrap_or(0),
+            })
+        })
+    }
+
+    /// A category key a trusted device released to web session `id` of `account`, if
+    /// it has not expired and this server holds the session's secret. Opened for the
+    /// request that asks and dropped with it: only the sealed form is stored.
+    pub(crate) fn web_released(
+        &self,
+        account: &str,
+        id: &str,
+        category: u32,
+        version: u32,
+    ) -> Result<Option<SecretKey>, ApiError> {
+        let Some(secret) = self.web_secret(id) else {
+            return Ok(None);
+        };
+        if secret.account != account {
+            return Ok(None);
+        }
+        let now = db::now_ms();
+        let rows = self.read(|tx| Ok(tx.web_releases(id, now)?))?;
+        let Some(r) = rows
+            .iter()
+            .find(|r| r.category == category && r.version == version)
+        else {
+            return Ok(None);
+        };
+        match secret
+            .key
+            .open_release(account, id, category, version, &r.sealed)
+        {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => {
+                log::warn!(
+                    "web session {id} of {account}: a released key of category {category} \
+                     does not open ({e})"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The store URL of `account`'s registration, if the admin still allows its location.
@@ -485,11 +764,37 @@ impl KeyService {
         let cfg = self.web_config()?.clone();
         let now = db::now_ms();
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.unlocked(|tx| {
-            Ok(tx.prune_web_sessions(
+        let live = self.unlocked(|tx| {
+            tx.prune_web_sessions(
                 now.saturating_sub(ms(cfg.idle)),
                 now.saturating_sub(ms(cfg.max)),
-            )?)
-        })
+            )?;
+            tx.prune_web_releases(now)?;
+            Ok(tx.web_session_ids()?)
+        })?;
+        self.web_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| live.contains(id));
+        Ok(())
+    }
+}
+
+/// A session as `web sessions` and `web approvals` list it.
+fn session_info(s: WebSessionRow, a: Option<&WebApprovalRow>) -> WebSessionInfo {
+    let secs = |ms: i64| u64::try_from(ms / 1000).unwrap_or(0);
+    WebSessionInfo {
+        id: s.id,
+        started: secs(s.created_ms),
+        last_used: secs(s.last_ms),
+        from: s.source,
+        agent: s.agent,
+        approval: a.map(|a| {
+            if a.approved_ms.is_some() {
+                "approved".to_string()
+            } else {
+                "waiting".to_string()
+            }
+        }),
     }
 }

@@ -19,6 +19,7 @@ fn config(idle: Duration, login_attempts: u32) -> ServiceConfig {
             store_allow: vec!["http://127.0.0.1:8333/cirrus/".into()],
             idle,
             max: Duration::from_secs(3600),
+            release_ttl: Duration::from_secs(3600),
         }),
         ..ServiceConfig::default()
     }
@@ -68,8 +69,17 @@ fn alice(svc: &KeyService) -> (String, impl Fn(i64) -> String) {
 }
 
 fn manifest_of(devices: &[&DeviceIdentity], signer: &DeviceIdentity) -> Vec<u8> {
+    manifest_with(devices, signer, |_| {})
+}
+
+fn manifest_with(
+    devices: &[&DeviceIdentity],
+    signer: &DeviceIdentity,
+    edit: impl FnOnce(&mut Manifest),
+) -> Vec<u8> {
     let mut m = Manifest::empty([5; 16]);
     m.counter = 3;
+    edit(&mut m);
     for (i, d) in devices.iter().enumerate() {
         m.devices.push(DeviceEntry {
             name: format!("laptop{i}"),
@@ -336,4 +346,104 @@ fn an_idle_session_ends_and_web_off_ends_them_all() {
     assert!(!st.enabled);
     assert!(svc.web_session(&a).is_err());
     assert!(svc.web_store("alice").is_err());
+}
+
+/// Under ADP (the registered manifest's flag): a sign-in waits with a key and a code MAC
+/// only this server's memory can answer for; a device's approval releases only
+/// allow-listed e2e categories; a released key opens for that session only, until it
+/// expires or the session ends.
+#[test]
+fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session() {
+    use crate::format::table::{CategoryEntry, Class};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Duration::from_secs(60), 10);
+    if let Some(w) = cfg.web.as_mut() {
+        w.release_ttl = Duration::from_millis(600);
+    }
+    let svc = KeyService::open(&StoreOptions::in_dir(dir.path()), cfg, true).unwrap();
+    let (token, code) = alice(&svc);
+    let c = caller(Some(&token));
+    let me = DeviceIdentity::generate().unwrap();
+    let entry = |id, name: &str, class| CategoryEntry {
+        id,
+        name: name.into(),
+        class,
+        retired: false,
+        key_version: 2,
+    };
+    let obj = manifest_with(&[&me], &me, |m| {
+        m.flags |= crate::format::manifest::FLAG_ADP;
+        m.table.entries = vec![
+            entry(1, "Photos", Class::E2e),
+            entry(2, "Health", Class::E2e),
+            entry(3, "Mail", Class::Standard),
+            entry(4, "Notes", Class::Standard),
+        ];
+        m.table.next_id = 5;
+    });
+    let st = svc.web_on(&c, registration("alice", STORE, &obj, &me)).unwrap();
+    assert!(st.approvals);
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let tok = svc.web_sign_in(ip, "alice", PASSWORD, &code(0), "t").unwrap();
+    let s = svc.web_session(&tok).unwrap();
+    assert_eq!(s.approval, Approval::Waiting);
+    // The device finds it by the code the page shows.
+    let shown = svc.web_sign_in_code(&s.id).unwrap();
+    let jc = crate::keys::join::JoinCode::parse(&shown).unwrap();
+    let list = svc.web_approvals_list(&c).unwrap().approvals;
+    assert_eq!(list.len(), 1);
+    let pk: [u8; 32] = hex::decode(&list[0].public_key).unwrap().try_into().unwrap();
+    let mac = hex::decode(&list[0].mac).unwrap();
+    assert!(crate::keys::web::session_key_mac_ok(&jc, "alice", &s.id, &pk, &mac));
+    assert!(!list[0].approved);
+    let key = SecretKey::from_bytes([7; 32]);
+    let seal = |cat, id: &str| crate::keys::web::seal_release(&pk, "alice", id, cat, 2, &key).unwrap();
+    let item = |cat, id: &str| WebReleaseItem {
+        category: cat,
+        version: 2,
+        sealed: hex::encode(seal(cat, id)),
+    };
+    let approve = |releases| {
+        svc.web_approve(
+            &c,
+            WebApproveReq {
+                id: s.id.clone(),
+                device: "laptop0".into(),
+                releases,
+            },
+        )
+    };
+    // Health and Mail are never released; a standard category needs no release; nothing
+    // is approved by a refused request.
+    assert!(matches!(approve(vec![item(2, &s.id)]), Err(ApiError::Forbidden(_))));
+    assert!(matches!(approve(vec![item(3, &s.id)]), Err(ApiError::Forbidden(_))));
+    assert!(matches!(approve(vec![item(4, &s.id)]), Err(ApiError::BadRequest(_))));
+    assert!(matches!(approve(vec![item(9, &s.id)]), Err(ApiError::BadRequest(_))));
+    assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Waiting);
+    approve(vec![item(1, &s.id)]).unwrap();
+    assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Approved);
+    let got = svc.web_released("alice", &s.id, 1, 2).unwrap().unwrap();
+    assert_eq!(got.expose(), key.expose());
+    // Another version, another category, another account: nothing.
+    assert!(svc.web_released("alice", &s.id, 1, 1).unwrap().is_none());
+    assert!(svc.web_released("alice", &s.id, 2, 2).unwrap().is_none());
+    assert!(svc.web_released("bob", &s.id, 1, 2).unwrap().is_none());
+    // A second session gets nothing of the first's releases.
+    let tok2 = svc.web_sign_in(ip, "alice", PASSWORD, &code(1), "t").unwrap();
+    let s2 = svc.web_session(&tok2).unwrap();
+    assert_eq!(s2.approval, Approval::Waiting);
+    assert!(svc.web_released("alice", &s2.id, 1, 2).unwrap().is_none());
+    // Expired: dropped, though the sign-in stays approved.
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(svc.web_released("alice", &s.id, 1, 2).unwrap().is_none());
+    assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Approved);
+    // Released again, then signed out: the secret goes, nothing opens.
+    approve(vec![item(1, &s.id)]).unwrap();
+    assert!(svc.web_released("alice", &s.id, 1, 2).unwrap().is_some());
+    svc.web_sign_out(&tok).unwrap();
+    assert!(svc.web_released("alice", &s.id, 1, 2).unwrap().is_none());
+    assert!(svc.web_sign_in_code(&s.id).is_none());
+    // The database keeps no release of an ended session.
+    let left = svc.read(|tx| Ok(tx.web_releases(&s.id, 0)?)).unwrap();
+    assert!(left.is_empty());
 }

@@ -1,4 +1,5 @@
--- Web access (issue 12; docs/FORMAT.md "Key service database"). No key is stored here.
+-- Web access (issue 12; docs/FORMAT.md "Key service database"). No key is stored here
+-- in the clear.
 -- One row per account that turned web access on: the registration document (JSON: the
 -- store, the registering device, the web password's Argon2id verifier).
 CREATE TABLE web_accounts (
@@ -28,4 +29,27 @@ CREATE TABLE web_seen (
     hash BYTEA NOT NULL,
     obj BYTEA,
     PRIMARY KEY (account, what)
+);
+-- Web sign-ins under Advanced Data Protection, by web session id: the X25519 public key
+-- the server made for the session (its secret stays in the memory of the server that
+-- made it), the sign-in code's MAC over it, and when and by which device it was
+-- approved (NULL while it waits).
+CREATE TABLE web_approvals (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    public_key BYTEA NOT NULL,
+    mac BYTEA NOT NULL,
+    approved_ms BIGINT,
+    approver TEXT
+);
+-- Category keys a trusted device released to a web session, sealed to its X25519 key
+-- (docs/FORMAT.md §9e): useless without the session's secret; dropped at expires_ms.
+CREATE TABLE web_releases (
+    id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    category BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    sealed BYTEA NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (id, category, version)
 );
