@@ -27,7 +27,7 @@ const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const TEXT: &str = "alpha: plain text, previewed inline\n";
 /// How long the server keeps a key released to a web session (`--release-ttl`): long
 /// enough for the scenario to read the released category, short enough to wait out.
-const RELEASE_TTL: u64 = 20;
+const RELEASE_TTL: u64 = 12;
 /// A file of Photos, read on the web once a device released Photos under ADP.
 const PHOTO: &str = "a photo of the end-to-end kind: only a released key opens it\n";
 /// The second account's file, which the first account's session must never read.
@@ -234,7 +234,10 @@ fn adp_sign_ins_wait_for_a_device(w: &mut WebDrive, dir: &Path) {
         &code,
     ]);
     assert!(ok, "{t}");
-    assert!(t.contains("each web sign-in waits until a trusted device approves it"), "{t}");
+    assert!(
+        t.contains("each web sign-in waits until a trusted device approves it"),
+        "{t}"
+    );
 
     let spec = json!({
         "photo": {"path": "beach.txt", "content": PHOTO},
@@ -282,10 +285,22 @@ fn adp_sign_ins_wait_for_a_device(w: &mut WebDrive, dir: &Path) {
     let (ok, t) = cmd(&["web", "sessions"]);
     assert!(ok && t.contains("(waiting for approval)"), "{t}");
     // A wrong code matches no sign-in; Health is never released; nothing is approved.
-    let (ok, t) = cmd(&["web", "approve", "AAAA-BBBB-CCCC-DDDD", "--category", "Photos"]);
-    assert!(!ok && t.contains("no web sign-in waits with this code"), "{t}");
+    let (ok, t) = cmd(&[
+        "web",
+        "approve",
+        "AAAA-BBBB-CCCC-DDDD",
+        "--category",
+        "Photos",
+    ]);
+    assert!(
+        !ok && t.contains("no web sign-in waits with this code"),
+        "{t}"
+    );
     let (ok, t) = cmd(&["web", "approve", &shown, "--category", "Photos,Health"]);
-    assert!(!ok && t.contains("Health is never released to the web"), "{t}");
+    assert!(
+        !ok && t.contains("Health is never released to the web"),
+        "{t}"
+    );
     let (ok, t) = cmd(&["web", "sessions"]);
     assert!(ok && t.contains("(waiting for approval)"), "{t}");
     // The right code, Photos: approved and released.
@@ -305,7 +320,10 @@ fn adp_sign_ins_wait_for_a_device(w: &mut WebDrive, dir: &Path) {
     sync.args(["sync", "--wait"]);
     let (ok, t) = out(sync);
     assert!(ok, "{t}");
-    assert!(t.contains("rotating the keys released to them (Photos)"), "{t}");
+    assert!(
+        t.contains("rotating the keys released to them (Photos)"),
+        "{t}"
+    );
     assert!(t.contains("Rotated the key of Photos"), "{t}");
     // Rotated once: the record is gone, and the next sync rotates nothing.
     let mut again = w.drive.cirrus_cmd();

@@ -9,9 +9,7 @@
 use super::*;
 use crate::format::table::Class;
 use crate::keys::join::JoinCode;
-use crate::keyservice::api::{
-    WebApproveReq, WebOnReq, WebReleaseItem, WebSessionInfo, WebStatus,
-};
+use crate::keyservice::api::{WebApproveReq, WebOnReq, WebReleaseItem, WebSessionInfo, WebStatus};
 
 /// A web sign-in this device found by its code: the session and its key.
 #[derive(Debug, Clone)]

@@ -241,70 +241,87 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
             category,
             no_rotate_after,
             pass,
-        } => {
-            let code = crate::keys::join::JoinCode::parse(&code)
-                .map_err(|e| format!("web approve: {e}"))?;
-            let acct = connected(home, &pass)?;
-            acct.web_release_check(&category)
-                .map_err(|e| format!("web approve: {e}"))?;
-            let to = acct
-                .web_find_sign_in(&code)
-                .map_err(|e| format!("web approve: {e}"))?;
-            println!(
-                "Approving web sign-in {} from {} ({}), started {}.",
-                crate::keyservice::client::printable(&to.session.id),
-                crate::keyservice::client::printable(&to.session.from),
-                crate::keyservice::client::printable(&to.session.agent),
-                when(to.session.started)
-            );
-            release(&acct, &to, &category, !no_rotate_after)?;
-            rotate_released(&home_of(&acct), &pass, acct)?;
-            Ok(0)
-        }
+        } => approve(home, &code, &category, !no_rotate_after, &pass),
         WebCmd::Release {
             session,
             category,
             no_rotate_after,
             pass,
-        } => {
-            let acct = connected(home, &pass)?;
-            acct.web_release_check(&category)
-                .map_err(|e| format!("web release: {e}"))?;
-            let home = home_of(&acct);
-            let known = web_releases::load(&home).map_err(|e| format!("web release: {e}"))?;
-            let Some(pk) = known
-                .iter()
-                .find(|r| r.session == session)
-                .and_then(|r| hex::decode(&r.public_key).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            else {
-                return Err(format!(
-                    "web release: this device did not approve web session {} (approve it \
-                     with the code its page shows: cirrus web approve CODE --category ...)",
-                    crate::keyservice::client::printable(&session)
-                ));
-            };
-            let info = acct
-                .web_sessions()
-                .map_err(|e| format!("web release: {e}"))?
-                .into_iter()
-                .find(|s| s.id == session)
-                .ok_or_else(|| {
-                    format!(
-                        "web release: web session {} has ended",
-                        crate::keyservice::client::printable(&session)
-                    )
-                })?;
-            let to = WebSignIn {
-                session: info,
-                public_key: pk,
-                approved: true,
-            };
-            release(&acct, &to, &category, !no_rotate_after)?;
-            rotate_released(&home, &pass, acct)?;
-            Ok(0)
-        }
+        } => release_more(home, &session, &category, !no_rotate_after, &pass),
     }
+}
+
+/// `web approve CODE --category ...`.
+fn approve(
+    home: Home,
+    code: &str,
+    category: &[String],
+    rotate: bool,
+    pass: &PasscodeArgs,
+) -> super::CliResult {
+    let code = crate::keys::join::JoinCode::parse(code).map_err(|e| format!("web approve: {e}"))?;
+    let acct = connected(home, pass)?;
+    acct.web_release_check(category)
+        .map_err(|e| format!("web approve: {e}"))?;
+    let to = acct
+        .web_find_sign_in(&code)
+        .map_err(|e| format!("web approve: {e}"))?;
+    println!(
+        "Approving web sign-in {} from {} ({}), started {}.",
+        crate::keyservice::client::printable(&to.session.id),
+        crate::keyservice::client::printable(&to.session.from),
+        crate::keyservice::client::printable(&to.session.agent),
+        when(to.session.started)
+    );
+    release(&acct, &to, category, rotate)?;
+    rotate_released(&home_of(&acct), pass, acct)?;
+    Ok(0)
+}
+
+/// `web release --session ID --category ...`: for a session this device approved.
+fn release_more(
+    home: Home,
+    session: &str,
+    category: &[String],
+    rotate: bool,
+    pass: &PasscodeArgs,
+) -> super::CliResult {
+    let acct = connected(home, pass)?;
+    acct.web_release_check(category)
+        .map_err(|e| format!("web release: {e}"))?;
+    let home = home_of(&acct);
+    let known = web_releases::load(&home).map_err(|e| format!("web release: {e}"))?;
+    let Some(pk) = known
+        .iter()
+        .find(|r| r.session == session)
+        .and_then(|r| hex::decode(&r.public_key).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    else {
+        return Err(format!(
+            "web release: this device did not approve web session {} (approve it \
+             with the code its page shows: cirrus web approve CODE --category ...)",
+            crate::keyservice::client::printable(session)
+        ));
+    };
+    let info = acct
+        .web_sessions()
+        .map_err(|e| format!("web release: {e}"))?
+        .into_iter()
+        .find(|s| s.id == session)
+        .ok_or_else(|| {
+            format!(
+                "web release: web session {} has ended",
+                crate::keyservice::client::printable(session)
+            )
+        })?;
+    let to = WebSignIn {
+        session: info,
+        public_key: pk,
+        approved: true,
+    };
+    release(&acct, &to, category, rotate)?;
+    rotate_released(&home, pass, acct)?;
+    Ok(0)
 }
 
 fn home_of(acct: &Unlocked) -> Home {
@@ -319,8 +336,7 @@ fn now() -> u64 {
 }
 
 /// Approves `to` and releases `categories` to it, recording each e2e one for the rotation
-/// owed after the session (recorded before the key leaves: a crash in between leaves a
-/// rotation owed, never a release forgotten).
+/// owed after the session.
 fn release(
     acct: &Unlocked,
     to: &WebSignIn,
@@ -339,25 +355,27 @@ fn release(
         .collect();
     let pk = hex::encode(to.public_key);
     let start = now();
-    if !e2e.is_empty() {
-        web_releases::add(
-            &home,
-            &to.session.id,
-            &pk,
-            &e2e,
-            start,
-            start + web_releases::MAX_RELEASE_SECS,
-            rotate,
-        )
-        .map_err(|e| format!("web approve: {e}"))?;
-    }
+    let before =
+        web_releases::expires_of(&home, &to.session.id).map_err(|e| format!("web approve: {e}"))?;
+    // Recorded before the keys leave (a crash in between leaves a rotation owed, never
+    // a release forgotten), and even with no e2e category: `web release` finds the
+    // session's key here.
+    web_releases::add(
+        &home,
+        &to.session.id,
+        &pk,
+        &e2e,
+        start,
+        start + web_releases::MAX_RELEASE_SECS,
+        rotate,
+    )
+    .map_err(|e| format!("web approve: {e}"))?;
     let (released, expires) = acct
         .web_release(to, categories)
         .map_err(|e| format!("web approve: {e}"))?;
-    if !e2e.is_empty() {
-        web_releases::add(&home, &to.session.id, &pk, &e2e, start, expires, rotate)
-            .map_err(|e| format!("web approve: {e}"))?;
-    }
+    let until = before.max(expires.min(start + web_releases::MAX_RELEASE_SECS));
+    web_releases::set_expires(&home, &to.session.id, until)
+        .map_err(|e| format!("web approve: {e}"))?;
     if !to.approved {
         println!(
             "Approved: the session sees {} now.",
@@ -371,9 +389,9 @@ fn release(
                 to.session.id,
                 when(expires)
             ),
-            Released::NoKeyNeeded { name } => println!(
-                "{name} is not end-to-end encrypted: the web shows it without a release."
-            ),
+            Released::NoKeyNeeded { name } => {
+                println!("{name} is not end-to-end encrypted: the web shows it without a release.")
+            }
         }
     }
     if !e2e.is_empty() {
@@ -436,14 +454,9 @@ fn rotate_over(
             (Some(a), Ok(lock)) => Some((a, lock)),
             _ => None,
         };
-        let lines = super::rotate::rotate_many(
-            home,
-            pass,
-            &jobs,
-            crate::account::DEFAULT_BATCH,
-            held,
-        )
-        .map_err(|e| format!("rotating the keys released to the web: {e}"))?;
+        let lines =
+            super::rotate::rotate_many(home, pass, &jobs, crate::account::DEFAULT_BATCH, held)
+                .map_err(|e| format!("rotating the keys released to the web: {e}"))?;
         for l in lines {
             eprintln!("{l}");
         }

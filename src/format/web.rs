@@ -109,7 +109,10 @@ mod tests {
     #[test]
     fn no_category_is_on_two_lists() {
         for a in RELEASABLE {
-            assert!(!STAY_STANDARD.contains(a) && !NEVER_RELEASED.contains(a), "{a}");
+            assert!(
+                !STAY_STANDARD.contains(a) && !NEVER_RELEASED.contains(a),
+                "{a}"
+            );
         }
         for a in STAY_STANDARD {
             assert!(!NEVER_RELEASED.contains(a), "{a}");

@@ -47,7 +47,12 @@ fn kek(
 
 /// The MAC of a web sign-in code over the session's public key
 /// ([`crate::format::web::session_key_message`]).
-pub fn session_key_mac(code: &JoinCode, account: &str, session: &str, public: &[u8; 32]) -> [u8; 32] {
+pub fn session_key_mac(
+    code: &JoinCode,
+    account: &str,
+    session: &str,
+    public: &[u8; 32],
+) -> [u8; 32] {
     let key = code.key_for(crypto::domains::WEB_SIGN_IN_CODE);
     join::mac(
         &key,
@@ -167,7 +172,10 @@ mod tests {
         let key = SecretKey::from_bytes([5; 32]);
         let sealed = seal_release(&s.public(), "alice", "00aa", 3, 2, &key).unwrap();
         let open = |k: &WebSessionKey, a, id, c, v| k.open_release(a, id, c, v, &sealed);
-        assert_eq!(open(&s, "alice", "00aa", 3, 2).unwrap().expose(), key.expose());
+        assert_eq!(
+            open(&s, "alice", "00aa", 3, 2).unwrap().expose(),
+            key.expose()
+        );
         for bad in [
             open(&other, "alice", "00aa", 3, 2),
             open(&s, "bob", "00aa", 3, 2),
@@ -181,7 +189,10 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         assert!(s.open_release("alice", "00aa", 3, 2, &flipped).is_err());
-        assert!(s.open_release("alice", "00aa", 3, 2, &sealed[..31]).is_err());
+        assert!(
+            s.open_release("alice", "00aa", 3, 2, &sealed[..31])
+                .is_err()
+        );
         // A low-order point as the session key is refused, not sealed to.
         assert_eq!(
             seal_release(&[0; 32], "alice", "00aa", 3, 2, &key).err(),
@@ -194,12 +205,42 @@ mod tests {
         let code = JoinCode::parse("ABCD-EFGH-JKMN-PQRS").unwrap();
         let pk = [9u8; 32];
         let mac = session_key_mac(&code, "alice", "0011223344556677", &pk);
-        assert!(session_key_mac_ok(&code, "alice", "0011223344556677", &pk, &mac));
-        assert!(!session_key_mac_ok(&code, "alice", "0011223344556677", &[8; 32], &mac));
-        assert!(!session_key_mac_ok(&code, "bob", "0011223344556677", &pk, &mac));
-        assert!(!session_key_mac_ok(&code, "alice", "0011223344556678", &pk, &mac));
+        assert!(session_key_mac_ok(
+            &code,
+            "alice",
+            "0011223344556677",
+            &pk,
+            &mac
+        ));
+        assert!(!session_key_mac_ok(
+            &code,
+            "alice",
+            "0011223344556677",
+            &[8; 32],
+            &mac
+        ));
+        assert!(!session_key_mac_ok(
+            &code,
+            "bob",
+            "0011223344556677",
+            &pk,
+            &mac
+        ));
+        assert!(!session_key_mac_ok(
+            &code,
+            "alice",
+            "0011223344556678",
+            &pk,
+            &mac
+        ));
         let typo = JoinCode::parse("ABCD-EFGH-JKMN-PQRT").unwrap();
-        assert!(!session_key_mac_ok(&typo, "alice", "0011223344556677", &pk, &mac));
+        assert!(!session_key_mac_ok(
+            &typo,
+            "alice",
+            "0011223344556677",
+            &pk,
+            &mac
+        ));
         // Not the join code's key: a join MAC never passes as a web one.
         assert_ne!(
             code.key().expose(),
@@ -212,14 +253,27 @@ mod tests {
         // FORMAT.md §9e test vectors: fixed session and ephemeral secrets.
         let s = WebSessionKey(StaticSecret::from([1u8; 32]));
         let key = SecretKey::from_bytes([2; 32]);
-        let sealed =
-            seal_release_with(&[3u8; 32], &s.public(), "alice", "0011223344556677", 7, 1, &key)
-                .unwrap();
+        let sealed = seal_release_with(
+            &[3u8; 32],
+            &s.public(),
+            "alice",
+            "0011223344556677",
+            7,
+            1,
+            &key,
+        )
+        .unwrap();
         let eph = StaticSecret::from([3u8; 32]);
         let eph_pub = PublicKey::from(&eph).to_bytes();
         assert_eq!(sealed[..32], eph_pub);
         let shared = eph.diffie_hellman(&PublicKey::from(s.public()));
-        let k = kek(shared.as_bytes(), &eph_pub, &s.public(), "alice", "0011223344556677");
+        let k = kek(
+            shared.as_bytes(),
+            &eph_pub,
+            &s.public(),
+            "alice",
+            "0011223344556677",
+        );
         let h = |b: &[u8]| hex::encode(b);
         assert_eq!(
             h(&s.public()),
@@ -243,7 +297,12 @@ mod tests {
         );
         let code = JoinCode::parse("ABCD-EFGH-JKMN-PQRS").unwrap();
         assert_eq!(
-            h(&session_key_mac(&code, "alice", "0011223344556677", &s.public())),
+            h(&session_key_mac(
+                &code,
+                "alice",
+                "0011223344556677",
+                &s.public()
+            )),
             "26350c50a60b61948f7ca57798cae7b52fc6afac7d16c0e872a043a4160d416f"
         );
         assert_eq!(

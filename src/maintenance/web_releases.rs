@@ -104,6 +104,25 @@ pub fn add(
     save(home, &list)
 }
 
+/// Sets the expiry of `session`'s record (after the server answered a release: the
+/// provisional hour written before it becomes the server's time, or the later expiry of
+/// an earlier release of the same session).
+pub fn set_expires(home: &Home, session: &str, expires: u64) -> Result<(), RecordError> {
+    let mut list = load(home)?;
+    if let Some(r) = list.iter_mut().find(|r| r.session == session) {
+        r.expires = expires;
+    }
+    save(home, &list)
+}
+
+/// The expiry recorded for `session` (0: none).
+pub fn expires_of(home: &Home, session: &str) -> Result<u64, RecordError> {
+    Ok(load(home)?
+        .iter()
+        .find(|r| r.session == session)
+        .map_or(0, |r| r.expires))
+}
+
 /// The releases that are over at `now`: expired, or their session is not among `live`
 /// (when the server's list of live sessions is known).
 pub fn over(list: &[WebRelease], now: u64, live: Option<&[String]>) -> Vec<WebRelease> {
@@ -156,8 +175,26 @@ mod tests {
         std::fs::create_dir_all(home.device_dir()).unwrap();
         let cats = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // The server claims a day: the device counts an hour.
-        add(&home, "s1", "aa", &cats(&["Photos"]), 1000, 1000 + 86400, true).unwrap();
-        add(&home, "s1", "aa", &cats(&["Notes", "Photos"]), 1010, 1500, true).unwrap();
+        add(
+            &home,
+            "s1",
+            "aa",
+            &cats(&["Photos"]),
+            1000,
+            1000 + 86400,
+            true,
+        )
+        .unwrap();
+        add(
+            &home,
+            "s1",
+            "aa",
+            &cats(&["Notes", "Photos"]),
+            1010,
+            1500,
+            true,
+        )
+        .unwrap();
         add(&home, "s2", "bb", &cats(&["Drive"]), 1000, 1200, false).unwrap();
         let list = load(&home).unwrap();
         assert_eq!(list.len(), 2);
@@ -172,6 +209,13 @@ mod tests {
         let o = over(&list, 1100, Some(&["s2".to_string()]));
         assert_eq!(owed(&o), cats(&["Photos", "Notes"]));
         assert_eq!(owed(&over(&list, 5000, None)), cats(&["Photos", "Notes"]));
+        set_expires(&home, "s1", 1300).unwrap();
+        assert_eq!(expires_of(&home, "s1").unwrap(), 1300);
+        assert_eq!(expires_of(&home, "s9").unwrap(), 0);
+        assert_eq!(
+            owed(&over(&load(&home).unwrap(), 1300, None)),
+            cats(&["Photos", "Notes"])
+        );
         forget(&home, &["s1".to_string()]).unwrap();
         assert_eq!(load(&home).unwrap().len(), 1);
         forget(&home, &["s2".to_string()]).unwrap();

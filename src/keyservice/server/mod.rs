@@ -20,7 +20,7 @@ pub use https::{
     Front, FrontContext, Listening, ServeError, ServeLimits, ServeOptions, Serving, Started,
     TlsError, TrustedProxies, parse_cidr, serve,
 };
-pub(crate) use service::{Approval, ApiError, KeyService, WebSession};
+pub(crate) use service::{ApiError, Approval, KeyService, WebSession};
 pub use service::{ServiceConfig, Signup, StoreOptions, WebConfig};
 pub use state::StateError;
 

@@ -18,9 +18,7 @@ mod signin;
 mod view;
 
 use super::WebOptions;
-use crate::keyservice::server::{
-    Approval, Front, FrontContext, Listening, ServeError, WebSession,
-};
+use crate::keyservice::server::{Approval, Front, FrontContext, Listening, ServeError, WebSession};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};

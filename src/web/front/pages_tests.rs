@@ -277,7 +277,8 @@ fn unknown_locked_and_foreign_paths() {
 
 #[test]
 fn downloads_open_only_regular_files() {
-    let open = |path: &str| open_download(&mem(), &Viewer::of("alice"), &paths::parse(path).unwrap());
+    let open =
+        |path: &str| open_download(&mem(), &Viewer::of("alice"), &paths::parse(path).unwrap());
     let d = open("Photos/2024/notes.txt").unwrap();
     assert_eq!((d.name.as_str(), d.file.size()), ("notes.txt", 5));
     assert_eq!(d.file.read_at(1, 3).unwrap(), b"ell");

@@ -84,9 +84,7 @@ fn key_version(
             access.unwrap_service(&ctx, wrapped)?
         }
         // The server holds no e2e key: only one a device released to this session.
-        Ok(Class::E2e) => access
-            .released(e.id, version)?
-            .ok_or(ReadError::Locked)?,
+        Ok(Class::E2e) => access.released(e.id, version)?.ok_or(ReadError::Locked)?,
         Err(_) => return Err(bad("unknown protection class")),
     };
     if m.commitment(e.id, version) != Some(key_commitment(&key)) {

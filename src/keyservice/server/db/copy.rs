@@ -35,11 +35,25 @@ const TABLES: &[(&str, &[&str])] = &[
     ("web_seen", &["account", "what", "counter", "hash", "obj"]),
     (
         "web_approvals",
-        &["id", "account", "public_key", "mac", "approved_ms", "approver"],
+        &[
+            "id",
+            "account",
+            "public_key",
+            "mac",
+            "approved_ms",
+            "approver",
+        ],
     ),
     (
         "web_releases",
-        &["id", "account", "category", "version", "sealed", "expires_ms"],
+        &[
+            "id",
+            "account",
+            "category",
+            "version",
+            "sealed",
+            "expires_ms",
+        ],
     ),
 ];
 

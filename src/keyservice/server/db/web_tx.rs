@@ -242,9 +242,7 @@ impl Tx<'_> {
 
     pub(crate) fn put_web_approval(&mut self, a: &WebApprovalRow) -> Result<(), DbError> {
         self.exec(
-            &format!(
-                "INSERT INTO web_approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
-            ),
+            &format!("INSERT INTO web_approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"),
             &[
                 a.id.as_str().into(),
                 a.account.as_str().into(),
@@ -311,7 +309,11 @@ impl Tx<'_> {
     }
 
     /// The keys released to session `id` that have not expired at `now`.
-    pub(crate) fn web_releases(&mut self, id: &str, now: i64) -> Result<Vec<WebReleaseRow>, DbError> {
+    pub(crate) fn web_releases(
+        &mut self,
+        id: &str,
+        now: i64,
+    ) -> Result<Vec<WebReleaseRow>, DbError> {
         let rows = self.rows(
             "SELECT category, version, sealed, expires_ms FROM web_releases \
              WHERE id = $1 AND expires_ms > $2",

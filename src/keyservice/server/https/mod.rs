@@ -380,7 +380,9 @@ fn router(svc: Svc) -> Router {
         )
         .route(
             "/v1/web/approvals",
-            route("web/approvals", |s, c, _: api::Empty| s.web_approvals_list(c)),
+            route("web/approvals", |s, c, _: api::Empty| {
+                s.web_approvals_list(c)
+            }),
         )
         .route(
             "/v1/web/approve",

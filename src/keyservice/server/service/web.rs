@@ -630,17 +630,15 @@ impl KeyService {
                 return Err(ApiError::NotFound("no such web session".into()));
             }
             let manifest = match tx.web_seen(&name, WEB_MANIFEST)? {
-                Some((_, _, Some(obj))) => crate::format::web::decode_manifest_object(&obj)
-                    .map_err(|e| ApiError::Internal(format!("the trusted manifest: {e}")))?
-                    .1,
+                Some((_, _, Some(obj))) => {
+                    crate::format::web::decode_manifest_object(&obj)
+                        .map_err(|e| ApiError::Internal(format!("the trusted manifest: {e}")))?
+                        .1
+                }
                 _ => return Err(ApiError::NotFound("web access is off".into())),
             };
             for (category, version, sealed) in &releases {
-                let Some(e) = manifest
-                    .table
-                    .active()
-                    .find(|e| e.id == *category)
-                else {
+                let Some(e) = manifest.table.active().find(|e| e.id == *category) else {
                     return Err(bad(format!("no category {category} in the account")));
                 };
                 if !crate::format::web::RELEASABLE.contains(&e.name.as_str()) {

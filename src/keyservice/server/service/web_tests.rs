@@ -381,10 +381,14 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
         ];
         m.table.next_id = 5;
     });
-    let st = svc.web_on(&c, registration("alice", STORE, &obj, &me)).unwrap();
+    let st = svc
+        .web_on(&c, registration("alice", STORE, &obj, &me))
+        .unwrap();
     assert!(st.approvals);
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
-    let tok = svc.web_sign_in(ip, "alice", PASSWORD, &code(0), "t").unwrap();
+    let tok = svc
+        .web_sign_in(ip, "alice", PASSWORD, &code(0), "t")
+        .unwrap();
     let s = svc.web_session(&tok).unwrap();
     assert_eq!(s.approval, Approval::Waiting);
     // The device finds it by the code the page shows.
@@ -392,12 +396,18 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
     let jc = crate::keys::join::JoinCode::parse(&shown).unwrap();
     let list = svc.web_approvals_list(&c).unwrap().approvals;
     assert_eq!(list.len(), 1);
-    let pk: [u8; 32] = hex::decode(&list[0].public_key).unwrap().try_into().unwrap();
+    let pk: [u8; 32] = hex::decode(&list[0].public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let mac = hex::decode(&list[0].mac).unwrap();
-    assert!(crate::keys::web::session_key_mac_ok(&jc, "alice", &s.id, &pk, &mac));
+    assert!(crate::keys::web::session_key_mac_ok(
+        &jc, "alice", &s.id, &pk, &mac
+    ));
     assert!(!list[0].approved);
     let key = SecretKey::from_bytes([7; 32]);
-    let seal = |cat, id: &str| crate::keys::web::seal_release(&pk, "alice", id, cat, 2, &key).unwrap();
+    let seal =
+        |cat, id: &str| crate::keys::web::seal_release(&pk, "alice", id, cat, 2, &key).unwrap();
     let item = |cat, id: &str| WebReleaseItem {
         category: cat,
         version: 2,
@@ -415,10 +425,22 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
     };
     // Health and Mail are never released; a standard category needs no release; nothing
     // is approved by a refused request.
-    assert!(matches!(approve(vec![item(2, &s.id)]), Err(ApiError::Forbidden(_))));
-    assert!(matches!(approve(vec![item(3, &s.id)]), Err(ApiError::Forbidden(_))));
-    assert!(matches!(approve(vec![item(4, &s.id)]), Err(ApiError::BadRequest(_))));
-    assert!(matches!(approve(vec![item(9, &s.id)]), Err(ApiError::BadRequest(_))));
+    assert!(matches!(
+        approve(vec![item(2, &s.id)]),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert!(matches!(
+        approve(vec![item(3, &s.id)]),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert!(matches!(
+        approve(vec![item(4, &s.id)]),
+        Err(ApiError::BadRequest(_))
+    ));
+    assert!(matches!(
+        approve(vec![item(9, &s.id)]),
+        Err(ApiError::BadRequest(_))
+    ));
     assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Waiting);
     approve(vec![item(1, &s.id)]).unwrap();
     assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Approved);
@@ -429,7 +451,9 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
     assert!(svc.web_released("alice", &s.id, 2, 2).unwrap().is_none());
     assert!(svc.web_released("bob", &s.id, 1, 2).unwrap().is_none());
     // A second session gets nothing of the first's releases.
-    let tok2 = svc.web_sign_in(ip, "alice", PASSWORD, &code(1), "t").unwrap();
+    let tok2 = svc
+        .web_sign_in(ip, "alice", PASSWORD, &code(1), "t")
+        .unwrap();
     let s2 = svc.web_session(&tok2).unwrap();
     assert_eq!(s2.approval, Approval::Waiting);
     assert!(svc.web_released("alice", &s2.id, 1, 2).unwrap().is_none());
