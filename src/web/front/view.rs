@@ -440,6 +440,27 @@ mod tests {
     }
 
     #[test]
+    fn the_approval_page_shows_the_code_and_the_command_and_reloads_itself() {
+        let html = render(&ApprovePage {
+            chrome: user(),
+            code: "ABCD-EFGH-JKMN-PQRS".into(),
+            releasable: "Photos, Notes".into(),
+        })
+        .unwrap();
+        for needle in [
+            "<meta http-equiv=\"refresh\" content=\"5\">",
+            "id=\"approve-code\" aria-label=\"Sign-in code\">ABCD-EFGH-JKMN-PQRS</p>",
+            "id=\"approve-command\">cirrus web approve ABCD-EFGH-JKMN-PQRS --category Photos</pre>",
+            "can be released: Photos, Notes.",
+            "<form id=\"signout\" method=\"post\" action=\"/signout\">",
+        ] {
+            assert!(html.contains(needle), "{needle} in {html}");
+        }
+        // No script of any kind on it: the CSP forbids inline ones, and it needs none.
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
     fn sizes_and_dates() {
         assert_eq!(size(1_258_291), "1.2 MiB");
         assert_eq!(size(512), "512 B");
