@@ -17,6 +17,8 @@ pub struct WebSignIn {
     pub session: WebSessionInfo,
     pub public_key: [u8; 32],
     pub approved: bool,
+    /// The proof of the code the server checks (`keys::web::approval_proof`).
+    pub proof: [u8; 32],
 }
 
 /// What one category of a release request comes to.
@@ -95,6 +97,7 @@ impl Unlocked {
             let mac = hex::decode(&a.mac).unwrap_or_default();
             if crate::keys::web::session_key_mac_ok(code, &account, &a.session.id, &pk, &mac) {
                 return Ok(WebSignIn {
+                    proof: crate::keys::web::approval_proof(code, &account, &a.session.id, &pk),
                     session: a.session,
                     public_key: pk,
                     approved: a.approved,
@@ -115,7 +118,9 @@ impl Unlocked {
             if self.table().find(name).is_none() {
                 return Err(AccountError::UnknownCategory(name.clone()));
             }
-            if !crate::format::web::RELEASABLE.contains(&name.as_str()) {
+            if !crate::format::web::RELEASABLE.contains(&name.as_str())
+                && !crate::format::web::STAY_STANDARD.contains(&name.as_str())
+            {
                 return Err(AccountError::WebRefused(format!(
                     "{name} is never released to the web (only {} can be)",
                     crate::format::web::RELEASABLE.join(", ")
@@ -171,6 +176,7 @@ impl Unlocked {
         let resp = session.web_approve(&WebApproveReq {
             id: to.session.id.clone(),
             device: self.config.device_name.clone(),
+            proof: hex::encode(to.proof),
             releases: items,
         })?;
         for r in &out {

@@ -167,9 +167,10 @@ struct WebArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     web_max: u64,
     /// Seconds the server keeps a category key a trusted device released to a web
-    /// session under ADP (`cirrus web approve`, `web release`).
+    /// session under ADP (`cirrus web approve`, `web release`): at most the hour devices
+    /// count before they rotate it.
     #[arg(long, default_value_t = WebConfig::default().release_ttl.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     release_ttl: u64,
 }
 

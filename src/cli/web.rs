@@ -53,7 +53,7 @@ pub enum WebCmd {
     },
     /// Approve a web sign-in that waits for a trusted device (web access turned on under
     /// Advanced Data Protection), and release the keys of the categories named to that
-    /// browser session for an hour. The device checks that the code belongs to the
+    /// browser session for the server's release time (an hour at most). The device checks that the code belongs to the
     /// session's key before it releases anything. Only Photos, Drive, Notes, Reminders,
     /// Bookmarks, Shortcuts, Voice Memos and Passes can be released; once the session is
     /// over, this device rotates their keys.
@@ -160,6 +160,7 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
                      --category Photos)."
                 );
             }
+            rotate_released(&home_of(&acct), &pass, acct)?;
             Ok(0)
         }
         WebCmd::Off { pass } => {
@@ -291,11 +292,15 @@ fn release_more(
         .map_err(|e| format!("web release: {e}"))?;
     let home = home_of(&acct);
     let known = web_releases::load(&home).map_err(|e| format!("web release: {e}"))?;
-    let Some(pk) = known
+    let hex32 = |h: &str| {
+        hex::decode(h)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    };
+    let Some((pk, proof)) = known
         .iter()
         .find(|r| r.session == session)
-        .and_then(|r| hex::decode(&r.public_key).ok())
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|r| Some((hex32(&r.public_key)?, hex32(&r.proof)?)))
     else {
         return Err(format!(
             "web release: this device did not approve web session {} (approve it \
@@ -318,6 +323,7 @@ fn release_more(
         session: info,
         public_key: pk,
         approved: true,
+        proof,
     };
     release(&acct, &to, category, rotate)?;
     rotate_released(&home, pass, acct)?;
@@ -364,6 +370,7 @@ fn release(
         &home,
         &to.session.id,
         &pk,
+        &hex::encode(to.proof),
         &e2e,
         start,
         start + web_releases::MAX_RELEASE_SECS,

@@ -120,8 +120,16 @@ pub const MAC_APPROVAL: &str = "approval";
 /// The web sign-in code's MAC over the web session's public key (§9e), under the key
 /// [`WEB_SIGN_IN_CODE`] derives.
 pub const MAC_WEB_SESSION_KEY: &str = "web session key";
+/// The approving device's proof that it was given the web sign-in code (§9e), over the
+/// same message, checked by the server against the code it holds in memory.
+pub const MAC_WEB_APPROVAL: &str = "web approval";
 /// Every join-code MAC domain.
-pub const MAC_DOMAINS: &[&str] = &[MAC_JOIN_REQUEST, MAC_APPROVAL, MAC_WEB_SESSION_KEY];
+pub const MAC_DOMAINS: &[&str] = &[
+    MAC_JOIN_REQUEST,
+    MAC_APPROVAL,
+    MAC_WEB_SESSION_KEY,
+    MAC_WEB_APPROVAL,
+];
 
 // Sealing contexts (the MAC input of §1.3 starts with one).
 

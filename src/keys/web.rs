@@ -61,6 +61,23 @@ pub fn session_key_mac(
     )
 }
 
+/// The approving device's proof that it holds the code (another MAC domain over the same
+/// message): the server checks it against the code it made, so no API session alone,
+/// without the code, approves a sign-in.
+pub fn approval_proof(
+    code: &JoinCode,
+    account: &str,
+    session: &str,
+    public: &[u8; 32],
+) -> [u8; 32] {
+    let key = code.key_for(crypto::domains::WEB_SIGN_IN_CODE);
+    join::mac(
+        &key,
+        crypto::domains::MAC_WEB_APPROVAL,
+        &crate::format::web::session_key_message(account, session, public),
+    )
+}
+
 /// Whether `mac` is the code's MAC over this session's key, compared in constant time.
 pub fn session_key_mac_ok(
     code: &JoinCode,
@@ -241,6 +258,8 @@ mod tests {
             &pk,
             &mac
         ));
+        // The proof is another MAC than the one the server publishes.
+        assert_ne!(approval_proof(&code, "alice", "0011223344556677", &pk), mac);
         // Not the join code's key: a join MAC never passes as a web one.
         assert_ne!(
             code.key().expose(),

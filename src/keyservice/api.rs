@@ -418,6 +418,9 @@ pub struct WebApproveReq {
     pub id: String,
     /// The approving device's name, as its manifest lists it (shown in logs).
     pub device: String,
+    /// `keys::web::approval_proof` under the sign-in code, hex: the server checks it
+    /// against the code it made, so only someone who was given the code approves.
+    pub proof: String,
     #[serde(default)]
     pub releases: Vec<WebReleaseItem>,
 }

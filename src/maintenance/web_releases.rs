@@ -22,6 +22,9 @@ pub struct WebRelease {
     pub session: String,
     /// Its X25519 public key (hex), as the sign-in code vouched for it.
     pub public_key: String,
+    /// The proof of the code the server asks with every release to this session (hex).
+    #[serde(default)]
+    pub proof: String,
     /// Categories released to it (end-to-end ones, whose keys left this device).
     pub categories: Vec<String>,
     /// Unix seconds after which the release counts as over.
@@ -72,10 +75,12 @@ pub fn save(home: &Home, list: &[WebRelease]) -> Result<(), RecordError> {
 /// Adds `categories` to the record of `session` (made if new), expiring at `expires`
 /// but never later than [`MAX_RELEASE_SECS`] from `now`. A rotation, once owed, stays
 /// owed: `rotate` only ever turns on.
+#[allow(clippy::too_many_arguments)]
 pub fn add(
     home: &Home,
     session: &str,
     public_key: &str,
+    proof: &str,
     categories: &[String],
     now: u64,
     expires: u64,
@@ -96,6 +101,7 @@ pub fn add(
         None => list.push(WebRelease {
             session: session.to_string(),
             public_key: public_key.to_string(),
+            proof: proof.to_string(),
             categories: categories.to_vec(),
             expires,
             rotate,
@@ -179,6 +185,7 @@ mod tests {
             &home,
             "s1",
             "aa",
+            "pp",
             &cats(&["Photos"]),
             1000,
             1000 + 86400,
@@ -189,13 +196,24 @@ mod tests {
             &home,
             "s1",
             "aa",
+            "pp",
             &cats(&["Notes", "Photos"]),
             1010,
             1500,
             true,
         )
         .unwrap();
-        add(&home, "s2", "bb", &cats(&["Drive"]), 1000, 1200, false).unwrap();
+        add(
+            &home,
+            "s2",
+            "bb",
+            "pp",
+            &cats(&["Drive"]),
+            1000,
+            1200,
+            false,
+        )
+        .unwrap();
         let list = load(&home).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].categories, cats(&["Photos", "Notes"]));

@@ -209,7 +209,18 @@ impl Drive {
         let state = web_state(e);
         if state == CategoryState::Locked && RELEASABLE.contains(&e.name.as_str()) {
             match self.access.released(e.id, e.key_version) {
-                Ok(Some(_)) => return CategoryState::Available,
+                // Only a key the signed manifest commits to counts (one sealed by anyone
+                // but a device would not open the category).
+                Ok(Some(k))
+                    if self.manifest.commitment(e.id, e.key_version)
+                        == Some(crate::account::manifest::key_commitment(&k)) =>
+                {
+                    return CategoryState::Available;
+                }
+                Ok(Some(_)) => log::warn!(
+                    "web: a key released for {} is not the one the manifest commits to",
+                    e.name
+                ),
                 Ok(None) => {}
                 Err(err) => log::warn!("web: released keys of {}: {err}", e.name),
             }

@@ -297,6 +297,8 @@ impl KeyService {
             if let Some(t) = &c.bearer {
                 self.sessions.close_others(tx, &name, t)?;
             }
+            // Web sessions too (and the keys released to them).
+            self.end_web_sessions(tx, &name)?;
             failpoint::reach(failpoint::PASSWORD_CHANGE);
             log::info!("account {name}: password changed; other sessions and devices ended");
             Ok(PasswordChangeResp { device_token })

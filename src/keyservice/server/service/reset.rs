@@ -106,6 +106,7 @@ impl KeyService {
             push_notice(&mut a, NoticeKind::ResetCompleted, now, c.ip, None);
             tx.put_account(&a)?;
             self.sessions.close_all(tx, &a.name)?;
+            self.end_web_sessions(tx, &a.name)?;
             self.limit_success(tx, &key)?;
             log::warn!(
                 "account {}: password reset through data recovery from {}",

@@ -44,6 +44,12 @@ impl Default for WebConfig {
     }
 }
 
+/// Keys one approval may carry (eight releasable categories, two versions each).
+const MAX_RELEASES: usize = 16;
+/// How long an ADP sign-in waits for a device's approval before it must start over: its
+/// code is a secret shown on a page, so it lives minutes, not the session's hours.
+const APPROVAL_WINDOW_MS: i64 = 10 * 60 * 1000;
+
 /// Shortest web password accepted.
 const MIN_WEB_PASSWORD: usize = 10;
 /// Longest web password accepted (Argon2 over it runs on the server).
@@ -281,6 +287,7 @@ impl KeyService {
             }
             tx.put_web_account(&name, &doc)?;
             tx.delete_web_sessions(&name, None)?;
+            self.forget_web_secrets(Some(&name), None);
             tx.raise_web_seen(&name, WEB_MANIFEST, m.counter, &hash, Some(&obj))?;
             log::info!(
                 "web access on for {name} (device {}, store {}{})",
@@ -324,6 +331,16 @@ impl KeyService {
             self.forget_web_secrets(Some(&name), None);
             self.web_status_in(tx, &name)
         })
+    }
+
+    /// Ends every web session of `name` (password change, reset), with the keys released
+    /// to them.
+    pub(super) fn end_web_sessions(&self, tx: &mut Tx<'_>, name: &str) -> Result<(), ApiError> {
+        if tx.delete_web_sessions(name, None)? > 0 {
+            log::info!("account {name}: every web session ended");
+        }
+        self.forget_web_secrets(Some(name), None);
+        Ok(())
     }
 
     /// Drops this server's in-memory secrets of an account's sessions (`id`: one of
@@ -389,7 +406,10 @@ impl KeyService {
             ));
         }
         let ended = self.unlocked(|tx| Ok(tx.delete_web_sessions(&name, req.id.as_deref())?))?;
-        self.forget_web_secrets(Some(&name), req.id.as_deref());
+        // Only what was this account's: an id of another account's session ends nothing.
+        if ended > 0 {
+            self.forget_web_secrets(Some(&name), req.id.as_deref());
+        }
         if req.id.is_some() && ended == 0 {
             return Err(ApiError::NotFound(
                 "no such web session of this account".into(),
@@ -594,9 +614,19 @@ impl KeyService {
         if req.id.len() != 16 || !req.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad("a web session id is 16 hex digits"));
         }
-        if req.releases.len() > 64 {
-            return Err(bad("at most 64 keys per approval"));
+        if req.releases.len() > MAX_RELEASES {
+            return Err(bad(format!("at most {MAX_RELEASES} keys per approval")));
         }
+        let proof = unhex_exact::<32>("proof", &req.proof)?;
+        // The code is in this server's memory only: another replica (or this one after a
+        // restart) cannot check the proof, and its browser could not open the keys.
+        let Some(secret) = self.web_secret(&req.id) else {
+            return Err(ApiError::Conflict(
+                "this web sign-in is held by another server of the service (or it \
+                 restarted): sign in again on the web"
+                    .into(),
+            ));
+        };
         let device: String = req
             .device
             .chars()
@@ -619,6 +649,7 @@ impl KeyService {
                 .into_iter()
                 .find(|s| s.id == req.id)
                 .filter(|s| self.web_live(s, now));
+            let s_created = live.as_ref().map_or(0, |s| s.created_ms);
             let (Some(_), Some(a)) = (live, tx.web_approval(&req.id)?) else {
                 return Err(ApiError::NotFound(
                     "no web sign-in of this account waits with that id (ended, or it \
@@ -626,8 +657,25 @@ impl KeyService {
                         .into(),
                 ));
             };
-            if a.account != name {
+            if a.account != name || secret.account != name {
                 return Err(ApiError::NotFound("no such web session".into()));
+            }
+            let public: [u8; 32] = a
+                .public_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| ApiError::Internal("a damaged web approval".into()))?;
+            let want = crate::keys::web::approval_proof(&secret.code, &name, &req.id, &public);
+            if !crypto::ct_eq(&want, &*proof) {
+                return Err(ApiError::Forbidden(
+                    "the approval does not carry this sign-in's code".into(),
+                ));
+            }
+            if a.approved_ms.is_none() && now.saturating_sub(s_created) > APPROVAL_WINDOW_MS {
+                return Err(ApiError::Gone(
+                    "this web sign-in waited too long for approval: sign in again on the web"
+                        .into(),
+                ));
             }
             let manifest = match tx.web_seen(&name, WEB_MANIFEST)? {
                 Some((_, _, Some(obj))) => {
@@ -637,6 +685,8 @@ impl KeyService {
                 }
                 _ => return Err(ApiError::NotFound("web access is off".into())),
             };
+            // Every release is checked before any is stored: a refused request stores none.
+            let mut accepted = Vec::with_capacity(releases.len());
             for (category, version, sealed) in &releases {
                 let Some(e) = manifest.table.active().find(|e| e.id == *category) else {
                     return Err(bad(format!("no category {category} in the account")));
@@ -653,19 +703,31 @@ impl KeyService {
                         e.name
                     )));
                 }
+                // The current version or the one before (a rotation in progress); a newer
+                // one than the manifest the server trusts, within reason (it may not have
+                // followed the device's latest manifest yet).
+                if *version + 1 < e.key_version || *version > e.key_version.saturating_add(8) {
+                    return Err(bad(format!(
+                        "key version {version} of {} is not one the manifest names",
+                        e.name
+                    )));
+                }
+                accepted.push((e.name.clone(), *category, *version, sealed));
+            }
+            for (cat_name, category, version, sealed) in accepted {
                 tx.put_web_release(
                     &req.id,
                     &name,
                     &WebReleaseRow {
-                        category: *category,
-                        version: *version,
+                        category,
+                        version,
                         sealed: sealed.clone(),
                         expires_ms,
                     },
                 )?;
                 log::info!(
-                    "{name}: {device} released {} (key version {version}) to web session {}",
-                    e.name,
+                    "{name}: {device} released {cat_name} (key version {version}) to web \
+                     session {}",
                     req.id
                 );
             }

@@ -413,16 +413,35 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
         version: 2,
         sealed: hex::encode(seal(cat, id)),
     };
-    let approve = |releases| {
+    let proof = crate::keys::web::approval_proof(&jc, "alice", &s.id, &pk);
+    let approve_with = |proof: [u8; 32], releases| {
         svc.web_approve(
             &c,
             WebApproveReq {
                 id: s.id.clone(),
                 device: "laptop0".into(),
+                proof: hex::encode(proof),
                 releases,
             },
         )
     };
+    let approve = |releases| approve_with(proof, releases);
+    // Without the code (the published MAC, or a guess, as the proof): refused, even from
+    // an API session of the account.
+    let published: [u8; 32] = mac.clone().try_into().unwrap();
+    assert!(matches!(
+        approve_with(published, vec![]),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert!(matches!(
+        approve_with([0; 32], vec![]),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert_eq!(svc.web_session(&tok).unwrap().approval, Approval::Waiting);
+    // A key version far from the manifest's (2): refused.
+    let mut far = item(1, &s.id);
+    far.version = 40;
+    assert!(matches!(approve(vec![far]), Err(ApiError::BadRequest(_))));
     // Health and Mail are never released; a standard category needs no release; nothing
     // is approved by a refused request.
     assert!(matches!(
