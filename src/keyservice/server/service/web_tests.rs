@@ -456,6 +456,12 @@ fn adp_sign_ins_wait_for_approval_and_released_keys_open_only_for_their_session(
         approve(vec![item(4, &s.id)]),
         Err(ApiError::BadRequest(_))
     ));
+    // A refused key among good ones: none is stored.
+    assert!(matches!(
+        approve(vec![item(1, &s.id), item(2, &s.id)]),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert!(svc.web_released("alice", &s.id, 1, 2).unwrap().is_none());
     assert!(matches!(
         approve(vec![item(9, &s.id)]),
         Err(ApiError::BadRequest(_))
