@@ -7,6 +7,7 @@ use crate::home::Home;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct MountArgs {
@@ -174,8 +175,18 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         eprintln!("cirrus: warning: {}", held_keys_warning(why));
     }
     let opts = args.daemon_options();
+    // Keys released to web sessions (ADP) are rotated once their time is up, by the
+    // mounted daemon itself (checked at the poll interval, at least every 30 s).
+    let watch_every = Duration::from_secs(opts.poll_interval.clamp(1, 30));
+    let watch_home = Home::new(acct.home.root.clone());
     if args.foreground {
-        daemon::serve(acct, &mp, &opts, &mut |_| {}).map_err(|e| e.to_string())?;
+        let mut started = false;
+        daemon::serve(acct, &mp, &opts, &mut |_| {
+            if !std::mem::replace(&mut started, true) {
+                super::web::start_release_watcher(&watch_home, watch_every);
+            }
+        })
+        .map_err(|e| e.to_string())?;
         return Ok(0);
     }
     let log_path = acct.home.log_path();
@@ -240,6 +251,7 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     // Dropping the pipe's write end tells the waiting parent we are mounted.
     let mut ready = |locked: &[String]| {
         if let Some(mut n) = notify.take() {
+            super::web::start_release_watcher(&watch_home, watch_every);
             let mut msg = String::from("OK");
             for l in locked {
                 msg.push_str("\nnot shown: ");

@@ -68,6 +68,9 @@ pub enum WebCmd {
         /// each category's next rotation, whatever the server does.
         #[arg(long)]
         no_rotate_after: bool,
+        /// Do not ask for confirmation on the terminal.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         pass: PasscodeArgs,
     },
@@ -241,8 +244,9 @@ pub fn run(home: Home, cmd: WebCmd) -> super::CliResult {
             code,
             category,
             no_rotate_after,
+            yes,
             pass,
-        } => approve(home, &code, &category, !no_rotate_after, &pass),
+        } => approve(home, &code, &category, !no_rotate_after, yes, &pass),
         WebCmd::Release {
             session,
             category,
@@ -258,6 +262,7 @@ fn approve(
     code: &str,
     category: &[String],
     rotate: bool,
+    yes: bool,
     pass: &PasscodeArgs,
 ) -> super::CliResult {
     let code = crate::keys::join::JoinCode::parse(code).map_err(|e| format!("web approve: {e}"))?;
@@ -274,9 +279,33 @@ fn approve(
         crate::keyservice::client::printable(&to.session.agent),
         when(to.session.started)
     );
+    if !yes && !confirmed()? {
+        return Err("web approve: not approved; nothing was sent".into());
+    }
     release(&acct, &to, category, rotate)?;
     rotate_released(&home_of(&acct), pass, acct)?;
     Ok(0)
+}
+
+/// On a terminal, asks before approving: a page that relays a real sign-in (phishing)
+/// shows a real code, so the person checks where the sign-in comes from. Elsewhere
+/// (scripts), the command itself is the consent.
+fn confirmed() -> Result<bool, String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!(
+        "Approve only a code from a page you opened yourself, from the place above. \
+         Approve? [y/N] "
+    );
+    std::io::stderr().flush().map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("web approve: reading the answer: {e}"))?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 /// `web release --session ID --category ...`: for a session this device approved.
@@ -444,7 +473,22 @@ fn rotate_over(
     if over.is_empty() {
         return Ok(());
     }
-    let owed = web_releases::owed(over);
+    let Some(_lock) = web_releases::try_lock(home).map_err(|e| e.to_string())? else {
+        // Another command, or the mount's watcher, is rotating them now.
+        return Ok(());
+    };
+    // What is still owed under the lock (the other may have just finished).
+    let left: Vec<String> = web_releases::load(home)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| r.session)
+        .collect();
+    let over: Vec<web_releases::WebRelease> = over
+        .iter()
+        .filter(|r| left.contains(&r.session))
+        .cloned()
+        .collect();
+    let owed = web_releases::owed(&over);
     if !owed.is_empty() {
         eprintln!(
             "Web session(s) {} are over: rotating the keys released to them ({}).",
@@ -470,6 +514,30 @@ fn rotate_over(
     }
     let done: Vec<String> = over.iter().map(|r| r.session.clone()).collect();
     web_releases::forget(home, &done).map_err(|e| e.to_string())
+}
+
+/// In a mounted drive's daemon process: every `every`, rotates (through the daemon's
+/// control socket, as `cirrus sync` does) the keys released to web sessions whose time is
+/// up, so a device that stays mounted keeps its promise without a command. The thread
+/// ends with the process.
+pub fn start_release_watcher(home: &Home, every: std::time::Duration) {
+    let home = Home::new(home.root.clone());
+    let spawned = std::thread::Builder::new()
+        .name("web-releases".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let due = web_releases::load(&home)
+                    .map(|l| !web_releases::over(&l, now(), None).is_empty())
+                    .unwrap_or(false);
+                if due {
+                    rotate_released_mounted(&home);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot watch the keys released to the web: {e}");
+    }
 }
 
 /// After `cirrus sync` on a mounted drive: rotates, through the daemon, the keys released

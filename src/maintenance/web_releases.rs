@@ -51,6 +51,26 @@ pub fn path(home: &Home) -> PathBuf {
     home.device_dir().join("web-releases.json")
 }
 
+/// The record's lock, held while the rotations it owes run, so the mount's watcher and a
+/// command never both rotate the same release. `None`: someone else holds it now.
+pub fn try_lock(home: &Home) -> Result<Option<std::fs::File>, RecordError> {
+    let path = home.device_dir().join("web-releases.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| RecordError::Read {
+            path: path.clone(),
+            source,
+        })?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(RecordError::Read { path, source }),
+    }
+}
+
 pub fn load(home: &Home) -> Result<Vec<WebRelease>, RecordError> {
     let path = path(home);
     let bytes = match std::fs::read(&path) {
