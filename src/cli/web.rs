@@ -433,8 +433,8 @@ fn release(
     if !e2e.is_empty() {
         if rotate {
             println!(
-                "Once the session is over, this device rotates the key of {} (at the next \
-                 `cirrus sync` on the mounted drive, or any `cirrus web` command).",
+                "Once the session is over, this device rotates the key of {} (while \
+                 mounted, or at the next `cirrus sync` or `cirrus web` command).",
                 e2e.join(", ")
             );
         } else {
