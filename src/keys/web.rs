@@ -45,10 +45,11 @@ fn kek(
     )
 }
 
-/// The MAC of a web sign-in code over the session's public key
-/// ([`crate::format::web::session_key_message`]).
-pub fn session_key_mac(
+/// A MAC under the sign-in code's key, in `domain`, over
+/// [`crate::format::web::session_key_message`].
+fn code_mac(
     code: &JoinCode,
+    domain: &str,
     account: &str,
     session: &str,
     public: &[u8; 32],
@@ -56,8 +57,25 @@ pub fn session_key_mac(
     let key = code.key_for(crypto::domains::WEB_SIGN_IN_CODE);
     join::mac(
         &key,
-        crypto::domains::MAC_WEB_SESSION_KEY,
+        domain,
         &crate::format::web::session_key_message(account, session, public),
+    )
+}
+
+/// The MAC of a web sign-in code over the session's public key, which the server
+/// publishes for the approving device to find the session by.
+pub fn session_key_mac(
+    code: &JoinCode,
+    account: &str,
+    session: &str,
+    public: &[u8; 32],
+) -> [u8; 32] {
+    code_mac(
+        code,
+        crypto::domains::MAC_WEB_SESSION_KEY,
+        account,
+        session,
+        public,
     )
 }
 
@@ -70,11 +88,12 @@ pub fn approval_proof(
     session: &str,
     public: &[u8; 32],
 ) -> [u8; 32] {
-    let key = code.key_for(crypto::domains::WEB_SIGN_IN_CODE);
-    join::mac(
-        &key,
+    code_mac(
+        code,
         crypto::domains::MAC_WEB_APPROVAL,
-        &crate::format::web::session_key_message(account, session, public),
+        account,
+        session,
+        public,
     )
 }
 
