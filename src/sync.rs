@@ -35,6 +35,9 @@ pub struct CategoryPoll {
     /// Problems with what the store served (rollback, tampering, a key not available);
     /// the message as logged, naming the category.
     pub error: Option<String>,
+    /// Changes made on the web that the poll took in (FORMAT.md §9f).
+    #[serde(default)]
+    pub web_changes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,7 @@ impl PollReport {
             outcome,
             conflict_copies,
             error: None,
+            web_changes: 0,
         });
     }
 
@@ -380,6 +384,9 @@ impl Syncer {
             );
         }
         if rep.unreachable.is_none() {
+            self.take_web_changes(&mut rep);
+        }
+        if rep.unreachable.is_none() {
             self.acknowledge(force, started, whole && rep.errors().is_empty(), gc_epoch);
         }
         rep
@@ -637,3 +644,5 @@ fn utc_date(secs: i64) -> String {
 #[cfg(test)]
 #[path = "sync/tests.rs"]
 mod tests;
+#[path = "sync/web.rs"]
+mod web;

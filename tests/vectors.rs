@@ -512,6 +512,7 @@ fn head_of(v: &Vector) -> Head {
         rotating_from: v.num("rotating_from"),
         rotate_cursor: v.num("rotate_cursor"),
         alloc: v.all("alloc").iter().map(|a| (n(a[0]), n(a[1]))).collect(),
+        web_seq: 0,
     }
 }
 

@@ -30,6 +30,8 @@ const TEXT: &str = "alpha: plain text, previewed inline\n";
 const RELEASE_TTL: u64 = 12;
 /// A file of Photos, read on the web once a device released Photos under ADP.
 const PHOTO: &str = "a photo of the end-to-end kind: only a released key opens it\n";
+/// The file the web deletes: the device finds it in Recently Deleted.
+const OLD_DRAFT: &str = "an old draft, deleted on the web, kept in Recently Deleted\n";
 /// The second account's file, which the first account's session must never read.
 const BOB_SECRET: &str = "bob's file: never on alice's pages";
 
@@ -63,6 +65,8 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
     .unwrap();
     fs::write(docs.join("inner/deep-note.txt"), b"found by the search").unwrap();
     fs::write(notes.join("Deep Thoughts.md"), b"found from anywhere").unwrap();
+    fs::create_dir_all(notes.join("from-web")).unwrap();
+    fs::write(notes.join("from-web/old-draft.txt"), OLD_DRAFT).unwrap();
     // Modified: big 2020, alpha 2021, charlie 2022 (name, size and time orders differ).
     for (name, t) in [
         ("big.bin", 1_577_934_240),     // 2020-01-02 03:04 UTC
@@ -108,6 +112,9 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
         "html": {"path": "docs/page.html"},
         "other": {"category": "Notes", "folder": "bob-only", "file": "bob-only/secret.txt",
                   "content": BOB_SECRET},
+        "write": {"folder": "from-web", "new_folder": "Made on the web",
+                  "victim": "old-draft.txt", "e2e_category": "Health",
+                  "uploads": {"hello from the web.txt": 2000, "scan.bin": (3 << 20) + 17}},
     });
     (spec, big)
 }
@@ -194,6 +201,8 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
     assert_eq!(j["download"]["sha256"], spec["big"]["sha256"], "{j}");
     check_screenshots(&j, &out);
 
+    web_changes_reach_the_device(&w, &out, &sp);
+
     // Last: it ends the first session.
     let j = w.scenario("signout", &out, &sp);
     assert_eq!(j["refused"]["no csrf"], 403, "{j}");
@@ -210,6 +219,38 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
     w.scenario("signin", &out, &["--totp", &code, "--wrong-totp", &wrong]);
     devices_see_and_end_web_access(&mut w);
     adp_sign_ins_wait_for_a_device(&mut w, &out);
+}
+
+/// Step (c): uploads, a new folder and a delete made in the browser wait, sealed, in the
+/// store; the mounted device's next `cirrus sync` takes them in: the uploaded bytes, the
+/// folder, and the deleted file in Recently Deleted, nothing lost. Once its head is in the
+/// store, the next sync empties the inbox.
+fn web_changes_reach_the_device(w: &WebDrive, out: &Path, sp: &[&str]) {
+    let j = w.scenario("write", out, sp);
+    check_screenshots(&j, out);
+    let dir = w.drive.notes().join("from-web");
+    w.sync();
+    for (name, u) in j["uploaded"].as_object().unwrap() {
+        let got = fs::read(dir.join(name)).unwrap();
+        assert_eq!(sha256_hex(&got), u["sha256"].as_str().unwrap(), "{name}");
+    }
+    assert!(dir.join("Made on the web").is_dir());
+    // The kernel may still hold the old entry for the attribute timeout.
+    let draft = dir.join("old-draft.txt");
+    eventually(
+        "the deleted file leaves its folder",
+        Duration::from_secs(5),
+        || !draft.exists(),
+    );
+    let kept = w.drive.notes().join("Recently Deleted/old-draft.txt");
+    assert_eq!(fs::read_to_string(kept).unwrap(), OLD_DRAFT);
+    w.sync();
+    let store = w.sw.store(&format!("web-{}", common::web::ACCOUNT));
+    let left = cirrus::store::Store::list(&store, "web/").unwrap();
+    assert!(
+        left.is_empty(),
+        "applied changes left in the inbox: {left:?}"
+    );
 }
 
 /// Step (b): web access turned on again under ADP. A sign-in waits on the approval page;

@@ -172,6 +172,11 @@ struct WebArgs {
     #[arg(long, default_value_t = WebConfig::default().release_ttl.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     release_ttl: u64,
+    /// Bytes of changes made on the web (uploads, new folders, deletes) that may wait in
+    /// an account's store until one of its devices takes them in; more is refused.
+    #[arg(long, default_value_t = WebConfig::default().pending_quota,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    web_pending_quota: u64,
 }
 
 impl WebArgs {
@@ -197,6 +202,7 @@ impl WebArgs {
             idle: Duration::from_secs(self.web_idle),
             max: Duration::from_secs(self.web_max),
             release_ttl: Duration::from_secs(self.release_ttl),
+            pending_quota: self.web_pending_quota,
         };
         let opts = crate::web::WebOptions {
             listen,

@@ -26,6 +26,12 @@ pub enum ObjKind {
     /// A category key released by a trusted device to one web session (index = key
     /// version; `keys::web`).
     WebRelease = 13,
+    /// A change made on the web, waiting in the category's inbox (index = its sequence
+    /// number; `format::web_change`).
+    WebChange = 14,
+    /// One data part of an upload made on the web (inode = the change's sequence number,
+    /// index = the part's number).
+    WebPart = 15,
 }
 
 /// The sealing context: format version, object kind, category, inode and index. Fields that

@@ -7,8 +7,11 @@ use super::pack::BlobRef;
 /// Layout of the sealed head written by this build (its leading u16). Kept apart from
 /// `FORMAT_VERSION`, which also goes into every sealing context and must stay 1 so old
 /// blobs keep opening. Layout 1 lacks the two rotation fields; layout 2 lacks the
-/// per-device inode allocators; decode reads all three.
-pub const HEAD_LAYOUT: u16 = 3;
+/// per-device inode allocators; layout 3 lacks `web_seq`; decode reads all four. A head
+/// with `web_seq` 0 is written in layout 3, byte for byte as before changes from the web
+/// existed, so builds that predate them keep reading every head of an account that never
+/// used them.
+pub const HEAD_LAYOUT: u16 = 4;
 
 /// First local inode number of the range device `slot` (its index in the manifest's
 /// device list) allocates from: devices never hand out the same number, so trees written
@@ -41,12 +44,16 @@ pub struct Head {
     pub rotate_cursor: u64,
     /// Layout 3: (device slot, next inode number in its range), ascending by slot.
     pub alloc: Vec<(u32, u64)>,
+    /// Layout 4: the sequence number of the last change made on the web that this tree
+    /// has taken in (FORMAT.md §9f); 0 = none.
+    pub web_seq: u64,
 }
 
 impl Head {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u16(HEAD_LAYOUT)
+        let layout = if self.web_seq == 0 { 3 } else { HEAD_LAYOUT };
+        w.u16(layout)
             .u32(self.category)
             .u64(self.counter)
             .raw(&self.prev)
@@ -64,6 +71,9 @@ impl Head {
         w.u32(self.alloc.len() as u32);
         for (slot, next) in &self.alloc {
             w.u32(*slot).u64(*next);
+        }
+        if layout >= 4 {
+            w.u64(self.web_seq);
         }
         w.finish()
     }
@@ -99,6 +109,7 @@ impl Head {
                 alloc.push((r.u32()?, r.u64()?));
             }
         }
+        let web_seq = if layout >= 4 { r.u64()? } else { 0 };
         r.end()?;
         Ok(Head {
             category,
@@ -112,6 +123,7 @@ impl Head {
             rotating_from,
             rotate_cursor,
             alloc,
+            web_seq,
         })
     }
 }
@@ -149,6 +161,7 @@ mod tests {
             rotating_from: 2,
             rotate_cursor: 513,
             alloc: vec![(0, device_range(0) + 7), (3, device_range(3) + 1)],
+            web_seq: 0,
         }
     }
 
@@ -156,8 +169,26 @@ mod tests {
     fn layout_3_round_trips_with_rotation_fields_and_allocators() {
         let h = sample();
         let b = h.encode();
-        assert_eq!(u16::from_le_bytes([b[0], b[1]]), HEAD_LAYOUT);
+        assert_eq!(
+            u16::from_le_bytes([b[0], b[1]]),
+            3,
+            "no web changes: layout 3"
+        );
         assert_eq!(Head::decode(&b).unwrap(), h);
+    }
+
+    #[test]
+    fn layout_4_carries_the_last_web_change_and_only_when_there_is_one() {
+        let h = Head {
+            web_seq: 9,
+            ..sample()
+        };
+        let b = h.encode();
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 4);
+        assert_eq!(b.len(), sample().encode().len() + 8);
+        assert_eq!(Head::decode(&b).unwrap(), h);
+        // Layout 4 without its last field is truncated, never read as web_seq 0.
+        assert!(Head::decode(&b[..b.len() - 8]).is_err());
     }
 
     #[test]
@@ -206,7 +237,7 @@ mod tests {
 
     #[test]
     fn unknown_layouts_are_refused() {
-        for v in [0u16, 4, 0xffff] {
+        for v in [0u16, 5, 0xffff] {
             let mut b = sample().encode();
             b[..2].copy_from_slice(&v.to_le_bytes());
             assert_eq!(Head::decode(&b), Err(FormatError::Version(v)));

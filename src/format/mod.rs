@@ -17,6 +17,7 @@ pub mod recovery_proof;
 pub mod seen;
 pub mod table;
 pub mod web;
+pub mod web_change;
 
 pub use codec::FormatError;
 pub use context::{Context, ObjKind};

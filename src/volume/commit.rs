@@ -225,6 +225,7 @@ impl Category {
             rotating_from: s.rot.rotating_from,
             rotate_cursor: s.rot.rotate_cursor,
             alloc: s.head.alloc.iter().map(|(k, v)| (*k, *v)).collect(),
+            web_seq: s.head.web_seq,
         };
         let ctx = Context::new(ObjKind::Head, self.id, 0, 0);
         let sealed =

@@ -70,6 +70,7 @@ impl Category {
                         etag: Some(etag),
                         next_ino: head.next_ino,
                         alloc: head.alloc.into_iter().collect(),
+                        web_seq: head.web_seq,
                         leaves: head.leaves.into_iter().collect(),
                     };
                     s.tree.bytes = head.bytes;

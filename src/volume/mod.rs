@@ -12,6 +12,7 @@ mod sync;
 pub(crate) mod testing;
 mod tree;
 mod verify;
+mod web_inbox;
 
 use crate::cache::ChunkCache;
 use crate::crypto::{SecretKey, Suite};
@@ -27,6 +28,7 @@ pub use rotate::{Rotation, RotationProgress};
 pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::{Usage, VerifyReport};
+pub use web_inbox::{RECENTLY_DELETED, WebApplied};
 
 /// Local inode number of a category's root directory.
 pub const ROOT_INO: u64 = 1;
@@ -336,6 +338,8 @@ struct HeadInfo {
     /// Per-device allocators (layout 3): device slot → next inode number in its range.
     alloc: BTreeMap<u32, u64>,
     leaves: BTreeMap<u64, BlobRef>,
+    /// The last change made on the web that this tree has taken in (FORMAT.md §9f).
+    web_seq: u64,
 }
 
 /// A sealed chunk waiting in the open pack buffer.

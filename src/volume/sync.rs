@@ -629,6 +629,9 @@ impl Category {
             let e = s.head.alloc.entry(*slot).or_insert(*next);
             *e = (*e).max(*next);
         }
+        // Both trees hold every web change up to their own `web_seq`: the merge, up to
+        // the higher.
+        s.head.web_seq = s.head.web_seq.max(rv.head.web_seq);
         s.head.leaves = remote_leaves;
         // Rotation state: below the cursor everything must be under the new key. What
         // this device adds is under it (written so, or resealed above); the other

@@ -4,7 +4,7 @@
 
 use super::front::drive::{
     CategoryClass, CategoryRow, CategoryState, CategoryView, DriveSource, DriveView, Entry,
-    EntryKind, FileView, Found, Viewer,
+    EntryKind, FileView, Found, UploadSink, Viewer,
 };
 use super::front::error::{FrontError, from_api};
 use super::reader::{self, Drive, Kind, NodeRef, OpenCategory, ReadError};
@@ -31,6 +31,11 @@ fn front(e: ReadError) -> FrontError {
         ReadError::Store(e) => FrontError::Unavailable(e.to_string()),
         ReadError::Access(crate::web::access::AccessError::Off) => FrontError::SignedOut,
         ReadError::Access(e) => FrontError::Internal(e.to_string()),
+        ReadError::ReadOnly(why) => FrontError::ReadOnly(why),
+        ReadError::Quota { pending, quota } => {
+            log::warn!("web: pending changes {pending} bytes, quota {quota}");
+            FrontError::Quota
+        }
     }
 }
 
@@ -41,8 +46,9 @@ impl DriveSource for ReaderSource {
         let store = crate::store::open_url(&url)
             .map_err(|e| FrontError::Unavailable(format!("the account's store: {e}")))?;
         let access = ServiceAccess::new(self.svc.clone(), account, &who.session, who.approved);
+        let quota = self.svc.web_pending_quota();
         match Drive::open(store, access) {
-            Ok(d) => Ok(Box::new(ReaderDrive(d))),
+            Ok(d) => Ok(Box::new(ReaderDrive(d, quota))),
             Err(ReadError::AdpOn) => {
                 // Apple's rule, enforced where the server learns of it: ADP turns web
                 // access off until a trusted device turns it on again.
@@ -59,7 +65,8 @@ impl DriveSource for ReaderSource {
     }
 }
 
-struct ReaderDrive(Drive);
+/// The drive, and the account's quota of bytes of changes waiting for a device.
+struct ReaderDrive(Drive, u64);
 
 fn class(c: Class) -> CategoryClass {
     match c {
@@ -90,11 +97,12 @@ impl DriveView for ReaderDrive {
 
     fn category(&self, name: &str) -> Result<Arc<dyn CategoryView>, FrontError> {
         let c = self.0.open_category(name).map_err(front)?;
-        Ok(Arc::new(ReaderCategory(c)))
+        Ok(Arc::new(ReaderCategory(c, self.1)))
     }
 }
 
-struct ReaderCategory(OpenCategory);
+/// A category, and the account's quota of pending bytes.
+struct ReaderCategory(OpenCategory, u64);
 
 /// A name as the pages show it and paths carry it (names that are not UTF-8 are shown
 /// with replacement characters and cannot be opened from the web).
@@ -103,7 +111,12 @@ fn text(name: &[u8]) -> String {
 }
 
 fn entry(e: reader::Entry) -> Entry {
+    pending_entry(e, false)
+}
+
+fn pending_entry(e: reader::Entry, pending: bool) -> Entry {
     Entry {
+        pending,
         name: text(&e.name),
         kind: match e.kind {
             Kind::Dir => EntryKind::Dir,
@@ -116,28 +129,51 @@ fn entry(e: reader::Entry) -> Entry {
     }
 }
 
+fn segs(path: &[String]) -> Vec<&[u8]> {
+    path.iter().map(|s| s.as_bytes()).collect()
+}
+
 impl ReaderCategory {
     fn node(&self, path: &[String]) -> Result<NodeRef, FrontError> {
-        let segs: Vec<&[u8]> = path.iter().map(|s| s.as_bytes()).collect();
-        self.0.resolve(&segs).map_err(front)
+        self.0.resolve(&segs(path)).map_err(front)
+    }
+
+    /// The changes made on the web that no device has taken in yet (none for an e2e
+    /// category: the web never writes one).
+    fn pending(&self) -> Result<reader::Pending, FrontError> {
+        if !self.0.writable() {
+            return Ok(Vec::new());
+        }
+        self.0.pending().map_err(front)
+    }
+
+    /// Folder `path`'s entries with the pending changes on top; `None`: no such folder.
+    fn listing(&self, path: &[String]) -> Result<Option<Vec<Entry>>, FrontError> {
+        let segs = segs(path);
+        let base = match reader::resolve_dir(&self.0, &segs).map_err(front)? {
+            Some(n) => Some(self.0.list(&n).map_err(front)?),
+            None => None,
+        };
+        let pending = self.pending()?;
+        let rows = reader::overlay(&segs, base, &pending);
+        Ok(rows.map(|r| r.into_iter().map(|(e, p)| pending_entry(e, p)).collect()))
     }
 }
 
 impl CategoryView for ReaderCategory {
     fn stat(&self, path: &[String]) -> Result<Entry, FrontError> {
-        let n = self.node(path)?;
-        Ok(entry(self.0.stat(&n).map_err(front)?))
+        // What the web changed and no device took in yet comes first.
+        let Some((name, dir)) = path.split_last() else {
+            let n = self.node(path)?;
+            return Ok(entry(self.0.stat(&n).map_err(front)?));
+        };
+        self.listing(dir)?
+            .and_then(|rows| rows.into_iter().find(|e| e.name == *name))
+            .ok_or(FrontError::NotFound)
     }
 
     fn list(&self, path: &[String]) -> Result<Vec<Entry>, FrontError> {
-        let n = self.node(path)?;
-        Ok(self
-            .0
-            .list(&n)
-            .map_err(front)?
-            .into_iter()
-            .map(entry)
-            .collect())
+        self.listing(path)?.ok_or(FrontError::NotFound)
     }
 
     fn search(&self, needle: &str, limit: usize) -> Result<Vec<Found>, FrontError> {
@@ -158,6 +194,13 @@ impl CategoryView for ReaderCategory {
     }
 
     fn open_file(&self, path: &[String]) -> Result<Arc<dyn FileView>, FrontError> {
+        let pending = self.pending()?;
+        if let Some(ch) = reader::pending_file(&segs(path), &pending) {
+            return Ok(Arc::new(PendingFile {
+                cat: self.0.clone(),
+                change: ch.clone(),
+            }));
+        }
         let n = self.node(path)?;
         if !matches!(n.entry.kind, Kind::File) {
             return Err(FrontError::NotFound);
@@ -167,6 +210,81 @@ impl CategoryView for ReaderCategory {
             size: n.entry.size,
             node: n,
         }))
+    }
+
+    fn writable(&self) -> bool {
+        self.0.writable()
+    }
+
+    fn mkdir(&self, dir: &[String], name: &str) -> Result<(), FrontError> {
+        self.0
+            .mkdir(&segs(dir), name.as_bytes(), self.1)
+            .map(drop)
+            .map_err(front)
+    }
+
+    fn delete(&self, path: &[String]) -> Result<(), FrontError> {
+        let Some((name, dir)) = path.split_last() else {
+            return Err(FrontError::NotFound);
+        };
+        self.0
+            .delete(&segs(dir), name.as_bytes(), self.1)
+            .map(drop)
+            .map_err(front)
+    }
+
+    fn begin_upload(&self, dir: &[String], name: &str) -> Result<Box<dyn UploadSink>, FrontError> {
+        let up = self
+            .0
+            .begin_upload(&segs(dir), name.as_bytes(), self.1)
+            .map_err(front)?;
+        Ok(Box::new(ReaderUpload(up)))
+    }
+}
+
+struct ReaderUpload(reader::Upload);
+
+impl UploadSink for ReaderUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), FrontError> {
+        self.0.write(data).map_err(front)
+    }
+
+    fn finish(self: Box<Self>, mtime: i64) -> Result<(), FrontError> {
+        self.0.finish(mtime).map(drop).map_err(front)
+    }
+
+    fn abort(self: Box<Self>) {
+        self.0.abort();
+    }
+}
+
+/// An upload made on the web that no device took in yet, read from its parts.
+struct PendingFile {
+    cat: OpenCategory,
+    change: crate::format::web_change::WebChange,
+}
+
+impl FileView for PendingFile {
+    fn size(&self) -> u64 {
+        match &self.change.op {
+            crate::format::web_change::WebOp::Upload { size, .. } => *size,
+            _ => 0,
+        }
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FrontError> {
+        let mut out = Vec::with_capacity(len.min(reader::MAX_READ));
+        while out.len() < len {
+            let chunk = self
+                .cat
+                .read_pending(&self.change, offset + out.len() as u64, len - out.len())
+                .map_err(front)?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 }
 

@@ -47,6 +47,8 @@ pub fn head() -> impl Strategy<Value = Head> {
         proptest::collection::vec((any::<u64>(), blob_ref()), 0..6),
         (any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>()),
         proptest::collection::vec((any::<u32>(), any::<u64>()), 0..5),
+        // Half the heads carry no web change (layout 3), half one (layout 4).
+        prop_oneof![Just(0u64), any::<u64>()],
     )
         .prop_map(
             |(
@@ -54,6 +56,7 @@ pub fn head() -> impl Strategy<Value = Head> {
                 leaves,
                 (bytes, inodes, rotating_from, rotate_cursor),
                 alloc,
+                web_seq,
             )| Head {
                 category,
                 counter,
@@ -66,6 +69,7 @@ pub fn head() -> impl Strategy<Value = Head> {
                 rotating_from,
                 rotate_cursor,
                 alloc,
+                web_seq,
             },
         )
 }

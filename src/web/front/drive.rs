@@ -36,6 +36,8 @@ pub struct Entry {
     pub modified: Option<i64>,
     /// A symlink's target, shown as text (never followed by the front).
     pub target: Option<String>,
+    /// Made or changed on the web and waiting for a device to take it in.
+    pub pending: bool,
 }
 
 /// A search hit: the entry and the folder it is in (names from the category's root).
@@ -145,6 +147,39 @@ pub trait CategoryView: Send + Sync {
     fn search(&self, needle: &str, limit: usize) -> Result<Vec<Found>, FrontError>;
     /// A regular file, to read by ranges. `NotFound` for anything else.
     fn open_file(&self, path: &[String]) -> Result<Arc<dyn FileView>, FrontError>;
+    /// Whether the web may change this category (never an end-to-end one).
+    fn writable(&self) -> bool {
+        false
+    }
+    /// A new folder `name` in folder `dir`.
+    fn mkdir(&self, _dir: &[String], _name: &str) -> Result<(), FrontError> {
+        Err(FrontError::ReadOnly(READ_ONLY))
+    }
+    /// Moves the entry at `path` to the category's Recently Deleted folder.
+    fn delete(&self, _path: &[String]) -> Result<(), FrontError> {
+        Err(FrontError::ReadOnly(READ_ONLY))
+    }
+    /// Starts an upload of file `name` into folder `dir`.
+    fn begin_upload(
+        &self,
+        _dir: &[String],
+        _name: &str,
+    ) -> Result<Box<dyn UploadSink>, FrontError> {
+        Err(FrontError::ReadOnly(READ_ONLY))
+    }
+}
+
+/// What a category that takes no changes answers.
+pub const READ_ONLY: &str = "This category is read-only on the web.";
+
+/// An upload being written, fed from the request body a piece at a time on a blocking
+/// thread.
+pub trait UploadSink: Send {
+    fn write(&mut self, data: &[u8]) -> Result<(), FrontError>;
+    /// Everything was written: the change is stored, with `mtime` (Unix seconds).
+    fn finish(self: Box<Self>, mtime: i64) -> Result<(), FrontError>;
+    /// The upload failed or was cut: what was stored of it goes.
+    fn abort(self: Box<Self>);
 }
 
 /// A file being downloaded: read a range at a time from a blocking thread, so memory

@@ -30,6 +30,13 @@ pub enum FrontError {
     Csrf,
     #[error("the request body is too large")]
     TooLarge,
+    /// A change the web does not make (an end-to-end category, Recently Deleted); the
+    /// message says which, and is shown.
+    #[error("{0}")]
+    ReadOnly(&'static str),
+    /// The account's changes waiting for a device take the server's quota.
+    #[error("too much is waiting for your devices")]
+    Quota,
     /// Too much at once (the Argon2 pool is full) or out of time.
     #[error("busy")]
     Busy,
@@ -50,7 +57,8 @@ impl FrontError {
             FrontError::NotFound => 404,
             FrontError::Locked | FrontError::NotOnWeb | FrontError::AdpOn | FrontError::Csrf => 403,
             FrontError::SignedOut => 401,
-            FrontError::TooLarge => 413,
+            FrontError::TooLarge | FrontError::Quota => 413,
+            FrontError::ReadOnly(_) => 403,
             FrontError::Busy | FrontError::Unavailable(_) | FrontError::OtherServer => 503,
             FrontError::Integrity(_) => 502,
             FrontError::Internal(_) => 500,

@@ -7,6 +7,7 @@ pub mod drive;
 pub mod error;
 
 mod assets;
+mod changes;
 mod download;
 mod headers;
 mod mime;
@@ -98,6 +99,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/drive/", get(|| async { redirect("/drive") }))
         .route("/drive/{*rest}", get(browse))
         .route("/file/{*rest}", get(file))
+        .route("/mkdir/{*rest}", post(changes::mkdir))
+        .route("/delete/{*rest}", post(changes::delete))
+        // An upload's size is bounded by the account's quota of pending changes, checked
+        // as its parts are stored, not by a body limit.
+        .route(
+            "/upload/{*rest}",
+            post(changes::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/static/{name}", get(assets::asset))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(headers::security_headers))

@@ -85,7 +85,22 @@ pub fn drive(
         query: q.clone(),
         searching: !q.is_empty(),
         truncated: false,
+        changes: None,
+        waiting: 0,
     };
+    let csrf = page.chrome.user.as_ref().map(|u| u.csrf.clone());
+    // Recently Deleted is the devices' to restore or empty: no changes in it.
+    let in_recently_deleted = p
+        .path
+        .first()
+        .is_some_and(|d| d.as_bytes() == crate::volume::RECENTLY_DELETED);
+    if let Some(csrf) = csrf.filter(|_| cat.writable() && !in_recently_deleted) {
+        page.changes = Some(view::Changes {
+            upload: paths::href("/upload", &p.category, &p.path, true),
+            mkdir: paths::href("/mkdir", &p.category, &p.path, true),
+            csrf,
+        });
+    }
     if page.searching {
         let mut hits = cat.search(&q, MAX_RESULTS + 1)?;
         page.truncated = hits.len() > MAX_RESULTS;
@@ -104,9 +119,20 @@ pub fn drive(
         let sort = Sort::from_query(query);
         sort.apply(&mut entries);
         page.sorts = headings(Some(sort));
+        let deletable = page.changes.is_some();
+        page.waiting = entries.iter().filter(|e| e.pending).count();
         page.rows = entries
             .iter()
-            .map(|e| Line::new(&p.category, &p.path, e))
+            .map(|e| {
+                let mut line = Line::new(&p.category, &p.path, e);
+                let rd = p.path.is_empty() && e.name.as_bytes() == crate::volume::RECENTLY_DELETED;
+                if deletable && !rd {
+                    let mut path = p.path.clone();
+                    path.push(e.name.clone());
+                    line.delete = Some(paths::href("/delete", &p.category, &path, false));
+                }
+                line
+            })
             .collect();
     }
     view::render(&page).map(Outcome::Page)

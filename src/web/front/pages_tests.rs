@@ -43,6 +43,7 @@ fn mem() -> Mem {
             size: data.len() as u64,
             modified: Some(modified),
             target: (kind == EntryKind::Symlink).then(|| "../elsewhere".to_string()),
+            pending: false,
         };
         t.insert(v, (e, data.to_vec()));
     };

@@ -141,6 +141,10 @@ pub struct Line {
     pub modified: String,
     /// For search hits: the folder the entry is in.
     pub folder: Option<Crumb>,
+    /// Made or changed on the web, waiting for a device.
+    pub pending: bool,
+    /// The delete form's target, in a category the web may change.
+    pub delete: Option<String>,
 }
 
 impl Line {
@@ -158,6 +162,8 @@ impl Line {
             },
             modified: date(e.modified),
             folder: None,
+            pending: e.pending,
+            delete: None,
         }
     }
 }
@@ -184,6 +190,19 @@ pub struct FolderPage {
     pub query: String,
     pub searching: bool,
     pub truncated: bool,
+    /// Forms to change the folder, when the web may change the category: the upload's
+    /// and the new folder's targets.
+    pub changes: Option<Changes>,
+    /// Changes made on the web in this category that no device has taken in yet.
+    pub waiting: usize,
+}
+
+/// The targets of a folder's change forms.
+pub struct Changes {
+    pub upload: String,
+    pub mkdir: String,
+    /// The session's form token.
+    pub csrf: String,
 }
 
 /// How the file page previews a file.
@@ -257,6 +276,12 @@ impl ErrorPage {
                  and try again.",
             ),
             FrontError::TooLarge => ("Too large", "The request was too large."),
+            FrontError::ReadOnly(why) => ("Not changed", *why),
+            FrontError::Quota => (
+                "Waiting for your devices",
+                "Too much of what you changed on the web is still waiting for one of your \
+                 devices to take it in. Let a device sync (cirrus sync), then try again.",
+            ),
             FrontError::Busy => (
                 "Busy",
                 "The server is busy or the request took too long. Try again in a moment.",
@@ -334,6 +359,7 @@ mod tests {
             size: 1_258_291,
             modified: Some(1_700_000_000),
             target: None,
+            pending: false,
         }
     }
 
@@ -345,11 +371,26 @@ mod tests {
             category: HOSTILE.into(),
             crumbs: crumbs(HOSTILE, &[HOSTILE.to_string()]),
             sorts: vec![],
-            rows: vec![Line::new(HOSTILE, &[], &entry(HOSTILE, EntryKind::File))],
+            rows: vec![Line {
+                delete: Some(super::super::paths::href(
+                    "/delete",
+                    HOSTILE,
+                    &[HOSTILE.into()],
+                    false,
+                )),
+                pending: true,
+                ..Line::new(HOSTILE, &[], &entry(HOSTILE, EntryKind::File))
+            }],
             search_action: "/drive/x/".into(),
             query: format!("\"{HOSTILE}"),
             searching: true,
             truncated: false,
+            changes: Some(Changes {
+                upload: "/upload/x/".into(),
+                mkdir: "/mkdir/x/".into(),
+                csrf: "ab".repeat(32),
+            }),
+            waiting: 1,
         };
         let html = render(&page).unwrap();
         assert!(!html.contains("<img"), "{html}");

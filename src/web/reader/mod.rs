@@ -8,6 +8,7 @@
 mod keys;
 mod tree;
 mod trust;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,7 @@ mod tests;
 mod tests_fixture;
 
 pub use tree::{Entry, Hit, Kind, MAX_READ, Mtime, NodeRef, OpenCategory, SEARCH_VISIT_CAP};
+pub use write::{Pending, Upload, overlay, pending_file, resolve_dir};
 
 use super::access::{AccessError, AccountAccess};
 use crate::cache::ChunkCache;
@@ -68,6 +70,13 @@ pub enum ReadError {
     BadManifest(String),
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A change the web does not make: to an end-to-end category, to Recently Deleted
+    /// itself, or to the category's root. Says which.
+    #[error("{0}")]
+    ReadOnly(&'static str),
+    /// The account's changes waiting for a device already take the quota's bytes.
+    #[error("changes made on the web waiting for a device take {pending} bytes (quota {quota})")]
+    Quota { pending: u64, quota: u64 },
 }
 
 impl From<VolError> for ReadError {
@@ -244,7 +253,7 @@ impl Drive {
         if let Some(why) = cat.stats().3 {
             return Err(ReadError::Unavailable(why));
         }
-        let c = OpenCategory::new(cat);
+        let c = OpenCategory::new(cat, self.store.clone());
         open.insert(e.id, c.clone());
         Ok(c)
     }

@@ -76,7 +76,7 @@ pub struct NodeRef {
     pub entry: Entry,
 }
 
-fn entry(name: &[u8], n: &NodeInfo) -> Entry {
+pub(super) fn entry(name: &[u8], n: &NodeInfo) -> Entry {
     Entry {
         name: name.to_vec(),
         kind: Kind::of_mode(n.attr.mode),
@@ -96,12 +96,14 @@ fn valid_segment(s: &[u8]) -> bool {
 /// One category opened by a [`super::Drive`]; cheap to clone.
 #[derive(Clone)]
 pub struct OpenCategory {
-    cat: Arc<Category>,
+    pub(super) cat: Arc<Category>,
+    /// The account's store: the web's changes go to the category's inbox there.
+    pub(super) store: Arc<dyn crate::store::Store>,
 }
 
 impl OpenCategory {
-    pub(super) fn new(cat: Arc<Category>) -> OpenCategory {
-        OpenCategory { cat }
+    pub(super) fn new(cat: Arc<Category>, store: Arc<dyn crate::store::Store>) -> OpenCategory {
+        OpenCategory { cat, store }
     }
 
     pub fn name(&self) -> &str {

@@ -31,6 +31,9 @@ pub struct WebConfig {
     /// How long the server keeps a category key a trusted device released to a web
     /// session under ADP.
     pub release_ttl: Duration,
+    /// Bytes of changes made on the web that may wait in an account's store for a device
+    /// to take them in (FORMAT.md §9f).
+    pub pending_quota: u64,
 }
 
 impl Default for WebConfig {
@@ -40,6 +43,7 @@ impl Default for WebConfig {
             idle: Duration::from_secs(15 * 60),
             max: Duration::from_secs(8 * 3600),
             release_ttl: Duration::from_secs(3600),
+            pending_quota: 1 << 30,
         }
     }
 }
@@ -781,6 +785,12 @@ impl KeyService {
     }
 
     /// The store URL of `account`'s registration, if the admin still allows its location.
+    /// The account's quota of bytes of changes waiting for a device (`--web-pending-quota`;
+    /// 0 without a web front, which takes no changes then).
+    pub(crate) fn web_pending_quota(&self) -> u64 {
+        self.cfg.web.as_ref().map_or(0, |w| w.pending_quota)
+    }
+
     pub(crate) fn web_store(&self, account: &str) -> Result<String, ApiError> {
         let reg = self
             .read(|tx| Self::registration(tx, account))?

@@ -20,6 +20,7 @@ fn config(idle: Duration, login_attempts: u32) -> ServiceConfig {
             idle,
             max: Duration::from_secs(3600),
             release_ttl: Duration::from_secs(3600),
+            pending_quota: 1 << 20,
         }),
         ..ServiceConfig::default()
     }

@@ -1,0 +1,368 @@
+//! Changes made on the web (FORMAT.md §9f), on the volume's side: the server seals them
+//! with the category key it holds, a device opens them and applies one at a time to its
+//! tree with rules that never destroy anything (a delete or an overwrite moves the old
+//! node to the category's Recently Deleted folder; a node changed since the web saw it
+//! wins over the web's change, and the web's version becomes a conflict copy), then
+//! records the change's sequence number in its next head.
+
+use super::merge::ConflictNamer;
+use super::{Category, Keys, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError, VolResult};
+use crate::crypto;
+use crate::format::context::{Context, ObjKind};
+use crate::format::record::Time;
+use crate::format::web_change::{self, PART_SIZE, Seen, WebChange, WebOp};
+use std::sync::Arc;
+
+/// The folder, at the category's root, that deletes and overwrites from the web move
+/// nodes to.
+pub const RECENTLY_DELETED: &[u8] = b"Recently Deleted";
+
+/// Conflict copies and Recently Deleted names made for the web say "from web".
+const WEB: &str = "web";
+
+/// What applying one change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebApplied {
+    /// Applied as the web meant it (an overwritten or deleted node is in Recently
+    /// Deleted).
+    Done,
+    /// Applied under another name (`name` was taken by a node the web did not see).
+    ConflictCopy(Vec<u8>),
+    /// Nothing to do, and why: the node is gone or was changed here since the web saw it
+    /// (the device's version wins).
+    Skipped(&'static str),
+}
+
+fn integrity(what: &str, why: impl ToString) -> VolError {
+    VolError::Integrity {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn matches_seen(n: &NodeInfo, seen: &Seen) -> bool {
+    n.ino == seen.ino
+        && n.attr.mtime.sec == seen.mtime_secs
+        && n.attr.mtime.nsec == seen.mtime_nanos
+        && n.size == seen.size
+}
+
+fn is_dir(n: &NodeInfo) -> bool {
+    n.attr.mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+impl Category {
+    /// The last web change this device's tree has taken in.
+    pub fn web_seq(&self) -> u64 {
+        self.lock().head.web_seq
+    }
+
+    /// The `web_seq` of a head object from the store, if it verifies.
+    pub fn web_seq_of(&self, remote: &[u8]) -> Option<u64> {
+        self.verify_head(remote).ok().map(|v| v.head.web_seq)
+    }
+
+    /// The head a change made now is based on: its counter and object hash.
+    pub fn web_base(&self) -> (u64, [u8; 32]) {
+        let s = self.lock();
+        (s.head.counter, s.head.hash)
+    }
+
+    /// What the web last saw of a node, for a change that replaces or deletes it.
+    pub fn web_seen(&self, ino: u64) -> VolResult<Seen> {
+        let n = self.getattr(ino)?;
+        Ok(Seen {
+            ino,
+            mtime_secs: n.attr.mtime.sec,
+            mtime_nanos: n.attr.mtime.nsec,
+            size: n.size,
+        })
+    }
+
+    fn seal_web(&self, ctx: Context, plain: &[u8]) -> VolResult<Vec<u8>> {
+        let keys = self.keys();
+        let sealed = crypto::seal(&keys.key, self.suite, &ctx.to_bytes(), plain)
+            .map_err(|e| integrity("sealing a web change", e))?;
+        let mut obj = Vec::with_capacity(4 + sealed.len());
+        obj.extend_from_slice(&keys.version.to_le_bytes());
+        obj.extend_from_slice(&sealed);
+        Ok(obj)
+    }
+
+    fn open_web(&self, what: &str, ctx: Context, obj: &[u8]) -> VolResult<Vec<u8>> {
+        let (kv, sealed) = web_change::split_object(obj).map_err(|e| integrity(what, e))?;
+        let keys: Arc<Keys> = self.keys();
+        let key = if kv == keys.version {
+            &keys.key
+        } else {
+            match &keys.old {
+                Some((v, k)) if *v == kv => k,
+                _ => {
+                    return Err(integrity(
+                        what,
+                        format!("sealed under key version {kv}, not held"),
+                    ));
+                }
+            }
+        };
+        crypto::open(key, self.suite, &ctx.to_bytes(), sealed).map_err(|e| integrity(what, e))
+    }
+
+    /// The stored object of change `ch` (its `seq` is its name's).
+    pub fn seal_web_change(&self, ch: &WebChange) -> VolResult<Vec<u8>> {
+        self.seal_web(
+            Context::new(ObjKind::WebChange, self.id, 0, ch.seq),
+            &ch.encode(),
+        )
+    }
+
+    /// The stored object of data part `n` of the upload with change id `id`.
+    pub fn seal_web_part(&self, id: &[u8; 16], n: u64, plain: &[u8]) -> VolResult<Vec<u8>> {
+        let ctx = Context::new(ObjKind::WebPart, self.id, web_change::part_inode(id), n);
+        self.seal_web(ctx, plain)
+    }
+
+    /// Opens the change stored as `web/<cat>/<seq>`: sealed for this category at that
+    /// position, and carrying that sequence number.
+    pub fn open_web_change(&self, seq: u64, obj: &[u8]) -> VolResult<WebChange> {
+        let what = format!("web change {seq}");
+        let plain = self.open_web(
+            &what,
+            Context::new(ObjKind::WebChange, self.id, 0, seq),
+            obj,
+        )?;
+        let ch = WebChange::decode(&plain).map_err(|e| integrity(&what, e))?;
+        if ch.seq != seq {
+            return Err(integrity(&what, "sequence number of another change"));
+        }
+        Ok(ch)
+    }
+
+    /// Opens data part `n` of change `ch`, which must be the exact object it names.
+    pub fn open_web_part(&self, ch: &WebChange, n: u64, obj: &[u8]) -> VolResult<Vec<u8>> {
+        let what = format!("part {n} of web change {}", ch.seq);
+        let want = match &ch.op {
+            WebOp::Upload { parts, .. } => parts.get(n as usize),
+            _ => None,
+        };
+        if !want.is_some_and(|h| crypto::ct_eq(&crypto::hash(obj), h)) {
+            return Err(integrity(&what, "not the part the change names"));
+        }
+        let ctx = Context::new(ObjKind::WebPart, self.id, web_change::part_inode(&ch.id), n);
+        self.open_web(&what, ctx, obj)
+    }
+
+    /// Records that the tree has taken in every web change up to `seq` (applied or
+    /// refused): the next head carries it.
+    pub fn set_web_seq(&self, seq: u64) {
+        let mut s = self.lock();
+        if seq > s.head.web_seq {
+            s.head.web_seq = seq;
+            s.head_dirty = true;
+        }
+    }
+
+    /// Applies change `ch` to the tree (not yet committed). `part(n)` fetches and opens
+    /// data part `n`. `date` (UTC `YYYY-MM-DD`) goes into conflict names. On an error
+    /// the tree is as before (an upload written halfway is removed again).
+    pub fn apply_web_change(
+        &self,
+        ch: &WebChange,
+        part: &mut dyn FnMut(u64) -> VolResult<Vec<u8>>,
+        date: &str,
+    ) -> VolResult<WebApplied> {
+        let namer = ConflictNamer {
+            device: WEB.into(),
+            date: date.into(),
+        };
+        let root = self.getattr(ROOT_INO)?.attr;
+        let owner = (root.uid, root.gid);
+        match &ch.op {
+            WebOp::Mkdir => {
+                let parent = self.web_dir(&ch.dir, owner, &namer)?;
+                match self.lookup(parent, &ch.name) {
+                    Ok(n) if is_dir(&n) => Ok(WebApplied::Skipped("the folder exists")),
+                    Ok(_) => {
+                        let name = self.free_name(parent, &ch.name, &namer);
+                        self.create_node(parent, &name, dir_node(owner))?;
+                        Ok(WebApplied::ConflictCopy(name))
+                    }
+                    Err(VolError::NotFound) => {
+                        self.create_node(parent, &ch.name, dir_node(owner))?;
+                        Ok(WebApplied::Done)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            WebOp::Delete { seen } => {
+                let Some(parent) = self.find_dir(&ch.dir)? else {
+                    return Ok(WebApplied::Skipped("its folder is gone"));
+                };
+                let n = match self.lookup(parent, &ch.name) {
+                    Ok(n) => n,
+                    Err(VolError::NotFound) => return Ok(WebApplied::Skipped("it is gone")),
+                    Err(e) => return Err(e),
+                };
+                if n.ino != seen.ino {
+                    return Ok(WebApplied::Skipped("another node has its name now"));
+                }
+                // A folder's own times change with its entries: only a file's edits count.
+                if !is_dir(&n) && !matches_seen(&n, seen) {
+                    return Ok(WebApplied::Skipped("it was changed since the web saw it"));
+                }
+                let rd = self.find_dir(&[RECENTLY_DELETED.to_vec()])?;
+                if rd == Some(parent) || rd == Some(n.ino) {
+                    return Ok(WebApplied::Skipped("it is Recently Deleted or in it"));
+                }
+                self.to_recently_deleted(parent, &ch.name, owner, &namer)?;
+                Ok(WebApplied::Done)
+            }
+            WebOp::Upload {
+                size,
+                mtime,
+                replaces,
+                parts,
+            } => self.web_upload(
+                ch,
+                (*size, *mtime, replaces, parts.len() as u64),
+                part,
+                owner,
+                &namer,
+            ),
+        }
+    }
+
+    fn web_upload(
+        &self,
+        ch: &WebChange,
+        (size, mtime, replaces, nparts): (u64, i64, &Option<Seen>, u64),
+        part: &mut dyn FnMut(u64) -> VolResult<Vec<u8>>,
+        owner: (u32, u32),
+        namer: &ConflictNamer,
+    ) -> VolResult<WebApplied> {
+        let parent = self.web_dir(&ch.dir, owner, namer)?;
+        let mut moved = None;
+        let name = match self.lookup(parent, &ch.name) {
+            Err(VolError::NotFound) => ch.name.clone(),
+            Ok(n) if !is_dir(&n) && replaces.as_ref().is_some_and(|s| matches_seen(&n, s)) => {
+                moved = Some(self.to_recently_deleted(parent, &ch.name, owner, namer)?);
+                ch.name.clone()
+            }
+            Ok(_) => self.free_name(parent, &ch.name, namer),
+            Err(e) => return Err(e),
+        };
+        let node = self.create_node(
+            parent,
+            &name,
+            NewNode {
+                mode: libc::S_IFREG | 0o644,
+                rdev: 0,
+                uid: owner.0,
+                gid: owner.1,
+                target: None,
+            },
+        )?;
+        let written = (|| {
+            for n in 0..nparts {
+                let data = part(n)?;
+                let want = (size - n * PART_SIZE as u64).min(PART_SIZE as u64);
+                if data.len() as u64 != want {
+                    return Err(integrity("a web upload", "a part of the wrong length"));
+                }
+                self.write(node.ino, n * PART_SIZE as u64, &data, false)?;
+            }
+            self.setattr(
+                node.ino,
+                SetAttr {
+                    mtime: Some(TimeSet::At(Time {
+                        sec: mtime,
+                        nsec: 0,
+                    })),
+                    ..Default::default()
+                },
+            )
+        })();
+        if let Err(e) = written {
+            // Back as before: the half-written file goes, the replaced one comes back.
+            let _ = self.unlink(parent, &name);
+            if let Some(old) = moved {
+                let rd = self.recently_deleted(owner, namer)?;
+                let _ = self.rename(rd, &old, parent, &ch.name, 0);
+            }
+            return Err(e);
+        }
+        Ok(if name == ch.name {
+            WebApplied::Done
+        } else {
+            WebApplied::ConflictCopy(name)
+        })
+    }
+
+    /// The folder at `dir`, if every segment is one.
+    fn find_dir(&self, dir: &[Vec<u8>]) -> VolResult<Option<u64>> {
+        let mut ino = ROOT_INO;
+        for seg in dir {
+            match self.lookup(ino, seg) {
+                Ok(n) if is_dir(&n) => ino = n.ino,
+                Ok(_) | Err(VolError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(ino))
+    }
+
+    /// The folder at `dir`, made where missing (a segment taken by a file gets a folder
+    /// of a conflict name beside it): what the web adds always finds a place.
+    fn web_dir(&self, dir: &[Vec<u8>], owner: (u32, u32), namer: &ConflictNamer) -> VolResult<u64> {
+        let mut ino = ROOT_INO;
+        for seg in dir {
+            ino = match self.lookup(ino, seg) {
+                Ok(n) if is_dir(&n) => n.ino,
+                Ok(_) => {
+                    let name = self.free_name(ino, seg, namer);
+                    self.create_node(ino, &name, dir_node(owner))?.ino
+                }
+                Err(VolError::NotFound) => self.create_node(ino, seg, dir_node(owner))?.ino,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(ino)
+    }
+
+    fn free_name(&self, parent: u64, name: &[u8], namer: &ConflictNamer) -> Vec<u8> {
+        let taken = |n: &[u8]| !matches!(self.lookup(parent, n), Err(VolError::NotFound));
+        if taken(name) {
+            namer.name(name, &taken)
+        } else {
+            name.to_vec()
+        }
+    }
+
+    fn recently_deleted(&self, owner: (u32, u32), namer: &ConflictNamer) -> VolResult<u64> {
+        self.web_dir(&[RECENTLY_DELETED.to_vec()], owner, namer)
+    }
+
+    /// Moves `name` of `parent` into Recently Deleted; returns its name there.
+    fn to_recently_deleted(
+        &self,
+        parent: u64,
+        name: &[u8],
+        owner: (u32, u32),
+        namer: &ConflictNamer,
+    ) -> VolResult<Vec<u8>> {
+        let rd = self.recently_deleted(owner, namer)?;
+        let new = self.free_name(rd, name, namer);
+        self.rename(parent, name, rd, &new, 0)?;
+        Ok(new)
+    }
+}
+
+fn dir_node<'a>(owner: (u32, u32)) -> NewNode<'a> {
+    NewNode {
+        mode: libc::S_IFDIR | 0o755,
+        rdev: 0,
+        uid: owner.0,
+        gid: owner.1,
+        target: None,
+    }
+}

@@ -1,0 +1,110 @@
+"""Scenario: changes from the web, signed in (--state). In the spec's "write" folder of
+a standard category: two files uploaded at once through the page's file picker (one of
+several 1 MiB parts), a new folder made with the page's form, and the spec's victim file
+deleted with its row's button. Each shows at once: the uploads and the folder listed as
+waiting for a device, the deleted row gone, and an uploaded file read back byte for byte
+before any device took it in. Refused: a form without the session's token, and any
+change to an end-to-end category. Screenshot: the folder with its waiting changes. The
+uploaded files stay in --out for the caller to compare with what the device gets.
+
+Inputs: --url --out --state --spec.
+"""
+
+import hashlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# pylint: disable=wrong-import-position
+import browser  # noqa: E402
+import scenario  # noqa: E402
+import steps  # noqa: E402
+from scenario import check, drive_url, file_url  # noqa: E402
+
+
+def make_uploads(out, spec):
+    """The files to upload, written under --out: name -> (path, sha256)."""
+    files = {}
+    for name, size in spec["write"]["uploads"].items():
+        data = hashlib.shake_256(name.encode()).digest(size)
+        path = os.path.join(out, "upload-" + str(len(files)))
+        os.makedirs(path, exist_ok=True)
+        path = os.path.join(path, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        files[name] = (path, hashlib.sha256(data).hexdigest())
+    return files
+
+
+def body(args, result, b):
+    scenario.need(args, "url")
+    spec = scenario.load_spec(args)
+    w = spec["write"]
+    cat, folder = spec["category"], w["folder"]
+    ctx = b.context(cookies=scenario.load_session(args))
+    page = browser.page_of(ctx)
+    result["page"] = page
+    here = drive_url(args.url, cat, folder, folder=True)
+    page.goto(here)
+    check(steps.path_of(page.url) == steps.path_of(here), f"at {page.url}")
+    check(page.locator("form#upload").count() == 1, "no upload form in a standard category")
+    token = page.locator("form#upload input[name=csrf]").get_attribute("value")
+
+    files = make_uploads(args.out, spec)
+    page.set_input_files("#files", [p for p, _ in files.values()])
+    with page.expect_navigation():
+        page.locator("form#upload [type=submit]").click()
+    check(steps.path_of(page.url) == steps.path_of(here), f"after the upload, at {page.url}")
+
+    page.fill("#newname", w["new_folder"])
+    with page.expect_navigation():
+        page.locator("form#mkdir [type=submit]").click()
+
+    victim = steps.entry_row(page, w["victim"])
+    check(victim.count() == 1, f"no row for {w['victim']!r} to delete")
+    with page.expect_navigation():
+        victim.locator("form.delete [type=submit]").click()
+
+    listed = dict(steps.entries(page))
+    waiting = {r.get_attribute("data-name")
+               for r in page.locator("#listing tr.entry[data-pending='1']").all()}
+    for name in list(files) + [w["new_folder"]]:
+        check(name in listed, f"{name!r} is not listed after the change: {listed}")
+        check(name in waiting, f"{name!r} is not shown as waiting for a device")
+    check(listed[w["new_folder"]] == "dir", "the new folder is not listed as a folder")
+    check(w["victim"] not in listed, f"{w['victim']!r} is still listed after its delete")
+    check(page.locator("#waiting").count() == 1, "the page does not count the waiting changes")
+    shot = browser.screenshot(page, args.out, "folder-changes")
+
+    # Read after write: an upload no device took in yet, read back whole.
+    big = max(files, key=lambda n: w["uploads"][n])
+    r = ctx.request.get(file_url(args.url, cat, f"{folder}/{big}"), max_redirects=0)
+    check(r.status == 200, f"the pending upload {big!r} got {r.status}")
+    check(hashlib.sha256(r.body()).hexdigest() == files[big][1],
+          "the pending upload read back is not what was uploaded")
+
+    refused = {}
+    r = ctx.request.post(args.url + steps.path_of(here).replace("/drive/", "/mkdir/", 1),
+                         form={"name": "no-token"}, max_redirects=0)
+    refused["mkdir without csrf"] = r.status
+    check(r.status == 403, f"a new folder without the token got {r.status}, not 403")
+    e2e = w["e2e_category"]
+    r = ctx.request.post(f"{args.url}/mkdir/{e2e}/", form={"csrf": token, "name": "x"},
+                         max_redirects=0)
+    refused["mkdir in e2e"] = r.status
+    check(r.status == 403, f"a new folder in {e2e} got {r.status}, not 403")
+    page.goto(here)
+    check("no-token" not in dict(steps.entries(page)), "the refused folder was made")
+
+    result.update(
+        uploaded={n: {"path": p, "sha256": h} for n, (p, h) in files.items()},
+        waiting=sorted(waiting),
+        refused=refused,
+        screenshots=[shot],
+    )
+
+
+if __name__ == "__main__":
+    a = scenario.parse_args(__doc__.splitlines()[0])
+    scenario.run("write", body, a)
