@@ -237,5 +237,16 @@ fn describe_pull(r: &PollReport) -> String {
             r.copies()
         )
     };
-    refused + &pulled
+    let web: Vec<String> = r
+        .categories
+        .iter()
+        .filter(|c| c.web_changes > 0)
+        .map(|c| format!("{} in {}", c.web_changes, c.name))
+        .collect();
+    let web = if web.is_empty() {
+        String::new()
+    } else {
+        format!("Took in changes made on the web: {}. ", web.join(", "))
+    };
+    refused + &pulled + &web
 }

@@ -366,3 +366,239 @@ fn dir_node<'a>(owner: (u32, u32)) -> NewNode<'a> {
         target: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::web_change::{PART_SIZE, parts_for};
+    use crate::store::{MemStore, Store};
+    use crate::volume::testing;
+
+    fn cat() -> Arc<Category> {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        testing::open(&store, 3)
+    }
+
+    fn change(seq: u64, dir: &[&str], name: &str, op: WebOp) -> WebChange {
+        WebChange {
+            seq,
+            id: [seq as u8; 16],
+            created: 1_790_000_000,
+            base_counter: 0,
+            base_hash: [0; 32],
+            dir: dir.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            name: name.as_bytes().to_vec(),
+            op,
+        }
+    }
+
+    /// An upload of `data`, its parts sealed by `c` as the server would.
+    fn upload(
+        c: &Category,
+        seq: u64,
+        dir: &[&str],
+        name: &str,
+        data: &[u8],
+        replaces: Option<Seen>,
+    ) -> (WebChange, Vec<Vec<u8>>) {
+        let id = [seq as u8; 16];
+        let objs: Vec<Vec<u8>> = data
+            .chunks(PART_SIZE)
+            .enumerate()
+            .map(|(n, p)| c.seal_web_part(&id, n as u64, p).unwrap())
+            .collect();
+        assert_eq!(objs.len() as u64, parts_for(data.len() as u64));
+        let op = WebOp::Upload {
+            size: data.len() as u64,
+            mtime: 1_700_000_000,
+            replaces,
+            parts: objs.iter().map(|o| crate::crypto::hash(o)).collect(),
+        };
+        (change(seq, dir, name, op), objs)
+    }
+
+    fn apply(c: &Category, ch: &WebChange, objs: &[Vec<u8>]) -> VolResult<WebApplied> {
+        let stored = c.seal_web_change(ch)?;
+        let opened = c.open_web_change(ch.seq, &stored)?;
+        c.apply_web_change(
+            &opened,
+            &mut |n| c.open_web_part(&opened, n, &objs[n as usize]),
+            "2026-12-06",
+        )
+    }
+
+    fn read(c: &Category, path: &[&str]) -> Vec<u8> {
+        let mut ino = ROOT_INO;
+        for seg in path {
+            ino = c.lookup(ino, seg.as_bytes()).unwrap().ino;
+        }
+        let size = c.getattr(ino).unwrap().size;
+        c.read(ino, 0, size as u32).unwrap()
+    }
+
+    fn exists(c: &Category, path: &[&str]) -> bool {
+        let mut ino = ROOT_INO;
+        for seg in path {
+            match c.lookup(ino, seg.as_bytes()) {
+                Ok(n) => ino = n.ino,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn uploads_folders_and_deletes_apply_and_nothing_is_destroyed() {
+        let c = cat();
+        let big: Vec<u8> = (0..PART_SIZE * 2 + 5).map(|i| (i % 251) as u8).collect();
+        let (ch, objs) = upload(&c, 1, &["Trips", "2026"], "scan.bin", &big, None);
+        assert_eq!(apply(&c, &ch, &objs).unwrap(), WebApplied::Done);
+        assert_eq!(
+            read(&c, &["Trips", "2026", "scan.bin"]),
+            big,
+            "missing folders are made"
+        );
+
+        let mk = change(2, &["Trips"], "New", WebOp::Mkdir);
+        assert_eq!(apply(&c, &mk, &[]).unwrap(), WebApplied::Done);
+        assert_eq!(
+            apply(&c, &mk, &[]).unwrap(),
+            WebApplied::Skipped("the folder exists")
+        );
+
+        // Overwrite of the file the web saw: the old one goes to Recently Deleted.
+        let ino = testing::write_file(&c, "note.txt", b"old");
+        let seen = c.web_seen(ino).unwrap();
+        let (ch, objs) = upload(&c, 3, &[], "note.txt", b"new", Some(seen));
+        assert_eq!(apply(&c, &ch, &objs).unwrap(), WebApplied::Done);
+        assert_eq!(read(&c, &["note.txt"]), b"new");
+        assert_eq!(read(&c, &["Recently Deleted", "note.txt"]), b"old");
+
+        // A delete of what the web saw: to Recently Deleted (a name there already taken
+        // gives a conflict name).
+        let seen = c
+            .web_seen(c.lookup(ROOT_INO, b"note.txt").unwrap().ino)
+            .unwrap();
+        let del = change(4, &[], "note.txt", WebOp::Delete { seen });
+        assert_eq!(apply(&c, &del, &[]).unwrap(), WebApplied::Done);
+        assert!(!exists(&c, &["note.txt"]));
+        assert_eq!(read(&c, &["Recently Deleted", "note.txt"]), b"old");
+        assert_eq!(
+            read(
+                &c,
+                &[
+                    "Recently Deleted",
+                    "note (conflict from web 2026-12-06).txt"
+                ]
+            ),
+            b"new"
+        );
+        // Deleting Recently Deleted, or what is in it, does nothing.
+        let rd = c.lookup(ROOT_INO, RECENTLY_DELETED).unwrap().ino;
+        let del = change(
+            5,
+            &[],
+            "Recently Deleted",
+            WebOp::Delete {
+                seen: c.web_seen(rd).unwrap(),
+            },
+        );
+        assert!(matches!(
+            apply(&c, &del, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        assert!(exists(&c, &["Recently Deleted", "note.txt"]));
+    }
+
+    #[test]
+    fn the_devices_version_wins_and_the_webs_becomes_a_copy() {
+        let c = cat();
+        let ino = testing::write_file(&c, "plan.txt", b"v1");
+        let seen = c.web_seen(ino).unwrap();
+        // Edited on the device after the web saw it.
+        c.write(ino, 0, b"v2 from the laptop", false).unwrap();
+        let (ch, objs) = upload(&c, 1, &[], "plan.txt", b"from the web", Some(seen));
+        let name = b"plan (conflict from web 2026-12-06).txt".to_vec();
+        assert_eq!(
+            apply(&c, &ch, &objs).unwrap(),
+            WebApplied::ConflictCopy(name)
+        );
+        assert_eq!(read(&c, &["plan.txt"]), b"v2 from the laptop");
+        assert_eq!(
+            read(&c, &["plan (conflict from web 2026-12-06).txt"]),
+            b"from the web"
+        );
+        // A delete of the file as it was: the edit stays.
+        let del = change(2, &[], "plan.txt", WebOp::Delete { seen });
+        assert!(matches!(
+            apply(&c, &del, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        assert_eq!(read(&c, &["plan.txt"]), b"v2 from the laptop");
+        // An upload without `replaces` onto a taken name, and a folder onto a file's name.
+        let (ch, objs) = upload(&c, 3, &[], "plan.txt", b"another", None);
+        assert!(matches!(
+            apply(&c, &ch, &objs).unwrap(),
+            WebApplied::ConflictCopy(_)
+        ));
+        let mk = change(4, &[], "plan.txt", WebOp::Mkdir);
+        assert!(matches!(
+            apply(&c, &mk, &[]).unwrap(),
+            WebApplied::ConflictCopy(_)
+        ));
+        assert_eq!(read(&c, &["plan.txt"]), b"v2 from the laptop");
+    }
+
+    #[test]
+    fn a_bad_part_leaves_the_tree_as_it_was() {
+        let c = cat();
+        let ino = testing::write_file(&c, "keep.txt", b"keep me");
+        let seen = c.web_seen(ino).unwrap();
+        let data = vec![7u8; PART_SIZE + 10];
+        let (ch, mut objs) = upload(&c, 1, &[], "keep.txt", &data, Some(seen));
+        let last = objs[1].len() - 1;
+        objs[1][last] ^= 1;
+        assert!(matches!(
+            apply(&c, &ch, &objs),
+            Err(VolError::Integrity { .. })
+        ));
+        assert_eq!(
+            read(&c, &["keep.txt"]),
+            b"keep me",
+            "the replaced file came back"
+        );
+        let rd = c.lookup(ROOT_INO, RECENTLY_DELETED).unwrap().ino;
+        assert!(
+            c.readdir(rd).unwrap().1.is_empty(),
+            "nothing left in Recently Deleted"
+        );
+        // A part of another upload (same bytes, other id) does not open either.
+        let (other, other_objs) = upload(&c, 2, &[], "x", &data, None);
+        assert!(c.open_web_part(&ch, 0, &other_objs[0]).is_err());
+        assert!(c.open_web_part(&other, 0, &other_objs[0]).is_ok());
+    }
+
+    #[test]
+    fn changes_open_only_where_they_were_sealed_and_web_seq_only_rises() {
+        let c = cat();
+        let mk = change(7, &[], "a", WebOp::Mkdir);
+        let obj = c.seal_web_change(&mk).unwrap();
+        assert_eq!(c.open_web_change(7, &obj).unwrap(), mk);
+        assert!(
+            c.open_web_change(8, &obj).is_err(),
+            "another sequence number"
+        );
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        assert!(
+            testing::open(&store, 4).open_web_change(7, &obj).is_err(),
+            "another category"
+        );
+        assert_eq!(c.web_seq(), 0);
+        c.set_web_seq(7);
+        c.set_web_seq(3);
+        assert_eq!(c.web_seq(), 7);
+        c.commit().unwrap();
+        let head = c.store.get(&crate::format::names::head(3)).unwrap();
+        assert_eq!(c.web_seq_of(&head), Some(7), "the head carries it");
+    }
+}
