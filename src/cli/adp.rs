@@ -37,6 +37,8 @@ pub enum AdpCmd {
 pub fn run(home: Home, cmd: AdpCmd) -> super::CliResult {
     match cmd {
         AdpCmd::On { pass, batch } => {
+            // Before any category turns end-to-end: its inbox is never read after.
+            super::web::take_web_changes_first(&home, "adp on")?;
             let lock = daemon::lock_home(&home).ok();
             let mut acct = unlock(Home::new(home.root.clone()), &pass)?;
             let targets = acct.begin_adp().map_err(|e| format!("adp on: {e}"))?;

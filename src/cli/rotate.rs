@@ -121,6 +121,7 @@ pub fn run(home: Home, args: RotateArgs) -> super::CliResult {
         );
         return Ok(0);
     };
+    super::web::take_web_changes_first(&home, "rotate")?;
     let jobs = [Job {
         category,
         class: None,

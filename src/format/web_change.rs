@@ -65,15 +65,15 @@ pub struct WebChange {
     pub op: WebOp,
 }
 
-/// A name the web may write: what a directory entry may be (no `/`, no NUL, not `.` or
-/// `..`, 1 to 255 bytes).
+/// A name the web may write: what a directory entry may be (no `/`, not `.` or `..`, 1
+/// to 255 bytes), and no control characters (NUL included), which no file picker
+/// produces and which would only serve to confuse a listing or a log.
 pub fn valid_name(n: &[u8]) -> bool {
     !n.is_empty()
         && n.len() <= 255
         && n != b"."
         && n != b".."
-        && !n.contains(&b'/')
-        && !n.contains(&0)
+        && !n.iter().any(|&b| b == b'/' || b < 0x20 || b == 0x7f)
 }
 
 /// Number of parts of an upload of `size` bytes.
@@ -332,7 +332,7 @@ mod tests {
         });
         assert!(WebChange::decode(&c.encode()).is_err());
         c.op = WebOp::Mkdir;
-        for bad in [&b".."[..], b"", b"a/b", b"a\0"] {
+        for bad in [&b".."[..], b"", b"a/b", b"a\0", b"a\nb", b"\x7f"] {
             c.name = bad.to_vec();
             assert!(WebChange::decode(&c.encode()).is_err(), "{bad:?}");
         }

@@ -176,3 +176,43 @@ fn uncommitted_changes_keep_a_poll_from_counting_as_clean() {
         }
     );
 }
+
+/// Changes made on the web (FORMAT.md §9f): a poll applies them once; a replayed one, or
+/// anything under the inbox that does not open as a change sealed here (a huge number
+/// included), never applies and never moves `web_seq`.
+#[test]
+fn web_changes_apply_once_and_garbage_moves_nothing() {
+    use crate::format::web_change::{self, WebChange, WebOp};
+    let (sy, store, _acks, _dir) =
+        syncer_with(1, |s| vec![crate::volume::testing::open(s, 3)]);
+    let c = sy.cats[0].clone();
+    let mkdir = |seq: u64, name: &str| WebChange {
+        seq,
+        id: [seq as u8; 16],
+        created: 0,
+        base_counter: 0,
+        base_hash: [0; 32],
+        dir: vec![],
+        name: name.as_bytes().to_vec(),
+        op: WebOp::Mkdir,
+    };
+    let first = c.seal_web_change(&mkdir(1, "from the web")).unwrap();
+    store.put(&web_change::change_name(3, 1), &first).unwrap();
+    store.put(&web_change::change_name(3, u64::MAX), b"garbage!").unwrap();
+    let rep = sy.poll(true);
+    assert_eq!(rep.categories.iter().map(|p| p.web_changes).sum::<usize>(), 1);
+    assert!(c.lookup(crate::volume::ROOT_INO, b"from the web").is_ok());
+    assert_eq!(c.web_seq(), 1, "the garbage moved nothing");
+    // The head in the store now holds change 1: the next poll deletes it.
+    sy.poll(true);
+    assert!(store.get(&web_change::change_name(3, 1)).is_err());
+    // Replayed after the folder was removed: ignored, the folder stays gone.
+    c.rmdir(crate::volume::ROOT_INO, b"from the web").unwrap();
+    store.put(&web_change::change_name(3, 1), &first).unwrap();
+    let second = c.seal_web_change(&mkdir(2, "next")).unwrap();
+    store.put(&web_change::change_name(3, 2), &second).unwrap();
+    sy.poll(true);
+    assert!(c.lookup(crate::volume::ROOT_INO, b"from the web").is_err());
+    assert!(c.lookup(crate::volume::ROOT_INO, b"next").is_ok());
+    assert_eq!(c.web_seq(), 2);
+}

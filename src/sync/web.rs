@@ -8,10 +8,13 @@ use super::{CategoryPoll, PollOutcome, PollReport, Syncer, today};
 use crate::format::names;
 use crate::format::table::Class;
 use crate::format::web_change::{self, InboxName, WebChange, WebOp};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::volume::{Category, VolError, WebApplied};
 use log::{info, warn};
 use std::collections::BTreeSet;
+
+/// How far above a tree's `web_seq` a change may be numbered and still be looked at.
+const MAX_SEQ_JUMP: u64 = 1 << 32;
 
 /// The changes of a category's inbox, by sequence number.
 type Inbox = BTreeSet<u64>;
@@ -71,46 +74,56 @@ impl Syncer {
     }
 
     /// Applies the changes of `inbox` newer than the tree's, in order; returns how many
-    /// it took in (applied, or refused as damaged). Stops at a store error: the next
-    /// poll goes on from there.
+    /// it took in (applied, or refused because what they name is damaged). An object
+    /// that does not open as a change sealed here is ignored and never moves `web_seq`
+    /// (anyone who can write the store could put one there). Anything that may pass
+    /// (the store, this device's journal or disk, a key not taken yet, a part not
+    /// visible) stops the category until the next poll: nothing is lost for it.
     fn apply_inbox(&self, c: &Category, remote: &dyn Store, inbox: &Inbox, date: &str) -> usize {
         let mut taken = 0;
-        for &seq in inbox.range(c.web_seq() + 1..) {
-            let ch = match remote.get(&web_change::change_name(c.id, seq)) {
-                Ok(obj) => c.open_web_change(seq, &obj),
+        let from = c.web_seq().saturating_add(1);
+        // A number far above the tree's is no honest server's (they count up by one).
+        let to = from.saturating_add(MAX_SEQ_JUMP);
+        for &seq in inbox.range(from..to) {
+            let obj = match remote.get(&web_change::change_name(c.id, seq)) {
+                Ok(obj) => obj,
                 Err(e) => {
                     warn!("{}: cannot read web change {seq}: {e}", c.name);
                     break;
                 }
             };
-            let res = ch.and_then(|ch| {
-                let mut part = |n: u64| -> Result<Vec<u8>, VolError> {
-                    let name = web_change::part_name(c.id, &ch.id, n);
-                    match remote.get(&name) {
-                        Ok(obj) => c.open_web_part(&ch, n, &obj),
-                        // The change is written after all its parts: one missing was
-                        // deleted since, and the change cannot be applied.
-                        Err(StoreError::NotFound(_)) => Err(VolError::Integrity {
-                            what: format!("web change {seq}"),
-                            why: format!("its part {n} is missing"),
-                        }),
-                        Err(e) => Err(VolError::Store(e)),
-                    }
-                };
-                c.apply_web_change(&ch, &mut part, date).map(|a| (ch, a))
-            });
-            match res {
-                Ok((ch, applied)) => log_applied(c, &ch, &applied),
-                Err(VolError::Store(e)) => {
-                    warn!("{}: web change {seq} waits: {e}", c.name);
-                    break;
-                }
-                // Damaged, tampered with or not for this category: refused for good (the
-                // tree stays as it was), and said.
+            let ch = match c.open_web_change(seq, &obj) {
+                Ok(ch) => ch,
                 Err(e) => {
+                    if web_change::split_object(&obj).is_ok_and(|(kv, _)| kv > c.key_version()) {
+                        // Sealed under a key this device has not taken yet: next poll.
+                        log::debug!("{}: web change {seq} waits for key version: {e}", c.name);
+                        break;
+                    }
+                    warn!(
+                        "{}: ignored inbox object {seq}, not a change sealed here: {e}",
+                        c.name
+                    );
+                    continue;
+                }
+            };
+            let mut part = |n: u64| -> Result<Vec<u8>, VolError> {
+                let name = web_change::part_name(c.id, &ch.id, n);
+                let obj = remote.get(&name).map_err(VolError::Store)?;
+                c.open_web_part(&ch, n, &obj)
+            };
+            match c.apply_web_change(&ch, &mut part, date) {
+                Ok(applied) => log_applied(c, &ch, &applied),
+                // The change opened, but a part it names is not the one it was sealed
+                // with: refused for good (the tree stays as it was), and said.
+                Err(e @ VolError::Integrity { .. }) => {
                     let msg = format!("{}: refused web change {seq}: {e}", c.name);
                     warn!("{msg}");
                     self.wb.report_error(msg);
+                }
+                Err(e) => {
+                    warn!("{}: web change {seq} waits: {e}", c.name);
+                    break;
                 }
             }
             c.set_web_seq(seq);
@@ -153,27 +166,29 @@ impl Syncer {
     }
 }
 
+/// Says what a change did. The device's log holds no file names (THREAT-MODEL.md,
+/// "Other local users"): the change's number, id and kind at info, its name at debug.
 fn log_applied(c: &Category, ch: &WebChange, a: &WebApplied) {
     let what = match ch.op {
         WebOp::Upload { .. } => "upload",
         WebOp::Mkdir => "new folder",
         WebOp::Delete { .. } => "delete",
     };
-    let name = String::from_utf8_lossy(&ch.name);
-    match a {
-        WebApplied::Done => info!(
-            "{}: web change {} ({what} of {name}) applied",
-            c.name, ch.seq
-        ),
-        WebApplied::ConflictCopy(n) => info!(
-            "{}: web change {} ({what} of {name}) applied as {}",
-            c.name,
-            ch.seq,
-            String::from_utf8_lossy(n)
-        ),
-        WebApplied::Skipped(why) => info!(
-            "{}: web change {} ({what} of {name}) not applied: {why}",
-            c.name, ch.seq
-        ),
-    }
+    let how = match a {
+        WebApplied::Done => "applied",
+        WebApplied::ConflictCopy(_) => "applied under a conflict name",
+        WebApplied::Skipped(why) => why,
+    };
+    info!(
+        "{}: web change {} ({what}, id {}): {how}",
+        c.name,
+        ch.seq,
+        hex::encode(ch.id)
+    );
+    log::debug!(
+        "{}: web change {} was about {:?}",
+        c.name,
+        ch.seq,
+        String::from_utf8_lossy(&ch.name)
+    );
 }

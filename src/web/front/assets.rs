@@ -1,7 +1,8 @@
 //! The front's static assets, compiled into the binary (no CDN, no file on the server's
 //! disk): the stylesheet and the icon. Pages link them with a hash of their content in
 //! the query, so a browser may keep them for a year and still gets a new one after an
-//! upgrade. No JavaScript: every page works without it.
+//! upgrade. One small script, for the upload form's progress bar and drag and drop;
+//! every page works without it.
 
 use axum::body::Body;
 use axum::extract::Path;
@@ -11,12 +12,19 @@ use std::sync::OnceLock;
 
 const CSS: &str = include_str!("../assets/style.css");
 const ICON: &str = include_str!("../assets/icon.svg");
+const UPLOAD_JS: &str = include_str!("../assets/upload.js");
 
 /// (name, type, content).
-const ASSETS: [(&str, &str, &str); 2] = [
+const ASSETS: [(&str, &str, &str); 3] = [
     ("style.css", "text/css; charset=utf-8", CSS),
     ("icon.svg", "image/svg+xml", ICON),
+    ("upload.js", "text/javascript; charset=utf-8", UPLOAD_JS),
 ];
+
+pub fn upload_js_href() -> &'static str {
+    static CELL: OnceLock<String> = OnceLock::new();
+    versioned("upload.js", UPLOAD_JS, &CELL)
+}
 
 fn versioned(name: &str, content: &str, cell: &'static OnceLock<String>) -> &'static str {
     cell.get_or_init(|| {

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Bytes of a request body read before they go to the store as one part.
 const PIECE: usize = 1 << 20;
 
+/// Longest form token read (it is 64 hex digits).
+const MAX_TOKEN: usize = 128;
+
 /// The path after `prefix` of a change's URL.
 fn path_of(uri: &Uri, prefix: &str) -> Option<DrivePath> {
     uri.path().strip_prefix(prefix).and_then(paths::parse)
@@ -112,9 +115,10 @@ pub async fn upload(
         Err(r) => return r,
     };
     let res = async {
-        // Nothing of a file is read before the token checks: it must come first.
+        // Nothing of a file is read before the token checks: it must come first, and
+        // no more of it is read than a token's length.
         let token = match form.next_field().await {
-            Ok(Some(f)) if f.name() == Some("csrf") => f.text().await.ok(),
+            Ok(Some(f)) if f.name() == Some("csrf") => short_field(f).await,
             _ => None,
         };
         session::check_form(&headers, &s, token.as_deref())?;
@@ -151,6 +155,18 @@ pub async fn upload(
         Ok(p) => back(&p.category, &p.path),
         Err(e) => app.fail(e, Some(&s), &headers).await,
     }
+}
+
+/// A form field of at most [`MAX_TOKEN`] bytes, as text; `None` if longer or cut.
+async fn short_field(mut f: axum::extract::multipart::Field<'_>) -> Option<String> {
+    let mut v = Vec::new();
+    while let Ok(Some(b)) = f.chunk().await {
+        v.extend_from_slice(&b);
+        if v.len() > MAX_TOKEN {
+            return None;
+        }
+    }
+    String::from_utf8(v).ok()
 }
 
 /// Streams one file of the form into an upload, a piece at a time on a blocking thread.

@@ -9,9 +9,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The web contract's policy: everything from this origin only, nothing inline, no
-/// framing by anyone.
+/// framing by anyone. `connect-src 'self'`: the upload script posts its form to the
+/// front itself.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
-    img-src 'self'; media-src 'self'; object-src 'self'; frame-src 'self'; \
+    img-src 'self'; media-src 'self'; object-src 'self'; frame-src 'self'; connect-src 'self'; \
     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The assets' route: the only answers a cache may keep.

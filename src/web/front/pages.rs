@@ -99,6 +99,7 @@ pub fn drive(
             upload: paths::href("/upload", &p.category, &p.path, true),
             mkdir: paths::href("/mkdir", &p.category, &p.path, true),
             csrf,
+            script: super::assets::upload_js_href(),
         });
     }
     if page.searching {
@@ -126,7 +127,9 @@ pub fn drive(
             .map(|e| {
                 let mut line = Line::new(&p.category, &p.path, e);
                 let rd = p.path.is_empty() && e.name.as_bytes() == crate::volume::RECENTLY_DELETED;
-                if deletable && !rd {
+                // A waiting change is the devices' to apply: deleting what it made waits
+                // until then.
+                if deletable && !rd && !e.pending {
                     let mut path = p.path.clone();
                     path.push(e.name.clone());
                     line.delete = Some(paths::href("/delete", &p.category, &path, false));

@@ -203,6 +203,8 @@ pub struct Changes {
     pub mkdir: String,
     /// The session's form token.
     pub csrf: String,
+    /// The upload script's URL (progress and drag and drop).
+    pub script: &'static str,
 }
 
 /// How the file page previews a file.
@@ -389,6 +391,7 @@ mod tests {
                 upload: "/upload/x/".into(),
                 mkdir: "/mkdir/x/".into(),
                 csrf: "ab".repeat(32),
+                script: "/static/upload.js",
             }),
             waiting: 1,
         };

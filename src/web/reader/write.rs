@@ -105,7 +105,10 @@ impl OpenCategory {
                 })
                 .max()
                 .unwrap_or(0);
-            let seq = listed.max(self.store_web_seq()?) + 1;
+            let seq = listed
+                .max(self.store_web_seq()?)
+                .checked_add(1)
+                .ok_or_else(|| ReadError::Unavailable("the inbox's numbers ran out".into()))?;
             let ch = make(seq);
             let obj = self.cat.seal_web_change(&ch)?;
             match self
@@ -282,7 +285,9 @@ pub fn overlay(
             continue;
         }
         if dir.as_slice() != path {
-            if dir.len() < path.len()
+            // This folder itself, made by the change (or deleted by it); never a folder
+            // below it, which no change made.
+            if dir.len() + 1 == path.len()
                 && path.starts_with(&dir)
                 && path[dir.len()] == ch.name.as_slice()
             {
