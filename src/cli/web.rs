@@ -576,11 +576,15 @@ pub(super) fn take_web_changes_first(home: &Home, what: &str) -> Result<(), Stri
             wait: Some(false),
             ..Default::default()
         };
-        let reply = control::exchange(home, &req, &mut |_| {})?;
-        if let Some(e) = reply.error {
-            return Err(format!(
-                "{what}: taking in the changes made on the web first: {e}"
-            ));
+        // Offline, the poll takes nothing in and says so; the command goes on (what
+        // waits is taken in once the store is back, or refused if no key opens it).
+        match control::exchange(home, &req, &mut |_| {}) {
+            Ok(r) if r.error.is_none() => {}
+            Ok(r) => log::warn!(
+                "{what}: changes made on the web not taken in: {:?}",
+                r.error
+            ),
+            Err(e) => log::warn!("{what}: changes made on the web not taken in: {e}"),
         }
         return Ok(());
     }
@@ -591,9 +595,14 @@ pub(super) fn take_web_changes_first(home: &Home, what: &str) -> Result<(), Stri
     } else {
         crate::store::open_url(&config.store)
     };
-    let listed = store
-        .and_then(|s| s.list("web/"))
-        .map_err(|e| format!("{what}: cannot look for changes made on the web: {e}"))?;
+    let listed = match store.and_then(|s| s.list("web/")) {
+        Ok(l) => l,
+        Err(e) => {
+            // Offline: nothing can be taken in now, and the command is still wanted.
+            log::warn!("{what}: cannot look for changes made on the web: {e}");
+            return Ok(());
+        }
+    };
     // Changes only: their names end in the 16-digit sequence number, parts in `.NNNNNNNN`.
     let waiting = listed
         .iter()

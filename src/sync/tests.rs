@@ -183,8 +183,7 @@ fn uncommitted_changes_keep_a_poll_from_counting_as_clean() {
 #[test]
 fn web_changes_apply_once_and_garbage_moves_nothing() {
     use crate::format::web_change::{self, WebChange, WebOp};
-    let (sy, store, _acks, _dir) =
-        syncer_with(1, |s| vec![crate::volume::testing::open(s, 3)]);
+    let (sy, store, _acks, _dir) = syncer_with(1, |s| vec![crate::volume::testing::open(s, 3)]);
     let c = sy.cats[0].clone();
     let mkdir = |seq: u64, name: &str| WebChange {
         seq,
@@ -198,9 +197,14 @@ fn web_changes_apply_once_and_garbage_moves_nothing() {
     };
     let first = c.seal_web_change(&mkdir(1, "from the web")).unwrap();
     store.put(&web_change::change_name(3, 1), &first).unwrap();
-    store.put(&web_change::change_name(3, u64::MAX), b"garbage!").unwrap();
+    store
+        .put(&web_change::change_name(3, u64::MAX), b"garbage!")
+        .unwrap();
     let rep = sy.poll(true);
-    assert_eq!(rep.categories.iter().map(|p| p.web_changes).sum::<usize>(), 1);
+    assert_eq!(
+        rep.categories.iter().map(|p| p.web_changes).sum::<usize>(),
+        1
+    );
     assert!(c.lookup(crate::volume::ROOT_INO, b"from the web").is_ok());
     assert_eq!(c.web_seq(), 1, "the garbage moved nothing");
     // The head in the store now holds change 1: the next poll deletes it.
