@@ -44,6 +44,12 @@ pub fn run(home: Home, pass: &PasscodeArgs) -> super::CliResult {
             rep.unreferenced
         );
     }
+    if rep.web_pending > 0 {
+        println!(
+            "{} changes made on the web wait for a device to take them in (a mounted drive does at its next sync)",
+            rep.web_pending
+        );
+    }
     if rep.problems.is_empty() {
         println!("no damage found");
         Ok(0)

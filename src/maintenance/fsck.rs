@@ -52,6 +52,9 @@ pub struct FsckReport {
     pub chunks: u64,
     /// Packs no head references (garbage: harmless, for gc).
     pub unreferenced: u64,
+    /// Changes made on the web that wait for a device (FORMAT.md §9f): above their
+    /// category's `web_seq`, not yet in any tree. Not damage.
+    pub web_pending: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -98,6 +101,7 @@ pub fn check(
         rep.inodes += v.inodes;
         rep.chunks += v.chunks;
         referenced.extend(v.packs.iter().copied());
+        rep.web_pending += web_pending(store, c);
         rep.problems
             .extend(v.problems.into_iter().map(|problem| Problem::Category {
                 category: name.clone(),
@@ -118,6 +122,23 @@ pub fn check(
         Err(e) => rep.problems.push(Problem::List(e.to_string())),
     }
     rep
+}
+
+/// Changes in `c`'s inbox that its tree has not taken in (0 if the inbox cannot be
+/// listed: the pack listing below reports an unreachable store).
+fn web_pending(store: &dyn Store, c: &Category) -> u64 {
+    use crate::format::web_change::{self, InboxName};
+    let done = c.web_seq();
+    store
+        .list(&web_change::prefix(c.id))
+        .map(|l| {
+            l.iter()
+                .filter(|n| {
+                    matches!(web_change::parse_name(c.id, n), Some(InboxName::Change(s)) if s > done)
+                })
+                .count() as u64
+        })
+        .unwrap_or(0)
 }
 
 fn check_pack(
