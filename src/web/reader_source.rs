@@ -149,13 +149,20 @@ impl ReaderCategory {
 
     /// Folder `path`'s entries with the pending changes on top; `None`: no such folder.
     fn listing(&self, path: &[String]) -> Result<Option<Vec<Entry>>, FrontError> {
+        self.listing_with(path, &self.pending()?)
+    }
+
+    fn listing_with(
+        &self,
+        path: &[String],
+        pending: &reader::Pending,
+    ) -> Result<Option<Vec<Entry>>, FrontError> {
         let segs = segs(path);
         let base = match reader::resolve_dir(&self.0, &segs).map_err(front)? {
             Some(n) => Some(self.0.list(&n).map_err(front)?),
             None => None,
         };
-        let pending = self.pending()?;
-        let rows = reader::overlay(&segs, base, &pending);
+        let rows = reader::overlay(&segs, base, pending);
         Ok(rows.map(|r| r.into_iter().map(|(e, p)| pending_entry(e, p)).collect()))
     }
 }
@@ -163,11 +170,13 @@ impl ReaderCategory {
 impl CategoryView for ReaderCategory {
     fn stat(&self, path: &[String]) -> Result<Entry, FrontError> {
         // What the web changed and no device took in yet comes first.
-        let Some((name, dir)) = path.split_last() else {
+        let pending = self.pending()?;
+        let Some((name, dir)) = path.split_last().filter(|_| !pending.is_empty()) else {
+            // Nothing waits: the tree answers alone, without listing the folder.
             let n = self.node(path)?;
             return Ok(entry(self.0.stat(&n).map_err(front)?));
         };
-        self.listing(dir)?
+        self.listing_with(dir, &pending)?
             .and_then(|rows| rows.into_iter().find(|e| e.name == *name))
             .ok_or(FrontError::NotFound)
     }
@@ -258,6 +267,24 @@ impl UploadSink for ReaderUpload {
     }
 }
 
+/// `len` bytes from `offset` (fewer only at the end), from a reader that returns at
+/// most a piece at a time (`MAX_READ`, or a part of a pending upload).
+fn read_full(
+    offset: u64,
+    len: usize,
+    read: &dyn Fn(u64, usize) -> Result<Vec<u8>, ReadError>,
+) -> Result<Vec<u8>, FrontError> {
+    let mut out = Vec::with_capacity(len.min(reader::MAX_READ));
+    while out.len() < len {
+        let chunk = read(offset + out.len() as u64, len - out.len()).map_err(front)?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// An upload made on the web that no device took in yet, read from its parts.
 struct PendingFile {
     cat: OpenCategory,
@@ -273,18 +300,9 @@ impl FileView for PendingFile {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FrontError> {
-        let mut out = Vec::with_capacity(len.min(reader::MAX_READ));
-        while out.len() < len {
-            let chunk = self
-                .cat
-                .read_pending(&self.change, offset + out.len() as u64, len - out.len())
-                .map_err(front)?;
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
+        read_full(offset, len, &|at, n| {
+            self.cat.read_pending(&self.change, at, n)
+        })
     }
 }
 
@@ -300,18 +318,6 @@ impl FileView for ReaderFile {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FrontError> {
-        // The reader returns at most MAX_READ at a time: loop until `len` or the end.
-        let mut out = Vec::with_capacity(len.min(reader::MAX_READ));
-        while out.len() < len {
-            let chunk = self
-                .cat
-                .read(&self.node, offset + out.len() as u64, len - out.len())
-                .map_err(front)?;
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
+        read_full(offset, len, &|at, n| self.cat.read(&self.node, at, n))
     }
 }

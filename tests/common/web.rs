@@ -148,8 +148,10 @@ pub fn assert_png(path: &Path) {
 pub const ACCOUNT: &str = "alice";
 
 /// Mount flags of the device: writes are committed within a second, so the
-/// `cirrus sync --wait` of [`WebDrive::sync`] publishes them.
-const MOUNT_ARGS: &[&str] = &["--commit-interval", "1"];
+/// `cirrus sync --wait` of [`WebDrive::sync`] publishes them. No poll of its own while a
+/// scenario runs: the device takes changes made on the web in only at the tests'
+/// `cirrus sync`, so a page can be checked to show them as still waiting.
+const MOUNT_ARGS: &[&str] = &["--commit-interval", "1", "--poll-interval", "3600"];
 
 /// A real `cirrus serve` with its web front, SeaweedFS holding the account's store, and
 /// the account's device, mounted, that turned web access on. Dropped in field order: the

@@ -202,7 +202,6 @@ impl OpenCategory {
             size: 0,
             buf: Vec::with_capacity(PART_SIZE),
             quota,
-            written: 0,
         })
     }
 
@@ -350,8 +349,6 @@ pub struct Upload {
     size: u64,
     buf: Vec<u8>,
     quota: u64,
-    /// Bytes stored so far (for the quota).
-    written: u64,
 }
 
 impl Upload {
@@ -382,7 +379,6 @@ impl Upload {
             .put(&web_change::part_name(self.cat.cat.id, &self.id, n), &obj)?;
         self.parts.push(crate::crypto::hash(&obj));
         self.size += self.buf.len() as u64;
-        self.written += obj.len() as u64;
         self.buf.clear();
         Ok(())
     }
