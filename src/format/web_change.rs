@@ -44,6 +44,14 @@ pub enum WebOp {
     Mkdir,
     /// `name` in `dir` goes to the category's Recently Deleted folder.
     Delete { seen: Seen },
+    /// `name` in `dir` moves to `to_dir` under the name `to_name` (a rename when the
+    /// folder stays): only the node the web saw (same inode; edits since do not matter,
+    /// as a move loses nothing), never onto a taken name.
+    Rename {
+        seen: Seen,
+        to_dir: Vec<Vec<u8>>,
+        to_name: Vec<u8>,
+    },
 }
 
 /// A change as sealed in `web/<cat>/<seq>`.
@@ -97,6 +105,32 @@ fn read_seen(r: &mut Reader) -> Result<Seen, FormatError> {
     })
 }
 
+/// A folder (name segments from the category root) and a name in it.
+fn write_path(w: &mut Writer, dir: &[Vec<u8>], name: &[u8]) {
+    w.u32(dir.len() as u32);
+    for seg in dir {
+        w.bytes(seg);
+    }
+    w.bytes(name);
+}
+
+/// A folder and a name, checked: a bounded depth, every segment a valid name.
+fn read_path(r: &mut Reader) -> Result<(Vec<Vec<u8>>, Vec<u8>), FormatError> {
+    let depth = r.count(5)?;
+    if depth > MAX_DEPTH {
+        return Err(FormatError::Invalid("web change: folder too deep"));
+    }
+    let mut dir = Vec::with_capacity(depth);
+    for _ in 0..depth {
+        dir.push(r.bytes()?.to_vec());
+    }
+    let name = r.bytes()?.to_vec();
+    if !dir.iter().chain([&name]).all(|n| valid_name(n)) {
+        return Err(FormatError::Invalid("web change: invalid name"));
+    }
+    Ok((dir, name))
+}
+
 impl WebChange {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -105,12 +139,8 @@ impl WebChange {
             .raw(&self.id)
             .u64(self.created)
             .u64(self.base_counter)
-            .raw(&self.base_hash)
-            .u32(self.dir.len() as u32);
-        for seg in &self.dir {
-            w.bytes(seg);
-        }
-        w.bytes(&self.name);
+            .raw(&self.base_hash);
+        write_path(&mut w, &self.dir, &self.name);
         match &self.op {
             WebOp::Upload {
                 size,
@@ -140,6 +170,15 @@ impl WebChange {
                 w.u8(3);
                 write_seen(&mut w, seen);
             }
+            WebOp::Rename {
+                seen,
+                to_dir,
+                to_name,
+            } => {
+                w.u8(4);
+                write_seen(&mut w, seen);
+                write_path(&mut w, to_dir, to_name);
+            }
         }
         w.finish()
     }
@@ -158,18 +197,7 @@ impl WebChange {
         let created = r.u64()?;
         let base_counter = r.u64()?;
         let base_hash = r.hash()?;
-        let depth = r.count(5)?;
-        if depth > MAX_DEPTH {
-            return Err(FormatError::Invalid("web change: folder too deep"));
-        }
-        let mut dir = Vec::with_capacity(depth);
-        for _ in 0..depth {
-            dir.push(r.bytes()?.to_vec());
-        }
-        let name = r.bytes()?.to_vec();
-        if !dir.iter().chain([&name]).all(|n| valid_name(n)) {
-            return Err(FormatError::Invalid("web change: invalid name"));
-        }
+        let (dir, name) = read_path(&mut r)?;
         let op = match r.u8()? {
             1 => {
                 let size = r.u64()?;
@@ -200,6 +228,15 @@ impl WebChange {
             3 => WebOp::Delete {
                 seen: read_seen(&mut r)?,
             },
+            4 => {
+                let seen = read_seen(&mut r)?;
+                let (to_dir, to_name) = read_path(&mut r)?;
+                WebOp::Rename {
+                    seen,
+                    to_dir,
+                    to_name,
+                }
+            }
             _ => return Err(FormatError::Invalid("web change: unknown operation")),
         };
         r.end()?;
@@ -319,6 +356,16 @@ mod tests {
                 replaces: None,
                 parts: vec![],
             },
+            WebOp::Rename {
+                seen,
+                to_dir: vec![],
+                to_name: b"moved".to_vec(),
+            },
+            WebOp::Rename {
+                seen,
+                to_dir: vec![b"Trips".to_vec(), b"2027".to_vec()],
+                to_name: "caf\u{e9}.txt".as_bytes().to_vec(),
+            },
         ] {
             let c = sample(op);
             assert_eq!(WebChange::decode(&c.encode()).unwrap(), c);
@@ -337,6 +384,20 @@ mod tests {
             assert!(WebChange::decode(&c.encode()).is_err(), "{bad:?}");
         }
         c.name = b"ok".to_vec();
+        for bad in [&b".."[..], b"", b"a/b", b"a\0"] {
+            c.op = WebOp::Rename {
+                seen: Seen {
+                    ino: 1,
+                    mtime_secs: 0,
+                    mtime_nanos: 0,
+                    size: 0,
+                },
+                to_dir: vec![],
+                to_name: bad.to_vec(),
+            };
+            assert!(WebChange::decode(&c.encode()).is_err(), "rename to {bad:?}");
+        }
+        c.op = WebOp::Mkdir;
         let mut enc = c.encode();
         enc.push(0);
         assert!(WebChange::decode(&enc).is_err());

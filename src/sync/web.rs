@@ -173,6 +173,7 @@ fn log_applied(c: &Category, ch: &WebChange, a: &WebApplied) {
         WebOp::Upload { .. } => "upload",
         WebOp::Mkdir => "new folder",
         WebOp::Delete { .. } => "delete",
+        WebOp::Rename { .. } => "rename or move",
     };
     let how = match a {
         WebApplied::Done => "applied",

@@ -217,6 +217,11 @@ impl Category {
                 self.to_recently_deleted(parent, &ch.name, owner, &namer)?;
                 Ok(WebApplied::Done)
             }
+            WebOp::Rename {
+                seen,
+                to_dir,
+                to_name,
+            } => self.web_rename(ch, seen, (to_dir, to_name), owner, &namer),
             WebOp::Upload {
                 size,
                 mtime,
@@ -292,6 +297,59 @@ impl Category {
             return Err(e);
         }
         Ok(if name == ch.name {
+            WebApplied::Done
+        } else {
+            WebApplied::ConflictCopy(name)
+        })
+    }
+
+    /// A rename or move: of the node the web saw only (any edit since is kept, as a move
+    /// loses nothing), never onto a taken name (the moved node gets a conflict name), and
+    /// never of Recently Deleted itself or of a folder into itself.
+    fn web_rename(
+        &self,
+        ch: &WebChange,
+        seen: &Seen,
+        (to_dir, to_name): (&[Vec<u8>], &[u8]),
+        owner: (u32, u32),
+        namer: &ConflictNamer,
+    ) -> VolResult<WebApplied> {
+        let Some(parent) = self.find_dir(&ch.dir)? else {
+            return Ok(WebApplied::Skipped("its folder is gone"));
+        };
+        let n = match self.lookup(parent, &ch.name) {
+            Ok(n) => n,
+            Err(VolError::NotFound) => return Ok(WebApplied::Skipped("it is gone")),
+            Err(e) => return Err(e),
+        };
+        if n.ino != seen.ino {
+            return Ok(WebApplied::Skipped("another node has its name now"));
+        }
+        if self.find_dir(&[RECENTLY_DELETED.to_vec()])? == Some(n.ino) {
+            return Ok(WebApplied::Skipped("Recently Deleted stays where it is"));
+        }
+        // The folders on the way that exist: none may be the moved node.
+        let mut ino = ROOT_INO;
+        for seg in to_dir {
+            if ino == n.ino {
+                break;
+            }
+            match self.lookup(ino, seg) {
+                Ok(d) if is_dir(&d) => ino = d.ino,
+                Ok(_) | Err(VolError::NotFound) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if ino == n.ino {
+            return Ok(WebApplied::Skipped("a folder cannot move into itself"));
+        }
+        let to = self.web_dir(to_dir, owner, namer)?;
+        if to == parent && to_name == ch.name.as_slice() {
+            return Ok(WebApplied::Skipped("it is there already"));
+        }
+        let name = self.free_name(to, to_name, namer);
+        self.rename(parent, &ch.name, to, &name, 0)?;
+        Ok(if name == to_name {
             WebApplied::Done
         } else {
             WebApplied::ConflictCopy(name)
@@ -547,6 +605,127 @@ mod tests {
             WebApplied::ConflictCopy(_)
         ));
         assert_eq!(read(&c, &["plan.txt"]), b"v2 from the laptop");
+    }
+
+    #[test]
+    fn renames_and_moves_never_overwrite_or_loop() {
+        let c = cat();
+        let ino = testing::write_file(&c, "a.txt", b"A");
+        let seen = c.web_seen(ino).unwrap();
+        // Edited since the web saw it: a move keeps the edit.
+        c.write(ino, 0, b"A2", false).unwrap();
+        let mv = |seq, dir: &[&str], name: &str, seen, to_dir: &[&str], to: &str| {
+            change(
+                seq,
+                dir,
+                name,
+                WebOp::Rename {
+                    seen,
+                    to_dir: to_dir.iter().map(|d| d.as_bytes().to_vec()).collect(),
+                    to_name: to.as_bytes().to_vec(),
+                },
+            )
+        };
+        let ch = mv(1, &[], "a.txt", seen, &["Docs", "2026"], "b.txt");
+        assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::Done);
+        assert!(!exists(&c, &["a.txt"]));
+        assert_eq!(read(&c, &["Docs", "2026", "b.txt"]), b"A2");
+        // Replayed: the node is gone from there.
+        assert!(matches!(
+            apply(&c, &ch, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+
+        // Onto a taken name: a conflict name, both kept.
+        let other = testing::write_file(&c, "c.txt", b"C");
+        let ch = mv(
+            2,
+            &[],
+            "c.txt",
+            c.web_seen(other).unwrap(),
+            &["Docs", "2026"],
+            "b.txt",
+        );
+        let name = b"b (conflict from web 2026-12-06).txt".to_vec();
+        assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::ConflictCopy(name));
+        assert_eq!(read(&c, &["Docs", "2026", "b.txt"]), b"A2");
+        assert_eq!(
+            read(
+                &c,
+                &["Docs", "2026", "b (conflict from web 2026-12-06).txt"]
+            ),
+            b"C"
+        );
+
+        // A folder into itself or below it, Recently Deleted, or a node that is not the
+        // one the web saw: nothing.
+        let docs = c.lookup(ROOT_INO, b"Docs").unwrap().ino;
+        let docs_seen = c.web_seen(docs).unwrap();
+        for to in [&["Docs"][..], &["Docs", "2026"], &["Docs", "new", "deeper"]] {
+            let ch = mv(3, &[], "Docs", docs_seen, to, "x");
+            assert!(
+                matches!(apply(&c, &ch, &[]).unwrap(), WebApplied::Skipped(_)),
+                "{to:?}"
+            );
+        }
+        assert!(
+            !exists(&c, &["Docs", "new"]),
+            "no folder made for a refused move"
+        );
+        let ch = mv(
+            4,
+            &[],
+            "Docs",
+            Seen {
+                ino: 999,
+                ..docs_seen
+            },
+            &[],
+            "Renamed",
+        );
+        assert!(matches!(
+            apply(&c, &ch, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        let ghost = testing::write_file(&c, "gone.txt", b"G");
+        let del = change(
+            5,
+            &[],
+            "gone.txt",
+            WebOp::Delete {
+                seen: c.web_seen(ghost).unwrap(),
+            },
+        );
+        apply(&c, &del, &[]).unwrap();
+        let rd = c.lookup(ROOT_INO, RECENTLY_DELETED).unwrap().ino;
+        let ch = mv(
+            6,
+            &[],
+            "Recently Deleted",
+            c.web_seen(rd).unwrap(),
+            &["Docs"],
+            "RD",
+        );
+        assert!(matches!(
+            apply(&c, &ch, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+
+        // A folder renamed where it is, with what is in it.
+        let ch = mv(7, &[], "Docs", docs_seen, &[], "Papers");
+        assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::Done);
+        assert_eq!(read(&c, &["Papers", "2026", "b.txt"]), b"A2");
+        // Out of Recently Deleted (a restore made on a device's terms): allowed.
+        let ch = mv(
+            8,
+            &["Recently Deleted"],
+            "gone.txt",
+            c.web_seen(ghost).unwrap(),
+            &[],
+            "back.txt",
+        );
+        assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::Done);
+        assert_eq!(read(&c, &["back.txt"]), b"G");
     }
 
     #[test]

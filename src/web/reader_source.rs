@@ -129,6 +129,10 @@ fn pending_entry(e: reader::Entry, pending: bool) -> Entry {
     }
 }
 
+fn owned(path: &[String]) -> reader::Path {
+    path.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
 fn segs(path: &[String]) -> Vec<&[u8]> {
     path.iter().map(|s| s.as_bytes()).collect()
 }
@@ -157,12 +161,7 @@ impl ReaderCategory {
         path: &[String],
         pending: &reader::Pending,
     ) -> Result<Option<Vec<Entry>>, FrontError> {
-        let segs = segs(path);
-        let base = match reader::resolve_dir(&self.0, &segs).map_err(front)? {
-            Some(n) => Some(self.0.list(&n).map_err(front)?),
-            None => None,
-        };
-        let rows = reader::overlay(&segs, base, pending);
+        let rows = self.0.view(&owned(path), pending).map_err(front)?;
         Ok(rows.map(|r| r.into_iter().map(|(e, p)| pending_entry(e, p)).collect()))
     }
 }
@@ -204,13 +203,15 @@ impl CategoryView for ReaderCategory {
 
     fn open_file(&self, path: &[String]) -> Result<Arc<dyn FileView>, FrontError> {
         let pending = self.pending()?;
-        if let Some(ch) = reader::pending_file(&segs(path), &pending) {
-            return Ok(Arc::new(PendingFile {
-                cat: self.0.clone(),
-                change: ch.clone(),
-            }));
-        }
-        let n = self.node(path)?;
+        let n = match self.0.file_now(&owned(path), &pending).map_err(front)? {
+            Ok(n) => n,
+            Err(ch) => {
+                return Ok(Arc::new(PendingFile {
+                    cat: self.0.clone(),
+                    change: ch.clone(),
+                }));
+            }
+        };
         if !matches!(n.entry.kind, Kind::File) {
             return Err(FrontError::NotFound);
         }
@@ -238,6 +239,20 @@ impl CategoryView for ReaderCategory {
         };
         self.0
             .delete(&segs(dir), name.as_bytes(), self.1)
+            .map(drop)
+            .map_err(front)
+    }
+
+    fn rename(&self, path: &[String], to_dir: &[String], to_name: &str) -> Result<(), FrontError> {
+        let Some((name, dir)) = path.split_last() else {
+            return Err(FrontError::NotFound);
+        };
+        self.0
+            .rename(
+                (&segs(dir), name.as_bytes()),
+                (&segs(to_dir), to_name.as_bytes()),
+                self.1,
+            )
             .map(drop)
             .map_err(front)
     }

@@ -1,5 +1,5 @@
 //! The forms that change a category from the web (issue 12 step c): upload files, make a
-//! folder, delete an entry. Each is a POST with the session's form token; the change is
+//! folder, rename or move an entry, delete one. Each is a POST with the session's form token; the change is
 //! sealed into the category's inbox (FORMAT.md §9f), shown at once as waiting, and
 //! applied by the next device that syncs. Answers with a redirect back to the folder.
 
@@ -94,6 +94,48 @@ pub async fn delete(
         let cat = app.category_for_change(who, p.category.clone()).await?;
         let path = p.path.clone();
         app.blocking(move || cat.delete(&path)).await?;
+        Ok(p)
+    }
+    .await;
+    match res {
+        Ok(p) => back(&p.category, &p.path[..p.path.len() - 1]),
+        Err(e) => app.fail(e, Some(&s), &headers).await,
+    }
+}
+
+/// `POST /rename/CAT/PATH` (form: `csrf`, `name`, `folder`: the folder to move to, as a
+/// path from the category's root, `/` between names).
+pub async fn rename(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let (s, who) = match app.viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let res = async {
+        let form = signin::read_form(&app, body).await?;
+        session::check_form(&headers, &s, form.get("csrf"))?;
+        let p = path_of(&uri, "/rename/")
+            .filter(|p| !p.path.is_empty())
+            .ok_or(FrontError::NotFound)?;
+        let name = form.get("name").unwrap_or_default().trim().to_string();
+        if name.is_empty() {
+            return Err(FrontError::ReadOnly("A name is needed."));
+        }
+        let to_dir: Vec<String> = form
+            .get("folder")
+            .unwrap_or_default()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let cat = app.category_for_change(who, p.category.clone()).await?;
+        let path = p.path.clone();
+        app.blocking(move || cat.rename(&path, &to_dir, &name))
+            .await?;
         Ok(p)
     }
     .await;

@@ -159,6 +159,15 @@ pub trait CategoryView: Send + Sync {
     fn delete(&self, _path: &[String]) -> Result<(), FrontError> {
         Err(FrontError::ReadOnly(READ_ONLY))
     }
+    /// Moves the entry at `path` into folder `to_dir` under the name `to_name`.
+    fn rename(
+        &self,
+        _path: &[String],
+        _to_dir: &[String],
+        _to_name: &str,
+    ) -> Result<(), FrontError> {
+        Err(FrontError::ReadOnly(READ_ONLY))
+    }
     /// Starts an upload of file `name` into folder `dir`.
     fn begin_upload(
         &self,

@@ -101,6 +101,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/file/{*rest}", get(file))
         .route("/mkdir/{*rest}", post(changes::mkdir))
         .route("/delete/{*rest}", post(changes::delete))
+        .route("/rename/{*rest}", post(changes::rename))
         // An upload's size is bounded by the account's quota of pending changes, checked
         // as its parts are stored, not by a body limit.
         .route(

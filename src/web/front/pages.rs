@@ -127,12 +127,16 @@ pub fn drive(
             .map(|e| {
                 let mut line = Line::new(&p.category, &p.path, e);
                 let rd = p.path.is_empty() && e.name.as_bytes() == crate::volume::RECENTLY_DELETED;
-                // A waiting change is the devices' to apply: deleting what it made waits
-                // until then.
+                // A waiting change is the devices' to apply: deleting or moving what it
+                // made waits until then.
                 if deletable && !rd && !e.pending {
                     let mut path = p.path.clone();
                     path.push(e.name.clone());
                     line.delete = Some(paths::href("/delete", &p.category, &path, false));
+                    line.rename = Some(view::Move {
+                        action: paths::href("/rename", &p.category, &path, false),
+                        folder: format!("/{}", p.path.join("/")),
+                    });
                 }
                 line
             })

@@ -145,6 +145,15 @@ pub struct Line {
     pub pending: bool,
     /// The delete form's target, in a category the web may change.
     pub delete: Option<String>,
+    /// The rename and move form, likewise.
+    pub rename: Option<Move>,
+}
+
+/// The rename and move form of a row: its target, and the folder the row is in (the
+/// form's default), as a path from the category's root.
+pub struct Move {
+    pub action: String,
+    pub folder: String,
 }
 
 impl Line {
@@ -164,6 +173,7 @@ impl Line {
             folder: None,
             pending: e.pending,
             delete: None,
+            rename: None,
         }
     }
 }
@@ -380,6 +390,10 @@ mod tests {
                     &[HOSTILE.into()],
                     false,
                 )),
+                rename: Some(Move {
+                    action: super::super::paths::href("/rename", HOSTILE, &[HOSTILE.into()], false),
+                    folder: format!("/{HOSTILE}"),
+                }),
                 pending: true,
                 ..Line::new(HOSTILE, &[], &entry(HOSTILE, EntryKind::File))
             }],

@@ -6,6 +6,7 @@
 //! the [`Drive`] (one per request), and every read is bounded by its caller's length.
 
 mod keys;
+mod overlay;
 mod tree;
 mod trust;
 mod write;
@@ -15,8 +16,9 @@ mod tests;
 #[cfg(test)]
 mod tests_fixture;
 
+pub use overlay::{Now, Path, Pending, now, overlay, pending_file, tree_path};
 pub use tree::{Entry, Hit, Kind, MAX_READ, Mtime, NodeRef, OpenCategory, SEARCH_VISIT_CAP};
-pub use write::{Pending, Upload, overlay, pending_file, resolve_dir};
+pub use write::{Upload, resolve_dir};
 
 use super::access::{AccessError, AccountAccess};
 use crate::cache::ChunkCache;

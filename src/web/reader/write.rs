@@ -4,7 +4,8 @@
 //! The pending changes are also read back here, so the pages show them at once.
 
 use super::ReadError;
-use super::tree::{Entry, Kind, Mtime, NodeRef, OpenCategory};
+use super::overlay::{self, Now, Path, Pending};
+use super::tree::{Entry, Kind, NodeRef, OpenCategory};
 use crate::format::names;
 use crate::format::table::Class;
 use crate::format::web_change::{
@@ -16,9 +17,6 @@ use crate::volume::RECENTLY_DELETED;
 /// Tries at claiming a sequence number before giving up (another server claims the same
 /// one only in a race).
 const CLAIM_TRIES: usize = 16;
-
-/// The change pending in a category, newest last: made on the web, not yet in the head.
-pub type Pending = Vec<WebChange>;
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -33,6 +31,20 @@ fn new_id() -> Result<[u8; 16], ReadError> {
     crate::crypto::random_bytes(&mut id)
         .map_err(|e| ReadError::Unavailable(format!("no randomness: {e}")))?;
     Ok(id)
+}
+
+/// `dir` and `name` as one owned path.
+fn owned(dir: &[&[u8]], name: &[u8]) -> Path {
+    dir.iter()
+        .copied()
+        .chain([name])
+        .map(|s| s.to_vec())
+        .collect()
+}
+
+/// A path's segments, borrowed, as the tree's calls take them.
+fn refs(p: &[Vec<u8>]) -> Vec<&[u8]> {
+    p.iter().map(|s| s.as_slice()).collect()
 }
 
 fn check_path(dir: &[&[u8]], name: &[u8]) -> Result<(), ReadError> {
@@ -165,12 +177,99 @@ impl OpenCategory {
     /// Moves `name` of `dir` to Recently Deleted (on the devices, at their next sync).
     pub fn delete(&self, dir: &[&[u8]], name: &[u8], quota: u64) -> Result<u64, ReadError> {
         self.check_writable(dir, name)?;
-        let mut path = dir.to_vec();
-        path.push(name);
-        let node = self.resolve(&path)?;
+        let node = self.tree_node(&owned(dir, name), &self.pending()?)?;
         let seen = self.cat.web_seen(node.ino)?;
         self.check_quota(1024, quota)?;
         self.claim(&self.change(dir, name, new_id()?, WebOp::Delete { seen }))
+    }
+
+    /// Moves `name` of `dir` to `to_dir` under the name `to_name` (on the devices, at
+    /// their next sync). `None`: it is there already.
+    pub fn rename(
+        &self,
+        (dir, name): (&[&[u8]], &[u8]),
+        (to_dir, to_name): (&[&[u8]], &[u8]),
+        quota: u64,
+    ) -> Result<Option<u64>, ReadError> {
+        self.check_writable(dir, name)?;
+        self.check_writable(to_dir, to_name)?;
+        let src = owned(dir, name);
+        let to: Path = to_dir.iter().map(|s| s.to_vec()).collect();
+        if to.starts_with(&src) {
+            return Err(ReadError::ReadOnly("A folder cannot move into itself."));
+        }
+        if to_dir == dir && to_name == name {
+            return Ok(None);
+        }
+        let pending = self.pending()?;
+        let node = self.tree_node(&src, &pending)?;
+        // The page's folder, and the name free in it (devices never overwrite either:
+        // a name taken by then gets a conflict name).
+        let rows = self.view(&to, &pending)?.ok_or(ReadError::NotFound)?;
+        if rows.iter().any(|(e, _)| e.name == to_name) {
+            return Err(ReadError::ReadOnly(
+                "Something of that name is already in that folder.",
+            ));
+        }
+        let seen = self.cat.web_seen(node.ino)?;
+        self.check_quota(1024, quota)?;
+        let op = WebOp::Rename {
+            seen,
+            to_dir: to,
+            to_name: to_name.to_vec(),
+        };
+        self.claim(&self.change(dir, name, new_id()?, op)).map(Some)
+    }
+
+    /// The tree's node that the page's `path` is now: refused for what waits for a
+    /// device (an upload, a new folder), which a change can name only once a device
+    /// took it in (the change names the node it is about).
+    fn tree_node(&self, path: &[Vec<u8>], pending: &Pending) -> Result<NodeRef, ReadError> {
+        const WAITS: &str = "This waits for a device: change it once a device has synced.";
+        match overlay::now(path, pending) {
+            Now::Tree(p) => self.resolve(&refs(&p)),
+            Now::Upload(_) => Err(ReadError::ReadOnly(WAITS)),
+            Now::Other => match self.view(path, pending)? {
+                Some(_) => Err(ReadError::ReadOnly(WAITS)),
+                None => Err(ReadError::NotFound),
+            },
+        }
+    }
+
+    /// Folder `path` as the pages show it: the tree's, with the pending changes on top
+    /// (each row says whether it is pending). `None`: no such folder.
+    pub fn view(
+        &self,
+        path: &[Vec<u8>],
+        pending: &Pending,
+    ) -> Result<Option<Vec<(Entry, bool)>>, ReadError> {
+        overlay::overlay(
+            path,
+            pending,
+            &mut |p| match resolve_dir(self, &refs(p)) {
+                Ok(Some(n)) => self.list(&n).map(Some),
+                Ok(None) | Err(ReadError::NotDir) => Ok(None),
+                Err(e) => Err(e),
+            },
+            &mut |p| match self.resolve(&refs(p)) {
+                Ok(n) => self.stat(&n).map(Some),
+                Err(ReadError::NotFound | ReadError::NotDir) => Ok(None),
+                Err(e) => Err(e),
+            },
+        )
+    }
+
+    /// What the page's file `path` is now: a tree node or a pending upload.
+    pub fn file_now<'a>(
+        &self,
+        path: &[Vec<u8>],
+        pending: &'a Pending,
+    ) -> Result<Result<NodeRef, &'a WebChange>, ReadError> {
+        match overlay::now(path, pending) {
+            Now::Tree(p) => self.resolve(&refs(&p)).map(Ok),
+            Now::Upload(ch) => Ok(Err(ch)),
+            Now::Other => Err(ReadError::NotFound),
+        }
     }
 
     /// Starts an upload of file `name` into `dir`; its content follows through
@@ -183,14 +282,15 @@ impl OpenCategory {
     ) -> Result<Upload, ReadError> {
         self.check_writable(dir, name)?;
         self.check_quota(0, quota)?;
-        let mut path = dir.to_vec();
-        path.push(name);
         // What the web overwrites goes to Recently Deleted on the devices, if it is still
-        // the file seen here.
-        let replaces = match self.resolve(&path) {
-            Ok(n) if n.entry.kind == Kind::File => Some(self.cat.web_seen(n.ino)?),
-            Ok(_) | Err(ReadError::NotFound) | Err(ReadError::NotDir) => None,
-            Err(e) => return Err(e),
+        // the file seen here (a pending upload overwritten gives a conflict copy).
+        let replaces = match overlay::now(&owned(dir, name), &self.pending()?) {
+            Now::Tree(p) => match self.resolve(&refs(&p)) {
+                Ok(n) if n.entry.kind == Kind::File => Some(self.cat.web_seen(n.ino)?),
+                Ok(_) | Err(ReadError::NotFound) | Err(ReadError::NotDir) => None,
+                Err(e) => return Err(e),
+            },
+            Now::Upload(_) | Now::Other => None,
         };
         Ok(Upload {
             cat: self.clone(),
@@ -256,86 +356,6 @@ impl OpenCategory {
         let end = (at + len).min(part.len());
         Ok(part.get(at..end).unwrap_or_default().to_vec())
     }
-}
-
-/// The listing of folder `path` with the pending changes on top: uploads and new
-/// folders added (marked pending), deletes taken out. `base` is the tree's listing, or
-/// `None` for a folder that exists only through pending changes.
-pub fn overlay(
-    path: &[&[u8]],
-    base: Option<Vec<Entry>>,
-    pending: &Pending,
-) -> Option<Vec<(Entry, bool)>> {
-    let mut exists = base.is_some();
-    let mut rows: Vec<(Entry, bool)> = base
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e, false))
-        .collect();
-    for ch in pending {
-        let dir: Vec<&[u8]> = ch.dir.iter().map(|s| s.as_slice()).collect();
-        if dir.len() > path.len() && dir.starts_with(path) {
-            // A change deeper down: the folder on the way exists (made by the device).
-            let seg = dir[path.len()];
-            exists = true;
-            if !rows.iter().any(|(e, _)| e.name == seg) {
-                rows.push((folder(seg, ch.created), true));
-            }
-            continue;
-        }
-        if dir.as_slice() != path {
-            // This folder itself, made by the change (or deleted by it); never a folder
-            // below it, which no change made.
-            if dir.len() + 1 == path.len()
-                && path.starts_with(&dir)
-                && path[dir.len()] == ch.name.as_slice()
-            {
-                // This folder itself, made by the change (or deleted by it).
-                exists = !matches!(ch.op, WebOp::Delete { .. });
-            }
-            continue;
-        }
-        exists = true;
-        rows.retain(|(e, _)| e.name != ch.name);
-        match &ch.op {
-            WebOp::Upload { size, mtime, .. } => rows.push((
-                Entry {
-                    name: ch.name.clone(),
-                    kind: Kind::File,
-                    size: *size,
-                    mtime: Mtime {
-                        secs: *mtime,
-                        nanos: 0,
-                    },
-                },
-                true,
-            )),
-            WebOp::Mkdir => rows.push((folder(&ch.name, ch.created), true)),
-            WebOp::Delete { .. } => {}
-        }
-    }
-    exists.then_some(rows)
-}
-
-fn folder(name: &[u8], created: u64) -> Entry {
-    Entry {
-        name: name.to_vec(),
-        kind: Kind::Dir,
-        size: 0,
-        mtime: Mtime {
-            secs: i64::try_from(created).unwrap_or(0),
-            nanos: 0,
-        },
-    }
-}
-
-/// The pending upload that is the file at `path` now, if any (the last change there).
-pub fn pending_file<'a>(path: &[&[u8]], pending: &'a Pending) -> Option<&'a WebChange> {
-    let (name, dir) = path.split_last()?;
-    let last = pending.iter().rev().find(|ch| {
-        ch.name.as_slice() == *name && ch.dir.iter().map(|s| s.as_slice()).eq(dir.iter().copied())
-    })?;
-    matches!(last.op, WebOp::Upload { .. }).then_some(last)
 }
 
 /// An upload being written: parts sealed and stored as they fill, the change last.
