@@ -208,6 +208,9 @@ pub struct Syncer {
     busy: Mutex<()>,
     /// Category → (no automatic try before, failures in a row).
     failures: Mutex<HashMap<u32, (Instant, u32)>>,
+    /// When Recently Deleted was last looked at (at most hourly: a poll is every few
+    /// seconds, and 30 days do not need that precision).
+    purged: Mutex<Option<Instant>>,
 }
 
 impl Syncer {
@@ -233,6 +236,7 @@ impl Syncer {
             device,
             busy: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
+            purged: Mutex::new(None),
         }
     }
 
@@ -385,6 +389,7 @@ impl Syncer {
         }
         if rep.unreachable.is_none() {
             self.take_web_changes(&mut rep);
+            self.purge_recently_deleted();
         }
         if rep.unreachable.is_none() {
             self.acknowledge(force, started, whole && rep.errors().is_empty(), gc_epoch);

@@ -32,6 +32,9 @@ const RELEASE_TTL: u64 = 12;
 const PHOTO: &str = "a photo of the end-to-end kind: only a released key opens it\n";
 /// The file the web deletes: the device finds it in Recently Deleted.
 const OLD_DRAFT: &str = "an old draft, deleted on the web, kept in Recently Deleted\n";
+/// The files the web renames, and moves into the folder it makes.
+const RENAMED: &str = "renamed on the web, same bytes on the device\n";
+const MOVED: &str = "moved on the web into a folder made there\n";
 /// The second account's file, which the first account's session must never read.
 const BOB_SECRET: &str = "bob's file: never on alice's pages";
 
@@ -67,6 +70,8 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
     fs::write(notes.join("Deep Thoughts.md"), b"found from anywhere").unwrap();
     fs::create_dir_all(notes.join("from-web")).unwrap();
     fs::write(notes.join("from-web/old-draft.txt"), OLD_DRAFT).unwrap();
+    fs::write(notes.join("from-web/rename-me.txt"), RENAMED).unwrap();
+    fs::write(notes.join("from-web/move-me.txt"), MOVED).unwrap();
     // Modified: big 2020, alpha 2021, charlie 2022 (name, size and time orders differ).
     for (name, t) in [
         ("big.bin", 1_577_934_240),     // 2020-01-02 03:04 UTC
@@ -114,6 +119,10 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
                   "content": BOB_SECRET},
         "write": {"folder": "from-web", "new_folder": "Made on the web",
                   "victim": "old-draft.txt", "e2e_category": "Health",
+                  "rename": {"from": "rename-me.txt", "to": "renamed on the web.txt",
+                             "content": RENAMED},
+                  "move": {"name": "move-me.txt", "folder": "/from-web/Made on the web",
+                           "content": MOVED},
                   "uploads": {"hello from the web.txt": 2000, "scan.bin": (3 << 20) + 17}},
     });
     (spec, big)
@@ -221,9 +230,10 @@ fn step_a_sign_in_browse_download_in_a_real_browser() {
     adp_sign_ins_wait_for_a_device(&mut w, &out);
 }
 
-/// Step (c): uploads, a new folder and a delete made in the browser wait, sealed, in the
-/// store; the mounted device's next `cirrus sync` takes them in: the uploaded bytes, the
-/// folder, and the deleted file in Recently Deleted, nothing lost. Once its head is in the
+/// Step (c): uploads, a new folder, a rename, a move and a delete made in the browser
+/// wait, sealed, in the store; the mounted device's next `cirrus sync` takes them in: the
+/// uploaded bytes, the folder, the renamed and moved files, and the deleted file in
+/// Recently Deleted, nothing lost. Once its head is in the
 /// store, the next sync empties the inbox.
 fn web_changes_reach_the_device(w: &WebDrive, out: &Path, sp: &[&str]) {
     let j = w.scenario("write", out, sp);
@@ -235,13 +245,23 @@ fn web_changes_reach_the_device(w: &WebDrive, out: &Path, sp: &[&str]) {
         assert_eq!(sha256_hex(&got), u["sha256"].as_str().unwrap(), "{name}");
     }
     assert!(dir.join("Made on the web").is_dir());
-    // The kernel may still hold the old entry for the attribute timeout.
-    let draft = dir.join("old-draft.txt");
-    eventually(
-        "the deleted file leaves its folder",
-        Duration::from_secs(5),
-        || !draft.exists(),
+    assert_eq!(
+        fs::read_to_string(dir.join("renamed on the web.txt")).unwrap(),
+        RENAMED
     );
+    assert_eq!(
+        fs::read_to_string(dir.join("Made on the web/move-me.txt")).unwrap(),
+        MOVED
+    );
+    // The kernel may still hold the old entries for the attribute timeout.
+    for gone in ["old-draft.txt", "rename-me.txt", "move-me.txt"] {
+        let p = dir.join(gone);
+        eventually(
+            &format!("{gone} leaves its folder"),
+            Duration::from_secs(5),
+            || !p.exists(),
+        );
+    }
     let kept = w.drive.notes().join("Recently Deleted/old-draft.txt");
     assert_eq!(fs::read_to_string(kept).unwrap(), OLD_DRAFT);
     w.sync();

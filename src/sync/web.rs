@@ -9,12 +9,16 @@ use crate::format::names;
 use crate::format::table::Class;
 use crate::format::web_change::{self, InboxName, WebChange, WebOp};
 use crate::store::Store;
-use crate::volume::{Category, VolError, WebApplied};
+use crate::volume::{Category, RECENTLY_DELETED_KEEP_SECS, VolError, WebApplied};
 use log::{info, warn};
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 /// How far above a tree's `web_seq` a change may be numbered and still be looked at.
 const MAX_SEQ_JUMP: u64 = 1 << 32;
+
+/// How often a device looks for what Recently Deleted has kept long enough.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The changes of a category's inbox, by sequence number.
 type Inbox = BTreeSet<u64>;
@@ -70,6 +74,43 @@ impl Syncer {
                 }
             }
             self.clean_inbox(c, &*remote, &inbox);
+        }
+    }
+
+    /// Empties each category's Recently Deleted of what has been there 30 days, and
+    /// commits (a category whose keys this device does not hold is left alone).
+    pub(super) fn purge_recently_deleted(&self) {
+        {
+            let mut last = self.purged.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        for c in &self.cats {
+            if c.stats().3.is_some() {
+                continue;
+            }
+            match c.purge_recently_deleted(now, RECENTLY_DELETED_KEEP_SECS) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(
+                        "{}: emptied {n} entries kept 30 days from Recently Deleted",
+                        c.name
+                    );
+                    if let Err(e) = c.commit() {
+                        warn!(
+                            "{}: cannot commit the emptying of Recently Deleted: {e}",
+                            c.name
+                        );
+                    }
+                }
+                Err(e) => warn!("{}: cannot empty Recently Deleted: {e}", c.name),
+            }
         }
     }
 

@@ -6,6 +6,7 @@ pub mod freshness;
 mod io;
 mod load;
 mod merge;
+mod recently_deleted;
 mod rotate;
 mod sync;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+pub use recently_deleted::KEEP_SECS as RECENTLY_DELETED_KEEP_SECS;
 pub use rotate::{Rotation, RotationProgress};
 pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
