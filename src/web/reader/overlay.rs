@@ -14,6 +14,12 @@ pub type Pending = Vec<WebChange>;
 /// A path in a category: name segments from its root.
 pub type Path = Vec<Vec<u8>>;
 
+/// Lists a folder of the tree (`None`: no such folder).
+pub type ListTree<'a> = dyn FnMut(&[Vec<u8>]) -> Result<Option<Vec<Entry>>, ReadError> + 'a;
+
+/// A node of the tree, as its row (`None`: no such node).
+pub type StatTree<'a> = dyn FnMut(&[Vec<u8>]) -> Result<Option<Entry>, ReadError> + 'a;
+
 fn joined(dir: &[Vec<u8>], name: &[u8]) -> Path {
     let mut p = dir.to_vec();
     p.push(name.to_vec());
@@ -106,7 +112,7 @@ pub fn now<'a>(path: &[Vec<u8>], pending: &'a [WebChange]) -> Now<'a> {
 fn moved_entry(
     i: usize,
     pending: &[WebChange],
-    stat_tree: &mut dyn FnMut(&[Vec<u8>]) -> Result<Option<Entry>, ReadError>,
+    stat_tree: &mut StatTree,
 ) -> Result<Option<Entry>, ReadError> {
     let ch = &pending[i];
     let WebOp::Rename { to_name, .. } = &ch.op else {
@@ -161,8 +167,8 @@ fn folder(name: &[u8], created: u64) -> Entry {
 pub fn overlay(
     path: &[Vec<u8>],
     pending: &[WebChange],
-    list_tree: &mut dyn FnMut(&[Vec<u8>]) -> Result<Option<Vec<Entry>>, ReadError>,
-    stat_tree: &mut dyn FnMut(&[Vec<u8>]) -> Result<Option<Entry>, ReadError>,
+    list_tree: &mut ListTree,
+    stat_tree: &mut StatTree,
 ) -> Result<Option<Vec<(Entry, bool)>>, ReadError> {
     let at = lineage(path, pending);
     let base = match &at[0] {
