@@ -34,10 +34,13 @@ pub fn weed_bin() -> PathBuf {
     p
 }
 
-/// Ports of the servers this test process runs (cargo runs one test binary at a time, so
-/// the servers running at once are all here): a server that [`Seaweed::restart`] has
+/// Ports of the servers this test process runs: a server that [`Seaweed::restart`] has
 /// killed no longer holds its ports, and another test starting a server in that window
-/// must not pick them.
+/// must not pick them. Test processes running at once (scripts/run-test-binaries) do not
+/// see each other's: they draw ports from starts of their own ([`free_ports`]) and a first
+/// start that lost a port to another process tries new ones, but a restart could still
+/// lose one of its ports to another process while it is free (unlikely: 11 ports of about
+/// 20 000; a lock file per port would close that).
 static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 fn reserved() -> std::sync::MutexGuard<'static, BTreeSet<u16>> {
