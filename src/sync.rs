@@ -651,3 +651,4 @@ fn utc_date(secs: i64) -> String {
 mod tests;
 #[path = "sync/web.rs"]
 mod web;
+pub use web::take_in_now as take_in_web_changes_now;

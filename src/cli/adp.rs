@@ -41,6 +41,14 @@ pub fn run(home: Home, cmd: AdpCmd) -> super::CliResult {
             super::web::take_web_changes_first(&home, "adp on")?;
             let lock = daemon::lock_home(&home).ok();
             let mut acct = unlock(Home::new(home.root.clone()), &pass)?;
+            if lock.is_some() {
+                // Not mounted: this command takes in what the web changed, itself.
+                let n = crate::maintenance::rotation::take_in_web_changes_here(&acct)
+                    .map_err(|e| format!("adp on: {e}"))?;
+                if n > 0 {
+                    println!("Took in {n} changes made on the web first.");
+                }
+            }
             let targets = acct.begin_adp().map_err(|e| format!("adp on: {e}"))?;
             println!(
                 "Advanced Data Protection is on. Moving {} categories to end-to-end \

@@ -564,9 +564,9 @@ pub fn rotate_released_mounted(home: &Home) {
 
 /// Changes made on the web wait sealed under a category's current key, and only standard
 /// and transit categories take them (FORMAT.md §9f). So before a rotation or `adp on`
-/// changes either, they are taken in first: a mounted drive polls through its daemon,
-/// which applies them; without a mount there is no syncer to apply them, and the command
-/// stops while any wait, saying how to take them in.
+/// changes either, they are taken in first. A mounted drive polls through its daemon,
+/// which applies them; without a mount the command takes them in itself, under the
+/// daemon lock (`maintenance::rotation`), and stops if one cannot be.
 pub(super) fn take_web_changes_first(home: &Home, what: &str) -> Result<(), String> {
     use crate::daemon::control;
     let mounted = crate::daemon::lock_home(home).is_err() && control::socket_exists(home);
@@ -586,35 +586,6 @@ pub(super) fn take_web_changes_first(home: &Home, what: &str) -> Result<(), Stri
             ),
             Err(e) => log::warn!("{what}: changes made on the web not taken in: {e}"),
         }
-        return Ok(());
-    }
-    let config = home.load_config().map_err(|e| e.to_string())?;
-    let store = if config.store == crate::account::EMBEDDED_STORE {
-        let s = crate::store::LocalStore::open(home.default_store_dir());
-        s.map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn crate::store::Store>)
-    } else {
-        crate::store::open_url(&config.store)
-    };
-    let listed = match store.and_then(|s| s.list("web/")) {
-        Ok(l) => l,
-        Err(e) => {
-            // Offline: nothing can be taken in now, and the command is still wanted.
-            log::warn!("{what}: cannot look for changes made on the web: {e}");
-            return Ok(());
-        }
-    };
-    // Changes only: their names end in the 16-digit sequence number, parts in `.NNNNNNNN`.
-    let waiting = listed
-        .iter()
-        .filter(|n| n.rsplit('/').next().is_some_and(|s| s.len() == 16))
-        .count();
-    if waiting > 0 {
-        return Err(format!(
-            "{what}: {waiting} changes made on the web wait in the store, sealed under the \
-             current keys. Mount the drive so this device takes them in (`{}`), then run \
-             this again.",
-            crate::hint::cmd_hint("mount MOUNTPOINT")
-        ));
     }
     Ok(())
 }

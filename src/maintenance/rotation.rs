@@ -151,6 +151,9 @@ pub enum RotationError {
     Locked { category: String, reason: String },
     #[error("{0}")]
     Rotate(RotateError),
+    /// Changes made on the web wait for the category and could not be taken in first.
+    #[error("category {0}: {1}")]
+    WebChanges(String, String),
     #[error(transparent)]
     Record(JobsError),
     /// Some categories could not be rotated here; `done` holds the lines of the others.
@@ -281,6 +284,52 @@ fn online(
     res.map_err(RotationError::Online)
 }
 
+/// Category `name`, opened here over the store (the daemon lock held).
+fn open_here(acct: &Unlocked, name: &str) -> Result<Arc<Category>, RotationError> {
+    let setup = acct
+        .category_setups()
+        .into_iter()
+        .find(|(e, _)| e.name == name)
+        .ok_or_else(|| RotationError::UnknownCategory {
+            category: name.to_string(),
+        })?
+        .1
+        .map_err(|reason| RotationError::Locked {
+            category: name.to_string(),
+            reason,
+        })?;
+    // SAFETY: getuid/getgid have no preconditions.
+    let owner = unsafe { (libc::getuid(), libc::getgid()) };
+    let witness: Arc<dyn HeadWitness> = acct.seen.clone();
+    Ok(Category::open(
+        setup,
+        acct.store.clone(),
+        Arc::new(ChunkCache::new(8 << 20)),
+        witness,
+        VolumeOptions {
+            dirty_limit: 32 << 20,
+            owner,
+            ..VolumeOptions::offline(acct.head_signer(), acct.device_slot())
+        },
+    ))
+}
+
+/// Takes in the changes made on the web of every category this device can open that
+/// takes them (standard and transit), here, under the daemon lock: before `adp on`
+/// turns them end-to-end, whose inboxes no device reads.
+pub fn take_in_web_changes_here(acct: &Unlocked) -> Result<usize, RotationError> {
+    let mut taken = 0;
+    for (entry, setup) in acct.category_setups() {
+        if entry.class == crate::format::table::Class::E2e || setup.is_err() {
+            continue;
+        }
+        let cat = open_here(acct, &entry.name)?;
+        taken += crate::sync::take_in_web_changes_now(&cat, &*acct.store)
+            .map_err(|why| RotationError::WebChanges(entry.name.clone(), why))?;
+    }
+    Ok(taken)
+}
+
 fn offline(
     acct: &mut Unlocked,
     jobs: &[Job],
@@ -289,32 +338,10 @@ fn offline(
 ) -> Result<Vec<String>, RotationError> {
     let mut out = Vec::new();
     for job in jobs {
-        let setup = acct
-            .category_setups()
-            .into_iter()
-            .find(|(e, _)| e.name == job.category)
-            .ok_or_else(|| RotationError::UnknownCategory {
-                category: job.category.clone(),
-            })?
-            .1
-            .map_err(|reason| RotationError::Locked {
-                category: job.category.clone(),
-                reason,
-            })?;
-        // SAFETY: getuid/getgid have no preconditions.
-        let owner = unsafe { (libc::getuid(), libc::getgid()) };
-        let witness: Arc<dyn HeadWitness> = acct.seen.clone();
-        let cat = Category::open(
-            setup,
-            acct.store.clone(),
-            Arc::new(ChunkCache::new(8 << 20)),
-            witness,
-            VolumeOptions {
-                dirty_limit: 32 << 20,
-                owner,
-                ..VolumeOptions::offline(acct.head_signer(), acct.device_slot())
-            },
-        );
+        let cat = open_here(acct, &job.category)?;
+        // What the web changed waits sealed under the key this rotation replaces.
+        crate::sync::take_in_web_changes_now(&cat, &*acct.store)
+            .map_err(|why| RotationError::WebChanges(job.category.clone(), why))?;
         let opts = RotateOptions {
             batch_bytes: batch,
             stop: None,

@@ -220,3 +220,52 @@ fn web_changes_apply_once_and_garbage_moves_nothing() {
     assert!(c.lookup(crate::volume::ROOT_INO, b"next").is_ok());
     assert_eq!(c.web_seq(), 2);
 }
+
+#[test]
+fn a_command_takes_web_changes_in_itself_and_stops_on_one_that_waits() {
+    use crate::format::web_change::{self, WebChange, WebOp};
+    use crate::store::{MemStore, Store};
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let c = crate::volume::testing::open(&store, 3);
+    let change = |seq: u64, name: &str, op: WebOp| WebChange {
+        seq,
+        id: [seq as u8; 16],
+        created: 0,
+        base_counter: 0,
+        base_hash: [0; 32],
+        dir: vec![],
+        name: name.as_bytes().to_vec(),
+        op,
+    };
+    let put = |ch: &WebChange| {
+        let obj = c.seal_web_change(ch).unwrap();
+        store
+            .put(&web_change::change_name(3, ch.seq), &obj)
+            .unwrap();
+    };
+    put(&change(1, "made", WebOp::Mkdir));
+    assert_eq!(super::web::take_in_now(&c, &*store), Ok(1));
+    assert!(c.lookup(crate::volume::ROOT_INO, b"made").is_ok());
+    assert_eq!(c.web_seq(), 1);
+    // An upload whose part is not in the store (yet): the command must not go on.
+    let part = c.seal_web_part(&[2; 16], 0, &[5; 10]).unwrap();
+    let up = change(
+        2,
+        "up.bin",
+        WebOp::Upload {
+            size: 10,
+            mtime: 0,
+            replaces: None,
+            parts: vec![crate::crypto::hash(&part)],
+        },
+    );
+    put(&up);
+    assert!(super::web::take_in_now(&c, &*store).is_err());
+    assert_eq!(c.web_seq(), 1, "nothing moved");
+    assert!(c.lookup(crate::volume::ROOT_INO, b"up.bin").is_err());
+    store
+        .put(&web_change::part_name(3, &[2; 16], 0), &part)
+        .unwrap();
+    assert_eq!(super::web::take_in_now(&c, &*store), Ok(1));
+    assert_eq!(c.web_seq(), 2);
+}

@@ -43,17 +43,12 @@ impl Syncer {
             if c.class == Class::E2e || c.stats().3.is_some() {
                 continue;
             }
-            let inbox: Inbox = names
-                .iter()
-                .filter_map(|n| match web_change::parse_name(c.id, n) {
-                    Some(InboxName::Change(seq)) => Some(seq),
-                    _ => None,
-                })
-                .collect();
+            let inbox = inbox_of(c, &names);
             if inbox.is_empty() {
                 continue;
             }
-            let taken = self.apply_inbox(c, &*remote, &inbox, &date);
+            let (taken, _) =
+                apply_inbox(c, &*remote, &inbox, &date, &mut |m| self.wb.report_error(m));
             if taken > 0 {
                 if let Err(e) = c.commit() {
                     warn!("{}: cannot commit the web's changes: {e}", c.name);
@@ -112,65 +107,6 @@ impl Syncer {
                 Err(e) => warn!("{}: cannot empty Recently Deleted: {e}", c.name),
             }
         }
-    }
-
-    /// Applies the changes of `inbox` newer than the tree's, in order; returns how many
-    /// it took in (applied, or refused because what they name is damaged). An object
-    /// that does not open as a change sealed here is ignored and never moves `web_seq`
-    /// (anyone who can write the store could put one there). Anything that may pass
-    /// (the store, this device's journal or disk, a key not taken yet, a part not
-    /// visible) stops the category until the next poll: nothing is lost for it.
-    fn apply_inbox(&self, c: &Category, remote: &dyn Store, inbox: &Inbox, date: &str) -> usize {
-        let mut taken = 0;
-        let from = c.web_seq().saturating_add(1);
-        // A number far above the tree's is no honest server's (they count up by one).
-        let to = from.saturating_add(MAX_SEQ_JUMP);
-        for &seq in inbox.range(from..to) {
-            let obj = match remote.get(&web_change::change_name(c.id, seq)) {
-                Ok(obj) => obj,
-                Err(e) => {
-                    warn!("{}: cannot read web change {seq}: {e}", c.name);
-                    break;
-                }
-            };
-            let ch = match c.open_web_change(seq, &obj) {
-                Ok(ch) => ch,
-                Err(e) => {
-                    if web_change::split_object(&obj).is_ok_and(|(kv, _)| kv > c.key_version()) {
-                        // Sealed under a key this device has not taken yet: next poll.
-                        log::debug!("{}: web change {seq} waits for key version: {e}", c.name);
-                        break;
-                    }
-                    warn!(
-                        "{}: ignored inbox object {seq}, not a change sealed here: {e}",
-                        c.name
-                    );
-                    continue;
-                }
-            };
-            let mut part = |n: u64| -> Result<Vec<u8>, VolError> {
-                let name = web_change::part_name(c.id, &ch.id, n);
-                let obj = remote.get(&name).map_err(VolError::Store)?;
-                c.open_web_part(&ch, n, &obj)
-            };
-            match c.apply_web_change(&ch, &mut part, date) {
-                Ok(applied) => log_applied(c, &ch, &applied),
-                // The change opened, but a part it names is not the one it was sealed
-                // with: refused for good (the tree stays as it was), and said.
-                Err(e @ VolError::Integrity { .. }) => {
-                    let msg = format!("{}: refused web change {seq}: {e}", c.name);
-                    warn!("{msg}");
-                    self.wb.report_error(msg);
-                }
-                Err(e) => {
-                    warn!("{}: web change {seq} waits: {e}", c.name);
-                    break;
-                }
-            }
-            c.set_web_seq(seq);
-            taken += 1;
-        }
-        taken
     }
 
     /// Deletes the inbox objects of changes that the head in the store holds already
@@ -233,4 +169,108 @@ fn log_applied(c: &Category, ch: &WebChange, a: &WebApplied) {
         ch.seq,
         String::from_utf8_lossy(&ch.name)
     );
+}
+
+/// Applies the changes of `inbox` newer than the tree's, in order; returns how many
+/// it took in (applied, or refused because what they name is damaged), and whether
+/// one waits. An object
+/// that does not open as a change sealed here is ignored and never moves `web_seq`
+/// (anyone who can write the store could put one there). Anything that may pass
+/// (the store, this device's journal or disk, a key not taken yet, a part not
+/// visible) stops the category until the next poll: nothing is lost for it.
+fn apply_inbox(
+    c: &Category,
+    remote: &dyn Store,
+    inbox: &Inbox,
+    date: &str,
+    report: &mut dyn FnMut(String),
+) -> (usize, bool) {
+    let mut taken = 0;
+    let from = c.web_seq().saturating_add(1);
+    // A number far above the tree's is no honest server's (they count up by one).
+    let to = from.saturating_add(MAX_SEQ_JUMP);
+    for &seq in inbox.range(from..to) {
+        let obj = match remote.get(&web_change::change_name(c.id, seq)) {
+            Ok(obj) => obj,
+            Err(e) => {
+                warn!("{}: cannot read web change {seq}: {e}", c.name);
+                return (taken, true);
+            }
+        };
+        let ch = match c.open_web_change(seq, &obj) {
+            Ok(ch) => ch,
+            Err(e) => {
+                if web_change::split_object(&obj).is_ok_and(|(kv, _)| kv > c.key_version()) {
+                    // Sealed under a key this device has not taken yet: next poll.
+                    log::debug!("{}: web change {seq} waits for key version: {e}", c.name);
+                    return (taken, true);
+                }
+                warn!(
+                    "{}: ignored inbox object {seq}, not a change sealed here: {e}",
+                    c.name
+                );
+                continue;
+            }
+        };
+        let mut part = |n: u64| -> Result<Vec<u8>, VolError> {
+            let name = web_change::part_name(c.id, &ch.id, n);
+            let obj = remote.get(&name).map_err(VolError::Store)?;
+            c.open_web_part(&ch, n, &obj)
+        };
+        match c.apply_web_change(&ch, &mut part, date) {
+            Ok(applied) => log_applied(c, &ch, &applied),
+            // The change opened, but a part it names is not the one it was sealed
+            // with: refused for good (the tree stays as it was), and said.
+            Err(e @ VolError::Integrity { .. }) => {
+                let msg = format!("{}: refused web change {seq}: {e}", c.name);
+                warn!("{msg}");
+                report(msg);
+            }
+            Err(e) => {
+                warn!("{}: web change {seq} waits: {e}", c.name);
+                return (taken, true);
+            }
+        }
+        c.set_web_seq(seq);
+        taken += 1;
+    }
+    (taken, false)
+}
+
+/// The change numbers of category `c`'s inbox among the store's `names`.
+fn inbox_of(c: &Category, names: &[String]) -> Inbox {
+    names
+        .iter()
+        .filter_map(|n| match web_change::parse_name(c.id, n) {
+            Some(InboxName::Change(seq)) => Some(seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Takes in, here and now, the changes made on the web that wait for category `c`, and
+/// commits: a command's own, with no syncer (a rotation or `adp on` on a drive that is
+/// not mounted, before the category's key changes and no longer opens them). An error:
+/// a change waits that could not be taken in (the command must not go on).
+pub fn take_in_now(c: &Category, remote: &dyn Store) -> Result<usize, String> {
+    if c.class == Class::E2e {
+        return Ok(0);
+    }
+    let names = remote
+        .list(&web_change::prefix(c.id))
+        .map_err(|e| format!("cannot look for changes made on the web: {e}"))?;
+    let inbox = inbox_of(c, &names);
+    let (taken, stalled) = apply_inbox(c, remote, &inbox, &super::today(), &mut |_| {});
+    if taken > 0 {
+        c.commit()
+            .map_err(|e| format!("cannot commit the changes made on the web: {e}"))?;
+        info!("{}: took in {taken} changes made on the web", c.name);
+    }
+    if stalled {
+        return Err(format!(
+            "{}: a change made on the web waits and could not be taken in (see the log)",
+            c.name
+        ));
+    }
+    Ok(taken)
 }
