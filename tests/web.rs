@@ -264,6 +264,14 @@ fn web_changes_reach_the_device(w: &WebDrive, out: &Path, sp: &[&str]) {
     }
     let kept = w.drive.notes().join("Recently Deleted/old-draft.txt");
     assert_eq!(fs::read_to_string(kept).unwrap(), OLD_DRAFT);
+    // The mark that lets devices empty it after 30 days (a user's own folder of that
+    // name has none).
+    let mark = common::get_xattr(
+        &w.drive.notes().join("Recently Deleted"),
+        "user.cirrus.recently-deleted",
+    )
+    .unwrap();
+    assert_eq!(mark, b"kept 30 days");
     w.sync();
     let store = w.sw.store(&format!("web-{}", common::web::ACCOUNT));
     let left = cirrus::store::Store::list(&store, "web/").unwrap();

@@ -30,7 +30,7 @@ pub use rotate::{Rotation, RotationProgress};
 pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::{Usage, VerifyReport};
-pub use web_inbox::{RECENTLY_DELETED, WebApplied};
+pub use web_inbox::{RECENTLY_DELETED, RECENTLY_DELETED_MARK, WebApplied};
 
 /// Local inode number of a category's root directory.
 pub const ROOT_INO: u64 = 1;

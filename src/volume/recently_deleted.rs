@@ -2,9 +2,10 @@
 //! that folder at a category's root, never out of the tree; a device empties it of what
 //! has been there longer than the time kept, as the user would, signing it like any edit.
 //! When an entry went there is its ctime: a move sets it, and the merge keeps the later
-//! one.
+//! one. Only the folder a device made for the web bears the mark that lets it be
+//! emptied: a user's own folder of that name never is.
 
-use super::web_inbox::RECENTLY_DELETED;
+use super::web_inbox::{RECENTLY_DELETED, RECENTLY_DELETED_MARK};
 use super::{Category, ROOT_INO, VolError, VolResult};
 
 /// How long an entry stays in Recently Deleted: 30 days.
@@ -12,13 +13,19 @@ pub const KEEP_SECS: i64 = 30 * 24 * 3600;
 
 impl Category {
     /// Removes, with all they hold, the entries of Recently Deleted whose ctime is
-    /// `keep` seconds or more before `now` (Unix seconds); returns how many.
+    /// `keep` seconds or more before `now` (Unix seconds); returns how many. Only the
+    /// folder a device made for the web's deletes (it bears the mark) is ever emptied.
     pub fn purge_recently_deleted(&self, now: i64, keep: i64) -> VolResult<usize> {
         let rd = match self.lookup(ROOT_INO, RECENTLY_DELETED) {
             Ok(n) if n.attr.mode & libc::S_IFMT == libc::S_IFDIR => n.ino,
             Ok(_) | Err(VolError::NotFound) => return Ok(0),
             Err(e) => return Err(e),
         };
+        match self.getxattr(rd, RECENTLY_DELETED_MARK) {
+            Ok(_) => {}
+            Err(VolError::NoAttr) => return Ok(0),
+            Err(e) => return Err(e),
+        }
         let mut purged = 0;
         for (name, ino, _) in self.readdir(rd)?.1 {
             if self.getattr(ino)?.attr.ctime.sec.saturating_add(keep) > now {
@@ -92,6 +99,14 @@ mod tests {
             .sec;
         testing::write_file(&c, "kept.txt", b"kept");
 
+        assert_eq!(
+            c.purge_recently_deleted(moved + KEEP_SECS + 5, KEEP_SECS)
+                .unwrap(),
+            0,
+            "a user's own folder of that name, unmarked, is never emptied"
+        );
+        c.setxattr(rd, RECENTLY_DELETED_MARK, b"kept 30 days", 0)
+            .unwrap();
         assert_eq!(
             c.purge_recently_deleted(moved + KEEP_SECS - 1, KEEP_SECS)
                 .unwrap(),

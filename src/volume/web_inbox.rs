@@ -17,6 +17,11 @@ use std::sync::Arc;
 /// nodes to.
 pub const RECENTLY_DELETED: &[u8] = b"Recently Deleted";
 
+/// The extended attribute that marks the Recently Deleted folder this code made: only
+/// a folder so marked is ever emptied (`recently_deleted.rs`), never a user's own folder
+/// of that name, nor one a change renamed to it.
+pub const RECENTLY_DELETED_MARK: &[u8] = b"user.cirrus.recently-deleted";
+
 /// Conflict copies and Recently Deleted names made for the web say "from web".
 const WEB: &str = "web";
 
@@ -178,6 +183,9 @@ impl Category {
         let root = self.getattr(ROOT_INO)?.attr;
         let owner = (root.uid, root.gid);
         match &ch.op {
+            WebOp::Mkdir if ch.dir.is_empty() && ch.name == RECENTLY_DELETED => Ok(
+                WebApplied::Skipped("Recently Deleted is made by the devices"),
+            ),
             WebOp::Mkdir => {
                 let parent = self.web_dir(&ch.dir, owner, &namer)?;
                 match self.lookup(parent, &ch.name) {
@@ -328,6 +336,12 @@ impl Category {
         if self.find_dir(&[RECENTLY_DELETED.to_vec()])? == Some(n.ino) {
             return Ok(WebApplied::Skipped("Recently Deleted stays where it is"));
         }
+        // Nothing becomes Recently Deleted by a rename: what it holds could be emptied.
+        if to_dir.is_empty() && to_name == RECENTLY_DELETED {
+            return Ok(WebApplied::Skipped(
+                "Recently Deleted is made by the devices",
+            ));
+        }
         // The folders on the way that exist: none may be the moved node.
         let mut ino = ROOT_INO;
         for seg in to_dir {
@@ -397,7 +411,17 @@ impl Category {
     }
 
     fn recently_deleted(&self, owner: (u32, u32), namer: &ConflictNamer) -> VolResult<u64> {
-        self.web_dir(&[RECENTLY_DELETED.to_vec()], owner, namer)
+        let made = match self.lookup(ROOT_INO, RECENTLY_DELETED) {
+            Ok(n) if is_dir(&n) => return Ok(n.ino),
+            Ok(_) => false, // a file has the name: a conflict-named folder, never emptied
+            Err(VolError::NotFound) => true,
+            Err(e) => return Err(e),
+        };
+        let ino = self.web_dir(&[RECENTLY_DELETED.to_vec()], owner, namer)?;
+        if made {
+            self.setxattr(ino, RECENTLY_DELETED_MARK, b"kept 30 days", 0)?;
+        }
+        Ok(ino)
     }
 
     /// Moves `name` of `parent` into Recently Deleted; returns its name there.
@@ -710,6 +734,26 @@ mod tests {
             apply(&c, &ch, &[]).unwrap(),
             WebApplied::Skipped(_)
         ));
+        assert!(
+            c.getxattr(rd, RECENTLY_DELETED_MARK).is_ok(),
+            "the folder made for deletes is marked"
+        );
+        // No folder becomes Recently Deleted by a rename, nor by a new folder.
+        c.rename(ROOT_INO, RECENTLY_DELETED, ROOT_INO, b"Old RD", 0)
+            .unwrap();
+        let ch = mv(9, &[], "Docs", docs_seen, &[], "Recently Deleted");
+        assert!(matches!(
+            apply(&c, &ch, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        let mk = change(10, &[], "Recently Deleted", WebOp::Mkdir);
+        assert!(matches!(
+            apply(&c, &mk, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        assert!(!exists(&c, &["Recently Deleted"]));
+        c.rename(ROOT_INO, b"Old RD", ROOT_INO, RECENTLY_DELETED, 0)
+            .unwrap();
 
         // A folder renamed where it is, with what is in it.
         let ch = mv(7, &[], "Docs", docs_seen, &[], "Papers");
