@@ -242,7 +242,10 @@ impl Merge<'_> {
                 }
             }
             (None, Some(r)) => {
-                let edited = b.is_none_or(|b| !same_content(r, b));
+                // A move is an edit too: a node moved on one side (a file restored out
+                // of Recently Deleted while another device empties it) survives a delete.
+                let moved = b.is_some() && loc(&self.lb, ino) != loc(&self.lr, ino);
+                let edited = moved || b.is_none_or(|b| !same_content(r, b));
                 if b.is_none() || edited {
                     if b.is_some() {
                         self.notes.push(format!(
@@ -256,7 +259,8 @@ impl Merge<'_> {
                 }
             }
             (Some(l), None) => {
-                let edited = b.is_none_or(|b| !same_content(l, b));
+                let moved = b.is_some() && loc(&self.lb, ino) != loc(&self.ll, ino);
+                let edited = moved || b.is_none_or(|b| !same_content(l, b));
                 if b.is_none() || edited {
                     if b.is_some() {
                         self.notes.push(format!(
@@ -288,13 +292,17 @@ impl Merge<'_> {
     ) -> Record {
         let l_same = b.is_some_and(|b| same_content(l, b));
         let r_same = b.is_some_and(|b| same_content(r, b));
+        // Times that no edit decides are the later of the two: a move only sets ctime,
+        // and Recently Deleted counts its 30 days from it.
         if l_same {
             let mut x = r.clone();
             x.attr.atime = later(l.attr.atime, r.attr.atime);
+            x.attr.ctime = later(l.attr.ctime, r.attr.ctime);
             x
         } else if r_same || same_content(l, r) {
             let mut x = l.clone();
             x.attr.atime = later(l.attr.atime, r.attr.atime);
+            x.attr.ctime = later(l.attr.ctime, r.attr.ctime);
             x
         } else if is_dir(l) && is_dir(r) {
             merge_dir(b, l, r)

@@ -334,3 +334,37 @@ fn a_rename_on_one_side_is_no_edit() {
     assert_eq!(m.records[&2].payload, file(9).payload);
     assert_eq!(names(&m.records, 1), vec![("h.txt".into(), 2)]);
 }
+
+#[test]
+fn a_move_keeps_its_later_ctime_and_survives_a_delete() {
+    // Moved here into a folder (ctime 50), untouched there: the merge keeps ctime 50
+    // (Recently Deleted counts its 30 days from it), whichever side is taken.
+    let base = tree(
+        &[(2, file(1)), (3, dir()), (4, file(2))],
+        &[(1, "g.txt", 2), (1, "bin", 3), (1, "other", 4)],
+    );
+    let mut moved = file(1);
+    moved.attr.ctime = Time { sec: 50, nsec: 0 };
+    let local = tree(
+        &[(2, moved), (3, dir()), (4, file(2))],
+        &[(3, "g.txt", 2), (1, "bin", 3), (1, "other", 4)],
+    );
+    let remote = tree(
+        &[(2, file(1)), (3, dir()), (4, file(7))],
+        &[(1, "g.txt", 2), (1, "bin", 3), (1, "other", 4)],
+    );
+    let m = run(&base, &local, &remote);
+    assert_eq!(m.records[&2].attr.ctime.sec, 50);
+    assert_eq!(names(&m.records, 3), vec![("g.txt".into(), 2)]);
+    let m = run(&base, &remote, &local);
+    assert_eq!(m.records[&2].attr.ctime.sec, 50, "the other way round");
+
+    // Deleted there, only moved here (a restore out of a folder being emptied): the
+    // moved file stays, either way round.
+    let emptied = tree(&[(3, dir()), (4, file(2))], &[(1, "bin", 3), (1, "other", 4)]);
+    for (l, r) in [(&local, &emptied), (&emptied, &local)] {
+        let m = run(&base, l, r);
+        assert!(m.records.contains_key(&2), "{:?}", m.notes);
+        assert_eq!(names(&m.records, 3), vec![("g.txt".into(), 2)]);
+    }
+}
