@@ -1,6 +1,7 @@
 //! Test vectors for a reader in another language (FORMAT.md §15): a data pack with its
-//! BlobRefs, a leaf, a head, the signed head envelope and a signed manifest, each in
-//! `tests/vectors/NAME.txt` as `key = value` lines (inputs, then outputs in hex).
+//! BlobRefs, a leaf, a head, the signed head envelope, a signed manifest and a change made
+//! on the web with its data part, each in `tests/vectors/NAME.txt` as `key = value` lines
+//! (inputs, then outputs in hex, or as text for object names).
 //!
 //! Each vector is checked twice:
 //! 1. the crate reproduces the outputs from the inputs (with the nonces given as inputs,
@@ -23,6 +24,7 @@ use cirrus::format::manifest::{
 use cirrus::format::pack::{BlobRef, pack_header};
 use cirrus::format::record::{Attr, DirEntry, Payload, Record, Time, encode_leaf};
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
+use cirrus::format::web_change::{self, Seen, WebChange, WebOp};
 use cirrus::format::{Context, ObjKind};
 use cirrus::keys::device::DeviceIdentity;
 use std::cell::RefCell;
@@ -86,6 +88,13 @@ impl Vector {
             self.problems
                 .borrow_mut()
                 .push(format!("{key} = {}", hex::encode(got)));
+        }
+    }
+    /// An output that is text (an object name), checked and reported like `output`.
+    fn output_text(&self, key: &str, got: &str) {
+        let want = self.lines.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if want.map(String::as_str) != Some(got) {
+            self.problems.borrow_mut().push(format!("{key} = {got}"));
         }
     }
     fn done(&self) {
@@ -618,6 +627,7 @@ fn format_md_prints_every_vector() {
         "head.txt",
         "head_envelope.txt",
         "manifest.txt",
+        "web_change.txt",
     ] {
         let text = std::fs::read_to_string(format!("{root}/tests/vectors/{f}")).unwrap();
         let block = format!("`tests/vectors/{f}`:\n\n```\n{text}```\n");
@@ -746,4 +756,205 @@ fn spec_manifest(v: &Vector, seed: &[u8; 32], kx: &[u8; 32]) {
         assert_eq!(t.bytes(), e[4].as_bytes());
     }
     t.end();
+}
+
+// -------------------------------------------------------------- web change vector
+
+fn seen_of(s: &[&str]) -> Seen {
+    Seen {
+        ino: n(s[0]),
+        mtime_secs: n(s[1]),
+        mtime_nanos: n(s[2]),
+        size: n(s[3]),
+    }
+}
+
+/// A folder line: its segments, as the UTF-8 bytes of the text.
+fn segments(v: &Vector, key: &str) -> Vec<Vec<u8>> {
+    v.get(key)
+        .split(' ')
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+}
+
+/// The upload of web_change.txt, listing `part_hash` as its one part.
+fn upload_of(v: &Vector, part_hash: [u8; 32]) -> WebChange {
+    WebChange {
+        seq: v.num("seq"),
+        id: arr(&v.hex("id")),
+        created: v.num("created"),
+        base_counter: v.num("base_counter"),
+        base_hash: arr(&v.hex("base_hash")),
+        dir: segments(v, "dir"),
+        name: v.get("name").as_bytes().to_vec(),
+        op: WebOp::Upload {
+            size: v.num("size"),
+            mtime: v.num("mtime"),
+            replaces: Some(seen_of(&v.all("replaces")[0])),
+            parts: vec![part_hash],
+        },
+    }
+}
+
+/// The rename of web_change.txt (its `rename_*` lines; the base is the upload's).
+fn rename_of(v: &Vector) -> WebChange {
+    WebChange {
+        seq: v.num("rename_seq"),
+        id: arr(&v.hex("rename_id")),
+        created: v.num("rename_created"),
+        base_counter: v.num("base_counter"),
+        base_hash: arr(&v.hex("base_hash")),
+        dir: segments(v, "rename_dir"),
+        name: v.get("rename_name").as_bytes().to_vec(),
+        op: WebOp::Rename {
+            seen: seen_of(&v.all("rename_seen")[0]),
+            to_dir: segments(v, "rename_to_dir"),
+            to_name: v.get("rename_to_name").as_bytes().to_vec(),
+        },
+    }
+}
+
+/// An inbox object as the volume stores it (`seal_web`): the key version, then the blob
+/// sealed with the nonce of line `nonce`.
+fn web_object(v: &Vector, nonce: &str, ctx: Context, plain: &[u8]) -> Vec<u8> {
+    let mut rng = FixedRandom::new(v.hex(nonce));
+    let sealed =
+        crypto::seal_with(&mut rng, &key_of(v), suite_of(v), &ctx.to_bytes(), plain).unwrap();
+    let mut obj = v.num::<u32>("key_version").to_le_bytes().to_vec();
+    obj.extend_from_slice(&sealed);
+    obj
+}
+
+#[test]
+fn web_change() {
+    let v = Vector::load("web_change.txt");
+    let (key, suite, cat) = (key_of(&v), suite_of(&v), v.num::<u32>("category"));
+    let kv: u32 = v.num("key_version");
+    let id: [u8; 16] = arr(&v.hex("id"));
+    let part_ctx = Context::new(ObjKind::WebPart, cat, web_change::part_inode(&id), 0);
+    let part_obj = web_object(&v, "part_nonce", part_ctx, &v.hex("part"));
+    v.output_text("part_name", &web_change::part_name(cat, &id, 0));
+    v.output("part_object", &part_obj);
+    let part_hash = crypto::hash(&part_obj);
+    v.output("part_hash", &part_hash);
+    let upload = upload_of(&v, part_hash);
+    let plain = upload.encode();
+    v.output("plaintext", &plain);
+    let change_ctx = Context::new(ObjKind::WebChange, cat, 0, upload.seq);
+    v.output_text("change_name", &web_change::change_name(cat, upload.seq));
+    v.output(
+        "change_object",
+        &web_object(&v, "change_nonce", change_ctx, &plain),
+    );
+    let rename = rename_of(&v);
+    v.output("rename_plaintext", &rename.encode());
+    v.done();
+
+    // The crate's own reading gives both changes back, as a device reads them.
+    let (got_kv, sealed) = web_change::split_object(&part_obj).unwrap();
+    assert_eq!(got_kv, kv);
+    let part = crypto::open(&key, suite, &part_ctx.to_bytes(), sealed).unwrap();
+    assert_eq!(part, v.hex("part"));
+    let change_obj = v.hex("change_object");
+    let (got_kv, sealed) = web_change::split_object(&change_obj).unwrap();
+    assert_eq!(got_kv, kv);
+    let opened = crypto::open(&key, suite, &change_ctx.to_bytes(), sealed).unwrap();
+    assert_eq!(WebChange::decode(&opened).unwrap(), upload);
+    assert_eq!(
+        WebChange::decode(&v.hex("rename_plaintext")).unwrap(),
+        rename
+    );
+
+    spec_web_change(&v);
+}
+
+/// §9f: a change's fields up to its op (layout, seq, id, created, base, dir and name), the
+/// lines of a change named with `prefix` ("" for the upload, "rename_" for the rename).
+fn spec_change_start(a: &mut At, v: &Vector, prefix: &str) {
+    let line = |k: &str| format!("{prefix}{k}");
+    assert_eq!(a.u16(), 1, "web change layout");
+    assert_eq!(a.u64(), v.num::<u64>(&line("seq")));
+    assert_eq!(a.take(16), &v.hex(&line("id"))[..]);
+    assert_eq!(a.u64(), v.num::<u64>(&line("created")));
+    assert_eq!(a.u64(), v.num::<u64>("base_counter"));
+    assert_eq!(a.h(), arr::<32>(&v.hex("base_hash")));
+    assert_eq!(a.at, 74);
+    spec_path(a, v.get(&line("dir")), v.get(&line("name")));
+}
+
+/// §9f: dir (u32 count, then each segment as u32 length || bytes), then name.
+fn spec_path(a: &mut At, dir: &str, name: &str) {
+    let segs: Vec<&str> = dir.split(' ').collect();
+    assert_eq!(a.u32() as usize, segs.len(), "folder depth");
+    for s in segs {
+        assert_eq!(a.bytes(), s.as_bytes());
+    }
+    assert_eq!(a.bytes(), name.as_bytes());
+}
+
+/// §9f: seen = inode u64, mtime s i64, mtime ns u32, size u64.
+fn spec_seen(a: &mut At, s: &[&str]) {
+    assert_eq!(a.u64(), n::<u64>(s[0]), "seen inode");
+    assert_eq!(a.i64(), n::<i64>(s[1]), "seen mtime s");
+    assert_eq!(a.u32(), n::<u32>(s[2]), "seen mtime ns");
+    assert_eq!(a.u64(), n::<u64>(s[3]), "seen size");
+}
+
+/// The spec's reading: the objects' names (§3), the part and the change opened with the
+/// contexts of §2, the change and the rename field by field (§9f).
+fn spec_web_change(v: &Vector) {
+    let (key, suite) = (v.hex("category_key"), v.num::<u8>("suite"));
+    let (cat, kv) = (v.num::<u32>("category"), v.num::<u32>("key_version"));
+    let seq: u64 = v.num("seq");
+    let id = v.hex("id");
+    let part = v.hex("part");
+
+    // The part: web/<cat:08x>/u<id>.<n:08x>, sealed with context WebPart (15), inode the
+    // first 8 bytes of the id as u64 LE, index the part number.
+    assert_eq!(
+        v.get("part_name"),
+        format!("web/{cat:08x}/u{}.{:08x}", hex::encode(&id), 0)
+    );
+    let obj = v.hex("part_object");
+    assert_eq!(blake3::hash(&obj).as_bytes()[..], v.hex("part_hash")[..]);
+    assert_eq!(u32::from_le_bytes(arr(&obj[..4])), kv, "key version");
+    let ino = u64::from_le_bytes(arr(&id[..8]));
+    assert_eq!(
+        spec_open(&key, suite, &context(15, cat, ino, 0), &obj[4..]),
+        part
+    );
+
+    // The change: web/<cat:08x>/<seq:016x>, context WebChange (14), inode 0, index seq.
+    assert_eq!(v.get("change_name"), format!("web/{cat:08x}/{seq:016x}"));
+    let obj = v.hex("change_object");
+    assert_eq!(u32::from_le_bytes(arr(&obj[..4])), kv, "key version");
+    let plain = spec_open(&key, suite, &context(14, cat, 0, seq), &obj[4..]);
+    assert_eq!(plain, v.hex("plaintext"));
+    let mut a = At::new(&plain);
+    spec_change_start(&mut a, v, "");
+    assert_eq!(a.u8(), 1, "op: upload");
+    let size = a.u64();
+    assert_eq!(size, v.num::<u64>("size"));
+    assert_eq!(size, part.len() as u64, "the one part is the whole file");
+    assert_eq!(a.i64(), v.num::<i64>("mtime"));
+    assert_eq!(a.u8(), 1, "replaces flag");
+    spec_seen(&mut a, &v.all("replaces")[0]);
+    assert_eq!(a.u32() as u64, size.div_ceil(1 << 20), "part count");
+    assert_eq!(a.take(32), &v.hex("part_hash")[..]);
+    a.end();
+
+    // The rename: seen, then to dir and to name as dir and name.
+    let plain = v.hex("rename_plaintext");
+    let mut a = At::new(&plain);
+    spec_change_start(&mut a, v, "rename_");
+    assert_eq!(a.u8(), 4, "op: rename or move");
+    spec_seen(&mut a, &v.all("rename_seen")[0]);
+    spec_path(&mut a, v.get("rename_to_dir"), v.get("rename_to_name"));
+    a.end();
+
+    // The base is the signed head object of head_envelope.txt.
+    assert_eq!(
+        v.hex("base_hash"),
+        Vector::load("head_envelope.txt").hex("object_hash")
+    );
 }
