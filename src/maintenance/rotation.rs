@@ -151,9 +151,6 @@ pub enum RotationError {
     Locked { category: String, reason: String },
     #[error("{0}")]
     Rotate(RotateError),
-    /// Changes made on the web wait for the category and could not be taken in first.
-    #[error("category {0}: {1}")]
-    WebChanges(String, String),
     #[error(transparent)]
     Record(JobsError),
     /// Some categories could not be rotated here; `done` holds the lines of the others.
@@ -316,7 +313,8 @@ fn open_here(acct: &Unlocked, name: &str) -> Result<Arc<Category>, RotationError
 
 /// Takes in the changes made on the web of every category this device can open that
 /// takes them (standard and transit), here, under the daemon lock: before `adp on`
-/// turns them end-to-end, whose inboxes no device reads.
+/// turns them end-to-end, whose inboxes no device reads. One that cannot be taken in is
+/// logged, and `adp on` goes on (as on a mounted drive).
 pub fn take_in_web_changes_here(acct: &Unlocked) -> Result<usize, RotationError> {
     let mut taken = 0;
     for (entry, setup) in acct.category_setups() {
@@ -324,8 +322,10 @@ pub fn take_in_web_changes_here(acct: &Unlocked) -> Result<usize, RotationError>
             continue;
         }
         let cat = open_here(acct, &entry.name)?;
-        taken += crate::sync::take_in_web_changes_now(&cat, &*acct.store)
-            .map_err(|why| RotationError::WebChanges(entry.name.clone(), why))?;
+        match crate::sync::take_in_web_changes_now(&cat, &*acct.store) {
+            Ok(n) => taken += n,
+            Err(why) => log::warn!("adp on: {why}"),
+        }
     }
     Ok(taken)
 }
@@ -339,9 +339,13 @@ fn offline(
     let mut out = Vec::new();
     for job in jobs {
         let cat = open_here(acct, &job.category)?;
-        // What the web changed waits sealed under the key this rotation replaces.
-        crate::sync::take_in_web_changes_now(&cat, &*acct.store)
-            .map_err(|why| RotationError::WebChanges(job.category.clone(), why))?;
+        // What the web changed waits sealed under the key this rotation replaces. One
+        // that cannot be taken in (a part missing from the store) must not hold a
+        // rotation back, which may be the re-key after a device's removal: it is said,
+        // as on a mounted drive, and the rotation goes on.
+        if let Err(why) = crate::sync::take_in_web_changes_now(&cat, &*acct.store) {
+            log::warn!("rotation of {}: {why}", job.category);
+        }
         let opts = RotateOptions {
             batch_bytes: batch,
             stop: None,

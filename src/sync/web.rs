@@ -251,7 +251,7 @@ fn inbox_of(c: &Category, names: &[String]) -> Inbox {
 /// Takes in, here and now, the changes made on the web that wait for category `c`, and
 /// commits: a command's own, with no syncer (a rotation or `adp on` on a drive that is
 /// not mounted, before the category's key changes and no longer opens them). An error:
-/// a change waits that could not be taken in (the command must not go on).
+/// a change waits that could not be taken in (the caller says so).
 pub fn take_in_now(c: &Category, remote: &dyn Store) -> Result<usize, String> {
     if c.class == Class::E2e {
         return Ok(0);

@@ -7,6 +7,7 @@
 
 use super::web_inbox::{RECENTLY_DELETED, RECENTLY_DELETED_MARK};
 use super::{Category, ROOT_INO, VolError, VolResult};
+use std::collections::HashSet;
 
 /// How long an entry stays in Recently Deleted: 30 days.
 pub const KEEP_SECS: i64 = 30 * 24 * 3600;
@@ -28,7 +29,9 @@ impl Category {
         }
         let mut purged = 0;
         for (name, ino, _) in self.readdir(rd)?.1 {
-            if self.getattr(ino)?.attr.ctime.sec.saturating_add(keep) > now {
+            // Anything in it changed (or moved in) since counts: an old folder with a new
+            // node deep inside waits for the new node's 30 days.
+            if self.newest_ctime(ino)?.saturating_add(keep) > now {
                 continue;
             }
             self.remove_tree(rd, &name)?;
@@ -37,10 +40,30 @@ impl Category {
         Ok(purged)
     }
 
+    /// The latest ctime of `ino` and all below it, in seconds.
+    fn newest_ctime(&self, ino: u64) -> VolResult<i64> {
+        let mut newest = i64::MIN;
+        let mut seen = HashSet::new();
+        let mut stack = vec![ino];
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue; // a hard link met twice, or a loop no tree should have
+            }
+            let n = self.getattr(i)?;
+            newest = newest.max(n.attr.ctime.sec);
+            if n.attr.mode & libc::S_IFMT == libc::S_IFDIR {
+                stack.extend(self.readdir(i)?.1.into_iter().map(|(_, c, _)| c));
+            }
+        }
+        Ok(newest)
+    }
+
     /// Removes `name` of `parent`, and all below it if it is a folder (depth first, with
-    /// a stack of its own: a deep tree cannot overflow the thread's).
+    /// a stack of its own: a deep tree cannot overflow the thread's; a folder met twice
+    /// is a loop no tree should have, and stops it).
     fn remove_tree(&self, parent: u64, name: &[u8]) -> VolResult<()> {
         let mut stack = vec![(parent, name.to_vec(), false)];
+        let mut opened = HashSet::new();
         while let Some((p, n, emptied)) = stack.pop() {
             let node = self.lookup(p, &n)?;
             if node.attr.mode & libc::S_IFMT != libc::S_IFDIR {
@@ -48,6 +71,12 @@ impl Category {
             } else if emptied {
                 self.rmdir(p, &n)?;
             } else {
+                if !opened.insert(node.ino) {
+                    return Err(VolError::Integrity {
+                        what: "Recently Deleted".into(),
+                        why: "a folder inside itself".into(),
+                    });
+                }
                 let children = self.readdir(node.ino)?.1;
                 stack.push((p, n, true));
                 stack.extend(children.into_iter().map(|(c, _, _)| (node.ino, c, false)));
@@ -60,8 +89,9 @@ impl Category {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::record::Time;
     use crate::store::{MemStore, Store};
-    use crate::volume::{NewNode, testing};
+    use crate::volume::{NewNode, SetAttr, testing};
     use std::sync::Arc;
 
     fn node(c: &Category, parent: u64, name: &str, kind: u32) -> u64 {
@@ -91,12 +121,12 @@ mod tests {
         }
         c.rename(ROOT_INO, b"old.txt", rd, b"old.txt", 0).unwrap();
         c.rename(ROOT_INO, b"Trip", rd, b"Trip", 0).unwrap();
-        let moved = c
-            .getattr(c.lookup(rd, b"Trip").unwrap().ino)
-            .unwrap()
-            .attr
-            .ctime
-            .sec;
+        // The two moves may fall on either side of a second.
+        let t_old = c
+            .newest_ctime(c.lookup(rd, b"old.txt").unwrap().ino)
+            .unwrap();
+        let t_trip = c.newest_ctime(c.lookup(rd, b"Trip").unwrap().ino).unwrap();
+        let (first, moved) = (t_old.min(t_trip), t_old.max(t_trip));
         testing::write_file(&c, "kept.txt", b"kept");
 
         assert_eq!(
@@ -108,16 +138,40 @@ mod tests {
         c.setxattr(rd, RECENTLY_DELETED_MARK, b"kept 30 days", 0)
             .unwrap();
         assert_eq!(
-            c.purge_recently_deleted(moved + KEEP_SECS - 1, KEEP_SECS)
+            c.purge_recently_deleted(first + KEEP_SECS - 1, KEEP_SECS)
                 .unwrap(),
             0,
             "a second short of 30 days"
         );
         assert_eq!(c.readdir(rd).unwrap().1.len(), 2);
+        // Something newer deep inside an old entry: the entry waits for its 30 days.
+        let day1 = c
+            .lookup(c.lookup(rd, b"Trip").unwrap().ino, b"day 1")
+            .unwrap()
+            .ino;
+        let late = node(&c, day1, "late.jpg", libc::S_IFREG);
+        let later = moved + 1000;
+        c.setattr(
+            late,
+            SetAttr {
+                ctime: Some(Time {
+                    sec: later,
+                    nsec: 0,
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(
             c.purge_recently_deleted(moved + KEEP_SECS + 5, KEEP_SECS)
                 .unwrap(),
-            2
+            1,
+            "only old.txt: Trip holds something newer"
+        );
+        assert_eq!(
+            c.purge_recently_deleted(later + KEEP_SECS, KEEP_SECS)
+                .unwrap(),
+            1
         );
         assert!(c.readdir(rd).unwrap().1.is_empty());
         assert!(

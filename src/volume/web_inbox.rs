@@ -182,6 +182,17 @@ impl Category {
         };
         let root = self.getattr(ROOT_INO)?.attr;
         let owner = (root.uid, root.gid);
+        // Recently Deleted is the devices' own: no change is about anything in it, nor
+        // puts anything there but a delete (which checks what the web saw). A move there
+        // would skip that check, and a node added deep in an old entry would go with it.
+        let in_rd = |dir: &[Vec<u8>]| dir.first().is_some_and(|d| d == RECENTLY_DELETED);
+        let to_rd = match &ch.op {
+            WebOp::Rename { to_dir, .. } => in_rd(to_dir),
+            _ => false,
+        };
+        if in_rd(&ch.dir) || to_rd {
+            return Ok(WebApplied::Skipped("Recently Deleted is the devices' own"));
+        }
         match &ch.op {
             WebOp::Mkdir if ch.dir.is_empty() && ch.name == RECENTLY_DELETED => Ok(
                 WebApplied::Skipped("Recently Deleted is made by the devices"),
@@ -361,8 +372,7 @@ impl Category {
         if to == parent && to_name == ch.name.as_slice() {
             return Ok(WebApplied::Skipped("it is there already"));
         }
-        let name = self.free_name(to, to_name, namer);
-        self.rename(parent, &ch.name, to, &name, 0)?;
+        let name = self.rename_free(parent, &ch.name, to, to_name, namer)?;
         Ok(if name == to_name {
             WebApplied::Done
         } else {
@@ -433,9 +443,29 @@ impl Category {
         namer: &ConflictNamer,
     ) -> VolResult<Vec<u8>> {
         let rd = self.recently_deleted(owner, namer)?;
-        let new = self.free_name(rd, name, namer);
-        self.rename(parent, name, rd, &new, 0)?;
-        Ok(new)
+        self.rename_free(parent, name, rd, name, namer)
+    }
+
+    /// Renames `name` of `parent` into `to` under `want`, or a conflict name if that is
+    /// taken, never replacing anything (a name taken between the look and the rename, by
+    /// a program on the mount, is tried again); returns the name given.
+    fn rename_free(
+        &self,
+        parent: u64,
+        name: &[u8],
+        to: u64,
+        want: &[u8],
+        namer: &ConflictNamer,
+    ) -> VolResult<Vec<u8>> {
+        const RENAME_NOREPLACE: u32 = 1;
+        let mut tries = 0;
+        loop {
+            let new = self.free_name(to, want, namer);
+            match self.rename(parent, name, to, &new, RENAME_NOREPLACE) {
+                Err(VolError::Exists) if tries < 8 => tries += 1,
+                res => return res.map(|()| new),
+            }
+        }
     }
 }
 
@@ -759,17 +789,33 @@ mod tests {
         let ch = mv(7, &[], "Docs", docs_seen, &[], "Papers");
         assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::Done);
         assert_eq!(read(&c, &["Papers", "2026", "b.txt"]), b"A2");
-        // Out of Recently Deleted (a restore made on a device's terms): allowed.
-        let ch = mv(
-            8,
-            &["Recently Deleted"],
-            "gone.txt",
-            c.web_seen(ghost).unwrap(),
-            &[],
-            "back.txt",
-        );
-        assert_eq!(apply(&c, &ch, &[]).unwrap(), WebApplied::Done);
-        assert_eq!(read(&c, &["back.txt"]), b"G");
+        // Nothing moves out of Recently Deleted, into it, or deeper in it: it is the
+        // devices' own (only a delete, which checks what the web saw, puts things there).
+        let seen = c.web_seen(ghost).unwrap();
+        for (from, to) in [
+            (&["Recently Deleted"][..], &[][..]),
+            (&[], &["Recently Deleted"]),
+            (&[], &["Recently Deleted", "deeper"]),
+        ] {
+            let name = if from.is_empty() {
+                "Papers"
+            } else {
+                "gone.txt"
+            };
+            let ch = mv(8, from, name, seen, to, "x");
+            assert_eq!(
+                apply(&c, &ch, &[]).unwrap(),
+                WebApplied::Skipped("Recently Deleted is the devices' own"),
+                "{from:?} -> {to:?}"
+            );
+        }
+        let mk = change(11, &["Recently Deleted", "gone.txt"], "sub", WebOp::Mkdir);
+        assert!(matches!(
+            apply(&c, &mk, &[]).unwrap(),
+            WebApplied::Skipped(_)
+        ));
+        assert_eq!(read(&c, &["Recently Deleted", "gone.txt"]), b"G");
+        assert!(exists(&c, &["Papers"]));
     }
 
     #[test]

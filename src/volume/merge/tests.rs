@@ -361,7 +361,10 @@ fn a_move_keeps_its_later_ctime_and_survives_a_delete() {
 
     // Deleted there, only moved here (a restore out of a folder being emptied): the
     // moved file stays, either way round.
-    let emptied = tree(&[(3, dir()), (4, file(2))], &[(1, "bin", 3), (1, "other", 4)]);
+    let emptied = tree(
+        &[(3, dir()), (4, file(2))],
+        &[(1, "bin", 3), (1, "other", 4)],
+    );
     for (l, r) in [(&local, &emptied), (&emptied, &local)] {
         let m = run(&base, l, r);
         assert!(m.records.contains_key(&2), "{:?}", m.notes);

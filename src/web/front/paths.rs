@@ -41,6 +41,11 @@ pub fn parse(rest: &str) -> Option<DrivePath> {
     let path = segments
         .map(decode_segment)
         .collect::<Option<Vec<String>>>()?;
+    // Deeper than any change may name (FORMAT.md §9f): no page of ours links there, and
+    // the work of a page grows with its depth.
+    if path.len() > crate::format::web_change::MAX_DEPTH + 1 {
+        return None;
+    }
     Some(DrivePath {
         category,
         path,

@@ -14,6 +14,11 @@ use crate::format::web_change::{
 use crate::store::StoreError;
 use crate::volume::RECENTLY_DELETED;
 
+/// Changes waiting in one category, at most: the pages replay them all on every view
+/// (a rename's row costs a pass over those before it), so their number is bounded
+/// besides their bytes.
+const MAX_PENDING: usize = 1024;
+
 /// Tries at claiming a sequence number before giving up (another server claims the same
 /// one only in a race).
 const CLAIM_TRIES: usize = 16;
@@ -107,7 +112,7 @@ impl OpenCategory {
     /// device took in and deleted meanwhile still counts through the head.
     fn claim(&self, make: &dyn Fn(u64) -> WebChange) -> Result<u64, ReadError> {
         for _ in 0..CLAIM_TRIES {
-            let listed = self
+            let numbers: Vec<u64> = self
                 .store
                 .list(&web_change::prefix(self.cat.id))?
                 .iter()
@@ -115,10 +120,17 @@ impl OpenCategory {
                     Some(InboxName::Change(seq)) => Some(seq),
                     _ => None,
                 })
-                .max()
-                .unwrap_or(0);
+                .collect();
+            let done = self.store_web_seq()?;
+            if numbers.iter().filter(|s| **s > done).count() >= MAX_PENDING {
+                return Err(ReadError::ReadOnly(
+                    "Too many changes wait for a device: let one of your devices sync, \
+                     then try again.",
+                ));
+            }
+            let listed = numbers.iter().copied().max().unwrap_or(0);
             let seq = listed
-                .max(self.store_web_seq()?)
+                .max(done)
                 .checked_add(1)
                 .ok_or_else(|| ReadError::Unavailable("the inbox's numbers ran out".into()))?;
             let ch = make(seq);
@@ -319,6 +331,15 @@ impl OpenCategory {
             })
             .collect();
         seqs.sort_unstable();
+        if seqs.len() > MAX_PENDING {
+            // More than the web front ever writes: the pages show the first ones.
+            log::warn!(
+                "web: {} changes wait in {}, showing the first {MAX_PENDING}",
+                seqs.len(),
+                self.cat.name
+            );
+            seqs.truncate(MAX_PENDING);
+        }
         let mut out = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let obj = match self.store.get(&web_change::change_name(self.cat.id, seq)) {
