@@ -123,7 +123,9 @@ fn write_fixture(w: &WebDrive) -> (Value, Vec<u8>) {
                              "content": RENAMED},
                   "move": {"name": "move-me.txt", "folder": "/from-web/Made on the web",
                            "content": MOVED},
-                  "uploads": {"hello from the web.txt": 2000, "scan.bin": (3 << 20) + 17}},
+                  "uploads": {"hello from the web.txt": 2000, "scan.bin": (3 << 20) + 17},
+                  "dropped": {"name": "dropped on the page.txt",
+                              "content": "dropped on the folder's page\n"}},
     });
     (spec, big)
 }

@@ -1,12 +1,13 @@
 """Scenario: changes from the web, signed in (--state). In the spec's "write" folder of
 a standard category: two files uploaded at once through the page's file picker (one of
-several 1 MiB parts), a new folder made with the page's form, a file renamed and another
-moved into the new folder with their rows' "Rename or move" forms, and the spec's victim
-file deleted with its row's button. Each shows at once: the uploads, the folder and the
-renamed and moved files listed as waiting for a device where they go, the moved,
-renamed and deleted rows gone from where they were, and an uploaded and a renamed file
-read back byte for byte before any device took them in. Refused: a form without the
-session's token, a rename onto a taken name, and any change to an end-to-end category. Screenshot: the folder with its waiting changes. The
+several 1 MiB parts) and one dropped on the page, a new folder made with the page's
+form, a file renamed and another moved into the new folder with their rows' "Rename or
+move" forms, and the spec's victim file deleted with its row's button. Each shows at
+once: the uploads, the folder and the renamed and moved files listed as waiting for a
+device where they go, the moved, renamed and deleted rows gone from where they were,
+and an uploaded and a renamed file read back byte for byte before any device took them
+in. Refused: a form without the session's token, a rename onto a taken name, and any
+change to an end-to-end category. Screenshot: the folder with its waiting changes. The
 uploaded files stay in --out for the caller to compare with what the device gets.
 
 Inputs: --url --out --state --spec.
@@ -59,6 +60,21 @@ def body(args, result, b):
         page.locator("form#upload [type=submit]").click()
     check(steps.path_of(page.url) == steps.path_of(here), f"after the upload, at {page.url}")
 
+    # A file dropped on the page (upload.js: the drop fills the picker and posts it).
+    drop = w["dropped"]
+    dt = page.evaluate_handle(
+        """([name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, {type: "text/plain"}));
+            return dt;
+        }""",
+        [drop["name"], drop["content"]],
+    )
+    with page.expect_navigation():
+        page.dispatch_event("body", "drop", {"dataTransfer": dt})
+    check(steps.path_of(page.url) == steps.path_of(here), f"after the drop, at {page.url}")
+    files[drop["name"]] = (None, hashlib.sha256(drop["content"].encode()).hexdigest())
+
     page.fill("#newname", w["new_folder"])
     with page.expect_navigation():
         page.locator("form#mkdir [type=submit]").click()
@@ -92,7 +108,7 @@ def body(args, result, b):
     shot = browser.screenshot(page, args.out, "folder-changes")
 
     # Read after write: an upload no device took in yet, read back whole.
-    big = max(files, key=lambda n: w["uploads"][n])
+    big = max(w["uploads"], key=w["uploads"].get)
     r = ctx.request.get(file_url(args.url, cat, f"{folder}/{big}"), max_redirects=0)
     check(r.status == 200, f"the pending upload {big!r} got {r.status}")
     check(hashlib.sha256(r.body()).hexdigest() == files[big][1],
