@@ -102,7 +102,25 @@ def main():
                      "columns are best peer / cirrus, so > 1 always means Cirrus "
                      "is better; the best peer of each column is named in "
                      "parentheses. Peers are gocryptfs, cryfs and securefs (the "
-                     "plain directory is not a peer).")
+                     "ceiling and the plain directory are not peers).")
+    if "cirrus" in fss and "ceiling" in fss:
+        row = ["cirrus / ceiling"]
+        if status["cirrus"][0] == 0 or status["ceiling"][0] == 0:
+            row += ["n/a (cirrus or the ceiling failed)"] + [""] * (len(METRICS) - 1)
+        else:
+            for key, _, higher in METRICS:
+                c, top = med["cirrus"][key], med["ceiling"][key]
+                if c is None or top is None or c <= 0 or top <= 0:
+                    row.append("-")
+                else:
+                    row.append(f"{(c / top if higher else top / c):.2f}")
+        row.append("")
+        table.append(row)
+        notes.append("Ceiling row: a FUSE passthrough with no crypto "
+                     "(examples/passthrough.rs) mounted as Cirrus mounts (same fuser, "
+                     "threads, TTL, max_write, options, capabilities, read-ahead). "
+                     "cirrus / ceiling is the share of what FUSE allows that Cirrus "
+                     "reaches (same convention: 1 = as fast as the ceiling).")
 
     for fs in fss:
         nok, fails = status[fs]
