@@ -253,6 +253,24 @@ impl WebChange {
     }
 }
 
+#[cfg(test)]
+impl WebChange {
+    /// A change for the tests of every layer: its id from `seq`, a fixed creation time,
+    /// no base head.
+    pub(crate) fn sample(seq: u64, dir: &[&str], name: &str, op: WebOp) -> WebChange {
+        WebChange {
+            seq,
+            id: [seq as u8; 16],
+            created: 1_790_000_000,
+            base_counter: 0,
+            base_hash: [0; 32],
+            dir: dir.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            name: name.as_bytes().to_vec(),
+            op,
+        }
+    }
+}
+
 /// The outer layout of a stored change or part: the key version in clear (which key
 /// opens it), then the sealed blob.
 pub fn split_object(obj: &[u8]) -> Result<(u32, &[u8]), FormatError> {

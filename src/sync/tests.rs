@@ -185,16 +185,7 @@ fn web_changes_apply_once_and_garbage_moves_nothing() {
     use crate::format::web_change::{self, WebChange, WebOp};
     let (sy, store, _acks, _dir) = syncer_with(1, |s| vec![crate::volume::testing::open(s, 3)]);
     let c = sy.cats[0].clone();
-    let mkdir = |seq: u64, name: &str| WebChange {
-        seq,
-        id: [seq as u8; 16],
-        created: 0,
-        base_counter: 0,
-        base_hash: [0; 32],
-        dir: vec![],
-        name: name.as_bytes().to_vec(),
-        op: WebOp::Mkdir,
-    };
+    let mkdir = |seq: u64, name: &str| WebChange::sample(seq, &[], name, WebOp::Mkdir);
     let first = c.seal_web_change(&mkdir(1, "from the web")).unwrap();
     store.put(&web_change::change_name(3, 1), &first).unwrap();
     store
@@ -227,16 +218,7 @@ fn a_command_takes_web_changes_in_itself_and_stops_on_one_that_waits() {
     use crate::store::{MemStore, Store};
     let store: Arc<dyn Store> = Arc::new(MemStore::new());
     let c = crate::volume::testing::open(&store, 3);
-    let change = |seq: u64, name: &str, op: WebOp| WebChange {
-        seq,
-        id: [seq as u8; 16],
-        created: 0,
-        base_counter: 0,
-        base_hash: [0; 32],
-        dir: vec![],
-        name: name.as_bytes().to_vec(),
-        op,
-    };
+    let change = |seq: u64, name: &str, op: WebOp| WebChange::sample(seq, &[], name, op);
     let put = |ch: &WebChange| {
         let obj = c.seal_web_change(ch).unwrap();
         store

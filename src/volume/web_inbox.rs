@@ -492,16 +492,7 @@ mod tests {
     }
 
     fn change(seq: u64, dir: &[&str], name: &str, op: WebOp) -> WebChange {
-        WebChange {
-            seq,
-            id: [seq as u8; 16],
-            created: 1_790_000_000,
-            base_counter: 0,
-            base_hash: [0; 32],
-            dir: dir.iter().map(|d| d.as_bytes().to_vec()).collect(),
-            name: name.as_bytes().to_vec(),
-            op,
-        }
+        WebChange::sample(seq, dir, name, op)
     }
 
     /// An upload of `data`, its parts sealed by `c` as the server would.

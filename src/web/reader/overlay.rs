@@ -252,18 +252,9 @@ mod tests {
     }
 
     fn ch(seq: u64, at: &str, op: WebOp) -> WebChange {
-        let mut path = p(at);
+        let mut path: Vec<&str> = at.split('/').filter(|x| !x.is_empty()).collect();
         let name = path.pop().unwrap();
-        WebChange {
-            seq,
-            id: [seq as u8; 16],
-            created: 1_790_000_000,
-            base_counter: 0,
-            base_hash: [0; 32],
-            dir: path,
-            name,
-            op,
-        }
+        WebChange::sample(seq, &path, name, op)
     }
 
     const SEEN: Seen = Seen {
