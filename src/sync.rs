@@ -7,11 +7,11 @@ use crate::crypto::SecretKey;
 use crate::format::{gc_marks, names};
 use crate::store::writeback::WriteBack;
 use crate::store::{StoreError, etag_of};
-use crate::volume::{Category, SyncOutcome};
+use crate::volume::{Category, Stale, SyncOutcome};
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What one poll did. Also the `pull` part of `cirrus sync --json` and of the daemon's
@@ -211,7 +211,12 @@ pub struct Syncer {
     /// When Recently Deleted was last looked at (at most hourly: a poll is every few
     /// seconds, and 30 days do not need that precision).
     purged: Mutex<Option<Instant>>,
+    /// Where what a poll changed behind the kernel's back goes (set once mounted).
+    kernel: OnceLock<TellKernel>,
 }
+
+/// Passes a category's `Stale` notes to the kernel (`fs::Invalidator`).
+pub type TellKernel = Box<dyn Fn(u32, &[Stale]) + Send + Sync>;
 
 impl Syncer {
     pub fn new(
@@ -237,6 +242,25 @@ impl Syncer {
             busy: Mutex::new(()),
             failures: Mutex::new(HashMap::new()),
             purged: Mutex::new(None),
+            kernel: OnceLock::new(),
+        }
+    }
+
+    /// From now on, every poll ends by telling the kernel what it changed (a mount sets
+    /// this once; the categories must be watched, `Category::watch_for_kernel`).
+    pub fn tell_kernel_with(&self, tell: TellKernel) {
+        if self.kernel.set(tell).is_err() {
+            warn!("the kernel is already told of this mount's changes");
+        }
+    }
+
+    /// Hands each category's notes to the kernel, outside every category's lock.
+    fn tell_kernel(&self) {
+        let Some(tell) = self.kernel.get() else {
+            return;
+        };
+        for c in &self.cats {
+            tell(c.id, &c.take_stale());
         }
     }
 
@@ -391,6 +415,8 @@ impl Syncer {
             self.take_web_changes(&mut rep);
             self.purge_recently_deleted();
         }
+        // Before the acknowledgement, so `cirrus sync` returns with the mount fresh.
+        self.tell_kernel();
         if rep.unreachable.is_none() {
             self.acknowledge(force, started, whole && rep.errors().is_empty(), gc_epoch);
         }

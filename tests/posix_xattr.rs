@@ -1,4 +1,4 @@
-//! Extended attributes in the `user.` namespace.
+//! Extended attributes in the `user.` namespace; the others are not supported (EOPNOTSUPP).
 // A panic is how a test fails: unwrap and expect are its assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -83,6 +83,43 @@ fn xattr_missing_is_enodata() {
         libc::ENOENT,
         "getxattr on missing file",
     );
+}
+
+#[test]
+fn namespaces_other_than_user_are_unsupported_so_ls_stops_asking() {
+    let d = Drive::mount();
+    let f = d.notes().join("f");
+    fs::write(&f, b"x").expect("write");
+    for name in [
+        "security.selinux",
+        "system.posix_acl_access",
+        "system.posix_acl_default",
+        "trusted.x",
+    ] {
+        assert_errno(get_xattr(&f, name), libc::EOPNOTSUPP, name);
+        assert_errno(get_xattr(&d.notes(), name), libc::EOPNOTSUPP, name);
+        // (The kernel answers some ACL changes itself: a bad format, a default ACL of a
+        // file.)
+        if !name.starts_with("system.") {
+            assert_errno(remove_xattr(&f, name), libc::EOPNOTSUPP, name);
+            assert_errno(set_xattr(&f, name, b"v", 0), libc::EOPNOTSUPP, name);
+        }
+    }
+    // GNU ls takes EOPNOTSUPP as "no labels or ACLs on this filesystem" and lists on.
+    let out = std::process::Command::new("ls")
+        .arg("-l")
+        .arg(d.notes())
+        .output()
+        .expect("ls");
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw") && l.ends_with(" f")),
+        "{listing}"
+    );
+    assert!(!listing.contains("-rw-r--r--+"), "no ACL mark: {listing}");
 }
 
 #[test]

@@ -37,10 +37,20 @@ fn two_devices(sw: &Seaweed, prefix: &str) -> (Drive, Drive) {
 
 /// [`two_devices`], with `server` (key service arguments) given to `init` and `device add`.
 fn two_devices_with(sw: &Seaweed, prefix: &str, server: &[&str]) -> (Drive, Drive) {
+    two_devices_mounting(sw, prefix, server, MOUNT_ARGS)
+}
+
+/// [`two_devices_with`], both mounting with `mount_args`.
+fn two_devices_mounting(
+    sw: &Seaweed,
+    prefix: &str,
+    server: &[&str],
+    mount_args: &[&str],
+) -> (Drive, Drive) {
     let mut init = vec!["--device-name", "laptop"];
     init.extend_from_slice(server);
-    let a = sw.drive(prefix, MOUNT_ARGS, &init);
-    let b = sw.blank_drive(MOUNT_ARGS);
+    let a = sw.drive(prefix, mount_args, &init);
+    let b = sw.blank_drive(mount_args);
     let (child, code) = start_join_at(&b, &sw.url(prefix), server);
     let (joined, t) = approve_and_finish(&a, child, &code);
     assert!(joined, "device add failed:\n{t}");
@@ -621,6 +631,91 @@ fn a_device_that_only_read_takes_in_edits_and_deletes_without_conflicts() {
         a.notes().join("b.txt").exists()
     });
     assert!(!a.notes().join("h.txt").exists());
+}
+
+#[test]
+fn with_long_kernel_timeouts_a_sync_shows_the_other_devices_changes_at_once() {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::PermissionsExt;
+    // The kernel may keep names and attributes for 10 minutes: only the daemon's
+    // notifications after a merge can make B see A's changes (no waiting below).
+    let args = [MOUNT_ARGS, &["--attr-timeout", "600"][..]].concat();
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices_mounting(&sw, "fresh", &[], &args);
+    a.mount_again();
+    b.mount_again();
+    let (an, bn) = (a.notes(), b.notes());
+    fs::create_dir(an.join("dir")).unwrap();
+    for (name, data) in [
+        ("renamed.txt", &b"r"[..]),
+        ("deleted.txt", b"d"),
+        ("grows.txt", b"small"),
+        ("chmod.txt", b"m"),
+    ] {
+        fs::write(an.join(name), data).unwrap();
+    }
+    fs::write(an.join("pages.bin"), vec![b'1'; 200_000]).unwrap();
+    sync(&a);
+    sync(&b);
+    // B looks at everything (so the kernel caches it) and keeps pages.bin open with its
+    // pages cached; it looks up a name that does not exist yet.
+    for name in [
+        "renamed.txt",
+        "deleted.txt",
+        "grows.txt",
+        "chmod.txt",
+        "dir",
+    ] {
+        fs::symlink_metadata(bn.join(name)).unwrap();
+    }
+    assert_eq!(fs::read(bn.join("grows.txt")).unwrap(), b"small");
+    let mut open = fs::File::open(bn.join("pages.bin")).unwrap();
+    let mut cached = Vec::new();
+    open.read_to_end(&mut cached).unwrap();
+    assert!(cached.iter().all(|c| *c == b'1') && cached.len() == 200_000);
+    assert!(fs::symlink_metadata(bn.join("late.txt")).is_err());
+
+    fs::rename(an.join("renamed.txt"), an.join("dir/moved.txt")).unwrap();
+    fs::remove_file(an.join("deleted.txt")).unwrap();
+    fs::write(an.join("grows.txt"), b"much bigger now").unwrap();
+    fs::set_permissions(an.join("chmod.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(an.join("late.txt"), b"late").unwrap();
+    fs::write(an.join("pages.bin"), vec![b'2'; 200_000]).unwrap();
+    sync(&a);
+    sync(&b);
+
+    assert!(!bn.join("renamed.txt").exists(), "the old name is gone");
+    assert_eq!(fs::read(bn.join("dir/moved.txt")).unwrap(), b"r");
+    assert!(!bn.join("deleted.txt").exists(), "the delete shows");
+    assert_eq!(fs::metadata(bn.join("grows.txt")).unwrap().len(), 15);
+    assert_eq!(fs::read(bn.join("grows.txt")).unwrap(), b"much bigger now");
+    let mode = fs::metadata(bn.join("chmod.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the mode change shows");
+    assert_eq!(fs::read(bn.join("late.txt")).unwrap(), b"late");
+    let mut again = Vec::new();
+    open.seek(SeekFrom::Start(0)).unwrap();
+    open.read_to_end(&mut again).unwrap();
+    assert!(
+        again.len() == 200_000 && again.iter().all(|c| *c == b'2'),
+        "the handle opened before reads the new content, not the cached pages"
+    );
+    assert!(
+        fs::read(bn.join("pages.bin"))
+            .unwrap()
+            .iter()
+            .all(|c| *c == b'2')
+    );
+    let names: Vec<String> = fs::read_dir(&bn)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("conflict")),
+        "B changed nothing: {names:?}"
+    );
 }
 
 #[test]

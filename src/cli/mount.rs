@@ -27,9 +27,10 @@ pub struct MountArgs {
     /// Seconds between automatic commits of written data.
     #[arg(long, default_value_t = 5)]
     pub commit_interval: u64,
-    /// Seconds the kernel may cache names and attributes. Every change goes through this
-    /// daemon, so long timeouts are safe on one device.
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds the kernel may cache names and attributes. Safe when long: every local
+    /// change goes through this daemon, and the daemon tells the kernel what each change
+    /// from another device or the web made stale.
+    #[arg(long, default_value_t = 60.0)]
     pub attr_timeout: f64,
     /// FUSE capabilities to request (comma list of readdirplus, parallel-dirops,
     /// killpriv, writeback, posix-acl; or none). For benchmarking.

@@ -24,7 +24,7 @@ pub use umount::{UmountProgress, Unmounted, umount};
 use crate::account::Unlocked;
 use crate::account::remote::NoSession;
 use crate::cache::ChunkCache;
-use crate::fs::{CirrusFs, FsOptions};
+use crate::fs::{CirrusFs, FsOptions, Invalidator};
 use crate::home::Home;
 use crate::store::writeback::WriteBack;
 use crate::sync::Syncer;
@@ -253,6 +253,10 @@ pub fn serve(
         device_slot: acct.device_slot(),
     };
     let (cats, locked) = open_categories(&acct, &cache, &vopts);
+    // Before any job runs: what a poll changes from now on reaches the kernel.
+    for c in &cats {
+        c.watch_for_kernel();
+    }
     let store = acct.store.clone();
     let mut run = start_jobs(acct, mp, opts, cache, cats);
     let handler = requests::handler(requests::Served {
@@ -274,6 +278,10 @@ pub fn serve(
         Box::new(move || store.usage()),
     );
     let bg = mount_session(fs, mp, opts)?;
+    if let Some(sy) = &run.syncer {
+        let kernel = Invalidator::new(bg.notifier());
+        sy.tell_kernel_with(Box::new(move |cat, stale| kernel.tell(cat, stale)));
+    }
     // Before telling the parent we are mounted, so `cirrus rotate` right after finds it.
     let control = match control::Server::start(&run.home, handler) {
         Ok(c) => Some(c),

@@ -516,7 +516,12 @@ impl fuser::Filesystem for CirrusFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some((c, i)) = self.split(ino) else {
-            reply.error(Errno::NO_XATTR);
+            // The drive's root has no attributes, and stores none of any namespace.
+            reply.error(if name.as_bytes().starts_with(b"user.") {
+                Errno::NO_XATTR
+            } else {
+                Errno::EOPNOTSUPP
+            });
             return;
         };
         match c.getxattr(i, name.as_bytes()) {

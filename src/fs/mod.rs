@@ -5,6 +5,7 @@
 
 mod attr;
 mod errno;
+mod invalidate;
 mod kernel;
 
 use crate::format::record::Time;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use attr::kind_type;
 pub use errno::errno;
+pub use invalidate::Invalidator;
 
 const CAT_SHIFT: u32 = 40;
 const LOCAL_MASK: u64 = (1 << CAT_SHIFT) - 1;

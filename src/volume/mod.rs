@@ -8,6 +8,7 @@ mod load;
 mod merge;
 mod recently_deleted;
 mod rotate;
+mod stale;
 mod sync;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub use recently_deleted::KEEP_SECS as RECENTLY_DELETED_KEEP_SECS;
 pub use rotate::{Rotation, RotationProgress};
+pub use stale::Stale;
 pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
 pub use verify::{Usage, VerifyReport};
@@ -366,6 +368,8 @@ struct State {
     open: HashMap<u64, u32>,
     /// The next commit writes a head even if nothing else changed (rotation state moved).
     head_dirty: bool,
+    /// What changes the kernel did not ask for made stale (`stale.rs`); `None` unmounted.
+    stale: Option<Vec<stale::Stale>>,
 }
 
 /// The records loaded so far, by metadata leaf, and which leaves the next commit writes.

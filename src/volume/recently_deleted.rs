@@ -68,8 +68,10 @@ impl Category {
             let node = self.lookup(p, &n)?;
             if node.attr.mode & libc::S_IFMT != libc::S_IFDIR {
                 self.unlink(p, &n)?;
+                self.mark_stale([super::stale::entry(p, &n)]);
             } else if emptied {
                 self.rmdir(p, &n)?;
+                self.mark_stale([super::stale::entry(p, &n)]);
             } else {
                 if !opened.insert(node.ino) {
                     return Err(VolError::Integrity {

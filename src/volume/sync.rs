@@ -232,6 +232,7 @@ impl Category {
             copies,
             notes,
         } = merged;
+        Self::mark_replaced(&mut s, &records);
         let kept_open = Self::install_tree(&mut s, records, &remote_tree, &copies, rv.under_old);
         if let Err(e) = self.refill(&mut s, &keys, &copied, &resealed) {
             return Err(self.fail_half_merged(&mut s, e));

@@ -565,9 +565,7 @@ impl Category {
     }
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> VolResult<()> {
-        if !name.starts_with(b"user.") {
-            return Err(VolError::Unsupported("only user.* extended attributes"));
-        }
+        user_namespace(name)?;
         if name.len() > 255 {
             return Err(VolError::AttrTooBig);
         }
@@ -591,6 +589,7 @@ impl Category {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> VolResult<Vec<u8>> {
+        user_namespace(name)?;
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         Self::rec(&s, ino)?
@@ -607,6 +606,7 @@ impl Category {
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> VolResult<()> {
+        user_namespace(name)?;
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         let r = Self::rec_mut(&mut s, ino)?;
@@ -616,5 +616,17 @@ impl Category {
         r.attr.ctime = Time::now();
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         Ok(())
+    }
+}
+
+/// Only `user.*` attributes are stored. Reading a name of another namespace says so
+/// (EOPNOTSUPP, as setting one does) rather than "no such attribute" (ENODATA): tools
+/// such as `ls -l` then stop asking for SELinux labels and ACLs on this mount after its
+/// first file, instead of costing a kernel round trip each per file.
+fn user_namespace(name: &[u8]) -> VolResult<()> {
+    if name.starts_with(b"user.") {
+        Ok(())
+    } else {
+        Err(VolError::Unsupported("only user.* extended attributes"))
     }
 }

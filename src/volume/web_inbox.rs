@@ -6,6 +6,7 @@
 //! records the change's sequence number in its next head.
 
 use super::merge::ConflictNamer;
+use super::stale::entry;
 use super::{Category, Keys, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError, VolResult};
 use crate::crypto;
 use crate::format::context::{Context, ObjKind};
@@ -204,10 +205,12 @@ impl Category {
                     Ok(_) => {
                         let name = self.free_name(parent, &ch.name, &namer);
                         self.create_node(parent, &name, dir_node(owner))?;
+                        self.mark_stale([entry(parent, &name)]);
                         Ok(WebApplied::ConflictCopy(name))
                     }
                     Err(VolError::NotFound) => {
                         self.create_node(parent, &ch.name, dir_node(owner))?;
+                        self.mark_stale([entry(parent, &ch.name)]);
                         Ok(WebApplied::Done)
                     }
                     Err(e) => Err(e),
@@ -286,6 +289,7 @@ impl Category {
                 target: None,
             },
         )?;
+        self.mark_stale([entry(parent, &name)]);
         let written = (|| {
             for n in 0..nparts {
                 let data = part(n)?;
@@ -309,9 +313,11 @@ impl Category {
         if let Err(e) = written {
             // Back as before: the half-written file goes, the replaced one comes back.
             let _ = self.unlink(parent, &name);
+            self.mark_stale([entry(parent, &name)]);
             if let Some(old) = moved {
                 let rd = self.recently_deleted(owner, namer)?;
                 let _ = self.rename(rd, &old, parent, &ch.name, 0);
+                self.mark_stale([entry(rd, &old), entry(parent, &ch.name)]);
             }
             return Err(e);
         }
@@ -402,9 +408,15 @@ impl Category {
                 Ok(n) if is_dir(&n) => n.ino,
                 Ok(_) => {
                     let name = self.free_name(ino, seg, namer);
-                    self.create_node(ino, &name, dir_node(owner))?.ino
+                    let made = self.create_node(ino, &name, dir_node(owner))?.ino;
+                    self.mark_stale([entry(ino, &name)]);
+                    made
                 }
-                Err(VolError::NotFound) => self.create_node(ino, seg, dir_node(owner))?.ino,
+                Err(VolError::NotFound) => {
+                    let made = self.create_node(ino, seg, dir_node(owner))?.ino;
+                    self.mark_stale([entry(ino, seg)]);
+                    made
+                }
                 Err(e) => return Err(e),
             };
         }
@@ -463,7 +475,11 @@ impl Category {
             let new = self.free_name(to, want, namer);
             match self.rename(parent, name, to, &new, RENAME_NOREPLACE) {
                 Err(VolError::Exists) if tries < 8 => tries += 1,
-                res => return res.map(|()| new),
+                res => {
+                    res?;
+                    self.mark_stale([entry(parent, name), entry(to, &new)]);
+                    return Ok(new);
+                }
             }
         }
     }
