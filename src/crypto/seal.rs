@@ -187,6 +187,40 @@ pub fn open(
     context: &[u8],
     sealed: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
+    let (len, body_len, k) = verify(key, suite, context, sealed)?;
+    let mut body = sealed[HEADER..HEADER + body_len].to_vec();
+    if suite == Suite::XtsBlake3 {
+        Xts::new(&k.k1, &k.k2).decrypt_area(&mut body, 0);
+    }
+    body.truncate(len);
+    Ok(body)
+}
+
+/// [`open`] where the sealed bytes lie: checks the MAC, then decrypts the body in place and
+/// returns the plaintext's range in `sealed`. Nothing is changed unless the MAC holds, so
+/// a caller may try another key on the same bytes. Spares a buffer per blob on the read
+/// path (docs/BENCH.md, profiles).
+pub fn open_in_place(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>, CryptoError> {
+    let (len, body_len, k) = verify(key, suite, context, sealed)?;
+    if suite == Suite::XtsBlake3 {
+        Xts::new(&k.k1, &k.k2).decrypt_area(&mut sealed[HEADER..HEADER + body_len], 0);
+    }
+    Ok(HEADER..HEADER + len)
+}
+
+/// Checks a sealed object's layout and MAC; returns the plaintext length, the body length
+/// and the subkeys to decrypt with.
+fn verify(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    sealed: &[u8],
+) -> Result<(usize, usize, SubKeys), CryptoError> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(CryptoError::Malformed);
     }
@@ -218,10 +252,43 @@ pub fn open(
     if expect != got {
         return Err(CryptoError::BadTag);
     }
-    let mut body = authed[HEADER..].to_vec();
-    if suite == Suite::XtsBlake3 {
-        Xts::new(&k.k1, &k.k2).decrypt_area(&mut body, 0);
+    Ok((len, body_len, k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_in_place_agrees_with_open_and_leaves_a_refused_blob_as_it_was() {
+        let key = SecretKey::from_bytes([7; 32]);
+        let other = SecretKey::from_bytes([8; 32]);
+        for suite in [Suite::XtsBlake3, Suite::MacOnly] {
+            for len in [0usize, 5, 16, 4095, 4097, 262_144] {
+                let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let sealed = seal_with_nonce(&key, suite, b"ctx", &plain, &[3; NONCE]);
+                let mut buf = sealed.clone();
+                let r = open_in_place(&key, suite, b"ctx", &mut buf).unwrap();
+                assert_eq!(&buf[r], &plain[..]);
+                assert_eq!(open(&key, suite, b"ctx", &sealed).unwrap(), plain);
+                // A wrong key, a wrong context and a flipped byte: refused, untouched.
+                let mut buf = sealed.clone();
+                assert_eq!(
+                    open_in_place(&other, suite, b"ctx", &mut buf),
+                    Err(CryptoError::BadTag)
+                );
+                assert_eq!(
+                    open_in_place(&key, suite, b"ctX", &mut buf),
+                    Err(CryptoError::BadTag)
+                );
+                assert_eq!(buf, sealed);
+                let mut bad = sealed.clone();
+                let at = bad.len() - TAG - 1;
+                bad[at] ^= 1;
+                let copy = bad.clone();
+                assert!(open_in_place(&key, suite, b"ctx", &mut bad).is_err());
+                assert_eq!(bad, copy);
+            }
+        }
     }
-    body.truncate(len);
-    Ok(body)
 }

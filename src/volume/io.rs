@@ -11,7 +11,7 @@ pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
 /// Copies the part of a chunk starting at `in_chunk` into `dst`; bytes past the chunk's
 /// end stay zero (holes and the sparse tail).
-fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
+pub(super) fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
     if in_chunk < src.len() {
         let n = (src.len() - in_chunk).min(dst.len());
         dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
@@ -104,12 +104,13 @@ impl Category {
         let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
         out.clear();
         let keys;
+        let size;
         {
             let mut s = self.lock();
             // With the refs: the keys they were sealed under (a rotation may move on).
             keys = self.keys();
             self.ensure_leaf(&mut s, ino)?;
-            let size = Self::file_size(&s, ino)?;
+            size = Self::file_size(&s, ino)?;
             if offset >= size {
                 return Ok(());
             }
@@ -152,6 +153,11 @@ impl Category {
         }
         for (idx, in_chunk, at, take, fill) in later {
             let plain = match fill {
+                // The read spans the whole chunk (a stream): straight into `out`.
+                Fill::Stored(r) if in_chunk == 0 && take == chunk_span(size, idx) => {
+                    self.read_chunk_into(&keys, ino, idx, &r, &mut out[at..at + take as usize])?;
+                    continue;
+                }
                 Fill::Stored(r) => self.load_chunk(&keys, ino, idx, &r)?,
                 Fill::Sealed(sealed, tag) => {
                     let what = || format!("chunk {idx} of inode {ino} (unsynced)");
@@ -323,4 +329,9 @@ impl Category {
         }
         total
     }
+}
+
+/// How many bytes of a file of `size` bytes chunk `idx` spans.
+fn chunk_span(size: u64, idx: u64) -> u64 {
+    size.saturating_sub(idx * CHUNK_SIZE).min(CHUNK_SIZE)
 }

@@ -397,6 +397,40 @@ impl Category {
         Ok(plain)
     }
 
+    /// A chunk's plaintext copied into `out` (the chunk's whole span in the file; a chunk
+    /// written shorter reads as zeros past its end), decrypted where it was
+    /// fetched and not kept in the cache: for reads of whole chunks, which the kernel's
+    /// page cache keeps. Filling the cache with a cold stream cost a fresh page per 4 KiB
+    /// (a quarter of the daemon's time reading cold; docs/BENCH.md, profiles).
+    pub(super) fn read_chunk_into(
+        &self,
+        keys: &Keys,
+        ino: u64,
+        idx: u64,
+        r: &BlobRef,
+        out: &mut [u8],
+    ) -> VolResult<()> {
+        if let Some(c) = self.cache.get(&self.ckey(ino, idx, r.tag)) {
+            super::io::copy_part(&c, 0, out);
+            return Ok(());
+        }
+        let what = || format!("chunk {idx} of inode {ino}");
+        let mut sealed = self.fetch_blob(r, &what)?;
+        let ctx = Context::chunk(self.id, ino, idx).to_bytes();
+        let range = keys
+            .open_in_place(self.suite, &ctx, &mut sealed)
+            .map_err(|e| {
+                let err = VolError::Integrity {
+                    what: what(),
+                    why: e.to_string(),
+                };
+                error!("category {}: {err}", self.name);
+                err
+            })?;
+        super::io::copy_part(&sealed[range], 0, out);
+        Ok(())
+    }
+
     /// The sealed bytes of a chunk that is still in the open pack buffer.
     pub(super) fn pending_sealed<'a>(
         s: &'a State,

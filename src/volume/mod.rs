@@ -314,6 +314,24 @@ impl Keys {
             r => r.map(|p| (p, false)),
         }
     }
+
+    /// [`Keys::open`] where the sealed bytes lie (`crypto::open_in_place`): the plaintext's
+    /// range in `sealed`.
+    fn open_in_place(
+        &self,
+        suite: Suite,
+        ctx: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, crate::crypto::CryptoError> {
+        match crate::crypto::open_in_place(&self.key, suite, ctx, sealed) {
+            // Untouched when the MAC fails: the old key gets the same bytes.
+            Err(crate::crypto::CryptoError::BadTag) => match &self.old {
+                Some((_, old)) => crate::crypto::open_in_place(old, suite, ctx, sealed),
+                None => Err(crate::crypto::CryptoError::BadTag),
+            },
+            r => r,
+        }
+    }
 }
 
 /// An open category: its tree, guarded by one lock.
