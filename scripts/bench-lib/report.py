@@ -16,6 +16,7 @@ GROUPS = [
         ("read_mbs", "read MB/s (drop_caches)", True),
         ("cold_mbs", "read MB/s (cold)", True),
         ("untar_s", "untar s", False),
+        ("untar_fresh_s", "untar s (fresh fs)", False),
         ("md5_s", "md5 s", False),
         ("ls_s", "ls -lR s", False),
         ("rm_s", "rm s", False),

@@ -44,6 +44,15 @@ impl ChunkCache {
         self.lock().lru.get(key).cloned()
     }
 
+    /// Removes and returns an entry: for a chunk about to be rewritten, whose buffer the
+    /// writer can then take over instead of copying it (the old version is stale anyway).
+    pub fn take(&self, key: &ChunkKey) -> Option<Arc<Vec<u8>>> {
+        let mut g = self.lock();
+        let v = g.lru.pop(key)?;
+        g.bytes -= v.len();
+        Some(v)
+    }
+
     pub fn insert(&self, key: ChunkKey, data: Arc<Vec<u8>>) {
         let mut g = self.lock();
         if data.len() > g.cap {

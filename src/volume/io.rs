@@ -54,19 +54,40 @@ impl Category {
         Source::Hole
     }
 
-    /// Current plaintext of a chunk, as an owned buffer for modification.
+    /// Current plaintext of a chunk, as an owned buffer for modification. A sealed
+    /// version's cache entry is taken over rather than copied (it is about to be stale):
+    /// copying 256 KiB into a fresh buffer per small write was a fifth of the daemon's
+    /// time under SQLite (docs/BENCH.md, profiles).
     fn chunk_owned(&self, s: &mut State, ino: u64, idx: u64) -> VolResult<Vec<u8>> {
+        let unshared = |a: Arc<Vec<u8>>| Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
         Ok(match Self::chunk_source(s, ino, idx) {
             Source::Dirty => {
                 let v = s.buf.dirty.remove(&(ino, idx)).unwrap_or_default();
                 self.sub_dirty(s, v.len());
                 v
             }
-            Source::Pending(p) => self.load_pending(s, ino, idx, p)?.as_ref().clone(),
-            Source::Stored(r) => self
-                .load_chunk(&self.keys(), ino, idx, &r)?
-                .as_ref()
-                .clone(),
+            Source::Pending(p) => {
+                let key = self.ckey(ino, idx, p.tag);
+                match self.cache.take(&key) {
+                    Some(a) => unshared(a),
+                    None => {
+                        let a = self.load_pending(s, ino, idx, p)?;
+                        drop(self.cache.take(&key));
+                        unshared(a)
+                    }
+                }
+            }
+            Source::Stored(r) => {
+                let key = self.ckey(ino, idx, r.tag);
+                match self.cache.take(&key) {
+                    Some(a) => unshared(a),
+                    None => {
+                        let a = self.load_chunk(&self.keys(), ino, idx, &r)?;
+                        drop(self.cache.take(&key));
+                        unshared(a)
+                    }
+                }
+            }
             Source::Hole => Vec::new(),
         })
     }
