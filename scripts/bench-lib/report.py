@@ -152,6 +152,13 @@ def main():
             tables.append(build(g))
 
     for fs in fss:
+        steps = sorted({r["step_failed"] for r in rows.get(fs, {}).values()
+                        if "step_failed" in r})
+        for why in steps:
+            runs = [run for run, r in rows.get(fs, {}).items() if r.get("step_failed") == why]
+            notes.append(f"{fs}: a step failed in run(s) {', '.join(sorted(runs))} "
+                         f"(its columns are left out of those runs): {why}")
+    for fs in fss:
         nok, fails = status[fs]
         if fails and nok > 0:
             notes.append(f"{fs}: {len(fails)} run(s) failed and are excluded: "
