@@ -105,6 +105,11 @@ fn namespaces_other_than_user_are_unsupported_so_ls_stops_asking() {
             assert_errno(set_xattr(&f, name, b"v", 0), libc::EOPNOTSUPP, name);
         }
     }
+    assert_errno(
+        remove_xattr(&d.notes(), "trusted.x"),
+        libc::EOPNOTSUPP,
+        "the category's root",
+    );
     // GNU ls takes EOPNOTSUPP as "no labels or ACLs on this filesystem" and lists on.
     let out = std::process::Command::new("ls")
         .arg("-l")

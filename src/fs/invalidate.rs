@@ -49,8 +49,14 @@ impl Invalidator {
                     ),
                 ),
             };
-            if let Err(e) = res {
-                warn!("cannot tell the kernel that an {what} changed: {e}");
+            match res {
+                Ok(()) => {}
+                // Unmounted (a poll that finishes uploads after the session ended).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::EBADF)) => {
+                    debug!("the kernel is gone; {} notes dropped", stale.len());
+                    return;
+                }
+                Err(e) => warn!("cannot tell the kernel that an {what} changed: {e}"),
             }
         }
         // A directory's size, times and link count change with its names.

@@ -16,6 +16,13 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+/// Files open with `FOPEN_NOFLUSH` (a close commits nothing, so it needs no round trip)
+/// and `FOPEN_KEEP_CACHE`: the kernel keeps a file's pages across opens, which is safe as
+/// every change to a file's content that the kernel did not make itself (a merge, a web
+/// upload) drops them (`invalidate.rs`). Reads of whole chunks rely on it, since they
+/// skip the chunk cache.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH.union(FopenFlags::FOPEN_KEEP_CACHE);
+
 impl CirrusFs {
     /// Creates a node under `parent` (refused in the root) and replies with its entry.
     fn create_entry(&self, parent: INodeNo, name: &OsStr, n: NewNode, op: &str, reply: ReplyEntry) {
@@ -273,7 +280,7 @@ impl fuser::Filesystem for CirrusFs {
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.split(ino) {
             Some((c, i)) => match c.open_handle(i) {
-                Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_NOFLUSH),
+                Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
                 Err(e) => reply.error(errno(&e, "open")),
             },
             None => reply.error(Errno::EISDIR),
@@ -515,6 +522,12 @@ impl fuser::Filesystem for CirrusFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // With the kernel enforcing POSIX ACLs (the opt-in `posix-acl` capability), it asks
+        // for them on permission checks and takes only ENODATA as "no ACL".
+        if self.acls_in_kernel() && name.as_bytes().starts_with(b"system.posix_acl_") {
+            reply.error(Errno::NO_XATTR);
+            return;
+        }
         let Some((c, i)) = self.split(ino) else {
             // The drive's root has no attributes, and stores none of any namespace.
             reply.error(if name.as_bytes().starts_with(b"user.") {
@@ -566,7 +579,8 @@ impl fuser::Filesystem for CirrusFs {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.split(ino) {
             Some((c, i)) => reply_empty(c.removexattr(i, name.as_bytes()), "removexattr", reply),
-            None => reply.error(Errno::NO_XATTR),
+            None if name.as_bytes().starts_with(b"user.") => reply.error(Errno::NO_XATTR),
+            None => reply.error(Errno::EOPNOTSUPP),
         }
     }
 
@@ -595,7 +609,7 @@ impl fuser::Filesystem for CirrusFs {
                 &self.attr_of(c.id, &n),
                 Generation(0),
                 FileHandle(0),
-                FopenFlags::FOPEN_NOFLUSH,
+                OPEN_FLAGS,
             ),
             Err(e) => reply.error(errno(&e, "create")),
         }

@@ -154,6 +154,14 @@ impl CirrusFs {
         Ok(list)
     }
 
+    /// Whether the kernel was asked to enforce POSIX ACLs itself.
+    fn acls_in_kernel(&self) -> bool {
+        self.opts
+            .capabilities
+            .iter()
+            .any(|c| c.contains(fuser::InitFlags::FUSE_POSIX_ACL))
+    }
+
     /// Commits every category (unmount, shutdown).
     pub fn commit_all(&self) {
         for c in self.cats.values() {

@@ -68,7 +68,14 @@ impl Category {
             let node = self.lookup(p, &n)?;
             if node.attr.mode & libc::S_IFMT != libc::S_IFDIR {
                 self.unlink(p, &n)?;
-                self.mark_stale([super::stale::entry(p, &n)]);
+                // A hard link elsewhere keeps the node, with one link fewer.
+                self.mark_stale([
+                    super::stale::entry(p, &n),
+                    super::Stale::Node {
+                        ino: node.ino,
+                        data: false,
+                    },
+                ]);
             } else if emptied {
                 self.rmdir(p, &n)?;
                 self.mark_stale([super::stale::entry(p, &n)]);

@@ -6,7 +6,7 @@
 //! records the change's sequence number in its next head.
 
 use super::merge::ConflictNamer;
-use super::stale::entry;
+use super::stale::{Stale, entry};
 use super::{Category, Keys, NewNode, NodeInfo, ROOT_INO, SetAttr, TimeSet, VolError, VolResult};
 use crate::crypto;
 use crate::format::context::{Context, ObjKind};
@@ -310,6 +310,12 @@ impl Category {
                 },
             )
         })();
+        // Its size and times grew while the parts came in: a lookup or an open handle
+        // meanwhile may hold an early view.
+        self.mark_stale([Stale::Node {
+            ino: node.ino,
+            data: true,
+        }]);
         if let Err(e) = written {
             // Back as before: the half-written file goes, the replaced one comes back.
             let _ = self.unlink(parent, &name);
@@ -470,6 +476,8 @@ impl Category {
         namer: &ConflictNamer,
     ) -> VolResult<Vec<u8>> {
         const RENAME_NOREPLACE: u32 = 1;
+        // Its ctime changes with the move (and a folder's parent).
+        let moved = self.lookup(parent, name).map(|n| n.ino).ok();
         let mut tries = 0;
         loop {
             let new = self.free_name(to, want, namer);
@@ -478,6 +486,7 @@ impl Category {
                 res => {
                     res?;
                     self.mark_stale([entry(parent, name), entry(to, &new)]);
+                    self.mark_stale(moved.map(|ino| Stale::Node { ino, data: false }));
                     return Ok(new);
                 }
             }
@@ -564,6 +573,47 @@ mod tests {
             }
         }
         true
+    }
+
+    #[test]
+    fn what_the_web_changes_is_noted_for_the_kernel() {
+        let c = cat();
+        c.watch_for_kernel();
+        let (ch, objs) = upload(&c, 1, &["Trips"], "a.txt", b"hello", None);
+        assert_eq!(apply(&c, &ch, &objs).unwrap(), WebApplied::Done);
+        let trips = c.lookup(ROOT_INO, b"Trips").unwrap().ino;
+        let a = c.lookup(trips, b"a.txt").unwrap().ino;
+        let noted = c.take_stale();
+        for want in [
+            entry(ROOT_INO, b"Trips"),
+            entry(trips, b"a.txt"),
+            Stale::Node { ino: a, data: true },
+        ] {
+            assert!(noted.contains(&want), "{want:?} in {noted:?}");
+        }
+        let seen = c.web_seen(a).unwrap();
+        let mv = change(
+            2,
+            &["Trips"],
+            "a.txt",
+            WebOp::Rename {
+                seen,
+                to_dir: vec![],
+                to_name: b"b.txt".to_vec(),
+            },
+        );
+        assert_eq!(apply(&c, &mv, &[]).unwrap(), WebApplied::Done);
+        let noted = c.take_stale();
+        for want in [
+            entry(trips, b"a.txt"),
+            entry(ROOT_INO, b"b.txt"),
+            Stale::Node {
+                ino: a,
+                data: false,
+            },
+        ] {
+            assert!(noted.contains(&want), "{want:?} in {noted:?}");
+        }
     }
 
     #[test]
