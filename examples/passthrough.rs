@@ -246,6 +246,25 @@ impl Passthrough {
         }
     }
 
+    /// `unlink` and `rmdir`: `op` on the backing path, then the inode is forgotten.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        op: fn(&Path) -> io::Result<()>,
+        reply: ReplyEmpty,
+    ) {
+        match self.child(parent, name).and_then(|p| {
+            let gone = self.ino_at(&p);
+            op(&p).map_err(|e| err(&e))?;
+            self.forget_path(gone, &p);
+            Ok(())
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     /// The inode `path` names now, if any (taken before it is removed or replaced).
     fn ino_at(&self, path: &Path) -> Option<u64> {
         std::fs::symlink_metadata(path)
@@ -408,27 +427,11 @@ impl fuser::Filesystem for Passthrough {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.child(parent, name).and_then(|p| {
-            let gone = self.ino_at(&p);
-            std::fs::remove_file(&p).map_err(|e| err(&e))?;
-            self.forget_path(gone, &p);
-            Ok(())
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| std::fs::remove_file(p), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.child(parent, name).and_then(|p| {
-            let gone = self.ino_at(&p);
-            std::fs::remove_dir(&p).map_err(|e| err(&e))?;
-            self.forget_path(gone, &p);
-            Ok(())
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| std::fs::remove_dir(p), reply);
     }
 
     fn symlink(

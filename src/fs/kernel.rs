@@ -524,7 +524,7 @@ impl fuser::Filesystem for CirrusFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         // With the kernel enforcing POSIX ACLs (the opt-in `posix-acl` capability), it asks
         // for them on permission checks and takes only ENODATA as "no ACL".
-        if self.acls_in_kernel() && name.as_bytes().starts_with(b"system.posix_acl_") {
+        if self.acls_in_kernel && name.as_bytes().starts_with(b"system.posix_acl_") {
             reply.error(Errno::NO_XATTR);
             return;
         }

@@ -48,6 +48,8 @@ pub struct CirrusFs {
     next_fh: AtomicU64,
     opts: FsOptions,
     mounted_at: Time,
+    /// The kernel was asked to enforce POSIX ACLs itself (the opt-in `posix-acl`).
+    acls_in_kernel: bool,
     usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
 }
 
@@ -57,7 +59,12 @@ impl CirrusFs {
         opts: FsOptions,
         usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
     ) -> Self {
+        let acls_in_kernel = opts
+            .capabilities
+            .iter()
+            .any(|c| c.contains(fuser::InitFlags::FUSE_POSIX_ACL));
         CirrusFs {
+            acls_in_kernel,
             cats: cats.into_iter().map(|c| (c.id, c)).collect(),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -152,14 +159,6 @@ impl CirrusFs {
             list.push((Self::global(c.id, child), kind_type(kind), name));
         }
         Ok(list)
-    }
-
-    /// Whether the kernel was asked to enforce POSIX ACLs itself.
-    fn acls_in_kernel(&self) -> bool {
-        self.opts
-            .capabilities
-            .iter()
-            .any(|c| c.contains(fuser::InitFlags::FUSE_POSIX_ACL))
     }
 
     /// Commits every category (unmount, shutdown).

@@ -553,4 +553,4 @@ fn find_cycle(out: &Records, place: &HashMap<u64, Loc>) -> Option<Vec<u64>> {
 #[cfg(test)]
 mod props;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -126,23 +126,13 @@ pub(super) fn entry(parent: u64, name: &[u8]) -> Stale {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::record::{Attr, DirEntry, Time};
+    use crate::format::record::{Attr, DirEntry};
     use crate::store::{MemStore, Store};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn attr(mode: u32) -> Attr {
-        Attr {
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            rdev: 0,
-            atime: Time::default(),
-            mtime: Time::default(),
-            ctime: Time::default(),
-            btime: Time::default(),
-        }
+        super::super::merge::tests::attr(mode, 0)
     }
 
     fn file(size: u64, mode: u32) -> Record {

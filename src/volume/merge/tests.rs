@@ -4,7 +4,8 @@ use super::*;
 use crate::format::pack::BlobRef;
 use crate::format::record::Attr;
 
-fn attr(mode: u32, t: i64) -> Attr {
+/// Attributes of `mode` with every time at `t` (also for `stale.rs`'s tests).
+pub(crate) fn attr(mode: u32, t: i64) -> Attr {
     let at = Time { sec: t, nsec: 0 };
     Attr {
         mode,
