@@ -101,6 +101,33 @@ impl PollReport {
             .collect()
     }
 
+    /// Takes in what a `later` poll of the same sync did: a category it changed counts
+    /// as changed (its copies added), and its failures and unreachability win.
+    pub fn absorb(&mut self, later: PollReport) {
+        for c in later.categories {
+            match self.categories.iter_mut().find(|m| m.name == c.name) {
+                Some(m) if c.outcome == PollOutcome::Unchanged => m.web_changes += c.web_changes,
+                Some(m) => {
+                    let copies = m.conflict_copies + c.conflict_copies;
+                    let web = m.web_changes + c.web_changes;
+                    let keep =
+                        m.outcome == PollOutcome::Merged && c.outcome == PollOutcome::FastForward;
+                    let outcome = if keep { m.outcome } else { c.outcome };
+                    *m = CategoryPoll {
+                        outcome,
+                        conflict_copies: copies,
+                        web_changes: web,
+                        ..c
+                    };
+                }
+                None => self.categories.push(c),
+            }
+        }
+        if later.unreachable.is_some() {
+            self.unreachable = later.unreachable;
+        }
+    }
+
     /// Adds each of `names` the poll did not report as [`PollOutcome::Unchanged`], so the
     /// report names every category.
     pub fn add_unchanged<'a>(&mut self, names: impl Iterator<Item = &'a str>) {

@@ -149,8 +149,12 @@ fn two_devices_exchange_and_merge_changes() {
     fs::rename(b.notes().join("from-a.txt"), b.notes().join("renamed.txt")).unwrap();
     fs::create_dir(b.notes().join("dir")).unwrap();
     fs::write(b.notes().join("dir/deep.txt"), b"deep").unwrap();
-    sync(&a);
-    sync(&b);
+    // Both at once: the one whose head loses the race to the store merges and sends
+    // again, and `sync --wait` still ends with everything in the store.
+    std::thread::scope(|s| {
+        s.spawn(|| sync(&a));
+        sync(&b);
+    });
     sync(&a);
     eventually("both trees equal again", Duration::from_secs(10), || {
         same_tree(&a, &b)
@@ -1112,4 +1116,32 @@ fn a_store_withholding_another_devices_head_is_caught() {
         || ok(&a, &["status", "--passcode-file", &pass(&a)]).contains("withholding"),
     );
     assert!(!a.notes().join("from-b.txt").exists());
+}
+
+/// Both devices run `cirrus sync --wait` at the same moment, over and over: each time one
+/// device's head loses the race to the store, and its sync must merge and send again
+/// rather than end with the head held back as a conflict.
+#[test]
+fn devices_syncing_at_the_same_moment_both_end_with_everything_in_the_store() {
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "race");
+    a.mount_again();
+    b.mount_again();
+    for i in 0..12 {
+        fs::write(a.notes().join(format!("a{i}")), b"from a").unwrap();
+        fs::write(b.notes().join(format!("b{i}")), b"from b").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| sync(&a));
+            sync(&b);
+        });
+    }
+    sync(&a);
+    eventually("both trees equal", Duration::from_secs(10), || {
+        same_tree(&a, &b)
+    });
+    let tree = snapshot(&a.notes());
+    for i in 0..12 {
+        assert_eq!(tree.get(&format!("a{i}")), Some(&Some(b"from a".to_vec())));
+        assert_eq!(tree.get(&format!("b{i}")), Some(&Some(b"from b".to_vec())));
+    }
 }

@@ -24,6 +24,10 @@ pub(super) struct Served {
     pub no_wait: Arc<AtomicBool>,
 }
 
+/// How many times `sync --wait` merges again when another device's head beat this
+/// device's to the store, before it reports the conflict.
+const HEAD_RACE_ROUNDS: u32 = 5;
+
 /// The control socket's handler over `s`.
 pub(super) fn handler(s: Served) -> Arc<Handler> {
     let busy = Mutex::new(());
@@ -189,16 +193,43 @@ fn sync_request(
             ..Default::default()
         };
     }
-    let s = wb.wait_drained(
-        Some(Duration::from_secs(req.stall_secs.unwrap_or(120))),
-        &|| cancel.load(Ordering::Relaxed),
-        &mut |s| {
+    let stall = Some(Duration::from_secs(req.stall_secs.unwrap_or(120)));
+    let cancelled = || cancel.load(Ordering::Relaxed);
+    let mut s = wb.wait_drained(stall, &cancelled, &mut |s| {
+        send(&Reply {
+            sync: Some(s.clone()),
+            ..Default::default()
+        })
+    });
+    // Another device may publish between this poll and the upload of this device's
+    // head (both upload in the background): the head is then held back as a conflict
+    // until a poll merges it. Merge and send again, a bounded number of times.
+    let mut pull = pull;
+    let mut rounds = 0;
+    while !s.conflicts.is_empty() && rounds < HEAD_RACE_ROUNDS && !cancelled() {
+        rounds += 1;
+        let Some(sy) = syncer else { break };
+        log::info!("sync: a head lost a race to another device's; merging again (round {rounds})");
+        let again = sy.poll(true);
+        if !again.errors().is_empty() {
+            return Reply {
+                error: Some(again.errors().join("; ")),
+                pull: Some(again),
+                ..Default::default()
+            };
+        }
+        match pull.as_mut() {
+            Some(p) => p.absorb(again),
+            None => pull = Some(again),
+        }
+        s = wb.wait_drained(stall, &cancelled, &mut |s| {
             send(&Reply {
                 sync: Some(s.clone()),
                 ..Default::default()
             })
-        },
-    );
+        });
+    }
+    let pulled = pull.as_ref().map(describe_pull).unwrap_or_default();
     // Everything of a merge is in the store now: acknowledge its revival at once (the
     // daemon may stop before its next poll).
     if s.pending_objects == 0
