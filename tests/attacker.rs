@@ -67,6 +67,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         dirty_total: Default::default(),
                         heads: Arc::new(UncheckedHeads),
                         device_slot: None,
+                        sealer: None,
                     },
                 );
                 let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();

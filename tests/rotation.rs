@@ -305,6 +305,7 @@ fn the_old_key_opens_nothing_written_after_rotation() {
             dirty_total: Default::default(),
             heads: Arc::new(UncheckedHeads),
             device_slot: None,
+            sealer: None,
         },
     );
     let rep = cat.verify(&|_| {});

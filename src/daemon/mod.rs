@@ -120,6 +120,8 @@ pub enum DaemonError {
     NulInMountpoint,
     #[error("cannot unmount {}: {reason}", mountpoint.display())]
     Unmount { mountpoint: PathBuf, reason: String },
+    #[error("cannot start the sealing threads: {0}")]
+    Threads(std::io::Error),
     #[error("cannot run fusermount3 (install fuse3): {0}")]
     NoFusermount(std::io::Error),
     #[error(
@@ -161,19 +163,31 @@ impl Budget {
         let mem = opts.memory_cache as usize;
         let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
         let pack_buf = crate::format::PACK_TARGET + crate::format::CHUNK_SIZE as usize;
+        // Each sealing thread fills a pack of its own (volume/sealer.rs).
+        let sealing_bufs = sealer_threads() * pack_buf;
         let transfer_bufs = if remote {
             (opts.upload_threads as usize + opts.threads) * (pack_buf + 4096)
         } else {
             0
         };
         let cache_bytes = mem
-            .saturating_sub(dirty_limit + pack_buf + transfer_bufs)
+            .saturating_sub(dirty_limit + pack_buf + sealing_bufs + transfer_bufs)
             .max(4 << 20);
         Budget {
             dirty_limit,
             cache_bytes,
         }
     }
+}
+
+/// Sealing threads of a mount: one per core (up to 8). The kernel's requests take less
+/// than half a core while writing; with one sealer per core fewer, a stream of writes on
+/// two cores reached 650 MB/s, with one per core 740 (docs/BENCH.md).
+fn sealer_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 /// Opens every category the account can unlock. Returns them and, for the others,
@@ -251,6 +265,7 @@ pub fn serve(
         dirty_total: Arc::new(AtomicUsize::new(0)),
         heads: acct.head_signer(),
         device_slot: acct.device_slot(),
+        sealer: Some(crate::volume::Sealer::start(sealer_threads()).map_err(DaemonError::Threads)?),
     };
     let (cats, locked) = open_categories(&acct, &cache, &vopts);
     // Before any job runs: what a poll changes from now on reaches the kernel.

@@ -13,7 +13,7 @@ use log::{debug, error};
 
 /// Starts a pack buffer with its capacity reserved once, so growing it never doubles
 /// past the budget (`PACK_TARGET` plus one chunk).
-fn start_pack(pack: &mut Vec<u8>) {
+pub(super) fn start_pack(pack: &mut Vec<u8>) {
     pack.reserve_exact(PACK_TARGET + crate::format::CHUNK_SIZE as usize + 4096);
     pack.extend_from_slice(&pack_header());
 }
@@ -261,6 +261,8 @@ impl Category {
         s.head.leaves = new_leaves;
         s.tree.dirty_leaves.clear();
         s.head_dirty = false;
+        // Whatever made a sealing batch fail is over: hand batches to the sealers again.
+        s.buf.async_off = false;
         if let Err(e) = self.witness.record(self.id, head.counter, hash) {
             error!(
                 "category {}: cannot record head #{}: {e}",

@@ -4,7 +4,6 @@
 use super::*;
 use crate::format::CHUNK_SIZE;
 use crate::format::record::{Payload, Time};
-use std::sync::atomic::Ordering;
 
 /// Largest file size accepted (EFBIG beyond): 16 TiB.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
@@ -30,6 +29,8 @@ pub(super) fn killed_mode(mode: u32) -> u32 {
 
 pub(super) enum Source {
     Dirty,
+    /// On its way to a pack (`sealer.rs`).
+    Sealing(Arc<Vec<u8>>),
     Pending(Pending),
     Stored(BlobRef),
     Hole,
@@ -39,6 +40,9 @@ impl Category {
     pub(super) fn chunk_source(s: &State, ino: u64, idx: u64) -> Source {
         if s.buf.dirty.contains_key(&(ino, idx)) {
             return Source::Dirty;
+        }
+        if let Some((_, a)) = s.buf.sealing.get(&(ino, idx)) {
+            return Source::Sealing(a.clone());
         }
         if let Some(p) = s.buf.pending.get(&(ino, idx)) {
             return Source::Pending(*p);
@@ -65,6 +69,10 @@ impl Category {
                 let v = s.buf.dirty.remove(&(ino, idx)).unwrap_or_default();
                 self.sub_dirty(s, v.len());
                 v
+            }
+            Source::Sealing(a) => {
+                drop(a);
+                self.take_back(s, ino, idx).unwrap_or_default()
             }
             Source::Pending(p) => {
                 let key = self.ckey(ino, idx, p.tag);
@@ -127,7 +135,7 @@ impl Category {
         let keys;
         let size;
         {
-            let mut s = self.lock();
+            let mut s = self.lock_raw();
             // With the refs: the keys they were sealed under (a rotation may move on).
             keys = self.keys();
             self.ensure_leaf(&mut s, ino)?;
@@ -150,6 +158,7 @@ impl Category {
                             copy_part(src, in_chunk, &mut out[at..at + take]);
                         }
                     }
+                    Source::Sealing(src) => copy_part(&src, in_chunk, &mut out[at..at + take]),
                     Source::Pending(p) => {
                         if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
                             copy_part(&c, in_chunk, &mut out[at..at + take]);
@@ -219,7 +228,7 @@ impl Category {
     /// CAP_FSETID) the set-user-ID bit and an executable set-group-ID bit are cleared, as
     /// a local filesystem does on write.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> VolResult<u32> {
-        let mut s = self.lock();
+        let mut s = self.lock_raw();
         self.ensure_leaf(&mut s, ino)?;
         let old_size = Self::file_size(&s, ino)?;
         let end = offset
@@ -237,9 +246,7 @@ impl Category {
             let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
             let mut chunk = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
                 // full overwrite: no need to read the old content
-                if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
-                    self.sub_dirty(&mut s, v.len());
-                }
+                self.drop_unsealed(&mut s, ino, idx);
                 Vec::with_capacity(CHUNK_SIZE as usize)
             } else {
                 self.chunk_owned(&mut s, ino, idx)?
@@ -275,11 +282,7 @@ impl Category {
         }
         s.tree.bytes = (s.tree.bytes + new_size).saturating_sub(old_size);
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
-        if s.buf.dirty_bytes > self.opts.dirty_limit
-            || self.opts.dirty_total.load(Ordering::Relaxed) > self.opts.dirty_limit
-        {
-            self.seal_dirty(&mut s)?;
-        }
+        self.after_write(s, (ino, (end - 1) / CHUNK_SIZE))?;
         Ok(data.len() as u32)
     }
 
@@ -293,9 +296,7 @@ impl Category {
             let keep = new_size.div_ceil(CHUNK_SIZE);
             let old_n = old_size.div_ceil(CHUNK_SIZE);
             for idx in keep..old_n {
-                if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
-                    self.sub_dirty(s, v.len());
-                }
+                self.drop_unsealed(s, ino, idx);
                 s.buf.pending.remove(&(ino, idx));
             }
             let tail = (new_size % CHUNK_SIZE) as usize;
@@ -339,6 +340,8 @@ impl Category {
         for (i, c) in chunks.iter().enumerate() {
             let k = (ino, i as u64);
             total += if let Some(d) = s.buf.dirty.get(&k) {
+                d.len() as u64
+            } else if let Some((_, d)) = s.buf.sealing.get(&k) {
                 d.len() as u64
             } else if let Some(p) = s.buf.pending.get(&k) {
                 (p.len as u64).saturating_sub(overhead)

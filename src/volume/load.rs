@@ -47,6 +47,8 @@ impl Category {
             witness,
             opts,
             state: Mutex::new(State::default()),
+            settled: Condvar::new(),
+            me: OnceLock::new(),
         };
         {
             let mut s = cat.lock();
@@ -108,7 +110,9 @@ impl Category {
                 }
             }
         }
-        Arc::new(cat)
+        let cat = Arc::new(cat);
+        let _ = cat.me.set(Arc::downgrade(&cat));
+        cat
     }
 
     fn init_empty(&self, s: &mut State) {

@@ -8,6 +8,7 @@ mod load;
 mod merge;
 mod recently_deleted;
 mod rotate;
+mod sealer;
 mod stale;
 mod sync;
 #[cfg(test)]
@@ -24,10 +25,11 @@ use crate::format::table::{CategoryEntry, Class};
 use crate::store::{Etag, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 pub use recently_deleted::KEEP_SECS as RECENTLY_DELETED_KEEP_SECS;
 pub use rotate::{Rotation, RotationProgress};
+pub use sealer::Sealer;
 pub use stale::Stale;
 pub use sync::SyncOutcome;
 pub use tree::{Listed, NewNode, NodeInfo, SetAttr, TimeSet};
@@ -229,6 +231,9 @@ pub struct VolumeOptions {
     /// range (`format::head::device_range`), so trees of two devices merge. `None`:
     /// the shared allocator (tests of the volume alone).
     pub device_slot: Option<u32>,
+    /// Seals written chunks off the request path (`sealer.rs`); `None`: in line, as a
+    /// category opened outside a mount does.
+    pub sealer: Option<Arc<Sealer>>,
 }
 
 impl VolumeOptions {
@@ -241,6 +246,7 @@ impl VolumeOptions {
             dirty_total: Default::default(),
             heads,
             device_slot,
+            sealer: None,
         }
     }
 }
@@ -346,6 +352,10 @@ pub struct Category {
     witness: Arc<dyn HeadWitness>,
     opts: VolumeOptions,
     state: Mutex<State>,
+    /// Signalled when a batch of chunks on their way is done (`sealer.rs`).
+    settled: Condvar,
+    /// This category, for the sealing jobs it queues (set once by `open`).
+    me: OnceLock<Weak<Category>>,
 }
 
 #[derive(Default)]
@@ -371,6 +381,9 @@ struct Pending {
     len: u32,
     tag: [u8; 32],
 }
+
+/// A chunk on its way (`sealer.rs`): its generation and plaintext.
+type Generation = (u64, Arc<Vec<u8>>);
 
 /// A category's mutable state, behind its one lock: the head it builds on, the tree, the
 /// writes not yet in a head, and the rotation in progress.
@@ -412,6 +425,17 @@ struct WriteBuffer {
     /// The pack being filled: header + sealed blobs.
     pack: Vec<u8>,
     pending: HashMap<(u64, u64), Pending>,
+    /// Chunks on their way (`sealer.rs`): generation and plaintext, counted in
+    /// `dirty_bytes` (and in `sealing_bytes`) until installed.
+    sealing: HashMap<(u64, u64), Generation>,
+    sealing_bytes: usize,
+    next_gen: u64,
+    /// Batches queued or being sealed.
+    batches: usize,
+    /// Threads waiting for `batches` to reach 0 (no new batch is sent meanwhile).
+    settle_waiters: usize,
+    /// A batch failed: seal in line until the next successful commit.
+    async_off: bool,
 }
 
 /// Key rotation (see `rotate.rs`), recorded in every head.
@@ -433,7 +457,15 @@ struct RotationState {
 }
 
 impl Category {
+    /// The category lock, once no batch of chunks is on its way (`sealer.rs`): what is
+    /// not a read or a write sees every written chunk dirty or stored.
     fn lock(&self) -> MutexGuard<'_, State> {
+        self.settle(self.lock_raw())
+    }
+
+    /// The category lock as it comes: for reads and writes, which handle chunks on
+    /// their way, and for the sealers themselves.
+    fn lock_raw(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -277,9 +277,7 @@ impl Category {
             if let Payload::File { size, chunks } = &r.payload {
                 s.tree.bytes = s.tree.bytes.saturating_sub(*size);
                 for idx in 0..chunks.len() as u64 {
-                    if let Some(v) = s.buf.dirty.remove(&(ino, idx)) {
-                        self.sub_dirty(s, v.len());
-                    }
+                    self.drop_unsealed(s, ino, idx);
                     s.buf.pending.remove(&(ino, idx));
                 }
             }
