@@ -122,7 +122,7 @@ impl Category {
 
     /// Commits everything written so far under a new head. Durable when it returns.
     pub fn commit(&self) -> VolResult<()> {
-        let mut s = self.lock();
+        let mut s = self.lock_for_commit();
         self.commit_locked(&mut s)
     }
 

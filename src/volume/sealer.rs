@@ -91,6 +91,9 @@ impl Sealer {
     }
 }
 
+/// Below this much unsealed data, a commit seals in line rather than hand it over.
+const IN_LINE_COMMIT: usize = 1 << 20;
+
 /// A chunk on its way: the plaintext (shared with the `sealing` map) and its generation.
 pub(super) struct OnItsWay {
     ino: u64,
@@ -112,6 +115,7 @@ impl Category {
     /// New batches are held back meanwhile, so a stream of writes cannot starve it.
     pub(super) fn settle<'a>(&self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         if g.buf.batches == 0 {
+            self.no_stragglers(&mut g);
             return g;
         }
         g.buf.settle_waiters += 1;
@@ -119,7 +123,28 @@ impl Category {
             g = self.settled.wait(g).unwrap_or_else(|p| p.into_inner());
         }
         g.buf.settle_waiters -= 1;
+        self.no_stragglers(&mut g);
         g
+    }
+
+    /// Every batch restores what it did not install, so nothing is on its way once none
+    /// is in flight; if something ever were, it goes back to dirty rather than be left
+    /// out of the next commit.
+    fn no_stragglers(&self, s: &mut State) {
+        if s.buf.batches > 0 || s.buf.sealing.is_empty() {
+            return;
+        }
+        error!(
+            "category {}: {} chunks were left on their way by a finished batch; they are \
+             sealed in line",
+            self.name,
+            s.buf.sealing.len()
+        );
+        for (key, (_, a)) in std::mem::take(&mut s.buf.sealing) {
+            let v = Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
+            s.buf.dirty.insert(key, v);
+        }
+        s.buf.sealing_bytes = 0;
     }
 
     /// Drops the unsealed versions of a chunk (dirty, or on its way) that a write replaces
@@ -191,13 +216,9 @@ impl Category {
         (sealer.running() && !s.buf.async_off && self.me.get().is_some()).then(|| sealer.clone())
     }
 
-    /// Moves every dirty chunk to the `sealing` map and queues a job that seals them.
-    /// Whether a batch went.
+    /// Moves every dirty chunk but a partial `last` to the `sealing` map and queues a job
+    /// that seals them. Whether a batch went.
     fn send_batch(&self, s: &mut State, sealer: &Sealer, last: (u64, u64)) -> bool {
-        let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
-            return false;
-        };
-        let mut batch = Vec::with_capacity(s.buf.dirty.len());
         let mut dirty = std::mem::take(&mut s.buf.dirty);
         if let Some(v) = dirty.remove(&last) {
             if (v.len() as u64) < CHUNK_SIZE {
@@ -206,10 +227,58 @@ impl Category {
                 dirty.insert(last, v);
             }
         }
-        if dirty.is_empty() {
-            return false;
+        let mut chunks: Vec<_> = dirty.into_iter().collect();
+        // Chunks of one file next to each other in the pack, in order.
+        chunks.sort_unstable_by_key(|(k, _)| *k);
+        self.queue(s, sealer, chunks)
+    }
+
+    /// The lock a commit works under: every dirty chunk first goes to the sealers, split
+    /// in one batch per thread so that they seal it in parallel, and the lock is taken
+    /// once they are done. What is written meanwhile the commit seals in line.
+    pub(super) fn lock_for_commit(&self) -> MutexGuard<'_, State> {
+        let mut s = self.lock_raw();
+        // A few chunks (a database's fsync) are sealed in line sooner than handed over.
+        let unsealed = s.buf.dirty_bytes - s.buf.sealing_bytes;
+        if let Some(sealer) = self.async_sealer(&s)
+            && s.buf.settle_waiters == 0
+            && s.buf.pending.is_empty()
+            && unsealed >= IN_LINE_COMMIT
+        {
+            let mut chunks: Vec<_> = std::mem::take(&mut s.buf.dirty).into_iter().collect();
+            chunks.sort_unstable_by_key(|(k, _)| *k);
+            let total: usize = chunks.iter().map(|(_, v)| v.len()).sum();
+            let share = total.div_ceil(sealer.count).max(1);
+            let mut rest = chunks.into_iter().peekable();
+            while rest.peek().is_some() {
+                let mut part = Vec::new();
+                let mut bytes = 0;
+                while bytes < share
+                    && let Some(c) = rest.next()
+                {
+                    bytes += c.1.len();
+                    part.push(c);
+                }
+                if !self.queue(&mut s, sealer.as_ref(), part) {
+                    // Back in dirty (the sealers stopped): the commit seals it in line.
+                    for (k, v) in rest.by_ref() {
+                        s.buf.dirty.insert(k, v);
+                    }
+                }
+            }
         }
-        for ((ino, idx), v) in dirty {
+        self.settle(s)
+    }
+
+    /// Queues `chunks` (taken out of dirty) as one batch; back in dirty if no batch went.
+    fn queue(&self, s: &mut State, sealer: &Sealer, chunks: Vec<((u64, u64), Vec<u8>)>) -> bool {
+        let me = self.me.get().and_then(std::sync::Weak::upgrade);
+        let Some(me) = me.filter(|_| !chunks.is_empty()) else {
+            s.buf.dirty.extend(chunks);
+            return false;
+        };
+        let mut batch = Vec::with_capacity(chunks.len());
+        for ((ino, idx), v) in chunks {
             s.buf.next_gen += 1;
             let generation = s.buf.next_gen;
             let plain = Arc::new(v);
@@ -224,8 +293,6 @@ impl Category {
                 plain,
             });
         }
-        // Chunks of one file next to each other in the pack, in order.
-        batch.sort_unstable_by_key(|c| (c.ino, c.idx));
         let sent: Vec<(u64, u64, u64)> =
             batch.iter().map(|c| (c.ino, c.idx, c.generation)).collect();
         s.buf.batches += 1;
@@ -257,13 +324,42 @@ impl Category {
     /// A sealing thread's work: packs of the batch, each written to the store and then
     /// installed. What could not be sealed or stored goes back to dirty.
     fn seal_batch(&self, keys: &Keys, batch: Vec<OnItsWay>) {
+        let sent: Vec<(u64, u64, u64)> =
+            batch.iter().map(|c| (c.ino, c.idx, c.generation)).collect();
+        // A panic must not leave the batch counted in flight: every later `lock` would
+        // wait for it for ever. What it had not installed goes back to dirty like a failure.
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.seal_and_install(keys, batch)
+        }))
+        .unwrap_or_else(|_| Some("a sealing thread panicked".into()));
+        let mut s = self.lock_raw();
+        if let Some(why) = &failed {
+            error!(
+                "category {}: {why}; the chunks stay in memory and are sealed in line from now \
+                 until the next commit",
+                self.name
+            );
+            s.buf.async_off = true;
+        }
+        // Whatever of the batch is still on its way in its generation was not installed:
+        // back to dirty (nothing of a batch can be left behind, whatever went wrong).
+        for (ino, idx, generation) in sent {
+            self.restore_one(&mut s, ino, idx, generation);
+        }
+        s.buf.batches -= 1;
+        drop(s);
+        self.settled.notify_all();
+    }
+
+    /// Seals the batch into packs, each put and then installed; stops at the first
+    /// failure, which it returns.
+    fn seal_and_install(&self, keys: &Keys, batch: Vec<OnItsWay>) -> Option<String> {
         let mut rest = batch.into_iter();
-        let mut failed: Option<String> = None;
-        let mut left = Vec::new();
         // The thread's own pack buffer, kept from batch to batch: a fresh 8 MiB buffer
         // is a fresh mapping, and faulting its pages in was a third of a sealer's time.
         let mut pack = PACK.with(|p| std::mem::take(&mut *p.borrow_mut()));
-        loop {
+        let mut failed = None;
+        while failed.is_none() {
             pack.clear();
             super::commit::start_pack(&mut pack);
             let mut placed = Vec::new();
@@ -282,7 +378,6 @@ impl Category {
                     }
                     Err(e) => {
                         failed = Some(format!("sealing: {e}"));
-                        left.push(c);
                         break;
                     }
                 }
@@ -290,7 +385,7 @@ impl Category {
                     break;
                 }
             }
-            if placed.is_empty() {
+            if failed.is_some() || placed.is_empty() {
                 break;
             }
             let id = crypto::hash(&pack);
@@ -304,33 +399,12 @@ impl Category {
                     );
                     self.install(id, placed);
                 }
-                Err(e) => {
-                    failed = Some(format!("cannot write pack {name}: {e}"));
-                    left.extend(placed.into_iter().map(|p| p.chunk));
-                }
-            }
-            if failed.is_some() {
-                left.extend(rest.by_ref());
-                break;
+                Err(e) => failed = Some(format!("cannot write pack {name}: {e}")),
             }
         }
         pack.clear();
         PACK.with(|p| *p.borrow_mut() = pack);
-        let mut s = self.lock_raw();
-        if let Some(why) = &failed {
-            error!(
-                "category {}: {why}; the chunks stay in memory and are sealed in line from now \
-                 until the next commit",
-                self.name
-            );
-            s.buf.async_off = true;
-        }
-        for c in left {
-            self.restore_one(&mut s, c);
-        }
-        s.buf.batches -= 1;
-        drop(s);
-        self.settled.notify_all();
+        failed
     }
 
     /// Installs the refs of one stored pack: each chunk still on its way in this
@@ -366,17 +440,20 @@ impl Category {
         self.settled.notify_all();
     }
 
-    /// A chunk of a failed batch back to dirty, if no write took it meanwhile.
-    fn restore_one(&self, s: &mut State, c: OnItsWay) {
-        let key = (c.ino, c.idx);
-        if s.buf.sealing.get(&key).map(|e| e.0) != Some(c.generation) {
+    /// A chunk of a batch back to dirty, if it is still on its way in `generation` (not
+    /// installed, and no write took it meanwhile). The bytes stay in the budget, now as
+    /// dirty.
+    fn restore_one(&self, s: &mut State, ino: u64, idx: u64, generation: u64) {
+        let key = (ino, idx);
+        if s.buf.sealing.get(&key).map(|e| e.0) != Some(generation) {
             return;
         }
-        s.buf.sealing.remove(&key);
-        s.buf.sealing_bytes -= c.plain.len();
-        // The bytes stay in the budget, now as dirty.
-        let v = Arc::try_unwrap(c.plain).unwrap_or_else(|a| a.as_ref().clone());
-        s.buf.dirty.insert(key, v);
+        if let Some((_, a)) = s.buf.sealing.remove(&key) {
+            s.buf.sealing_bytes -= a.len();
+            // The batch's own reference may still be alive (a panic): copy then.
+            let v = Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
+            s.buf.dirty.insert(key, v);
+        }
     }
 }
 
@@ -395,6 +472,7 @@ mod tests {
         inner: MemStore,
         slow: AtomicBool,
         fail: AtomicBool,
+        panic: AtomicBool,
     }
 
     impl Store for Gate {
@@ -406,6 +484,10 @@ mod tests {
                 if self.fail.load(Ordering::Relaxed) {
                     return Err(StoreError::Full(name.into()));
                 }
+                assert!(
+                    !self.panic.load(Ordering::Relaxed),
+                    "the test's store panics"
+                );
             }
             self.inner.put(name, data)
         }
@@ -611,6 +693,33 @@ mod tests {
         );
         let again = open(&store, None);
         same(&read_all(&again, ino, data.len()), &data, "reopened");
+        sealer.stop();
+    }
+
+    /// A sealing job that panics (here in the store) does not leave its batch in flight:
+    /// `lock` still returns, the chunks are back in dirty, and a commit stores them.
+    #[test]
+    fn a_panic_in_a_sealing_job_loses_nothing_and_hangs_nothing() {
+        let store = Arc::new(Gate::default());
+        let sealer = Sealer::start(1).unwrap();
+        let c = open(&store, Some(sealer.clone()));
+        let ino = file(&c, "f");
+        c.commit().unwrap();
+        store.panic.store(true, Ordering::Relaxed);
+        let data: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 241) as u8).collect();
+        c.write(ino, 0, &data, false).unwrap();
+        let s = c.lock();
+        assert!(s.buf.async_off && s.buf.sealing.is_empty() && s.buf.batches == 0);
+        assert_eq!(s.buf.dirty_bytes, data.len(), "all of it back in dirty");
+        drop(s);
+        same(&read_all(&c, ino, data.len()), &data, "after the panic");
+        store.panic.store(false, Ordering::Relaxed);
+        c.commit().unwrap();
+        let again = open(&store, None);
+        same(&read_all(&again, ino, data.len()), &data, "reopened");
+        // The thread survived the panic and takes the next batch.
+        c.write(ino, 0, &data, false).unwrap();
+        c.commit().unwrap();
         sealer.stop();
     }
 
