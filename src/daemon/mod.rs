@@ -164,7 +164,7 @@ impl Budget {
         let dirty_limit = (mem / 8).clamp(4 << 20, 64 << 20);
         let pack_buf = crate::format::PACK_TARGET + crate::format::CHUNK_SIZE as usize;
         // Each sealing thread fills a pack of its own (volume/sealer.rs).
-        let sealing_bufs = sealer_threads() * pack_buf;
+        let sealing_bufs = sealer_threads(opts.memory_cache) * pack_buf;
         let transfer_bufs = if remote {
             (opts.upload_threads as usize + opts.threads) * (pack_buf + 4096)
         } else {
@@ -180,14 +180,14 @@ impl Budget {
     }
 }
 
-/// Sealing threads of a mount: one per core (up to 8). The kernel's requests take less
-/// than half a core while writing; with one sealer per core fewer, a stream of writes on
-/// two cores reached 650 MB/s, with one per core 740 (docs/BENCH.md).
-fn sealer_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
+/// Sealing threads of a mount: one per core (up to 8), and one per 64 MiB of
+/// `memory_cache` (each keeps a pack buffer of 8.25 MiB out of it). The kernel's
+/// requests take less than half a core while writing; with one sealer per core fewer, a
+/// stream of writes on two cores reached 650 MB/s, with one per core 740 (docs/BENCH.md).
+fn sealer_threads(memory_cache: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let affordable = (memory_cache / (64 << 20)) as usize;
+    cores.min(affordable).clamp(1, 8)
 }
 
 /// Opens every category the account can unlock. Returns them and, for the others,
@@ -265,7 +265,10 @@ pub fn serve(
         dirty_total: Arc::new(AtomicUsize::new(0)),
         heads: acct.head_signer(),
         device_slot: acct.device_slot(),
-        sealer: Some(crate::volume::Sealer::start(sealer_threads()).map_err(DaemonError::Threads)?),
+        sealer: Some(
+            crate::volume::Sealer::start(sealer_threads(opts.memory_cache))
+                .map_err(DaemonError::Threads)?,
+        ),
     };
     let (cats, locked) = open_categories(&acct, &cache, &vopts);
     // Before any job runs: what a poll changes from now on reaches the kernel.

@@ -54,6 +54,9 @@ pub fn absolute(p: &Path) -> PathBuf {
     })
 }
 
+/// How many times an unmount that finds the mount busy tries again, 100 ms apart.
+const BUSY_TRIES: u32 = 10;
+
 /// Unmounts with the kernel (root) or fusermount3 (users). `lazy` detaches a dead mount.
 pub fn unmount_path(mp: &Path, lazy: bool) -> Result<(), DaemonError> {
     // SAFETY: geteuid has no preconditions.
@@ -61,9 +64,18 @@ pub fn unmount_path(mp: &Path, lazy: bool) -> Result<(), DaemonError> {
         let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
             .map_err(|_| DaemonError::NulInMountpoint)?;
         let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // A file closed a moment ago can still pin the mount: the copy of its descriptor
+        // that a process being started elsewhere holds until its exec, say. Busy is only
+        // reported once it lasts.
+        let mut busy_tries = 0;
         // SAFETY: c is a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+        while unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
             let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EBUSY) && busy_tries < BUSY_TRIES {
+                busy_tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
             return Err(if e.raw_os_error() == Some(libc::EBUSY) {
                 DaemonError::Busy {
                     mountpoint: mp.to_path_buf(),
