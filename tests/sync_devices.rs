@@ -61,6 +61,15 @@ fn sync(d: &Drive) -> String {
     ok(d, &["sync", "--wait"])
 }
 
+/// `cirrus sync --wait` on both devices at the same moment: whichever head loses the race
+/// to the store must merge and send again.
+fn sync_both_at_once(a: &Drive, b: &Drive) {
+    std::thread::scope(|s| {
+        s.spawn(|| sync(a));
+        sync(b);
+    });
+}
+
 /// Relative path → content (None for directories) of everything under `root`.
 fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut out = BTreeMap::new();
@@ -151,10 +160,7 @@ fn two_devices_exchange_and_merge_changes() {
     fs::write(b.notes().join("dir/deep.txt"), b"deep").unwrap();
     // Both at once: the one whose head loses the race to the store merges and sends
     // again, and `sync --wait` still ends with everything in the store.
-    std::thread::scope(|s| {
-        s.spawn(|| sync(&a));
-        sync(&b);
-    });
+    sync_both_at_once(&a, &b);
     sync(&a);
     eventually("both trees equal again", Duration::from_secs(10), || {
         same_tree(&a, &b)
@@ -1130,10 +1136,7 @@ fn devices_syncing_at_the_same_moment_both_end_with_everything_in_the_store() {
     for i in 0..12 {
         fs::write(a.notes().join(format!("a{i}")), b"from a").unwrap();
         fs::write(b.notes().join(format!("b{i}")), b"from b").unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| sync(&a));
-            sync(&b);
-        });
+        sync_both_at_once(&a, &b);
     }
     sync(&a);
     eventually("both trees equal", Duration::from_secs(10), || {

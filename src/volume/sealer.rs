@@ -30,6 +30,8 @@ thread_local! {
 /// The mount's sealing threads, shared by its categories.
 pub struct Sealer {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Set by `stop`: read on every write, so not behind the sender's lock.
+    stopped: std::sync::atomic::AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The number of threads (each holds one pack being filled: the memory budget counts it).
     pub count: usize,
@@ -61,6 +63,7 @@ impl Sealer {
         }
         Ok(Arc::new(Sealer {
             tx: Mutex::new(Some(tx)),
+            stopped: Default::default(),
             threads: Mutex::new(handles),
             count,
         }))
@@ -76,11 +79,12 @@ impl Sealer {
 
     /// Whether jobs are still taken.
     fn running(&self) -> bool {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        !self.stopped.load(Ordering::Relaxed)
     }
 
     /// Lets the queued jobs finish and ends the threads. Categories seal in line after.
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for h in handles {
@@ -140,11 +144,10 @@ impl Category {
             self.name,
             s.buf.sealing.len()
         );
-        for (key, (_, a)) in std::mem::take(&mut s.buf.sealing) {
-            let v = Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
-            s.buf.dirty.insert(key, v);
+        let left: Vec<_> = s.buf.sealing.iter().map(|(k, e)| (*k, e.0)).collect();
+        for ((ino, idx), generation) in left {
+            self.restore_one(s, ino, idx, generation);
         }
-        s.buf.sealing_bytes = 0;
     }
 
     /// Drops the unsealed versions of a chunk (dirty, or on its way) that a write replaces
@@ -307,12 +310,7 @@ impl Category {
                 self.name
             );
             for (ino, idx, generation) in sent {
-                if let Some((g, a)) = s.buf.sealing.remove(&(ino, idx)) {
-                    debug_assert_eq!(g, generation);
-                    s.buf.sealing_bytes -= a.len();
-                    let v = Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
-                    s.buf.dirty.insert((ino, idx), v);
-                }
+                self.restore_one(s, ino, idx, generation);
             }
             s.buf.batches -= 1;
             s.buf.async_off = true;
@@ -462,7 +460,7 @@ mod tests {
     use super::*;
     use crate::crypto::SecretKey;
     use crate::store::{MemStore, Store, StoreError};
-    use crate::volume::{NewNode, NoWitness, SetAttr, UnsignedHeads};
+    use crate::volume::{NoWitness, SetAttr, UnsignedHeads};
     use std::sync::atomic::AtomicBool;
 
     /// A store whose pack writes can be slowed (so batches stay on their way while the
@@ -534,14 +532,7 @@ mod tests {
     }
 
     fn file(c: &Category, name: &str) -> u64 {
-        let n = NewNode {
-            mode: libc::S_IFREG | 0o644,
-            rdev: 0,
-            uid: 0,
-            gid: 0,
-            target: None,
-        };
-        c.create_node(ROOT_INO, name.as_bytes(), n).unwrap().ino
+        crate::volume::testing::new_file(c, name)
     }
 
     fn read_all(c: &Category, ino: u64, len: usize) -> Vec<u8> {

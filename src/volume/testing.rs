@@ -34,22 +34,24 @@ pub fn open_with(
     )
 }
 
+/// A new empty file `name` in the root, owned by root. Returns its inode.
+pub fn new_file(c: &Category, name: &str) -> u64 {
+    let n = crate::volume::NewNode {
+        mode: libc::S_IFREG | 0o644,
+        rdev: 0,
+        uid: 0,
+        gid: 0,
+        target: None,
+    };
+    c.create_node(crate::volume::ROOT_INO, name.as_bytes(), n)
+        .unwrap()
+        .ino
+}
+
 /// A file `name` in the root holding `data`, committed. Returns its inode.
 pub fn write_file(c: &Category, name: &str, data: &[u8]) -> u64 {
-    let n = c
-        .create_node(
-            crate::volume::ROOT_INO,
-            name.as_bytes(),
-            crate::volume::NewNode {
-                mode: libc::S_IFREG | 0o644,
-                rdev: 0,
-                uid: 0,
-                gid: 0,
-                target: None,
-            },
-        )
-        .unwrap();
-    c.write(n.ino, 0, data, false).unwrap();
+    let ino = new_file(c, name);
+    c.write(ino, 0, data, false).unwrap();
     c.commit().unwrap();
-    n.ino
+    ino
 }
