@@ -1,8 +1,15 @@
 //! Bounded caches. Decrypted chunks live in a byte-bounded LRU keyed by the chunk's MAC tag,
-//! so a rewritten chunk can never be served from a stale entry.
+//! so a rewritten chunk can never be served from a stale entry. Next to it, a much smaller
+//! LRU keeps the sector index of chunks read at random (`crypto::SectorIndex`), so that a
+//! chunk evicted from the first can be read again a sector at a time.
 
+use crate::crypto::SectorIndex;
 use lru::LruCache;
 use std::sync::{Arc, Mutex};
+
+/// Share of the cache's bound given to sector indexes: about 1.2 KiB per 256 KiB chunk, so
+/// a 64th of the bound indexes twice as many chunks as the rest holds decrypted.
+const INDEX_SHARE: usize = 64;
 
 /// Where a decrypted chunk belongs and which sealed version it came from. The position is
 /// part of the key so a forged reference to another file's (or category's) tag can never
@@ -17,6 +24,13 @@ pub struct ChunkKey {
 
 pub struct ChunkCache {
     inner: Mutex<Inner>,
+    indexes: Mutex<Indexes>,
+}
+
+struct Indexes {
+    lru: LruCache<ChunkKey, Arc<SectorIndex>>,
+    bytes: usize,
+    cap: usize,
 }
 
 struct Inner {
@@ -26,13 +40,46 @@ struct Inner {
 }
 
 impl ChunkCache {
+    /// A cache of at most `cap_bytes`, decrypted chunks and sector indexes together.
     pub fn new(cap_bytes: usize) -> Self {
+        let index_cap = cap_bytes / INDEX_SHARE;
         ChunkCache {
             inner: Mutex::new(Inner {
                 lru: LruCache::unbounded(),
                 bytes: 0,
-                cap: cap_bytes,
+                cap: cap_bytes - index_cap,
             }),
+            indexes: Mutex::new(Indexes {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                cap: index_cap,
+            }),
+        }
+    }
+
+    fn lock_indexes(&self) -> std::sync::MutexGuard<'_, Indexes> {
+        self.indexes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get_index(&self, key: &ChunkKey) -> Option<Arc<SectorIndex>> {
+        self.lock_indexes().lru.get(key).cloned()
+    }
+
+    pub fn insert_index(&self, key: ChunkKey, index: Arc<SectorIndex>) {
+        let mut g = self.lock_indexes();
+        let size = index.memory();
+        if size > g.cap {
+            return;
+        }
+        g.bytes += size;
+        if let Some(old) = g.lru.put(key, index) {
+            g.bytes -= old.memory();
+        }
+        while g.bytes > g.cap {
+            match g.lru.pop_lru() {
+                Some((_, v)) => g.bytes -= v.memory(),
+                None => break,
+            }
         }
     }
 
@@ -70,10 +117,14 @@ impl ChunkCache {
         }
     }
 
-    /// Bytes currently held and the bound.
+    /// Bytes currently held and the bound, decrypted chunks and sector indexes together.
     pub fn usage(&self) -> (usize, usize) {
-        let g = self.lock();
-        (g.bytes, g.cap)
+        let (b, c) = {
+            let g = self.lock();
+            (g.bytes, g.cap)
+        };
+        let g = self.lock_indexes();
+        (b + g.bytes, c + g.cap)
     }
 }
 

@@ -12,6 +12,9 @@
 
 /// Seal subkeys (k1, k2, MAC key) from key, suite and nonce; inputs raw (FORMAT.md §1.1).
 pub const SEAL_SUBKEYS: &str = "cirrus 2026-11-28 seal v1 subkeys";
+/// Key of the in-memory sector digests of a blob whose MAC was checked, from its MAC key
+/// (never stored; `crypto::SectorIndex`).
+pub const SECTOR_DIGEST_KEY: &str = "cirrus 2026-11-28 sector digest v1";
 /// Device key from the passcode's Argon2id output and the device secret (§6).
 pub const DEVICE_KEY: &str = "cirrus 2026-11-28 device key v1";
 /// MAC key of the legacy category table, from the account key (§5.5).
@@ -64,6 +67,7 @@ pub const WEB_SIGN_IN_CODE: &str = "cirrus 2026-11-28 web sign-in code v1";
 /// Every `derive_key` context, for the uniqueness test and the spec.
 pub const DERIVE_KEY_CONTEXTS: &[&str] = &[
     SEAL_SUBKEYS,
+    SECTOR_DIGEST_KEY,
     DEVICE_KEY,
     CATEGORY_TABLE,
     DEVICE_STATE_V1,

@@ -213,6 +213,125 @@ pub fn open_in_place(
     Ok(HEADER..HEADER + len)
 }
 
+/// What it takes to open single sectors of one blob whose MAC was checked as a whole: its
+/// XTS keys and a digest of each ciphertext sector, taken right after the check. A random
+/// read of 4 KiB then fetches, checks and decrypts one sector instead of the whole
+/// 256 KiB blob (docs/BENCH.md, "fio randread"). Lives in memory only; the digests are
+/// keyed with a key derived from the blob's MAC key, so the store cannot aim at them.
+pub struct SectorIndex {
+    suite: Suite,
+    k1: Zeroizing<[u8; 32]>,
+    k2: Zeroizing<[u8; 32]>,
+    digest_key: Zeroizing<[u8; 32]>,
+    /// Plaintext length.
+    len: usize,
+    /// Body length (the plaintext padded for XTS).
+    body_len: usize,
+    digests: Vec<[u8; SECTOR_DIGEST]>,
+}
+
+/// Bytes kept per sector: 128 bits, so finding other bytes with the same digest costs
+/// 2^128 tries even to someone who knew the key.
+const SECTOR_DIGEST: usize = 16;
+
+fn sector_digest(key: &[u8; 32], index: usize, sector: &[u8]) -> [u8; SECTOR_DIGEST] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(&(index as u64).to_le_bytes());
+    h.update(sector);
+    let mut d = [0u8; SECTOR_DIGEST];
+    h.finalize_xof().fill(&mut d);
+    d
+}
+
+impl SectorIndex {
+    /// Plaintext length of the blob.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes this index holds, for the cache's bound.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Self>() + self.digests.len() * SECTOR_DIGEST
+    }
+
+    /// The sectors holding `plain` (clipped to the plaintext): their range within the
+    /// sealed blob, and the plaintext offset the first of them starts at. None when
+    /// `plain` lies past the plaintext.
+    pub fn sealed_range(
+        &self,
+        plain: std::ops::Range<usize>,
+    ) -> Option<(std::ops::Range<usize>, usize)> {
+        let end = plain.end.min(self.len);
+        if plain.start >= end {
+            return None;
+        }
+        let first = plain.start / SECTOR;
+        let last = (end - 1) / SECTOR;
+        let from = first * SECTOR;
+        let to = ((last + 1) * SECTOR).min(self.body_len);
+        Some((HEADER + from..HEADER + to, from))
+    }
+
+    /// Checks and decrypts in place the sectors fetched from [`SectorIndex::sealed_range`]
+    /// (`at` is the plaintext offset it returned). Nothing unchecked is decrypted: every
+    /// sector's digest must match first.
+    pub fn open_sectors(&self, at: usize, part: &mut [u8]) -> Result<(), CryptoError> {
+        if !at.is_multiple_of(SECTOR) || at + part.len() > self.body_len {
+            return Err(CryptoError::Malformed);
+        }
+        let first = at / SECTOR;
+        for (i, sector) in part.chunks(SECTOR).enumerate() {
+            let full = ((first + i + 1) * SECTOR).min(self.body_len) - (first + i) * SECTOR;
+            let want = self.digests.get(first + i).ok_or(CryptoError::Malformed)?;
+            if sector.len() != full || !super::ct_eq(&sector_digest(&self.digest_key, first + i, sector), want) {
+                return Err(CryptoError::BadTag);
+            }
+        }
+        if self.suite == Suite::XtsBlake3 {
+            Xts::new(&self.k1, &self.k2).decrypt_area(part, first as u128);
+        }
+        Ok(())
+    }
+}
+
+/// [`open_in_place`] that also returns a [`SectorIndex`] of the blob, for reading single
+/// sectors of it later. Costs one more hash pass over the blob.
+pub fn open_indexed(
+    key: &SecretKey,
+    suite: Suite,
+    context: &[u8],
+    sealed: &mut [u8],
+) -> Result<(std::ops::Range<usize>, SectorIndex), CryptoError> {
+    let (len, body_len, k) = verify(key, suite, context, sealed)?;
+    let digest_key = Zeroizing::new(blake3::derive_key(
+        super::domains::SECTOR_DIGEST_KEY,
+        &k.mac[..],
+    ));
+    let body = &mut sealed[HEADER..HEADER + body_len];
+    let digests = body
+        .chunks(SECTOR)
+        .enumerate()
+        .map(|(i, sector)| sector_digest(&digest_key, i, sector))
+        .collect();
+    if suite == Suite::XtsBlake3 {
+        Xts::new(&k.k1, &k.k2).decrypt_area(body, 0);
+    }
+    let index = SectorIndex {
+        suite,
+        k1: k.k1,
+        k2: k.k2,
+        digest_key,
+        len,
+        body_len,
+        digests,
+    };
+    Ok((HEADER..HEADER + len, index))
+}
+
 /// Checks a sealed object's layout and MAC; returns the plaintext length, the body length
 /// and the subkeys to decrypt with.
 fn verify(
@@ -288,6 +407,66 @@ mod tests {
                 let copy = bad.clone();
                 assert!(open_in_place(&key, suite, b"ctx", &mut bad).is_err());
                 assert_eq!(bad, copy);
+            }
+        }
+    }
+
+    /// Every sector range of a blob read through its index gives the plaintext's bytes;
+    /// a changed byte, a sector moved to another position or another blob's sector is
+    /// refused, and nothing of a refused part is decrypted.
+    #[test]
+    fn sectors_read_through_the_index_agree_with_open_and_are_checked() {
+        let key = SecretKey::from_bytes([7; 32]);
+        for suite in [Suite::XtsBlake3, Suite::MacOnly] {
+            for len in [0usize, 5, 16, 4095, 4097, 8192 + 7, 262_144] {
+                let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let sealed = seal_with_nonce(&key, suite, b"ctx", &plain, &[3; NONCE]);
+                let mut buf = sealed.clone();
+                assert_eq!(
+                    open_indexed(&key, suite, b"ctX", &mut buf).err(),
+                    Some(CryptoError::BadTag)
+                );
+                assert_eq!(buf, sealed, "a refused blob is left as it was");
+                let (r, index) = open_indexed(&key, suite, b"ctx", &mut buf).unwrap();
+                assert_eq!(&buf[r], &plain[..]);
+                assert_eq!(index.len(), len);
+                let cuts = [0, 1, 15, 4095, 4096, 4097, 5000, 8191, 8192, len / 2, len];
+                for &a in &cuts {
+                    for &b in &cuts {
+                        let (a, b) = (a.min(len), b.min(len));
+                        let Some((range, at)) = index.sealed_range(a..b) else {
+                            assert!(a >= b, "{a}..{b} of {len} has sectors");
+                            continue;
+                        };
+                        assert!(at <= a && at % SECTOR == 0);
+                        let mut part = sealed[range.clone()].to_vec();
+                        index.open_sectors(at, &mut part).unwrap();
+                        assert_eq!(&part[a - at..b - at], &plain[a..b], "{a}..{b} of {len}");
+                        // One flipped bit anywhere in the part: refused, untouched.
+                        let mut bad = sealed[range.clone()].to_vec();
+                        let flip = bad.len() / 2;
+                        bad[flip] ^= 0x10;
+                        let copy = bad.clone();
+                        assert_eq!(index.open_sectors(at, &mut bad), Err(CryptoError::BadTag));
+                        assert_eq!(bad, copy);
+                        // The same bytes presented as another position.
+                        if part.len() <= SECTOR && len > 2 * SECTOR {
+                            let mut moved = sealed[range.clone()].to_vec();
+                            let other = if at == 0 { SECTOR } else { 0 };
+                            assert!(index.open_sectors(other, &mut moved).is_err());
+                        }
+                        // Misaligned or too long: malformed.
+                        let mut p = sealed[range.clone()].to_vec();
+                        assert_eq!(index.open_sectors(at + 1, &mut p), Err(CryptoError::Malformed));
+                    }
+                }
+                // Another blob (another nonce) under the same key: its sectors are refused
+                // (MAC-only blobs of the same plaintext hold the same bytes).
+                if len >= SECTOR && suite == Suite::XtsBlake3 {
+                    let twin = seal_with_nonce(&key, suite, b"ctx", &plain, &[4; NONCE]);
+                    let mut part = twin[HEADER..HEADER + SECTOR].to_vec();
+                    assert_eq!(index.open_sectors(0, &mut part), Err(CryptoError::BadTag));
+                }
             }
         }
     }

@@ -188,7 +188,11 @@ impl Category {
                     self.read_chunk_into(&keys, ino, idx, &r, &mut out[at..at + take as usize])?;
                     continue;
                 }
-                Fill::Stored(r) => self.load_chunk(&keys, ino, idx, &r)?,
+                Fill::Stored(r) => {
+                    let dst = &mut out[at..at + take as usize];
+                    self.read_part(&keys, ino, idx, &r, in_chunk, dst)?;
+                    continue;
+                }
                 Fill::Sealed(sealed, tag) => {
                     let what = || format!("chunk {idx} of inode {ino} (unsynced)");
                     let p = Arc::new(self.open_blob(

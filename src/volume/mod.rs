@@ -321,6 +321,24 @@ impl Keys {
         }
     }
 
+    /// [`Keys::open_in_place`] that also indexes the blob's sectors (`crypto::open_indexed`).
+    fn open_indexed(
+        &self,
+        suite: Suite,
+        ctx: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<(std::ops::Range<usize>, crate::crypto::SectorIndex), crate::crypto::CryptoError>
+    {
+        match crate::crypto::open_indexed(&self.key, suite, ctx, sealed) {
+            // Untouched when the MAC fails: the old key gets the same bytes.
+            Err(crate::crypto::CryptoError::BadTag) => match &self.old {
+                Some((_, old)) => crate::crypto::open_indexed(old, suite, ctx, sealed),
+                None => Err(crate::crypto::CryptoError::BadTag),
+            },
+            r => r,
+        }
+    }
+
     /// [`Keys::open`] where the sealed bytes lie (`crypto::open_in_place`): the plaintext's
     /// range in `sealed`.
     fn open_in_place(
