@@ -11,10 +11,13 @@ pub const MAX_FILE_SIZE: u64 = 1 << 44;
 /// Copies the part of a chunk starting at `in_chunk` into `dst`; bytes past the chunk's
 /// end stay zero (holes and the sparse tail).
 pub(super) fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
-    if in_chunk < src.len() {
-        let n = (src.len() - in_chunk).min(dst.len());
+    let n = src.len().saturating_sub(in_chunk).min(dst.len());
+    if n > 0 {
         dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
     }
+    // Past the chunk's end (written shorter) a file reads as zeros. `read_into`'s buffer
+    // is not zeroed beforehand (it still holds the last read's bytes), so this must be.
+    dst[n..].fill(0);
 }
 
 /// A mode with set-user-ID removed, and set-group-ID removed when group-executable (a
@@ -131,7 +134,6 @@ impl Category {
             Sealed(Vec<u8>, [u8; 32]),
         }
         let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
-        out.clear();
         let keys;
         let size;
         {
@@ -141,10 +143,19 @@ impl Category {
             self.ensure_leaf(&mut s, ino)?;
             size = Self::file_size(&s, ino)?;
             if offset >= size {
+                out.clear();
                 return Ok(());
             }
             let end = size.min(offset + len as u64);
-            out.resize((end - offset) as usize, 0);
+            // Not zeroed first: every part below is written whole (`copy_part` zeros what
+            // a chunk does not hold; holes are zeroed), which spares a memset of each
+            // read (1 MiB per request when streaming).
+            let n = (end - offset) as usize;
+            if out.len() > n {
+                out.truncate(n);
+            } else {
+                out.resize(n, 0);
+            }
             Self::touch_atime(&mut s, ino);
             let mut pos = offset;
             while pos < end {
@@ -153,11 +164,10 @@ impl Category {
                 let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
                 let at = (pos - offset) as usize;
                 match Self::chunk_source(&s, ino, idx) {
-                    Source::Dirty => {
-                        if let Some(src) = s.buf.dirty.get(&(ino, idx)) {
-                            copy_part(src, in_chunk, &mut out[at..at + take]);
-                        }
-                    }
+                    Source::Dirty => match s.buf.dirty.get(&(ino, idx)) {
+                        Some(src) => copy_part(src, in_chunk, &mut out[at..at + take]),
+                        None => out[at..at + take].fill(0),
+                    },
                     Source::Sealing(src) => copy_part(&src, in_chunk, &mut out[at..at + take]),
                     Source::Pending(p) => {
                         if let Some(c) = self.cache.get(&self.ckey(ino, idx, p.tag)) {
@@ -176,7 +186,7 @@ impl Category {
                     Source::Stored(r) => {
                         later.push((idx, in_chunk, at, take as u64, Fill::Stored(r)))
                     }
-                    Source::Hole => {}
+                    Source::Hole => out[at..at + take].fill(0),
                 }
                 pos += take as u64;
             }

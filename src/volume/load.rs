@@ -450,7 +450,6 @@ impl Category {
         in_chunk: usize,
         out: &mut [u8],
     ) -> VolResult<()> {
-        out.fill(0);
         let key = self.ckey(ino, idx, r.tag);
         if let Some(c) = self.cache.get(&key) {
             super::io::copy_part(&c, in_chunk, out);
@@ -459,7 +458,8 @@ impl Category {
         let what = || format!("chunk {idx} of inode {ino}");
         if let Some(index) = self.cache.get_index(&key) {
             let Some((range, at)) = index.sealed_range(in_chunk..in_chunk + out.len()) else {
-                return Ok(()); // past the chunk's end: zeros
+                out.fill(0); // past the chunk's end: zeros
+                return Ok(());
             };
             let pack = names::pack(&r.pack);
             let fail = |why: String| {
@@ -627,5 +627,42 @@ mod tests {
             c.read(ino, 0, CHUNK_SIZE as u32),
             Err(VolError::Integrity { .. })
         ));
+    }
+
+    /// `read_into` does not zero its buffer first: a buffer holding another read's bytes
+    /// must still give zeros for holes, for a chunk written shorter than its span and past
+    /// a chunk's end, whether the chunk is dirty, cached, stored or read a sector at a time.
+    #[test]
+    fn a_reused_read_buffer_never_shows_old_bytes() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = crate::volume::testing::open(&store, 4);
+        let ino = crate::volume::testing::new_file(&c, "holes");
+        let cs = CHUNK_SIZE as usize;
+        // chunk 0: 5000 bytes then (after the truncate below) zeros; chunk 1: a hole;
+        // chunk 2: 100 bytes at 2 KiB; the file ends 3000 bytes into chunk 3.
+        c.write(ino, 0, &[1u8; 5000], false).unwrap();
+        c.write(ino, 2 * CHUNK_SIZE + 2048, &[2u8; 100], false).unwrap();
+        let a = crate::volume::SetAttr {
+            size: Some(3 * CHUNK_SIZE + 3000),
+            ..Default::default()
+        };
+        c.setattr(ino, a).unwrap();
+        let mut want = vec![0u8; 3 * cs + 3000];
+        want[..5000].fill(1);
+        want[2 * cs + 2048..2 * cs + 2148].fill(2);
+        let check = |c: &Category, when: &str| {
+            for (off, len) in [(0, 4 * cs), (4096, 8192), (cs - 10, 20), (2 * cs, cs), (2 * cs + 2000, 4096), (3 * cs, cs)] {
+                let mut buf = vec![0xAAu8; 2 * cs];
+                c.read_into(ino, off as u64, len as u32, &mut buf).unwrap();
+                let end = (off + len).min(want.len());
+                assert!(buf == want[off..end], "{when}: read of {len} at {off}");
+            }
+        };
+        check(&c, "dirty");
+        c.commit().unwrap();
+        check(&c, "committed");
+        let fresh = crate::volume::testing::open(&store, 4);
+        check(&fresh, "opened again (stored)");
+        check(&fresh, "again (cached or indexed)");
     }
 }
