@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,17 @@ pub struct LocalStore {
     /// directory is not a supported setup (one daemon per home).
     cas: Mutex<()>,
     seq: AtomicU64,
+    /// Packs read lately, kept open: a random read of one sector fetched 4 KiB with an
+    /// open, a stat and a close around it, 8 of its 12 µs (docs/BENCH.md, "fio
+    /// randread"). Packs never change (named by their hash), so a kept descriptor reads
+    /// what a fresh open would, even after a pack is replaced by the same bytes; one
+    /// deleted by another process reads as it was until evicted, which only spares a
+    /// reader an error (every byte read is still checked against its MAC or digest).
+    open_packs: Mutex<lru::LruCache<String, Arc<File>>>,
 }
+
+/// Pack descriptors kept open (see `LocalStore::open_packs`).
+const OPEN_PACKS: usize = 64;
 
 /// Refuses an object, saying so in the log (its name only, never data).
 fn refused(name: &str, why: &'static str) -> StoreError {
@@ -87,6 +97,9 @@ impl LocalStore {
             root_fd: OwnedFd::from(f),
             cas: Mutex::new(()),
             seq: AtomicU64::new(0),
+            open_packs: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(OPEN_PACKS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -115,6 +128,20 @@ impl LocalStore {
             return Err(refused(name, "not a plain file"));
         }
         Ok((File::from(fd), st.st_size as u64))
+    }
+
+    /// An object to read part of: a pack's descriptor is kept open for the next read.
+    fn open_for_range(&self, name: &str) -> Result<Arc<File>, StoreError> {
+        if !name.starts_with("packs/") {
+            return Ok(Arc::new(self.open_object(name)?.0));
+        }
+        let lock = || self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = lock().get(name) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(self.open_object(name)?.0);
+        lock().put(name.to_string(), f.clone());
+        Ok(f)
     }
 
     /// Refuses to replace or remove anything but a plain file (a link is never
@@ -247,7 +274,7 @@ impl Store for LocalStore {
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let (f, _) = self.open_object(name)?;
+        let f = self.open_for_range(name)?;
         let mut buf = vec![0u8; len as usize];
         let mut done = 0usize;
         while done < buf.len() {
@@ -290,6 +317,10 @@ impl Store for LocalStore {
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         check_name(name)?;
+        self.open_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(name);
         let (dir, file) = split(name);
         let parent = beneath::open_dir(self.root_fd(), dir).map_err(|e| io_err(name, e))?;
         if !self.existing_is_file(parent.as_fd(), name, file)? {
