@@ -861,3 +861,91 @@ fn every_message_the_user_guide_quotes_is_one_the_binary_prints() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Passcode sources (USER-GUIDE "Passcode sources"): a command, the variable and a
+/// systemd credential each unlock; the flags come before the variable; a failing command
+/// is an error that does not show its output; and with no source and no terminal the
+/// command fails at once, naming the sources.
+#[test]
+fn passcode_sources_are_taken_in_order_and_none_fails_at_once() {
+    let d = Drive::mount();
+    let good = d.passcode_file.clone();
+    let wrong = d.root.join("wrong-passcode");
+    fs::write(&wrong, "not the passcode\n").unwrap();
+    let creds = d.root.join("credentials");
+    fs::create_dir(&creds).unwrap();
+    fs::copy(&good, creds.join("passcode")).unwrap();
+    let status = |args: &[&str], env: &[(&str, &std::path::Path)]| {
+        let mut c = d.cirrus_cmd();
+        c.arg("status")
+            .args(args)
+            .env_remove("CIRRUS_PASSCODE_FILE")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        out(c)
+    };
+    let cat = |p: &std::path::Path| format!("cat '{}'", p.display());
+    let (ok, text) = status(&["--passcode-command", &cat(&good)], &[]);
+    assert!(ok && text.contains("Notes"), "--passcode-command:\n{text}");
+    let (ok, text) = status(&[], &[("CIRRUS_PASSCODE_FILE", &good)]);
+    assert!(ok, "CIRRUS_PASSCODE_FILE:\n{text}");
+    let (ok, text) = status(&[], &[("CREDENTIALS_DIRECTORY", &creds)]);
+    assert!(ok, "systemd credential:\n{text}");
+    // Order: the flag file before the command, the command before the variable.
+    let (ok, text) = status(
+        &[
+            "--passcode-file",
+            good.to_str().unwrap(),
+            "--passcode-command",
+            &cat(&wrong),
+        ],
+        &[],
+    );
+    assert!(
+        ok,
+        "--passcode-file must win over --passcode-command:\n{text}"
+    );
+    let (ok, text) = status(
+        &["--passcode-command", &cat(&wrong)],
+        &[
+            ("CIRRUS_PASSCODE_FILE", &good),
+            ("CREDENTIALS_DIRECTORY", &creds),
+        ],
+    );
+    assert!(
+        !ok,
+        "--passcode-command must win over the variable:\n{text}"
+    );
+    let (ok, text) = status(
+        &[],
+        &[
+            ("CIRRUS_PASSCODE_FILE", &wrong),
+            ("CREDENTIALS_DIRECTORY", &creds),
+        ],
+    );
+    assert!(!ok, "the variable must win over the credential:\n{text}");
+    // A failing command: its status, never its output.
+    let (ok, text) = status(&["--passcode-command", "echo leaked-output; exit 7"], &[]);
+    assert!(!ok && text.contains("exit status: 7"), "{text}");
+    assert!(!text.contains("leaked-output"), "{text}");
+    // No source, no terminal: an error at once that names every source.
+    let t = std::time::Instant::now();
+    let (ok, text) = status(&[], &[]);
+    assert!(!ok, "{text}");
+    for s in [
+        "--passcode-file",
+        "--passcode-command",
+        "CIRRUS_PASSCODE_FILE",
+        "LoadCredential",
+        "terminal",
+    ] {
+        assert!(text.contains(s), "the error must name {s}:\n{text}");
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "it must not wait for a prompt"
+    );
+}

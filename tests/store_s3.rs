@@ -28,6 +28,27 @@ fn s3_store_conforms() {
     assert!(sw.store("conf").list("other").unwrap().is_empty());
 }
 
+/// An endpoint given as an IP address implies path-style addressing: the store works
+/// without `path_style=1` (virtual-host style would ask for BUCKET.127.0.0.1).
+#[test]
+fn s3_ip_endpoint_implies_path_style() {
+    let sw = Seaweed::start();
+    let url = sw.url("by-ip").replace("&path_style=1", "");
+    assert!(
+        url.contains("//127.0.0.1:") && !url.contains("path_style"),
+        "{url}"
+    );
+    let mut c = S3Config::from_url(&url).unwrap();
+    assert!(!c.path_style);
+    c.credentials = sw.config("by-ip").credentials;
+    let s = S3Store::new(c).unwrap();
+    s.put("packs/one", b"by ip").unwrap();
+    assert_eq!(s.get("packs/one").unwrap(), b"by ip");
+    assert_eq!(s.list("packs/").unwrap(), ["packs/one"]);
+    // the same objects as through a path-style store of the same prefix
+    assert_eq!(sw.store("by-ip").get("packs/one").unwrap(), b"by ip");
+}
+
 #[test]
 fn s3_list_follows_continuation_tokens() {
     let sw = Seaweed::start();

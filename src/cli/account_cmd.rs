@@ -162,6 +162,9 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
                     passcode_file: None,
                     password_file: new_password_file,
                     totp: None,
+                    passcode_command: None,
+                    password_command: None,
+                    ambient: false,
                 },
                 true,
             )?;

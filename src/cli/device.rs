@@ -553,6 +553,9 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
             passcode_file: None,
             password_file: args.new_password_file.clone(),
             totp: None,
+            passcode_command: None,
+            password_command: None,
+            ambient: false,
         },
         true,
     )?;
@@ -608,6 +611,9 @@ fn data_recovery(home: Home, args: RecoverArgs) -> CliResult {
         passcode_file: None,
         password_file: None,
         totp: None,
+        passcode_command: None,
+        password_command: None,
+        ambient: false,
     };
     super::rotate::rotate_owed(&home, &pass, jobs, Some((r.account, lock)))?;
     println!("Done.");

@@ -57,8 +57,8 @@ pub struct ExportArgs {
     // account without a key service; refused on one with (`archive_password`).
     #[command(flatten)]
     pass: PasscodeArgs,
-    /// `--password-file` was on the command line (not from CIRRUS_PASSWORD_FILE, which
-    /// only ever means the account password); set by `cli::main`.
+    /// `--password-file` was on the command line (CIRRUS_PASSWORD_FILE only ever means the
+    /// account password); set by `cli::main`.
     #[arg(skip)]
     password_file_on_command_line: bool,
 }
@@ -101,10 +101,7 @@ impl ExportArgs {
              password, as in the other commands)"
         );
         // The archive's password never goes to the key service; the account's may still
-        // come from the environment.
-        pass.password_file = std::env::var_os("CIRRUS_PASSWORD_FILE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        // come from its other sources (the environment among them: `cli::passcode`).
         Ok((Some(old), pass))
     }
 }

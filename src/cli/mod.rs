@@ -37,8 +37,10 @@ use std::path::PathBuf;
         e2e       keys only on your devices (Health, Keychain, Messages, ...)\n  \
         standard  keys also held by the key service, so data can be recovered\n  \
         transit   stored readable by the server (Mail), still integrity-protected\n\n\
-        The passcode is asked on the terminal, or read from --passcode-file / \
-        CIRRUS_PASSCODE_FILE.\n\n\
+        The passcode comes from, first found: --passcode-file FILE, --passcode-command \
+        CMD, CIRRUS_PASSCODE_FILE, a systemd credential named passcode, the terminal \
+        (the account password likewise: --password-file, --password-command, \
+        CIRRUS_PASSWORD_FILE, credential password).\n\n\
         Keys in short: one machine alone needs nothing more. With a key service \
         (`cirrus serve`), create the account with `init --server`, turn on two-factor \
         authentication (`account totp`), add devices with `device add` + `device approve`, \
@@ -55,13 +57,29 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct PasscodeArgs {
-    /// Read the passcode from this file (first line) instead of the terminal.
-    #[arg(long, env = "CIRRUS_PASSCODE_FILE")]
+    /// Read the passcode from this file (first line). Sources, first found wins:
+    /// --passcode-file, --passcode-command, $CIRRUS_PASSCODE_FILE,
+    /// $CREDENTIALS_DIRECTORY/passcode (a systemd credential), the terminal.
+    #[arg(long, value_name = "FILE")]
     passcode_file: Option<PathBuf>,
+    /// Run CMD with /bin/sh -c and take the first line it prints as the passcode (like
+    /// gocryptfs -extpass); a non-zero exit is an error.
+    #[arg(long, value_name = "CMD")]
+    passcode_command: Option<String>,
     /// Accounts on a key service (`cirrus serve`): read the account password from this
     /// file and log in, for what needs the service (its keys, TOTP, escrow, contacts).
-    #[arg(long, env = "CIRRUS_PASSWORD_FILE")]
+    /// Sources as for the passcode: --password-file, --password-command,
+    /// $CIRRUS_PASSWORD_FILE, $CREDENTIALS_DIRECTORY/password, the terminal.
+    #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Run CMD with /bin/sh -c and take the first line it prints as the account password.
+    #[arg(long, value_name = "CMD")]
+    password_command: Option<String>,
+    /// Whether $CIRRUS_PASSCODE_FILE, $CIRRUS_PASSWORD_FILE and the systemd credentials
+    /// stand for these secrets: yes for what a command unlocks with, no for a new secret
+    /// it asks for (`cli::passcode`).
+    #[arg(skip = true)]
+    ambient: bool,
     /// The current 6-digit code of your authenticator app, to log in to the key service
     /// with it instead of this device's remembered token. A new device needs it, so does
     /// every device after a password change, and so do the commands that change the
@@ -82,7 +100,7 @@ pub struct S3Args {
     #[arg(long)]
     region: Option<String>,
     /// Address buckets as ENDPOINT/BUCKET (most self-hosted servers) instead of
-    /// BUCKET.ENDPOINT.
+    /// BUCKET.ENDPOINT. Implied by an endpoint given as an IP address.
     #[arg(long)]
     path_style: bool,
     /// Allow a plain-http endpoint (otherwise refused: keys and metadata are encrypted,
@@ -606,6 +624,9 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
                     passcode_file: new_passcode_file,
                     password_file: None,
                     totp: None,
+                    passcode_command: None,
+                    password_command: None,
+                    ambient: false,
                 },
                 true,
             )?;

@@ -111,6 +111,9 @@ fn web_password(file: Option<PathBuf>) -> Result<zeroize::Zeroizing<String>, Str
             passcode_file: None,
             password_file: file,
             totp: None,
+            passcode_command: None,
+            password_command: None,
+            ambient: false,
         },
         true,
     )?;
@@ -556,6 +559,9 @@ pub fn rotate_released_mounted(home: &Home) {
         passcode_file: None,
         password_file: None,
         totp: None,
+        passcode_command: None,
+        password_command: None,
+        ambient: false,
     };
     if let Err(e) = rotate_over(home, &pass, &over, None) {
         eprintln!("warning: {e}; it is tried again at the next sync");

@@ -7,8 +7,8 @@ mod secret;
 pub mod xts;
 
 pub use seal::{
-    SEAL_OVERHEAD, SectorIndex, Suite, open, open_in_place, open_indexed, padded_len, peek_tag, seal, seal_append,
-    seal_append_with, seal_with, seal_with_nonce,
+    SEAL_OVERHEAD, SectorIndex, Suite, open, open_in_place, open_indexed, padded_len, peek_tag,
+    seal, seal_append, seal_append_with, seal_with, seal_with_nonce,
 };
 pub use secret::SecretKey;
 

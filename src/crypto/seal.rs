@@ -230,8 +230,10 @@ pub struct SectorIndex {
     digests: Vec<[u8; SECTOR_DIGEST]>,
 }
 
-/// Bytes kept per sector: 128 bits, so finding other bytes with the same digest costs
-/// 2^128 tries even to someone who knew the key.
+/// Bytes kept per sector: 128 bits. Other bytes with the digest of given ones cost 2^128
+/// tries; two colliding sectors chosen together 2^64, but only to someone holding the
+/// digest key, derived from the blob's MAC key: a holder of the category key, who can
+/// seal any blob anyway.
 const SECTOR_DIGEST: usize = 16;
 
 /// The position needs no binding: sector `i` is only ever compared with the digest of the
@@ -254,9 +256,10 @@ impl SectorIndex {
         self.len == 0
     }
 
-    /// Bytes this index holds, for the cache's bound.
+    /// Bytes this index holds, for the cache's bound, with what the cache spends per entry
+    /// (its key, the `Arc`, the LRU node: about 128 bytes).
     pub fn memory(&self) -> usize {
-        std::mem::size_of::<Self>() + self.digests.len() * SECTOR_DIGEST
+        std::mem::size_of::<Self>() + self.digests.len() * SECTOR_DIGEST + 128
     }
 
     /// The sectors holding `plain` (clipped to the plaintext): their range within the
@@ -288,7 +291,8 @@ impl SectorIndex {
         for (i, sector) in part.chunks(SECTOR).enumerate() {
             let full = ((first + i + 1) * SECTOR).min(self.body_len) - (first + i) * SECTOR;
             let want = self.digests.get(first + i).ok_or(CryptoError::Malformed)?;
-            if sector.len() != full || !super::ct_eq(&sector_digest(&self.digest_key, sector), want) {
+            if sector.len() != full || !super::ct_eq(&sector_digest(&self.digest_key, sector), want)
+            {
                 return Err(CryptoError::BadTag);
             }
         }
@@ -457,7 +461,10 @@ mod tests {
                         }
                         // Misaligned or too long: malformed.
                         let mut p = sealed[range.clone()].to_vec();
-                        assert_eq!(index.open_sectors(at + 1, &mut p), Err(CryptoError::Malformed));
+                        assert_eq!(
+                            index.open_sectors(at + 1, &mut p),
+                            Err(CryptoError::Malformed)
+                        );
                     }
                 }
                 // Another blob (another nonce) under the same key: its sectors are refused

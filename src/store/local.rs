@@ -8,8 +8,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every object is opened relative to `root_fd`, never following a symbolic link below it
@@ -25,15 +25,19 @@ pub struct LocalStore {
     seq: AtomicU64,
     /// Packs read lately, kept open: a random read of one sector fetched 4 KiB with an
     /// open, a stat and a close around it, 8 of its 12 µs (docs/BENCH.md, "fio
-    /// randread"). Packs never change (named by their hash), so a kept descriptor reads
-    /// what a fresh open would, even after a pack is replaced by the same bytes; one
-    /// deleted by another process reads as it was until evicted, which only spares a
-    /// reader an error (every byte read is still checked against its MAC or digest).
+    /// randread"). Packs never change (named by their hash). A put or delete through
+    /// this store drops the descriptor; a pack deleted or replaced by another process
+    /// reads as it was until its descriptor is evicted (or the drive remounted), which
+    /// only spares a reader an error or keeps one: every byte read is still checked
+    /// against its MAC or digest.
     open_packs: Mutex<lru::LruCache<String, Arc<File>>>,
 }
 
 /// Pack descriptors kept open (see `LocalStore::open_packs`).
 const OPEN_PACKS: usize = 64;
+
+/// The first buffer of a range read; it doubles while the file has more.
+const RANGE_STEP: usize = 1 << 20;
 
 /// Refuses an object, saying so in the log (its name only, never data).
 fn refused(name: &str, why: &'static str) -> StoreError {
@@ -130,6 +134,13 @@ impl LocalStore {
         Ok((File::from(fd), st.st_size as u64))
     }
 
+    fn forget_open(&self, name: &str) {
+        self.open_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(name);
+    }
+
     /// An object to read part of: a pack's descriptor is kept open for the next read.
     fn open_for_range(&self, name: &str) -> Result<Arc<File>, StoreError> {
         if !name.starts_with("packs/") {
@@ -164,6 +175,7 @@ impl LocalStore {
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.forget_open(name);
         check_name(name)?;
         let (dir, file) = split(name);
         let parent =
@@ -275,9 +287,15 @@ impl Store for LocalStore {
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let f = self.open_for_range(name)?;
-        let mut buf = vec![0u8; len as usize];
+        // `len` comes from a reference the store may have forged (up to 4 GiB): the
+        // buffer grows with what the file really holds, never to the claim at once.
+        let want = len.min(super::MAX_OBJECT) as usize;
+        let mut buf = vec![0u8; want.min(RANGE_STEP)];
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < want {
+            if done == buf.len() {
+                buf.resize(want.min(buf.len().saturating_mul(2)), 0);
+            }
             match f.read_at(&mut buf[done..], offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
@@ -317,10 +335,7 @@ impl Store for LocalStore {
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         check_name(name)?;
-        self.open_packs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop(name);
+        self.forget_open(name);
         let (dir, file) = split(name);
         let parent = beneath::open_dir(self.root_fd(), dir).map_err(|e| io_err(name, e))?;
         if !self.existing_is_file(parent.as_fd(), name, file)? {

@@ -127,8 +127,23 @@ impl Category {
     }
 
     /// [`Category::read`] into a reusable buffer (the FUSE layer keeps one per thread, so
-    /// a stream of reads allocates nothing).
+    /// a stream of reads allocates nothing). On an error `out` is left empty: parts not
+    /// yet written would still hold the last read's bytes, maybe of another file.
     pub fn read_into(&self, ino: u64, offset: u64, len: u32, out: &mut Vec<u8>) -> VolResult<()> {
+        let r = self.read_into_unchecked(ino, offset, len, out);
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    fn read_into_unchecked(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u32,
+        out: &mut Vec<u8>,
+    ) -> VolResult<()> {
         enum Fill {
             Stored(BlobRef),
             Sealed(Vec<u8>, [u8; 32]),

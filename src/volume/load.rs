@@ -468,7 +468,10 @@ impl Category {
                 err
             };
             if range.end > r.len as usize {
-                return Err(fail(format!("{pack}@{}: sector index past the blob", r.offset)));
+                return Err(fail(format!(
+                    "{pack}@{}: sector index past the blob",
+                    r.offset
+                )));
             }
             let mut part = self
                 .store
@@ -567,7 +570,13 @@ mod tests {
     fn random_reads_through_sector_indexes_agree_and_refuse_a_changed_sector() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let c = Category::open(
-            CategorySetup::standard(3, "cat3", crate::crypto::SecretKey::from_bytes([3; 32]), 1, None),
+            CategorySetup::standard(
+                3,
+                "cat3",
+                crate::crypto::SecretKey::from_bytes([3; 32]),
+                1,
+                None,
+            ),
             store.clone(),
             Arc::new(ChunkCache::new(1 << 20)),
             Arc::new(NoWitness),
@@ -584,7 +593,11 @@ mod tests {
         let data: Vec<u8> = (0..size).map(|_| next() as u8).collect();
         let ino = crate::volume::testing::write_file(&c, "f", &data);
         for round in 0..600 {
-            let len = if round % 3 == 0 { 4096 } else { (next() % 20_000) as usize + 1 };
+            let len = if round % 3 == 0 {
+                4096
+            } else {
+                (next() % 20_000) as usize + 1
+            };
             let off = (next() as usize) % (size + 100);
             let got = c.read(ino, off as u64, len as u32).unwrap();
             let want = &data[off.min(size)..(off + len).min(size)];
@@ -598,7 +611,10 @@ mod tests {
                 _ => panic!("chunk 0 is not stored"),
             }
         });
-        assert!(c.cache.get_index(&key).is_some(), "chunk 0 was never indexed");
+        assert!(
+            c.cache.get_index(&key).is_some(),
+            "chunk 0 was never indexed"
+        );
         for idx in 1..8 {
             c.read(ino, idx * CHUNK_SIZE + 10, 10).unwrap();
         }
@@ -614,7 +630,10 @@ mod tests {
         store.put(&name, &pack).unwrap();
         // Sectors 0 and 7 still read right: only what was fetched is checked.
         assert_eq!(c.read(ino, 0, 4096).unwrap(), &data[..4096]);
-        assert_eq!(c.read(ino, 7 * 4096 + 3, 50).unwrap(), &data[7 * 4096 + 3..7 * 4096 + 53]);
+        assert_eq!(
+            c.read(ino, 7 * 4096 + 3, 50).unwrap(),
+            &data[7 * 4096 + 3..7 * 4096 + 53]
+        );
         // Sector 5, alone or within a longer read: refused.
         for (off, len) in [(5 * 4096, 1), (4 * 4096 + 4000, 200), (0, 100_000)] {
             assert!(
@@ -641,7 +660,8 @@ mod tests {
         // chunk 0: 5000 bytes then (after the truncate below) zeros; chunk 1: a hole;
         // chunk 2: 100 bytes at 2 KiB; the file ends 3000 bytes into chunk 3.
         c.write(ino, 0, &[1u8; 5000], false).unwrap();
-        c.write(ino, 2 * CHUNK_SIZE + 2048, &[2u8; 100], false).unwrap();
+        c.write(ino, 2 * CHUNK_SIZE + 2048, &[2u8; 100], false)
+            .unwrap();
         let a = crate::volume::SetAttr {
             size: Some(3 * CHUNK_SIZE + 3000),
             ..Default::default()
@@ -651,7 +671,14 @@ mod tests {
         want[..5000].fill(1);
         want[2 * cs + 2048..2 * cs + 2148].fill(2);
         let check = |c: &Category, when: &str| {
-            for (off, len) in [(0, 4 * cs), (4096, 8192), (cs - 10, 20), (2 * cs, cs), (2 * cs + 2000, 4096), (3 * cs, cs)] {
+            for (off, len) in [
+                (0, 4 * cs),
+                (4096, 8192),
+                (cs - 10, 20),
+                (2 * cs, cs),
+                (2 * cs + 2000, 4096),
+                (3 * cs, cs),
+            ] {
                 let mut buf = vec![0xAAu8; 2 * cs];
                 c.read_into(ino, off as u64, len as u32, &mut buf).unwrap();
                 let end = (off + len).min(want.len());

@@ -95,7 +95,10 @@ impl S3Store {
                 ));
             }
         }
-        let style = if cfg.path_style {
+        // A bucket cannot be a subdomain of an IP address: such an endpoint (a MinIO or
+        // SeaweedFS on the LAN) means path-style addressing, given or not.
+        let ip_endpoint = matches!(ep.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)));
+        let style = if cfg.path_style || ip_endpoint {
             UrlStyle::Path
         } else {
             UrlStyle::VirtualHost
