@@ -949,3 +949,222 @@ fn passcode_sources_are_taken_in_order_and_none_fails_at_once() {
         "it must not wait for a prompt"
     );
 }
+
+/// `scripts/man` (what the package ships): a man page for cirrus and for every command
+/// `--help` lists, each rendered by `man -l` without a warning (the script checks), and
+/// completion scripts for bash (which bash parses), zsh and fish that know the commands.
+#[test]
+fn man_pages_and_completions_cover_every_command_and_render_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = cirrus_bin();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (ok, text) = out(std::process::Command::new("bash")
+        .arg(repo.join("scripts/man"))
+        .arg("--cirrus")
+        .arg(&bin)
+        .arg(dir.path()));
+    assert!(ok, "scripts/man:\n{text}");
+    let pages = dir.path().join("man/man1");
+    let (_, help) = out(cirrus_command().arg("--help"));
+    let commands = subcommands(&help);
+    assert!(commands.len() > 15, "{help}");
+    for c in commands.iter().filter(|c| *c != "help") {
+        assert!(
+            pages.join(format!("cirrus-{c}.1")).is_file(),
+            "no man page for {c}"
+        );
+    }
+    assert!(pages.join("cirrus.1").is_file());
+    assert!(
+        pages.join("cirrus-device-add.1").is_file(),
+        "nested commands get pages"
+    );
+    assert!(
+        !pages.join("cirrus-manpages.1").exists(),
+        "the hidden command gets none"
+    );
+    let comp = dir.path().join("completions");
+    let bash = fs::read_to_string(comp.join("cirrus.bash")).unwrap();
+    let (ok, text) = out(std::process::Command::new("bash")
+        .arg("-n")
+        .arg(comp.join("cirrus.bash")));
+    assert!(ok, "bash cannot parse the completion script:\n{text}");
+    let zsh = fs::read_to_string(comp.join("_cirrus")).unwrap();
+    let fish = fs::read_to_string(comp.join("cirrus.fish")).unwrap();
+    assert!(
+        zsh.starts_with("#compdef cirrus"),
+        "{}",
+        &zsh[..zsh.len().min(200)]
+    );
+    for c in ["mount", "status", "passcode", "rotate"] {
+        assert!(
+            bash.contains(c) && zsh.contains(c) && fish.contains(c),
+            "{c} missing"
+        );
+    }
+    assert!(fish.contains("complete -c cirrus"));
+    assert!(
+        bash.contains("--passcode-command"),
+        "flags are completed too"
+    );
+}
+
+/// `cirrus mount --foreground` under a service manager (`Type=notify`): READY=1 with a
+/// status once mounted, STOPPING=1 on SIGTERM, then a clean unmount and exit 0. The
+/// test binds the datagram socket systemd would, as NOTIFY_SOCKET.
+#[test]
+fn a_foreground_mount_speaks_the_notify_protocol() {
+    use std::os::unix::net::UnixDatagram;
+    let mut d = Drive::mount();
+    if d.is_plain() {
+        return;
+    }
+    d.unmount();
+    let sock_path = d.root.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let log_path = d.root.join("foreground.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let mut child = d
+        .cirrus_cmd()
+        .arg("mount")
+        .arg(&d.mnt)
+        .arg("--foreground")
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let recv = |what: &str| -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("no {what} from the daemon ({e}); its output:\n{log}")
+            });
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains(what) {
+                return msg;
+            }
+        }
+    };
+    let ready = recv("READY=1");
+    assert!(ready.contains("STATUS=mounted at "), "{ready}");
+    d.mark_mounted();
+    fs::write(d.notes().join("before-stop.txt"), b"kept").unwrap();
+    // SAFETY: kill with a pid we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let stopping = recv("STOPPING=1");
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the daemon exited with {status}");
+    d.mark_unmounted();
+    assert!(!is_fuse_mount(&d.mnt), "still mounted after SIGTERM");
+    d.mount_again();
+    assert_eq!(
+        fs::read(d.notes().join("before-stop.txt")).unwrap(),
+        b"kept"
+    );
+}
+
+/// The systemd units shipped in scripts/systemd pass `systemd-analyze verify` with the
+/// binary's path filled in, as scripts/package installs them (the test machines do not
+/// run systemd as PID 1: the units are verified, not started; the notify protocol has a
+/// test of its own above).
+#[test]
+fn the_systemd_units_verify_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = cirrus_bin();
+    for unit in ["cirrus-mount@.service", "cirrus-serve.service"] {
+        let text = fs::read_to_string(repo.join("scripts/systemd").join(unit)).unwrap();
+        assert!(
+            text.contains("@CIRRUS@"),
+            "{unit} names the binary as @CIRRUS@"
+        );
+        let filled = text.replace("@CIRRUS@", bin.to_str().unwrap());
+        fs::write(dir.path().join(unit), filled).unwrap();
+    }
+    for (unit, user) in [
+        ("cirrus-mount@srv-drive.service", true),
+        ("cirrus-serve.service", false),
+    ] {
+        let mut c = std::process::Command::new("systemd-analyze");
+        if user {
+            c.arg("--user");
+        }
+        c.args(["verify", "--man=no"])
+            .arg(dir.path().join(unit))
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .current_dir(dir.path());
+        let (ok, text) = out(c);
+        assert!(
+            ok && text.trim().is_empty(),
+            "systemd-analyze verify {unit}:\n{text}"
+        );
+    }
+}
+
+/// `scripts/package` builds a Debian package that installs the binary, its man pages,
+/// completions, systemd units and docs, runs from /usr/bin, and is removed cleanly.
+/// (It refuses to touch a machine that already has a cirrus package installed.)
+#[test]
+fn the_debian_package_installs_and_removes_cleanly() {
+    let installed = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "cirrus"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&installed.stdout).contains("installed"),
+        "a cirrus package is installed on this machine already: this test would replace it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new("bash")
+        .arg(repo.join("scripts/package"))
+        .arg("--cirrus")
+        .arg(cirrus_bin())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "scripts/package:\n{}", text(&o));
+    let deb = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (ok, contents) = out(std::process::Command::new("dpkg-deb").args(["--contents", &deb]));
+    assert!(ok, "{contents}");
+    for f in [
+        "./usr/bin/cirrus",
+        "./usr/share/man/man1/cirrus.1.gz",
+        "./usr/share/man/man1/cirrus-mount.1.gz",
+        "./usr/share/bash-completion/completions/cirrus",
+        "./usr/share/zsh/vendor-completions/_cirrus",
+        "./usr/share/fish/vendor_completions.d/cirrus.fish",
+        "./usr/lib/systemd/user/cirrus-mount@.service",
+        "./usr/lib/systemd/system/cirrus-serve.service",
+        "./usr/share/doc/cirrus/USER-GUIDE.md.gz",
+    ] {
+        assert!(
+            contents.contains(f),
+            "{f} missing from the package:\n{contents}"
+        );
+    }
+    let (ok, info) = out(std::process::Command::new("dpkg-deb").args(["--field", &deb, "Depends"]));
+    assert!(ok && info.contains("fuse3"), "{info}");
+    let (ok, text) = out(std::process::Command::new("dpkg").args(["-i", &deb]));
+    assert!(ok, "dpkg -i:\n{text}");
+    let (ok, version) = out(std::process::Command::new("/usr/bin/cirrus").arg("--version"));
+    let unit = fs::read_to_string("/usr/lib/systemd/system/cirrus-serve.service");
+    let (removed, rtext) = out(std::process::Command::new("dpkg").args(["-r", "cirrus"]));
+    assert!(ok && version.starts_with("cirrus "), "{version}");
+    assert!(unit.unwrap().contains("ExecStart=/usr/bin/cirrus serve"));
+    assert!(removed, "dpkg -r:\n{rtext}");
+    assert!(
+        !std::path::Path::new("/usr/bin/cirrus").exists(),
+        "the binary stays"
+    );
+    assert!(!std::path::Path::new("/usr/share/man/man1/cirrus.1.gz").exists());
+}

@@ -199,7 +199,7 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             let st = match acct.session() {
                 Ok(s) => s.status().map_err(|e| format!("account status: {e}"))?,
                 // The notices need no password; the rest does.
-                Err(_) if pass.password_file.is_none() && notices.is_ok() => {
+                Err(_) if !super::passcode::password_given(&pass) && notices.is_ok() => {
                     println!("(pass --password-file for the rest)");
                     return Ok(0);
                 }

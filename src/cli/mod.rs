@@ -270,6 +270,20 @@ enum Cmd {
     /// devices published, then upload the queue; unmounted, upload the queue (no passcode
     /// needed).
     Sync(sync::SyncArgs),
+    /// Print a shell completion script for cirrus: `cirrus completions bash >
+    /// /etc/bash_completion.d/cirrus` (zsh: into a directory of $fpath as _cirrus; fish:
+    /// ~/.config/fish/completions/cirrus.fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page for cirrus and each of its commands into DIR (cirrus.1,
+    /// cirrus-mount.1, ...); scripts/man calls it.
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
     /// Show each category, its protection class, sizes, object counts and cache use.
     Status {
         #[command(flatten)]
@@ -582,6 +596,18 @@ fn run(cmd: Cmd, home: Home) -> CliResult {
         ),
         Cmd::Sync(args) => sync::run(home, args),
         Cmd::Status { pass, json } => status::run(home, &pass, json),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "cirrus", &mut std::io::stdout());
+            Ok(0)
+        }
+        Cmd::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .map_err(|e| format!("cannot write the man pages into {}: {e}", dir.display()))?;
+            Ok(0)
+        }
         Cmd::Fsck { pass } => fsck::run(home, &pass),
         Cmd::Gc {
             pass,
@@ -656,7 +682,7 @@ fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String
 
 fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
     let mut acct = unlock_device(home, pass)?;
-    if acct.config.server.is_some() && pass.password_file.is_some() {
+    if acct.config.server.is_some() && passcode::password_given(pass) {
         let password = passcode::read_password(pass, false)?;
         acct.connect(&password, pass.totp.as_deref())
             .map_err(|e| format!("logging in to the key service: {e}"))?;
@@ -674,7 +700,7 @@ fn unlock_holding(
 ) -> Result<(account::Unlocked, Option<account::remote::NoSession>), String> {
     let mut acct = unlock_device(home, pass)?;
     let mut why = None;
-    if acct.config.server.is_some() && pass.password_file.is_some() {
+    if acct.config.server.is_some() && passcode::password_given(pass) {
         let password = passcode::read_password(pass, false)?;
         why = acct
             .connect_or_hold(&password, pass.totp.as_deref())

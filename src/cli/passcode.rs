@@ -149,6 +149,23 @@ pub fn read_password(args: &PasscodeArgs, confirm: bool) -> Result<Passcode, Str
     )
 }
 
+/// Whether the account password comes from a source other than the terminal: the
+/// commands that log in only when given one (`mount`, `status`, ...) ask this, never the
+/// terminal.
+pub fn password_given(args: &PasscodeArgs) -> bool {
+    let amb = args.ambient.then(|| Ambient {
+        terminal: false,
+        ..Ambient::of(PASSWORD)
+    });
+    pick(
+        args.password_file.as_deref(),
+        args.password_command.as_deref(),
+        amb.as_ref(),
+        PASSWORD.credential,
+    )
+    .is_some()
+}
+
 fn obtain(
     kind: Kind,
     file: Option<&Path>,

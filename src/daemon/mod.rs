@@ -7,6 +7,7 @@
 pub mod control;
 mod jobs;
 mod mountpoint;
+mod notify;
 mod process;
 mod requests;
 mod status;
@@ -319,8 +320,13 @@ pub fn serve(
         run.cats.len(),
         opts.memory_cache >> 20
     );
+    // Before anyone is told the drive is mounted: a SIGTERM right after READY must
+    // unmount cleanly, not find the default action (death, a stale mount).
+    let term = catch_stop_signals();
     ready(&locked);
-    run_until_unmounted(&run, &bg.guard, opts);
+    notify::ready(&format!("mounted at {}", mp.display()));
+    run_until_unmounted(&run, &bg.guard, opts, &term);
+    notify::stopping();
     // The session ended (unmounted): fuser has called destroy(), which committed.
     if let Err(e) = bg.join() {
         warn!("session ended with: {e}");
@@ -423,16 +429,9 @@ fn mount_session(
     Ok(bg)
 }
 
-/// The daemon loop, until the session ends: a signal commits and unmounts; every second
-/// the upload state is published; every commit interval the status file is rewritten and
-/// dirty categories are committed.
-fn run_until_unmounted(
-    run: &Running,
-    session: &JoinHandle<std::io::Result<()>>,
-    opts: &DaemonOptions,
-) {
-    let status_path = mount_status_path(&run.home);
-    status::write_mount_status(&status_path, &run.mp, &run.cache, &run.cats);
+/// SIGTERM, SIGINT and SIGHUP set the returned flag instead of ending the process: the
+/// daemon loop then commits and unmounts.
+fn catch_stop_signals() -> Arc<AtomicBool> {
     let term = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -443,15 +442,31 @@ fn run_until_unmounted(
             warn!("cannot install handler for signal {sig}: {e}");
         }
     }
+    term
+}
+
+/// The daemon loop, until the session ends: a signal commits and unmounts; every second
+/// the upload state is published; every commit interval the status file is rewritten and
+/// dirty categories are committed.
+fn run_until_unmounted(
+    run: &Running,
+    session: &JoinHandle<std::io::Result<()>>,
+    opts: &DaemonOptions,
+    term: &AtomicBool,
+) {
+    let status_path = mount_status_path(&run.home);
+    status::write_mount_status(&status_path, &run.mp, &run.cache, &run.cats);
     let interval = Duration::from_secs(opts.commit_interval.max(1));
     let mut last_commit = Instant::now();
     // None: not written yet (no `Instant` arithmetic that could go below boot time).
     let mut last_sync_status: Option<Instant> = None;
     let mut unmount_requested = false;
+    let mut last_notified: Option<String> = None;
     while !session.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
         if term.load(Ordering::Relaxed) && !unmount_requested {
             info!("signal received: flushing and unmounting");
+            notify::stopping();
             for c in &run.cats {
                 if let Err(e) = c.commit() {
                     error!("category {}: commit failed: {e}", c.name);
@@ -469,7 +484,13 @@ fn run_until_unmounted(
             && last_sync_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             last_sync_status = Some(Instant::now());
-            write_sync_status(&run.home, &wb.status());
+            let st = wb.status();
+            write_sync_status(&run.home, &st);
+            let line = notify::sync_line(&st);
+            if last_notified.as_deref() != Some(line.as_str()) {
+                notify::status(&line);
+                last_notified = Some(line);
+            }
         }
         if last_commit.elapsed() >= interval {
             last_commit = Instant::now();
