@@ -286,8 +286,7 @@ fn run_command(kind: Kind, cmd: &str, exit_wait: Duration) -> Result<Passcode, S
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let pc = read.map_err(|e| fail(format!("its output: {e}")))?;
-                drop(pc);
+                read.map_err(|e| fail(format!("its output: {e}")))?;
                 return Err(fail(format!(
                     "it did not exit within {:.1} s of printing a line; nothing was unlocked",
                     exit_wait.as_secs_f64()

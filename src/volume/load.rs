@@ -235,30 +235,28 @@ impl Category {
         })
     }
 
+    /// A blob that cannot be read or opened: logged once here, returned for EIO.
+    fn integrity(&self, what: String, why: String) -> VolError {
+        let err = VolError::Integrity { what, why };
+        error!("category {}: {err}", self.name);
+        err
+    }
+
     /// Fetches a sealed blob by reference and checks it is exactly the referenced version.
     pub(super) fn fetch_blob(&self, r: &BlobRef, what: &dyn Fn() -> String) -> VolResult<Vec<u8>> {
         let pack = names::pack(&r.pack);
         let bytes = self
             .store
             .get_range(&pack, r.offset as u64, r.len as u64)
-            .map_err(|e| {
-                let err = VolError::Integrity {
-                    what: what(),
-                    why: format!("cannot read {pack}@{}: {e}", r.offset),
-                };
-                error!("category {}: {err}", self.name);
-                err
-            })?;
+            .map_err(|e| self.integrity(what(), format!("cannot read {pack}@{}: {e}", r.offset)))?;
         if bytes.len() != r.len as usize || crypto::peek_tag(&bytes) != Some(r.tag) {
-            let err = VolError::Integrity {
-                what: what(),
-                why: format!(
+            return Err(self.integrity(
+                what(),
+                format!(
                     "{pack}@{} does not hold the referenced blob (swapped, truncated or corrupted)",
                     r.offset
                 ),
-            };
-            error!("category {}: {err}", self.name);
-            return Err(err);
+            ));
         }
         Ok(bytes)
     }
@@ -283,14 +281,8 @@ impl Category {
         sealed: &[u8],
         what: &dyn Fn() -> String,
     ) -> VolResult<(Vec<u8>, bool)> {
-        keys.open(self.suite, &ctx.to_bytes(), sealed).map_err(|e| {
-            let err = VolError::Integrity {
-                what: what(),
-                why: e.to_string(),
-            };
-            error!("category {}: {err}", self.name);
-            err
-        })
+        keys.open(self.suite, &ctx.to_bytes(), sealed)
+            .map_err(|e| self.integrity(what(), e.to_string()))
     }
 
     pub(super) fn check_available(&self, s: &State) -> VolResult<()> {
@@ -423,14 +415,7 @@ impl Category {
         let ctx = Context::chunk(self.id, ino, idx).to_bytes();
         let range = keys
             .open_in_place(self.suite, &ctx, &mut sealed)
-            .map_err(|e| {
-                let err = VolError::Integrity {
-                    what: what(),
-                    why: e.to_string(),
-                };
-                error!("category {}: {err}", self.name);
-                err
-            })?;
+            .map_err(|e| self.integrity(what(), e.to_string()))?;
         super::io::copy_part(&sealed[range], 0, out);
         Ok(())
     }
@@ -462,11 +447,7 @@ impl Category {
                 return Ok(());
             };
             let pack = names::pack(&r.pack);
-            let fail = |why: String| {
-                let err = VolError::Integrity { what: what(), why };
-                error!("category {}: {err}", self.name);
-                err
-            };
+            let fail = |why: String| self.integrity(what(), why);
             if range.end > r.len as usize {
                 return Err(fail(format!(
                     "{pack}@{}: sector index past the blob",
@@ -498,14 +479,7 @@ impl Category {
         let ctx = Context::chunk(self.id, ino, idx).to_bytes();
         let (range, index) = keys
             .open_indexed(self.suite, &ctx, &mut sealed)
-            .map_err(|e| {
-                let err = VolError::Integrity {
-                    what: what(),
-                    why: e.to_string(),
-                };
-                error!("category {}: {err}", self.name);
-                err
-            })?;
+            .map_err(|e| self.integrity(what(), e.to_string()))?;
         let plain = Arc::new(sealed[range].to_vec());
         super::io::copy_part(&plain, in_chunk, out);
         self.cache.insert(key, plain);

@@ -299,21 +299,20 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// Opens with the current key and, only if authentication fails and a rotation is in
-    /// progress, with the old one: the MAC is what tells the two apart. Returns the
-    /// plaintext and whether the old key was needed.
-    fn open(
+    /// Runs `open` with the current key and, only if authentication fails and a rotation
+    /// is in progress, with the old one: the MAC is what tells the two apart. The opening
+    /// functions leave the bytes untouched when the MAC fails, so the old key gets the
+    /// same bytes. Returns the result and whether the old key was needed.
+    fn with_fallback<T>(
         &self,
-        suite: Suite,
-        ctx: &[u8],
-        sealed: &[u8],
-    ) -> Result<(Vec<u8>, bool), crate::crypto::CryptoError> {
-        match crate::crypto::open(&self.key, suite, ctx, sealed) {
+        mut open: impl FnMut(&crate::crypto::SecretKey) -> Result<T, crate::crypto::CryptoError>,
+    ) -> Result<(T, bool), crate::crypto::CryptoError> {
+        match open(&self.key) {
             Err(crate::crypto::CryptoError::BadTag) => match &self.old {
                 Some((v, old)) => {
-                    let plain = crate::crypto::open(old, suite, ctx, sealed)?;
+                    let r = open(old)?;
                     log::debug!("blob opened with the old key version {v}");
-                    Ok((plain, true))
+                    Ok((r, true))
                 }
                 None => Err(crate::crypto::CryptoError::BadTag),
             },
@@ -321,22 +320,14 @@ impl Keys {
         }
     }
 
-    /// [`Keys::open_in_place`] that also indexes the blob's sectors (`crypto::open_indexed`).
-    fn open_indexed(
+    /// The plaintext of a sealed blob and whether the old key was needed.
+    fn open(
         &self,
         suite: Suite,
         ctx: &[u8],
-        sealed: &mut [u8],
-    ) -> Result<(std::ops::Range<usize>, crate::crypto::SectorIndex), crate::crypto::CryptoError>
-    {
-        match crate::crypto::open_indexed(&self.key, suite, ctx, sealed) {
-            // Untouched when the MAC fails: the old key gets the same bytes.
-            Err(crate::crypto::CryptoError::BadTag) => match &self.old {
-                Some((_, old)) => crate::crypto::open_indexed(old, suite, ctx, sealed),
-                None => Err(crate::crypto::CryptoError::BadTag),
-            },
-            r => r,
-        }
+        sealed: &[u8],
+    ) -> Result<(Vec<u8>, bool), crate::crypto::CryptoError> {
+        self.with_fallback(|k| crate::crypto::open(k, suite, ctx, sealed))
     }
 
     /// [`Keys::open`] where the sealed bytes lie (`crypto::open_in_place`): the plaintext's
@@ -347,14 +338,20 @@ impl Keys {
         ctx: &[u8],
         sealed: &mut [u8],
     ) -> Result<std::ops::Range<usize>, crate::crypto::CryptoError> {
-        match crate::crypto::open_in_place(&self.key, suite, ctx, sealed) {
-            // Untouched when the MAC fails: the old key gets the same bytes.
-            Err(crate::crypto::CryptoError::BadTag) => match &self.old {
-                Some((_, old)) => crate::crypto::open_in_place(old, suite, ctx, sealed),
-                None => Err(crate::crypto::CryptoError::BadTag),
-            },
-            r => r,
-        }
+        self.with_fallback(|k| crate::crypto::open_in_place(k, suite, ctx, sealed))
+            .map(|(r, _)| r)
+    }
+
+    /// [`Keys::open_in_place`] that also indexes the blob's sectors (`crypto::open_indexed`).
+    fn open_indexed(
+        &self,
+        suite: Suite,
+        ctx: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<(std::ops::Range<usize>, crate::crypto::SectorIndex), crate::crypto::CryptoError>
+    {
+        self.with_fallback(|k| crate::crypto::open_indexed(k, suite, ctx, sealed))
+            .map(|(r, _)| r)
     }
 }
 
