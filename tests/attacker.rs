@@ -68,6 +68,7 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         heads: Arc::new(UncheckedHeads),
                         device_slot: None,
                         sealer: None,
+                        read_only: false,
                     },
                 );
                 let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();

@@ -1158,7 +1158,9 @@ fn the_debian_package_installs_and_removes_cleanly() {
     assert!(ok, "dpkg -i:\n{text}");
     let (ok, version) = out(std::process::Command::new("/usr/bin/cirrus").arg("--version"));
     let unit = fs::read_to_string("/usr/lib/systemd/system/cirrus-serve.service");
+    let mounted = mount_through_fstab();
     let (removed, rtext) = out(std::process::Command::new("dpkg").args(["-r", "cirrus"]));
+    mounted.unwrap();
     assert!(ok && version.starts_with("cirrus "), "{version}");
     assert!(unit.unwrap().contains("ExecStart=/usr/bin/cirrus serve"));
     assert!(removed, "dpkg -r:\n{rtext}");
@@ -1167,4 +1169,144 @@ fn the_debian_package_installs_and_removes_cleanly() {
         "the binary stays"
     );
     assert!(!std::path::Path::new("/usr/share/man/man1/cirrus.1.gz").exists());
+    assert!(!std::path::Path::new("/usr/sbin/mount.fuse.cirrus").exists());
+}
+
+/// With the package installed: a drive mounted by `mount --fstab FILE -a` through an fstab
+/// line of its own (never the machine's /etc/fstab), through the installed helper, and
+/// unmounted with `umount`, keeping what was written.
+fn mount_through_fstab() -> Result<(), String> {
+    let mut d = Drive::mount();
+    if d.is_plain() {
+        return Ok(());
+    }
+    d.unmount();
+    let fstab = d.root.join("fstab");
+    let line = format!(
+        "{} {} fuse.cirrus nofail,_netdev,x-systemd.automount,memory_cache=64M,\
+         commit_interval=3600,passcode_file={} 0 0\n",
+        d.home.display(),
+        d.mnt.display(),
+        d.passcode_file.display()
+    );
+    fs::write(&fstab, line).unwrap();
+    let mount_all = || {
+        out(std::process::Command::new("mount")
+            .arg("--fstab")
+            .arg(&fstab)
+            .arg("-a")
+            .env_remove("CIRRUS_HOME"))
+    };
+    let (ok, t) = mount_all();
+    if !ok || !is_fuse_mount(&d.mnt) {
+        return Err(format!("mount --fstab FILE -a:\n{t}"));
+    }
+    d.mark_mounted();
+    let pid = daemon_pid(&d);
+    fs::write(d.notes().join("from-fstab.txt"), b"fstab").unwrap();
+    let (ok, t) = out(std::process::Command::new("umount").arg(&d.mnt));
+    if !ok {
+        return Err(format!("umount:\n{t}"));
+    }
+    wait_exited(pid);
+    d.mark_unmounted();
+    // Mounted again through the same line: the file was committed by the unmount.
+    let (ok, t) = mount_all();
+    if !ok {
+        return Err(format!("mount --fstab FILE -a, again:\n{t}"));
+    }
+    d.mark_mounted();
+    let back = fs::read(d.notes().join("from-fstab.txt")).map_err(|e| e.to_string())?;
+    d.unmount();
+    (back == b"fstab")
+        .then_some(())
+        .ok_or("the file written before umount was lost".to_string())
+}
+
+/// Waits until process `pid` is gone (a daemon finishing its last commit after an
+/// unmount made by the system's tools).
+fn wait_exited(pid: i32) {
+    // SAFETY: existence check only.
+    eventually(
+        "the daemon exits",
+        std::time::Duration::from_secs(120),
+        || unsafe { libc::kill(pid, 0) != 0 },
+    );
+}
+
+/// `cirrus mount -o` with fstab's syntax; the system's `umount` and `fusermount3 -u` each
+/// leave nothing uncommitted (the commit interval is an hour: only the unmount commits);
+/// `-o ro` serves the drive, refuses every change with EROFS, writes nothing to the store
+/// and says so in `status`.
+#[test]
+fn mount_options_system_unmounts_and_read_only() {
+    let mut d = Drive::mount();
+    if d.is_plain() {
+        return;
+    }
+    d.unmount();
+    let mount = |d: &Drive, opts: &str| {
+        out(d
+            .cirrus_cmd()
+            .arg("mount")
+            .arg(&d.mnt)
+            .args(["-o", opts])
+            .stdin(std::process::Stdio::null()))
+    };
+    let (ok, t) = mount(&d, "memory_cache=64M,bogus_opt=1");
+    assert!(
+        !ok && t.contains("unknown mount option \"bogus_opt\""),
+        "{t}"
+    );
+    assert!(!is_fuse_mount(&d.mnt));
+    let opts = format!(
+        "passcode_file={},commit_interval=3600,memory_cache=64M,nofail,_netdev",
+        d.passcode_file.display()
+    );
+    for tool in [&["umount"][..], &["fusermount3", "-u"][..]] {
+        let (ok, t) = mount(&d, &opts);
+        assert!(ok, "{t}");
+        d.mark_mounted();
+        let pid = daemon_pid(&d);
+        fs::write(d.notes().join(format!("by-{}.txt", tool[0])), tool[0]).unwrap();
+        let (ok, t) = out(std::process::Command::new(tool[0])
+            .args(&tool[1..])
+            .arg(&d.mnt));
+        assert!(ok, "{tool:?}: {t}");
+        wait_exited(pid);
+        d.mark_unmounted();
+    }
+    let store = d.home.join("store");
+    let before = accounts::snapshot(&store);
+    let (ok, t) = mount(&d, &format!("ro,{opts}"));
+    assert!(ok, "{t}");
+    d.mark_mounted();
+    for tool in ["umount", "fusermount3"] {
+        assert_eq!(
+            fs::read_to_string(d.notes().join(format!("by-{tool}.txt"))).unwrap(),
+            tool,
+            "what was written before `{tool}` was not committed"
+        );
+    }
+    let refused = [
+        fs::write(d.notes().join("new.txt"), b"x").unwrap_err(),
+        fs::write(d.notes().join("by-umount.txt"), b"x").unwrap_err(),
+        fs::create_dir(d.notes().join("dir")).unwrap_err(),
+        fs::remove_file(d.notes().join("by-umount.txt")).unwrap_err(),
+    ];
+    for e in refused {
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    }
+    let status = run_ok(&mut with_passcode(&d, &["status"]));
+    assert!(
+        status.contains("(read-only: nothing is written"),
+        "{status}"
+    );
+    let (ok, t) = out(d.cirrus_cmd().arg("sync"));
+    assert!(!ok && t.contains("mounted read-only"), "{t}");
+    d.unmount();
+    assert!(
+        accounts::snapshot(&store) == before,
+        "a read-only mount changed the store"
+    );
 }

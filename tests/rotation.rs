@@ -306,6 +306,7 @@ fn the_old_key_opens_nothing_written_after_rotation() {
             heads: Arc::new(UncheckedHeads),
             device_slot: None,
             sealer: None,
+            read_only: false,
         },
     );
     let rep = cat.verify(&|_| {});

@@ -41,9 +41,10 @@ pub fn run(home: Home, pass: &PasscodeArgs, dry_run: bool, grace: Duration) -> s
     let kept = if r.held > 0 {
         format!(
             "{kept}; {} unreferenced packs kept until {} has synced (an unpublished edit \
-             there may still use them)",
+             there may still use them){}",
             r.held,
-            r.held_by.join(", ")
+            r.held_by.join(", "),
+            super::status::READ_ONLY_NOTE
         )
     } else {
         kept

@@ -9,6 +9,7 @@ mod fsck;
 mod gc;
 mod methods;
 mod mount;
+mod mount_options;
 mod passcode;
 mod rotate;
 #[cfg(feature = "server")]
@@ -251,7 +252,10 @@ enum Cmd {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Mount the drive and serve it in the background (logs to HOME/cirrus.log).
+    /// Mount the drive and serve it in the background (logs to HOME/cirrus.log). Also
+    /// run by `mount -t fuse.cirrus HOME MOUNTPOINT -o OPTIONS` and fstab lines, through
+    /// the link mount.fuse.cirrus (docs/USER-GUIDE.md, "Mount at boot").
+    #[command(args_override_self = true)]
     Mount(mount::MountArgs),
     /// Flush everything and unmount; also cleans up a mount left by a killed daemon.
     /// With a remote store, waits until the upload queue has reached the store.
@@ -472,7 +476,20 @@ type CliResult = Result<i32, String>;
 pub fn main() -> i32 {
     // Parsed through the matches, which also tell where a value came from (the command
     // line, or the environment): hints and `export --password-file` depend on it.
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let argv = match command.find_subcommand("mount") {
+        Some(m) => mount_options::rewrite(std::env::args_os().collect(), m),
+        None => Ok(mount_options::Argv::Run(std::env::args_os().collect())),
+    };
+    let matches = match argv {
+        Ok(mount_options::Argv::Run(argv)) => command.get_matches_from(argv),
+        Ok(mount_options::Argv::Fake) => return 0,
+        Err(e) => {
+            eprintln!("cirrus: {e}");
+            return 1;
+        }
+    };
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

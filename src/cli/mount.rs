@@ -13,6 +13,28 @@ use std::time::Duration;
 pub struct MountArgs {
     /// Where to mount the drive (default: ~/Cirrus, created if missing).
     pub mountpoint: Option<PathBuf>,
+    /// Mount options, comma separated, as in /etc/fstab: each flag below with _ for -
+    /// (memory_cache=256M, passcode_file=PATH, allow_other, ...), plus ro, uid=, gid=,
+    /// noexec, and fstab's noauto, nofail, _netdev, x-* (accepted, for mount(8)). A flag
+    /// given as itself wins over the same option. Unknown options are an error.
+    #[arg(short = 'o', long = "options", value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Never write the store (a second machine, forensics, a backup job): changes fail
+    /// with "read-only file system", and no key acknowledgement is published, which holds
+    /// back key destruction and gc on the other devices (docs/USER-GUIDE.md). Shows the
+    /// drive as it was when mounted.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Do not let programs on the drive be executed.
+    #[arg(long)]
+    pub noexec: bool,
+    /// When started by root (an fstab line): serve the drive as this user. HOME must be
+    /// theirs, and the mount is made through fusermount3 as for any user.
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+    /// With --uid: the group to run as (default: the user's primary group).
+    #[arg(long, value_name = "GID", requires = "uid")]
+    pub gid: Option<u32>,
     #[command(flatten)]
     pub pass: PasscodeArgs,
     /// Stay in the foreground and log to stderr (for systemd and debugging).
@@ -145,6 +167,8 @@ impl MountArgs {
             journal_max: self.journal_max,
             poll_interval: self.poll_interval,
             upload_threads: self.upload_threads,
+            read_only: self.read_only,
+            noexec: self.noexec,
         }
     }
 }
@@ -154,6 +178,13 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     let mp = args.mountpoint.clone().unwrap_or_else(default_mountpoint);
     if args.foreground {
         super::init_stderr_logging_level("info");
+    }
+    if !args.options.is_empty() {
+        // `mount_options::rewrite` turns every -o into flags before parsing.
+        return Err("-o must come after `mount` (cirrus [--home HOME] mount -o ...)".into());
+    }
+    if args.uid.is_some() {
+        run_as(args.uid, args.gid)?;
     }
     let mp = check_mountpoint(&mp, is_default)?;
     if !(args.attr_timeout.is_finite() && (0.0..=3600.0).contains(&args.attr_timeout)) {
@@ -183,7 +214,7 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     if args.foreground {
         let mut started = false;
         daemon::serve(acct, &mp, &opts, &mut |_| {
-            if !std::mem::replace(&mut started, true) {
+            if !std::mem::replace(&mut started, true) && !opts.read_only {
                 super::web::start_release_watcher(&watch_home, watch_every);
             }
         })
@@ -252,7 +283,9 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     // Dropping the pipe's write end tells the waiting parent we are mounted.
     let mut ready = |locked: &[String]| {
         if let Some(mut n) = notify.take() {
-            super::web::start_release_watcher(&watch_home, watch_every);
+            if !opts.read_only {
+                super::web::start_release_watcher(&watch_home, watch_every);
+            }
             let mut msg = String::from("OK");
             for l in locked {
                 msg.push_str("\nnot shown: ");
@@ -273,6 +306,61 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         }
     };
     std::process::exit(code);
+}
+
+/// `--uid`/`--gid` (`-o uid=,gid=` in an fstab line mounted by root): the rest of the
+/// mount runs as that user, so what the daemon writes in HOME stays theirs and the mount
+/// is theirs, made through fusermount3. Not root: only one's own ids are accepted.
+fn run_as(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    let Some(uid) = uid else { return Ok(()) };
+    // SAFETY: getters without preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid != 0 {
+        return if uid == euid && gid.is_none_or(|g| g == egid) {
+            Ok(())
+        } else {
+            Err(
+                "uid= and gid= other than your own need root (the mount then runs as that user)"
+                    .into(),
+            )
+        };
+    }
+    let user = nix_user(uid);
+    let gid = gid.or(user.as_ref().map(|u| u.1)).ok_or(format!(
+        "uid={uid} has no entry in the user database: give gid= too"
+    ))?;
+    // SAFETY: plain syscalls; no other thread exists yet (the daemon starts them later).
+    unsafe {
+        let ok = match &user {
+            Some((name, _)) => libc::initgroups(name.as_ptr(), gid) == 0,
+            None => libc::setgroups(1, &gid) == 0,
+        };
+        if !ok || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(format!(
+                "cannot switch to uid {uid} gid {gid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    log::info!("running as uid {uid} gid {gid}");
+    Ok(())
+}
+
+/// The user database's name and primary group of `uid`.
+fn nix_user(uid: u32) -> Option<(std::ffi::CString, u32)> {
+    let mut buf = vec![0u8; 16 << 10];
+    // SAFETY: an all-zero passwd is a valid out-parameter.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into pw and buf, which we own and size correctly.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_owned();
+    Some((name, pw.pw_gid))
 }
 
 /// `cirrus umount`: unmounts through the runtime, drawing the daemon's uploads.

@@ -18,6 +18,10 @@ use std::sync::Arc;
 /// are only added, never renamed, removed or given another meaning.
 pub const JSON_VERSION: u32 = 1;
 
+/// Said wherever another device's missing acknowledgement holds something back.
+pub(super) const READ_ONLY_NOTE: &str = " (a device that only mounts read-only never \
+    acknowledges: mount it writable once, or run `cirrus sync` there)";
+
 /// Everything `cirrus status` shows.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -370,8 +374,14 @@ fn print_text(r: &StatusReport) {
             None => k.until_synced.join(", "),
         };
         println!(
-            "old key kept: {} key version {}, until {who} has synced",
-            k.category, k.key_version
+            "old key kept: {} key version {}, until {who} has synced{}",
+            k.category,
+            k.key_version,
+            if k.until_synced.is_empty() {
+                ""
+            } else {
+                READ_ONLY_NOTE
+            }
         );
     }
     if let Some(u) = &r.upload {
@@ -381,8 +391,13 @@ fn print_text(r: &StatusReport) {
     }
     match &r.mounted {
         Some(m) => println!(
-            "mounted: at {}; memory cache {} of {} MiB; {} categories with uncommitted changes",
+            "mounted: at {}{}; memory cache {} of {} MiB; {} categories with uncommitted changes",
             m.mountpoint.display(),
+            if m.read_only {
+                " (read-only: nothing is written to the store, no key acknowledgement)"
+            } else {
+                ""
+            },
             m.memory_cache_used_bytes >> 20,
             m.memory_cache_max_bytes >> 20,
             m.uncommitted_categories

@@ -60,6 +60,12 @@ pub struct DaemonOptions {
     /// Seconds between polls of the store and of the key service's notices.
     pub poll_interval: u64,
     pub upload_threads: u32,
+    /// Never write the store: the kernel refuses changes (EROFS), no commit, upload,
+    /// sync or key acknowledgement is made, and the drive shows the account as it was
+    /// when mounted.
+    pub read_only: bool,
+    /// Programs on the drive cannot be executed.
+    pub noexec: bool,
 }
 
 /// What goes wrong in the mount runtime. The CLI prints the message.
@@ -245,12 +251,18 @@ struct Running {
 /// Serves the account's categories at `mp` until unmounted or signalled. `ready` is called
 /// once the drive is mounted, with the categories not shown ("NAME: WHY").
 pub fn serve(
-    acct: Unlocked,
+    mut acct: Unlocked,
     mp: &Path,
     opts: &DaemonOptions,
     ready: &mut dyn FnMut(&[String]),
 ) -> Result<(), DaemonError> {
     process::harden_process();
+    if opts.read_only {
+        // Without the write-back there is no uploader, no syncer and so no merge or
+        // acknowledgement to publish; reads still go through its journal and disk cache.
+        acct.store = Arc::new(crate::store::ReadOnlyStore::new(acct.store.clone()));
+        acct.sync = None;
+    }
     let _home_lock = lock_home(&acct.home)?;
     process::check_private(&acct.home)?;
     if let Some(why) = acct.no_session() {
@@ -270,6 +282,7 @@ pub fn serve(
             crate::volume::Sealer::start(sealer_threads(opts.memory_cache))
                 .map_err(DaemonError::Threads)?,
         ),
+        read_only: opts.read_only,
     };
     let (cats, locked) = open_categories(&acct, &cache, &vopts);
     // Before any job runs: what a poll changes from now on reaches the kernel.
@@ -285,6 +298,7 @@ pub fn serve(
         wb: run.wb.clone(),
         syncer: run.syncer.clone(),
         no_wait: run.no_wait.clone(),
+        read_only: opts.read_only,
     });
     let fs = CirrusFs::new(
         run.cats.clone(),
@@ -410,6 +424,12 @@ fn mount_session(
     if opts.allow_other {
         options.push(fuser::MountOption::CUSTOM("allow_other".into()));
     }
+    if opts.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    if opts.noexec {
+        options.push(fuser::MountOption::NoExec);
+    }
     let mut config = fuser::Config::default();
     config.mount_options = options;
     config.acl = acl;
@@ -455,7 +475,7 @@ fn run_until_unmounted(
     term: &AtomicBool,
 ) {
     let status_path = mount_status_path(&run.home);
-    status::write_mount_status(&status_path, &run.mp, &run.cache, &run.cats);
+    status::write_mount_status(&status_path, run, opts.read_only);
     let interval = Duration::from_secs(opts.commit_interval.max(1));
     let mut last_commit = Instant::now();
     // None: not written yet (no `Instant` arithmetic that could go below boot time).
@@ -494,7 +514,7 @@ fn run_until_unmounted(
         }
         if last_commit.elapsed() >= interval {
             last_commit = Instant::now();
-            status::write_mount_status(&status_path, &run.mp, &run.cache, &run.cats);
+            status::write_mount_status(&status_path, run, opts.read_only);
             for c in &run.cats {
                 if c.is_dirty()
                     && let Err(e) = c.commit()

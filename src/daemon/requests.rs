@@ -22,6 +22,7 @@ pub(super) struct Served {
     pub wb: Option<Arc<WriteBack>>,
     pub syncer: Option<Arc<Syncer>>,
     pub no_wait: Arc<AtomicBool>,
+    pub read_only: bool,
 }
 
 /// How many times `sync --wait` merges again when another device's head beat this
@@ -32,6 +33,15 @@ const HEAD_RACE_ROUNDS: u32 = 5;
 pub(super) fn handler(s: Served) -> Arc<Handler> {
     let busy = Mutex::new(());
     Arc::new(move |req, cancel, send| match req.op.as_str() {
+        "rotate" | "sync" if s.read_only => Reply::error(format!(
+            "the drive is mounted read-only, so it cannot {}; unmount it and mount it \
+             without --read-only",
+            if req.op == "rotate" {
+                "rotate keys"
+            } else {
+                "sync"
+            }
+        )),
         "rotate" => rotate_request(&s.acct, &s.cats, &busy, req, cancel, send),
         "sync" => sync_request(
             &s.home,

@@ -2,12 +2,9 @@
 //! `status` (JSON: pid, mountpoint, cache use; counts only, no names, no keys) and `sync.json`
 //! (the upload queue), read by `cirrus status`, `sync` and `umount`.
 
-use crate::cache::ChunkCache;
 use crate::home::Home;
 use crate::store::writeback::SyncStatus;
-use crate::volume::Category;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Where the daemon publishes its own report for `cirrus status`.
 pub fn mount_status_path(home: &Home) -> PathBuf {
@@ -25,22 +22,22 @@ pub struct MountStatus {
     pub memory_cache_max_bytes: u64,
     /// Categories with changes not yet committed (the next commit interval takes them).
     pub uncommitted_categories: usize,
+    /// Mounted with `--read-only`: nothing is written to the store, and no key
+    /// acknowledgement is published (docs/USER-GUIDE.md, "Read-only mounts").
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Rewrites `path` with the daemon's report.
-pub(super) fn write_mount_status(
-    path: &Path,
-    mp: &Path,
-    cache: &ChunkCache,
-    cats: &[Arc<Category>],
-) {
-    let (used, cap) = cache.usage();
+pub(super) fn write_mount_status(path: &Path, run: &super::Running, read_only: bool) {
+    let (used, cap) = run.cache.usage();
     let s = MountStatus {
         pid: std::process::id(),
-        mountpoint: mp.to_path_buf(),
+        mountpoint: run.mp.clone(),
         memory_cache_used_bytes: used as u64,
         memory_cache_max_bytes: cap as u64,
-        uncommitted_categories: cats.iter().filter(|c| c.is_dirty()).count(),
+        uncommitted_categories: run.cats.iter().filter(|c| c.is_dirty()).count(),
+        read_only,
     };
     if let Ok(j) = serde_json::to_vec(&s) {
         let _ = crate::home::write_atomic(path, &j);

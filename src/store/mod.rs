@@ -6,12 +6,14 @@ mod beneath_linux;
 pub mod conformance;
 mod local;
 mod mem;
+mod read_only;
 mod retry;
 mod s3;
 pub mod writeback;
 
 pub use local::LocalStore;
 pub use mem::MemStore;
+pub use read_only::ReadOnlyStore;
 pub use rusty_s3::Credentials as S3Credentials;
 pub use s3::{S3Config, S3Store};
 
@@ -24,6 +26,9 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("object {0} not found in the store")]
     NotFound(String),
+    /// A write under a read-only mount (`ReadOnlyStore`): never sent.
+    #[error("the drive is mounted read-only: {0} is not written")]
+    ReadOnly(String),
     #[error("object {0} changed concurrently (compare-and-swap lost)")]
     PreconditionFailed(String),
     #[error("invalid object name {0:?}")]

@@ -144,7 +144,9 @@ impl Category {
     }
 
     fn commit_inner(&self, s: &mut State, force: bool) -> VolResult<()> {
-        if s.unavailable.is_some() {
+        // A read-only mount never writes the store; nothing it does makes a change to
+        // publish (a new category's empty root stays in memory).
+        if s.unavailable.is_some() || self.opts.read_only {
             return Ok(());
         }
         if !force

@@ -171,7 +171,9 @@ impl Category {
             } else {
                 out.resize(n, 0);
             }
-            Self::touch_atime(&mut s, ino);
+            if !self.opts.read_only {
+                Self::touch_atime(&mut s, ino);
+            }
             let mut pos = offset;
             while pos < end {
                 let idx = pos / CHUNK_SIZE;

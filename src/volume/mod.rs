@@ -234,6 +234,9 @@ pub struct VolumeOptions {
     /// Seals written chunks off the request path (`sealer.rs`); `None`: in line, as a
     /// category opened outside a mount does.
     pub sealer: Option<Arc<Sealer>>,
+    /// A read-only mount: reads leave the access time alone and a commit publishes
+    /// nothing (the kernel refuses every change before it gets here).
+    pub read_only: bool,
 }
 
 impl VolumeOptions {
@@ -247,6 +250,7 @@ impl VolumeOptions {
             heads,
             device_slot,
             sealer: None,
+            read_only: false,
         }
     }
 }
