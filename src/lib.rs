@@ -15,6 +15,7 @@ pub mod home;
 pub mod keys;
 pub mod keyservice;
 pub mod maintenance;
+pub mod report;
 pub mod store;
 pub mod sync;
 pub mod volume;

@@ -82,6 +82,11 @@ fn e2e_needs_totp_standard_keys_live_on_the_server_and_the_service_key_rotates()
         .find(|l| l.starts_with("otpauth://totp/"))
         .unwrap_or_else(|| panic!("no otpauth URI in:\n{t}"))
         .to_string();
+    assert_eq!(
+        scan_terminal_qr(&t, &d.root),
+        uri,
+        "the QR code does not scan as the URI"
+    );
     let totp = totp_rs::Totp::from_url(&uri).unwrap();
     let code = totp.generate_current().to_string();
     let (ok, t) = out(with_pw(&d, &pw, &["account", "totp", "confirm", &code]));
@@ -783,4 +788,51 @@ fn a_pending_reset_is_shown_on_the_trusted_device_and_can_be_cancelled() {
     // The password did not change: the account still logs in with the old one.
     let (ok, t) = out(with_pw(&a, &pw, &["account", "status"]));
     assert!(ok && t.contains("two-factor (TOTP): on"), "{t}");
+}
+
+/// Reads the QR code drawn in `output` (block characters, two modules per cell, light
+/// modules drawn) the way a phone would: as an image, through zbarimg.
+fn scan_terminal_qr(output: &str, dir: &std::path::Path) -> String {
+    let rows: Vec<Vec<char>> = output
+        .lines()
+        .filter(|l| !l.is_empty() && l.chars().all(|c| " \u{2580}\u{2584}\u{2588}".contains(c)))
+        .map(|l| l.chars().collect())
+        .collect();
+    assert!(rows.len() > 10, "no QR code in:\n{output}");
+    let width = rows.iter().map(Vec::len).max().unwrap();
+    // Each cell is two modules high; a module is 4x4 pixels; 1 is black in PBM.
+    let scale = 4;
+    let mut pbm = format!("P1\n{} {}\n", width * scale, rows.len() * 2 * scale);
+    for row in &rows {
+        for half in [0, 1] {
+            let mut line = String::new();
+            for x in 0..width {
+                let c = row.get(x).copied().unwrap_or(' ');
+                let light = match c {
+                    '\u{2588}' => true,
+                    '\u{2580}' => half == 0,
+                    '\u{2584}' => half == 1,
+                    _ => false,
+                };
+                for _ in 0..scale {
+                    line.push_str(if light { "0 " } else { "1 " });
+                }
+            }
+            for _ in 0..scale {
+                pbm.push_str(&line);
+                pbm.push('\n');
+            }
+        }
+    }
+    let img = dir.join("totp-qr.pbm");
+    fs::write(&img, pbm).unwrap();
+    let zbarimg = require_tool("zbarimg");
+    // stdout only: zbarimg's libraries may complain on stderr (no D-Bus here).
+    let o = std::process::Command::new(zbarimg)
+        .args(["--raw", "-q"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "zbarimg: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

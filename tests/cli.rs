@@ -1237,7 +1237,7 @@ fn wait_exited(pid: i32) {
 /// `cirrus mount -o` with fstab's syntax; the system's `umount` and `fusermount3 -u` each
 /// leave nothing uncommitted (the commit interval is an hour: only the unmount commits);
 /// `-o ro` serves the drive, refuses every change with EROFS, writes nothing to the store
-/// and says so in `status`.
+/// and says so in `status`, which a mounted drive answers without its passcode.
 #[test]
 fn mount_options_system_unmounts_and_read_only() {
     let mut d = Drive::mount();
@@ -1297,11 +1297,32 @@ fn mount_options_system_unmounts_and_read_only() {
     for e in refused {
         assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
     }
-    let status = run_ok(&mut with_passcode(&d, &["status"]));
+    // A mounted drive's status needs no passcode: the daemon answers on its socket (no
+    // passcode source here, and no terminal: an unlock would fail at once).
+    let no_passcode = |args: &[&str]| {
+        let mut c = d.cirrus_cmd();
+        c.args(args)
+            .env_remove("CIRRUS_PASSCODE_FILE")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(std::process::Stdio::null());
+        run_ok(&mut c)
+    };
+    let status = no_passcode(&["status"]);
     assert!(
         status.contains("(read-only: nothing is written"),
         "{status}"
     );
+    assert!(status.contains("Notes "), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&no_passcode(&["status", "--json"])).unwrap();
+    assert_eq!(json["mounted"]["read_only"], true, "{json}");
+    let notes = json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Notes")
+        .unwrap();
+    assert_eq!(notes["files"], 2, "{json}");
     let (ok, t) = out(d.cirrus_cmd().arg("sync"));
     assert!(!ok && t.contains("mounted read-only"), "{t}");
     d.unmount();

@@ -55,8 +55,8 @@ pub enum AccountCmd {
 
 #[derive(Subcommand)]
 pub enum TotpCmd {
-    /// Start enrolment: prints an otpauth:// URI to add to your authenticator app (most
-    /// apps scan it as a QR code; `qrencode -t ansiutf8 URI` draws one).
+    /// Start enrolment: shows the otpauth:// URI to add to your authenticator app, as a QR
+    /// code to scan and as text.
     Enroll {
         #[command(flatten)]
         pass: PasscodeArgs,
@@ -95,6 +95,22 @@ fn print_web_status(acct: &crate::account::Unlocked) {
     }
 }
 
+/// `text` as a QR code in terminal characters, two modules per character cell. Light
+/// modules are drawn and dark ones left as the background, so on the usual dark
+/// terminal the code reads dark on light, with its quiet zone, as scanners expect. The
+/// drawing carries the secret too: zeroized once printed.
+fn qr_lines(text: &str) -> Result<zeroize::Zeroizing<String>, qrcode::types::QrError> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    Ok(zeroize::Zeroizing::new(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    ))
+}
+
 pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
     match cmd {
         AccountCmd::Totp {
@@ -111,6 +127,10 @@ pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
             );
             // The URI comes from the server: no control characters reach the terminal.
             let shown = zeroize::Zeroizing::new(crate::keyservice::client::printable(uri.as_str()));
+            match qr_lines(shown.as_str()) {
+                Ok(qr) => println!("{}", qr.as_str()),
+                Err(e) => eprintln!("cirrus: cannot draw the QR code ({e}); type the URI instead"),
+            }
             println!("{}", shown.as_str());
             Ok(0)
         }

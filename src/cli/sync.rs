@@ -29,58 +29,7 @@ pub struct SyncArgs {
 
 use super::human;
 use super::status::{JSON_VERSION, json_error, print_json};
-
-/// The upload queue and the disk cache, as `status` and `sync` show them (text and
-/// JSON: docs/USER-GUIDE.md documents the fields).
-#[derive(Debug, Clone, Serialize)]
-pub struct Upload {
-    /// Objects and heads waiting in the journal (including those being sent).
-    pub pending_objects: u64,
-    pub pending_bytes: u64,
-    /// Sent by this uploader since it started (the daemon's, or this command's).
-    pub uploaded_objects: u64,
-    pub uploaded_bytes: u64,
-    pub journal_max_bytes: u64,
-    /// The store cannot be reached: writes are kept locally.
-    pub offline: bool,
-    pub last_error: Option<LastError>,
-    /// Heads another device published first (`name: why`), kept in the journal.
-    pub conflicts: Vec<String>,
-    /// Journal files that failed their checks (moved to `journal/bad`).
-    pub damaged: Vec<String>,
-    pub disk_cache_bytes: u64,
-    pub disk_cache_max_bytes: u64,
-    pub disk_cache_objects: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LastError {
-    /// Seconds since the epoch.
-    pub at: u64,
-    pub message: String,
-}
-
-impl From<&SyncStatus> for Upload {
-    fn from(s: &SyncStatus) -> Self {
-        Upload {
-            pending_objects: s.pending_objects,
-            pending_bytes: s.pending_bytes,
-            uploaded_objects: s.uploaded_objects,
-            uploaded_bytes: s.uploaded_bytes,
-            journal_max_bytes: s.journal_max,
-            offline: s.offline,
-            last_error: s.last_error.as_ref().map(|(at, m)| LastError {
-                at: *at,
-                message: m.clone(),
-            }),
-            conflicts: s.conflicts.clone(),
-            damaged: s.damaged.clone(),
-            disk_cache_bytes: s.cache_bytes,
-            disk_cache_max_bytes: s.cache_max,
-            disk_cache_objects: s.cache_objects,
-        }
-    }
-}
+pub use crate::report::Upload;
 
 /// The lines `cirrus status` prints about the upload queue and the disk cache.
 pub fn describe(s: &Upload) -> Vec<String> {

@@ -74,6 +74,9 @@ pub struct Reply {
     /// Sync: what the poll of the other devices' heads did, per category.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<crate::sync::PollReport>,
+    /// Status: the report `cirrus status` prints (`crate::report::StatusReport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
 }
 
 impl Reply {

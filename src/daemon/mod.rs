@@ -299,6 +299,11 @@ pub fn serve(
         syncer: run.syncer.clone(),
         no_wait: run.no_wait.clone(),
         read_only: opts.read_only,
+        mount_status: {
+            let (mp, cache, cats) = (run.mp.clone(), run.cache.clone(), run.cats.clone());
+            let read_only = opts.read_only;
+            Box::new(move || status::mount_status(&mp, &cache, &cats, read_only))
+        },
     });
     let fs = CirrusFs::new(
         run.cats.clone(),

@@ -23,6 +23,8 @@ pub(super) struct Served {
     pub syncer: Option<Arc<Syncer>>,
     pub no_wait: Arc<AtomicBool>,
     pub read_only: bool,
+    /// The daemon's report on itself, for `status`.
+    pub mount_status: Box<dyn Fn() -> crate::report::MountStatus + Send + Sync>,
 }
 
 /// How many times `sync --wait` merges again when another device's head beat this
@@ -52,12 +54,39 @@ pub(super) fn handler(s: Served) -> Arc<Handler> {
             cancel,
             send,
         ),
+        "status" => status_request(&s),
         "no-wait" => {
             s.no_wait.store(true, Ordering::Relaxed);
             Reply::ok("the daemon will not wait for uploads when it stops".into())
         }
         other => Reply::error(format!("unknown request {other:?}")),
     })
+}
+
+/// The daemon's side of `cirrus status`: the same report the command builds, from this
+/// mount's unlocked account (so no passcode is asked) and its live figures.
+fn status_request(s: &Served) -> Reply {
+    let report = {
+        let acct = match s.acct.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        let no_session = acct.no_session().map(|w| w.to_string());
+        crate::report::report(&acct, no_session, &|_| {
+            (
+                Some((s.mount_status)()),
+                s.wb.as_ref().map(|wb| wb.status()),
+            )
+        })
+    };
+    match serde_json::to_value(&report) {
+        Ok(v) => Reply {
+            ok: Some(true),
+            status: Some(v),
+            ..Reply::default()
+        },
+        Err(e) => Reply::error(format!("cannot encode the status report: {e}")),
+    }
 }
 
 /// The line a finished rotation of category `name` reports, mounted or not.

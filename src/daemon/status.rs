@@ -2,45 +2,42 @@
 //! `status` (JSON: pid, mountpoint, cache use; counts only, no names, no keys) and `sync.json`
 //! (the upload queue), read by `cirrus status`, `sync` and `umount`.
 
+use crate::cache::ChunkCache;
 use crate::home::Home;
+pub use crate::report::MountStatus;
 use crate::store::writeback::SyncStatus;
+use crate::volume::Category;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where the daemon publishes its own report for `cirrus status`.
 pub fn mount_status_path(home: &Home) -> PathBuf {
     home.run_dir().join("status")
 }
 
-/// What a running daemon says about itself in `run/status` (JSON; no names, no keys:
-/// counts only). `cirrus status` shows it, and `status --json` passes it on as its
-/// `mounted` field (docs/USER-GUIDE.md), so its field names are part of that schema.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MountStatus {
-    pub pid: u32,
-    pub mountpoint: PathBuf,
-    pub memory_cache_used_bytes: u64,
-    pub memory_cache_max_bytes: u64,
-    /// Categories with changes not yet committed (the next commit interval takes them).
-    pub uncommitted_categories: usize,
-    /// Mounted with `--read-only`: nothing is written to the store, and no key
-    /// acknowledgement is published (docs/USER-GUIDE.md, "Read-only mounts").
-    #[serde(default)]
-    pub read_only: bool,
-}
-
 /// Rewrites `path` with the daemon's report.
 pub(super) fn write_mount_status(path: &Path, run: &super::Running, read_only: bool) {
-    let (used, cap) = run.cache.usage();
-    let s = MountStatus {
-        pid: std::process::id(),
-        mountpoint: run.mp.clone(),
-        memory_cache_used_bytes: used as u64,
-        memory_cache_max_bytes: cap as u64,
-        uncommitted_categories: run.cats.iter().filter(|c| c.is_dirty()).count(),
-        read_only,
-    };
+    let s = mount_status(&run.mp, &run.cache, &run.cats, read_only);
     if let Ok(j) = serde_json::to_vec(&s) {
         let _ = crate::home::write_atomic(path, &j);
+    }
+}
+
+/// The daemon's report on itself now.
+pub(super) fn mount_status(
+    mp: &Path,
+    cache: &ChunkCache,
+    cats: &[Arc<Category>],
+    read_only: bool,
+) -> MountStatus {
+    let (used, cap) = cache.usage();
+    MountStatus {
+        pid: std::process::id(),
+        mountpoint: mp.to_path_buf(),
+        memory_cache_used_bytes: used as u64,
+        memory_cache_max_bytes: cap as u64,
+        uncommitted_categories: cats.iter().filter(|c| c.is_dirty()).count(),
+        read_only,
     }
 }
 
