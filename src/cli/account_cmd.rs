@@ -111,29 +111,32 @@ fn qr_lines(text: &str) -> Result<zeroize::Zeroizing<String>, qrcode::types::QrE
     ))
 }
 
+/// `account totp enroll`: the URI to scan, drawn and as text.
+fn totp_enroll(home: Home, pass: &PasscodeArgs) -> super::CliResult {
+    let acct = unlock(home, pass)?;
+    need_server(&acct)?;
+    let uri = acct
+        .totp_enroll()
+        .map_err(|e| super::failed_with_hint("totp enroll", &e, "pass --password-file?"))?;
+    println!(
+        "Add this to your authenticator app, then run `{}`:",
+        crate::hint::cmd_hint("account totp confirm CODE")
+    );
+    // The URI comes from the server: no control characters reach the terminal.
+    let shown = zeroize::Zeroizing::new(crate::keyservice::client::printable(uri.as_str()));
+    match qr_lines(shown.as_str()) {
+        Ok(qr) => println!("{}", qr.as_str()),
+        Err(e) => eprintln!("cirrus: cannot draw the QR code ({e}); type the URI instead"),
+    }
+    println!("{}", shown.as_str());
+    Ok(0)
+}
+
 pub fn run(home: Home, cmd: AccountCmd) -> super::CliResult {
     match cmd {
         AccountCmd::Totp {
             cmd: TotpCmd::Enroll { pass },
-        } => {
-            let acct = unlock(home, &pass)?;
-            need_server(&acct)?;
-            let uri = acct
-                .totp_enroll()
-                .map_err(|e| super::failed_with_hint("totp enroll", &e, "pass --password-file?"))?;
-            println!(
-                "Add this to your authenticator app, then run `{}`:",
-                crate::hint::cmd_hint("account totp confirm CODE")
-            );
-            // The URI comes from the server: no control characters reach the terminal.
-            let shown = zeroize::Zeroizing::new(crate::keyservice::client::printable(uri.as_str()));
-            match qr_lines(shown.as_str()) {
-                Ok(qr) => println!("{}", qr.as_str()),
-                Err(e) => eprintln!("cirrus: cannot draw the QR code ({e}); type the URI instead"),
-            }
-            println!("{}", shown.as_str());
-            Ok(0)
-        }
+        } => totp_enroll(home, &pass),
         AccountCmd::Totp {
             cmd: TotpCmd::Confirm { code, pass },
         } => {

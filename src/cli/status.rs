@@ -212,6 +212,7 @@ pub fn run(home: Home, pass: &PasscodeArgs, json: bool) -> super::CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::RotationReport;
 
     fn entry(state: CategoryState, reason: Option<&str>) -> CategoryReport {
         CategoryReport {
