@@ -868,7 +868,9 @@ fn every_message_the_user_guide_quotes_is_one_the_binary_prints() {
 /// command fails at once, naming the sources.
 #[test]
 fn passcode_sources_are_taken_in_order_and_none_fails_at_once() {
-    let d = Drive::mount();
+    let mut d = Drive::mount();
+    // Unmounted: a mounted drive's `status` asks its daemon and reads no passcode.
+    d.unmount();
     let good = d.passcode_file.clone();
     let wrong = d.root.join("wrong-passcode");
     fs::write(&wrong, "not the passcode\n").unwrap();

@@ -181,7 +181,14 @@ pub(super) fn json_error(json: bool, e: String) -> String {
 }
 
 pub fn run(home: Home, pass: &PasscodeArgs, json: bool) -> super::CliResult {
-    let r = match from_daemon(&home) {
+    // With an account password to log in with, the command reports what that session
+    // unlocks, which may be more than the daemon's (a mount that could not log in).
+    let daemon = if super::passcode::password_given(pass) {
+        None
+    } else {
+        from_daemon(&home)
+    };
+    let r = match daemon {
         Some(r) => r,
         None => {
             let (acct, no_session) = unlock_holding(home, pass).map_err(|e| json_error(json, e))?;
