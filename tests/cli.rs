@@ -1333,3 +1333,105 @@ fn mount_options_system_unmounts_and_read_only() {
         "a read-only mount changed the store"
     );
 }
+
+/// `-o uid=` in a root-started mount (an fstab line at boot): the daemon runs as that
+/// user, the mount is theirs, what it writes in the home stays theirs, and their
+/// programs use the drive while root (without allow_other) cannot.
+#[test]
+fn a_root_mount_with_uid_serves_the_drive_as_that_user() {
+    use std::os::unix::fs::MetadataExt;
+    let mut d = Drive::blank();
+    if d.is_plain() {
+        return;
+    }
+    // Never mounted before: the categories' folders are made by the first mount, as the
+    // user it runs as.
+    d.init();
+    let user = test_user();
+    for p in [&d.home, &d.mnt, &d.passcode_file] {
+        let (ok, t) = out(std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(p));
+        assert!(ok, "{t}");
+    }
+    let (ok, t) = out(d
+        .cirrus_cmd()
+        .arg("mount")
+        .arg(&d.mnt)
+        .arg("-o")
+        .arg(format!(
+            "uid={},passcode_file={},memory_cache=64M",
+            user.uid,
+            d.passcode_file.display()
+        ))
+        .stdin(std::process::Stdio::null()));
+    assert!(ok, "{t}");
+    d.mark_mounted();
+    let pid = daemon_pid(&d);
+    let proc_status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| {
+        proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(ids("Uid:").iter().all(|&u| u == user.uid), "{proc_status}");
+    assert!(ids("Gid:").iter().all(|&g| g == user.gid), "{proc_status}");
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(d.mnt.to_str().unwrap()))
+        .unwrap();
+    assert!(line.contains(&format!("user_id={}", user.uid)), "{line}");
+    // Not `d.notes()`: root cannot even look (checked below).
+    let file = d.mnt.join("Notes").join("theirs.txt");
+    let (ok, t) = out(runuser(&user, "sh").arg("-c").arg(format!(
+        "echo mine > '{}' && cat '{}'",
+        file.display(),
+        file.display()
+    )));
+    assert!(ok && t.contains("mine"), "{t}");
+    // Root is not let in: the mount is the user's alone.
+    assert!(fs::read_dir(&d.mnt).is_err());
+    for e in fs::read_dir(d.home.join("run")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            e.metadata().unwrap().uid(),
+            user.uid,
+            "{}",
+            e.path().display()
+        );
+    }
+    assert_eq!(
+        fs::metadata(d.home.join("cirrus.log")).unwrap().uid(),
+        user.uid
+    );
+    let (ok, t) = out(std::process::Command::new("umount").arg(&d.mnt));
+    assert!(ok, "{t}");
+    wait_exited(pid);
+    d.mark_unmounted();
+    // Root without uid=: refused, it would leave root's files in the user's home.
+    let (ok, t) = out(d
+        .cirrus_cmd()
+        .arg("mount")
+        .arg(&d.mnt)
+        .arg("--passcode-file")
+        .arg(&d.passcode_file)
+        .stdin(std::process::Stdio::null()));
+    assert!(
+        !ok && t.contains(&format!("belongs to uid {}", user.uid)),
+        "{t}"
+    );
+    assert!(!is_fuse_mount(&d.mnt));
+    // Not root: another user's ids are refused.
+    let (ok, t) = out(runuser(&user, cirrus_bin())
+        .arg("--home")
+        .arg(&d.home)
+        .args(["mount", "-o", "uid=0"])
+        .arg(&d.mnt));
+    assert!(!ok && t.contains("need root"), "{t}");
+}

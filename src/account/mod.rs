@@ -47,7 +47,7 @@ pub use web::{Released, WebSignIn};
 mod witness;
 pub use acks::GcAcks;
 use open::device_key_of;
-pub use open::{InitOptions, init, reanchor, unlock};
+pub use open::{InitOptions, init, reanchor, unlock, unlock_read_only};
 pub use rotate::{DEFAULT_BATCH, RotateError, RotateOptions, RotateReport};
 
 #[derive(Debug, thiserror::Error)]

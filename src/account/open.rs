@@ -179,20 +179,30 @@ fn init_inner(home: &Home, passcode: &Passcode, opts: InitOptions) -> Result<(),
 
 /// Unlocks the account in `home` with the passcode.
 pub fn unlock(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
-    Ok(unlock_with(home, passcode, false)?.0)
+    Ok(unlock_with(home, passcode, false, false)?.0)
+}
+
+/// [`unlock`] for a read-only mount: the store refuses every write from the start
+/// (`store::ReadOnlyStore`), so unlocking cannot write it either (a home from before
+/// manifests, which must be migrated, fails with the store's read-only error; a login
+/// cannot mark the manifest). The write-back stays in `sync` for the daemon to set its
+/// cache limits on, but it is never started.
+pub fn unlock_read_only(home: Home, passcode: &Passcode) -> Result<Unlocked, AccountError> {
+    Ok(unlock_with(home, passcode, false, true)?.0)
 }
 
 /// `cirrus device reanchor`: unlocks after rebuilding a missing or damaged trust anchor
 /// from a manifest this device signed ([`anchor`]); also returns the counter of that
 /// manifest (None: the anchor was intact and nothing changed).
 pub fn reanchor(home: Home, passcode: &Passcode) -> Result<(Unlocked, Option<u64>), AccountError> {
-    unlock_with(home, passcode, true)
+    unlock_with(home, passcode, true, false)
 }
 
 fn unlock_with(
     home: Home,
     passcode: &Passcode,
     reanchor: bool,
+    read_only: bool,
 ) -> Result<(Unlocked, Option<u64>), AccountError> {
     let config = home.load_config()?;
     let device_key = device_key_of(&home, &config, passcode)?;
@@ -205,7 +215,10 @@ fn unlock_with(
         None => Some(Box::new(EmbeddedKeyService::open(&home.keyservice_dir())?)),
         Some(_) => None,
     };
-    let (store, sync) = open_store_sync(&home, &config.store)?;
+    let (mut store, sync) = open_store_sync(&home, &config.store)?;
+    if read_only {
+        store = Arc::new(crate::store::ReadOnlyStore::new(store));
+    }
     if reanchor {
         anchor::set_aside_unreadable(
             &home,

@@ -698,7 +698,7 @@ fn failed_with_hint(what: &str, e: &account::AccountError, hint: &str) -> String
 }
 
 fn unlock(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
-    let mut acct = unlock_device(home, pass)?;
+    let mut acct = unlock_device(home, pass, false)?;
     if acct.config.server.is_some() && passcode::password_given(pass) {
         let password = passcode::read_password(pass, false)?;
         acct.connect(&password, pass.totp.as_deref())
@@ -715,7 +715,17 @@ fn unlock_holding(
     home: Home,
     pass: &PasscodeArgs,
 ) -> Result<(account::Unlocked, Option<account::remote::NoSession>), String> {
-    let mut acct = unlock_device(home, pass)?;
+    unlock_holding_as(home, pass, false)
+}
+
+/// [`unlock_holding`], over a store that refuses writes when `read_only` (a read-only
+/// mount: `account::unlock_read_only`).
+fn unlock_holding_as(
+    home: Home,
+    pass: &PasscodeArgs,
+    read_only: bool,
+) -> Result<(account::Unlocked, Option<account::remote::NoSession>), String> {
+    let mut acct = unlock_device(home, pass, read_only)?;
     let mut why = None;
     if acct.config.server.is_some() && passcode::password_given(pass) {
         let password = passcode::read_password(pass, false)?;
@@ -727,7 +737,11 @@ fn unlock_holding(
 }
 
 /// Opens this device's account with its passcode (no key service yet).
-fn unlock_device(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, String> {
+fn unlock_device(
+    home: Home,
+    pass: &PasscodeArgs,
+    read_only: bool,
+) -> Result<account::Unlocked, String> {
     if !home.exists() {
         return Err(format!(
             "no Cirrus account in {} (run `{}`, or pass --home)",
@@ -737,7 +751,12 @@ fn unlock_device(home: Home, pass: &PasscodeArgs) -> Result<account::Unlocked, S
     }
     let passcode = passcode::read(pass, false)?;
     let config = home.config_path();
-    let acct = account::unlock(home, &passcode).map_err(|e| match e {
+    let unlocked = if read_only {
+        account::unlock_read_only(home, &passcode)
+    } else {
+        account::unlock(home, &passcode)
+    };
+    let acct = unlocked.map_err(|e| match e {
         account::AccountError::Store(crate::store::StoreError::Missing(_)) => {
             format!("{e} (the store URL is `store` in {})", config.display())
         }

@@ -1,7 +1,7 @@
 //! `cirrus mount`: checks, unlocks, then detaches a daemon that serves the drive. The
 //! parent returns only once the drive is mounted (or prints why it is not).
 
-use super::{PasscodeArgs, default_mountpoint, unlock_holding};
+use super::{PasscodeArgs, default_mountpoint};
 use crate::daemon::{self, DaemonOptions, absolute, held_keys_warning, is_mounted};
 use crate::home::Home;
 use std::io::{Read, Write};
@@ -185,6 +185,8 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     }
     if args.uid.is_some() {
         run_as(args.uid, args.gid)?;
+    } else {
+        not_roots_mount_of_a_users_home(&home)?;
     }
     let mp = check_mountpoint(&mp, is_default)?;
     if !(args.attr_timeout.is_finite() && (0.0..=3600.0).contains(&args.attr_timeout)) {
@@ -199,7 +201,7 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
     if args.journal_max < 64 << 20 {
         return Err("--journal-max must be at least 64M (one pack is 8M)".into());
     }
-    let (acct, no_session) = unlock_holding(home, &args.pass)?;
+    let (acct, no_session) = super::unlock_holding_as(home, &args.pass, args.read_only)?;
     // The daemon logs it too (to stderr when in the foreground).
     if let Some(why) = &no_session
         && !args.foreground
@@ -325,14 +327,14 @@ fn run_as(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
             )
         };
     }
-    let user = nix_user(uid);
+    let user = nix_user(uid)?;
     let gid = gid.or(user.as_ref().map(|u| u.1)).ok_or(format!(
         "uid={uid} has no entry in the user database: give gid= too"
     ))?;
     // SAFETY: plain syscalls; no other thread exists yet (the daemon starts them later).
     unsafe {
         let ok = match &user {
-            Some((name, _)) => libc::initgroups(name.as_ptr(), gid) == 0,
+            Some((name, _, _)) => libc::initgroups(name.as_ptr(), gid) == 0,
             None => libc::setgroups(1, &gid) == 0,
         };
         if !ok || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
@@ -342,25 +344,80 @@ fn run_as(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
             ));
         }
     }
+    // What runs from here (a passcode command, the AWS shared files) sees the user's own
+    // environment, not root's.
+    if let Some((name, _, dir)) = &user {
+        // SAFETY: no other thread exists yet, so nothing reads the environment meanwhile.
+        unsafe {
+            std::env::set_var("HOME", dir);
+            std::env::set_var("USER", name.to_string_lossy().as_ref());
+            std::env::set_var("LOGNAME", name.to_string_lossy().as_ref());
+        }
+    }
     log::info!("running as uid {uid} gid {gid}");
     Ok(())
 }
 
-/// The user database's name and primary group of `uid`.
-fn nix_user(uid: u32) -> Option<(std::ffi::CString, u32)> {
-    let mut buf = vec![0u8; 16 << 10];
-    // SAFETY: an all-zero passwd is a valid out-parameter.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into pw and buf, which we own and size correctly.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return None;
+/// Root mounting a home another user owns, without `uid=`, would leave root's files in
+/// it (the journal, caches, tokens) and a drive only root can use: refused, naming the
+/// option that does it right.
+fn not_roots_mount_of_a_users_home(home: &Home) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
     }
-    // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_owned();
-    Some((name, pw.pw_gid))
+    match std::fs::metadata(&home.root) {
+        Ok(m) if m.uid() != 0 => Err(format!(
+            "{} belongs to uid {}: mount it as that user, or as root with `-o uid={}` \
+             (the daemon then runs as its owner)",
+            home.root.display(),
+            m.uid(),
+            m.uid()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The user database's name, primary group and home directory of `uid` (None: no entry).
+type UserEntry = (std::ffi::CString, u32, std::path::PathBuf);
+
+fn nix_user(uid: u32) -> Result<Option<UserEntry>, String> {
+    let mut size = 16 << 10;
+    loop {
+        let mut buf = vec![0u8; size];
+        // SAFETY: an all-zero passwd is a valid out-parameter.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r writes into pw and buf, which we own and size correctly.
+        let rc = unsafe {
+            libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found)
+        };
+        if rc == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 {
+            return Err(format!(
+                "cannot look up uid {uid}: {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        if found.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: on success both point at NUL-terminated strings inside buf.
+        let (name, dir) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(pw.pw_name).to_owned(),
+                std::ffi::CStr::from_ptr(pw.pw_dir).to_owned(),
+            )
+        };
+        let dir: std::path::PathBuf =
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(dir.into_bytes())
+                .into();
+        return Ok(Some((name, pw.pw_gid, dir)));
+    }
 }
 
 /// `cirrus umount`: unmounts through the runtime, drawing the daemon's uploads.

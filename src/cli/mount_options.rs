@@ -12,8 +12,10 @@ const HELPER_NAMES: [&str; 2] = ["mount.fuse.cirrus", "mount.cirrus"];
 
 /// Options mount(8) and fstab use for themselves, or that only restate Cirrus's defaults
 /// (nosuid and nodev: FUSE mounts have them; default_permissions: the kernel always checks
-/// permissions on a Cirrus drive; exec, rw, async: the defaults).
-const ACCEPTED: [&str; 16] = [
+/// permissions on a Cirrus drive; relatime, async: the defaults; rw and exec are the
+/// defaults too, and cancel an `ro` or `noexec` before them).
+const ACCEPTED: [&str; 17] = [
+    "relatime",
     "defaults",
     "auto",
     "noauto",
@@ -191,6 +193,15 @@ fn take_options(
             .ok_or("mount options must be valid UTF-8")?
             .to_string();
         for opt in split(&list)? {
+            // As in mount(8), the later of ro/rw and noexec/exec wins.
+            let cancels = match opt.as_str() {
+                "rw" => Some("--read-only"),
+                "exec" => Some("--noexec"),
+                _ => None,
+            };
+            if let Some(c) = cancels {
+                flags.retain(|f| f != c);
+            }
             flags.extend(flag_for(&opt, mount_cmd, sloppy)?);
         }
         i += 1;
@@ -204,15 +215,19 @@ fn takes_value(cmd: &clap::Command, long: &str) -> bool {
         .is_some_and(|a| a.get_action().takes_values())
 }
 
-/// Splits an option list at commas outside double quotes (`passcode_command="a, b"`),
-/// dropping the quotes, as mount(8) reads fstab's fourth field.
+/// Splits an option list at commas outside double quotes (`passcode_command="a, b"`), as
+/// mount(8) reads fstab's fourth field; quotes around a whole value are dropped, others
+/// kept (`passcode_command=sh -c "x y"`).
 fn split(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
     for c in list.chars() {
         match c {
-            '"' => quoted = !quoted,
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
             ',' if !quoted => out.push(std::mem::take(&mut cur)),
             _ => cur.push(c),
         }
@@ -221,7 +236,16 @@ fn split(list: &str) -> Result<Vec<String>, String> {
         return Err(format!("unbalanced quote in mount options {list:?}"));
     }
     out.push(cur);
-    Ok(out.into_iter().filter(|o| !o.is_empty()).collect())
+    Ok(out
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') => {
+                format!("{k}={}", &v[1..v.len() - 1])
+            }
+            _ => o,
+        })
+        .collect())
 }
 
 /// The flags one option stands for: `memory_cache=256M` is `--memory-cache 256M`,
@@ -245,7 +269,8 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
         .find(|a| a.get_long() == Some(long.as_str()) && !key.contains('-'));
     let Some(arg) = arg else {
         if sloppy {
-            log::warn!("ignoring unknown mount option {key:?} (-s)");
+            // No logger exists yet this early: straight to stderr.
+            eprintln!("cirrus: ignoring unknown mount option {key:?} (mount -s)");
             return Ok(Vec::new());
         }
         return Err(format!(
@@ -257,7 +282,8 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
     };
     let flag = OsString::from(format!("--{long}"));
     match (arg.get_action().takes_values(), value) {
-        (true, Some(v)) => Ok(vec![flag, OsString::from(v)]),
+        // One argument, so a value that starts with "-" stays a value.
+        (true, Some(v)) => Ok(vec![OsString::from(format!("--{long}={v}"))]),
         (true, None) => Err(format!("mount option {key} needs a value ({key}=VALUE)")),
         (false, None) => Ok(vec![flag]),
         (false, Some(_)) => Err(format!("mount option {key} takes no value")),
@@ -301,7 +327,11 @@ mod tests {
                 key.clone()
             };
             let flags = flag_for(&opt, &cmd, false).unwrap_or_else(|e| panic!("{opt}: {e}"));
-            assert_eq!(flags[0], OsString::from(format!("--{long}")), "{opt}");
+            let flag = flags[0].to_string_lossy();
+            assert!(
+                flag == format!("--{long}") || flag == format!("--{long}=1"),
+                "{opt}: {flag}"
+            );
         }
     }
 
@@ -326,8 +356,7 @@ mod tests {
                 "mount",
                 "mount",
                 "--read-only",
-                "--memory-cache",
-                "64M",
+                "--memory-cache=64M",
                 "/m",
                 "--threads",
                 "3"
@@ -390,12 +419,38 @@ mod tests {
             [
                 "cirrus",
                 "mount",
-                "--passcode-command",
-                "pass show a,b",
+                "--passcode-command=pass show a,b",
                 "--read-only"
             ]
         );
         assert!(run(&["cirrus", "mount", "-o", "passcode_command=\"x"]).is_err());
+        // Quotes inside a value stay; a value may start with "-".
+        assert_eq!(
+            run(&[
+                "cirrus",
+                "mount",
+                "-o",
+                "passcode_command=sh -c \"a,b\"",
+                "-o",
+                "totp=-1"
+            ])
+            .unwrap(),
+            [
+                "cirrus",
+                "mount",
+                "--passcode-command=sh -c \"a,b\"",
+                "--totp=-1"
+            ]
+        );
+        // The later of ro/rw and noexec/exec wins.
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "ro,noexec,rw"]).unwrap(),
+            ["cirrus", "mount", "--noexec"]
+        );
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "rw,ro,noexec,exec"]).unwrap(),
+            ["cirrus", "mount", "--read-only"]
+        );
     }
 
     #[test]
@@ -416,10 +471,8 @@ mod tests {
                 "--home",
                 "/h",
                 "mount",
-                "--uid",
-                "7",
-                "--passcode-file",
-                "/p",
+                "--uid=7",
+                "--passcode-file=/p",
                 "--",
                 "/m"
             ]

@@ -260,8 +260,12 @@ pub fn serve(
     if opts.read_only {
         // Without the write-back there is no uploader, no syncer and so no merge or
         // acknowledgement to publish; reads still go through its journal and disk cache.
+        // (`account::unlock_read_only` wrapped the store already; a second wrap costs
+        // nothing and holds whoever unlocked otherwise.)
         acct.store = Arc::new(crate::store::ReadOnlyStore::new(acct.store.clone()));
-        acct.sync = None;
+        if let Some(wb) = acct.sync.take() {
+            wb.set_limits(opts.disk_cache, opts.journal_max);
+        }
     }
     let _home_lock = lock_home(&acct.home)?;
     process::check_private(&acct.home)?;

@@ -31,6 +31,9 @@ pub(super) struct Served {
 /// device's to the store, before it reports the conflict.
 const HEAD_RACE_ROUNDS: u32 = 5;
 
+/// How long a `status` request waits for the account while another request holds it.
+const STATUS_WAIT: Duration = Duration::from_secs(3);
+
 /// The control socket's handler over `s`.
 pub(super) fn handler(s: Served) -> Arc<Handler> {
     let busy = Mutex::new(());
@@ -54,7 +57,7 @@ pub(super) fn handler(s: Served) -> Arc<Handler> {
             cancel,
             send,
         ),
-        "status" => status_request(&s),
+        "status" => status_request(&s, cancel),
         "no-wait" => {
             s.no_wait.store(true, Ordering::Relaxed);
             Reply::ok("the daemon will not wait for uploads when it stops".into())
@@ -65,12 +68,26 @@ pub(super) fn handler(s: Served) -> Arc<Handler> {
 
 /// The daemon's side of `cirrus status`: the same report the command builds, from this
 /// mount's unlocked account (so no passcode is asked) and its live figures.
-fn status_request(s: &Served) -> Reply {
+fn status_request(s: &Served, cancel: &AtomicBool) -> Reply {
+    // The account is held for minutes by a rotation: wait a little, not for it (the
+    // command then unlocks by itself). Holding it while the report is built keeps the
+    // sync hooks out meanwhile; they try again at the next poll.
+    let deadline = std::time::Instant::now() + STATUS_WAIT;
+    let acct = loop {
+        match s.acct.try_lock() {
+            Ok(a) => break a,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if cancel.load(Ordering::Relaxed) || std::time::Instant::now() >= deadline {
+                    return Reply::error(
+                        "the daemon is busy with the account (a key rotation?); not waiting".into(),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
     let report = {
-        let acct = match s.acct.lock() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
         let no_session = acct.no_session().map(|w| w.to_string());
         crate::report::report(&acct, no_session, &|_| {
             (
@@ -79,6 +96,7 @@ fn status_request(s: &Served) -> Reply {
             )
         })
     };
+    drop(acct);
     match serde_json::to_value(&report) {
         Ok(v) => Reply {
             ok: Some(true),

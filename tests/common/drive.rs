@@ -287,7 +287,8 @@ impl Drive {
             })
     }
 
-    fn init(&self) {
+    /// `cirrus init` of this drive's home (fast key-derivation costs), not mounted.
+    pub fn init(&self) {
         let (status, out) = self.cirrus_timed(
             &[
                 "init".as_ref(),
