@@ -337,6 +337,12 @@ fn a_key_rotated_on_one_device_is_taken_in_by_the_other() {
     assert_eq!(kept[0]["category"], "Health");
     assert_eq!(kept[0]["key_version"], 1);
     assert_eq!(kept[0]["until_synced"], serde_json::json!(["phone"]));
+    // The text says who holds it, and that a read-only mount there never lets it go.
+    let t = ok(&a, &["status"]);
+    assert!(
+        t.contains("old key kept: Health key version 1, until phone has synced (a device that only mounts read-only never acknowledges"),
+        "{t}"
+    );
     fs::write(a.health().join("after.txt"), b"under key v2").unwrap();
     sync(&a);
     assert!(old_key_left(&s3), "destroyed before B synced");
@@ -412,6 +418,7 @@ fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
     let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
     assert!(t.starts_with("deleted 0 "), "{t}");
     assert!(t.contains("kept until phone has synced"), "{t}");
+    assert!(t.contains("only mounts read-only never acknowledges"), "{t}");
     assert!(s.size(&orphan_name).is_ok(), "kept for B");
     std::thread::sleep(Duration::from_millis(1100));
     sync(&b);
