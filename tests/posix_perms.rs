@@ -679,3 +679,66 @@ fn setuid_and_setgid_bits_are_cleared_like_a_local_filesystem() {
     assert_eq!(perm_bits(&stat(&f)), 0o0755, "truncate must clear S_ISUID");
     assert_eq!(stat(&f).len(), 3);
 }
+
+/// The mode as a `stat` that asks for nothing else sees it (`statx` with `STATX_MODE`
+/// only, as `stat -c %a` does): the kernel answers from its cache while the mode is
+/// valid there, even when size and times are not.
+fn mode_only(path: &Path) -> u32 {
+    let c = cpath(path);
+    // SAFETY: zeroed POD out-struct; raw syscall on a valid C string.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MODE, &mut st) };
+    assert_eq!(
+        r,
+        0,
+        "statx {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    u32::from(st.stx_mode) & 0o7777
+}
+
+/// After a non-root write clears set-user-ID and set-group-ID (the daemon does it, with
+/// FUSE's KILLPRIV_V2), the kernel sees the new mode at once, through buffered and direct
+/// writes alike, although the mount lets it cache attributes for a minute.
+#[test]
+fn setid_bits_cleared_by_a_write_show_at_once() {
+    let s = setup();
+    if s._drive.is_plain() {
+        return;
+    }
+    let f = s.base.join("setid-now");
+    fs::write(&f, vec![0u8; 8192]).expect("create");
+    lchown(&f, s.user.uid, s.user.gid);
+    let c = cpath(&f);
+    // An aligned block for O_DIRECT, made before the child runs.
+    let mut block = vec![7u8; 2 * 4096];
+    let off = block.as_ptr().align_offset(4096);
+    let aligned = block[off..].as_mut_ptr() as usize;
+    for (direct, how) in [(false, "buffered"), (true, "direct")] {
+        chmod(&f, 0o6755);
+        // Cached by the kernel now, for the mount's attribute timeout.
+        assert_eq!(mode_only(&f), 0o6755);
+        let code = as_user(&s.user, || {
+            let flags = libc::O_WRONLY | if direct { libc::O_DIRECT } else { 0 };
+            // SAFETY: raw syscalls on a prepared C string and a block owned by the parent
+            // (still mapped in the forked child).
+            unsafe {
+                let fd = libc::open(c.as_ptr(), flags);
+                if fd < 0 {
+                    return errno();
+                }
+                let r = libc::pwrite(fd, aligned as *const libc::c_void, 4096, 0);
+                libc::close(fd);
+                if r != 4096 { errno() } else { 0 }
+            }
+        });
+        assert_code(code, 0, &format!("owner's {how} write"));
+        assert_eq!(
+            mode_only(&f),
+            0o0755,
+            "a {how} write by the owner: the kernel still shows the set-id bits"
+        );
+    }
+    drop(block);
+}

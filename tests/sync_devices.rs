@@ -418,7 +418,10 @@ fn gc_with_another_device_syncing_deletes_only_what_no_head_needs() {
     let t = ok(&a, &["gc", "--grace", "0", "--passcode-file", &pass(&a)]);
     assert!(t.starts_with("deleted 0 "), "{t}");
     assert!(t.contains("kept until phone has synced"), "{t}");
-    assert!(t.contains("only mounts read-only never acknowledges"), "{t}");
+    assert!(
+        t.contains("only mounts read-only never acknowledges"),
+        "{t}"
+    );
     assert!(s.size(&orphan_name).is_ok(), "kept for B");
     std::thread::sleep(Duration::from_millis(1100));
     sync(&b);

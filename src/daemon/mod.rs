@@ -319,7 +319,9 @@ pub fn serve(
         },
         Box::new(move || store.usage()),
     );
+    let kernel = fs.kernel_link();
     let bg = mount_session(fs, mp, opts)?;
+    let _ = kernel.set(Invalidator::new(bg.notifier()));
     if let Some(sy) = &run.syncer {
         let kernel = Invalidator::new(bg.notifier());
         sy.tell_kernel_with(Box::new(move |cat, stale| kernel.tell(cat, stale)));

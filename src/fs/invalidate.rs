@@ -5,7 +5,7 @@
 
 use super::CirrusFs;
 use crate::volume::Stale;
-use fuser::Notifier;
+use fuser::{INodeNo, Notifier};
 use log::{debug, warn};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -19,6 +19,19 @@ pub struct Invalidator {
 impl Invalidator {
     pub fn new(notifier: Notifier) -> Self {
         Invalidator { notifier }
+    }
+
+    /// Tells the kernel that the attributes of `ino` (a global inode number) changed. Safe
+    /// from inside a request of this mount, before its reply: dropping cached attributes
+    /// takes no lock the kernel holds while it waits (unlike a name, or cached pages).
+    pub fn attributes(&self, ino: INodeNo) {
+        match self.notifier.inval_inode(ino, -1, 0) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::EBADF)) => {}
+            // ENOENT: the kernel holds no such inode, so nothing is cached.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => warn!("cannot tell the kernel that inode {} changed: {e}", ino.0),
+        }
     }
 
     /// Sends what category `cat` noted. Must not be called under a category's lock, nor

@@ -325,14 +325,19 @@ impl fuser::Filesystem for CirrusFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.split(ino) {
-            Some((c, i)) => match c.write(
-                i,
-                offset,
-                data,
-                write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
-            ) {
-                Ok(n) => reply.written(n),
+            Some((c, i)) => match c.write(i, offset, data, kill_suidgid) {
+                Ok(n) => {
+                    // The write cleared set-user-ID/set-group-ID: the kernel's cached mode
+                    // still has them until the attribute timeout (a write invalidates
+                    // only size and times there), and `stat -c %a` or an exec would see
+                    // them. Told before the reply, so the writer's next call cannot.
+                    if kill_suidgid && let Some(k) = self.kernel.get() {
+                        k.attributes(ino);
+                    }
+                    reply.written(n)
+                }
                 Err(e) => reply.error(errno(&e, "write")),
             },
             None => reply.error(Errno::EISDIR),

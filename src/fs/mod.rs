@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use attr::kind_type;
@@ -51,9 +51,18 @@ pub struct CirrusFs {
     /// The kernel was asked to enforce POSIX ACLs itself (the opt-in `posix-acl`).
     acls_in_kernel: bool,
     usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
+    /// The kernel's side, once mounted (see [`CirrusFs::kernel_link`]).
+    kernel: Arc<OnceLock<Invalidator>>,
 }
 
 impl CirrusFs {
+    /// Where the mount runtime puts the kernel's side once the session exists (the
+    /// adapter is handed to fuser before there is a notifier), so requests can tell the
+    /// kernel of changes its own caches would not see.
+    pub fn kernel_link(&self) -> Arc<OnceLock<Invalidator>> {
+        self.kernel.clone()
+    }
+
     pub fn new(
         cats: Vec<Arc<Category>>,
         opts: FsOptions,
@@ -71,6 +80,7 @@ impl CirrusFs {
             opts,
             mounted_at: Time::now(),
             usage,
+            kernel: Arc::new(OnceLock::new()),
         }
     }
 
