@@ -268,3 +268,66 @@ fn directory_move_updates_dotdot() {
     d.remount();
     check(&d.notes());
 }
+
+/// A directory renamed over, or removed, while open stays reachable through its handle
+/// until closed, as on ext4: fstat gives the directory with no link, listing it gives
+/// nothing. An open file renamed over keeps its data and shows no link either.
+#[test]
+fn open_handles_of_replaced_directories_and_files_still_stat() {
+    use std::os::fd::AsRawFd;
+    let d = Drive::mount();
+    let n = d.notes();
+    let fstat = |f: &fs::File| {
+        // SAFETY: zeroed POD out-struct; fstat on an fd we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::fstat(f.as_raw_fd(), &mut st) };
+        (r, std::io::Error::last_os_error(), st)
+    };
+    fs::create_dir(n.join("src-dir")).unwrap();
+    fs::create_dir(n.join("dst-dir")).unwrap();
+    let replaced = fs::File::open(n.join("dst-dir")).unwrap();
+    fs::create_dir(n.join("gone-dir")).unwrap();
+    let removed = fs::File::open(n.join("gone-dir")).unwrap();
+    fs::rename(n.join("src-dir"), n.join("dst-dir")).unwrap();
+    fs::remove_dir(n.join("gone-dir")).unwrap();
+    for (f, what) in [(&replaced, "renamed over"), (&removed, "removed")] {
+        let (r, e, st) = fstat(f);
+        assert_eq!(r, 0, "fstat of an open directory {what}: {e}");
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR, "{what}");
+        assert_eq!(st.st_nlink, 0, "{what}");
+    }
+    // The survivor is the renamed one, with its own links.
+    assert_eq!(fs::metadata(n.join("dst-dir")).unwrap().nlink(), 2);
+    let (r, e, _) = fstat(&fs::File::open(n.join("dst-dir")).unwrap());
+    assert_eq!(r, 0, "{e}");
+    // No new entry can be made in a dead directory (the kernel refuses it).
+    let c = std::ffi::CString::new("x").unwrap();
+    // SAFETY: mkdirat on an fd we own and a valid C string.
+    let r = unsafe { libc::mkdirat(removed.as_raw_fd(), c.as_ptr(), 0o755) };
+    assert_eq!(r, -1);
+    drop((replaced, removed));
+    // Files: the same through an open handle.
+    fs::write(n.join("src-file"), b"new").unwrap();
+    fs::write(n.join("dst-file"), b"old content").unwrap();
+    let old = fs::File::open(n.join("dst-file")).unwrap();
+    fs::rename(n.join("src-file"), n.join("dst-file")).unwrap();
+    let (r, e, st) = fstat(&old);
+    assert_eq!(r, 0, "fstat of an open file renamed over: {e}");
+    assert_eq!((st.st_nlink, st.st_size), (0, 11));
+    let mut buf = [0u8; 11];
+    assert_eq!(
+        std::os::unix::fs::FileExt::read_at(&old, &mut buf, 0).unwrap(),
+        11
+    );
+    assert_eq!(&buf, b"old content");
+    drop(old);
+    assert_eq!(fs::read(n.join("dst-file")).unwrap(), b"new");
+    let names: Vec<_> = fs::read_dir(&n)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"dst-dir".to_string()) && !names.contains(&"gone-dir".to_string()),
+        "{names:?}"
+    );
+}

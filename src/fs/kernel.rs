@@ -398,10 +398,12 @@ impl fuser::Filesystem for CirrusFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // The listing itself is taken by the first readdir (offset 0), not here, so it is
-        // built once per pass; this only surfaces an unreadable directory early (EIO).
+        // built once per pass; this surfaces an unreadable directory early (EIO), and
+        // counts the handle: a directory removed or renamed over while open stays (with
+        // no link) until closed, so fstat of the handle still works, as on ext4.
         if ino.0 != FS_ROOT
             && let Some((c, i)) = self.split(ino)
-            && let Err(e) = c.getattr(i).map(|_| ())
+            && let Err(e) = c.open_handle(i)
         {
             reply.error(errno(&e, "opendir"));
             return;
@@ -413,7 +415,7 @@ impl fuser::Filesystem for CirrusFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
@@ -422,6 +424,11 @@ impl fuser::Filesystem for CirrusFs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&fh.0);
+        if ino.0 != FS_ROOT
+            && let Some((c, i)) = self.split(ino)
+        {
+            c.release_handle(i);
+        }
         reply.ok();
     }
 
