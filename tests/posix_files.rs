@@ -866,3 +866,86 @@ fn fd_access_mode_errors() {
         "file used as a directory",
     );
 }
+
+/// fallocate(2) and posix_fallocate(3): reserving grows the size (or keeps it), punching
+/// a hole and zeroing a range read back as zeros around untouched bytes and survive a
+/// remount, what cannot be done is EOPNOTSUPP, and a reservation beyond the store's room
+/// is ENOSPC.
+#[test]
+fn fallocate_reserves_punches_and_zeroes() {
+    const CHUNK: u64 = 256 << 10;
+    let mut d = Drive::mount();
+    let path = d.notes().join("allocated");
+    let pattern: Vec<u8> = (0..3 * CHUNK + 100).map(|i| (i % 251) as u8 + 1).collect();
+    fs::write(&path, &pattern).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let fd = f.as_raw_fd();
+    let falloc = |mode: i32, off: u64, len: u64| {
+        // SAFETY: fallocate on an fd we own.
+        let r = unsafe { libc::fallocate(fd, mode, off as i64, len as i64) };
+        if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        }
+    };
+    let size = |f: &fs::File| f.metadata().unwrap().len();
+    // posix_fallocate: mode 0, the size grows, the new bytes read as zeros.
+    // SAFETY: posix_fallocate on an fd we own.
+    assert_eq!(
+        unsafe { libc::posix_fallocate(fd, 0, (4 * CHUNK) as i64) },
+        0
+    );
+    assert_eq!(size(&f), 4 * CHUNK);
+    // KEEP_SIZE: nothing visible changes.
+    assert_eq!(falloc(libc::FALLOC_FL_KEEP_SIZE, 4 * CHUNK, CHUNK), 0);
+    assert_eq!(size(&f), 4 * CHUNK);
+    // A hole from inside chunk 0 to inside chunk 2 (chunk 1 whole).
+    let (hole_at, hole_len) = (100, 2 * CHUNK);
+    assert_eq!(
+        falloc(
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            hole_at,
+            hole_len
+        ),
+        0
+    );
+    // Zeros from inside chunk 3 to past the end: the size grows.
+    let (zero_at, zero_len) = (3 * CHUNK + 50, 2 * CHUNK);
+    assert_eq!(falloc(libc::FALLOC_FL_ZERO_RANGE, zero_at, zero_len), 0);
+    assert_eq!(size(&f), zero_at + zero_len);
+    let mut expected = pattern.clone();
+    expected.resize((zero_at + zero_len) as usize, 0);
+    expected[hole_at as usize..(hole_at + hole_len) as usize].fill(0);
+    expected[zero_at as usize..].fill(0);
+    let read_all = |f: &fs::File| {
+        let mut buf = vec![0xEEu8; size(f) as usize];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        buf
+    };
+    assert!(read_all(&f) == expected, "content after punch and zero");
+    // Modes FUSE cannot pass, and a hole without KEEP_SIZE: EOPNOTSUPP.
+    assert_eq!(
+        falloc(libc::FALLOC_FL_COLLAPSE_RANGE, 0, CHUNK),
+        libc::EOPNOTSUPP
+    );
+    assert_eq!(falloc(libc::FALLOC_FL_PUNCH_HOLE, 0, 10), libc::EOPNOTSUPP);
+    // More than the store has room for: ENOSPC, and nothing changes.
+    // SAFETY: zeroed POD out-struct; statvfs on a valid path.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(d.mnt.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut vfs) }, 0);
+    let room = vfs.f_bavail * vfs.f_frsize;
+    if !d.is_plain() {
+        assert_eq!(falloc(0, 0, room + (1 << 30)), libc::ENOSPC);
+        assert_eq!(size(&f), zero_at + zero_len);
+    }
+    drop(f);
+    d.remount();
+    let f = fs::File::open(&path).unwrap();
+    assert!(read_all(&f) == expected, "content after a remount");
+}

@@ -3,7 +3,7 @@
 
 use super::attr::{from_system, time_set};
 use super::{CirrusFs, FS_ROOT, errno};
-use crate::volume::{NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
+use crate::volume::{Allocate, NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
     RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
@@ -494,6 +494,43 @@ impl fuser::Filesystem for CirrusFs {
             }
         }
         reply.ok();
+    }
+
+    /// Modes 0 and KEEP_SIZE reserve (nothing to preallocate in sealed chunks: the size
+    /// grows unless kept, and the request fails with ENOSPC when the store, or the upload
+    /// journal of a remote one, has less room than it asks for), PUNCH_HOLE and
+    /// ZERO_RANGE zero the range (whole chunks become holes). Other modes: EOPNOTSUPP.
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let how = match mode & !libc::FALLOC_FL_KEEP_SIZE {
+            0 => Allocate::Reserve { keep_size },
+            libc::FALLOC_FL_PUNCH_HOLE if keep_size => Allocate::PunchHole,
+            libc::FALLOC_FL_ZERO_RANGE => Allocate::ZeroRange { keep_size },
+            _ => return reply.error(Errno::EOPNOTSUPP),
+        };
+        let Some((c, i)) = self.split(ino) else {
+            return reply.error(Errno::EISDIR);
+        };
+        if let Allocate::Reserve { .. } = how {
+            // The bytes the range could need beyond what the file holds now.
+            let held = c.getattr(i).map(|n| n.size).unwrap_or(0);
+            let wanted = offset.saturating_add(length).saturating_sub(held);
+            if let Some((_, avail)) = (self.usage)()
+                && wanted > avail
+            {
+                return reply.error(Errno::ENOSPC);
+            }
+        }
+        reply_empty(c.fallocate(i, offset, length, how), "fallocate", reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -317,6 +317,80 @@ impl Category {
         Ok(data.len() as u32)
     }
 
+    /// `fallocate(2)` on a file: `Reserve` (mode 0 and KEEP_SIZE: there is nothing to
+    /// preallocate in sealed chunks, so only the size grows, unless kept), `PunchHole`
+    /// (whole chunks in the range become holes, partly covered ones get zeros; the size
+    /// is kept) and `ZeroRange` (the same, and the size grows unless kept). Space is the
+    /// caller's to check: it knows the store's and the journal's room.
+    pub fn fallocate(&self, ino: u64, offset: u64, len: u64, how: Allocate) -> VolResult<()> {
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(VolError::TooBig)?;
+        if len == 0 {
+            return Err(VolError::Invalid("fallocate of length 0"));
+        }
+        let mut s = self.lock_raw();
+        self.ensure_leaf(&mut s, ino)?;
+        let size = Self::file_size(&s, ino)?;
+        let (zero, keep_size) = match how {
+            Allocate::Reserve { keep_size } => (false, keep_size),
+            Allocate::PunchHole => (true, true),
+            Allocate::ZeroRange { keep_size } => (true, keep_size),
+        };
+        let mut last = None;
+        if zero {
+            let stop = end.min(size);
+            let mut pos = offset;
+            while pos < stop {
+                let idx = pos / CHUNK_SIZE;
+                let in_chunk = (pos % CHUNK_SIZE) as usize;
+                let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(stop - pos)) as usize;
+                if in_chunk == 0 && take as u64 == chunk_span(size, idx) {
+                    // All of the chunk's bytes: it becomes a hole (reads give zeros). A
+                    // seal on its way is not installed (as for a truncate).
+                    self.drop_unsealed(&mut s, ino, idx);
+                    s.buf.pending.remove(&(ino, idx));
+                    if let Some(Record {
+                        payload: Payload::File { chunks, .. },
+                        ..
+                    }) = s.tree.records.get_mut(&ino)
+                        && let Some(c) = chunks.get_mut(idx as usize)
+                    {
+                        *c = None;
+                    }
+                } else {
+                    let mut chunk = self.chunk_owned(&mut s, ino, idx)?;
+                    // A hole stays a hole; past a short chunk's end there is nothing.
+                    let upto = (in_chunk + take).min(chunk.len());
+                    if in_chunk < upto {
+                        chunk[in_chunk..upto].fill(0);
+                        self.add_dirty(&mut s, chunk.len());
+                        s.buf.dirty.insert((ino, idx), chunk);
+                        last = Some((ino, idx));
+                    }
+                }
+                pos += take as u64;
+            }
+        }
+        if !keep_size && end > size {
+            self.truncate_locked(&mut s, ino, end)?;
+        }
+        let now = Time::now();
+        if let Some(rec) = s.tree.records.get_mut(&ino) {
+            // As ext4: a change of content or size is a modification.
+            if zero || (!keep_size && end > size) {
+                rec.attr.mtime = now;
+            }
+            rec.attr.ctime = now;
+        }
+        s.tree.dirty_leaves.insert(Self::leaf_of(ino));
+        match last {
+            Some(key) => self.after_write(s, key),
+            None => Ok(()),
+        }
+    }
+
     /// Sets the size of a file; the caller holds the lock and has loaded the leaf.
     pub(super) fn truncate_locked(&self, s: &mut State, ino: u64, new_size: u64) -> VolResult<()> {
         let old_size = Self::file_size(s, ino)?;
@@ -384,6 +458,17 @@ impl Category {
         }
         total
     }
+}
+
+/// What a `fallocate(2)` asks of [`Category::fallocate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocate {
+    /// Mode 0 (and `posix_fallocate`), or `FALLOC_FL_KEEP_SIZE`.
+    Reserve { keep_size: bool },
+    /// `FALLOC_FL_PUNCH_HOLE` (always with `KEEP_SIZE`).
+    PunchHole,
+    /// `FALLOC_FL_ZERO_RANGE`, with or without `KEEP_SIZE`.
+    ZeroRange { keep_size: bool },
 }
 
 /// How many bytes of a file of `size` bytes chunk `idx` spans.

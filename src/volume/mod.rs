@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
+pub use io::Allocate;
 pub use recently_deleted::KEEP_SECS as RECENTLY_DELETED_KEEP_SECS;
 pub use rotate::{Rotation, RotationProgress};
 pub use sealer::Sealer;

@@ -604,9 +604,15 @@ impl Store for WriteBack {
     /// fixed size, so the space left is reported as 1 PiB.
     fn usage(&self) -> Option<(u64, u64)> {
         let st = self.lock();
+        // What can still be written before writes fail with "no space left" is the
+        // journal's room (uploads make more); the bucket itself has no known bound.
+        let room = st.journal_max.saturating_sub(st.pending_bytes);
         match st.remote_bytes {
-            Some(b) => Some((b + st.pending_bytes, 1 << 50)),
-            None => self.remote.usage(),
+            Some(b) => Some((b + st.pending_bytes, room)),
+            None => self
+                .remote
+                .usage()
+                .map(|(used, avail)| (used, avail.min(room))),
         }
     }
 }
