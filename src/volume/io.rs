@@ -23,11 +23,23 @@ pub(super) fn copy_part(src: &[u8], in_chunk: usize, dst: &mut [u8]) {
 /// A mode with set-user-ID removed, and set-group-ID removed when group-executable (a
 /// non-executable setgid file marks mandatory locking and is kept), as Linux does.
 pub(super) fn killed_mode(mode: u32) -> u32 {
+    // (See also `drop_file_capability`: a write, truncate or chown drops it too.)
     let mut m = mode & !libc::S_ISUID;
     if m & libc::S_IXGRP != 0 {
         m &= !libc::S_ISGID;
     }
     m
+}
+
+/// The file capability attribute (`setcap`), which Linux drops on every write, truncate
+/// and chown of the file, whoever makes it (security_inode_killpriv); with KILLPRIV_V2 the
+/// kernel leaves that to the filesystem.
+pub const FILE_CAPABILITY: &[u8] = b"security.capability";
+
+pub(super) fn drop_file_capability(xattrs: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
+    if !xattrs.is_empty() {
+        xattrs.remove(FILE_CAPABILITY);
+    }
 }
 
 pub(super) enum Source {
@@ -310,6 +322,7 @@ impl Category {
             if kill_suidgid {
                 rec.attr.mode = killed_mode(rec.attr.mode);
             }
+            drop_file_capability(&mut rec.xattrs);
         }
         s.tree.bytes = (s.tree.bytes + new_size).saturating_sub(old_size);
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));

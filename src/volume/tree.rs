@@ -502,13 +502,17 @@ impl Category {
             if a.unprivileged && a.mode.is_none() {
                 r.attr.mode = super::io::killed_mode(r.attr.mode);
             }
+            super::io::drop_file_capability(&mut r.xattrs);
         }
         // chown of anything but a directory clears set-user/group-ID, even for root (the
         // kernel leaves this to us once the filesystem handles it, KILLPRIV_V2).
         let is_dir = matches!(Self::rec(&s, ino)?.payload, Payload::Dir { .. });
-        if (a.uid.is_some() || a.gid.is_some()) && a.mode.is_none() && !is_dir {
+        if (a.uid.is_some() || a.gid.is_some()) && !is_dir {
             let r = Self::rec_mut(&mut s, ino)?;
-            r.attr.mode = super::io::killed_mode(r.attr.mode);
+            if a.mode.is_none() {
+                r.attr.mode = super::io::killed_mode(r.attr.mode);
+            }
+            super::io::drop_file_capability(&mut r.xattrs);
         }
         let r = Self::rec_mut(&mut s, ino)?;
         if let Some(m) = a.mode {
@@ -616,14 +620,21 @@ impl Category {
     }
 }
 
-/// Only `user.*` attributes are stored. Reading a name of another namespace says so
-/// (EOPNOTSUPP, as setting one does) rather than "no such attribute" (ENODATA): tools
-/// such as `ls -l` then stop asking for SELinux labels and ACLs on this mount after its
-/// first file, instead of costing a kernel round trip each per file.
+/// The namespaces stored: `user.*`, and `security.*` and `trusted.*`, which the kernel
+/// lets only privileged callers set (CAP_SYS_ADMIN for `trusted.*`, CAP_SETFCAP for
+/// `security.capability`) before a request reaches the daemon. Reading a name of another
+/// namespace (`system.*`) says so (EOPNOTSUPP, as setting one does) rather than "no such
+/// attribute" (ENODATA): tools then stop asking for it on this mount after the first
+/// file, instead of costing a kernel round trip each per file.
 fn user_namespace(name: &[u8]) -> VolResult<()> {
-    if name.starts_with(b"user.") {
+    if [b"user.".as_slice(), b"security.", b"trusted."]
+        .iter()
+        .any(|ns| name.starts_with(ns))
+    {
         Ok(())
     } else {
-        Err(VolError::Unsupported("only user.* extended attributes"))
+        Err(VolError::Unsupported(
+            "only user.*, security.* and trusted.* extended attributes",
+        ))
     }
 }
