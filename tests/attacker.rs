@@ -69,6 +69,8 @@ fn server_side_reads_standard_categories_but_not_e2e() {
                         device_slot: None,
                         sealer: None,
                         read_only: false,
+                        atime: Default::default(),
+                        dir_atime: true,
                     },
                 );
                 let n = cat.lookup(ROOT_INO, b"standard.txt").unwrap();

@@ -571,3 +571,80 @@ fn read_updates_a_stale_access_time_like_relatime() {
         "relatime: a fresh atime is not rewritten"
     );
 }
+
+/// The atime mount options (`-o noatime`, `-o strictatime`, `-o nodiratime`, and
+/// relatime's listing of a directory): each rule on reads, on running a program, and on
+/// listing a directory.
+#[test]
+fn atime_mount_options_each_keep_their_rule() {
+    let stale = (1_000_000_000, 0);
+    let prepare = |d: &Drive| {
+        let f = d.notes().join("a.sh");
+        fs::write(&f, b"#!/bin/sh\nexit 0\n").expect("write");
+        fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let dir = d.notes().join("dir");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("x"), b"x").unwrap();
+        set_times(&f, Ts::At(stale.0, stale.1), Ts::Now, true).expect("utimensat");
+        set_times(&dir, Ts::At(stale.0, stale.1), Ts::Now, true).expect("utimensat");
+        (f, dir)
+    };
+    let mount = |opts: &str| {
+        Drive::mount_with(MountOptions {
+            extra: vec!["-o".into(), opts.into()],
+            ..Default::default()
+        })
+    };
+    // noatime: neither a read, nor running the file, nor a listing touches it.
+    let d = mount("noatime");
+    if d.is_plain() {
+        return;
+    }
+    let (f, dir) = prepare(&d);
+    let _ = fs::read(&f).unwrap();
+    assert!(std::process::Command::new(&f).status().unwrap().success());
+    let _ = fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        atime(&stat(&f)),
+        stale,
+        "noatime: read or exec changed atime"
+    );
+    assert_eq!(
+        atime(&stat(&dir)),
+        stale,
+        "noatime: a listing changed atime"
+    );
+    drop(d);
+    // relatime (the default): running a program reads it, a listing reads the folder.
+    let d = Drive::mount();
+    let (f, dir) = prepare(&d);
+    assert!(std::process::Command::new(&f).status().unwrap().success());
+    let _ = fs::read_dir(&dir).unwrap().count();
+    assert!(
+        atime(&stat(&f)) > stale,
+        "relatime: exec left a stale atime"
+    );
+    assert!(
+        atime(&stat(&dir)) > stale,
+        "relatime: a listing left a stale atime"
+    );
+    drop(d);
+    // strictatime: every read, even with a fresh atime; nodiratime: not for folders.
+    let d = mount("strictatime,nodiratime");
+    let (f, dir) = prepare(&d);
+    let _ = fs::read(&f).unwrap();
+    let first = atime(&stat(&f));
+    assert!(first > stale);
+    tick();
+    let _ = fs::read(&f).unwrap();
+    assert!(
+        atime(&stat(&f)) > first,
+        "strictatime: a read left atime as it was"
+    );
+    let _ = fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        atime(&stat(&dir)),
+        stale,
+        "nodiratime: a listing changed atime"
+    );
+}

@@ -307,6 +307,8 @@ fn the_old_key_opens_nothing_written_after_rotation() {
             device_slot: None,
             sealer: None,
             read_only: false,
+            atime: Default::default(),
+            dir_atime: true,
         },
     );
     let rep = cat.verify(&|_| {});

@@ -28,6 +28,14 @@ pub struct MountArgs {
     /// Do not let programs on the drive be executed.
     #[arg(long)]
     pub noexec: bool,
+    /// When a read updates a file's access time: relatime (when not newer than its last
+    /// change, or a day old; the default), noatime (never: no metadata write for reads,
+    /// backups cannot tell what was read), strictatime (on every read).
+    #[arg(long, value_name = "RULE", default_value = "relatime", value_parser = ["relatime", "noatime", "strictatime"])]
+    pub atime: String,
+    /// Listing a directory does not update its access time.
+    #[arg(long)]
+    pub nodiratime: bool,
     /// When started by root (an fstab line): serve the drive as this user. HOME must be
     /// theirs, and the mount is made through fusermount3 as for any user.
     #[arg(long, value_name = "UID")]
@@ -169,6 +177,12 @@ impl MountArgs {
             upload_threads: self.upload_threads,
             read_only: self.read_only,
             noexec: self.noexec,
+            atime: match self.atime.as_str() {
+                "noatime" => crate::volume::Atime::Never,
+                "strictatime" => crate::volume::Atime::Always,
+                _ => crate::volume::Atime::Relative,
+            },
+            dir_atime: !self.nodiratime,
         }
     }
 }

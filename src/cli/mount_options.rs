@@ -12,10 +12,9 @@ const HELPER_NAMES: [&str; 2] = ["mount.fuse.cirrus", "mount.cirrus"];
 
 /// Options mount(8) and fstab use for themselves, or that only restate Cirrus's defaults
 /// (nosuid and nodev: FUSE mounts have them; default_permissions: the kernel always checks
-/// permissions on a Cirrus drive; relatime, async: the defaults; rw and exec are the
+/// permissions on a Cirrus drive; async: the default; rw and exec are the
 /// defaults too, and cancel an `ro` or `noexec` before them).
-const ACCEPTED: [&str; 17] = [
-    "relatime",
+const ACCEPTED: [&str; 16] = [
     "defaults",
     "auto",
     "noauto",
@@ -35,7 +34,12 @@ const ACCEPTED: [&str; 17] = [
 ];
 
 /// Options with a name of their own, and the flag each stands for.
-const RENAMED: [(&str, &str); 1] = [("ro", "read-only")];
+const RENAMED: [(&str, &str); 4] = [
+    ("ro", "--read-only"),
+    ("relatime", "--atime=relatime"),
+    ("noatime", "--atime=noatime"),
+    ("strictatime", "--atime=strictatime"),
+];
 
 /// Flags that are not options: the option list itself, and what is not about the mount
 /// (the home is the source of an fstab line).
@@ -259,10 +263,13 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
     if ACCEPTED.contains(&key) || key.starts_with("x-") || key == "comment" {
         return Ok(Vec::new());
     }
-    let long = RENAMED
-        .iter()
-        .find(|(o, _)| *o == key)
-        .map_or_else(|| key.replace('_', "-"), |(_, f)| f.to_string());
+    if let Some((_, flag)) = RENAMED.iter().find(|(o, _)| *o == key) {
+        return match value {
+            None => Ok(vec![OsString::from(*flag)]),
+            Some(_) => Err(format!("mount option {key} takes no value")),
+        };
+    }
+    let long = key.replace('_', "-");
     let arg = mount_cmd
         .get_arguments()
         .filter(|a| !a.is_hide_set() && !NOT_OPTIONS.contains(&a.get_long().unwrap_or("")))
@@ -276,7 +283,7 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
         return Err(format!(
             "unknown mount option {key:?}: the options are `cirrus mount`'s flags with _ \
              for - (memory_cache=256M, passcode_file=PATH, allow_other, ...), ro, uid, gid, \
-             noexec and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
+             noexec, noatime, relatime, strictatime, nodiratime and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
             crate::hint::cmd_hint("mount --help")
         ));
     };
@@ -393,6 +400,17 @@ mod tests {
     fn fstab_options_are_accepted_and_unknown_ones_named() {
         let got = run(&["cirrus", "mount", "-o", "noauto,nofail,_netdev,x-systemd.automount,defaults,rw,nosuid,nodev,default_permissions,user"]).unwrap();
         assert_eq!(got, ["cirrus", "mount"]);
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "noatime,nodiratime,strictatime"]).unwrap(),
+            [
+                "cirrus",
+                "mount",
+                "--atime=noatime",
+                "--nodiratime",
+                "--atime=strictatime"
+            ]
+        );
+        assert!(run(&["cirrus", "mount", "-o", "noatime=1"]).is_err());
         let e = run(&["cirrus", "mount", "-o", "ro,bogus=1"]).unwrap_err();
         assert!(e.contains("unknown mount option \"bogus\""), "{e}");
         let e = run(&["cirrus", "mount", "-o", "memory_cache"]).unwrap_err();

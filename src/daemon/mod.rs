@@ -66,6 +66,10 @@ pub struct DaemonOptions {
     pub read_only: bool,
     /// Programs on the drive cannot be executed.
     pub noexec: bool,
+    /// When reads update access times (`noatime`, `relatime`, `strictatime`).
+    pub atime: crate::volume::Atime,
+    /// Whether listing a directory updates its access time (off: `nodiratime`).
+    pub dir_atime: bool,
 }
 
 /// What goes wrong in the mount runtime. The CLI prints the message.
@@ -287,6 +291,8 @@ pub fn serve(
                 .map_err(DaemonError::Threads)?,
         ),
         read_only: opts.read_only,
+        atime: opts.atime,
+        dir_atime: opts.dir_atime,
     };
     let (cats, locked) = open_categories(&acct, &cache, &vopts);
     // Before any job runs: what a poll changes from now on reaches the kernel.
@@ -440,6 +446,11 @@ fn mount_session(
     }
     if opts.noexec {
         options.push(fuser::MountOption::NoExec);
+    }
+    // Shown in /proc/mounts; the daemon itself keeps the times (FUSE inodes are
+    // S_NOATIME to the kernel).
+    if opts.atime == crate::volume::Atime::Never {
+        options.push(fuser::MountOption::NoAtime);
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;

@@ -277,10 +277,18 @@ impl fuser::Filesystem for CirrusFs {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.split(ino) {
             Some((c, i)) => match c.open_handle(i) {
-                Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
+                Ok(()) => {
+                    if flags.0 & libc::O_ACCMODE != libc::O_WRONLY
+                        && c.note_open_for_reading(i)
+                        && let Some(k) = self.kernel.get()
+                    {
+                        k.attributes(ino);
+                    }
+                    reply.opened(FileHandle(0), OPEN_FLAGS)
+                }
                 Err(e) => reply.error(errno(&e, "open")),
             },
             None => reply.error(Errno::EISDIR),

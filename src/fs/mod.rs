@@ -158,6 +158,7 @@ impl CirrusFs {
         }
         let (c, i) = self.split(ino).ok_or(Errno::ENOENT)?;
         let (parent, entries) = c.readdir(i).map_err(|e| errno(&e, "readdir"))?;
+        c.note_listing(i);
         let up = if i == ROOT_INO {
             INodeNo(FS_ROOT)
         } else {

@@ -183,9 +183,7 @@ impl Category {
             } else {
                 out.resize(n, 0);
             }
-            if !self.opts.read_only {
-                Self::touch_atime(&mut s, ino);
-            }
+            self.note_access(&mut s, ino);
             let mut pos = offset;
             while pos < end {
                 let idx = pos / CHUNK_SIZE;
@@ -249,18 +247,28 @@ impl Category {
         Ok(())
     }
 
-    /// relatime, as Linux mounts by default: a read updates the access time when it is not
-    /// newer than the last change or modification, or is a day old. So `ls -lu` and mail
-    /// readers work, without a metadata write on every read.
-    fn touch_atime(s: &mut State, ino: u64) {
+    /// A read of `ino` happened: its access time follows the mount's rule (`Atime`).
+    /// relatime, as Linux mounts by default, updates it when it is not newer than the last
+    /// change or modification, or is a day old: `ls -lu` and mail readers work without a
+    /// metadata write on every read. A read-only mount never updates it.
+    fn note_access(&self, s: &mut State, ino: u64) {
+        if self.opts.read_only {
+            return;
+        }
         let Some(r) = s.tree.records.get_mut(&ino) else {
             return;
         };
         let now = Time::now();
         let a = (r.attr.atime.sec, r.attr.atime.nsec);
-        let stale = a <= (r.attr.mtime.sec, r.attr.mtime.nsec)
-            || a <= (r.attr.ctime.sec, r.attr.ctime.nsec)
-            || now.sec - r.attr.atime.sec >= 24 * 3600;
+        let stale = match self.opts.atime {
+            Atime::Never => false,
+            Atime::Always => true,
+            Atime::Relative => {
+                a <= (r.attr.mtime.sec, r.attr.mtime.nsec)
+                    || a <= (r.attr.ctime.sec, r.attr.ctime.nsec)
+                    || now.sec - r.attr.atime.sec >= 24 * 3600
+            }
+        };
         if stale {
             r.attr.atime = now;
             s.tree.dirty_leaves.insert(Self::leaf_of(ino));
@@ -328,6 +336,33 @@ impl Category {
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         self.after_write(s, (ino, (end - 1) / CHUNK_SIZE))?;
         Ok(data.len() as u32)
+    }
+
+    /// A listing of directory `ino` began: its access time follows the mount's rule, as
+    /// a `getdents` on Linux does, unless the mount says `nodiratime`.
+    pub fn note_listing(&self, ino: u64) {
+        if !self.opts.dir_atime || self.opts.atime == Atime::Never || self.opts.read_only {
+            return;
+        }
+        let mut s = self.lock();
+        if self.ensure_leaf(&mut s, ino).is_ok() {
+            self.note_access(&mut s, ino);
+        }
+    }
+
+    /// A file was opened for reading under `strictatime`: an access, even when the reads
+    /// that follow come from the kernel's page cache and never reach the daemon. Whether
+    /// the access time changed (the kernel's copy must then be dropped).
+    pub fn note_open_for_reading(&self, ino: u64) -> bool {
+        if self.opts.atime != Atime::Always || self.opts.read_only {
+            return false;
+        }
+        let mut s = self.lock();
+        if self.ensure_leaf(&mut s, ino).is_err() {
+            return false;
+        }
+        self.note_access(&mut s, ino);
+        true
     }
 
     /// `fallocate(2)` on a file: `Reserve` (mode 0 and KEEP_SIZE: there is nothing to

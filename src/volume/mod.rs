@@ -238,6 +238,24 @@ pub struct VolumeOptions {
     /// A read-only mount: reads leave the access time alone and a commit publishes
     /// nothing (the kernel refuses every change before it gets here).
     pub read_only: bool,
+    /// When a read of a file updates its access time (the mount's atime option).
+    pub atime: Atime,
+    /// Whether listing a directory updates its access time too, by the same rule
+    /// (`nodiratime` turns it off).
+    pub dir_atime: bool,
+}
+
+/// The access-time rule of a mount, as Linux's mount options name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Atime {
+    /// `relatime` (the default): when the access time is not newer than the last
+    /// modification or change, or is a day old.
+    #[default]
+    Relative,
+    /// `noatime`: never.
+    Never,
+    /// `strictatime`: on every access.
+    Always,
 }
 
 impl VolumeOptions {
@@ -252,6 +270,8 @@ impl VolumeOptions {
             device_slot,
             sealer: None,
             read_only: false,
+            atime: Atime::Relative,
+            dir_atime: true,
         }
     }
 }
