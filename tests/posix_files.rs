@@ -945,7 +945,37 @@ fn fallocate_reserves_punches_and_zeroes() {
         assert_eq!(size(&f), zero_at + zero_len);
     }
     drop(f);
+    // A hole past what a short chunk holds: the chunk's bytes stay (the chunk is taken out
+    // of the write buffer to be zeroed, and must always go back).
+    let short = d.notes().join("short");
+    let g = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&short)
+        .unwrap();
+    g.write_all_at(&[9u8; 100], 0).unwrap();
+    g.set_len(1 << 20).unwrap();
+    // SAFETY: fallocate on an fd we own.
+    let r = unsafe {
+        libc::fallocate(
+            g.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            4096,
+            4096,
+        )
+    };
+    assert_eq!(r, 0);
+    drop(g);
     d.remount();
     let f = fs::File::open(&path).unwrap();
     assert!(read_all(&f) == expected, "content after a remount");
+    let back = fs::read(&short).unwrap();
+    assert_eq!(back.len(), 1 << 20);
+    assert!(
+        back[..100].iter().all(|&b| b == 9),
+        "the bytes before the hole were lost"
+    );
+    assert!(back[100..].iter().all(|&b| b == 0));
 }

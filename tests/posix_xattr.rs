@@ -191,6 +191,36 @@ fn security_and_trusted_attributes_for_root() {
         libc::ENODATA,
         "nothing was set",
     );
+    // trusted.* names are listed to the privileged only, as on ext4.
+    let prog = cpath(&f);
+    let mut buf = vec![0u8; 4096];
+    let (ptr, cap) = (buf.as_mut_ptr() as usize, buf.len());
+    let code = as_user(&user, || {
+        // SAFETY: listxattr into a buffer the parent owns (still mapped in the child).
+        let n = unsafe { libc::listxattr(prog.as_ptr(), ptr as *mut libc::c_char, cap) };
+        if n < 0 {
+            return errno();
+        }
+        // SAFETY: the kernel wrote n bytes there.
+        let got = unsafe { std::slice::from_raw_parts(ptr as *const u8, n as usize) };
+        let has = |name: &[u8]| got.split(|&b| b == 0).any(|x| x == name);
+        match (has(b"trusted.overlay.opaque"), has(b"security.label")) {
+            (false, true) => 0,
+            (true, _) => 1001,
+            (false, false) => 1002,
+        }
+    });
+    assert_eq!(
+        code, 0,
+        "a user's listing: 1001 shows trusted.*, 1002 lacks security.*"
+    );
+    drop(buf);
+    assert!(
+        list_xattr(&f)
+            .unwrap()
+            .iter()
+            .any(|x| x == "trusted.overlay.opaque")
+    );
 }
 
 #[test]

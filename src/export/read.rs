@@ -482,20 +482,8 @@ impl Extractor {
         self.fd_meta(&f, target, m.mode, m.uid, m.gid, m.mtime, &m.xattrs)
     }
 
-    /// Restores xattrs, owner (root only), mode and times through an open descriptor, in
-    /// that order: xattrs need write permission, chown clears set-user-ID.
-    #[allow(clippy::too_many_arguments)]
-    fn fd_meta(
-        &mut self,
-        f: &File,
-        path: &Path,
-        mode: u32,
-        uid: u64,
-        gid: u64,
-        mtime: (i64, u32),
-        xattrs: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<(), ExportError> {
-        let fd = f.as_raw_fd();
+    /// Sets each extended attribute through `fd`; one that cannot be set is reported.
+    fn restore_xattrs(&mut self, fd: i32, path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) {
         for (name, value) in xattrs {
             let Ok(n) = CString::new(name.clone()) else {
                 continue;
@@ -512,10 +500,34 @@ impl Extractor {
                 ));
             }
         }
+    }
+
+    /// Restores xattrs, owner (root only), mode and times through an open descriptor. Not
+    /// root: xattrs first (they need write permission, which the mode may take away).
+    /// Root: owner first, since a chown drops set-user-ID and a file capability
+    /// (`security.capability`), then xattrs; the mode always comes after the chown.
+    #[allow(clippy::too_many_arguments)]
+    fn fd_meta(
+        &mut self,
+        f: &File,
+        path: &Path,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: (i64, u32),
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), ExportError> {
+        let fd = f.as_raw_fd();
+        if !self.root {
+            self.restore_xattrs(fd, path, xattrs);
+        }
         if self.root {
             // SAFETY: valid fd.
             check(unsafe { libc::fchown(fd, uid as libc::uid_t, gid as libc::gid_t) })
                 .map_err(io_at(path))?;
+        }
+        if self.root {
+            self.restore_xattrs(fd, path, xattrs);
         }
         // SAFETY: valid fd.
         check(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) }).map_err(io_at(path))?;

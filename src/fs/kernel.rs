@@ -335,13 +335,14 @@ impl fuser::Filesystem for CirrusFs {
     ) {
         let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.split(ino) {
-            Some((c, i)) => match c.write(i, offset, data, kill_suidgid) {
-                Ok(n) => {
+            Some((c, i)) => match c.write_reporting(i, offset, data, kill_suidgid) {
+                Ok((n, killed)) => {
                     // The write cleared set-user-ID/set-group-ID: the kernel's cached mode
                     // still has them until the attribute timeout (a write invalidates
                     // only size and times there), and `stat -c %a` or an exec would see
-                    // them. Told before the reply, so the writer's next call cannot.
-                    if kill_suidgid && let Some(k) = self.kernel.get() {
+                    // them. Told before the reply, so the writer's next call cannot. (The
+                    // kernel flags every unprivileged write, so only a real change.)
+                    if killed && let Some(k) = self.kernel.get() {
                         k.attributes(ino);
                     }
                     reply.written(n)
@@ -608,7 +609,7 @@ impl fuser::Filesystem for CirrusFs {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let names = match self.split(ino) {
             Some((c, i)) => match c.listxattr(i) {
                 Ok(n) => n,
@@ -620,7 +621,13 @@ impl fuser::Filesystem for CirrusFs {
             None => Vec::new(),
         };
         let mut buf = Vec::new();
+        // As ext4, `trusted.*` names are listed to the privileged only (the kernel does
+        // not filter a FUSE listing; root stands for CAP_SYS_ADMIN here).
+        let privileged = req.uid() == 0;
         for n in names {
+            if !privileged && n.starts_with(b"trusted.") {
+                continue;
+            }
             buf.extend_from_slice(&n);
             buf.push(0);
         }

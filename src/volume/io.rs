@@ -279,6 +279,19 @@ impl Category {
     /// CAP_FSETID) the set-user-ID bit and an executable set-group-ID bit are cleared, as
     /// a local filesystem does on write.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> VolResult<u32> {
+        self.write_reporting(ino, offset, data, kill_suidgid)
+            .map(|(n, _)| n)
+    }
+
+    /// [`Category::write`], also saying whether it cleared set-user-ID or set-group-ID
+    /// (the kernel's cached mode is then stale).
+    pub fn write_reporting(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+    ) -> VolResult<(u32, bool)> {
         let mut s = self.lock_raw();
         self.ensure_leaf(&mut s, ino)?;
         let old_size = Self::file_size(&s, ino)?;
@@ -287,8 +300,9 @@ impl Category {
             .filter(|e| *e <= MAX_FILE_SIZE)
             .ok_or(VolError::TooBig)?;
         if data.is_empty() {
-            return Ok(0);
+            return Ok((0, false));
         }
+        let mut killed = false;
         let mut pos = offset;
         while pos < end {
             let idx = pos / CHUNK_SIZE;
@@ -328,14 +342,16 @@ impl Category {
             rec.attr.mtime = now;
             rec.attr.ctime = now;
             if kill_suidgid {
-                rec.attr.mode = killed_mode(rec.attr.mode);
+                let mode = killed_mode(rec.attr.mode);
+                killed = mode != rec.attr.mode;
+                rec.attr.mode = mode;
             }
             drop_file_capability(&mut rec.xattrs);
         }
         s.tree.bytes = (s.tree.bytes + new_size).saturating_sub(old_size);
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         self.after_write(s, (ino, (end - 1) / CHUNK_SIZE))?;
-        Ok(data.len() as u32)
+        Ok((data.len() as u32, killed))
     }
 
     /// A listing of directory `ino` began: its access time follows the mount's rule, as
@@ -408,11 +424,15 @@ impl Category {
                         *c = None;
                     }
                 } else {
+                    // Taken out of the write buffer (or a seal on its way): it always goes
+                    // back, zeroed where the range covers bytes it holds. A hole stays a
+                    // hole; past a short chunk's end there is nothing to zero.
                     let mut chunk = self.chunk_owned(&mut s, ino, idx)?;
-                    // A hole stays a hole; past a short chunk's end there is nothing.
-                    let upto = (in_chunk + take).min(chunk.len());
-                    if in_chunk < upto {
-                        chunk[in_chunk..upto].fill(0);
+                    if !chunk.is_empty() {
+                        let upto = (in_chunk + take).min(chunk.len());
+                        if in_chunk < upto {
+                            chunk[in_chunk..upto].fill(0);
+                        }
                         self.add_dirty(&mut s, chunk.len());
                         s.buf.dirty.insert((ino, idx), chunk);
                         last = Some((ino, idx));
@@ -426,9 +446,11 @@ impl Category {
         }
         let now = Time::now();
         if let Some(rec) = s.tree.records.get_mut(&ino) {
-            // As ext4: a change of content or size is a modification.
+            // As ext4: a change of content or size is a modification, and drops a file
+            // capability.
             if zero || (!keep_size && end > size) {
                 rec.attr.mtime = now;
+                drop_file_capability(&mut rec.xattrs);
             }
             rec.attr.ctime = now;
         }

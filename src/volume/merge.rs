@@ -513,7 +513,13 @@ impl Merge<'_> {
         }
         for (ino, r) in out.iter_mut() {
             r.attr.nlink = if is_dir(r) {
-                2 + subdirs.get(ino).copied().unwrap_or(0)
+                // A directory with no place (removed here, kept while open) has no link,
+                // so closing it frees it.
+                if *ino == ROOT_INO || self.place.contains_key(ino) {
+                    2 + subdirs.get(ino).copied().unwrap_or(0)
+                } else {
+                    0
+                }
             } else {
                 self.place.get(ino).map(|s| s.len() as u32).unwrap_or(0)
             };
