@@ -120,6 +120,25 @@ pub struct CategoryReport {
     pub rotation: Option<RotationReport>,
 }
 
+impl CategoryReport {
+    /// A category's entry before it is opened: state ok, nothing measured yet.
+    pub fn unmeasured(name: &str, protection: &str, key_version: u32) -> CategoryReport {
+        CategoryReport {
+            name: name.to_string(),
+            protection: protection.to_string(),
+            key_version,
+            state: CategoryState::Ok,
+            reason: None,
+            size_bytes: None,
+            stored_bytes: None,
+            packs: None,
+            files: None,
+            head: None,
+            rotation: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RotationReport {
     pub from_key_version: u32,
@@ -231,19 +250,7 @@ fn categories_part(acct: &Unlocked) -> Vec<CategoryReport> {
     let cache = Arc::new(ChunkCache::new(1 << 20));
     let mut out = Vec::new();
     for (entry, setup) in acct.category_setups() {
-        let mut r = CategoryReport {
-            name: entry.name.clone(),
-            protection: entry.class.name().to_string(),
-            key_version: entry.key_version,
-            state: CategoryState::Ok,
-            reason: None,
-            size_bytes: None,
-            stored_bytes: None,
-            packs: None,
-            files: None,
-            head: None,
-            rotation: None,
-        };
+        let mut r = CategoryReport::unmeasured(&entry.name, entry.class.name(), entry.key_version);
         let setup = match setup {
             Ok(s) => s,
             Err(e) => {

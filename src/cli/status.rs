@@ -223,17 +223,9 @@ mod tests {
 
     fn entry(state: CategoryState, reason: Option<&str>) -> CategoryReport {
         CategoryReport {
-            name: "Photos".into(),
-            protection: "standard".into(),
-            key_version: 2,
             state,
             reason: reason.map(str::to_string),
-            size_bytes: None,
-            stored_bytes: None,
-            packs: None,
-            files: None,
-            head: None,
-            rotation: None,
+            ..CategoryReport::unmeasured("Photos", "standard", 2)
         }
     }
 
