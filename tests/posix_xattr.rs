@@ -1,5 +1,5 @@
-//! Extended attributes: `user.*`, and `security.*` and `trusted.*` for root; `system.*`
-//! (POSIX ACLs) is not supported (EOPNOTSUPP).
+//! Extended attributes: `user.*`, and `security.*` and `trusted.*` for root, and POSIX
+//! ACLs (`system.posix_acl_*`) kept by the daemon and enforced by the kernel.
 // A panic is how a test fails: unwrap and expect are its assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::symlink;
 
 #[test]
@@ -86,16 +87,29 @@ fn xattr_missing_is_enodata() {
     );
 }
 
+/// Mounted with `-o noacl`, ACL names are unsupported, so GNU `ls` stops asking for
+/// them on the mount and lists on.
 #[test]
-fn system_namespace_is_unsupported_so_ls_stops_asking() {
-    let d = Drive::mount();
+fn with_noacl_the_acl_names_are_unsupported() {
+    let d = Drive::mount_with(MountOptions {
+        extra: vec!["-o".into(), "noacl".into()],
+        ..Default::default()
+    });
+    if d.is_plain() {
+        return;
+    }
     let f = d.notes().join("f");
     fs::write(&f, b"x").expect("write");
+    // u::rw-,g::r--,o::r-- (FORMAT.md, "POSIX ACLs").
+    let acl = [
+        2, 0, 0, 0, 1, 0, 6, 0, 255, 255, 255, 255, 4, 0, 4, 0, 255, 255, 255, 255, 0x20, 0, 4, 0,
+        255, 255, 255, 255,
+    ];
     for name in ["system.posix_acl_access", "system.posix_acl_default"] {
         assert_errno(get_xattr(&f, name), libc::EOPNOTSUPP, name);
         assert_errno(get_xattr(&d.notes(), name), libc::EOPNOTSUPP, name);
+        assert_errno(set_xattr(&d.notes(), name, &acl, 0), libc::EOPNOTSUPP, name);
     }
-    // GNU ls takes EOPNOTSUPP as "no labels or ACLs on this filesystem" and lists on.
     let out = std::process::Command::new("ls")
         .arg("-l")
         .arg(d.notes())
@@ -109,7 +123,157 @@ fn system_namespace_is_unsupported_so_ls_stops_asking() {
             .any(|l| l.starts_with("-rw") && l.ends_with(" f")),
         "{listing}"
     );
-    assert!(!listing.contains("-rw-r--r--+"), "no ACL mark: {listing}");
+}
+
+/// What the ACL script prints in a directory: getfacl, modes and `ls -l`'s ACL mark
+/// through setfacl, chmod, creation under default ACLs (with a umask they replace),
+/// equivalent ACLs, removal, and set-group-ID dropped when an owner outside the file's
+/// group sets an ACL.
+fn acl_script(user: &TestUser) -> String {
+    format!(
+        r#"
+umask 022
+show() {{ for x in "$@"; do stat -c '%A %n' "$x"; getfacl -n "$x"; ls -ld "$x" | cut -c1-11; done; }}
+touch f
+setfacl -m u:{uid}:r,g:{gid}:rw f; show f
+chmod 640 f; show f
+setfacl -m m::rwx f; show f
+setfacl -x g:{gid} f; show f
+setfacl -b f; show f
+setfacl -m u::rwx,g::r-x,o::--x f; show f
+setfacl -m u:12345:rwx f; chmod 600 f; show f
+mkdir d; setfacl -d -m u:{uid}:rwx,g::r-x,o::- d; show d
+touch d/a; mkdir d/sub; mkfifo d/p; ln -s a d/l; (umask 077; touch d/b); show d/a d/sub d/p d/b
+getfacl -n d/l 2>&1 | head -3
+setfacl -d -m m::r d; touch d/c; show d/c
+setfacl -k d; touch d/e; show d d/e
+setfacl -d -m u::rwx,g::rwx,o::rwx d; (umask 077; touch d/g; mkdir d/h); show d/g d/h
+touch s; chown {uid}:0 s; chmod 2770 s; runuser -u {name} -- setfacl -m u:0:r s; show s
+setfacl -m 'u:bad user:r' f 2>&1 | tail -1 | cut -d: -f1
+"#,
+        uid = user.uid,
+        gid = user.gid,
+        name = user.name,
+    )
+}
+
+fn run_acl_script(dir: &std::path::Path, script: &str) -> String {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// POSIX ACLs give the same answers as on tmpfs (the kernel's own rules, as ext4's): the
+/// same script of setfacl, getfacl, chmod, creates under default ACLs and an owner's
+/// setfacl on a set-group-ID file prints the same in a tmpfs folder and on the drive,
+/// and again after a remount. Each step fails on a mount without the daemon's ACL rules
+/// (mode not following the mask, no inheritance, umask applied under a default ACL).
+#[test]
+fn posix_acls_behave_as_on_tmpfs() {
+    let mut d = Drive::mount_with(MountOptions {
+        allow_other: true,
+        ..Default::default()
+    });
+    if d.is_plain() {
+        return;
+    }
+    require_tool("setfacl");
+    let user = test_user();
+    let script = acl_script(&user);
+    let reference = tempfile::tempdir_in("/dev/shm").expect("tmpfs folder");
+    fs::set_permissions(reference.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let want = run_acl_script(reference.path(), &script);
+    assert!(
+        want.contains(&format!("user:{}:r--", user.uid)) && want.contains("default:"),
+        "tmpfs here has no ACLs, so there is nothing to compare with:\n{want}"
+    );
+    let dir = d.notes().join("acl");
+    fs::create_dir(&dir).unwrap();
+    d.open_up_for_others(&dir);
+    let got = run_acl_script(&dir, &script);
+    assert_eq!(got, want, "the drive differs from tmpfs");
+    // Stored: the same after a remount (the kernel's cached ACLs are gone).
+    let listing = |dir: &std::path::Path| {
+        run_acl_script(
+            dir,
+            "for x in f d d/a d/sub d/p d/b d/c d/e d/g d/h s; do stat -c '%A %n' $x; getfacl -n $x; done",
+        )
+    };
+    let before = listing(&dir);
+    assert_eq!(before, listing(reference.path()));
+    d.remount();
+    assert_eq!(listing(&dir), before, "after a remount");
+}
+
+/// The kernel enforces the ACLs the daemon keeps, and drops its cached copy when one
+/// changes: a named user entry grants what the mode denies, the mask limits it, its
+/// removal takes it away at once, and a default ACL lets the user create in a folder
+/// the mode closes to them.
+#[test]
+fn the_kernel_enforces_stored_acls() {
+    let d = Drive::mount_with(MountOptions {
+        allow_other: true,
+        ..Default::default()
+    });
+    if d.is_plain() {
+        return;
+    }
+    require_tool("setfacl");
+    let user = test_user();
+    let dir = d.notes().join("acl");
+    fs::create_dir(&dir).unwrap();
+    d.open_up_for_others(&dir);
+    let f = dir.join("secret");
+    fs::write(&f, b"x").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    let setfacl = |args: &[&str], path: &std::path::Path| {
+        let (ok, t) = out(std::process::Command::new("setfacl").args(args).arg(path));
+        assert!(ok, "setfacl {args:?}: {t}");
+    };
+    let cf = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+    let open_as_user = |flags| as_user(&user, || open_close(&cf, flags, 0));
+    assert_eq!(open_as_user(libc::O_RDONLY), libc::EACCES, "mode 0600");
+    setfacl(&["-m", &format!("u:{}:r", user.uid)], &f);
+    assert_eq!(open_as_user(libc::O_RDONLY), 0, "granted by a named entry");
+    assert_eq!(open_as_user(libc::O_WRONLY), libc::EACCES, "read only");
+    setfacl(&["-m", "m::-"], &f);
+    assert_eq!(open_as_user(libc::O_RDONLY), libc::EACCES, "masked out");
+    setfacl(&["-m", "m::r"], &f);
+    assert_eq!(open_as_user(libc::O_RDONLY), 0, "mask back");
+    setfacl(&["-x", &format!("u:{}", user.uid)], &f);
+    assert_eq!(open_as_user(libc::O_RDONLY), libc::EACCES, "entry removed");
+    // A folder closed to others by its mode, opened to the user by ACLs: the user's
+    // new file inherits the default ACL.
+    let sub = dir.join("shared");
+    fs::create_dir(&sub).unwrap();
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
+    let new = std::ffi::CString::new(sub.join("mine").as_os_str().as_encoded_bytes()).unwrap();
+    let create = || {
+        as_user(&user, || {
+            open_close(&new, libc::O_CREAT | libc::O_WRONLY, 0o600)
+        })
+    };
+    assert_eq!(create(), libc::EACCES, "mode 0700");
+    let grant = format!("u:{}:rwx", user.uid);
+    setfacl(&["-m", &grant, "-d", "-m", &grant], &sub);
+    setfacl(&["-m", &grant], &sub);
+    assert_eq!(create(), 0, "granted by the folder's ACL");
+    let (ok, t) = out(std::process::Command::new("getfacl")
+        .arg("-n")
+        .arg(sub.join("mine")));
+    assert!(ok && t.contains(&format!("user:{}:rwx", user.uid)), "{t}");
+    assert!(
+        t.contains("mask::---"),
+        "mode 0600 masks the inherited entry: {t}"
+    );
 }
 
 /// `security.*` and `trusted.*` for root: stored and read back across a remount,
@@ -126,12 +290,24 @@ fn security_and_trusted_attributes_for_root() {
     }
     let f = d.notes().join("prog");
     fs::write(&f, b"#!/bin/sh\n").expect("write");
-    // Unset names of these namespaces are "no such attribute" now, not "unsupported".
+    // Unset names of these namespaces are "no such attribute" now, not "unsupported",
+    // but for the SELinux label: "unsupported" keeps `ls -l` from asking every file.
     assert_errno(
-        get_xattr(&f, "security.selinux"),
+        get_xattr(&f, "security.label"),
         libc::ENODATA,
         "unset security.*",
     );
+    assert_errno(
+        get_xattr(&f, "security.selinux"),
+        libc::EOPNOTSUPP,
+        "unset SELinux label",
+    );
+    set_xattr(&f, "security.selinux", b"system_u:object_r:x_t:s0", 0).expect("set label");
+    assert_eq!(
+        get_xattr(&f, "security.selinux").unwrap(),
+        b"system_u:object_r:x_t:s0"
+    );
+    remove_xattr(&f, "security.selinux").expect("remove label");
     assert_errno(get_xattr(&f, "trusted.x"), libc::ENODATA, "unset trusted.*");
     set_xattr(&f, "trusted.overlay.opaque", b"y", 0).expect("set trusted.*");
     set_xattr(&f, "security.label", b"secret-label", 0).expect("set security.*");

@@ -51,6 +51,7 @@ mod tests {
             uid: 0,
             gid: 0,
             target: None,
+            umask: 0,
         };
         c.create_node(ROOT_INO, name.as_bytes(), node).unwrap();
         c.commit().unwrap();

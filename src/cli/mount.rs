@@ -36,6 +36,11 @@ pub struct MountArgs {
     /// Listing a directory does not update its access time.
     #[arg(long)]
     pub nodiratime: bool,
+    /// Keep no POSIX ACLs (setfacl then fails with "Operation not supported"). Saves
+    /// `ls -l` one kernel round trip per file: the kernel forgets its cached ACLs
+    /// whenever it lists a folder.
+    #[arg(long)]
+    pub noacl: bool,
     /// When started by root (an fstab line): serve the drive as this user. HOME must be
     /// theirs, and the mount is made through fusermount3 as for any user.
     #[arg(long, value_name = "UID")]
@@ -66,7 +71,7 @@ pub struct MountArgs {
     /// killpriv, writeback, posix-acl; or none). For benchmarking.
     #[arg(
         long,
-        default_value = "readdirplus,parallel-dirops,killpriv",
+        default_value = "readdirplus,parallel-dirops,killpriv,posix-acl",
         hide = true
     )]
     pub fuse_caps: String,
@@ -159,6 +164,14 @@ fn check_mountpoint(mp: &Path, is_default: bool) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
+/// A FUSE capability list without kernel POSIX ACLs.
+fn without_acls(caps: &str) -> String {
+    caps.split(',')
+        .filter(|c| c.trim() != "posix-acl")
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl MountArgs {
     /// The runtime's options (the flags, checked by [`run`]).
     fn daemon_options(&self) -> DaemonOptions {
@@ -167,7 +180,11 @@ impl MountArgs {
             allow_other: self.allow_other,
             commit_interval: self.commit_interval,
             attr_timeout: self.attr_timeout,
-            fuse_caps: self.fuse_caps.clone(),
+            fuse_caps: if self.noacl {
+                without_acls(&self.fuse_caps)
+            } else {
+                self.fuse_caps.clone()
+            },
             readahead_kib: self.readahead_kib,
             max_write_kib: self.max_write_kib,
             threads: self.threads,

@@ -12,9 +12,10 @@ const HELPER_NAMES: [&str; 2] = ["mount.fuse.cirrus", "mount.cirrus"];
 
 /// Options mount(8) and fstab use for themselves, or that only restate Cirrus's defaults
 /// (nosuid and nodev: FUSE mounts have them; default_permissions: the kernel always checks
-/// permissions on a Cirrus drive; async: the default; rw and exec are the
-/// defaults too, and cancel an `ro` or `noexec` before them).
-const ACCEPTED: [&str; 16] = [
+/// permissions on a Cirrus drive; async: the default; rw, exec and acl are the
+/// defaults too, and cancel an `ro`, `noexec` or `noacl` before them).
+const ACCEPTED: [&str; 17] = [
+    "acl",
     "defaults",
     "auto",
     "noauto",
@@ -201,6 +202,7 @@ fn take_options(
             let cancels = match opt.as_str() {
                 "rw" => Some("--read-only"),
                 "exec" => Some("--noexec"),
+                "acl" => Some("--noacl"),
                 _ => None,
             };
             if let Some(c) = cancels {
@@ -283,7 +285,7 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
         return Err(format!(
             "unknown mount option {key:?}: the options are `cirrus mount`'s flags with _ \
              for - (memory_cache=256M, passcode_file=PATH, allow_other, ...), ro, uid, gid, \
-             noexec, noatime, relatime, strictatime, nodiratime and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
+             noexec, noacl, noatime, relatime, strictatime, nodiratime and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
             crate::hint::cmd_hint("mount --help")
         ));
     };
@@ -468,6 +470,14 @@ mod tests {
         assert_eq!(
             run(&["cirrus", "mount", "-o", "rw,ro,noexec,exec"]).unwrap(),
             ["cirrus", "mount", "--read-only"]
+        );
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "noacl,acl"]).unwrap(),
+            ["cirrus", "mount"]
+        );
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "acl,noacl"]).unwrap(),
+            ["cirrus", "mount", "--noacl"]
         );
     }
 

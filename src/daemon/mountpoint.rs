@@ -109,8 +109,9 @@ pub fn unmount_path(mp: &Path, lazy: bool) -> Result<(), DaemonError> {
 /// FUSE capabilities to request. Defaults from measurements (docs/BENCH.md): readdirplus
 /// and parallel directory operations help `ls -lR` and untar; KILLPRIV_V2 (we clear
 /// set-user/group-ID bits ourselves) spares the kernel's getxattr("security.capability")
-/// round trip before every write; writeback caching and kernel POSIX ACLs did not pay
-/// for their semantic risk.
+/// round trip before every write; POSIX ACLs are enforced by the kernel, which caches
+/// them per inode (the daemon keeps them and the mode in step, `volume/acl.rs`);
+/// writeback caching did not pay for its semantic risk.
 pub(super) fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
     use fuser::InitFlags as F;
     let mut v = Vec::new();
@@ -119,7 +120,8 @@ pub(super) fn capabilities(spec: &str) -> Vec<fuser::InitFlags> {
             "readdirplus" => v.push(F::FUSE_DO_READDIRPLUS | F::FUSE_READDIRPLUS_AUTO),
             "parallel-dirops" => v.push(F::FUSE_PARALLEL_DIROPS),
             "writeback" => v.push(F::FUSE_WRITEBACK_CACHE),
-            "posix-acl" => v.push(F::FUSE_POSIX_ACL),
+            // The umask is then ours to apply, since a default ACL replaces it.
+            "posix-acl" => v.extend([F::FUSE_POSIX_ACL, F::FUSE_DONT_MASK]),
             "killpriv" => v.push(F::FUSE_HANDLE_KILLPRIV_V2),
             "" | "none" => {}
             other => warn!("--fuse-caps: unknown capability {other:?} ignored"),

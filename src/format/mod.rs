@@ -3,6 +3,7 @@
 
 pub mod account_key;
 pub mod ack;
+pub mod acl;
 pub mod codec;
 pub mod context;
 pub mod export;

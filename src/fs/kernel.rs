@@ -3,11 +3,12 @@
 
 use super::attr::{from_system, time_set};
 use super::{CirrusFs, FS_ROOT, errno};
-use crate::volume::{Allocate, NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
+use crate::volume::{AclKind, Allocate, NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
 use fuser::{
-    Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use log::info;
 use std::ffi::OsStr;
@@ -21,6 +22,9 @@ use std::time::{Duration, SystemTime};
 /// every change to a file's content that the kernel did not make itself (a merge, a web
 /// upload) drops them (`invalidate.rs`). Reads of whole chunks rely on it, since they
 /// skip the chunk cache.
+/// The SELinux label attribute (see `getxattr`).
+const SELINUX_LABEL: &[u8] = b"security.selinux";
+
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH.union(FopenFlags::FOPEN_KEEP_CACHE);
 
 impl CirrusFs {
@@ -33,6 +37,22 @@ impl CirrusFs {
         reply_entry(self, c.id, c.create_node(p, name.as_bytes(), n), op, reply);
     }
 
+    /// Sets a POSIX ACL (the kernel checked that the caller owns the node, or may act as
+    /// if it did, and that the ACL is valid). Set-group-ID goes when the caller is neither
+    /// privileged nor in the file's group, as `posix_acl_update_mode` has it: the kernel
+    /// tells the daemon only through an extension fuser does not speak.
+    fn set_acl(&self, req: &Request, ino: INodeNo, kind: AclKind, value: &[u8], reply: ReplyEmpty) {
+        if !self.acls_in_kernel {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let Some((c, i)) = self.split(ino) else {
+            return reply.error(Self::root_refusal("setfacl"));
+        };
+        let keep_setgid =
+            req.uid() == 0 || c.getattr(i).is_ok_and(|n| caller_in_group(req, n.attr.gid));
+        reply_empty(c.set_acl(i, kind, value, keep_setgid), "setfacl", reply);
+    }
+
     /// fsync of anything in a category commits that category (the root has nothing to do).
     fn commit_of(&self, ino: INodeNo, op: &str, reply: ReplyEmpty) {
         match self.split(ino) {
@@ -42,15 +62,39 @@ impl CirrusFs {
     }
 }
 
-/// What a create-type request asks for, owned by the caller.
-fn node<'a>(req: &Request, mode: u32, rdev: u64, target: Option<&'a [u8]>) -> NewNode<'a> {
+/// What a create-type request asks for, owned by the caller. With `FUSE_DONT_MASK` the
+/// kernel leaves the umask to us (it must not apply under a default ACL); without it the
+/// mode comes masked, and masking again changes nothing.
+fn node<'a>(
+    req: &Request,
+    mode: u32,
+    rdev: u64,
+    target: Option<&'a [u8]>,
+    umask: u32,
+) -> NewNode<'a> {
     NewNode {
         mode,
         rdev,
         uid: req.uid(),
         gid: req.gid(),
         target,
+        umask: umask & 0o777,
     }
+}
+
+/// Whether the caller's primary or supplementary groups hold `gid` (the supplementary
+/// ones from /proc, which FUSE does not pass; a process gone since counts as not).
+fn caller_in_group(req: &Request, gid: u32) -> bool {
+    if req.gid() == gid {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
 }
 
 fn reply_entry(
@@ -79,8 +123,12 @@ impl fuser::Filesystem for CirrusFs {
             let _ = config.set_max_write(max);
         }
         for cap in self.opts.capabilities.iter().copied() {
-            if let Err(missing) = config.add_capabilities(cap) {
-                info!("kernel lacks FUSE capability {missing:?}; continuing without it");
+            match config.add_capabilities(cap) {
+                Ok(()) if cap.contains(InitFlags::FUSE_POSIX_ACL) => self.acls_in_kernel = true,
+                Ok(()) => {}
+                Err(missing) => {
+                    info!("kernel lacks FUSE capability {missing:?}; continuing without it")
+                }
             }
         }
         info!("FUSE session initialised");
@@ -181,8 +229,7 @@ impl fuser::Filesystem for CirrusFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Masking again is harmless when the kernel already applied the umask.
-        let n = node(req, mode & !(umask & 0o777), rdev as u64, None);
+        let n = node(req, mode, rdev as u64, None, umask);
         self.create_entry(parent, name, n, "mknod", reply);
     }
 
@@ -195,8 +242,14 @@ impl fuser::Filesystem for CirrusFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mode = libc::S_IFDIR | (mode & !(umask & 0o777) & 0o7777);
-        self.create_entry(parent, name, node(req, mode, 0, None), "mkdir", reply);
+        let mode = libc::S_IFDIR | (mode & 0o7777);
+        self.create_entry(
+            parent,
+            name,
+            node(req, mode, 0, None, umask),
+            "mkdir",
+            reply,
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -222,7 +275,7 @@ impl fuser::Filesystem for CirrusFs {
         reply: ReplyEntry,
     ) {
         let target = Some(target.as_os_str().as_bytes());
-        let n = node(req, libc::S_IFLNK | 0o777, 0, target);
+        let n = node(req, libc::S_IFLNK | 0o777, 0, target, 0);
         self.create_entry(parent, link_name, n, "symlink", reply);
     }
 
@@ -561,7 +614,7 @@ impl fuser::Filesystem for CirrusFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -569,6 +622,9 @@ impl fuser::Filesystem for CirrusFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if let Some(kind) = AclKind::of_name(name.as_bytes()) {
+            return self.set_acl(req, ino, kind, value, reply);
+        }
         match self.split(ino) {
             Some((c, i)) => reply_empty(
                 c.setxattr(i, name.as_bytes(), value, flags),
@@ -580,19 +636,16 @@ impl fuser::Filesystem for CirrusFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        // With the kernel enforcing POSIX ACLs (the opt-in `posix-acl` capability), it asks
-        // for them on permission checks and takes only ENODATA as "no ACL".
-        if self.acls_in_kernel && name.as_bytes().starts_with(b"system.posix_acl_") {
-            reply.error(Errno::NO_XATTR);
-            return;
-        }
+        let acl = AclKind::of_name(name.as_bytes()).is_some();
         let Some((c, i)) = self.split(ino) else {
             // The drive's root has no attributes, and stores none of any namespace.
-            reply.error(if name.as_bytes().starts_with(b"user.") {
-                Errno::NO_XATTR
-            } else {
-                Errno::EOPNOTSUPP
-            });
+            reply.error(
+                if name.as_bytes().starts_with(b"user.") || (acl && self.acls_in_kernel) {
+                    Errno::NO_XATTR
+                } else {
+                    Errno::EOPNOTSUPP
+                },
+            );
             return;
         };
         match c.getxattr(i, name.as_bytes()) {
@@ -604,6 +657,15 @@ impl fuser::Filesystem for CirrusFs {
                 } else {
                     reply.data(&v);
                 }
+            }
+            // Without kernel ACLs, "unsupported" makes `ls -l` stop asking on this mount.
+            Err(VolError::NoAttr) if acl && !self.acls_in_kernel => reply.error(Errno::EOPNOTSUPP),
+            // GNU `ls -l` asks every file for its SELinux label, and keeps asking while the
+            // answer is ENODATA: a round trip per file. SELinux labels FUSE mounts by
+            // policy (genfscon), never from this attribute, so an unset label says
+            // "unsupported" as before `security.*` was stored, and `ls` stops asking.
+            Err(VolError::NoAttr) if name.as_bytes() == SELINUX_LABEL => {
+                reply.error(Errno::EOPNOTSUPP)
             }
             Err(e) => reply.error(errno(&e, "getxattr")),
         }
@@ -641,6 +703,9 @@ impl fuser::Filesystem for CirrusFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if AclKind::of_name(name.as_bytes()).is_some() && !self.acls_in_kernel {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
         match self.split(ino) {
             Some((c, i)) => reply_empty(c.removexattr(i, name.as_bytes()), "removexattr", reply),
             None if name.as_bytes().starts_with(b"user.") => reply.error(Errno::NO_XATTR),
@@ -658,14 +723,13 @@ impl fuser::Filesystem for CirrusFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let mode = mode & !(umask & 0o777);
         let Some((c, p)) = self.split(parent) else {
             reply.error(Self::root_refusal("create"));
             return;
         };
         let mode = libc::S_IFREG | (mode & 0o7777);
         match c
-            .create_node(p, name.as_bytes(), node(req, mode, 0, None))
+            .create_node(p, name.as_bytes(), node(req, mode, 0, None, umask))
             .and_then(|n| c.open_handle(n.ino).map(|_| n))
         {
             Ok(n) => reply.created(

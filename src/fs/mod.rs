@@ -48,7 +48,8 @@ pub struct CirrusFs {
     next_fh: AtomicU64,
     opts: FsOptions,
     mounted_at: Time,
-    /// The kernel was asked to enforce POSIX ACLs itself (the opt-in `posix-acl`).
+    /// The kernel enforces POSIX ACLs (it granted `FUSE_POSIX_ACL` at init), so ACL
+    /// names are stored and "no ACL" is ENODATA; without it they are unsupported.
     acls_in_kernel: bool,
     usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
     /// The kernel's side, once mounted (see [`CirrusFs::kernel_link`]).
@@ -68,12 +69,8 @@ impl CirrusFs {
         opts: FsOptions,
         usage: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
     ) -> Self {
-        let acls_in_kernel = opts
-            .capabilities
-            .iter()
-            .any(|c| c.contains(fuser::InitFlags::FUSE_POSIX_ACL));
         CirrusFs {
-            acls_in_kernel,
+            acls_in_kernel: false,
             cats: cats.into_iter().map(|c| (c.id, c)).collect(),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),

@@ -1,6 +1,7 @@
 //! A category's encrypted file tree over any `Store`: inodes, directories and file chunks,
 //! sealed into packs and committed under an authenticated head. Knows nothing of FUSE.
 
+mod acl;
 mod commit;
 pub mod freshness;
 mod io;
@@ -27,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
+pub use acl::AclKind;
 pub use io::Allocate;
 pub use recently_deleted::KEEP_SECS as RECENTLY_DELETED_KEEP_SECS;
 pub use rotate::{Rotation, RotationProgress};

@@ -110,6 +110,7 @@ mod tests {
             uid: 0,
             gid: 0,
             target: None,
+            umask: 0,
         };
         c.create_node(parent, name.as_bytes(), n).unwrap().ino
     }

@@ -435,6 +435,7 @@ mod tests {
                     uid: 0,
                     gid: 0,
                     target: None,
+                    umask: 0,
                 },
             )
             .unwrap();

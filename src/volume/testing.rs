@@ -42,6 +42,7 @@ pub fn new_file(c: &Category, name: &str) -> u64 {
         uid: 0,
         gid: 0,
         target: None,
+        umask: 0,
     };
     c.create_node(crate::volume::ROOT_INO, name.as_bytes(), n)
         .unwrap()

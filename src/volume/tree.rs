@@ -1,6 +1,7 @@
 //! The namespace: lookup, create, link, unlink, rename, attributes and xattrs. Permission
 //! checks are the kernel's (`default_permissions`); this keeps POSIX structure and times.
 
+use super::acl::{self, AclKind};
 use super::*;
 use crate::format::record::{Attr, DirEntry, Payload, Time};
 
@@ -16,7 +17,9 @@ pub struct NodeInfo {
 /// A directory entry as listed: name, inode, file-type bits (S_IFMT >> 12).
 pub type Listed = (Vec<u8>, u64, u8);
 
-/// What to create: type and permission bits, device number, owner, symlink target.
+/// What to create: type and permission bits, device number, owner, symlink target, and
+/// the creator's umask, which applies unless the directory has a default ACL (0 when
+/// `mode` is already masked).
 #[derive(Debug, Clone, Copy)]
 pub struct NewNode<'a> {
     pub mode: u32,
@@ -24,6 +27,7 @@ pub struct NewNode<'a> {
     pub uid: u32,
     pub gid: u32,
     pub target: Option<&'a [u8]>,
+    pub umask: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,13 +158,18 @@ impl Category {
             uid,
             gid,
             target,
+            umask,
         } = n;
         check_name(name)?;
         let mut s = self.lock();
         self.ensure_leaf(&mut s, parent)?;
-        let (pmode, pgid) = {
+        let (pmode, pgid, (mode, xattrs)) = {
             let p = Self::rec(&s, parent)?;
-            (p.attr.mode, p.attr.gid)
+            (
+                p.attr.mode,
+                p.attr.gid,
+                acl::inherit(&p.xattrs, mode, umask),
+            )
         };
         if Self::entries(&s, parent)?.contains_key(name) {
             return Err(VolError::Exists);
@@ -207,7 +216,7 @@ impl Category {
                 ctime: now,
                 btime: now,
             },
-            xattrs: BTreeMap::new(),
+            xattrs,
             payload,
         };
         self.take_ino(&mut s, ino);
@@ -517,6 +526,7 @@ impl Category {
         let r = Self::rec_mut(&mut s, ino)?;
         if let Some(m) = a.mode {
             r.attr.mode = (r.attr.mode & libc::S_IFMT) | (m & !libc::S_IFMT);
+            acl::follow_chmod(&mut r.xattrs, r.attr.mode);
         }
         if let Some(u) = a.uid {
             r.attr.uid = u;
@@ -566,6 +576,7 @@ impl Category {
         }
     }
 
+    /// Sets an xattr of the stored namespaces (ACLs go through [`Category::set_acl`]).
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> VolResult<()> {
         user_namespace(name)?;
         if name.len() > 255 {
@@ -597,6 +608,7 @@ impl Category {
             Some(v) => Ok(v.clone()),
             // A name of another namespace that a record holds anyway (written by an older
             // or foreign build) is still readable, as `listxattr` lists it.
+            None if AclKind::of_name(name).is_some() => Err(VolError::NoAttr),
             None => user_namespace(name).and(Err(VolError::NoAttr)),
         }
     }
@@ -608,6 +620,9 @@ impl Category {
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> VolResult<()> {
+        if let Some(kind) = AclKind::of_name(name) {
+            return self.remove_acl(ino, kind);
+        }
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
         let r = Self::rec_mut(&mut s, ino)?;

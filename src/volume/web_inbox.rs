@@ -287,6 +287,7 @@ impl Category {
                 uid: owner.0,
                 gid: owner.1,
                 target: None,
+                umask: 0,
             },
         )?;
         self.mark_stale([entry(parent, &name)]);
@@ -501,6 +502,7 @@ fn dir_node<'a>(owner: (u32, u32)) -> NewNode<'a> {
         uid: owner.0,
         gid: owner.1,
         target: None,
+        umask: 0,
     }
 }
 

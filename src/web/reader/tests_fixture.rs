@@ -88,6 +88,7 @@ pub(super) fn file_node() -> NewNode<'static> {
         uid: 0,
         gid: 0,
         target: None,
+        umask: 0,
     }
 }
 
