@@ -240,6 +240,92 @@ fn renameat2_exchange() {
     assert_eq!(read_all(&b), b"content of a");
 }
 
+/// RENAME_WHITEOUT (what overlayfs asks of its upper layer): the source name is left
+/// holding a whiteout, a character device 0:0 of the caller, in the same step; with
+/// NOREPLACE over a taken name nothing changes; with EXCHANGE it is EINVAL. Then
+/// overlayfs itself over a drive folder: removing and renaming files of the lower layer
+/// leaves whiteouts in the upper one, and the merged view is right across a remount of
+/// the overlay.
+#[test]
+fn rename_whiteout_and_overlayfs_on_the_drive() {
+    let mut d = Drive::mount();
+    let dir = d.notes();
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    fs::write(&a, b"content of a").unwrap();
+    fs::write(&c, b"content of c").unwrap();
+    renameat2(&a, &b, libc::RENAME_WHITEOUT).expect("RENAME_WHITEOUT");
+    assert_eq!(read_all(&b), b"content of a");
+    let w = lstat(&a);
+    assert_eq!(w.mode() & libc::S_IFMT, libc::S_IFCHR, "a whiteout");
+    assert_eq!((w.rdev(), w.uid(), w.nlink()), (0, 0, 1));
+    assert_errno(
+        renameat2(&b, &c, libc::RENAME_WHITEOUT | libc::RENAME_NOREPLACE),
+        libc::EEXIST,
+        "NOREPLACE over a taken name",
+    );
+    assert_eq!(read_all(&b), b"content of a");
+    assert_errno(
+        renameat2(&b, &c, libc::RENAME_WHITEOUT | libc::RENAME_EXCHANGE),
+        libc::EINVAL,
+        "with EXCHANGE",
+    );
+    d.remount();
+    assert_eq!(lstat(&a).mode() & libc::S_IFMT, libc::S_IFCHR);
+    assert_eq!(read_all(&b), b"content of a");
+
+    let lower = tempfile::tempdir().unwrap();
+    let merged = tempfile::tempdir().unwrap();
+    for n in ["gone", "moved", "kept"] {
+        fs::write(lower.path().join(n), n).unwrap();
+    }
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    fs::create_dir(&upper).unwrap();
+    fs::create_dir(&work).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.path().display(),
+        upper.display(),
+        work.display()
+    );
+    let mount = || {
+        let (ok, t) = out(std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(merged.path()));
+        assert!(ok, "overlayfs over the drive: {t}");
+    };
+    let umount = || {
+        let (ok, t) = out(std::process::Command::new("umount").arg(merged.path()));
+        assert!(ok, "umount overlay: {t}");
+    };
+    mount();
+    let m = merged.path();
+    fs::remove_file(m.join("gone")).unwrap();
+    fs::rename(m.join("moved"), m.join("renamed")).unwrap();
+    fs::write(m.join("new"), b"new").unwrap();
+    let names = |p: &std::path::Path| {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(m), ["kept", "new", "renamed"]);
+    umount();
+    for n in ["gone", "moved"] {
+        let s = lstat(&upper.join(n));
+        assert_eq!(
+            (s.mode() & libc::S_IFMT, s.rdev()),
+            (libc::S_IFCHR, 0),
+            "{n}: a whiteout in the upper layer"
+        );
+    }
+    mount();
+    assert_eq!(names(m), ["kept", "new", "renamed"]);
+    assert_eq!(read_all(&m.join("renamed")), b"moved");
+    umount();
+}
+
 #[test]
 fn directory_move_updates_dotdot() {
     let mut d = Drive::mount();

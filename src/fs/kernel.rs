@@ -281,7 +281,7 @@ impl fuser::Filesystem for CirrusFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -301,7 +301,13 @@ impl fuser::Filesystem for CirrusFs {
             reply.error(Errno::EXDEV);
             return;
         }
-        let r = c1.rename(p1, name.as_bytes(), p2, newname.as_bytes(), flags.bits());
+        let (from, to) = (name.as_bytes(), newname.as_bytes());
+        let r = if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            // The kernel let only a caller with CAP_MKNOD ask (overlayfs does).
+            c1.rename_whiteout(p1, from, p2, to, flags.bits(), (req.uid(), req.gid()))
+        } else {
+            c1.rename(p1, from, p2, to, flags.bits())
+        };
         reply_empty(r, "rename", reply);
     }
 

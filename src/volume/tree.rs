@@ -56,6 +56,7 @@ const XATTR_REPLACE: i32 = 2;
 const XATTR_SIZE_MAX: usize = 65536;
 const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
+const RENAME_WHITEOUT: u32 = 4;
 
 fn check_name(name: &[u8]) -> VolResult<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
@@ -152,6 +153,17 @@ impl Category {
 
     /// Creates a node of any type (`mode` carries S_IFMT). `target` is a symlink's target.
     pub fn create_node(&self, parent: u64, name: &[u8], n: NewNode) -> VolResult<NodeInfo> {
+        let mut s = self.lock();
+        self.create_locked(&mut s, parent, name, n)
+    }
+
+    fn create_locked(
+        &self,
+        s: &mut State,
+        parent: u64,
+        name: &[u8],
+        n: NewNode,
+    ) -> VolResult<NodeInfo> {
         let NewNode {
             mode,
             rdev,
@@ -161,21 +173,20 @@ impl Category {
             umask,
         } = n;
         check_name(name)?;
-        let mut s = self.lock();
-        self.ensure_leaf(&mut s, parent)?;
+        self.ensure_leaf(s, parent)?;
         let (pmode, pgid, (mode, xattrs)) = {
-            let p = Self::rec(&s, parent)?;
+            let p = Self::rec(s, parent)?;
             (
                 p.attr.mode,
                 p.attr.gid,
                 acl::inherit(&p.xattrs, mode, umask),
             )
         };
-        if Self::entries(&s, parent)?.contains_key(name) {
+        if Self::entries(s, parent)?.contains_key(name) {
             return Err(VolError::Exists);
         }
-        let ino = self.next_free_ino(&s);
-        self.ensure_leaf(&mut s, ino)?;
+        let ino = self.next_free_ino(s);
+        self.ensure_leaf(s, ino)?;
         let fmt = mode & libc::S_IFMT;
         let mut mode = mode;
         let gid = if pmode & libc::S_ISGID != 0 {
@@ -219,11 +230,11 @@ impl Category {
             xattrs,
             payload,
         };
-        self.take_ino(&mut s, ino);
+        self.take_ino(s, ino);
         s.tree.records.insert(ino, rec);
         s.tree.inodes += 1;
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
-        Self::entries_mut(&mut s, parent)?.insert(
+        Self::entries_mut(s, parent)?.insert(
             name.to_vec(),
             DirEntry {
                 ino,
@@ -231,10 +242,10 @@ impl Category {
             },
         );
         if fmt == libc::S_IFDIR {
-            Self::rec_mut(&mut s, parent)?.attr.nlink += 1;
+            Self::rec_mut(s, parent)?.attr.nlink += 1;
         }
-        Self::touch(&mut s, parent, true, now);
-        Self::info(&s, ino)
+        Self::touch(s, parent, true, now);
+        Self::info(s, ino)
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> VolResult<NodeInfo> {
@@ -374,8 +385,54 @@ impl Category {
         Err(VolError::Invalid("directory tree too deep or cyclic"))
     }
 
+    /// rename(2) with RENAME_NOREPLACE or RENAME_EXCHANGE in `flags`.
     pub fn rename(
         &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> VolResult<()> {
+        if flags & RENAME_WHITEOUT != 0 {
+            return Err(VolError::Invalid("RENAME_WHITEOUT needs the caller's ids"));
+        }
+        self.rename_locked(&mut self.lock(), parent, name, newparent, newname, flags)
+    }
+
+    /// rename(2) with RENAME_WHITEOUT (and maybe RENAME_NOREPLACE), as overlayfs asks of
+    /// its upper layer: the source name is left holding a whiteout, a character device
+    /// 0:0 owned by the caller (`owner`), made in the same step.
+    pub fn rename_whiteout(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+        owner: (u32, u32),
+    ) -> VolResult<()> {
+        let flags = flags & !RENAME_WHITEOUT;
+        if flags & RENAME_EXCHANGE != 0 {
+            return Err(VolError::Invalid("RENAME_WHITEOUT with RENAME_EXCHANGE"));
+        }
+        let mut s = self.lock();
+        self.rename_locked(&mut s, parent, name, newparent, newname, flags)?;
+        let whiteout = NewNode {
+            mode: libc::S_IFCHR,
+            rdev: 0,
+            uid: owner.0,
+            gid: owner.1,
+            target: None,
+            umask: 0,
+        };
+        self.create_locked(&mut s, parent, name, whiteout)?;
+        Ok(())
+    }
+
+    fn rename_locked(
+        &self,
+        s: &mut State,
         parent: u64,
         name: &[u8],
         newparent: u64,
@@ -388,47 +445,46 @@ impl Category {
         {
             return Err(VolError::Invalid("unsupported rename flags"));
         }
-        let mut s = self.lock();
-        self.ensure_leaf(&mut s, parent)?;
-        self.ensure_leaf(&mut s, newparent)?;
-        let src = *Self::entries(&s, parent)?
+        self.ensure_leaf(s, parent)?;
+        self.ensure_leaf(s, newparent)?;
+        let src = *Self::entries(s, parent)?
             .get(name)
             .ok_or(VolError::NotFound)?;
-        Self::entries(&s, newparent)?;
-        let dst = Self::entries(&s, newparent)?.get(newname).copied();
-        self.ensure_leaf(&mut s, src.ino)?;
+        Self::entries(s, newparent)?;
+        let dst = Self::entries(s, newparent)?.get(newname).copied();
+        self.ensure_leaf(s, src.ino)?;
         if let Some(d) = dst {
-            self.ensure_leaf(&mut s, d.ino)?;
+            self.ensure_leaf(s, d.ino)?;
         }
-        let src_dir = is_dir(Self::rec(&s, src.ino)?);
+        let src_dir = is_dir(Self::rec(s, src.ino)?);
         let now = Time::now();
 
         if flags & RENAME_EXCHANGE != 0 {
             let d = dst.ok_or(VolError::NotFound)?;
-            let dst_dir = is_dir(Self::rec(&s, d.ino)?);
+            let dst_dir = is_dir(Self::rec(s, d.ino)?);
             if src_dir && parent != newparent {
-                self.check_not_ancestor(&mut s, src.ino, newparent)?;
+                self.check_not_ancestor(s, src.ino, newparent)?;
             }
             if dst_dir && parent != newparent {
-                self.check_not_ancestor(&mut s, d.ino, parent)?;
+                self.check_not_ancestor(s, d.ino, parent)?;
             }
-            Self::entries_mut(&mut s, parent)?.insert(name.to_vec(), d);
-            Self::entries_mut(&mut s, newparent)?.insert(newname.to_vec(), src);
+            Self::entries_mut(s, parent)?.insert(name.to_vec(), d);
+            Self::entries_mut(s, newparent)?.insert(newname.to_vec(), src);
             if src_dir {
-                Self::set_parent(&mut s, src.ino, newparent);
+                Self::set_parent(s, src.ino, newparent);
             }
             if dst_dir {
-                Self::set_parent(&mut s, d.ino, parent);
+                Self::set_parent(s, d.ino, parent);
             }
             if src_dir != dst_dir && parent != newparent {
                 let (to_new, to_old) = if src_dir { (1, -1) } else { (-1, 1) };
-                Self::adjust_nlink(&mut s, newparent, to_new);
-                Self::adjust_nlink(&mut s, parent, to_old);
+                Self::adjust_nlink(s, newparent, to_new);
+                Self::adjust_nlink(s, parent, to_old);
             }
-            Self::touch(&mut s, src.ino, false, now);
-            Self::touch(&mut s, d.ino, false, now);
-            Self::touch(&mut s, parent, true, now);
-            Self::touch(&mut s, newparent, true, now);
+            Self::touch(s, src.ino, false, now);
+            Self::touch(s, d.ino, false, now);
+            Self::touch(s, parent, true, now);
+            Self::touch(s, newparent, true, now);
             return Ok(());
         }
 
@@ -440,12 +496,12 @@ impl Category {
                 // Two links to one inode: POSIX says do nothing.
                 return Ok(());
             }
-            let dst_dir = is_dir(Self::rec(&s, d.ino)?);
+            let dst_dir = is_dir(Self::rec(s, d.ino)?);
             match (src_dir, dst_dir) {
                 (true, false) => return Err(VolError::NotDir),
                 (false, true) => return Err(VolError::IsDir),
                 (true, true) => {
-                    if !Self::entries(&s, d.ino)?.is_empty() {
+                    if !Self::entries(s, d.ino)?.is_empty() {
                         return Err(VolError::NotEmpty);
                     }
                 }
@@ -453,25 +509,25 @@ impl Category {
             }
         }
         if src_dir && parent != newparent {
-            self.check_not_ancestor(&mut s, src.ino, newparent)?;
+            self.check_not_ancestor(s, src.ino, newparent)?;
         }
         if let Some(d) = dst {
-            Self::entries_mut(&mut s, newparent)?.remove(newname);
-            if is_dir(Self::rec(&s, d.ino)?) {
-                Self::adjust_nlink(&mut s, newparent, -1);
+            Self::entries_mut(s, newparent)?.remove(newname);
+            if is_dir(Self::rec(s, d.ino)?) {
+                Self::adjust_nlink(s, newparent, -1);
             }
-            self.drop_link(&mut s, d.ino, now);
+            self.drop_link(s, d.ino, now);
         }
-        Self::entries_mut(&mut s, parent)?.remove(name);
-        Self::entries_mut(&mut s, newparent)?.insert(newname.to_vec(), src);
+        Self::entries_mut(s, parent)?.remove(name);
+        Self::entries_mut(s, newparent)?.insert(newname.to_vec(), src);
         if src_dir && parent != newparent {
-            Self::set_parent(&mut s, src.ino, newparent);
-            Self::adjust_nlink(&mut s, parent, -1);
-            Self::adjust_nlink(&mut s, newparent, 1);
+            Self::set_parent(s, src.ino, newparent);
+            Self::adjust_nlink(s, parent, -1);
+            Self::adjust_nlink(s, newparent, 1);
         }
-        Self::touch(&mut s, src.ino, false, now);
-        Self::touch(&mut s, parent, true, now);
-        Self::touch(&mut s, newparent, true, now);
+        Self::touch(s, src.ino, false, now);
+        Self::touch(s, parent, true, now);
+        Self::touch(s, newparent, true, now);
         Ok(())
     }
 
