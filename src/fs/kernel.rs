@@ -53,6 +53,18 @@ impl CirrusFs {
         reply_empty(c.set_acl(i, kind, value, keep_setgid), "setfacl", reply);
     }
 
+    /// The entry of a node found by its id (the export path's lookups of "." and "..").
+    fn lookup_by_id(&self, ino: INodeNo, reply: ReplyEntry) {
+        if ino.0 == FS_ROOT {
+            return reply.entry(&self.opts.ttl, &self.root_attr(), Generation(0));
+        }
+        match self.split(ino) {
+            Some((c, i)) => reply_entry(self, c.id, c.getattr(i), "lookup by id", reply),
+            // A category that is not mounted: the handle names nothing here.
+            None => reply.error(Errno::ESTALE),
+        }
+    }
+
     /// fsync of anything in a category commits that category (the root has nothing to do).
     fn commit_of(&self, ino: INodeNo, op: &str, reply: ReplyEmpty) {
         match self.split(ino) {
@@ -122,6 +134,14 @@ impl fuser::Filesystem for CirrusFs {
         if let Err(max) = config.set_max_write(self.opts.max_write) {
             let _ = config.set_max_write(max);
         }
+        // The export path: lookups of "." and ".." by node id (below), so file handles
+        // (NFS, open_by_handle_at) outlive the kernel's caches. Node ids are inode
+        // numbers, never reused (FORMAT §5.1), so generation 0 never names another node.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT) {
+            info!(
+                "kernel lacks FUSE capability {missing:?}; file handles go stale with its caches"
+            );
+        }
         for cap in self.opts.capabilities.iter().copied() {
             match config.add_capabilities(cap) {
                 Ok(()) if cap.contains(InitFlags::FUSE_POSIX_ACL) => self.acls_in_kernel = true,
@@ -140,6 +160,27 @@ impl fuser::Filesystem for CirrusFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // The export path: the kernel asks for "." to find a node by id alone (a file
+        // handle whose inode it no longer holds) and for ".." to reconnect a directory
+        // to the tree. Only then: a path lookup never sends either.
+        match name.as_bytes() {
+            b"." => return self.lookup_by_id(parent, reply),
+            b".." => {
+                let up = match self.split(parent) {
+                    None => Ok(INodeNo(FS_ROOT)),
+                    Some((_, ROOT_INO)) => Ok(INodeNo(FS_ROOT)),
+                    Some((c, i)) => c
+                        .parent_of(i)
+                        .map(|p| Self::global(c.id, p))
+                        .map_err(|e| errno(&e, "lookup ..")),
+                };
+                return match up {
+                    Ok(up) => self.lookup_by_id(up, reply),
+                    Err(e) => reply.error(e),
+                };
+            }
+            _ => {}
+        }
         if parent.0 == FS_ROOT {
             match self.cat_by_name(name) {
                 Some(c) => reply_entry(self, c.id, c.getattr(ROOT_INO), "lookup", reply),

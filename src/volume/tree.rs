@@ -540,6 +540,16 @@ impl Category {
         }
     }
 
+    /// The directory a directory sits in (the root's is itself).
+    pub fn parent_of(&self, ino: u64) -> VolResult<u64> {
+        let mut s = self.lock();
+        self.ensure_leaf(&mut s, ino)?;
+        match &Self::rec(&s, ino)?.payload {
+            Payload::Dir { parent, .. } => Ok(*parent),
+            _ => Err(VolError::NotDir),
+        }
+    }
+
     /// Directory listing: (name, ino, kind) plus the parent inode.
     pub fn readdir(&self, ino: u64) -> VolResult<(u64, Vec<Listed>)> {
         let mut s = self.lock();
