@@ -88,18 +88,38 @@ fn xattr_missing_is_enodata() {
 }
 
 /// Mounted with `-o noacl`, ACL names are unsupported, so GNU `ls` stops asking for
-/// them on the mount and lists on.
+/// them on the mount and lists on; ACLs an ACL mount stored are neither shown nor
+/// listed (the kernel does not enforce them) nor inherited, and come back with `acl`.
 #[test]
 fn with_noacl_the_acl_names_are_unsupported() {
-    let d = Drive::mount_with(MountOptions {
-        extra: vec!["-o".into(), "noacl".into()],
-        ..Default::default()
-    });
+    let mut d = Drive::mount();
     if d.is_plain() {
         return;
     }
-    let f = d.notes().join("f");
+    let (shared, f) = (d.notes().join("shared"), d.notes().join("f"));
+    fs::create_dir(&shared).unwrap();
     fs::write(&f, b"x").expect("write");
+    let (ok, t) = out(std::process::Command::new("setfacl")
+        .args(["-m", "u:4242:r", "-d", "-m", "u:4242:rwx"])
+        .arg(&shared));
+    assert!(ok, "{t}");
+    d.mount_options().extra = vec!["-o".into(), "noacl".into()];
+    d.remount();
+    assert!(
+        list_xattr(&shared).unwrap().is_empty(),
+        "no ACL names listed"
+    );
+    fs::write(shared.join("new"), b"y").unwrap();
+    d.mount_options().extra = vec![];
+    d.remount();
+    let (_, t) = out(std::process::Command::new("getfacl").arg("-n").arg(&shared));
+    assert!(t.contains("default:user:4242:rwx"), "kept: {t}");
+    let (_, t) = out(std::process::Command::new("getfacl")
+        .arg("-n")
+        .arg(shared.join("new")));
+    assert!(!t.contains("4242"), "not inherited under noacl: {t}");
+    d.mount_options().extra = vec!["-o".into(), "noacl".into()];
+    d.remount();
     // u::rw-,g::r--,o::r-- (FORMAT.md, "POSIX ACLs").
     let acl = [
         2, 0, 0, 0, 1, 0, 6, 0, 255, 255, 255, 255, 4, 0, 4, 0, 255, 255, 255, 255, 0x20, 0, 4, 0,
@@ -108,6 +128,7 @@ fn with_noacl_the_acl_names_are_unsupported() {
     for name in ["system.posix_acl_access", "system.posix_acl_default"] {
         assert_errno(get_xattr(&f, name), libc::EOPNOTSUPP, name);
         assert_errno(get_xattr(&d.notes(), name), libc::EOPNOTSUPP, name);
+        assert_errno(get_xattr(&shared, name), libc::EOPNOTSUPP, name);
         assert_errno(set_xattr(&d.notes(), name, &acl, 0), libc::EOPNOTSUPP, name);
     }
     let out = std::process::Command::new("ls")
@@ -127,8 +148,9 @@ fn with_noacl_the_acl_names_are_unsupported() {
 
 /// What the ACL script prints in a directory: getfacl, modes and `ls -l`'s ACL mark
 /// through setfacl, chmod, creation under default ACLs (with a umask they replace),
-/// equivalent ACLs, removal, and set-group-ID dropped when an owner outside the file's
-/// group sets an ACL.
+/// equivalent ACLs, removal, set-group-ID dropped when an owner outside the file's group
+/// sets an ACL and kept when a supplementary group makes them a member, and the umask
+/// where no default ACL is.
 fn acl_script(user: &TestUser) -> String {
     format!(
         r#"
@@ -148,7 +170,9 @@ getfacl -n d/l 2>&1 | head -3
 setfacl -d -m m::r d; touch d/c; show d/c
 setfacl -k d; touch d/e; show d d/e
 setfacl -d -m u::rwx,g::rwx,o::rwx d; (umask 077; touch d/g; mkdir d/h); show d/g d/h
-touch s; chown {uid}:0 s; chmod 2770 s; runuser -u {name} -- setfacl -m u:0:r s; show s
+touch s; chown {uid}:0 s; chmod 2770 s; runuser -u {name} -- setfacl -m u:0:r s && echo owner set; show s
+touch s2; chown {uid}:0 s2; chmod 2770 s2; setpriv --reuid={uid} --regid={gid} --groups=0 setfacl -m u:0:r s2 && echo member set; show s2
+(umask 027; mkfifo q; mkdir r; touch t; ln -s t u); show q r t
 setfacl -m 'u:bad user:r' f 2>&1 | tail -1 | cut -d: -f1
 "#,
         uid = user.uid,
@@ -195,6 +219,13 @@ fn posix_acls_behave_as_on_tmpfs() {
         want.contains(&format!("user:{}:r--", user.uid)) && want.contains("default:"),
         "tmpfs here has no ACLs, so there is nothing to compare with:\n{want}"
     );
+    for step in [
+        "owner set\n-rwxrwx--- s\n",
+        "member set\n-rwxrws--- s2\n",
+        "prw-r----- q\n",
+    ] {
+        assert!(want.contains(step), "{step:?} in the tmpfs run:\n{want}");
+    }
     let dir = d.notes().join("acl");
     fs::create_dir(&dir).unwrap();
     d.open_up_for_others(&dir);
@@ -204,7 +235,7 @@ fn posix_acls_behave_as_on_tmpfs() {
     let listing = |dir: &std::path::Path| {
         run_acl_script(
             dir,
-            "for x in f d d/a d/sub d/p d/b d/c d/e d/g d/h s; do stat -c '%A %n' $x; getfacl -n $x; done",
+            "for x in f d d/a d/sub d/p d/b d/c d/e d/g d/h s s2 q r t; do stat -c '%A %n' $x; getfacl -n $x; done",
         )
     };
     let before = listing(&dir);

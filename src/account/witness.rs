@@ -52,6 +52,7 @@ mod tests {
             gid: 0,
             target: None,
             umask: 0,
+            inherit_acl: true,
         };
         c.create_node(ROOT_INO, name.as_bytes(), node).unwrap();
         c.commit().unwrap();

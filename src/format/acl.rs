@@ -17,9 +17,8 @@ const HEADER: usize = 4;
 const ENTRY: usize = 8;
 /// The id stored with entries that name no one (`ACL_UNDEFINED_ID`).
 const UNDEFINED_ID: u32 = u32::MAX;
-/// More entries than this is not an ACL the kernel would send (it caps the value at a
-/// page: (4096 - 4) / 8).
-const MAX_ENTRIES: usize = 511;
+/// The most entries an xattr value can hold ((XATTR_SIZE_MAX - 4) / 8).
+const MAX_ENTRIES: usize = 8191;
 
 /// An entry's kind, with the kernel's values (which also give the required order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,17 +95,18 @@ impl Acl {
         Acl::new(entries).map(Some)
     }
 
-    /// Checks the entries as `posix_acl_valid` does: ordered by tag, named ones by
-    /// strictly rising id, exactly one owner, group and other entry, at most one mask,
-    /// and a mask whenever there is a named entry.
+    /// Checks the entries as `posix_acl_valid` does: ordered by tag, exactly one owner,
+    /// group and other entry, at most one mask, and a mask whenever there is a named
+    /// entry. (Like the kernel, not the order of named entries' ids: libacl sorts them,
+    /// a raw setxattr need not.)
     pub fn new(entries: Vec<Entry>) -> Result<Acl, FormatError> {
         let bad = FormatError::Invalid;
         let mut prev: Option<&Entry> = None;
         let (mut named, mut mask) = (false, 0);
         for e in &entries {
             if let Some(p) = prev {
-                let ordered = p.tag < e.tag
-                    || (p.tag == e.tag && matches!(e.tag, Tag::User | Tag::Group) && p.id < e.id);
+                let ordered =
+                    p.tag < e.tag || (p.tag == e.tag && matches!(e.tag, Tag::User | Tag::Group));
                 if !ordered {
                     return Err(bad("POSIX ACL: entries out of order or repeated"));
                 }
@@ -260,6 +260,9 @@ mod tests {
         v[0] = 1; // version
         assert!(Acl::parse(&v).is_err());
         assert!(Acl::parse(&VECTOR[..43]).is_err()); // torn entry
+        let mut v = VECTOR.to_vec();
+        v.extend_from_slice(&[0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(Acl::parse(&v).is_err(), "two other entries");
         let mut v = VECTOR;
         v[6] = 8; // perm beyond rwx
         assert!(Acl::parse(&v).is_err());
@@ -281,11 +284,12 @@ mod tests {
         ];
         assert!(Acl::new(ordered.clone()).is_ok());
         let mut swapped = ordered.clone();
-        swapped.swap(1, 2);
-        assert!(Acl::new(swapped).is_err());
-        let mut twice = ordered;
-        twice[2].id = 7;
-        assert!(Acl::new(twice).is_err());
+        swapped.swap(1, 3);
+        assert!(Acl::new(swapped).is_err(), "a named user after the group");
+        // Named ids in any order, as the kernel accepts them.
+        let mut unsorted = ordered;
+        unsorted.swap(1, 2);
+        assert!(Acl::new(unsorted).is_ok());
     }
 
     #[test]

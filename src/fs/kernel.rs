@@ -77,20 +77,24 @@ impl CirrusFs {
 /// What a create-type request asks for, owned by the caller. With `FUSE_DONT_MASK` the
 /// kernel leaves the umask to us (it must not apply under a default ACL); without it the
 /// mode comes masked, and masking again changes nothing.
-fn node<'a>(
-    req: &Request,
-    mode: u32,
-    rdev: u64,
-    target: Option<&'a [u8]>,
-    umask: u32,
-) -> NewNode<'a> {
-    NewNode {
-        mode,
-        rdev,
-        uid: req.uid(),
-        gid: req.gid(),
-        target,
-        umask: umask & 0o777,
+impl CirrusFs {
+    fn node<'a>(
+        &self,
+        req: &Request,
+        mode: u32,
+        rdev: u64,
+        target: Option<&'a [u8]>,
+        umask: u32,
+    ) -> NewNode<'a> {
+        NewNode {
+            mode,
+            rdev,
+            uid: req.uid(),
+            gid: req.gid(),
+            target,
+            umask: umask & 0o777,
+            inherit_acl: self.acls_in_kernel,
+        }
     }
 }
 
@@ -270,7 +274,7 @@ impl fuser::Filesystem for CirrusFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let n = node(req, mode, rdev as u64, None, umask);
+        let n = self.node(req, mode, rdev as u64, None, umask);
         self.create_entry(parent, name, n, "mknod", reply);
     }
 
@@ -287,7 +291,7 @@ impl fuser::Filesystem for CirrusFs {
         self.create_entry(
             parent,
             name,
-            node(req, mode, 0, None, umask),
+            self.node(req, mode, 0, None, umask),
             "mkdir",
             reply,
         );
@@ -316,7 +320,7 @@ impl fuser::Filesystem for CirrusFs {
         reply: ReplyEntry,
     ) {
         let target = Some(target.as_os_str().as_bytes());
-        let n = node(req, libc::S_IFLNK | 0o777, 0, target, 0);
+        let n = self.node(req, libc::S_IFLNK | 0o777, 0, target, 0);
         self.create_entry(parent, link_name, n, "symlink", reply);
     }
 
@@ -684,15 +688,18 @@ impl fuser::Filesystem for CirrusFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let acl = AclKind::of_name(name.as_bytes()).is_some();
+        if acl && !self.acls_in_kernel {
+            // ACLs stored by an ACL mount are not shown where the kernel does not
+            // enforce them (getfacl would list denials that do not hold).
+            return reply.error(Errno::EOPNOTSUPP);
+        }
         let Some((c, i)) = self.split(ino) else {
             // The drive's root has no attributes, and stores none of any namespace.
-            reply.error(
-                if name.as_bytes().starts_with(b"user.") || (acl && self.acls_in_kernel) {
-                    Errno::NO_XATTR
-                } else {
-                    Errno::EOPNOTSUPP
-                },
-            );
+            reply.error(if name.as_bytes().starts_with(b"user.") || acl {
+                Errno::NO_XATTR
+            } else {
+                Errno::EOPNOTSUPP
+            });
             return;
         };
         match c.getxattr(i, name.as_bytes()) {
@@ -705,8 +712,6 @@ impl fuser::Filesystem for CirrusFs {
                     reply.data(&v);
                 }
             }
-            // Without kernel ACLs, "unsupported" makes `ls -l` stop asking on this mount.
-            Err(VolError::NoAttr) if acl && !self.acls_in_kernel => reply.error(Errno::EOPNOTSUPP),
             // GNU `ls -l` asks every file for its SELinux label, and keeps asking while the
             // answer is ENODATA: a round trip per file. SELinux labels FUSE mounts by
             // policy (genfscon), never from this attribute, so an unset label says
@@ -735,6 +740,9 @@ impl fuser::Filesystem for CirrusFs {
         let privileged = req.uid() == 0;
         for n in names {
             if !privileged && n.starts_with(b"trusted.") {
+                continue;
+            }
+            if !self.acls_in_kernel && AclKind::of_name(&n).is_some() {
                 continue;
             }
             buf.extend_from_slice(&n);
@@ -776,7 +784,7 @@ impl fuser::Filesystem for CirrusFs {
         };
         let mode = libc::S_IFREG | (mode & 0o7777);
         match c
-            .create_node(p, name.as_bytes(), node(req, mode, 0, None, umask))
+            .create_node(p, name.as_bytes(), self.node(req, mode, 0, None, umask))
             .and_then(|n| c.open_handle(n.ino).map(|_| n))
         {
             Ok(n) => reply.created(

@@ -111,6 +111,7 @@ mod tests {
             gid: 0,
             target: None,
             umask: 0,
+            inherit_acl: true,
         };
         c.create_node(parent, name.as_bytes(), n).unwrap().ino
     }

@@ -436,6 +436,7 @@ mod tests {
                     gid: 0,
                     target: None,
                     umask: 0,
+                    inherit_acl: true,
                 },
             )
             .unwrap();

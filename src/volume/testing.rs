@@ -43,6 +43,7 @@ pub fn new_file(c: &Category, name: &str) -> u64 {
         gid: 0,
         target: None,
         umask: 0,
+        inherit_acl: true,
     };
     c.create_node(crate::volume::ROOT_INO, name.as_bytes(), n)
         .unwrap()

@@ -17,9 +17,10 @@ pub struct NodeInfo {
 /// A directory entry as listed: name, inode, file-type bits (S_IFMT >> 12).
 pub type Listed = (Vec<u8>, u64, u8);
 
-/// What to create: type and permission bits, device number, owner, symlink target, and
-/// the creator's umask, which applies unless the directory has a default ACL (0 when
-/// `mode` is already masked).
+/// What to create: type and permission bits, device number, owner, symlink target, the
+/// creator's umask, which applies unless the directory has a default ACL (0 when `mode`
+/// is already masked), and whether a default ACL is inherited (not on a mount without
+/// ACLs, as on ext4 mounted `noacl`).
 #[derive(Debug, Clone, Copy)]
 pub struct NewNode<'a> {
     pub mode: u32,
@@ -28,6 +29,7 @@ pub struct NewNode<'a> {
     pub gid: u32,
     pub target: Option<&'a [u8]>,
     pub umask: u32,
+    pub inherit_acl: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +173,7 @@ impl Category {
             gid,
             target,
             umask,
+            inherit_acl,
         } = n;
         check_name(name)?;
         self.ensure_leaf(s, parent)?;
@@ -179,7 +182,11 @@ impl Category {
             (
                 p.attr.mode,
                 p.attr.gid,
-                acl::inherit(&p.xattrs, mode, umask),
+                if inherit_acl {
+                    acl::inherit(&p.xattrs, mode, umask)
+                } else {
+                    acl::inherit(&BTreeMap::new(), mode, umask)
+                },
             )
         };
         if Self::entries(s, parent)?.contains_key(name) {
@@ -425,6 +432,7 @@ impl Category {
             gid: owner.1,
             target: None,
             umask: 0,
+            inherit_acl: true,
         };
         self.create_locked(&mut s, parent, name, whiteout)?;
         Ok(())
@@ -670,11 +678,14 @@ impl Category {
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> VolResult<Vec<u8>> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
-        match Self::rec(&s, ino)?.xattrs.get(name) {
+        let r = Self::rec(&s, ino)?;
+        if let Some(kind) = AclKind::of_name(name) {
+            return acl::for_kernel(r, kind).ok_or(VolError::NoAttr);
+        }
+        match r.xattrs.get(name) {
             Some(v) => Ok(v.clone()),
             // A name of another namespace that a record holds anyway (written by an older
             // or foreign build) is still readable, as `listxattr` lists it.
-            None if AclKind::of_name(name).is_some() => Err(VolError::NoAttr),
             None => user_namespace(name).and(Err(VolError::NoAttr)),
         }
     }

@@ -269,10 +269,12 @@ impl Category {
     ) -> VolResult<WebApplied> {
         let parent = self.web_dir(&ch.dir, owner, namer)?;
         let mut moved = None;
+        let mut replaced = None;
         let name = match self.lookup(parent, &ch.name) {
             Err(VolError::NotFound) => ch.name.clone(),
             Ok(n) if !is_dir(&n) && replaces.as_ref().is_some_and(|s| matches_seen(&n, s)) => {
                 moved = Some(self.to_recently_deleted(parent, &ch.name, owner, namer)?);
+                replaced = Some(n);
                 ch.name.clone()
             }
             Ok(_) => self.free_name(parent, &ch.name, namer),
@@ -288,8 +290,12 @@ impl Category {
                 gid: owner.1,
                 target: None,
                 umask: 0,
+                inherit_acl: true,
             },
         )?;
+        if let Some(old) = &replaced {
+            self.keep_permissions(old, node.ino)?;
+        }
         self.mark_stale([entry(parent, &name)]);
         let written = (|| {
             for n in 0..nparts {
@@ -503,6 +509,7 @@ fn dir_node<'a>(owner: (u32, u32)) -> NewNode<'a> {
         gid: owner.1,
         target: None,
         umask: 0,
+        inherit_acl: true,
     }
 }
 
@@ -511,7 +518,7 @@ mod tests {
     use super::*;
     use crate::format::web_change::{PART_SIZE, parts_for};
     use crate::store::{MemStore, Store};
-    use crate::volume::testing;
+    use crate::volume::{AclKind, testing};
 
     fn cat() -> Arc<Category> {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
@@ -616,6 +623,42 @@ mod tests {
         ] {
             assert!(noted.contains(&want), "{want:?} in {noted:?}");
         }
+    }
+
+    /// A web overwrite keeps the replaced file's permissions: its mode and access ACL,
+    /// not a fresh file's 0644 nor the folder's default ACL.
+    #[test]
+    fn an_overwrite_keeps_the_replaced_files_mode_and_acl() {
+        use crate::format::acl::{Acl, Entry, Tag};
+        let c = cat();
+        let e = |tag, perm, id| Entry { tag, perm, id };
+        let acl = |named: u32, perm| {
+            Acl::new(vec![
+                e(Tag::UserObj, 6, u32::MAX),
+                e(Tag::User, perm, named),
+                e(Tag::GroupObj, 0, u32::MAX),
+                e(Tag::Mask, perm, u32::MAX),
+                e(Tag::Other, 0, u32::MAX),
+            ])
+            .unwrap()
+            .to_bytes()
+        };
+        c.set_acl(ROOT_INO, AclKind::Default, &acl(2000, 7), true)
+            .unwrap();
+        let ino = testing::write_file(&c, "note.txt", b"old");
+        c.set_acl(ino, AclKind::Access, &acl(1000, 4), true)
+            .unwrap();
+        assert_eq!(c.getattr(ino).unwrap().attr.mode & 0o777, 0o640);
+        let seen = c.web_seen(ino).unwrap();
+        let (ch, objs) = upload(&c, 1, &[], "note.txt", b"new", Some(seen));
+        assert_eq!(apply(&c, &ch, &objs).unwrap(), WebApplied::Done);
+        let new = c.lookup(ROOT_INO, b"note.txt").unwrap();
+        assert_ne!(new.ino, ino);
+        assert_eq!(new.attr.mode, libc::S_IFREG | 0o640);
+        assert_eq!(
+            c.getxattr(new.ino, crate::format::acl::ACCESS).unwrap(),
+            acl(1000, 4)
+        );
     }
 
     #[test]

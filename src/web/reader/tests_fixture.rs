@@ -89,6 +89,7 @@ pub(super) fn file_node() -> NewNode<'static> {
         gid: 0,
         target: None,
         umask: 0,
+        inherit_acl: true,
     }
 }
 
