@@ -141,3 +141,63 @@ fn unix_socket_bind_and_connect() {
         "connect after unlink",
     );
 }
+
+/// nosuid and nodev by default; `-o suid,dev` on root's own mount (no allow_other) makes
+/// a set-user-ID program run as its owner and a device node open, and shows in the mount
+/// flags; with allow_other they are refused and nothing is mounted.
+#[test]
+fn suid_and_dev_only_on_roots_own_mount() {
+    let mut d = Drive::mount();
+    if d.is_plain() {
+        return;
+    }
+    let user = test_user();
+    let id = d.notes().join("id");
+    fs::copy("/usr/bin/id", &id).unwrap();
+    std::os::unix::fs::chown(&id, Some(user.uid), Some(user.gid)).unwrap();
+    fs::set_permissions(&id, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let null = d.notes().join("null");
+    mknod(&null, libc::S_IFCHR | 0o666, libc::makedev(1, 3)).unwrap();
+    let euid = || {
+        let (ok, t) = out(std::process::Command::new(&id).arg("-u"));
+        assert!(ok, "{t}");
+        t.trim().parse::<u32>().unwrap()
+    };
+    let flags = |d: &Drive| mount_info(&d.mnt).unwrap().flags;
+    assert_eq!(euid(), 0, "nosuid: the bit is ignored");
+    assert_errno(
+        OpenOptions::new().write(true).open(&null),
+        libc::EACCES,
+        "nodev",
+    );
+    let f = flags(&d);
+    assert!(f.contains("nosuid") && f.contains("nodev"), "{f}");
+
+    d.mount_options().extra = vec!["-o".into(), "suid,dev".into()];
+    d.remount();
+    assert_eq!(euid(), user.uid, "suid: runs as the file's owner");
+    OpenOptions::new()
+        .write(true)
+        .open(&null)
+        .and_then(|mut f| f.write_all(b"into /dev/null"))
+        .expect("dev: the node opens");
+    let f = flags(&d);
+    assert!(!f.contains("nosuid") && !f.contains("nodev"), "{f}");
+
+    d.unmount();
+    let (ok, t) = out(with_passcode(
+        &d,
+        &[
+            "mount",
+            d.mnt.to_str().unwrap(),
+            "-o",
+            "suid",
+            "--allow-other",
+        ],
+    ));
+    assert!(
+        !ok && t.contains("-o suid with allow_other is refused"),
+        "{t}"
+    );
+    assert!(mount_info(&d.mnt).is_none(), "nothing mounted");
+}

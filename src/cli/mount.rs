@@ -28,6 +28,15 @@ pub struct MountArgs {
     /// Do not let programs on the drive be executed.
     #[arg(long)]
     pub noexec: bool,
+    /// Honour set-user-ID and set-group-ID bits of programs on the drive (default: not,
+    /// as on every FUSE mount). Root only, and not with --allow-other: any device of the
+    /// account can put a set-user-ID root program on the drive.
+    #[arg(long)]
+    pub suid: bool,
+    /// Let device nodes on the drive be opened (default: not). Root only, and not with
+    /// --allow-other, for the same reason as --suid.
+    #[arg(long)]
+    pub dev: bool,
     /// When a read updates a file's access time: relatime (when not newer than its last
     /// change, or a day old; the default), noatime (never: no metadata write for reads,
     /// backups cannot tell what was read), strictatime (on every read).
@@ -194,6 +203,8 @@ impl MountArgs {
             upload_threads: self.upload_threads,
             read_only: self.read_only,
             noexec: self.noexec,
+            suid: self.suid,
+            dev: self.dev,
             atime: match self.atime.as_str() {
                 "noatime" => crate::volume::Atime::Never,
                 "strictatime" => crate::volume::Atime::Always,
@@ -214,6 +225,7 @@ pub fn run(home: Home, args: MountArgs) -> super::CliResult {
         // `mount_options::rewrite` turns every -o into flags before parsing.
         return Err("-o must come after `mount` (cirrus [--home HOME] mount -o ...)".into());
     }
+    suid_and_dev_only_for_root(&args)?;
     if args.uid.is_some() {
         run_as(args.uid, args.gid)?;
     } else {
@@ -386,6 +398,36 @@ fn run_as(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
         }
     }
     log::info!("running as uid {uid} gid {gid}");
+    Ok(())
+}
+
+/// `--suid` and `--dev` let what is on the drive act with the privileges of its owner or
+/// reach hardware, and what is on the drive is whatever any device of the account wrote:
+/// allowed only to a mount root makes for itself and keeps to itself (fusermount3 would
+/// refuse them for a user anyway).
+fn suid_and_dev_only_for_root(args: &MountArgs) -> Result<(), String> {
+    let asked: Vec<&str> = [(args.suid, "suid"), (args.dev, "dev")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    let Some(first) = asked.first() else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || args.uid.is_some() {
+        return Err(format!(
+            "-o {first} is for a mount made by root for root (without uid=): other users' \
+             mounts always have nosuid and nodev"
+        ));
+    }
+    if args.allow_other {
+        return Err(format!(
+            "-o {first} with allow_other is refused: any device of the account could then \
+             plant a set-user-ID program or a device node that every user of this machine \
+             can use (see `{}`)",
+            crate::hint::cmd_hint("mount --help")
+        ));
+    }
     Ok(())
 }
 

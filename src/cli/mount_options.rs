@@ -11,9 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 const HELPER_NAMES: [&str; 2] = ["mount.fuse.cirrus", "mount.cirrus"];
 
 /// Options mount(8) and fstab use for themselves, or that only restate Cirrus's defaults
-/// (nosuid and nodev: FUSE mounts have them; default_permissions: the kernel always checks
-/// permissions on a Cirrus drive; async: the default; rw, exec and acl are the
-/// defaults too, and cancel an `ro`, `noexec` or `noacl` before them).
+/// (default_permissions: the kernel always checks permissions on a Cirrus drive; async:
+/// the default; rw, exec, acl, nosuid and nodev are the defaults too, and cancel an `ro`,
+/// `noexec`, `noacl`, `suid` or `dev` before them).
 const ACCEPTED: [&str; 17] = [
     "acl",
     "defaults",
@@ -203,6 +203,8 @@ fn take_options(
                 "rw" => Some("--read-only"),
                 "exec" => Some("--noexec"),
                 "acl" => Some("--noacl"),
+                "nosuid" => Some("--suid"),
+                "nodev" => Some("--dev"),
                 _ => None,
             };
             if let Some(c) = cancels {
@@ -285,7 +287,7 @@ fn flag_for(opt: &str, mount_cmd: &clap::Command, sloppy: bool) -> Result<Vec<Os
         return Err(format!(
             "unknown mount option {key:?}: the options are `cirrus mount`'s flags with _ \
              for - (memory_cache=256M, passcode_file=PATH, allow_other, ...), ro, uid, gid, \
-             noexec, noacl, noatime, relatime, strictatime, nodiratime and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
+             noexec, noacl, suid, dev, noatime, relatime, strictatime, nodiratime and fstab's own (noauto, nofail, _netdev, x-*); see `{}`",
             crate::hint::cmd_hint("mount --help")
         ));
     };
@@ -478,6 +480,15 @@ mod tests {
         assert_eq!(
             run(&["cirrus", "mount", "-o", "acl,noacl"]).unwrap(),
             ["cirrus", "mount", "--noacl"]
+        );
+        // fstab's `user` implies nosuid,nodev after the options: they win.
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "suid,dev,nosuid,nodev"]).unwrap(),
+            ["cirrus", "mount"]
+        );
+        assert_eq!(
+            run(&["cirrus", "mount", "-o", "nodev,suid,dev"]).unwrap(),
+            ["cirrus", "mount", "--suid", "--dev"]
         );
     }
 

@@ -66,6 +66,9 @@ pub struct DaemonOptions {
     pub read_only: bool,
     /// Programs on the drive cannot be executed.
     pub noexec: bool,
+    /// Honour set-id bits and device nodes (root's own mounts only; `cli::mount` checks).
+    pub suid: bool,
+    pub dev: bool,
     /// When reads update access times (`noatime`, `relatime`, `strictatime`).
     pub atime: crate::volume::Atime,
     /// Whether listing a directory updates its access time (off: `nodiratime`).
@@ -446,6 +449,13 @@ fn mount_session(
     }
     if opts.noexec {
         options.push(fuser::MountOption::NoExec);
+    }
+    // Without these fuser mounts nosuid,nodev.
+    if opts.suid {
+        options.push(fuser::MountOption::Suid);
+    }
+    if opts.dev {
+        options.push(fuser::MountOption::Dev);
     }
     // Shown in /proc/mounts; the daemon itself keeps the times (FUSE inodes are
     // S_NOATIME to the kernel).

@@ -76,7 +76,10 @@ impl Watchdog {
 pub struct MountInfo {
     pub dev: (u32, u32),
     pub fstype: String,
+    /// The file system's own options (after the `-`).
     pub options: String,
+    /// The mount's flags (ro, nosuid, nodev, noexec, noatime, ...).
+    pub flags: String,
 }
 
 fn unescape_mountinfo(s: &str) -> Vec<u8> {
@@ -116,6 +119,7 @@ pub fn mount_info(path: &Path) -> Option<MountInfo> {
             dev: (maj.parse().ok()?, min.parse().ok()?),
             fstype: fields.get(sep + 1)?.to_string(),
             options: fields.get(sep + 3).unwrap_or(&"").to_string(),
+            flags: fields[5].to_string(),
         });
     }
     found
