@@ -1044,10 +1044,15 @@ fn a_foreground_mount_speaks_the_notify_protocol() {
     let recv = |what: &str| -> String {
         let mut buf = [0u8; 4096];
         loop {
-            let n = sock.recv(&mut buf).unwrap_or_else(|e| {
-                let log = fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("no {what} from the daemon ({e}); its output:\n{log}")
-            });
+            // A receive with a timeout is never restarted after a signal (signal(7)):
+            // EINTR from a signal caught elsewhere in the test process is no answer.
+            let n = match sock.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.unwrap_or_else(|e| {
+                    let log = fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("no {what} from the daemon ({e}); its output:\n{log}")
+                }),
+            };
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             if msg.contains(what) {
                 return msg;

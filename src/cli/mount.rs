@@ -413,8 +413,10 @@ fn suid_and_dev_only_for_root(args: &MountArgs) -> Result<(), String> {
     let Some(first) = asked.first() else {
         return Ok(());
     };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || args.uid.is_some() {
+    // The real uid too: fuser makes the mount the real user's (a set-user-ID install
+    // run by a user would otherwise hand that user a suid mount).
+    // SAFETY: geteuid and getuid have no preconditions.
+    if unsafe { libc::geteuid() } != 0 || unsafe { libc::getuid() } != 0 || args.uid.is_some() {
         return Err(format!(
             "-o {first} is for a mount made by root for root (without uid=): other users' \
              mounts always have nosuid and nodev"

@@ -4,7 +4,7 @@
 use super::{CirrusFs, FS_ROOT};
 use crate::format::record::{Attr, Time};
 use crate::volume::{NodeInfo, TimeSet};
-use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
+use fuser::{FileAttr, FileType, Generation, INodeNo, TimeOrNow};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn to_system(t: Time) -> SystemTime {
@@ -44,6 +44,17 @@ fn file_type(mode: u32) -> FileType {
         libc::S_IFBLK => FileType::BlockDevice,
         _ => FileType::RegularFile,
     }
+}
+
+/// A node's generation for the kernel (and so for file handles, which carry node id and
+/// generation): taken from its birth time, which nothing changes. Node ids are inode
+/// numbers, never reused once a head records them; but a crash can lose the last
+/// allocations before their commit, and a number then given again must not open what an
+/// NFS client's old handle named. Every reply naming a node must give the same value, or
+/// the kernel takes the node for a new one.
+pub(super) fn generation(n: &NodeInfo) -> Generation {
+    let b = n.attr.btime;
+    Generation(u64::from((b.sec as u32) ^ b.nsec.rotate_left(7)))
 }
 
 pub(super) fn kind_type(kind: u8) -> FileType {

@@ -1,7 +1,7 @@
 //! The kernel's side: `fuser::Filesystem` for [`CirrusFs`], one method per FUSE request,
 //! each finding the category the inode belongs to and replying with its answer or errno.
 
-use super::attr::{from_system, time_set};
+use super::attr::{from_system, generation, time_set};
 use super::{CirrusFs, FS_ROOT, errno};
 use crate::volume::{AclKind, Allocate, NewNode, NodeInfo, ROOT_INO, SetAttr, VolError};
 use fuser::{
@@ -59,7 +59,13 @@ impl CirrusFs {
             return reply.entry(&self.opts.ttl, &self.root_attr(), Generation(0));
         }
         match self.split(ino) {
-            Some((c, i)) => reply_entry(self, c.id, c.getattr(i), "lookup by id", reply),
+            // A node with no link left is one removed while open: the kernel holds it
+            // while it is open, so a handle that asks for it names something gone (a
+            // directory kept through a crash must not come back to life by handle).
+            Some((c, i)) => match c.getattr(i) {
+                Ok(n) if n.attr.nlink == 0 => reply.error(Errno::ESTALE),
+                r => reply_entry(self, c.id, r, "lookup by id", reply),
+            },
             // A category that is not mounted: the handle names nothing here.
             None => reply.error(Errno::ESTALE),
         }
@@ -121,7 +127,7 @@ fn reply_entry(
     reply: ReplyEntry,
 ) {
     match r {
-        Ok(n) => reply.entry(&fs.opts.ttl, &fs.attr_of(cat, &n), Generation(0)),
+        Ok(n) => reply.entry(&fs.opts.ttl, &fs.attr_of(cat, &n), generation(&n)),
         Err(e) => reply.error(errno(&e, op)),
     }
 }
@@ -139,8 +145,8 @@ impl fuser::Filesystem for CirrusFs {
             let _ = config.set_max_write(max);
         }
         // The export path: lookups of "." and ".." by node id (below), so file handles
-        // (NFS, open_by_handle_at) outlive the kernel's caches. Node ids are inode
-        // numbers, never reused (FORMAT §5.1), so generation 0 never names another node.
+        // (NFS, open_by_handle_at) outlive the kernel's caches. A handle is node id and
+        // generation (`attr::generation`, from the birth time).
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT) {
             info!(
                 "kernel lacks FUSE capability {missing:?}; file handles go stale with its caches"
@@ -171,7 +177,8 @@ impl fuser::Filesystem for CirrusFs {
             b"." => return self.lookup_by_id(parent, reply),
             b".." => {
                 let up = match self.split(parent) {
-                    None => Ok(INodeNo(FS_ROOT)),
+                    None if parent.0 == FS_ROOT => Ok(INodeNo(FS_ROOT)),
+                    None => Err(Errno::ESTALE),
                     Some((_, ROOT_INO)) => Ok(INodeNo(FS_ROOT)),
                     Some((c, i)) => c
                         .parent_of(i)
@@ -348,7 +355,8 @@ impl fuser::Filesystem for CirrusFs {
         }
         let (from, to) = (name.as_bytes(), newname.as_bytes());
         let r = if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            // The kernel let only a caller with CAP_MKNOD ask (overlayfs does).
+            // renameat2 asks CAP_MKNOD of its caller; overlayfs calls the VFS directly.
+            // Either way the whiteout is a 0:0 node of mode 0, the caller's.
             c1.rename_whiteout(p1, from, p2, to, flags.bits(), (req.uid(), req.gid()))
         } else {
             c1.rename(p1, from, p2, to, flags.bits())
@@ -586,13 +594,13 @@ impl fuser::Filesystem for CirrusFs {
         for (i, (child, kind, name)) in list.iter().enumerate().skip(offset as usize) {
             let is_dot = name.as_slice() == b"." || name.as_slice() == b"..";
             // The kernel makes no dentry for . and ..; their attributes are not used.
-            let (attr, ttl) = match (is_dot, self.node_attr(*child)) {
-                (false, Some(a)) => (a, self.opts.ttl),
+            let (attr, ttl, generation) = match (is_dot, self.node_attr(*child)) {
+                (false, Some((a, g))) => (a, self.opts.ttl, g),
                 _ => {
                     let mut a = self.root_attr();
                     a.ino = *child;
                     a.kind = *kind;
-                    (a, Duration::ZERO)
+                    (a, Duration::ZERO, Generation(0))
                 }
             };
             if reply.add(
@@ -601,7 +609,7 @@ impl fuser::Filesystem for CirrusFs {
                 OsStr::from_bytes(name),
                 &ttl,
                 &attr,
-                Generation(0),
+                generation,
             ) {
                 break;
             }
@@ -790,7 +798,7 @@ impl fuser::Filesystem for CirrusFs {
             Ok(n) => reply.created(
                 &self.opts.ttl,
                 &self.attr_of(c.id, &n),
-                Generation(0),
+                generation(&n),
                 FileHandle(0),
                 OPEN_FLAGS,
             ),

@@ -110,12 +110,14 @@ impl CirrusFs {
 
     /// Attributes of any inode, or `None` when they cannot be read (the caller then gives
     /// the kernel nothing to cache).
-    fn node_attr(&self, ino: INodeNo) -> Option<FileAttr> {
+    fn node_attr(&self, ino: INodeNo) -> Option<(FileAttr, fuser::Generation)> {
         if ino.0 == FS_ROOT {
-            return Some(self.root_attr());
+            return Some((self.root_attr(), fuser::Generation(0)));
         }
         let (c, i) = self.split(ino)?;
-        c.getattr(i).ok().map(|n| self.attr_of(c.id, &n))
+        c.getattr(i)
+            .ok()
+            .map(|n| (self.attr_of(c.id, &n), attr::generation(&n)))
     }
 
     /// The listing snapshot of an open directory handle; offset 0 (a rewind) refreshes it.

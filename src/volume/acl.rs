@@ -155,8 +155,8 @@ impl Category {
         Ok(())
     }
 
-    /// Gives `ino` the permissions of `old` (its mode bits without set-id, and its access
-    /// ACL, or none): a web upload that replaces a file must not open it wider than the
+    /// Gives `ino` the permissions of `old` (its mode bits without set-id, its group, and
+    /// its access ACL, or none): a web upload that replaces a file must not open it wider than the
     /// file it replaces, which a fresh node's default mode or inherited ACL could.
     pub(super) fn keep_permissions(&self, old: &NodeInfo, ino: u64) -> VolResult<()> {
         let mut s = self.lock();
@@ -169,6 +169,8 @@ impl Category {
         self.ensure_leaf(&mut s, ino)?;
         let r = s.tree.records.get_mut(&ino).ok_or(VolError::NotFound)?;
         r.attr.mode = (r.attr.mode & libc::S_IFMT) | (old.attr.mode & 0o777);
+        // The group too: the mode's group bits were meant for the old file's group.
+        r.attr.gid = old.attr.gid;
         match acl {
             Some(v) => r.xattrs.insert(acl::ACCESS.to_vec(), v),
             None => r.xattrs.remove(acl::ACCESS),

@@ -424,6 +424,12 @@ impl Category {
             return Err(VolError::Invalid("RENAME_WHITEOUT with RENAME_EXCHANGE"));
         }
         let mut s = self.lock();
+        // What could still fail after the rename is done first: the whiteout's name and
+        // the leaf its inode number lives in. A rename left without its whiteout would
+        // let the lower file show through again in an overlay.
+        check_name(name)?;
+        let ino = self.next_free_ino(&s);
+        self.ensure_leaf(&mut s, ino)?;
         self.rename_locked(&mut s, parent, name, newparent, newname, flags)?;
         let whiteout = NewNode {
             mode: libc::S_IFCHR,
@@ -548,13 +554,22 @@ impl Category {
         }
     }
 
-    /// The directory a directory sits in (the root's is itself).
+    /// The directory a directory sits in (the root's is itself). A record naming a
+    /// parent that is not a directory (another device wrote it) is an integrity error.
     pub fn parent_of(&self, ino: u64) -> VolResult<u64> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
-        match &Self::rec(&s, ino)?.payload {
-            Payload::Dir { parent, .. } => Ok(*parent),
-            _ => Err(VolError::NotDir),
+        let parent = match &Self::rec(&s, ino)?.payload {
+            Payload::Dir { parent, .. } => *parent,
+            _ => return Err(VolError::NotDir),
+        };
+        self.ensure_leaf(&mut s, parent)?;
+        match Self::rec(&s, parent).map(is_dir) {
+            Ok(true) => Ok(parent),
+            _ => Err(VolError::Integrity {
+                what: format!("directory {ino}"),
+                why: "its parent is not a directory".into(),
+            }),
         }
     }
 
