@@ -687,6 +687,39 @@ mod tests {
         sealer.stop();
     }
 
+    /// A small commit (sealed in line, its data pack written beside the metadata pack)
+    /// whose packs cannot be written puts its chunks back: reads stay right, the store
+    /// still holds the last good tree (the old content, not a ref to a pack that is not
+    /// there), and the next commit stores the new content.
+    #[test]
+    fn a_small_commit_that_cannot_write_its_packs_keeps_the_old_refs() {
+        let store = Arc::new(Gate::default());
+        let c = open(&store, None);
+        let ino = file(&c, "f");
+        let old = vec![1u8; 10_000];
+        c.write(ino, 0, &old, false).unwrap();
+        c.commit().unwrap();
+        let new = vec![2u8; 10_000];
+        c.write(ino, 0, &new, false).unwrap();
+        store.fail.store(true, Ordering::Relaxed);
+        assert!(matches!(c.commit(), Err(VolError::NoSpace(_))));
+        assert!(matches!(c.commit(), Err(VolError::NoSpace(_))), "twice");
+        same(&read_all(&c, ino, new.len()), &new, "after the failures");
+        same(
+            &read_all(&open(&store, None), ino, old.len()),
+            &old,
+            "the store's tree",
+        );
+        store.fail.store(false, Ordering::Relaxed);
+        c.commit().unwrap();
+        same(&read_all(&c, ino, new.len()), &new, "after the commit");
+        same(
+            &read_all(&open(&store, None), ino, new.len()),
+            &new,
+            "reopened",
+        );
+    }
+
     /// A sealing job that panics (here in the store) does not leave its batch in flight:
     /// `lock` still returns, the chunks are back in dirty, and a commit stores them.
     #[test]
