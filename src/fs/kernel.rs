@@ -17,14 +17,14 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+/// The SELinux label attribute (see `getxattr`).
+const SELINUX_LABEL: &[u8] = b"security.selinux";
+
 /// Files open with `FOPEN_NOFLUSH` (a close commits nothing, so it needs no round trip)
 /// and `FOPEN_KEEP_CACHE`: the kernel keeps a file's pages across opens, which is safe as
 /// every change to a file's content that the kernel did not make itself (a merge, a web
 /// upload) drops them (`invalidate.rs`). Reads of whole chunks rely on it, since they
 /// skip the chunk cache.
-/// The SELinux label attribute (see `getxattr`).
-const SELINUX_LABEL: &[u8] = b"security.selinux";
-
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH.union(FopenFlags::FOPEN_KEEP_CACHE);
 
 impl CirrusFs {
@@ -80,10 +80,10 @@ impl CirrusFs {
     }
 }
 
-/// What a create-type request asks for, owned by the caller. With `FUSE_DONT_MASK` the
-/// kernel leaves the umask to us (it must not apply under a default ACL); without it the
-/// mode comes masked, and masking again changes nothing.
 impl CirrusFs {
+    /// What a create-type request asks for, owned by the caller. With `FUSE_DONT_MASK`
+    /// the kernel leaves the umask to us (it must not apply under a default ACL); without
+    /// it the mode comes masked, and masking again changes nothing.
     fn node<'a>(
         &self,
         req: &Request,
