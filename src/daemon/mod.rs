@@ -66,8 +66,10 @@ pub struct DaemonOptions {
     pub read_only: bool,
     /// Programs on the drive cannot be executed.
     pub noexec: bool,
-    /// Honour set-id bits and device nodes (root's own mounts only; `cli::mount` checks).
+    /// Honour set-user-ID and set-group-ID bits (root's own mounts only; `cli::mount`
+    /// checks).
     pub suid: bool,
+    /// Let device nodes be opened (as `suid`: root's own mounts only).
     pub dev: bool,
     /// When reads update access times (`noatime`, `relatime`, `strictatime`).
     pub atime: crate::volume::Atime,

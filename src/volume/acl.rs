@@ -246,12 +246,13 @@ mod tests {
             7,
             "the named entry stays, limited by the mask"
         );
-        // Three entries only: the mode is the whole answer.
+        // Three entries only: the mode is the whole answer, and the name is not listed.
         tamper(0o640, Some(acl(4, None)));
         assert!(matches!(
             c.getxattr(ino, acl::ACCESS),
             Err(VolError::NoAttr)
         ));
+        assert!(c.listxattr(ino).unwrap().is_empty());
         // Garbage: no ACL, and the node still reads.
         tamper(0o640, Some(vec![2, 0, 0, 0, 9]));
         assert!(matches!(

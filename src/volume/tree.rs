@@ -705,10 +705,18 @@ impl Category {
         }
     }
 
+    /// The names `getxattr` answers: a stored ACL it would not hand out (one that does
+    /// not parse, or that the mode says in full) is not listed either, so a reader that
+    /// lists then reads (`cirrus export`, `cp -a`) never meets a listed name that is gone.
     pub fn listxattr(&self, ino: u64) -> VolResult<Vec<Vec<u8>>> {
         let mut s = self.lock();
         self.ensure_leaf(&mut s, ino)?;
-        Ok(Self::rec(&s, ino)?.xattrs.keys().cloned().collect())
+        let r = Self::rec(&s, ino)?;
+        Ok(r.xattrs
+            .keys()
+            .filter(|n| AclKind::of_name(n).is_none_or(|k| acl::for_kernel(r, k).is_some()))
+            .cloned()
+            .collect())
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> VolResult<()> {
