@@ -29,8 +29,9 @@ impl FailureGuard {
         }
     }
 
-    /// Counts a failure at `now`: the next attempt waits 2^(n-1) seconds after the n-th
-    /// consecutive failure (1 s, 2 s, ... 256 s), and a day from the tenth on.
+    /// Counts a failure in the whole second `now`: the next attempt waits at least 2^(n-1)
+    /// seconds after the n-th consecutive failure (1 s, 2 s, ... 256 s), and a day from the
+    /// tenth on.
     pub(crate) fn fail(&mut self, now: u64) {
         self.consecutive = self.consecutive.saturating_add(1);
         let wait = if self.consecutive >= HARD_LOCK_AFTER {
@@ -38,7 +39,10 @@ impl FailureGuard {
         } else {
             1u64 << (self.consecutive - 1)
         };
-        self.locked_until = now.saturating_add(wait);
+        // `now` is the clock floored to the second, so the failure happened somewhere in
+        // [now, now + 1). Counting the wait from the end of that second makes it at least
+        // `wait` long; from its start, a 1 s backoff could last a millisecond.
+        self.locked_until = now.saturating_add(1).saturating_add(wait);
     }
 
     /// A right code on this path.
@@ -63,18 +67,21 @@ mod tests {
         for n in 1..HARD_LOCK_AFTER {
             g.fail(now);
             let wait = 1u64 << (n - 1);
-            assert_eq!(g.check(now), Err(wait), "after {n} failures");
-            assert!(g.check(now + wait).is_ok());
-            now += wait;
+            // Counted from the end of the failure's second: a request at the last instant
+            // of that second still waits the whole `wait`.
+            assert_eq!(g.check(now), Err(wait + 1), "after {n} failures");
+            assert_eq!(g.check(now + wait), Err(1), "after {n} failures");
+            assert!(g.check(now + 1 + wait).is_ok());
+            now += 1 + wait;
         }
         g.fail(now);
-        assert_eq!(g.check(now), Err(HARD_LOCK_SECS));
-        assert_eq!(g.check(now + HARD_LOCK_SECS - 1), Err(1));
-        now += HARD_LOCK_SECS;
+        assert_eq!(g.check(now), Err(HARD_LOCK_SECS + 1));
+        assert_eq!(g.check(now + HARD_LOCK_SECS), Err(1));
+        now += 1 + HARD_LOCK_SECS;
         assert!(g.check(now).is_ok());
         // Past ten, every failure locks for a day again.
         g.fail(now);
-        assert_eq!(g.check(now), Err(HARD_LOCK_SECS));
+        assert_eq!(g.check(now), Err(HARD_LOCK_SECS + 1));
         g.succeed();
         assert!(g.is_clear() && g.check(now).is_ok());
         // Survives a round trip through the account file.
