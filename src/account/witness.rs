@@ -22,6 +22,19 @@ impl HeadWitness for SeenHeads {
     fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), WitnessError> {
         Ok(self.record_head(category, counter, hash)?)
     }
+
+    fn record_committed(
+        &self,
+        category: u32,
+        counter: u64,
+        hash: [u8; 32],
+    ) -> Result<(), WitnessError> {
+        Ok(self.record_head_soon(category, counter, hash)?)
+    }
+
+    fn flush(&self) -> Result<(), WitnessError> {
+        Ok(SeenHeads::flush(self)?)
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +93,8 @@ mod tests {
         let e = c.getattr(ROOT_INO).unwrap_err();
         assert!(matches!(e, VolError::Unavailable { .. }), "{e:?}");
         assert!(e.to_string().contains("rollback"), "{e}");
-        // After a restart too (the record is on disk).
+        // After a restart too (the record is on disk once flushed, as at unmount).
+        HeadWitness::flush(&*seen).unwrap();
         let c = open(&store, &seen_heads(d.path()));
         assert!(matches!(
             c.getattr(ROOT_INO),

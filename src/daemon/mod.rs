@@ -213,6 +213,8 @@ fn open_categories(
     cache: &Arc<ChunkCache>,
     vopts: &VolumeOptions,
 ) -> (Vec<Arc<Category>>, Vec<String>) {
+    // The daemon's commits record their heads behind them (its shutdown flushes them).
+    acct.seen.allow_write_behind();
     let witness: Arc<dyn HeadWitness> = acct.seen.clone();
     let mut cats = Vec::new();
     let mut locked = Vec::new();
@@ -578,6 +580,12 @@ fn shut_down(run: &mut Running) -> bool {
     }
     if let Some(wb) = &run.wb {
         jobs::finish_uploads(&run.home, wb, run.syncer.as_deref(), &run.no_wait);
+    }
+    // Commits record their heads behind them, and the last ones (the final commits, the
+    // sync's last merge) may be on their way: the process exits without dropping the
+    // record. The categories share it.
+    if let Some(c) = run.cats.first() {
+        c.flush_witness();
     }
     let _ = std::fs::remove_file(mount_status_path(&run.home));
     let _ = std::fs::remove_file(sync_status_path(&run.home));

@@ -178,5 +178,9 @@ impl CirrusFs {
                 log::error!("category {}: final commit failed: {e}", c.name);
             }
         }
+        // The categories share the device's record of heads seen.
+        if let Some(c) = self.cats.values().next() {
+            c.flush_witness();
+        }
     }
 }

@@ -7,9 +7,14 @@ use super::*;
 use crate::crypto;
 use crate::format::head::Head;
 use crate::format::pack::pack_header;
-use crate::format::record::encode_leaf;
+use crate::format::record::{OwnBlob, encode_leaf_with};
 use crate::format::{Context, ObjKind, PACK_TARGET, names};
 use log::{debug, error};
+
+/// A commit's leaves share the open pack with its chunks only while the chunks' bytes are
+/// at least this many times the leaves' (FORMAT.md §4): what a live chunk keeps in the
+/// store beside it stays a fraction of it.
+const SHARED_PACK_RATIO: usize = 4;
 
 /// Starts a pack buffer with its capacity reserved once, so growing it never doubles
 /// past the budget (`PACK_TARGET` plus one chunk).
@@ -88,6 +93,78 @@ impl Category {
             s.buf.pack.len()
         );
         s.buf.pack.clear();
+        self.install_pending(s, id);
+        Ok(())
+    }
+
+    /// The plaintext of each leaf in `leaves` (`None`: no record left in it, so it leaves
+    /// the head), with the chunks `own` lists as slot 2.
+    fn encode_leaves(
+        &self,
+        s: &State,
+        leaves: &[u64],
+        own: &BTreeMap<(u64, u64), OwnBlob>,
+    ) -> Vec<(u64, Option<Vec<u8>>)> {
+        leaves
+            .iter()
+            .map(|leaf| {
+                let lo = leaf * crate::format::LEAF_SPAN;
+                let hi = lo + crate::format::LEAF_SPAN;
+                let recs: BTreeMap<u64, &Record> = s
+                    .tree
+                    .records
+                    .iter()
+                    .filter(|(ino, _)| **ino >= lo && **ino < hi)
+                    .map(|(i, r)| (*i, r))
+                    .collect();
+                (
+                    *leaf,
+                    (!recs.is_empty()).then(|| encode_leaf_with(&recs, own)),
+                )
+            })
+            .collect()
+    }
+
+    /// Seals the leaves after what the open pack holds and puts it. Each leaf with where
+    /// it went (`None`: removed), and the pack's id if there was one to put.
+    #[allow(clippy::type_complexity)]
+    fn put_leaves(
+        &self,
+        s: &mut State,
+        plains: Vec<(u64, Option<Vec<u8>>)>,
+    ) -> VolResult<(Vec<(u64, Option<(u32, u32, [u8; 32])>)>, Option<[u8; 32]>)> {
+        let mut sealed_leaves = Vec::new();
+        for (leaf, plain) in plains {
+            let loc = match plain {
+                None => None,
+                Some(plain) => {
+                    let ctx = Context::new(ObjKind::Leaf, self.id, 0, leaf);
+                    Some(self.seal_into_pack(s, ctx, &plain)?)
+                }
+            };
+            sealed_leaves.push((leaf, loc));
+        }
+        if s.buf.pack.is_empty() {
+            return Ok((sealed_leaves, None));
+        }
+        let id = crypto::hash(&s.buf.pack);
+        let name = names::pack(&id);
+        self.store.put(&name, &s.buf.pack).map_err(|e| {
+            error!("category {}: cannot write pack {name}: {e}", self.name);
+            VolError::from_store(e)
+        })?;
+        debug!(
+            "category {}: wrote {name} ({} bytes, with the commit's leaves)",
+            self.name,
+            s.buf.pack.len()
+        );
+        s.buf.pack.clear();
+        self.install_pending(s, id);
+        Ok((sealed_leaves, Some(id)))
+    }
+
+    /// Turns the chunks pending in a pack just put (as `id`) into stored refs.
+    fn install_pending(&self, s: &mut State, id: [u8; 32]) {
         let pending: Vec<((u64, u64), Pending)> = s.buf.pending.drain().collect();
         for ((ino, idx), p) in pending {
             let r = BlobRef {
@@ -108,7 +185,6 @@ impl Category {
                 }
             }
         }
-        Ok(())
     }
 
     /// Whether anything awaits a commit.
@@ -124,6 +200,17 @@ impl Category {
     pub fn commit(&self) -> VolResult<()> {
         let mut s = self.lock_for_commit();
         self.commit_locked(&mut s)
+    }
+
+    /// Makes the record of this device's last commits durable (they are written behind
+    /// the commits): at unmount, after the final commits.
+    pub fn flush_witness(&self) {
+        if let Err(e) = self.witness.flush() {
+            error!(
+                "category {}: cannot save the record of heads seen: {e}",
+                self.name
+            );
+        }
     }
 
     /// Publishes a new head for the same tree, signed by this device: re-signs a head
@@ -157,43 +244,50 @@ impl Category {
         {
             return Ok(());
         }
-        // 1. data: seal and flush so chunk refs get their pack ids
+        // 1. data: sealed into the open pack (a full one is put on the way).
         self.seal_dirty(s)?;
-        self.flush_pack(s)?;
-        // 2. metadata leaves, into a pack of their own
+        // 2. metadata leaves. When they are small next to the chunks still in the open
+        //    pack, they go into it too, with those chunks as slot 2 ("in this pack",
+        //    FORMAT.md §5.1): a small commit (an fsync) then puts one pack, not two.
+        //    Large leaves get a pack of their own as before: gc never repacks, so a leaf
+        //    kept beside a chunk that stays live would stay in the store as long.
+        for (ino, _) in s.buf.pending.keys() {
+            s.tree.dirty_leaves.insert(Self::leaf_of(*ino));
+        }
         let leaves: Vec<u64> = s.tree.dirty_leaves.iter().copied().collect();
-        let mut sealed_leaves = Vec::new();
-        for leaf in &leaves {
-            let lo = leaf * crate::format::LEAF_SPAN;
-            let hi = lo + crate::format::LEAF_SPAN;
-            let recs: BTreeMap<u64, &Record> = s
-                .tree
-                .records
-                .iter()
-                .filter(|(ino, _)| **ino >= lo && **ino < hi)
-                .map(|(i, r)| (*i, r))
-                .collect();
-            if recs.is_empty() {
-                sealed_leaves.push((*leaf, None));
-                continue;
-            }
-            let plain = encode_leaf(&recs);
-            let loc =
-                self.seal_into_pack(s, Context::new(ObjKind::Leaf, self.id, 0, *leaf), &plain)?;
-            sealed_leaves.push((*leaf, Some(loc)));
+        let mut own: BTreeMap<(u64, u64), OwnBlob> = s
+            .buf
+            .pending
+            .iter()
+            .map(|(k, p)| {
+                let blob = OwnBlob {
+                    offset: p.offset,
+                    len: p.len,
+                    tag: p.tag,
+                };
+                (*k, blob)
+            })
+            .collect();
+        let mut plains = self.encode_leaves(s, &leaves, &own);
+        let leaf_bytes: usize = plains
+            .iter()
+            .filter_map(|(_, p)| p.as_ref())
+            .map(Vec::len)
+            .sum();
+        let chunk_bytes = s.buf.pack.len();
+        if !own.is_empty() && leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes {
+            self.flush_pack(s)?;
+            own.clear();
+            plains = self.encode_leaves(s, &leaves, &own);
         }
-        let meta_pack_id = if s.buf.pack.is_empty() {
-            None
-        } else {
-            Some(crypto::hash(&s.buf.pack))
-        };
-        if let Some(id) = meta_pack_id {
-            let name = names::pack(&id);
-            self.store
-                .put(&name, &s.buf.pack)
-                .map_err(VolError::from_store)?;
-            s.buf.pack.clear();
+        let data_len = s.buf.pack.len();
+        let sealed = self.put_leaves(s, plains);
+        if sealed.is_err() {
+            // The chunks stay pending in the open pack (their offsets are below
+            // `data_len`); the leaves are sealed again at the next commit.
+            s.buf.pack.truncate(data_len);
         }
+        let (sealed_leaves, meta_pack_id) = sealed?;
         let mut new_leaves = s.head.leaves.clone();
         for (leaf, loc) in sealed_leaves {
             match (loc, meta_pack_id) {
@@ -265,7 +359,8 @@ impl Category {
         s.head_dirty = false;
         // Whatever made a sealing batch fail is over: hand batches to the sealers again.
         s.buf.async_off = false;
-        if let Err(e) = self.witness.record(self.id, head.counter, hash) {
+        // Behind the commit: the head is durable, and the record of it may follow.
+        if let Err(e) = self.witness.record_committed(self.id, head.counter, hash) {
             error!(
                 "category {}: cannot record head #{}: {e}",
                 self.name, head.counter
@@ -273,5 +368,57 @@ impl Category {
         }
         debug!("category {}: committed head #{}", self.name, head.counter);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{MemStore, Store};
+    use crate::volume::testing::{new_file, open};
+    use std::sync::Arc;
+
+    fn packs(store: &Arc<dyn Store>) -> Vec<String> {
+        store.list("packs/").unwrap()
+    }
+
+    fn read(c: &crate::volume::Category, ino: u64, len: usize) -> Vec<u8> {
+        c.read(ino, 0, len as u32).unwrap()
+    }
+
+    /// FORMAT.md §4: a commit puts its leaves in the pack of the chunks it sealed when
+    /// they are small beside them (one pack), and in a pack of their own when not; both
+    /// read back, from this process and from a fresh open.
+    #[test]
+    fn leaves_share_the_pack_of_the_chunks_only_when_small_beside_them() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 3);
+        let big = new_file(&c, "big");
+        c.commit().unwrap();
+        let before = packs(&store).len();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        c.write(big, 0, &data, false).unwrap();
+        c.commit().unwrap();
+        assert_eq!(
+            packs(&store).len(),
+            before + 1,
+            "one pack for chunk and leaf"
+        );
+
+        // Many records in the leaf, one byte of chunk: the leaf gets its own pack.
+        let names: Vec<u64> = (0..60).map(|i| new_file(&c, &format!("f{i}"))).collect();
+        c.commit().unwrap();
+        let before = packs(&store).len();
+        c.write(names[0], 0, b"x", false).unwrap();
+        c.commit().unwrap();
+        assert_eq!(
+            packs(&store).len(),
+            before + 2,
+            "the chunk's pack, then the leaf's"
+        );
+
+        for c in [c.clone(), open(&store, 3)] {
+            assert_eq!(read(&c, big, data.len() + 1), data);
+            assert_eq!(read(&c, names[0], 2), b"x");
+        }
     }
 }

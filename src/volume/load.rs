@@ -321,7 +321,7 @@ impl Category {
                 &sealed,
                 &what,
             )?;
-            decode_leaf(&plain).map_err(|e| VolError::Integrity {
+            decode_leaf(&plain, &r.pack).map_err(|e| VolError::Integrity {
                 what: what(),
                 why: e.to_string(),
             })

@@ -113,6 +113,23 @@ pub trait HeadWitness: Send + Sync {
     fn seen(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError>;
     /// Records a head this device has read or written. Must be durable before returning.
     fn record(&self, category: u32, counter: u64, hash: [u8; 32]) -> Result<(), WitnessError>;
+    /// Records a head this device has just committed (and the store holds durably). It
+    /// may reach the disk a moment after returning, which the record's owner bounds:
+    /// the commit (an fsync) then does not wait for the record's own flushes. A crash in
+    /// between leaves the record behind the store, which only means the check after the
+    /// restart does not cover those last heads; it is never ahead, so never a false alarm.
+    fn record_committed(
+        &self,
+        category: u32,
+        counter: u64,
+        hash: [u8; 32],
+    ) -> Result<(), WitnessError> {
+        self.record(category, counter, hash)
+    }
+    /// Makes every record on its way durable (at unmount, after the last commits).
+    fn flush(&self) -> Result<(), WitnessError> {
+        Ok(())
+    }
     /// Highest head seen *in the store* (published by any device). Kept apart from
     /// [`HeadWitness::seen`], which also counts this device's commits not uploaded yet.
     fn seen_remote(&self, category: u32) -> Result<Option<(u64, [u8; 32])>, WitnessError> {

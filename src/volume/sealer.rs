@@ -687,7 +687,7 @@ mod tests {
         sealer.stop();
     }
 
-    /// A small commit (sealed in line, its data pack written beside the metadata pack)
+    /// A small commit (sealed in line, its chunks and leaves written in one pack)
     /// whose packs cannot be written puts its chunks back: reads stay right, the store
     /// still holds the last good tree (the old content, not a ref to a pack that is not
     /// there), and the next commit stores the new content.

@@ -684,7 +684,7 @@ impl Category {
                 &sealed,
                 &what,
             )?;
-            let recs = decode_leaf(&plain).map_err(|e| VolError::Integrity {
+            let recs = decode_leaf(&plain, &r.pack).map_err(|e| VolError::Integrity {
                 what: what(),
                 why: e.to_string(),
             })?;

@@ -83,4 +83,46 @@ fn a_poisoned_record_fails_closed() {
     ));
     assert!(seen.record_table(3).is_err());
     assert!(seen.record_manifest(3, [3; 32]).is_err());
+    assert!(matches!(
+        seen.record_head_soon(7, 6, [6; 32]),
+        Err(SeenError::Poisoned)
+    ));
+}
+
+/// A commit's record is in memory at once and reaches the disk by itself soon after, or
+/// at a flush, or when the record is dropped (unmount), never going back.
+#[test]
+fn a_commit_s_record_is_seen_at_once_and_written_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("seen");
+    let on_disk = |id: u32| open(&p, 1).unwrap().head(id).unwrap();
+    let seen = open(&p, 1).unwrap();
+    // Not allowed yet (a CLI process, or the daemon before its fork): saved at once.
+    seen.record_head_soon(7, 1, [1; 32]).unwrap();
+    assert_eq!(on_disk(7), Some((1, [1; 32])));
+    seen.allow_write_behind();
+    seen.record_head_soon(7, 2, [2; 32]).unwrap();
+    assert_eq!(seen.head(7).unwrap(), Some((2, [2; 32])));
+    // A lower counter is ignored, as by record_head.
+    seen.record_head_soon(7, 1, [9; 32]).unwrap();
+    assert_eq!(seen.head(7).unwrap(), Some((2, [2; 32])));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on_disk(7) != Some((2, [2; 32])) {
+        assert!(std::time::Instant::now() < until, "never written behind");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    seen.record_head_soon(7, 3, [3; 32]).unwrap();
+    seen.flush().unwrap();
+    assert_eq!(on_disk(7), Some((3, [3; 32])));
+    // What another process records meanwhile is merged, not overwritten.
+    open(&p, 1).unwrap().record_head(9, 4, [4; 32]).unwrap();
+    seen.record_head_soon(8, 1, [1; 32]).unwrap();
+    drop(seen);
+    assert_eq!(
+        on_disk(8),
+        Some((1, [1; 32])),
+        "the drop writes the last one"
+    );
+    assert_eq!(on_disk(9), Some((4, [4; 32])));
+    assert_eq!(on_disk(7), Some((3, [3; 32])));
 }
