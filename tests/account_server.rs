@@ -146,8 +146,9 @@ fn data_recovery_brings_back_standard_categories_and_says_e2e_cannot_come_back()
     let (c0, ok, t) = recover_data(&srv, &a, "000000");
     assert!(!ok, "{t}");
     drop(c0);
-    // A wrong reset code holds the next try back for a second (persistent backoff).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // A wrong reset code holds the next try back for a second, counted from the end of
+    // the second it came in (persistent backoff): up to two seconds from here.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let (mut c, ok, t) = recover_data(&srv, &a, &fresh_code(&totp));
     assert!(ok, "{t}");
     let rec = t.lines().find(|l| l.starts_with("Recovered")).unwrap();

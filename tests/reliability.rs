@@ -524,3 +524,109 @@ fn full_disk_gives_enospc_and_keeps_earlier_data() {
     assert!(log.contains("no space") || log.contains("full"), "{log}");
     ok(cirrus_in(&home).arg("umount").arg(&mnt));
 }
+
+/// The tids of `pid`'s threads named `name` (`/proc/PID/task/TID/comm`).
+fn threads_named(pid: i32, name: &str) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list threads")
+        .filter_map(|e| {
+            let tid = e.ok()?.file_name().to_string_lossy().into_owned();
+            let comm = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            (comm.trim() == name).then_some(tid)
+        })
+        .collect()
+}
+
+/// Issue 15: an fsync waits for the store's durable writes only, one pack (its chunks and
+/// leaves together) and the head, each a file and a directory sync: four syncs on the
+/// request path, where there were eight (two packs, and the record of heads seen, which
+/// the daemon's writer thread now saves behind the commits). strace counts the daemon's
+/// syncs by thread over 20 write+fsync.
+#[test]
+fn an_fsync_waits_for_four_syncs_and_the_record_of_heads_follows() {
+    use std::os::unix::fs::FileExt;
+    let d = Drive::mount();
+    let pid = daemon_pid(&d);
+    let path = d.notes().join("db");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // The first commit starts the writer of the record of heads seen.
+    file.write_all_at(b"first", 0).unwrap();
+    file.sync_all().unwrap();
+    // A new thread names itself once it runs: wait for the name.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let writer = loop {
+        let w = threads_named(pid, "write-behind");
+        if !w.is_empty() || std::time::Instant::now() > until {
+            break w;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(writer.len(), 1, "one writer thread: {writer:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace");
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,sync_file_range",
+            "-o",
+        ])
+        .arg(&log)
+        .args(["-p", &pid.to_string()])
+        .spawn()
+        .expect("strace (scripts/setup-test-deps installs it)");
+    // strace has attached once it has written its first line, or after a while with
+    // nothing to write: a sync of the probe file below shows the attach happened.
+    let probe = d.notes().join("probe");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        write_synced(&probe, b"probe");
+        if fs::read_to_string(&log).is_ok_and(|t| !t.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "strace never attached");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = fs::read_to_string(&log).unwrap().lines().count();
+    for i in 0..20u64 {
+        file.write_all_at(&[i as u8; 4096], i * 4096).unwrap();
+        file.sync_all().unwrap();
+    }
+    // Long enough for the writer's save of the last commits (50 ms after them).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: SIGINT to the strace this test started; it detaches and exits.
+    assert_eq!(unsafe { libc::kill(strace.id() as i32, libc::SIGINT) }, 0);
+    strace.wait().unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    let mut request_path = 0;
+    let mut by_writer = 0;
+    for line in text.lines().skip(start) {
+        let tid = line.split_whitespace().next().unwrap_or("");
+        if !line.contains("sync") || !line.trim_end().ends_with("= 0") {
+            continue;
+        }
+        if writer.iter().any(|w| w == tid) {
+            by_writer += 1;
+        } else if tid != pid.to_string() {
+            // The main thread's are the periodic commits and the status file.
+            request_path += 1;
+        }
+    }
+    // A periodic commit in the window may have taken a write before its fsync, leaving
+    // that fsync nothing to do: fewer, never more.
+    assert!(
+        (40..=80).contains(&request_path),
+        "{request_path} syncs on the request path for 20 fsyncs (four each):\n{text}"
+    );
+    assert!(
+        by_writer >= 2,
+        "the writer never saved the record of heads seen:\n{text}"
+    );
+}

@@ -22,7 +22,9 @@ use cirrus::format::manifest::{
     encode_head_envelope, head_signed_message,
 };
 use cirrus::format::pack::{BlobRef, pack_header};
-use cirrus::format::record::{Attr, DirEntry, Payload, Record, Time, encode_leaf};
+use cirrus::format::record::{
+    Attr, DirEntry, OwnBlob, Payload, Record, Time, encode_leaf, encode_leaf_with,
+};
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
 use cirrus::format::web_change::{self, Seen, WebChange, WebOp};
 use cirrus::format::{Context, ObjKind};
@@ -421,8 +423,9 @@ fn blob_ref(b: &[u8]) -> BlobRef {
     }
 }
 
-/// §5.1 and §5.2, field by field.
-fn spec_leaf(plain: &[u8]) -> BTreeMap<u64, RecIn> {
+/// §5.1 and §5.2, field by field, for a leaf read from pack `home` (what a slot `02` names;
+/// its slot is given back as the BlobRef it stands for).
+fn spec_leaf(plain: &[u8], home: &[u8; 32]) -> BTreeMap<u64, RecIn> {
     let mut a = At::new(plain);
     let mut out = BTreeMap::new();
     for _ in 0..a.u32() {
@@ -450,9 +453,10 @@ fn spec_leaf(plain: &[u8]) -> BTreeMap<u64, RecIn> {
             2 => {
                 let size = a.u64();
                 let slots = (0..a.u32())
-                    .map(|_| {
-                        assert_eq!(a.u8(), 1, "a stored chunk slot");
-                        a.take(72).to_vec()
+                    .map(|_| match a.u8() {
+                        1 => a.take(72).to_vec(),
+                        2 => [&home[..], a.take(40)].concat(),
+                        k => panic!("chunk slot {k} (this vector has no holes)"),
                     })
                     .collect();
                 r.file = Some((size, slots));
@@ -495,11 +499,110 @@ fn leaf() {
     spec_pack_header(&pack);
     let blob = spec_blob(&pack, &v.hex("ref"));
     let plain = spec_open(key.expose(), 1, &context(2, cat, 0, no), blob);
-    assert_eq!(spec_leaf(&plain), inputs);
+    assert_eq!(spec_leaf(&plain, &[0; 32]), inputs);
     // The chunk refs are those of pack.txt.
     let p = Vector::load("pack.txt");
     assert_eq!(inputs[&2].file.as_ref().unwrap().1[0], p.hex("ref.0"));
     assert_eq!(inputs[&3].file.as_ref().unwrap().1[0], p.hex("ref.1"));
+}
+
+// ------------------------------------------------------------- commit pack vector
+
+/// commit_pack.txt: a commit's one pack, the chunk first and then the leaf that refers to
+/// it with slot 02 (FORMAT.md §4, §5.1).
+#[test]
+fn commit_pack() {
+    let v = Vector::load("commit_pack.txt");
+    let (key, suite, cat) = (key_of(&v), suite_of(&v), v.num::<u32>("category"));
+    let no: u64 = v.num("leaf");
+    let blob = v.all("blob")[0].clone();
+    let (ino, idx) = (n::<u64>(blob[0]), n::<u64>(blob[1]));
+    let mut pack = pack_header().to_vec();
+    let mut rng = FixedRandom::new(unhex(blob[3]));
+    let ctx = Context::chunk(cat, ino, idx).to_bytes();
+    let off =
+        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &unhex(blob[2]), &mut pack).unwrap();
+    let own = OwnBlob {
+        offset: off as u32,
+        len: (pack.len() - off) as u32,
+        tag: crypto::peek_tag(&pack[off..]).unwrap(),
+    };
+    // The file's one slot: what the record held before does not matter, slot 02 is
+    // written for it.
+    let mut inputs = leaf_inputs(&v);
+    inputs.get_mut(&ino).unwrap().file.as_mut().unwrap().1 = vec![vec![0; 72]];
+    let records: BTreeMap<u64, Record> = inputs.iter().map(|(i, r)| (*i, record_of(r))).collect();
+    let plain = encode_leaf_with(
+        &records.iter().map(|(i, r)| (*i, r)).collect(),
+        &BTreeMap::from([((ino, idx), own)]),
+    );
+    v.output("plaintext", &plain);
+    let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
+    let mut rng = FixedRandom::new(v.hex("leaf_nonce"));
+    let leaf_off =
+        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &plain, &mut pack).unwrap();
+    v.output("pack", &pack);
+    let id = crypto::hash(&pack);
+    let leaf_ref = BlobRef {
+        pack: id,
+        offset: leaf_off as u32,
+        len: (pack.len() - leaf_off) as u32,
+        tag: crypto::peek_tag(&pack[leaf_off..]).unwrap(),
+    };
+    v.output("leaf_ref", &ref_bytes(&leaf_ref));
+    let chunk_ref = BlobRef {
+        pack: id,
+        offset: own.offset,
+        len: own.len,
+        tag: own.tag,
+    };
+    v.output("chunk_ref", &ref_bytes(&chunk_ref));
+    v.done();
+    // The code reads the slot back as that ref.
+    let back = cirrus::format::record::decode_leaf(&plain, &id).unwrap();
+    let Payload::File { chunks, .. } = &back[&ino].payload else {
+        panic!("not a file")
+    };
+    assert_eq!(chunks[idx as usize], Some(chunk_ref));
+
+    // The spec's reading: the leaf through the head's ref, the chunk through the slot,
+    // whose pack is the one the leaf came from.
+    let pack = v.hex("pack");
+    spec_pack_header(&pack);
+    let leaf_ref = v.hex("leaf_ref");
+    let home: [u8; 32] = arr(&leaf_ref[..32]);
+    let plain = spec_open(
+        key.expose(),
+        1,
+        &context(2, cat, 0, no),
+        spec_blob(&pack, &leaf_ref),
+    );
+    let mut read = spec_leaf(&plain, &home);
+    let slot = read
+        .get_mut(&ino)
+        .unwrap()
+        .file
+        .as_mut()
+        .unwrap()
+        .1
+        .remove(idx as usize);
+    assert_eq!(slot, v.hex("chunk_ref"));
+    let chunk = spec_open(
+        key.expose(),
+        1,
+        &context(1, cat, ino, idx),
+        spec_blob(&pack, &slot),
+    );
+    assert_eq!(chunk, unhex(blob[2]));
+    inputs
+        .get_mut(&ino)
+        .unwrap()
+        .file
+        .as_mut()
+        .unwrap()
+        .1
+        .clear();
+    assert_eq!(read, inputs);
 }
 
 // ------------------------------------------------------------------- head vector
@@ -624,6 +727,7 @@ fn format_md_prints_every_vector() {
     for f in [
         "pack.txt",
         "leaf.txt",
+        "commit_pack.txt",
         "head.txt",
         "head_envelope.txt",
         "manifest.txt",

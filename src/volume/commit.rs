@@ -16,6 +16,12 @@ use log::{debug, error};
 /// store beside it stays a fraction of it.
 const SHARED_PACK_RATIO: usize = 4;
 
+/// ... and only while the chunks take at most this much (one chunk, an fsync's usual
+/// share): gc deletes whole packs, so a leaf that stays current keeps the chunks beside
+/// it in the store after they are replaced. With this cap that is at most a chunk's worth
+/// per leaf (FORMAT.md §4).
+const SHARED_PACK_MAX: usize = crate::format::CHUNK_SIZE as usize + 4096;
+
 /// Starts a pack buffer with its capacity reserved once, so growing it never doubles
 /// past the budget (`PACK_TARGET` plus one chunk).
 pub(super) fn start_pack(pack: &mut Vec<u8>) {
@@ -246,11 +252,12 @@ impl Category {
         }
         // 1. data: sealed into the open pack (a full one is put on the way).
         self.seal_dirty(s)?;
-        // 2. metadata leaves. When they are small next to the chunks still in the open
-        //    pack, they go into it too, with those chunks as slot 2 ("in this pack",
-        //    FORMAT.md §5.1): a small commit (an fsync) then puts one pack, not two.
-        //    Large leaves get a pack of their own as before: gc never repacks, so a leaf
-        //    kept beside a chunk that stays live would stay in the store as long.
+        // 2. metadata leaves. When the chunks still in the open pack are few (an fsync's
+        //    one chunk) and the leaves small beside them, the leaves go into that pack
+        //    too, with those chunks as slot 2 ("in this pack", FORMAT.md §5.1): the commit
+        //    then puts one pack, not two. Otherwise they get a pack of their own as
+        //    before: gc deletes whole packs only, so whatever shares a pack with a blob
+        //    that stays current stays in the store as long (both caps bound that).
         for (ino, _) in s.buf.pending.keys() {
             s.tree.dirty_leaves.insert(Self::leaf_of(*ino));
         }
@@ -275,7 +282,10 @@ impl Category {
             .map(Vec::len)
             .sum();
         let chunk_bytes = s.buf.pack.len();
-        if !own.is_empty() && leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes {
+        if !own.is_empty()
+            && (leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes
+                || chunk_bytes > SHARED_PACK_MAX)
+        {
             self.flush_pack(s)?;
             own.clear();
             plains = self.encode_leaves(s, &leaves, &own);
@@ -389,7 +399,7 @@ mod tests {
     /// they are small beside them (one pack), and in a pack of their own when not; both
     /// read back, from this process and from a fresh open.
     #[test]
-    fn leaves_share_the_pack_of_the_chunks_only_when_small_beside_them() {
+    fn leaves_share_the_pack_of_one_chunk_only_and_only_when_small_beside_it() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let c = open(&store, 3);
         let big = new_file(&c, "big");
@@ -416,9 +426,38 @@ mod tests {
             "the chunk's pack, then the leaf's"
         );
 
+        // More than a chunk of data: its own pack, so a leaf that stays current (the
+        // root's, here unchanged by later commits) never keeps it once replaced.
+        let large = new_file(&c, "large");
+        c.commit().unwrap();
+        let before = packs(&store);
+        let old: Vec<u8> = (0..700_000u32).map(|i| (i * 3) as u8).collect();
+        c.write(large, 0, &old, false).unwrap();
+        c.commit().unwrap();
+        let first: Vec<String> = packs(&store)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert_eq!(first.len(), 2, "{first:?}");
+        c.write(large, 0, &data, false).unwrap();
+        c.write(large, 200_000, &data, false).unwrap();
+        c.write(large, 400_000, &data[..100_000], false).unwrap();
+        c.write(large, 500_000, &data, false).unwrap();
+        c.commit().unwrap();
+        let live = c.referenced_packs().unwrap();
+        let data_pack = first
+            .iter()
+            .find(|p| store.size(p).unwrap() > 600_000)
+            .unwrap();
+        assert!(
+            !live.iter().any(|id| data_pack.ends_with(&hex::encode(id))),
+            "the replaced data's pack is no longer referenced"
+        );
+
         for c in [c.clone(), open(&store, 3)] {
             assert_eq!(read(&c, big, data.len() + 1), data);
             assert_eq!(read(&c, names[0], 2), b"x");
+            assert_eq!(read(&c, large, 700_001).len(), 700_000);
         }
     }
 }
