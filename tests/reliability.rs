@@ -91,11 +91,6 @@ fn two_files(d: &Drive) -> (PathBuf, PathBuf, Vec<u8>, PathBuf) {
     let data = pseudo_random(600_000, 7);
     write_synced(&victim, &data);
     let pack = newest_pack_over(d, 500_000, &before);
-    // The victim's commit sealed the folder's leaf into the victim's pack too (FORMAT.md
-    // §4: a commit's leaves share its last pack when they are small beside its chunks).
-    // A later change in the folder moves the newest copy of the leaf to its own commit's
-    // pack, so the victim's pack holds the victim's data and a leaf copy no head uses.
-    write_synced(&notes.join("later.txt"), b"a later change in the folder");
     (keep, victim, data, pack)
 }
 

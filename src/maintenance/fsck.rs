@@ -183,9 +183,9 @@ mod tests {
         check(&cats, &**store, &|_| {})
     }
 
-    /// A category with one 300 KB file (two chunks), and the pack its commit wrote (the
-    /// root directory's came before), named twice: it holds the chunks, then the leaves
-    /// (FORMAT.md §4: a commit's last pack takes its leaves).
+    /// A category with one 300 KB file (two chunks), and the packs its commit wrote (the
+    /// root directory's came before): the chunks' (large) and the leaves' (small; more
+    /// than one chunk never shares a pack with the leaves, FORMAT.md §4).
     fn one_file() -> (Arc<dyn Store>, String, String) {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let c = open(&store, 3);
@@ -200,9 +200,9 @@ mod tests {
             .map(|p| (store.size(&p).unwrap(), p))
             .collect();
         new.sort();
-        assert_eq!(new.len(), 1, "{new:?}");
-        assert!(new[0].0 > 300_000, "{new:?}");
-        (store, new[0].1.clone(), new[0].1.clone())
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert!(new[0].0 < 100_000 && new[1].0 > 300_000, "{new:?}");
+        (store, new[1].1.clone(), new[0].1.clone())
     }
 
     /// Flips the byte at `at` (from the end when negative) of object `name`.
