@@ -107,12 +107,8 @@ const P_SYMLINK: u8 = 3;
 const P_SPECIAL: u8 = 4;
 
 impl Record {
-    pub fn write(&self, w: &mut Writer) {
-        self.write_with(w, &|_| None)
-    }
-
-    /// Writes the record with the chunk slots `own` answers for as blobs of the leaf's own
-    /// pack (slot 2), whatever the record holds there.
+    /// Writes the record, with the chunk slots `own` answers for as blobs of the leaf's
+    /// own pack (slot 2), whatever the record holds there.
     pub fn write_with(&self, w: &mut Writer, own: &dyn Fn(u64) -> Option<OwnBlob>) {
         let a = &self.attr;
         w.u32(a.mode).u32(a.uid).u32(a.gid).u32(a.nlink).u64(a.rdev);

@@ -163,15 +163,7 @@ impl SeenHeads {
             return;
         };
         if let Ok(mut s) = self.state.lock() {
-            if disk.table > s.table {
-                s.table = disk.table;
-                s.manifest = disk.manifest;
-            }
-            for (c, (n, h)) in disk.heads {
-                if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
-                    s.heads.insert(c, (n, h));
-                }
-            }
+            take_higher(&mut s, disk);
         }
     }
 
@@ -341,20 +333,25 @@ impl SeenFile {
             Err(_) => None,
         };
         if let Some(disk) = disk {
-            if disk.table > s.table {
-                s.table = disk.table;
-                s.manifest = disk.manifest;
-            }
-            for (c, (n, h)) in disk.heads {
-                if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
-                    s.heads.insert(c, (n, h));
-                }
-            }
+            take_higher(s, disk);
         }
         let ctx = Context::new(ObjKind::DeviceState, 0, 0, 0);
         let sealed = crypto::seal(&self.key, Suite::XtsBlake3, &ctx.to_bytes(), &s.encode())
             .map_err(|e| e.to_string())?;
         write_atomic(&self.path, &sealed).map_err(|e| e.to_string())
+    }
+}
+
+/// Merges a record another process wrote into `s`: counters only go up.
+fn take_higher(s: &mut Seen, disk: Seen) {
+    if disk.table > s.table {
+        s.table = disk.table;
+        s.manifest = disk.manifest;
+    }
+    for (c, (n, h)) in disk.heads {
+        if s.heads.get(&c).is_none_or(|(m, _)| n > *m) {
+            s.heads.insert(c, (n, h));
+        }
     }
 }
 

@@ -83,9 +83,10 @@ impl Category {
     }
 
     /// Writes the open pack to the store and turns its pending chunks into stored refs.
-    pub(super) fn flush_pack(&self, s: &mut State) -> VolResult<()> {
+    /// The pack's id, if there was one to write.
+    pub(super) fn flush_pack(&self, s: &mut State) -> VolResult<Option<[u8; 32]>> {
         if s.buf.pack.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let id = crypto::hash(&s.buf.pack);
         let name = names::pack(&id);
@@ -100,7 +101,7 @@ impl Category {
         );
         s.buf.pack.clear();
         self.install_pending(s, id);
-        Ok(())
+        Ok(Some(id))
     }
 
     /// The plaintext of each leaf in `leaves` (`None`: no record left in it, so it leaves
@@ -150,23 +151,7 @@ impl Category {
             };
             sealed_leaves.push((leaf, loc));
         }
-        if s.buf.pack.is_empty() {
-            return Ok((sealed_leaves, None));
-        }
-        let id = crypto::hash(&s.buf.pack);
-        let name = names::pack(&id);
-        self.store.put(&name, &s.buf.pack).map_err(|e| {
-            error!("category {}: cannot write pack {name}: {e}", self.name);
-            VolError::from_store(e)
-        })?;
-        debug!(
-            "category {}: wrote {name} ({} bytes, with the commit's leaves)",
-            self.name,
-            s.buf.pack.len()
-        );
-        s.buf.pack.clear();
-        self.install_pending(s, id);
-        Ok((sealed_leaves, Some(id)))
+        Ok((sealed_leaves, self.flush_pack(s)?))
     }
 
     /// Turns the chunks pending in a pack just put (as `id`) into stored refs.
@@ -261,6 +246,10 @@ impl Category {
         for (ino, _) in s.buf.pending.keys() {
             s.tree.dirty_leaves.insert(Self::leaf_of(*ino));
         }
+        let chunk_bytes = s.buf.pack.len();
+        if chunk_bytes > SHARED_PACK_MAX {
+            self.flush_pack(s)?;
+        }
         let leaves: Vec<u64> = s.tree.dirty_leaves.iter().copied().collect();
         let mut own: BTreeMap<(u64, u64), OwnBlob> = s
             .buf
@@ -281,11 +270,7 @@ impl Category {
             .filter_map(|(_, p)| p.as_ref())
             .map(Vec::len)
             .sum();
-        let chunk_bytes = s.buf.pack.len();
-        if !own.is_empty()
-            && (leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes
-                || chunk_bytes > SHARED_PACK_MAX)
-        {
+        if !own.is_empty() && leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes {
             self.flush_pack(s)?;
             own.clear();
             plains = self.encode_leaves(s, &leaves, &own);
