@@ -23,7 +23,8 @@ use cirrus::format::manifest::{
 };
 use cirrus::format::pack::{BlobRef, pack_header};
 use cirrus::format::record::{
-    Attr, DirEntry, OwnBlob, Payload, Record, Time, encode_leaf, encode_leaf_with,
+    Attr, ChunkRef, DirEntry, OwnBlob, OwnChunk, Payload, PatchRef, Record, Time, encode_leaf,
+    encode_leaf_with,
 };
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
 use cirrus::format::web_change::{self, Seen, WebChange, WebOp};
@@ -393,7 +394,7 @@ fn record_of(r: &RecIn) -> Record {
         },
         (_, Some((size, chunks))) => Payload::File {
             size: *size,
-            chunks: chunks.iter().map(|c| Some(blob_ref(c))).collect(),
+            chunks: chunks.iter().map(|c| Some(chunk_ref_of(c))).collect(),
         },
         _ => Payload::Special,
     };
@@ -414,6 +415,22 @@ fn record_of(r: &RecIn) -> Record {
     }
 }
 
+/// A slot as the spec reader gives it back: a ref (72 bytes), or a patched chunk's base
+/// ref, patch ref and sector mask (152 bytes).
+fn chunk_ref_of(b: &[u8]) -> ChunkRef {
+    match b.len() {
+        72 => ChunkRef::whole(blob_ref(b)),
+        152 => ChunkRef {
+            base: blob_ref(&b[..72]),
+            patch: Some(PatchRef {
+                blob: blob_ref(&b[72..144]),
+                sectors: u64::from_le_bytes(arr(&b[144..])),
+            }),
+        },
+        n => panic!("a slot of {n} bytes"),
+    }
+}
+
 fn blob_ref(b: &[u8]) -> BlobRef {
     BlobRef {
         pack: arr(&b[..32]),
@@ -424,7 +441,8 @@ fn blob_ref(b: &[u8]) -> BlobRef {
 }
 
 /// §5.1 and §5.2, field by field, for a leaf read from pack `home` (what a slot `02` names;
-/// its slot is given back as the BlobRef it stands for).
+/// its slot is given back as the BlobRef it stands for, and a slot `03` as its base's and
+/// patch's and its mask, see `chunk_ref_of`).
 fn spec_leaf(plain: &[u8], home: &[u8; 32]) -> BTreeMap<u64, RecIn> {
     let mut a = At::new(plain);
     let mut out = BTreeMap::new();
@@ -452,11 +470,21 @@ fn spec_leaf(plain: &[u8], home: &[u8; 32]) -> BTreeMap<u64, RecIn> {
             }
             2 => {
                 let size = a.u64();
+                let blob = |a: &mut At, k: u8| match k {
+                    1 => a.take(72).to_vec(),
+                    2 => [&home[..], a.take(40)].concat(),
+                    k => panic!("chunk slot {k} (this vector has no holes)"),
+                };
                 let slots = (0..a.u32())
                     .map(|_| match a.u8() {
-                        1 => a.take(72).to_vec(),
-                        2 => [&home[..], a.take(40)].concat(),
-                        k => panic!("chunk slot {k} (this vector has no holes)"),
+                        3 => {
+                            let k = a.u8();
+                            let base = blob(&mut a, k);
+                            let k = a.u8();
+                            let patch = blob(&mut a, k);
+                            [base, patch, a.take(8).to_vec()].concat()
+                        }
+                        k => blob(&mut a, k),
                     })
                     .collect();
                 r.file = Some((size, slots));
@@ -534,7 +562,13 @@ fn commit_pack() {
     let records: BTreeMap<u64, Record> = inputs.iter().map(|(i, r)| (*i, record_of(r))).collect();
     let plain = encode_leaf_with(
         &records.iter().map(|(i, r)| (*i, r)).collect(),
-        &BTreeMap::from([((ino, idx), own)]),
+        &BTreeMap::from([(
+            (ino, idx),
+            OwnChunk {
+                blob: own,
+                patch_of: None,
+            },
+        )]),
     );
     v.output("plaintext", &plain);
     let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
@@ -563,7 +597,7 @@ fn commit_pack() {
     let Payload::File { chunks, .. } = &back[&ino].payload else {
         panic!("not a file")
     };
-    assert_eq!(chunks[idx as usize], Some(chunk_ref));
+    assert_eq!(chunks[idx as usize], Some(ChunkRef::whole(chunk_ref)));
 
     // The spec's reading: the leaf through the head's ref, the chunk through the slot,
     // whose pack is the one the leaf came from.

@@ -32,6 +32,9 @@ pub enum ObjKind {
     /// One data part of an upload made on the web (inode = the change's sequence number,
     /// index = the part's number).
     WebPart = 15,
+    /// The sectors a small write changed in a stored chunk (`format::patch`; inode and
+    /// index are the chunk's, like `Chunk`).
+    Patch = 16,
 }
 
 /// The sealing context: format version, object kind, category, inode and index. Fields that
@@ -58,6 +61,10 @@ impl Context {
 
     pub fn chunk(category: u32, ino: u64, index: u64) -> Self {
         Self::new(ObjKind::Chunk, category, ino, index)
+    }
+
+    pub fn patch(category: u32, ino: u64, index: u64) -> Self {
+        Self::new(ObjKind::Patch, category, ino, index)
     }
 
     /// 31 bytes: "cirrus" | version u16 | kind u8 | category u32 | ino u64 | index u64.

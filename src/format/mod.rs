@@ -13,6 +13,7 @@ pub mod journal;
 pub mod manifest;
 pub mod names;
 pub mod pack;
+pub mod patch;
 pub mod record;
 pub mod recovery_proof;
 pub mod seen;

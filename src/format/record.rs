@@ -71,7 +71,7 @@ pub enum Payload {
     File {
         size: u64,
         /// One slot per chunk; `None` is a hole (reads as zeros).
-        chunks: Vec<Option<BlobRef>>,
+        chunks: Vec<Option<ChunkRef>>,
     },
     Symlink(Vec<u8>),
     /// FIFOs, sockets and device nodes: everything is in `Attr` (`rdev`).
@@ -85,11 +85,74 @@ pub struct Record {
     pub payload: Payload,
 }
 
-/// A chunk slot: a hole, a ref to a blob in any pack, or a blob in the same pack as the
-/// leaf that holds the slot (FORMAT.md §5.1).
+/// A chunk slot: a hole, a ref to a blob in any pack, a blob in the same pack as the
+/// leaf that holds the slot, or a base blob with a patch (FORMAT.md §5.1).
 const SLOT_HOLE: u8 = 0;
 const SLOT_REF: u8 = 1;
 const SLOT_OWN_PACK: u8 = 2;
+const SLOT_PATCHED: u8 = 3;
+
+/// Where a chunk's plaintext is: one blob, or a base blob with the sectors a later small
+/// write changed laid over it (`format::patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub base: BlobRef,
+    pub patch: Option<PatchRef>,
+}
+
+/// A chunk's patch: the blob, and which 4 KiB sectors it holds (bit `s`: sector `s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchRef {
+    pub blob: BlobRef,
+    pub sectors: u64,
+}
+
+impl ChunkRef {
+    /// A chunk that is one blob.
+    pub fn whole(base: BlobRef) -> Self {
+        ChunkRef { base, patch: None }
+    }
+
+    /// The tag that names this version of the chunk's plaintext (the cache's key): the
+    /// patch's when there is one, since it names its base.
+    pub fn tag(&self) -> [u8; 32] {
+        self.patch.map_or(self.base.tag, |p| p.blob.tag)
+    }
+
+    /// The blobs the chunk is read from: the base, then the patch if any.
+    pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
+        std::iter::once(&self.base).chain(self.patch.as_ref().map(|p| &p.blob))
+    }
+}
+
+/// One blob of a slot, as slot 1 or slot 2 (the inner slots of slot 3).
+fn write_blob(w: &mut Writer, r: &BlobRef, own: Option<OwnBlob>) {
+    match own {
+        Some(o) => {
+            w.u8(SLOT_OWN_PACK).u32(o.offset).u32(o.len).raw(&o.tag);
+        }
+        None => {
+            w.u8(SLOT_REF);
+            r.write(w);
+        }
+    }
+}
+
+fn read_blob(r: &mut Reader, kind: u8, home_pack: &[u8; 32]) -> Result<BlobRef, FormatError> {
+    match kind {
+        SLOT_REF => BlobRef::read(r),
+        SLOT_OWN_PACK => Ok(BlobRef {
+            pack: *home_pack,
+            offset: r.u32()?,
+            len: r.u32()?,
+            tag: r.hash()?,
+        }),
+        v => Err(FormatError::Unknown {
+            what: "chunk slot",
+            value: v as u64,
+        }),
+    }
+}
 
 /// Where a chunk sealed into the pack its leaf goes into lives in that pack. The pack's id
 /// is the hash of the pack, this leaf included, so the slot cannot name it: a reader
@@ -101,15 +164,36 @@ pub struct OwnBlob {
     pub tag: [u8; 32],
 }
 
+impl OwnBlob {
+    /// The ref it becomes once its pack's id is known.
+    pub fn as_ref_in(&self, pack: [u8; 32]) -> BlobRef {
+        BlobRef {
+            pack,
+            offset: self.offset,
+            len: self.len,
+            tag: self.tag,
+        }
+    }
+}
+
+/// A chunk sealed into the leaf's own pack: the whole chunk, or a patch over the base it
+/// names with the sectors it holds (then the slot is 3, with the patch as slot 2 inside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnChunk {
+    pub blob: OwnBlob,
+    pub patch_of: Option<(BlobRef, u64)>,
+}
+
 const P_DIR: u8 = 1;
 const P_FILE: u8 = 2;
 const P_SYMLINK: u8 = 3;
 const P_SPECIAL: u8 = 4;
 
 impl Record {
-    /// Writes the record, with the chunk slots `own` answers for as blobs of the leaf's
-    /// own pack (slot 2), whatever the record holds there.
-    pub fn write_with(&self, w: &mut Writer, own: &dyn Fn(u64) -> Option<OwnBlob>) {
+    /// Writes the record, with the chunk blobs `own` answers for as blobs of the leaf's
+    /// own pack (slot 2, or inside slot 3: the patch if the chunk has one, else the
+    /// chunk), whatever the record holds there.
+    pub fn write_with(&self, w: &mut Writer, own: &dyn Fn(u64) -> Option<OwnChunk>) {
         let a = &self.attr;
         w.u32(a.mode).u32(a.uid).u32(a.gid).u32(a.nlink).u64(a.rdev);
         a.atime.write(w);
@@ -131,15 +215,36 @@ impl Record {
                 w.u8(P_FILE).u64(*size).u32(chunks.len() as u32);
                 for (i, c) in chunks.iter().enumerate() {
                     match (own(i as u64), c) {
-                        (Some(o), _) => {
-                            w.u8(SLOT_OWN_PACK).u32(o.offset).u32(o.len).raw(&o.tag);
+                        (Some(OwnChunk { blob, patch_of: None }), _) => {
+                            write_blob(w, &blob.as_ref_in([0; 32]), Some(blob));
+                        }
+                        (
+                            Some(OwnChunk {
+                                blob,
+                                patch_of: Some((base, sectors)),
+                            }),
+                            _,
+                        ) => {
+                            w.u8(SLOT_PATCHED);
+                            write_blob(w, &base, None);
+                            write_blob(w, &blob.as_ref_in([0; 32]), Some(blob));
+                            w.u64(sectors);
                         }
                         (None, None) => {
                             w.u8(SLOT_HOLE);
                         }
-                        (None, Some(r)) => {
-                            w.u8(SLOT_REF);
-                            r.write(w);
+                        (None, Some(ChunkRef { base, patch: None })) => write_blob(w, base, None),
+                        (
+                            None,
+                            Some(ChunkRef {
+                                base,
+                                patch: Some(p),
+                            }),
+                        ) => {
+                            w.u8(SLOT_PATCHED);
+                            write_blob(w, base, None);
+                            write_blob(w, &p.blob, None);
+                            w.u64(p.sectors);
                         }
                     }
                 }
@@ -205,19 +310,21 @@ impl Record {
                 for _ in 0..n {
                     match r.u8()? {
                         SLOT_HOLE => chunks.push(None),
-                        SLOT_REF => chunks.push(Some(BlobRef::read(r)?)),
-                        SLOT_OWN_PACK => chunks.push(Some(BlobRef {
-                            pack: *home_pack,
-                            offset: r.u32()?,
-                            len: r.u32()?,
-                            tag: r.hash()?,
-                        })),
-                        v => {
-                            return Err(FormatError::Unknown {
-                                what: "chunk slot",
-                                value: v as u64,
-                            });
+                        SLOT_PATCHED => {
+                            let k = r.u8()?;
+                            let base = read_blob(r, k, home_pack)?;
+                            let k = r.u8()?;
+                            let blob = read_blob(r, k, home_pack)?;
+                            let sectors = r.u64()?;
+                            if sectors == 0 {
+                                return Err(FormatError::Invalid("patch of no sector"));
+                            }
+                            chunks.push(Some(ChunkRef {
+                                base,
+                                patch: Some(PatchRef { blob, sectors }),
+                            }));
                         }
+                        k => chunks.push(Some(ChunkRef::whole(read_blob(r, k, home_pack)?))),
                     }
                 }
                 Payload::File { size, chunks }
@@ -248,7 +355,7 @@ pub fn encode_leaf(records: &BTreeMap<u64, &Record>) -> Vec<u8> {
 /// pack as the leaf: they are written as slot 2, so a commit puts one pack, not two.
 pub fn encode_leaf_with(
     records: &BTreeMap<u64, &Record>,
-    own: &BTreeMap<(u64, u64), OwnBlob>,
+    own: &BTreeMap<(u64, u64), OwnChunk>,
 ) -> Vec<u8> {
     let mut w = Writer::new();
     w.u32(records.len() as u32);
@@ -284,7 +391,7 @@ pub const CHUNK_SLOT_LEN: usize = 1 + BLOB_REF_LEN;
 mod tests {
     use super::*;
 
-    fn file(chunks: Vec<Option<BlobRef>>) -> Record {
+    fn file(chunks: Vec<Option<ChunkRef>>) -> Record {
         Record {
             attr: Attr {
                 mode: libc::S_IFREG | 0o644,
@@ -316,14 +423,21 @@ mod tests {
             tag: [0xbb; 32],
         };
         // The record still holds the chunk's old ref: the slot-2 answer wins over it.
-        let rec = file(vec![Some(elsewhere), Some(elsewhere), None]);
+        let w = Some(ChunkRef::whole(elsewhere));
+        let rec = file(vec![w, w, None]);
         let own = OwnBlob {
             offset: 0x108,
             len: 0x40020,
             tag: [0xcc; 32],
         };
         let mut own_map = BTreeMap::new();
-        own_map.insert((5u64, 1u64), own);
+        own_map.insert(
+            (5u64, 1u64),
+            OwnChunk {
+                blob: own,
+                patch_of: None,
+            },
+        );
         let leaf = encode_leaf_with(&BTreeMap::from([(5u64, &rec)]), &own_map);
         // count 1, ino 5, then the 77-byte fixed part ends in the payload kind 2; the
         // payload is size, slot count 3, slot 1, slot 2, slot 0.
@@ -346,16 +460,8 @@ mod tests {
         let Payload::File { chunks, .. } = &back[&5].payload else {
             panic!("not a file")
         };
-        assert_eq!(chunks[0], Some(elsewhere));
-        assert_eq!(
-            chunks[1],
-            Some(BlobRef {
-                pack: home,
-                offset: 0x108,
-                len: 0x40020,
-                tag: [0xcc; 32],
-            })
-        );
+        assert_eq!(chunks[0], w);
+        assert_eq!(chunks[1], Some(ChunkRef::whole(own.as_ref_in(home))));
         assert_eq!(chunks[2], None);
         // Without slot-2 answers the leaf is what it always was.
         let plain = encode_leaf(&BTreeMap::from([(5u64, &rec)]));
@@ -364,7 +470,95 @@ mod tests {
         let mut bad = plain.clone();
         let at = 4 + 8 + 77 + 8 + 4;
         assert_eq!(bad[at], 1);
-        bad[at] = 3;
+        bad[at] = 4;
         assert!(decode_leaf(&bad, &home).is_err());
+    }
+
+    /// FORMAT.md §5.1, chunk slot 3: a base and a patch (each as slot 1 or 2) and the
+    /// sector mask; the patch in the leaf's own pack when the commit sealed it there.
+    #[test]
+    fn a_patched_chunk_is_slot_3_with_its_base_patch_and_sectors() {
+        let base = BlobRef {
+            pack: [0xaa; 32],
+            offset: 8,
+            len: 0x40020,
+            tag: [0xbb; 32],
+        };
+        let patch = BlobRef {
+            pack: [0x11; 32],
+            offset: 0x200,
+            len: 0x1050,
+            tag: [0x22; 32],
+        };
+        let patched = Some(ChunkRef {
+            base,
+            patch: Some(PatchRef {
+                blob: patch,
+                sectors: 0b101,
+            }),
+        });
+        let rec = file(vec![patched, None]);
+        let leaf = encode_leaf(&BTreeMap::from([(5u64, &rec)]));
+        let payload = &leaf[4 + 8 + 76..];
+        let mut want = vec![2u8];
+        want.extend_from_slice(&(2 * crate::format::CHUNK_SIZE).to_le_bytes());
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(&[3, 1]);
+        want.extend_from_slice(&[0xaa; 32]);
+        want.extend_from_slice(&hex::decode("0800000020000400").unwrap());
+        want.extend_from_slice(&[0xbb; 32]);
+        want.push(1);
+        want.extend_from_slice(&[0x11; 32]);
+        want.extend_from_slice(&hex::decode("0002000050100000").unwrap());
+        want.extend_from_slice(&[0x22; 32]);
+        want.extend_from_slice(&5u64.to_le_bytes());
+        want.push(0);
+        assert_eq!(hex::encode(payload), hex::encode(&want));
+        let home = [0xdd; 32];
+        assert_eq!(decode_leaf(&leaf, &home).unwrap()[&5], rec);
+
+        // Sealed in the leaf's own pack: the patch is an inner slot 2.
+        let own = OwnBlob {
+            offset: 0x300,
+            len: 0x1050,
+            tag: [0x33; 32],
+        };
+        let own_map = BTreeMap::from([(
+            (5u64, 1u64),
+            OwnChunk {
+                blob: own,
+                patch_of: Some((base, 0b10)),
+            },
+        )]);
+        let leaf = encode_leaf_with(&BTreeMap::from([(5u64, &rec)]), &own_map);
+        let back = decode_leaf(&leaf, &home).unwrap();
+        let Payload::File { chunks, .. } = &back[&5].payload else {
+            panic!("not a file")
+        };
+        assert_eq!(chunks[0], patched);
+        assert_eq!(
+            chunks[1],
+            Some(ChunkRef {
+                base,
+                patch: Some(PatchRef {
+                    blob: own.as_ref_in(home),
+                    sectors: 0b10,
+                }),
+            })
+        );
+
+        // An empty mask, or an inner slot that is neither 1 nor 2, is refused.
+        let plain = encode_leaf(&BTreeMap::from([(5u64, &rec)]));
+        let mask_at = plain.len() - 1 - 8;
+        let mut bad = plain.clone();
+        bad[mask_at..mask_at + 8].fill(0);
+        assert!(decode_leaf(&bad, &home).is_err());
+        let inner_at = 4 + 8 + 77 + 8 + 4 + 1;
+        for k in [0u8, 3] {
+            let mut bad = plain.clone();
+            assert_eq!(bad[inner_at], 1);
+            bad[inner_at] = k;
+            assert!(decode_leaf(&bad, &home).is_err());
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::*;
 use crate::crypto;
 use crate::format::head::Head;
 use crate::format::pack::pack_header;
-use crate::format::record::{OwnBlob, encode_leaf_with};
+use crate::format::record::{ChunkRef, OwnBlob, OwnChunk, PatchRef, encode_leaf_with};
 use crate::format::{Context, ObjKind, PACK_TARGET, names};
 use log::{debug, error};
 
@@ -15,6 +15,11 @@ use log::{debug, error};
 /// at least this many times the leaves' (FORMAT.md §4): what a live chunk keeps in the
 /// store beside it stays a fraction of it.
 const SHARED_PACK_RATIO: usize = 4;
+
+/// ... or while the leaves take at most this much, whatever the chunks (a patch of a few
+/// sectors is smaller than the leaf that names it, and an fsync of one should still put
+/// one pack): a live blob keeps at most this much of replaced leaves beside it.
+const SHARED_LEAVES_FLOOR: usize = 16 * 1024;
 
 /// ... and only while the chunks take at most this much (one chunk, an fsync's usual
 /// share): gc deletes whole packs, so a leaf that stays current keeps the chunks beside
@@ -44,11 +49,26 @@ impl Category {
     }
 
     fn seal_chunk(&self, s: &mut State, ino: u64, idx: u64, data: Vec<u8>) -> VolResult<()> {
-        let (offset, len, tag) =
-            self.seal_into_pack(s, Context::chunk(self.id, ino, idx), &data)?;
-        s.buf
-            .pending
-            .insert((ino, idx), Pending { offset, len, tag });
+        let plan = s.buf.plans.remove(&(ino, idx));
+        let ((offset, len, tag), patch_of) = match super::patch::patch_for(plan, &data) {
+            Some((patch, of)) => (
+                self.seal_into_pack(s, Context::patch(self.id, ino, idx), &patch)?,
+                Some(of),
+            ),
+            None => (
+                self.seal_into_pack(s, Context::chunk(self.id, ino, idx), &data)?,
+                None,
+            ),
+        };
+        s.buf.pending.insert(
+            (ino, idx),
+            Pending {
+                offset,
+                len,
+                tag,
+                patch_of,
+            },
+        );
         self.cache.insert(self.ckey(ino, idx, tag), Arc::new(data));
         if s.buf.pack.len() >= PACK_TARGET {
             self.flush_pack(s)?;
@@ -110,7 +130,7 @@ impl Category {
         &self,
         s: &State,
         leaves: &[u64],
-        own: &BTreeMap<(u64, u64), OwnBlob>,
+        own: &BTreeMap<(u64, u64), OwnChunk>,
     ) -> Vec<(u64, Option<Vec<u8>>)> {
         leaves
             .iter()
@@ -158,11 +178,20 @@ impl Category {
     fn install_pending(&self, s: &mut State, id: [u8; 32]) {
         let pending: Vec<((u64, u64), Pending)> = s.buf.pending.drain().collect();
         for ((ino, idx), p) in pending {
-            let r = BlobRef {
+            let blob = BlobRef {
                 pack: id,
                 offset: p.offset,
                 len: p.len,
                 tag: p.tag,
+            };
+            let r = match p.patch_of {
+                // The patch names its base: the slot reads as what was sealed, whatever
+                // the record held meanwhile.
+                Some((base, sectors)) => ChunkRef {
+                    base,
+                    patch: Some(PatchRef { blob, sectors }),
+                },
+                None => ChunkRef::whole(blob),
             };
             if let Some(Record {
                 payload: crate::format::record::Payload::File { chunks, .. },
@@ -251,7 +280,7 @@ impl Category {
             self.flush_pack(s)?;
         }
         let leaves: Vec<u64> = s.tree.dirty_leaves.iter().copied().collect();
-        let mut own: BTreeMap<(u64, u64), OwnBlob> = s
+        let mut own: BTreeMap<(u64, u64), OwnChunk> = s
             .buf
             .pending
             .iter()
@@ -261,7 +290,13 @@ impl Category {
                     len: p.len,
                     tag: p.tag,
                 };
-                (*k, blob)
+                (
+                    *k,
+                    OwnChunk {
+                        blob,
+                        patch_of: p.patch_of,
+                    },
+                )
             })
             .collect();
         let mut plains = self.encode_leaves(s, &leaves, &own);
@@ -270,7 +305,10 @@ impl Category {
             .filter_map(|(_, p)| p.as_ref())
             .map(Vec::len)
             .sum();
-        if !own.is_empty() && leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes {
+        if !own.is_empty()
+            && leaf_bytes > SHARED_LEAVES_FLOOR
+            && leaf_bytes.saturating_mul(SHARED_PACK_RATIO) > chunk_bytes
+        {
             self.flush_pack(s)?;
             own.clear();
             plains = self.encode_leaves(s, &leaves, &own);
@@ -399,8 +437,11 @@ mod tests {
             "one pack for chunk and leaf"
         );
 
-        // Many records in the leaf, one byte of chunk: the leaf gets its own pack.
-        let names: Vec<u64> = (0..60).map(|i| new_file(&c, &format!("f{i}"))).collect();
+        // Many records in the leaf (past the 16 KiB floor), one byte of chunk: the leaf
+        // gets its own pack.
+        let names: Vec<u64> = (0..240)
+            .map(|i| new_file(&c, &format!("a-file-with-a-name-long-enough-{i:08}")))
+            .collect();
         c.commit().unwrap();
         let before = packs(&store).len();
         c.write(names[0], 0, b"x", false).unwrap();

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::format::CHUNK_SIZE;
-use crate::format::record::{Payload, Time};
+use crate::format::record::{ChunkRef, Payload, Time};
+use patch::Plan;
 
 /// Largest file size accepted (EFBIG beyond): 16 TiB.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
@@ -47,7 +48,7 @@ pub(super) enum Source {
     /// On its way to a pack (`sealer.rs`).
     Sealing(Arc<Vec<u8>>),
     Pending(Pending),
-    Stored(BlobRef),
+    Stored(ChunkRef),
     Hole,
 }
 
@@ -77,17 +78,19 @@ impl Category {
     /// version's cache entry is taken over rather than copied (it is about to be stale):
     /// copying 256 KiB into a fresh buffer per small write was a fifth of the daemon's
     /// time under SQLite (docs/BENCH.md, profiles).
-    fn chunk_owned(&self, s: &mut State, ino: u64, idx: u64) -> VolResult<Vec<u8>> {
+    /// Also the chunk's patch plan (`patch.rs`), taken out: only a write puts it back.
+    fn chunk_owned(&self, s: &mut State, ino: u64, idx: u64) -> VolResult<(Vec<u8>, Option<Plan>)> {
         let unshared = |a: Arc<Vec<u8>>| Arc::try_unwrap(a).unwrap_or_else(|a| a.as_ref().clone());
-        Ok(match Self::chunk_source(s, ino, idx) {
+        let plan = s.buf.plans.remove(&(ino, idx));
+        let plain = match Self::chunk_source(s, ino, idx) {
             Source::Dirty => {
                 let v = s.buf.dirty.remove(&(ino, idx)).unwrap_or_default();
                 self.sub_dirty(s, v.len());
-                v
+                return Ok((v, plan));
             }
             Source::Sealing(a) => {
                 drop(a);
-                self.take_back(s, ino, idx).unwrap_or_default()
+                return Ok((self.take_back(s, ino, idx).unwrap_or_default(), plan));
             }
             Source::Pending(p) => {
                 let key = self.ckey(ino, idx, p.tag);
@@ -101,18 +104,20 @@ impl Category {
                 }
             }
             Source::Stored(r) => {
-                let key = self.ckey(ino, idx, r.tag);
-                match self.cache.take(&key) {
+                let key = self.ckey(ino, idx, r.tag());
+                let plain = match self.cache.take(&key) {
                     Some(a) => unshared(a),
                     None => {
-                        let a = self.load_chunk(&self.keys(), ino, idx, &r)?;
+                        let a = self.load_chunk_ref(&self.keys(), ino, idx, &r)?;
                         drop(self.cache.take(&key));
                         unshared(a)
                     }
-                }
+                };
+                return Ok((plain, Some(patch::plan_of_stored(&r))));
             }
             Source::Hole => Vec::new(),
-        })
+        };
+        Ok((plain, None))
     }
 
     fn file_size(s: &State, ino: u64) -> VolResult<u64> {
@@ -157,8 +162,8 @@ impl Category {
         out: &mut Vec<u8>,
     ) -> VolResult<()> {
         enum Fill {
-            Stored(BlobRef),
-            Sealed(Vec<u8>, [u8; 32]),
+            Stored(ChunkRef),
+            Sealed(Vec<u8>, [u8; 32], Option<(BlobRef, u64)>),
         }
         let mut later: Vec<(u64, usize, usize, u64, Fill)> = Vec::new();
         let keys;
@@ -206,7 +211,7 @@ impl Category {
                                 in_chunk,
                                 at,
                                 take as u64,
-                                Fill::Sealed(sealed, p.tag),
+                                Fill::Sealed(sealed, p.tag, p.patch_of),
                             ));
                         }
                     }
@@ -220,17 +225,26 @@ impl Category {
         }
         for (idx, in_chunk, at, take, fill) in later {
             let plain = match fill {
+                // A patched chunk is read whole (base and patch), and cached.
+                Fill::Stored(r) if r.patch.is_some() => self.load_chunk_ref(&keys, ino, idx, &r)?,
                 // The read spans the whole chunk (a stream): straight into `out`.
                 Fill::Stored(r) if in_chunk == 0 && take == chunk_span(size, idx) => {
-                    self.read_chunk_into(&keys, ino, idx, &r, &mut out[at..at + take as usize])?;
+                    let dst = &mut out[at..at + take as usize];
+                    self.read_chunk_into(&keys, ino, idx, &r.base, dst)?;
                     continue;
                 }
                 Fill::Stored(r) => {
                     let dst = &mut out[at..at + take as usize];
-                    self.read_part(&keys, ino, idx, &r, in_chunk, dst)?;
+                    self.read_part(&keys, ino, idx, &r.base, in_chunk, dst)?;
                     continue;
                 }
-                Fill::Sealed(sealed, tag) => {
+                Fill::Sealed(sealed, tag, Some((base, sectors))) => {
+                    let (p, _) = self.open_patched(&keys, ino, idx, &base, sectors, &sealed)?;
+                    let p = Arc::new(p);
+                    self.cache.insert(self.ckey(ino, idx, tag), p.clone());
+                    p
+                }
+                Fill::Sealed(sealed, tag, None) => {
                     let what = || format!("chunk {idx} of inode {ino} (unsynced)");
                     let p = Arc::new(self.open_blob(
                         &keys,
@@ -309,13 +323,14 @@ impl Category {
             let in_chunk = (pos % CHUNK_SIZE) as usize;
             let take = ((CHUNK_SIZE - pos % CHUNK_SIZE).min(end - pos)) as usize;
             let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
-            let mut chunk = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
+            let (mut chunk, plan) = if in_chunk == 0 && take as u64 == CHUNK_SIZE {
                 // full overwrite: no need to read the old content
                 self.drop_unsealed(&mut s, ino, idx);
-                Vec::with_capacity(CHUNK_SIZE as usize)
+                (Vec::with_capacity(CHUNK_SIZE as usize), None)
             } else {
                 self.chunk_owned(&mut s, ino, idx)?
             };
+            Self::note_write(&mut s, (ino, idx), plan, in_chunk..in_chunk + take);
             if chunk.len() == in_chunk {
                 // appending (the streaming case): no zero-fill before the copy
                 chunk.extend_from_slice(src);
@@ -427,7 +442,9 @@ impl Category {
                     // Taken out of the write buffer (or a seal on its way): it always goes
                     // back, zeroed where the range covers bytes it holds. A hole stays a
                     // hole; past a short chunk's end there is nothing to zero.
-                    let mut chunk = self.chunk_owned(&mut s, ino, idx)?;
+                    // Sealed whole: its plan is dropped (zeros may shorten nothing, but
+                    // only writes keep a plan).
+                    let (mut chunk, _) = self.chunk_owned(&mut s, ino, idx)?;
                     if !chunk.is_empty() {
                         let upto = (in_chunk + take).min(chunk.len());
                         if in_chunk < upto {
@@ -477,7 +494,9 @@ impl Category {
             let tail = (new_size % CHUNK_SIZE) as usize;
             if tail != 0 {
                 let idx = new_size / CHUNK_SIZE;
-                let mut chunk = self.chunk_owned(s, ino, idx)?;
+                // Cut short, it is sealed whole: a patch would bring the cut bytes back
+                // from its base.
+                let (mut chunk, _) = self.chunk_owned(s, ino, idx)?;
                 let was_hole = chunk.is_empty();
                 if chunk.len() > tail {
                     chunk.truncate(tail);
@@ -519,9 +538,15 @@ impl Category {
             } else if let Some((_, d)) = s.buf.sealing.get(&k) {
                 d.len() as u64
             } else if let Some(p) = s.buf.pending.get(&k) {
-                (p.len as u64).saturating_sub(overhead)
+                match p.patch_of {
+                    Some((base, sectors)) => patched_len(&base, sectors, overhead),
+                    None => (p.len as u64).saturating_sub(overhead),
+                }
             } else if let Some(r) = c {
-                (r.len as u64).saturating_sub(overhead)
+                match r.patch {
+                    Some(p) => patched_len(&r.base, p.sectors, overhead),
+                    None => (r.base.len as u64).saturating_sub(overhead),
+                }
             } else {
                 0
             };
@@ -539,6 +564,16 @@ pub enum Allocate {
     PunchHole,
     /// `FALLOC_FL_ZERO_RANGE`, with or without `KEEP_SIZE`.
     ZeroRange { keep_size: bool },
+}
+
+/// About how many bytes a patched chunk holds: its base's, or up to its last patched
+/// sector if that is further (st_blocks needs no more than an estimate).
+fn patched_len(base: &BlobRef, sectors: u64, overhead: u64) -> u64 {
+    let patched = u64::from(64 - sectors.leading_zeros()) * crate::format::patch::SECTOR as u64;
+    (base.len as u64)
+        .saturating_sub(overhead)
+        .max(patched)
+        .min(CHUNK_SIZE)
 }
 
 /// How many bytes of a file of `size` bytes chunk `idx` spans.

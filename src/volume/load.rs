@@ -236,7 +236,7 @@ impl Category {
     }
 
     /// A blob that cannot be read or opened: logged once here, returned for EIO.
-    fn integrity(&self, what: String, why: String) -> VolError {
+    pub(super) fn integrity(&self, what: String, why: String) -> VolError {
         let err = VolError::Integrity { what, why };
         error!("category {}: {err}", self.name);
         err
@@ -517,12 +517,18 @@ impl Category {
         }
         let what = || format!("chunk {idx} of inode {ino} (unsynced)");
         let sealed = Self::pending_sealed(s, ino, idx, &p)?;
-        let plain = Arc::new(self.open_blob(
-            &self.keys(),
-            Context::chunk(self.id, ino, idx),
-            sealed,
-            &what,
-        )?);
+        let plain = Arc::new(match p.patch_of {
+            Some((base, sectors)) => {
+                self.open_patched(&self.keys(), ino, idx, &base, sectors, sealed)?
+                    .0
+            }
+            None => self.open_blob(
+                &self.keys(),
+                Context::chunk(self.id, ino, idx),
+                sealed,
+                &what,
+            )?,
+        });
         self.cache.insert(self.ckey(ino, idx, p.tag), plain.clone());
         Ok(plain)
     }
@@ -581,7 +587,7 @@ mod tests {
         let key = c.ckey(ino, 0, {
             let s = c.lock();
             match Category::chunk_source(&s, ino, 0) {
-                super::super::io::Source::Stored(r) => r.tag,
+                super::super::io::Source::Stored(r) => r.tag(),
                 _ => panic!("chunk 0 is not stored"),
             }
         });
@@ -595,7 +601,7 @@ mod tests {
         assert!(c.cache.get(&key).is_none(), "chunk 0 is still cached");
         // Change one byte of sector 5 of chunk 0's blob, in the store.
         let r = match Category::chunk_source(&c.lock(), ino, 0) {
-            super::super::io::Source::Stored(r) => r,
+            super::super::io::Source::Stored(r) => r.base,
             _ => unreachable!(),
         };
         let name = names::pack(&r.pack);

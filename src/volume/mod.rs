@@ -7,6 +7,7 @@ pub mod freshness;
 mod io;
 mod load;
 mod merge;
+mod patch;
 mod recently_deleted;
 mod rotate;
 mod sealer;
@@ -433,12 +434,14 @@ struct HeadInfo {
     web_seq: u64,
 }
 
-/// A sealed chunk waiting in the open pack buffer.
+/// A sealed chunk waiting in the open pack buffer: the whole chunk, or a patch over the
+/// stored base it names, with the sectors it holds (`patch.rs`).
 #[derive(Clone, Copy)]
 struct Pending {
     offset: u32,
     len: u32,
     tag: [u8; 32],
+    patch_of: Option<(BlobRef, u64)>,
 }
 
 /// A chunk on its way (`sealer.rs`): its generation and plaintext.
@@ -480,6 +483,9 @@ struct Tree {
 struct WriteBuffer {
     /// Written chunk plaintext not yet sealed, keyed by (ino, chunk index).
     dirty: HashMap<(u64, u64), Vec<u8>>,
+    /// Of the chunks dirty or on their way, those that differ from a stored base only in
+    /// some sectors: they may be sealed as a patch (`patch.rs`).
+    plans: HashMap<(u64, u64), patch::Plan>,
     dirty_bytes: usize,
     /// The pack being filled: header + sealed blobs.
     pack: Vec<u8>,

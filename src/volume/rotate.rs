@@ -5,8 +5,8 @@
 //! old one (see [`Keys`]); only after a head says it ended may the old key be destroyed.
 
 use super::*;
-use crate::format::record::Payload;
-use crate::format::{CHUNK_SIZE, Context, LEAF_SPAN};
+use crate::format::record::{ChunkRef, Payload};
+use crate::format::{CHUNK_SIZE, LEAF_SPAN};
 use log::info;
 
 /// Stored chunks fetched and opened per release of the category lock (4 MiB): FUSE
@@ -17,7 +17,7 @@ const PIECE_CHUNKS: usize = 16;
 const SCAN_LIMIT: usize = 4096;
 
 /// Stored chunks of one inode to look at: (chunk index, ref).
-type Batch = Vec<(u64, BlobRef)>;
+type Batch = Vec<(u64, ChunkRef)>;
 /// Chunks that needed the old key: (chunk index, tag of the blob read, plaintext).
 type Stale = Vec<(u64, [u8; 32], Vec<u8>)>;
 
@@ -268,10 +268,11 @@ impl Category {
                 // Only if the file still holds the blob we read; otherwise it was rewritten
                 // (under the new key), truncated or freed meanwhile.
                 if let io::Source::Stored(r) = Self::chunk_source(&s, ino, idx)
-                    && r.tag == tag
+                    && r.tag() == tag
                 {
                     self.add_dirty(&mut s, plain.len());
                     s.buf.dirty.insert((ino, idx), plain);
+                    s.buf.plans.remove(&(ino, idx));
                     s.tree.dirty_leaves.insert(Self::leaf_of(ino));
                 }
             }
@@ -353,13 +354,12 @@ impl Category {
     fn open_for_rotation(&self, keys: &Keys, ino: u64, batch: Batch) -> VolResult<Stale> {
         let mut stale = Vec::new();
         for (idx, r) in batch {
-            let what = || format!("chunk {idx} of inode {ino} (key rotation)");
-            let sealed = self.fetch_blob(&r, &what)?;
-            let (plain, old) =
-                self.open_blob_which(keys, Context::chunk(self.id, ino, idx), &sealed, &what)?;
+            // A patched chunk needs resealing if its base or its patch is under the old
+            // key; it is resealed whole.
+            let (plain, old) = self.open_chunk_which(keys, ino, idx, &r)?;
             // Already under the new key (a resumed rotation): nothing to reseal.
             if old {
-                stale.push((idx, r.tag, plain));
+                stale.push((idx, r.tag(), plain));
             }
         }
         Ok(stale)
@@ -396,6 +396,7 @@ impl Category {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Context;
     use crate::store::MemStore;
 
     fn key(b: u8) -> SecretKey {

@@ -14,7 +14,7 @@
 
 use super::*;
 use crate::crypto;
-use crate::format::record::Payload;
+use crate::format::record::{ChunkRef, Payload, PatchRef};
 use crate::format::{CHUNK_SIZE, Context, PACK_TARGET, names};
 use log::{debug, error, warn};
 use std::sync::mpsc;
@@ -104,14 +104,17 @@ pub(super) struct OnItsWay {
     idx: u64,
     generation: u64,
     plain: Arc<Vec<u8>>,
+    /// Its patch plan when it left (`patch.rs`).
+    plan: Option<super::patch::Plan>,
 }
 
-/// A chunk sealed into a pack: where, and its tag.
+/// A chunk sealed into a pack: where, its tag, and the base if it went as a patch.
 struct Placed {
     chunk: OnItsWay,
     offset: u32,
     len: u32,
     tag: [u8; 32],
+    patch_of: Option<(BlobRef, u64)>,
 }
 
 impl Category {
@@ -160,6 +163,7 @@ impl Category {
             s.buf.sealing_bytes -= a.len();
             self.sub_dirty(s, a.len());
         }
+        s.buf.plans.remove(&(ino, idx));
     }
 
     /// Takes a chunk on its way back as dirty plaintext for modification: its batch will
@@ -289,11 +293,13 @@ impl Category {
             s.buf
                 .sealing
                 .insert((ino, idx), (generation, plain.clone()));
+            let plan = s.buf.plans.get(&(ino, idx)).copied();
             batch.push(OnItsWay {
                 ino,
                 idx,
                 generation,
                 plain,
+                plan,
             });
         }
         let sent: Vec<(u64, u64, u64)> =
@@ -362,8 +368,13 @@ impl Category {
             super::commit::start_pack(&mut pack);
             let mut placed = Vec::new();
             for c in rest.by_ref() {
-                let ctx = Context::chunk(self.id, c.ino, c.idx).to_bytes();
-                match crypto::seal_append(&keys.key, self.suite, &ctx, &c.plain, &mut pack) {
+                let patch = super::patch::patch_for(c.plan, &c.plain);
+                let (ctx, plain, patch_of) = match &patch {
+                    Some((p, of)) => (Context::patch(self.id, c.ino, c.idx), &p[..], Some(*of)),
+                    None => (Context::chunk(self.id, c.ino, c.idx), &c.plain[..], None),
+                };
+                match crypto::seal_append(&keys.key, self.suite, &ctx.to_bytes(), plain, &mut pack)
+                {
                     Ok(offset) => {
                         let tag = crypto::peek_tag(&pack[offset..]).unwrap_or_default();
                         let len = (pack.len() - offset) as u32;
@@ -372,6 +383,7 @@ impl Category {
                             offset: offset as u32,
                             len,
                             tag,
+                            patch_of,
                         });
                     }
                     Err(e) => {
@@ -416,6 +428,7 @@ impl Category {
                 continue; // written again meanwhile: that version wins
             }
             s.buf.sealing.remove(&key);
+            s.buf.plans.remove(&key);
             s.buf.sealing_bytes -= c.plain.len();
             self.sub_dirty(&mut s, c.plain.len());
             if let Some(Record {
@@ -424,11 +437,18 @@ impl Category {
             }) = s.tree.records.get_mut(&c.ino)
                 && let Some(slot) = chunks.get_mut(c.idx as usize)
             {
-                *slot = Some(BlobRef {
+                let blob = BlobRef {
                     pack,
                     offset: p.offset,
                     len: p.len,
                     tag: p.tag,
+                };
+                *slot = Some(match p.patch_of {
+                    Some((base, sectors)) => ChunkRef {
+                        base,
+                        patch: Some(PatchRef { blob, sectors }),
+                    },
+                    None => ChunkRef::whole(blob),
                 });
                 s.tree.dirty_leaves.insert(Self::leaf_of(c.ino));
                 self.cache.insert(self.ckey(c.ino, c.idx, p.tag), c.plain);

@@ -9,7 +9,7 @@ use super::load::VerifiedHead;
 use super::merge::{self, ConflictNamer, Records};
 use super::*;
 use crate::format::pack::BlobRef;
-use crate::format::record::{Payload, decode_leaf};
+use crate::format::record::{ChunkRef, Payload, decode_leaf};
 use crate::format::{Context, LEAF_SPAN, ObjKind};
 use log::{info, warn};
 
@@ -26,7 +26,7 @@ struct CopiedChunk {
     new: u64,
     old: u64,
     idx: u64,
-    blob: BlobRef,
+    blob: ChunkRef,
 }
 
 /// Which sides of a sync are in the middle of a key rotation of their own.
@@ -436,7 +436,7 @@ impl Category {
             }
         }
         for c in &copied {
-            self.load_chunk(keys, c.old, c.idx, &c.blob)?;
+            self.load_chunk_ref(keys, c.old, c.idx, &c.blob)?;
         }
         Ok(copied)
     }
@@ -450,11 +450,11 @@ impl Category {
         rv: &VerifiedHead,
         merged: &Merged,
         remote_tree: &Records,
-    ) -> VolResult<Vec<(u64, u64, BlobRef)>> {
+    ) -> VolResult<Vec<(u64, u64, ChunkRef)>> {
         let tags = |t: &Records| -> HashSet<[u8; 32]> {
             t.values()
                 .filter_map(|r| match &r.payload {
-                    Payload::File { chunks, .. } => Some(chunks.iter().flatten().map(|c| c.tag)),
+                    Payload::File { chunks, .. } => Some(chunks.iter().flatten().map(|c| c.tag())),
                     _ => None,
                 })
                 .flatten()
@@ -480,18 +480,11 @@ impl Category {
             };
             for (idx, c) in chunks.iter().enumerate() {
                 let Some(c) = c.filter(|c| {
-                    !theirs.contains(&c.tag) || (rv.under_old && !ours.contains(&c.tag))
+                    !theirs.contains(&c.tag()) || (rv.under_old && !ours.contains(&c.tag()))
                 }) else {
                     continue;
                 };
-                let what = || format!("chunk {idx} of inode {ino} (resealing)");
-                let sealed = self.fetch_blob(&c, &what)?;
-                let (_, old) = self.open_blob_which(
-                    keys,
-                    Context::chunk(self.id, *ino, idx as u64),
-                    &sealed,
-                    &what,
-                )?;
+                let (_, old) = self.open_chunk_which(keys, *ino, idx as u64, &c)?;
                 if old {
                     resealed.push((*ino, idx as u64, c));
                 }
@@ -582,17 +575,14 @@ impl Category {
         s: &mut State,
         keys: &Keys,
         copied: &[CopiedChunk],
-        resealed: &[(u64, u64, BlobRef)],
+        resealed: &[(u64, u64, ChunkRef)],
     ) -> VolResult<()> {
         for c in copied {
-            let plain = self.load_chunk(keys, c.old, c.idx, &c.blob)?;
+            let plain = self.load_chunk_ref(keys, c.old, c.idx, &c.blob)?;
             self.refill_chunk(s, c.new, c.idx, plain.as_ref().clone())?;
         }
         for (ino, idx, c) in resealed {
-            let what = || format!("chunk {idx} of inode {ino} (resealing)");
-            let sealed = self.fetch_blob(c, &what)?;
-            let plain =
-                self.open_blob(keys, Context::chunk(self.id, *ino, *idx), &sealed, &what)?;
+            let (plain, _) = self.open_chunk_which(keys, *ino, *idx, c)?;
             self.refill_chunk(s, *ino, *idx, plain)?;
         }
         Ok(())
@@ -608,6 +598,7 @@ impl Category {
         // the shared dirty budget must not keep counting it.
         let queued: usize = s.buf.dirty.values().map(|d| d.len()).sum();
         s.buf.dirty.clear();
+        s.buf.plans.clear();
         self.sub_dirty(s, queued);
         e
     }
@@ -659,6 +650,7 @@ impl Category {
     fn refill_chunk(&self, s: &mut State, ino: u64, idx: u64, plain: Vec<u8>) -> VolResult<()> {
         self.add_dirty(s, plain.len());
         s.buf.dirty.insert((ino, idx), plain);
+        s.buf.plans.remove(&(ino, idx));
         s.tree.dirty_leaves.insert(Self::leaf_of(ino));
         if s.buf.dirty_bytes > self.opts.dirty_limit
             || self

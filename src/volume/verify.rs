@@ -2,7 +2,6 @@
 //! authenticated, bypassing the cache.
 
 use super::*;
-use crate::format::Context;
 use crate::format::record::Payload;
 
 /// What a verification found.
@@ -40,7 +39,7 @@ impl Category {
         let mut packs: HashSet<[u8; 32]> = s.head.leaves.values().map(|r| r.pack).collect();
         for rec in s.tree.records.values() {
             if let Payload::File { chunks, .. } = &rec.payload {
-                packs.extend(chunks.iter().flatten().map(|r| r.pack));
+                packs.extend(chunks.iter().flatten().flat_map(|r| r.blobs()).map(|b| b.pack));
             }
         }
         Ok(packs)
@@ -59,7 +58,7 @@ impl Category {
         for rec in s.tree.records.values() {
             if let Payload::File { chunks, size } = &rec.payload {
                 u.plaintext += size;
-                for r in chunks.iter().flatten() {
+                for r in chunks.iter().flatten().flat_map(|r| r.blobs()) {
                     packs.insert(r.pack);
                     u.stored += r.len as u64;
                 }
@@ -107,18 +106,11 @@ impl Category {
                     rep.bytes += size;
                     for (idx, c) in chunks.iter().enumerate() {
                         let Some(r) = c else { continue };
-                        rep.packs.insert(r.pack);
+                        rep.packs.extend(r.blobs().map(|b| b.pack));
                         rep.chunks += 1;
                         progress(1);
-                        let what = || format!("chunk {idx} of inode {ino}");
-                        let res = self.fetch_blob(r, &what).and_then(|sealed| {
-                            self.open_blob(
-                                &keys,
-                                Context::chunk(self.id, ino, idx as u64),
-                                &sealed,
-                                &what,
-                            )
-                        });
+                        // A patched chunk: its base and its patch, laid over it.
+                        let res = self.open_chunk_which(&keys, ino, idx as u64, r);
                         if let Err(e) = res {
                             rep.problems.push(e.to_string());
                         }

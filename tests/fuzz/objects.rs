@@ -13,7 +13,9 @@ use cirrus::format::manifest::{
 };
 use cirrus::format::names;
 use cirrus::format::pack::BlobRef;
-use cirrus::format::record::{Attr, DirEntry, Payload, Record, Time, encode_leaf};
+use cirrus::format::record::{
+    Attr, ChunkRef, DirEntry, Payload, PatchRef, Record, Time, encode_leaf,
+};
 use cirrus::format::recovery_proof::RecoveryProof;
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
 use cirrus::store::writeback::{decode_journal_header, encode_journal_header};
@@ -24,6 +26,18 @@ use std::path::Path;
 
 pub fn hash() -> impl Strategy<Value = [u8; 32]> {
     any::<[u8; 32]>()
+}
+
+/// A whole chunk, or a base with a patch of a non-empty sector mask (slot 03).
+pub fn chunk_ref() -> impl Strategy<Value = ChunkRef> {
+    (
+        blob_ref(),
+        proptest::option::of((blob_ref(), 1..=u64::MAX)),
+    )
+        .prop_map(|(base, patch)| ChunkRef {
+            base,
+            patch: patch.map(|(blob, sectors)| PatchRef { blob, sectors }),
+        })
 }
 
 pub fn blob_ref() -> impl Strategy<Value = BlobRef> {
@@ -99,7 +113,7 @@ pub fn payload() -> impl Strategy<Value = Payload> {
             .prop_map(|(parent, entries)| Payload::Dir { parent, entries }),
         (
             any::<u64>(),
-            proptest::collection::vec(proptest::option::of(blob_ref()), 0..6)
+            proptest::collection::vec(proptest::option::of(chunk_ref()), 0..6)
         )
             .prop_map(|(size, chunks)| Payload::File { size, chunks }),
         short_bytes(64).prop_map(Payload::Symlink),

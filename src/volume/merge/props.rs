@@ -219,7 +219,7 @@ fn snapshot(t: &Records) -> BTreeMap<Vec<Vec<u8>>, Option<[u8; 32]>> {
                     todo.push((e.ino, p));
                 }
                 Some(Payload::File { chunks, .. }) => {
-                    out.insert(p, chunks.first().copied().flatten().map(|c| c.tag));
+                    out.insert(p, chunks.first().copied().flatten().map(|c| c.tag()));
                 }
                 _ => {}
             }
@@ -230,7 +230,7 @@ fn snapshot(t: &Records) -> BTreeMap<Vec<Vec<u8>>, Option<[u8; 32]>> {
 
 fn content(r: &Record) -> Option<[u8; 32]> {
     match &r.payload {
-        Payload::File { chunks, .. } => chunks.first().copied().flatten().map(|c| c.tag),
+        Payload::File { chunks, .. } => chunks.first().copied().flatten().map(|c| c.tag()),
         _ => None,
     }
 }

@@ -38,12 +38,12 @@ pub(super) fn file(v: u8) -> Record {
         xattrs: Default::default(),
         payload: Payload::File {
             size: v as u64,
-            chunks: vec![Some(BlobRef {
+            chunks: vec![Some(crate::format::record::ChunkRef::whole(BlobRef {
                 pack: [v; 32],
                 offset: 8,
                 len: 100,
                 tag: [v; 32],
-            })],
+            }))],
         },
     }
 }
