@@ -139,3 +139,198 @@ impl Category {
         Ok((plain, old_patch || old_base))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::Payload;
+    use crate::store::MemStore;
+    use crate::volume::testing::{new_file, open};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn slots(c: &Category, ino: u64) -> Vec<Option<ChunkRef>> {
+        let s = c.lock();
+        match &s.tree.records[&ino].payload {
+            Payload::File { chunks, .. } => chunks.clone(),
+            _ => panic!("not a file"),
+        }
+    }
+
+    fn stored_bytes(store: &Arc<dyn Store>) -> u64 {
+        store
+            .list("packs/")
+            .unwrap()
+            .iter()
+            .map(|p| store.size(p).unwrap())
+            .sum()
+    }
+
+    fn same(got: &[u8], want: &[u8], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        if let Some(i) = (0..want.len()).find(|i| got[*i] != want[*i]) {
+            panic!("{what}: first difference at byte {i}");
+        }
+    }
+
+    /// Small writes at random into a committed file, with commits in between (some after
+    /// every write, like a database's fsync), truncations and holes: every read, here and
+    /// from a fresh open of the store, gives what a model of the file says; chunks are
+    /// patched, and what a small write costs the store is about what it wrote.
+    #[test]
+    fn small_writes_seal_patches_that_read_back_as_written() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 3);
+        let ino = new_file(&c, "db");
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let mut model: Vec<u8> = (0..1_100_000u32).map(|i| (i * 13 + 7) as u8).collect();
+        c.write(ino, 0, &model, false).unwrap();
+        c.commit().unwrap();
+
+        // Writes of 1 byte to two sectors, each committed alone: patches, and the store
+        // grows by a patch and a leaf per commit, not by a chunk.
+        let before = stored_bytes(&store);
+        for i in 0..20u64 {
+            let off = rng.below(model.len() as u64 - 5000) as usize;
+            let data: Vec<u8> = (0..(1 + i as usize * 300)).map(|_| rng.next() as u8).collect();
+            model[off..off + data.len()].copy_from_slice(&data);
+            c.write(ino, off as u64, &data, false).unwrap();
+            c.commit().unwrap();
+        }
+        let grown = stored_bytes(&store) - before;
+        assert!(
+            grown < 20 * 48 * 1024,
+            "20 small committed writes stored {grown} bytes (a chunk each would be 5 MiB)"
+        );
+        let patched = slots(&c, ino).iter().flatten().filter(|r| r.patch.is_some()).count();
+        assert!(patched > 0, "no chunk was patched");
+        same(&c.read(ino, 0, 2 << 20).unwrap(), &model, "after small commits");
+        same(&open(&store, 3).read(ino, 0, 2 << 20).unwrap(), &model, "reopened");
+
+        // Then a mix: writes of any size (some past a patch's quarter, some crossing
+        // chunks, some extending the file), truncations and punched holes, commits now and
+        // then; checked against the model, here and reopened, along the way.
+        for round in 0..300 {
+            match rng.below(20) {
+                0 => {
+                    let n = rng.below(model.len() as u64 + 300_000) as usize;
+                    model.resize(n, 0);
+                    let a = crate::volume::SetAttr {
+                        size: Some(n as u64),
+                        ..Default::default()
+                    };
+                    c.setattr(ino, a).unwrap();
+                }
+                1 if !model.is_empty() => {
+                    let off = rng.below(model.len() as u64) as usize;
+                    let len = (rng.below(300_000) as usize + 1).min(model.len() - off);
+                    model[off..off + len].fill(0);
+                    c.fallocate(ino, off as u64, len as u64, crate::volume::Allocate::PunchHole)
+                        .unwrap();
+                }
+                _ => {
+                    let off = rng.below(model.len() as u64 + 10_000) as usize;
+                    let len = match rng.below(4) {
+                        0 => rng.below(70_000) as usize + 1,
+                        _ => rng.below(9000) as usize + 1,
+                    };
+                    let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    if model.len() < off + len {
+                        model.resize(off + len, 0);
+                    }
+                    model[off..off + len].copy_from_slice(&data);
+                    c.write(ino, off as u64, &data, false).unwrap();
+                }
+            }
+            if rng.below(4) == 0 {
+                c.commit().unwrap();
+            }
+            if round % 50 == 49 {
+                c.commit().unwrap();
+                let fresh = open(&store, 3);
+                same(
+                    &fresh.read(ino, 0, 4 << 20).unwrap(),
+                    &model,
+                    &format!("reopened at round {round}"),
+                );
+            }
+            let off = rng.below(model.len() as u64 + 1) as usize;
+            let len = rng.below(20_000) as usize;
+            let want = &model[off..(off + len).min(model.len())];
+            same(
+                &c.read(ino, off as u64, len as u32).unwrap(),
+                want,
+                &format!("read of {len} at {off}, round {round}"),
+            );
+        }
+        c.commit().unwrap();
+        same(&c.read(ino, 0, 4 << 20).unwrap(), &model, "at the end");
+        same(&open(&store, 3).read(ino, 0, 4 << 20).unwrap(), &model, "reopened at the end");
+        // fsck's check opens every patch over its base.
+        let rep = open(&store, 3).verify(&|_| {});
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    }
+
+    /// A patch whose bytes changed in the store is refused (EIO), never laid over its
+    /// base; and a base that changed is refused although the patch is intact.
+    #[test]
+    fn a_changed_patch_or_base_is_refused() {
+        for which in ["patch", "base"] {
+            let store: Arc<dyn Store> = Arc::new(MemStore::new());
+            let c = open(&store, 3);
+            let ino = new_file(&c, "f");
+            let data = vec![7u8; 300_000];
+            c.write(ino, 0, &data, false).unwrap();
+            c.commit().unwrap();
+            c.write(ino, 5000, b"changed", false).unwrap();
+            c.commit().unwrap();
+            let r = slots(&c, ino)[0].unwrap();
+            let p = r.patch.expect("a patch");
+            let blob = if which == "patch" { p.blob } else { r.base };
+            let name = crate::format::names::pack(&blob.pack);
+            let mut pack = store.get(&name).unwrap();
+            pack[blob.offset as usize + 40] ^= 1;
+            store.put(&name, &pack).unwrap();
+            let fresh = open(&store, 3);
+            assert!(
+                matches!(fresh.read(ino, 5000, 7), Err(VolError::Integrity { .. })),
+                "a changed {which} was not refused"
+            );
+            // The other chunk, whole, still reads.
+            assert_eq!(fresh.read(ino, 262_144, 10).unwrap(), vec![7u8; 10]);
+        }
+    }
+
+    /// The choice between a patch and the whole chunk.
+    #[test]
+    fn a_patch_is_sealed_only_up_to_a_quarter_of_the_chunk() {
+        let base = BlobRef {
+            pack: [1; 32],
+            offset: 8,
+            len: 100,
+            tag: [2; 32],
+        };
+        let plain = vec![0u8; CHUNK_SIZE_USIZE];
+        let plan = |sectors| Some(Plan { base, sectors });
+        assert!(patch_for(None, &plain).is_none());
+        assert!(patch_for(plan(0xffff), &plain).is_some(), "16 sectors: a quarter");
+        assert!(patch_for(plan(0x1ffff), &plain).is_none(), "17 sectors");
+        // A short chunk: a quarter of its own length.
+        assert!(patch_for(plan(1), &plain[..16384]).is_some());
+        assert!(patch_for(plan(1), &plain[..16383]).is_none());
+        assert!(patch_for(plan(0), &plain).is_none(), "no sector");
+    }
+
+    const CHUNK_SIZE_USIZE: usize = crate::format::CHUNK_SIZE as usize;
+}

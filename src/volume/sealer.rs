@@ -669,6 +669,57 @@ mod tests {
         sealer.stop();
     }
 
+    /// Small writes over a committed file, many landing on chunks on their way: batches
+    /// seal patches (`patch.rs`) as well as whole chunks, and every read, and a fresh open
+    /// of what was committed, matches the model.
+    #[test]
+    fn small_writes_go_to_the_sealers_as_patches_and_read_back_as_written() {
+        let store = Arc::new(Gate::default());
+        store.slow.store(true, Ordering::Relaxed);
+        let sealer = Sealer::start(2).unwrap();
+        let c = open(&store, Some(sealer.clone()));
+        let ino = file(&c, "f");
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        // 24 MiB: a batch (1 MiB) gathers before a chunk is written twice.
+        let mut model: Vec<u8> = (0..96 * CHUNK_SIZE as usize).map(|i| (i * 31) as u8).collect();
+        c.write(ino, 0, &model, false).unwrap();
+        c.commit().unwrap();
+        let (mut sent_any, mut patched) = (false, 0);
+        for step in 0..3000u64 {
+            let off = rng.below(model.len() as u64 - 10_000) as usize;
+            let len = 1 + rng.below(6000) as usize;
+            let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            c.write(ino, off as u64, &data, false).unwrap();
+            model[off..off + len].copy_from_slice(&data);
+            if step % 300 == 299 {
+                c.commit().unwrap();
+            }
+            if step % 10 == 0 {
+                let off = rng.below(model.len() as u64) as usize;
+                let got = c.read(ino, off as u64, 70_000).unwrap();
+                let want = &model[off..(off + 70_000).min(model.len())];
+                same(&got, want, &format!("read at {off}, step {step}"));
+            }
+            let s = c.lock_raw();
+            sent_any |= s.buf.batches > 0;
+            if let Some(Record {
+                payload: Payload::File { chunks, .. },
+                ..
+            }) = s.tree.records.get(&ino)
+            {
+                patched += chunks.iter().flatten().filter(|r| r.patch.is_some()).count();
+            }
+        }
+        assert!(sent_any, "no batch was ever on its way: the test tests nothing");
+        assert!(patched > 0, "no chunk was ever patched");
+        c.commit().unwrap();
+        same(&read_all(&c, ino, model.len()), &model, "after the commit");
+        drop(c);
+        let again = open(&store, None);
+        same(&read_all(&again, ino, model.len()), &model, "reopened");
+        sealer.stop();
+    }
+
     /// A batch whose pack cannot be written goes back to dirty: nothing is lost, reads
     /// stay right, the commit reports the store's error, and once the store takes writes
     /// again a commit stores everything.
