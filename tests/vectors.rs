@@ -23,7 +23,7 @@ use cirrus::format::manifest::{
 };
 use cirrus::format::pack::{BlobRef, pack_header};
 use cirrus::format::record::{
-    Attr, ChunkRef, DirEntry, OwnBlob, OwnChunk, Payload, PatchRef, Record, Time, encode_leaf,
+    Attr, ChunkRef, DirEntry, OwnBlob, OwnChunk, PatchRef, Payload, Record, Time, encode_leaf,
     encode_leaf_with,
 };
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
@@ -637,6 +637,144 @@ fn commit_pack() {
         .1
         .clear();
     assert_eq!(read, inputs);
+}
+
+// -------------------------------------------------------------- patch vector
+
+/// §5.1a, read as the spec says: the chunk is the base's bytes up to the patch's length,
+/// zeros after them, and the patch's sectors (4096 bytes each, the last cut at the length)
+/// over both, in mask order.
+fn spec_apply(base: &[u8], base_tag: &[u8], mask: u64, patch: &[u8]) -> Vec<u8> {
+    let mut a = At::new(patch);
+    assert_eq!(a.h()[..], *base_tag, "the patch names its base");
+    let len = a.u32() as usize;
+    assert_eq!(a.u64(), mask, "the patch's mask is the slot's");
+    assert!(len >= base.len() && len <= 262_144);
+    let mut out = base.to_vec();
+    out.resize(len, 0);
+    for s in (0..64).filter(|s| mask >> s & 1 == 1) {
+        let (start, end) = (s * 4096, ((s + 1) * 4096).min(len));
+        assert!(start < len, "sector {s} past the end");
+        out[start..end].copy_from_slice(a.take(end - start));
+    }
+    a.end();
+    out
+}
+
+/// patch.txt: a stored chunk, the patch a small write made of it, and the leaf (in the
+/// patch's pack) that names both with slot 03 (FORMAT.md §5.1, §5.1a).
+#[test]
+fn patch() {
+    let v = Vector::load("patch.txt");
+    let (key, suite, cat) = (key_of(&v), suite_of(&v), v.num::<u32>("category"));
+    let (no, ino, mask): (u64, u64, u64) = (v.num("leaf"), v.num("ino"), v.num("sectors"));
+    let base: Vec<u8> = (0..4200usize).map(|i| (i * 7) as u8).collect();
+    let mut chunk = base.clone();
+    chunk.resize(9000, 0);
+    chunk[..10].copy_from_slice(b"0123456789");
+    for (i, b) in chunk.iter_mut().enumerate().skip(8192) {
+        *b = (i * 13 + 5) as u8;
+    }
+    // The base's own pack.
+    let mut base_pack = pack_header().to_vec();
+    let mut rng = FixedRandom::new(v.hex("base_nonce"));
+    let ctx = Context::chunk(cat, ino, 0).to_bytes();
+    let off = crypto::seal_append_with(&mut rng, &key, suite, &ctx, &base, &mut base_pack).unwrap();
+    v.output("base_pack", &base_pack);
+    let base_ref = BlobRef {
+        pack: crypto::hash(&base_pack),
+        offset: off as u32,
+        len: (base_pack.len() - off) as u32,
+        tag: crypto::peek_tag(&base_pack[off..]).unwrap(),
+    };
+    v.output("base_ref", &ref_bytes(&base_ref));
+    // The patch, then the leaf, in the commit's pack.
+    let patch_plain = cirrus::format::patch::encode(&base_ref.tag, &chunk, mask).unwrap();
+    v.output("patch_plaintext", &patch_plain);
+    let mut pack = pack_header().to_vec();
+    let mut rng = FixedRandom::new(v.hex("patch_nonce"));
+    let ctx = Context::patch(cat, ino, 0).to_bytes();
+    let off =
+        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &patch_plain, &mut pack).unwrap();
+    let own = OwnBlob {
+        offset: off as u32,
+        len: (pack.len() - off) as u32,
+        tag: crypto::peek_tag(&pack[off..]).unwrap(),
+    };
+    let mut inputs = leaf_inputs(&v);
+    inputs.get_mut(&ino).unwrap().file.as_mut().unwrap().1 = vec![vec![0; 72]];
+    let records: BTreeMap<u64, Record> = inputs.iter().map(|(i, r)| (*i, record_of(r))).collect();
+    let plain = encode_leaf_with(
+        &records.iter().map(|(i, r)| (*i, r)).collect(),
+        &BTreeMap::from([(
+            (ino, 0),
+            OwnChunk {
+                blob: own,
+                patch_of: Some((base_ref, mask)),
+            },
+        )]),
+    );
+    v.output("plaintext", &plain);
+    let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
+    let mut rng = FixedRandom::new(v.hex("leaf_nonce"));
+    let leaf_off =
+        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &plain, &mut pack).unwrap();
+    v.output("pack", &pack);
+    let id = crypto::hash(&pack);
+    let leaf_ref = BlobRef {
+        pack: id,
+        offset: leaf_off as u32,
+        len: (pack.len() - leaf_off) as u32,
+        tag: crypto::peek_tag(&pack[leaf_off..]).unwrap(),
+    };
+    v.output("leaf_ref", &ref_bytes(&leaf_ref));
+    v.done();
+    // The code's reading: the slot, and the chunk laid together.
+    let back = cirrus::format::record::decode_leaf(&plain, &id).unwrap();
+    let Payload::File { chunks, .. } = &back[&ino].payload else {
+        panic!("not a file")
+    };
+    let slot = chunks[0].unwrap();
+    assert_eq!(slot.base, base_ref);
+    assert_eq!(slot.patch.unwrap().blob, own.as_ref_in(id));
+    let laid = cirrus::format::patch::apply(&base, &base_ref.tag, mask, &patch_plain).unwrap();
+    assert_eq!(laid, chunk);
+
+    // The spec's reading, from the stored bytes alone: the leaf through its ref, the base
+    // through the slot's first ref, the patch in the leaf's own pack.
+    let (base_pack, pack) = (v.hex("base_pack"), v.hex("pack"));
+    spec_pack_header(&base_pack);
+    spec_pack_header(&pack);
+    let leaf_ref = v.hex("leaf_ref");
+    let home: [u8; 32] = arr(&leaf_ref[..32]);
+    let plain = spec_open(
+        key.expose(),
+        1,
+        &context(2, cat, 0, no),
+        spec_blob(&pack, &leaf_ref),
+    );
+    let read = spec_leaf(&plain, &home);
+    let slot = &read[&ino].file.as_ref().unwrap().1[0];
+    assert_eq!(slot.len(), 152, "slot 03: base, patch, mask");
+    assert_eq!(slot[..72], v.hex("base_ref")[..]);
+    let base = spec_open(
+        key.expose(),
+        1,
+        &context(1, cat, ino, 0),
+        spec_blob(&base_pack, &slot[..72]),
+    );
+    let patch = spec_open(
+        key.expose(),
+        1,
+        &context(16, cat, ino, 0),
+        spec_blob(&pack, &slot[72..144]),
+    );
+    assert_eq!(patch, v.hex("patch_plaintext"));
+    let mask = u64::from_le_bytes(arr(&slot[144..]));
+    assert_eq!(spec_apply(&base, &slot[40..72], mask, &patch), chunk);
+    // The patch is not a chunk: opened as one (context kind 1), it fails.
+    let sealed = spec_blob(&pack, &slot[72..144]);
+    assert!(crypto::open(&key, suite, &Context::chunk(cat, ino, 0).to_bytes(), sealed).is_err());
 }
 
 // ------------------------------------------------------------------- head vector

@@ -215,7 +215,13 @@ impl Record {
                 w.u8(P_FILE).u64(*size).u32(chunks.len() as u32);
                 for (i, c) in chunks.iter().enumerate() {
                     match (own(i as u64), c) {
-                        (Some(OwnChunk { blob, patch_of: None }), _) => {
+                        (
+                            Some(OwnChunk {
+                                blob,
+                                patch_of: None,
+                            }),
+                            _,
+                        ) => {
                             write_blob(w, &blob.as_ref_in([0; 32]), Some(blob));
                         }
                         (

@@ -80,8 +80,12 @@ impl Category {
         }
         let what = || format!("chunk {idx} of inode {ino} (patch)");
         let sealed = self.fetch_blob(&p.blob, &what)?;
-        let plain = Arc::new(self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed)?.0);
-        self.cache.insert(self.ckey(ino, idx, p.blob.tag), plain.clone());
+        let plain = Arc::new(
+            self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed)?
+                .0,
+        );
+        self.cache
+            .insert(self.ckey(ino, idx, p.blob.tag), plain.clone());
         Ok(plain)
     }
 
@@ -203,7 +207,9 @@ mod tests {
         let before = stored_bytes(&store);
         for i in 0..20u64 {
             let off = rng.below(model.len() as u64 - 5000) as usize;
-            let data: Vec<u8> = (0..(1 + i as usize * 300)).map(|_| rng.next() as u8).collect();
+            let data: Vec<u8> = (0..(1 + i as usize * 300))
+                .map(|_| rng.next() as u8)
+                .collect();
             model[off..off + data.len()].copy_from_slice(&data);
             c.write(ino, off as u64, &data, false).unwrap();
             c.commit().unwrap();
@@ -213,10 +219,22 @@ mod tests {
             grown < 20 * 48 * 1024,
             "20 small committed writes stored {grown} bytes (a chunk each would be 5 MiB)"
         );
-        let patched = slots(&c, ino).iter().flatten().filter(|r| r.patch.is_some()).count();
+        let patched = slots(&c, ino)
+            .iter()
+            .flatten()
+            .filter(|r| r.patch.is_some())
+            .count();
         assert!(patched > 0, "no chunk was patched");
-        same(&c.read(ino, 0, 2 << 20).unwrap(), &model, "after small commits");
-        same(&open(&store, 3).read(ino, 0, 2 << 20).unwrap(), &model, "reopened");
+        same(
+            &c.read(ino, 0, 2 << 20).unwrap(),
+            &model,
+            "after small commits",
+        );
+        same(
+            &open(&store, 3).read(ino, 0, 2 << 20).unwrap(),
+            &model,
+            "reopened",
+        );
 
         // Then a mix: writes of any size (some past a patch's quarter, some crossing
         // chunks, some extending the file), truncations and punched holes, commits now and
@@ -236,8 +254,13 @@ mod tests {
                     let off = rng.below(model.len() as u64) as usize;
                     let len = (rng.below(300_000) as usize + 1).min(model.len() - off);
                     model[off..off + len].fill(0);
-                    c.fallocate(ino, off as u64, len as u64, crate::volume::Allocate::PunchHole)
-                        .unwrap();
+                    c.fallocate(
+                        ino,
+                        off as u64,
+                        len as u64,
+                        crate::volume::Allocate::PunchHole,
+                    )
+                    .unwrap();
                 }
                 _ => {
                     let off = rng.below(model.len() as u64 + 10_000) as usize;
@@ -276,7 +299,11 @@ mod tests {
         }
         c.commit().unwrap();
         same(&c.read(ino, 0, 4 << 20).unwrap(), &model, "at the end");
-        same(&open(&store, 3).read(ino, 0, 4 << 20).unwrap(), &model, "reopened at the end");
+        same(
+            &open(&store, 3).read(ino, 0, 4 << 20).unwrap(),
+            &model,
+            "reopened at the end",
+        );
         // fsck's check opens every patch over its base.
         let rep = open(&store, 3).verify(&|_| {});
         assert!(rep.problems.is_empty(), "{:?}", rep.problems);
@@ -324,7 +351,10 @@ mod tests {
         let plain = vec![0u8; CHUNK_SIZE_USIZE];
         let plan = |sectors| Some(Plan { base, sectors });
         assert!(patch_for(None, &plain).is_none());
-        assert!(patch_for(plan(0xffff), &plain).is_some(), "16 sectors: a quarter");
+        assert!(
+            patch_for(plan(0xffff), &plain).is_some(),
+            "16 sectors: a quarter"
+        );
         assert!(patch_for(plan(0x1ffff), &plain).is_none(), "17 sectors");
         // A short chunk: a quarter of its own length.
         assert!(patch_for(plan(1), &plain[..16384]).is_some());

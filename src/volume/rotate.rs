@@ -511,7 +511,11 @@ mod tests {
 
     fn patched(c: &Category, ino: u64) -> usize {
         match &c.lock().tree.records[&ino].payload {
-            Payload::File { chunks, .. } => chunks.iter().flatten().filter(|r| r.patch.is_some()).count(),
+            Payload::File { chunks, .. } => chunks
+                .iter()
+                .flatten()
+                .filter(|r| r.patch.is_some())
+                .count(),
             _ => 0,
         }
     }
@@ -543,7 +547,11 @@ mod tests {
             }
         }
         c.commit().unwrap();
-        assert_eq!(patched(&c, ino), 0, "a patch was written or kept during the rotation");
+        assert_eq!(
+            patched(&c, ino),
+            0,
+            "a patch was written or kept during the rotation"
+        );
         assert_eq!(read_all(&c, ino, d.len())[..d.len()], d[..]);
         drop(c);
         let fresh = open(&store, 2, key(2), None);

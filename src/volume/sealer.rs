@@ -14,7 +14,7 @@
 
 use super::*;
 use crate::crypto;
-use crate::format::record::{ChunkRef, Payload, PatchRef};
+use crate::format::record::{ChunkRef, PatchRef, Payload};
 use crate::format::{CHUNK_SIZE, Context, PACK_TARGET, names};
 use log::{debug, error, warn};
 use std::sync::mpsc;
@@ -681,7 +681,9 @@ mod tests {
         let ino = file(&c, "f");
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         // 24 MiB: a batch (1 MiB) gathers before a chunk is written twice.
-        let mut model: Vec<u8> = (0..96 * CHUNK_SIZE as usize).map(|i| (i * 31) as u8).collect();
+        let mut model: Vec<u8> = (0..96 * CHUNK_SIZE as usize)
+            .map(|i| (i * 31) as u8)
+            .collect();
         c.write(ino, 0, &model, false).unwrap();
         c.commit().unwrap();
         let (mut sent_any, mut patched) = (false, 0);
@@ -707,10 +709,17 @@ mod tests {
                 ..
             }) = s.tree.records.get(&ino)
             {
-                patched += chunks.iter().flatten().filter(|r| r.patch.is_some()).count();
+                patched += chunks
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.patch.is_some())
+                    .count();
             }
         }
-        assert!(sent_any, "no batch was ever on its way: the test tests nothing");
+        assert!(
+            sent_any,
+            "no batch was ever on its way: the test tests nothing"
+        );
         assert!(patched > 0, "no chunk was ever patched");
         c.commit().unwrap();
         same(&read_all(&c, ino, model.len()), &model, "after the commit");

@@ -39,7 +39,13 @@ impl Category {
         let mut packs: HashSet<[u8; 32]> = s.head.leaves.values().map(|r| r.pack).collect();
         for rec in s.tree.records.values() {
             if let Payload::File { chunks, .. } = &rec.payload {
-                packs.extend(chunks.iter().flatten().flat_map(|r| r.blobs()).map(|b| b.pack));
+                packs.extend(
+                    chunks
+                        .iter()
+                        .flatten()
+                        .flat_map(|r| r.blobs())
+                        .map(|b| b.pack),
+                );
             }
         }
         Ok(packs)

@@ -14,7 +14,7 @@ use cirrus::format::manifest::{
 use cirrus::format::names;
 use cirrus::format::pack::BlobRef;
 use cirrus::format::record::{
-    Attr, ChunkRef, DirEntry, Payload, PatchRef, Record, Time, encode_leaf,
+    Attr, ChunkRef, DirEntry, PatchRef, Payload, Record, Time, encode_leaf,
 };
 use cirrus::format::recovery_proof::RecoveryProof;
 use cirrus::format::table::{CategoryEntry, CategoryTable, Class};
@@ -30,14 +30,12 @@ pub fn hash() -> impl Strategy<Value = [u8; 32]> {
 
 /// A whole chunk, or a base with a patch of a non-empty sector mask (slot 03).
 pub fn chunk_ref() -> impl Strategy<Value = ChunkRef> {
-    (
-        blob_ref(),
-        proptest::option::of((blob_ref(), 1..=u64::MAX)),
-    )
-        .prop_map(|(base, patch)| ChunkRef {
+    (blob_ref(), proptest::option::of((blob_ref(), 1..=u64::MAX))).prop_map(|(base, patch)| {
+        ChunkRef {
             base,
             patch: patch.map(|(blob, sectors)| PatchRef { blob, sectors }),
-        })
+        }
+    })
 }
 
 pub fn blob_ref() -> impl Strategy<Value = BlobRef> {
