@@ -641,7 +641,7 @@ fn commit_pack() {
 
 // -------------------------------------------------------------- patch vector
 
-/// §5.1a, read as the spec says: the chunk is the base's bytes up to the patch's length,
+/// §5.1b, read as the spec says: the chunk is the base's bytes up to the patch's length,
 /// zeros after them, and the patch's sectors (4096 bytes each, the last cut at the length)
 /// over both, in mask order.
 fn spec_apply(base: &[u8], base_tag: &[u8], mask: u64, patch: &[u8]) -> Vec<u8> {
@@ -662,7 +662,7 @@ fn spec_apply(base: &[u8], base_tag: &[u8], mask: u64, patch: &[u8]) -> Vec<u8> 
 }
 
 /// patch.txt: a stored chunk, the patch a small write made of it, and the leaf (in the
-/// patch's pack) that names both with slot 03 (FORMAT.md §5.1, §5.1a).
+/// patch's pack) that names both with slot 03 (FORMAT.md §5.1, §5.1b).
 #[test]
 fn patch() {
     let v = Vector::load("patch.txt");
