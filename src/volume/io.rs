@@ -239,7 +239,7 @@ impl Category {
                     continue;
                 }
                 Fill::Sealed(sealed, tag, Some((base, sectors))) => {
-                    let (p, _) = self.open_patched(&keys, ino, idx, &base, sectors, &sealed)?;
+                    let (p, _) = self.open_patched(&keys, ino, idx, &base, sectors, &sealed, true)?;
                     let p = Arc::new(p);
                     self.cache.insert(self.ckey(ino, idx, tag), p.clone());
                     p
@@ -330,7 +330,7 @@ impl Category {
             } else {
                 self.chunk_owned(&mut s, ino, idx)?
             };
-            Self::note_write(&mut s, (ino, idx), plan, in_chunk..in_chunk + take);
+            self.note_write(&mut s, (ino, idx), plan, in_chunk..in_chunk + take);
             if chunk.len() == in_chunk {
                 // appending (the streaming case): no zero-fill before the copy
                 chunk.extend_from_slice(src);

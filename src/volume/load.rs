@@ -519,7 +519,7 @@ impl Category {
         let sealed = Self::pending_sealed(s, ino, idx, &p)?;
         let plain = Arc::new(match p.patch_of {
             Some((base, sectors)) => {
-                self.open_patched(&self.keys(), ino, idx, &base, sectors, sealed)?
+                self.open_patched(&self.keys(), ino, idx, &base, sectors, sealed, true)?
                     .0
             }
             None => self.open_blob(

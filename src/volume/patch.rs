@@ -44,16 +44,20 @@ pub(super) fn plan_of_stored(r: &ChunkRef) -> Plan {
 impl Category {
     /// After a write of bytes `range` into chunk `key`, whose version before it had the
     /// plan `from`: the chunk keeps that plan, widened by the sectors written. Without a
-    /// plan it is sealed whole. During a key rotation nothing is patched: a patch would
-    /// keep a base under the old key in use (the rotation reseals what it reads whole).
+    /// plan it is sealed whole. While an old key is held (a rotation, or a key taken from
+    /// another device whose tree may still be under the old one) nothing is patched: a
+    /// patch would keep a base under the old key in use, where a whole seal moves the
+    /// chunk to the new key.
     pub(super) fn note_write(
+        &self,
         s: &mut State,
         key: (u64, u64),
         from: Option<Plan>,
         range: Range<usize>,
     ) {
+        let old_key_held = s.rot.rotating_from != 0 || self.keys().old.is_some();
         match from {
-            Some(mut p) if s.rot.rotating_from == 0 => {
+            Some(mut p) if !old_key_held => {
                 p.sectors |= patch::sectors_of(range);
                 s.buf.plans.insert(key, p);
             }
@@ -81,7 +85,7 @@ impl Category {
         let what = || format!("chunk {idx} of inode {ino} (patch)");
         let sealed = self.fetch_blob(&p.blob, &what)?;
         let plain = Arc::new(
-            self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed)?
+            self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed, true)?
                 .0,
         );
         self.cache
@@ -90,7 +94,9 @@ impl Category {
     }
 
     /// A stored chunk's plaintext, not cached, and whether the old key was needed for any
-    /// of its blobs (key rotation, sync after a rotation elsewhere).
+    /// of its blobs (key rotation, sync after a rotation elsewhere, fsck): every blob is
+    /// fetched and opened, none taken from the cache, which does not say under which key
+    /// a blob was.
     pub(super) fn open_chunk_which(
         &self,
         keys: &Keys,
@@ -107,15 +113,17 @@ impl Category {
             Some(p) => {
                 let what = || format!("chunk {idx} of inode {ino} (patch)");
                 let sealed = self.fetch_blob(&p.blob, &what)?;
-                self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed)
+                self.open_patched(keys, ino, idx, &r.base, p.sectors, &sealed, false)
             }
         }
     }
 
     /// Opens the sealed patch `sealed` of chunk `idx` and lays it over its stored `base`:
-    /// the chunk's plaintext, and whether the old key was needed for either. The base is
-    /// taken from the cache if there, else fetched and opened (not cached: the patched
-    /// chunk is what is read).
+    /// the chunk's plaintext, and whether the old key was needed for either. With
+    /// `cached_base`, the base is taken from the cache if there (which then reports it as
+    /// under the current key); otherwise, or if not there, it is fetched and opened (and
+    /// not cached: the patched chunk is what is read).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn open_patched(
         &self,
         keys: &Keys,
@@ -124,11 +132,15 @@ impl Category {
         base: &BlobRef,
         sectors: u64,
         sealed: &[u8],
+        cached_base: bool,
     ) -> VolResult<(Vec<u8>, bool)> {
         let what = || format!("chunk {idx} of inode {ino} (patch)");
         let (patch_plain, old_patch) =
             self.open_blob_which(keys, Context::patch(self.id, ino, idx), sealed, &what)?;
-        let (base_plain, old_base) = match self.cache.get(&self.ckey(ino, idx, base.tag)) {
+        let cached = cached_base
+            .then(|| self.cache.get(&self.ckey(ino, idx, base.tag)))
+            .flatten();
+        let (base_plain, old_base) = match cached {
             Some(c) => (c, false),
             None => {
                 let what = || format!("chunk {idx} of inode {ino} (base of a patch)");
