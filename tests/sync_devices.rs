@@ -1158,3 +1158,56 @@ fn devices_syncing_at_the_same_moment_both_end_with_everything_in_the_store() {
         assert_eq!(tree.get(&format!("b{i}")), Some(&Some(b"from b".to_vec())));
     }
 }
+
+/// Small writes are stored as patches over the chunk they changed (FORMAT §5.1b): they
+/// travel to the other device, which patches the same chunks over the bases the first
+/// one wrote; and an edit of the same file on both at once leaves one winner and a
+/// conflict copy, each byte for byte the version of its device.
+#[test]
+fn patched_chunks_travel_between_devices_and_conflict_copies_keep_them() {
+    use std::os::unix::fs::FileExt;
+    let sw = Seaweed::start();
+    let (mut a, mut b) = two_devices(&sw, "patches");
+    a.mount_again();
+    let mut model = pseudo_random(4 * CHUNK, 21);
+    fs::write(a.notes().join("db.bin"), &model).unwrap();
+    sync(&a);
+    b.mount_again();
+    let edit = |d: &Drive, model: &mut Vec<u8>, off: usize, data: &[u8]| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(d.notes().join("db.bin"))
+            .unwrap();
+        f.write_all_at(data, off as u64).unwrap();
+        f.sync_all().unwrap();
+        model[off..off + data.len()].copy_from_slice(data);
+    };
+    edit(&a, &mut model, 300_000, b"written on the laptop");
+    sync(&a);
+    eventually(
+        "the laptop's patch on the phone",
+        Duration::from_secs(15),
+        || fs::read(b.notes().join("db.bin")).ok().as_deref() == Some(&model[..]),
+    );
+    edit(&b, &mut model, 310_000, b"written on the phone, same chunk");
+    edit(&b, &mut model, 700_000, b"and another chunk");
+    sync(&b);
+    eventually(
+        "the phone's patches on the laptop",
+        Duration::from_secs(15),
+        || fs::read(a.notes().join("db.bin")).ok().as_deref() == Some(&model[..]),
+    );
+
+    // Both at once, in the same chunk: one winner, one copy.
+    let mut laptop = model.clone();
+    let mut phone = model.clone();
+    edit(&a, &mut laptop, 5_000, b"the laptop's version");
+    edit(&b, &mut phone, 6_000, b"the phone's version");
+    sync_both_at_once(&a, &b);
+    sync(&a);
+    sync(&b);
+    eventually("the same tree on both", Duration::from_secs(20), || {
+        same_tree(&a, &b)
+    });
+    one_winner_and_a_copy(&snapshot(&a.notes()), ("db", ".bin"), &laptop, &phone);
+}

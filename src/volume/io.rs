@@ -239,7 +239,8 @@ impl Category {
                     continue;
                 }
                 Fill::Sealed(sealed, tag, Some((base, sectors))) => {
-                    let (p, _) = self.open_patched(&keys, ino, idx, &base, sectors, &sealed, true)?;
+                    let (p, _) =
+                        self.open_patched(&keys, ino, idx, &base, sectors, &sealed, true)?;
                     let p = Arc::new(p);
                     self.cache.insert(self.ckey(ino, idx, tag), p.clone());
                     p

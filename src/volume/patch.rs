@@ -351,6 +351,39 @@ mod tests {
         }
     }
 
+    /// A base that only a patch names still counts as referenced (gc keeps its pack),
+    /// as does the patch's pack; the packs of replaced patches do not.
+    #[test]
+    fn gc_keeps_the_pack_of_a_base_only_a_patch_names() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 3);
+        let ino = new_file(&c, "f");
+        // One chunk, sealed with the leaf in one pack: once the leaf is rewritten, only
+        // the patches name anything in it.
+        c.write(ino, 0, &vec![1u8; 200_000], false).unwrap();
+        c.commit().unwrap();
+        let base = slots(&c, ino)[0].unwrap().base;
+        let mut patches = Vec::new();
+        for i in 0..3u64 {
+            c.write(ino, 100_000 + i * 5000, b"x", false).unwrap();
+            c.commit().unwrap();
+            let r = slots(&c, ino)[0].unwrap();
+            assert_eq!(r.base, base, "patches keep their base");
+            patches.push(r.patch.unwrap().blob.pack);
+        }
+        let live = c.referenced_packs().unwrap();
+        assert!(live.contains(&base.pack), "the base's pack");
+        assert!(live.contains(&patches[2]), "the current patch's pack");
+        for old in &patches[..2] {
+            // A replaced patch's pack is live only through the leaf it shares it with,
+            // which later commits rewrote elsewhere.
+            assert!(
+                !live.contains(old),
+                "a replaced patch's pack is still referenced"
+            );
+        }
+    }
+
     /// The choice between a patch and the whole chunk.
     #[test]
     fn a_patch_is_sealed_only_up_to_a_quarter_of_the_chunk() {
