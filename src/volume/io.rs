@@ -225,7 +225,10 @@ impl Category {
         }
         for (idx, in_chunk, at, take, fill) in later {
             let plain = match fill {
-                // A patched chunk is read whole (base and patch), and cached.
+                // A patched chunk is read whole (base and patch), and cached as one:
+                // reading the parts the patch does not touch from the base alone was
+                // tried, and cached the base beside the patched chunk, so fewer chunks
+                // fit (fewer random reads a second, docs/BENCH.md).
                 Fill::Stored(r) if r.patch.is_some() => self.load_chunk_ref(&keys, ino, idx, &r)?,
                 // The read spans the whole chunk (a stream): straight into `out`.
                 Fill::Stored(r) if in_chunk == 0 && take == chunk_span(size, idx) => {

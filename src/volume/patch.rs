@@ -294,6 +294,17 @@ mod tests {
             if round % 50 == 49 {
                 c.commit().unwrap();
                 let fresh = open(&store, 3);
+                // Random reads first, with nothing cached.
+                for _ in 0..40 {
+                    let off = rng.below(model.len() as u64 + 1) as usize;
+                    let len = rng.below(9000) as usize;
+                    let want = &model[off..(off + len).min(model.len())];
+                    same(
+                        &fresh.read(ino, off as u64, len as u32).unwrap(),
+                        want,
+                        &format!("fresh read of {len} at {off}, round {round}"),
+                    );
+                }
                 same(
                     &fresh.read(ino, 0, 4 << 20).unwrap(),
                     &model,
