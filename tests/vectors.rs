@@ -668,11 +668,10 @@ fn patch() {
     let v = Vector::load("patch.txt");
     let (key, suite, cat) = (key_of(&v), suite_of(&v), v.num::<u32>("category"));
     let (no, ino, mask): (u64, u64, u64) = (v.num("leaf"), v.num("ino"), v.num("sectors"));
-    let base: Vec<u8> = (0..4200usize).map(|i| (i * 7) as u8).collect();
+    let base: Vec<u8> = (0..100usize).map(|i| (i * 7) as u8).collect();
     let mut chunk = base.clone();
-    chunk.resize(9000, 0);
-    chunk[..10].copy_from_slice(b"0123456789");
-    for (i, b) in chunk.iter_mut().enumerate().skip(8192) {
+    chunk.resize(4196, 0);
+    for (i, b) in chunk.iter_mut().enumerate().skip(4096) {
         *b = (i * 13 + 5) as u8;
     }
     // The base's own pack.
@@ -900,6 +899,7 @@ fn format_md_prints_every_vector() {
         "pack.txt",
         "leaf.txt",
         "commit_pack.txt",
+        "patch.txt",
         "head.txt",
         "head_envelope.txt",
         "manifest.txt",
