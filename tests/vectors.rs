@@ -536,6 +536,33 @@ fn leaf() {
 
 // ------------------------------------------------------------- commit pack vector
 
+/// A commit's last pack (commit_pack.txt, patch.txt): leaf `no` of `cat` sealed after what
+/// `pack` holds, checked as the vector's outputs `plaintext`, `pack` and `leaf_ref`. The
+/// pack's id.
+fn seal_leaf_last(
+    v: &Vector,
+    key: &SecretKey,
+    suite: Suite,
+    (cat, no): (u32, u64),
+    plain: &[u8],
+    pack: &mut Vec<u8>,
+) -> [u8; 32] {
+    v.output("plaintext", plain);
+    let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
+    let mut rng = FixedRandom::new(v.hex("leaf_nonce"));
+    let leaf_off = crypto::seal_append_with(&mut rng, key, suite, &ctx, plain, pack).unwrap();
+    v.output("pack", pack);
+    let id = crypto::hash(pack);
+    let leaf_ref = BlobRef {
+        pack: id,
+        offset: leaf_off as u32,
+        len: (pack.len() - leaf_off) as u32,
+        tag: crypto::peek_tag(&pack[leaf_off..]).unwrap(),
+    };
+    v.output("leaf_ref", &ref_bytes(&leaf_ref));
+    id
+}
+
 /// commit_pack.txt: a commit's one pack, the chunk first and then the leaf that refers to
 /// it with slot 02 (FORMAT.md §4, §5.1).
 #[test]
@@ -570,20 +597,7 @@ fn commit_pack() {
             },
         )]),
     );
-    v.output("plaintext", &plain);
-    let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
-    let mut rng = FixedRandom::new(v.hex("leaf_nonce"));
-    let leaf_off =
-        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &plain, &mut pack).unwrap();
-    v.output("pack", &pack);
-    let id = crypto::hash(&pack);
-    let leaf_ref = BlobRef {
-        pack: id,
-        offset: leaf_off as u32,
-        len: (pack.len() - leaf_off) as u32,
-        tag: crypto::peek_tag(&pack[leaf_off..]).unwrap(),
-    };
-    v.output("leaf_ref", &ref_bytes(&leaf_ref));
+    let id = seal_leaf_last(&v, &key, suite, (cat, no), &plain, &mut pack);
     let chunk_ref = BlobRef {
         pack: id,
         offset: own.offset,
@@ -713,20 +727,7 @@ fn patch() {
             },
         )]),
     );
-    v.output("plaintext", &plain);
-    let ctx = Context::new(ObjKind::Leaf, cat, 0, no).to_bytes();
-    let mut rng = FixedRandom::new(v.hex("leaf_nonce"));
-    let leaf_off =
-        crypto::seal_append_with(&mut rng, &key, suite, &ctx, &plain, &mut pack).unwrap();
-    v.output("pack", &pack);
-    let id = crypto::hash(&pack);
-    let leaf_ref = BlobRef {
-        pack: id,
-        offset: leaf_off as u32,
-        len: (pack.len() - leaf_off) as u32,
-        tag: crypto::peek_tag(&pack[leaf_off..]).unwrap(),
-    };
-    v.output("leaf_ref", &ref_bytes(&leaf_ref));
+    let id = seal_leaf_last(&v, &key, suite, (cat, no), &plain, &mut pack);
     v.done();
     // The code's reading: the slot, and the chunk laid together.
     let back = cirrus::format::record::decode_leaf(&plain, &id).unwrap();

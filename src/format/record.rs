@@ -113,6 +113,19 @@ impl ChunkRef {
         ChunkRef { base, patch: None }
     }
 
+    /// What a sealed `blob` makes the chunk: the whole chunk, or with `patch_of` (the base
+    /// and sectors it was sealed over) a patch. The patch names its base, so the slot
+    /// reads as what was sealed whatever the record held meanwhile.
+    pub fn sealed(blob: BlobRef, patch_of: Option<(BlobRef, u64)>) -> Self {
+        match patch_of {
+            Some((base, sectors)) => ChunkRef {
+                base,
+                patch: Some(PatchRef { blob, sectors }),
+            },
+            None => ChunkRef::whole(blob),
+        }
+    }
+
     /// The tag that names this version of the chunk's plaintext (the cache's key): the
     /// patch's when there is one, since it names its base.
     pub fn tag(&self) -> [u8; 32] {
@@ -214,42 +227,27 @@ impl Record {
             Payload::File { size, chunks } => {
                 w.u8(P_FILE).u64(*size).u32(chunks.len() as u32);
                 for (i, c) in chunks.iter().enumerate() {
-                    match (own(i as u64), c) {
-                        (
-                            Some(OwnChunk {
-                                blob,
-                                patch_of: None,
-                            }),
-                            _,
-                        ) => {
-                            write_blob(w, &blob.as_ref_in([0; 32]), Some(blob));
-                        }
-                        (
-                            Some(OwnChunk {
-                                blob,
-                                patch_of: Some((base, sectors)),
-                            }),
-                            _,
-                        ) => {
-                            w.u8(SLOT_PATCHED);
-                            write_blob(w, &base, None);
-                            write_blob(w, &blob.as_ref_in([0; 32]), Some(blob));
-                            w.u64(sectors);
-                        }
-                        (None, None) => {
+                    // A blob sealed into the leaf's own pack (the patch, if it is one)
+                    // replaces what the record holds, and is written as slot 2.
+                    let (slot, own_blob) = match own(i as u64) {
+                        Some(o) => (
+                            Some(ChunkRef::sealed(o.blob.as_ref_in([0; 32]), o.patch_of)),
+                            Some(o.blob),
+                        ),
+                        None => (*c, None),
+                    };
+                    match slot {
+                        None => {
                             w.u8(SLOT_HOLE);
                         }
-                        (None, Some(ChunkRef { base, patch: None })) => write_blob(w, base, None),
-                        (
-                            None,
-                            Some(ChunkRef {
-                                base,
-                                patch: Some(p),
-                            }),
-                        ) => {
+                        Some(ChunkRef { base, patch: None }) => write_blob(w, &base, own_blob),
+                        Some(ChunkRef {
+                            base,
+                            patch: Some(p),
+                        }) => {
                             w.u8(SLOT_PATCHED);
-                            write_blob(w, base, None);
-                            write_blob(w, &p.blob, None);
+                            write_blob(w, &base, None);
+                            write_blob(w, &p.blob, own_blob);
                             w.u64(p.sectors);
                         }
                     }

@@ -7,7 +7,7 @@ use super::*;
 use crate::crypto;
 use crate::format::head::Head;
 use crate::format::pack::pack_header;
-use crate::format::record::{ChunkRef, OwnBlob, OwnChunk, PatchRef, encode_leaf_with};
+use crate::format::record::{ChunkRef, OwnBlob, OwnChunk, encode_leaf_with};
 use crate::format::{Context, ObjKind, PACK_TARGET, names};
 use log::{debug, error};
 
@@ -184,15 +184,7 @@ impl Category {
                 len: p.len,
                 tag: p.tag,
             };
-            let r = match p.patch_of {
-                // The patch names its base: the slot reads as what was sealed, whatever
-                // the record held meanwhile.
-                Some((base, sectors)) => ChunkRef {
-                    base,
-                    patch: Some(PatchRef { blob, sectors }),
-                },
-                None => ChunkRef::whole(blob),
-            };
+            let r = ChunkRef::sealed(blob, p.patch_of);
             if let Some(Record {
                 payload: crate::format::record::Payload::File { chunks, .. },
                 ..

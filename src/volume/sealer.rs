@@ -14,7 +14,7 @@
 
 use super::*;
 use crate::crypto;
-use crate::format::record::{ChunkRef, PatchRef, Payload};
+use crate::format::record::{ChunkRef, Payload};
 use crate::format::{CHUNK_SIZE, Context, PACK_TARGET, names};
 use log::{debug, error, warn};
 use std::sync::mpsc;
@@ -443,13 +443,7 @@ impl Category {
                     len: p.len,
                     tag: p.tag,
                 };
-                *slot = Some(match p.patch_of {
-                    Some((base, sectors)) => ChunkRef {
-                        base,
-                        patch: Some(PatchRef { blob, sectors }),
-                    },
-                    None => ChunkRef::whole(blob),
-                });
+                *slot = Some(ChunkRef::sealed(blob, p.patch_of));
                 s.tree.dirty_leaves.insert(Self::leaf_of(c.ino));
                 self.cache.insert(self.ckey(c.ino, c.idx, p.tag), c.plain);
             }
