@@ -653,7 +653,11 @@ fn small_fsynced_writes_store_patches_that_survive_kill_9() {
     let before = stored_bytes(&d);
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     let edits = pseudo_random(40 * 4096, 12);
+    let mut before_last = Vec::new();
     for i in 0..40usize {
+        if i == 39 {
+            before_last = packs(&d);
+        }
         // Spread over the file, not aligned to sectors (some cross two).
         let off = (i * 397_331 + 1000) % (model.len() - 5000);
         let data = &edits[i * 4096..(i + 1) * 4096];
@@ -669,10 +673,13 @@ fn small_fsynced_writes_store_patches_that_survive_kill_9() {
         grown < 40 * 32 * 1024,
         "40 fsync'd 4 KiB writes stored {grown} bytes"
     );
-    let newest = packs(&d)
+    // The last write's pack, found by what it added (mtimes tie at the clock's tick).
+    let added: Vec<PathBuf> = packs(&d)
         .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
-        .unwrap();
+        .filter(|p| !before_last.contains(p))
+        .collect();
+    assert_eq!(added.len(), 1, "the last fsync stored {added:?}");
+    let newest = added[0].clone();
     kill9(&mut d);
     d.mount_again();
     let path = d.notes().join("db");
