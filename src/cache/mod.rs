@@ -83,6 +83,32 @@ impl ChunkCache {
         }
     }
 
+    /// Drops every sector index of `category`. Each holds XTS subkeys of its blob's key, so
+    /// when an old key is destroyed after a rotation, the subkeys taken from it must go too
+    /// (a later memory dump must not open an old blob). Indexes under the new key go with
+    /// them and are rebuilt on the next random read.
+    pub fn forget_indexes(&self, category: u32) {
+        let mut g = self.lock_indexes();
+        let doomed: Vec<ChunkKey> = g
+            .lru
+            .iter()
+            .filter(|(k, _)| k.category == category)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in doomed {
+            if let Some(v) = g.lru.pop(&k) {
+                g.bytes -= v.memory();
+            }
+        }
+    }
+
+    /// How many sector indexes of `category` are held.
+    #[cfg(test)]
+    pub fn indexes_of(&self, category: u32) -> usize {
+        let g = self.lock_indexes();
+        g.lru.iter().filter(|(k, _)| k.category == category).count()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,5 +178,39 @@ mod tests {
         // replacing an entry does not double-count
         c.insert(k(99), Arc::new(vec![1; 100]));
         assert_eq!(c.usage().0, 700);
+    }
+
+    #[test]
+    fn forgetting_a_categorys_indexes_keeps_the_others_and_their_bytes() {
+        let key = crate::crypto::SecretKey::from_bytes([7; 32]);
+        let suite = crate::crypto::Suite::XtsBlake3;
+        let index = || {
+            let mut b = crate::crypto::seal(&key, suite, b"ctx", &[5u8; 9000]).unwrap();
+            Arc::new(
+                crate::crypto::open_indexed(&key, suite, b"ctx", &mut b)
+                    .unwrap()
+                    .1,
+            )
+        };
+        let k = |category: u32, i: u8| ChunkKey {
+            category,
+            ino: 2,
+            index: i as u64,
+            tag: [i; 32],
+        };
+        let c = ChunkCache::new(1 << 20);
+        c.insert(k(1, 9), Arc::new(vec![1; 100]));
+        for i in 0..3 {
+            c.insert_index(k(1, i), index());
+            c.insert_index(k(2, i), index());
+        }
+        let full = c.usage().0;
+        assert_eq!((c.indexes_of(1), c.indexes_of(2)), (3, 3));
+        c.forget_indexes(1);
+        assert_eq!((c.indexes_of(1), c.indexes_of(2)), (0, 3));
+        assert!(c.get_index(&k(2, 0)).is_some());
+        // The bytes went with them; the decrypted chunk stays.
+        assert_eq!(c.usage().0, full - 3 * index().memory());
+        assert!(c.get(&k(1, 9)).is_some());
     }
 }

@@ -120,6 +120,7 @@ impl Category {
                 key: k.key.duplicate(),
                 old: None,
             });
+            self.cache.forget_indexes(self.id);
         }
     }
 
@@ -603,6 +604,29 @@ mod tests {
         );
         let bad = open(&store, 2, key(1), None);
         assert!(bad.stats().3.is_some());
+    }
+
+    /// Sector indexes hold XTS subkeys of their blob's key: once the old key is destroyed,
+    /// none taken while it was held may stay in memory.
+    #[test]
+    fn dropping_the_old_key_drops_the_sector_indexes_taken_under_it() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        let size = 24 * CHUNK_SIZE as usize;
+        let ino = file(&c, "big", &data(size, 4));
+        c.commit().unwrap();
+        c.begin_rotation(2, key(2)).unwrap();
+        // Partial reads of chunks the 4 MiB cache cannot all hold index them (under key 1).
+        for round in 0..3u64 {
+            for idx in 0..24 {
+                c.read(ino, idx * CHUNK_SIZE + 100 * round, 100).unwrap();
+            }
+        }
+        assert!(c.cache.indexes_of(3) > 0, "nothing was indexed");
+        while !c.rotate_step(1 << 20).unwrap().finished {}
+        c.drop_old_key();
+        assert_eq!(c.cache.indexes_of(3), 0);
+        assert_eq!(read_all(&c, ino, size), data(size, 4));
     }
 
     #[test]

@@ -216,13 +216,23 @@ impl Store for S3Store {
             Ok(resp) => {
                 // 206, or 200 with the whole object from a server that ignores Range.
                 let whole = resp.status() == 200;
-                let mut v = self.read_body(name, resp)?;
-                if whole {
-                    let start = (offset.min(v.len() as u64)) as usize;
-                    let end = (start as u64).saturating_add(len).min(v.len() as u64) as usize;
-                    v = v[start..end].to_vec();
+                if !whole {
+                    // A range answer longer than the range is a broken or hostile server:
+                    // read one byte past it to tell, and hand callers nothing else.
+                    let v = self.read_body_up_to(name, resp, len.saturating_add(1))?;
+                    if v.len() as u64 > len {
+                        return Err(StoreError::Remote {
+                            name: name.to_string(),
+                            status: 206,
+                            code: format!("more bytes than the {len} asked for"),
+                        });
+                    }
+                    return Ok(v);
                 }
-                Ok(v)
+                let v = self.read_body(name, resp)?;
+                let start = (offset.min(v.len() as u64)) as usize;
+                let end = (start as u64).saturating_add(len).min(v.len() as u64) as usize;
+                Ok(v[start..end].to_vec())
             }
             // Entirely past the end of an existing object.
             Err(Failure::Status { status: 416, .. }) => Ok(Vec::new()),
@@ -352,5 +362,44 @@ mod tests {
         );
         assert!(parse_iso8601("yesterday").is_none());
         assert!(parse_iso8601("2026-13-01T00:00:00Z").is_none());
+    }
+
+    /// A server that answers every request with `answer`, once per connection.
+    fn answering(answer: &'static [u8]) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = conn.write_all(answer);
+            }
+        });
+        format!("s3://bkt?endpoint=http://{addr}&path_style=1&allow_http=1")
+    }
+
+    /// A range answer longer than the range asked for is refused, not handed to the
+    /// caller (which would take the extra bytes as the object's); a short one (the
+    /// object ends inside the range) is the object's end.
+    #[test]
+    fn a_range_answer_longer_than_asked_is_refused() {
+        let long = answering(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+        );
+        let s = S3Store::new(S3Config::from_url_with_env(&long, &|_| None).unwrap()).unwrap();
+        match s.get_range("packs/ab/x", 0, 4) {
+            Err(StoreError::Remote { status: 206, .. }) => {}
+            other => panic!("a 10-byte answer to a 4-byte range: {other:?}"),
+        }
+        let short = answering(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nConnection: close\r\n\r\n01",
+        );
+        let s = S3Store::new(S3Config::from_url_with_env(&short, &|_| None).unwrap()).unwrap();
+        assert_eq!(s.get_range("packs/ab/x", 0, 4).unwrap(), b"01");
     }
 }

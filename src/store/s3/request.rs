@@ -186,14 +186,26 @@ impl S3Store {
         name: &str,
         resp: ureq::Response,
     ) -> Result<Vec<u8>, StoreError> {
+        self.read_body_up_to(name, resp, MAX_BODY)
+    }
+
+    /// The answer's body, at most `limit` bytes of it: the server's Content-Length only
+    /// sizes the first allocation, and never past the limit.
+    pub(super) fn read_body_up_to(
+        &self,
+        name: &str,
+        resp: ureq::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let limit = limit.min(MAX_BODY);
         let cap = resp
             .header("Content-Length")
-            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
-            .min(MAX_BODY as usize);
+            .min(limit) as usize;
         let mut v = Vec::with_capacity(cap);
         resp.into_reader()
-            .take(MAX_BODY)
+            .take(limit)
             .read_to_end(&mut v)
             .map_err(|e| StoreError::Unreachable {
                 endpoint: self.endpoint.clone(),
