@@ -477,13 +477,18 @@ impl Category {
         }
         let mut sealed = self.fetch_blob(r, &what)?;
         let ctx = Context::chunk(self.id, ino, idx).to_bytes();
-        let (range, index) = keys
+        let ((range, index), old) = keys
             .open_indexed(self.suite, &ctx, &mut sealed)
             .map_err(|e| self.integrity(what(), e.to_string()))?;
         let plain = Arc::new(sealed[range].to_vec());
         super::io::copy_part(&plain, in_chunk, out);
         self.cache.insert(key, plain);
-        self.cache.insert_index(key, Arc::new(index));
+        // A blob under the old key is about to be resealed, and the index would hold
+        // subkeys of a key that is to be destroyed (a read in flight could insert it after
+        // `set_keys` forgot the category's indexes).
+        if !old {
+            self.cache.insert_index(key, Arc::new(index));
+        }
         Ok(())
     }
 

@@ -387,16 +387,19 @@ impl Keys {
             .map(|(r, _)| r)
     }
 
-    /// [`Keys::open_in_place`] that also indexes the blob's sectors (`crypto::open_indexed`).
+    /// [`Keys::open_in_place`] that also indexes the blob's sectors (`crypto::open_indexed`),
+    /// and says whether it took the old key.
+    #[allow(clippy::type_complexity)]
     fn open_indexed(
         &self,
         suite: Suite,
         ctx: &[u8],
         sealed: &mut [u8],
-    ) -> Result<(std::ops::Range<usize>, crate::crypto::SectorIndex), crate::crypto::CryptoError>
-    {
+    ) -> Result<
+        ((std::ops::Range<usize>, crate::crypto::SectorIndex), bool),
+        crate::crypto::CryptoError,
+    > {
         self.with_fallback(|k| crate::crypto::open_indexed(k, suite, ctx, sealed))
-            .map(|(r, _)| r)
     }
 }
 
@@ -540,8 +543,20 @@ impl Category {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Replaces the key set. When an old key leaves it (destroyed, or replaced by a newer
+    /// old key at the next rotation), the category's sector indexes go too: each holds XTS
+    /// subkeys of its blob's key, and none taken from a destroyed key may stay in memory.
     fn set_keys(&self, k: Keys) {
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(k);
+        let gone = {
+            let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            let was = g.old.as_ref().map(|(v, _)| *v);
+            let gone = was.is_some() && was != k.old.as_ref().map(|(v, _)| *v);
+            *g = Arc::new(k);
+            gone
+        };
+        if gone {
+            self.cache.forget_indexes(self.id);
+        }
     }
 
     /// The key version new blobs and heads are sealed under.
