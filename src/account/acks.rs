@@ -235,10 +235,8 @@ impl Unlocked {
                     continue;
                 }
                 self.destroy_key_version(e.id, v)?;
-                if let Some(c) = cats.iter().find(|c| c.id == e.id)
-                    && c.old_key_version() == Some(v)
-                {
-                    c.drop_old_key();
+                if let Some(c) = cats.iter().find(|c| c.id == e.id) {
+                    c.drop_old_key_version(v);
                 }
                 info!(
                     "category {}: key version {v} destroyed (every trusted device is past it)",

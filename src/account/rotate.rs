@@ -317,7 +317,7 @@ impl Unlocked {
         let kept_for = self.needing(e.id, from)?;
         if kept_for.is_empty() {
             self.destroy_key_version(e.id, from)?;
-            cat.drop_old_key();
+            cat.drop_old_key_version(from);
             info!("category {name}: key version {from} destroyed");
         } else {
             info!(

@@ -547,8 +547,15 @@ impl Category {
     /// old key at the next rotation), the category's sector indexes go too: each holds XTS
     /// subkeys of its blob's key, and none taken from a destroyed key may stay in memory.
     fn set_keys(&self, k: Keys) {
+        self.update_keys(|_| Some(k));
+    }
+
+    /// [`Category::set_keys`] with the new set made from the current one under the lock
+    /// (`None`: no change).
+    fn update_keys(&self, f: impl FnOnce(&Keys) -> Option<Keys>) {
         let gone = {
             let mut g = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            let Some(k) = f(&g) else { return };
             let was = g.old.as_ref().map(|(v, _)| *v);
             let gone = was.is_some() && was != k.old.as_ref().map(|(v, _)| *v);
             *g = Arc::new(k);

@@ -111,16 +111,29 @@ impl Category {
         self.keys().old.as_ref().map(|(v, _)| *v)
     }
 
-    /// Forgets the old key version (once it is destroyed).
+    /// Forgets the old key, whichever version it is (no rotation needs it).
     pub fn drop_old_key(&self) {
-        let k = self.keys();
-        if k.old.is_some() {
-            self.set_keys(Keys {
+        self.drop_old_key_if(|_| true);
+    }
+
+    /// Forgets the old key if it is version `v`, the one just destroyed. Another device's
+    /// key taken in meanwhile (`adopt_key`) has made another version the old one, which
+    /// reads still need: that one stays.
+    pub fn drop_old_key_version(&self, v: u32) {
+        self.drop_old_key_if(|old| old == v);
+    }
+
+    /// The check and the change are one step under the key set's lock: a key set read
+    /// before a concurrent `adopt_key` and written back after it would lose the new key.
+    fn drop_old_key_if(&self, which: impl Fn(u32) -> bool) {
+        self.update_keys(|k| match &k.old {
+            Some((v, _)) if which(*v) => Some(Keys {
                 version: k.version,
                 key: k.key.duplicate(),
                 old: None,
-            });
-        }
+            }),
+            _ => None,
+        });
     }
 
     /// Starts rotating to `version` with `key`: what was written so far is committed under
@@ -468,6 +481,22 @@ mod tests {
         files.push((sparse, sd));
         c.commit().unwrap();
         files
+    }
+
+    /// The account destroys a version and drops it here only if it is still the old key:
+    /// one that another device's key change made the old key since stays.
+    #[test]
+    fn only_the_destroyed_version_is_dropped() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let c = open(&store, 1, key(1), None);
+        file(&c, "f", b"under key 1");
+        c.commit().unwrap();
+        drop(c);
+        let c = open(&store, 2, key(2), Some((1, key(1))));
+        c.drop_old_key_version(3);
+        assert_eq!((c.key_version(), c.old_key_version()), (2, Some(1)));
+        c.drop_old_key_version(1);
+        assert_eq!((c.key_version(), c.old_key_version()), (2, None));
     }
 
     #[test]
