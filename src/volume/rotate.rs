@@ -125,6 +125,9 @@ impl Category {
 
     /// The check and the change are one step under the key set's lock: a key set read
     /// before a concurrent `adopt_key` and written back after it would lose the new key.
+    /// (`begin_rotation` and `adopt_key`, the only changes of the current key, read and
+    /// write the set under the category lock, so they are ordered with each other; what
+    /// they write never carries the old key they read, so a drop between is kept.)
     fn drop_old_key_if(&self, which: impl Fn(u32) -> bool) {
         self.update_keys(|k| match &k.old {
             Some((v, _)) if which(*v) => Some(Keys {
@@ -489,14 +492,24 @@ mod tests {
     fn only_the_destroyed_version_is_dropped() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let c = open(&store, 1, key(1), None);
-        file(&c, "f", b"under key 1");
+        let ino = file(&c, "f", b"under key 1");
         c.commit().unwrap();
         drop(c);
+        // A rotation 1 -> 2 starts at open (the table is ahead of the head).
         let c = open(&store, 2, key(2), Some((1, key(1))));
         c.drop_old_key_version(3);
         assert_eq!((c.key_version(), c.old_key_version()), (2, Some(1)));
+        while !c.rotate_step(1 << 20).unwrap().finished {}
         c.drop_old_key_version(1);
         assert_eq!((c.key_version(), c.old_key_version()), (2, None));
+        // This device rotates 2 -> 3, then takes in another device's key 4 before the
+        // account destroys 2: key 3 is now the old key, which the tree's blobs need.
+        c.begin_rotation(3, key(3)).unwrap();
+        while !c.rotate_step(1 << 20).unwrap().finished {}
+        c.adopt_key(4, key(4)).unwrap();
+        c.drop_old_key_version(2);
+        assert_eq!((c.key_version(), c.old_key_version()), (4, Some(3)));
+        assert_eq!(read_all(&c, ino, 11), b"under key 1");
     }
 
     #[test]
@@ -665,13 +678,25 @@ mod tests {
         // next rotation replaces it as the old key, and the account then destroys it
         // without `drop_old_key` (which is for the old key held): its indexes go at the
         // replacement.
+        let key_of_chunk = |c: &Category, idx: u64| {
+            let s = c.lock();
+            match Category::chunk_source(&s, ino, idx) {
+                super::super::io::Source::Stored(r) => c.ckey(ino, idx, r.tag()),
+                _ => panic!("chunk {idx} is not stored"),
+            }
+        };
         read_parts(&c, ino, 24);
+        let under_2 = (0..24)
+            .map(|idx| key_of_chunk(&c, idx))
+            .find(|k| c.cache.get_index(k).is_some())
+            .expect("no chunk indexed under key 2");
         c.begin_rotation(3, key(3)).unwrap();
         while !c.rotate_step(1 << 20).unwrap().finished {}
         read_parts(&c, ino, 24);
+        assert_ne!(key_of_chunk(&c, under_2.index), under_2, "not resealed");
         assert!(
-            c.cache.indexes_of(3) > 0,
-            "nothing was indexed under keys 2 and 3"
+            c.cache.get_index(&under_2).is_some(),
+            "a key 2 index went before key 2 left the set"
         );
         c.begin_rotation(4, key(4)).unwrap();
         assert_eq!(c.old_key_version(), Some(3));
